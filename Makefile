@@ -1,0 +1,54 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# fvp top-level Makefile (Kbuild reads ./Kbuild instead when building the module).
+#
+#   make test     install what is missing, build everything, run every test
+#   make demo     boot a guest with an fvp volume and run a short fio job on it
+#   make module   build fvp.ko (against the cached test kernel, or KDIR=...)
+#   make fvpctl   build the control tool
+#
+# Against a real host kernel (Rust-enabled, built with LLVM=1 and the same rustc):
+#   make module KDIR=/lib/modules/$(uname -r)/build RUSTC=rustc BINDGEN=bindgen
+
+SHELL := /bin/bash
+FVP_CACHE ?= $(HOME)/.cache/fvp
+export FVP_CACHE
+RUSTC ?= /usr/bin/rustc
+BINDGEN ?= $(FVP_CACHE)/tools/bin/bindgen
+
+# Without KDIR, build (or reuse from the cache) the test kernel.
+ifeq ($(origin KDIR),undefined)
+kdir = $$(scripts/kernel/build.sh)
+else
+kdir = $(KDIR)
+endif
+
+.PHONY: all bootstrap kernel module fvpctl host-test test demo clean
+
+all: module fvpctl
+
+bootstrap:
+	scripts/bootstrap.sh
+
+kernel: bootstrap
+	scripts/kernel/build.sh
+
+module:
+	kdir=$(kdir) && $(MAKE) -C "$$kdir" M=$(CURDIR) LLVM=1 RUSTC=$(RUSTC) BINDGEN=$(BINDGEN) modules
+
+fvpctl:
+	cargo build --release --locked -p fvpctl
+
+host-test:
+	cargo test --locked --workspace
+
+test: bootstrap
+	scripts/run-tests.sh
+
+demo: bootstrap
+	scripts/demo.sh
+
+clean:
+	-kdir=$(kdir) && $(MAKE) -C "$$kdir" M=$(CURDIR) LLVM=1 RUSTC=$(RUSTC) BINDGEN=$(BINDGEN) clean
+	cargo clean
+	rm -rf build

@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! fvp: host RAM acceleration for block devices, with replicated write-back.
+//!
+//! This crate root registers the device-mapper target `fvp` and the control device
+//! `/dev/fvp-control`. Driver modules use only safe APIs: the FFI lives in
+//! `rust/fvp_kernel`, and the kernel-independent logic in `logic/`.
+
+use kernel::prelude::*;
+use kernel::sync::Arc;
+
+#[path = "../../../rust/fvp_kernel/mod.rs"]
+mod fvp_kernel;
+
+#[path = "logic/mod.rs"]
+mod logic;
+
+mod control;
+mod registry;
+mod target;
+
+use fvp_kernel::{dm, miscdev};
+
+module! {
+    type: FvpModule,
+    name: "fvp",
+    author: "fvp developers",
+    description: "fvp: host RAM acceleration for block devices",
+    license: "GPL",
+}
+
+/// Module version, reported by `FVP_IOC_VERSION`.
+pub(crate) const VERSION: (u32, u32, u32) = (0, 1, 0);
+/// The same, as text.
+pub(crate) const VERSION_STR: &str = "0.1.0";
+
+// The Rust view of the ABI must match include/uapi/linux/fvp.h, which bindgen read.
+const _: () = {
+    use core::mem::size_of;
+    use fvp_kernel::bindings as b;
+    assert!(size_of::<b::fvp_version>() == logic::abi::Version::SIZE);
+    assert!(size_of::<b::fvp_status>() == logic::abi::Status::SIZE);
+    assert!(b::FVP_ABI_VERSION == logic::abi::ABI_VERSION);
+    assert!(b::FVP_IOCTL_MAGIC == logic::abi::IOCTL_MAGIC);
+    assert!(b::FVP_VERSION_STR_LEN as usize == logic::abi::VERSION_STR_LEN);
+    assert!(b::FVP_FEATURE_PASSTHROUGH as u64 == logic::abi::FEATURE_PASSTHROUGH);
+};
+
+struct FvpModule {
+    // Dropped in declaration order: the control device goes first, then the target type.
+    _control: Pin<KBox<miscdev::Registration<control::Control>>>,
+    _target: Pin<KBox<dm::Registration<target::FvpTarget>>>,
+}
+
+impl kernel::Module for FvpModule {
+    fn init(module: &'static ThisModule) -> Result<Self> {
+        let registry = Arc::pin_init(registry::Registry::new(), GFP_KERNEL)?;
+        let target = KBox::pin_init(
+            dm::Registration::new(
+                c_str!("fvp"),
+                [VERSION.0, VERSION.1, VERSION.2],
+                module,
+                registry.clone(),
+            ),
+            GFP_KERNEL,
+        )?;
+        let control = KBox::pin_init(
+            miscdev::Registration::new(
+                c_str!("fvp-control"),
+                0o600,
+                module,
+                control::Control::new(registry),
+            ),
+            GFP_KERNEL,
+        )?;
+        pr_info!("fvp {} loaded (abi {})\n", VERSION_STR, logic::abi::ABI_VERSION);
+        Ok(FvpModule { _control: control, _target: target })
+    }
+}
+
+impl Drop for FvpModule {
+    fn drop(&mut self) {
+        pr_info!("fvp unloading\n");
+    }
+}

@@ -1,0 +1,10 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Pure logic of fvp: no kernel and no `std` dependency.
+//!
+//! This directory is compiled twice from the same files: into fvp.ko as the module
+//! `logic`, and on the host as the crate `fvp-logic` (see `host.rs`), where cargo runs
+//! its unit and property tests.
+
+pub mod abi;
+pub mod table;

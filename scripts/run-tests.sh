@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# `make test`: builds the test kernel (cached), fvp.ko, fvpctl and the test helpers,
+# runs the host tests (cargo) and every guest suite under tests/selftests, checks every
+# guest's kernel log for reports, and ends with one line "N passed, N failed, N skipped".
+#
+# SUITES=fvp,fvp-net limits the guest suites; KEEP_RUN=1 keeps build/run afterwards.
+set -uo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+. scripts/env.sh
+. tests/lib/qemu.sh
+export FVP_REPO=$repo
+
+t0=$(date +%s)
+passed=0 failed=0 skipped=0
+pass() { passed=$((passed + 1)); echo "PASS: $*"; }
+fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
+skip() { skipped=$((skipped + 1)); echo "SKIP: $*"; }
+summary() {
+  echo "make test took $(( $(date +%s) - t0 ))s"
+  echo "$passed passed, $failed failed, $skipped skipped"
+  [ "$failed" -eq 0 ]
+  exit
+}
+step() { echo; echo "=== $* ($(( $(date +%s) - t0 ))s)"; }
+
+step "test kernel"
+if kdir=$(scripts/kernel/build.sh); then pass "test kernel available at $kdir"
+else fail "test kernel build"; summary; fi
+export FVP_KERNEL_IMAGE=$kdir/arch/x86/boot/bzImage
+
+step "fvp.ko"
+if make -s module KDIR="$kdir"; then pass "fvp.ko builds"; else fail "fvp.ko build"; summary; fi
+
+step "fvpctl and host tests"
+if cargo build --release --locked -p fvpctl; then pass "fvpctl builds"; else fail "fvpctl build"; summary; fi
+cargo test --locked --workspace 2>&1 | tee build/cargo-test.log
+while read -r p f i; do
+  passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + i))
+done < <(sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) failed; \([0-9]*\) ignored.*/\1 \2 \3/p' build/cargo-test.log)
+grep -q '^test result:' build/cargo-test.log || fail "cargo test did not run"
+
+step "guest helpers and initramfs"
+mkdir -p build/bin
+if gcc -O2 -Wall -Werror -I include/uapi -o build/bin/fvp_ioctl_abuse tests/selftests/fvp/ioctl_abuse.c
+then pass "test helpers build"; else fail "test helpers build"; fi
+scripts/build-initramfs.sh build/initramfs.cpio.gz
+export FVP_INITRAMFS=$repo/build/initramfs.cpio.gz
+
+# Every suite directory with a Makefile is a guest suite; settings may say guests=N.
+suites=${SUITES:-$(for d in tests/selftests/*/Makefile; do basename "$(dirname "$d")"; done | paste -sd,)}
+export FVP_NET_PORT=$(( 20000 + RANDOM % 20000 ))
+rm -rf build/run
+
+for suite in ${suites//,/ }; do
+  step "guest suite $suite"
+  guests=$(sed -n 's/^guests=//p' "tests/selftests/$suite/settings" 2>/dev/null)
+  guests=${guests:-1}
+  limit=$(sed -n 's/^timeout=//p' "tests/selftests/$suite/settings" 2>/dev/null)
+  nprogs=$(sed -n 's/^TEST_PROGS *+\?= *//p' "tests/selftests/$suite/Makefile" | wc -w)
+  limit=$(( ${limit:-300} * nprogs + 120 ))
+  run=$repo/build/run/$suite
+  mkdir -p "$run"
+  for n in $(seq 1 "$guests"); do guest_start "$run" "$n" "$guests" "$suite"; done
+  for n in $(seq 1 "$guests"); do
+    dir=$run/node$n
+    guest_wait "$run" "$n" "$limit" || fail "$suite: guest $n finished within ${limit}s"
+    sed "s/^/[node$n] /" "$dir/tests.log" 2>/dev/null
+    for prog in $(sed -n 's/^TEST_PROGS *+\?= *//p' "tests/selftests/$suite/Makefile"); do
+      name=${prog%.sh}
+      tap=$dir/out/$suite/$name.tap
+      rc=$(cat "$dir/out/$suite/$name.rc" 2>/dev/null || echo missing)
+      label="$suite/$name (node $n)"
+      if [ ! -f "$tap" ]; then fail "$label did not run"; continue; fi
+      p=$(grep -cE '^ok [0-9]+' "$tap" | tr -d ' '); s=$(grep -cE '^ok [0-9]+ .*# SKIP' "$tap")
+      f=$(grep -cE '^not ok [0-9]+' "$tap")
+      passed=$((passed + p - s)); skipped=$((skipped + s)); failed=$((failed + f))
+      case $rc in
+        0) [ "$f" -eq 0 ] || fail "$label exited 0 despite failures" ;;
+        4) [ "$s" -gt 0 ] || skip "$label: $(grep -m1 -i 'skip' "$tap" || echo 'skipped without a reason')" ;;
+        *) [ "$f" -gt 0 ] || fail "$label exited $rc" ;;
+      esac
+    done
+    reports=$(guest_reports "$dir")
+    if [ -n "$reports" ]; then
+      fail "$suite: kernel reports in node $n's log ($dir/console.log):"
+      echo "$reports"
+    else
+      pass "$suite: no kernel reports in node $n's log"
+    fi
+  done
+done
+
+[ -n "${KEEP_RUN:-}" ] || find build/run -name '*.img' -delete
+summary

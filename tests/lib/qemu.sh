@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Host-side helpers to boot fvp test guests under QEMU. Sourced by scripts.
+#
+# Each guest gets: the test kernel and initramfs; the host root read-only over 9p
+# ("hostroot") and a writable results directory ("out"); a private virtio disk
+# (serial fvp-private0); optionally the disk shared by all guests (serial fvp-shared,
+# share-rw); one NIC on an L2 segment shared by all guests of the run (QEMU multicast
+# socket on loopback); a serial console log, a second serial port for test output, and
+# a QMP socket for fault injection (tests/lib/qmp.py).
+#
+# QEMU_ACCEL=kvm opts into KVM (nested KVM hangs on some hosts; TCG is the default).
+
+QEMU_ACCEL=${QEMU_ACCEL:-tcg}
+QEMU_MEM=${QEMU_MEM:-1024}
+QEMU_SMP=${QEMU_SMP:-2}
+GUEST_DISK_MB=${GUEST_DISK_MB:-256}
+
+# guest_start RUN_DIR NODE NODES SUITES [SHARED_IMG]
+# Boots guest NODE (1-based) in the background; its files live in RUN_DIR/nodeN.
+guest_start() {
+  local run=$1 node=$2 nodes=$3 suites=$4 shared=${5:-}
+  local dir=$run/node$node
+  mkdir -p "$dir/out"
+  truncate -s "${GUEST_DISK_MB}M" "$dir/private0.img"
+  local accel=(-accel tcg)
+  [ "$QEMU_ACCEL" = kvm ] && accel=(-accel kvm -cpu host)
+  local shared_args=()
+  if [ -n "$shared" ]; then
+    shared_args=(-drive "if=none,id=shared,file=$shared,format=raw,cache=none,file.locking=off"
+      -device "virtio-blk-pci,drive=shared,serial=fvp-shared,share-rw=on")
+  fi
+  qemu-system-x86_64 "${accel[@]}" -smp "$QEMU_SMP" -m "$QEMU_MEM" \
+    -nodefaults -display none -no-reboot \
+    -kernel "$FVP_KERNEL_IMAGE" -initrd "$FVP_INITRAMFS" \
+    -append "console=ttyS0 panic=-1 loglevel=6 fvpnode=$node fvpnodes=$nodes fvpsuites=$suites fvprepo=$FVP_REPO" \
+    -serial "file:$dir/console.log" -serial "file:$dir/tests.log" \
+    -qmp "unix:$dir/qmp.sock,server=on,wait=off" \
+    -fsdev "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap" \
+    -device "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot" \
+    -fsdev "local,id=out,path=$dir/out,security_model=none" \
+    -device "virtio-9p-pci,fsdev=out,mount_tag=out" \
+    -drive "if=none,id=private0,file=$dir/private0.img,format=raw,cache=none" \
+    -device "virtio-blk-pci,drive=private0,serial=fvp-private0" \
+    "${shared_args[@]}" \
+    -netdev "socket,id=net0,mcast=230.0.0.1:$FVP_NET_PORT,localaddr=127.0.0.1" \
+    -device "virtio-net-pci,netdev=net0,mac=52:54:00:77:00:$(printf %02x "$node")" \
+    >"$dir/qemu.log" 2>&1 &
+  echo $! >"$dir/qemu.pid"
+}
+
+# guest_wait RUN_DIR NODE TIMEOUT_S: waits for the guest to power off; kills it after
+# the timeout. Returns non-zero on timeout.
+guest_wait() {
+  local dir=$1/node$2 limit=$3 pid
+  pid=$(cat "$dir/qemu.pid")
+  local waited=0
+  while kill -0 "$pid" 2>/dev/null; do
+    if [ "$waited" -ge "$limit" ]; then
+      echo "guest $2: timed out after ${limit}s, killing" >&2
+      kill -9 "$pid" 2>/dev/null
+      return 1
+    fi
+    sleep 1; waited=$((waited + 1))
+  done
+  wait "$pid" 2>/dev/null
+  return 0
+}
+
+# Kernel reports that fail a run, whatever the tests said.
+KERNEL_REPORT_RE='Oops|BUG:|WARNING:|UBSAN:|Kernel panic|general protection fault|INFO: (task .* blocked|possible|trying to register non-static key|lockdep is turned off)|DEBUG_LOCKS_WARN_ON|soft lockup|hard LOCKUP|list_(add|del) corruption|Call Trace|sleeping function called from invalid context'
+
+# guest_reports DIR: prints the kernel reports in a guest's console log.
+guest_reports() {
+  grep -E -n "$KERNEL_REPORT_RE" "$1/console.log" 2>/dev/null | head -40
+}

@@ -1,0 +1,33 @@
+#!/bin/sh
+# Every malformed fvp table line is refused with EINVAL and a clear message in the
+# kernel log, and leaves no device behind.
+. ../lib/ktap.sh
+. ../lib/fvp.sh
+fvp_load
+dev=$(fvp_private_disk)
+devno=$(fvp_devno "$dev")
+size=$(fvp_sectors "$dev")
+
+# name | table | message expected in dmesg
+cases="missing device|0 8 fvp|missing argument: <backing-dev>
+nonexistent device path|0 8 fvp /dev/does-not-exist|cannot open backing device
+nonexistent device number|0 8 fvp 250:250|cannot open backing device
+length beyond the device|0 $((size + 8)) fvp $devno|target length exceeds the backing device size
+extra argument|0 8 fvp $devno extra|too many arguments
+unknown option|0 8 fvp $devno cache=ram|unknown option
+option instead of device|0 8 fvp mode=wb|invalid <backing-dev> argument"
+
+ktap_plan $(echo "$cases" | wc -l)
+echo "$cases" | while IFS='|' read -r name table message; do
+  fvp_dmesg_mark
+  out=$(dmsetup create fvp_bad --table "$table" 2>&1); rc=$?
+  log=$(fvp_dmesg_new)
+  ok=1
+  [ $rc -ne 0 ] || { ok=0; ktap_info "$name: accepted"; dmsetup remove fvp_bad; }
+  echo "$out" | grep -q "Invalid argument" || { ok=0; ktap_info "$name: dmsetup said: $out"; }
+  echo "$log" | grep -q "fvp: $message" || { ok=0; ktap_info "$name: dmesg: $log"; }
+  dmsetup info fvp_bad >/dev/null 2>&1 && { ok=0; ktap_info "$name: device left behind"; dmsetup remove fvp_bad; }
+  [ $ok = 1 ] && ktap_pass "$name is rejected" || ktap_fail "$name is rejected"
+done | tee /tmp/bad_table.out
+grep -q '^not ok' /tmp/bad_table.out && exit 1
+exit 0

@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Bad ioctls against /dev/fvp-control: each must fail with the documented errno and
+ * leave no kernel report (the host checks the guest's log). Prints KTAP.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/capability.h>
+#include <linux/fvp.h>
+
+static int test_no, failures;
+
+static void result(int ok, const char *what)
+{
+	test_no++;
+	if (!ok)
+		failures++;
+	printf("%sok %d %s\n", ok ? "" : "not ", test_no, what);
+}
+
+/* Runs ioctl(fd, cmd, arg) and checks it fails with errno `want`. */
+static void expect_errno(int fd, unsigned long cmd, void *arg, int want, const char *what)
+{
+	char buf[160];
+	int ret = ioctl(fd, cmd, arg);
+	int err = ret < 0 ? errno : 0;
+
+	if (ret >= 0 || err != want)
+		printf("# %s: ret %d errno %d (%s), want errno %d (%s)\n", what, ret, err,
+		       strerror(err), want, strerror(want));
+	snprintf(buf, sizeof(buf), "%s fails with %s", what, strerror(want));
+	result(ret < 0 && err == want, buf);
+}
+
+/* Sets or clears CAP_SYS_ADMIN in the effective set (it stays permitted). */
+static int set_sys_admin(int on)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct data[2];
+
+	if (syscall(SYS_capget, &hdr, data))
+		return -1;
+	if (on)
+		data[0].effective |= 1u << CAP_SYS_ADMIN;
+	else
+		data[0].effective &= ~(1u << CAP_SYS_ADMIN);
+	return syscall(SYS_capset, &hdr, data);
+}
+
+int main(void)
+{
+	struct fvp_version v;
+	char small[8];
+	int fd = open("/dev/" FVP_CONTROL_NAME, O_RDWR);
+
+	printf("TAP version 13\n1..9\n");
+	if (fd < 0) {
+		printf("# open /dev/%s: %s\n", FVP_CONTROL_NAME, strerror(errno));
+		printf("Bail out! cannot open the control device\n");
+		return 1;
+	}
+
+	memset(&v, 0, sizeof(v));
+	result(ioctl(fd, FVP_IOC_VERSION, &v) == 0 && v.abi_version == FVP_ABI_VERSION &&
+	       (v.features & FVP_FEATURE_PASSTHROUGH),
+	       "FVP_IOC_VERSION succeeds and reports the ABI version");
+
+	expect_errno(fd, _IOR(FVP_IOCTL_MAGIC, 0x7f, struct fvp_version), &v, ENOTTY,
+		     "unknown fvp command number");
+	expect_errno(fd, _IO('x', 1), NULL, ENOTTY, "foreign ioctl type");
+	expect_errno(fd, _IOR(FVP_IOCTL_MAGIC, 0x00, char[8]), small, EINVAL,
+		     "FVP_IOC_VERSION encoded with the wrong size");
+	expect_errno(fd, _IOW(FVP_IOCTL_MAGIC, 0x00, struct fvp_version), &v, EINVAL,
+		     "FVP_IOC_VERSION encoded with the wrong direction");
+	expect_errno(fd, FVP_IOC_VERSION, NULL, EFAULT, "FVP_IOC_VERSION to a NULL pointer");
+	expect_errno(fd, FVP_IOC_STATUS, (void *)(uintptr_t)0xffff888000000000ull, EFAULT,
+		     "FVP_IOC_STATUS to a kernel address");
+
+	if (set_sys_admin(0)) {
+		printf("# capset: %s\n", strerror(errno));
+		result(0, "drop CAP_SYS_ADMIN");
+	} else {
+		expect_errno(fd, FVP_IOC_VERSION, &v, EPERM, "FVP_IOC_VERSION without CAP_SYS_ADMIN");
+		set_sys_admin(1);
+	}
+	result(ioctl(fd, FVP_IOC_STATUS, &(struct fvp_status){0}) == 0,
+	       "FVP_IOC_STATUS succeeds again with CAP_SYS_ADMIN");
+	close(fd);
+	printf("# totals: fail:%d\n", failures);
+	return failures ? 1 : 0;
+}

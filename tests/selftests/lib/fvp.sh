@@ -1,0 +1,23 @@
+#!/bin/sh
+# Helpers shared by fvp's guest tests. Sourced after lib/ktap.sh.
+FVP_KO="$FVP_REPO/fvp.ko"
+
+fvp_load() { lsmod | grep -q '^fvp ' || insmod "$FVP_KO"; }
+fvp_unload() { ! lsmod | grep -q '^fvp ' || rmmod fvp; }
+
+# The first virtio disk that is not shared by all guests.
+fvp_private_disk() {
+  for d in /sys/block/vd*; do
+    [ "$(cat "$d/serial" 2>/dev/null)" = "fvp-private0" ] && { echo "/dev/${d##*/}"; return; }
+  done
+  echo /dev/vda
+}
+
+# major:minor of a block device node (dmsetup tables inside the chroot need it).
+fvp_devno() { printf '%d:%d\n' "0x$(stat -L -c %t "$1")" "0x$(stat -L -c %T "$1")"; }
+
+fvp_sectors() { blockdev --getsz "$1"; }
+
+# Kernel messages since the last call to fvp_dmesg_mark.
+fvp_dmesg_mark() { _fvp_dmesg_lines=$(dmesg | wc -l); }
+fvp_dmesg_new() { dmesg | tail -n +$((_fvp_dmesg_lines + 1)); }
