@@ -57,7 +57,7 @@ for suite in ${suites//,/ }; do
   guests=$(sed -n 's/^guests=//p' "tests/selftests/$suite/settings" 2>/dev/null)
   guests=${guests:-1}
   limit=$(sed -n 's/^timeout=//p' "tests/selftests/$suite/settings" 2>/dev/null)
-  nprogs=$(sed -n 's/^TEST_PROGS *+\?= *//p' "tests/selftests/$suite/Makefile" | wc -w)
+  nprogs=$(sed -n 's/^TEST_PROGS *[:+]\?= *//p' "tests/selftests/$suite/Makefile" | wc -w)
   limit=$(( ${limit:-300} * nprogs + 120 ))
   run=$repo/build/run/$suite
   mkdir -p "$run"
@@ -66,7 +66,7 @@ for suite in ${suites//,/ }; do
     dir=$run/node$n
     guest_wait "$run" "$n" "$limit" || fail "$suite: guest $n finished within ${limit}s"
     sed "s/^/[node$n] /" "$dir/tests.log" 2>/dev/null
-    for prog in $(sed -n 's/^TEST_PROGS *+\?= *//p' "tests/selftests/$suite/Makefile"); do
+    for prog in $(sed -n 's/^TEST_PROGS *[:+]\?= *//p' "tests/selftests/$suite/Makefile"); do
       name=${prog%.sh}
       tap=$dir/out/$suite/$name.tap
       rc=$(cat "$dir/out/$suite/$name.rc" 2>/dev/null || echo missing)

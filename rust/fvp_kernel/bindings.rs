@@ -14,7 +14,8 @@
     non_snake_case,
     improper_ctypes,
     unreachable_pub,
-    unsafe_op_in_unsafe_fn
+    unsafe_op_in_unsafe_fn,
+    unnecessary_transmutes
 )]
 
 pub use kernel::bindings::*;

@@ -453,8 +453,8 @@ unsafe extern "C" fn status_callback<T: Target>(
     // touches during the call.
     let buf = unsafe { core::slice::from_raw_parts_mut(result.cast::<u8>(), maxlen as usize) };
     let kind = match kind {
-        bindings::STATUSTYPE_INFO => StatusType::Info,
-        bindings::STATUSTYPE_TABLE => StatusType::Table,
+        bindings::status_type_t_STATUSTYPE_INFO => StatusType::Info,
+        bindings::status_type_t_STATUSTYPE_TABLE => StatusType::Table,
         _ => StatusType::Ima,
     };
     target.status(info, kind, &mut StatusWriter::new(buf));

@@ -3,14 +3,17 @@
 # kselftest suites, in order, each under a timeout. Each program's KTAP output goes to
 # /tmp/out/<suite>/<program>.tap and its exit code to <program>.rc.
 repo=$1 node=$2 nodes=$3 suites=$4
+# No udev in the guests: libdevmapper must create /dev/mapper nodes itself.
+export DM_DISABLE_UDEV=1
 export FVP_REPO="$repo" FVP_NODE="$node" FVP_NODES="$nodes"
 export PATH="$repo/build/bin:$repo/target/release:/usr/sbin:/usr/bin:/sbin:/bin"
 for suite in $(echo "$suites" | tr ',' ' '); do
   dir="$repo/tests/selftests/$suite"
+  [ -d "$dir" ] || dir="$repo/tests/$suite"
   out="/tmp/out/$suite"
   mkdir -p "$out"
   timeout_s=$(sed -n 's/^timeout=//p' "$dir/settings" 2>/dev/null)
-  for prog in $(sed -n 's/^TEST_PROGS *+\?= *//p' "$dir/Makefile"); do
+  for prog in $(sed -n 's/^TEST_PROGS *[:+]\?= *//p' "$dir/Makefile"); do
     name=${prog%.sh}
     echo "# running $suite/$prog on node $node"
     (cd "$dir" && timeout "${timeout_s:-300}" ./"$prog") >"$out/$name.tap" 2>&1

@@ -9,9 +9,13 @@
 use kernel::prelude::*;
 use kernel::sync::Arc;
 
+// Both are libraries compiled into this crate: their public API is wider than what
+// this version of the driver uses, and `logic` is public for its host build.
+#[allow(dead_code, unreachable_pub)]
 #[path = "../../../rust/fvp_kernel/mod.rs"]
 mod fvp_kernel;
 
+#[allow(dead_code, unreachable_pub)]
 #[path = "logic/mod.rs"]
 mod logic;
 
@@ -57,7 +61,7 @@ impl kernel::Module for FvpModule {
         let registry = Arc::pin_init(registry::Registry::new(), GFP_KERNEL)?;
         let target = KBox::pin_init(
             dm::Registration::new(
-                c_str!("fvp"),
+                c"fvp",
                 [VERSION.0, VERSION.1, VERSION.2],
                 module,
                 registry.clone(),
@@ -66,7 +70,7 @@ impl kernel::Module for FvpModule {
         )?;
         let control = KBox::pin_init(
             miscdev::Registration::new(
-                c_str!("fvp-control"),
+                c"fvp-control",
                 0o600,
                 module,
                 control::Control::new(registry),

@@ -6,7 +6,9 @@
 ktap_plan 2
 fvp_load
 dev=$(fvp_private_disk)
-dmsetup create fvp_fio --table "0 $(fvp_sectors "$dev") fvp $(fvp_devno "$dev")"
+if ! fvp_dm_create fvp_fio "0 $(fvp_sectors "$dev") fvp $(fvp_devno "$dev")"; then
+  ktap_fail "create the volume"; ktap_finish
+fi
 for qd in 1 16; do
   if fio --name=verify_qd$qd --filename=/dev/mapper/fvp_fio --thread --direct=1 \
       --ioengine=libaio --iodepth=$qd --rw=randwrite --bs=4k --size=64M \

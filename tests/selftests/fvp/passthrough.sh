@@ -9,8 +9,7 @@ dev=$(fvp_private_disk)
 devno=$(fvp_devno "$dev")
 size=$(fvp_sectors "$dev")
 
-dmsetup create fvp_pt --table "0 $size fvp $devno"
-ktap_check "volume created over $dev ($size sectors)" test -b /dev/mapper/fvp_pt
+ktap_check "volume created over $dev ($size sectors)" fvp_dm_create fvp_pt "0 $size fvp $devno"
 
 table=$(dmsetup table fvp_pt)
 [ "$table" = "0 $size fvp $devno" ] && ktap_pass "table line round-trips" \

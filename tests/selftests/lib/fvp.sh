@@ -21,3 +21,9 @@ fvp_sectors() { blockdev --getsz "$1"; }
 # Kernel messages since the last call to fvp_dmesg_mark.
 fvp_dmesg_mark() { _fvp_dmesg_lines=$(dmesg | wc -l); }
 fvp_dmesg_new() { dmesg | tail -n +$((_fvp_dmesg_lines + 1)); }
+
+# fvp_dm_create NAME TABLE: creates a dm device and checks its node is a block device
+# (so that a later test never writes to a regular file by mistake).
+fvp_dm_create() {
+  dmsetup create "$1" --table "$2" && test -b "/dev/mapper/$1"
+}

@@ -6,6 +6,7 @@
 #![no_std]
 
 #[cfg(test)]
+#[macro_use]
 extern crate std;
 
 #[path = "mod.rs"]
