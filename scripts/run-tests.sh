@@ -23,6 +23,14 @@ summary() {
   exit
 }
 step() { echo; echo "=== $* ($(( $(date +%s) - t0 ))s)"; }
+# count_tap FILE: adds a KTAP file's results to the totals; sets tap_failed, tap_skipped.
+count_tap() {
+  local ok
+  ok=$(grep -cE '^ok [0-9]+' "$1"); tap_skipped=$(grep -cE '^ok [0-9]+ .*# SKIP' "$1")
+  tap_failed=$(grep -cE '^not ok [0-9]+' "$1")
+  passed=$((passed + ok - tap_skipped)); skipped=$((skipped + tap_skipped))
+  failed=$((failed + tap_failed))
+}
 
 step "test kernel"
 if kdir=$(scripts/kernel/build.sh); then pass "test kernel available at $kdir"
@@ -62,6 +70,12 @@ for suite in ${suites//,/ }; do
   run=$repo/build/run/$suite
   mkdir -p "$run"
   for n in $(seq 1 "$guests"); do guest_start "$run" "$n" "$guests" "$suite"; done
+  # A suite's host.sh, if any, runs beside its guests (fault injection through QMP).
+  host_pid=
+  if [ -x "tests/selftests/$suite/host.sh" ]; then
+    timeout "$limit" "tests/selftests/$suite/host.sh" "$run" >"$run/host.tap" 2>&1 &
+    host_pid=$!
+  fi
   for n in $(seq 1 "$guests"); do
     dir=$run/node$n
     guest_wait "$run" "$n" "$limit" || fail "$suite: guest $n finished within ${limit}s"
@@ -72,9 +86,7 @@ for suite in ${suites//,/ }; do
       rc=$(cat "$dir/out/$suite/$name.rc" 2>/dev/null || echo missing)
       label="$suite/$name (node $n)"
       if [ ! -f "$tap" ]; then fail "$label did not run"; continue; fi
-      p=$(grep -cE '^ok [0-9]+' "$tap" | tr -d ' '); s=$(grep -cE '^ok [0-9]+ .*# SKIP' "$tap")
-      f=$(grep -cE '^not ok [0-9]+' "$tap")
-      passed=$((passed + p - s)); skipped=$((skipped + s)); failed=$((failed + f))
+      count_tap "$tap"; f=$tap_failed; s=$tap_skipped
       case $rc in
         0) [ "$f" -eq 0 ] || fail "$label exited 0 despite failures" ;;
         4) [ "$s" -gt 0 ] || skip "$label: $(grep -m1 -i 'skip' "$tap" || echo 'skipped without a reason')" ;;
@@ -89,6 +101,12 @@ for suite in ${suites//,/ }; do
       pass "$suite: no kernel reports in node $n's log"
     fi
   done
+  if [ -n "$host_pid" ]; then
+    wait "$host_pid"; rc=$?
+    sed "s/^/[host] /" "$run/host.tap"
+    count_tap "$run/host.tap"
+    [ "$rc" -eq 0 ] || [ "$tap_failed" -gt 0 ] || fail "$suite/host.sh exited $rc"
+  fi
 done
 
 [ -n "${KEEP_RUN:-}" ] || find build/run -name '*.img' -delete

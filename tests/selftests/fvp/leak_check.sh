@@ -1,0 +1,41 @@
+#!/bin/sh
+# Constructing and destroying volumes (good and bad tables) and using the control
+# device leaks nothing: kmemleak finds no unreferenced object allocated by fvp.ko.
+. ../lib/ktap.sh
+. ../lib/fvp.sh
+KML=/sys/kernel/debug/kmemleak
+ktap_plan 2
+if [ ! -w $KML ]; then
+  ktap_skip "no kmemleak leaks from fvp" "kernel without CONFIG_DEBUG_KMEMLEAK"
+  ktap_skip "clean unload after the workload" "kernel without CONFIG_DEBUG_KMEMLEAK"
+  ktap_finish
+fi
+fvp_load
+dev=$(fvp_private_disk)
+devno=$(fvp_devno "$dev")
+# Forget what was allocated before; only new leaks count.
+echo clear >$KML
+i=0
+while [ $i -lt 20 ]; do
+  fvp_dm_create fvp_leak "0 4096 fvp $devno"
+  dd if=/dev/mapper/fvp_leak of=/dev/null bs=4k count=16 iflag=direct 2>/dev/null
+  fvpctl status >/dev/null
+  dmsetup remove fvp_leak
+  dmsetup create fvp_leak_bad --table "0 4096 fvp $devno bogus" 2>/dev/null
+  dmsetup create fvp_leak_bad --table "0 4096 fvp /dev/nope" 2>/dev/null
+  fvp_ioctl_abuse >/dev/null
+  i=$((i + 1))
+done
+# kmemleak reports an object only once it is older than 5 s and unreferenced in a scan.
+sleep 6
+echo scan >$KML
+echo scan >$KML
+cat $KML >/tmp/kmemleak.txt
+leaks=$(awk '/^unreferenced object/ { obj = $0 } /\[fvp\]/ && obj { print obj; obj = "" }' /tmp/kmemleak.txt)
+if [ -z "$leaks" ]; then ktap_pass "no kmemleak leaks from fvp"
+else
+  ktap_fail "no kmemleak leaks from fvp"
+  sed 's/^/# /' /tmp/kmemleak.txt | head -60
+fi
+ktap_check "clean unload after the workload" rmmod fvp
+ktap_finish
