@@ -20,6 +20,7 @@ for fault in link pause; do
   wait_for "$n1/guest-$fault-observed" 120
   "$qmp" "$run/node2/qmp.sock" $off >/dev/null; result $? "qmp $off on node 2"
   touch "$n1/host-$fault-cleared"
+  wait_for "$n1/guest-$fault-recovered" 120
 done
 wait_for "$n1/guest-done" 120
 touch "$n2/host-done"

@@ -30,6 +30,7 @@ for fault in link pause; do
   touch "$OUT/guest-$fault-observed"
   wait_for "host-$fault-cleared" 120 || { ktap_fail "host cleared $fault"; continue; }
   ktap_check "node 2 reachable again after its $fault fault is cleared" reach_within 60
+  touch "$OUT/guest-$fault-recovered"
 done
 touch $OUT/guest-done
 ktap_finish
