@@ -10,6 +10,7 @@ cd "$repo"
 . scripts/env.sh
 . tests/lib/qemu.sh
 export FVP_REPO=$repo
+mkdir -p build
 
 t0=$(date +%s)
 passed=0 failed=0 skipped=0
