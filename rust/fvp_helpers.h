@@ -14,7 +14,36 @@
 #include <linux/miscdevice.h>
 #include <uapi/linux/fvp.h>
 
+#include <linux/completion.h>
+#include <linux/delay.h>
+#include <linux/highmem.h>
+#include <linux/sched/signal.h>
+#include <linux/mm.h>
+#include <linux/workqueue.h>
+
 void fvp_helper_bio_set_dev(struct bio *bio, struct block_device *bdev);
 sector_t fvp_helper_bdev_nr_sectors(struct block_device *bdev);
+void fvp_helper_bio_copy_page(struct bio *bio, unsigned int bio_offset, struct page *page,
+			      unsigned int page_offset, unsigned int len, bool to_bio);
+struct page *fvp_helper_alloc_page(gfp_t gfp);
+void fvp_helper_get_page(struct page *page);
+void fvp_helper_put_page(struct page *page);
+unsigned long fvp_helper_page_to_pfn(struct page *page);
+struct page *fvp_helper_pfn_to_page(unsigned long pfn);
+dev_t fvp_helper_dm_target_devt(struct dm_target *ti);
+void fvp_helper_init_completion(struct completion *c);
+void fvp_helper_reinit_completion(struct completion *c);
+void fvp_helper_flush_workqueue(struct workqueue_struct *wq);
+bool fvp_helper_signal_pending(void);
+struct workqueue_struct *fvp_helper_alloc_workqueue(const char *name, unsigned int flags,
+						   int max_active);
+
+#ifdef __BINDGEN__
+/* Macros with casts that bindgen cannot evaluate, as constants it can. */
+const gfp_t FVP_GFP_NOIO = GFP_NOIO;
+const blk_mode_t FVP_BLK_OPEN_READ = BLK_OPEN_READ;
+const blk_mode_t FVP_BLK_OPEN_WRITE = BLK_OPEN_WRITE;
+const blk_status_t FVP_BLK_STS_IOERR = BLK_STS_IOERR;
+#endif
 
 #endif /* FVP_HELPERS_H */

@@ -5,7 +5,18 @@
 //! C header: [`include/linux/blk_types.h`](srctree/include/linux/blk_types.h)
 
 use super::bindings;
+use super::pages::{CountedPage, PageRef};
+use core::pin::Pin;
+use kernel::alloc::{flags::GFP_NOWAIT, Flags};
+use kernel::error::to_result;
+use kernel::init::PinInit;
+use kernel::prelude::*;
+use kernel::sync::Arc;
 use kernel::types::Opaque;
+
+/// Allocation flags on the I/O path. 6.12's `Flags` has no `GFP_NOIO`; `GFP_NOWAIT`
+/// cannot recurse into I/O either, and callers fall back when it fails.
+const GFP_NOIO_FLAGS: Flags = GFP_NOWAIT;
 
 /// A block device a target has opened (`struct block_device`).
 ///
@@ -32,6 +43,12 @@ impl BlockDevice {
     /// The raw pointer, for calls into C.
     pub(crate) fn as_raw(&self) -> *mut bindings::block_device {
         self.0.get()
+    }
+
+    /// The device number (`dev_t`).
+    pub fn devt(&self) -> u32 {
+        // SAFETY: the device is open (type invariant); `bd_dev` never changes.
+        unsafe { (*self.as_raw()).bd_dev }
     }
 
     /// The size of the device in 512-byte sectors.
@@ -63,84 +80,396 @@ pub enum Op {
     Other,
 }
 
-/// A bio that device-mapper passed to a target's `map` function.
+/// Completion status of a bio (`blk_status_t`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BioStatus(u8);
+
+impl BioStatus {
+    /// `BLK_STS_OK`.
+    pub const OK: Self = Self(0);
+    /// `BLK_STS_IOERR`.
+    pub const IOERR: Self = Self(bindings::FVP_BLK_STS_IOERR);
+
+    /// Whether the I/O succeeded.
+    pub fn is_ok(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// A bio that device-mapper handed to a target's `map`, owned by the target until it
+/// remaps or completes it.
 ///
 /// # Invariants
 ///
-/// The wrapped `bio` is live and owned by the target for the duration of the borrow.
-#[repr(transparent)]
-pub struct Bio(Opaque<bindings::bio>);
+/// `bio` is live and owned by this value: device-mapper gave it to `map`, and it has been
+/// neither remapped (returned to device-mapper) nor completed.
+pub struct DmBio {
+    bio: core::ptr::NonNull<bindings::bio>,
+}
 
-impl Bio {
-    /// Creates a mutable reference from a raw pointer.
-    ///
+// SAFETY: a bio may be completed from any thread; the value owns it exclusively.
+unsafe impl Send for DmBio {}
+// SAFETY: shared access only reads immutable fields of the bio.
+unsafe impl Sync for DmBio {}
+
+impl DmBio {
     /// # Safety
     ///
-    /// `ptr` must point to a live bio that nothing else accesses during `'a`.
-    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::bio) -> &'a mut Self {
-        // SAFETY: `Bio` is `repr(transparent)` over `bio`; the caller guarantees validity
-        // and exclusive access for `'a`.
-        unsafe { &mut *ptr.cast::<Self>() }
+    /// `bio` must be a bio device-mapper passed to `map`, whose ownership moves to the
+    /// new value.
+    pub(crate) unsafe fn from_raw(bio: *mut bindings::bio) -> Self {
+        // INVARIANT: ownership is the caller's guarantee; dm never passes NULL.
+        Self { bio: core::ptr::NonNull::new(bio).expect("device-mapper passes a bio") }
     }
 
     fn raw(&self) -> &bindings::bio {
-        // SAFETY: By the type invariant the bio is live and we have at least shared access.
-        unsafe { &*self.0.get() }
+        // SAFETY: the bio is live (type invariant).
+        unsafe { self.bio.as_ref() }
     }
 
-    fn raw_mut(&mut self) -> &mut bindings::bio {
-        // SAFETY: By the type invariant the bio is live, and `&mut self` gives exclusive access.
-        unsafe { &mut *self.0.get() }
-    }
-
-    /// The first sector the bio addresses.
+    /// First sector the bio addresses.
     pub fn sector(&self) -> u64 {
         self.raw().bi_iter.bi_sector
     }
 
-    /// Redirects the bio to `sector`.
-    pub fn set_sector(&mut self, sector: u64) {
-        self.raw_mut().bi_iter.bi_sector = sector;
-    }
-
-    /// Remaining bytes of data the bio carries.
+    /// Bytes of data.
     pub fn size(&self) -> u32 {
         self.raw().bi_iter.bi_size
     }
 
-    /// The raw `bi_opf` value: operation and flags.
+    /// The raw `bi_opf`.
     pub fn opf(&self) -> u32 {
         self.raw().bi_opf
     }
 
-    /// The bio's operation.
+    /// The operation.
     pub fn op(&self) -> Op {
-        let op = self.opf() & ((1 << bindings::REQ_OP_BITS) - 1);
-        match op {
-            x if x == bindings::req_op_REQ_OP_READ => Op::Read,
-            x if x == bindings::req_op_REQ_OP_WRITE => Op::Write,
-            x if x == bindings::req_op_REQ_OP_FLUSH => Op::Flush,
-            x if x == bindings::req_op_REQ_OP_DISCARD => Op::Discard,
-            x if x == bindings::req_op_REQ_OP_WRITE_ZEROES => Op::WriteZeroes,
-            _ => Op::Other,
-        }
+        op_of(self.opf())
     }
 
-    /// Whether the bio asks for the device's volatile cache to be flushed first.
+    /// Whether the device's volatile cache must be flushed before the data is written.
     pub fn is_preflush(&self) -> bool {
         self.opf() & (1 << bindings::req_flag_bits___REQ_PREFLUSH) != 0
     }
 
-    /// Whether the bio's data must be durable when it completes.
+    /// Whether the data must be durable when the bio completes.
     pub fn is_fua(&self) -> bool {
         self.opf() & (1 << bindings::req_flag_bits___REQ_FUA) != 0
     }
 
-    /// Points the bio at another block device.
-    pub fn set_dev(&mut self, bdev: &BlockDevice) {
-        // SAFETY: The bio is live and exclusively ours (type invariant); `bdev` is open
-        // (its type invariant) and outlives the bio, because the target that owns it is
-        // only destroyed after device-mapper has drained all of its bios.
-        unsafe { bindings::fvp_helper_bio_set_dev(self.0.get(), bdev.as_raw()) }
+    fn check_range(&self, offset: u32, len: u32) -> bool {
+        offset.checked_add(len).is_some_and(|end| end <= self.size())
+    }
+
+    /// Copies `len` bytes of the bio's data starting `offset` bytes in into `page` at
+    /// `page_offset`. Out-of-range requests copy nothing and return `false`.
+    pub fn copy_to_page(&self, offset: u32, page: PageRef<'_>, page_offset: u32, len: u32) -> bool {
+        if !self.check_range(offset, len) || page_offset as usize + len as usize > PAGE_SIZE {
+            return false;
+        }
+        // SAFETY: the bio is live and ours (type invariant); the ranges were checked; the
+        // page is allocated while `page` is borrowed.
+        unsafe {
+            bindings::fvp_helper_bio_copy_page(
+                self.bio.as_ptr(),
+                offset,
+                page.as_raw(),
+                page_offset,
+                len,
+                false,
+            )
+        };
+        true
+    }
+
+    /// Copies `len` bytes from `page` at `page_offset` into the bio's data starting
+    /// `offset` bytes in. Out-of-range requests copy nothing and return `false`.
+    pub fn copy_from_page(&mut self, offset: u32, page: PageRef<'_>, page_offset: u32, len: u32) -> bool {
+        if !self.check_range(offset, len) || page_offset as usize + len as usize > PAGE_SIZE {
+            return false;
+        }
+        // SAFETY: as in `copy_to_page`; `&mut self` makes us the only writer of the data.
+        unsafe {
+            bindings::fvp_helper_bio_copy_page(
+                self.bio.as_ptr(),
+                offset,
+                page.as_raw(),
+                page_offset,
+                len,
+                true,
+            )
+        };
+        true
+    }
+
+    /// Copies from a counted page (see [`Self::copy_from_page`]).
+    pub fn copy_from_counted(&mut self, offset: u32, page: &CountedPage, page_offset: u32, len: u32) -> bool {
+        if !self.check_range(offset, len) || page_offset as usize + len as usize > PAGE_SIZE {
+            return false;
+        }
+        // SAFETY: as in `copy_from_page`; the counted page stays allocated.
+        unsafe {
+            bindings::fvp_helper_bio_copy_page(self.bio.as_ptr(), offset, page.as_raw(), page_offset, len, true)
+        };
+        true
+    }
+
+    /// Sends the bio to `bdev` at `sector`; device-mapper submits it.
+    pub fn remap(self, bdev: &BlockDevice, sector: u64) -> super::dm::MapResult {
+        let bio = self.bio.as_ptr();
+        core::mem::forget(self);
+        // SAFETY: the bio was ours (invariant, now given back to device-mapper by
+        // returning `Remapped`); `bdev` is open.
+        unsafe {
+            bindings::fvp_helper_bio_set_dev(bio, bdev.as_raw());
+            (*bio).bi_iter.bi_sector = sector;
+        }
+        super::dm::MapResult::Remapped
+    }
+
+    /// Completes the bio with `status`.
+    pub fn complete(self, status: BioStatus) {
+        let bio = self.bio.as_ptr();
+        core::mem::forget(self);
+        // SAFETY: the bio is live and ours (invariant); after `bio_endio` we no longer
+        // touch it.
+        unsafe {
+            (*bio).bi_status = status.0;
+            bindings::bio_endio(bio);
+        }
+    }
+
+    /// A new bio for bytes `[offset, offset + len)` of this bio's data, aimed at `bdev`
+    /// at `sector`, sharing this bio's pages. `offset` and `len` must be multiples of
+    /// 512. The clone must complete before this bio does, which owners ensure by
+    /// completing this bio only from the clone's completion path.
+    pub fn clone_range(
+        &self,
+        bioset: &BioSet,
+        bdev: &BlockDevice,
+        offset: u32,
+        len: u32,
+        sector: u64,
+    ) -> Result<OwnedBio> {
+        if !self.check_range(offset, len) || offset % 512 != 0 || len % 512 != 0 || len == 0 {
+            return Err(EINVAL);
+        }
+        // SAFETY: the source bio is live; the bio set is initialised (its invariant).
+        let clone = unsafe {
+            bindings::bio_alloc_clone(bdev.as_raw(), self.bio.as_ptr(), bindings::FVP_GFP_NOIO, bioset.as_raw())
+        };
+        let clone = core::ptr::NonNull::new(clone).ok_or(ENOMEM)?;
+        // SAFETY: `clone` is a fresh bio of `len + offset` bytes or more; trimming
+        // within the source's range is valid.
+        unsafe {
+            bindings::bio_trim(clone.as_ptr(), (offset / 512) as u64, (len / 512) as u64);
+            (*clone.as_ptr()).bi_iter.bi_sector = sector;
+        }
+        // INVARIANT: freshly allocated and not submitted.
+        Ok(OwnedBio { bio: clone, pages: None })
+    }
+}
+
+impl Drop for DmBio {
+    fn drop(&mut self) {
+        // A bio must never be forgotten: that would hang its submitter. Fail it instead.
+        pr_err!("fvp: bio dropped without completion; failing it\n");
+        // SAFETY: as in `complete`.
+        unsafe {
+            (*self.bio.as_ptr()).bi_status = BioStatus::IOERR.0;
+            bindings::bio_endio(self.bio.as_ptr());
+        }
+    }
+}
+
+const PAGE_SIZE: usize = kernel::page::PAGE_SIZE;
+
+fn op_of(opf: u32) -> Op {
+    let op = opf & ((1 << bindings::REQ_OP_BITS) - 1);
+    match op {
+        x if x == bindings::req_op_REQ_OP_READ => Op::Read,
+        x if x == bindings::req_op_REQ_OP_WRITE => Op::Write,
+        x if x == bindings::req_op_REQ_OP_FLUSH => Op::Flush,
+        x if x == bindings::req_op_REQ_OP_DISCARD => Op::Discard,
+        x if x == bindings::req_op_REQ_OP_WRITE_ZEROES => Op::WriteZeroes,
+        _ => Op::Other,
+    }
+}
+
+/// A bio set: the mempool that guarantees bios for forward progress under memory
+/// pressure.
+///
+/// # Invariants
+///
+/// `inner` is initialised by `bioset_init` and exited on drop.
+#[pin_data(PinnedDrop)]
+pub struct BioSet {
+    #[pin]
+    inner: Opaque<bindings::bio_set>,
+}
+
+// SAFETY: a bio set is used concurrently by design; it has its own locking.
+unsafe impl Sync for BioSet {}
+// SAFETY: as above.
+unsafe impl Send for BioSet {}
+
+impl BioSet {
+    /// A bio set reserving `pool_size` bios with inline bvecs.
+    pub fn new(pool_size: u32) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            inner <- {
+                let init = move |slot: *mut Opaque<bindings::bio_set>| {
+                    let bs = Opaque::raw_get(slot);
+                    // SAFETY: `bs` is valid for writes; zeroing is the documented state
+                    // before `bioset_init`.
+                    unsafe { core::ptr::write_bytes(bs, 0, 1) };
+                    // SAFETY: `bs` is zeroed, pinned, and exited in `drop`.
+                    to_result(unsafe {
+                        bindings::bioset_init(bs, pool_size, 0, bindings::BIOSET_NEED_BVECS as i32)
+                    })
+                };
+                // SAFETY: on error the slot is left uninitialised, which `Opaque` allows.
+                unsafe { kernel::init::pin_init_from_closure(init) }
+            },
+        })
+    }
+
+    fn as_raw(&self) -> *mut bindings::bio_set {
+        self.inner.get()
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for BioSet {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: initialised (type invariant); owners drop the set only after all bios
+        // allocated from it completed.
+        unsafe { bindings::bioset_exit(self.inner.get()) };
+    }
+}
+
+/// What runs when an [`OwnedBio`] completes. Called in any context, including hard
+/// interrupts: it may only use atomics and queue work.
+pub trait BioDone: Send + Sync + 'static {
+    /// The bio finished with `status`.
+    fn bio_done(this: Arc<Self>, status: BioStatus);
+}
+
+/// A bio fvp allocated, not yet submitted.
+///
+/// # Invariants
+///
+/// `bio` is allocated from a bio set and owned by this value; `pages` keeps every page
+/// added with [`OwnedBio::add_page`] allocated until the bio is freed.
+pub struct OwnedBio {
+    bio: core::ptr::NonNull<bindings::bio>,
+    pages: Option<KVec<CountedPage>>,
+}
+
+// SAFETY: the bio is exclusively owned and may be submitted from any thread.
+unsafe impl Send for OwnedBio {}
+
+impl OwnedBio {
+    /// A bio of op `op` (and `flags`, raw `REQ_*` bits) to `bdev` at `sector`, with room
+    /// for `nr_pages` pages.
+    pub fn new(
+        bioset: &BioSet,
+        bdev: &BlockDevice,
+        write: bool,
+        sector: u64,
+        nr_pages: u16,
+    ) -> Result<Self> {
+        let opf = if write { bindings::req_op_REQ_OP_WRITE } else { bindings::req_op_REQ_OP_READ };
+        // SAFETY: the bio set is initialised; `bdev` is open.
+        let bio = unsafe {
+            bindings::bio_alloc_bioset(bdev.as_raw(), nr_pages, opf, bindings::FVP_GFP_NOIO, bioset.as_raw())
+        };
+        let bio = core::ptr::NonNull::new(bio).ok_or(ENOMEM)?;
+        // SAFETY: fresh bio, ours.
+        unsafe { (*bio.as_ptr()).bi_iter.bi_sector = sector };
+        let pages = KVec::with_capacity(nr_pages as usize, GFP_NOIO_FLAGS)?;
+        // INVARIANT: allocated from the set, ours, no page yet.
+        Ok(Self { bio, pages: Some(pages) })
+    }
+
+    /// A bio that only flushes `bdev`'s volatile write cache.
+    pub fn new_flush(bioset: &BioSet, bdev: &BlockDevice) -> Result<Self> {
+        let opf = bindings::req_op_REQ_OP_WRITE | (1 << bindings::req_flag_bits___REQ_PREFLUSH);
+        // SAFETY: as in `new`.
+        let bio = unsafe { bindings::bio_alloc_bioset(bdev.as_raw(), 0, opf, bindings::FVP_GFP_NOIO, bioset.as_raw()) };
+        let bio = core::ptr::NonNull::new(bio).ok_or(ENOMEM)?;
+        // INVARIANT: allocated from the set, ours.
+        Ok(Self { bio, pages: None })
+    }
+
+    /// Adds `FUA` to the bio's flags.
+    pub fn set_fua(&mut self) {
+        // SAFETY: the bio is ours and not submitted.
+        unsafe { (*self.bio.as_ptr()).bi_opf |= 1 << bindings::req_flag_bits___REQ_FUA };
+    }
+
+    /// Appends a whole page to the bio's data; `false` if it does not fit.
+    pub fn add_page(&mut self, page: CountedPage) -> bool {
+        let Some(pages) = self.pages.as_mut() else { return false };
+        if pages.len() == pages.capacity() {
+            return false;
+        }
+        // SAFETY: the bio is ours and not submitted; the page stays allocated because
+        // we keep its reference in `pages` until the bio is freed.
+        let added = unsafe { bindings::bio_add_page(self.bio.as_ptr(), page.as_raw(), PAGE_SIZE as u32, 0) };
+        if added as usize != PAGE_SIZE {
+            return false;
+        }
+        // Cannot fail: capacity was checked above.
+        pages.push(page, GFP_NOIO_FLAGS).is_ok()
+    }
+
+    /// Submits the bio; `done` runs when it completes. If memory for the completion
+    /// record is short, the bio is not submitted and `done` runs at once with an error.
+    pub fn submit<T: BioDone>(mut self, done: Arc<T>) {
+        let Ok(mut ctx) = KBox::new(None::<Completion<T>>, GFP_NOIO_FLAGS) else {
+            drop(self);
+            T::bio_done(done, BioStatus::IOERR);
+            return;
+        };
+        *ctx = Some(Completion { done, _pages: self.pages.take() });
+        let bio = self.bio.as_ptr();
+        core::mem::forget(self);
+        // SAFETY: the bio is ours; the trampoline takes the context back exactly once.
+        unsafe {
+            (*bio).bi_private = KBox::into_raw(ctx).cast();
+            (*bio).bi_end_io = Some(end_io_trampoline::<T>);
+            bindings::submit_bio(bio);
+        }
+    }
+}
+
+impl Drop for OwnedBio {
+    fn drop(&mut self) {
+        // SAFETY: the bio is ours and was never submitted (submission forgets `self`).
+        unsafe { bindings::bio_put(self.bio.as_ptr()) };
+    }
+}
+
+/// What a submitted [`OwnedBio`] carries to its completion.
+struct Completion<T> {
+    done: Arc<T>,
+    /// Page references released once the device no longer uses the pages.
+    _pages: Option<KVec<CountedPage>>,
+}
+
+/// # Safety
+///
+/// Called by the block layer only, once, for a bio submitted by [`OwnedBio::submit`].
+unsafe extern "C" fn end_io_trampoline<T: BioDone>(bio: *mut bindings::bio) {
+    // SAFETY: `submit` stored a `KBox<Option<Completion<T>>>` in `bi_private`.
+    let ctx = unsafe { KBox::from_raw((*bio).bi_private.cast::<Option<Completion<T>>>()) };
+    // SAFETY: the bio is live until we put it.
+    let status = BioStatus(unsafe { (*bio).bi_status });
+    // SAFETY: the bio is ours again and nothing refers to it any more.
+    unsafe { bindings::bio_put(bio) };
+    if let Some(Completion { done, _pages }) = KBox::into_inner(ctx) {
+        drop(_pages);
+        T::bio_done(done, status);
     }
 }

@@ -9,7 +9,7 @@
 //! C header: [`include/linux/device-mapper.h`](srctree/include/linux/device-mapper.h)
 
 use super::bindings;
-use super::bio::{Bio, BlockDevice};
+use super::bio::{BlockDevice, DmBio};
 use core::ffi::CStr;
 use core::fmt;
 use core::marker::PhantomData;
@@ -87,8 +87,22 @@ pub trait Target: Sized + Send + Sync + 'static {
         args: &[&[u8]],
     ) -> core::result::Result<Pin<KBox<Self>>, CtrError>;
 
-    /// Maps one bio. Called concurrently from any context that submits I/O; must not sleep.
-    fn map(&self, target: &TargetInfo, bio: &mut Bio) -> MapResult;
+    /// Maps one bio: remap it ([`DmBio::remap`]), or keep it and complete it later
+    /// (return [`MapResult::Submitted`]). Called concurrently from the submitters' process
+    /// context; may take sleeping locks but should not wait for I/O.
+    fn map(&self, target: &TargetInfo, bio: DmBio) -> MapResult;
+
+    /// The device was suspended: no bio is in flight and none arrives until resume.
+    /// Device-mapper suspends before a table is replaced or removed.
+    fn postsuspend(&self, _target: &TargetInfo) {}
+
+    /// The device resumes I/O.
+    fn resume(&self, _target: &TargetInfo) {}
+
+    /// Handles `dmsetup message <dev> 0 <args...>`.
+    fn message(&self, _target: &TargetInfo, _args: &[&[u8]]) -> Result {
+        Err(EINVAL)
+    }
 
     /// Writes the status line of the given type.
     fn status(&self, target: &TargetInfo, kind: StatusType, out: &mut StatusWriter<'_>);
@@ -157,6 +171,18 @@ impl TargetInfo {
         sector.wrapping_sub(self.begin())
     }
 
+    /// The mapped device's number (`major:minor` as a `dev_t`).
+    pub fn devt(&self) -> u32 {
+        // SAFETY: the target is valid and belongs to a table of a live mapped device.
+        unsafe { bindings::fvp_helper_dm_target_devt(self.0.get()) }
+    }
+
+    /// Splits bios so that none crosses a boundary of `sectors` sectors.
+    pub fn set_max_io_len(&mut self, sectors: u64) -> Result {
+        // SAFETY: the target is valid and under construction (exclusive).
+        to_result(unsafe { bindings::dm_set_target_max_io_len(self.0.get(), sectors) })
+    }
+
     /// How many copies of an empty flush bio device-mapper sends to `map`.
     pub fn set_num_flush_bios(&mut self, n: u32) {
         self.raw_mut().num_flush_bios = n;
@@ -215,6 +241,11 @@ impl TargetDevice {
         // SAFETY: `dev` is a live `dm_dev` (type invariant), whose `bdev` stays open until
         // `dm_put_device`, which happens only after `self` is gone.
         unsafe { BlockDevice::from_raw((*self.dev).bdev) }
+    }
+
+    /// The device number (`dev_t`).
+    pub fn devt(&self) -> u32 {
+        self.bdev().devt()
     }
 
     /// The device's name as device-mapper prints it (`major:minor`).
@@ -329,6 +360,9 @@ impl<T: Target> Registration<T> {
                     dtr: Some(dtr_callback::<T>),
                     map: Some(map_callback::<T>),
                     status: Some(status_callback::<T>),
+                    postsuspend: Some(postsuspend_callback::<T>),
+                    resume: Some(resume_callback::<T>),
+                    message: Some(message_callback::<T>),
                     iterate_devices: Some(iterate_devices_callback::<T>),
                     ..Default::default()
                 })
@@ -426,9 +460,60 @@ unsafe extern "C" fn map_callback<T: Target>(
     let target = unsafe { <Pin<KBox<T>> as ForeignOwnable>::borrow((*ti).private) };
     // SAFETY: `ti` is valid while it maps bios, and not mutated after construction.
     let info = unsafe { TargetInfo::from_raw(ti) };
-    // SAFETY: device-mapper hands the bio to this target exclusively until it returns.
-    let bio = unsafe { Bio::from_raw(bio) };
+    // SAFETY: device-mapper hands the bio to this target, which owns it until it
+    // remaps or completes it.
+    let bio = unsafe { DmBio::from_raw(bio) };
     target.map(info, bio).to_raw()
+}
+
+/// # Safety
+///
+/// Called by device-mapper only, between construction and destruction.
+unsafe extern "C" fn postsuspend_callback<T: Target>(ti: *mut bindings::dm_target) {
+    // SAFETY: as in `map_callback`.
+    let target = unsafe { <Pin<KBox<T>> as ForeignOwnable>::borrow((*ti).private) };
+    // SAFETY: as in `map_callback`.
+    target.postsuspend(unsafe { TargetInfo::from_raw(ti) });
+}
+
+/// # Safety
+///
+/// Called by device-mapper only, between construction and destruction.
+unsafe extern "C" fn resume_callback<T: Target>(ti: *mut bindings::dm_target) {
+    // SAFETY: as in `map_callback`.
+    let target = unsafe { <Pin<KBox<T>> as ForeignOwnable>::borrow((*ti).private) };
+    // SAFETY: as in `map_callback`.
+    target.resume(unsafe { TargetInfo::from_raw(ti) });
+}
+
+/// # Safety
+///
+/// Called by device-mapper only, between construction and destruction, with `argc`
+/// NUL-terminated arguments.
+unsafe extern "C" fn message_callback<T: Target>(
+    ti: *mut bindings::dm_target,
+    argc: c_uint,
+    argv: *mut *mut c_char,
+    _result: *mut c_char,
+    _maxlen: c_uint,
+) -> c_int {
+    let Ok(mut args) = KVec::<&[u8]>::with_capacity(argc as usize, GFP_KERNEL) else {
+        return ENOMEM.to_errno();
+    };
+    for i in 0..argc as usize {
+        // SAFETY: device-mapper passes `argc` valid strings that outlive the call.
+        let arg = unsafe { kernel::str::CStr::from_char_ptr(*argv.add(i)) };
+        if args.push(arg.as_bytes(), GFP_KERNEL).is_err() {
+            return ENOMEM.to_errno();
+        }
+    }
+    // SAFETY: as in `map_callback`.
+    let target = unsafe { <Pin<KBox<T>> as ForeignOwnable>::borrow((*ti).private) };
+    // SAFETY: as in `map_callback`.
+    match target.message(unsafe { TargetInfo::from_raw(ti) }, &args) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
 }
 
 /// # Safety

@@ -10,6 +10,10 @@
 
 pub mod bindings;
 pub mod bio;
+pub mod block;
 pub mod cred;
 pub mod dm;
 pub mod miscdev;
+pub mod pages;
+pub mod sync;
+pub mod workqueue;

@@ -5,6 +5,8 @@
 use crate::fvp_kernel::{cred, miscdev};
 use crate::logic::abi::{self, Command, CommandError};
 use crate::registry::Registry;
+use crate::stats::Stats;
+use core::sync::atomic::Ordering::Relaxed;
 use kernel::prelude::*;
 use kernel::sync::Arc;
 use kernel::uaccess::{UserPtr, UserSlice};
@@ -14,15 +16,72 @@ pub(crate) struct Control {
     registry: Arc<Registry>,
 }
 
+fn copy_in<const N: usize>(arg: UserPtr) -> Result<[u8; N]> {
+    let mut buf = [0u8; N];
+    // Reads from a bad address fail with EFAULT inside `read_slice`.
+    UserSlice::new(arg, N).reader().read_slice(&mut buf)?;
+    Ok(buf)
+}
+
+fn copy_out(arg: UserPtr, bytes: &[u8]) -> Result<isize> {
+    // Writes to a bad address fail with EFAULT inside `write_slice`.
+    UserSlice::new(arg, bytes.len()).writer().write_slice(bytes)?;
+    Ok(0)
+}
+
 impl Control {
     pub(crate) fn new(registry: Arc<Registry>) -> Self {
         Self { registry }
     }
 
-    fn copy_out(arg: UserPtr, bytes: &[u8]) -> Result<isize> {
-        // Writes to a bad address fail with EFAULT inside `write_slice`.
-        UserSlice::new(arg, bytes.len()).writer().write_slice(bytes)?;
-        Ok(0)
+    fn pool_req(arg: UserPtr) -> Result<([u8; abi::NAME_LEN], u64)> {
+        let req = abi::PoolReq::from_bytes(&copy_in::<{ abi::PoolReq::SIZE }>(arg)?);
+        let name = abi::pool_name(&req.name).ok_or(EINVAL)?;
+        Ok((name, req.ram_bytes))
+    }
+
+    fn pool_info(&self, arg: UserPtr) -> Result<isize> {
+        let mut info = abi::PoolInfo::from_bytes(&copy_in::<{ abi::PoolInfo::SIZE }>(arg)?);
+        let pool = self.registry.pool_at(info.index).ok_or(ENOENT)?;
+        let c = pool.counts();
+        info.volumes = pool.volume_count();
+        info.name = pool.name;
+        info.target_bytes = pool.target_bytes();
+        info.pages = c.pages;
+        info.free_pages = c.free;
+        info.clean_pages = c.clean;
+        info.dirty_pages = c.dirty;
+        info.busy_pages = c.busy;
+        info.metadata_bytes = c.metadata_bytes;
+        info.evictions = pool.evictions.load(Relaxed);
+        copy_out(arg, &info.to_bytes())
+    }
+
+    fn volume_info(&self, arg: UserPtr) -> Result<isize> {
+        let mut info = abi::VolumeInfo::from_bytes(&copy_in::<{ abi::VolumeInfo::SIZE }>(arg)?);
+        let v = self.registry.volume_at(info.index).ok_or(ENOENT)?;
+        let s = &v.stats;
+        info.block_size = crate::logic::table::BLOCK_SIZE;
+        // dev_t: 12-bit major, 20-bit minor.
+        info.dev_major = v.devt >> 20;
+        info.dev_minor = v.devt & ((1 << 20) - 1);
+        info.pool = v.pool.name;
+        info.policy_requested = v.requested();
+        info.policy_effective = v.effective();
+        info.reads = Stats::get(&s.reads);
+        info.writes = Stats::get(&s.writes);
+        info.read_bytes = Stats::get(&s.read_bytes);
+        info.write_bytes = Stats::get(&s.write_bytes);
+        info.read_hits = Stats::get(&s.read_hits);
+        info.read_misses = Stats::get(&s.read_misses);
+        info.write_hits = Stats::get(&s.write_hits);
+        info.bypassed = Stats::get(&s.bypassed);
+        info.dirty_blocks = v.dirty.load(Relaxed);
+        info.destaged_blocks = Stats::get(&s.destaged);
+        info.evictions = Stats::get(&s.evictions);
+        info.read_latency = s.read_latency.snapshot();
+        info.write_latency = s.write_latency.snapshot();
+        copy_out(arg, &info.to_bytes())
     }
 }
 
@@ -43,20 +102,29 @@ impl miscdev::MiscDevice for Control {
                     major,
                     minor,
                     patch,
-                    abi::FEATURE_PASSTHROUGH,
+                    abi::FEATURE_PASSTHROUGH | abi::FEATURE_RAM_POOL,
                     crate::VERSION_STR,
                 );
-                Self::copy_out(arg, &v.to_bytes())
+                copy_out(arg, &v.to_bytes())
             }
             Command::Status => {
-                let totals = self.registry.totals();
-                let s = abi::Status {
-                    volumes: totals.volumes,
-                    reserved: 0,
-                    bios_mapped: totals.bios_mapped,
-                };
-                Self::copy_out(arg, &s.to_bytes())
+                let s = abi::Status { volumes: self.registry.volumes(), reserved: 0, bios_mapped: 0 };
+                copy_out(arg, &s.to_bytes())
             }
+            Command::PoolCreate => {
+                let (name, bytes) = Self::pool_req(arg)?;
+                self.registry.create_pool(name, bytes).map(|_| 0)
+            }
+            Command::PoolResize => {
+                let (name, bytes) = Self::pool_req(arg)?;
+                self.registry.resize_pool(&name, bytes).map(|_| 0)
+            }
+            Command::PoolDestroy => {
+                let (name, _) = Self::pool_req(arg)?;
+                self.registry.destroy_pool(&name).map(|_| 0)
+            }
+            Command::PoolInfo => self.pool_info(arg),
+            Command::VolumeInfo => self.volume_info(arg),
         }
     }
 }

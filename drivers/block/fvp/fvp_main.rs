@@ -20,8 +20,13 @@ mod fvp_kernel;
 mod logic;
 
 mod control;
+mod destage;
+mod pool;
 mod registry;
+mod shared;
+mod stats;
 mod target;
+mod volume;
 
 use fvp_kernel::{dm, miscdev};
 
@@ -34,9 +39,9 @@ module! {
 }
 
 /// Module version, reported by `FVP_IOC_VERSION`.
-pub(crate) const VERSION: (u32, u32, u32) = (0, 1, 0);
+pub(crate) const VERSION: (u32, u32, u32) = (0, 2, 0);
 /// The same, as text.
-pub(crate) const VERSION_STR: &str = "0.1.0";
+pub(crate) const VERSION_STR: &str = "0.2.0";
 
 // The Rust view of the ABI must match include/uapi/linux/fvp.h, which bindgen read.
 const _: () = {
@@ -48,17 +53,29 @@ const _: () = {
     assert!(b::FVP_IOCTL_MAGIC == logic::abi::IOCTL_MAGIC);
     assert!(b::FVP_VERSION_STR_LEN as usize == logic::abi::VERSION_STR_LEN);
     assert!(b::FVP_FEATURE_PASSTHROUGH as u64 == logic::abi::FEATURE_PASSTHROUGH);
+    assert!(b::FVP_FEATURE_RAM_POOL as u64 == logic::abi::FEATURE_RAM_POOL);
+    assert!(size_of::<b::fvp_pool_req>() == logic::abi::PoolReq::SIZE);
+    assert!(size_of::<b::fvp_pool_info>() == logic::abi::PoolInfo::SIZE);
+    assert!(size_of::<b::fvp_volume_info>() == logic::abi::VolumeInfo::SIZE);
+    assert!(b::FVP_NAME_LEN as usize == logic::abi::NAME_LEN);
+    assert!(b::FVP_LAT_BUCKETS as usize == logic::abi::LAT_BUCKETS);
+    assert!(b::FVP_POLICY_WRITE_BACK == logic::abi::POLICY_WRITE_BACK);
+    assert!(b::FVP_POLICY_WRITE_THROUGH == logic::abi::POLICY_WRITE_THROUGH);
 };
 
 struct FvpModule {
-    // Dropped in declaration order: the control device goes first, then the target type.
+    // Dropped in declaration order: the control device goes first, then the target type
+    // (no table uses it: device-mapper pins the module while one does).
     _control: Pin<KBox<miscdev::Registration<control::Control>>>,
     _target: Pin<KBox<dm::Registration<target::FvpTarget>>>,
+    registry: Arc<registry::Registry>,
+    shared: Arc<shared::Shared>,
 }
 
 impl kernel::Module for FvpModule {
     fn init(module: &'static ThisModule) -> Result<Self> {
-        let registry = Arc::pin_init(registry::Registry::new(), GFP_KERNEL)?;
+        let shared = Arc::new(shared::Shared::new()?, GFP_KERNEL)?;
+        let registry = Arc::pin_init(registry::Registry::new(shared.clone()), GFP_KERNEL)?;
         let target = KBox::pin_init(
             dm::Registration::new(
                 c"fvp",
@@ -73,17 +90,21 @@ impl kernel::Module for FvpModule {
                 c"fvp-control",
                 0o600,
                 module,
-                control::Control::new(registry),
+                control::Control::new(registry.clone()),
             ),
             GFP_KERNEL,
         )?;
         pr_info!("fvp {} loaded (abi {})\n", VERSION_STR, logic::abi::ABI_VERSION);
-        Ok(FvpModule { _control: control, _target: target })
+        Ok(FvpModule { _control: control, _target: target, registry, shared })
     }
 }
 
 impl Drop for FvpModule {
     fn drop(&mut self) {
+        // Stop the pools' destagers, then wait for every work item still queued, so no
+        // fvp code runs once the module is gone. The registrations drop after this.
+        self.registry.shut_down();
+        self.shared.wq.flush();
         pr_info!("fvp unloading\n");
     }
 }

@@ -1,87 +1,122 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Module-wide state shared by the dm target type and the control device: the list
-//! of live volumes. The I/O path never takes its lock; only construction,
-//! destruction and control ioctls do.
+//! Module-wide state shared by the dm target type and the control device: the pools
+//! and a count of volumes. Its lock is taken by construction, destruction and control
+//! ioctls, never on the I/O path.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use crate::logic::abi;
+use crate::pool::Pool;
+use crate::shared::Shared;
+use crate::volume::Volume;
+use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
-use kernel::new_mutex;
-use kernel::rbtree::RBTree;
-
-/// Counters of one volume (one constructed `fvp` target).
-pub(crate) struct VolumeStats {
-    bios_mapped: AtomicU64,
-}
-
-impl VolumeStats {
-    pub(crate) fn new() -> Self {
-        Self { bios_mapped: AtomicU64::new(0) }
-    }
-
-    pub(crate) fn count_bio(&self) {
-        self.bios_mapped.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn bios_mapped(&self) -> u64 {
-        self.bios_mapped.load(Ordering::Relaxed)
-    }
-}
-
-/// Module-wide totals, as reported by `FVP_IOC_STATUS`.
-pub(crate) struct Totals {
-    pub(crate) volumes: u32,
-    pub(crate) bios_mapped: u64,
-}
 
 #[pin_data]
 pub(crate) struct Registry {
+    pub(crate) shared: Arc<Shared>,
     #[pin]
-    inner: Mutex<Inner>,
-}
-
-struct Inner {
-    /// Live volumes by registration id.
-    volumes: RBTree<u64, Arc<VolumeStats>>,
-    next_id: u64,
-    /// Bios mapped by volumes that no longer exist.
-    retired_bios: u64,
+    pools: Mutex<KVec<Arc<Pool>>>,
+    volumes: AtomicU32,
 }
 
 impl Registry {
-    pub(crate) fn new() -> impl PinInit<Self> {
+    pub(crate) fn new(shared: Arc<Shared>) -> impl PinInit<Self> {
         pin_init!(Self {
-            inner <- new_mutex!(
-                Inner { volumes: RBTree::new(), next_id: 0, retired_bios: 0 },
-                "fvp::Registry"
-            ),
+            shared,
+            pools <- new_mutex!(KVec::new(), "fvp::Registry::pools"),
+            volumes: AtomicU32::new(0),
         })
     }
 
-    /// Adds a volume and returns its registration id; fails only when memory is short.
-    pub(crate) fn add(&self, volume: Arc<VolumeStats>) -> Result<u64> {
-        let mut inner = self.inner.lock();
-        let id = inner.next_id;
-        inner.volumes.try_create_and_insert(id, volume, GFP_KERNEL)?;
-        inner.next_id += 1;
-        Ok(id)
+    pub(crate) fn volume_created(&self) {
+        self.volumes.fetch_add(1, Relaxed);
     }
 
-    /// Removes the volume registered as `id`, keeping its counters in the totals.
-    pub(crate) fn remove(&self, id: u64) {
-        let mut inner = self.inner.lock();
-        if let Some(volume) = inner.volumes.remove(&id) {
-            inner.retired_bios += volume.bios_mapped();
-        }
+    pub(crate) fn volume_destroyed(&self) {
+        self.volumes.fetch_sub(1, Relaxed);
     }
 
-    pub(crate) fn totals(&self) -> Totals {
-        let inner = self.inner.lock();
-        Totals {
-            volumes: inner.volumes.keys().count() as u32,
-            bios_mapped: inner.retired_bios
-                + inner.volumes.values().map(|v| v.bios_mapped()).sum::<u64>(),
+    pub(crate) fn volumes(&self) -> u32 {
+        self.volumes.load(Relaxed)
+    }
+
+    pub(crate) fn find_pool(&self, name: &[u8; abi::NAME_LEN]) -> Option<Arc<Pool>> {
+        self.pools.lock().iter().find(|p| &p.name == name).cloned()
+    }
+
+    /// `FVP_IOC_POOL_CREATE`.
+    pub(crate) fn create_pool(&self, name: [u8; abi::NAME_LEN], bytes: u64) -> Result {
+        let mut pools = self.pools.lock();
+        if pools.iter().any(|p| p.name == name) {
+            return Err(EEXIST);
         }
+        pools.reserve(1, GFP_KERNEL)?;
+        let pool = Pool::new(name, self.shared.clone())?;
+        if let Err(e) = pool.resize(bytes) {
+            pool.shut_down();
+            return Err(e);
+        }
+        pools.push(pool, GFP_KERNEL)?;
+        Ok(())
+    }
+
+    /// `FVP_IOC_POOL_RESIZE`: runs without the registry lock (it may wait for
+    /// destaging).
+    pub(crate) fn resize_pool(&self, name: &[u8; abi::NAME_LEN], bytes: u64) -> Result {
+        let pool = self.find_pool(name).ok_or(ENOENT)?;
+        pool.resize(bytes)
+    }
+
+    /// `FVP_IOC_POOL_DESTROY`: refused while a volume uses the pool.
+    pub(crate) fn destroy_pool(&self, name: &[u8; abi::NAME_LEN]) -> Result {
+        let mut pools = self.pools.lock();
+        let i = pools.iter().position(|p| &p.name == name).ok_or(ENOENT)?;
+        if pools[i].volume_count() > 0 {
+            return Err(EBUSY);
+        }
+        pools[i].shut_down();
+        // Rebuild without the pool: 6.12's KVec has no `remove`.
+        let mut rest = KVec::with_capacity(pools.len(), GFP_KERNEL)?;
+        for (j, p) in pools.iter().enumerate() {
+            if j != i {
+                rest.push(p.clone(), GFP_KERNEL)?;
+            }
+        }
+        *pools = rest;
+        Ok(())
+    }
+
+    pub(crate) fn pool_at(&self, index: u32) -> Option<Arc<Pool>> {
+        self.pools.lock().get(index as usize).cloned()
+    }
+
+    /// The `index`th volume over all pools.
+    pub(crate) fn volume_at(&self, index: u32) -> Option<Arc<Volume>> {
+        let pools = self.pools.lock();
+        let mut n = 0;
+        let mut found = None;
+        for p in pools.iter() {
+            p.for_each_volume(|v| {
+                if n == index && found.is_none() {
+                    found = Some(v.clone());
+                }
+                n += 1;
+            });
+            if found.is_some() {
+                break;
+            }
+        }
+        found
+    }
+
+    /// Stops every pool's destager (module unload: no volume exists any more).
+    pub(crate) fn shut_down(&self) {
+        let mut pools = self.pools.lock();
+        for p in pools.iter() {
+            p.shut_down();
+        }
+        *pools = KVec::new();
     }
 }

@@ -1,25 +1,27 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The `fvp` device-mapper target.
-//!
-//! In this version a volume passes every bio straight to its backing device; the
-//! caching layers build on this skeleton. See `docs/target.md` for the table and
-//! status syntax.
+//! The `fvp` device-mapper target: table parsing, status, messages, suspend.
+//! The data path is in `volume.rs`. See `docs/target.md` for the syntax.
 
-use crate::fvp_kernel::bio::Bio;
+use crate::fvp_kernel::bio::DmBio;
+use crate::fvp_kernel::block::OpenedBdev;
 use crate::fvp_kernel::dm::{self, CtrError, MapResult, StatusType, StatusWriter, TargetDevice, TargetInfo};
-use crate::logic::table::{self, TableError};
-use crate::registry::{Registry, VolumeStats};
+use crate::logic::abi::{self, POLICY_WRITE_BACK, POLICY_WRITE_THROUGH};
+use crate::logic::table::{self, Policy, TableError};
+use crate::registry::Registry;
+use crate::stats::Stats;
+use crate::volume::{Volume, MAX_BLOCKS};
 use core::fmt::Write;
+use core::sync::atomic::Ordering::Relaxed;
 use kernel::prelude::*;
 use kernel::sync::Arc;
 
 /// One `fvp` volume: a constructed target.
 pub(crate) struct FvpTarget {
-    backing: TargetDevice,
-    stats: Arc<VolumeStats>,
+    /// Device-mapper's reference on the backing device (stacking limits, table status).
+    dm_backing: TargetDevice,
+    volume: Arc<Volume>,
     registry: Arc<Registry>,
-    registry_id: u64,
 }
 
 fn refuse(e: TableError) -> CtrError {
@@ -28,6 +30,21 @@ fn refuse(e: TableError) -> CtrError {
         _ => EINVAL,
     };
     CtrError { errno, message: e.message() }
+}
+
+fn policy_code(p: Policy) -> u32 {
+    match p {
+        Policy::WriteThrough => POLICY_WRITE_THROUGH,
+        Policy::WriteBack => POLICY_WRITE_BACK,
+    }
+}
+
+fn policy_name(code: u32) -> &'static str {
+    if code == POLICY_WRITE_BACK {
+        "write-back"
+    } else {
+        "write-through"
+    }
 }
 
 impl dm::Target for FvpTarget {
@@ -39,7 +56,9 @@ impl dm::Target for FvpTarget {
         args: &[&[u8]],
     ) -> Result<Pin<KBox<Self>>, CtrError> {
         let table = table::parse(args).map_err(refuse)?;
-        let backing = ti.get_device(table.backing_dev).map_err(|e| {
+        let pool_name = abi::pool_name(table.pool).ok_or(refuse(TableError::NoSuchPool))?;
+        let pool = registry.find_pool(&pool_name).ok_or(refuse(TableError::NoSuchPool))?;
+        let dm_backing = ti.get_device(table.backing_dev).map_err(|e| {
             pr_err!(
                 "cannot open backing device {:?}: error {}\n",
                 kernel::str::BStr::from_bytes(table.backing_dev),
@@ -47,60 +66,132 @@ impl dm::Target for FvpTarget {
             );
             refuse(TableError::CannotOpenBackingDevice)
         })?;
-        let backing_sectors = backing.bdev().nr_sectors();
+        let backing_sectors = dm_backing.bdev().nr_sectors();
         table::check_length(ti.len(), backing_sectors).map_err(|e| {
             pr_err!(
                 "target length {} sectors, backing device {:?} has {} sectors\n",
                 ti.len(),
-                backing.name(),
+                dm_backing.name(),
                 backing_sectors
             );
             refuse(e)
         })?;
+        let backing = OpenedBdev::open(dm_backing.devt()).map_err(|_| refuse(TableError::CannotOpenBackingDevice))?;
 
-        // Flushes, discards and write-zeroes pass through like any other bio.
+        // Flushes, discards and write-zeroes reach `map` once each; bios span at most
+        // MAX_BLOCKS blocks.
         ti.set_num_flush_bios(1);
         ti.set_num_discard_bios(1);
         ti.set_num_write_zeroes_bios(1);
+        ti.set_max_io_len(u64::from(MAX_BLOCKS) * u64::from(table::BLOCK_SIZE / 512))
+            .map_err(|_| refuse(TableError::OutOfMemory))?;
 
-        let oom = || refuse(TableError::OutOfMemory);
-        let stats = Arc::new(VolumeStats::new(), GFP_KERNEL).map_err(|_| oom())?;
-        let registry_id = registry.add(stats.clone()).map_err(|_| oom())?;
-        let target = FvpTarget { backing, stats, registry: registry.clone(), registry_id };
-        KBox::pin(target, GFP_KERNEL).map_err(|_| oom())
+        let devt = ti.devt();
+        let volume = pool
+            .add_volume(|id| {
+                Volume::new(id, pool.clone(), backing, devt, policy_code(table.policy), table.sequential_cutoff)
+            })
+            .map_err(|e| if e == ENOSPC { refuse(TableError::TooManyVolumes) } else { refuse(TableError::OutOfMemory) })?;
+        let target = FvpTarget { dm_backing, volume, registry: registry.clone() };
+        registry.volume_created();
+        KBox::pin(target, GFP_KERNEL).map_err(|_| refuse(TableError::OutOfMemory))
     }
 
-    fn map(&self, ti: &TargetInfo, bio: &mut Bio) -> MapResult {
-        self.stats.count_bio();
-        bio.set_dev(self.backing.bdev());
-        bio.set_sector(ti.offset(bio.sector()));
-        MapResult::Remapped
+    fn map(&self, ti: &TargetInfo, bio: DmBio) -> MapResult {
+        let rel = ti.offset(bio.sector());
+        self.volume.map(rel, bio)
+    }
+
+    fn postsuspend(&self, _ti: &TargetInfo) {
+        // Nothing may stay only in RAM across a suspend: the table may be replaced or
+        // removed next.
+        if let Err(e) = self.volume.drain_sync() {
+            pr_err!("fvp: drain on suspend failed: {}\n", e.to_errno());
+        }
+    }
+
+    fn message(&self, _ti: &TargetInfo, args: &[&[u8]]) -> Result {
+        match args {
+            [b"flush"] => {
+                // Start writing everything back; `fvpctl volume drain` watches the count.
+                self.volume.pool.urgent.store(true, Relaxed);
+                Ok(())
+            }
+            [b"policy", name] => {
+                let policy = Policy::parse(name).ok_or(EINVAL)?;
+                self.volume.set_policy(policy_code(policy));
+                Ok(())
+            }
+            [b"clear-stats"] => {
+                self.volume.stats.clear();
+                Ok(())
+            }
+            _ => {
+                pr_warn!("fvp: unknown message (known: flush, policy <write-through|write-back>, clear-stats)\n");
+                Err(EINVAL)
+            }
+        }
     }
 
     fn status(&self, _ti: &TargetInfo, kind: StatusType, out: &mut StatusWriter<'_>) {
+        let v = &self.volume;
+        let name = self.dm_backing.name().to_str().unwrap_or("?");
+        let pool = abi::name_str(&v.pool.name);
+        let s = &v.stats;
         // A full buffer makes device-mapper retry with a larger one, so the error from a
         // truncated write needs no handling here.
         let _ = match kind {
-            StatusType::Info => write!(out, "passthrough {}", self.stats.bios_mapped()),
-            StatusType::Table => write!(out, "{}", self.backing.name().to_str().unwrap_or("?")),
+            StatusType::Info => write!(
+                out,
+                "{} {} {} {} {} {} {} {} {} {} {} {} {}",
+                table::BLOCK_SIZE,
+                policy_name(v.requested()),
+                policy_name(v.effective()),
+                Stats::get(&s.read_hits),
+                Stats::get(&s.read_misses),
+                Stats::get(&s.write_hits),
+                v.dirty.load(Relaxed),
+                Stats::get(&s.destaged),
+                Stats::get(&s.evictions),
+                Stats::get(&s.bypassed),
+                Stats::get(&s.reads),
+                Stats::get(&s.writes),
+                pool,
+            ),
+            StatusType::Table => write!(
+                out,
+                "{} {} {} peers=0 block_size={} sequential_cutoff={}",
+                name,
+                pool,
+                policy_name(v.requested()),
+                table::BLOCK_SIZE,
+                v.seq_cutoff
+            ),
             StatusType::Ima => write!(
                 out,
-                "target_name=fvp,target_version={}.{}.{},backing_device={};",
+                "target_name=fvp,target_version={}.{}.{},backing_device={},pool={},policy={};",
                 crate::VERSION.0,
                 crate::VERSION.1,
                 crate::VERSION.2,
-                self.backing.name().to_str().unwrap_or("?")
+                name,
+                pool,
+                policy_name(v.requested())
             ),
         };
     }
 
     fn data_device(&self) -> &TargetDevice {
-        &self.backing
+        &self.dm_backing
     }
 }
 
 impl Drop for FvpTarget {
     fn drop(&mut self) {
-        self.registry.remove(self.registry_id);
+        // Suspend drained the volume; anything left means the backing device failed.
+        let lost = self.volume.pool.remove_volume(self.volume.id);
+        if lost > 0 {
+            pr_err!("fvp: volume removed with {} dirty blocks that could not be written back\n", lost);
+        }
+        self.registry.volume_destroyed();
     }
 }

@@ -7,15 +7,26 @@ fvp_load
 dev=$(fvp_private_disk)
 devno=$(fvp_devno "$dev")
 size=$(fvp_sectors "$dev")
+fvp_pool_create bt 1M
 
 # name | table | message expected in dmesg
 cases="missing device|0 8 fvp|missing argument: <backing-dev>
-nonexistent device path|0 8 fvp /dev/does-not-exist|cannot open backing device
-nonexistent device number|0 8 fvp 250:250|cannot open backing device
-length beyond the device|0 $((size + 8)) fvp $devno|target length exceeds the backing device size
-extra argument|0 8 fvp $devno extra|too many arguments
-unknown option|0 8 fvp $devno cache=ram|unknown option
-option instead of device|0 8 fvp mode=wb|invalid <backing-dev> argument"
+nonexistent device path|0 8 fvp /dev/does-not-exist bt write-back|cannot open backing device
+nonexistent device number|0 8 fvp 250:250 bt write-back|cannot open backing device
+length beyond the device|0 $((size + 8)) fvp $devno bt write-back|target length exceeds the backing device size
+length not a multiple of the block size|0 12 fvp $devno bt write-back|target length must be a multiple of the block size
+missing pool|0 8 fvp $devno|missing argument: <pool>
+missing policy|0 8 fvp $devno bt|missing argument: <policy>
+unknown policy|0 8 fvp $devno bt write-around|invalid <policy>
+nonexistent pool|0 8 fvp $devno nopool write-back|no pool of that name
+extra argument|0 8 fvp $devno bt write-back extra|too many arguments
+unknown option|0 8 fvp $devno bt write-back cache=ram|unknown option
+peers other than 0|0 8 fvp $devno bt write-back peers=1|peers: only peers=0
+block size other than 4096|0 8 fvp $devno bt write-back block_size=512|block_size: only 4096
+bad sequential cutoff|0 8 fvp $devno bt write-back sequential_cutoff=lots|sequential_cutoff: expected a number
+option given twice|0 8 fvp $devno bt write-back peers=0 peers=0|option given twice
+option instead of device|0 8 fvp mode=wb bt write-back|invalid <backing-dev> argument"
+
 
 ktap_plan $(echo "$cases" | wc -l)
 echo "$cases" | while IFS='|' read -r name table message; do
@@ -29,5 +40,6 @@ echo "$cases" | while IFS='|' read -r name table message; do
   dmsetup info fvp_bad >/dev/null 2>&1 && { ok=0; ktap_info "$name: device left behind"; dmsetup remove fvp_bad; }
   [ $ok = 1 ] && ktap_pass "$name is rejected" || ktap_fail "$name is rejected"
 done | tee /tmp/bad_table.out
+fvp_pool_destroy bt
 grep -q '^not ok' /tmp/bad_table.out && exit 1
 exit 0

@@ -1,24 +1,32 @@
 #!/bin/sh
-# fio writes 64 MiB of random 4 KiB blocks with crc32c checksums through an fvp volume,
-# then reads everything back and verifies it, at queue depth 1 and 16.
+# fio writes random blocks of 4 KiB to 128 KiB with crc32c checksums through an fvp
+# volume, then reads everything back and verifies it: both policies, QD 1 and 32, with
+# a pool (8 MiB) much smaller than the data (48 MiB), so eviction runs throughout.
 . ../lib/ktap.sh
 . ../lib/fvp.sh
-ktap_plan 2
+ktap_plan 6
 fvp_load
 dev=$(fvp_private_disk)
-if ! fvp_dm_create fvp_fio "0 $(fvp_sectors "$dev") fvp $(fvp_devno "$dev")"; then
-  ktap_fail "create the volume"; ktap_finish
-fi
-for qd in 1 16; do
-  if fio --name=verify_qd$qd --filename=/dev/mapper/fvp_fio --thread --direct=1 \
-      --ioengine=libaio --iodepth=$qd --rw=randwrite --bs=4k --size=64M \
-      --verify=crc32c --verify_fatal=1 --do_verify=1 --randseed=$qd \
-      --output-format=terse --terse-version=3 >/tmp/fio_qd$qd.out 2>&1; then
-    ktap_pass "fio crc32c verify, 64 MiB random writes, QD$qd"
-  else
-    sed 's/^/# /' /tmp/fio_qd$qd.out
-    ktap_fail "fio crc32c verify, 64 MiB random writes, QD$qd"
+fvp_pool_create fv 8M
+for policy in write-through write-back; do
+  if ! fvp_dm_create fvp_fio "0 $(fvp_sectors "$dev") fvp $(fvp_devno "$dev") fv $policy"; then
+    ktap_fail "create a $policy volume"; continue
   fi
+  for qd in 1 32; do
+    if fio --name=verify_${policy}_qd$qd --filename=/dev/mapper/fvp_fio --thread --direct=1 \
+        --ioengine=libaio --iodepth=$qd --rw=randwrite --bsrange=4k-128k --size=48M \
+        --verify=crc32c --verify_fatal=1 --do_verify=1 --randseed=$qd \
+        --output-format=terse --terse-version=3 >/tmp/fio.out 2>&1; then
+      ktap_pass "fio crc32c verify, $policy, 4-128 KiB random writes, QD$qd"
+    else
+      sed 's/^/# /' /tmp/fio.out | tail -20
+      ktap_fail "fio crc32c verify, $policy, 4-128 KiB random writes, QD$qd"
+    fi
+  done
+  ev=$(fvp_status_field fvp_fio evictions)
+  ktap_info "status: $(dmsetup status fvp_fio)"
+  [ "$ev" -gt 0 ] && ktap_pass "$policy: the pool evicted blocks ($ev)" || ktap_fail "$policy: the pool evicted blocks"
+  dmsetup remove fvp_fio
 done
-dmsetup remove fvp_fio
+fvp_pool_destroy fv
 ktap_finish

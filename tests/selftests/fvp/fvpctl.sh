@@ -14,7 +14,7 @@ else ktap_fail "version without the module fails and says so (rc=$rc: $out)"; fi
 fvp_load
 out=$(fvpctl version); rc=$?
 ktap_info "$out"
-if [ $rc -eq 0 ] && echo "$out" | grep -q "fvp module 0.1.0 (abi 1)"; then
+if [ $rc -eq 0 ] && echo "$out" | grep -q "fvp module 0.2.0 (abi 2)"; then
   ktap_pass "version prints module and ABI version"
 else ktap_fail "version prints module and ABI version"; fi
 
@@ -23,8 +23,8 @@ if echo "$out" | python3 -c '
 import json, sys
 v = json.load(sys.stdin)
 m = v["module"]
-assert m["abi_version"] == 1 and m["version"] == "0.1.0", v
-assert "passthrough" in m["features"], v
+assert m["abi_version"] == 2 and m["version"] == "0.2.0", v
+assert "passthrough" in m["features"] and "ram-pool" in m["features"], v
 '; then ktap_pass "version --json is valid and complete"; else ktap_fail "version --json is valid and complete ($out)"; fi
 
 out=$(fvpctl status --json)
@@ -32,12 +32,14 @@ if echo "$out" | python3 -c 'import json, sys; v = json.load(sys.stdin); assert 
   ktap_pass "status --json reports no volumes"; else ktap_fail "status --json reports no volumes ($out)"; fi
 
 dev=$(fvp_private_disk)
-dmsetup create fvp_st --table "0 8 fvp $(fvp_devno "$dev")"
+fvp_pool_create st 1M
+dmsetup create fvp_st --table "0 8 fvp $(fvp_devno "$dev") st write-through"
 dd if=/dev/mapper/fvp_st of=/dev/null bs=4096 count=1 iflag=direct 2>/dev/null
 out=$(fvpctl status)
 if echo "$out" | grep -q "volumes: 1"; then ktap_pass "status counts a volume"
 else ktap_fail "status counts a volume ($out)"; fi
 dmsetup remove fvp_st
+fvp_pool_destroy st
 
 out=$(setpriv --inh-caps=-sys_admin --bounding-set=-sys_admin fvpctl version 2>&1); rc=$?
 if [ $rc -ne 0 ] && echo "$out" | grep -qi "permission denied"; then

@@ -59,7 +59,7 @@ int main(void)
 	char small[8];
 	int fd = open("/dev/" FVP_CONTROL_NAME, O_RDWR);
 
-	printf("TAP version 13\n1..9\n");
+	printf("TAP version 13\n1..19\n");
 	if (fd < 0) {
 		printf("# open /dev/%s: %s\n", FVP_CONTROL_NAME, strerror(errno));
 		printf("Bail out! cannot open the control device\n");
@@ -91,6 +91,38 @@ int main(void)
 	}
 	result(ioctl(fd, FVP_IOC_STATUS, &(struct fvp_status){0}) == 0,
 	       "FVP_IOC_STATUS succeeds again with CAP_SYS_ADMIN");
+
+	/* Pools: every bad request is refused and changes nothing. */
+	struct fvp_pool_req req;
+	struct fvp_pool_info pinfo;
+	struct fvp_volume_info vinfo;
+
+	memset(&req, 0, sizeof(req));
+	strcpy(req.name, "bad name");
+	req.ram_bytes = 1 << 20;
+	expect_errno(fd, FVP_IOC_POOL_CREATE, &req, EINVAL, "pool name with a space");
+	memset(req.name, 'x', sizeof(req.name));
+	expect_errno(fd, FVP_IOC_POOL_CREATE, &req, EINVAL, "pool name without a NUL");
+	memset(&req, 0, sizeof(req));
+	strcpy(req.name, "abuse");
+	req.ram_bytes = 0;
+	expect_errno(fd, FVP_IOC_POOL_CREATE, &req, EINVAL, "pool of size 0");
+	req.ram_bytes = 4097;
+	expect_errno(fd, FVP_IOC_POOL_CREATE, &req, EINVAL, "pool size not a multiple of 4096");
+	req.ram_bytes = 1ULL << 50;
+	expect_errno(fd, FVP_IOC_POOL_CREATE, &req, ENOMEM, "pool larger than free memory");
+	expect_errno(fd, FVP_IOC_POOL_DESTROY, &req, ENOENT, "destroying a pool that does not exist");
+	expect_errno(fd, FVP_IOC_POOL_RESIZE, &req, ENOENT, "resizing a pool that does not exist");
+	req.ram_bytes = 1 << 20;
+	result(ioctl(fd, FVP_IOC_POOL_CREATE, &req) == 0, "creating a 1 MiB pool succeeds");
+	expect_errno(fd, FVP_IOC_POOL_CREATE, &req, EEXIST, "creating it again");
+	result(ioctl(fd, FVP_IOC_POOL_DESTROY, &req) == 0, "destroying it succeeds");
+	memset(&pinfo, 0, sizeof(pinfo));
+	pinfo.index = 999;
+	expect_errno(fd, FVP_IOC_POOL_INFO, &pinfo, ENOENT, "pool info past the last pool");
+	memset(&vinfo, 0, sizeof(vinfo));
+	vinfo.index = 999;
+	expect_errno(fd, FVP_IOC_VOLUME_INFO, &vinfo, ENOENT, "volume info past the last volume");
 	close(fd);
 	printf("# totals: fail:%d\n", failures);
 	return failures ? 1 : 0;

@@ -15,17 +15,24 @@ dev=$(fvp_private_disk)
 devno=$(fvp_devno "$dev")
 # Forget what was allocated before; only new leaks count.
 echo clear >$KML
+fvp_pool_create lk 4M
 i=0
 while [ $i -lt 20 ]; do
-  fvp_dm_create fvp_leak "0 4096 fvp $devno"
+  fvp_dm_create fvp_leak "0 4096 fvp $devno lk write-back"
   dd if=/dev/mapper/fvp_leak of=/dev/null bs=4k count=16 iflag=direct 2>/dev/null
+  dd if=/dev/zero of=/dev/mapper/fvp_leak bs=4k count=16 seek=64 oflag=direct 2>/dev/null
+  dd if=/dev/zero of=/dev/mapper/fvp_leak bs=4k count=1 seek=128 oflag=direct,dsync 2>/dev/null
   fvpctl status >/dev/null
   dmsetup remove fvp_leak
-  dmsetup create fvp_leak_bad --table "0 4096 fvp $devno bogus" 2>/dev/null
+  dmsetup create fvp_leak_bad --table "0 4096 fvp $devno lk write-back bogus" 2>/dev/null
+  fvpctl pool create lk --ram 1M 2>/dev/null
+  fvpctl pool create "bad name" --ram 1M 2>/dev/null
   dmsetup create fvp_leak_bad --table "0 4096 fvp /dev/nope" 2>/dev/null
   fvp_ioctl_abuse >/dev/null
   i=$((i + 1))
 done
+fvpctl pool create lk2 --ram 2M && fvpctl pool grow lk2 4M && fvpctl pool shrink lk2 1M && fvp_pool_destroy lk2
+fvp_pool_destroy lk
 # kmemleak reports an object only once it is older than 5 s and unreferenced in a scan.
 sleep 6
 echo scan >$KML

@@ -22,10 +22,12 @@ mode=$(stat -c %a /dev/fvp-control)
 [ "$mode" = 600 ] && ktap_pass "control device mode is 0600" || ktap_fail "control device mode is 0600 (got $mode)"
 
 dev=$(fvp_private_disk)
-dmsetup create fvp_busy --table "0 8 fvp $(fvp_devno "$dev")"
+fvp_pool_create ml 1M
+dmsetup create fvp_busy --table "0 8 fvp $(fvp_devno "$dev") ml write-through"
 if rmmod fvp 2>/dev/null; then ktap_fail "unload refused while a target exists"; insmod "$FVP_KO"
 else ktap_pass "unload refused while a target exists"; fi
 dmsetup remove fvp_busy
+fvp_pool_destroy ml
 
 # Hold the control device open while trying to unload.
 exec 3</dev/fvp-control

@@ -27,3 +27,19 @@ fvp_dmesg_new() { dmesg | tail -n +$((_fvp_dmesg_lines + 1)); }
 fvp_dm_create() {
   dmsetup create "$1" --table "$2" && test -b "/dev/mapper/$1"
 }
+
+# fvp_pool_create NAME SIZE: a RAM pool (SIZE with units, e.g. 16M).
+fvp_pool_create() { fvpctl pool create "$1" --ram "$2" >/dev/null; }
+fvp_pool_destroy() { fvpctl pool destroy "$1" >/dev/null; }
+
+# fvp_status_field NAME FIELD: one field of the volume's `dmsetup status` line
+# (see docs/target.md): block_size policy_requested policy_effective read_hits
+# read_misses write_hits dirty destaged evictions bypassed reads writes pool.
+fvp_status_field() {
+  dmsetup status "$1" | awk -v f="$2" '
+    BEGIN { split("block_size policy_requested policy_effective read_hits read_misses write_hits dirty destaged evictions bypassed reads writes pool", n, " ") }
+    { for (i in n) if (n[i] == f) print $(3 + i) }'
+}
+
+# Flush requests the disk completed (field 15 of /sys/block/<dev>/stat).
+fvp_disk_flushes() { awk '{ print $15 }' "/sys/block/${1#/dev/}/stat"; }

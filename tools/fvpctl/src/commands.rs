@@ -2,37 +2,135 @@
 
 //! Runs a parsed command line against the control device.
 
+use std::io::{self, IsTerminal, Write};
 use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
 
-use fvp_logic::abi::{Command as Ioctl, Version, ABI_VERSION};
+use fvp_logic::abi::{self, Command as Ioctl, PoolInfo, PoolReq, Version, VolumeInfo, ABI_VERSION};
+use nix::errno::Errno;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{
+    Cli, Command, CreateArgs, DestroyArgs, DrainArgs, OutputArgs, PoolCommand, PoolName,
+    ResizeArgs, StatsArgs, VolumeCommand,
+};
 use crate::error::Error;
-use crate::output;
-use crate::sys::{self, ControlDevice};
+use crate::metrics::Rates;
+use crate::output::{self, PoolAction, VolumeView};
+use crate::sys::{self, ControlDevice, DmDevice};
 
-/// Runs `cli` and returns the report to print.
-pub fn run(cli: &Cli) -> Result<String, Error> {
+/// How often `volume drain` reads the dirty count.
+const DRAIN_POLL: Duration = Duration::from_millis(200);
+
+/// How often `volume drain` prints a line when stderr is not a terminal.
+const DRAIN_LINE_EVERY: Duration = Duration::from_secs(1);
+
+/// The program that sends messages to device-mapper targets.
+const DMSETUP: &str = "dmsetup";
+
+/// Runs `cli`, writing its reports to `out`.
+pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
     let path = cli.device.as_path();
     let device = ControlDevice::open(path)
         .map_err(|errno| Error::from_open(errno, path, sys::module_loaded()))?;
     // Every command starts with the version: it tells whether the other structures
     // are the ones fvpctl knows.
     let version = checked_version(&device, path)?;
-    match cli.command {
-        Command::Version(out) if out.json => Ok(output::version_json(&version)),
-        Command::Version(_) => Ok(output::version_text(&version)),
-        Command::Status(out) => {
-            let status = device
-                .status()
-                .map_err(|errno| Error::from_ioctl(Ioctl::Status, errno, path))?;
-            Ok(if out.json {
-                output::status_json(&version, &status)
+    let ctx = Context { device, path };
+    match &cli.command {
+        Command::Version(out_args) => emit(
+            out,
+            &if out_args.json {
+                output::version_json(&version)
             } else {
-                output::status_text(&version, &status)
-            })
+                output::version_text(&version)
+            },
+        ),
+        Command::Status(out_args) => {
+            let status = ctx
+                .device
+                .status()
+                .map_err(|errno| ctx.ioctl_error(Ioctl::Status, errno))?;
+            emit(
+                out,
+                &if out_args.json {
+                    output::status_json(&version, &status)
+                } else {
+                    output::status_text(&version, &status)
+                },
+            )
         }
+        Command::Pool(PoolCommand::Create(args)) => pool_create(&ctx, args, out),
+        Command::Pool(PoolCommand::Grow(args)) => pool_resize(&ctx, args, Direction::Grow, out),
+        Command::Pool(PoolCommand::Shrink(args)) => pool_resize(&ctx, args, Direction::Shrink, out),
+        Command::Pool(PoolCommand::Destroy(args)) => pool_destroy(&ctx, args, out),
+        Command::Pool(PoolCommand::List(out_args)) => pool_list(&ctx, *out_args, out),
+        Command::Stats(args) => stats(&ctx, args, out),
+        Command::Volume(VolumeCommand::Drain(args)) => drain(&ctx, args, out),
     }
+}
+
+/// The open control device and where it is.
+struct Context<'a> {
+    device: ControlDevice,
+    path: &'a Path,
+}
+
+impl Context<'_> {
+    fn ioctl_error(&self, command: Ioctl, errno: Errno) -> Error {
+        Error::from_ioctl(command, errno, self.path)
+    }
+
+    fn pools(&self) -> Result<Vec<PoolInfo>, Error> {
+        self.device
+            .pools()
+            .map_err(|errno| self.ioctl_error(Ioctl::PoolInfo, errno))
+    }
+
+    fn volumes(&self) -> Result<Vec<VolumeInfo>, Error> {
+        self.device
+            .volumes()
+            .map_err(|errno| self.ioctl_error(Ioctl::VolumeInfo, errno))
+    }
+
+    /// The pool called `name`, if there is one.
+    fn find_pool(&self, name: &PoolName) -> Result<Option<PoolInfo>, Error> {
+        Ok(self
+            .pools()?
+            .into_iter()
+            .find(|pool| abi::name_str(&pool.name) == name.as_str()))
+    }
+
+    /// Issues a pool request, and explains its failure.
+    fn pool_request(&self, command: Ioctl, name: &PoolName, bytes: u64) -> Result<(), Error> {
+        let request = PoolReq {
+            name: name.abi(),
+            ram_bytes: bytes,
+        };
+        if command != Ioctl::PoolDestroy {
+            // Filling or emptying a pool can take a while: let Ctrl-C interrupt it and
+            // still be told where it stopped. Best effort: without the handler, a
+            // signal just ends fvpctl.
+            let _ = sys::interrupt_system_calls_on_signals();
+        }
+        self.device
+            .pool_request(command, &request)
+            .map_err(|errno| {
+                let volumes = if errno == Errno::EBUSY {
+                    self.find_pool(name).ok().flatten().map(|pool| pool.volumes)
+                } else {
+                    None
+                };
+                Error::from_pool_ioctl(command, errno, name.as_str(), bytes, volumes, self.path)
+            })
+    }
+}
+
+/// Writes one report, a line or more, to `out`.
+fn emit(out: &mut dyn Write, report: &str) -> Result<(), Error> {
+    writeln!(out, "{report}")
+        .and_then(|()| out.flush())
+        .map_err(Error::Output)
 }
 
 /// The module's version, provided it speaks fvpctl's ABI.
@@ -55,6 +153,377 @@ fn check_abi(version: &Version) -> Result<(), Error> {
     }
 }
 
+fn pool_action(
+    out: &mut dyn Write,
+    json: OutputArgs,
+    name: &PoolName,
+    action: PoolAction,
+) -> Result<(), Error> {
+    emit(
+        out,
+        &if json.json {
+            output::pool_action_json(name.as_str(), action)
+        } else {
+            output::pool_action_text(name.as_str(), action)
+        },
+    )
+}
+
+fn pool_create(ctx: &Context<'_>, args: &CreateArgs, out: &mut dyn Write) -> Result<(), Error> {
+    ctx.pool_request(Ioctl::PoolCreate, &args.name, args.ram)?;
+    pool_action(
+        out,
+        args.output,
+        &args.name,
+        PoolAction::Created { bytes: args.ram },
+    )
+}
+
+/// Which way `pool grow` and `pool shrink` may go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Direction {
+    Grow,
+    Shrink,
+}
+
+/// Refuses a resize from `current` to `requested` bytes that goes the wrong way.
+/// Resizing to the current size is allowed either way (and changes nothing).
+fn check_direction(
+    name: &PoolName,
+    direction: Direction,
+    current: u64,
+    requested: u64,
+) -> Result<PoolAction, Error> {
+    let name = name.as_str().to_owned();
+    match direction {
+        Direction::Grow if requested < current => Err(Error::CannotGrow {
+            name,
+            current,
+            requested,
+        }),
+        Direction::Shrink if requested > current => Err(Error::CannotShrink {
+            name,
+            current,
+            requested,
+        }),
+        Direction::Grow => Ok(PoolAction::Grown {
+            from: current,
+            to: requested,
+        }),
+        Direction::Shrink => Ok(PoolAction::Shrunk {
+            from: current,
+            to: requested,
+        }),
+    }
+}
+
+fn pool_resize(
+    ctx: &Context<'_>,
+    args: &ResizeArgs,
+    direction: Direction,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let pool = ctx.find_pool(&args.name)?.ok_or_else(|| Error::NoPool {
+        name: args.name.to_string(),
+    })?;
+    let action = check_direction(&args.name, direction, pool.target_bytes, args.size)?;
+    ctx.pool_request(Ioctl::PoolResize, &args.name, args.size)?;
+    pool_action(out, args.output, &args.name, action)
+}
+
+fn pool_destroy(ctx: &Context<'_>, args: &DestroyArgs, out: &mut dyn Write) -> Result<(), Error> {
+    ctx.pool_request(Ioctl::PoolDestroy, &args.name, 0)?;
+    pool_action(out, args.output, &args.name, PoolAction::Destroyed)
+}
+
+fn pool_list(ctx: &Context<'_>, args: OutputArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let pools = ctx.pools()?;
+    emit(
+        out,
+        &if args.json {
+            output::pool_list_json(&pools)
+        } else {
+            output::pool_list_text(&pools)
+        },
+    )
+}
+
+/// A volume named on the command line, resolved to its device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Target {
+    /// What the user wrote.
+    arg: String,
+    /// The dm name, if known.
+    name: Option<String>,
+    major: u32,
+    minor: u32,
+}
+
+/// Resolves a VOLUME argument: a dm device name, or else `MAJ:MIN`.
+fn resolve_volume(arg: &str, devices: &[DmDevice]) -> Result<Target, Error> {
+    if let Some(device) = devices.iter().find(|d| d.name == arg) {
+        return Ok(Target {
+            arg: arg.to_owned(),
+            name: Some(device.name.clone()),
+            major: device.major,
+            minor: device.minor,
+        });
+    }
+    if let Some((major, minor)) = sys::parse_dev(arg) {
+        return Ok(Target {
+            arg: arg.to_owned(),
+            name: dm_name(devices, major, minor).map(str::to_owned),
+            major,
+            minor,
+        });
+    }
+    Err(Error::NoDmDevice {
+        name: arg.to_owned(),
+    })
+}
+
+/// The name of dm device `major:minor`.
+fn dm_name(devices: &[DmDevice], major: u32, minor: u32) -> Option<&str> {
+    devices
+        .iter()
+        .find(|d| (d.major, d.minor) == (major, minor))
+        .map(|d| d.name.as_str())
+}
+
+/// The volume on `target`'s device, or the error saying it is not an fvp volume.
+fn find_volume<'a>(volumes: &'a [VolumeInfo], target: &Target) -> Result<&'a VolumeInfo, Error> {
+    volumes
+        .iter()
+        .find(|v| (v.dev_major, v.dev_minor) == (target.major, target.minor))
+        .ok_or_else(|| Error::NotFvpVolume {
+            volume: target.arg.clone(),
+            major: target.major,
+            minor: target.minor,
+        })
+}
+
+/// Everything `stats` reports, read at one moment.
+struct Sample {
+    pools: Vec<PoolInfo>,
+    volumes: Vec<VolumeInfo>,
+    devices: Vec<DmDevice>,
+    taken: Instant,
+}
+
+impl Sample {
+    fn take(ctx: &Context<'_>) -> Result<Self, Error> {
+        Ok(Self {
+            pools: ctx.pools()?,
+            volumes: ctx.volumes()?,
+            devices: sys::dm_devices(),
+            taken: Instant::now(),
+        })
+    }
+
+    /// Keeps only `target`'s volume and its pool; an error if it has no volume.
+    fn select(&mut self, target: Option<&Target>) -> Result<(), Error> {
+        let Some(target) = target else {
+            return Ok(());
+        };
+        let volume = *find_volume(&self.volumes, target)?;
+        self.pools.retain(|p| p.name == volume.pool);
+        self.volumes = vec![volume];
+        Ok(())
+    }
+
+    /// The volumes to print, with names and, given the previous sample, rates.
+    fn views(&self, previous: Option<&Sample>) -> Vec<VolumeView<'_>> {
+        self.volumes
+            .iter()
+            .map(|info| VolumeView {
+                info,
+                name: dm_name(&self.devices, info.dev_major, info.dev_minor),
+                rates: previous.and_then(|previous| {
+                    let before = previous
+                        .volumes
+                        .iter()
+                        .find(|v| (v.dev_major, v.dev_minor) == (info.dev_major, info.dev_minor))?;
+                    let seconds = self.taken.duration_since(previous.taken).as_secs_f64();
+                    Rates::between(before, info, seconds)
+                }),
+            })
+            .collect()
+    }
+}
+
+fn stats(ctx: &Context<'_>, args: &StatsArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let target = args
+        .volume
+        .as_deref()
+        .map(|arg| resolve_volume(arg, &sys::dm_devices()))
+        .transpose()?;
+    let mut previous = Sample::take(ctx)?;
+    previous.select(target.as_ref())?;
+    let Some(interval) = args.watch else {
+        let views = previous.views(None);
+        return emit(
+            out,
+            &if args.output.json {
+                output::stats_json(&previous.pools, &views, None)
+            } else {
+                output::stats_text(&previous.pools, &views, false)
+            },
+        );
+    };
+    let mut reports = 0u64;
+    loop {
+        thread::sleep(interval);
+        let mut sample = Sample::take(ctx)?;
+        sample.select(target.as_ref())?;
+        let views = sample.views(Some(&previous));
+        let report = if args.output.json {
+            output::stats_json(&sample.pools, &views, Some(interval))
+        } else {
+            output::stats_text(&sample.pools, &views, true)
+        };
+        if reports > 0 && !args.output.json {
+            // A blank line between reports.
+            emit(out, "")?;
+        }
+        emit(out, &report)?;
+        reports += 1;
+        if args.count == Some(reports) {
+            return Ok(());
+        }
+        previous = sample;
+    }
+}
+
+/// What `volume drain` shows on stderr.
+#[derive(Debug)]
+struct Progress {
+    volume: String,
+    /// stderr is a terminal: redraw a bar in place.
+    terminal: bool,
+    /// The dirty blocks at the first sample.
+    initial: Option<u64>,
+    /// When the last line was printed (not on a terminal).
+    last_line: Option<(Instant, u64)>,
+}
+
+impl Progress {
+    fn new(volume: &str, terminal: bool) -> Self {
+        Self {
+            volume: volume.to_owned(),
+            terminal,
+            initial: None,
+            last_line: None,
+        }
+    }
+
+    /// What to write to stderr now that `left` dirty blocks are left, if anything.
+    fn update(&mut self, left: u64, now: Instant) -> Option<String> {
+        let initial = *self.initial.get_or_insert(left);
+        if self.terminal {
+            // Carriage return, the bar, and clear the rest of the line.
+            let end = if left == 0 { "\n" } else { "" };
+            return Some(format!(
+                "\r{}\x1b[K{end}",
+                output::drain_bar(&self.volume, initial, left)
+            ));
+        }
+        let due = match self.last_line {
+            None => true,
+            // Always say when it is done, once.
+            Some((_, last)) if left == 0 => last != 0,
+            Some((at, _)) => now.duration_since(at) >= DRAIN_LINE_EVERY,
+        };
+        due.then(|| {
+            self.last_line = Some((now, left));
+            format!("{}\n", output::drain_line(&self.volume, left))
+        })
+    }
+
+    /// What to write to stderr when giving up: end the bar's line.
+    fn abandon(&self) -> Option<&'static str> {
+        self.terminal.then_some("\n")
+    }
+}
+
+fn dmsetup_flush(volume: &str) -> Result<(), Error> {
+    let args = ["message", volume, "0", "flush"];
+    run_checked(DMSETUP, &args)
+}
+
+/// Runs `program args...`, and fails with what it printed on stderr if it fails.
+fn run_checked(program: &str, args: &[&str]) -> Result<(), Error> {
+    let command = std::iter::once(program)
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let result = sys::run_program(program, args).map_err(|err| Error::ProgramNotRun {
+        command: command.clone(),
+        err,
+    })?;
+    if result.status.success() {
+        Ok(())
+    } else {
+        Err(Error::ProgramFailed {
+            command,
+            status: result.status.to_string(),
+            stderr: String::from_utf8_lossy(&result.stderr).into_owned(),
+        })
+    }
+}
+
+fn drain(ctx: &Context<'_>, args: &DrainArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let start = Instant::now();
+    let target = resolve_volume(&args.volume, &sys::dm_devices())?;
+    // dmsetup needs the dm name.
+    let name = target.name.clone().ok_or_else(|| Error::NoDmDevice {
+        name: args.volume.clone(),
+    })?;
+    find_volume(&ctx.volumes()?, &target)?;
+    dmsetup_flush(&name)?;
+
+    let mut progress = Progress::new(&name, io::stderr().is_terminal());
+    let mut first_dirty = None;
+    loop {
+        let volumes = ctx.volumes()?;
+        let info = *find_volume(&volumes, &target).map_err(|_| Error::VolumeGone {
+            volume: name.clone(),
+        })?;
+        let left = info.dirty_blocks;
+        let initial = *first_dirty.get_or_insert(left);
+        let now = Instant::now();
+        if let Some(text) = progress.update(left, now) {
+            eprint!("{text}");
+        }
+        if left == 0 {
+            let elapsed = start.elapsed();
+            return emit(
+                out,
+                &if args.output.json {
+                    output::drained_json(&name, &info, initial, elapsed)
+                } else {
+                    output::drained_text(&name, initial, elapsed)
+                },
+            );
+        }
+        let mut pause = DRAIN_POLL;
+        if let Some(timeout) = args.timeout {
+            let elapsed = now.duration_since(start);
+            if elapsed >= timeout {
+                if let Some(text) = progress.abandon() {
+                    eprint!("{text}");
+                }
+                return Err(Error::DrainTimeout {
+                    volume: name,
+                    timeout,
+                    dirty: left,
+                });
+            }
+            pause = pause.min(timeout - elapsed);
+        }
+        thread::sleep(pause);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +541,267 @@ mod tests {
                 ABI_VERSION + 1
             )
         );
+        version.abi_version = 1;
+        assert!(check_abi(&version).is_err());
+    }
+
+    fn name(text: &str) -> PoolName {
+        PoolName::parse(text).unwrap()
+    }
+
+    #[test]
+    fn grow_and_shrink_only_go_their_way() {
+        let ram0 = name("ram0");
+        assert_eq!(
+            check_direction(&ram0, Direction::Grow, 64, 128).unwrap(),
+            PoolAction::Grown { from: 64, to: 128 }
+        );
+        assert_eq!(
+            check_direction(&ram0, Direction::Grow, 64, 64).unwrap(),
+            PoolAction::Grown { from: 64, to: 64 }
+        );
+        assert!(matches!(
+            check_direction(&ram0, Direction::Grow, 128, 64),
+            Err(Error::CannotGrow {
+                current: 128,
+                requested: 64,
+                ..
+            })
+        ));
+        assert_eq!(
+            check_direction(&ram0, Direction::Shrink, 128, 64).unwrap(),
+            PoolAction::Shrunk { from: 128, to: 64 }
+        );
+        assert!(check_direction(&ram0, Direction::Shrink, 64, 64).is_ok());
+        assert!(matches!(
+            check_direction(&ram0, Direction::Shrink, 64, 128),
+            Err(Error::CannotShrink {
+                current: 64,
+                requested: 128,
+                ..
+            })
+        ));
+    }
+
+    fn devices() -> Vec<DmDevice> {
+        vec![
+            DmDevice {
+                name: "vol0".into(),
+                major: 253,
+                minor: 0,
+            },
+            DmDevice {
+                name: "vol1".into(),
+                major: 253,
+                minor: 1,
+            },
+        ]
+    }
+
+    #[test]
+    fn volumes_resolve_by_name_or_number() {
+        let devices = devices();
+        assert_eq!(
+            resolve_volume("vol1", &devices).unwrap(),
+            Target {
+                arg: "vol1".into(),
+                name: Some("vol1".into()),
+                major: 253,
+                minor: 1
+            }
+        );
+        assert_eq!(
+            resolve_volume("253:0", &devices).unwrap(),
+            Target {
+                arg: "253:0".into(),
+                name: Some("vol0".into()),
+                major: 253,
+                minor: 0
+            }
+        );
+        assert_eq!(
+            resolve_volume("253:7", &devices).unwrap(),
+            Target {
+                arg: "253:7".into(),
+                name: None,
+                major: 253,
+                minor: 7
+            }
+        );
+        assert_eq!(
+            resolve_volume("nope", &devices).unwrap_err().to_string(),
+            "no device-mapper device named nope"
+        );
+    }
+
+    #[test]
+    fn volumes_match_by_device_number() {
+        let volumes = [
+            VolumeInfo {
+                index: 0,
+                dev_major: 253,
+                dev_minor: 1,
+                ..Default::default()
+            },
+            VolumeInfo {
+                index: 1,
+                dev_major: 253,
+                dev_minor: 0,
+                ..Default::default()
+            },
+        ];
+        let target = resolve_volume("vol0", &devices()).unwrap();
+        assert_eq!(find_volume(&volumes, &target).unwrap().index, 1);
+        let target = Target {
+            arg: "other".into(),
+            name: Some("other".into()),
+            major: 253,
+            minor: 9,
+        };
+        assert_eq!(
+            find_volume(&volumes, &target).unwrap_err().to_string(),
+            "other (253:9) is not an fvp volume"
+        );
+    }
+
+    fn sample(pools: &[&str], volumes: &[(u32, &str, u64)], taken: Instant) -> Sample {
+        Sample {
+            pools: pools
+                .iter()
+                .map(|n| PoolInfo {
+                    name: abi::pool_name(n.as_bytes()).unwrap(),
+                    ..Default::default()
+                })
+                .collect(),
+            volumes: volumes
+                .iter()
+                .map(|&(minor, pool, reads)| VolumeInfo {
+                    dev_major: 253,
+                    dev_minor: minor,
+                    pool: abi::pool_name(pool.as_bytes()).unwrap(),
+                    reads,
+                    ..Default::default()
+                })
+                .collect(),
+            devices: devices(),
+            taken,
+        }
+    }
+
+    #[test]
+    fn a_selected_volume_keeps_only_its_pool() {
+        let now = Instant::now();
+        let mut s = sample(&["a", "b"], &[(0, "a", 0), (1, "b", 0)], now);
+        s.select(Some(&resolve_volume("vol1", &devices()).unwrap()))
+            .unwrap();
+        assert_eq!(s.volumes.len(), 1);
+        assert_eq!(s.volumes[0].dev_minor, 1);
+        assert_eq!(s.pools.len(), 1);
+        assert_eq!(abi::name_str(&s.pools[0].name), "b");
+        let mut s = sample(&["a"], &[(0, "a", 0)], now);
+        let missing = Target {
+            arg: "x".into(),
+            name: None,
+            major: 8,
+            minor: 0,
+        };
+        assert!(matches!(
+            s.select(Some(&missing)),
+            Err(Error::NotFvpVolume { .. })
+        ));
+        let mut s = sample(&["a"], &[(0, "a", 0)], now);
+        s.select(None).unwrap();
+        assert_eq!((s.pools.len(), s.volumes.len()), (1, 1));
+    }
+
+    #[test]
+    fn views_have_names_and_rates_between_samples() {
+        let t0 = Instant::now();
+        let before = sample(&[], &[(0, "a", 100)], t0);
+        let after = sample(
+            &[],
+            &[(0, "a", 300), (5, "a", 50)],
+            t0 + Duration::from_secs(2),
+        );
+        let views = after.views(Some(&before));
+        assert_eq!(views[0].name, Some("vol0"));
+        assert_eq!(views[0].rates.unwrap().read_iops, 100.0);
+        assert_eq!(views[0].rates.unwrap().interval_s, 2.0);
+        // A volume that was not there before, and whose name sysfs does not know.
+        assert_eq!(views[1].name, None);
+        assert_eq!(views[1].rates, None);
+        assert!(after.views(None).iter().all(|v| v.rates.is_none()));
+    }
+
+    #[test]
+    fn progress_on_a_terminal_is_a_bar_redrawn_in_place() {
+        let mut p = Progress::new("vol0", true);
+        let t = Instant::now();
+        let first = p.update(100, t).unwrap();
+        assert!(first.starts_with("\rdraining vol0 ["), "{first:?}");
+        assert!(
+            first.ends_with("]   0% 100 dirty blocks left\x1b[K"),
+            "{first:?}"
+        );
+        let half = p.update(50, t).unwrap();
+        assert!(half.contains(" 50% 50 dirty blocks left"), "{half:?}");
+        let done = p.update(0, t).unwrap();
+        assert!(done.contains("100% 0 dirty blocks left"), "{done:?}");
+        assert!(done.ends_with('\n'));
+        assert_eq!(p.abandon(), Some("\n"));
+    }
+
+    #[test]
+    fn progress_elsewhere_is_a_line_per_second() {
+        let mut p = Progress::new("vol0", false);
+        let t = Instant::now();
+        assert_eq!(
+            p.update(1234, t).as_deref(),
+            Some("draining vol0: 1234 dirty blocks left\n")
+        );
+        assert_eq!(p.update(1000, t + Duration::from_millis(200)), None);
+        assert_eq!(p.update(900, t + Duration::from_millis(800)), None);
+        assert_eq!(
+            p.update(800, t + Duration::from_millis(1000)).as_deref(),
+            Some("draining vol0: 800 dirty blocks left\n")
+        );
+        // Done: said at once, and only once.
+        assert_eq!(
+            p.update(0, t + Duration::from_millis(1200)).as_deref(),
+            Some("draining vol0: 0 dirty blocks left\n")
+        );
+        assert_eq!(p.update(0, t + Duration::from_millis(5000)), None);
+        assert_eq!(p.abandon(), None);
+        // Nothing to drain: a single line.
+        let mut p = Progress::new("vol0", false);
+        assert_eq!(
+            p.update(0, t).as_deref(),
+            Some("draining vol0: 0 dirty blocks left\n")
+        );
+    }
+
+    #[test]
+    fn helper_programs_failures_are_explained() {
+        assert!(run_checked("true", &[]).is_ok());
+        let err = run_checked(
+            "sh",
+            &[
+                "-c",
+                "echo 'device-mapper: message ioctl failed' >&2; exit 1",
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`sh -c echo 'device-mapper: message ioctl failed' >&2; exit 1` failed (exit status: 1): \
+             device-mapper: message ioctl failed"
+        );
+        let err = run_checked("/nonexistent/dmsetup", &["message", "v", "0", "flush"]).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("cannot run `/nonexistent/dmsetup message v 0 flush`: "),
+            "{msg}"
+        );
+        assert!(msg.contains("No such file or directory"), "{msg}");
     }
 }

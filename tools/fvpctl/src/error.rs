@@ -3,10 +3,17 @@
 //! Why fvpctl failed, worded for the person running it.
 
 use std::fmt;
+use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use fvp_logic::abi::Command;
 use nix::errno::Errno;
+
+use crate::units::{format_bytes, format_seconds};
+
+/// Exit status of a `volume drain` that timed out, so scripts can tell it from errors.
+pub const EXIT_TIMEOUT: u8 = 3;
 
 /// A system call fvpctl made on the control device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,6 +30,11 @@ impl fmt::Display for Operation {
             Operation::Open => "open",
             Operation::Ioctl(Command::Version) => "FVP_IOC_VERSION",
             Operation::Ioctl(Command::Status) => "FVP_IOC_STATUS",
+            Operation::Ioctl(Command::PoolCreate) => "FVP_IOC_POOL_CREATE",
+            Operation::Ioctl(Command::PoolResize) => "FVP_IOC_POOL_RESIZE",
+            Operation::Ioctl(Command::PoolDestroy) => "FVP_IOC_POOL_DESTROY",
+            Operation::Ioctl(Command::PoolInfo) => "FVP_IOC_POOL_INFO",
+            Operation::Ioctl(Command::VolumeInfo) => "FVP_IOC_VOLUME_INFO",
         })
     }
 }
@@ -76,6 +88,121 @@ pub enum Error {
         device: PathBuf,
         errno: Errno,
     },
+
+    /// `pool create` of a name already taken (EEXIST).
+    #[error("pool {name} already exists")]
+    PoolExists { name: String },
+
+    /// No pool has that name (ENOENT, or not found by FVP_IOC_POOL_INFO).
+    #[error("no pool named {name}")]
+    NoPool { name: String },
+
+    /// `pool destroy` of a pool that volumes use (EBUSY).
+    #[error("pool {name} is in use by {}", busy_users(*.volumes))]
+    PoolBusy { name: String, volumes: Option<u32> },
+
+    /// Creating or growing would leave too little free memory (ENOMEM).
+    #[error(
+        "not enough free memory for a pool of {} (fvp keeps 1/8 of RAM free)",
+        format_bytes(*.bytes)
+    )]
+    PoolNoMemory { bytes: u64 },
+
+    /// The module refused the name or the size (EINVAL).
+    #[error("invalid pool name or size")]
+    PoolInvalid,
+
+    /// A signal interrupted filling or emptying a pool (EINTR from a resize).
+    #[error("interrupted; the pool kept the size it had reached")]
+    PoolInterrupted,
+
+    /// A signal interrupted filling a new pool (EINTR from a create): the module
+    /// does not keep a half-filled new pool.
+    #[error("interrupted; pool {name} was not created")]
+    PoolCreateInterrupted { name: String },
+
+    /// `pool grow` to less than the pool's size.
+    #[error(
+        "cannot grow pool {name} to {}: it is already {} (use `fvpctl pool shrink`)",
+        format_bytes(*.requested),
+        format_bytes(*.current)
+    )]
+    CannotGrow {
+        name: String,
+        current: u64,
+        requested: u64,
+    },
+
+    /// `pool shrink` to more than the pool's size.
+    #[error(
+        "cannot shrink pool {name} to {}: it is only {} (use `fvpctl pool grow`)",
+        format_bytes(*.requested),
+        format_bytes(*.current)
+    )]
+    CannotShrink {
+        name: String,
+        current: u64,
+        requested: u64,
+    },
+
+    /// The VOLUME argument names no device-mapper device.
+    #[error("no device-mapper device named {name}")]
+    NoDmDevice { name: String },
+
+    /// The device exists, but no fvp volume is on it.
+    #[error("{volume} ({major}:{minor}) is not an fvp volume")]
+    NotFvpVolume {
+        volume: String,
+        major: u32,
+        minor: u32,
+    },
+
+    /// `dmsetup` could not be started.
+    #[error("cannot run `{command}`: {err}")]
+    ProgramNotRun { command: String, err: io::Error },
+
+    /// `dmsetup` ran and failed.
+    #[error("`{command}` failed ({status}){}", stderr_suffix(.stderr))]
+    ProgramFailed {
+        command: String,
+        status: String,
+        stderr: String,
+    },
+
+    /// `volume drain --timeout` ran out.
+    #[error(
+        "timed out after {} draining {volume}: {dirty} dirty blocks left",
+        format_seconds(*.timeout)
+    )]
+    DrainTimeout {
+        volume: String,
+        timeout: Duration,
+        dirty: u64,
+    },
+
+    /// The volume being drained disappeared.
+    #[error("volume {volume} went away while draining")]
+    VolumeGone { volume: String },
+
+    /// Standard output could not be written.
+    #[error("cannot write output: {0}")]
+    Output(io::Error),
+}
+
+/// `3 volume(s)`, or a vaguer phrase when the count could not be read.
+fn busy_users(volumes: Option<u32>) -> String {
+    match volumes {
+        Some(n) => format!("{n} volume(s)"),
+        None => "one or more volumes".to_owned(),
+    }
+}
+
+/// `: what the program said`, or nothing when it said nothing.
+fn stderr_suffix(stderr: &str) -> String {
+    match stderr.trim() {
+        "" => String::new(),
+        text => format!(": {text}"),
+    }
 }
 
 impl Error {
@@ -96,6 +223,38 @@ impl Error {
     /// Explains a failed ioctl on `device`.
     pub fn from_ioctl(command: Command, errno: Errno, device: &Path) -> Self {
         Error::from_errno(Operation::Ioctl(command), errno, device.to_path_buf())
+    }
+
+    /// Explains a failed `FVP_IOC_POOL_CREATE`, `_RESIZE` or `_DESTROY` of pool `name`
+    /// to `bytes`. `volumes` is how many volumes use the pool, if known, for EBUSY.
+    pub fn from_pool_ioctl(
+        command: Command,
+        errno: Errno,
+        name: &str,
+        bytes: u64,
+        volumes: Option<u32>,
+        device: &Path,
+    ) -> Self {
+        let name = name.to_owned();
+        let sizes = matches!(command, Command::PoolCreate | Command::PoolResize);
+        match errno {
+            Errno::EEXIST if command == Command::PoolCreate => Error::PoolExists { name },
+            Errno::ENOENT if command != Command::PoolCreate => Error::NoPool { name },
+            Errno::EBUSY if command == Command::PoolDestroy => Error::PoolBusy { name, volumes },
+            Errno::ENOMEM if sizes => Error::PoolNoMemory { bytes },
+            Errno::EINTR if command == Command::PoolCreate => Error::PoolCreateInterrupted { name },
+            Errno::EINTR if command == Command::PoolResize => Error::PoolInterrupted,
+            Errno::EINVAL => Error::PoolInvalid,
+            _ => Error::from_ioctl(command, errno, device),
+        }
+    }
+
+    /// The process's exit status for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::DrainTimeout { .. } => EXIT_TIMEOUT,
+            _ => 1,
+        }
     }
 
     fn from_errno(operation: Operation, errno: Errno, device: PathBuf) -> Self {
@@ -177,6 +336,142 @@ mod tests {
         );
         let msg = open_error(Errno::ENODEV, true);
         assert!(msg.starts_with("open /dev/fvp-control: ENODEV"), "{msg}");
+    }
+
+    fn pool_error(command: Command, errno: Errno, volumes: Option<u32>) -> String {
+        Error::from_pool_ioctl(command, errno, "ram0", 64 << 20, volumes, Path::new(DEVICE))
+            .to_string()
+    }
+
+    #[test]
+    fn pool_errors_are_explained() {
+        use Command::{PoolCreate, PoolDestroy, PoolResize};
+        assert_eq!(
+            pool_error(PoolCreate, Errno::EEXIST, None),
+            "pool ram0 already exists"
+        );
+        assert_eq!(
+            pool_error(PoolResize, Errno::ENOENT, None),
+            "no pool named ram0"
+        );
+        assert_eq!(
+            pool_error(PoolDestroy, Errno::ENOENT, None),
+            "no pool named ram0"
+        );
+        assert_eq!(
+            pool_error(PoolDestroy, Errno::EBUSY, Some(2)),
+            "pool ram0 is in use by 2 volume(s)"
+        );
+        assert_eq!(
+            pool_error(PoolDestroy, Errno::EBUSY, None),
+            "pool ram0 is in use by one or more volumes"
+        );
+        for command in [PoolCreate, PoolResize] {
+            assert_eq!(
+                pool_error(command, Errno::ENOMEM, None),
+                "not enough free memory for a pool of 64 MiB (fvp keeps 1/8 of RAM free)"
+            );
+        }
+        assert_eq!(
+            pool_error(PoolResize, Errno::EINTR, None),
+            "interrupted; the pool kept the size it had reached"
+        );
+        assert_eq!(
+            pool_error(PoolCreate, Errno::EINTR, None),
+            "interrupted; pool ram0 was not created"
+        );
+        for command in [PoolCreate, PoolResize, PoolDestroy] {
+            assert_eq!(
+                pool_error(command, Errno::EINVAL, None),
+                "invalid pool name or size"
+            );
+            assert!(pool_error(command, Errno::EPERM, None).starts_with("permission denied"));
+            assert!(pool_error(command, Errno::ENOTTY, None).contains("does not speak the fvp ABI"));
+        }
+        // Errnos the header does not list for a command stay errnos.
+        assert_eq!(
+            pool_error(PoolCreate, Errno::ENOENT, None),
+            "FVP_IOC_POOL_CREATE /dev/fvp-control: ENOENT (No such file or directory)"
+        );
+        assert_eq!(
+            pool_error(PoolResize, Errno::EBUSY, None),
+            "FVP_IOC_POOL_RESIZE /dev/fvp-control: EBUSY (Device or resource busy)"
+        );
+        assert!(pool_error(PoolDestroy, Errno::EEXIST, None).starts_with("FVP_IOC_POOL_DESTROY"));
+    }
+
+    #[test]
+    fn every_command_has_its_header_name() {
+        for (command, name) in [
+            (Command::PoolCreate, "FVP_IOC_POOL_CREATE"),
+            (Command::PoolResize, "FVP_IOC_POOL_RESIZE"),
+            (Command::PoolDestroy, "FVP_IOC_POOL_DESTROY"),
+            (Command::PoolInfo, "FVP_IOC_POOL_INFO"),
+            (Command::VolumeInfo, "FVP_IOC_VOLUME_INFO"),
+        ] {
+            assert_eq!(Operation::Ioctl(command).to_string(), name);
+        }
+    }
+
+    #[test]
+    fn other_failures_read_well() {
+        let grow = Error::CannotGrow {
+            name: "ram0".into(),
+            current: 128 << 20,
+            requested: 64 << 20,
+        };
+        assert_eq!(
+            grow.to_string(),
+            "cannot grow pool ram0 to 64 MiB: it is already 128 MiB (use `fvpctl pool shrink`)"
+        );
+        let shrink = Error::CannotShrink {
+            name: "ram0".into(),
+            current: 64 << 20,
+            requested: 1 << 30,
+        };
+        assert_eq!(
+            shrink.to_string(),
+            "cannot shrink pool ram0 to 1 GiB: it is only 64 MiB (use `fvpctl pool grow`)"
+        );
+        let failed = Error::ProgramFailed {
+            command: "dmsetup message v 0 flush".into(),
+            status: "exit status: 1".into(),
+            stderr: "device-mapper: message ioctl failed\n".into(),
+        };
+        assert_eq!(
+            failed.to_string(),
+            "`dmsetup message v 0 flush` failed (exit status: 1): device-mapper: message ioctl failed"
+        );
+        let silent = Error::ProgramFailed {
+            command: "x".into(),
+            status: "exit status: 2".into(),
+            stderr: " \n".into(),
+        };
+        assert_eq!(silent.to_string(), "`x` failed (exit status: 2)");
+        let timeout = Error::DrainTimeout {
+            volume: "v".into(),
+            timeout: Duration::from_secs(5),
+            dirty: 12,
+        };
+        assert_eq!(
+            timeout.to_string(),
+            "timed out after 5 s draining v: 12 dirty blocks left"
+        );
+        assert_eq!(timeout.exit_code(), EXIT_TIMEOUT);
+        assert_eq!(Error::PoolInvalid.exit_code(), 1);
+        assert_eq!(
+            Error::NotFvpVolume {
+                volume: "v".into(),
+                major: 253,
+                minor: 3
+            }
+            .to_string(),
+            "v (253:3) is not an fvp volume"
+        );
+        assert_eq!(
+            Error::NoDmDevice { name: "v".into() }.to_string(),
+            "no device-mapper device named v"
+        );
     }
 
     #[test]

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `fvpctl`: queries the fvp block caching module through its control device.
+//! `fvpctl`: queries and manages the fvp block caching module through its control device.
 //!
 //! Module map: `cli` parses arguments, `commands` runs them, `sys` holds every system
-//! call (and all of fvpctl's `unsafe`), `output` renders reports, `error` explains failures.
+//! call (and all of fvpctl's `unsafe`), `output` renders reports, `metrics` derives
+//! rates and percentiles, `units` reads and writes sizes, `error` explains failures.
 
 // Keep `unsafe` confined to `sys`, and explained there.
 #![deny(unsafe_code)]
@@ -12,10 +13,13 @@
 mod cli;
 mod commands;
 mod error;
+mod metrics;
 mod output;
 #[allow(unsafe_code)]
 mod sys;
+mod units;
 
+use std::io::{self, ErrorKind};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -23,14 +27,13 @@ use clap::Parser;
 fn main() -> ExitCode {
     // Usage errors exit with 2 and `--help`/`--version` with 0, inside `parse`.
     let cli = cli::Cli::parse();
-    match commands::run(&cli) {
-        Ok(report) => {
-            println!("{report}");
-            ExitCode::SUCCESS
-        }
+    match commands::run(&cli, &mut io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        // Whoever read the output stopped (`fvpctl stats --watch | head`): not a failure.
+        Err(error::Error::Output(err)) if err.kind() == ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("fvpctl: {err}");
-            ExitCode::FAILURE
+            ExitCode::from(err.exit_code())
         }
     }
 }

@@ -1,20 +1,26 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! System access: the control device and sysfs.
+//! System access: the control device, sysfs, signals and helper programs.
 //!
-//! This is the only module with `unsafe` code (the raw ioctl calls). Everything here
-//! reports failures as a bare [`Errno`]; callers add what was being done, and to what.
+//! This is the only module with `unsafe` code (the raw ioctl calls and `sigaction`).
+//! The control device reports failures as a bare [`Errno`]; callers add what was being
+//! done, and to what.
 
-use std::fs::File;
+use std::ffi::OsStr;
+use std::fs::{self, File};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::Path;
+use std::process::{Command as Process, Output};
 
-use fvp_logic::abi::{self, Command, Status, Version};
+use fvp_logic::abi::{self, Command, PoolInfo, PoolReq, Status, Version, VolumeInfo};
 use nix::errno::Errno;
 
 /// Exists while fvp.ko is loaded.
 const MODULE_SYSFS_DIR: &str = "/sys/module/fvp";
+
+/// Block devices, among them device-mapper's `dm-N`.
+const SYS_BLOCK_DIR: &str = "/sys/block";
 
 /// Whether the fvp module is loaded.
 pub fn module_loaded() -> bool {
@@ -30,8 +36,8 @@ pub struct ControlDevice {
 impl ControlDevice {
     /// Opens the control device at `path`.
     pub fn open(path: &Path) -> Result<Self, Errno> {
-        // Read-only is enough: every command only reads, and the module checks
-        // CAP_SYS_ADMIN per ioctl rather than relying on the open mode.
+        // Read-only is enough even for the commands that change pools: the module
+        // checks CAP_SYS_ADMIN per ioctl rather than relying on the open mode.
         File::open(path)
             .map(|file| Self { file })
             .map_err(|err| errno_of(&err))
@@ -49,28 +55,66 @@ impl ControlDevice {
             .map(|bytes| Status::from_bytes(&bytes))
     }
 
+    /// `FVP_IOC_POOL_CREATE`, `FVP_IOC_POOL_RESIZE` or `FVP_IOC_POOL_DESTROY`.
+    pub fn pool_request(&self, command: Command, request: &PoolReq) -> Result<(), Errno> {
+        assert!(
+            matches!(
+                command,
+                Command::PoolCreate | Command::PoolResize | Command::PoolDestroy
+            ),
+            "{command:?} does not take a pool request"
+        );
+        self.write(command, &request.to_bytes())
+    }
+
+    /// `FVP_IOC_POOL_INFO` for pool `index`; `None` past the last pool.
+    pub fn pool_info(&self, index: u32) -> Result<Option<PoolInfo>, Errno> {
+        let mut buf = PoolInfo {
+            index,
+            ..Default::default()
+        }
+        .to_bytes();
+        match self.read_write(Command::PoolInfo, &mut buf) {
+            Ok(()) => Ok(Some(PoolInfo::from_bytes(&buf))),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(errno) => Err(errno),
+        }
+    }
+
+    /// `FVP_IOC_VOLUME_INFO` for volume `index`; `None` past the last volume.
+    pub fn volume_info(&self, index: u32) -> Result<Option<VolumeInfo>, Errno> {
+        let mut buf = VolumeInfo {
+            index,
+            ..Default::default()
+        }
+        .to_bytes();
+        match self.read_write(Command::VolumeInfo, &mut buf) {
+            Ok(()) => Ok(Some(VolumeInfo::from_bytes(&buf))),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(errno) => Err(errno),
+        }
+    }
+
+    /// Every pool, by `FVP_IOC_POOL_INFO` with index 0, 1, ... until ENOENT.
+    pub fn pools(&self) -> Result<Vec<PoolInfo>, Errno> {
+        collect(|index| self.pool_info(index))
+    }
+
+    /// Every volume, by `FVP_IOC_VOLUME_INFO` with index 0, 1, ... until ENOENT.
+    pub fn volumes(&self) -> Result<Vec<VolumeInfo>, Errno> {
+        collect(|index| self.volume_info(index))
+    }
+
     /// Issues the `_IOR` ioctl for `command` and returns the `N` bytes the module wrote.
     fn read<const N: usize>(&self, command: Command) -> Result<[u8; N], Errno> {
-        let request = match command {
-            Command::Version => abi::IOC_VERSION,
-            Command::Status => abi::IOC_STATUS,
-        };
-        // The module copies out as many bytes as the request encodes: the buffer must
-        // be exactly that large, or the copy would overrun it.
-        assert_eq!(
-            abi::ioc_size(request),
-            N,
-            "{command:?} encodes a size different from its buffer"
-        );
-        // `as`, not `From`: the request type is `c_ulong` on glibc but `c_int` on musl,
-        // where the kernel still reads the same 32 bits.
-        let request = request as libc::Ioctl;
+        let request = request::<N>(command, abi::IOC_READ);
         let mut buf = [0u8; N];
         // SAFETY: `self.file` owns the descriptor, so it stays open during the call.
-        // `request` is an `_IOR` command encoding a size of `N` bytes (asserted above),
-        // so the driver writes at most `N` bytes through the pointer, and `buf` is `N`
-        // writable bytes that outlive the call. No reference to `buf` is alive during the
-        // call, and every bit pattern is a valid `u8`, so whatever is written is sound.
+        // `request` is an `_IOR` command encoding a size of `N` bytes (asserted by
+        // `request`), so the driver writes at most `N` bytes through the pointer, and
+        // `buf` is `N` writable bytes that outlive the call. No reference to `buf` is
+        // alive during the call, and every bit pattern is a valid `u8`, so whatever is
+        // written is sound.
         let ret = unsafe { libc::ioctl(self.file.as_raw_fd(), request, buf.as_mut_ptr()) };
         if ret == -1 {
             Err(Errno::last())
@@ -78,6 +122,73 @@ impl ControlDevice {
             Ok(buf)
         }
     }
+
+    /// Issues the `_IOW` ioctl for `command`, passing the `N` bytes of `buf`.
+    fn write<const N: usize>(&self, command: Command, buf: &[u8; N]) -> Result<(), Errno> {
+        let request = request::<N>(command, abi::IOC_WRITE);
+        // SAFETY: `self.file` owns the descriptor, so it stays open during the call.
+        // `request` is an `_IOW` command encoding a size of `N` bytes (asserted by
+        // `request`), so the driver only reads, and at most `N` bytes, through the
+        // pointer; `buf` is `N` initialized bytes borrowed for the whole call.
+        let ret = unsafe { libc::ioctl(self.file.as_raw_fd(), request, buf.as_ptr()) };
+        if ret == -1 {
+            Err(Errno::last())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Issues the `_IOWR` ioctl for `command`: the module reads the `N` bytes of `buf`
+    /// and writes its answer over them.
+    fn read_write<const N: usize>(&self, command: Command, buf: &mut [u8; N]) -> Result<(), Errno> {
+        let request = request::<N>(command, abi::IOC_READ | abi::IOC_WRITE);
+        // SAFETY: `self.file` owns the descriptor, so it stays open during the call.
+        // `request` is an `_IOWR` command encoding a size of `N` bytes (asserted by
+        // `request`), so the driver reads and writes at most `N` bytes through the
+        // pointer; `buf` is `N` initialized, writable bytes exclusively borrowed for the
+        // whole call, and every bit pattern is a valid `u8`.
+        let ret = unsafe { libc::ioctl(self.file.as_raw_fd(), request, buf.as_mut_ptr()) };
+        if ret == -1 {
+            Err(Errno::last())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The ioctl request for `command`, checked to move `N` bytes in direction `dir`
+/// (`abi::IOC_READ`, `abi::IOC_WRITE` or both).
+fn request<const N: usize>(command: Command, dir: u32) -> libc::Ioctl {
+    let request = command.ioc();
+    // The module copies as many bytes as the request encodes: the buffer must be
+    // exactly that large, or the copy would overrun it.
+    assert_eq!(
+        abi::ioc_size(request),
+        N,
+        "{command:?} encodes a size different from its buffer"
+    );
+    // And in the direction the caller's buffer allows (a read-only buffer must not be
+    // written to).
+    assert_eq!(
+        request,
+        abi::ioc(dir, abi::IOCTL_MAGIC, request & 0xff, N),
+        "{command:?} does not transfer in direction {dir}"
+    );
+    // `as`, not `From`: the request type is `c_ulong` on glibc but `c_int` on musl,
+    // where the kernel still reads the same 32 bits.
+    request as libc::Ioctl
+}
+
+/// Calls `info(0)`, `info(1)`, ... and collects the answers up to the first `None`.
+fn collect<T>(mut info: impl FnMut(u32) -> Result<Option<T>, Errno>) -> Result<Vec<T>, Errno> {
+    let mut all = Vec::new();
+    for index in 0..=u32::MAX {
+        match info(index)? {
+            Some(item) => all.push(item),
+            None => break,
+        }
+    }
+    Ok(all)
 }
 
 /// The errno behind an I/O error from the standard library.
@@ -86,4 +197,204 @@ fn errno_of(err: &io::Error) -> Errno {
     // path taken from argv, which cannot hold a NUL) have no errno.
     err.raw_os_error()
         .map_or(Errno::UnknownErrno, Errno::from_raw)
+}
+
+/// A device-mapper device, as sysfs shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DmDevice {
+    /// Its name (`dmsetup ls`).
+    pub name: String,
+    /// Its device number.
+    pub major: u32,
+    /// Its device number.
+    pub minor: u32,
+}
+
+/// Every device-mapper device: `/sys/block/dm-*/dm/name` and `/sys/block/dm-*/dev`.
+pub fn dm_devices() -> Vec<DmDevice> {
+    dm_devices_in(Path::new(SYS_BLOCK_DIR))
+}
+
+/// Every device-mapper device under `sys_block` (a `/sys/block` look-alike). Devices
+/// that vanish or are half set up while being read are left out.
+pub fn dm_devices_in(sys_block: &Path) -> Vec<DmDevice> {
+    let Ok(entries) = fs::read_dir(sys_block) else {
+        return Vec::new();
+    };
+    let mut devices: Vec<DmDevice> = entries
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("dm-"))
+        .filter_map(|entry| {
+            let dir = entry.path();
+            let name = fs::read_to_string(dir.join("dm/name")).ok()?;
+            let (major, minor) = parse_dev(&fs::read_to_string(dir.join("dev")).ok()?)?;
+            Some(DmDevice {
+                name: name.trim_end_matches('\n').to_owned(),
+                major,
+                minor,
+            })
+        })
+        .collect();
+    devices.sort_by_key(|d| (d.major, d.minor));
+    devices
+}
+
+/// Parses `MAJ:MIN` (with an optional trailing newline, as in sysfs `dev` files).
+pub fn parse_dev(text: &str) -> Option<(u32, u32)> {
+    let (major, minor) = text.trim_end_matches('\n').split_once(':')?;
+    let number = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    Some((number(major)?, number(minor)?))
+}
+
+/// Runs `program` with `args` and waits for it, capturing its output.
+pub fn run_program<I, S>(program: &str, args: I) -> io::Result<Output>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    Process::new(program).args(args).output()
+}
+
+/// The handler of [`interrupt_system_calls_on_signals`]: catching the signal is all it
+/// takes for the interrupted system call to return EINTR.
+extern "C" fn ignore_signal(_signal: libc::c_int) {}
+
+/// Catches SIGINT and SIGTERM instead of dying of them, so that a long system call
+/// they interrupt (a pool being filled or emptied) returns EINTR and fvpctl can say
+/// what state it left. Without `SA_RESTART`, such calls are not restarted. A signal
+/// that arrives outside a system call is lost: fvpctl goes on to its end.
+pub fn interrupt_system_calls_on_signals() -> Result<(), Errno> {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: `libc::sigaction` is a plain C struct for which all-zero bytes are a
+        // valid value (no handler, empty mask, no flags); `sigemptyset` initializes the
+        // mask it is given, which lives in `action`. `ignore_signal` has the signature a
+        // handler without `SA_SIGINFO` must have, and does nothing, which is
+        // async-signal-safe. `sigaction` reads `action` during the call only, and a
+        // null `oldact` is allowed.
+        let ret = unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = ignore_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            action.sa_flags = 0;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut())
+        };
+        if ret == -1 {
+            return Err(Errno::last());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    /// A fresh, empty directory for one test.
+    fn scratch_dir(test: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("fvpctl-{}-{test}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn fake_dm(sys_block: &Path, node: &str, name: &str, dev: &str) {
+        let dir = sys_block.join(node);
+        fs::create_dir_all(dir.join("dm")).unwrap();
+        fs::write(dir.join("dm/name"), format!("{name}\n")).unwrap();
+        fs::write(dir.join("dev"), format!("{dev}\n")).unwrap();
+    }
+
+    #[test]
+    fn dev_numbers_parse() {
+        assert_eq!(parse_dev("253:0\n"), Some((253, 0)));
+        assert_eq!(parse_dev("8:16"), Some((8, 16)));
+        assert_eq!(parse_dev("253"), None);
+        assert_eq!(parse_dev("253:"), None);
+        assert_eq!(parse_dev(":1"), None);
+        assert_eq!(parse_dev("a:b"), None);
+        assert_eq!(parse_dev("-1:2"), None);
+        assert_eq!(parse_dev("+1:2"), None);
+        assert_eq!(parse_dev("1:2:3"), None);
+        assert_eq!(parse_dev("99999999999:0"), None);
+    }
+
+    #[test]
+    fn dm_devices_are_read_from_sysfs() {
+        let root = scratch_dir("dm_devices");
+        fake_dm(&root, "dm-1", "cache_b", "253:1");
+        fake_dm(&root, "dm-0", "cache a", "253:0");
+        // Not device-mapper, or not fully set up: ignored.
+        fs::create_dir_all(root.join("sda")).unwrap();
+        fs::write(root.join("sda/dev"), "8:0\n").unwrap();
+        fs::create_dir_all(root.join("dm-2")).unwrap();
+        fs::write(root.join("dm-2/dev"), "253:2\n").unwrap();
+        assert_eq!(
+            dm_devices_in(&root),
+            [
+                DmDevice {
+                    name: "cache a".into(),
+                    major: 253,
+                    minor: 0
+                },
+                DmDevice {
+                    name: "cache_b".into(),
+                    major: 253,
+                    minor: 1
+                },
+            ]
+        );
+        assert_eq!(dm_devices_in(&root.join("missing")), []);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn requests_match_their_buffers() {
+        assert_eq!(
+            request::<{ Version::SIZE }>(Command::Version, abi::IOC_READ) as u32,
+            abi::IOC_VERSION
+        );
+        assert_eq!(
+            request::<{ PoolReq::SIZE }>(Command::PoolCreate, abi::IOC_WRITE) as u32,
+            abi::IOC_POOL_CREATE
+        );
+        assert_eq!(
+            request::<{ VolumeInfo::SIZE }>(Command::VolumeInfo, abi::IOC_READ | abi::IOC_WRITE)
+                as u32,
+            abi::IOC_VOLUME_INFO
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "encodes a size different from its buffer")]
+    fn a_wrong_buffer_size_is_caught() {
+        request::<8>(Command::PoolInfo, abi::IOC_READ | abi::IOC_WRITE);
+    }
+
+    #[test]
+    #[should_panic(expected = "does not transfer in direction")]
+    fn a_wrong_direction_is_caught() {
+        request::<{ PoolInfo::SIZE }>(Command::PoolInfo, abi::IOC_WRITE);
+    }
+
+    #[test]
+    fn enumeration_stops_at_the_first_none() {
+        let all = collect(|i| Ok((i < 3).then_some(i))).unwrap();
+        assert_eq!(all, [0, 1, 2]);
+        let err = collect::<u32>(|_| Err(Errno::EPERM)).unwrap_err();
+        assert_eq!(err, Errno::EPERM);
+    }
+
+    #[test]
+    fn programs_run_and_report() {
+        let out = run_program("sh", ["-c", "echo oops >&2; exit 3"]).unwrap();
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(out.stderr, b"oops\n");
+        let err = run_program("/nonexistent/fvpctl-test", ["x"]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
 }

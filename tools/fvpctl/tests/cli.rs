@@ -20,7 +20,7 @@ fn help_lists_subcommands_and_options() {
     let output = fvpctl(&["--help"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    for word in ["version", "status", "--device"] {
+    for word in ["version", "status", "pool", "stats", "volume", "--device"] {
         assert!(
             stdout.contains(word),
             "`{word}` missing from help:\n{stdout}"
@@ -84,6 +84,108 @@ fn usage_errors_exit_with_2() {
             Some(2),
             "{args:?}: {}",
             stderr(&output)
+        );
+    }
+}
+
+#[test]
+fn pool_and_volume_help_list_their_subcommands() {
+    for (args, words) in [
+        (
+            &["pool", "--help"][..],
+            &["create", "grow", "shrink", "destroy", "list"][..],
+        ),
+        (&["volume", "--help"][..], &["drain"][..]),
+        (
+            &["stats", "--help"][..],
+            &["--watch", "--json", "--count", "[VOLUME]"][..],
+        ),
+        (
+            &["pool", "create", "--help"][..],
+            &["--ram <SIZE>", "KiB", "4096"][..],
+        ),
+        (
+            &["volume", "drain", "--help"][..],
+            &["--timeout <SECS>"][..],
+        ),
+    ] {
+        let output = fvpctl(args);
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        for word in words {
+            assert!(
+                stdout.contains(word),
+                "{args:?}: `{word}` missing:\n{stdout}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_pool_arguments_are_usage_errors() {
+    for (args, why) in [
+        (&["pool", "create", "ram0"][..], "--ram <SIZE>"),
+        (
+            &["pool", "create", "ram0", "--ram", "64MB"][..],
+            "unknown unit 'MB'",
+        ),
+        (
+            &["pool", "create", "ram0", "--ram", "0"][..],
+            "size must not be zero",
+        ),
+        (
+            &["pool", "create", "ram0", "--ram", "1000"][..],
+            "not a multiple of 4096 bytes",
+        ),
+        (
+            &["pool", "create", "ram0", "--ram", "1.1M"][..],
+            "not a whole number of bytes",
+        ),
+        (
+            &["pool", "create", "no/slash", "--ram", "64M"][..],
+            "invalid pool name 'no/slash'",
+        ),
+        (&["pool", "grow", "ram0"][..], "<SIZE>"),
+        (&["pool", "shrink", "ram0", "12x"][..], "unknown unit 'x'"),
+        (&["pool", "destroy"][..], "<NAME>"),
+        (&["volume", "drain"][..], "<VOLUME>"),
+        (
+            &["volume", "drain", "v", "--timeout", "0"][..],
+            "not a positive number of seconds",
+        ),
+        (
+            &["stats", "--watch", "x"][..],
+            "invalid number of seconds 'x'",
+        ),
+        (&["stats", "--count", "3"][..], "--watch"),
+    ] {
+        let output = fvpctl(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+        let message = stderr(&output);
+        assert!(
+            message.contains(why),
+            "{args:?}: `{why}` missing from:\n{message}"
+        );
+    }
+}
+
+#[test]
+fn new_commands_refuse_other_devices() {
+    for args in [
+        &["pool", "list"][..],
+        &["pool", "create", "ram0", "--ram", "64M"][..],
+        &["pool", "grow", "ram0", "1G"][..],
+        &["pool", "destroy", "ram0"][..],
+        &["stats", "--json"][..],
+        &["volume", "drain", "v"][..],
+    ] {
+        let output = fvpctl(&[&["--device", "/dev/null"][..], args].concat());
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        let message = stderr(&output);
+        assert!(
+            message.contains("/dev/null does not speak the fvp ABI"),
+            "{args:?}: {message}"
         );
     }
 }

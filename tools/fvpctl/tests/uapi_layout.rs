@@ -12,7 +12,7 @@ use std::mem::{align_of, offset_of, size_of};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use fvp_logic::abi::{self, Status, Version};
+use fvp_logic::abi::{self, PoolInfo, PoolReq, Status, Version, VolumeInfo};
 
 /// Prints `key=value` lines. The `struct.field.*` keys must match `rust_layout`.
 const PROBE_C: &str = r#"
@@ -43,12 +43,61 @@ int main(void)
 	FIELD(fvp_status, reserved);
 	FIELD(fvp_status, bios_mapped);
 
+	STRUCT(fvp_pool_req);
+	FIELD(fvp_pool_req, name);
+	FIELD(fvp_pool_req, ram_bytes);
+
+	STRUCT(fvp_pool_info);
+	FIELD(fvp_pool_info, index);
+	FIELD(fvp_pool_info, volumes);
+	FIELD(fvp_pool_info, name);
+	FIELD(fvp_pool_info, target_bytes);
+	FIELD(fvp_pool_info, pages);
+	FIELD(fvp_pool_info, free_pages);
+	FIELD(fvp_pool_info, clean_pages);
+	FIELD(fvp_pool_info, dirty_pages);
+	FIELD(fvp_pool_info, busy_pages);
+	FIELD(fvp_pool_info, metadata_bytes);
+	FIELD(fvp_pool_info, evictions);
+
+	STRUCT(fvp_volume_info);
+	FIELD(fvp_volume_info, index);
+	FIELD(fvp_volume_info, block_size);
+	FIELD(fvp_volume_info, dev_major);
+	FIELD(fvp_volume_info, dev_minor);
+	FIELD(fvp_volume_info, pool);
+	FIELD(fvp_volume_info, policy_requested);
+	FIELD(fvp_volume_info, policy_effective);
+	FIELD(fvp_volume_info, reads);
+	FIELD(fvp_volume_info, writes);
+	FIELD(fvp_volume_info, read_bytes);
+	FIELD(fvp_volume_info, write_bytes);
+	FIELD(fvp_volume_info, read_hits);
+	FIELD(fvp_volume_info, read_misses);
+	FIELD(fvp_volume_info, write_hits);
+	FIELD(fvp_volume_info, bypassed);
+	FIELD(fvp_volume_info, dirty_blocks);
+	FIELD(fvp_volume_info, destaged_blocks);
+	FIELD(fvp_volume_info, evictions);
+	FIELD(fvp_volume_info, read_latency);
+	FIELD(fvp_volume_info, write_latency);
+
 	NUMBER(FVP_IOC_VERSION);
 	NUMBER(FVP_IOC_STATUS);
 	NUMBER(FVP_ABI_VERSION);
 	NUMBER(FVP_IOCTL_MAGIC);
 	NUMBER(FVP_FEATURE_PASSTHROUGH);
 	NUMBER(FVP_VERSION_STR_LEN);
+	NUMBER(FVP_FEATURE_RAM_POOL);
+	NUMBER(FVP_NAME_LEN);
+	NUMBER(FVP_LAT_BUCKETS);
+	NUMBER(FVP_POLICY_WRITE_THROUGH);
+	NUMBER(FVP_POLICY_WRITE_BACK);
+	NUMBER(FVP_IOC_POOL_CREATE);
+	NUMBER(FVP_IOC_POOL_RESIZE);
+	NUMBER(FVP_IOC_POOL_DESTROY);
+	NUMBER(FVP_IOC_POOL_INFO);
+	NUMBER(FVP_IOC_VOLUME_INFO);
 	printf("FVP_CONTROL_NAME=%s\n", FVP_CONTROL_NAME);
 	return 0;
 }
@@ -101,6 +150,48 @@ fn rust_layout() -> BTreeMap<String, String> {
     field!("fvp_status", Status, reserved);
     field!("fvp_status", Status, bios_mapped);
 
+    strukt!("fvp_pool_req", PoolReq);
+    field!("fvp_pool_req", PoolReq, name);
+    field!("fvp_pool_req", PoolReq, ram_bytes);
+    assert_eq!(PoolReq::SIZE, size_of::<PoolReq>());
+
+    strukt!("fvp_pool_info", PoolInfo);
+    field!("fvp_pool_info", PoolInfo, index);
+    field!("fvp_pool_info", PoolInfo, volumes);
+    field!("fvp_pool_info", PoolInfo, name);
+    field!("fvp_pool_info", PoolInfo, target_bytes);
+    field!("fvp_pool_info", PoolInfo, pages);
+    field!("fvp_pool_info", PoolInfo, free_pages);
+    field!("fvp_pool_info", PoolInfo, clean_pages);
+    field!("fvp_pool_info", PoolInfo, dirty_pages);
+    field!("fvp_pool_info", PoolInfo, busy_pages);
+    field!("fvp_pool_info", PoolInfo, metadata_bytes);
+    field!("fvp_pool_info", PoolInfo, evictions);
+    assert_eq!(PoolInfo::SIZE, size_of::<PoolInfo>());
+
+    strukt!("fvp_volume_info", VolumeInfo);
+    field!("fvp_volume_info", VolumeInfo, index);
+    field!("fvp_volume_info", VolumeInfo, block_size);
+    field!("fvp_volume_info", VolumeInfo, dev_major);
+    field!("fvp_volume_info", VolumeInfo, dev_minor);
+    field!("fvp_volume_info", VolumeInfo, pool);
+    field!("fvp_volume_info", VolumeInfo, policy_requested);
+    field!("fvp_volume_info", VolumeInfo, policy_effective);
+    field!("fvp_volume_info", VolumeInfo, reads);
+    field!("fvp_volume_info", VolumeInfo, writes);
+    field!("fvp_volume_info", VolumeInfo, read_bytes);
+    field!("fvp_volume_info", VolumeInfo, write_bytes);
+    field!("fvp_volume_info", VolumeInfo, read_hits);
+    field!("fvp_volume_info", VolumeInfo, read_misses);
+    field!("fvp_volume_info", VolumeInfo, write_hits);
+    field!("fvp_volume_info", VolumeInfo, bypassed);
+    field!("fvp_volume_info", VolumeInfo, dirty_blocks);
+    field!("fvp_volume_info", VolumeInfo, destaged_blocks);
+    field!("fvp_volume_info", VolumeInfo, evictions);
+    field!("fvp_volume_info", VolumeInfo, read_latency);
+    field!("fvp_volume_info", VolumeInfo, write_latency);
+    assert_eq!(VolumeInfo::SIZE, size_of::<VolumeInfo>());
+
     put("FVP_IOC_VERSION", abi::IOC_VERSION.to_string());
     put("FVP_IOC_STATUS", abi::IOC_STATUS.to_string());
     put("FVP_ABI_VERSION", abi::ABI_VERSION.to_string());
@@ -111,6 +202,31 @@ fn rust_layout() -> BTreeMap<String, String> {
     );
     put("FVP_VERSION_STR_LEN", abi::VERSION_STR_LEN.to_string());
     put("FVP_CONTROL_NAME", abi::CONTROL_NAME.to_owned());
+    put("FVP_FEATURE_RAM_POOL", abi::FEATURE_RAM_POOL.to_string());
+    put("FVP_NAME_LEN", abi::NAME_LEN.to_string());
+    put("FVP_LAT_BUCKETS", abi::LAT_BUCKETS.to_string());
+    put(
+        "FVP_POLICY_WRITE_THROUGH",
+        abi::POLICY_WRITE_THROUGH.to_string(),
+    );
+    put("FVP_POLICY_WRITE_BACK", abi::POLICY_WRITE_BACK.to_string());
+    put("FVP_IOC_POOL_CREATE", abi::IOC_POOL_CREATE.to_string());
+    put("FVP_IOC_POOL_RESIZE", abi::IOC_POOL_RESIZE.to_string());
+    put("FVP_IOC_POOL_DESTROY", abi::IOC_POOL_DESTROY.to_string());
+    put("FVP_IOC_POOL_INFO", abi::IOC_POOL_INFO.to_string());
+    put("FVP_IOC_VOLUME_INFO", abi::IOC_VOLUME_INFO.to_string());
+    // The commands the module decodes are these same numbers.
+    for command in [
+        abi::Command::Version,
+        abi::Command::Status,
+        abi::Command::PoolCreate,
+        abi::Command::PoolResize,
+        abi::Command::PoolDestroy,
+        abi::Command::PoolInfo,
+        abi::Command::VolumeInfo,
+    ] {
+        assert_eq!(abi::Command::decode(command.ioc()), Ok(command));
+    }
     layout
 }
 
@@ -178,7 +294,50 @@ fn rust_abi_matches_the_c_header() {
         "fvp_logic::abi disagrees with include/uapi/linux/fvp.h:\n  {}",
         mismatches.join("\n  ")
     );
-    // Two structures (size, alignment, and offset and size of 6 + 3 fields) and
-    // 7 constants: catches a probe and a table that both lost the same lines.
-    assert_eq!(c.len(), 2 * 2 + 2 * (6 + 3) + 7, "{c:#?}");
+    // Five structures (size, alignment, and offset and size of 6 + 3 + 2 + 11 + 20
+    // fields) and 17 constants: catches a probe and a table that both lost the same lines.
+    assert_eq!(c.len(), 5 * 2 + 2 * (6 + 3 + 2 + 11 + 20) + 17, "{c:#?}");
+}
+
+/// Every structure's listed fields tile it exactly, with no gap and nothing past its
+/// end: a field missing from both the probe and the table would leave a gap (the
+/// header has no implicit padding).
+#[test]
+fn listed_fields_cover_every_structure() {
+    let rust = rust_layout();
+    let number = |key: &str| -> usize { rust[key].parse().expect("a number") };
+    let structs: BTreeSet<&str> = rust
+        .keys()
+        .filter_map(|key| key.strip_suffix(".size"))
+        .filter(|name| !name.contains('.'))
+        .collect();
+    assert_eq!(structs.len(), 5, "{structs:?}");
+    for name in structs {
+        let mut fields: Vec<(usize, usize, &str)> = rust
+            .keys()
+            .filter_map(|key| {
+                key.strip_prefix(name)?
+                    .strip_prefix('.')?
+                    .strip_suffix(".offset")
+            })
+            .map(|field| {
+                (
+                    number(&format!("{name}.{field}.offset")),
+                    number(&format!("{name}.{field}.size")),
+                    field,
+                )
+            })
+            .collect();
+        fields.sort();
+        let mut end = 0;
+        for (offset, size, field) in fields {
+            assert_eq!(offset, end, "{name}: gap or overlap before {field}");
+            end = offset + size;
+        }
+        assert_eq!(
+            end,
+            number(&format!("{name}.size")),
+            "{name}: fields missing at the end"
+        );
+    }
 }

@@ -16,9 +16,19 @@ pub const CONTROL_NAME: &str = "fvp-control";
 /// `FVP_IOCTL_MAGIC`: the ioctl type byte.
 pub const IOCTL_MAGIC: u32 = 0xF7;
 /// `FVP_ABI_VERSION`.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 /// `FVP_FEATURE_PASSTHROUGH`: the dm target `fvp` maps I/O to its backing device.
 pub const FEATURE_PASSTHROUGH: u64 = 1 << 0;
+/// `FVP_FEATURE_RAM_POOL`: RAM pools; write-through and write-back (peers=0) volumes.
+pub const FEATURE_RAM_POOL: u64 = 1 << 1;
+/// `FVP_NAME_LEN`: pool names, NUL-padded.
+pub const NAME_LEN: usize = 32;
+/// `FVP_LAT_BUCKETS`.
+pub const LAT_BUCKETS: usize = 24;
+/// `FVP_POLICY_WRITE_THROUGH`.
+pub const POLICY_WRITE_THROUGH: u32 = 1;
+/// `FVP_POLICY_WRITE_BACK`.
+pub const POLICY_WRITE_BACK: u32 = 2;
 /// `FVP_VERSION_STR_LEN`.
 pub const VERSION_STR_LEN: usize = 32;
 
@@ -41,6 +51,16 @@ pub const fn ioc(dir: u32, ty: u32, nr: u32, size: usize) -> u32 {
 pub const IOC_VERSION: u32 = ioc(IOC_READ, IOCTL_MAGIC, 0x00, Version::SIZE);
 /// `FVP_IOC_STATUS`.
 pub const IOC_STATUS: u32 = ioc(IOC_READ, IOCTL_MAGIC, 0x01, Status::SIZE);
+/// `FVP_IOC_POOL_CREATE`.
+pub const IOC_POOL_CREATE: u32 = ioc(IOC_WRITE, IOCTL_MAGIC, 0x10, PoolReq::SIZE);
+/// `FVP_IOC_POOL_RESIZE`.
+pub const IOC_POOL_RESIZE: u32 = ioc(IOC_WRITE, IOCTL_MAGIC, 0x11, PoolReq::SIZE);
+/// `FVP_IOC_POOL_DESTROY`.
+pub const IOC_POOL_DESTROY: u32 = ioc(IOC_WRITE, IOCTL_MAGIC, 0x12, PoolReq::SIZE);
+/// `FVP_IOC_POOL_INFO`.
+pub const IOC_POOL_INFO: u32 = ioc(IOC_READ | IOC_WRITE, IOCTL_MAGIC, 0x13, PoolInfo::SIZE);
+/// `FVP_IOC_VOLUME_INFO`.
+pub const IOC_VOLUME_INFO: u32 = ioc(IOC_READ | IOC_WRITE, IOCTL_MAGIC, 0x14, VolumeInfo::SIZE);
 
 /// A command the control device understands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +69,16 @@ pub enum Command {
     Version,
     /// `FVP_IOC_STATUS`.
     Status,
+    /// `FVP_IOC_POOL_CREATE`.
+    PoolCreate,
+    /// `FVP_IOC_POOL_RESIZE`.
+    PoolResize,
+    /// `FVP_IOC_POOL_DESTROY`.
+    PoolDestroy,
+    /// `FVP_IOC_POOL_INFO`.
+    PoolInfo,
+    /// `FVP_IOC_VOLUME_INFO`.
+    VolumeInfo,
 }
 
 /// Why an ioctl command was refused before it was run.
@@ -71,6 +101,11 @@ impl Command {
         let (command, expected) = match nr {
             0x00 => (Command::Version, IOC_VERSION),
             0x01 => (Command::Status, IOC_STATUS),
+            0x10 => (Command::PoolCreate, IOC_POOL_CREATE),
+            0x11 => (Command::PoolResize, IOC_POOL_RESIZE),
+            0x12 => (Command::PoolDestroy, IOC_POOL_DESTROY),
+            0x13 => (Command::PoolInfo, IOC_POOL_INFO),
+            0x14 => (Command::VolumeInfo, IOC_VOLUME_INFO),
             _ => return Err(CommandError::Unknown),
         };
         if cmd == expected {
@@ -82,9 +117,19 @@ impl Command {
 
     /// The size of the structure the command transfers.
     pub fn size(self) -> usize {
+        ioc_size(self.ioc())
+    }
+
+    /// The encoded ioctl number.
+    pub fn ioc(self) -> u32 {
         match self {
-            Command::Version => Version::SIZE,
-            Command::Status => Status::SIZE,
+            Command::Version => IOC_VERSION,
+            Command::Status => IOC_STATUS,
+            Command::PoolCreate => IOC_POOL_CREATE,
+            Command::PoolResize => IOC_POOL_RESIZE,
+            Command::PoolDestroy => IOC_POOL_DESTROY,
+            Command::PoolInfo => IOC_POOL_INFO,
+            Command::VolumeInfo => IOC_VOLUME_INFO,
         }
     }
 }
@@ -217,6 +262,204 @@ impl Status {
     }
 }
 
+/// A field of an ABI structure, copied at its offset in native byte order.
+pub trait Field: Sized {
+    /// Writes the field into `dst` (exactly its size).
+    fn put(&self, dst: &mut [u8]);
+    /// Reads the field from `src` (exactly its size).
+    fn get(src: &[u8]) -> Self;
+}
+
+impl Field for u32 {
+    fn put(&self, dst: &mut [u8]) {
+        dst.copy_from_slice(&self.to_ne_bytes());
+    }
+    fn get(src: &[u8]) -> Self {
+        get_u32(src, 0)
+    }
+}
+
+impl Field for u64 {
+    fn put(&self, dst: &mut [u8]) {
+        dst.copy_from_slice(&self.to_ne_bytes());
+    }
+    fn get(src: &[u8]) -> Self {
+        get_u64(src, 0)
+    }
+}
+
+impl<const N: usize> Field for [u8; N] {
+    fn put(&self, dst: &mut [u8]) {
+        dst.copy_from_slice(self);
+    }
+    fn get(src: &[u8]) -> Self {
+        let mut a = [0u8; N];
+        a.copy_from_slice(src);
+        a
+    }
+}
+
+impl<const N: usize> Field for [u64; N] {
+    fn put(&self, dst: &mut [u8]) {
+        for (i, v) in self.iter().enumerate() {
+            if let Some(chunk) = dst.get_mut(i * 8..i * 8 + 8) {
+                v.put(chunk);
+            }
+        }
+    }
+    fn get(src: &[u8]) -> Self {
+        let mut a = [0u64; N];
+        for (i, v) in a.iter_mut().enumerate() {
+            if let Some(chunk) = src.get(i * 8..i * 8 + 8) {
+                *v = u64::get(chunk);
+            }
+        }
+        a
+    }
+}
+
+/// Defines a `#[repr(C)]` ABI structure with `SIZE`, `to_bytes` and `from_bytes`.
+macro_rules! abi_struct {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct $name { $($(#[$fmeta])* pub $field: $ty,)* }
+
+        impl $name {
+            /// `sizeof` of the C structure.
+            pub const SIZE: usize = size_of::<Self>();
+
+            /// The C layout, in native byte order.
+            pub fn to_bytes(&self) -> [u8; Self::SIZE] {
+                let mut b = [0u8; Self::SIZE];
+                $(
+                    let off = offset_of!(Self, $field);
+                    self.$field.put(&mut b[off..off + size_of::<$ty>()]);
+                )*
+                b
+            }
+
+            /// Parses the C layout.
+            pub fn from_bytes(b: &[u8; Self::SIZE]) -> Self {
+                Self { $($field: {
+                    let off = offset_of!(Self, $field);
+                    <$ty as Field>::get(&b[off..off + size_of::<$ty>()])
+                },)* }
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::from_bytes(&[0u8; Self::SIZE])
+            }
+        }
+    };
+}
+
+abi_struct! {
+    /// `struct fvp_pool_req`.
+    pub struct PoolReq {
+        /// Pool name, NUL-padded.
+        pub name: [u8; NAME_LEN],
+        /// Size in bytes (create, resize).
+        pub ram_bytes: u64,
+    }
+}
+
+abi_struct! {
+    /// `struct fvp_pool_info`.
+    pub struct PoolInfo {
+        /// In: which pool.
+        pub index: u32,
+        /// Volumes using the pool.
+        pub volumes: u32,
+        /// Pool name, NUL-padded.
+        pub name: [u8; NAME_LEN],
+        /// Size last asked for.
+        pub target_bytes: u64,
+        /// Pages held now.
+        pub pages: u64,
+        /// Free pages.
+        pub free_pages: u64,
+        /// Pages holding clean blocks.
+        pub clean_pages: u64,
+        /// Pages holding dirty blocks.
+        pub dirty_pages: u64,
+        /// Pages being filled.
+        pub busy_pages: u64,
+        /// RAM spent on the index.
+        pub metadata_bytes: u64,
+        /// Blocks evicted.
+        pub evictions: u64,
+    }
+}
+
+abi_struct! {
+    /// `struct fvp_volume_info`.
+    pub struct VolumeInfo {
+        /// In: which volume.
+        pub index: u32,
+        /// Block size in bytes.
+        pub block_size: u32,
+        /// The dm device's major number.
+        pub dev_major: u32,
+        /// The dm device's minor number.
+        pub dev_minor: u32,
+        /// Pool name, NUL-padded.
+        pub pool: [u8; NAME_LEN],
+        /// `POLICY_*` asked for.
+        pub policy_requested: u32,
+        /// `POLICY_*` in force.
+        pub policy_effective: u32,
+        /// Read bios.
+        pub reads: u64,
+        /// Write bios.
+        pub writes: u64,
+        /// Bytes read.
+        pub read_bytes: u64,
+        /// Bytes written.
+        pub write_bytes: u64,
+        /// Blocks read from the pool.
+        pub read_hits: u64,
+        /// Blocks read from the backing device.
+        pub read_misses: u64,
+        /// Blocks written into the pool.
+        pub write_hits: u64,
+        /// Bios sent around the pool.
+        pub bypassed: u64,
+        /// Dirty blocks now.
+        pub dirty_blocks: u64,
+        /// Blocks written back to the backing device.
+        pub destaged_blocks: u64,
+        /// Blocks of this volume evicted.
+        pub evictions: u64,
+        /// Read latency histogram.
+        pub read_latency: [u64; LAT_BUCKETS],
+        /// Write latency histogram.
+        pub write_latency: [u64; LAT_BUCKETS],
+    }
+}
+
+/// A pool name as the ABI carries it, validated: 1 to 31 of `[A-Za-z0-9_.-]`.
+pub fn pool_name(name: &[u8]) -> Option<[u8; NAME_LEN]> {
+    let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    let name = &name[..len];
+    let valid = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
+    if name.is_empty() || name.len() >= NAME_LEN || !name.iter().all(valid) {
+        return None;
+    }
+    let mut out = [0u8; NAME_LEN];
+    out[..name.len()].copy_from_slice(name);
+    Some(out)
+}
+
+/// The text of a NUL-padded name.
+pub fn name_str(name: &[u8]) -> &str {
+    let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    core::str::from_utf8(&name[..len]).unwrap_or("?")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +485,31 @@ mod tests {
         assert_eq!(v.version_str(), "1.2.3");
         let long = Version::new(0, 0, 0, 0, "0123456789012345678901234567890123456789");
         assert_eq!(long.version_str().len(), VERSION_STR_LEN - 1);
+    }
+
+    #[test]
+    fn new_structures_round_trip() {
+        let mut v = VolumeInfo { index: 7, ..Default::default() };
+        v.read_latency[3] = 99;
+        v.write_latency[23] = u64::MAX;
+        v.pool = pool_name(b"ram0").unwrap();
+        assert_eq!(VolumeInfo::from_bytes(&v.to_bytes()), v);
+        let p = PoolInfo { index: 1, evictions: 5, ..Default::default() };
+        assert_eq!(PoolInfo::from_bytes(&p.to_bytes()), p);
+        for c in [Command::PoolCreate, Command::PoolResize, Command::PoolDestroy, Command::PoolInfo, Command::VolumeInfo] {
+            assert_eq!(Command::decode(c.ioc()), Ok(c));
+        }
+    }
+
+    #[test]
+    fn pool_names() {
+        assert!(pool_name(b"ram0").is_some());
+        assert!(pool_name(b"a.b-c_d").is_some());
+        assert!(pool_name(b"").is_none());
+        assert!(pool_name(b"bad name").is_none());
+        assert!(pool_name(b"x/y").is_none());
+        assert!(pool_name(&[b'a'; 32]).is_none());
+        assert_eq!(name_str(&pool_name(b"ram0").unwrap()), "ram0");
     }
 
     #[test]

@@ -7,4 +7,5 @@
 //! its unit and property tests.
 
 pub mod abi;
+pub mod cache;
 pub mod table;

@@ -1,0 +1,280 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Destaging: writing dirty blocks back to the backing devices.
+//!
+//! Each pool runs one destager loop on the shared workqueue. It collects up to
+//! [`BATCH`] dirty blocks, sorts them by volume and block, writes each run of adjacent
+//! blocks with one bio, waits, and marks the blocks clean unless a write raced them.
+//! Pacing: above the high watermark (half the pool dirty) or when someone waits
+//! (flush, drain, shrink: the `urgent` flag), it runs flat out; between the watermarks
+//! it writes one batch every [`PACE_MS`]; below the low watermark (a tenth) it only
+//! works while the volumes are idle, so foreground I/O keeps the backing device.
+
+use crate::fvp_kernel::bio::{BioDone, BioStatus, OwnedBio};
+use crate::fvp_kernel::pages::CountedPage;
+use crate::fvp_kernel::sync::{sleep_ms, Completion};
+use crate::logic::cache::Key;
+use crate::pool::{Pool, SHARDS};
+use crate::stats::Stats;
+use crate::volume::Volume;
+use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use kernel::prelude::*;
+use kernel::sync::Arc;
+
+/// Blocks per batch.
+const BATCH: usize = 64;
+/// Blocks per destage bio at most.
+const MAX_RUN: usize = 32;
+/// Pause between batches when not urgent.
+const PACE_MS: u32 = 10;
+/// Pause when there is nothing to do.
+const IDLE_MS: u32 = 20;
+
+/// Starts `pool`'s destager.
+pub(crate) fn start(pool: Arc<Pool>) -> Result {
+    let wq = &pool.shared.wq;
+    let p = pool.clone();
+    wq.try_spawn(GFP_KERNEL, move || run(p)).map_err(|_| ENOMEM)
+}
+
+/// Where a pass over the pool's shards stands.
+#[derive(Default)]
+pub(crate) struct Pass {
+    cursors: [u32; SHARDS],
+    finished: [bool; SHARDS],
+}
+
+impl Pass {
+    fn complete(&self) -> bool {
+        self.finished.iter().all(|&f| f)
+    }
+}
+
+fn run(pool: Arc<Pool>) {
+    let mut cursors = Pass::default();
+    while !pool.stopping() {
+        let counts = pool.counts();
+        if counts.dirty == 0 {
+            sleep_ms(IDLE_MS);
+            continue;
+        }
+        let urgent = pool.urgent.swap(false, Relaxed) || counts.dirty * 2 >= counts.pages;
+        let above_low = counts.dirty * 10 >= counts.pages;
+        let idle = pool.idle();
+        if !urgent && !above_low && !idle {
+            sleep_ms(IDLE_MS);
+            continue;
+        }
+        if cursors.complete() {
+            cursors = Pass::default();
+        }
+        let done = batch(&pool, None, &mut cursors);
+        if done == 0 || !urgent {
+            sleep_ms(if done == 0 { 1 } else { PACE_MS });
+        } else {
+            // Stay urgent until below the high watermark or nothing is left.
+            pool.urgent.store(true, Relaxed);
+        }
+    }
+    pool.destager_exited.complete_all();
+}
+
+struct Entry {
+    key: Key,
+    shard: usize,
+    slot: u32,
+    gen: u16,
+    page: Option<CountedPage>,
+}
+
+/// Waits for one destage bio.
+#[pin_data]
+struct RunDone {
+    ok: AtomicBool,
+    #[pin]
+    done: Completion,
+}
+
+impl BioDone for RunDone {
+    fn bio_done(this: Arc<Self>, status: BioStatus) {
+        this.ok.store(status.is_ok(), Relaxed);
+        this.done.complete();
+    }
+}
+
+/// Destages one batch (of `only` volume, or of any); returns how many blocks were
+/// written. `pass` remembers where each shard's scan stopped.
+pub(crate) fn batch(pool: &Arc<Pool>, only: Option<u16>, pass: &mut Pass) -> usize {
+    let Ok(mut entries) = KVec::<Entry>::with_capacity(BATCH, GFP_KERNEL) else { return 0 };
+    let Some(zero) = Key::new(0, 0) else { return 0 };
+    let mut found = [(0u32, zero); BATCH];
+    for s in 0..SHARDS {
+        if entries.len() >= BATCH {
+            break;
+        }
+        if pass.finished[s] {
+            continue;
+        }
+        let mut guard = pool.shard(s).lock();
+        let shard = &mut *guard;
+        let room = BATCH - entries.len();
+        let (n, next) = shard.cache.dirty_scan(pass.cursors[s], &mut found[..room]);
+        pass.cursors[s] = next;
+        if next >= shard.cache.slots() {
+            pass.finished[s] = true;
+        }
+        for &(slot, key) in &found[..n] {
+            if only.is_some_and(|v| v != key.volume()) {
+                continue;
+            }
+            let Some(gen) = shard.cache.begin_destage(slot) else { continue };
+            let page = shard.pages.get(slot).map(|p| p.counted());
+            // Cannot fail: capacity for BATCH entries was reserved.
+            let _ = entries.push(Entry { key, shard: s, slot, gen, page }, GFP_KERNEL);
+        }
+    }
+    if entries.is_empty() {
+        return 0;
+    }
+    entries.sort_unstable_by_key(|e| e.key);
+
+    // One bio per run of adjacent blocks of one volume.
+    let Ok(mut runs) = KVec::<(usize, usize, Option<Arc<RunDone>>)>::with_capacity(BATCH, GFP_KERNEL) else {
+        finish(pool, &entries, |_| false);
+        return 0;
+    };
+    let mut i = 0;
+    while i < entries.len() {
+        let mut j = i;
+        while j + 1 < entries.len()
+            && j + 1 - i < MAX_RUN
+            && entries[j + 1].key.volume() == entries[i].key.volume()
+            && entries[j + 1].key.block() == entries[j].key.block() + 1
+        {
+            j += 1;
+        }
+        let done = submit_run(pool, &mut entries[i..=j]);
+        let _ = runs.push((i, j, done), GFP_KERNEL);
+        i = j + 1;
+    }
+    let mut ok_mask = [false; BATCH];
+    for (a, b, done) in runs.iter() {
+        let ok = match done {
+            Some(d) => {
+                d.done.wait();
+                d.ok.load(Relaxed)
+            }
+            None => false,
+        };
+        for k in *a..=*b {
+            ok_mask[k] = ok;
+        }
+    }
+    finish(pool, &entries, |k| ok_mask[k])
+}
+
+/// Submits the write of one run; `None` if it could not be submitted.
+fn submit_run(pool: &Arc<Pool>, run: &mut [Entry]) -> Option<Arc<RunDone>> {
+    let first = run.first()?;
+    let volume = pool.volume(first.key.volume())?;
+    let sector = first.key.block() * (crate::pool::PAGE / 512);
+    let mut bio =
+        OwnedBio::new(&pool.shared.bioset, volume.backing.bdev(), true, sector, run.len() as u16).ok()?;
+    for e in run.iter_mut() {
+        if !bio.add_page(e.page.take()?) {
+            return None;
+        }
+    }
+    let done = Arc::pin_init(
+        pin_init!(RunDone { ok: AtomicBool::new(false), done <- Completion::new() }),
+        GFP_KERNEL,
+    )
+    .ok()?;
+    bio.submit(done.clone());
+    Some(done)
+}
+
+/// Ends the destage of every entry; returns how many became clean.
+fn finish(pool: &Arc<Pool>, entries: &[Entry], ok: impl Fn(usize) -> bool) -> usize {
+    let mut cleaned = 0;
+    for (k, e) in entries.iter().enumerate() {
+        let was_clean = {
+            let mut shard = pool.shard(e.shard).lock();
+            shard.cache.end_destage(e.slot, e.gen, ok(k))
+        };
+        if was_clean {
+            cleaned += 1;
+            if let Some(v) = pool.volume(e.key.volume()) {
+                v.dirty.fetch_sub(1, Relaxed);
+                Stats::add(&v.stats.destaged, 1);
+            }
+        }
+    }
+    cleaned
+}
+
+/// One pass over the pool writing back `volume`'s dirty blocks; returns how many.
+fn pass(volume: &Arc<Volume>) -> usize {
+    let mut p = Pass::default();
+    let mut total = 0;
+    while !p.complete() {
+        total += batch(&volume.pool, Some(volume.id), &mut p);
+    }
+    total
+}
+
+/// Writes back the blocks of `volume` that are dirty now, so that every write
+/// completed before the call is on the backing device. Blocks another destage held
+/// during the first pass are caught by the second, after in-flight destages ended;
+/// blocks written after the call started may remain dirty. Sleeps.
+pub(crate) fn flush_dirty(volume: &Arc<Volume>) -> Result {
+    pass(volume);
+    let mut waited = 0;
+    while volume.pool.destaging() > 0 {
+        sleep_ms(1);
+        waited += 1;
+        if waited > 60_000 {
+            return Err(EIO);
+        }
+    }
+    pass(volume);
+    Ok(())
+}
+
+/// Writes back every dirty block of `volume` until none is left (no writes may arrive:
+/// the device is suspended or write-through). Sleeps.
+pub(crate) fn drain(volume: &Arc<Volume>) -> Result {
+    let mut stalled = 0;
+    while volume.dirty.load(Relaxed) > 0 {
+        stalled = if pass(volume) == 0 { stalled + 1 } else { 0 };
+        if stalled > 5000 {
+            pr_err!(
+                "fvp: volume {}: {} dirty blocks cannot be written back\n",
+                volume.id,
+                volume.dirty.load(Relaxed)
+            );
+            return Err(EIO);
+        }
+        if stalled > 0 {
+            sleep_ms(1);
+        }
+    }
+    Ok(())
+}
+
+/// Flushes the backing device's volatile cache and waits.
+pub(crate) fn flush_backing(volume: &Arc<Volume>) -> Result {
+    let pool = &volume.pool;
+    let bio = OwnedBio::new_flush(&pool.shared.bioset, volume.backing.bdev())?;
+    let done = Arc::pin_init(
+        pin_init!(RunDone { ok: AtomicBool::new(false), done <- Completion::new() }),
+        GFP_KERNEL,
+    )?;
+    bio.submit(done.clone());
+    done.done.wait();
+    if done.ok.load(Relaxed) {
+        Ok(())
+    } else {
+        Err(EIO)
+    }
+}

@@ -1,0 +1,329 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! RAM pools: pages from the page allocator, indexed by `logic::cache`, shared by the
+//! volumes that name the pool in their table.
+//!
+//! A pool is split into [`SHARDS`] independent caches, each behind its own mutex, chosen
+//! by a hash of the block's key: I/O to different blocks rarely meets on a lock, and no
+//! lock is global. Shards use mutexes rather than spinlocks because resizing allocates
+//! while holding them; the I/O path only holds one for a lookup and a 4 KiB copy.
+
+use crate::fvp_kernel::pages::{self, PageArray};
+use crate::fvp_kernel::sync::{sleep_ms, signal_pending, Completion};
+use crate::logic::abi;
+use crate::logic::cache::{Cache, Key, OutOfMemory, Store, Stores};
+use crate::shared::Shared;
+use crate::volume::Volume;
+use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use kernel::new_mutex;
+use kernel::prelude::*;
+use kernel::sync::{Arc, Mutex};
+
+/// Shards per pool (a power of two).
+pub(crate) const SHARDS: usize = 16;
+/// Pages added or released per shard lock hold while resizing, so I/O keeps flowing.
+const RESIZE_STEP: u32 = 1024;
+/// Bytes per page, and per cached block.
+pub(crate) const PAGE: u64 = 4096;
+
+/// `KVec` as the cache's metadata store.
+pub(crate) struct KArray<T>(KVec<T>);
+
+impl<T> Deref for KArray<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.0
+    }
+}
+
+impl<T> DerefMut for KArray<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        &mut self.0
+    }
+}
+
+impl<T: Copy> Store<T> for KArray<T> {
+    fn try_extend(&mut self, n: usize, value: T) -> Result<(), OutOfMemory> {
+        self.0.extend_with(n, value, GFP_KERNEL).map_err(|_| OutOfMemory)
+    }
+
+    fn truncate_to(&mut self, len: usize) {
+        pages::truncate_vec(&mut self.0, len);
+    }
+}
+
+/// The kernel's family of metadata arrays.
+pub(crate) struct KStores;
+
+impl Stores for KStores {
+    type Array<T: Copy> = KArray<T>;
+    fn empty<T: Copy>() -> KArray<T> {
+        KArray(KVec::new())
+    }
+}
+
+/// One shard: its index and the pages its slots refer to (slot `i` is page `i`).
+pub(crate) struct Shard {
+    pub(crate) cache: Cache<KStores>,
+    pub(crate) pages: PageArray,
+}
+
+/// Totals over a pool's shards.
+#[derive(Default)]
+pub(crate) struct PoolCounts {
+    pub(crate) pages: u64,
+    pub(crate) free: u64,
+    pub(crate) clean: u64,
+    pub(crate) dirty: u64,
+    pub(crate) busy: u64,
+    pub(crate) metadata_bytes: u64,
+}
+
+/// A RAM pool.
+#[pin_data]
+pub(crate) struct Pool {
+    pub(crate) name: [u8; abi::NAME_LEN],
+    pub(crate) shared: Arc<Shared>,
+    shards: KVec<Pin<KBox<Mutex<Shard>>>>,
+    /// Serialises resizes and destruction.
+    #[pin]
+    resize: Mutex<()>,
+    /// Volumes by id (the id is part of every key).
+    #[pin]
+    volumes: Mutex<KVec<Option<Arc<Volume>>>>,
+    target_bytes: AtomicU64,
+    pub(crate) evictions: AtomicU64,
+    /// When a volume last saw foreground I/O (ns, monotonic).
+    last_io: AtomicU64,
+    /// Set when the pool is being destroyed: the destager exits.
+    stop: AtomicBool,
+    /// Completed by the destager when it exits.
+    #[pin]
+    pub(crate) destager_exited: Completion,
+    /// Set by anyone who wants dirty data written back now (flush, drain, shrink).
+    pub(crate) urgent: AtomicBool,
+}
+
+/// The shard of `key` (a multiplicative hash spreads neighbouring blocks).
+pub(crate) fn shard_of(key: Key) -> usize {
+    let h = (key.block() ^ (u64::from(key.volume()) << 40)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (h >> 60) as usize & (SHARDS - 1)
+}
+
+impl Pool {
+    /// Creates an empty pool and starts its destager; `grow` gives it memory.
+    pub(crate) fn new(name: [u8; abi::NAME_LEN], shared: Arc<Shared>) -> Result<Arc<Pool>> {
+        let mut shards = KVec::with_capacity(SHARDS, GFP_KERNEL)?;
+        for i in 0..SHARDS {
+            let shard = Shard { cache: Cache::new(0x5eed_0000 + i as u64), pages: PageArray::new() };
+            shards.push(KBox::pin_init(new_mutex!(shard, "fvp::Pool::shard"), GFP_KERNEL)?, GFP_KERNEL)?;
+        }
+        let pool = Arc::pin_init(
+            pin_init!(Pool {
+                name,
+                shared,
+                shards,
+                resize <- new_mutex!((), "fvp::Pool::resize"),
+                volumes <- new_mutex!(KVec::new(), "fvp::Pool::volumes"),
+                target_bytes: AtomicU64::new(0),
+                evictions: AtomicU64::new(0),
+                last_io: AtomicU64::new(0),
+                stop: AtomicBool::new(false),
+                destager_exited <- Completion::new(),
+                urgent: AtomicBool::new(false),
+            }),
+            GFP_KERNEL,
+        )?;
+        crate::destage::start(pool.clone())?;
+        Ok(pool)
+    }
+
+    pub(crate) fn shard(&self, i: usize) -> &Mutex<Shard> {
+        &self.shards[i & (SHARDS - 1)]
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Stops the destager and waits for it. Dirty data must be gone already (no volume
+    /// uses the pool).
+    pub(crate) fn shut_down(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.destager_exited.wait();
+    }
+
+    pub(crate) fn target_bytes(&self) -> u64 {
+        self.target_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Sets the pool's size to `bytes` (a multiple of 4096), growing or shrinking.
+    ///
+    /// Growing refuses to leave the host with less than 1/8 of its RAM available.
+    /// Shrinking evicts clean blocks and waits for dirty ones to be destaged; it never
+    /// drops dirty data. A signal interrupts it with `EINTR`, keeping what was reached.
+    pub(crate) fn resize(&self, bytes: u64) -> Result {
+        if bytes == 0 || bytes % PAGE != 0 {
+            return Err(EINVAL);
+        }
+        let pages_wanted = bytes / PAGE;
+        let per_shard = pages_wanted.div_ceil(SHARDS as u64);
+        if per_shard > u64::from(crate::logic::cache::MAX_SLOTS) {
+            return Err(EINVAL);
+        }
+        let per_shard = per_shard as u32;
+        let _guard = self.resize.lock();
+        let current: u64 = self.counts().pages;
+        let target_total = u64::from(per_shard) * SHARDS as u64;
+        if target_total > current {
+            let reserve = pages::total_ram_pages() / 8;
+            let available = pages::available_pages();
+            if target_total - current + reserve > available {
+                return Err(ENOMEM);
+            }
+        }
+        self.target_bytes.store(bytes, Ordering::Relaxed);
+        for i in 0..SHARDS {
+            self.resize_shard(i, per_shard)?;
+        }
+        Ok(())
+    }
+
+    fn resize_shard(&self, i: usize, target: u32) -> Result {
+        loop {
+            let mut shard = self.shard(i).lock();
+            let capacity = shard.cache.capacity();
+            if capacity < target {
+                let add = (target - capacity).min(RESIZE_STEP);
+                let start = shard.pages.len();
+                shard.pages.grow(add as usize)?;
+                if shard.cache.grow(add).is_err() {
+                    shard.pages.truncate(start);
+                    return Err(ENOMEM);
+                }
+            } else if capacity > target {
+                let step = target.max(capacity.saturating_sub(RESIZE_STEP));
+                let result = shard.cache.shrink(step);
+                if !result.truncated.is_empty() {
+                    let len = shard.cache.slots() as usize;
+                    shard.pages.truncate(len);
+                }
+                if !result.is_complete() {
+                    // Dirty or filling slots in the way: let the destager (or the fills)
+                    // finish, then retry.
+                    drop(shard);
+                    self.urgent.store(true, Ordering::Relaxed);
+                    if signal_pending() {
+                        return Err(EINTR);
+                    }
+                    sleep_ms(10);
+                }
+            } else {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Destages in flight over all shards.
+    pub(crate) fn destaging(&self) -> u64 {
+        (0..SHARDS).map(|i| u64::from(self.shard(i).lock().cache.counts().destaging)).sum()
+    }
+
+    /// Whether no volume saw I/O in the last few milliseconds (the destager's idle gate).
+    pub(crate) fn idle(&self) -> bool {
+        let last = self.last_io.load(Ordering::Relaxed);
+        let now = kernel::time::Ktime::ktime_get().to_ns() as u64;
+        now.saturating_sub(last) > 50_000_000
+    }
+
+    /// Notes foreground I/O for the idle gate. Writes the shared timestamp at most
+    /// once a millisecond, so I/O on many CPUs does not bounce its cache line.
+    pub(crate) fn touch(&self) {
+        let now = kernel::time::Ktime::ktime_get().to_ns() as u64;
+        if now.saturating_sub(self.last_io.load(Ordering::Relaxed)) > 1_000_000 {
+            self.last_io.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// Totals over all shards.
+    pub(crate) fn counts(&self) -> PoolCounts {
+        let mut t = PoolCounts::default();
+        for i in 0..SHARDS {
+            let shard = self.shard(i).lock();
+            let c = shard.cache.counts();
+            t.pages += shard.pages.len() as u64;
+            t.free += u64::from(c.free);
+            t.clean += u64::from(c.clean);
+            t.dirty += u64::from(c.dirty);
+            t.busy += u64::from(c.filling);
+            t.metadata_bytes +=
+                (shard.cache.metadata_bytes() + shard.pages.len() * PageArray::BYTES_PER_PAGE) as u64;
+        }
+        t
+    }
+
+    /// Registers a volume and returns its id.
+    pub(crate) fn add_volume(&self, make: impl FnOnce(u16) -> Result<Arc<Volume>>) -> Result<Arc<Volume>> {
+        let mut volumes = self.volumes.lock();
+        let id = match volumes.iter().position(|v| v.is_none()) {
+            Some(i) => i,
+            None => {
+                if volumes.len() >= usize::from(u16::MAX) {
+                    return Err(ENOSPC);
+                }
+                volumes.push(None, GFP_KERNEL)?;
+                volumes.len() - 1
+            }
+        };
+        let volume = make(id as u16)?;
+        volumes[id] = Some(volume.clone());
+        Ok(volume)
+    }
+
+    /// Unregisters volume `id` and drops every block it still has in the pool.
+    /// Returns how many of those were dirty (lost: the caller drained first).
+    pub(crate) fn remove_volume(&self, id: u16) -> u64 {
+        let dropped = self.purge(|k| k.volume() == id);
+        let mut volumes = self.volumes.lock();
+        if let Some(slot) = volumes.get_mut(usize::from(id)) {
+            *slot = None;
+        }
+        dropped
+    }
+
+    /// Removes every cached key matching `pred`; returns how many were dirty.
+    pub(crate) fn purge(&self, pred: impl Fn(Key) -> bool) -> u64 {
+        let mut dirty = 0;
+        for i in 0..SHARDS {
+            let mut shard = self.shard(i).lock();
+            for slot in 0..shard.cache.slots() {
+                let Some(key) = shard.cache.key_of(slot) else { continue };
+                if pred(key) {
+                    if let Some((_, crate::logic::cache::SlotState::Dirty)) = shard.cache.peek(key) {
+                        dirty += 1;
+                    }
+                    shard.cache.remove(key);
+                }
+            }
+        }
+        dirty
+    }
+
+    /// The volume registered as `id`.
+    pub(crate) fn volume(&self, id: u16) -> Option<Arc<Volume>> {
+        self.volumes.lock().get(usize::from(id)).and_then(|v| v.clone())
+    }
+
+    /// Number of volumes using the pool.
+    pub(crate) fn volume_count(&self) -> u32 {
+        self.volumes.lock().iter().filter(|v| v.is_some()).count() as u32
+    }
+
+    /// Every live volume, for status and stats.
+    pub(crate) fn for_each_volume(&self, mut f: impl FnMut(&Arc<Volume>)) {
+        for v in self.volumes.lock().iter().flatten() {
+            f(v);
+        }
+    }
+}

@@ -1,0 +1,622 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A volume's data path: serving bios from the pool, filling it, absorbing writes.
+//!
+//! Every bio is cut into 4 KiB blocks (device-mapper already split it so that it spans
+//! at most [`MAX_BLOCKS`] blocks). Each block is looked up in its shard under that
+//! shard's mutex, and its data copied while the mutex is held, so a hit needs neither
+//! allocation nor any lock but one shard's. Bios that need the backing device (misses,
+//! blocks the pool cannot take) become an [`IoOp`] whose bios complete on the shared
+//! workqueue, where the pool is updated and the original bio completed.
+
+use crate::fvp_kernel::bio::{BioDone, BioStatus, DmBio, Op, OwnedBio};
+use crate::fvp_kernel::block::OpenedBdev;
+use crate::fvp_kernel::dm::MapResult;
+use crate::fvp_kernel::pages::CountedPage;
+use crate::logic::abi::{POLICY_WRITE_BACK, POLICY_WRITE_THROUGH};
+use crate::logic::cache::{Insert, InsertError, Key, SlotState};
+use crate::pool::{shard_of, Pool, PAGE};
+use crate::stats::Stats;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use kernel::alloc::flags::GFP_NOWAIT;
+use kernel::new_mutex;
+use kernel::prelude::*;
+use kernel::sync::{Arc, Mutex};
+use kernel::time::Ktime;
+use kernel::workqueue::{impl_has_work, new_work, Work, WorkItem};
+
+/// Most blocks one bio spans: the target's `max_io_len` keeps bios within this many.
+pub(crate) const MAX_BLOCKS: u32 = 64;
+const SECTORS_PER_BLOCK: u64 = PAGE / 512;
+
+/// One volume: an `fvp` target's state shared with its in-flight I/O and the destager.
+pub(crate) struct Volume {
+    pub(crate) id: u16,
+    pub(crate) pool: Arc<Pool>,
+    /// fvp's own reference on the backing device: in-flight I/O may outlive the table.
+    pub(crate) backing: OpenedBdev,
+    pub(crate) devt: u32,
+    /// `POLICY_*` asked for; the effective one follows from the dirty count.
+    requested: AtomicU32,
+    /// Sequential streams longer than this many bytes bypass the pool (0: never).
+    pub(crate) seq_cutoff: u64,
+    seq_next: AtomicU64,
+    seq_bytes: AtomicU64,
+    /// Dirty blocks of this volume in the pool.
+    pub(crate) dirty: AtomicU64,
+    pub(crate) stats: Stats,
+}
+
+/// Where a block of a bio lies: its key, the byte range of the bio that covers it and
+/// the offset of that range within the block.
+#[derive(Clone, Copy)]
+struct Span {
+    key: Key,
+    block: u64,
+    bio_off: u32,
+    block_off: u32,
+    len: u32,
+}
+
+impl Span {
+    fn full(&self) -> bool {
+        self.len as u64 == PAGE
+    }
+}
+
+/// The blocks a bio covers, given its first sector relative to the target.
+struct Spans {
+    vid: u16,
+    first_block: u64,
+    head: u32,
+    size: u32,
+    count: u32,
+}
+
+impl Spans {
+    fn new(vid: u16, rel_sector: u64, size: u32) -> Self {
+        let byte = rel_sector * 512;
+        let head = (byte % PAGE) as u32;
+        let count = ((u64::from(head) + u64::from(size)).div_ceil(PAGE)) as u32;
+        Self { vid, first_block: byte / PAGE, head, size, count }
+    }
+
+    fn get(&self, i: u32) -> Option<Span> {
+        let block = self.first_block + u64::from(i);
+        let key = Key::new(self.vid, block)?;
+        let (bio_off, block_off) = if i == 0 { (0, self.head) } else { (i * PAGE as u32 - self.head, 0) };
+        let len = (PAGE as u32 - block_off).min(self.size - bio_off);
+        Some(Span { key, block, bio_off, block_off, len })
+    }
+}
+
+impl Volume {
+    pub(crate) fn new(
+        id: u16,
+        pool: Arc<Pool>,
+        backing: OpenedBdev,
+        devt: u32,
+        policy: u32,
+        seq_cutoff: u64,
+    ) -> Result<Arc<Self>> {
+        Arc::new(
+            Volume {
+                id,
+                pool,
+                backing,
+                devt,
+                requested: AtomicU32::new(policy),
+                seq_cutoff,
+                seq_next: AtomicU64::new(u64::MAX),
+                seq_bytes: AtomicU64::new(0),
+                dirty: AtomicU64::new(0),
+                stats: Stats::new(),
+            },
+            GFP_KERNEL,
+        )
+        .map_err(|_| ENOMEM)
+    }
+
+    pub(crate) fn requested(&self) -> u32 {
+        self.requested.load(Relaxed)
+    }
+
+    /// Write-back stays in force while dirty data remains after a switch to
+    /// write-through: the dirty blocks are still only in the pool.
+    pub(crate) fn effective(&self) -> u32 {
+        if self.requested() == POLICY_WRITE_BACK || self.dirty.load(Relaxed) > 0 {
+            POLICY_WRITE_BACK
+        } else {
+            POLICY_WRITE_THROUGH
+        }
+    }
+
+    pub(crate) fn set_policy(&self, policy: u32) {
+        self.requested.store(policy, Relaxed);
+        if policy == POLICY_WRITE_THROUGH {
+            self.pool.urgent.store(true, Relaxed);
+        }
+    }
+
+    /// Whether this bio continues a sequential stream beyond the cutoff.
+    fn sequential(&self, rel_sector: u64, size: u32) -> bool {
+        if self.seq_cutoff == 0 {
+            return false;
+        }
+        // Racy by design: concurrent streams only blur a heuristic.
+        let run = if self.seq_next.load(Relaxed) == rel_sector {
+            self.seq_bytes.load(Relaxed) + u64::from(size)
+        } else {
+            u64::from(size)
+        };
+        self.seq_bytes.store(run, Relaxed);
+        self.seq_next.store(rel_sector + u64::from(size / 512), Relaxed);
+        run > self.seq_cutoff
+    }
+
+    fn backing_sector(block: u64) -> u64 {
+        block * SECTORS_PER_BLOCK
+    }
+
+    /// Maps one bio; `rel_sector` is its first sector relative to the target.
+    pub(crate) fn map(self: &Arc<Self>, rel_sector: u64, bio: DmBio) -> MapResult {
+        let size = bio.size();
+        self.pool.touch();
+        match bio.op() {
+            Op::Read => {
+                Stats::add(&self.stats.reads, 1);
+                Stats::add(&self.stats.read_bytes, u64::from(size));
+                if self.sequential(rel_sector, size) && self.can_bypass(rel_sector, size, false) {
+                    Stats::add(&self.stats.bypassed, 1);
+                    return bio.remap(self.backing.bdev(), rel_sector);
+                }
+                self.read(rel_sector, bio)
+            }
+            Op::Write if size == 0 => self.flush(bio),
+            Op::Write => {
+                Stats::add(&self.stats.writes, 1);
+                Stats::add(&self.stats.write_bytes, u64::from(size));
+                if bio.is_preflush() {
+                    return self.flush(bio);
+                }
+                if self.sequential(rel_sector, size) && self.can_bypass(rel_sector, size, true) {
+                    Stats::add(&self.stats.bypassed, 1);
+                    return bio.remap(self.backing.bdev(), rel_sector);
+                }
+                if self.requested() == POLICY_WRITE_BACK && !bio.is_fua() {
+                    self.write_back(rel_sector, bio)
+                } else {
+                    self.write_through(rel_sector, bio)
+                }
+            }
+            Op::Discard | Op::WriteZeroes => {
+                self.invalidate(rel_sector, size);
+                bio.remap(self.backing.bdev(), rel_sector)
+            }
+            Op::Flush | Op::Other => bio.remap(self.backing.bdev(), rel_sector),
+        }
+    }
+
+    /// Bypassing is only safe when the pool holds nothing newer than the backing
+    /// device in the range; clean copies are dropped for a write.
+    fn can_bypass(&self, rel_sector: u64, size: u32, write: bool) -> bool {
+        let spans = Spans::new(self.id, rel_sector, size);
+        for i in 0..spans.count {
+            let Some(s) = spans.get(i) else { return false };
+            let mut shard = self.pool.shard(shard_of(s.key)).lock();
+            match shard.cache.peek(s.key) {
+                None => {}
+                Some((_, SlotState::Clean)) => {
+                    if write {
+                        shard.cache.remove(s.key);
+                    }
+                }
+                Some(_) => return false,
+            }
+        }
+        true
+    }
+
+    fn read(self: &Arc<Self>, rel_sector: u64, mut bio: DmBio) -> MapResult {
+        let start = Ktime::ktime_get();
+        let spans = Spans::new(self.id, rel_sector, bio.size());
+        let mut missing: u64 = 0;
+        for i in 0..spans.count {
+            let Some(s) = spans.get(i) else { return bio.remap(self.backing.bdev(), rel_sector) };
+            let mut guard = self.pool.shard(shard_of(s.key)).lock();
+            let shard = &mut *guard;
+            match shard.cache.lookup(s.key) {
+                Some(slot) => {
+                    if let Some(page) = shard.pages.get(slot) {
+                        bio.copy_from_page(s.bio_off, page, s.block_off, s.len);
+                    }
+                }
+                None => missing |= 1 << i,
+            }
+        }
+        let hits = u64::from(spans.count) - u64::from(missing.count_ones());
+        Stats::add(&self.stats.read_hits, hits);
+        if missing == 0 {
+            bio.complete(BioStatus::OK);
+            self.stats.read_latency.record_since(start);
+            return MapResult::Submitted;
+        }
+        Stats::add(&self.stats.read_misses, u64::from(missing.count_ones()));
+        IoOp::start_read(self, bio, &spans, missing, start);
+        MapResult::Submitted
+    }
+
+    fn write_back(self: &Arc<Self>, rel_sector: u64, bio: DmBio) -> MapResult {
+        let start = Ktime::ktime_get();
+        let spans = Spans::new(self.id, rel_sector, bio.size());
+        let mut direct: u64 = 0;
+        for i in 0..spans.count {
+            let Some(s) = spans.get(i) else { return bio.remap(self.backing.bdev(), rel_sector) };
+            if !self.absorb(&bio, &s) {
+                direct |= 1 << i;
+            }
+        }
+        if direct == 0 {
+            bio.complete(BioStatus::OK);
+            self.stats.write_latency.record_since(start);
+            return MapResult::Submitted;
+        }
+        IoOp::start_direct_write(self, bio, &spans, direct, start);
+        MapResult::Submitted
+    }
+
+    /// Puts one block of a write-back write into the pool. `false` if it must go to
+    /// the backing device instead (partial block not cached, or no room).
+    fn absorb(&self, bio: &DmBio, s: &Span) -> bool {
+        let mut guard = self.pool.shard(shard_of(s.key)).lock();
+        let shard = &mut *guard;
+        let slot = match shard.cache.peek(s.key) {
+            Some((slot, SlotState::Clean | SlotState::Dirty)) => {
+                let was_dirty = shard.cache.state_of(slot) == Some(SlotState::Dirty);
+                shard.cache.write_hit(slot);
+                if !was_dirty {
+                    self.dirty.fetch_add(1, Relaxed);
+                }
+                slot
+            }
+            found => {
+                if let Some((_, SlotState::Filling)) = found {
+                    // The fill in flight reads older data: it must not be installed,
+                    // and its page is busy. Orphan it and take a fresh slot.
+                    shard.cache.remove(s.key);
+                }
+                if !s.full() {
+                    return false;
+                }
+                match shard.cache.insert(s.key, Insert::Dirty) {
+                    Ok(ins) => {
+                        if ins.evicted.is_some() {
+                            Stats::add(&self.stats.evictions, 1);
+                            self.pool.evictions.fetch_add(1, Relaxed);
+                        }
+                        self.dirty.fetch_add(1, Relaxed);
+                        ins.slot
+                    }
+                    Err(_) => return false,
+                }
+            }
+        };
+        if let Some(page) = shard.pages.get(slot) {
+            bio.copy_to_page(s.bio_off, page, s.block_off, s.len);
+        }
+        Stats::add(&self.stats.write_hits, 1);
+        true
+    }
+
+    /// Write-through (and FUA writes): the backing device gets the bio; the pool keeps
+    /// no copy older than it. Dirty blocks are updated in place (they stay dirty and
+    /// are destaged again); clean and filling ones are dropped.
+    fn write_through(self: &Arc<Self>, rel_sector: u64, bio: DmBio) -> MapResult {
+        let spans = Spans::new(self.id, rel_sector, bio.size());
+        for i in 0..spans.count {
+            let Some(s) = spans.get(i) else { break };
+            let mut guard = self.pool.shard(shard_of(s.key)).lock();
+            let shard = &mut *guard;
+            match shard.cache.peek(s.key) {
+                Some((slot, SlotState::Dirty)) => {
+                    shard.cache.write_hit(slot);
+                    if let Some(page) = shard.pages.get(slot) {
+                        bio.copy_to_page(s.bio_off, page, s.block_off, s.len);
+                    }
+                }
+                Some(_) => {
+                    shard.cache.remove(s.key);
+                }
+                None => {}
+            }
+        }
+        bio.remap(self.backing.bdev(), rel_sector)
+    }
+
+    /// Drops every cached block in the range (discards, write-zeroes). A huge range
+    /// is cheaper to handle with one pass over the pool.
+    fn invalidate(&self, rel_sector: u64, size: u32) {
+        let first = rel_sector * 512 / PAGE;
+        let last = (rel_sector * 512 + u64::from(size)).div_ceil(PAGE);
+        let vid = self.id;
+        if last - first > 4096 {
+            let dropped = self.pool.purge(|k| k.volume() == vid && k.block() >= first && k.block() < last);
+            self.dirty.fetch_sub(dropped.min(self.dirty.load(Relaxed)), Relaxed);
+            return;
+        }
+        for block in first..last {
+            let Some(key) = Key::new(vid, block) else { break };
+            let mut shard = self.pool.shard(shard_of(key)).lock();
+            if let Some((_, state)) = shard.cache.peek(key) {
+                shard.cache.remove(key);
+                if state == SlotState::Dirty {
+                    self.dirty.fetch_sub(1, Relaxed);
+                }
+            }
+        }
+    }
+
+    /// An empty flush: with dirty data in the pool (or write-back in force), every
+    /// write completed before it must reach the backing device first.
+    fn flush(self: &Arc<Self>, bio: DmBio) -> MapResult {
+        if bio.size() == 0 && self.dirty.load(Relaxed) == 0 && self.requested() == POLICY_WRITE_THROUGH {
+            return bio.remap(self.backing.bdev(), 0);
+        }
+        IoOp::start_flush(self, bio);
+        MapResult::Submitted
+    }
+
+    /// Makes every write completed so far durable on the backing device: writes back
+    /// the blocks dirty now, then flushes the device. Sleeps.
+    pub(crate) fn flush_sync(self: &Arc<Self>) -> Result {
+        crate::destage::flush_dirty(self)?;
+        crate::destage::flush_backing(self)
+    }
+
+    /// Writes back every dirty block (the device is suspended), then flushes. Sleeps.
+    pub(crate) fn drain_sync(self: &Arc<Self>) -> Result {
+        crate::destage::drain(self)?;
+        crate::destage::flush_backing(self)
+    }
+}
+
+/// A block of a read miss being filled into the pool.
+struct Fill {
+    span: Span,
+    shard: usize,
+    slot: u32,
+    gen: u16,
+    page: CountedPage,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OpKind {
+    Read,
+    Write,
+    Flush,
+}
+
+/// A bio waiting for fvp's own I/O to the backing device.
+#[pin_data]
+pub(crate) struct IoOp {
+    volume: Arc<Volume>,
+    kind: OpKind,
+    start: Ktime,
+    #[pin]
+    state: Mutex<OpState>,
+    /// Bios in flight, plus one while they are being submitted.
+    pending: AtomicU32,
+    failed: AtomicBool,
+    #[pin]
+    work: Work<IoOp>,
+}
+
+struct OpState {
+    bio: Option<DmBio>,
+    fills: KVec<Fill>,
+}
+
+impl_has_work! {
+    impl HasWork<Self> for IoOp { self.work }
+}
+
+impl IoOp {
+    fn new(volume: &Arc<Volume>, kind: OpKind, bio: DmBio, start: Ktime) -> core::result::Result<Arc<Self>, DmBio> {
+        let mut bio = Some(bio);
+        let state = OpState { bio: None, fills: KVec::new() };
+        let op = Arc::pin_init(
+            pin_init!(IoOp {
+                volume: volume.clone(),
+                kind,
+                start,
+                state <- new_mutex!(state, "fvp::IoOp::state"),
+                pending: AtomicU32::new(1),
+                failed: AtomicBool::new(false),
+                work <- new_work!("fvp::IoOp::work"),
+            }),
+            GFP_NOWAIT,
+        );
+        match op {
+            Ok(op) => {
+                op.state.lock().bio = bio.take();
+                Ok(op)
+            }
+            Err(_) => Err(bio.take().expect("bio not moved yet")),
+        }
+    }
+
+    fn submit(self: &Arc<Self>, bio: OwnedBio) {
+        self.pending.fetch_add(1, Relaxed);
+        bio.submit(self.clone());
+    }
+
+    /// Drops the submission reference; the last one queues the completion work.
+    fn put(self: Arc<Self>) {
+        if self.pending.fetch_sub(1, Relaxed) == 1 {
+            let shared = self.volume.pool.shared.clone();
+            let _ = shared.wq.enqueue(self);
+        }
+    }
+
+    fn start_read(volume: &Arc<Volume>, bio: DmBio, spans: &Spans, missing: u64, start: Ktime) {
+        let op = match IoOp::new(volume, OpKind::Read, bio, start) {
+            Ok(op) => op,
+            // No memory for the operation: fail the read rather than block.
+            Err(bio) => return bio.complete(BioStatus::IOERR),
+        };
+        let pool = &volume.pool;
+        let mut direct: u64 = 0;
+        {
+            let mut state = op.state.lock();
+            let state = &mut *state;
+            // Room for every fill now, so that recording one cannot fail later.
+            let can_fill = state.fills.reserve(missing.count_ones() as usize, GFP_NOWAIT).is_ok();
+            let Some(bio) = state.bio.as_mut() else { return };
+            for i in 0..spans.count {
+                if missing & (1 << i) == 0 {
+                    continue;
+                }
+                let Some(s) = spans.get(i) else { continue };
+                let shard_i = shard_of(s.key);
+                let mut guard = pool.shard(shard_i).lock();
+                let shard = &mut *guard;
+                match shard.cache.peek(s.key) {
+                    Some((slot, SlotState::Clean | SlotState::Dirty)) => {
+                        // Filled or written since the first look.
+                        if let Some(page) = shard.pages.get(slot) {
+                            bio.copy_from_page(s.bio_off, page, s.block_off, s.len);
+                        }
+                    }
+                    Some(_) => direct |= 1 << i,
+                    None if !can_fill => direct |= 1 << i,
+                    None => match shard.cache.insert(s.key, Insert::Filling) {
+                        Ok(ins) => {
+                            if ins.evicted.is_some() {
+                                Stats::add(&volume.stats.evictions, 1);
+                                pool.evictions.fetch_add(1, Relaxed);
+                            }
+                            let Some(page) = shard.pages.get(ins.slot).map(|p| p.counted()) else {
+                                shard.cache.fill_failed(ins.slot, s.key, ins.gen);
+                                direct |= 1 << i;
+                                continue;
+                            };
+                            let fill = Fill { span: s, shard: shard_i, slot: ins.slot, gen: ins.gen, page };
+                            // Cannot fail: capacity was reserved above.
+                            let _ = state.fills.push(fill, GFP_NOWAIT);
+                        }
+                        Err(InsertError::Full | InsertError::AlreadyPresent(_)) => direct |= 1 << i,
+                    },
+                }
+            }
+            // Fills: one bio per run of consecutive blocks, reading whole blocks.
+            let mut i = 0;
+            while i < state.fills.len() {
+                let first = state.fills[i].span.block;
+                let mut j = i;
+                while j + 1 < state.fills.len() && state.fills[j + 1].span.block == state.fills[j].span.block + 1 {
+                    j += 1;
+                }
+                let n = (j - i + 1) as u16;
+                match OwnedBio::new(&pool.shared.bioset, volume.backing.bdev(), false, Volume::backing_sector(first), n) {
+                    Ok(mut b) => {
+                        for f in &state.fills[i..=j] {
+                            b.add_page(f.page.clone_ref());
+                        }
+                        op.submit(b);
+                    }
+                    Err(_) => op.failed.store(true, Relaxed),
+                }
+                i = j + 1;
+            }
+            // Blocks the pool could not take: read straight into the bio.
+            op.submit_direct(bio, spans, direct, false);
+        }
+        op.put();
+    }
+
+    /// Sends the bio's blocks in `mask` to the backing device, one clone per run.
+    fn submit_direct(self: &Arc<Self>, bio: &DmBio, spans: &Spans, mask: u64, _write: bool) {
+        let mut i = 0;
+        while i < spans.count {
+            if mask & (1 << i) == 0 {
+                i += 1;
+                continue;
+            }
+            let mut j = i;
+            while j + 1 < spans.count && mask & (1 << (j + 1)) != 0 {
+                j += 1;
+            }
+            let (Some(a), Some(b)) = (spans.get(i), spans.get(j)) else { break };
+            let len = b.bio_off + b.len - a.bio_off;
+            let sector = Volume::backing_sector(a.block) + u64::from(a.block_off / 512);
+            let pool = &self.volume.pool;
+            match bio.clone_range(&pool.shared.bioset, self.volume.backing.bdev(), a.bio_off, len, sector) {
+                Ok(clone) => self.submit(clone),
+                Err(_) => self.failed.store(true, Relaxed),
+            }
+            i = j + 1;
+        }
+    }
+
+    fn start_direct_write(volume: &Arc<Volume>, bio: DmBio, spans: &Spans, direct: u64, start: Ktime) {
+        let op = match IoOp::new(volume, OpKind::Write, bio, start) {
+            Ok(op) => op,
+            Err(bio) => return bio.complete(BioStatus::IOERR),
+        };
+        {
+            let state = op.state.lock();
+            if let Some(bio) = state.bio.as_ref() {
+                op.submit_direct(bio, spans, direct, true);
+            }
+        }
+        op.put();
+    }
+
+    fn start_flush(volume: &Arc<Volume>, bio: DmBio) {
+        match IoOp::new(volume, OpKind::Flush, bio, Ktime::ktime_get()) {
+            Ok(op) => op.put(),
+            Err(bio) => bio.complete(BioStatus::IOERR),
+        }
+    }
+}
+
+impl BioDone for IoOp {
+    fn bio_done(this: Arc<Self>, status: BioStatus) {
+        if !status.is_ok() {
+            this.failed.store(true, Relaxed);
+        }
+        this.put();
+    }
+}
+
+impl WorkItem for IoOp {
+    type Pointer = Arc<IoOp>;
+
+    fn run(this: Arc<IoOp>) {
+        let volume = &this.volume;
+        if this.kind == OpKind::Flush && volume.flush_sync().is_err() {
+            this.failed.store(true, Relaxed);
+        }
+        let ok = !this.failed.load(Relaxed);
+        let mut state = this.state.lock();
+        let state = &mut *state;
+        let Some(mut bio) = state.bio.take() else { return };
+        for f in state.fills.iter() {
+            if ok {
+                bio.copy_from_counted(f.span.bio_off, &f.page, f.span.block_off, f.span.len);
+            }
+            let mut shard = volume.pool.shard(f.shard).lock();
+            if ok {
+                shard.cache.fill_complete(f.slot, f.span.key, f.gen);
+            } else {
+                shard.cache.fill_failed(f.slot, f.span.key, f.gen);
+            }
+        }
+        bio.complete(if ok { BioStatus::OK } else { BioStatus::IOERR });
+        match this.kind {
+            OpKind::Read => volume.stats.read_latency.record_since(this.start),
+            OpKind::Write => volume.stats.write_latency.record_since(this.start),
+            OpKind::Flush => {}
+        }
+    }
+}

@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Completions, sleeping and signals (6.12's `kernel` crate lacks them).
+
+use super::bindings;
+use kernel::init::PinInit;
+use kernel::prelude::*;
+use kernel::types::Opaque;
+
+/// A `struct completion`: one side waits until the other signals, from any context.
+///
+/// # Invariants
+///
+/// `inner` is initialised by `init_completion`.
+#[pin_data]
+pub struct Completion {
+    #[pin]
+    inner: Opaque<bindings::completion>,
+}
+
+// SAFETY: a completion is meant to be shared between threads and interrupt handlers.
+unsafe impl Send for Completion {}
+// SAFETY: as above; all operations synchronise internally.
+unsafe impl Sync for Completion {}
+
+impl Completion {
+    /// A new, not yet completed, completion.
+    pub fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            // SAFETY: `init_completion` initialises the whole structure in place.
+            inner <- Opaque::ffi_init(|slot| unsafe { bindings::fvp_helper_init_completion(slot) }),
+        })
+    }
+
+    /// Wakes one waiter, or lets the next wait return at once. Safe in any context.
+    pub fn complete(&self) {
+        // SAFETY: initialised (invariant).
+        unsafe { bindings::complete(self.inner.get()) };
+    }
+
+    /// Wakes every waiter, now and later.
+    pub fn complete_all(&self) {
+        // SAFETY: initialised (invariant).
+        unsafe { bindings::complete_all(self.inner.get()) };
+    }
+
+    /// Sleeps until completed.
+    pub fn wait(&self) {
+        // SAFETY: initialised (invariant); we are in process context (callers sleep).
+        unsafe { bindings::wait_for_completion(self.inner.get()) };
+    }
+
+    /// Sleeps until completed or `ms` milliseconds passed; returns whether completed.
+    pub fn wait_timeout_ms(&self, ms: u32) -> bool {
+        let jiffies = kernel::time::msecs_to_jiffies(ms);
+        // SAFETY: initialised (invariant).
+        unsafe { bindings::wait_for_completion_timeout(self.inner.get(), jiffies) != 0 }
+    }
+
+    /// Makes the completion waitable again.
+    pub fn reinit(&self) {
+        // SAFETY: initialised (invariant).
+        unsafe { bindings::fvp_helper_reinit_completion(self.inner.get()) };
+    }
+}
+
+/// Sleeps for at least `ms` milliseconds.
+pub fn sleep_ms(ms: u32) {
+    // SAFETY: `msleep` has no preconditions beyond process context.
+    unsafe { bindings::msleep(ms) };
+}
+
+/// Whether the current task has a signal pending (a user interrupted the call).
+pub fn signal_pending() -> bool {
+    // SAFETY: reads the current task's flags only.
+    unsafe { bindings::fvp_helper_signal_pending() }
+}
