@@ -4,6 +4,7 @@
 #
 #   make test     install what is missing, build everything, run every test
 #   make demo     boot a guest with an fvp volume and run a short fio job on it
+#   make bench    compare fvp with brd, dm-linear, dm-cache, dm-writecache in one guest
 #   make module   build fvp.ko (against the cached test kernel, or KDIR=...)
 #   make fvpctl   build the control tool
 #
@@ -23,7 +24,7 @@ else
 kdir = $(KDIR)
 endif
 
-.PHONY: all bootstrap kernel module fvpctl host-test test demo clean
+.PHONY: all bootstrap kernel module fvpctl host-test test demo bench clean
 
 all: module fvpctl
 
@@ -47,6 +48,9 @@ test: bootstrap
 
 demo: bootstrap
 	scripts/demo.sh
+
+bench: bootstrap
+	scripts/bench.sh
 
 clean:
 	-kdir=$(kdir) && $(MAKE) -C "$$kdir" M=$(CURDIR) LLVM=1 RUSTC=$(RUSTC) BINDGEN=$(BINDGEN) clean

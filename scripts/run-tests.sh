@@ -48,6 +48,9 @@ while read -r p f i; do
   passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + i))
 done < <(sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) failed; \([0-9]*\) ignored.*/\1 \2 \3/p' build/cargo-test.log)
 grep -q '^test result:' build/cargo-test.log || fail "cargo test did not run"
+# The index's RAM cost per cached block, all structures included (budget: 32 bytes).
+cargo test --locked -q -p fvp-logic --lib metadata_budget -- --nocapture 2>/dev/null | grep 'bytes per slot'
+cargo test --locked -q -p fvp-logic --lib scan_resistance -- --nocapture 2>/dev/null | grep -iv '^running\|^test \|^$' | head -6
 
 step "guest helpers and initramfs"
 mkdir -p build/bin

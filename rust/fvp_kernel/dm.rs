@@ -183,6 +183,12 @@ impl TargetInfo {
         to_result(unsafe { bindings::dm_set_target_max_io_len(self.0.get(), sectors) })
     }
 
+    /// Makes the mapped device accept flushes and FUA whatever its devices support: a
+    /// target with a volatile cache of its own must see them.
+    pub fn set_flush_supported(&mut self) {
+        self.raw_mut().set_flush_supported(true);
+    }
+
     /// How many copies of an empty flush bio device-mapper sends to `map`.
     pub fn set_num_flush_bios(&mut self, n: u32) {
         self.raw_mut().num_flush_bios = n;

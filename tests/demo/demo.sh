@@ -1,18 +1,30 @@
 #!/bin/sh
-# Runs in a guest: an fvp volume over a virtio disk, a short fio job through it.
+# Runs in a guest: a write-back fvp volume over a slow (1 ms, SAN-like) backing device,
+# the same fio job on the raw slow device and on the volume, then fvpctl stats.
 . ../selftests/lib/fvp.sh
 set -e
 fvp_load
 echo "== fvpctl version"; fvpctl version
-dev=$(fvp_private_disk)
-table="0 $(fvp_sectors "$dev") fvp $(fvp_devno "$dev")"
-echo "== dmsetup create demo --table \"$table\""
-fvp_dm_create demo "$table"
-echo "== fio: 4 KiB random read/write, QD 8, 10 s, with crc32c verification"
-fio --name=demo --filename=/dev/mapper/demo --thread --direct=1 --ioengine=libaio \
-  --iodepth=8 --rw=randrw --bs=4k --size=32M --time_based --runtime=10 \
-  --verify=crc32c --verify_fatal=1 --group_reporting | grep -E 'read:|write:|lat \(usec\): min|err='
-echo "== dmsetup table/status"; dmsetup table demo; dmsetup status demo
-echo "== fvpctl status"; fvpctl status
-dmsetup remove demo
+disk=$(fvp_private_disk)
+size=$(fvp_sectors "$disk")
+dmsetup create slow --table "0 $size delay $(fvp_devno "$disk") 0 1"
+echo "== backing device: $disk behind dm-delay (1 ms per I/O) = /dev/mapper/slow"
+fvpctl pool create demo --ram 64M
+table="0 $size fvp $(fvp_devno /dev/mapper/slow) demo write-back"
+echo "== dmsetup create vol --table \"$table\""
+fvp_dm_create vol "$table"
+job() {
+  fio --name="$2" --filename="$1" --thread --direct=1 --ioengine=libaio --iodepth=16 \
+    --rw=randrw --rwmixread=70 --bs=4k --size=32M --time_based --runtime=8 --randseed=1 \
+    --group_reporting | grep -E '^ *(read|write):|clat \(usec\).*avg'
+}
+echo "== fio 4 KiB random 70/30 read/write, QD 16, 32 MiB working set, 8 s: raw slow device"
+job /dev/mapper/slow raw
+echo "== the same through the fvp volume (reads warm up the pool as they go)"
+job /dev/mapper/vol fvp
+echo "== dmsetup status vol"; dmsetup status vol
+echo "== fvpctl stats vol"; fvpctl stats vol
+echo "== fvpctl volume drain vol"; fvpctl volume drain vol
+dmsetup remove vol slow
+fvpctl pool destroy demo
 echo "ok 1 demo"

@@ -32,7 +32,7 @@ guest_start() {
   qemu-system-x86_64 "${accel[@]}" -smp "$QEMU_SMP" -m "$QEMU_MEM" \
     -nodefaults -display none -no-reboot \
     -kernel "$FVP_KERNEL_IMAGE" -initrd "$FVP_INITRAMFS" \
-    -append "console=ttyS0 panic=-1 loglevel=6 fvpnode=$node fvpnodes=$nodes fvpsuites=$suites fvprepo=$FVP_REPO" \
+    -append "console=ttyS0 panic=-1 loglevel=6 brd.rd_nr=4 brd.rd_size=262144 fvpnode=$node fvpnodes=$nodes fvpsuites=$suites fvprepo=$FVP_REPO" \
     -serial "file:$dir/console.log" -serial "file:$dir/tests.log" \
     -qmp "unix:$dir/qmp.sock,server=on,wait=off" \
     -fsdev "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap" \

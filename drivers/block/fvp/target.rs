@@ -81,6 +81,9 @@ impl dm::Target for FvpTarget {
         // Flushes, discards and write-zeroes reach `map` once each; bios span at most
         // MAX_BLOCKS blocks.
         ti.set_num_flush_bios(1);
+        // The pool is a volatile cache: flushes must reach us even over a backing
+        // device without one, or fsync would return with dirty data only in RAM.
+        ti.set_flush_supported();
         ti.set_num_discard_bios(1);
         ti.set_num_write_zeroes_bios(1);
         ti.set_max_io_len(u64::from(MAX_BLOCKS) * u64::from(table::BLOCK_SIZE / 512))
