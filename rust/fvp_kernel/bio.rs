@@ -227,6 +227,14 @@ impl DmBio {
         super::dm::MapResult::Remapped
     }
 
+    /// Gives the bio back to device-mapper to be mapped again later (e.g. when memory
+    /// for handling it was short).
+    pub fn requeue(self) -> super::dm::MapResult {
+        core::mem::forget(self);
+        // The bio was ours (invariant); returning `Requeue` hands it back untouched.
+        super::dm::MapResult::Requeue
+    }
+
     /// Completes the bio with `status`.
     pub fn complete(self, status: BioStatus) {
         let bio = self.bio.as_ptr();
@@ -314,7 +322,9 @@ unsafe impl Sync for BioSet {}
 unsafe impl Send for BioSet {}
 
 impl BioSet {
-    /// A bio set reserving `pool_size` bios with inline bvecs.
+    /// A bio set reserving `pool_size` bios with inline bvecs, and a rescuer: fvp
+    /// allocates bios while submitting one (inside `map`), where waiting for the pool
+    /// without a rescuer could wait for bios that only this thread would submit.
     pub fn new(pool_size: u32) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             inner <- {
@@ -325,7 +335,12 @@ impl BioSet {
                     unsafe { core::ptr::write_bytes(bs, 0, 1) };
                     // SAFETY: `bs` is zeroed, pinned, and exited in `drop`.
                     to_result(unsafe {
-                        bindings::bioset_init(bs, pool_size, 0, bindings::BIOSET_NEED_BVECS as i32)
+                        bindings::bioset_init(
+                            bs,
+                            pool_size,
+                            0,
+                            (bindings::BIOSET_NEED_BVECS | bindings::BIOSET_NEED_RESCUER) as i32,
+                        )
                     })
                 };
                 // SAFETY: on error the slot is left uninitialised, which `Opaque` allows.

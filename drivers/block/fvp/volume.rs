@@ -181,15 +181,21 @@ impl Volume {
                 }
                 if self.sequential(rel_sector, size) && self.can_bypass(rel_sector, size, true) {
                     Stats::add(&self.stats.bypassed, 1);
-                    return bio.remap(self.backing.bdev(), rel_sector);
+                    return IoOp::start_through(self, rel_sector, bio);
                 }
                 if self.requested() == POLICY_WRITE_BACK && !bio.is_fua() {
                     self.write_back(rel_sector, bio)
                 } else {
-                    self.write_through(rel_sector, bio)
+                    self.write_through(rel_sector, &bio);
+                    IoOp::start_through(self, rel_sector, bio)
                 }
             }
-            Op::Discard | Op::WriteZeroes => {
+            Op::WriteZeroes => {
+                self.invalidate(rel_sector, size);
+                IoOp::start_through(self, rel_sector, bio)
+            }
+            Op::Discard => {
+                // Data after a discard is undefined: a stale copy racing in is harmless.
                 self.invalidate(rel_sector, size);
                 bio.remap(self.backing.bdev(), rel_sector)
             }
@@ -242,8 +248,7 @@ impl Volume {
             return MapResult::Submitted;
         }
         Stats::add(&self.stats.read_misses, u64::from(missing.count_ones()));
-        IoOp::start_read(self, bio, &spans, missing, start);
-        MapResult::Submitted
+        IoOp::start_read(self, rel_sector, bio, &spans, missing, start)
     }
 
     fn write_back(self: &Arc<Self>, rel_sector: u64, bio: DmBio) -> MapResult {
@@ -261,8 +266,7 @@ impl Volume {
             self.stats.write_latency.record_since(start);
             return MapResult::Submitted;
         }
-        IoOp::start_direct_write(self, bio, &spans, direct, start);
-        MapResult::Submitted
+        IoOp::start_direct_write(self, rel_sector, bio, &spans, direct, start)
     }
 
     /// Puts one block of a write-back write into the pool. `false` if it must go to
@@ -308,10 +312,12 @@ impl Volume {
         true
     }
 
-    /// Write-through (and FUA writes): the backing device gets the bio; the pool keeps
-    /// no copy older than it. Dirty blocks are updated in place (they stay dirty and
-    /// are destaged again); clean and filling ones are dropped.
-    fn write_through(self: &Arc<Self>, rel_sector: u64, bio: DmBio) -> MapResult {
+    /// Before a write-through (or FUA) write goes to the backing device: the pool must
+    /// keep no copy older than it. Dirty blocks are updated in place (they stay dirty
+    /// and are destaged again); clean and filling ones are dropped. The write's
+    /// completion drops clean and filling copies once more (see [`IoOp`]), for fills
+    /// that read the old data while the write was in flight.
+    fn write_through(&self, rel_sector: u64, bio: &DmBio) {
         let spans = Spans::new(self.id, rel_sector, bio.size());
         for i in 0..spans.count {
             let Some(s) = spans.get(i) else { break };
@@ -330,7 +336,19 @@ impl Volume {
                 None => {}
             }
         }
-        bio.remap(self.backing.bdev(), rel_sector)
+    }
+
+    /// Drops clean and filling copies in the range (a write to the backing device just
+    /// completed there); dirty blocks hold newer data and stay.
+    fn drop_stale(&self, rel_sector: u64, size: u32) {
+        let spans = Spans::new(self.id, rel_sector, size);
+        for i in 0..spans.count {
+            let Some(s) = spans.get(i) else { break };
+            let mut shard = self.pool.shard(shard_of(s.key)).lock();
+            if let Some((_, SlotState::Clean | SlotState::Filling)) = shard.cache.peek(s.key) {
+                shard.cache.remove(s.key);
+            }
+        }
     }
 
     /// Drops every cached block in the range (discards, write-zeroes). A huge range
@@ -362,8 +380,7 @@ impl Volume {
         if bio.size() == 0 && self.dirty.load(Relaxed) == 0 && self.requested() == POLICY_WRITE_THROUGH {
             return bio.remap(self.backing.bdev(), 0);
         }
-        IoOp::start_flush(self, bio);
-        MapResult::Submitted
+        IoOp::start_flush(self, bio)
     }
 
     /// Makes every write completed so far durable on the backing device: writes back
@@ -393,6 +410,8 @@ struct Fill {
 enum OpKind {
     Read,
     Write,
+    /// The whole bio goes to the backing device; stale copies are dropped after.
+    Through,
     Flush,
 }
 
@@ -402,6 +421,8 @@ pub(crate) struct IoOp {
     volume: Arc<Volume>,
     kind: OpKind,
     start: Ktime,
+    /// The bio's first sector relative to the target, and its size.
+    range: (u64, u32),
     #[pin]
     state: Mutex<OpState>,
     /// Bios in flight, plus one while they are being submitted.
@@ -421,7 +442,15 @@ impl_has_work! {
 }
 
 impl IoOp {
-    fn new(volume: &Arc<Volume>, kind: OpKind, bio: DmBio, start: Ktime) -> core::result::Result<Arc<Self>, DmBio> {
+    /// A new operation owning `bio`; gives the bio back if memory is short.
+    fn new(
+        volume: &Arc<Volume>,
+        kind: OpKind,
+        rel_sector: u64,
+        bio: DmBio,
+        start: Ktime,
+    ) -> core::result::Result<Arc<Self>, DmBio> {
+        let range = (rel_sector, bio.size());
         let mut bio = Some(bio);
         let state = OpState { bio: None, fills: KVec::new() };
         let op = Arc::pin_init(
@@ -429,6 +458,7 @@ impl IoOp {
                 volume: volume.clone(),
                 kind,
                 start,
+                range,
                 state <- new_mutex!(state, "fvp::IoOp::state"),
                 pending: AtomicU32::new(1),
                 failed: AtomicBool::new(false),
@@ -458,11 +488,11 @@ impl IoOp {
         }
     }
 
-    fn start_read(volume: &Arc<Volume>, bio: DmBio, spans: &Spans, missing: u64, start: Ktime) {
-        let op = match IoOp::new(volume, OpKind::Read, bio, start) {
+    fn start_read(volume: &Arc<Volume>, rel_sector: u64, bio: DmBio, spans: &Spans, missing: u64, start: Ktime) -> MapResult {
+        let op = match IoOp::new(volume, OpKind::Read, rel_sector, bio, start) {
             Ok(op) => op,
-            // No memory for the operation: fail the read rather than block.
-            Err(bio) => return bio.complete(BioStatus::IOERR),
+            // No memory for the operation: map cannot wait, so device-mapper retries.
+            Err(bio) => return bio.requeue(),
         };
         let pool = &volume.pool;
         let mut direct: u64 = 0;
@@ -471,7 +501,7 @@ impl IoOp {
             let state = &mut *state;
             // Room for every fill now, so that recording one cannot fail later.
             let can_fill = state.fills.reserve(missing.count_ones() as usize, GFP_NOWAIT).is_ok();
-            let Some(bio) = state.bio.as_mut() else { return };
+            let Some(bio) = state.bio.as_mut() else { return MapResult::Submitted };
             for i in 0..spans.count {
                 if missing & (1 << i) == 0 {
                     continue;
@@ -532,6 +562,7 @@ impl IoOp {
             op.submit_direct(bio, spans, direct, false);
         }
         op.put();
+        MapResult::Submitted
     }
 
     /// Sends the bio's blocks in `mask` to the backing device, one clone per run.
@@ -558,10 +589,18 @@ impl IoOp {
         }
     }
 
-    fn start_direct_write(volume: &Arc<Volume>, bio: DmBio, spans: &Spans, direct: u64, start: Ktime) {
-        let op = match IoOp::new(volume, OpKind::Write, bio, start) {
+    fn start_direct_write(
+        volume: &Arc<Volume>,
+        rel_sector: u64,
+        bio: DmBio,
+        spans: &Spans,
+        direct: u64,
+        start: Ktime,
+    ) -> MapResult {
+        let op = match IoOp::new(volume, OpKind::Write, rel_sector, bio, start) {
             Ok(op) => op,
-            Err(bio) => return bio.complete(BioStatus::IOERR),
+            // Blocks already absorbed are absorbed again on the retry: harmless.
+            Err(bio) => return bio.requeue(),
         };
         {
             let state = op.state.lock();
@@ -570,13 +609,38 @@ impl IoOp {
             }
         }
         op.put();
+        MapResult::Submitted
     }
 
-    fn start_flush(volume: &Arc<Volume>, bio: DmBio) {
-        match IoOp::new(volume, OpKind::Flush, bio, Ktime::ktime_get()) {
-            Ok(op) => op.put(),
-            Err(bio) => bio.complete(BioStatus::IOERR),
+    fn start_flush(volume: &Arc<Volume>, bio: DmBio) -> MapResult {
+        match IoOp::new(volume, OpKind::Flush, 0, bio, Ktime::ktime_get()) {
+            Ok(op) => {
+                op.put();
+                MapResult::Submitted
+            }
+            Err(bio) => bio.requeue(),
         }
+    }
+
+    /// Sends the whole bio to the backing device; on completion, drops copies that a
+    /// fill may have read while it was in flight.
+    fn start_through(volume: &Arc<Volume>, rel_sector: u64, bio: DmBio) -> MapResult {
+        let size = bio.size();
+        let op = match IoOp::new(volume, OpKind::Through, rel_sector, bio, Ktime::ktime_get()) {
+            Ok(op) => op,
+            Err(bio) => return bio.requeue(),
+        };
+        {
+            let state = op.state.lock();
+            if let Some(bio) = state.bio.as_ref() {
+                match bio.clone_range(&volume.pool.shared.bioset, volume.backing.bdev(), 0, size, rel_sector) {
+                    Ok(clone) => op.submit(clone),
+                    Err(_) => op.failed.store(true, Relaxed),
+                }
+            }
+        }
+        op.put();
+        MapResult::Submitted
     }
 }
 
@@ -597,6 +661,11 @@ impl WorkItem for IoOp {
         if this.kind == OpKind::Flush && volume.flush_sync().is_err() {
             this.failed.store(true, Relaxed);
         }
+        if matches!(this.kind, OpKind::Write | OpKind::Through) {
+            // A fill that read the old data while the write was in flight must not
+            // install it: drop clean and filling copies (filling ones are orphaned).
+            volume.drop_stale(this.range.0, this.range.1);
+        }
         let ok = !this.failed.load(Relaxed);
         let mut state = this.state.lock();
         let state = &mut *state;
@@ -615,7 +684,7 @@ impl WorkItem for IoOp {
         bio.complete(if ok { BioStatus::OK } else { BioStatus::IOERR });
         match this.kind {
             OpKind::Read => volume.stats.read_latency.record_since(this.start),
-            OpKind::Write => volume.stats.write_latency.record_since(this.start),
+            OpKind::Write | OpKind::Through => volume.stats.write_latency.record_since(this.start),
             OpKind::Flush => {}
         }
     }

@@ -80,6 +80,8 @@ ktap_info "after the switch: $(dmsetup status fvp_cs)"
   && [ "$(fvp_status_field fvp_cs policy_effective)" = write-through ] \
   && ktap_pass "switch to write-through under load drains and takes effect" \
   || ktap_fail "switch to write-through under load drains and takes effect"
+# Report progress while fio verifies (a stall shows as unchanging counters).
+while kill -0 $fio_pid 2>/dev/null; do ktap_info "fio running: $(dmsetup status fvp_cs)"; sleep 10; done
 if wait $fio_pid; then ktap_pass "data written across the switch and resizes verifies"
 else sed 's/^/# /' /tmp/fio_load.out | tail; ktap_fail "data written across the switch and resizes verifies"; fi
 pages=$(fvpctl pool list --json | python3 -c 'import json, sys; print([p for p in json.load(sys.stdin)["pools"] if p["name"] == "cs"][0]["pages"])')
