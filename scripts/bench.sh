@@ -9,7 +9,7 @@ cd "$repo"
 . scripts/env.sh
 . tests/lib/qemu.sh
 export FVP_REPO=$repo
-kdir=$(scripts/kernel/build.sh)
+kdir=$(scripts/kernel/build.sh bench)
 make -s module KDIR="$kdir"
 cargo build --release --locked -p fvpctl
 scripts/build-initramfs.sh build/initramfs.cpio.gz

@@ -161,70 +161,41 @@ impl DmBio {
         offset.checked_add(len).is_some_and(|end| end <= self.size())
     }
 
-    /// Copies `len` bytes of the bio's data starting `offset` bytes in into `page` at
-    /// `page_offset`. Out-of-range requests copy nothing and return `false`.
-    pub fn copy_to_page(&self, offset: u32, page: PageRef<'_>, page_offset: u32, len: u32) -> bool {
+    /// Copies between the bio's data, `offset` bytes in, and a page.
+    ///
+    /// # Safety
+    ///
+    /// `page` must stay allocated during the call; when `to_bio`, the caller must have
+    /// exclusive access to the bio (`&mut self`).
+    unsafe fn copy(&self, offset: u32, page: *mut bindings::page, page_offset: u32, len: u32, to_bio: bool) -> bool {
         if !self.check_range(offset, len) || page_offset as usize + len as usize > PAGE_SIZE {
             return false;
         }
-        // SAFETY: the bio is live and ours (type invariant); the ranges were checked; the
-        // page is allocated while `page` is borrowed.
-        unsafe {
-            bindings::fvp_helper_bio_copy_page(
-                self.bio.as_ptr(),
-                offset,
-                page.as_raw(),
-                page_offset,
-                len,
-                false,
-            )
-        };
+        // SAFETY: the bio is live and ours (type invariant); both ranges were checked;
+        // the page is allocated and, for writes into the bio, we are its only writer
+        // (the caller's guarantees).
+        unsafe { bindings::fvp_helper_bio_copy_page(self.bio.as_ptr(), offset, page, page_offset, len, to_bio) };
         true
+    }
+
+    /// Copies `len` bytes of the bio's data starting `offset` bytes in into `page` at
+    /// `page_offset`. Out-of-range requests copy nothing and return `false`.
+    pub fn copy_to_page(&self, offset: u32, page: PageRef<'_>, page_offset: u32, len: u32) -> bool {
+        // SAFETY: `page` borrows its array, so it stays allocated.
+        unsafe { self.copy(offset, page.as_raw(), page_offset, len, false) }
     }
 
     /// Copies `len` bytes from `page` at `page_offset` into the bio's data starting
     /// `offset` bytes in. Out-of-range requests copy nothing and return `false`.
     pub fn copy_from_page(&mut self, offset: u32, page: PageRef<'_>, page_offset: u32, len: u32) -> bool {
-        if !self.check_range(offset, len) || page_offset as usize + len as usize > PAGE_SIZE {
-            return false;
-        }
-        // SAFETY: as in `copy_to_page`; `&mut self` makes us the only writer of the data.
-        unsafe {
-            bindings::fvp_helper_bio_copy_page(
-                self.bio.as_ptr(),
-                offset,
-                page.as_raw(),
-                page_offset,
-                len,
-                true,
-            )
-        };
-        true
+        // SAFETY: `page` borrows its array; `&mut self` gives exclusive access.
+        unsafe { self.copy(offset, page.as_raw(), page_offset, len, true) }
     }
 
     /// Copies from a counted page (see [`Self::copy_from_page`]).
     pub fn copy_from_counted(&mut self, offset: u32, page: &CountedPage, page_offset: u32, len: u32) -> bool {
-        if !self.check_range(offset, len) || page_offset as usize + len as usize > PAGE_SIZE {
-            return false;
-        }
-        // SAFETY: as in `copy_from_page`; the counted page stays allocated.
-        unsafe {
-            bindings::fvp_helper_bio_copy_page(self.bio.as_ptr(), offset, page.as_raw(), page_offset, len, true)
-        };
-        true
-    }
-
-    /// Sends the bio to `bdev` at `sector`; device-mapper submits it.
-    pub fn remap(self, bdev: &BlockDevice, sector: u64) -> super::dm::MapResult {
-        let bio = self.bio.as_ptr();
-        core::mem::forget(self);
-        // SAFETY: the bio was ours (invariant, now given back to device-mapper by
-        // returning `Remapped`); `bdev` is open.
-        unsafe {
-            bindings::fvp_helper_bio_set_dev(bio, bdev.as_raw());
-            (*bio).bi_iter.bi_sector = sector;
-        }
-        super::dm::MapResult::Remapped
+        // SAFETY: the counted page holds a reference; `&mut self` gives exclusive access.
+        unsafe { self.copy(offset, page.as_raw(), page_offset, len, true) }
     }
 
     /// Gives the bio back to device-mapper to be mapped again later (e.g. when memory

@@ -11,7 +11,7 @@
 # QEMU_ACCEL=kvm opts into KVM (nested KVM hangs on some hosts; TCG is the default).
 
 QEMU_ACCEL=${QEMU_ACCEL:-tcg}
-QEMU_MEM=${QEMU_MEM:-1024}
+QEMU_MEM=${QEMU_MEM:-512}
 QEMU_SMP=${QEMU_SMP:-2}
 GUEST_DISK_MB=${GUEST_DISK_MB:-256}
 

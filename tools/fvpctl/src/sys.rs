@@ -109,12 +109,9 @@ impl ControlDevice {
     fn read<const N: usize>(&self, command: Command) -> Result<[u8; N], Errno> {
         let request = request::<N>(command, abi::IOC_READ);
         let mut buf = [0u8; N];
-        // SAFETY: `self.file` owns the descriptor, so it stays open during the call.
-        // `request` is an `_IOR` command encoding a size of `N` bytes (asserted by
-        // `request`), so the driver writes at most `N` bytes through the pointer, and
-        // `buf` is `N` writable bytes that outlive the call. No reference to `buf` is
-        // alive during the call, and every bit pattern is a valid `u8`, so whatever is
-        // written is sound.
+        // The driver writes at most the size `request` encodes, asserted equal to `N`.
+        // SAFETY: `self.file` keeps the descriptor open; `buf` is `N` writable bytes that
+        // outlive the call, no reference to it is alive, and any bytes are valid `u8`s.
         let ret = unsafe { libc::ioctl(self.file.as_raw_fd(), request, buf.as_mut_ptr()) };
         if ret == -1 {
             Err(Errno::last())
@@ -269,12 +266,10 @@ extern "C" fn ignore_signal(_signal: libc::c_int) {}
 /// that arrives outside a system call is lost: fvpctl goes on to its end.
 pub fn interrupt_system_calls_on_signals() -> Result<(), Errno> {
     for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: `libc::sigaction` is a plain C struct for which all-zero bytes are a
-        // valid value (no handler, empty mask, no flags); `sigemptyset` initializes the
-        // mask it is given, which lives in `action`. `ignore_signal` has the signature a
-        // handler without `SA_SIGINFO` must have, and does nothing, which is
-        // async-signal-safe. `sigaction` reads `action` during the call only, and a
-        // null `oldact` is allowed.
+        // `ignore_signal` does nothing, which is async-signal-safe.
+        // SAFETY: all-zero bytes are a valid `sigaction`; `sigemptyset` initialises the
+        // mask in `action`, which `sigaction` only reads during the call; null `oldact`
+        // is allowed; the handler has the non-`SA_SIGINFO` signature.
         let ret = unsafe {
             let mut action: libc::sigaction = std::mem::zeroed();
             action.sa_sigaction = ignore_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
