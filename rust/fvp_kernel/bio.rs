@@ -198,6 +198,19 @@ impl DmBio {
         unsafe { self.copy(offset, page.as_raw(), page_offset, len, true) }
     }
 
+    /// Sends the bio to `bdev` at `sector`; device-mapper submits it.
+    pub fn remap(self, bdev: &BlockDevice, sector: u64) -> super::dm::MapResult {
+        let bio = self.bio.as_ptr();
+        core::mem::forget(self);
+        // SAFETY: the bio was ours (invariant, now given back to device-mapper by
+        // returning `Remapped`); `bdev` is open.
+        unsafe {
+            bindings::fvp_helper_bio_set_dev(bio, bdev.as_raw());
+            (*bio).bi_iter.bi_sector = sector;
+        }
+        super::dm::MapResult::Remapped
+    }
+
     /// Gives the bio back to device-mapper to be mapped again later (e.g. when memory
     /// for handling it was short).
     pub fn requeue(self) -> super::dm::MapResult {
