@@ -20,7 +20,7 @@ rm -rf "$run"; mkdir -p "$run"
 echo "booting the benchmark guest (TCG; about 10 minutes)..."
 QEMU_MEM=2048 GUEST_DISK_MB=512 guest_start "$run" 1 1 bench
 guest_wait "$run" 1 3000
-reports=$(guest_reports "$run/node1")
+reports=$(guest_reports "$run/node1" || true)
 [ -z "$reports" ] || { echo "kernel reports in $run/node1/console.log:"; echo "$reports"; exit 1; }
 grep -q '^ok 1 bench' "$run/node1/tests.log" || { cat "$run/node1/tests.log"; exit 1; }
 mkdir -p build/bench

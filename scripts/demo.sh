@@ -19,6 +19,6 @@ echo "booting a guest (TCG; this takes a minute)..."
 guest_start "$run" 1 1 demo
 guest_wait "$run" 1 600
 cat "$run/node1/tests.log"
-reports=$(guest_reports "$run/node1")
+reports=$(guest_reports "$run/node1" || true)
 [ -z "$reports" ] || { echo "kernel reports in $run/node1/console.log:"; echo "$reports"; exit 1; }
 grep -q '^ok 1 demo' "$run/node1/tests.log"

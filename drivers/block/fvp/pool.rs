@@ -239,8 +239,8 @@ impl Pool {
 
     /// Notes foreground I/O for the idle gate. Writes the shared timestamp at most
     /// once a millisecond, so I/O on many CPUs does not bounce its cache line.
-    pub(crate) fn touch(&self) {
-        let now = kernel::time::Ktime::ktime_get().to_ns() as u64;
+    pub(crate) fn touch(&self, now: kernel::time::Ktime) {
+        let now = now.to_ns() as u64;
         if now.saturating_sub(self.last_io.load(Ordering::Relaxed)) > 1_000_000 {
             self.last_io.store(now, Ordering::Relaxed);
         }

@@ -161,7 +161,9 @@ impl Volume {
     /// Maps one bio; `rel_sector` is its first sector relative to the target.
     pub(crate) fn map(self: &Arc<Self>, rel_sector: u64, bio: DmBio) -> MapResult {
         let size = bio.size();
-        self.pool.touch();
+        // One clock read per bio: the latency histograms and the destager's idle gate.
+        let now = Ktime::ktime_get();
+        self.pool.touch(now);
         match bio.op() {
             Op::Read => {
                 Stats::add(&self.stats.reads, 1);
@@ -170,7 +172,7 @@ impl Volume {
                     Stats::add(&self.stats.bypassed, 1);
                     return bio.remap(self.backing.bdev(), rel_sector);
                 }
-                self.read(rel_sector, bio)
+                self.read(rel_sector, bio, now)
             }
             Op::Write if size == 0 => self.flush(bio),
             Op::Write => {
@@ -184,7 +186,7 @@ impl Volume {
                     return IoOp::start_through(self, rel_sector, bio);
                 }
                 if self.requested() == POLICY_WRITE_BACK && !bio.is_fua() {
-                    self.write_back(rel_sector, bio)
+                    self.write_back(rel_sector, bio, now)
                 } else {
                     self.write_through(rel_sector, &bio);
                     IoOp::start_through(self, rel_sector, bio)
@@ -223,8 +225,7 @@ impl Volume {
         true
     }
 
-    fn read(self: &Arc<Self>, rel_sector: u64, mut bio: DmBio) -> MapResult {
-        let start = Ktime::ktime_get();
+    fn read(self: &Arc<Self>, rel_sector: u64, mut bio: DmBio, start: Ktime) -> MapResult {
         let spans = Spans::new(self.id, rel_sector, bio.size());
         let mut missing: u64 = 0;
         for i in 0..spans.count {
@@ -251,8 +252,7 @@ impl Volume {
         IoOp::start_read(self, rel_sector, bio, &spans, missing, start)
     }
 
-    fn write_back(self: &Arc<Self>, rel_sector: u64, bio: DmBio) -> MapResult {
-        let start = Ktime::ktime_get();
+    fn write_back(self: &Arc<Self>, rel_sector: u64, bio: DmBio, start: Ktime) -> MapResult {
         let spans = Spans::new(self.id, rel_sector, bio.size());
         let mut direct: u64 = 0;
         for i in 0..spans.count {
