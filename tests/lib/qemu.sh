@@ -73,3 +73,29 @@ KERNEL_REPORT_RE='Oops|BUG:|WARNING:|UBSAN:|Kernel panic|general protection faul
 guest_reports() {
   grep -E -n "$KERNEL_REPORT_RE" "$1/console.log" 2>/dev/null | head -40
 }
+
+# guest_prepare FLAVOR: builds (or finds cached) the kernel of that flavor, fvp.ko
+# against it, fvpctl and the initramfs, and exports what guest_start needs.
+# For `make demo` and `make bench`; `make test` does the same steps one by one.
+guest_prepare() {
+  local kdir
+  kdir=$(scripts/kernel/build.sh "$1")
+  make -s module KDIR="$kdir"
+  cargo build --release --locked -p fvpctl
+  scripts/build-initramfs.sh build/initramfs.cpio.gz
+  export FVP_KERNEL_IMAGE=$kdir/arch/x86/boot/bzImage
+  export FVP_INITRAMFS=$FVP_REPO/build/initramfs.cpio.gz
+  export FVP_NET_PORT=$(( 20000 + RANDOM % 20000 ))
+}
+
+# guest_finished_ok DIR MARKER: prints the guest's test output; fails on a kernel
+# report in its log or if MARKER (an "ok" line) is missing.
+guest_finished_ok() {
+  local reports
+  cat "$1/tests.log"
+  reports=$(guest_reports "$1" || true)
+  if [ -n "$reports" ]; then
+    echo "kernel reports in $1/console.log:"; echo "$reports"; return 1
+  fi
+  grep -q "^$2" "$1/tests.log"
+}
