@@ -559,14 +559,14 @@ impl IoOp {
                 i = j + 1;
             }
             // Blocks the pool could not take: read straight into the bio.
-            op.submit_direct(bio, spans, direct, false);
+            op.submit_direct(bio, spans, direct);
         }
         op.put();
         MapResult::Submitted
     }
 
     /// Sends the bio's blocks in `mask` to the backing device, one clone per run.
-    fn submit_direct(self: &Arc<Self>, bio: &DmBio, spans: &Spans, mask: u64, _write: bool) {
+    fn submit_direct(self: &Arc<Self>, bio: &DmBio, spans: &Spans, mask: u64) {
         let mut i = 0;
         while i < spans.count {
             if mask & (1 << i) == 0 {
@@ -605,7 +605,7 @@ impl IoOp {
         {
             let state = op.state.lock();
             if let Some(bio) = state.bio.as_ref() {
-                op.submit_direct(bio, spans, direct, true);
+                op.submit_direct(bio, spans, direct);
             }
         }
         op.put();

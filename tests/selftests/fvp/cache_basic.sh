@@ -10,8 +10,6 @@ dev=$(fvp_private_disk)
 devno=$(fvp_devno "$dev")
 size=$(fvp_sectors "$dev")
 fvp_pool_create cb 8M
-md5() { md5sum | cut -d' ' -f1; }
-read_md5() { dd if="$1" bs=64k skip="$2" count=16 iflag=direct 2>/dev/null | md5; }
 
 ktap_check "write-through volume created" fvp_dm_create fvp_wt "0 $size fvp $devno cb write-through"
 head -c 1048576 /dev/urandom >/tmp/pattern1

@@ -11,8 +11,6 @@ fvp_load
 dev=$(fvp_private_disk)
 devno=$(fvp_devno "$dev")
 size=$(fvp_sectors "$dev")
-md5() { md5sum | cut -d' ' -f1; }
-read_md5() { dd if="$1" bs=64k skip="$2" count=16 iflag=direct 2>/dev/null | md5; }
 write_pattern() { head -c 1048576 /dev/urandom >"/tmp/$1"; md5 <"/tmp/$1"; }
 fvp_pool_create cs 16M
 # No background destaging while the checks run: the idle gate would write data back

@@ -43,3 +43,7 @@ fvp_status_field() {
 
 # Flush requests the disk completed (field 15 of /sys/block/<dev>/stat).
 fvp_disk_flushes() { awk '{ print $15 }' "/sys/block/${1#/dev/}/stat"; }
+
+# md5 of stdin; md5 of 1 MiB read from DEV at 64 KiB block SKIP (direct I/O).
+md5() { md5sum | cut -d' ' -f1; }
+read_md5() { dd if="$1" bs=64k skip="$2" count=16 iflag=direct 2>/dev/null | md5; }

@@ -56,8 +56,6 @@ pub struct Table<'a> {
     pub block_size: u32,
     /// Sequential cutoff in bytes (0: off).
     pub sequential_cutoff: u64,
-    /// Whether any option was given (for the table status line).
-    pub explicit_cutoff: bool,
 }
 
 /// Why a table line was refused. Each maps to the message device-mapper logs.
@@ -179,7 +177,6 @@ pub fn parse<'a>(args: &[&'a [u8]]) -> Result<Table<'a>, TableError> {
         peers: 0,
         block_size: BLOCK_SIZE,
         sequential_cutoff: DEFAULT_SEQUENTIAL_CUTOFF,
-        explicit_cutoff: false,
     };
     let mut seen = [false; 3];
     for arg in it {
@@ -210,7 +207,6 @@ pub fn parse<'a>(args: &[&'a [u8]]) -> Result<Table<'a>, TableError> {
             }
             _ => {
                 table.sequential_cutoff = number(value).ok_or(TableError::BadSequentialCutoff)?;
-                table.explicit_cutoff = true;
             }
         }
     }
