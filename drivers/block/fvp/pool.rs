@@ -202,7 +202,9 @@ impl Pool {
                     shard.pages.truncate(start);
                     return Err(ENOMEM);
                 }
-            } else if capacity > target {
+            } else if capacity > target || shard.cache.slots() > target {
+                // Done only when retiring slots are gone too: their pages are still
+                // held until the shrink that releases them truncates the arrays.
                 let step = target.max(capacity.saturating_sub(RESIZE_STEP));
                 let result = shard.cache.shrink(step);
                 if !result.truncated.is_empty() {
