@@ -18,11 +18,12 @@
 
 #define FVP_CONTROL_NAME	"fvp-control"
 #define FVP_IOCTL_MAGIC		0xF7
-#define FVP_ABI_VERSION		2
+#define FVP_ABI_VERSION		3
 
 /* Feature bits reported in fvp_version.features. */
 #define FVP_FEATURE_PASSTHROUGH	(1ULL << 0)	/* dm target "fvp" maps I/O to its backing device */
 #define FVP_FEATURE_RAM_POOL	(1ULL << 1)	/* RAM pools; write-through and write-back (peers=0) volumes */
+#define FVP_FEATURE_REPLICATION	(1ULL << 2)	/* cluster commands; write-back with peers=1|2 */
 
 #define FVP_VERSION_STR_LEN	32
 
@@ -106,6 +107,114 @@ struct fvp_volume_info {
 	__u64 write_latency[FVP_LAT_BUCKETS];
 };
 
+
+/*
+ * Cluster (ABI 3). See docs/replication.md for the protocol these settings drive.
+ *
+ * FVP_IOC_CLUSTER_SET: the cluster's name, this host's id, timers and shared secret.
+ * Errors: EINVAL (name not 1..31 of [A-Za-z0-9_.-]; local_id not 1..FVP_MAX_HOSTS;
+ * heartbeat_ms not 10..10000; timeout_ms not at least 3 x heartbeat_ms and at most 600000;
+ * secret_len not 16..FVP_SECRET_LEN; reserved not zero), EBUSY (replicated volumes exist and
+ * the name, id or secret would change).
+ * FVP_IOC_CLUSTER_INFO returns the settings (secret_len set, secret zeroed) and the state.
+ */
+#define FVP_MAX_HOSTS		64
+#define FVP_SECRET_LEN		64
+#define FVP_PATH_LEN		256
+
+struct fvp_cluster_cfg {
+	char  name[FVP_NAME_LEN];
+	__u32 local_id;
+	__u32 heartbeat_ms;
+	__u32 timeout_ms;
+	__u32 secret_len;
+	__u8  secret[FVP_SECRET_LEN];
+	__u32 reserved[4];	/* zero */
+};
+
+/* fvp_cluster_info.flags */
+#define FVP_CLUSTER_CONFIGURED	(1U << 0)	/* FVP_IOC_CLUSTER_SET has been done */
+#define FVP_CLUSTER_LISTENING	(1U << 1)	/* the replication listener is bound */
+#define FVP_CLUSTER_LEASE	(1U << 2)	/* this host holds its lease (majority) */
+
+struct fvp_cluster_info {
+	struct fvp_cluster_cfg cfg;
+	__u32 flags;		/* FVP_CLUSTER_* */
+	__u32 hosts;		/* configured hosts, this one included */
+	__u32 devices;		/* configured shared devices */
+	__u32 hosts_up;		/* hosts heard within timeout_ms, this one included */
+	__u64 replica_blocks;	/* blocks this host holds for other owners */
+	__u64 refused_connections;	/* failed handshakes since load */
+	__u64 protocol_errors;	/* connections closed on a malformed or unexpected message */
+};
+
+/*
+ * FVP_IOC_HOST_ADD, FVP_IOC_HOST_REMOVE (only id is read).
+ * addr is an IPv4 address in network byte order, port in host order; domain is a fault
+ * domain name (1..31 of [A-Za-z0-9_.-]). Errors: EINVAL, EEXIST (add: id or address taken),
+ * ENOENT (remove: no such host), EBUSY (remove: this host, or a peer of a running volume
+ * that has no other eligible peer).
+ */
+struct fvp_host_req {
+	__u32 id;
+	__u32 addr;
+	__u16 port;
+	__u16 reserved;		/* zero */
+	char  domain[FVP_NAME_LEN];
+};
+
+/* fvp_host_info.state */
+#define FVP_HOST_SELF		0
+#define FVP_HOST_DOWN		1	/* not heard within timeout_ms */
+#define FVP_HOST_CONNECTING	2	/* heard, both connections not yet authenticated */
+#define FVP_HOST_UP		3
+#define FVP_HOST_FENCED		4	/* fenced by this host (see docs/replication.md) */
+
+/* FVP_IOC_HOST_INFO: in: index (0, 1, ...); out: that host, or ENOENT past the last. */
+struct fvp_host_info {
+	__u32 index;
+	struct fvp_host_req host;
+	__u32 state;		/* FVP_HOST_* */
+	__u32 reserved;		/* zero */
+	__u64 last_heard_ms;	/* ms since a valid message arrived; ~0 if never */
+	__u64 rtt_us;		/* last PING round trip; 0 if none */
+	__u64 replica_blocks;	/* blocks held here for volumes that host owns */
+};
+
+/*
+ * FVP_IOC_DEVICE_ADD, FVP_IOC_DEVICE_REMOVE (only name is read): shared backing devices
+ * by cluster-wide name, with this host's path to each. Errors: EINVAL, EEXIST, ENOENT.
+ * FVP_IOC_DEVICE_INFO: in: index; out: that device, or ENOENT past the last.
+ */
+struct fvp_device_req {
+	__u32 index;		/* FVP_IOC_DEVICE_INFO only */
+	__u32 reserved;		/* zero */
+	char  name[FVP_NAME_LEN];
+	char  path[FVP_PATH_LEN];
+};
+
+/* fvp_volume_repl.state */
+#define FVP_REPL_NONE		0	/* peers=0 */
+#define FVP_REPL_PROTECTED	1
+#define FVP_REPL_REPROTECTING	2
+#define FVP_REPL_DEGRADED	3	/* no eligible peer: write-through */
+#define FVP_REPL_SUSPENDED	4	/* no lease: I/O waits */
+#define FVP_REPL_FENCED		5	/* taken over by a peer: needs a reload */
+
+/* FVP_IOC_VOLUME_REPL: in: index as for FVP_IOC_VOLUME_INFO; out: replication state. */
+struct fvp_volume_repl {
+	__u32 index;
+	__u32 peers;		/* requested: 0, 1 or 2 */
+	__u32 domain;		/* 0 same, 1 different */
+	__u32 state;		/* FVP_REPL_* */
+	__u32 peer_ids[2];	/* current peers, 0 for none */
+	char  name[FVP_NAME_LEN];	/* cluster-wide device name, "" for peers=0 */
+	__u64 epoch;
+	__u64 replicated_writes;	/* block writes acknowledged by every peer */
+	__u64 reprotections;	/* times a lost peer was replaced */
+	__u64 resent_blocks;	/* dirty blocks sent again to a new peer */
+};
+
 #define FVP_IOC_VERSION		_IOR(FVP_IOCTL_MAGIC, 0x00, struct fvp_version)
 #define FVP_IOC_STATUS		_IOR(FVP_IOCTL_MAGIC, 0x01, struct fvp_status)
 #define FVP_IOC_POOL_CREATE	_IOW(FVP_IOCTL_MAGIC, 0x10, struct fvp_pool_req)
@@ -113,5 +222,14 @@ struct fvp_volume_info {
 #define FVP_IOC_POOL_DESTROY	_IOW(FVP_IOCTL_MAGIC, 0x12, struct fvp_pool_req)
 #define FVP_IOC_POOL_INFO	_IOWR(FVP_IOCTL_MAGIC, 0x13, struct fvp_pool_info)
 #define FVP_IOC_VOLUME_INFO	_IOWR(FVP_IOCTL_MAGIC, 0x14, struct fvp_volume_info)
+#define FVP_IOC_VOLUME_REPL	_IOWR(FVP_IOCTL_MAGIC, 0x15, struct fvp_volume_repl)
+#define FVP_IOC_CLUSTER_SET	_IOW(FVP_IOCTL_MAGIC, 0x20, struct fvp_cluster_cfg)
+#define FVP_IOC_CLUSTER_INFO	_IOR(FVP_IOCTL_MAGIC, 0x21, struct fvp_cluster_info)
+#define FVP_IOC_HOST_ADD	_IOW(FVP_IOCTL_MAGIC, 0x22, struct fvp_host_req)
+#define FVP_IOC_HOST_REMOVE	_IOW(FVP_IOCTL_MAGIC, 0x23, struct fvp_host_req)
+#define FVP_IOC_HOST_INFO	_IOWR(FVP_IOCTL_MAGIC, 0x24, struct fvp_host_info)
+#define FVP_IOC_DEVICE_ADD	_IOW(FVP_IOCTL_MAGIC, 0x25, struct fvp_device_req)
+#define FVP_IOC_DEVICE_REMOVE	_IOW(FVP_IOCTL_MAGIC, 0x26, struct fvp_device_req)
+#define FVP_IOC_DEVICE_INFO	_IOWR(FVP_IOCTL_MAGIC, 0x27, struct fvp_device_req)
 
 #endif /* _UAPI_LINUX_FVP_H */
