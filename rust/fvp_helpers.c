@@ -4,6 +4,8 @@
  * Named fvp_helper_* (not rust_helper_*, which vmlinux already exports).
  */
 #include "fvp_helpers.h"
+#include <linux/tcp.h>
+#include <net/sock.h>
 
 void fvp_helper_bio_set_dev(struct bio *bio, struct block_device *bdev)
 {
@@ -94,4 +96,197 @@ void fvp_helper_flush_workqueue(struct workqueue_struct *wq)
 bool fvp_helper_signal_pending(void)
 {
 	return signal_pending(current);
+}
+
+/*
+ * Replication sockets. Like DRBD and nbd, fvp's sockets sit on the I/O path: their
+ * allocations must not recurse into block I/O (GFP_NOIO), nor use the task's page
+ * fragment, which reclaim may be using.
+ */
+static void fvp_sock_prepare(struct socket *sock)
+{
+	sock->sk->sk_allocation = GFP_NOIO;
+	sock->sk->sk_use_task_frag = false;
+}
+
+int fvp_helper_tcp_listen(__be32 addr, u16 port, int backlog, struct socket **res)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = addr,
+				   .sin_port = htons(port) };
+	struct socket *sock;
+	int err;
+
+	err = sock_create_kern(&init_net, AF_INET, SOCK_STREAM, IPPROTO_TCP, &sock);
+	if (err)
+		return err;
+	fvp_sock_prepare(sock);
+	sock_set_reuseaddr(sock->sk);
+	err = kernel_bind(sock, (struct sockaddr *)&sin, sizeof(sin));
+	if (!err)
+		err = kernel_listen(sock, backlog);
+	if (err) {
+		sock_release(sock);
+		return err;
+	}
+	*res = sock;
+	return 0;
+}
+
+/* Waits for a connection for at most the socket's receive timeout (-EAGAIN). */
+int fvp_helper_tcp_accept(struct socket *lsock, struct socket **res, __be32 *addr, u16 *port)
+{
+	struct sockaddr_in sin = {};
+	struct socket *sock;
+	int err;
+
+	err = kernel_accept(lsock, &sock, 0);
+	if (err)
+		return err;
+	fvp_sock_prepare(sock);
+	tcp_sock_set_nodelay(sock->sk);
+	err = kernel_getpeername(sock, (struct sockaddr *)&sin);
+	if (err < 0) {
+		sock_release(sock);
+		return err;
+	}
+	*addr = sin.sin_addr.s_addr;
+	*port = ntohs(sin.sin_port);
+	*res = sock;
+	return 0;
+}
+
+int fvp_helper_tcp_connect(__be32 addr, u16 port, unsigned int timeout_ms, struct socket **res)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = addr,
+				   .sin_port = htons(port) };
+	struct socket *sock;
+	int err;
+
+	err = sock_create_kern(&init_net, AF_INET, SOCK_STREAM, IPPROTO_TCP, &sock);
+	if (err)
+		return err;
+	fvp_sock_prepare(sock);
+	tcp_sock_set_nodelay(sock->sk);
+	/* A blocking connect waits for at most the send timeout. */
+	sock->sk->sk_sndtimeo = msecs_to_jiffies(timeout_ms);
+	err = kernel_connect(sock, (struct sockaddr *)&sin, sizeof(sin), 0);
+	if (err) {
+		sock_release(sock);
+		return err;
+	}
+	*res = sock;
+	return 0;
+}
+
+void fvp_helper_sock_set_timeouts(struct socket *sock, unsigned int rcv_ms, unsigned int snd_ms)
+{
+	WRITE_ONCE(sock->sk->sk_rcvtimeo, msecs_to_jiffies(rcv_ms));
+	WRITE_ONCE(sock->sk->sk_sndtimeo, msecs_to_jiffies(snd_ms));
+}
+
+/*
+ * Sends buf then buf2 (if len2), all of it or an error: a partial send leaves the
+ * stream unusable, so the caller closes it.
+ */
+int fvp_helper_sock_send(struct socket *sock, const void *buf, size_t len, const void *buf2,
+			 size_t len2)
+{
+	struct msghdr msg = { .msg_flags = MSG_NOSIGNAL };
+	struct kvec vec[2] = {
+		{ .iov_base = (void *)buf, .iov_len = len },
+		{ .iov_base = (void *)buf2, .iov_len = len2 },
+	};
+	size_t total = len + len2, sent = 0;
+	int ret;
+
+	while (sent < total) {
+		struct kvec part[2];
+		int n = 0;
+
+		/* The part of the vector not sent yet. */
+		if (sent < len) {
+			part[n].iov_base = vec[0].iov_base + sent;
+			part[n++].iov_len = len - sent;
+			if (len2)
+				part[n++] = vec[1];
+		} else {
+			part[n].iov_base = vec[1].iov_base + (sent - len);
+			part[n++].iov_len = total - sent;
+		}
+		ret = kernel_sendmsg(sock, &msg, part, n, total - sent);
+		if (ret <= 0)
+			return ret ? ret : -EPIPE;
+		sent += ret;
+	}
+	return 0;
+}
+
+/* Receives up to len bytes; returns how many (0: closed) or -errno (-EAGAIN: timeout). */
+int fvp_helper_sock_recv(struct socket *sock, void *buf, size_t len)
+{
+	struct msghdr msg = { .msg_flags = MSG_NOSIGNAL };
+	struct kvec vec = { .iov_base = buf, .iov_len = len };
+
+	return kernel_recvmsg(sock, &msg, &vec, 1, len, MSG_WAITALL);
+}
+
+int fvp_helper_sock_recv_page(struct socket *sock, struct page *page, unsigned int off, size_t len)
+{
+	void *data = kmap_local_page(page);
+	int ret = fvp_helper_sock_recv(sock, data + off, len);
+
+	kunmap_local(data);
+	return ret;
+}
+
+void fvp_helper_sock_shutdown(struct socket *sock)
+{
+	kernel_sock_shutdown(sock, SHUT_RDWR);
+}
+
+void fvp_helper_sock_release(struct socket *sock)
+{
+	sock_release(sock);
+}
+
+/*
+ * Creates and wakes a kthread, holding a reference on its task so that
+ * fvp_helper_kthread_stop works even after the thread function returned.
+ */
+struct task_struct *fvp_helper_kthread_start(int (*fn)(void *), void *data, const char *name)
+{
+	struct task_struct *task = kthread_create(fn, data, "%s", name);
+
+	if (IS_ERR(task))
+		return task;
+	get_task_struct(task);
+	wake_up_process(task);
+	return task;
+}
+
+/* Returns -EINTR if the thread function never ran (stopped before it started). */
+int fvp_helper_kthread_stop(struct task_struct *task)
+{
+	int ret = kthread_stop(task);
+
+	put_task_struct(task);
+	return ret;
+}
+
+int fvp_helper_lookup_bdev(const char *path, u32 *devt)
+{
+	dev_t dev;
+	int err = lookup_bdev(path, &dev);
+
+	if (!err)
+		*devt = dev;
+	return err;
+}
+
+void fvp_helper_page_copy(struct page *page, unsigned int off, void *buf, size_t len, bool to_page)
+{
+	if (to_page)
+		memcpy_to_page(page, off, buf, len);
+	else
+		memcpy_from_page(buf, page, off, len);
 }

@@ -20,6 +20,10 @@
 #include <linux/sched/signal.h>
 #include <linux/mm.h>
 #include <linux/workqueue.h>
+#include <linux/kthread.h>
+#include <linux/net.h>
+#include <linux/in.h>
+#include <linux/random.h>
 
 void fvp_helper_bio_set_dev(struct bio *bio, struct block_device *bdev);
 sector_t fvp_helper_bdev_nr_sectors(struct block_device *bdev);
@@ -37,6 +41,23 @@ void fvp_helper_flush_workqueue(struct workqueue_struct *wq);
 bool fvp_helper_signal_pending(void);
 struct workqueue_struct *fvp_helper_alloc_workqueue(const char *name, unsigned int flags,
 						   int max_active);
+
+
+/* In-kernel TCP for replication (6.12's kernel crate has no socket API). */
+int fvp_helper_tcp_listen(__be32 addr, u16 port, int backlog, struct socket **res);
+int fvp_helper_tcp_accept(struct socket *lsock, struct socket **res, __be32 *addr, u16 *port);
+int fvp_helper_tcp_connect(__be32 addr, u16 port, unsigned int timeout_ms, struct socket **res);
+void fvp_helper_sock_set_timeouts(struct socket *sock, unsigned int rcv_ms, unsigned int snd_ms);
+int fvp_helper_sock_send(struct socket *sock, const void *buf, size_t len, const void *buf2,
+			 size_t len2);
+int fvp_helper_sock_recv(struct socket *sock, void *buf, size_t len);
+int fvp_helper_sock_recv_page(struct socket *sock, struct page *page, unsigned int off, size_t len);
+void fvp_helper_sock_shutdown(struct socket *sock);
+void fvp_helper_sock_release(struct socket *sock);
+struct task_struct *fvp_helper_kthread_start(int (*fn)(void *), void *data, const char *name);
+int fvp_helper_kthread_stop(struct task_struct *task);
+int fvp_helper_lookup_bdev(const char *path, u32 *devt);
+void fvp_helper_page_copy(struct page *page, unsigned int off, void *buf, size_t len, bool to_page);
 
 #ifdef __BINDGEN__
 /* Macros with casts that bindgen cannot evaluate, as constants it can. */

@@ -192,6 +192,13 @@ impl DmBio {
         unsafe { self.copy(offset, page.as_raw(), page_offset, len, true) }
     }
 
+    /// Copies bio data into a counted page (see [`Self::copy_to_page`]); the caller
+    /// must be the only writer of that part of the page.
+    pub fn copy_to_counted(&self, offset: u32, page: &CountedPage, page_offset: u32, len: u32) -> bool {
+        // SAFETY: the counted page holds a reference; the bio is only read.
+        unsafe { self.copy(offset, page.as_raw(), page_offset, len, false) }
+    }
+
     /// Copies from a counted page (see [`Self::copy_from_page`]).
     pub fn copy_from_counted(&mut self, offset: u32, page: &CountedPage, page_offset: u32, len: u32) -> bool {
         // SAFETY: the counted page holds a reference; `&mut self` gives exclusive access.

@@ -55,3 +55,14 @@ impl Drop for OpenedBdev {
         unsafe { bindings::fput(self.file.as_ptr()) };
     }
 }
+
+/// The `dev_t` of the block device at `path` (a NUL-terminated path in a fixed buffer).
+pub fn lookup_devt(path: &[u8]) -> Result<u32> {
+    if !path.contains(&0) {
+        return Err(kernel::error::code::EINVAL);
+    }
+    let mut devt = 0u32;
+    // SAFETY: `path` is NUL-terminated (checked above) and `devt` is a valid out-pointer.
+    kernel::error::to_result(unsafe { bindings::fvp_helper_lookup_bdev(path.as_ptr().cast(), &mut devt) })?;
+    Ok(devt)
+}

@@ -151,6 +151,39 @@ impl CountedPage {
         self.page
     }
 
+    /// A new zeroed page for I/O paths (`GFP_NOIO`): `ENOMEM` if none is free.
+    pub fn alloc() -> Result<CountedPage> {
+        // SAFETY: allocating a page has no preconditions.
+        let page = unsafe { bindings::fvp_helper_alloc_page(bindings::FVP_GFP_NOIO | bindings::__GFP_ZERO | bindings::__GFP_NOWARN) };
+        if page.is_null() {
+            return Err(kernel::error::code::ENOMEM);
+        }
+        // INVARIANT: `alloc_page` returned a page with one reference, now ours.
+        Ok(CountedPage { page })
+    }
+
+    /// Copies `buf` into the page at `offset`; `false` (nothing copied) if out of range.
+    /// Concurrent readers of the same bytes see old or new data, as with any I/O buffer.
+    pub fn write(&self, offset: u32, buf: &[u8]) -> bool {
+        if offset as usize + buf.len() > kernel::page::PAGE_SIZE {
+            return false;
+        }
+        // SAFETY: we hold a reference, so the page is allocated; the range was checked;
+        // `buf` is valid for reads of its length.
+        unsafe { bindings::fvp_helper_page_copy(self.page, offset, buf.as_ptr() as *mut _, buf.len(), true) };
+        true
+    }
+
+    /// Copies from the page at `offset` into `buf`; `false` if out of range.
+    pub fn read(&self, offset: u32, buf: &mut [u8]) -> bool {
+        if offset as usize + buf.len() > kernel::page::PAGE_SIZE {
+            return false;
+        }
+        // SAFETY: as in `write`; `buf` is valid for writes of its length.
+        unsafe { bindings::fvp_helper_page_copy(self.page, offset, buf.as_mut_ptr().cast(), buf.len(), false) };
+        true
+    }
+
     /// Another reference on the same page.
     pub fn clone_ref(&self) -> CountedPage {
         // SAFETY: we hold a reference (invariant), so the page is allocated.

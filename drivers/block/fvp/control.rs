@@ -85,6 +85,30 @@ impl Control {
     }
 }
 
+impl Control {
+    fn volume_repl(&self, arg: UserPtr) -> Result<isize> {
+        let mut info = abi::VolumeRepl::from_bytes(&copy_in::<{ abi::VolumeRepl::SIZE }>(arg)?);
+        let v = self.registry.volume_at(info.index).ok_or(ENOENT)?;
+        let index = info.index;
+        info = abi::VolumeRepl { index, ..Default::default() };
+        if let Some(r) = &v.repl {
+            info.peers = r.peers_wanted;
+            info.domain = match r.rule {
+                crate::logic::placement::DomainRule::Same => 0,
+                crate::logic::placement::DomainRule::Different => 1,
+            };
+            info.state = r.state();
+            info.peer_ids = r.peer_ids();
+            info.name = r.name;
+            info.epoch = r.epoch.load(Relaxed);
+            info.replicated_writes = r.replicated_writes.load(Relaxed);
+            info.reprotections = r.reprotections.load(Relaxed);
+            info.resent_blocks = r.resent_blocks.load(Relaxed);
+        }
+        copy_out(arg, &info.to_bytes())
+    }
+}
+
 impl miscdev::MiscDevice for Control {
     fn ioctl(&self, cmd: u32, arg: UserPtr) -> Result<isize> {
         let command = match Command::decode(cmd) {
@@ -102,7 +126,7 @@ impl miscdev::MiscDevice for Control {
                     major,
                     minor,
                     patch,
-                    abi::FEATURE_PASSTHROUGH | abi::FEATURE_RAM_POOL,
+                    abi::FEATURE_PASSTHROUGH | abi::FEATURE_RAM_POOL | abi::FEATURE_REPLICATION,
                     crate::VERSION_STR,
                 );
                 copy_out(arg, &v.to_bytes())
@@ -125,6 +149,49 @@ impl miscdev::MiscDevice for Control {
             }
             Command::PoolInfo => self.pool_info(arg),
             Command::VolumeInfo => self.volume_info(arg),
+            Command::VolumeRepl => self.volume_repl(arg),
+            Command::ClusterSet => {
+                let cfg = abi::ClusterCfg::from_bytes(&copy_in::<{ abi::ClusterCfg::SIZE }>(arg)?);
+                self.registry.cluster.set(cfg).map(|_| 0)
+            }
+            Command::ClusterInfo => copy_out(arg, &self.registry.cluster.info().to_bytes()),
+            Command::HostAdd => {
+                let h = abi::HostReq::from_bytes(&copy_in::<{ abi::HostReq::SIZE }>(arg)?);
+                self.registry.cluster.add_host(h).map(|_| 0)
+            }
+            Command::HostRemove => {
+                let h = abi::HostReq::from_bytes(&copy_in::<{ abi::HostReq::SIZE }>(arg)?);
+                self.registry.cluster.remove_host(h.id).map(|_| 0)
+            }
+            Command::HostInfo => {
+                let mut info = abi::HostInfo::from_bytes(&copy_in::<{ abi::HostInfo::SIZE }>(arg)?);
+                let cluster = &self.registry.cluster;
+                info.host = cluster.host_at(info.index).ok_or(ENOENT)?;
+                let (state, heard, rtt, replicas) = cluster.host_state(&info.host);
+                info.state = state;
+                info.reserved = 0;
+                info.last_heard_ms = heard;
+                info.rtt_us = rtt;
+                info.replica_blocks = replicas;
+                copy_out(arg, &info.to_bytes())
+            }
+            Command::DeviceAdd => {
+                let d = abi::DeviceReq::from_bytes(&copy_in::<{ abi::DeviceReq::SIZE }>(arg)?);
+                self.registry.cluster.add_device(d).map(|_| 0)
+            }
+            Command::DeviceRemove => {
+                let d = abi::DeviceReq::from_bytes(&copy_in::<{ abi::DeviceReq::SIZE }>(arg)?);
+                let name = abi::pool_name(&d.name).ok_or(EINVAL)?;
+                self.registry.cluster.remove_device(&name).map(|_| 0)
+            }
+            Command::DeviceInfo => {
+                let mut d = abi::DeviceReq::from_bytes(&copy_in::<{ abi::DeviceReq::SIZE }>(arg)?);
+                let dev = self.registry.cluster.device_at(d.index).ok_or(ENOENT)?;
+                let index = d.index;
+                d = dev.req;
+                d.index = index;
+                copy_out(arg, &d.to_bytes())
+            }
         }
     }
 }

@@ -10,7 +10,7 @@
 //! it writes one batch every [`PACE_MS`]; below the low watermark (a tenth) it only
 //! works while the volumes are idle, so foreground I/O keeps the backing device.
 
-use crate::fvp_kernel::bio::{BioDone, BioStatus, OwnedBio};
+use crate::fvp_kernel::bio::{BioDone, BioSet, BioStatus, BlockDevice, OwnedBio};
 use crate::fvp_kernel::pages::CountedPage;
 use crate::fvp_kernel::sync::{sleep_ms, Completion};
 use crate::logic::cache::Key;
@@ -85,17 +85,45 @@ struct Entry {
     slot: u32,
     gen: u16,
     page: Option<CountedPage>,
+    /// For replicated volumes: the version snapshot taken before the destage began.
+    snapshot: u64,
 }
 
-/// Waits for one destage bio.
+/// Per volume of the pool: whether its blocks may be written back now (a replicated
+/// volume needs the lease), and its replication version snapshot.
+fn volume_gates(pool: &Arc<Pool>) -> KVec<(u16, bool, u64)> {
+    let mut gates = KVec::new();
+    pool.for_each_volume(|v| {
+        let (ok, snap) = match &v.repl {
+            Some(r) => (r.may_destage(), r.destage_snapshot()),
+            None => (true, 0),
+        };
+        let _ = gates.push((v.id, ok, snap), GFP_KERNEL);
+    });
+    gates
+}
+
+/// Waits for one bio.
 #[pin_data]
-struct RunDone {
+pub(crate) struct Waiter {
     ok: AtomicBool,
     #[pin]
     done: Completion,
 }
 
-impl BioDone for RunDone {
+impl Waiter {
+    pub(crate) fn new() -> Result<Arc<Self>> {
+        Arc::pin_init(pin_init!(Waiter { ok: AtomicBool::new(false), done <- Completion::new() }), GFP_KERNEL)
+    }
+
+    /// Sleeps until the bio completed; whether it succeeded.
+    pub(crate) fn wait(&self) -> bool {
+        self.done.wait();
+        self.ok.load(Relaxed)
+    }
+}
+
+impl BioDone for Waiter {
     fn bio_done(this: Arc<Self>, status: BioStatus) {
         this.ok.store(status.is_ok(), Relaxed);
         this.done.complete();
@@ -108,6 +136,8 @@ pub(crate) fn batch(pool: &Arc<Pool>, only: Option<u16>, pass: &mut Pass) -> usi
     let Ok(mut entries) = KVec::<Entry>::with_capacity(BATCH, GFP_KERNEL) else { return 0 };
     let Some(zero) = Key::new(0, 0) else { return 0 };
     let mut found = [(0u32, zero); BATCH];
+    // Snapshots before any destage of this batch begins (see `Replication::destaged`).
+    let gates = volume_gates(pool);
     for s in 0..SHARDS {
         if entries.len() >= BATCH {
             break;
@@ -127,10 +157,15 @@ pub(crate) fn batch(pool: &Arc<Pool>, only: Option<u16>, pass: &mut Pass) -> usi
             if only.is_some_and(|v| v != key.volume()) {
                 continue;
             }
+            // Volumes not in the table yet are skipped until the next batch.
+            let Some(&(_, ok, snapshot)) = gates.iter().find(|g| g.0 == key.volume()) else { continue };
+            if !ok {
+                continue;
+            }
             let Some(gen) = shard.cache.begin_destage(slot) else { continue };
             let page = shard.pages.get(slot).map(|p| p.counted());
             // Cannot fail: capacity for BATCH entries was reserved.
-            let _ = entries.push(Entry { key, shard: s, slot, gen, page }, GFP_KERNEL);
+            let _ = entries.push(Entry { key, shard: s, slot, gen, page, snapshot }, GFP_KERNEL);
         }
     }
     if entries.is_empty() {
@@ -139,7 +174,7 @@ pub(crate) fn batch(pool: &Arc<Pool>, only: Option<u16>, pass: &mut Pass) -> usi
     entries.sort_unstable_by_key(|e| e.key);
 
     // One bio per run of adjacent blocks of one volume.
-    let Ok(mut runs) = KVec::<(usize, usize, Option<Arc<RunDone>>)>::with_capacity(BATCH, GFP_KERNEL) else {
+    let Ok(mut runs) = KVec::<(usize, usize, Option<Arc<Waiter>>)>::with_capacity(BATCH, GFP_KERNEL) else {
         finish(pool, &entries, |_| false);
         return 0;
     };
@@ -174,7 +209,7 @@ pub(crate) fn batch(pool: &Arc<Pool>, only: Option<u16>, pass: &mut Pass) -> usi
 }
 
 /// Submits the write of one run; `None` if it could not be submitted.
-fn submit_run(pool: &Arc<Pool>, run: &mut [Entry]) -> Option<Arc<RunDone>> {
+fn submit_run(pool: &Arc<Pool>, run: &mut [Entry]) -> Option<Arc<Waiter>> {
     let first = run.first()?;
     let volume = pool.volume(first.key.volume())?;
     let sector = first.key.block() * (crate::pool::PAGE / 512);
@@ -186,7 +221,7 @@ fn submit_run(pool: &Arc<Pool>, run: &mut [Entry]) -> Option<Arc<RunDone>> {
         }
     }
     let done = Arc::pin_init(
-        pin_init!(RunDone { ok: AtomicBool::new(false), done <- Completion::new() }),
+        pin_init!(Waiter { ok: AtomicBool::new(false), done <- Completion::new() }),
         GFP_KERNEL,
     )
     .ok()?;
@@ -207,6 +242,9 @@ fn finish(pool: &Arc<Pool>, entries: &[Entry], ok: impl Fn(usize) -> bool) -> us
             if let Some(v) = pool.volume(e.key.volume()) {
                 v.dirty.fetch_sub(1, Relaxed);
                 Stats::add(&v.stats.destaged, 1);
+                if let Some(r) = &v.repl {
+                    r.destaged(e.key.block(), e.snapshot);
+                }
             }
         }
     }
@@ -264,10 +302,14 @@ pub(crate) fn drain(volume: &Arc<Volume>) -> Result {
 
 /// Flushes the backing device's volatile cache and waits.
 pub(crate) fn flush_backing(volume: &Arc<Volume>) -> Result {
-    let pool = &volume.pool;
-    let bio = OwnedBio::new_flush(&pool.shared.bioset, volume.backing.bdev())?;
+    flush_bdev(&volume.pool.shared.bioset, volume.backing.bdev())
+}
+
+/// Flushes `bdev`'s volatile cache and waits.
+pub(crate) fn flush_bdev(bioset: &BioSet, bdev: &BlockDevice) -> Result {
+    let bio = OwnedBio::new_flush(bioset, bdev)?;
     let done = Arc::pin_init(
-        pin_init!(RunDone { ok: AtomicBool::new(false), done <- Completion::new() }),
+        pin_init!(Waiter { ok: AtomicBool::new(false), done <- Completion::new() }),
         GFP_KERNEL,
     )?;
     bio.submit(done.clone());

@@ -19,10 +19,14 @@ mod fvp_kernel;
 #[path = "logic/mod.rs"]
 mod logic;
 
+mod cluster;
+mod conn;
 mod control;
 mod destage;
 mod pool;
 mod registry;
+mod repl;
+mod replica;
 mod shared;
 mod stats;
 mod target;
@@ -61,6 +65,14 @@ const _: () = {
     assert!(b::FVP_LAT_BUCKETS as usize == logic::abi::LAT_BUCKETS);
     assert!(b::FVP_POLICY_WRITE_BACK == logic::abi::POLICY_WRITE_BACK);
     assert!(b::FVP_POLICY_WRITE_THROUGH == logic::abi::POLICY_WRITE_THROUGH);
+    assert!(size_of::<b::fvp_cluster_cfg>() == logic::abi::ClusterCfg::SIZE);
+    assert!(size_of::<b::fvp_cluster_info>() == logic::abi::ClusterInfo::SIZE);
+    assert!(size_of::<b::fvp_host_req>() == logic::abi::HostReq::SIZE);
+    assert!(size_of::<b::fvp_host_info>() == logic::abi::HostInfo::SIZE);
+    assert!(size_of::<b::fvp_device_req>() == logic::abi::DeviceReq::SIZE);
+    assert!(size_of::<b::fvp_volume_repl>() == logic::abi::VolumeRepl::SIZE);
+    assert!(b::FVP_FEATURE_REPLICATION as u64 == logic::abi::FEATURE_REPLICATION);
+    assert!(b::FVP_MAX_HOSTS == logic::abi::MAX_HOSTS);
 };
 
 struct FvpModule {
@@ -75,7 +87,8 @@ struct FvpModule {
 impl kernel::Module for FvpModule {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let shared = Arc::new(shared::Shared::new()?, GFP_KERNEL)?;
-        let registry = Arc::pin_init(registry::Registry::new(shared.clone()), GFP_KERNEL)?;
+        let cluster = Arc::pin_init(cluster::Cluster::new(shared.clone()), GFP_KERNEL)?;
+        let registry = Arc::pin_init(registry::Registry::new(shared.clone(), cluster), GFP_KERNEL)?;
         let target = KBox::pin_init(
             dm::Registration::new(
                 c"fvp",
@@ -103,6 +116,7 @@ impl Drop for FvpModule {
     fn drop(&mut self) {
         // Stop the pools' destagers, then wait for every work item still queued, so no
         // fvp code runs once the module is gone. The registrations drop after this.
+        self.registry.cluster.stop();
         self.registry.shut_down();
         self.shared.wq.flush();
         pr_info!("fvp unloading\n");

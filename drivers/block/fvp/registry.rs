@@ -4,6 +4,7 @@
 //! and a count of volumes. Its lock is taken by construction, destruction and control
 //! ioctls, never on the I/O path.
 
+use crate::cluster::Cluster;
 use crate::logic::abi;
 use crate::pool::Pool;
 use crate::shared::Shared;
@@ -16,15 +17,17 @@ use kernel::sync::{Arc, Mutex};
 #[pin_data]
 pub(crate) struct Registry {
     pub(crate) shared: Arc<Shared>,
+    pub(crate) cluster: Arc<Cluster>,
     #[pin]
     pools: Mutex<KVec<Arc<Pool>>>,
     volumes: AtomicU32,
 }
 
 impl Registry {
-    pub(crate) fn new(shared: Arc<Shared>) -> impl PinInit<Self> {
+    pub(crate) fn new(shared: Arc<Shared>, cluster: Arc<Cluster>) -> impl PinInit<Self> {
         pin_init!(Self {
             shared,
+            cluster,
             pools <- new_mutex!(KVec::new(), "fvp::Registry::pools"),
             volumes: AtomicU32::new(0),
         })

@@ -10,6 +10,7 @@ use crate::logic::abi::{self, POLICY_WRITE_BACK, POLICY_WRITE_THROUGH};
 use crate::logic::table::{self, Policy, TableError};
 use crate::registry::Registry;
 use crate::stats::Stats;
+use crate::repl::Replication;
 use crate::volume::{Volume, MAX_BLOCKS};
 use core::fmt::Write;
 use core::sync::atomic::Ordering::Relaxed;
@@ -90,11 +91,42 @@ impl dm::Target for FvpTarget {
             .map_err(|_| refuse(TableError::OutOfMemory))?;
 
         let devt = ti.devt();
+        let repl = if table.peers > 0 {
+            let cluster = &registry.cluster;
+            let Some(settings) = cluster.settings() else {
+                return Err(CtrError { errno: EINVAL, message: c"peers: no cluster configured (fvpctl cluster apply)" });
+            };
+            let _ = settings;
+            let Some(dev) = cluster.device_by_devt(dm_backing.devt()) else {
+                return Err(CtrError {
+                    errno: EINVAL,
+                    message: c"peers: the backing device is not a shared device of the cluster (fvpctl device add)",
+                });
+            };
+            Some(
+                Replication::new(cluster.clone(), dev.req.name, table.peers, table.domain)
+                    .map_err(|_| refuse(TableError::OutOfMemory))?,
+            )
+        } else {
+            None
+        };
         let volume = pool
             .add_volume(|id| {
-                Volume::new(id, pool.clone(), backing, devt, policy_code(table.policy), table.sequential_cutoff)
+                Volume::new(
+                    id,
+                    pool.clone(),
+                    backing,
+                    devt,
+                    policy_code(table.policy),
+                    table.sequential_cutoff,
+                    repl.clone(),
+                )
             })
             .map_err(|e| if e == ENOSPC { refuse(TableError::TooManyVolumes) } else { refuse(TableError::OutOfMemory) })?;
+        if repl.is_some() && registry.cluster.add_volume(&volume).is_err() {
+            pool.remove_volume(volume.id);
+            return Err(refuse(TableError::OutOfMemory));
+        }
         let target = FvpTarget { dm_backing, volume, registry: registry.clone() };
         registry.volume_created();
         KBox::pin(target, GFP_KERNEL).map_err(|_| refuse(TableError::OutOfMemory))
@@ -160,16 +192,41 @@ impl dm::Target for FvpTarget {
                 Stats::get(&s.reads),
                 Stats::get(&s.writes),
                 pool,
-            ),
-            StatusType::Table => write!(
-                out,
-                "{} {} {} peers=0 block_size={} sequential_cutoff={}",
-                name,
-                pool,
-                policy_name(v.requested()),
-                table::BLOCK_SIZE,
-                v.seq_cutoff
-            ),
+            )
+            .and_then(|_| match &v.repl {
+                // Replicated volumes add: <state> <peer ids, comma-separated, or -> <epoch>.
+                Some(r) => {
+                    let p = r.peer_ids();
+                    match (p[0], p[1]) {
+                        (0, _) => write!(out, " {} - {}", r.state_name(), r.epoch.load(Relaxed)),
+                        (a, 0) => write!(out, " {} {} {}", r.state_name(), a, r.epoch.load(Relaxed)),
+                        (a, b) => write!(out, " {} {},{} {}", r.state_name(), a, b, r.epoch.load(Relaxed)),
+                    }
+                }
+                None => Ok(()),
+            }),
+            StatusType::Table => match &v.repl {
+                None => write!(
+                    out,
+                    "{} {} {} peers=0 block_size={} sequential_cutoff={}",
+                    name,
+                    pool,
+                    policy_name(v.requested()),
+                    table::BLOCK_SIZE,
+                    v.seq_cutoff
+                ),
+                Some(r) => write!(
+                    out,
+                    "{} {} {} peers={} domain={} block_size={} sequential_cutoff={}",
+                    name,
+                    pool,
+                    policy_name(v.requested()),
+                    r.peers_wanted,
+                    r.rule.name(),
+                    table::BLOCK_SIZE,
+                    v.seq_cutoff
+                ),
+            },
             StatusType::Ima => write!(
                 out,
                 "target_name=fvp,target_version={}.{}.{},backing_device={},pool={},policy={};",
@@ -190,6 +247,13 @@ impl dm::Target for FvpTarget {
 
 impl Drop for FvpTarget {
     fn drop(&mut self) {
+        if let Some(r) = &self.volume.repl {
+            self.registry.cluster.remove_volume(&self.volume);
+            // Drained on suspend: the peers' replicas are no longer needed.
+            if self.volume.dirty.load(Relaxed) == 0 {
+                r.close();
+            }
+        }
         // Suspend drained the volume; anything left means the backing device failed.
         let lost = self.volume.pool.remove_volume(self.volume.id);
         if lost > 0 {

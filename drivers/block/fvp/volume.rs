@@ -15,7 +15,9 @@ use crate::fvp_kernel::dm::MapResult;
 use crate::fvp_kernel::pages::CountedPage;
 use crate::logic::abi::{POLICY_WRITE_BACK, POLICY_WRITE_THROUGH};
 use crate::logic::cache::{Insert, InsertError, Key, SlotState};
+use crate::conn::Waiter;
 use crate::pool::{shard_of, Pool, PAGE};
+use crate::repl::Replication;
 use crate::stats::Stats;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use kernel::alloc::flags::GFP_NOWAIT;
@@ -45,6 +47,8 @@ pub(crate) struct Volume {
     /// Dirty blocks of this volume in the pool.
     pub(crate) dirty: AtomicU64,
     pub(crate) stats: Stats,
+    /// Replication to peers (write-back with `peers>0`).
+    pub(crate) repl: Option<Arc<Replication>>,
 }
 
 /// Where a block of a bio lies: its key, the byte range of the bio that covers it and
@@ -98,6 +102,7 @@ impl Volume {
         devt: u32,
         policy: u32,
         seq_cutoff: u64,
+        repl: Option<Arc<Replication>>,
     ) -> Result<Arc<Self>> {
         Arc::new(
             Volume {
@@ -111,6 +116,7 @@ impl Volume {
                 seq_bytes: AtomicU64::new(0),
                 dirty: AtomicU64::new(0),
                 stats: Stats::new(),
+                repl,
             },
             GFP_KERNEL,
         )
@@ -124,6 +130,10 @@ impl Volume {
     /// Write-back stays in force while dirty data remains after a switch to
     /// write-through: the dirty blocks are still only in the pool.
     pub(crate) fn effective(&self) -> u32 {
+        if let Some(r) = &self.repl {
+            // Replicated: write-back only while every peer holds the writes.
+            return if r.state() == crate::logic::abi::REPL_PROTECTED { POLICY_WRITE_BACK } else { POLICY_WRITE_THROUGH };
+        }
         if self.requested() == POLICY_WRITE_BACK || self.dirty.load(Relaxed) > 0 {
             POLICY_WRITE_BACK
         } else {
@@ -164,6 +174,11 @@ impl Volume {
         // One clock read per bio: the latency histograms and the destager's idle gate.
         let now = Ktime::ktime_get();
         self.pool.touch(now);
+        if self.repl.as_ref().is_some_and(|r| r.state() == crate::logic::abi::REPL_FENCED) {
+            // Taken over by a peer: this host's view of the volume is stale.
+            bio.complete(BioStatus::IOERR);
+            return MapResult::Submitted;
+        }
         match bio.op() {
             Op::Read => {
                 Stats::add(&self.stats.reads, 1);
@@ -181,6 +196,9 @@ impl Volume {
                 if bio.is_preflush() {
                     return self.flush(bio);
                 }
+                if self.repl.is_some() {
+                    return IoOp::start_replicated(self, OpKind::Write, rel_sector, bio, now);
+                }
                 if self.sequential(rel_sector, size) && self.can_bypass(rel_sector, size, true) {
                     Stats::add(&self.stats.bypassed, 1);
                     return IoOp::start_through(self, rel_sector, bio);
@@ -191,6 +209,9 @@ impl Volume {
                     self.write_through(rel_sector, &bio);
                     IoOp::start_through(self, rel_sector, bio)
                 }
+            }
+            Op::WriteZeroes | Op::Discard if self.repl.is_some() => {
+                IoOp::start_replicated(self, OpKind::Through, rel_sector, bio, now)
             }
             Op::WriteZeroes => {
                 self.invalidate(rel_sector, size);
@@ -377,10 +398,28 @@ impl Volume {
     /// An empty flush: with dirty data in the pool (or write-back in force), every
     /// write completed before it must reach the backing device first.
     fn flush(self: &Arc<Self>, bio: DmBio) -> MapResult {
+        if bio.size() == 0 && self.repl.as_ref().is_some_and(|r| r.state() == crate::logic::abi::REPL_PROTECTED) {
+            // Every write completed so far is held by all peers: that is the durability
+            // replicated write-back promises (docs/replication.md).
+            bio.complete(BioStatus::OK);
+            return MapResult::Submitted;
+        }
         if bio.size() == 0 && self.dirty.load(Relaxed) == 0 && self.requested() == POLICY_WRITE_THROUGH {
             return bio.remap(self.backing.bdev(), 0);
         }
         IoOp::start_flush(self, bio)
+    }
+
+    /// This host was fenced by a majority: a peer writes the volume's acknowledged
+    /// blocks to the backing device, so every cached block here may be stale. Drop them
+    /// all without writing, and fail I/O until the table is reloaded.
+    pub(crate) fn fence(&self) {
+        if let Some(r) = &self.repl {
+            r.fence();
+        }
+        let vid = self.id;
+        self.pool.purge(|k| k.volume() == vid);
+        self.dirty.store(0, Relaxed);
     }
 
     /// Makes every write completed so far durable on the backing device: writes back
@@ -428,8 +467,14 @@ pub(crate) struct IoOp {
     /// Bios in flight, plus one while they are being submitted.
     pending: AtomicU32,
     failed: AtomicBool,
+    /// A peer did not acknowledge a block: the write is made durable on the backing
+    /// device before it completes.
+    repl_failed: AtomicBool,
     #[pin]
     work: Work<IoOp>,
+    /// Replicated writes run here first (they sleep: network, waiting for a lease).
+    #[pin]
+    send_work: Work<IoOp, 1>,
 }
 
 struct OpState {
@@ -439,6 +484,7 @@ struct OpState {
 
 impl_has_work! {
     impl HasWork<Self> for IoOp { self.work }
+    impl HasWork<Self, 1> for IoOp { self.send_work }
 }
 
 impl IoOp {
@@ -462,7 +508,9 @@ impl IoOp {
                 state <- new_mutex!(state, "fvp::IoOp::state"),
                 pending: AtomicU32::new(1),
                 failed: AtomicBool::new(false),
+                repl_failed: AtomicBool::new(false),
                 work <- new_work!("fvp::IoOp::work"),
+                send_work <- new_work!("fvp::IoOp::send_work"),
             }),
             GFP_NOWAIT,
         );
@@ -484,7 +532,7 @@ impl IoOp {
     fn put(self: Arc<Self>) {
         if self.pending.fetch_sub(1, Relaxed) == 1 {
             let shared = self.volume.pool.shared.clone();
-            let _ = shared.wq.enqueue(self);
+            let _ = shared.wq.enqueue::<_, 0>(self);
         }
     }
 
@@ -644,6 +692,116 @@ impl IoOp {
     }
 }
 
+impl IoOp {
+    /// A write (or discard) to a replicated volume: all of it runs in `send_work`.
+    fn start_replicated(volume: &Arc<Volume>, kind: OpKind, rel_sector: u64, bio: DmBio, start: Ktime) -> MapResult {
+        let op = match IoOp::new(volume, kind, rel_sector, bio, start) {
+            Ok(op) => op,
+            Err(bio) => return bio.requeue(),
+        };
+        let shared = volume.pool.shared.clone();
+        let _ = shared.wq.enqueue::<_, 1>(op);
+        MapResult::Submitted
+    }
+
+    /// A peer acknowledged one block (or drop) of this write.
+    pub(crate) fn replicated(self: Arc<Self>) {
+        self.put();
+    }
+
+    /// A peer will never acknowledge it (connection lost, refused).
+    pub(crate) fn replication_failed(self: Arc<Self>) {
+        self.repl_failed.store(true, Relaxed);
+        self.put();
+    }
+
+    fn waiter(self: &Arc<Self>) -> Waiter {
+        self.pending.fetch_add(1, Relaxed);
+        Waiter::Op(self.clone())
+    }
+
+    fn run_replicated(self: &Arc<Self>) {
+        let volume = &self.volume;
+        let Some(repl) = volume.repl.as_ref() else { return };
+        let (rel_sector, size) = self.range;
+        let spans = Spans::new(volume.id, rel_sector, size);
+        let mut blocks = [0u64; MAX_BLOCKS as usize];
+        let mut nblocks = 0;
+        for i in 0..spans.count {
+            if let Some(s) = spans.get(i) {
+                blocks[nblocks] = s.block;
+                nblocks += 1;
+            }
+        }
+        let writable = repl.wait_writable();
+        let state = self.state.lock();
+        let Some(bio) = state.bio.as_ref() else { return };
+        match writable {
+            Err(_) => self.failed.store(true, Relaxed),
+            Ok(true) if self.kind == OpKind::Write => {
+                // Replicated write-back: into the pool, then to every peer.
+                let mut absorbed = [0u64; MAX_BLOCKS as usize];
+                let (mut na, mut nd) = (0, 0);
+                let mut direct_blocks = [0u64; MAX_BLOCKS as usize];
+                let mut direct: u64 = 0;
+                for i in 0..spans.count {
+                    let Some(s) = spans.get(i) else { continue };
+                    if volume.absorb(bio, &s) {
+                        absorbed[na] = s.block;
+                        na += 1;
+                    } else {
+                        direct |= 1 << i;
+                        direct_blocks[nd] = s.block;
+                        nd += 1;
+                    }
+                }
+                self.submit_direct(bio, &spans, direct);
+                let pool = &volume.pool;
+                let copy = |block: u64, buf: &mut [u8]| -> bool {
+                    let Some(key) = Key::new(volume.id, block) else { return false };
+                    let mut guard = pool.shard(shard_of(key)).lock();
+                    let shard = &mut *guard;
+                    match shard.cache.peek(key) {
+                        Some((slot, SlotState::Clean | SlotState::Dirty)) => {
+                            shard.pages.get(slot).is_some_and(|p| p.counted().read(0, buf))
+                        }
+                        _ => false,
+                    }
+                };
+                if repl.send_write(&absorbed[..na], &direct_blocks[..nd], copy, || self.waiter()) {
+                    repl.replicated_writes.fetch_add(na as u64, Relaxed);
+                } else {
+                    self.repl_failed.store(true, Relaxed);
+                }
+            }
+            Ok(_) => {
+                // Write-through (degraded), discards and write-zeroes: peers first drop
+                // what they hold of the range, so a takeover cannot replay it.
+                if self.kind == OpKind::Write {
+                    volume.write_through(rel_sector, bio);
+                } else {
+                    volume.invalidate(rel_sector, size);
+                }
+                repl.drop_at_connected(&blocks[..nblocks]);
+                match bio.clone_range(&volume.pool.shared.bioset, volume.backing.bdev(), 0, size, rel_sector) {
+                    Ok(clone) => self.submit(clone),
+                    Err(_) => self.failed.store(true, Relaxed),
+                }
+            }
+        }
+        drop(state);
+        self.clone().put();
+    }
+}
+
+impl WorkItem<1> for IoOp {
+    type Pointer = Arc<IoOp>;
+
+    fn run(this: Arc<IoOp>) {
+        this.run_replicated();
+    }
+}
+
 impl BioDone for IoOp {
     fn bio_done(this: Arc<Self>, status: BioStatus) {
         if !status.is_ok() {
@@ -658,8 +816,24 @@ impl WorkItem for IoOp {
 
     fn run(this: Arc<IoOp>) {
         let volume = &this.volume;
-        if this.kind == OpKind::Flush && volume.flush_sync().is_err() {
-            this.failed.store(true, Relaxed);
+        if this.kind == OpKind::Flush {
+            if let Some(r) = &volume.repl {
+                // Nothing may reach the backing device without the lease.
+                if r.wait_writable().is_err() {
+                    this.failed.store(true, Relaxed);
+                }
+            }
+            if volume.flush_sync().is_err() {
+                this.failed.store(true, Relaxed);
+            }
+        }
+        if this.repl_failed.load(Relaxed) && !this.failed.load(Relaxed) {
+            // Fewer replicas than the policy demands: the write completes only once the
+            // backing device holds it (write-through for this write).
+            let durable = volume.repl.as_ref().is_some_and(|r| r.wait_writable().is_ok()) && volume.flush_sync().is_ok();
+            if !durable {
+                this.failed.store(true, Relaxed);
+            }
         }
         if matches!(this.kind, OpKind::Write | OpKind::Through) {
             // A fill that read the old data while the write was in flight must not

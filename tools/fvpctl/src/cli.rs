@@ -3,12 +3,17 @@
 //! Command-line syntax.
 
 use std::fmt;
+use std::net::SocketAddrV4;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use fvp_logic::abi::{self, CONTROL_NAME, NAME_LEN};
+use fvp_logic::abi::{
+    self, CONTROL_NAME, DEFAULT_HEARTBEAT_MS, DEFAULT_TIMEOUT_MS, HEARTBEAT_MS_MAX,
+    HEARTBEAT_MS_MIN, NAME_LEN, TIMEOUT_MS_MAX,
+};
 
+use crate::cluster::{check_device_path, check_name, parse_host_addr, parse_host_id};
 use crate::units::{parse_seconds, parse_size};
 
 /// Query and manage the fvp block caching module through its control device.
@@ -38,6 +43,15 @@ pub enum Command {
     /// Act on an fvp volume.
     #[command(subcommand)]
     Volume(VolumeCommand),
+    /// Configure the replication cluster from a description file, or show its state.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Add, remove and list the cluster's hosts one at a time (see `cluster apply`).
+    #[command(subcommand)]
+    Host(HostCommand),
+    /// Add, remove and list the cluster's shared backing devices one at a time.
+    #[command(subcommand)]
+    Device(DeviceCommand),
 }
 
 /// `fvpctl pool ...`.
@@ -141,6 +155,207 @@ pub struct DrainArgs {
     pub timeout: Option<Duration>,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// `fvpctl cluster ...`.
+#[derive(Clone, Debug, PartialEq, Eq, Subcommand)]
+pub enum ClusterCommand {
+    /// Make the module's cluster settings, hosts and shared devices those of FILE, a TOML
+    /// description of the whole cluster, the same on every host.
+    Apply(ApplyArgs),
+    /// Set the cluster's name, this host's id, the timers and the shared secret.
+    Set(ClusterSetArgs),
+    /// Show the cluster's settings and state, its hosts and its shared devices.
+    Show(OutputArgs),
+}
+
+/// The long help of `cluster apply FILE`.
+const APPLY_FILE_HELP: &str = "\
+The cluster description (TOML), the same on every host:
+
+  name = \"lab\"
+  secret = \"at-least-16-bytes-secret\"   # or secret_file = \"/path\"
+  heartbeat_ms = 200                    # optional, default 200
+  timeout_ms = 2000                     # optional, default 2000
+  [[host]]                              # one per host, this one included
+  id = 1
+  addr = \"10.0.0.1:7790\"
+  domain = \"rack-a\"
+  [[device]]                            # one per shared backing device
+  name = \"shared0\"
+  path = \"/dev/disk/by-id/virtio-fvp-shared\"";
+
+/// `fvpctl cluster apply FILE [--local-id ID] [--dry-run]`.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct ApplyArgs {
+    /// The cluster description (TOML), the same on every host
+    #[arg(value_name = "FILE", long_help = APPLY_FILE_HELP)]
+    pub file: PathBuf,
+    /// This host's id in FILE (default: the host whose address is on one of this machine's
+    /// interfaces)
+    #[arg(long, value_name = "ID", value_parser = parse_host_id)]
+    pub local_id: Option<u32>,
+    /// Check FILE and print what would change, without changing anything
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `fvpctl cluster set --name NAME --local-id ID --secret-file FILE [timers]`.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct ClusterSetArgs {
+    /// Cluster name: 1 to 31 of A-Z a-z 0-9 _ . -
+    #[arg(long, value_parser = Name::cluster)]
+    pub name: Name,
+    /// This host's id, 1 to 64
+    #[arg(long, value_name = "ID", value_parser = parse_host_id)]
+    pub local_id: u32,
+    /// File holding the shared secret, 16 to 64 bytes (a trailing newline is not part of it)
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: PathBuf,
+    /// Interval of heartbeats, in milliseconds
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = DEFAULT_HEARTBEAT_MS,
+        value_parser = clap::value_parser!(u32).range(i64::from(HEARTBEAT_MS_MIN)..=i64::from(HEARTBEAT_MS_MAX))
+    )]
+    pub heartbeat_ms: u32,
+    /// Silence after which a host is fenced, in milliseconds (at least 3 heartbeats)
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = DEFAULT_TIMEOUT_MS,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(TIMEOUT_MS_MAX))
+    )]
+    pub timeout_ms: u32,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `fvpctl host ...`.
+#[derive(Clone, Debug, PartialEq, Eq, Subcommand)]
+pub enum HostCommand {
+    /// Add a host to the cluster.
+    Add(HostAddArgs),
+    /// Remove a host from the cluster.
+    Remove(HostRemoveArgs),
+    /// List the cluster's hosts and their state.
+    List(OutputArgs),
+}
+
+/// `fvpctl host add ID --addr IP:PORT --domain NAME`.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct HostAddArgs {
+    /// Host id, 1 to 64
+    #[arg(value_parser = parse_host_id)]
+    pub id: u32,
+    /// The host's IPv4 address and replication port (e.g. 10.0.0.1:7790)
+    #[arg(long, value_name = "IP:PORT", value_parser = parse_host_addr)]
+    pub addr: SocketAddrV4,
+    /// The host's fault domain: 1 to 31 of A-Z a-z 0-9 _ . -
+    #[arg(long, value_name = "NAME", value_parser = Name::domain)]
+    pub domain: Name,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `fvpctl host remove ID`.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct HostRemoveArgs {
+    /// Host id, 1 to 64
+    #[arg(value_parser = parse_host_id)]
+    pub id: u32,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `fvpctl device ...`.
+#[derive(Clone, Debug, PartialEq, Eq, Subcommand)]
+pub enum DeviceCommand {
+    /// Add a shared backing device: its cluster-wide name and this host's path to it.
+    Add(DeviceAddArgs),
+    /// Remove a shared backing device.
+    Remove(DeviceRemoveArgs),
+    /// List the shared backing devices.
+    List(OutputArgs),
+}
+
+/// `fvpctl device add NAME PATH`.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct DeviceAddArgs {
+    /// Cluster-wide device name: 1 to 31 of A-Z a-z 0-9 _ . -
+    #[arg(value_parser = Name::device)]
+    pub name: Name,
+    /// This host's path to the device (absolute, e.g. /dev/disk/by-id/...)
+    #[arg(value_parser = parse_device_path)]
+    pub path: String,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `fvpctl device remove NAME`.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct DeviceRemoveArgs {
+    /// Cluster-wide device name
+    #[arg(value_parser = Name::device)]
+    pub name: Name,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// A shared device's path, as `FVP_IOC_DEVICE_ADD` takes it.
+fn parse_device_path(text: &str) -> Result<String, String> {
+    check_device_path(text).map(|()| text.to_owned())
+}
+
+/// A valid cluster, fault domain or device name, with its NUL-padded form for the ABI.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Name {
+    abi: [u8; NAME_LEN],
+}
+
+impl Name {
+    fn parse_as(text: &str, what: &str) -> Result<Self, String> {
+        match check_name(text, what) {
+            None => Ok(Self {
+                abi: abi::pool_name(text.as_bytes()).expect("checked"),
+            }),
+            Some(why) => Err(why),
+        }
+    }
+
+    /// A cluster name.
+    pub fn cluster(text: &str) -> Result<Self, String> {
+        Self::parse_as(text, "cluster name")
+    }
+
+    /// A fault domain name.
+    pub fn domain(text: &str) -> Result<Self, String> {
+        Self::parse_as(text, "fault domain")
+    }
+
+    /// A shared device name.
+    pub fn device(text: &str) -> Result<Self, String> {
+        Self::parse_as(text, "device name")
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        abi::name_str(&self.abi)
+    }
+
+    /// The name, NUL-padded, as the ABI carries it.
+    pub fn abi(&self) -> [u8; NAME_LEN] {
+        self.abi
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A valid pool name, with its NUL-padded form for the ABI.
@@ -498,6 +713,279 @@ mod tests {
             assert_eq!(err.exit_code(), 2, "{bad}");
         }
         assert!(parse(&["volume", "drain", "vol0", "--timeout"]).is_err());
+    }
+
+    #[test]
+    fn cluster_apply() {
+        let cli = parse(&["cluster", "apply", "/etc/fvp/cluster.toml"]).unwrap();
+        assert_eq!(
+            cli.command,
+            Command::Cluster(ClusterCommand::Apply(ApplyArgs {
+                file: "/etc/fvp/cluster.toml".into(),
+                local_id: None,
+                dry_run: false,
+                output: OutputArgs::default(),
+            }))
+        );
+        let cli = parse(&[
+            "cluster",
+            "apply",
+            "c.toml",
+            "--local-id",
+            "64",
+            "--dry-run",
+            "--json",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.command,
+            Command::Cluster(ClusterCommand::Apply(ApplyArgs {
+                file: "c.toml".into(),
+                local_id: Some(64),
+                dry_run: true,
+                output: OutputArgs { json: true },
+            }))
+        );
+        assert_eq!(
+            parse(&["cluster", "apply"]).unwrap_err().kind(),
+            ErrorKind::MissingRequiredArgument
+        );
+        for bad in ["0", "65", "x"] {
+            let err = parse(&["cluster", "apply", "c.toml", "--local-id", bad]).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::ValueValidation, "{bad}");
+            assert!(err.to_string().contains("use 1 to 64"), "{err}");
+        }
+    }
+
+    #[test]
+    fn cluster_set_and_show() {
+        let cli = parse(&[
+            "cluster",
+            "set",
+            "--name",
+            "lab",
+            "--local-id",
+            "2",
+            "--secret-file",
+            "/s",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.command,
+            Command::Cluster(ClusterCommand::Set(ClusterSetArgs {
+                name: Name::cluster("lab").unwrap(),
+                local_id: 2,
+                secret_file: "/s".into(),
+                heartbeat_ms: 200,
+                timeout_ms: 2000,
+                output: OutputArgs::default(),
+            }))
+        );
+        let cli = parse(&[
+            "cluster",
+            "set",
+            "--name",
+            "lab",
+            "--local-id",
+            "2",
+            "--secret-file",
+            "/s",
+            "--heartbeat-ms",
+            "50",
+            "--timeout-ms",
+            "500",
+        ])
+        .unwrap();
+        let Command::Cluster(ClusterCommand::Set(args)) = cli.command else {
+            panic!("{:?}", cli.command)
+        };
+        assert_eq!((args.heartbeat_ms, args.timeout_ms), (50, 500));
+        for (option, bad) in [
+            ("--heartbeat-ms", "9"),
+            ("--heartbeat-ms", "10001"),
+            ("--timeout-ms", "600001"),
+            ("--timeout-ms", "0"),
+        ] {
+            let err = parse(&[
+                "cluster",
+                "set",
+                "--name",
+                "lab",
+                "--local-id",
+                "2",
+                "--secret-file",
+                "/s",
+                option,
+                bad,
+            ])
+            .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::ValueValidation, "{option} {bad}");
+        }
+        let err = parse(&[
+            "cluster",
+            "set",
+            "--name",
+            "my lab",
+            "--local-id",
+            "2",
+            "--secret-file",
+            "/s",
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("invalid cluster name 'my lab'"),
+            "{err}"
+        );
+        assert_eq!(
+            parse(&["cluster", "set", "--name", "lab", "--local-id", "2"])
+                .unwrap_err()
+                .kind(),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            parse(&["cluster", "show", "--json"]).unwrap().command,
+            Command::Cluster(ClusterCommand::Show(OutputArgs { json: true }))
+        );
+    }
+
+    #[test]
+    fn host_commands() {
+        let cli = parse(&[
+            "host",
+            "add",
+            "3",
+            "--addr",
+            "10.0.0.3:7790",
+            "--domain",
+            "rack-b",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.command,
+            Command::Host(HostCommand::Add(HostAddArgs {
+                id: 3,
+                addr: "10.0.0.3:7790".parse().unwrap(),
+                domain: Name::domain("rack-b").unwrap(),
+                output: OutputArgs::default(),
+            }))
+        );
+        for (args, why) in [
+            (
+                &["host", "add", "0", "--addr", "10.0.0.3:1", "--domain", "d"][..],
+                "invalid host id '0'",
+            ),
+            (
+                &["host", "add", "3", "--addr", "10.0.0.3", "--domain", "d"][..],
+                "expected IPv4:PORT",
+            ),
+            (
+                &["host", "add", "3", "--addr", "10.0.0.3:0", "--domain", "d"][..],
+                "the port must not be 0",
+            ),
+            (
+                &["host", "add", "3", "--addr", "0.0.0.0:1", "--domain", "d"][..],
+                "cannot be a host's address",
+            ),
+            (
+                &[
+                    "host",
+                    "add",
+                    "3",
+                    "--addr",
+                    "10.0.0.3:1",
+                    "--domain",
+                    "a b",
+                ][..],
+                "invalid fault domain 'a b'",
+            ),
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::ValueValidation, "{args:?}");
+            assert!(err.to_string().contains(why), "{args:?}: {err}");
+        }
+        assert_eq!(
+            parse(&["host", "add", "3", "--addr", "10.0.0.3:1"])
+                .unwrap_err()
+                .kind(),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            parse(&["host", "remove", "3", "--json"]).unwrap().command,
+            Command::Host(HostCommand::Remove(HostRemoveArgs {
+                id: 3,
+                output: OutputArgs { json: true },
+            }))
+        );
+        assert_eq!(
+            parse(&["host", "list"]).unwrap().command,
+            Command::Host(HostCommand::List(OutputArgs::default()))
+        );
+    }
+
+    #[test]
+    fn device_commands_do_not_clash_with_the_device_option() {
+        let cli = parse(&["device", "add", "shared0", "/dev/vdb"]).unwrap();
+        assert_eq!(cli.device, PathBuf::from("/dev/fvp-control"));
+        assert_eq!(
+            cli.command,
+            Command::Device(DeviceCommand::Add(DeviceAddArgs {
+                name: Name::device("shared0").unwrap(),
+                path: "/dev/vdb".into(),
+                output: OutputArgs::default(),
+            }))
+        );
+        let cli = parse(&["--device", "/tmp/x", "device", "remove", "shared0"]).unwrap();
+        assert_eq!(cli.device, PathBuf::from("/tmp/x"));
+        assert_eq!(
+            cli.command,
+            Command::Device(DeviceCommand::Remove(DeviceRemoveArgs {
+                name: Name::device("shared0").unwrap(),
+                output: OutputArgs::default(),
+            }))
+        );
+        let cli = parse(&["device", "list", "--json", "--device", "/tmp/y"]).unwrap();
+        assert_eq!(cli.device, PathBuf::from("/tmp/y"));
+        assert_eq!(
+            cli.command,
+            Command::Device(DeviceCommand::List(OutputArgs { json: true }))
+        );
+        for (args, why) in [
+            (
+                &["device", "add", "shared0", "dev/vdb"][..],
+                "is not absolute",
+            ),
+            (&["device", "add", "shared0", ""][..], "empty"),
+            (
+                &["device", "add", "a/b", "/dev/vdb"][..],
+                "invalid device name 'a/b'",
+            ),
+            (&["device", "remove", ""][..], "invalid device name ''"),
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::ValueValidation, "{args:?}");
+            assert!(err.to_string().contains(why), "{args:?}: {err}");
+        }
+        let long = format!("/{}", "x".repeat(255));
+        assert!(parse(&["device", "add", "d", &long])
+            .unwrap_err()
+            .to_string()
+            .contains("at most 255"));
+    }
+
+    #[test]
+    fn names_of_each_kind() {
+        assert_eq!(Name::cluster("lab").unwrap().as_str(), "lab");
+        assert_eq!(Name::domain("rack-a").unwrap().to_string(), "rack-a");
+        let n = Name::device("shared0").unwrap();
+        assert_eq!(&n.abi()[..7], b"shared0");
+        assert!(n.abi()[7..].iter().all(|&b| b == 0));
+        assert_eq!(
+            Name::device(&"x".repeat(32)).unwrap_err(),
+            format!(
+                "invalid device name '{}': use 1 to 31 of A-Z a-z 0-9 _ . -",
+                "x".repeat(32)
+            )
+        );
     }
 
     #[test]

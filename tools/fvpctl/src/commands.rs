@@ -7,17 +7,29 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use fvp_logic::abi::{self, Command as Ioctl, PoolInfo, PoolReq, Version, VolumeInfo, ABI_VERSION};
+use fvp_logic::abi::{
+    self, ClusterCfg, Command as Ioctl, DeviceReq, HostInfo, HostReq, PoolInfo, PoolReq, Version,
+    VolumeInfo, VolumeRepl, ABI_VERSION, FEATURE_REPLICATION,
+};
 use nix::errno::Errno;
 
 use crate::cli::{
-    Cli, Command, CreateArgs, DestroyArgs, DrainArgs, OutputArgs, PoolCommand, PoolName,
-    ResizeArgs, StatsArgs, VolumeCommand,
+    ApplyArgs, Cli, ClusterCommand, ClusterSetArgs, Command, CreateArgs, DestroyArgs,
+    DeviceAddArgs, DeviceCommand, DeviceRemoveArgs, DrainArgs, HostAddArgs, HostCommand,
+    HostRemoveArgs, OutputArgs, PoolCommand, PoolName, ResizeArgs, StatsArgs, VolumeCommand,
 };
+use crate::cluster::{self, ClusterFile, Plan};
 use crate::error::Error;
 use crate::metrics::Rates;
-use crate::output::{self, PoolAction, VolumeView};
+use crate::output::{self, ApplyReport, MemberAction, PoolAction, VolumeView};
 use crate::sys::{self, ControlDevice, DmDevice};
+
+/// The oldest module ABI fvpctl works with. ABI 3 only added commands, so fvpctl runs
+/// every ABI 2 command on an ABI 2 module, and refuses only the cluster commands there.
+const MIN_ABI_VERSION: u32 = 2;
+
+/// The first ABI with the cluster commands and `FVP_IOC_VOLUME_REPL`.
+const CLUSTER_ABI_VERSION: u32 = 3;
 
 /// How often `volume drain` reads the dirty count.
 const DRAIN_POLL: Duration = Duration::from_millis(200);
@@ -30,13 +42,23 @@ const DMSETUP: &str = "dmsetup";
 
 /// Runs `cli`, writing its reports to `out`.
 pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
+    // A cluster description is checked before the device is even opened, so that it can
+    // be checked on any machine, and no mistake in it is found after a change.
+    let prepared = match &cli.command {
+        Command::Cluster(ClusterCommand::Apply(args)) => Some(prepare_apply(args)?),
+        _ => None,
+    };
     let path = cli.device.as_path();
     let device = ControlDevice::open(path)
         .map_err(|errno| Error::from_open(errno, path, sys::module_loaded()))?;
     // Every command starts with the version: it tells whether the other structures
     // are the ones fvpctl knows.
     let version = checked_version(&device, path)?;
-    let ctx = Context { device, path };
+    let ctx = Context {
+        device,
+        path,
+        version,
+    };
     match &cli.command {
         Command::Version(out_args) => emit(
             out,
@@ -67,18 +89,112 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Pool(PoolCommand::List(out_args)) => pool_list(&ctx, *out_args, out),
         Command::Stats(args) => stats(&ctx, args, out),
         Command::Volume(VolumeCommand::Drain(args)) => drain(&ctx, args, out),
+        Command::Cluster(command) => {
+            ctx.require_cluster()?;
+            match command {
+                ClusterCommand::Apply(args) => {
+                    let prepared = prepared.expect("prepared before the device was opened");
+                    cluster_apply(&ctx, args, &prepared, out)
+                }
+                ClusterCommand::Set(args) => cluster_set(&ctx, args, out),
+                ClusterCommand::Show(out_args) => cluster_show(&ctx, *out_args, out),
+            }
+        }
+        Command::Host(command) => {
+            ctx.require_cluster()?;
+            match command {
+                HostCommand::Add(args) => host_add(&ctx, args, out),
+                HostCommand::Remove(args) => host_remove(&ctx, args, out),
+                HostCommand::List(out_args) => host_list(&ctx, *out_args, out),
+            }
+        }
+        Command::Device(command) => {
+            ctx.require_cluster()?;
+            match command {
+                DeviceCommand::Add(args) => device_add(&ctx, args, out),
+                DeviceCommand::Remove(args) => device_remove(&ctx, args, out),
+                DeviceCommand::List(out_args) => device_list(&ctx, *out_args, out),
+            }
+        }
     }
 }
 
-/// The open control device and where it is.
+/// The open control device, where it is, and what the module said it is.
 struct Context<'a> {
     device: ControlDevice,
     path: &'a Path,
+    version: Version,
 }
 
 impl Context<'_> {
     fn ioctl_error(&self, command: Ioctl, errno: Errno) -> Error {
         Error::from_ioctl(command, errno, self.path)
+    }
+
+    /// Refuses a cluster command on a module without them.
+    fn require_cluster(&self) -> Result<(), Error> {
+        check_cluster_support(&self.version)
+    }
+
+    /// Whether the module has `FVP_IOC_VOLUME_REPL`.
+    fn has_volume_repl(&self) -> bool {
+        self.version.abi_version >= CLUSTER_ABI_VERSION
+    }
+
+    /// Replication state of every volume in `volumes` that the module reports, or none
+    /// at all on a module without `FVP_IOC_VOLUME_REPL`.
+    fn volume_repls(&self, volumes: &[VolumeInfo]) -> Result<Vec<VolumeRepl>, Error> {
+        if !self.has_volume_repl() {
+            return Ok(Vec::new());
+        }
+        let mut repls = Vec::new();
+        for volume in volumes {
+            match self.device.volume_repl(volume.index) {
+                Ok(Some(repl)) => repls.push(repl),
+                // Gone since FVP_IOC_VOLUME_INFO.
+                Ok(None) => {}
+                // A module that announces ABI 3 but lacks the command: no replication.
+                Err(Errno::ENOTTY) => return Ok(Vec::new()),
+                Err(errno) => return Err(self.ioctl_error(Ioctl::VolumeRepl, errno)),
+            }
+        }
+        Ok(repls)
+    }
+
+    fn cluster_info(&self) -> Result<abi::ClusterInfo, Error> {
+        self.device
+            .cluster_info()
+            .map_err(|errno| self.ioctl_error(Ioctl::ClusterInfo, errno))
+    }
+
+    fn hosts(&self) -> Result<Vec<HostInfo>, Error> {
+        self.device
+            .hosts()
+            .map_err(|errno| self.ioctl_error(Ioctl::HostInfo, errno))
+    }
+
+    fn shared_devices(&self) -> Result<Vec<DeviceReq>, Error> {
+        self.device
+            .shared_devices()
+            .map_err(|errno| self.ioctl_error(Ioctl::DeviceInfo, errno))
+    }
+
+    fn cluster_set(&self, cfg: &ClusterCfg) -> Result<(), Error> {
+        self.device
+            .cluster_set(cfg)
+            .map_err(|errno| Error::from_cluster_set(errno, self.path))
+    }
+
+    fn host_request(&self, command: Ioctl, request: &HostReq) -> Result<(), Error> {
+        self.device
+            .host_request(command, request)
+            .map_err(|errno| Error::from_host_ioctl(command, errno, request, self.path))
+    }
+
+    fn device_request(&self, command: Ioctl, request: &DeviceReq) -> Result<(), Error> {
+        self.device
+            .device_request(command, request)
+            .map_err(|errno| Error::from_device_ioctl(command, errno, request, self.path))
     }
 
     fn pools(&self) -> Result<Vec<PoolInfo>, Error> {
@@ -142,14 +258,28 @@ fn checked_version(device: &ControlDevice, path: &Path) -> Result<Version, Error
     Ok(version)
 }
 
-/// Refuses a module of another ABI version.
+/// Refuses a module of an ABI version fvpctl does not know: older than
+/// `MIN_ABI_VERSION`, or newer than its own.
 fn check_abi(version: &Version) -> Result<(), Error> {
     match version.abi_version {
-        ABI_VERSION => Ok(()),
+        MIN_ABI_VERSION..=ABI_VERSION => Ok(()),
         module => Err(Error::AbiMismatch {
             ours: ABI_VERSION,
             module,
         }),
+    }
+}
+
+/// Refuses the cluster commands on a module without them.
+fn check_cluster_support(version: &Version) -> Result<(), Error> {
+    if version.abi_version < CLUSTER_ABI_VERSION {
+        Err(Error::NoClusterAbi {
+            module: version.abi_version,
+        })
+    } else if version.features & FEATURE_REPLICATION == 0 {
+        Err(Error::NoReplication)
+    } else {
+        Ok(())
     }
 }
 
@@ -306,15 +436,20 @@ fn find_volume<'a>(volumes: &'a [VolumeInfo], target: &Target) -> Result<&'a Vol
 struct Sample {
     pools: Vec<PoolInfo>,
     volumes: Vec<VolumeInfo>,
+    /// Replication state, by volume index (empty before ABI 3).
+    repls: Vec<VolumeRepl>,
     devices: Vec<DmDevice>,
     taken: Instant,
 }
 
 impl Sample {
     fn take(ctx: &Context<'_>) -> Result<Self, Error> {
+        let pools = ctx.pools()?;
+        let volumes = ctx.volumes()?;
         Ok(Self {
-            pools: ctx.pools()?,
-            volumes: ctx.volumes()?,
+            pools,
+            repls: ctx.volume_repls(&volumes)?,
+            volumes,
             devices: sys::dm_devices(),
             taken: Instant::now(),
         })
@@ -346,6 +481,7 @@ impl Sample {
                     let seconds = self.taken.duration_since(previous.taken).as_secs_f64();
                     Rates::between(before, info, seconds)
                 }),
+                repl: self.repls.iter().find(|r| r.index == info.index),
             })
             .collect()
     }
@@ -392,6 +528,244 @@ fn stats(ctx: &Context<'_>, args: &StatsArgs, out: &mut dyn Write) -> Result<(),
         }
         previous = sample;
     }
+}
+
+/// Reads a secret file for `cluster set`, and checks its length.
+fn secret_from(path: &Path) -> Result<Vec<u8>, Error> {
+    let secret = cluster::read_secret(path).map_err(|err| Error::SecretFile {
+        path: path.to_path_buf(),
+        err,
+    })?;
+    match cluster::check_secret_len(secret.len()) {
+        None => Ok(secret),
+        Some(why) => Err(Error::ClusterSettings(format!("{}: {why}", path.display()))),
+    }
+}
+
+/// The `FVP_IOC_CLUSTER_SET` argument of `cluster set`, checked as the module would.
+fn cluster_cfg_of(args: &ClusterSetArgs, secret: &[u8]) -> Result<ClusterCfg, Error> {
+    if let Some(why) = cluster::check_timers(args.heartbeat_ms, args.timeout_ms) {
+        return Err(Error::ClusterSettings(why));
+    }
+    let mut cfg = ClusterCfg {
+        name: args.name.abi(),
+        local_id: args.local_id,
+        heartbeat_ms: args.heartbeat_ms,
+        timeout_ms: args.timeout_ms,
+        ..Default::default()
+    };
+    cfg.set_secret(secret).ok_or_else(|| {
+        Error::ClusterSettings(cluster::check_secret_len(secret.len()).unwrap_or_default())
+    })?;
+    cfg.validate()
+        .map_err(|err| Error::ClusterSettings(err.to_string()))?;
+    Ok(cfg)
+}
+
+fn cluster_set(ctx: &Context<'_>, args: &ClusterSetArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let cfg = cluster_cfg_of(args, &secret_from(&args.secret_file)?)?;
+    ctx.cluster_set(&cfg)?;
+    emit(
+        out,
+        &if args.output.json {
+            output::cluster_set_json(&cfg)
+        } else {
+            output::cluster_set_text(&cfg)
+        },
+    )
+}
+
+fn cluster_show(ctx: &Context<'_>, args: OutputArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let info = ctx.cluster_info()?;
+    let hosts = ctx.hosts()?;
+    let devices = ctx.shared_devices()?;
+    emit(
+        out,
+        &if args.json {
+            output::cluster_show_json(&info, &hosts, &devices)
+        } else {
+            output::cluster_show_text(&info, &hosts, &devices)
+        },
+    )
+}
+
+/// Runs `plan` after `FVP_IOC_CLUSTER_SET` of `cfg`: every removal, then every addition
+/// (so that a host or device can take an address or path another one gives up). An
+/// error after the first change says how far it got.
+fn apply_plan(ctx: &Context<'_>, cfg: &ClusterCfg, plan: &Plan) -> Result<(), Error> {
+    let total = plan.steps() + 1;
+    let mut done = 0;
+    let mut step = |result: Result<(), Error>| {
+        result.map_err(|error| {
+            if done == 0 {
+                error
+            } else {
+                Error::ApplyStopped {
+                    error: Box::new(error),
+                    done,
+                    total,
+                }
+            }
+        })?;
+        done += 1;
+        Ok::<(), Error>(())
+    };
+    step(ctx.cluster_set(cfg))?;
+    for host in plan.hosts.iter().filter_map(|c| c.removed()) {
+        step(ctx.host_request(Ioctl::HostRemove, host))?;
+    }
+    for device in plan.devices.iter().filter_map(|c| c.removed()) {
+        step(ctx.device_request(Ioctl::DeviceRemove, device))?;
+    }
+    for host in plan.hosts.iter().filter_map(|c| c.added()) {
+        step(ctx.host_request(Ioctl::HostAdd, host))?;
+    }
+    for device in plan.devices.iter().filter_map(|c| c.added()) {
+        step(ctx.device_request(Ioctl::DeviceAdd, device))?;
+    }
+    Ok(())
+}
+
+/// A checked cluster description, and this host's settings from it.
+struct PreparedApply {
+    description: ClusterFile,
+    cfg: ClusterCfg,
+}
+
+/// Reads and checks `cluster apply`'s file, and finds this host in it.
+fn prepare_apply(args: &ApplyArgs) -> Result<PreparedApply, Error> {
+    let description = cluster::load(&args.file)?;
+    let local_addrs = if args.local_id.is_some() {
+        Vec::new()
+    } else {
+        sys::local_ipv4_addrs().map_err(|errno| {
+            cluster::FileError::whole(
+                &args.file,
+                format!(
+                    "cannot list this machine's addresses ({errno:?}: {}); pass --local-id",
+                    errno.desc()
+                ),
+            )
+        })?
+    };
+    let local_id = cluster::local_host(&description, &args.file, args.local_id, &local_addrs)?;
+    let cfg = description.cluster_cfg(local_id);
+    debug_assert_eq!(cfg.validate(), Ok(()));
+    Ok(PreparedApply { description, cfg })
+}
+
+fn cluster_apply(
+    ctx: &Context<'_>,
+    args: &ApplyArgs,
+    prepared: &PreparedApply,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let PreparedApply { description, cfg } = prepared;
+    let plan = cluster::plan(description, &ctx.hosts()?, &ctx.shared_devices()?);
+    if !args.dry_run {
+        apply_plan(ctx, cfg, &plan)?;
+    }
+    let report = ApplyReport {
+        cfg,
+        hosts: description.hosts.len(),
+        plan: &plan,
+        dry_run: args.dry_run,
+        notes: cluster::quorum_notes(description.hosts.len()),
+    };
+    emit(
+        out,
+        &if args.output.json {
+            output::apply_json(&report)
+        } else {
+            output::apply_text(&report)
+        },
+    )
+}
+
+/// Prints what a host or device command did.
+fn member_action(
+    out: &mut dyn Write,
+    json: OutputArgs,
+    action: MemberAction<'_>,
+) -> Result<(), Error> {
+    emit(
+        out,
+        &if json.json {
+            output::member_action_json(action)
+        } else {
+            output::member_action_text(action)
+        },
+    )
+}
+
+fn host_add(ctx: &Context<'_>, args: &HostAddArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let request = HostReq::new(
+        args.id,
+        args.addr.ip().octets(),
+        args.addr.port(),
+        args.domain.abi(),
+    );
+    debug_assert_eq!(request.validate(), Ok(()));
+    ctx.host_request(Ioctl::HostAdd, &request)?;
+    member_action(out, args.output, MemberAction::HostAdded(&request))
+}
+
+fn host_remove(ctx: &Context<'_>, args: &HostRemoveArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let request = HostReq {
+        id: args.id,
+        ..Default::default()
+    };
+    ctx.host_request(Ioctl::HostRemove, &request)?;
+    member_action(out, args.output, MemberAction::HostRemoved(args.id))
+}
+
+fn host_list(ctx: &Context<'_>, args: OutputArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let hosts = ctx.hosts()?;
+    emit(
+        out,
+        &if args.json {
+            output::host_list_json(&hosts)
+        } else {
+            output::hosts_text(&hosts)
+        },
+    )
+}
+
+fn device_add(ctx: &Context<'_>, args: &DeviceAddArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let request = DeviceReq::new(args.name.abi(), args.path.as_bytes())
+        .expect("the path is checked when the command line is parsed");
+    debug_assert_eq!(request.validate(), Ok(()));
+    ctx.device_request(Ioctl::DeviceAdd, &request)?;
+    member_action(out, args.output, MemberAction::DeviceAdded(&request))
+}
+
+fn device_remove(
+    ctx: &Context<'_>,
+    args: &DeviceRemoveArgs,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let request = DeviceReq {
+        name: args.name.abi(),
+        ..Default::default()
+    };
+    ctx.device_request(Ioctl::DeviceRemove, &request)?;
+    member_action(
+        out,
+        args.output,
+        MemberAction::DeviceRemoved(args.name.as_str()),
+    )
+}
+
+fn device_list(ctx: &Context<'_>, args: OutputArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let devices = ctx.shared_devices()?;
+    emit(
+        out,
+        &if args.json {
+            output::device_list_json(&devices)
+        } else {
+            output::devices_text(&devices)
+        },
+    )
 }
 
 /// What `volume drain` shows on stderr.
@@ -532,6 +906,10 @@ mod tests {
     fn abi_check_accepts_only_our_version() {
         let mut version = Version::new(0, 1, 0, 0, "0.1.0");
         assert!(check_abi(&version).is_ok());
+        // ABI 3 only added commands: an ABI 2 module still runs the others.
+        version.abi_version = 2;
+        assert!(check_abi(&version).is_ok());
+        version.abi_version = ABI_VERSION;
         version.abi_version = ABI_VERSION + 1;
         let err = check_abi(&version).unwrap_err();
         assert_eq!(
@@ -543,6 +921,76 @@ mod tests {
         );
         version.abi_version = 1;
         assert!(check_abi(&version).is_err());
+    }
+
+    #[test]
+    fn cluster_commands_need_abi_3_and_replication() {
+        let mut version = Version::new(0, 3, 0, FEATURE_REPLICATION, "0.3.0");
+        assert!(check_cluster_support(&version).is_ok());
+        version.features = abi::FEATURE_RAM_POOL;
+        assert_eq!(
+            check_cluster_support(&version).unwrap_err().to_string(),
+            "the loaded fvp module does not support replication (FVP_FEATURE_REPLICATION is \
+             not set): load a fvp.ko built with it"
+        );
+        version.abi_version = 2;
+        version.features = FEATURE_REPLICATION;
+        assert_eq!(
+            check_cluster_support(&version).unwrap_err().to_string(),
+            "the loaded fvp module speaks ABI 2, which has no cluster commands (they need ABI 3): \
+             load a newer fvp.ko"
+        );
+    }
+
+    fn set_args(heartbeat_ms: u32, timeout_ms: u32) -> ClusterSetArgs {
+        ClusterSetArgs {
+            name: crate::cli::Name::cluster("lab").unwrap(),
+            local_id: 2,
+            secret_file: "/unused".into(),
+            heartbeat_ms,
+            timeout_ms,
+            output: OutputArgs::default(),
+        }
+    }
+
+    #[test]
+    fn cluster_set_checks_before_asking_the_module() {
+        let cfg = cluster_cfg_of(&set_args(200, 2000), b"0123456789abcdef").unwrap();
+        assert_eq!(cfg.validate(), Ok(()));
+        assert_eq!(
+            (cfg.local_id, cfg.heartbeat_ms, cfg.timeout_ms),
+            (2, 200, 2000)
+        );
+        assert_eq!(cfg.secret(), b"0123456789abcdef");
+        assert_eq!(
+            cluster_cfg_of(&set_args(200, 599), b"0123456789abcdef")
+                .unwrap_err()
+                .to_string(),
+            "invalid cluster settings: timeout_ms 599 is less than 3 x heartbeat_ms (600)"
+        );
+        assert_eq!(
+            cluster_cfg_of(&set_args(200, 2000), b"short")
+                .unwrap_err()
+                .to_string(),
+            "invalid cluster settings: the secret is 5 bytes long; it must be 16 to 64 bytes"
+        );
+    }
+
+    #[test]
+    fn secret_files_are_read_and_checked() {
+        let dir = std::env::temp_dir().join(format!("fvpctl-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("good"), "0123456789abcdef\n").unwrap();
+        std::fs::write(dir.join("short"), "abc\n").unwrap();
+        assert_eq!(secret_from(&dir.join("good")).unwrap(), b"0123456789abcdef");
+        let err = secret_from(&dir.join("short")).unwrap_err().to_string();
+        assert!(
+            err.ends_with("short: the secret is 3 bytes long; it must be 16 to 64 bytes"),
+            "{err}"
+        );
+        let err = secret_from(&dir.join("missing")).unwrap_err().to_string();
+        assert!(err.starts_with("cannot read secret file "), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn name(text: &str) -> PoolName {
@@ -683,6 +1131,7 @@ mod tests {
                     ..Default::default()
                 })
                 .collect(),
+            repls: Vec::new(),
             devices: devices(),
             taken,
         }

@@ -4,12 +4,14 @@
 
 use std::fmt;
 use std::io;
+use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use fvp_logic::abi::Command;
+use fvp_logic::abi::{self, Command};
 use nix::errno::Errno;
 
+use crate::cluster::FileError;
 use crate::units::{format_bytes, format_seconds};
 
 /// Exit status of a `volume drain` that timed out, so scripts can tell it from errors.
@@ -35,6 +37,15 @@ impl fmt::Display for Operation {
             Operation::Ioctl(Command::PoolDestroy) => "FVP_IOC_POOL_DESTROY",
             Operation::Ioctl(Command::PoolInfo) => "FVP_IOC_POOL_INFO",
             Operation::Ioctl(Command::VolumeInfo) => "FVP_IOC_VOLUME_INFO",
+            Operation::Ioctl(Command::VolumeRepl) => "FVP_IOC_VOLUME_REPL",
+            Operation::Ioctl(Command::ClusterSet) => "FVP_IOC_CLUSTER_SET",
+            Operation::Ioctl(Command::ClusterInfo) => "FVP_IOC_CLUSTER_INFO",
+            Operation::Ioctl(Command::HostAdd) => "FVP_IOC_HOST_ADD",
+            Operation::Ioctl(Command::HostRemove) => "FVP_IOC_HOST_REMOVE",
+            Operation::Ioctl(Command::HostInfo) => "FVP_IOC_HOST_INFO",
+            Operation::Ioctl(Command::DeviceAdd) => "FVP_IOC_DEVICE_ADD",
+            Operation::Ioctl(Command::DeviceRemove) => "FVP_IOC_DEVICE_REMOVE",
+            Operation::Ioctl(Command::DeviceInfo) => "FVP_IOC_DEVICE_INFO",
         })
     }
 }
@@ -187,6 +198,93 @@ pub enum Error {
     /// Standard output could not be written.
     #[error("cannot write output: {0}")]
     Output(io::Error),
+
+    /// A cluster command, and the module predates the cluster commands.
+    #[error(
+        "the loaded fvp module speaks ABI {module}, which has no cluster commands \
+         (they need ABI 3): load a newer fvp.ko"
+    )]
+    NoClusterAbi { module: u32 },
+
+    /// A cluster command, and the module does not announce replication.
+    #[error(
+        "the loaded fvp module does not support replication \
+         (FVP_FEATURE_REPLICATION is not set): load a fvp.ko built with it"
+    )]
+    NoReplication,
+
+    /// A cluster description is wrong, or this host is not in it.
+    #[error("{0}")]
+    ClusterFile(#[from] FileError),
+
+    /// `cluster set --secret-file` could not be read.
+    #[error("cannot read secret file {}: {err}", .path.display())]
+    SecretFile { path: PathBuf, err: io::Error },
+
+    /// `cluster set` settings that fvpctl refuses before asking the module.
+    #[error("invalid cluster settings: {0}")]
+    ClusterSettings(String),
+
+    /// `FVP_IOC_CLUSTER_SET`: EINVAL.
+    #[error(
+        "the module refused the cluster settings (EINVAL): name, local id, timers or secret \
+         out of range"
+    )]
+    ClusterInvalid,
+
+    /// `FVP_IOC_CLUSTER_SET`: EBUSY.
+    #[error(
+        "cannot change the cluster (EBUSY): replicated volumes exist, and its name, local id \
+         and secret cannot change while they run"
+    )]
+    ClusterBusy,
+
+    /// `FVP_IOC_HOST_ADD`: EEXIST.
+    #[error("cannot add host {id} at {addr} (EEXIST): its id or address is already configured")]
+    HostExists { id: u32, addr: SocketAddrV4 },
+
+    /// `FVP_IOC_HOST_ADD`: EINVAL.
+    #[error("the module refused host {id} (EINVAL): bad id, address, port or fault domain")]
+    HostInvalid { id: u32 },
+
+    /// `FVP_IOC_HOST_REMOVE`: ENOENT.
+    #[error("no host with id {id} (ENOENT)")]
+    NoHost { id: u32 },
+
+    /// `FVP_IOC_HOST_REMOVE`: EBUSY.
+    #[error(
+        "cannot remove host {id} (EBUSY): it is this host, or a peer of a running replicated \
+         volume that has no other eligible peer"
+    )]
+    HostBusy { id: u32 },
+
+    /// `FVP_IOC_DEVICE_ADD`: EEXIST.
+    #[error(
+        "cannot add shared device {name} (EEXIST): a device of that name is already configured"
+    )]
+    DeviceExists { name: String },
+
+    /// `FVP_IOC_DEVICE_ADD`: EINVAL.
+    #[error(
+        "the module refused shared device {name} at {path} (EINVAL): bad name, or a path \
+         that is not absolute"
+    )]
+    DeviceInvalid { name: String, path: String },
+
+    /// `FVP_IOC_DEVICE_REMOVE`: ENOENT.
+    #[error("no shared device named {name} (ENOENT)")]
+    NoDevice { name: String },
+
+    /// `cluster apply` failed after changing some of the module's configuration.
+    #[error(
+        "{error}\n(cluster apply stopped after {done} of {total} changes; fix the cause and \
+         run it again: changes already made are kept)"
+    )]
+    ApplyStopped {
+        error: Box<Error>,
+        done: usize,
+        total: usize,
+    },
 }
 
 /// `3 volume(s)`, or a vaguer phrase when the count could not be read.
@@ -245,6 +343,54 @@ impl Error {
             Errno::EINTR if command == Command::PoolCreate => Error::PoolCreateInterrupted { name },
             Errno::EINTR if command == Command::PoolResize => Error::PoolInterrupted,
             Errno::EINVAL => Error::PoolInvalid,
+            _ => Error::from_ioctl(command, errno, device),
+        }
+    }
+
+    /// Explains a failed `FVP_IOC_CLUSTER_SET`.
+    pub fn from_cluster_set(errno: Errno, device: &Path) -> Self {
+        match errno {
+            Errno::EINVAL => Error::ClusterInvalid,
+            Errno::EBUSY => Error::ClusterBusy,
+            _ => Error::from_ioctl(Command::ClusterSet, errno, device),
+        }
+    }
+
+    /// Explains a failed `FVP_IOC_HOST_ADD` or `FVP_IOC_HOST_REMOVE` of `host`.
+    pub fn from_host_ioctl(
+        command: Command,
+        errno: Errno,
+        host: &abi::HostReq,
+        device: &Path,
+    ) -> Self {
+        let id = host.id;
+        match (command, errno) {
+            (Command::HostAdd, Errno::EEXIST) => Error::HostExists {
+                id,
+                addr: SocketAddrV4::new(host.octets().into(), host.port),
+            },
+            (Command::HostAdd, Errno::EINVAL) => Error::HostInvalid { id },
+            (Command::HostRemove, Errno::ENOENT) => Error::NoHost { id },
+            (Command::HostRemove, Errno::EBUSY) => Error::HostBusy { id },
+            _ => Error::from_ioctl(command, errno, device),
+        }
+    }
+
+    /// Explains a failed `FVP_IOC_DEVICE_ADD` or `FVP_IOC_DEVICE_REMOVE` of `request`.
+    pub fn from_device_ioctl(
+        command: Command,
+        errno: Errno,
+        request: &abi::DeviceReq,
+        device: &Path,
+    ) -> Self {
+        let name = abi::name_str(&request.name).to_owned();
+        match (command, errno) {
+            (Command::DeviceAdd, Errno::EEXIST) => Error::DeviceExists { name },
+            (Command::DeviceAdd, Errno::EINVAL) => Error::DeviceInvalid {
+                name,
+                path: request.path_str().to_owned(),
+            },
+            (Command::DeviceRemove, Errno::ENOENT) => Error::NoDevice { name },
             _ => Error::from_ioctl(command, errno, device),
         }
     }
@@ -471,6 +617,94 @@ mod tests {
         assert_eq!(
             Error::NoDmDevice { name: "v".into() }.to_string(),
             "no device-mapper device named v"
+        );
+    }
+
+    fn host() -> abi::HostReq {
+        abi::HostReq::new(3, [10, 0, 0, 3], 7790, abi::pool_name(b"rack-a").unwrap())
+    }
+
+    fn device() -> abi::DeviceReq {
+        abi::DeviceReq::new(abi::pool_name(b"shared0").unwrap(), b"/dev/vdb").unwrap()
+    }
+
+    #[test]
+    fn cluster_errors_are_explained() {
+        let path = Path::new(DEVICE);
+        assert_eq!(
+            Error::from_cluster_set(Errno::EBUSY, path).to_string(),
+            "cannot change the cluster (EBUSY): replicated volumes exist, and its name, local id \
+             and secret cannot change while they run"
+        );
+        assert!(Error::from_cluster_set(Errno::EINVAL, path)
+            .to_string()
+            .contains("(EINVAL): name, local id, timers or secret"));
+        assert!(Error::from_cluster_set(Errno::EPERM, path)
+            .to_string()
+            .contains("CAP_SYS_ADMIN (FVP_IOC_CLUSTER_SET"));
+        let host_error =
+            |command, errno| Error::from_host_ioctl(command, errno, &host(), path).to_string();
+        assert_eq!(
+            host_error(Command::HostAdd, Errno::EEXIST),
+            "cannot add host 3 at 10.0.0.3:7790 (EEXIST): its id or address is already configured"
+        );
+        assert!(host_error(Command::HostAdd, Errno::EINVAL)
+            .starts_with("the module refused host 3 (EINVAL)"));
+        assert_eq!(
+            host_error(Command::HostRemove, Errno::ENOENT),
+            "no host with id 3 (ENOENT)"
+        );
+        assert!(host_error(Command::HostRemove, Errno::EBUSY)
+            .starts_with("cannot remove host 3 (EBUSY): it is this host"));
+        assert_eq!(
+            host_error(Command::HostRemove, Errno::EEXIST),
+            "FVP_IOC_HOST_REMOVE /dev/fvp-control: EEXIST (File exists)"
+        );
+        let device_error =
+            |command, errno| Error::from_device_ioctl(command, errno, &device(), path).to_string();
+        assert_eq!(
+            device_error(Command::DeviceAdd, Errno::EEXIST),
+            "cannot add shared device shared0 (EEXIST): a device of that name is already configured"
+        );
+        assert!(device_error(Command::DeviceAdd, Errno::EINVAL)
+            .starts_with("the module refused shared device shared0 at /dev/vdb (EINVAL)"));
+        assert_eq!(
+            device_error(Command::DeviceRemove, Errno::ENOENT),
+            "no shared device named shared0 (ENOENT)"
+        );
+        assert!(device_error(Command::DeviceRemove, Errno::ENOTTY)
+            .contains("does not speak the fvp ABI"));
+        assert_eq!(
+            Error::NoClusterAbi { module: 2 }.to_string(),
+            "the loaded fvp module speaks ABI 2, which has no cluster commands (they need ABI 3): \
+             load a newer fvp.ko"
+        );
+        let stopped = Error::ApplyStopped {
+            error: Box::new(Error::NoHost { id: 4 }),
+            done: 2,
+            total: 5,
+        };
+        assert_eq!(
+            stopped.to_string(),
+            "no host with id 4 (ENOENT)\n(cluster apply stopped after 2 of 5 changes; fix the cause \
+             and run it again: changes already made are kept)"
+        );
+    }
+
+    #[test]
+    fn every_new_command_has_its_header_name() {
+        for command in Command::ALL {
+            let name = Operation::Ioctl(command).to_string();
+            assert!(name.starts_with("FVP_IOC_"), "{name}");
+            assert_eq!(abi::ioc_size(command.ioc()), command.size());
+        }
+        assert_eq!(
+            Operation::Ioctl(Command::VolumeRepl).to_string(),
+            "FVP_IOC_VOLUME_REPL"
+        );
+        assert_eq!(
+            Operation::Ioctl(Command::DeviceInfo).to_string(),
+            "FVP_IOC_DEVICE_INFO"
         );
     }
 

@@ -4,13 +4,15 @@
 //!
 //! Module map: `cli` parses arguments, `commands` runs them, `sys` holds every system
 //! call (and all of fvpctl's `unsafe`), `output` renders reports, `metrics` derives
-//! rates and percentiles, `units` reads and writes sizes, `error` explains failures.
+//! rates and percentiles, `units` reads and writes sizes, `cluster` reads cluster
+//! descriptions and plans their application, `error` explains failures.
 
 // Keep `unsafe` confined to `sys`, and explained there.
 #![deny(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod cli;
+mod cluster;
 mod commands;
 mod error;
 mod metrics;

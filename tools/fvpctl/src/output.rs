@@ -2,14 +2,20 @@
 
 //! Renders reports as text for people or as JSON for scripts.
 
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use fvp_logic::abi::{
-    self, PoolInfo, Status, Version, VolumeInfo, FEATURE_PASSTHROUGH, FEATURE_RAM_POOL,
-    POLICY_WRITE_BACK, POLICY_WRITE_THROUGH,
+    self, ClusterCfg, ClusterInfo, DeviceReq, HostInfo, HostReq, PoolInfo, Status, Version,
+    VolumeInfo, VolumeRepl, CLUSTER_CONFIGURED, CLUSTER_LEASE, CLUSTER_LISTENING, DOMAIN_DIFFERENT,
+    DOMAIN_SAME, FEATURE_PASSTHROUGH, FEATURE_RAM_POOL, FEATURE_REPLICATION, HOST_CONNECTING,
+    HOST_DOWN, HOST_FENCED, HOST_SELF, HOST_UP, LAST_HEARD_NEVER, POLICY_WRITE_BACK,
+    POLICY_WRITE_THROUGH, REPL_DEGRADED, REPL_FENCED, REPL_NONE, REPL_PROTECTED, REPL_REPROTECTING,
+    REPL_SUSPENDED,
 };
 use serde::Serialize;
 
+use crate::cluster::{Change, Plan};
 use crate::metrics::{hit_rate, hit_rate_text, latency_text, percentile, Latency, Rates};
 use crate::units::{format_bytes, format_rate};
 
@@ -20,6 +26,7 @@ pub const FVPCTL_VERSION: &str = env!("CARGO_PKG_VERSION");
 const FEATURE_NAMES: &[(u64, &str)] = &[
     (FEATURE_PASSTHROUGH, "passthrough"),
     (FEATURE_RAM_POOL, "ram-pool"),
+    (FEATURE_REPLICATION, "replication"),
 ];
 
 /// Names the bits set in `mask`. A newer module may set bits this fvpctl does not
@@ -245,6 +252,11 @@ pub fn pool_line(pool: &PoolInfo) -> String {
 /// Lays out rows under a header; the first column is left-aligned, the others right.
 /// Columns are two spaces apart, and no line has trailing spaces.
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    table_aligned(header, rows, 1)
+}
+
+/// Like [`table`], with the first `left` columns left-aligned.
+fn table_aligned(header: &[&str], rows: &[Vec<String>], left: usize) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -254,10 +266,13 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let line = |cells: &[String]| {
         let mut out = String::new();
         for (i, (cell, width)) in cells.iter().zip(&widths).enumerate() {
-            if i == 0 {
-                out.push_str(&format!("{cell:<width$}"));
+            let gap = if i == 0 { "" } else { "  " };
+            // Pad by characters, not bytes: `µs` is one column.
+            let pad = " ".repeat(width.saturating_sub(cell.chars().count()));
+            if i < left {
+                out.push_str(&format!("{gap}{cell}{pad}"));
             } else {
-                out.push_str(&format!("  {cell:>width$}"));
+                out.push_str(&format!("{gap}{pad}{cell}"));
             }
         }
         out.trim_end().to_owned()
@@ -382,6 +397,8 @@ pub struct VolumeView<'a> {
     pub name: Option<&'a str>,
     /// Rates since the previous sample (watching), `None` when there is none.
     pub rates: Option<Rates>,
+    /// What FVP_IOC_VOLUME_REPL said (ABI 3), `None` if not asked or unknown.
+    pub repl: Option<&'a VolumeRepl>,
 }
 
 impl VolumeView<'_> {
@@ -466,6 +483,99 @@ struct VolumeJson<'a> {
     latency: LatencyJson,
     #[serde(skip_serializing_if = "Option::is_none")]
     rates: Option<Option<RatesJson>>,
+    /// Only for a replicated volume (peers > 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replication: Option<ReplJson<'a>>,
+}
+
+/// A replicated volume's `struct fvp_volume_repl`, in JSON.
+#[derive(Debug, Serialize)]
+struct ReplJson<'a> {
+    device: &'a str,
+    peers: u32,
+    domain: String,
+    state: String,
+    peer_ids: Vec<u32>,
+    epoch: u64,
+    replicated_writes: u64,
+    reprotections: u64,
+    resent_blocks: u64,
+}
+
+impl<'a> ReplJson<'a> {
+    fn new(r: &'a VolumeRepl) -> Self {
+        Self {
+            device: abi::name_str(&r.name),
+            peers: r.peers,
+            domain: domain_rule_name(r.domain),
+            state: repl_state_name(r.state),
+            peer_ids: current_peers(r),
+            epoch: r.epoch,
+            replicated_writes: r.replicated_writes,
+            reprotections: r.reprotections,
+            resent_blocks: r.resent_blocks,
+        }
+    }
+}
+
+/// The replication of a volume worth showing: only a replicated one's (peers > 0).
+fn replicated<'a>(view: &VolumeView<'a>) -> Option<&'a VolumeRepl> {
+    view.repl.filter(|r| r.peers > 0)
+}
+
+/// The peers a volume has now (the ids that are not 0).
+fn current_peers(r: &VolumeRepl) -> Vec<u32> {
+    r.peer_ids.iter().copied().filter(|&id| id != 0).collect()
+}
+
+/// `protected`, `reprotecting`, `degraded`, `suspended`, `fenced`, `none`, or `unknown(N)`.
+pub fn repl_state_name(state: u32) -> String {
+    match state {
+        REPL_NONE => "none".to_owned(),
+        REPL_PROTECTED => "protected".to_owned(),
+        REPL_REPROTECTING => "reprotecting".to_owned(),
+        REPL_DEGRADED => "degraded".to_owned(),
+        REPL_SUSPENDED => "suspended".to_owned(),
+        REPL_FENCED => "fenced".to_owned(),
+        other => format!("unknown({other})"),
+    }
+}
+
+/// `same`, `different`, or `unknown(N)`: where a volume's peers are, by fault domain.
+pub fn domain_rule_name(domain: u32) -> String {
+    match domain {
+        DOMAIN_SAME => "same".to_owned(),
+        DOMAIN_DIFFERENT => "different".to_owned(),
+        other => format!("unknown({other})"),
+    }
+}
+
+/// The two lines about a replicated volume.
+fn repl_lines(r: &VolumeRepl) -> [String; 2] {
+    let peers = current_peers(r);
+    let peers = if peers.is_empty() {
+        "none".to_owned()
+    } else {
+        peers
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    [
+        format!(
+            "  replication: device {}, {} peer(s) in {} domain, {}; current peers {peers}; epoch {}",
+            abi::name_str(&r.name),
+            r.peers,
+            domain_rule_name(r.domain),
+            repl_state_name(r.state),
+            r.epoch
+        ),
+        format!(
+            "  replicated writes {}, reprotections {}, resent blocks {}",
+            r.replicated_writes, r.reprotections, r.resent_blocks
+        ),
+    ]
 }
 
 impl<'a> VolumeJson<'a> {
@@ -509,6 +619,7 @@ impl<'a> VolumeJson<'a> {
                     write_iops: r.write_iops,
                 })
             }),
+            replication: replicated(view).map(ReplJson::new),
         }
     }
 }
@@ -574,6 +685,9 @@ pub fn volume_text(view: &VolumeView<'_>, watching: bool) -> String {
             p(&v.write_latency, 99)
         ),
     ]);
+    if let Some(r) = replicated(view) {
+        lines.extend(repl_lines(r));
+    }
     lines.join("\n")
 }
 
@@ -618,6 +732,486 @@ pub fn stats_json(
             .iter()
             .map(|v| VolumeJson::new(v, interval.is_some()))
             .collect(),
+    })
+}
+
+/// `self`, `down`, `connecting`, `up`, `fenced`, or `unknown(N)`.
+pub fn host_state_name(state: u32) -> String {
+    match state {
+        HOST_SELF => "self".to_owned(),
+        HOST_DOWN => "down".to_owned(),
+        HOST_CONNECTING => "connecting".to_owned(),
+        HOST_UP => "up".to_owned(),
+        HOST_FENCED => "fenced".to_owned(),
+        other => format!("unknown({other})"),
+    }
+}
+
+/// Names of the `FVP_CLUSTER_*` flags.
+const CLUSTER_FLAG_NAMES: &[(u32, &str)] = &[
+    (CLUSTER_CONFIGURED, "configured"),
+    (CLUSTER_LISTENING, "listening"),
+    (CLUSTER_LEASE, "lease"),
+];
+
+/// Names the flags set in `flags`; unknown ones as `bitN`.
+fn cluster_flag_names(flags: u32) -> Vec<String> {
+    (0..u32::BITS)
+        .map(|bit| 1u32 << bit)
+        .filter(|flag| flags & flag != 0)
+        .map(
+            |flag| match CLUSTER_FLAG_NAMES.iter().find(|(known, _)| *known == flag) {
+                Some((_, name)) => (*name).to_owned(),
+                None => format!("bit{}", flag.trailing_zeros()),
+            },
+        )
+        .collect()
+}
+
+/// `12 ms ago`, `42 s ago` (from 10 s on), `never`, or `-` for this host.
+pub fn last_heard_text(host: &HostInfo) -> String {
+    match (host.state, host.last_heard_ms) {
+        (HOST_SELF, _) => "-".to_owned(),
+        (_, LAST_HEARD_NEVER) => "never".to_owned(),
+        (_, ms) if ms < 10_000 => format!("{ms} ms ago"),
+        (_, ms) => format!("{} s ago", ms / 1000),
+    }
+}
+
+/// `850 µs`, `1.2 ms`, `12 ms`, or `-` for no round trip measured.
+pub fn rtt_text(us: u64) -> String {
+    match us {
+        0 => "-".to_owned(),
+        us if us < 1000 => format!("{us} µs"),
+        us if us < 10_000 => format!("{:.1} ms", us as f64 / 1000.0),
+        us => format!("{} ms", us / 1000),
+    }
+}
+
+/// A host's `IP:PORT`.
+fn host_addr(host: &HostReq) -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::from(host.octets()), host.port)
+}
+
+/// The hosts as a table, or `no hosts`.
+pub fn hosts_text(hosts: &[HostInfo]) -> String {
+    if hosts.is_empty() {
+        return "no hosts".to_owned();
+    }
+    let rows: Vec<Vec<String>> = hosts
+        .iter()
+        .map(|h| {
+            vec![
+                h.host.id.to_string(),
+                host_addr(&h.host).to_string(),
+                abi::name_str(&h.host.domain).to_owned(),
+                host_state_name(h.state),
+                last_heard_text(h),
+                rtt_text(h.rtt_us),
+                h.replica_blocks.to_string(),
+            ]
+        })
+        .collect();
+    table_aligned(
+        &[
+            "ID",
+            "ADDRESS",
+            "DOMAIN",
+            "STATE",
+            "LAST HEARD",
+            "RTT",
+            "REPLICA BLOCKS",
+        ],
+        &rows,
+        4,
+    )
+}
+
+/// A host in JSON.
+#[derive(Debug, Serialize)]
+struct HostJson<'a> {
+    index: u32,
+    id: u32,
+    addr: String,
+    ip: String,
+    port: u16,
+    domain: &'a str,
+    state: String,
+    /// `null` if never heard from.
+    last_heard_ms: Option<u64>,
+    /// `null` if no round trip was measured.
+    rtt_us: Option<u64>,
+    replica_blocks: u64,
+}
+
+impl<'a> HostJson<'a> {
+    fn new(h: &'a HostInfo) -> Self {
+        let addr = host_addr(&h.host);
+        Self {
+            index: h.index,
+            id: h.host.id,
+            addr: addr.to_string(),
+            ip: addr.ip().to_string(),
+            port: addr.port(),
+            domain: abi::name_str(&h.host.domain),
+            state: host_state_name(h.state),
+            last_heard_ms: (h.last_heard_ms != LAST_HEARD_NEVER).then_some(h.last_heard_ms),
+            rtt_us: (h.rtt_us != 0).then_some(h.rtt_us),
+            replica_blocks: h.replica_blocks,
+        }
+    }
+}
+
+/// `fvpctl host list --json`: `{"hosts": [...]}`.
+pub fn host_list_json(hosts: &[HostInfo]) -> String {
+    #[derive(Serialize)]
+    struct Report<'a> {
+        hosts: Vec<HostJson<'a>>,
+    }
+    to_json(&Report {
+        hosts: hosts.iter().map(HostJson::new).collect(),
+    })
+}
+
+/// The shared devices as a table, or `no shared devices`.
+pub fn devices_text(devices: &[DeviceReq]) -> String {
+    if devices.is_empty() {
+        return "no shared devices".to_owned();
+    }
+    let rows: Vec<Vec<String>> = devices
+        .iter()
+        .map(|d| vec![abi::name_str(&d.name).to_owned(), d.path_str().to_owned()])
+        .collect();
+    table_aligned(&["DEVICE", "PATH"], &rows, 2)
+}
+
+/// A shared device in JSON.
+#[derive(Debug, Serialize)]
+struct DeviceJson<'a> {
+    index: u32,
+    name: &'a str,
+    path: &'a str,
+}
+
+impl<'a> DeviceJson<'a> {
+    fn new(d: &'a DeviceReq) -> Self {
+        Self {
+            index: d.index,
+            name: abi::name_str(&d.name),
+            path: d.path_str(),
+        }
+    }
+}
+
+/// `fvpctl device list --json`: `{"devices": [...]}`.
+pub fn device_list_json(devices: &[DeviceReq]) -> String {
+    #[derive(Serialize)]
+    struct Report<'a> {
+        devices: Vec<DeviceJson<'a>>,
+    }
+    to_json(&Report {
+        devices: devices.iter().map(DeviceJson::new).collect(),
+    })
+}
+
+/// `cluster lab: local host 2, heartbeat 200 ms, timeout 2000 ms`.
+fn cluster_settings_line(cfg: &ClusterCfg) -> String {
+    format!(
+        "cluster {}: local host {}, heartbeat {} ms, timeout {} ms",
+        abi::name_str(&cfg.name),
+        cfg.local_id,
+        cfg.heartbeat_ms,
+        cfg.timeout_ms
+    )
+}
+
+/// `fvpctl cluster show`: the settings and state, a blank line, the hosts, a blank
+/// line, the shared devices.
+pub fn cluster_show_text(info: &ClusterInfo, hosts: &[HostInfo], devices: &[DeviceReq]) -> String {
+    let flags = cluster_flag_names(info.flags);
+    let head = if info.flags & CLUSTER_CONFIGURED == 0 {
+        "cluster: not configured (fvpctl cluster apply FILE)".to_owned()
+    } else {
+        cluster_settings_line(&info.cfg)
+    };
+    let flags = if flags.is_empty() {
+        "none".to_owned()
+    } else {
+        flags.join(", ")
+    };
+    format!(
+        "{head}\nflags: {flags}\nhosts up {}/{}, replica blocks {}, refused connections {}, \
+         protocol errors {}\n\n{}\n\n{}",
+        info.hosts_up,
+        info.hosts,
+        info.replica_blocks,
+        info.refused_connections,
+        info.protocol_errors,
+        hosts_text(hosts),
+        devices_text(devices)
+    )
+}
+
+/// `fvpctl cluster show --json`: `{"cluster": {...}, "hosts": [...], "devices": [...]}`.
+pub fn cluster_show_json(info: &ClusterInfo, hosts: &[HostInfo], devices: &[DeviceReq]) -> String {
+    #[derive(Serialize)]
+    struct Cluster<'a> {
+        configured: bool,
+        name: &'a str,
+        local_id: u32,
+        heartbeat_ms: u32,
+        timeout_ms: u32,
+        secret_len: u32,
+        flags: Vec<String>,
+        flags_mask: u32,
+        hosts: u32,
+        hosts_up: u32,
+        devices: u32,
+        replica_blocks: u64,
+        refused_connections: u64,
+        protocol_errors: u64,
+    }
+    #[derive(Serialize)]
+    struct Report<'a> {
+        cluster: Cluster<'a>,
+        hosts: Vec<HostJson<'a>>,
+        devices: Vec<DeviceJson<'a>>,
+    }
+    let cfg = &info.cfg;
+    to_json(&Report {
+        cluster: Cluster {
+            configured: info.flags & CLUSTER_CONFIGURED != 0,
+            name: abi::name_str(&cfg.name),
+            local_id: cfg.local_id,
+            heartbeat_ms: cfg.heartbeat_ms,
+            timeout_ms: cfg.timeout_ms,
+            secret_len: cfg.secret_len,
+            flags: cluster_flag_names(info.flags),
+            flags_mask: info.flags,
+            hosts: info.hosts,
+            hosts_up: info.hosts_up,
+            devices: info.devices,
+            replica_blocks: info.replica_blocks,
+            refused_connections: info.refused_connections,
+            protocol_errors: info.protocol_errors,
+        },
+        hosts: hosts.iter().map(HostJson::new).collect(),
+        devices: devices.iter().map(DeviceJson::new).collect(),
+    })
+}
+
+/// `fvpctl cluster set`: `set cluster lab: local host 2, heartbeat 200 ms, timeout 2000 ms`.
+pub fn cluster_set_text(cfg: &ClusterCfg) -> String {
+    format!("set {}", cluster_settings_line(cfg))
+}
+
+/// `fvpctl cluster set --json` (no secret, only its length).
+pub fn cluster_set_json(cfg: &ClusterCfg) -> String {
+    #[derive(Serialize)]
+    struct Report<'a> {
+        action: &'static str,
+        cluster: &'a str,
+        local_id: u32,
+        heartbeat_ms: u32,
+        timeout_ms: u32,
+        secret_len: u32,
+    }
+    to_json(&Report {
+        action: "set",
+        cluster: abi::name_str(&cfg.name),
+        local_id: cfg.local_id,
+        heartbeat_ms: cfg.heartbeat_ms,
+        timeout_ms: cfg.timeout_ms,
+        secret_len: cfg.secret_len,
+    })
+}
+
+/// What a host or device command did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberAction<'a> {
+    /// `host add`.
+    HostAdded(&'a HostReq),
+    /// `host remove ID`.
+    HostRemoved(u32),
+    /// `device add`.
+    DeviceAdded(&'a DeviceReq),
+    /// `device remove NAME`.
+    DeviceRemoved(&'a str),
+}
+
+/// `added host 3 (10.0.0.3:7790, domain rack-b)`, `removed host 3`,
+/// `added shared device shared0 (/dev/vdb)`, `removed shared device shared0`.
+pub fn member_action_text(action: MemberAction<'_>) -> String {
+    match action {
+        MemberAction::HostAdded(h) => format!(
+            "added host {} ({}, domain {})",
+            h.id,
+            host_addr(h),
+            abi::name_str(&h.domain)
+        ),
+        MemberAction::HostRemoved(id) => format!("removed host {id}"),
+        MemberAction::DeviceAdded(d) => format!(
+            "added shared device {} ({})",
+            abi::name_str(&d.name),
+            d.path_str()
+        ),
+        MemberAction::DeviceRemoved(name) => format!("removed shared device {name}"),
+    }
+}
+
+/// `{"action": "add"|"remove", "host": {...}}` or `{"action": ..., "device": {...}}`.
+pub fn member_action_json(action: MemberAction<'_>) -> String {
+    use serde_json::json;
+    let value = match action {
+        MemberAction::HostAdded(h) => json!({"action": "add", "host": {
+            "id": h.id,
+            "addr": host_addr(h).to_string(),
+            "domain": abi::name_str(&h.domain),
+        }}),
+        MemberAction::HostRemoved(id) => json!({"action": "remove", "host": {"id": id}}),
+        MemberAction::DeviceAdded(d) => json!({"action": "add", "device": {
+            "name": abi::name_str(&d.name),
+            "path": d.path_str(),
+        }}),
+        MemberAction::DeviceRemoved(name) => json!({"action": "remove", "device": {"name": name}}),
+    };
+    value.to_string()
+}
+
+/// What `cluster apply` did or, with `--dry-run`, would do.
+#[derive(Clone, Debug)]
+pub struct ApplyReport<'a> {
+    pub cfg: &'a ClusterCfg,
+    /// Hosts in the description.
+    pub hosts: usize,
+    pub plan: &'a Plan,
+    pub dry_run: bool,
+    pub notes: Vec<String>,
+}
+
+/// Ids and names by what happens to them.
+#[derive(Debug, Serialize)]
+struct Changes<T> {
+    added: Vec<T>,
+    replaced: Vec<T>,
+    removed: Vec<T>,
+    unchanged: Vec<T>,
+}
+
+impl<T: ToString> Changes<T> {
+    fn new<R>(changes: &[Change<R>], unchanged: Vec<T>, key: impl Fn(&R) -> T) -> Self {
+        let mut out = Changes {
+            added: Vec::new(),
+            replaced: Vec::new(),
+            removed: Vec::new(),
+            unchanged,
+        };
+        for change in changes {
+            match change {
+                Change::Add(new) => out.added.push(key(new)),
+                Change::Replace { new, .. } => out.replaced.push(key(new)),
+                Change::Remove(old) => out.removed.push(key(old)),
+            }
+        }
+        out
+    }
+
+    /// `added 3, 4; removed 9; unchanged 1, 2` (with `dry_run`: `to add 3, 4; ...`).
+    fn text(&self, dry_run: bool) -> String {
+        let verbs: [(&str, &str, &Vec<T>); 4] = [
+            ("added", "to add", &self.added),
+            ("replaced", "to replace", &self.replaced),
+            ("removed", "to remove", &self.removed),
+            ("unchanged", "unchanged", &self.unchanged),
+        ];
+        let parts: Vec<String> = verbs
+            .iter()
+            .filter(|(_, _, items)| !items.is_empty())
+            .map(|(done, planned, items)| {
+                let items: Vec<String> = items.iter().map(ToString::to_string).collect();
+                format!(
+                    "{} {}",
+                    if dry_run { planned } else { done },
+                    items.join(", ")
+                )
+            })
+            .collect();
+        if parts.is_empty() {
+            "none".to_owned()
+        } else {
+            parts.join("; ")
+        }
+    }
+}
+
+fn host_changes(plan: &Plan) -> Changes<u32> {
+    Changes::new(&plan.hosts, plan.hosts_unchanged.clone(), |h: &HostReq| {
+        h.id
+    })
+}
+
+fn device_changes(plan: &Plan) -> Changes<String> {
+    Changes::new(
+        &plan.devices,
+        plan.devices_unchanged.clone(),
+        |d: &DeviceReq| abi::name_str(&d.name).to_owned(),
+    )
+}
+
+/// `fvpctl cluster apply`, as text:
+/// `applied cluster lab: local host 2 of 3, heartbeat 200 ms, timeout 2000 ms`, then
+/// a line each for hosts and devices, then notes.
+pub fn apply_text(report: &ApplyReport<'_>) -> String {
+    let cfg = report.cfg;
+    let mut lines = vec![
+        format!(
+            "{} cluster {}: local host {} of {}, heartbeat {} ms, timeout {} ms",
+            if report.dry_run {
+                "would apply (dry run, nothing changed)"
+            } else {
+                "applied"
+            },
+            abi::name_str(&cfg.name),
+            cfg.local_id,
+            report.hosts,
+            cfg.heartbeat_ms,
+            cfg.timeout_ms
+        ),
+        format!("hosts: {}", host_changes(report.plan).text(report.dry_run)),
+        format!(
+            "shared devices: {}",
+            device_changes(report.plan).text(report.dry_run)
+        ),
+    ];
+    lines.extend(report.notes.iter().map(|note| format!("note: {note}")));
+    lines.join("\n")
+}
+
+/// `fvpctl cluster apply --json`.
+pub fn apply_json(report: &ApplyReport<'_>) -> String {
+    #[derive(Serialize)]
+    struct Report<'a> {
+        action: &'static str,
+        dry_run: bool,
+        cluster: &'a str,
+        local_id: u32,
+        heartbeat_ms: u32,
+        timeout_ms: u32,
+        hosts: Changes<u32>,
+        devices: Changes<String>,
+        notes: &'a [String],
+    }
+    let cfg = report.cfg;
+    to_json(&Report {
+        action: "apply",
+        dry_run: report.dry_run,
+        cluster: abi::name_str(&cfg.name),
+        local_id: cfg.local_id,
+        heartbeat_ms: cfg.heartbeat_ms,
+        timeout_ms: cfg.timeout_ms,
+        hosts: host_changes(report.plan),
+        devices: device_changes(report.plan),
+        notes: &report.notes,
     })
 }
 
@@ -713,7 +1307,7 @@ mod tests {
                     "major": 0,
                     "minor": 1,
                     "patch": 0,
-                    "abi_version": 2,
+                    "abi_version": 3,
                     "features": ["passthrough", "ram-pool"],
                     "features_mask": 3,
                 }
@@ -737,7 +1331,7 @@ mod tests {
             .collect();
         assert_eq!(keys, ["fvpctl", "module", "status"]);
         assert_eq!(value["module"]["version"], "0.1.0");
-        assert_eq!(value["module"]["abi_version"], 2);
+        assert_eq!(value["module"]["abi_version"], 3);
         assert_eq!(
             value["status"],
             json!({"volumes": 3, "bios_mapped": 1u64 << 40})
@@ -749,7 +1343,7 @@ mod tests {
         assert_eq!(
             version_text(&module_0_1_0()),
             format!(
-                "fvpctl {FVPCTL_VERSION}\nfvp module 0.1.0 (abi 2)\nfeatures: passthrough, ram-pool"
+                "fvpctl {FVPCTL_VERSION}\nfvp module 0.1.0 (abi 3)\nfeatures: passthrough, ram-pool"
             )
         );
     }
@@ -763,7 +1357,7 @@ mod tests {
         };
         assert_eq!(
             status_text(&module_0_1_0(), &status),
-            "fvp module 0.1.0 (abi 2)\nvolumes: 2\nbios mapped: 12345"
+            "fvp module 0.1.0 (abi 3)\nvolumes: 2\nbios mapped: 12345"
         );
     }
 
@@ -836,6 +1430,7 @@ mod tests {
             info,
             name: Some("vol0"),
             rates: None,
+            repl: None,
         }
     }
 
@@ -1038,6 +1633,7 @@ volume vol0 (253:0): pool ram0, policy write-back, block size 4096
             info: &info,
             name: None,
             rates: None,
+            repl: None,
         };
         assert_eq!(
             volume_text(&view, false),
@@ -1083,6 +1679,7 @@ volume 253:4: pool ram1, policy write-back (draining -> write-through), block si
                 info: &b,
                 name: None,
                 rates: None,
+                repl: None,
             },
         ];
         let text = stats_text(&[pool("ram0")], &views, false);
@@ -1154,6 +1751,7 @@ volume 253:4: pool ram1, policy write-back (draining -> write-through), block si
             info: &info,
             name: None,
             rates: None,
+            repl: None,
         };
         let value = parse(&stats_json(&[], &[view], None));
         let v = &value["volumes"][0];
@@ -1239,5 +1837,390 @@ volume 253:4: pool ram1, policy write-back (draining -> write-through), block si
             value,
             json!({"volume": "vol0", "dev": "253:0", "drained": true, "initial_dirty_blocks": 1234, "elapsed_s": 2.5})
         );
+    }
+
+    fn host_info(index: u32, id: u32, state: u32, last_heard_ms: u64, rtt_us: u64) -> HostInfo {
+        HostInfo {
+            index,
+            host: HostReq::new(
+                id,
+                [10, 0, 0, id as u8],
+                7790,
+                abi::pool_name(if id == 1 { b"rack-a" } else { b"rack-b" }).unwrap(),
+            ),
+            state,
+            reserved: 0,
+            last_heard_ms,
+            rtt_us,
+            replica_blocks: u64::from(id) * 100,
+        }
+    }
+
+    fn cluster_hosts() -> Vec<HostInfo> {
+        vec![
+            host_info(0, 1, HOST_SELF, 0, 0),
+            host_info(1, 2, HOST_UP, 12, 850),
+            host_info(2, 3, HOST_DOWN, LAST_HEARD_NEVER, 0),
+            host_info(3, 14, HOST_CONNECTING, 42_000, 12_345),
+            host_info(4, 5, HOST_FENCED, 2500, 1250),
+        ]
+    }
+
+    fn shared_devices() -> Vec<DeviceReq> {
+        vec![DeviceReq {
+            index: 0,
+            ..DeviceReq::new(
+                abi::pool_name(b"shared0").unwrap(),
+                b"/dev/disk/by-id/virtio-fvp-shared",
+            )
+            .unwrap()
+        }]
+    }
+
+    fn cluster_info() -> ClusterInfo {
+        let mut cfg = ClusterCfg {
+            name: abi::pool_name(b"lab").unwrap(),
+            local_id: 1,
+            heartbeat_ms: 200,
+            timeout_ms: 2000,
+            secret_len: 24,
+            ..Default::default()
+        };
+        cfg.reserved = [0; 4];
+        ClusterInfo {
+            cfg,
+            flags: CLUSTER_CONFIGURED | CLUSTER_LISTENING | CLUSTER_LEASE,
+            hosts: 5,
+            devices: 1,
+            hosts_up: 2,
+            replica_blocks: 1234,
+            refused_connections: 3,
+            protocol_errors: 1,
+        }
+    }
+
+    #[test]
+    fn host_states_and_times_read_well() {
+        let names: Vec<String> = [0, 1, 2, 3, 4, 9]
+            .into_iter()
+            .map(host_state_name)
+            .collect();
+        assert_eq!(
+            names,
+            ["self", "down", "connecting", "up", "fenced", "unknown(9)"]
+        );
+        let hosts = cluster_hosts();
+        let heard: Vec<String> = hosts.iter().map(last_heard_text).collect();
+        assert_eq!(
+            heard,
+            ["-", "12 ms ago", "never", "42 s ago", "2500 ms ago"]
+        );
+        assert_eq!(rtt_text(0), "-");
+        assert_eq!(rtt_text(850), "850 µs");
+        assert_eq!(rtt_text(1250), "1.2 ms");
+        assert_eq!(rtt_text(12_345), "12 ms");
+        assert_eq!(
+            cluster_flag_names(CLUSTER_CONFIGURED | 1 << 7),
+            ["configured", "bit7"]
+        );
+    }
+
+    #[test]
+    fn cluster_show_text_has_settings_hosts_and_devices() {
+        assert_eq!(
+            cluster_show_text(&cluster_info(), &cluster_hosts(), &shared_devices()),
+            "\
+cluster lab: local host 1, heartbeat 200 ms, timeout 2000 ms
+flags: configured, listening, lease
+hosts up 2/5, replica blocks 1234, refused connections 3, protocol errors 1
+
+ID  ADDRESS         DOMAIN  STATE        LAST HEARD     RTT  REPLICA BLOCKS
+1   10.0.0.1:7790   rack-a  self                  -       -             100
+2   10.0.0.2:7790   rack-b  up            12 ms ago  850 µs             200
+3   10.0.0.3:7790   rack-b  down              never       -             300
+14  10.0.0.14:7790  rack-b  connecting     42 s ago   12 ms            1400
+5   10.0.0.5:7790   rack-b  fenced      2500 ms ago  1.2 ms             500
+
+DEVICE   PATH
+shared0  /dev/disk/by-id/virtio-fvp-shared"
+        );
+        let empty = ClusterInfo::default();
+        assert_eq!(
+            cluster_show_text(&empty, &[], &[]),
+            "\
+cluster: not configured (fvpctl cluster apply FILE)
+flags: none
+hosts up 0/0, replica blocks 0, refused connections 0, protocol errors 0
+
+no hosts
+
+no shared devices"
+        );
+    }
+
+    #[test]
+    fn cluster_show_json_has_every_field() {
+        let value = parse(&cluster_show_json(
+            &cluster_info(),
+            &cluster_hosts()[..3],
+            &shared_devices(),
+        ));
+        assert_eq!(
+            value["cluster"],
+            json!({
+                "configured": true,
+                "name": "lab",
+                "local_id": 1,
+                "heartbeat_ms": 200,
+                "timeout_ms": 2000,
+                "secret_len": 24,
+                "flags": ["configured", "listening", "lease"],
+                "flags_mask": 7,
+                "hosts": 5,
+                "hosts_up": 2,
+                "devices": 1,
+                "replica_blocks": 1234,
+                "refused_connections": 3,
+                "protocol_errors": 1,
+            })
+        );
+        assert_eq!(
+            value["hosts"][1],
+            json!({
+                "index": 1, "id": 2, "addr": "10.0.0.2:7790", "ip": "10.0.0.2", "port": 7790,
+                "domain": "rack-b", "state": "up", "last_heard_ms": 12, "rtt_us": 850,
+                "replica_blocks": 200,
+            })
+        );
+        assert_eq!(value["hosts"][2]["last_heard_ms"], Value::Null);
+        assert_eq!(value["hosts"][2]["rtt_us"], Value::Null);
+        assert_eq!(
+            value["devices"],
+            json!([{"index": 0, "name": "shared0", "path": "/dev/disk/by-id/virtio-fvp-shared"}])
+        );
+        assert_eq!(parse(&host_list_json(&[])), json!({"hosts": []}));
+        assert_eq!(
+            parse(&host_list_json(&cluster_hosts()))["hosts"][3]["id"],
+            14
+        );
+        assert_eq!(parse(&device_list_json(&[])), json!({"devices": []}));
+        assert_eq!(hosts_text(&[]), "no hosts");
+        assert_eq!(devices_text(&[]), "no shared devices");
+    }
+
+    #[test]
+    fn cluster_set_and_member_actions_read_well() {
+        let cfg = cluster_info().cfg;
+        assert_eq!(
+            cluster_set_text(&cfg),
+            "set cluster lab: local host 1, heartbeat 200 ms, timeout 2000 ms"
+        );
+        assert_eq!(
+            parse(&cluster_set_json(&cfg)),
+            json!({"action": "set", "cluster": "lab", "local_id": 1, "heartbeat_ms": 200,
+                   "timeout_ms": 2000, "secret_len": 24})
+        );
+        let host = cluster_hosts()[1].host;
+        let device = shared_devices()[0];
+        assert_eq!(
+            member_action_text(MemberAction::HostAdded(&host)),
+            "added host 2 (10.0.0.2:7790, domain rack-b)"
+        );
+        assert_eq!(
+            member_action_text(MemberAction::HostRemoved(2)),
+            "removed host 2"
+        );
+        assert_eq!(
+            member_action_text(MemberAction::DeviceAdded(&device)),
+            "added shared device shared0 (/dev/disk/by-id/virtio-fvp-shared)"
+        );
+        assert_eq!(
+            member_action_text(MemberAction::DeviceRemoved("shared0")),
+            "removed shared device shared0"
+        );
+        assert_eq!(
+            parse(&member_action_json(MemberAction::HostAdded(&host))),
+            json!({"action": "add", "host": {"id": 2, "addr": "10.0.0.2:7790", "domain": "rack-b"}})
+        );
+        assert_eq!(
+            parse(&member_action_json(MemberAction::HostRemoved(2))),
+            json!({"action": "remove", "host": {"id": 2}})
+        );
+        assert_eq!(
+            parse(&member_action_json(MemberAction::DeviceRemoved("shared0"))),
+            json!({"action": "remove", "device": {"name": "shared0"}})
+        );
+    }
+
+    fn plan() -> Plan {
+        let hosts = cluster_hosts();
+        let device = shared_devices()[0];
+        Plan {
+            hosts: vec![
+                Change::Replace {
+                    old: hosts[1].host,
+                    new: hosts[1].host,
+                },
+                Change::Add(hosts[3].host),
+                Change::Add(hosts[4].host),
+                Change::Remove(hosts[2].host),
+            ],
+            hosts_unchanged: vec![1],
+            devices: vec![Change::Add(device)],
+            devices_unchanged: vec![],
+        }
+    }
+
+    #[test]
+    fn apply_reports_say_what_changed() {
+        let cfg = cluster_info().cfg;
+        let plan = plan();
+        let mut report = ApplyReport {
+            cfg: &cfg,
+            hosts: 4,
+            plan: &plan,
+            dry_run: false,
+            notes: vec![],
+        };
+        assert_eq!(
+            apply_text(&report),
+            "\
+applied cluster lab: local host 1 of 4, heartbeat 200 ms, timeout 2000 ms
+hosts: added 14, 5; replaced 2; removed 3; unchanged 1
+shared devices: added shared0"
+        );
+        report.dry_run = true;
+        report.notes = vec!["mind the gap".into()];
+        assert_eq!(
+            apply_text(&report),
+            "\
+would apply (dry run, nothing changed) cluster lab: local host 1 of 4, heartbeat 200 ms, timeout 2000 ms
+hosts: to add 14, 5; to replace 2; to remove 3; unchanged 1
+shared devices: to add shared0
+note: mind the gap"
+        );
+        assert_eq!(
+            parse(&apply_json(&report)),
+            json!({
+                "action": "apply",
+                "dry_run": true,
+                "cluster": "lab",
+                "local_id": 1,
+                "heartbeat_ms": 200,
+                "timeout_ms": 2000,
+                "hosts": {"added": [14, 5], "replaced": [2], "removed": [3], "unchanged": [1]},
+                "devices": {"added": ["shared0"], "replaced": [], "removed": [], "unchanged": []},
+                "notes": ["mind the gap"],
+            })
+        );
+        let nothing = Plan::default();
+        report.plan = &nothing;
+        report.dry_run = false;
+        assert!(apply_text(&report).contains("\nhosts: none\nshared devices: none\n"));
+    }
+
+    fn repl() -> VolumeRepl {
+        VolumeRepl {
+            index: 0,
+            peers: 2,
+            domain: DOMAIN_DIFFERENT,
+            state: REPL_REPROTECTING,
+            peer_ids: [3, 0],
+            name: abi::pool_name(b"shared0").unwrap(),
+            epoch: 7,
+            replicated_writes: 1234,
+            reprotections: 1,
+            resent_blocks: 56,
+        }
+    }
+
+    #[test]
+    fn replicated_volumes_show_their_replication() {
+        let names: Vec<String> = [0, 1, 2, 3, 4, 5, 6]
+            .into_iter()
+            .map(repl_state_name)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "none",
+                "protected",
+                "reprotecting",
+                "degraded",
+                "suspended",
+                "fenced",
+                "unknown(6)"
+            ]
+        );
+        assert_eq!(domain_rule_name(DOMAIN_SAME), "same");
+        assert_eq!(domain_rule_name(2), "unknown(2)");
+        let info = volume();
+        let r = repl();
+        let with = VolumeView {
+            repl: Some(&r),
+            ..view(&info)
+        };
+        let text = volume_text(&with, false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 7, "{text}");
+        assert_eq!(
+            lines[5],
+            "  replication: device shared0, 2 peer(s) in different domain, reprotecting; \
+             current peers 3; epoch 7"
+        );
+        assert_eq!(
+            lines[6],
+            "  replicated writes 1234, reprotections 1, resent blocks 56"
+        );
+        let none = VolumeRepl {
+            peer_ids: [0, 0],
+            state: REPL_DEGRADED,
+            ..repl()
+        };
+        let text = volume_text(
+            &VolumeView {
+                repl: Some(&none),
+                ..view(&info)
+            },
+            false,
+        );
+        assert!(
+            text.contains(", degraded; current peers none; epoch 7"),
+            "{text}"
+        );
+        // peers=0: nothing about replication, in text or JSON.
+        let local = VolumeRepl {
+            peers: 0,
+            state: REPL_NONE,
+            ..Default::default()
+        };
+        let plain = VolumeView {
+            repl: Some(&local),
+            ..view(&info)
+        };
+        assert_eq!(volume_text(&plain, false), volume_text(&view(&info), false));
+        let value = parse(&stats_json(&[], &[plain], None));
+        assert!(value["volumes"][0].get("replication").is_none());
+        let value = parse(&stats_json(&[], &[with], None));
+        assert_eq!(
+            value["volumes"][0]["replication"],
+            json!({
+                "device": "shared0",
+                "peers": 2,
+                "domain": "different",
+                "state": "reprotecting",
+                "peer_ids": [3],
+                "epoch": 7,
+                "replicated_writes": 1234,
+                "reprotections": 1,
+                "resent_blocks": 56,
+            })
+        );
+    }
+
+    #[test]
+    fn replication_feature_is_named() {
+        let version = Version::new(0, 3, 0, FEATURE_RAM_POOL | FEATURE_REPLICATION, "0.3.0");
+        assert!(version_text(&version).ends_with("features: ram-pool, replication"));
     }
 }

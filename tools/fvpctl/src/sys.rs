@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! System access: the control device, sysfs, signals and helper programs.
+//! System access: the control device, sysfs, signals, network interfaces and helper
+//! programs.
 //!
 //! This is the only module with `unsafe` code (the raw ioctl calls and `sigaction`).
 //! The control device reports failures as a bare [`Errno`]; callers add what was being
@@ -9,11 +10,15 @@
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io;
+use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Command as Process, Output};
 
-use fvp_logic::abi::{self, Command, PoolInfo, PoolReq, Status, Version, VolumeInfo};
+use fvp_logic::abi::{
+    self, ClusterCfg, ClusterInfo, Command, DeviceReq, HostInfo, HostReq, PoolInfo, PoolReq,
+    Status, Version, VolumeInfo, VolumeRepl,
+};
 use nix::errno::Errno;
 
 /// Exists while fvp.ko is loaded.
@@ -105,6 +110,93 @@ impl ControlDevice {
         collect(|index| self.volume_info(index))
     }
 
+    /// `FVP_IOC_VOLUME_REPL` for volume `index`; `None` past the last volume.
+    pub fn volume_repl(&self, index: u32) -> Result<Option<VolumeRepl>, Errno> {
+        let mut buf = VolumeRepl {
+            index,
+            ..Default::default()
+        }
+        .to_bytes();
+        match self.read_write(Command::VolumeRepl, &mut buf) {
+            Ok(()) => Ok(Some(VolumeRepl::from_bytes(&buf))),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(errno) => Err(errno),
+        }
+    }
+
+    /// `FVP_IOC_CLUSTER_SET`.
+    pub fn cluster_set(&self, cfg: &ClusterCfg) -> Result<(), Errno> {
+        let mut bytes = cfg.to_bytes();
+        let result = self.write(Command::ClusterSet, &bytes);
+        // The copy holds the secret: do not leave it on the stack (best effort).
+        bytes.fill(0);
+        std::hint::black_box(&bytes);
+        result
+    }
+
+    /// `FVP_IOC_CLUSTER_INFO`.
+    pub fn cluster_info(&self) -> Result<ClusterInfo, Errno> {
+        self.read(Command::ClusterInfo)
+            .map(|bytes| ClusterInfo::from_bytes(&bytes))
+    }
+
+    /// `FVP_IOC_HOST_ADD` or `FVP_IOC_HOST_REMOVE`.
+    pub fn host_request(&self, command: Command, request: &HostReq) -> Result<(), Errno> {
+        assert!(
+            matches!(command, Command::HostAdd | Command::HostRemove),
+            "{command:?} does not take a host request"
+        );
+        self.write(command, &request.to_bytes())
+    }
+
+    /// `FVP_IOC_HOST_INFO` for host `index`; `None` past the last host.
+    pub fn host_info(&self, index: u32) -> Result<Option<HostInfo>, Errno> {
+        let mut buf = HostInfo {
+            index,
+            ..Default::default()
+        }
+        .to_bytes();
+        match self.read_write(Command::HostInfo, &mut buf) {
+            Ok(()) => Ok(Some(HostInfo::from_bytes(&buf))),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(errno) => Err(errno),
+        }
+    }
+
+    /// Every configured host, by `FVP_IOC_HOST_INFO` with index 0, 1, ... until ENOENT.
+    pub fn hosts(&self) -> Result<Vec<HostInfo>, Errno> {
+        collect(|index| self.host_info(index))
+    }
+
+    /// `FVP_IOC_DEVICE_ADD` or `FVP_IOC_DEVICE_REMOVE`.
+    pub fn device_request(&self, command: Command, request: &DeviceReq) -> Result<(), Errno> {
+        assert!(
+            matches!(command, Command::DeviceAdd | Command::DeviceRemove),
+            "{command:?} does not take a device request"
+        );
+        self.write(command, &request.to_bytes())
+    }
+
+    /// `FVP_IOC_DEVICE_INFO` for shared device `index`; `None` past the last one.
+    pub fn device_info(&self, index: u32) -> Result<Option<DeviceReq>, Errno> {
+        let mut buf = DeviceReq {
+            index,
+            ..Default::default()
+        }
+        .to_bytes();
+        match self.read_write(Command::DeviceInfo, &mut buf) {
+            Ok(()) => Ok(Some(DeviceReq::from_bytes(&buf))),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(errno) => Err(errno),
+        }
+    }
+
+    /// Every configured shared device, by `FVP_IOC_DEVICE_INFO` with index 0, 1, ...
+    /// until ENOENT.
+    pub fn shared_devices(&self) -> Result<Vec<DeviceReq>, Errno> {
+        collect(|index| self.device_info(index))
+    }
+
     /// Issues the `_IOR` ioctl for `command` and returns the `N` bytes the module wrote.
     fn read<const N: usize>(&self, command: Command) -> Result<[u8; N], Errno> {
         let request = request::<N>(command, abi::IOC_READ);
@@ -194,6 +286,16 @@ fn errno_of(err: &io::Error) -> Errno {
     // path taken from argv, which cannot hold a NUL) have no errno.
     err.raw_os_error()
         .map_or(Errno::UnknownErrno, Errno::from_raw)
+}
+
+/// This machine's IPv4 addresses, on every interface (up or not), without duplicates.
+pub fn local_ipv4_addrs() -> Result<Vec<Ipv4Addr>, Errno> {
+    let mut addrs: Vec<Ipv4Addr> = nix::ifaddrs::getifaddrs()?
+        .filter_map(|ifaddr| Some(ifaddr.address?.as_sockaddr_in()?.ip()))
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    Ok(addrs)
 }
 
 /// A device-mapper device, as sysfs shows it.
@@ -362,6 +464,60 @@ mod tests {
                 as u32,
             abi::IOC_VOLUME_INFO
         );
+    }
+
+    #[test]
+    fn cluster_requests_match_their_buffers() {
+        let rw = abi::IOC_READ | abi::IOC_WRITE;
+        assert_eq!(
+            request::<{ ClusterCfg::SIZE }>(Command::ClusterSet, abi::IOC_WRITE) as u32,
+            abi::IOC_CLUSTER_SET
+        );
+        assert_eq!(
+            request::<{ ClusterInfo::SIZE }>(Command::ClusterInfo, abi::IOC_READ) as u32,
+            abi::IOC_CLUSTER_INFO
+        );
+        for command in [Command::HostAdd, Command::HostRemove] {
+            assert_eq!(
+                request::<{ HostReq::SIZE }>(command, abi::IOC_WRITE) as u32,
+                command.ioc()
+            );
+        }
+        assert_eq!(
+            request::<{ HostInfo::SIZE }>(Command::HostInfo, rw) as u32,
+            abi::IOC_HOST_INFO
+        );
+        for command in [Command::DeviceAdd, Command::DeviceRemove] {
+            assert_eq!(
+                request::<{ DeviceReq::SIZE }>(command, abi::IOC_WRITE) as u32,
+                command.ioc()
+            );
+        }
+        assert_eq!(
+            request::<{ DeviceReq::SIZE }>(Command::DeviceInfo, rw) as u32,
+            abi::IOC_DEVICE_INFO
+        );
+        assert_eq!(
+            request::<{ VolumeRepl::SIZE }>(Command::VolumeRepl, rw) as u32,
+            abi::IOC_VOLUME_REPL
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "does not transfer in direction")]
+    fn host_info_is_read_write() {
+        request::<{ HostInfo::SIZE }>(Command::HostInfo, abi::IOC_READ);
+    }
+
+    #[test]
+    fn this_machine_has_addresses() {
+        // Every Linux machine, even in an empty network namespace, has a loopback
+        // interface; it may be down (and then without 127.0.0.1), so only check the call.
+        let addrs = local_ipv4_addrs().unwrap();
+        let mut sorted = addrs.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(addrs, sorted);
     }
 
     #[test]

@@ -20,7 +20,9 @@ fn help_lists_subcommands_and_options() {
     let output = fvpctl(&["--help"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    for word in ["version", "status", "pool", "stats", "volume", "--device"] {
+    for word in [
+        "version", "status", "pool", "stats", "volume", "cluster", "host", "device", "--device",
+    ] {
         assert!(
             stdout.contains(word),
             "`{word}` missing from help:\n{stdout}"
@@ -108,6 +110,34 @@ fn pool_and_volume_help_list_their_subcommands() {
             &["volume", "drain", "--help"][..],
             &["--timeout <SECS>"][..],
         ),
+        (&["cluster", "--help"][..], &["apply", "set", "show"][..]),
+        (
+            &["cluster", "apply", "--help"][..],
+            &[
+                "<FILE>",
+                "--local-id <ID>",
+                "--dry-run",
+                "[[host]]",
+                "secret_file",
+            ][..],
+        ),
+        (
+            &["cluster", "set", "--help"][..],
+            &[
+                "--name",
+                "--local-id",
+                "--secret-file",
+                "--heartbeat-ms",
+                "--timeout-ms",
+            ][..],
+        ),
+        (&["host", "--help"][..], &["add", "remove", "list"][..]),
+        (
+            &["host", "add", "--help"][..],
+            &["--addr <IP:PORT>", "--domain <NAME>", "<ID>"][..],
+        ),
+        (&["device", "--help"][..], &["add", "remove", "list"][..]),
+        (&["device", "add", "--help"][..], &["<NAME>", "<PATH>"][..]),
     ] {
         let output = fvpctl(args);
         assert!(output.status.success(), "{args:?}: {}", stderr(&output));
@@ -158,6 +188,22 @@ fn bad_pool_arguments_are_usage_errors() {
             "invalid number of seconds 'x'",
         ),
         (&["stats", "--count", "3"][..], "--watch"),
+        (&["cluster", "apply"][..], "<FILE>"),
+        (
+            &["cluster", "apply", "c.toml", "--local-id", "0"][..],
+            "invalid host id '0': use 1 to 64",
+        ),
+        (
+            &["host", "add", "65", "--addr", "10.0.0.1:1", "--domain", "d"][..],
+            "invalid host id '65'",
+        ),
+        (
+            &["host", "add", "1", "--addr", "10.0.0.1", "--domain", "d"][..],
+            "expected IPv4:PORT",
+        ),
+        (&["host", "remove"][..], "<ID>"),
+        (&["device", "add", "shared0", "vdb"][..], "is not absolute"),
+        (&["device", "remove", "no/slash"][..], "invalid device name"),
     ] {
         let output = fvpctl(args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
@@ -179,6 +225,31 @@ fn new_commands_refuse_other_devices() {
         &["pool", "destroy", "ram0"][..],
         &["stats", "--json"][..],
         &["volume", "drain", "v"][..],
+        &["cluster", "show"][..],
+        &[
+            "cluster",
+            "set",
+            "--name",
+            "lab",
+            "--local-id",
+            "1",
+            "--secret-file",
+            "/s",
+        ][..],
+        &["host", "list", "--json"][..],
+        &[
+            "host",
+            "add",
+            "1",
+            "--addr",
+            "10.0.0.1:7790",
+            "--domain",
+            "d",
+        ][..],
+        &["host", "remove", "1"][..],
+        &["device", "list"][..],
+        &["device", "add", "shared0", "/dev/vdb"][..],
+        &["device", "remove", "shared0"][..],
     ] {
         let output = fvpctl(&[&["--device", "/dev/null"][..], args].concat());
         assert_eq!(output.status.code(), Some(1), "{args:?}");
@@ -188,4 +259,107 @@ fn new_commands_refuse_other_devices() {
             "{args:?}: {message}"
         );
     }
+}
+
+/// A fresh directory for one test's files.
+fn scratch_dir(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("fvpctl-cli-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+const CLUSTER: &str = r#"name = "lab"
+secret = "at-least-16-bytes-secret"
+[[host]]
+id = 1
+addr = "192.0.2.1:7790"
+domain = "rack-a"
+[[host]]
+id = 2
+addr = "192.0.2.2:7790"
+domain = "rack-b"
+[[device]]
+name = "shared0"
+path = "/dev/disk/by-id/virtio-fvp-shared"
+"#;
+
+#[test]
+fn cluster_files_are_checked_before_the_device_is_opened() {
+    let dir = scratch_dir("apply");
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        CLUSTER
+            .replace("id = 2", "id = 1")
+            .replace("rack-b", "rack b"),
+    )
+    .unwrap();
+    let file = bad.to_str().unwrap();
+    // Not even a device: the file's mistakes come first, every one with its line.
+    let output = fvpctl(&[
+        "--device",
+        "/nonexistent/x",
+        "cluster",
+        "apply",
+        file,
+        "--local-id",
+        "1",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty());
+    let message = stderr(&output);
+    assert!(
+        message.starts_with(&format!(
+            "fvpctl: {file}:8: host id 1 is already used by the host on line 3\n\
+             {file}:10: invalid fault domain 'rack b'"
+        )),
+        "{message}"
+    );
+    let output = fvpctl(&[
+        "cluster",
+        "apply",
+        &dir.join("missing.toml").to_string_lossy(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("missing.toml: cannot read: "),
+        "{}",
+        stderr(&output)
+    );
+
+    // A good file, and this host named: then the device is asked.
+    let good = dir.join("good.toml");
+    std::fs::write(&good, CLUSTER).unwrap();
+    let file = good.to_str().unwrap();
+    let output = fvpctl(&[
+        "--device",
+        "/dev/null",
+        "cluster",
+        "apply",
+        file,
+        "--local-id",
+        "2",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("/dev/null does not speak the fvp ABI"),
+        "{}",
+        stderr(&output)
+    );
+    let output = fvpctl(&[
+        "--device",
+        "/dev/null",
+        "cluster",
+        "apply",
+        file,
+        "--local-id",
+        "3",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output),
+        format!("fvpctl: {file}: --local-id 3: no [[host]] has id 3\n")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -12,7 +12,10 @@ use std::mem::{align_of, offset_of, size_of};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use fvp_logic::abi::{self, PoolInfo, PoolReq, Status, Version, VolumeInfo};
+use fvp_logic::abi::{
+    self, ClusterCfg, ClusterInfo, DeviceReq, HostInfo, HostReq, PoolInfo, PoolReq, Status,
+    Version, VolumeInfo, VolumeRepl,
+};
 
 /// Prints `key=value` lines. The `struct.field.*` keys must match `rust_layout`.
 const PROBE_C: &str = r#"
@@ -82,6 +85,59 @@ int main(void)
 	FIELD(fvp_volume_info, read_latency);
 	FIELD(fvp_volume_info, write_latency);
 
+	STRUCT(fvp_cluster_cfg);
+	FIELD(fvp_cluster_cfg, name);
+	FIELD(fvp_cluster_cfg, local_id);
+	FIELD(fvp_cluster_cfg, heartbeat_ms);
+	FIELD(fvp_cluster_cfg, timeout_ms);
+	FIELD(fvp_cluster_cfg, secret_len);
+	FIELD(fvp_cluster_cfg, secret);
+	FIELD(fvp_cluster_cfg, reserved);
+
+	STRUCT(fvp_cluster_info);
+	FIELD(fvp_cluster_info, cfg);
+	FIELD(fvp_cluster_info, flags);
+	FIELD(fvp_cluster_info, hosts);
+	FIELD(fvp_cluster_info, devices);
+	FIELD(fvp_cluster_info, hosts_up);
+	FIELD(fvp_cluster_info, replica_blocks);
+	FIELD(fvp_cluster_info, refused_connections);
+	FIELD(fvp_cluster_info, protocol_errors);
+
+	STRUCT(fvp_host_req);
+	FIELD(fvp_host_req, id);
+	FIELD(fvp_host_req, addr);
+	FIELD(fvp_host_req, port);
+	FIELD(fvp_host_req, reserved);
+	FIELD(fvp_host_req, domain);
+
+	STRUCT(fvp_host_info);
+	FIELD(fvp_host_info, index);
+	FIELD(fvp_host_info, host);
+	FIELD(fvp_host_info, state);
+	FIELD(fvp_host_info, reserved);
+	FIELD(fvp_host_info, last_heard_ms);
+	FIELD(fvp_host_info, rtt_us);
+	FIELD(fvp_host_info, replica_blocks);
+
+	STRUCT(fvp_device_req);
+	FIELD(fvp_device_req, index);
+	FIELD(fvp_device_req, reserved);
+	FIELD(fvp_device_req, name);
+	FIELD(fvp_device_req, path);
+
+	STRUCT(fvp_volume_repl);
+	FIELD(fvp_volume_repl, index);
+	FIELD(fvp_volume_repl, peers);
+	FIELD(fvp_volume_repl, domain);
+	FIELD(fvp_volume_repl, state);
+	FIELD(fvp_volume_repl, peer_ids);
+	FIELD(fvp_volume_repl, name);
+	FIELD(fvp_volume_repl, epoch);
+	FIELD(fvp_volume_repl, replicated_writes);
+	FIELD(fvp_volume_repl, reprotections);
+	FIELD(fvp_volume_repl, resent_blocks);
+
 	NUMBER(FVP_IOC_VERSION);
 	NUMBER(FVP_IOC_STATUS);
 	NUMBER(FVP_ABI_VERSION);
@@ -98,6 +154,33 @@ int main(void)
 	NUMBER(FVP_IOC_POOL_DESTROY);
 	NUMBER(FVP_IOC_POOL_INFO);
 	NUMBER(FVP_IOC_VOLUME_INFO);
+	NUMBER(FVP_FEATURE_REPLICATION);
+	NUMBER(FVP_MAX_HOSTS);
+	NUMBER(FVP_SECRET_LEN);
+	NUMBER(FVP_PATH_LEN);
+	NUMBER(FVP_CLUSTER_CONFIGURED);
+	NUMBER(FVP_CLUSTER_LISTENING);
+	NUMBER(FVP_CLUSTER_LEASE);
+	NUMBER(FVP_HOST_SELF);
+	NUMBER(FVP_HOST_DOWN);
+	NUMBER(FVP_HOST_CONNECTING);
+	NUMBER(FVP_HOST_UP);
+	NUMBER(FVP_HOST_FENCED);
+	NUMBER(FVP_REPL_NONE);
+	NUMBER(FVP_REPL_PROTECTED);
+	NUMBER(FVP_REPL_REPROTECTING);
+	NUMBER(FVP_REPL_DEGRADED);
+	NUMBER(FVP_REPL_SUSPENDED);
+	NUMBER(FVP_REPL_FENCED);
+	NUMBER(FVP_IOC_VOLUME_REPL);
+	NUMBER(FVP_IOC_CLUSTER_SET);
+	NUMBER(FVP_IOC_CLUSTER_INFO);
+	NUMBER(FVP_IOC_HOST_ADD);
+	NUMBER(FVP_IOC_HOST_REMOVE);
+	NUMBER(FVP_IOC_HOST_INFO);
+	NUMBER(FVP_IOC_DEVICE_ADD);
+	NUMBER(FVP_IOC_DEVICE_REMOVE);
+	NUMBER(FVP_IOC_DEVICE_INFO);
 	printf("FVP_CONTROL_NAME=%s\n", FVP_CONTROL_NAME);
 	return 0;
 }
@@ -192,6 +275,65 @@ fn rust_layout() -> BTreeMap<String, String> {
     field!("fvp_volume_info", VolumeInfo, write_latency);
     assert_eq!(VolumeInfo::SIZE, size_of::<VolumeInfo>());
 
+    strukt!("fvp_cluster_cfg", ClusterCfg);
+    field!("fvp_cluster_cfg", ClusterCfg, name);
+    field!("fvp_cluster_cfg", ClusterCfg, local_id);
+    field!("fvp_cluster_cfg", ClusterCfg, heartbeat_ms);
+    field!("fvp_cluster_cfg", ClusterCfg, timeout_ms);
+    field!("fvp_cluster_cfg", ClusterCfg, secret_len);
+    field!("fvp_cluster_cfg", ClusterCfg, secret);
+    field!("fvp_cluster_cfg", ClusterCfg, reserved);
+    assert_eq!(ClusterCfg::SIZE, size_of::<ClusterCfg>());
+
+    strukt!("fvp_cluster_info", ClusterInfo);
+    field!("fvp_cluster_info", ClusterInfo, cfg);
+    field!("fvp_cluster_info", ClusterInfo, flags);
+    field!("fvp_cluster_info", ClusterInfo, hosts);
+    field!("fvp_cluster_info", ClusterInfo, devices);
+    field!("fvp_cluster_info", ClusterInfo, hosts_up);
+    field!("fvp_cluster_info", ClusterInfo, replica_blocks);
+    field!("fvp_cluster_info", ClusterInfo, refused_connections);
+    field!("fvp_cluster_info", ClusterInfo, protocol_errors);
+    assert_eq!(ClusterInfo::SIZE, size_of::<ClusterInfo>());
+
+    strukt!("fvp_host_req", HostReq);
+    field!("fvp_host_req", HostReq, id);
+    field!("fvp_host_req", HostReq, addr);
+    field!("fvp_host_req", HostReq, port);
+    field!("fvp_host_req", HostReq, reserved);
+    field!("fvp_host_req", HostReq, domain);
+    assert_eq!(HostReq::SIZE, size_of::<HostReq>());
+
+    strukt!("fvp_host_info", HostInfo);
+    field!("fvp_host_info", HostInfo, index);
+    field!("fvp_host_info", HostInfo, host);
+    field!("fvp_host_info", HostInfo, state);
+    field!("fvp_host_info", HostInfo, reserved);
+    field!("fvp_host_info", HostInfo, last_heard_ms);
+    field!("fvp_host_info", HostInfo, rtt_us);
+    field!("fvp_host_info", HostInfo, replica_blocks);
+    assert_eq!(HostInfo::SIZE, size_of::<HostInfo>());
+
+    strukt!("fvp_device_req", DeviceReq);
+    field!("fvp_device_req", DeviceReq, index);
+    field!("fvp_device_req", DeviceReq, reserved);
+    field!("fvp_device_req", DeviceReq, name);
+    field!("fvp_device_req", DeviceReq, path);
+    assert_eq!(DeviceReq::SIZE, size_of::<DeviceReq>());
+
+    strukt!("fvp_volume_repl", VolumeRepl);
+    field!("fvp_volume_repl", VolumeRepl, index);
+    field!("fvp_volume_repl", VolumeRepl, peers);
+    field!("fvp_volume_repl", VolumeRepl, domain);
+    field!("fvp_volume_repl", VolumeRepl, state);
+    field!("fvp_volume_repl", VolumeRepl, peer_ids);
+    field!("fvp_volume_repl", VolumeRepl, name);
+    field!("fvp_volume_repl", VolumeRepl, epoch);
+    field!("fvp_volume_repl", VolumeRepl, replicated_writes);
+    field!("fvp_volume_repl", VolumeRepl, reprotections);
+    field!("fvp_volume_repl", VolumeRepl, resent_blocks);
+    assert_eq!(VolumeRepl::SIZE, size_of::<VolumeRepl>());
+
     put("FVP_IOC_VERSION", abi::IOC_VERSION.to_string());
     put("FVP_IOC_STATUS", abi::IOC_STATUS.to_string());
     put("FVP_ABI_VERSION", abi::ABI_VERSION.to_string());
@@ -215,17 +357,52 @@ fn rust_layout() -> BTreeMap<String, String> {
     put("FVP_IOC_POOL_DESTROY", abi::IOC_POOL_DESTROY.to_string());
     put("FVP_IOC_POOL_INFO", abi::IOC_POOL_INFO.to_string());
     put("FVP_IOC_VOLUME_INFO", abi::IOC_VOLUME_INFO.to_string());
-    // The commands the module decodes are these same numbers.
-    for command in [
-        abi::Command::Version,
-        abi::Command::Status,
-        abi::Command::PoolCreate,
-        abi::Command::PoolResize,
-        abi::Command::PoolDestroy,
-        abi::Command::PoolInfo,
-        abi::Command::VolumeInfo,
-    ] {
+    put(
+        "FVP_FEATURE_REPLICATION",
+        abi::FEATURE_REPLICATION.to_string(),
+    );
+    put("FVP_MAX_HOSTS", abi::MAX_HOSTS.to_string());
+    put("FVP_SECRET_LEN", abi::SECRET_LEN.to_string());
+    put("FVP_PATH_LEN", abi::PATH_LEN.to_string());
+    put(
+        "FVP_CLUSTER_CONFIGURED",
+        abi::CLUSTER_CONFIGURED.to_string(),
+    );
+    put("FVP_CLUSTER_LISTENING", abi::CLUSTER_LISTENING.to_string());
+    put("FVP_CLUSTER_LEASE", abi::CLUSTER_LEASE.to_string());
+    put("FVP_HOST_SELF", abi::HOST_SELF.to_string());
+    put("FVP_HOST_DOWN", abi::HOST_DOWN.to_string());
+    put("FVP_HOST_CONNECTING", abi::HOST_CONNECTING.to_string());
+    put("FVP_HOST_UP", abi::HOST_UP.to_string());
+    put("FVP_HOST_FENCED", abi::HOST_FENCED.to_string());
+    put("FVP_REPL_NONE", abi::REPL_NONE.to_string());
+    put("FVP_REPL_PROTECTED", abi::REPL_PROTECTED.to_string());
+    put("FVP_REPL_REPROTECTING", abi::REPL_REPROTECTING.to_string());
+    put("FVP_REPL_DEGRADED", abi::REPL_DEGRADED.to_string());
+    put("FVP_REPL_SUSPENDED", abi::REPL_SUSPENDED.to_string());
+    put("FVP_REPL_FENCED", abi::REPL_FENCED.to_string());
+    put("FVP_IOC_VOLUME_REPL", abi::IOC_VOLUME_REPL.to_string());
+    put("FVP_IOC_CLUSTER_SET", abi::IOC_CLUSTER_SET.to_string());
+    put("FVP_IOC_CLUSTER_INFO", abi::IOC_CLUSTER_INFO.to_string());
+    put("FVP_IOC_HOST_ADD", abi::IOC_HOST_ADD.to_string());
+    put("FVP_IOC_HOST_REMOVE", abi::IOC_HOST_REMOVE.to_string());
+    put("FVP_IOC_HOST_INFO", abi::IOC_HOST_INFO.to_string());
+    put("FVP_IOC_DEVICE_ADD", abi::IOC_DEVICE_ADD.to_string());
+    put("FVP_IOC_DEVICE_REMOVE", abi::IOC_DEVICE_REMOVE.to_string());
+    put("FVP_IOC_DEVICE_INFO", abi::IOC_DEVICE_INFO.to_string());
+    // The commands the module decodes are these same numbers, each under its name.
+    let ioc_names: BTreeMap<u32, &str> = layout
+        .iter()
+        .filter(|(key, _)| key.starts_with("FVP_IOC_"))
+        .map(|(key, value)| (value.parse().expect("a number"), key.as_str()))
+        .collect();
+    assert_eq!(ioc_names.len(), abi::Command::ALL.len());
+    for command in abi::Command::ALL {
         assert_eq!(abi::Command::decode(command.ioc()), Ok(command));
+        assert!(
+            ioc_names.contains_key(&command.ioc()),
+            "{command:?} is not one of the header's commands"
+        );
     }
     layout
 }
@@ -294,9 +471,14 @@ fn rust_abi_matches_the_c_header() {
         "fvp_logic::abi disagrees with include/uapi/linux/fvp.h:\n  {}",
         mismatches.join("\n  ")
     );
-    // Five structures (size, alignment, and offset and size of 6 + 3 + 2 + 11 + 20
-    // fields) and 17 constants: catches a probe and a table that both lost the same lines.
-    assert_eq!(c.len(), 5 * 2 + 2 * (6 + 3 + 2 + 11 + 20) + 17, "{c:#?}");
+    // Eleven structures (size, alignment, and offset and size of 6 + 3 + 2 + 11 + 20
+    // fields in ABI 2, and 7 + 8 + 5 + 7 + 4 + 10 in ABI 3) and 17 + 27 constants:
+    // catches a probe and a table that both lost the same lines.
+    assert_eq!(
+        c.len(),
+        11 * 2 + 2 * (6 + 3 + 2 + 11 + 20) + 2 * (7 + 8 + 5 + 7 + 4 + 10) + 17 + 27,
+        "{c:#?}"
+    );
 }
 
 /// Every structure's listed fields tile it exactly, with no gap and nothing past its
@@ -311,7 +493,7 @@ fn listed_fields_cover_every_structure() {
         .filter_map(|key| key.strip_suffix(".size"))
         .filter(|name| !name.contains('.'))
         .collect();
-    assert_eq!(structs.len(), 5, "{structs:?}");
+    assert_eq!(structs.len(), 11, "{structs:?}");
     for name in structs {
         let mut fields: Vec<(usize, usize, &str)> = rust
             .keys()

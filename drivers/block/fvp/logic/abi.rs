@@ -16,11 +16,13 @@ pub const CONTROL_NAME: &str = "fvp-control";
 /// `FVP_IOCTL_MAGIC`: the ioctl type byte.
 pub const IOCTL_MAGIC: u32 = 0xF7;
 /// `FVP_ABI_VERSION`.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 /// `FVP_FEATURE_PASSTHROUGH`: the dm target `fvp` maps I/O to its backing device.
 pub const FEATURE_PASSTHROUGH: u64 = 1 << 0;
 /// `FVP_FEATURE_RAM_POOL`: RAM pools; write-through and write-back (peers=0) volumes.
 pub const FEATURE_RAM_POOL: u64 = 1 << 1;
+/// `FVP_FEATURE_REPLICATION`: cluster commands; write-back with peers=1|2.
+pub const FEATURE_REPLICATION: u64 = 1 << 2;
 /// `FVP_NAME_LEN`: pool names, NUL-padded.
 pub const NAME_LEN: usize = 32;
 /// `FVP_LAT_BUCKETS`.
@@ -31,6 +33,67 @@ pub const POLICY_WRITE_THROUGH: u32 = 1;
 pub const POLICY_WRITE_BACK: u32 = 2;
 /// `FVP_VERSION_STR_LEN`.
 pub const VERSION_STR_LEN: usize = 32;
+
+/// `FVP_MAX_HOSTS`: host ids are 1..=`MAX_HOSTS`.
+pub const MAX_HOSTS: u32 = 64;
+/// `FVP_SECRET_LEN`: room for the cluster's shared secret.
+pub const SECRET_LEN: usize = 64;
+/// `FVP_PATH_LEN`: a shared device's local path, NUL included.
+pub const PATH_LEN: usize = 256;
+
+/// `FVP_CLUSTER_CONFIGURED`: `FVP_IOC_CLUSTER_SET` has been done.
+pub const CLUSTER_CONFIGURED: u32 = 1 << 0;
+/// `FVP_CLUSTER_LISTENING`: the replication listener is bound.
+pub const CLUSTER_LISTENING: u32 = 1 << 1;
+/// `FVP_CLUSTER_LEASE`: this host holds its lease (majority).
+pub const CLUSTER_LEASE: u32 = 1 << 2;
+
+/// `FVP_HOST_SELF`: the host entry is this host.
+pub const HOST_SELF: u32 = 0;
+/// `FVP_HOST_DOWN`: not heard within `timeout_ms`.
+pub const HOST_DOWN: u32 = 1;
+/// `FVP_HOST_CONNECTING`: heard, both connections not yet authenticated.
+pub const HOST_CONNECTING: u32 = 2;
+/// `FVP_HOST_UP`.
+pub const HOST_UP: u32 = 3;
+/// `FVP_HOST_FENCED`: fenced by this host.
+pub const HOST_FENCED: u32 = 4;
+
+/// `FVP_REPL_NONE`: peers=0.
+pub const REPL_NONE: u32 = 0;
+/// `FVP_REPL_PROTECTED`: every dirty block is held by `peers` peers.
+pub const REPL_PROTECTED: u32 = 1;
+/// `FVP_REPL_REPROTECTING`: a lost peer is being replaced.
+pub const REPL_REPROTECTING: u32 = 2;
+/// `FVP_REPL_DEGRADED`: no eligible peer: write-through.
+pub const REPL_DEGRADED: u32 = 3;
+/// `FVP_REPL_SUSPENDED`: no lease: I/O waits.
+pub const REPL_SUSPENDED: u32 = 4;
+/// `FVP_REPL_FENCED`: taken over by a peer: needs a reload.
+pub const REPL_FENCED: u32 = 5;
+
+// Not in the header: names for values and limits its comments give.
+
+/// `fvp_volume_repl.domain`: peers in the owner's fault domain.
+pub const DOMAIN_SAME: u32 = 0;
+/// `fvp_volume_repl.domain`: peers in other fault domains.
+pub const DOMAIN_DIFFERENT: u32 = 1;
+/// `fvp_host_info.last_heard_ms` of a host never heard from (`~0`).
+pub const LAST_HEARD_NEVER: u64 = u64::MAX;
+/// Smallest `fvp_cluster_cfg.heartbeat_ms`.
+pub const HEARTBEAT_MS_MIN: u32 = 10;
+/// Largest `fvp_cluster_cfg.heartbeat_ms`.
+pub const HEARTBEAT_MS_MAX: u32 = 10_000;
+/// `fvp_cluster_cfg.timeout_ms` is at least this many heartbeats.
+pub const TIMEOUT_HEARTBEATS_MIN: u32 = 3;
+/// Largest `fvp_cluster_cfg.timeout_ms`.
+pub const TIMEOUT_MS_MAX: u32 = 600_000;
+/// Shortest shared secret, in bytes (the longest is `SECRET_LEN`).
+pub const SECRET_LEN_MIN: usize = 16;
+/// `heartbeat_ms` when a cluster description does not say (docs/replication.md).
+pub const DEFAULT_HEARTBEAT_MS: u32 = 200;
+/// `timeout_ms` when a cluster description does not say (docs/replication.md).
+pub const DEFAULT_TIMEOUT_MS: u32 = 2000;
 
 const IOC_NRSHIFT: u32 = 0;
 const IOC_TYPESHIFT: u32 = 8;
@@ -61,6 +124,24 @@ pub const IOC_POOL_DESTROY: u32 = ioc(IOC_WRITE, IOCTL_MAGIC, 0x12, PoolReq::SIZ
 pub const IOC_POOL_INFO: u32 = ioc(IOC_READ | IOC_WRITE, IOCTL_MAGIC, 0x13, PoolInfo::SIZE);
 /// `FVP_IOC_VOLUME_INFO`.
 pub const IOC_VOLUME_INFO: u32 = ioc(IOC_READ | IOC_WRITE, IOCTL_MAGIC, 0x14, VolumeInfo::SIZE);
+/// `FVP_IOC_VOLUME_REPL`.
+pub const IOC_VOLUME_REPL: u32 = ioc(IOC_READ | IOC_WRITE, IOCTL_MAGIC, 0x15, VolumeRepl::SIZE);
+/// `FVP_IOC_CLUSTER_SET`.
+pub const IOC_CLUSTER_SET: u32 = ioc(IOC_WRITE, IOCTL_MAGIC, 0x20, ClusterCfg::SIZE);
+/// `FVP_IOC_CLUSTER_INFO`.
+pub const IOC_CLUSTER_INFO: u32 = ioc(IOC_READ, IOCTL_MAGIC, 0x21, ClusterInfo::SIZE);
+/// `FVP_IOC_HOST_ADD`.
+pub const IOC_HOST_ADD: u32 = ioc(IOC_WRITE, IOCTL_MAGIC, 0x22, HostReq::SIZE);
+/// `FVP_IOC_HOST_REMOVE`.
+pub const IOC_HOST_REMOVE: u32 = ioc(IOC_WRITE, IOCTL_MAGIC, 0x23, HostReq::SIZE);
+/// `FVP_IOC_HOST_INFO`.
+pub const IOC_HOST_INFO: u32 = ioc(IOC_READ | IOC_WRITE, IOCTL_MAGIC, 0x24, HostInfo::SIZE);
+/// `FVP_IOC_DEVICE_ADD`.
+pub const IOC_DEVICE_ADD: u32 = ioc(IOC_WRITE, IOCTL_MAGIC, 0x25, DeviceReq::SIZE);
+/// `FVP_IOC_DEVICE_REMOVE`.
+pub const IOC_DEVICE_REMOVE: u32 = ioc(IOC_WRITE, IOCTL_MAGIC, 0x26, DeviceReq::SIZE);
+/// `FVP_IOC_DEVICE_INFO`.
+pub const IOC_DEVICE_INFO: u32 = ioc(IOC_READ | IOC_WRITE, IOCTL_MAGIC, 0x27, DeviceReq::SIZE);
 
 /// A command the control device understands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +160,24 @@ pub enum Command {
     PoolInfo,
     /// `FVP_IOC_VOLUME_INFO`.
     VolumeInfo,
+    /// `FVP_IOC_VOLUME_REPL` (ABI 3).
+    VolumeRepl,
+    /// `FVP_IOC_CLUSTER_SET` (ABI 3).
+    ClusterSet,
+    /// `FVP_IOC_CLUSTER_INFO` (ABI 3).
+    ClusterInfo,
+    /// `FVP_IOC_HOST_ADD` (ABI 3).
+    HostAdd,
+    /// `FVP_IOC_HOST_REMOVE` (ABI 3).
+    HostRemove,
+    /// `FVP_IOC_HOST_INFO` (ABI 3).
+    HostInfo,
+    /// `FVP_IOC_DEVICE_ADD` (ABI 3).
+    DeviceAdd,
+    /// `FVP_IOC_DEVICE_REMOVE` (ABI 3).
+    DeviceRemove,
+    /// `FVP_IOC_DEVICE_INFO` (ABI 3).
+    DeviceInfo,
 }
 
 /// Why an ioctl command was refused before it was run.
@@ -106,6 +205,15 @@ impl Command {
             0x12 => (Command::PoolDestroy, IOC_POOL_DESTROY),
             0x13 => (Command::PoolInfo, IOC_POOL_INFO),
             0x14 => (Command::VolumeInfo, IOC_VOLUME_INFO),
+            0x15 => (Command::VolumeRepl, IOC_VOLUME_REPL),
+            0x20 => (Command::ClusterSet, IOC_CLUSTER_SET),
+            0x21 => (Command::ClusterInfo, IOC_CLUSTER_INFO),
+            0x22 => (Command::HostAdd, IOC_HOST_ADD),
+            0x23 => (Command::HostRemove, IOC_HOST_REMOVE),
+            0x24 => (Command::HostInfo, IOC_HOST_INFO),
+            0x25 => (Command::DeviceAdd, IOC_DEVICE_ADD),
+            0x26 => (Command::DeviceRemove, IOC_DEVICE_REMOVE),
+            0x27 => (Command::DeviceInfo, IOC_DEVICE_INFO),
             _ => return Err(CommandError::Unknown),
         };
         if cmd == expected {
@@ -120,6 +228,39 @@ impl Command {
         ioc_size(self.ioc())
     }
 
+    /// Every command, in command-number order.
+    pub const ALL: [Command; 16] = [
+        Command::Version,
+        Command::Status,
+        Command::PoolCreate,
+        Command::PoolResize,
+        Command::PoolDestroy,
+        Command::PoolInfo,
+        Command::VolumeInfo,
+        Command::VolumeRepl,
+        Command::ClusterSet,
+        Command::ClusterInfo,
+        Command::HostAdd,
+        Command::HostRemove,
+        Command::HostInfo,
+        Command::DeviceAdd,
+        Command::DeviceRemove,
+        Command::DeviceInfo,
+    ];
+
+    /// The first ABI version that has the command.
+    pub fn since_abi(self) -> u32 {
+        match self {
+            Command::Version | Command::Status => 1,
+            Command::PoolCreate
+            | Command::PoolResize
+            | Command::PoolDestroy
+            | Command::PoolInfo
+            | Command::VolumeInfo => 2,
+            _ => 3,
+        }
+    }
+
     /// The encoded ioctl number.
     pub fn ioc(self) -> u32 {
         match self {
@@ -130,6 +271,15 @@ impl Command {
             Command::PoolDestroy => IOC_POOL_DESTROY,
             Command::PoolInfo => IOC_POOL_INFO,
             Command::VolumeInfo => IOC_VOLUME_INFO,
+            Command::VolumeRepl => IOC_VOLUME_REPL,
+            Command::ClusterSet => IOC_CLUSTER_SET,
+            Command::ClusterInfo => IOC_CLUSTER_INFO,
+            Command::HostAdd => IOC_HOST_ADD,
+            Command::HostRemove => IOC_HOST_REMOVE,
+            Command::HostInfo => IOC_HOST_INFO,
+            Command::DeviceAdd => IOC_DEVICE_ADD,
+            Command::DeviceRemove => IOC_DEVICE_REMOVE,
+            Command::DeviceInfo => IOC_DEVICE_INFO,
         }
     }
 }
@@ -279,6 +429,17 @@ impl Field for u32 {
     }
 }
 
+impl Field for u16 {
+    fn put(&self, dst: &mut [u8]) {
+        dst.copy_from_slice(&self.to_ne_bytes());
+    }
+    fn get(src: &[u8]) -> Self {
+        let mut b = [0u8; 2];
+        b.copy_from_slice(&src[..2]);
+        u16::from_ne_bytes(b)
+    }
+}
+
 impl Field for u64 {
     fn put(&self, dst: &mut [u8]) {
         dst.copy_from_slice(&self.to_ne_bytes());
@@ -295,6 +456,25 @@ impl<const N: usize> Field for [u8; N] {
     fn get(src: &[u8]) -> Self {
         let mut a = [0u8; N];
         a.copy_from_slice(src);
+        a
+    }
+}
+
+impl<const N: usize> Field for [u32; N] {
+    fn put(&self, dst: &mut [u8]) {
+        for (i, v) in self.iter().enumerate() {
+            if let Some(chunk) = dst.get_mut(i * 4..i * 4 + 4) {
+                v.put(chunk);
+            }
+        }
+    }
+    fn get(src: &[u8]) -> Self {
+        let mut a = [0u32; N];
+        for (i, v) in a.iter_mut().enumerate() {
+            if let Some(chunk) = src.get(i * 4..i * 4 + 4) {
+                *v = u32::get(chunk);
+            }
+        }
         a
     }
 }
@@ -318,12 +498,14 @@ impl<const N: usize> Field for [u64; N] {
     }
 }
 
-/// Defines a `#[repr(C)]` ABI structure with `SIZE`, `to_bytes` and `from_bytes`.
+/// Defines a `#[repr(C)]` ABI structure with `SIZE`, `to_bytes` and `from_bytes`; it is
+/// also a [`Field`], so it can be nested in another. `@no_debug` leaves out the derived
+/// `Debug`, for a structure that implements it by hand (to keep a secret out of logs).
 macro_rules! abi_struct {
-    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident: $ty:ty,)* }) => {
+    (@no_debug $(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident: $ty:ty,)* }) => {
         $(#[$meta])*
         #[repr(C)]
-        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[derive(Clone, Copy, PartialEq, Eq)]
         pub struct $name { $($(#[$fmeta])* pub $field: $ty,)* }
 
         impl $name {
@@ -353,6 +535,25 @@ macro_rules! abi_struct {
             fn default() -> Self {
                 Self::from_bytes(&[0u8; Self::SIZE])
             }
+        }
+
+        impl Field for $name {
+            fn put(&self, dst: &mut [u8]) {
+                dst.copy_from_slice(&self.to_bytes());
+            }
+            fn get(src: &[u8]) -> Self {
+                let mut b = [0u8; Self::SIZE];
+                b.copy_from_slice(src);
+                Self::from_bytes(&b)
+            }
+        }
+    };
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident: $ty:ty,)* }) => {
+        abi_struct! {
+            @no_debug
+            $(#[$meta])*
+            #[derive(Debug)]
+            pub struct $name { $($(#[$fmeta])* pub $field: $ty,)* }
         }
     };
 }
@@ -441,6 +642,341 @@ abi_struct! {
     }
 }
 
+abi_struct! {
+    @no_debug
+    /// `struct fvp_cluster_cfg`: argument of `FVP_IOC_CLUSTER_SET`, and part of
+    /// [`ClusterInfo`] (with `secret` zeroed). Its `Debug` never shows the secret.
+    pub struct ClusterCfg {
+        /// Cluster name, NUL-padded: 1 to 31 of `[A-Za-z0-9_.-]`.
+        pub name: [u8; NAME_LEN],
+        /// This host's id, 1..=`MAX_HOSTS`.
+        pub local_id: u32,
+        /// Interval of PINGs, `HEARTBEAT_MS_MIN..=HEARTBEAT_MS_MAX`.
+        pub heartbeat_ms: u32,
+        /// Host silence before fencing; lease length. At least 3 × `heartbeat_ms`, at
+        /// most `TIMEOUT_MS_MAX`.
+        pub timeout_ms: u32,
+        /// Bytes of `secret` in use, `SECRET_LEN_MIN..=SECRET_LEN`.
+        pub secret_len: u32,
+        /// The shared secret (HMAC key); zeroed by `FVP_IOC_CLUSTER_INFO`.
+        pub secret: [u8; SECRET_LEN],
+        /// Zero.
+        pub reserved: [u32; 4],
+    }
+}
+
+impl core::fmt::Debug for ClusterCfg {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ClusterCfg")
+            .field("name", &name_str(&self.name))
+            .field("local_id", &self.local_id)
+            .field("heartbeat_ms", &self.heartbeat_ms)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("secret_len", &self.secret_len)
+            .field("secret", &"<redacted>")
+            .field("reserved", &self.reserved)
+            .finish()
+    }
+}
+
+abi_struct! {
+    /// `struct fvp_cluster_info`: the answer of `FVP_IOC_CLUSTER_INFO`.
+    pub struct ClusterInfo {
+        /// The settings, `secret_len` set and `secret` zeroed.
+        pub cfg: ClusterCfg,
+        /// `CLUSTER_*` bits.
+        pub flags: u32,
+        /// Configured hosts, this one included.
+        pub hosts: u32,
+        /// Configured shared devices.
+        pub devices: u32,
+        /// Hosts heard within `timeout_ms`, this one included.
+        pub hosts_up: u32,
+        /// Blocks this host holds for other owners.
+        pub replica_blocks: u64,
+        /// Failed handshakes since load.
+        pub refused_connections: u64,
+        /// Connections closed on a malformed or unexpected message.
+        pub protocol_errors: u64,
+    }
+}
+
+abi_struct! {
+    /// `struct fvp_host_req`: argument of `FVP_IOC_HOST_ADD` and `FVP_IOC_HOST_REMOVE`
+    /// (which reads only `id`), and part of [`HostInfo`].
+    pub struct HostReq {
+        /// Host id, 1..=`MAX_HOSTS`.
+        pub id: u32,
+        /// IPv4 address in network byte order: its native-order bytes are the address's
+        /// octets (see [`HostReq::octets`]).
+        pub addr: u32,
+        /// TCP port, in host byte order; not zero.
+        pub port: u16,
+        /// Zero.
+        pub reserved: u16,
+        /// Fault domain name, NUL-padded: 1 to 31 of `[A-Za-z0-9_.-]`.
+        pub domain: [u8; NAME_LEN],
+    }
+}
+
+abi_struct! {
+    /// `struct fvp_host_info`: the answer of `FVP_IOC_HOST_INFO`.
+    pub struct HostInfo {
+        /// In: which host (0, 1, ...).
+        pub index: u32,
+        /// The host as configured.
+        pub host: HostReq,
+        /// `HOST_*`.
+        pub state: u32,
+        /// Zero.
+        pub reserved: u32,
+        /// Milliseconds since a valid message arrived; `LAST_HEARD_NEVER` if never.
+        pub last_heard_ms: u64,
+        /// Last PING round trip in microseconds; 0 if none.
+        pub rtt_us: u64,
+        /// Blocks held here for volumes that host owns.
+        pub replica_blocks: u64,
+    }
+}
+
+abi_struct! {
+    /// `struct fvp_device_req`: argument of `FVP_IOC_DEVICE_ADD`, `FVP_IOC_DEVICE_REMOVE`
+    /// (which reads only `name`) and `FVP_IOC_DEVICE_INFO`.
+    pub struct DeviceReq {
+        /// `FVP_IOC_DEVICE_INFO` only: which device (0, 1, ...).
+        pub index: u32,
+        /// Zero.
+        pub reserved: u32,
+        /// Cluster-wide device name, NUL-padded: 1 to 31 of `[A-Za-z0-9_.-]`.
+        pub name: [u8; NAME_LEN],
+        /// This host's path to the device: absolute, NUL-terminated.
+        pub path: [u8; PATH_LEN],
+    }
+}
+
+abi_struct! {
+    /// `struct fvp_volume_repl`: the answer of `FVP_IOC_VOLUME_REPL`.
+    pub struct VolumeRepl {
+        /// In: which volume, as for `FVP_IOC_VOLUME_INFO`.
+        pub index: u32,
+        /// Peers requested: 0, 1 or 2.
+        pub peers: u32,
+        /// `DOMAIN_SAME` or `DOMAIN_DIFFERENT`.
+        pub domain: u32,
+        /// `REPL_*`.
+        pub state: u32,
+        /// Current peers' host ids, 0 for none.
+        pub peer_ids: [u32; 2],
+        /// Cluster-wide device name, NUL-padded; empty for peers=0.
+        pub name: [u8; NAME_LEN],
+        /// The volume's epoch.
+        pub epoch: u64,
+        /// Block writes acknowledged by every peer.
+        pub replicated_writes: u64,
+        /// Times a lost peer was replaced.
+        pub reprotections: u64,
+        /// Dirty blocks sent again to a new peer.
+        pub resent_blocks: u64,
+    }
+}
+
+/// Why a cluster, host or device request is invalid; fvp.ko answers `EINVAL` to each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The cluster name is not 1 to 31 of `[A-Za-z0-9_.-]`.
+    ClusterName,
+    /// `local_id` is not in 1..=`MAX_HOSTS`.
+    LocalId,
+    /// `heartbeat_ms` is not in `HEARTBEAT_MS_MIN..=HEARTBEAT_MS_MAX`.
+    Heartbeat,
+    /// `timeout_ms` is less than `TIMEOUT_HEARTBEATS_MIN` × `heartbeat_ms`.
+    TimeoutTooShort,
+    /// `timeout_ms` is more than `TIMEOUT_MS_MAX`.
+    TimeoutTooLong,
+    /// `secret_len` is not in `SECRET_LEN_MIN..=SECRET_LEN`.
+    SecretLen,
+    /// A reserved field is not zero.
+    Reserved,
+    /// A host id is not in 1..=`MAX_HOSTS`.
+    HostId,
+    /// A host's port is zero.
+    Port,
+    /// A host's address is zero (0.0.0.0).
+    Addr,
+    /// A fault domain name is not 1 to 31 of `[A-Za-z0-9_.-]`.
+    Domain,
+    /// A device name is not 1 to 31 of `[A-Za-z0-9_.-]`.
+    DeviceName,
+    /// A device path has no NUL within `PATH_LEN` bytes.
+    PathNotTerminated,
+    /// A device path is empty.
+    PathEmpty,
+    /// A device path does not start with `/`.
+    PathNotAbsolute,
+}
+
+impl ConfigError {
+    /// What is wrong, in a few words.
+    pub fn message(self) -> &'static str {
+        match self {
+            ConfigError::ClusterName => "cluster name is not 1 to 31 of [A-Za-z0-9_.-]",
+            ConfigError::LocalId => "local host id is not in 1..=64",
+            ConfigError::Heartbeat => "heartbeat_ms is not in 10..=10000",
+            ConfigError::TimeoutTooShort => "timeout_ms is less than 3 x heartbeat_ms",
+            ConfigError::TimeoutTooLong => "timeout_ms is more than 600000",
+            ConfigError::SecretLen => "secret is not 16 to 64 bytes long",
+            ConfigError::Reserved => "reserved field is not zero",
+            ConfigError::HostId => "host id is not in 1..=64",
+            ConfigError::Port => "port is zero",
+            ConfigError::Addr => "address is 0.0.0.0",
+            ConfigError::Domain => "fault domain is not 1 to 31 of [A-Za-z0-9_.-]",
+            ConfigError::DeviceName => "device name is not 1 to 31 of [A-Za-z0-9_.-]",
+            ConfigError::PathNotTerminated => "device path is not NUL-terminated",
+            ConfigError::PathEmpty => "device path is empty",
+            ConfigError::PathNotAbsolute => "device path is not absolute",
+        }
+    }
+}
+
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+/// Whether `id` can be a host id (1..=`MAX_HOSTS`).
+pub const fn host_id_valid(id: u32) -> bool {
+    id >= 1 && id <= MAX_HOSTS
+}
+
+/// Whether a NUL-padded name is 1 to 31 of `[A-Za-z0-9_.-]` (as [`pool_name`] accepts).
+fn name_valid(name: &[u8; NAME_LEN]) -> bool {
+    pool_name(name).is_some()
+}
+
+impl ClusterCfg {
+    /// The secret's bytes in use (`secret_len` of them, at most `SECRET_LEN`).
+    pub fn secret(&self) -> &[u8] {
+        let len = (self.secret_len as usize).min(SECRET_LEN);
+        &self.secret[..len]
+    }
+
+    /// Sets `secret` and `secret_len`; `None` (and nothing changed) unless `secret` is
+    /// `SECRET_LEN_MIN..=SECRET_LEN` bytes long.
+    pub fn set_secret(&mut self, secret: &[u8]) -> Option<()> {
+        if !(SECRET_LEN_MIN..=SECRET_LEN).contains(&secret.len()) {
+            return None;
+        }
+        self.secret = [0u8; SECRET_LEN];
+        self.secret[..secret.len()].copy_from_slice(secret);
+        self.secret_len = secret.len() as u32;
+        Some(())
+    }
+
+    /// Checks the rules of `FVP_IOC_CLUSTER_SET`, in the order of the structure.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !name_valid(&self.name) {
+            return Err(ConfigError::ClusterName);
+        }
+        if !host_id_valid(self.local_id) {
+            return Err(ConfigError::LocalId);
+        }
+        if !(HEARTBEAT_MS_MIN..=HEARTBEAT_MS_MAX).contains(&self.heartbeat_ms) {
+            return Err(ConfigError::Heartbeat);
+        }
+        // heartbeat_ms <= 10000, so this cannot overflow.
+        if self.timeout_ms < TIMEOUT_HEARTBEATS_MIN * self.heartbeat_ms {
+            return Err(ConfigError::TimeoutTooShort);
+        }
+        if self.timeout_ms > TIMEOUT_MS_MAX {
+            return Err(ConfigError::TimeoutTooLong);
+        }
+        let secret_len = self.secret_len as usize;
+        if !(SECRET_LEN_MIN..=SECRET_LEN).contains(&secret_len) {
+            return Err(ConfigError::SecretLen);
+        }
+        if self.reserved != [0; 4] {
+            return Err(ConfigError::Reserved);
+        }
+        Ok(())
+    }
+}
+
+impl HostReq {
+    /// The request for host `id` at `octets`:`port` in fault domain `domain` (a
+    /// NUL-padded name, as [`pool_name`] makes). Not validated.
+    pub fn new(id: u32, octets: [u8; 4], port: u16, domain: [u8; NAME_LEN]) -> Self {
+        Self { id, addr: u32::from_ne_bytes(octets), port, reserved: 0, domain }
+    }
+
+    /// The IPv4 address's octets, most significant first (`10.0.0.1` is `[10, 0, 0, 1]`).
+    pub fn octets(&self) -> [u8; 4] {
+        self.addr.to_ne_bytes()
+    }
+
+    /// Checks the rules of `FVP_IOC_HOST_ADD`. (`FVP_IOC_HOST_REMOVE` reads only `id`:
+    /// check it with [`host_id_valid`].)
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !host_id_valid(self.id) {
+            return Err(ConfigError::HostId);
+        }
+        if self.addr == 0 {
+            return Err(ConfigError::Addr);
+        }
+        if self.port == 0 {
+            return Err(ConfigError::Port);
+        }
+        if self.reserved != 0 {
+            return Err(ConfigError::Reserved);
+        }
+        if !name_valid(&self.domain) {
+            return Err(ConfigError::Domain);
+        }
+        Ok(())
+    }
+}
+
+impl DeviceReq {
+    /// The request for device `name` (a NUL-padded name, as [`pool_name`] makes) at
+    /// `path`; `None` if `path` does not fit with its NUL or holds a NUL. Not validated.
+    pub fn new(name: [u8; NAME_LEN], path: &[u8]) -> Option<Self> {
+        if path.len() >= PATH_LEN || path.contains(&0) {
+            return None;
+        }
+        let mut req = Self { name, ..Self::default() };
+        req.path[..path.len()].copy_from_slice(path);
+        Some(req)
+    }
+
+    /// The path's bytes before its NUL, or `None` if it has none.
+    pub fn path_bytes(&self) -> Option<&[u8]> {
+        let end = self.path.iter().position(|&b| b == 0)?;
+        Some(&self.path[..end])
+    }
+
+    /// The path's text (`"?"` if it is not UTF-8 or has no NUL).
+    pub fn path_str(&self) -> &str {
+        self.path_bytes().and_then(|p| core::str::from_utf8(p).ok()).unwrap_or("?")
+    }
+
+    /// Checks the rules of `FVP_IOC_DEVICE_ADD` (`index` is not read). Only the name
+    /// matters to `FVP_IOC_DEVICE_REMOVE`: check it with [`pool_name`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.reserved != 0 {
+            return Err(ConfigError::Reserved);
+        }
+        if !name_valid(&self.name) {
+            return Err(ConfigError::DeviceName);
+        }
+        match self.path_bytes() {
+            None => Err(ConfigError::PathNotTerminated),
+            Some([]) => Err(ConfigError::PathEmpty),
+            Some([b'/', ..]) => Ok(()),
+            Some(_) => Err(ConfigError::PathNotAbsolute),
+        }
+    }
+}
+
 /// A pool name as the ABI carries it, validated: 1 to 31 of `[A-Za-z0-9_.-]`.
 pub fn pool_name(name: &[u8]) -> Option<[u8; NAME_LEN]> {
     let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
@@ -516,5 +1052,249 @@ mod tests {
     fn status_round_trips() {
         let s = Status { volumes: 3, reserved: 0, bios_mapped: 1 << 40 };
         assert_eq!(Status::from_bytes(&s.to_bytes()), s);
+    }
+
+    #[test]
+    fn every_command_decodes_to_itself() {
+        for c in Command::ALL {
+            assert_eq!(Command::decode(c.ioc()), Ok(c), "{c:?}");
+            assert_eq!(ioc_size(c.ioc()), c.size());
+            assert_eq!((c.ioc() >> IOC_TYPESHIFT) & 0xff, IOCTL_MAGIC);
+        }
+        let sizes = [
+            (Command::VolumeRepl, VolumeRepl::SIZE),
+            (Command::ClusterSet, ClusterCfg::SIZE),
+            (Command::ClusterInfo, ClusterInfo::SIZE),
+            (Command::HostAdd, HostReq::SIZE),
+            (Command::HostRemove, HostReq::SIZE),
+            (Command::HostInfo, HostInfo::SIZE),
+            (Command::DeviceAdd, DeviceReq::SIZE),
+            (Command::DeviceRemove, DeviceReq::SIZE),
+            (Command::DeviceInfo, DeviceReq::SIZE),
+        ];
+        for (c, size) in sizes {
+            assert_eq!(c.size(), size, "{c:?}");
+            assert_eq!(c.since_abi(), 3, "{c:?}");
+        }
+        assert_eq!(Command::PoolInfo.since_abi(), 2);
+        assert_eq!(Command::Version.since_abi(), 1);
+        // The numbers between the groups are not commands.
+        for nr in [0x02, 0x16, 0x1f, 0x28] {
+            assert_eq!(Command::decode(ioc(IOC_READ, IOCTL_MAGIC, nr, 8)), Err(CommandError::Unknown));
+        }
+        // Right number, wrong direction or size.
+        assert_eq!(
+            Command::decode(ioc(IOC_READ, IOCTL_MAGIC, 0x20, ClusterCfg::SIZE)),
+            Err(CommandError::BadEncoding)
+        );
+        assert_eq!(
+            Command::decode(ioc(IOC_WRITE, IOCTL_MAGIC, 0x22, HostReq::SIZE + 4)),
+            Err(CommandError::BadEncoding)
+        );
+    }
+
+    #[test]
+    fn cluster_structures_have_the_header_sizes() {
+        // The header has no implicit padding; these follow from its field list.
+        assert_eq!(ClusterCfg::SIZE, 32 + 4 * 4 + SECRET_LEN + 16);
+        assert_eq!(ClusterInfo::SIZE, ClusterCfg::SIZE + 4 * 4 + 3 * 8);
+        assert_eq!(HostReq::SIZE, 4 + 4 + 2 + 2 + NAME_LEN);
+        assert_eq!(HostInfo::SIZE, 4 + HostReq::SIZE + 4 + 4 + 3 * 8);
+        assert_eq!(DeviceReq::SIZE, 4 + 4 + NAME_LEN + PATH_LEN);
+        assert_eq!(VolumeRepl::SIZE, 4 * 4 + 2 * 4 + NAME_LEN + 4 * 8);
+        assert_eq!(offset_of!(HostInfo, last_heard_ms), 56);
+        assert_eq!(offset_of!(VolumeRepl, epoch), 56);
+    }
+
+    fn cfg() -> ClusterCfg {
+        let mut cfg = ClusterCfg {
+            name: pool_name(b"lab").unwrap(),
+            local_id: 2,
+            heartbeat_ms: DEFAULT_HEARTBEAT_MS,
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            ..Default::default()
+        };
+        cfg.set_secret(b"0123456789abcdef-secret").unwrap();
+        cfg
+    }
+
+    fn host() -> HostReq {
+        HostReq::new(3, [10, 0, 0, 3], 7790, pool_name(b"rack-a").unwrap())
+    }
+
+    #[test]
+    fn cluster_structures_round_trip() {
+        let cfg = cfg();
+        assert_eq!(ClusterCfg::from_bytes(&cfg.to_bytes()), cfg);
+        let info = ClusterInfo {
+            cfg,
+            flags: CLUSTER_CONFIGURED | CLUSTER_LEASE,
+            hosts: 3,
+            devices: 1,
+            hosts_up: 2,
+            replica_blocks: 1 << 33,
+            refused_connections: 4,
+            protocol_errors: u64::MAX,
+        };
+        let bytes = info.to_bytes();
+        assert_eq!(ClusterInfo::from_bytes(&bytes), info);
+        // The nested structure sits at the start, byte for byte.
+        assert_eq!(&bytes[..ClusterCfg::SIZE], &cfg.to_bytes()[..]);
+        let h = HostInfo {
+            index: 1,
+            host: host(),
+            state: HOST_UP,
+            reserved: 0,
+            last_heard_ms: LAST_HEARD_NEVER,
+            rtt_us: 250,
+            replica_blocks: 9,
+        };
+        let bytes = h.to_bytes();
+        assert_eq!(HostInfo::from_bytes(&bytes), h);
+        assert_eq!(&bytes[4..4 + HostReq::SIZE], &host().to_bytes()[..]);
+        let mut d = DeviceReq::new(pool_name(b"shared0").unwrap(), b"/dev/vdb").unwrap();
+        d.index = 5;
+        assert_eq!(DeviceReq::from_bytes(&d.to_bytes()), d);
+        let r = VolumeRepl {
+            index: 2,
+            peers: 2,
+            domain: DOMAIN_DIFFERENT,
+            state: REPL_REPROTECTING,
+            peer_ids: [3, 64],
+            name: pool_name(b"shared0").unwrap(),
+            epoch: 7,
+            replicated_writes: 1000,
+            reprotections: 1,
+            resent_blocks: 12,
+        };
+        let bytes = r.to_bytes();
+        assert_eq!(VolumeRepl::from_bytes(&bytes), r);
+        assert_eq!(get_u32(&bytes, 16), 3);
+        assert_eq!(get_u32(&bytes, 20), 64);
+    }
+
+    #[test]
+    fn host_addresses_are_in_network_byte_order() {
+        let h = host();
+        assert_eq!(h.octets(), [10, 0, 0, 3]);
+        let bytes = h.to_bytes();
+        // addr at offset 4: the octets in wire order, whatever the CPU's byte order.
+        assert_eq!(&bytes[4..8], &[10, 0, 0, 3]);
+        // port at offset 8, in host order.
+        assert_eq!(&bytes[8..10], &7790u16.to_ne_bytes());
+        assert_eq!(HostReq::from_bytes(&bytes).octets(), [10, 0, 0, 3]);
+    }
+
+    #[test]
+    fn cluster_cfg_debug_hides_the_secret() {
+        let text = format!("{:?}", cfg());
+        assert!(text.contains("\"lab\""), "{text}");
+        assert!(text.contains("<redacted>"), "{text}");
+        assert!(!text.contains("48, 49"), "{text}");
+        let info = format!("{:?}", ClusterInfo { cfg: cfg(), ..Default::default() });
+        assert!(info.contains("<redacted>") && !info.contains("48, 49"), "{info}");
+    }
+
+    #[test]
+    fn secrets_are_16_to_64_bytes() {
+        let mut c = cfg();
+        assert_eq!(c.secret(), b"0123456789abcdef-secret");
+        assert_eq!(c.set_secret(&[7u8; 15]), None);
+        assert_eq!(c.set_secret(&[7u8; 65]), None);
+        assert_eq!(c.secret(), b"0123456789abcdef-secret", "a refused secret changes nothing");
+        c.set_secret(&[7u8; 64]).unwrap();
+        assert_eq!(c.secret(), &[7u8; 64][..]);
+        c.set_secret(&[1u8; 16]).unwrap();
+        assert_eq!(c.secret(), &[1u8; 16][..]);
+        assert!(c.secret[16..].iter().all(|&b| b == 0), "the old secret's tail is cleared");
+        c.secret_len = 1000;
+        assert_eq!(c.secret().len(), SECRET_LEN);
+    }
+
+    #[test]
+    fn cluster_cfg_rules() {
+        assert_eq!(cfg().validate(), Ok(()));
+        let check = |change: fn(&mut ClusterCfg)| {
+            let mut c = cfg();
+            change(&mut c);
+            c.validate()
+        };
+        assert_eq!(check(|c| c.name = [0; NAME_LEN]), Err(ConfigError::ClusterName));
+        assert_eq!(check(|c| c.name = pool_name(b"x").unwrap()), Ok(()));
+        assert_eq!(check(|c| c.name[0] = b' '), Err(ConfigError::ClusterName));
+        assert_eq!(check(|c| c.name = [b'a'; NAME_LEN]), Err(ConfigError::ClusterName));
+        assert_eq!(check(|c| c.local_id = 0), Err(ConfigError::LocalId));
+        assert_eq!(check(|c| c.local_id = 64), Ok(()));
+        assert_eq!(check(|c| c.local_id = 65), Err(ConfigError::LocalId));
+        assert_eq!(check(|c| c.heartbeat_ms = 9), Err(ConfigError::Heartbeat));
+        assert_eq!(check(|c| (c.heartbeat_ms, c.timeout_ms) = (10, 30)), Ok(()));
+        assert_eq!(check(|c| (c.heartbeat_ms, c.timeout_ms) = (10, 29)), Err(ConfigError::TimeoutTooShort));
+        assert_eq!(check(|c| (c.heartbeat_ms, c.timeout_ms) = (10_000, 30_000)), Ok(()));
+        assert_eq!(check(|c| c.heartbeat_ms = 10_001), Err(ConfigError::Heartbeat));
+        assert_eq!(check(|c| c.heartbeat_ms = u32::MAX), Err(ConfigError::Heartbeat));
+        assert_eq!(check(|c| c.timeout_ms = 600_000), Ok(()));
+        assert_eq!(check(|c| c.timeout_ms = 600_001), Err(ConfigError::TimeoutTooLong));
+        assert_eq!(check(|c| c.timeout_ms = 0), Err(ConfigError::TimeoutTooShort));
+        assert_eq!(check(|c| c.secret_len = 15), Err(ConfigError::SecretLen));
+        assert_eq!(check(|c| c.secret_len = 16), Ok(()));
+        assert_eq!(check(|c| c.secret_len = 64), Ok(()));
+        assert_eq!(check(|c| c.secret_len = 65), Err(ConfigError::SecretLen));
+        assert_eq!(check(|c| c.reserved[3] = 1), Err(ConfigError::Reserved));
+    }
+
+    #[test]
+    fn host_req_rules() {
+        assert_eq!(host().validate(), Ok(()));
+        let check = |change: fn(&mut HostReq)| {
+            let mut h = host();
+            change(&mut h);
+            h.validate()
+        };
+        assert_eq!(check(|h| h.id = 0), Err(ConfigError::HostId));
+        assert_eq!(check(|h| h.id = 1), Ok(()));
+        assert_eq!(check(|h| h.id = MAX_HOSTS), Ok(()));
+        assert_eq!(check(|h| h.id = MAX_HOSTS + 1), Err(ConfigError::HostId));
+        assert_eq!(check(|h| h.addr = 0), Err(ConfigError::Addr));
+        assert_eq!(check(|h| h.port = 0), Err(ConfigError::Port));
+        assert_eq!(check(|h| h.reserved = 1), Err(ConfigError::Reserved));
+        assert_eq!(check(|h| h.domain = [0; NAME_LEN]), Err(ConfigError::Domain));
+        assert_eq!(check(|h| h.domain[0] = b'/'), Err(ConfigError::Domain));
+        assert!(host_id_valid(1) && host_id_valid(64) && !host_id_valid(0) && !host_id_valid(65));
+    }
+
+    #[test]
+    fn device_req_rules() {
+        let name = pool_name(b"shared0").unwrap();
+        let dev = |path: &[u8]| DeviceReq::new(name, path).unwrap();
+        assert_eq!(dev(b"/dev/disk/by-id/virtio-fvp-shared").validate(), Ok(()));
+        assert_eq!(dev(b"/dev/vdb").path_str(), "/dev/vdb");
+        assert_eq!(dev(b"/").validate(), Ok(()));
+        assert_eq!(dev(b"").validate(), Err(ConfigError::PathEmpty));
+        assert_eq!(dev(b"dev/vdb").validate(), Err(ConfigError::PathNotAbsolute));
+        let longest = [b'/'; PATH_LEN - 1];
+        assert_eq!(dev(&longest).validate(), Ok(()));
+        assert!(DeviceReq::new(name, &[b'/'; PATH_LEN]).is_none());
+        assert!(DeviceReq::new(name, b"/dev/\0vdb").is_none());
+        let mut full = dev(b"/dev/vdb");
+        full.path = [b'/'; PATH_LEN];
+        assert_eq!(full.validate(), Err(ConfigError::PathNotTerminated));
+        assert_eq!(full.path_bytes(), None);
+        assert_eq!(full.path_str(), "?");
+        let mut d = dev(b"/dev/vdb");
+        d.reserved = 1;
+        assert_eq!(d.validate(), Err(ConfigError::Reserved));
+        let mut d = dev(b"/dev/vdb");
+        d.name = [0; NAME_LEN];
+        assert_eq!(d.validate(), Err(ConfigError::DeviceName));
+        // `index` is only for FVP_IOC_DEVICE_INFO: not checked.
+        let mut d = dev(b"/dev/vdb");
+        d.index = 9;
+        assert_eq!(d.validate(), Ok(()));
+    }
+
+    #[test]
+    fn config_errors_read_well() {
+        assert_eq!(format!("{}", ConfigError::TimeoutTooShort), "timeout_ms is less than 3 x heartbeat_ms");
+        assert_eq!(ConfigError::PathNotAbsolute.message(), "device path is not absolute");
     }
 }

@@ -7,5 +7,10 @@
 //! its unit and property tests.
 
 pub mod abi;
+pub mod auth;
 pub mod cache;
+pub mod crc32c;
+pub mod membership;
+pub mod placement;
 pub mod table;
+pub mod wire;

@@ -3,8 +3,9 @@
 //! Parsing and validation of the `fvp` device-mapper table line.
 //!
 //! Table: `<start> <length> fvp <backing-dev> <pool> <policy> [key=value ...]`, where
-//! `<policy>` is `write-through` or `write-back`. Options: `peers=0` (replication comes
-//! later), `block_size=4096`, `sequential_cutoff=<bytes>` (0 disables).
+//! `<policy>` is `write-through` or `write-back`. Options: `peers=0|1|2` (write-back only),
+//! `domain=same|different` (where peers are placed; with `peers>0` only), `block_size=4096`,
+//! `sequential_cutoff=<bytes>` (0 disables).
 
 use core::ffi::CStr;
 
@@ -50,8 +51,10 @@ pub struct Table<'a> {
     pub pool: &'a [u8],
     /// Policy asked for.
     pub policy: Policy,
-    /// Peers holding replicas (0 in this version).
+    /// Peers holding replicas of dirty blocks: 0, 1 or 2.
     pub peers: u32,
+    /// Where the peers are placed (meaningful with `peers > 0`).
+    pub domain: super::placement::DomainRule,
     /// Block size in bytes.
     pub block_size: u32,
     /// Sequential cutoff in bytes (0: off).
@@ -77,8 +80,12 @@ pub enum TableError {
     UnexpectedArgument,
     /// An option given twice.
     DuplicateOption,
-    /// `peers` other than 0.
+    /// `peers` above 2.
     PeersUnsupported,
+    /// `peers>0` with write-through: there is nothing to replicate.
+    PeersNeedWriteBack,
+    /// `domain` neither `same` nor `different`, or given without `peers>0`.
+    BadDomain,
     /// `peers` not a number.
     BadPeers,
     /// `block_size` other than 4096.
@@ -113,15 +120,15 @@ impl TableError {
             TableError::MissingPolicy => c"missing argument: <policy> (write-through or write-back)",
             TableError::BadPolicy => c"invalid <policy>: expected write-through or write-back",
             TableError::UnknownOption => {
-                c"unknown option (known: peers, block_size, sequential_cutoff)"
+                c"unknown option (known: peers, domain, block_size, sequential_cutoff)"
             }
             TableError::UnexpectedArgument => {
                 c"too many arguments: expected <backing-dev> <pool> <policy> [key=value ...]"
             }
             TableError::DuplicateOption => c"option given twice",
-            TableError::PeersUnsupported => {
-                c"peers: only peers=0 is supported until replication exists"
-            }
+            TableError::PeersUnsupported => c"peers: at most 2",
+            TableError::PeersNeedWriteBack => c"peers: replication needs write-back",
+            TableError::BadDomain => c"domain: expected same or different, with peers=1 or 2",
             TableError::BadPeers => c"peers: expected a number",
             TableError::BadBlockSize => c"block_size: only 4096 is supported",
             TableError::BadSequentialCutoff => c"sequential_cutoff: expected a number of bytes",
@@ -175,10 +182,11 @@ pub fn parse<'a>(args: &[&'a [u8]]) -> Result<Table<'a>, TableError> {
         pool,
         policy,
         peers: 0,
+        domain: super::placement::DomainRule::Different,
         block_size: BLOCK_SIZE,
         sequential_cutoff: DEFAULT_SEQUENTIAL_CUTOFF,
     };
-    let mut seen = [false; 3];
+    let mut seen = [false; 4];
     for arg in it {
         let eq = arg.iter().position(|&c| c == b'=').ok_or(TableError::UnexpectedArgument)?;
         let (key, value) = (&arg[..eq], &arg[eq + 1..]);
@@ -186,6 +194,7 @@ pub fn parse<'a>(args: &[&'a [u8]]) -> Result<Table<'a>, TableError> {
             b"peers" => 0,
             b"block_size" => 1,
             b"sequential_cutoff" => 2,
+            b"domain" => 3,
             _ => return Err(TableError::UnknownOption),
         };
         if seen[index] {
@@ -195,10 +204,13 @@ pub fn parse<'a>(args: &[&'a [u8]]) -> Result<Table<'a>, TableError> {
         match index {
             0 => {
                 let peers = number(value).ok_or(TableError::BadPeers)?;
-                if peers != 0 {
+                if peers > 2 {
                     return Err(TableError::PeersUnsupported);
                 }
-                table.peers = 0;
+                table.peers = peers as u32;
+            }
+            3 => {
+                table.domain = super::placement::DomainRule::parse(value).ok_or(TableError::BadDomain)?;
             }
             1 => {
                 if number(value) != Some(u64::from(BLOCK_SIZE)) {
@@ -209,6 +221,12 @@ pub fn parse<'a>(args: &[&'a [u8]]) -> Result<Table<'a>, TableError> {
                 table.sequential_cutoff = number(value).ok_or(TableError::BadSequentialCutoff)?;
             }
         }
+    }
+    if table.peers > 0 && table.policy != Policy::WriteBack {
+        return Err(TableError::PeersNeedWriteBack);
+    }
+    if seen[3] && table.peers == 0 {
+        return Err(TableError::BadDomain);
     }
     Ok(table)
 }
@@ -246,6 +264,10 @@ mod tests {
             .unwrap();
         assert_eq!(t.policy, Policy::WriteThrough);
         assert_eq!(t.sequential_cutoff, 0);
+        let t = parse(&[b"/dev/vdb", b"p", b"write-back", b"peers=2", b"domain=same"]).unwrap();
+        assert_eq!((t.peers, t.domain), (2, super::super::placement::DomainRule::Same));
+        let t = parse(&[b"/dev/vdb", b"p", b"write-back", b"peers=1"]).unwrap();
+        assert_eq!((t.peers, t.domain), (1, super::super::placement::DomainRule::Different));
     }
 
     #[test]
@@ -261,7 +283,10 @@ mod tests {
             (&[b"/dev/vdb", b"ram0", b"peers=0"], MissingPolicy),
             (&[b"/dev/vdb", b"ram0", b"write-back", b"extra"], UnexpectedArgument),
             (&[b"/dev/vdb", b"ram0", b"write-back", b"cache=1"], UnknownOption),
-            (&[b"/dev/vdb", b"ram0", b"write-back", b"peers=1"], PeersUnsupported),
+            (&[b"/dev/vdb", b"ram0", b"write-back", b"peers=3"], PeersUnsupported),
+            (&[b"/dev/vdb", b"ram0", b"write-through", b"peers=1"], PeersNeedWriteBack),
+            (&[b"/dev/vdb", b"ram0", b"write-back", b"domain=same"], BadDomain),
+            (&[b"/dev/vdb", b"ram0", b"write-back", b"peers=1", b"domain=rack"], BadDomain),
             (&[b"/dev/vdb", b"ram0", b"write-back", b"peers=x"], BadPeers),
             (&[b"/dev/vdb", b"ram0", b"write-back", b"peers=0", b"peers=0"], DuplicateOption),
             (&[b"/dev/vdb", b"ram0", b"write-back", b"block_size=8192"], BadBlockSize),

@@ -1,0 +1,941 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The cluster: configuration, connections to the other hosts, heartbeats, fencing
+//! and leases. See `docs/replication.md`.
+//!
+//! Threads (all kthreads, stopped by [`Cluster::stop`]):
+//! - one listener, accepting connections and starting one inbound thread per
+//!   connection, which runs the server handshake then serves requests;
+//! - one outbound thread per other host, connecting, running the client handshake,
+//!   sending PINGs and reading PONGs and ACKs;
+//! - one ticker, which every heartbeat updates fences, and reconciles the replicated
+//!   volumes and the replicas held for others with what membership says.
+
+use crate::conn::{Conn, Polled, Reader, RxError};
+use crate::fvp_kernel::block;
+use crate::fvp_kernel::net::{random_bytes, SockAddr, TcpSocket};
+use crate::fvp_kernel::sync::sleep_ms;
+use crate::fvp_kernel::thread::{StopToken, Thread};
+use crate::fvp_kernel::vec;
+use crate::logic::abi;
+use crate::logic::auth;
+use crate::logic::membership::{Membership, View};
+use crate::logic::placement::{self, DomainRule, HostEntry};
+use crate::logic::wire::{Message, Session, WireError};
+use crate::replica::ReplicaStore;
+use crate::volume::Volume;
+use crate::shared::Shared;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use kernel::new_mutex;
+use kernel::prelude::*;
+use kernel::sync::{Arc, Mutex};
+use kernel::time::Ktime;
+
+/// This host's settings (`FVP_IOC_CLUSTER_SET`).
+#[derive(Clone, Copy)]
+pub(crate) struct Settings {
+    pub(crate) cfg: abi::ClusterCfg,
+    pub(crate) tag: u64,
+}
+
+impl Settings {
+    pub(crate) fn timeout_ns(&self) -> u64 {
+        u64::from(self.cfg.timeout_ms) * 1_000_000
+    }
+}
+
+/// A shared backing device: cluster-wide name, this host's path, its dev_t if the
+/// path resolved when it was added.
+#[derive(Clone, Copy)]
+pub(crate) struct Device {
+    pub(crate) req: abi::DeviceReq,
+    pub(crate) devt: u32,
+}
+
+struct Config {
+    settings: Option<Settings>,
+    hosts: KVec<abi::HostReq>,
+    devices: KVec<Device>,
+}
+
+/// The link to one other host.
+#[pin_data]
+pub(crate) struct Link {
+    pub(crate) host: abi::HostReq,
+    /// Our connection to it (we send requests), once authenticated.
+    #[pin]
+    out: Mutex<Option<Arc<Conn>>>,
+    /// Its connection to us (it sends requests), once authenticated.
+    #[pin]
+    inbound: Mutex<Option<Arc<Conn>>>,
+    #[pin]
+    thread: Mutex<Option<Thread>>,
+    rtt_us: AtomicU64,
+    /// When a valid message last arrived from the host (ns, local clock; 0: never).
+    last_rx_ns: AtomicU64,
+}
+
+impl Link {
+    pub(crate) fn out_conn(&self) -> Option<Arc<Conn>> {
+        self.out.lock().as_ref().filter(|c| !c.is_broken()).cloned()
+    }
+
+    fn both_up(&self) -> bool {
+        let out = self.out_conn().is_some();
+        let inb = self.inbound.lock().as_ref().is_some_and(|c| !c.is_broken());
+        out && inb
+    }
+}
+
+/// An accepted connection and the thread serving it.
+#[pin_data]
+struct Inbound {
+    sock: Arc<TcpSocket>,
+    done: AtomicBool,
+    #[pin]
+    thread: Mutex<Option<Thread>>,
+}
+
+/// Module-wide cluster state.
+#[pin_data]
+pub(crate) struct Cluster {
+    pub(crate) shared: Arc<Shared>,
+    #[pin]
+    cfg: Mutex<Config>,
+    #[pin]
+    links: Mutex<KVec<Arc<Link>>>,
+    #[pin]
+    members: Mutex<Option<Membership>>,
+    #[pin]
+    listener: Mutex<Option<(Arc<TcpSocket>, Thread)>>,
+    #[pin]
+    ticker: Mutex<Option<Thread>>,
+    #[pin]
+    inbound: Mutex<KVec<Arc<Inbound>>>,
+    /// This host's replicated volumes.
+    #[pin]
+    pub(crate) volumes: Mutex<KVec<Arc<Volume>>>,
+    #[pin]
+    pub(crate) replicas: ReplicaStore,
+    pub(crate) refused: AtomicU64,
+    pub(crate) protocol_errors: AtomicU64,
+    /// Whether this host learnt it is fenced by a majority and discarded its state.
+    pub(crate) self_fenced: AtomicBool,
+}
+
+pub(crate) fn now_ns() -> u64 {
+    Ktime::ktime_get().to_ns() as u64
+}
+
+fn addr_of(h: &abi::HostReq) -> SockAddr {
+    SockAddr { addr_be: h.addr, port: h.port }
+}
+
+impl Cluster {
+    pub(crate) fn new(shared: Arc<Shared>) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            shared,
+            cfg <- new_mutex!(Config { settings: None, hosts: KVec::new(), devices: KVec::new() }, "fvp::Cluster::cfg"),
+            links <- new_mutex!(KVec::new(), "fvp::Cluster::links"),
+            members <- new_mutex!(None, "fvp::Cluster::members"),
+            listener <- new_mutex!(None, "fvp::Cluster::listener"),
+            ticker <- new_mutex!(None, "fvp::Cluster::ticker"),
+            inbound <- new_mutex!(KVec::new(), "fvp::Cluster::inbound"),
+            volumes <- new_mutex!(KVec::new(), "fvp::Cluster::volumes"),
+            replicas <- ReplicaStore::new(),
+            refused: AtomicU64::new(0),
+            protocol_errors: AtomicU64::new(0),
+            self_fenced: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn settings(&self) -> Option<Settings> {
+        self.cfg.lock().settings
+    }
+
+    pub(crate) fn local_id(&self) -> u32 {
+        self.settings().map(|s| s.cfg.local_id).unwrap_or(0)
+    }
+
+    // ---- configuration (control ioctls) ----
+
+    /// `FVP_IOC_CLUSTER_SET`.
+    pub(crate) fn set(self: &Arc<Self>, cfg: abi::ClusterCfg) -> Result {
+        if let Err(e) = cfg.validate() {
+            pr_warn!("fvp: cluster set refused: {}\n", e.message());
+            return Err(EINVAL);
+        }
+        if let Some(old) = self.settings() {
+            let same_identity = old.cfg.name == cfg.name && old.cfg.local_id == cfg.local_id && old.cfg.secret() == cfg.secret();
+            if !same_identity && !self.volumes.lock().is_empty() {
+                pr_warn!("fvp: cluster set refused: replicated volumes exist\n");
+                return Err(EBUSY);
+            }
+        }
+        self.stop();
+        {
+            let mut c = self.cfg.lock();
+            let name_len = cfg.name.iter().position(|&b| b == 0).unwrap_or(cfg.name.len());
+            c.settings = Some(Settings { cfg, tag: auth::cluster_tag(&cfg.name[..name_len]) });
+        }
+        self.start()
+    }
+
+    /// `FVP_IOC_HOST_ADD`.
+    pub(crate) fn add_host(self: &Arc<Self>, h: abi::HostReq) -> Result {
+        if let Err(e) = h.validate() {
+            pr_warn!("fvp: host add refused: {}\n", e.message());
+            return Err(EINVAL);
+        }
+        {
+            let mut c = self.cfg.lock();
+            if c.hosts.iter().any(|x| x.id == h.id || (x.addr == h.addr && x.port == h.port)) {
+                return Err(EEXIST);
+            }
+            c.hosts.push(h, GFP_KERNEL)?;
+        }
+        self.restart()
+    }
+
+    /// `FVP_IOC_HOST_REMOVE`.
+    pub(crate) fn remove_host(self: &Arc<Self>, id: u32) -> Result {
+        {
+            let mut c = self.cfg.lock();
+            let i = c.hosts.iter().position(|x| x.id == id).ok_or(ENOENT)?;
+            if c.settings.is_some_and(|s| s.cfg.local_id == id) && !self.volumes.lock().is_empty() {
+                return Err(EBUSY);
+            }
+            vec::remove(&mut c.hosts, i);
+        }
+        self.restart()
+    }
+
+    pub(crate) fn host_at(&self, index: u32) -> Option<abi::HostReq> {
+        self.cfg.lock().hosts.get(index as usize).copied()
+    }
+
+    /// `FVP_IOC_DEVICE_ADD`: the path is resolved now, and again when used.
+    pub(crate) fn add_device(&self, d: abi::DeviceReq) -> Result {
+        if let Err(e) = d.validate() {
+            pr_warn!("fvp: device add refused: {}\n", e.message());
+            return Err(EINVAL);
+        }
+        let devt = block::lookup_devt(&d.path).unwrap_or(0);
+        let mut c = self.cfg.lock();
+        if c.devices.iter().any(|x| x.req.name == d.name) {
+            return Err(EEXIST);
+        }
+        c.devices.push(Device { req: d, devt }, GFP_KERNEL)?;
+        Ok(())
+    }
+
+    /// `FVP_IOC_DEVICE_REMOVE`.
+    pub(crate) fn remove_device(&self, name: &[u8; abi::NAME_LEN]) -> Result {
+        let mut c = self.cfg.lock();
+        let i = c.devices.iter().position(|x| &x.req.name == name).ok_or(ENOENT)?;
+        vec::remove(&mut c.devices, i);
+        Ok(())
+    }
+
+    pub(crate) fn device_at(&self, index: u32) -> Option<Device> {
+        self.cfg.lock().devices.get(index as usize).copied()
+    }
+
+    /// The configured shared device whose path resolves to `devt`.
+    pub(crate) fn device_by_devt(&self, devt: u32) -> Option<Device> {
+        let devices: KVec<Device> = {
+            let c = self.cfg.lock();
+            let mut v = KVec::new();
+            for d in c.devices.iter() {
+                v.push(*d, GFP_KERNEL).ok()?;
+            }
+            v
+        };
+        devices.iter().find(|d| block::lookup_devt(&d.req.path).ok() == Some(devt)).copied()
+    }
+
+    /// The configured shared device called `name`.
+    pub(crate) fn device_by_name(&self, name: &[u8]) -> Option<Device> {
+        let c = self.cfg.lock();
+        c.devices.iter().find(|d| abi::name_str(&d.req.name).as_bytes() == name).copied()
+    }
+
+    /// Counts for `FVP_IOC_CLUSTER_INFO`.
+    pub(crate) fn info(&self) -> abi::ClusterInfo {
+        let mut info = abi::ClusterInfo::default();
+        let (hosts, devices) = {
+            let c = self.cfg.lock();
+            if let Some(s) = c.settings {
+                info.cfg = s.cfg;
+                info.cfg.secret = [0; abi::SECRET_LEN];
+                info.flags |= abi::CLUSTER_CONFIGURED;
+            }
+            (c.hosts.len() as u32, c.devices.len() as u32)
+        };
+        info.hosts = hosts;
+        info.devices = devices;
+        if self.listener.lock().is_some() {
+            info.flags |= abi::CLUSTER_LISTENING;
+        }
+        let now = now_ns();
+        if let Some(m) = self.members.lock().as_ref() {
+            if m.holds_lease(now) {
+                info.flags |= abi::CLUSTER_LEASE;
+            }
+            info.hosts_up = m.heard(now).count_ones() + 1;
+        }
+        info.replica_blocks = self.replicas.blocks(None);
+        info.refused_connections = self.refused.load(Relaxed);
+        info.protocol_errors = self.protocol_errors.load(Relaxed);
+        info
+    }
+
+    /// State of host `h` for `FVP_IOC_HOST_INFO`.
+    pub(crate) fn host_state(&self, h: &abi::HostReq) -> (u32, u64, u64, u64) {
+        let local = self.local_id();
+        let replicas = self.replicas.blocks(Some(h.id));
+        if h.id == local {
+            return (abi::HOST_SELF, 0, 0, replicas);
+        }
+        let now = now_ns();
+        let fenced = self.members.lock().as_ref().is_some_and(|m| m.fenced() & placement::host_bit(h.id) != 0);
+        let link = self.link(h.id);
+        let heard_ago = link.as_ref().map(|l| l.last_rx_ns.load(Relaxed)).filter(|&t| t != 0).map(|t| now.saturating_sub(t) / 1_000_000);
+        let rtt = link.as_ref().map(|l| l.rtt_us.load(Relaxed)).unwrap_or(0);
+        let state = if fenced {
+            abi::HOST_FENCED
+        } else if link.as_ref().is_some_and(|l| l.both_up()) {
+            abi::HOST_UP
+        } else if heard_ago.is_some_and(|ms| ms < u64::from(self.settings().map(|s| s.cfg.timeout_ms).unwrap_or(0))) {
+            abi::HOST_CONNECTING
+        } else {
+            abi::HOST_DOWN
+        };
+        (state, heard_ago.unwrap_or(u64::MAX), rtt, replicas)
+    }
+
+    pub(crate) fn link(&self, id: u32) -> Option<Arc<Link>> {
+        self.links.lock().iter().find(|l| l.host.id == id).cloned()
+    }
+
+    /// Registers a replicated volume with the ticker.
+    pub(crate) fn add_volume(&self, v: &Arc<Volume>) -> Result {
+        self.volumes.lock().push(v.clone(), GFP_KERNEL)?;
+        Ok(())
+    }
+
+    pub(crate) fn remove_volume(&self, v: &Arc<Volume>) {
+        let mut list = self.volumes.lock();
+        if let Some(i) = list.iter().position(|x| Arc::ptr_eq(x, v)) {
+            let removed = vec::remove(&mut list, i);
+            drop(list);
+            drop(removed);
+        }
+    }
+
+    // ---- membership queries used by the data path and the ticker ----
+
+    /// Hosts for placement: every configured host, up if both connections are
+    /// authenticated and it is not fenced.
+    pub(crate) fn placement_hosts(&self, out: &mut KVec<HostEntry>) -> Result {
+        vec::clear(out);
+        let (hosts, local) = {
+            let c = self.cfg.lock();
+            let mut v = KVec::new();
+            for h in c.hosts.iter() {
+                v.push(*h, GFP_KERNEL)?;
+            }
+            (v, c.settings.map(|s| s.cfg.local_id).unwrap_or(0))
+        };
+        let fenced = self.members.lock().as_ref().map(|m| m.fenced()).unwrap_or(0);
+        for h in hosts.iter() {
+            let up = h.id == local
+                || (fenced & placement::host_bit(h.id) == 0 && self.link(h.id).is_some_and(|l| l.both_up()));
+            out.push(HostEntry { id: h.id, domain: domain_index(&hosts, &h.domain), up }, GFP_KERNEL)?;
+        }
+        Ok(())
+    }
+
+    /// Whether this host may write to backing devices for replicated volumes and
+    /// acknowledge their writes (section 4, owner rule).
+    pub(crate) fn holds_lease(&self) -> bool {
+        self.members.lock().as_ref().is_some_and(|m| m.holds_lease(now_ns()))
+    }
+
+    pub(crate) fn is_fenced_by_majority(&self, id: u32) -> bool {
+        self.members.lock().as_ref().is_some_and(|m| m.majority_fences(id, now_ns()))
+    }
+
+    pub(crate) fn timeout_ms(&self) -> u32 {
+        self.settings().map(|s| s.cfg.timeout_ms).unwrap_or(2000)
+    }
+
+    // ---- runtime ----
+
+    fn restart(self: &Arc<Self>) -> Result {
+        if self.settings().is_none() {
+            return Ok(());
+        }
+        self.stop();
+        self.start()
+    }
+
+    /// Starts the listener, one outbound thread per other host, and the ticker.
+    fn start(self: &Arc<Self>) -> Result {
+        let Some(s) = self.settings() else { return Ok(()) };
+        let local = s.cfg.local_id;
+        let hosts: KVec<abi::HostReq> = {
+            let c = self.cfg.lock();
+            let mut v = KVec::new();
+            for h in c.hosts.iter() {
+                v.push(*h, GFP_KERNEL)?;
+            }
+            v
+        };
+        let mut configured = 0u64;
+        for h in hosts.iter() {
+            configured |= placement::host_bit(h.id);
+        }
+        configured |= placement::host_bit(local);
+        *self.members.lock() = Some(Membership::new(local, configured, s.timeout_ns()).map_err(|_| EINVAL)?);
+        self.self_fenced.store(false, Relaxed);
+
+        if let Some(me) = hosts.iter().find(|h| h.id == local) {
+            match TcpSocket::listen(addr_of(me), 64) {
+                Ok(sock) => {
+                    sock.set_timeouts(500, 500);
+                    let sock = Arc::new(sock, GFP_KERNEL)?;
+                    let (c, l) = (self.clone(), sock.clone());
+                    let t = Thread::start(c"fvp-listen", move |stop| c.listen_loop(&l, stop))?;
+                    *self.listener.lock() = Some((sock, t));
+                    pr_info!("fvp: host {} listening on {}\n", local, addr_of(me));
+                }
+                Err(e) => pr_err!("fvp: cannot listen on {}: error {}\n", addr_of(me), e.to_errno()),
+            }
+        } else {
+            pr_warn!("fvp: host {} is not in the host list: not listening\n", local);
+        }
+
+        for h in hosts.iter().filter(|h| h.id != local) {
+            let link = Arc::pin_init(
+                pin_init!(Link {
+                    host: *h,
+                    out <- new_mutex!(None, "fvp::Link::out"),
+                    inbound <- new_mutex!(None, "fvp::Link::inbound"),
+                    thread <- new_mutex!(None, "fvp::Link::thread"),
+                    rtt_us: AtomicU64::new(0),
+                    last_rx_ns: AtomicU64::new(0),
+                }),
+                GFP_KERNEL,
+            )?;
+            self.links.lock().push(link.clone(), GFP_KERNEL)?;
+            let (c, l) = (self.clone(), link.clone());
+            let t = Thread::start(c"fvp-link", move |stop| c.link_loop(&l, stop))?;
+            *link.thread.lock() = Some(t);
+        }
+        let c = self.clone();
+        let t = Thread::start(c"fvp-tick", move |stop| c.tick_loop(stop))?;
+        *self.ticker.lock() = Some(t);
+        Ok(())
+    }
+
+    /// Stops every thread and closes every connection. Sleeps.
+    pub(crate) fn stop(&self) {
+        let ticker = self.ticker.lock().take();
+        drop(ticker);
+        let listener = self.listener.lock().take();
+        if let Some((sock, mut t)) = listener {
+            sock.shutdown();
+            t.stop();
+        }
+        let links = core::mem::take(&mut *self.links.lock());
+        for l in links.iter() {
+            if let Some(c) = l.out.lock().take() {
+                c.close();
+            }
+            if let Some(c) = l.inbound.lock().take() {
+                c.close();
+            }
+            let t = l.thread.lock().take();
+            drop(t);
+        }
+        let inbound = core::mem::take(&mut *self.inbound.lock());
+        for i in inbound.iter() {
+            i.sock.shutdown();
+            let t = i.thread.lock().take();
+            drop(t);
+        }
+    }
+
+    fn protocol_error(&self, peer: &dyn core::fmt::Display, what: &str) {
+        self.protocol_errors.fetch_add(1, Relaxed);
+        pr_warn!("fvp: closing connection with {}: {}\n", peer, what);
+    }
+
+    // ---- listener and inbound connections (server side) ----
+
+    fn listen_loop(self: &Arc<Self>, sock: &TcpSocket, stop: &StopToken) {
+        while !stop.should_stop() {
+            self.reap_inbound();
+            let (conn, from) = match sock.accept() {
+                Ok(x) => x,
+                Err(e) if e == EAGAIN || e == EINTR => continue,
+                Err(_) => {
+                    sleep_ms(100);
+                    continue;
+                }
+            };
+            let Ok(conn) = Arc::new(conn, GFP_KERNEL) else { continue };
+            let Ok(entry) = Arc::pin_init(
+                pin_init!(Inbound {
+                    sock: conn.clone(),
+                    done: AtomicBool::new(false),
+                    thread <- new_mutex!(None, "fvp::Inbound::thread"),
+                }),
+                GFP_KERNEL,
+            ) else {
+                continue;
+            };
+            if self.inbound.lock().push(entry.clone(), GFP_KERNEL).is_err() {
+                continue;
+            }
+            let (c, e) = (self.clone(), entry.clone());
+            match Thread::start(c"fvp-in", move |stop| {
+                c.serve(&e.sock, from, stop);
+                e.done.store(true, Relaxed);
+            }) {
+                Ok(t) => *entry.thread.lock() = Some(t),
+                Err(_) => entry.done.store(true, Relaxed),
+            }
+        }
+    }
+
+    /// Joins inbound threads that finished.
+    fn reap_inbound(&self) {
+        let mut finished = KVec::new();
+        {
+            let mut list = self.inbound.lock();
+            let mut i = 0;
+            while i < list.len() {
+                if list[i].done.load(Relaxed) {
+                    if finished.reserve(1, GFP_KERNEL).is_err() {
+                        break;
+                    }
+                    if let Some(e) = vec::remove(&mut list, i) {
+                        let _ = finished.push(e, GFP_KERNEL);
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        for e in finished.iter() {
+            let t = e.thread.lock().take();
+            drop(t);
+        }
+    }
+
+    /// Runs the server handshake on an accepted connection, then serves its requests.
+    fn serve(self: &Arc<Self>, sock: &Arc<TcpSocket>, from: SockAddr, stop: &StopToken) {
+        let Some(s) = self.settings() else { return };
+        // The handshake must finish within the timeout.
+        sock.set_timeouts(s.cfg.timeout_ms, s.cfg.timeout_ms);
+        let Ok(mut reader) = Reader::new() else { return };
+        let mut session = Session::server();
+        let peer = match self.server_handshake(sock, &mut reader, &mut session, &s) {
+            Ok(p) => p,
+            Err(why) => {
+                self.refused.fetch_add(1, Relaxed);
+                pr_warn!("fvp: refused connection from {}: {}\n", from, why);
+                return;
+            }
+        };
+        let Some(link) = self.link(peer) else { return };
+        // The connection's receive side now belongs to this thread; the Conn is used to
+        // send replies and to close it.
+        let Ok(conn) = Conn::new(sock.clone(), s.cfg.local_id, peer, 3) else { return };
+        if let Some(old) = link.inbound.lock().replace(conn.clone()) {
+            old.close();
+        }
+        pr_info!("fvp: host {} connected from {}\n", peer, from);
+        sock.set_timeouts(s.cfg.heartbeat_ms, s.cfg.timeout_ms);
+        loop {
+            if stop.should_stop() || conn.is_broken() {
+                break;
+            }
+            let h = match reader.poll(sock) {
+                Ok(Polled::Idle) => continue,
+                Ok(Polled::Message(h)) => h,
+                Err(RxError::Closed) => break,
+                Err(RxError::Wire(e)) => {
+                    self.protocol_error(&from, e.reason());
+                    break;
+                }
+            };
+            if let Err(e) = session.check_incoming(&h) {
+                self.protocol_error(&from, e.reason());
+                break;
+            }
+            let msg = match Message::decode(&h, reader.payload(&h)) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.protocol_error(&from, e.reason());
+                    break;
+                }
+            };
+            self.heard(peer);
+            if let Err(why) = self.handle_request(peer, &conn, h.seq, &msg) {
+                self.protocol_error(&from, why);
+                break;
+            }
+        }
+        conn.close();
+        let mut slot = link.inbound.lock();
+        if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, &conn)) {
+            *slot = None;
+        }
+    }
+
+    fn server_handshake(
+        &self,
+        sock: &TcpSocket,
+        reader: &mut Reader,
+        session: &mut Session,
+        s: &Settings,
+    ) -> core::result::Result<u32, &'static str> {
+        let local = s.cfg.local_id;
+        let h = wait_message(sock, reader)?;
+        session.check_incoming(&h).map_err(|e| e.reason())?;
+        let (client, nonce_c) = match Message::decode(&h, reader.payload(&h)).map_err(|e| e.reason())? {
+            Message::Hello { cluster_tag, host_id, nonce } => {
+                if cluster_tag != s.tag {
+                    return Err(WireError::BadClusterTag.reason());
+                }
+                if host_id == local || !self.cfg.lock().hosts.iter().any(|x| x.id == host_id) {
+                    return Err(WireError::UnknownHost.reason());
+                }
+                (host_id, nonce)
+            }
+            _ => return Err("expected HELLO"),
+        };
+        session.hello_received(client).map_err(|e| e.reason())?;
+        let mut nonce_s = [0u8; auth::NONCE_LEN];
+        random_bytes(&mut nonce_s);
+        let mac = auth::server_mac(s.cfg.secret(), s.tag, client, local, &nonce_c, &nonce_s);
+        send_raw(sock, local, 1, &Message::Challenge { host_id: local, nonce: nonce_s, mac })?;
+        let h = wait_message(sock, reader)?;
+        session.check_incoming(&h).map_err(|e| e.reason())?;
+        match Message::decode(&h, reader.payload(&h)).map_err(|e| e.reason())? {
+            Message::Auth { mac } => {
+                if !auth::verify_client_mac(&mac, s.cfg.secret(), s.tag, client, local, &nonce_c, &nonce_s) {
+                    return Err(WireError::BadMac.reason());
+                }
+            }
+            _ => return Err("expected AUTH"),
+        }
+        session.auth_verified().map_err(|e| e.reason())?;
+        send_raw(sock, local, 2, &Message::Welcome)?;
+        Ok(client)
+    }
+
+    /// Serves one request from host `peer`. `Err`: a protocol violation.
+    fn handle_request(&self, peer: u32, conn: &Conn, seq: u64, msg: &Message<'_>) -> core::result::Result<(), &'static str> {
+        let ack = |status: i32, value: u64| {
+            let _ = conn.send(&Message::Ack { acked_seq: seq, status, value }, None);
+        };
+        match *msg {
+            Message::Ping { sent_ns, fenced, recovering, heard } => {
+                let reply = {
+                    let mut m = self.members.lock();
+                    let Some(m) = m.as_mut() else { return Ok(()) };
+                    let now = now_ns();
+                    m.on_ping(peer, now, View { heard, fenced, recovering });
+                    let v = m.outgoing(now);
+                    Message::Pong { echo_ns: sent_ns, heard: v.heard, fenced: v.fenced, recovering: v.recovering }
+                };
+                let _ = conn.send(&reply, None);
+            }
+            Message::VolumeOpen { volume_id, block_size, epoch, name } => {
+                let r = self.replicas.open(peer, volume_id, block_size, epoch, name);
+                ack(r.err().map(|e| e.to_errno()).unwrap_or(0), epoch);
+            }
+            Message::Replicate { volume_id, block, version, data } => {
+                let r = self.replicas.store(peer, volume_id, block, version, data);
+                ack(r.err().map(|e| e.to_errno()).unwrap_or(0), 0);
+            }
+            Message::Destaged { volume_id, entries } => {
+                let r = self.replicas.drop_entries(peer, volume_id, entries.iter());
+                ack(r.err().map(|e| e.to_errno()).unwrap_or(0), 0);
+            }
+            Message::VolumeClose { volume_id } => {
+                self.replicas.close(peer, volume_id);
+                ack(0, 0);
+            }
+            _ => return Err(WireError::WrongDirection.reason()),
+        }
+        Ok(())
+    }
+
+    fn heard(&self, peer: u32) {
+        let now = now_ns();
+        if let Some(l) = self.link(peer) {
+            l.last_rx_ns.store(now, Relaxed);
+        }
+        if let Some(m) = self.members.lock().as_mut() {
+            m.on_message(peer, now);
+        }
+    }
+
+    // ---- outbound connections (client side) ----
+
+    fn link_loop(self: &Arc<Self>, link: &Arc<Link>, stop: &StopToken) {
+        let remote = addr_of(&link.host);
+        let mut logged_down = false;
+        while !stop.should_stop() {
+            let Some(s) = self.settings() else { return };
+            let sock = match TcpSocket::connect(remote, s.cfg.timeout_ms) {
+                Ok(sock) => sock,
+                Err(e) => {
+                    if !logged_down {
+                        pr_info!("fvp: cannot connect to host {} at {}: error {}\n", link.host.id, remote, e.to_errno());
+                        logged_down = true;
+                    }
+                    sleep_ms(s.cfg.heartbeat_ms);
+                    continue;
+                }
+            };
+            sock.set_timeouts(s.cfg.timeout_ms, s.cfg.timeout_ms);
+            let Ok(mut reader) = Reader::new() else { return };
+            let mut session = Session::client(link.host.id);
+            if let Err(why) = self.client_handshake(&sock, &mut reader, &mut session, &s, link.host.id) {
+                self.refused.fetch_add(1, Relaxed);
+                pr_warn!("fvp: handshake with host {} at {} failed: {}\n", link.host.id, remote, why);
+                sleep_ms(s.cfg.timeout_ms);
+                continue;
+            }
+            logged_down = false;
+            let Ok(sock) = Arc::new(sock, GFP_KERNEL) else { return };
+            let Ok(conn) = Conn::new(sock.clone(), s.cfg.local_id, link.host.id, 3) else { return };
+            *link.out.lock() = Some(conn.clone());
+            pr_info!("fvp: connected to host {} at {}\n", link.host.id, remote);
+            sock.set_timeouts(s.cfg.heartbeat_ms / 2 + 1, s.cfg.timeout_ms);
+            self.client_loop(link, &conn, &sock, &mut reader, &mut session, &s, stop);
+            conn.close();
+            *link.out.lock() = None;
+            pr_info!("fvp: connection to host {} closed\n", link.host.id);
+        }
+    }
+
+    fn client_handshake(
+        &self,
+        sock: &TcpSocket,
+        reader: &mut Reader,
+        session: &mut Session,
+        s: &Settings,
+        server: u32,
+    ) -> core::result::Result<(), &'static str> {
+        let local = s.cfg.local_id;
+        let mut nonce_c = [0u8; auth::NONCE_LEN];
+        random_bytes(&mut nonce_c);
+        send_raw(sock, local, 1, &Message::Hello { cluster_tag: s.tag, host_id: local, nonce: nonce_c })?;
+        let h = wait_message(sock, reader)?;
+        session.check_incoming(&h).map_err(|e| e.reason())?;
+        match Message::decode(&h, reader.payload(&h)).map_err(|e| e.reason())? {
+            Message::Challenge { host_id, nonce, mac } => {
+                if host_id != server {
+                    return Err(WireError::WrongSender.reason());
+                }
+                if !auth::verify_server_mac(&mac, s.cfg.secret(), s.tag, local, server, &nonce_c, &nonce) {
+                    return Err(WireError::BadMac.reason());
+                }
+                session.challenge_received().map_err(|e| e.reason())?;
+                let mac = auth::client_mac(s.cfg.secret(), s.tag, local, server, &nonce_c, &nonce);
+                send_raw(sock, local, 2, &Message::Auth { mac })?;
+            }
+            _ => return Err("expected CHALLENGE"),
+        }
+        let h = wait_message(sock, reader)?;
+        session.check_incoming(&h).map_err(|e| e.reason())?;
+        match Message::decode(&h, reader.payload(&h)).map_err(|e| e.reason())? {
+            Message::Welcome => session.welcome_received().map_err(|e| e.reason()),
+            _ => Err("expected WELCOME"),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn client_loop(
+        &self,
+        link: &Link,
+        conn: &Arc<Conn>,
+        sock: &TcpSocket,
+        reader: &mut Reader,
+        session: &mut Session,
+        s: &Settings,
+        stop: &StopToken,
+    ) {
+        let peer = link.host.id;
+        let remote = addr_of(&link.host);
+        let hb_ns = u64::from(s.cfg.heartbeat_ms) * 1_000_000;
+        let mut last_ping = 0u64;
+        while !stop.should_stop() && !conn.is_broken() {
+            let now = now_ns();
+            if now.saturating_sub(last_ping) >= hb_ns {
+                last_ping = now;
+                let ping = {
+                    let m = self.members.lock();
+                    let Some(m) = m.as_ref() else { return };
+                    let v = m.outgoing(now);
+                    Message::Ping { sent_ns: now, heard: v.heard, fenced: v.fenced, recovering: v.recovering }
+                };
+                if conn.send(&ping, None).is_err() {
+                    return;
+                }
+            }
+            if conn.oldest_wait_ms(Ktime::ktime_get()) > u64::from(s.cfg.timeout_ms) {
+                pr_warn!("fvp: host {} did not answer within {} ms\n", peer, s.cfg.timeout_ms);
+                return;
+            }
+            let h = match reader.poll(sock) {
+                Ok(Polled::Idle) => continue,
+                Ok(Polled::Message(h)) => h,
+                Err(RxError::Closed) => return,
+                Err(RxError::Wire(e)) => {
+                    self.protocol_error(&remote, e.reason());
+                    return;
+                }
+            };
+            if let Err(e) = session.check_incoming(&h) {
+                self.protocol_error(&remote, e.reason());
+                return;
+            }
+            let msg = match Message::decode(&h, reader.payload(&h)) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.protocol_error(&remote, e.reason());
+                    return;
+                }
+            };
+            self.heard(peer);
+            match msg {
+                Message::Pong { echo_ns, heard, fenced, recovering } => {
+                    let now = now_ns();
+                    if echo_ns > now {
+                        self.protocol_error(&remote, "PONG from the future");
+                        return;
+                    }
+                    link.rtt_us.store((now - echo_ns) / 1000, Relaxed);
+                    if let Some(m) = self.members.lock().as_mut() {
+                        m.on_pong(peer, now, echo_ns, View { heard, fenced, recovering });
+                    }
+                }
+                Message::Ack { acked_seq, status, value } => {
+                    if !conn.ack(acked_seq, status, value) {
+                        self.protocol_error(&remote, "ACK out of order");
+                        return;
+                    }
+                }
+                _ => {
+                    self.protocol_error(&remote, WireError::WrongDirection.reason());
+                    return;
+                }
+            }
+        }
+    }
+
+    // ---- ticker ----
+
+    fn tick_loop(self: &Arc<Self>, stop: &StopToken) {
+        while !stop.should_stop() {
+            let Some(s) = self.settings() else { return };
+            let now = now_ns();
+            let fenced_by_majority = {
+                let mut m = self.members.lock();
+                match m.as_mut() {
+                    Some(m) => {
+                        m.tick(now);
+                        m.fenced_by_majority(now)
+                    }
+                    None => false,
+                }
+            };
+            if fenced_by_majority && !self.self_fenced.swap(true, Relaxed) {
+                pr_err!("fvp: this host was fenced by a majority: discarding replicas and replicated volumes' blocks\n");
+                self.replicas.discard_all();
+                for v in self.volumes.lock().iter() {
+                    v.fence();
+                }
+            }
+            let volumes: KVec<Arc<Volume>> = {
+                let list = self.volumes.lock();
+                let mut v = KVec::new();
+                for x in list.iter() {
+                    let _ = v.push(x.clone(), GFP_KERNEL);
+                }
+                v
+            };
+            for v in volumes.iter() {
+                if let Some(r) = &v.repl {
+                    r.reconcile(v);
+                }
+            }
+            self.recover_lost_owners();
+            sleep_ms(s.cfg.heartbeat_ms);
+        }
+    }
+
+    /// Takes over the volumes of owners that a majority fenced (section 4).
+    fn recover_lost_owners(self: &Arc<Self>) {
+        let owners = self.replicas.owners();
+        for owner in 0..64u32 {
+            if owners & (1u64 << owner) == 0 {
+                continue;
+            }
+            let id = owner + 1;
+            let ready = {
+                let mut m = self.members.lock();
+                let Some(m) = m.as_mut() else { return };
+                m.takeover_ready(id, now_ns())
+            };
+            if !ready {
+                continue;
+            }
+            if let Some(m) = self.members.lock().as_mut() {
+                m.set_recovering(id, true);
+            }
+            pr_warn!("fvp: host {} is fenced by a majority: writing its replicated blocks to the backing devices\n", id);
+            self.replicas.recover_owner(self, id);
+            if let Some(m) = self.members.lock().as_mut() {
+                m.set_recovering(id, false);
+            }
+        }
+    }
+}
+
+/// Fault domains as small integers for placement: the index of the first host with
+/// the same domain name.
+fn domain_index(hosts: &[abi::HostReq], domain: &[u8; abi::NAME_LEN]) -> u32 {
+    hosts.iter().position(|h| &h.domain == domain).unwrap_or(0) as u32
+}
+
+fn send_raw(sock: &TcpSocket, sender: u32, seq: u64, msg: &Message<'_>) -> core::result::Result<(), &'static str> {
+    let e = msg.encode(sender, seq).map_err(|e| e.reason())?;
+    sock.send(e.as_bytes(), msg.data()).map_err(|_| "send failed")
+}
+
+/// Waits for one whole message during a handshake (the timeout is the socket's).
+fn wait_message(sock: &TcpSocket, reader: &mut Reader) -> core::result::Result<crate::logic::wire::Header, &'static str> {
+    for _ in 0..2 {
+        match reader.poll(sock) {
+            Ok(Polled::Message(h)) => return Ok(h),
+            Ok(Polled::Idle) => {}
+            Err(RxError::Closed) => return Err("connection closed"),
+            Err(RxError::Wire(e)) => return Err(e.reason()),
+        }
+    }
+    Err("timed out")
+}
+
+/// Parses a domain rule for the table.
+pub(crate) fn parse_domain(s: &[u8]) -> Option<DomainRule> {
+    DomainRule::parse(s)
+}

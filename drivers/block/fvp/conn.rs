@@ -1,0 +1,353 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! One authenticated replication connection: framing, sending, and the queue of
+//! requests waiting for their ACK. See `docs/replication.md`, sections 2 and 3.
+
+use crate::fvp_kernel::net::TcpSocket;
+use crate::logic::wire::{self, Header, Message};
+use crate::volume::IoOp;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use kernel::new_mutex;
+use kernel::prelude::*;
+use kernel::sync::{Arc, Mutex};
+use kernel::time::Ktime;
+
+/// Requests in flight on one connection at most; a sender finding the queue full
+/// treats the connection as failed rather than wait.
+const MAX_IN_FLIGHT: usize = 4096;
+
+/// Who waits for a request's ACK.
+pub(crate) enum Waiter {
+    /// Nobody (the request's effect is best effort, e.g. DESTAGED).
+    Nobody,
+    /// A write: one reference of its pending count.
+    Op(Arc<IoOp>),
+    /// A caller sleeping in [`Conn::call`].
+    Call(Arc<CallWait>),
+}
+
+/// A synchronous request's outcome.
+#[pin_data]
+pub(crate) struct CallWait {
+    #[pin]
+    done: crate::fvp_kernel::sync::Completion,
+    status: AtomicU64,
+    value: AtomicU64,
+}
+
+struct InFlight {
+    seq: u64,
+    sent: Ktime,
+    waiter: Waiter,
+}
+
+struct SendState {
+    next_seq: u64,
+}
+
+/// A replication connection after the handshake.
+///
+/// The client side sends requests and tracks their ACKs in `in_flight`; the server side
+/// sends only replies. Senders are serialised by `send`; `in_flight` is ordered by
+/// sequence number, which is the order ACKs must come back in.
+#[pin_data]
+pub(crate) struct Conn {
+    pub(crate) sock: Arc<TcpSocket>,
+    pub(crate) local_id: u32,
+    pub(crate) peer_id: u32,
+    #[pin]
+    send: Mutex<SendState>,
+    #[pin]
+    in_flight: Mutex<KVVecDeque>,
+    broken: AtomicBool,
+    /// Last time any valid message arrived (ns, local monotonic clock).
+    pub(crate) last_rx_ns: AtomicU64,
+}
+
+/// A FIFO of in-flight requests (6.12's alloc has no `VecDeque`).
+pub(crate) struct KVVecDeque {
+    items: KVec<Option<InFlight>>,
+    head: usize,
+    len: usize,
+}
+
+impl KVVecDeque {
+    fn new() -> Self {
+        Self { items: KVec::new(), head: 0, len: 0 }
+    }
+
+    fn push(&mut self, item: InFlight) -> core::result::Result<(), (Error, Waiter)> {
+        if self.len >= MAX_IN_FLIGHT {
+            return Err((EBUSY, item.waiter));
+        }
+        if self.items.is_empty() {
+            for _ in 0..MAX_IN_FLIGHT {
+                if self.items.push(None, GFP_KERNEL).is_err() {
+                    crate::fvp_kernel::vec::clear(&mut self.items);
+                    return Err((ENOMEM, item.waiter));
+                }
+            }
+        }
+        let i = (self.head + self.len) % MAX_IN_FLIGHT;
+        self.items[i] = Some(item);
+        self.len += 1;
+        Ok(())
+    }
+
+    fn front(&self) -> Option<&InFlight> {
+        if self.len == 0 {
+            return None;
+        }
+        self.items.get(self.head).and_then(|x| x.as_ref())
+    }
+
+    fn pop(&mut self) -> Option<InFlight> {
+        if self.len == 0 {
+            return None;
+        }
+        let item = self.items.get_mut(self.head).and_then(|x| x.take());
+        self.head = (self.head + 1) % MAX_IN_FLIGHT;
+        self.len -= 1;
+        item
+    }
+}
+
+/// Tells a waiter its request will never be ACKed.
+pub(crate) fn fail_waiter(waiter: Waiter) {
+    match waiter {
+        Waiter::Nobody => {}
+        Waiter::Op(op) => op.replication_failed(),
+        Waiter::Call(c) => {
+            c.status.store(EPIPE.to_errno() as i64 as u64, Relaxed);
+            c.done.complete_all();
+        }
+    }
+}
+
+/// `ETIMEDOUT`, which 6.12's `kernel::error::code` does not name.
+fn etimedout() -> Error {
+    Error::from_errno(-(crate::fvp_kernel::bindings::ETIMEDOUT as i32))
+}
+
+impl CallWait {
+    pub(crate) fn new() -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(CallWait {
+                done <- crate::fvp_kernel::sync::Completion::new(),
+                status: AtomicU64::new(0),
+                value: AtomicU64::new(0),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Sleeps until the ACK (or failure) or `timeout_ms`; the ACK's value.
+    pub(crate) fn wait(&self, timeout_ms: u32) -> Result<u64> {
+        if !self.done.wait_timeout_ms(timeout_ms) {
+            return Err(etimedout());
+        }
+        let status = self.status.load(Relaxed) as i64 as i32;
+        if status != 0 {
+            return Err(Error::from_errno(status));
+        }
+        Ok(self.value.load(Relaxed))
+    }
+}
+
+impl Conn {
+    pub(crate) fn new(sock: Arc<TcpSocket>, local_id: u32, peer_id: u32, first_seq: u64) -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(Conn {
+                sock,
+                local_id,
+                peer_id,
+                send <- new_mutex!(SendState { next_seq: first_seq }, "fvp::Conn::send"),
+                in_flight <- new_mutex!(KVVecDeque::new(), "fvp::Conn::in_flight"),
+                broken: AtomicBool::new(false),
+                last_rx_ns: AtomicU64::new(Ktime::ktime_get().to_ns() as u64),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken.load(Relaxed)
+    }
+
+    /// Closes the connection: blocked I/O returns, and every waiter fails.
+    pub(crate) fn close(&self) {
+        self.broken.store(true, Relaxed);
+        self.sock.shutdown();
+        loop {
+            let item = self.in_flight.lock().pop();
+            match item {
+                Some(f) => fail_waiter(f.waiter),
+                None => break,
+            }
+        }
+    }
+
+    /// Sends `msg`. A request registers `waiter` for its ACK; a reply passes `None`.
+    /// An error closes the connection (and fails the waiter).
+    pub(crate) fn send(&self, msg: &Message<'_>, waiter: Option<Waiter>) -> Result {
+        if self.is_broken() {
+            if let Some(w) = waiter {
+                fail_waiter(w);
+            }
+            return Err(EPIPE);
+        }
+        let mut st = self.send.lock();
+        let seq = st.next_seq;
+        let encoded = match msg.encode(self.local_id, seq) {
+            Ok(e) => e,
+            Err(e) => {
+                drop(st);
+                pr_err!("fvp: cannot encode {}: {}\n", msg.kind().name(), e.reason());
+                if let Some(w) = waiter {
+                    fail_waiter(w);
+                }
+                return Err(EINVAL);
+            }
+        };
+        if let Some(w) = waiter {
+            let pushed = self.in_flight.lock().push(InFlight { seq, sent: Ktime::ktime_get(), waiter: w });
+            if let Err((e, w)) = pushed {
+                drop(st);
+                fail_waiter(w);
+                self.close();
+                return Err(e);
+            }
+        }
+        st.next_seq += 1;
+        let r = self.sock.send(encoded.as_bytes(), msg.data());
+        drop(st);
+        if r.is_err() {
+            self.close();
+        }
+        r
+    }
+
+    /// Sends a request and sleeps until its ACK; returns the ACK's value.
+    pub(crate) fn call(&self, msg: &Message<'_>, timeout_ms: u32) -> Result<u64> {
+        let wait = CallWait::new()?;
+        self.send(msg, Some(Waiter::Call(wait.clone())))?;
+        let r = wait.wait(timeout_ms);
+        if r == Err(etimedout()) {
+            self.close();
+        }
+        r
+    }
+
+    /// Matches an ACK with the oldest request in flight. `false`: protocol error.
+    pub(crate) fn ack(&self, acked_seq: u64, status: i32, value: u64) -> bool {
+        let item = {
+            let mut q = self.in_flight.lock();
+            match q.front() {
+                Some(f) if f.seq == acked_seq => q.pop(),
+                _ => None,
+            }
+        };
+        let Some(item) = item else { return false };
+        match item.waiter {
+            Waiter::Nobody => {}
+            Waiter::Op(op) => {
+                if status == 0 {
+                    op.replicated();
+                } else {
+                    op.replication_failed();
+                }
+            }
+            Waiter::Call(c) => {
+                c.value.store(value, Relaxed);
+                c.status.store(status as i64 as u64, Relaxed);
+                c.done.complete_all();
+            }
+        }
+        true
+    }
+
+    /// How long the oldest request has waited for its ACK, in ms.
+    pub(crate) fn oldest_wait_ms(&self, now: Ktime) -> u64 {
+        let q = self.in_flight.lock();
+        match q.front() {
+            Some(f) => (now.to_ns() - f.sent.to_ns()).max(0) as u64 / 1_000_000,
+            None => 0,
+        }
+    }
+}
+
+/// Reads whole messages from a socket whose receives time out: a partial message is
+/// kept across timeouts.
+pub(crate) struct Reader {
+    head: [u8; wire::HEADER_LEN],
+    got_head: usize,
+    header: Option<Header>,
+    payload: KVec<u8>,
+    got_payload: usize,
+}
+
+/// What [`Reader::poll`] found.
+pub(crate) enum Polled {
+    /// Nothing complete before the receive timeout.
+    Idle,
+    /// A whole message: its header; the payload is in [`Reader::payload`].
+    Message(Header),
+}
+
+impl Reader {
+    pub(crate) fn new() -> Result<Self> {
+        let mut payload = KVec::new();
+        payload.extend_with(wire::MAX_PAYLOAD, 0, GFP_KERNEL)?;
+        Ok(Self { head: [0; wire::HEADER_LEN], got_head: 0, header: None, payload, got_payload: 0 })
+    }
+
+    /// The payload of the message last returned.
+    pub(crate) fn payload(&self, header: &Header) -> &[u8] {
+        &self.payload[..header.payload_len as usize]
+    }
+
+    /// Receives until a whole message arrived or the receive timeout hit.
+    /// Errors: the peer closed (`ECONNRESET`), a socket error, or a bad header.
+    pub(crate) fn poll(&mut self, sock: &TcpSocket) -> core::result::Result<Polled, RxError> {
+        loop {
+            if self.header.is_none() {
+                match sock.recv(&mut self.head[self.got_head..]) {
+                    Ok(0) => return Err(RxError::Closed),
+                    Ok(n) => self.got_head += n,
+                    Err(e) if e == EAGAIN || e == EINTR => return Ok(Polled::Idle),
+                    Err(_) => return Err(RxError::Closed),
+                }
+                if self.got_head < wire::HEADER_LEN {
+                    continue;
+                }
+                let h = Header::decode(&self.head).map_err(RxError::Wire)?;
+                self.header = Some(h);
+                self.got_payload = 0;
+            }
+            let Some(h) = self.header else { continue };
+            let len = h.payload_len as usize;
+            if self.got_payload < len {
+                match sock.recv(&mut self.payload[self.got_payload..len]) {
+                    Ok(0) => return Err(RxError::Closed),
+                    Ok(n) => self.got_payload += n,
+                    Err(e) if e == EAGAIN || e == EINTR => return Ok(Polled::Idle),
+                    Err(_) => return Err(RxError::Closed),
+                }
+                if self.got_payload < len {
+                    continue;
+                }
+            }
+            self.header = None;
+            self.got_head = 0;
+            return Ok(Polled::Message(h));
+        }
+    }
+}
+
+/// Why reading a connection stopped.
+pub(crate) enum RxError {
+    /// The peer closed the connection, or the socket failed.
+    Closed,
+    /// A malformed header.
+    Wire(wire::WireError),
+}

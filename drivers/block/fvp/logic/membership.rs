@@ -1,0 +1,987 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Heartbeats, fences, leases and takeover: the split-brain rule of
+//! `docs/replication.md` section 4, as a pure state machine.
+//!
+//! [`Membership`] holds one host's view of the cluster. It never reads a clock: every
+//! method that depends on time takes `now`, nanoseconds of the host's own monotonic clock
+//! (`ktime_get`), and only differences of such values are used. It never allocates; its
+//! arrays are sized for `N` hosts (default [`MAX_HOSTS`] = 64, host ids `1..=N`; the model
+//! checker uses a smaller `N`). Bit `h - 1` of a `u64` host mask stands for host `h`, as
+//! on the wire.
+//!
+//! The caller feeds it every valid message ([`Membership::on_message`], or
+//! [`Membership::on_ping`] / [`Membership::on_pong`] for heartbeats, which carry the
+//! sender's [`View`]), calls [`Membership::tick`] at least every heartbeat, puts
+//! [`Membership::outgoing`] into its PINGs and PONGs, and asks the predicates before
+//! acting.
+//!
+//! # Rules
+//!
+//! Let `T` be `timeout_ns` and `n` the number of configured hosts; a *majority* is a
+//! count `c` with `2c > n`.
+//!
+//! - **Heard.** Host `h` is heard at `now` when a valid message from it arrived in
+//!   `(now - T, now]`.
+//! - **Fence.** [`tick`](Membership::tick) fences every configured host that is not heard.
+//!   Fences are sticky. A new `Membership` starts with every other configured host fenced:
+//!   a host that restarts has forgotten whom it fenced, and must not grant a lease to a
+//!   host it may have fenced before the restart. The first lifts come `T` after
+//!   heartbeats start arriving.
+//! - **Rejoin.** `tick` lifts the fence of `h` when `h` has been heard *continuously* for
+//!   at least `T` (no gap of `T` or more between its messages since `heard_since`), the
+//!   local host does not announce `h` in its own `recovering`, and no view received
+//!   within `T` announces `h` in `recovering`.
+//! - **Lease.** A PONG from `c` echoing the local send time `s` of a PING, with the local
+//!   host not in its `fenced`, grants a lease until `s + T`; a PONG whose `fenced` holds
+//!   the local host revokes `c`'s grant at once. The local host
+//!   [holds its lease](Membership::holds_lease) at `now` when it and the hosts whose
+//!   grant is still valid are a majority.
+//! - **Majority fence.** [`majority_fences`](Membership::majority_fences)`(x)` counts the
+//!   local host if it fences `x`, and every other host but `x` whose latest view, received
+//!   within `T`, has `x` in `fenced`.
+//! - **Takeover.** [`takeover_ready`](Membership::takeover_ready)`(x)` needs the lease, a
+//!   majority fence of `x` now, and a majority fence of `x` observed without interruption
+//!   (at every call of a mutating method) for at least `T + T/5`.
+//! - **Fenced by a majority.** [`fenced_by_majority`](Membership::fenced_by_majority): the
+//!   views received within `T` that have the local host in `fenced` are a majority (the
+//!   local host never fences itself, so with three hosts both others are needed).
+//!
+//! Views are kept per sender and replaced by each PING or PONG from it. Everything is
+//! valid only for configured hosts; messages "from" the local host, from an unconfigured
+//! id or from an id outside `1..=N` are ignored.
+
+/// Largest number of hosts (ids `1..=64`, one bit each in a `u64`).
+pub const MAX_HOSTS: usize = 64;
+
+/// The host sets a PING or PONG carries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct View {
+    /// Hosts the sender heard within the timeout.
+    pub heard: u64,
+    /// Hosts the sender fences.
+    pub fenced: u64,
+    /// Owners whose volumes the sender is recovering.
+    pub recovering: u64,
+}
+
+/// Why a [`Membership`] could not be built or reconfigured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MembershipError {
+    /// `N` above [`MAX_HOSTS`].
+    TooManyHosts,
+    /// The local id is outside `1..=N`.
+    BadLocalId,
+    /// The configured mask does not contain the local host.
+    LocalNotConfigured,
+    /// The configured mask has bits for ids above `N`.
+    BadConfigured,
+    /// A timeout of zero.
+    ZeroTimeout,
+}
+
+/// One host's membership state machine; see the [module documentation](self).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Membership<const N: usize = MAX_HOSTS> {
+    local: u32,
+    configured: u64,
+    timeout: u64,
+    fenced: u64,
+    recovering: u64,
+    /// Hosts with a valid `last_heard` and `heard_since`.
+    heard_valid: u64,
+    last_heard: [u64; N],
+    heard_since: [u64; N],
+    /// Hosts with a valid `view_at` and `views`.
+    view_valid: u64,
+    view_at: [u64; N],
+    views: [View; N],
+    /// Hosts with a valid `grant_until`.
+    grant_valid: u64,
+    grant_until: [u64; N],
+    /// Targets with a valid `takeover_since`.
+    since_valid: u64,
+    takeover_since: [u64; N],
+}
+
+fn bit(id: u32) -> u64 {
+    match id {
+        1..=64 => 1u64 << (id - 1),
+        _ => 0,
+    }
+}
+
+/// Host ids of the bits of `mask`.
+fn ids(mut mask: u64) -> impl Iterator<Item = u32> {
+    core::iter::from_fn(move || {
+        if mask == 0 {
+            return None;
+        }
+        let id = mask.trailing_zeros() + 1;
+        mask &= mask - 1;
+        Some(id)
+    })
+}
+
+impl<const N: usize> Membership<N> {
+    /// A host `local_id` in a cluster of the `configured` hosts (mask, the local host
+    /// included) with host timeout `timeout_ns`. Every other configured host starts
+    /// fenced.
+    pub fn new(local_id: u32, configured: u64, timeout_ns: u64) -> Result<Self, MembershipError> {
+        if N > MAX_HOSTS {
+            return Err(MembershipError::TooManyHosts);
+        }
+        if local_id == 0 || local_id as usize > N {
+            return Err(MembershipError::BadLocalId);
+        }
+        if configured & bit(local_id) == 0 {
+            return Err(MembershipError::LocalNotConfigured);
+        }
+        if configured & !Self::all_mask() != 0 {
+            return Err(MembershipError::BadConfigured);
+        }
+        if timeout_ns == 0 {
+            return Err(MembershipError::ZeroTimeout);
+        }
+        Ok(Membership {
+            local: local_id,
+            configured,
+            timeout: timeout_ns,
+            fenced: configured & !bit(local_id),
+            recovering: 0,
+            heard_valid: 0,
+            last_heard: [0; N],
+            heard_since: [0; N],
+            view_valid: 0,
+            view_at: [0; N],
+            views: [View::default(); N],
+            grant_valid: 0,
+            grant_until: [0; N],
+            since_valid: 0,
+            takeover_since: [0; N],
+        })
+    }
+
+    fn all_mask() -> u64 {
+        if N >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << N) - 1
+        }
+    }
+
+    /// The local host id.
+    pub fn local_id(&self) -> u32 {
+        self.local
+    }
+
+    /// The configured hosts (mask, the local host included).
+    pub fn configured(&self) -> u64 {
+        self.configured
+    }
+
+    /// The host timeout in nanoseconds.
+    pub fn timeout_ns(&self) -> u64 {
+        self.timeout
+    }
+
+    /// How long a majority fence must stand before a takeover: `T + T/5`.
+    pub fn takeover_wait_ns(&self) -> u64 {
+        self.timeout.saturating_add(self.timeout / 5)
+    }
+
+    /// Changes the configured hosts (`fvpctl host add/remove`). Hosts added start fenced
+    /// and unheard; hosts removed are forgotten.
+    pub fn set_configured(&mut self, configured: u64) -> Result<(), MembershipError> {
+        if configured & bit(self.local) == 0 {
+            return Err(MembershipError::LocalNotConfigured);
+        }
+        if configured & !Self::all_mask() != 0 {
+            return Err(MembershipError::BadConfigured);
+        }
+        let added = configured & !self.configured;
+        let keep = configured;
+        self.configured = configured;
+        self.fenced = (self.fenced & keep) | added;
+        self.recovering &= keep;
+        self.heard_valid &= keep & !added;
+        self.view_valid &= keep & !added;
+        self.grant_valid &= keep & !added;
+        self.since_valid &= keep & !added;
+        Ok(())
+    }
+
+    /// Index of a remote configured host, `None` for anything else.
+    fn remote(&self, id: u32) -> Option<usize> {
+        let b = bit(id);
+        if b == 0 || id == self.local || self.configured & b == 0 || id as usize > N {
+            return None;
+        }
+        Some(id as usize - 1)
+    }
+
+    fn others(&self) -> u64 {
+        self.configured & !bit(self.local)
+    }
+
+    fn is_majority(&self, count: u32) -> bool {
+        count.saturating_mul(2) > self.configured.count_ones()
+    }
+
+    fn within(&self, then: u64, now: u64) -> bool {
+        now.saturating_sub(then) < self.timeout
+    }
+
+    /// Records a valid message from `from` received at `now`. Returns false (and changes
+    /// nothing) if `from` is not a configured remote host.
+    pub fn on_message(&mut self, from: u32, now: u64) -> bool {
+        let Some(i) = self.remote(from) else {
+            return false;
+        };
+        self.refresh(now);
+        let b = bit(from);
+        let (Some(last), Some(since)) = (self.last_heard.get_mut(i), self.heard_since.get_mut(i))
+        else {
+            return false;
+        };
+        let continuous = self.heard_valid & b != 0 && now.saturating_sub(*last) < self.timeout;
+        if !continuous {
+            *since = now;
+        }
+        if self.heard_valid & b == 0 || now > *last {
+            *last = now;
+        }
+        self.heard_valid |= b;
+        true
+    }
+
+    fn record_view(&mut self, i: usize, b: u64, now: u64, view: View) {
+        if let (Some(at), Some(v)) = (self.view_at.get_mut(i), self.views.get_mut(i)) {
+            *at = now;
+            *v = view;
+            self.view_valid |= b;
+        }
+    }
+
+    /// Records a PING from `from` received at `now`, carrying the sender's view.
+    /// Returns false (and changes nothing) if `from` is not a configured remote host.
+    pub fn on_ping(&mut self, from: u32, now: u64, view: View) -> bool {
+        if !self.on_message(from, now) {
+            return false;
+        }
+        if let Some(i) = self.remote(from) {
+            self.record_view(i, bit(from), now, view);
+        }
+        self.refresh(now);
+        true
+    }
+
+    /// Records a PONG from `from` received at `now`, echoing `echo_sent_ns` (the local
+    /// send time of the PING it answers) and carrying the sender's view. If `view.fenced`
+    /// does not hold the local host, `from` grants a lease until `echo_sent_ns + T`;
+    /// otherwise any grant of `from` is revoked. An echo later than `now` grants nothing.
+    /// Returns false (and changes nothing) if `from` is not a configured remote host.
+    pub fn on_pong(&mut self, from: u32, now: u64, echo_sent_ns: u64, view: View) -> bool {
+        if !self.on_message(from, now) {
+            return false;
+        }
+        let Some(i) = self.remote(from) else {
+            return false;
+        };
+        let b = bit(from);
+        self.record_view(i, b, now, view);
+        if view.fenced & bit(self.local) != 0 {
+            self.grant_valid &= !b;
+        } else if echo_sent_ns <= now {
+            let until = echo_sent_ns.saturating_add(self.timeout);
+            if let Some(g) = self.grant_until.get_mut(i) {
+                if self.grant_valid & b == 0 || until > *g {
+                    *g = until;
+                }
+                self.grant_valid |= b;
+            }
+        }
+        self.refresh(now);
+        true
+    }
+
+    /// Advances time to `now`: fences the configured hosts that are not heard and lifts
+    /// the fences the rejoin rule allows. Call it at least every heartbeat.
+    pub fn tick(&mut self, now: u64) {
+        self.refresh(now);
+        let heard = self.heard(now);
+        for id in ids(self.others()) {
+            let b = bit(id);
+            if heard & b == 0 {
+                self.fenced |= b;
+            } else if self.fenced & b != 0 && self.may_rejoin(id, now) {
+                self.fenced &= !b;
+            }
+        }
+        self.refresh(now);
+    }
+
+    fn may_rejoin(&self, id: u32, now: u64) -> bool {
+        let Some(i) = self.remote(id) else {
+            return false;
+        };
+        let b = bit(id);
+        let Some(&since) = self.heard_since.get(i) else {
+            return false;
+        };
+        self.heard(now) & b != 0
+            && now.saturating_sub(since) >= self.timeout
+            && self.recovering & b == 0
+            && self.fresh_views(now).all(|v| v.recovering & b == 0)
+    }
+
+    /// The views of other hosts received within the timeout, with their senders.
+    fn fresh_views_from(&self, now: u64) -> impl Iterator<Item = (u32, View)> + '_ {
+        ids(self.others() & self.view_valid).filter_map(move |id| {
+            let i = id as usize - 1;
+            match (self.view_at.get(i), self.views.get(i)) {
+                (Some(&at), Some(&v)) if self.within(at, now) => Some((id, v)),
+                _ => None,
+            }
+        })
+    }
+
+    fn fresh_views(&self, now: u64) -> impl Iterator<Item = View> + '_ {
+        self.fresh_views_from(now).map(|(_, v)| v)
+    }
+
+    /// Keeps `takeover_since` up to date: a target's majority fence observed at `now`
+    /// starts or continues its wait; one not observed ends it.
+    fn refresh(&mut self, now: u64) {
+        for id in ids(self.others()) {
+            let b = bit(id);
+            if self.majority_fences(id, now) {
+                if self.since_valid & b == 0 {
+                    if let Some(s) = self.takeover_since.get_mut(id as usize - 1) {
+                        *s = now;
+                        self.since_valid |= b;
+                    }
+                }
+            } else {
+                self.since_valid &= !b;
+            }
+        }
+    }
+
+    /// Hosts heard at `now` (a valid message within the timeout); never the local host.
+    pub fn heard(&self, now: u64) -> u64 {
+        ids(self.others() & self.heard_valid)
+            .filter(|&id| matches!(self.last_heard.get(id as usize - 1), Some(&t) if self.within(t, now)))
+            .fold(0, |m, id| m | bit(id))
+    }
+
+    /// Hosts the local host fences.
+    pub fn fenced(&self) -> u64 {
+        self.fenced
+    }
+
+    /// Owners the local host announces as recovering.
+    pub fn recovering(&self) -> u64 {
+        self.recovering
+    }
+
+    /// Starts (`on`) or ends announcing `target` in `recovering`. Ignored for an id that
+    /// is not a configured remote host.
+    pub fn set_recovering(&mut self, target: u32, on: bool) {
+        if self.remote(target).is_some() {
+            if on {
+                self.recovering |= bit(target);
+            } else {
+                self.recovering &= !bit(target);
+            }
+        }
+    }
+
+    /// The view to put in an outgoing PING or PONG at `now`.
+    pub fn outgoing(&self, now: u64) -> View {
+        View {
+            heard: self.heard(now),
+            fenced: self.fenced,
+            recovering: self.recovering,
+        }
+    }
+
+    /// Remote hosts heard at `now` and not fenced (the membership part of "up" for
+    /// placement; the caller adds its own connection state).
+    pub fn up(&self, now: u64) -> u64 {
+        self.heard(now) & !self.fenced
+    }
+
+    /// Remote hosts whose lease grant is valid at `now`.
+    pub fn grants(&self, now: u64) -> u64 {
+        ids(self.others() & self.grant_valid)
+            .filter(|&id| matches!(self.grant_until.get(id as usize - 1), Some(&u) if now < u))
+            .fold(0, |m, id| m | bit(id))
+    }
+
+    /// Whether the local host holds its lease at `now`: it and the hosts whose grant is
+    /// valid at `now` are a majority of the configured hosts.
+    pub fn holds_lease(&self, now: u64) -> bool {
+        self.is_majority(1 + self.grants(now).count_ones())
+    }
+
+    /// Hosts whose latest view, received within the timeout, has `target` in `fenced`,
+    /// plus the local host if it fences `target`; `target` itself never counts.
+    pub fn fencers(&self, target: u32, now: u64) -> u64 {
+        let b = bit(target);
+        if b == 0 {
+            return 0;
+        }
+        let mut m = if self.fenced & b != 0 {
+            bit(self.local)
+        } else {
+            0
+        };
+        for (id, v) in self.fresh_views_from(now) {
+            if id != target && v.fenced & b != 0 {
+                m |= bit(id);
+            }
+        }
+        m
+    }
+
+    /// Whether a majority of configured hosts, the local one included, fences `target`
+    /// at `now` (see [`fencers`](Membership::fencers)). False for the local host and for
+    /// unconfigured ids.
+    pub fn majority_fences(&self, target: u32, now: u64) -> bool {
+        self.remote(target).is_some() && self.is_majority(self.fencers(target, now).count_ones())
+    }
+
+    /// Whether the local host may write recovered blocks of `target`'s volumes at `now`:
+    /// it holds its lease, a majority fences `target` now and has done so without
+    /// interruption for at least `T + T/5`.
+    pub fn takeover_ready(&self, target: u32, now: u64) -> bool {
+        let Some(i) = self.remote(target) else {
+            return false;
+        };
+        let Some(&since) = self.takeover_since.get(i) else {
+            return false;
+        };
+        self.holds_lease(now)
+            && self.majority_fences(target, now)
+            && self.since_valid & bit(target) != 0
+            && now.saturating_sub(since) >= self.takeover_wait_ns()
+    }
+
+    /// Whether the views received within the timeout that fence the local host are a
+    /// majority of the configured hosts: a peer has taken or may take over the local
+    /// host's replicated volumes.
+    pub fn fenced_by_majority(&self, now: u64) -> bool {
+        let me = bit(self.local);
+        let count = self.fresh_views(now).filter(|v| v.fenced & me != 0).count();
+        self.is_majority(u32::try_from(count).unwrap_or(u32::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const T: u64 = 1_000;
+    const A: u32 = 1;
+    const B: u32 = 2;
+    const C: u32 = 3;
+    const ABC: u64 = 0b111;
+
+    fn m(local: u32, configured: u64) -> Membership<8> {
+        Membership::new(local, configured, T).unwrap()
+    }
+
+    fn v(fenced: u64, recovering: u64) -> View {
+        View {
+            heard: 0,
+            fenced,
+            recovering,
+        }
+    }
+
+    /// Hears `from` every `T/10` in `[from_t, to_t]`, with its view (`None`: plain
+    /// messages), ticking after each.
+    fn hear(x: &mut Membership<8>, from: u32, from_t: u64, to_t: u64, view: Option<View>) {
+        let mut t = from_t;
+        while t <= to_t {
+            match view {
+                Some(vw) => assert!(x.on_ping(from, t, vw)),
+                None => assert!(x.on_message(from, t)),
+            }
+            x.tick(t);
+            t += T / 10;
+        }
+    }
+
+    #[test]
+    fn construction_is_checked() {
+        assert_eq!(
+            Membership::<8>::new(0, 1, T),
+            Err(MembershipError::BadLocalId)
+        );
+        assert_eq!(
+            Membership::<8>::new(9, 1 << 8, T),
+            Err(MembershipError::BadLocalId)
+        );
+        assert_eq!(
+            Membership::<8>::new(2, 1, T),
+            Err(MembershipError::LocalNotConfigured)
+        );
+        assert_eq!(
+            Membership::<8>::new(1, 1 | 1 << 8, T),
+            Err(MembershipError::BadConfigured)
+        );
+        assert_eq!(
+            Membership::<8>::new(1, 1, 0),
+            Err(MembershipError::ZeroTimeout)
+        );
+        assert_eq!(
+            Membership::<65>::new(1, 1, T),
+            Err(MembershipError::TooManyHosts)
+        );
+        let x: Membership = Membership::new(64, u64::MAX, T).unwrap();
+        assert_eq!(x.fenced(), u64::MAX >> 1);
+        assert_eq!(x.takeover_wait_ns(), 1_200);
+    }
+
+    #[test]
+    fn ignores_bad_senders() {
+        let mut x = m(A, ABC);
+        let before = x.clone();
+        for from in [0, A, 4, 9, 64, 65, u32::MAX] {
+            assert!(!x.on_message(from, 5));
+            assert!(!x.on_ping(from, 5, v(1, 1)));
+            assert!(!x.on_pong(from, 5, 0, v(0, 0)));
+        }
+        assert_eq!(x, before);
+        x.set_recovering(A, true);
+        x.set_recovering(4, true);
+        assert_eq!(x.recovering(), 0);
+    }
+
+    #[test]
+    fn starts_fenced_and_rejoins_after_continuous_hearing() {
+        let mut x = m(A, ABC);
+        assert_eq!(x.fenced(), 0b110);
+        hear(&mut x, B, 100, 100 + T - 1, None);
+        assert_eq!(x.heard(100 + T - 1), 0b010);
+        assert_eq!(x.fenced(), 0b110, "not yet heard for a full timeout");
+        x.on_message(B, 100 + T);
+        x.tick(100 + T);
+        assert_eq!(x.fenced(), 0b100);
+        assert_eq!(x.up(100 + T), 0b010);
+    }
+
+    #[test]
+    fn silence_fences_and_fence_is_sticky() {
+        let mut x = m(A, ABC);
+        hear(&mut x, B, 0, 2 * T, None);
+        assert_eq!(x.fenced() & 0b010, 0);
+        // Silent from 2T: still heard until 3T - 1, fenced at 3T.
+        x.tick(3 * T - 1);
+        assert_eq!(x.fenced() & 0b010, 0);
+        x.tick(3 * T);
+        assert_ne!(x.fenced() & 0b010, 0);
+        // Heard again: the fence stays until a full timeout of continuous hearing.
+        hear(&mut x, B, 3 * T + 1, 4 * T, None);
+        assert_ne!(x.fenced() & 0b010, 0);
+        hear(&mut x, B, 4 * T + 1, 4 * T + 1, None);
+        assert_eq!(x.fenced() & 0b010, 0);
+    }
+
+    #[test]
+    fn a_gap_restarts_the_rejoin_clock() {
+        let mut x = m(A, ABC);
+        hear(&mut x, B, 0, T / 2, None);
+        // A gap of exactly T breaks continuity.
+        hear(&mut x, B, T / 2 + T, 2 * T + T / 2 - 1, None);
+        assert_ne!(x.fenced() & 0b010, 0);
+        hear(&mut x, B, 2 * T + T / 2, 2 * T + T / 2, None);
+        assert_eq!(x.fenced() & 0b010, 0);
+    }
+
+    #[test]
+    fn recovering_announcements_block_rejoin() {
+        // C announces A in recovering: B keeps A fenced.
+        let mut b = m(B, ABC);
+        let mut t = 0;
+        while t <= 3 * T {
+            b.on_message(A, t);
+            b.on_ping(C, t, v(0b001, 0b001));
+            b.tick(t);
+            t += T / 10;
+        }
+        assert_ne!(b.fenced() & 0b001, 0);
+        assert_eq!(b.fenced() & 0b100, 0, "C itself rejoined");
+        // C stops announcing: A rejoins (it has been heard continuously all along).
+        b.on_message(A, t);
+        b.on_ping(C, t, v(0b001, 0));
+        b.tick(t);
+        assert_eq!(b.fenced() & 0b001, 0);
+
+        // B's own recovering blocks too.
+        let mut b = m(B, ABC);
+        b.set_recovering(A, true);
+        assert_eq!(b.outgoing(0).recovering, 0b001);
+        hear(&mut b, A, 0, 3 * T, None);
+        assert_ne!(b.fenced() & 0b001, 0);
+        b.set_recovering(A, false);
+        hear(&mut b, A, 3 * T + 1, 3 * T + 1, None);
+        assert_eq!(b.fenced() & 0b001, 0);
+
+        // A stale announcement (older than T) does not block.
+        let mut b = m(B, ABC);
+        b.on_ping(C, 0, v(0, 0b001));
+        hear(&mut b, A, 0, 2 * T, None);
+        assert_eq!(b.fenced() & 0b001, 0);
+    }
+
+    #[test]
+    fn lease_needs_a_majority_of_grants() {
+        let mut a = m(A, ABC);
+        assert!(!a.holds_lease(0));
+        // PING sent at 100, PONG from B at 150: lease until 100 + T.
+        assert!(a.on_pong(B, 150, 100, v(0, 0)));
+        assert!(a.holds_lease(150));
+        assert!(a.holds_lease(100 + T - 1));
+        assert!(!a.holds_lease(100 + T));
+        assert_eq!(a.grants(150), 0b010);
+        // A fenced PONG revokes the grant at once.
+        a.on_pong(B, 200, 190, v(0b001, 0));
+        assert!(!a.holds_lease(200));
+        // C grants: lease again.
+        a.on_pong(C, 210, 200, v(0b010, 0));
+        assert!(a.holds_lease(210));
+        // An echo from the future grants nothing.
+        let mut a = m(A, ABC);
+        a.on_pong(B, 10, 20, v(0, 0));
+        assert!(!a.holds_lease(10));
+        // An older echo does not shorten a grant.
+        let mut a = m(A, ABC);
+        a.on_pong(B, 500, 500, v(0, 0));
+        a.on_pong(B, 501, 100, v(0, 0));
+        assert!(a.holds_lease(500 + T - 1));
+    }
+
+    #[test]
+    fn lease_with_five_hosts_needs_two_grants() {
+        let mut a = m(A, 0b11111);
+        a.on_pong(B, 10, 10, v(0, 0));
+        assert!(!a.holds_lease(10));
+        a.on_pong(C, 10, 10, v(0, 0));
+        assert!(a.holds_lease(10));
+    }
+
+    #[test]
+    fn majority_fence_counts_fresh_views_only() {
+        let mut b = m(B, ABC);
+        // B fences A (never heard), C's view fences A: majority.
+        b.on_ping(C, 0, v(0b001, 0));
+        assert!(b.majority_fences(A, 0));
+        assert_eq!(b.fencers(A, 0), 0b110);
+        assert!(b.majority_fences(A, T - 1));
+        assert!(!b.majority_fences(A, T), "C's view is older than T");
+        // A's own view does not count for A.
+        let mut b = m(B, ABC);
+        b.on_ping(A, 0, v(0b001, 0));
+        assert!(!b.majority_fences(A, 0));
+        assert!(!b.majority_fences(B, 0));
+        assert!(!b.majority_fences(9, 0));
+    }
+
+    #[test]
+    fn takeover_waits_six_fifths_of_the_timeout() {
+        let mut b = m(B, ABC);
+        // C keeps granting B and fencing A; A is silent.
+        let mut t = 0;
+        let mut ready_at = None;
+        while t <= 5 * T {
+            b.on_pong(C, t, t, v(0b001, 0));
+            b.tick(t);
+            if ready_at.is_none() && b.takeover_ready(A, t) {
+                ready_at = Some(t);
+            }
+            t += T / 10;
+        }
+        assert!(b.holds_lease(0));
+        assert_eq!(ready_at, Some(T + T / 5));
+    }
+
+    #[test]
+    fn takeover_wait_restarts_when_the_majority_breaks() {
+        let mut b = m(B, ABC);
+        let mut t = 0;
+        while t <= T {
+            b.on_pong(C, t, t, v(0b001, 0));
+            b.tick(t);
+            t += T / 10;
+        }
+        // C no longer fences A (say it rejoined it): the wait starts over.
+        b.on_pong(C, t, t, v(0, 0));
+        b.tick(t);
+        assert!(!b.majority_fences(A, t));
+        let restart = t + T / 10;
+        t = restart;
+        while t < restart + T + T / 5 {
+            b.on_pong(C, t, t, v(0b001, 0));
+            b.tick(t);
+            assert!(!b.takeover_ready(A, t), "at {t}");
+            t += T / 10;
+        }
+        b.on_pong(C, t, t, v(0b001, 0));
+        assert!(b.takeover_ready(A, t));
+    }
+
+    #[test]
+    fn takeover_needs_the_lease() {
+        let mut b = m(B, ABC);
+        // C fences A and B: no lease for B, no takeover.
+        let mut t = 0;
+        while t <= 3 * T {
+            b.on_pong(C, t, t, v(0b011, 0));
+            b.tick(t);
+            assert!(!b.takeover_ready(A, t));
+            t += T / 10;
+        }
+        assert!(b.majority_fences(A, t - T / 10));
+    }
+
+    #[test]
+    fn expired_views_break_the_majority_between_calls() {
+        let mut b = m(B, ABC);
+        b.on_pong(C, 0, 0, v(0b001, 0));
+        b.tick(0);
+        // No call between T - 1 and 2T: C's view expired at T. A new view at 2T must
+        // not continue the wait begun at 0.
+        b.on_pong(C, 2 * T, 2 * T, v(0b001, 0));
+        assert!(!b.takeover_ready(A, 2 * T));
+        for t in [2 * T + T / 2, 3 * T, 3 * T + T / 5 - 1] {
+            b.on_pong(C, t, t, v(0b001, 0));
+            assert!(!b.takeover_ready(A, t));
+        }
+        b.tick(3 * T + T / 5);
+        assert!(b.takeover_ready(A, 3 * T + T / 5));
+    }
+
+    #[test]
+    fn fenced_by_majority_needs_both_others_of_three() {
+        let mut a = m(A, ABC);
+        a.on_pong(B, 0, 0, v(0b001, 0));
+        assert!(!a.fenced_by_majority(0));
+        a.on_ping(C, 1, v(0b001, 0));
+        assert!(a.fenced_by_majority(1));
+        assert!(!a.fenced_by_majority(T), "B's view is older than T");
+    }
+
+    /// Two hosts: a majority is both, so neither can act alone.
+    #[test]
+    fn two_hosts_nobody_acts_alone() {
+        let ab = 0b011;
+        let mut a = m(A, ab);
+        let mut b = m(B, ab);
+        // Both up and talking: A holds its lease (B's grant).
+        let mut t = 0;
+        while t <= 2 * T {
+            b.on_ping(A, t, a.outgoing(t));
+            a.on_pong(B, t, t, b.outgoing(t));
+            a.tick(t);
+            b.tick(t);
+            t += T / 10;
+        }
+        assert!(a.holds_lease(t - T / 10));
+        assert!(b.fenced() == 0 && a.fenced() == 0);
+        // The link breaks: both fence each other, nobody holds a lease, no takeover ever.
+        let cut = t;
+        while t <= cut + 10 * T {
+            a.tick(t);
+            b.tick(t);
+            if t >= cut + T {
+                assert!(!a.holds_lease(t));
+                assert!(!b.holds_lease(t));
+            }
+            assert!(!b.majority_fences(A, t) || t < cut + T);
+            assert!(!b.takeover_ready(A, t));
+            assert!(!a.takeover_ready(B, t));
+            t += T / 10;
+        }
+        assert_eq!(b.fenced(), 0b001);
+        assert_eq!(b.fencers(A, t), 0b010);
+        assert!(!b.majority_fences(A, t));
+    }
+
+    /// A and B cannot hear each other, both hear C. A and B fence each other, C fences
+    /// nobody: A and B both keep their leases (C grants both), nobody takes over.
+    #[test]
+    fn non_transitive_partition() {
+        let mut hosts = [m(A, ABC), m(B, ABC), m(C, ABC)];
+        let link = |x: u32, y: u32| !matches!((x, y), (1, 2) | (2, 1));
+        let mut t = 0;
+        while t <= 10 * T {
+            // Every host pings every other it can reach; the other answers.
+            for x in [A, B, C] {
+                for y in [A, B, C] {
+                    if x == y || !link(x, y) {
+                        continue;
+                    }
+                    let vx = hosts[x as usize - 1].outgoing(t);
+                    hosts[y as usize - 1].on_ping(x, t, vx);
+                    let vy = hosts[y as usize - 1].outgoing(t);
+                    hosts[x as usize - 1].on_pong(y, t, t, vy);
+                }
+            }
+            for h in hosts.iter_mut() {
+                h.tick(t);
+            }
+            if t >= 2 * T {
+                let [a, b, c] = &hosts;
+                assert_eq!(a.fenced(), 0b010);
+                assert_eq!(b.fenced(), 0b001);
+                assert_eq!(c.fenced(), 0);
+                assert!(a.holds_lease(t) && b.holds_lease(t) && c.holds_lease(t));
+                assert!(!b.majority_fences(A, t) && !a.majority_fences(B, t));
+                assert!(!b.takeover_ready(A, t) && !a.takeover_ready(B, t));
+                assert!(!c.majority_fences(A, t) && !c.majority_fences(B, t));
+                assert!(!a.fenced_by_majority(t) && !b.fenced_by_majority(t));
+            }
+            t += T / 10;
+        }
+    }
+
+    /// A crash of A: B and C fence it, B takes over after the wait, C keeps A fenced
+    /// while B announces recovering, and lifts it once B is done and A is back.
+    #[test]
+    fn crash_takeover_and_rejoin() {
+        let mut hosts = [m(A, ABC), m(B, ABC), m(C, ABC)];
+        let mut a_alive = true;
+        let mut t = 0;
+        let mut took_over = None;
+        let mut finished = None;
+        while t <= 20 * T {
+            if t == 3 * T {
+                a_alive = false;
+            }
+            if t == 12 * T {
+                a_alive = true;
+                hosts[0] = m(A, ABC);
+            }
+            for x in [A, B, C] {
+                for y in [A, B, C] {
+                    if x == y || (!a_alive && (x == A || y == A)) {
+                        continue;
+                    }
+                    let vx = hosts[x as usize - 1].outgoing(t);
+                    hosts[y as usize - 1].on_ping(x, t, vx);
+                    let vy = hosts[y as usize - 1].outgoing(t);
+                    hosts[x as usize - 1].on_pong(y, t, t, vy);
+                }
+            }
+            for h in hosts.iter_mut() {
+                h.tick(t);
+            }
+            if t == 2 * T {
+                assert!(hosts.iter().all(|h| h.fenced() == 0 && h.holds_lease(t)));
+            }
+            if took_over.is_none() && hosts[1].takeover_ready(A, t) {
+                took_over = Some(t);
+                hosts[1].set_recovering(A, true);
+            }
+            if t == 14 * T {
+                // Recovery done.
+                hosts[1].set_recovering(A, false);
+                finished = Some(t);
+            }
+            if (12 * T..=14 * T).contains(&t) {
+                assert_ne!(
+                    hosts[2].fenced() & 0b001,
+                    0,
+                    "C lifted A while B recovers, at {t}"
+                );
+            }
+            t += T / 10;
+        }
+        // Last heard at 3T - T/10: fenced at 4T - T/10 by B and C; C's view with the fence
+        // reaches B in the next round, at 4T, and the wait ends T + T/5 later.
+        assert_eq!(took_over, Some(4 * T + T + T / 5));
+        assert!(finished.is_some());
+        assert!(hosts.iter().all(|h| h.fenced() == 0), "A rejoined");
+    }
+
+    // ---- Robustness ----
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Msg(u32, u64),
+        Ping(u32, u64, u64, u64),
+        Pong(u32, u64, u64, u64, u64),
+        Tick(u64),
+        Recovering(u32, bool),
+        Configure(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let id = prop_oneof![0u32..=9, Just(64u32), Just(u32::MAX)];
+        let time = prop_oneof![0u64..20_000, Just(u64::MAX), Just(u64::MAX - 1)];
+        prop_oneof![
+            (id.clone(), time.clone()).prop_map(|(f, t)| Op::Msg(f, t)),
+            (id.clone(), time.clone(), any::<u64>(), any::<u64>())
+                .prop_map(|(f, t, a, b)| Op::Ping(f, t, a, b)),
+            (
+                id.clone(),
+                time.clone(),
+                time.clone(),
+                any::<u64>(),
+                any::<u64>()
+            )
+                .prop_map(|(f, t, e, a, b)| Op::Pong(f, t, e, a, b)),
+            time.prop_map(Op::Tick),
+            (id, any::<bool>()).prop_map(|(f, on)| Op::Recovering(f, on)),
+            any::<u64>().prop_map(Op::Configure),
+        ]
+    }
+
+    proptest! {
+        /// Any input: no panic, and the invariants hold: only configured remote hosts are
+        /// fenced, heard or recovering; the local host is never fenced; a takeover is only
+        /// ready with the lease and a majority fence.
+        #[test]
+        fn never_panics(local in 1u32..=8, configured in any::<u8>(), ops in proptest::collection::vec(op(), 0..120)) {
+            let configured = u64::from(configured) | 1 << (local - 1);
+            let mut x = Membership::<8>::new(local, configured, T).unwrap();
+            let mut last = 0;
+            for o in ops {
+                match o {
+                    Op::Msg(f, t) => { x.on_message(f, t); last = t; }
+                    Op::Ping(f, t, fe, r) => { x.on_ping(f, t, View { heard: 0, fenced: fe, recovering: r }); last = t; }
+                    Op::Pong(f, t, e, fe, r) => { x.on_pong(f, t, e, View { heard: fe, fenced: fe, recovering: r }); last = t; }
+                    Op::Tick(t) => { x.tick(t); last = t; }
+                    Op::Recovering(f, on) => x.set_recovering(f, on),
+                    Op::Configure(c) => { let _ = x.set_configured(c); }
+                }
+                let others = x.configured() & !(1 << (local - 1));
+                prop_assert_eq!(x.fenced() & !others, 0);
+                prop_assert_eq!(x.recovering() & !others, 0);
+                prop_assert_eq!(x.heard(last) & !others, 0);
+                prop_assert_eq!(x.grants(last) & !others, 0);
+                for target in 0..=9u32 {
+                    if x.takeover_ready(target, last) {
+                        prop_assert!(x.holds_lease(last) && x.majority_fences(target, last));
+                    }
+                    let tb = if (1..=64).contains(&target) { 1u64 << (target - 1) } else { 0 };
+                    prop_assert_eq!(x.fencers(target, last) & tb, 0);
+                }
+                let _ = x.outgoing(last);
+                let _ = x.fenced_by_majority(last);
+                let _ = x.up(last);
+            }
+        }
+    }
+
+    #[test]
+    fn size_for_64_hosts() {
+        // The kernel embeds one per host; keep it to a few KiB.
+        let size = core::mem::size_of::<Membership>();
+        assert!(size <= 6 * 1024, "{size}");
+    }
+}

@@ -1,0 +1,374 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The owner side of replication for one write-back volume with `peers>0`: its peer
+//! set, the version counter, the state machine of `docs/replication.md` section 6, and
+//! the DESTAGED notifications.
+
+use crate::cluster::Cluster;
+use crate::conn::{Conn, Waiter};
+use crate::fvp_kernel::sync::sleep_ms;
+use crate::fvp_kernel::vec;
+use crate::logic::abi;
+use crate::logic::placement::{self, DomainRule};
+use crate::logic::wire::{DestagedEntries, Message, DESTAGED_BUF_LEN, MAX_DESTAGED};
+use crate::volume::Volume;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use kernel::new_mutex;
+use kernel::prelude::*;
+use kernel::sync::{Arc, Mutex};
+
+/// Who holds the volume's replicas now, and the buffer blocks are copied into.
+pub(crate) struct SendCtx {
+    pub(crate) peers: [Option<Arc<Conn>>; 2],
+    pub(crate) peer_ids: [u32; 2],
+    pub(crate) buf: KVec<u8>,
+}
+
+/// Replication state of one volume.
+#[pin_data]
+pub(crate) struct Replication {
+    pub(crate) cluster: Arc<Cluster>,
+    pub(crate) name: [u8; abi::NAME_LEN],
+    /// Unique among this host's volumes; names the volume on the wire.
+    pub(crate) volume_id: u32,
+    pub(crate) peers_wanted: u32,
+    pub(crate) rule: DomainRule,
+    /// `abi::REPL_*`.
+    pub(crate) state: AtomicU32,
+    pub(crate) epoch: AtomicU64,
+    /// The last version handed out; only advanced under `send`, after the block's
+    /// data was copied (the destager relies on that order, see `destage_snapshot`).
+    pub(crate) version: AtomicU64,
+    /// Peers that held replicas and must be fenced by a majority (or reconnect and
+    /// drop them) before a write may bypass them: bit `h-1` for host `h`.
+    pub(crate) stale_peers: AtomicU64,
+    #[pin]
+    pub(crate) send: Mutex<SendCtx>,
+    /// Blocks written back (and the version snapshot before their destage began),
+    /// waiting for a backing flush and a DESTAGED.
+    #[pin]
+    destaged: Mutex<KVec<(u64, u64)>>,
+    pub(crate) replicated_writes: AtomicU64,
+    pub(crate) reprotections: AtomicU64,
+    pub(crate) resent_blocks: AtomicU64,
+}
+
+static NEXT_VOLUME_ID: AtomicU32 = AtomicU32::new(1);
+
+/// How long a replicated write waits for a state that lets it proceed, per check.
+const WAIT_STEP_MS: u32 = 10;
+
+impl Replication {
+    pub(crate) fn new(
+        cluster: Arc<Cluster>,
+        name: [u8; abi::NAME_LEN],
+        peers_wanted: u32,
+        rule: DomainRule,
+    ) -> Result<Arc<Self>> {
+        let mut buf = KVec::new();
+        buf.extend_with(crate::pool::PAGE as usize, 0u8, GFP_KERNEL)?;
+        Arc::pin_init(
+            pin_init!(Replication {
+                cluster,
+                name,
+                volume_id: NEXT_VOLUME_ID.fetch_add(1, Relaxed),
+                peers_wanted,
+                rule,
+                state: AtomicU32::new(abi::REPL_DEGRADED),
+                epoch: AtomicU64::new(0),
+                version: AtomicU64::new(0),
+                stale_peers: AtomicU64::new(0),
+                send <- new_mutex!(SendCtx { peers: [None, None], peer_ids: [0, 0], buf }, "fvp::Replication::send"),
+                destaged <- new_mutex!(KVec::new(), "fvp::Replication::destaged"),
+                replicated_writes: AtomicU64::new(0),
+                reprotections: AtomicU64::new(0),
+                resent_blocks: AtomicU64::new(0),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    pub(crate) fn state(&self) -> u32 {
+        self.state.load(Relaxed)
+    }
+
+    pub(crate) fn state_name(&self) -> &'static str {
+        match self.state() {
+            abi::REPL_PROTECTED => "protected",
+            abi::REPL_REPROTECTING => "reprotecting",
+            abi::REPL_DEGRADED => "degraded",
+            abi::REPL_SUSPENDED => "suspended",
+            abi::REPL_FENCED => "fenced",
+            _ => "none",
+        }
+    }
+
+    /// Whether the destager may write this volume's blocks to the backing device.
+    pub(crate) fn may_destage(&self) -> bool {
+        !matches!(self.state(), abi::REPL_SUSPENDED | abi::REPL_FENCED)
+    }
+
+    pub(crate) fn peer_ids(&self) -> [u32; 2] {
+        self.send.lock().peer_ids
+    }
+
+    /// The version snapshot the destager takes before a batch: every replica with a
+    /// version at most this holds data the batch will write (or older).
+    pub(crate) fn destage_snapshot(&self) -> u64 {
+        self.version.load(Relaxed)
+    }
+
+    /// The destager wrote `block` back; `snapshot` was taken before it began.
+    pub(crate) fn destaged(&self, block: u64, snapshot: u64) {
+        // Best effort: a lost notice only delays freeing a replica until the epoch ends.
+        let _ = self.destaged.lock().push((block, snapshot), GFP_KERNEL);
+    }
+
+    /// Waits until a write may proceed: `Ok(true)` replicated write-back, `Ok(false)`
+    /// write-through, `Err` the volume was taken over. Sleeps.
+    pub(crate) fn wait_writable(&self) -> Result<bool> {
+        loop {
+            match self.state() {
+                abi::REPL_PROTECTED => return Ok(true),
+                abi::REPL_DEGRADED if self.stale_peers.load(Relaxed) == 0 => return Ok(false),
+                abi::REPL_FENCED => return Err(EIO),
+                _ => sleep_ms(WAIT_STEP_MS),
+            }
+        }
+    }
+
+    /// Sends the blocks `blocks` (copied from the pool by `copy`) to every peer, the
+    /// ACKs counted in `op`'s pending references (`retain` takes one per send). Blocks
+    /// in `dropped` were written around the pool: their replicas are dropped instead.
+    /// Returns false if a peer could not be sent to (the caller writes through).
+    pub(crate) fn send_write(
+        &self,
+        blocks: &[u64],
+        dropped: &[u64],
+        mut copy: impl FnMut(u64, &mut [u8]) -> bool,
+        mut waiter: impl FnMut() -> Waiter,
+    ) -> bool {
+        let mut ctx = self.send.lock();
+        let ctx = &mut *ctx;
+        let peers: KVec<Arc<Conn>> = {
+            let mut v = KVec::new();
+            for c in ctx.peers.iter().flatten() {
+                if v.push(c.clone(), GFP_KERNEL).is_err() {
+                    return false;
+                }
+            }
+            v
+        };
+        if peers.len() < self.peers_wanted as usize || peers.iter().any(|c| c.is_broken()) {
+            return false;
+        }
+        for &block in blocks {
+            if !copy(block, &mut ctx.buf) {
+                return false;
+            }
+            let version = self.version.load(Relaxed) + 1;
+            self.version.store(version, Relaxed);
+            let msg = Message::Replicate { volume_id: self.volume_id, block, version, data: &ctx.buf };
+            for c in peers.iter() {
+                if c.send(&msg, Some(waiter())).is_err() {
+                    return false;
+                }
+            }
+        }
+        if !dropped.is_empty() && !self.send_drops(&peers, dropped, &mut waiter) {
+            return false;
+        }
+        true
+    }
+
+    /// DESTAGED with a fresh version for each block: peers drop what they hold of them.
+    fn send_drops(&self, peers: &[Arc<Conn>], blocks: &[u64], waiter: &mut impl FnMut() -> Waiter) -> bool {
+        let mut buf = [0u8; 64 * 16];
+        for chunk in blocks.chunks(64) {
+            let version = self.version.load(Relaxed) + 1;
+            self.version.store(version, Relaxed);
+            let mut n = 0;
+            for (i, &b) in chunk.iter().enumerate() {
+                buf[i * 16..i * 16 + 8].copy_from_slice(&b.to_le_bytes());
+                buf[i * 16 + 8..i * 16 + 16].copy_from_slice(&version.to_le_bytes());
+                n = i + 1;
+            }
+            let Ok(entries) = DestagedEntries::new(&buf[..n * 16]) else { return false };
+            let msg = Message::Destaged { volume_id: self.volume_id, entries };
+            for c in peers {
+                if c.send(&msg, Some(waiter())).is_err() {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Drops replicas of `blocks` at whichever peers are connected (write-through
+    /// writes while degraded). Sleeps until they ACK.
+    pub(crate) fn drop_at_connected(&self, blocks: &[u64]) {
+        let ctx = self.send.lock();
+        let mut peers = KVec::new();
+        for c in ctx.peers.iter().flatten().filter(|c| !c.is_broken()) {
+            let _ = peers.push(c.clone(), GFP_KERNEL);
+        }
+        let mut calls = KVec::new();
+        let _ = self.send_drops(&peers, blocks, &mut || match crate::conn::CallWait::new() {
+            Ok(w) => {
+                let _ = calls.push(w.clone(), GFP_KERNEL);
+                Waiter::Call(w)
+            }
+            Err(_) => Waiter::Nobody,
+        });
+        drop(ctx);
+        let timeout = self.cluster.timeout_ms();
+        for w in calls.iter() {
+            let _ = w.wait(timeout);
+        }
+    }
+
+    /// The ticker's step (every heartbeat): follows the lease and the peers' health,
+    /// chooses peers, and sends DESTAGED notices. Sleeps.
+    pub(crate) fn reconcile(&self, volume: &Arc<Volume>) {
+        let cluster = &self.cluster;
+        let state = self.state();
+        if state == abi::REPL_FENCED {
+            return;
+        }
+        if !cluster.holds_lease() {
+            if state != abi::REPL_SUSPENDED {
+                pr_warn!("fvp: volume {}: no majority lease: I/O suspended\n", abi::name_str(&self.name));
+                self.state.store(abi::REPL_SUSPENDED, Relaxed);
+            }
+            return;
+        }
+        // Peers we stopped using: clear once a majority fenced them.
+        let stale = self.stale_peers.load(Relaxed);
+        for id in 1..=64u32 {
+            if stale & placement::host_bit(id) != 0 && cluster.is_fenced_by_majority(id) {
+                self.stale_peers.fetch_and(!placement::host_bit(id), Relaxed);
+            }
+        }
+        let healthy = {
+            let ctx = self.send.lock();
+            let n = ctx.peers.iter().flatten().filter(|c| !c.is_broken()).count();
+            n >= self.peers_wanted as usize
+        };
+        if state == abi::REPL_PROTECTED && healthy {
+            self.notify_destaged(volume);
+            return;
+        }
+        if state == abi::REPL_PROTECTED || state == abi::REPL_SUSPENDED {
+            // A peer was lost (or the lease came back): writes go through until a
+            // new peer set holds everything.
+            let lost = {
+                let mut ctx = self.send.lock();
+                let mut lost = 0u64;
+                for i in 0..2 {
+                    if ctx.peers[i].as_ref().is_some_and(|c| c.is_broken()) || (ctx.peers[i].is_none() && ctx.peer_ids[i] != 0) {
+                        lost |= placement::host_bit(ctx.peer_ids[i]);
+                        ctx.peers[i] = None;
+                    }
+                }
+                lost
+            };
+            self.stale_peers.fetch_or(lost, Relaxed);
+            if lost != 0 {
+                pr_warn!("fvp: volume {}: lost a peer: writing through until re-protected\n", abi::name_str(&self.name));
+            }
+            self.state.store(abi::REPL_DEGRADED, Relaxed);
+        }
+        self.reprotect(volume);
+    }
+
+    /// Degraded: write back what is dirty, then open a new epoch on the chosen peers.
+    fn reprotect(&self, volume: &Arc<Volume>) {
+        let cluster = &self.cluster;
+        let mut hosts = KVec::new();
+        if cluster.placement_hosts(&mut hosts).is_err() {
+            return;
+        }
+        let local = cluster.local_id();
+        let name_len = self.name.iter().position(|&b| b == 0).unwrap_or(abi::NAME_LEN);
+        let Ok(chosen) = placement::place(&self.name[..name_len], local, &hosts, self.peers_wanted, self.rule) else { return };
+        if chosen.len() < self.peers_wanted as usize {
+            return;
+        }
+        let mut conns: [Option<Arc<Conn>>; 2] = [None, None];
+        let mut ids = [0u32; 2];
+        for (i, &id) in chosen.as_slice().iter().enumerate() {
+            let Some(c) = cluster.link(id).and_then(|l| l.out_conn()) else { return };
+            conns[i] = Some(c);
+            ids[i] = id;
+        }
+        // Nothing dirty may lack a replica once protected: write it back first.
+        if volume.flush_sync().is_err() {
+            return;
+        }
+        let epoch = self.epoch.load(Relaxed) + 1;
+        let msg = Message::VolumeOpen {
+            volume_id: self.volume_id,
+            block_size: crate::pool::PAGE as u32,
+            epoch,
+            name: &self.name[..name_len],
+        };
+        for c in conns.iter().flatten() {
+            if let Err(e) = c.call(&msg, cluster.timeout_ms()) {
+                pr_warn!("fvp: volume {}: host {} refused its replicas: error {}\n", abi::name_str(&self.name), c.peer_id, e.to_errno());
+                return;
+            }
+        }
+        {
+            let mut ctx = self.send.lock();
+            ctx.peers = conns;
+            ctx.peer_ids = ids;
+        }
+        // Peers we no longer use but that still hold replicas are dropped when fenced;
+        // ones we chose again were reset by VOLUME_OPEN.
+        self.stale_peers.fetch_and(!(placement::host_bit(ids[0]) | placement::host_bit(ids[1])), Relaxed);
+        self.epoch.store(epoch, Relaxed);
+        vec::clear(&mut self.destaged.lock());
+        if epoch > 1 {
+            self.reprotections.fetch_add(1, Relaxed);
+        }
+        pr_info!("fvp: volume {}: protected by host(s) {} {} (epoch {})\n", abi::name_str(&self.name), ids[0], ids[1], epoch);
+        self.state.store(abi::REPL_PROTECTED, Relaxed);
+    }
+
+    /// Flushes the backing device, then tells the peers which blocks are on it.
+    fn notify_destaged(&self, volume: &Arc<Volume>) {
+        let list = core::mem::take(&mut *self.destaged.lock());
+        if list.is_empty() {
+            return;
+        }
+        if crate::destage::flush_backing(volume).is_err() {
+            return;
+        }
+        let ctx = self.send.lock();
+        let mut buf = [0u8; DESTAGED_BUF_LEN];
+        for chunk in list.chunks(MAX_DESTAGED) {
+            for (i, &(b, v)) in chunk.iter().enumerate() {
+                buf[i * 16..i * 16 + 8].copy_from_slice(&b.to_le_bytes());
+                buf[i * 16 + 8..i * 16 + 16].copy_from_slice(&v.to_le_bytes());
+            }
+            let Ok(entries) = DestagedEntries::new(&buf[..chunk.len() * 16]) else { return };
+            let msg = Message::Destaged { volume_id: self.volume_id, entries };
+            for c in ctx.peers.iter().flatten() {
+                let _ = c.send(&msg, Some(Waiter::Nobody));
+            }
+        }
+    }
+
+    /// This host was fenced by a majority: a peer takes the volume over.
+    pub(crate) fn fence(&self) {
+        self.state.store(abi::REPL_FENCED, Relaxed);
+    }
+
+    /// The volume goes away after a drain: peers drop its replicas.
+    pub(crate) fn close(&self) {
+        let ctx = self.send.lock();
+        for c in ctx.peers.iter().flatten() {
+            let _ = c.call(&Message::VolumeClose { volume_id: self.volume_id }, self.cluster.timeout_ms());
+        }
+    }
+}

@@ -1,0 +1,235 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The peer side: replicas of other owners' dirty blocks, kept apart from this host's
+//! own cache (pool pressure never evicts them), and written to the shared backing
+//! device when their owner is fenced by a majority. See `docs/replication.md`, section 6.
+
+use crate::cluster::Cluster;
+use crate::destage::Waiter as IoWaiter;
+use crate::fvp_kernel::bio::OwnedBio;
+use crate::fvp_kernel::block::{self, OpenedBdev};
+use crate::fvp_kernel::pages::{self, CountedPage};
+use crate::fvp_kernel::vec;
+use crate::logic::abi;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use kernel::new_mutex;
+use kernel::prelude::*;
+use kernel::rbtree::RBTree;
+use kernel::sync::{Arc, Mutex};
+
+/// One replicated block: the newest version received and its data.
+struct Replica {
+    version: u64,
+    page: CountedPage,
+}
+
+/// The replicas of one volume of one owner.
+struct Namespace {
+    owner: u32,
+    volume_id: u32,
+    name: [u8; abi::NAME_LEN],
+    epoch: u64,
+    blocks: RBTree<u64, Replica>,
+}
+
+/// Every replica this host holds.
+#[pin_data]
+pub(crate) struct ReplicaStore {
+    #[pin]
+    spaces: Mutex<KVec<Namespace>>,
+    count: AtomicU64,
+}
+
+/// Replicas are refused (ENOSPC) once free memory falls below this fraction of RAM, as
+/// pools leave it: the owner then treats this host as ineligible.
+const RESERVE_DIVISOR: u64 = 8;
+
+impl ReplicaStore {
+    pub(crate) fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            spaces <- new_mutex!(KVec::new(), "fvp::ReplicaStore::spaces"),
+            count: AtomicU64::new(0),
+        })
+    }
+
+    /// Replicated blocks held, for one owner or all.
+    pub(crate) fn blocks(&self, owner: Option<u32>) -> u64 {
+        match owner {
+            None => self.count.load(Relaxed),
+            Some(o) => self.spaces.lock().iter().filter(|n| n.owner == o).map(|n| n.blocks.iter().count() as u64).sum(),
+        }
+    }
+
+    /// Owners we hold replicas for, as a bitmask (bit `h-1` for host `h`).
+    pub(crate) fn owners(&self) -> u64 {
+        self.spaces
+            .lock()
+            .iter()
+            .fold(0, |m, n| m | crate::logic::placement::host_bit(n.owner))
+    }
+
+    /// VOLUME_OPEN: a new epoch starts empty (the owner wrote back everything before).
+    pub(crate) fn open(&self, owner: u32, volume_id: u32, block_size: u32, epoch: u64, name: &[u8]) -> Result {
+        if block_size != crate::pool::PAGE as u32 {
+            return Err(EINVAL);
+        }
+        let name = abi::pool_name(name).ok_or(EINVAL)?;
+        let mut spaces = self.spaces.lock();
+        if let Some(n) = spaces.iter_mut().find(|n| n.owner == owner && n.volume_id == volume_id) {
+            if n.epoch != epoch || n.name != name {
+                let dropped = n.blocks.iter().count() as u64;
+                n.blocks = RBTree::new();
+                self.count.fetch_sub(dropped, Relaxed);
+                n.epoch = epoch;
+                n.name = name;
+            }
+            return Ok(());
+        }
+        spaces.push(Namespace { owner, volume_id, name, epoch, blocks: RBTree::new() }, GFP_KERNEL)?;
+        Ok(())
+    }
+
+    /// REPLICATE: keeps `data` as `block`'s replica unless a newer version is held.
+    pub(crate) fn store(&self, owner: u32, volume_id: u32, block: u64, version: u64, data: &[u8]) -> Result {
+        if data.len() != crate::pool::PAGE as usize {
+            return Err(EINVAL);
+        }
+        if pages::available_pages() < pages::total_ram_pages() / RESERVE_DIVISOR {
+            return Err(ENOSPC);
+        }
+        // Allocate outside the lock; most stores are new blocks.
+        let page = CountedPage::alloc()?;
+        page.write(0, data);
+        let node = kernel::rbtree::RBTreeNode::new(block, Replica { version, page }, GFP_KERNEL)?;
+        let mut spaces = self.spaces.lock();
+        let n = spaces.iter_mut().find(|n| n.owner == owner && n.volume_id == volume_id).ok_or(ENOENT)?;
+        match n.blocks.get_mut(&block) {
+            Some(r) => {
+                if version > r.version {
+                    let (_, new) = node.to_key_value();
+                    *r = new;
+                }
+            }
+            None => {
+                n.blocks.insert(node);
+                self.count.fetch_add(1, Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    /// DESTAGED: drops each listed block whose replica is not newer than listed.
+    pub(crate) fn drop_entries(&self, owner: u32, volume_id: u32, entries: impl Iterator<Item = (u64, u64)>) -> Result {
+        let mut spaces = self.spaces.lock();
+        let n = spaces.iter_mut().find(|n| n.owner == owner && n.volume_id == volume_id).ok_or(ENOENT)?;
+        for (block, version) in entries {
+            if n.blocks.get(&block).is_some_and(|r| r.version <= version) {
+                n.blocks.remove(&block);
+                self.count.fetch_sub(1, Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    /// VOLUME_CLOSE: the owner wrote everything back.
+    pub(crate) fn close(&self, owner: u32, volume_id: u32) {
+        let removed = {
+            let mut spaces = self.spaces.lock();
+            let Some(i) = spaces.iter().position(|n| n.owner == owner && n.volume_id == volume_id) else { return };
+            vec::remove(&mut spaces, i)
+        };
+        let Some(removed) = removed else { return };
+        self.count.fetch_sub(removed.blocks.iter().count() as u64, Relaxed);
+        // Pages are freed here, outside the lock.
+        drop(removed);
+    }
+
+    /// This host was fenced: its replicas may be older than what their owners have
+    /// written since, so they must never be replayed.
+    pub(crate) fn discard_all(&self) {
+        let spaces = core::mem::take(&mut *self.spaces.lock());
+        self.count.store(0, Relaxed);
+        drop(spaces);
+    }
+
+    /// Takes the namespaces of `owner` out of the store.
+    fn take_owner(&self, owner: u32) -> KVec<Namespace> {
+        let mut out = KVec::new();
+        let mut spaces = self.spaces.lock();
+        let mut i = 0;
+        while i < spaces.len() {
+            if spaces[i].owner == owner {
+                if out.reserve(1, GFP_KERNEL).is_err() {
+                    break;
+                }
+                if let Some(n) = vec::remove(&mut spaces, i) {
+                    // Cannot fail: reserved above.
+                    let _ = out.push(n, GFP_KERNEL);
+                }
+            } else {
+                i += 1;
+            }
+        }
+        out
+    }
+
+    /// Writes every replica of `owner` to its shared backing device (newest version
+    /// held per block), flushes, and drops them. A namespace whose device cannot be
+    /// opened or written stays for the next attempt. Sleeps.
+    pub(crate) fn recover_owner(&self, cluster: &Cluster, owner: u32) {
+        let spaces = self.take_owner(owner);
+        for n in spaces.into_iter() {
+            let name = abi::name_str(&n.name);
+            let count = n.blocks.iter().count() as u64;
+            match write_namespace(cluster, &n) {
+                Ok(()) => {
+                    self.count.fetch_sub(count, Relaxed);
+                    pr_warn!("fvp: recovered volume {} of host {}: {} blocks written to the backing device\n", name, owner, count);
+                }
+                Err(e) => {
+                    pr_err!("fvp: cannot recover volume {} of host {}: error {}; will retry\n", name, owner, e.to_errno());
+                    let _ = self.spaces.lock().push(n, GFP_KERNEL);
+                }
+            }
+        }
+    }
+}
+
+/// Blocks written per batch during recovery.
+const RECOVERY_BATCH: usize = 64;
+
+fn write_namespace(cluster: &Cluster, n: &Namespace) -> Result {
+    let dev = cluster.device_by_name(abi::name_str(&n.name).as_bytes()).ok_or(ENODEV)?;
+    let devt = block::lookup_devt(&dev.req.path)?;
+    let bdev = OpenedBdev::open(devt)?;
+    let bioset = &cluster.shared.bioset;
+    let mut waiters = KVec::with_capacity(RECOVERY_BATCH, GFP_KERNEL)?;
+    let mut failed = false;
+    for (block, r) in n.blocks.iter() {
+        let sector = block * (crate::pool::PAGE / 512);
+        let mut bio = OwnedBio::new(bioset, bdev.bdev(), true, sector, 1)?;
+        if !bio.add_page(r.page.clone_ref()) {
+            return Err(EIO);
+        }
+        let w = IoWaiter::new()?;
+        bio.submit(w.clone());
+        waiters.push(w, GFP_KERNEL)?;
+        if waiters.len() >= RECOVERY_BATCH {
+            failed |= wait_all(&mut waiters);
+        }
+    }
+    failed |= wait_all(&mut waiters);
+    if failed {
+        return Err(EIO);
+    }
+    crate::destage::flush_bdev(bioset, bdev.bdev())
+}
+
+/// Waits for every write in `waiters` and empties it; whether any failed.
+fn wait_all(waiters: &mut KVec<Arc<IoWaiter>>) -> bool {
+    let mut failed = false;
+    while let Some(w) = vec::pop(waiters) {
+        failed |= !w.wait();
+    }
+    failed
+}
