@@ -3,7 +3,8 @@
 # runs the host tests (cargo) and every guest suite under tests/selftests, checks every
 # guest's kernel log for reports, and ends with one line "N passed, N failed, N skipped".
 #
-# SUITES=fvp,fvp-net limits the guest suites; KEEP_RUN=1 keeps build/run afterwards.
+# SUITES=fvp,fvp-net limits the guest suites; KEEP_RUN=1 keeps build/run afterwards;
+# HOST_TESTS=0 skips cargo test (for quick guest-only runs while developing).
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -43,6 +44,7 @@ if make -s module KDIR="$kdir"; then pass "fvp.ko builds"; else fail "fvp.ko bui
 
 step "fvpctl and host tests"
 if cargo build --release --locked -p fvpctl; then pass "fvpctl builds"; else fail "fvpctl build"; summary; fi
+if [ "${HOST_TESTS:-1}" = 1 ]; then
 cargo test --locked --workspace 2>&1 | tee build/cargo-test.log
 while read -r p f i; do
   passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + i))
@@ -51,6 +53,7 @@ grep -q '^test result:' build/cargo-test.log || fail "cargo test did not run"
 # The index's RAM cost per cached block, all structures included (budget: 32 bytes).
 cargo test --locked -q -p fvp-logic --lib metadata_budget -- --nocapture 2>/dev/null | grep 'bytes per slot'
 cargo test --locked -q -p fvp-logic --lib scan_resistance -- --nocapture 2>/dev/null | grep -iv '^running\|^test \|^$' | head -6
+fi
 
 step "guest helpers and initramfs"
 mkdir -p build/bin
@@ -73,7 +76,14 @@ for suite in ${suites//,/ }; do
   limit=$(( ${limit:-300} * nprogs + 120 ))
   run=$repo/build/run/$suite
   mkdir -p "$run"
-  for n in $(seq 1 "$guests"); do guest_start "$run" "$n" "$guests" "$suite"; done
+  # settings: shared=<MiB> gives every guest of the suite one more disk, the same one.
+  shared_mb=$(sed -n 's/^shared=//p' "tests/selftests/$suite/settings" 2>/dev/null)
+  shared_img=
+  if [ -n "$shared_mb" ]; then
+    shared_img=$run/shared.img
+    rm -f "$shared_img"; truncate -s "${shared_mb}M" "$shared_img"
+  fi
+  for n in $(seq 1 "$guests"); do guest_start "$run" "$n" "$guests" "$suite" "$shared_img"; done
   # A suite's host.sh, if any, runs beside its guests (fault injection through QMP).
   host_pid=
   if [ -x "tests/selftests/$suite/host.sh" ]; then

@@ -1,0 +1,84 @@
+#!/bin/sh
+# Write-back with peers=1 and peers=2: node 1 owns a volume on the shared disk and runs
+# fio with crc32c verification; its peers hold replicas while it runs and drop them when
+# the volume is removed; the data reaches the shared disk. Then fault domains: with
+# node 1 and 2 in domain "a" and node 3 in "b", domain=same places the peer on node 2 and
+# domain=different on node 3.
+. ../lib/ktap.sh
+. ../lib/fvp.sh
+. ../lib/cluster.sh
+disk=$(cluster_shared_disk)
+sectors=$((64 * 2048))
+
+# owner_case NAME TABLE_OPTS EXPECTED_PEERS: node 1's half of one case.
+owner_case() {
+  name=$1 opts=$2 want=$3
+  if ! fvp_dm_create "$name" "0 $sectors fvp $(fvp_devno "$disk") cp write-back $opts"; then
+    ktap_fail "$name: create with $opts"; barrier "$name-started"; barrier "$name-written"; barrier "$name-removed"
+    return
+  fi
+  ktap_check "$name: protected within 30 s" wait_state "$name" protected 30
+  peers=$(dmsetup status "$name" | awk '{ print $18 }')
+  ktap_check "$name: peers are $want (got $peers)" test "$peers" = "$want"
+  barrier "$name-started"
+  if fio --name="$name" --filename=/dev/mapper/"$name" --thread --direct=1 --ioengine=libaio \
+      --rw=randwrite --bsrange=4k-64k --iodepth=8 --size=16M --verify=crc32c --verify_fatal=1 \
+      --output-format=terse --terse-version=3 >/tmp/fio.out 2>&1; then
+    ktap_pass "$name: fio crc32c verify through a replicated volume ($opts)"
+  else
+    sed 's/^/# /' /tmp/fio.out | tail -20
+    ktap_fail "$name: fio crc32c verify through a replicated volume ($opts)"
+  fi
+  ktap_info "status: $(dmsetup status "$name")"
+  ktap_check "$name: no write completed with fewer replicas (still protected)" test "$(volume_state "$name")" = protected
+  barrier "$name-written"
+  ktap_check "$name: remove (drains, closes the replicas)" dmsetup remove "$name"
+  ktap_check "$name: data verified on the shared disk itself" fio --name="$name-disk" --filename="$disk" \
+    --thread --direct=1 --ioengine=libaio --rw=randwrite --bsrange=4k-64k --iodepth=8 --size=16M \
+    --verify=crc32c --verify_only=1 --output-format=terse
+  barrier "$name-removed"
+}
+
+# peer_case NAME CHOSEN: a peer's half: watch the replicas it holds for node 1.
+peer_case() {
+  name=$1 chosen=$2
+  barrier "$name-started"
+  max=0
+  while [ ! -e "$OUT/go-$name-written" ]; do
+    n=$(cluster_json '[h for h in c["hosts"] if h["id"] == 1][0]["replica_blocks"]' 2>/dev/null || echo 0)
+    [ "$n" -gt "$max" ] && max=$n
+    [ -e "$OUT/barrier-$name-written" ] || touch "$OUT/barrier-$name-written"
+    sleep 1
+  done
+  if [ "$chosen" = yes ]; then
+    ktap_check "$name: this peer held replicas of node 1's writes (max $max blocks)" test "$max" -gt 0
+  else
+    ktap_check "$name: this host, not a peer, held no replicas (max $max)" test "$max" = 0
+  fi
+  barrier "$name-removed"
+  ktap_check "$name: no replica left after the volume was removed" \
+    test "$(cluster_json '[h for h in c["hosts"] if h["id"] == 1][0]["replica_blocks"]')" = 0
+}
+
+if [ "$FVP_NODE" = 1 ]; then ktap_plan 24; else ktap_plan 8; fi
+cluster_wait_up 3 120 || ktap_info "not all hosts up before the test"
+for case in "rb1 peers=1 2" "rb2 peers=2 2,3"; do
+  set -- $case
+  if [ "$FVP_NODE" = 1 ]; then owner_case "$1" "$2" "$3"
+  else peer_case "$1" yes; fi
+done
+
+# Fault domains: node 1 and 2 in "a", node 3 in "b".
+barrier domains
+CLUSTER_DOMAINS="a a b" cluster_write_toml "$CLUSTER_SECRET"
+fvpctl cluster apply "$CLUSTER_TOML" --local-id "$FVP_NODE" >/dev/null
+barrier domains-applied
+cluster_wait_up 3 120 || ktap_info "not all hosts up after re-applying"
+for case in "rs peers=1,domain=same 2" "rd peers=1,domain=different 3"; do
+  set -- $case
+  opts=$(echo "$2" | tr ',' ' ')
+  if [ "$FVP_NODE" = 1 ]; then owner_case "$1" "$opts" "$3"
+  elif [ "$FVP_NODE" = "$3" ]; then peer_case "$1" yes
+  else peer_case "$1" no; fi
+done
+ktap_finish

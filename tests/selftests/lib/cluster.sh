@@ -1,0 +1,66 @@
+#!/bin/sh
+# Helpers for the multi-guest replication suites. Sourced after lib/ktap.sh and lib/fvp.sh.
+# Guests are 10.77.0.N, N = FVP_NODE; each host is in its own fault domain dN unless
+# CLUSTER_DOMAINS says otherwise ("d1 d1 d2": node 1 and 2 share domain d1).
+OUT=/tmp/out
+CLUSTER_TOML=/tmp/cluster.toml
+CLUSTER_SECRET=${CLUSTER_SECRET:-fvp-selftest-secret-0123456789}
+
+# The disk all guests share (serial fvp-shared).
+cluster_shared_disk() {
+  for d in /sys/block/vd*; do
+    [ "$(cat "$d/serial" 2>/dev/null)" = "fvp-shared" ] && { echo "/dev/${d##*/}"; return; }
+  done
+}
+
+# cluster_write_toml SECRET: the description every guest applies.
+cluster_write_toml() {
+  {
+    echo "name = \"fvpsuite\""
+    echo "secret = \"$1\""
+    echo "heartbeat_ms = ${CLUSTER_HEARTBEAT_MS:-250}"
+    echo "timeout_ms = ${CLUSTER_TIMEOUT_MS:-3000}"
+    n=1
+    for dom in ${CLUSTER_DOMAINS:-$(seq -f 'd%g' 1 "$FVP_NODES")}; do
+      printf '[[host]]\nid = %s\naddr = "10.77.0.%s:7790"\ndomain = "%s"\n' "$n" "$n" "$dom"
+      n=$((n + 1))
+    done
+    printf '[[device]]\nname = "shared0"\npath = "%s"\n' "$(cluster_shared_disk)"
+  } >"$CLUSTER_TOML"
+}
+
+# cluster_json EXPR: evaluates a Python expression over `fvpctl cluster show --json`
+# bound to `c` (e.g. 'c["cluster"]["hosts_up"]').
+cluster_json() {
+  fvpctl cluster show --json | python3 -c "import json, sys; c = json.load(sys.stdin); print($1)"
+}
+
+# cluster_wait_up N SECONDS: until N hosts (this one included) are up.
+cluster_wait_up() {
+  t=0
+  while [ "$(cluster_json 'c["cluster"]["hosts_up"]' 2>/dev/null)" != "$1" ] ||
+        [ "$(cluster_json 'sum(h["state"] in ("up", "self") for h in c["hosts"])' 2>/dev/null)" != "$1" ]; do
+    sleep 1; t=$((t + 1)); [ $t -lt "$2" ] || return 1
+  done
+}
+
+# barrier NAME [SECONDS]: waits until every running guest reached NAME. The suite's
+# host.sh sees the marker files in each guest's results directory and answers.
+barrier() {
+  touch "$OUT/barrier-$1"
+  t=0
+  while [ ! -e "$OUT/go-$1" ]; do
+    sleep 1; t=$((t + 1)); [ $t -lt "${2:-900}" ] || return 1
+  done
+}
+
+# volume_state NAME: the replication state of a volume's status line.
+volume_state() { dmsetup status "$1" | awk '{ print $17 }'; }
+
+# wait_state NAME STATE SECONDS
+wait_state() {
+  t=0
+  while [ "$(volume_state "$1")" != "$2" ]; do
+    sleep 1; t=$((t + 1)); [ $t -lt "$3" ] || return 1
+  done
+}
