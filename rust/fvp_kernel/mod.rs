@@ -13,6 +13,7 @@ pub mod bio;
 pub mod block;
 pub mod cred;
 pub mod dm;
+pub mod errno;
 pub mod miscdev;
 pub mod net;
 pub mod pages;

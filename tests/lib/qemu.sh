@@ -29,10 +29,10 @@ guest_start() {
     shared_args=(-drive "if=none,id=shared,file=$shared,format=raw,cache=none,file.locking=off"
       -device "virtio-blk-pci,drive=shared,serial=fvp-shared,share-rw=on")
   fi
-  qemu-system-x86_64 "${accel[@]}" -smp "$QEMU_SMP" -m "$QEMU_MEM" \
+  qemu-system-x86_64 "${accel[@]}" -smp "${GUEST_SMP:-$QEMU_SMP}" -m "$QEMU_MEM" \
     -nodefaults -display none -no-reboot \
     -kernel "$FVP_KERNEL_IMAGE" -initrd "$FVP_INITRAMFS" \
-    -append "console=ttyS0 panic=-1 loglevel=6 brd.rd_nr=4 brd.rd_size=262144 fvpnode=$node fvpnodes=$nodes fvpsuites=$suites fvprepo=$FVP_REPO" \
+    -append "console=ttyS0 panic=-1 loglevel=${GUEST_LOGLEVEL:-6} brd.rd_nr=4 brd.rd_size=262144 fvpnode=$node fvpnodes=$nodes fvpsuites=$suites fvprepo=$FVP_REPO" \
     -serial "file:$dir/console.log" -serial "file:$dir/tests.log" \
     -qmp "unix:$dir/qmp.sock,server=on,wait=off" \
     -fsdev "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap" \
@@ -71,7 +71,8 @@ KERNEL_REPORT_RE='Oops|BUG:|WARNING:|UBSAN:|Kernel panic|general protection faul
 
 # guest_reports DIR: prints the kernel reports in a guest's console log.
 guest_reports() {
-  grep -E -n "$KERNEL_REPORT_RE" "$1/console.log" 2>/dev/null | head -40
+  # console-*.log: earlier lives of a guest that a test killed and restarted.
+  grep -E -n "$KERNEL_REPORT_RE" "$1"/console*.log 2>/dev/null | head -40
 }
 
 # guest_prepare FLAVOR: builds (or finds cached) the kernel of that flavor, fvp.ko

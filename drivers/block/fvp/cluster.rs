@@ -700,7 +700,7 @@ impl Cluster {
                         pr_info!("fvp: cannot connect to host {} at {}: error {}\n", link.host.id, remote, e.to_errno());
                         logged_down = true;
                     }
-                    sleep_ms(s.cfg.heartbeat_ms);
+                    nap(stop, s.cfg.heartbeat_ms);
                     continue;
                 }
             };
@@ -710,7 +710,7 @@ impl Cluster {
             if let Err(why) = self.client_handshake(&sock, &mut reader, &mut session, &s, link.host.id) {
                 self.refused.fetch_add(1, Relaxed);
                 pr_warn!("fvp: handshake with host {} at {} failed: {}\n", link.host.id, remote, why);
-                sleep_ms(s.cfg.timeout_ms);
+                nap(stop, s.cfg.timeout_ms);
                 continue;
             }
             logged_down = false;
@@ -858,12 +858,14 @@ impl Cluster {
                     None => false,
                 }
             };
+            // Fenced by a majority: our replicas may be older than what their owners wrote
+            // since, so they must never be replayed. Our own volumes have no lease and
+            // wait; whether a peer took them over is asked when the lease returns.
             if fenced_by_majority && !self.self_fenced.swap(true, Relaxed) {
-                pr_err!("fvp: this host was fenced by a majority: discarding replicas and replicated volumes' blocks\n");
+                pr_err!("fvp: this host is fenced by a majority: discarding the replicas it holds\n");
                 self.replicas.discard_all();
-                for v in self.volumes.lock().iter() {
-                    v.fence();
-                }
+            } else if !fenced_by_majority {
+                self.self_fenced.store(false, Relaxed);
             }
             let volumes: KVec<Arc<Volume>> = {
                 let list = self.volumes.lock();
@@ -908,6 +910,16 @@ impl Cluster {
                 m.set_recovering(id, false);
             }
         }
+    }
+}
+
+/// Sleeps `ms`, in short steps so that a stop request is not kept waiting.
+fn nap(stop: &StopToken, ms: u32) {
+    let mut left = ms;
+    while left > 0 && !stop.should_stop() {
+        let step = left.min(50);
+        sleep_ms(step);
+        left -= step;
     }
 }
 

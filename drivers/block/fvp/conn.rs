@@ -124,11 +124,6 @@ pub(crate) fn fail_waiter(waiter: Waiter) {
     }
 }
 
-/// `ETIMEDOUT`, which 6.12's `kernel::error::code` does not name.
-fn etimedout() -> Error {
-    Error::from_errno(-(crate::fvp_kernel::bindings::ETIMEDOUT as i32))
-}
-
 impl CallWait {
     pub(crate) fn new() -> Result<Arc<Self>> {
         Arc::pin_init(
@@ -144,7 +139,7 @@ impl CallWait {
     /// Sleeps until the ACK (or failure) or `timeout_ms`; the ACK's value.
     pub(crate) fn wait(&self, timeout_ms: u32) -> Result<u64> {
         if !self.done.wait_timeout_ms(timeout_ms) {
-            return Err(etimedout());
+            return Err(crate::fvp_kernel::errno::etimedout());
         }
         let status = self.status.load(Relaxed) as i64 as i32;
         if status != 0 {
@@ -232,7 +227,7 @@ impl Conn {
         let wait = CallWait::new()?;
         self.send(msg, Some(Waiter::Call(wait.clone())))?;
         let r = wait.wait(timeout_ms);
-        if r == Err(etimedout()) {
+        if r == Err(crate::fvp_kernel::errno::etimedout()) {
             self.close();
         }
         r

@@ -13,6 +13,7 @@ use crate::logic::placement::{self, DomainRule};
 use crate::logic::wire::{DestagedEntries, Message, DESTAGED_BUF_LEN, MAX_DESTAGED};
 use crate::volume::Volume;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use crate::fvp_kernel::errno::estale;
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
@@ -42,6 +43,9 @@ pub(crate) struct Replication {
     /// Peers that held replicas and must be fenced by a majority (or reconnect and
     /// drop them) before a write may bypass them: bit `h-1` for host `h`.
     pub(crate) stale_peers: AtomicU64,
+    /// The lease was lost: before writing anything when it returns, ask the peers
+    /// whether one of them took the volume over meanwhile.
+    was_suspended: core::sync::atomic::AtomicBool,
     #[pin]
     pub(crate) send: Mutex<SendCtx>,
     /// Blocks written back (and the version snapshot before their destage began),
@@ -53,7 +57,13 @@ pub(crate) struct Replication {
     pub(crate) resent_blocks: AtomicU64,
 }
 
-static NEXT_VOLUME_ID: AtomicU32 = AtomicU32::new(1);
+/// A volume id no earlier incarnation of this host used (peers remember the ids of
+/// volumes they took over).
+fn new_volume_id() -> u32 {
+    let mut b = [0u8; 4];
+    crate::fvp_kernel::net::random_bytes(&mut b);
+    u32::from_ne_bytes(b).max(1)
+}
 
 /// How long a replicated write waits for a state that lets it proceed, per check.
 const WAIT_STEP_MS: u32 = 10;
@@ -71,13 +81,14 @@ impl Replication {
             pin_init!(Replication {
                 cluster,
                 name,
-                volume_id: NEXT_VOLUME_ID.fetch_add(1, Relaxed),
+                volume_id: new_volume_id(),
                 peers_wanted,
                 rule,
                 state: AtomicU32::new(abi::REPL_DEGRADED),
                 epoch: AtomicU64::new(0),
                 version: AtomicU64::new(0),
                 stale_peers: AtomicU64::new(0),
+                was_suspended: core::sync::atomic::AtomicBool::new(false),
                 send <- new_mutex!(SendCtx { peers: [None, None], peer_ids: [0, 0], buf }, "fvp::Replication::send"),
                 destaged <- new_mutex!(KVec::new(), "fvp::Replication::destaged"),
                 replicated_writes: AtomicU64::new(0),
@@ -238,9 +249,25 @@ impl Replication {
         if !cluster.holds_lease() {
             if state != abi::REPL_SUSPENDED {
                 pr_warn!("fvp: volume {}: no majority lease: I/O suspended\n", abi::name_str(&self.name));
+                self.was_suspended.store(true, Relaxed);
                 self.state.store(abi::REPL_SUSPENDED, Relaxed);
             }
             return;
+        }
+        if self.was_suspended.load(Relaxed) {
+            match self.taken_over() {
+                Some(true) => {
+                    pr_err!(
+                        "fvp: volume {}: a peer took it over while this host had no lease: discarding its blocks; reload the table to use it again\n",
+                        abi::name_str(&self.name)
+                    );
+                    volume.fence();
+                    return;
+                }
+                Some(false) => self.was_suspended.store(false, Relaxed),
+                // A peer that held replicas cannot be asked yet: keep waiting.
+                None => return,
+            }
         }
         // Peers we stopped using: clear once a majority fenced them.
         let stale = self.stale_peers.load(Relaxed);
@@ -279,6 +306,32 @@ impl Replication {
             self.state.store(abi::REPL_DEGRADED, Relaxed);
         }
         self.reprotect(volume);
+    }
+
+    /// Whether a peer that held this volume's replicas took it over: asks each with
+    /// VOLUME_OPEN of the current epoch (a no-op for a peer that still holds them).
+    /// `None`: one of them cannot be reached.
+    fn taken_over(&self) -> Option<bool> {
+        let (ids, epoch) = (self.peer_ids(), self.epoch.load(Relaxed));
+        if epoch == 0 {
+            return Some(false);
+        }
+        let name_len = self.name.iter().position(|&b| b == 0).unwrap_or(abi::NAME_LEN);
+        let msg = Message::VolumeOpen {
+            volume_id: self.volume_id,
+            block_size: crate::pool::PAGE as u32,
+            epoch,
+            name: &self.name[..name_len],
+        };
+        for id in ids.iter().copied().filter(|&id| id != 0) {
+            let conn = self.cluster.link(id).and_then(|l| l.out_conn())?;
+            match conn.call(&msg, self.cluster.timeout_ms()) {
+                Ok(_) => {}
+                Err(e) if e == estale() => return Some(true),
+                Err(_) => return None,
+            }
+        }
+        Some(false)
     }
 
     /// Degraded: write back what is dirty, then open a new epoch on the chosen peers.

@@ -12,6 +12,7 @@ use crate::fvp_kernel::pages::{self, CountedPage};
 use crate::fvp_kernel::vec;
 use crate::logic::abi;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use crate::fvp_kernel::errno::estale;
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::rbtree::RBTree;
@@ -37,6 +38,10 @@ struct Namespace {
 pub(crate) struct ReplicaStore {
     #[pin]
     spaces: Mutex<KVec<Namespace>>,
+    /// Volumes this host took over, as (owner, volume id): their owner must learn it
+    /// (VOLUME_OPEN answers ESTALE) and discard what it holds instead of writing it.
+    #[pin]
+    recovered: Mutex<KVec<(u32, u32)>>,
     count: AtomicU64,
 }
 
@@ -48,6 +53,7 @@ impl ReplicaStore {
     pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Self {
             spaces <- new_mutex!(KVec::new(), "fvp::ReplicaStore::spaces"),
+            recovered <- new_mutex!(KVec::new(), "fvp::ReplicaStore::recovered"),
             count: AtomicU64::new(0),
         })
     }
@@ -74,6 +80,9 @@ impl ReplicaStore {
             return Err(EINVAL);
         }
         let name = abi::pool_name(name).ok_or(EINVAL)?;
+        if self.recovered.lock().iter().any(|&(o, v)| o == owner && v == volume_id) {
+            return Err(estale());
+        }
         let mut spaces = self.spaces.lock();
         if let Some(n) = spaces.iter_mut().find(|n| n.owner == owner && n.volume_id == volume_id) {
             if n.epoch != epoch || n.name != name {
@@ -184,6 +193,7 @@ impl ReplicaStore {
             match write_namespace(cluster, &n) {
                 Ok(()) => {
                     self.count.fetch_sub(count, Relaxed);
+                    let _ = self.recovered.lock().push((n.owner, n.volume_id), GFP_KERNEL);
                     pr_warn!("fvp: recovered volume {} of host {}: {} blocks written to the backing device\n", name, owner, count);
                 }
                 Err(e) => {

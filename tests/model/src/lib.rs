@@ -94,12 +94,14 @@ pub const MAX_WRITES: usize = 4;
 pub const UNIT: u64 = 1_000;
 /// Host timeout in ticks.
 pub const TIMEOUT_UNITS: u64 = 3;
+/// The takeover wait `T + T/5` in ns.
+pub const TAKEOVER_WAIT: u64 = TIMEOUT_UNITS * UNIT + TIMEOUT_UNITS * UNIT / 5;
 /// The owner (host id 1).
 pub const OWNER: usize = 0;
 /// The volume's name, as placement hashes it.
 pub const VOLUME: &[u8] = b"vol0";
 /// Ticks of heartbeats before the model starts: every fence lifted, every lease held.
-pub const WARM_UP_TICKS: u64 = TIMEOUT_UNITS + 2;
+pub const WARM_UP_TICKS: u64 = 2 * TIMEOUT_UNITS + 4;
 
 const NAMES: [char; HOSTS] = ['A', 'B', 'C'];
 const ALL: u64 = 0b111;
@@ -142,8 +144,41 @@ pub struct Config {
     pub max_crashes: u8,
     /// Link cuts.
     pub max_cuts: u8,
+    /// Stalls of one direction of a link.
+    pub max_stalls: u8,
     /// Whether crashed hosts may restart.
     pub restarts: bool,
+    /// Protocol changes to apply ([`fix`]); 0 for the protocol as documented.
+    pub fixes: u32,
+}
+
+/// Protocol changes proposed after counterexamples of the documented protocol.
+pub mod fix {
+    /// A host that starts stays silent for `T + T/5` before its first connection, so
+    /// every other host has fenced it (a quick restart of an owner is otherwise unseen:
+    /// the others keep granting it, it reopens its volume empty and its VOLUME_OPEN wipes
+    /// the replicas of its acknowledged writes).
+    pub const RESTART_SILENCE: u32 = 1 << 0;
+    /// An owner fenced by a majority keeps its dirty blocks (suspended: it writes and
+    /// acknowledges nothing without its lease anyway) and discards them only once a view
+    /// announces it in `recovering`; without one, it resumes when its lease returns.
+    /// (A majority may fence an owner that nobody can take over — its only peer
+    /// crashed, its new peer was cut off before receiving the blocks — and discarding
+    /// then loses the only copy of acknowledged writes.)
+    pub const KEEP_UNTIL_RECOVERING: u32 = 1 << 1;
+    /// A recovering peer writes each block only while `takeover_ready` holds (lease and
+    /// a standing majority fence), not only before its first write. (Otherwise a peer
+    /// whose announcements no longer reach the others keeps writing after the owner
+    /// rejoined: C lifts A's fence once B's `recovering` is older than the timeout,
+    /// and B still holds a lease — granted by A.)
+    pub const RECOVERY_CHECKS_EACH_WRITE: u32 = 1 << 2;
+    /// An owner acts on its lease (acknowledges, writes the backing device, reopens
+    /// its volume) only after holding it without interruption for `T + T/5`, so that
+    /// fences attested before a host lifted its fence of the owner have expired at
+    /// every recovering peer.
+    pub const LEASE_SETTLES: u32 = 1 << 3;
+    /// Every fix.
+    pub const ALL: u32 = (1 << 4) - 1;
 }
 
 /// A message on a link.
@@ -260,6 +295,10 @@ pub struct State {
     pub owner: Owner,
     /// Network state per link (A-B, A-C, B-C): up or cut.
     pub net_up: [bool; 3],
+    /// Stalled directions, `stalled[from][to]`.
+    pub stalled: [[bool; HOSTS]; HOSTS],
+    /// Stalls so far.
+    pub stalls: u8,
     /// Queues, `queues[from][to]`.
     pub queues: [[Vec<Msg>; HOSTS]; HOSTS],
     /// The backing device: version per block (0: never written).
@@ -278,6 +317,10 @@ pub struct State {
     pub crashes: u8,
     /// Cuts so far.
     pub cuts: u8,
+    /// Tick at which each host last crashed.
+    pub down_at: [u8; HOSTS],
+    /// The protocol changes in force ([`fix`]), constant.
+    pub fixes: u32,
     /// Reachability markers ([`ev`]).
     pub events: u16,
     /// Recorded violations ([`bad`]).
@@ -289,8 +332,10 @@ pub struct State {
 pub enum Action {
     /// Every clock advances one unit; heartbeats go out.
     Tick,
-    /// The head of `queues[from][to]` arrives.
-    Deliver(usize, usize),
+    /// Messages from `from` to `to` stop arriving (TCP stalls; nobody is told).
+    Stall(usize, usize),
+    /// A stalled direction flows again.
+    Unstall(usize, usize),
     /// A client writes a block (new version).
     Write(usize),
     /// The owner destages a dirty block.
@@ -326,17 +371,30 @@ impl State {
         x != y && self.net_up[pair(x, y)] && self.hosts[x].alive && self.hosts[y].alive
     }
 
-    /// Sends `msg` from `x` to `y` if connected. Heartbeats on an empty queue arrive at
-    /// once.
+    /// Queues `msg` from `x` to `y` if connected.
     fn send(&mut self, x: usize, y: usize, msg: Msg) {
-        if !self.connected(x, y) {
-            return;
-        }
-        let heartbeat = matches!(msg, Msg::Ping { .. } | Msg::Pong { .. });
-        if heartbeat && self.queues[x][y].is_empty() {
-            self.receive(x, y, msg);
-        } else {
+        if self.connected(x, y) {
             self.queues[x][y].push(msg);
+        }
+    }
+
+    /// Delivers every queued message of every connected, flowing direction, replies
+    /// included, in FIFO order per direction.
+    fn network_round(&mut self) {
+        loop {
+            let mut progress = false;
+            for x in 0..HOSTS {
+                for y in 0..HOSTS {
+                    if !self.queues[x][y].is_empty() && !self.stalled[x][y] && self.connected(x, y) {
+                        let m = self.queues[x][y].remove(0);
+                        self.receive(x, y, m);
+                        progress = true;
+                    }
+                }
+            }
+            if !progress {
+                break;
+            }
         }
     }
 
@@ -345,6 +403,29 @@ impl State {
             .filter(|&v| self.acked & (1 << v) != 0 && usize::from(self.version_block[usize::from(v)]) == b)
             .max()
             .unwrap_or(0)
+    }
+
+    /// Whether the owner may act on its lease now (acknowledge, write the backing device).
+    pub fn owner_may_act(&self) -> bool {
+        let a = &self.hosts[OWNER];
+        a.alive
+            && if self.fixes & fix::LEASE_SETTLES != 0 {
+                a.mem.holds_lease_for(self.clock, TAKEOVER_WAIT)
+            } else {
+                a.mem.holds_lease(self.clock)
+            }
+    }
+
+    /// Whether peer `p` may write recovered blocks now.
+    pub fn peer_may_write(&self, p: usize) -> bool {
+        let h = &self.hosts[p];
+        h.alive
+            && h.recovery == Recovery::Writing
+            && if self.fixes & fix::RECOVERY_CHECKS_EACH_WRITE != 0 {
+                h.mem.takeover_ready(id(OWNER), self.clock)
+            } else {
+                h.mem.holds_lease(self.clock)
+            }
     }
 
     fn write_backing(&mut self, writer: usize, b: usize, v: u8) {
@@ -412,19 +493,20 @@ impl State {
 
     /// Acknowledges the pending writes that may be (lease held, enough copies).
     fn complete_writes(&mut self, peers: u32) {
-        if !self.hosts[OWNER].mem.holds_lease(self.clock) {
+        if !self.owner_may_act() {
             return;
         }
         for v in 1..=MAX_WRITES as u8 {
             if self.owner.pending & (1 << v) == 0 {
                 continue;
             }
+            // Every current peer holds it, and either they are enough or the block is
+            // on the backing device (degraded).
             let b = usize::from(self.version_block[usize::from(v)]);
-            let replicated = self.owner.peers.count_ones() >= peers
-                && (0..HOSTS)
-                    .filter(|&p| self.owner.peers & hbit(p) != 0)
-                    .all(|p| self.owner.acked_by[p][b] >= v);
-            if replicated || self.backing[b] >= v {
+            let held = (0..HOSTS)
+                .filter(|&p| self.owner.peers & hbit(p) != 0)
+                .all(|p| self.owner.acked_by[p][b] >= v);
+            if held && (self.owner.peers.count_ones() >= peers || self.backing[b] >= v) {
                 self.owner.pending &= !(1 << v);
                 self.acknowledge(v, peers);
             }
@@ -453,7 +535,11 @@ impl State {
         let now = self.clock;
         match self.owner.volume {
             Volume::RecoveredElsewhere => return,
-            Volume::Active if self.hosts[OWNER].mem.fenced_by_majority(now) => {
+            Volume::Active
+                if self.hosts[OWNER].mem.fenced_by_majority(now)
+                    && (cfg.fixes & fix::KEEP_UNTIL_RECOVERING == 0
+                        || self.hosts[OWNER].mem.announced_recovering(now) & 1 != 0) =>
+            {
                 self.owner = Owner {
                     volume: Volume::RecoveredElsewhere,
                     dirty: [0; BLOCKS],
@@ -465,7 +551,7 @@ impl State {
                 return;
             }
             Volume::Starting => {
-                if !self.hosts[OWNER].mem.holds_lease(now) {
+                if !self.owner_may_act() {
                     return;
                 }
                 self.owner.volume = Volume::Active;
@@ -575,6 +661,8 @@ impl State {
         for o in 0..HOSTS {
             self.queues[h][o].clear();
             self.queues[o][h].clear();
+            self.stalled[h][o] = false;
+            self.stalled[o][h] = false;
             self.hosts[o].ping_out &= !hbit(h);
         }
         if h == OWNER {
@@ -610,6 +698,7 @@ impl State {
                 }
             }
         }
+        self.network_round();
     }
 }
 
@@ -636,6 +725,8 @@ impl FvpModel {
             },
             net_up: [true; 3],
             queues: Default::default(),
+            stalled: [[false; HOSTS]; HOSTS],
+            stalls: 0,
             backing: [0; BLOCKS],
             floor: [0; BLOCKS],
             acked: 0,
@@ -644,6 +735,8 @@ impl FvpModel {
             ticks: 0,
             crashes: 0,
             cuts: 0,
+            down_at: [0; HOSTS],
+            fixes: self.cfg.fixes,
             events: 0,
             violations: 0,
         };
@@ -652,13 +745,7 @@ impl FvpModel {
         }
         s.settle(&self.cfg);
         // Deliver the VOLUME_OPENs.
-        while let Some((x, y)) = (0..HOSTS)
-            .flat_map(|x| (0..HOSTS).map(move |y| (x, y)))
-            .find(|&(x, y)| !s.queues[x][y].is_empty())
-        {
-            let m = s.queues[x][y].remove(0);
-            s.receive(x, y, m);
-        }
+        s.network_round();
         s.settle(&self.cfg);
         assert_eq!(s.owner.volume, Volume::Active);
         assert_eq!(s.owner.peers.count_ones(), self.cfg.peers);
@@ -677,19 +764,22 @@ impl Model for FvpModel {
     }
 
     fn actions(&self, s: &State, out: &mut Vec<Action>) {
-        let now = s.clock;
         if s.ticks < self.cfg.max_ticks {
             out.push(Action::Tick);
         }
         for x in 0..HOSTS {
             for y in 0..HOSTS {
-                if !s.queues[x][y].is_empty() {
-                    out.push(Action::Deliver(x, y));
+                if x == y || !s.connected(x, y) {
+                    continue;
+                }
+                if s.stalled[x][y] {
+                    out.push(Action::Unstall(x, y));
+                } else if s.stalls < self.cfg.max_stalls {
+                    out.push(Action::Stall(x, y));
                 }
             }
         }
-        let a = &s.hosts[OWNER];
-        if a.alive && s.owner.volume == Volume::Active && a.mem.holds_lease(now) {
+        if s.owner.volume == Volume::Active && s.owner_may_act() {
             if s.writes < self.cfg.max_writes {
                 for b in 0..BLOCKS {
                     out.push(Action::Write(b));
@@ -703,7 +793,7 @@ impl Model for FvpModel {
         }
         for p in 1..HOSTS {
             let h = &s.hosts[p];
-            if h.alive && h.recovery == Recovery::Writing && h.mem.holds_lease(now) {
+            if s.peer_may_write(p) {
                 if let Some(st) = h.store {
                     for b in 0..BLOCKS {
                         if st[b] != 0 {
@@ -718,7 +808,10 @@ impl Model for FvpModel {
                 if s.crashes < self.cfg.max_crashes {
                     out.push(Action::Crash(h));
                 }
-            } else if self.cfg.restarts {
+            } else if self.cfg.restarts
+                && (self.cfg.fixes & fix::RESTART_SILENCE == 0
+                    || u64::from(s.ticks - s.down_at[h]) * UNIT >= TAKEOVER_WAIT)
+            {
                 out.push(Action::Restart(h));
             }
         }
@@ -737,24 +830,26 @@ impl Model for FvpModel {
         let mut s = s.clone();
         match action {
             Action::Tick => s.tick(),
-            Action::Deliver(x, y) => {
-                let m = s.queues[x][y].remove(0);
-                s.receive(x, y, m);
+            Action::Stall(x, y) => {
+                s.stalls += 1;
+                s.stalled[x][y] = true;
             }
+            Action::Unstall(x, y) => s.stalled[x][y] = false,
             Action::Write(b) => {
                 s.writes += 1;
                 let v = s.writes;
                 s.version_block[usize::from(v)] = b as u8;
-                if s.owner.peers.count_ones() >= self.cfg.peers {
-                    s.owner.dirty[b] = v;
-                    s.owner.pending |= 1 << v;
-                    for p in 0..HOSTS {
-                        if s.owner.peers & hbit(p) != 0 {
-                            s.send(OWNER, p, Msg::Replicate { block: b as u8, version: v });
-                        }
+                // Into the pool, replicated to every current peer (even degraded: a
+                // remaining peer must not keep an older version).
+                s.owner.dirty[b] = v;
+                s.owner.pending |= 1 << v;
+                for p in 0..HOSTS {
+                    if s.owner.peers & hbit(p) != 0 {
+                        s.send(OWNER, p, Msg::Replicate { block: b as u8, version: v });
                     }
-                } else {
-                    // Degraded: write through, tell the remaining peers it is on disk.
+                }
+                if s.owner.peers.count_ones() < self.cfg.peers {
+                    // Degraded: write through.
                     s.write_backing(OWNER, b, v);
                     s.owner.dirty[b] = 0;
                     s.events |= ev::WRITE_THROUGH;
@@ -763,7 +858,6 @@ impl Model for FvpModel {
                             s.send(OWNER, p, Msg::Destaged { block: b as u8, version: v });
                         }
                     }
-                    s.owner.pending |= 1 << v;
                 }
             }
             Action::Destage(b) => {
@@ -787,6 +881,7 @@ impl Model for FvpModel {
             }
             Action::Crash(h) => {
                 s.crashes += 1;
+                s.down_at[h] = s.ticks;
                 s.crash(h);
             }
             Action::Restart(h) => {
@@ -798,6 +893,8 @@ impl Model for FvpModel {
                 let (x, y) = pair_hosts(l);
                 s.queues[x][y].clear();
                 s.queues[y][x].clear();
+                s.stalled[x][y] = false;
+                s.stalled[y][x] = false;
                 s.hosts[x].ping_out &= !hbit(y);
                 s.hosts[y].ping_out &= !hbit(x);
             }
@@ -861,13 +958,8 @@ pub fn p2_destaged(s: &State) -> bool {
 
 /// P4, second half: never the owner and a recovering peer both allowed to write.
 pub fn p4_one_writer(s: &State) -> bool {
-    let now = s.clock;
-    let a = &s.hosts[OWNER];
-    let owner_may = a.alive && s.owner.volume == Volume::Active && a.mem.holds_lease(now);
-    let peer_may = (1..HOSTS).any(|p| {
-        let h = &s.hosts[p];
-        h.alive && h.recovery == Recovery::Writing && h.mem.holds_lease(now)
-    });
+    let owner_may = s.owner.volume == Volume::Active && s.owner_may_act();
+    let peer_may = (1..HOSTS).any(|p| s.peer_may_write(p));
     !(owner_may && peer_may)
 }
 
@@ -970,7 +1062,8 @@ pub fn format_path(path: &stateright::Path<State, Action>) -> String {
 pub fn format_action_name(a: Action) -> String {
     match a {
         Action::Tick => "tick".into(),
-        Action::Deliver(x, y) => format!("deliver {}->{}", NAMES[x], NAMES[y]),
+        Action::Stall(x, y) => format!("stall {}->{}", NAMES[x], NAMES[y]),
+        Action::Unstall(x, y) => format!("unstall {}->{}", NAMES[x], NAMES[y]),
         Action::Write(b) => format!("write b{b}"),
         Action::Destage(b) => format!("destage b{b}"),
         Action::Recover(p, b) => format!("{} recovers b{b}", NAMES[p]),

@@ -35,13 +35,20 @@ cluster_json() {
   fvpctl cluster show --json | python3 -c "import json, sys; c = json.load(sys.stdin); print($1)"
 }
 
-# cluster_wait_up N SECONDS: until N hosts (this one included) are up.
+# cluster_wait_up N SECONDS: until N hosts (this one included) are up. On timeout,
+# shows the cluster and fvp's kernel messages as KTAP comments.
 cluster_wait_up() {
   t=0
   while [ "$(cluster_json 'c["cluster"]["hosts_up"]' 2>/dev/null)" != "$1" ] ||
         [ "$(cluster_json 'sum(h["state"] in ("up", "self") for h in c["hosts"])' 2>/dev/null)" != "$1" ]; do
-    sleep 1; t=$((t + 1)); [ $t -lt "$2" ] || return 1
+    sleep 1; t=$((t + 1))
+    if [ $t -ge "$2" ]; then cluster_debug; return 1; fi
   done
+}
+
+cluster_debug() {
+  fvpctl cluster show 2>&1 | sed 's/^/# /'
+  dmesg | grep fvp | tail -40 | sed 's/^/# /'
 }
 
 # barrier NAME [SECONDS]: waits until every running guest reached NAME. The suite's
@@ -63,4 +70,33 @@ wait_state() {
   while [ "$(volume_state "$1")" != "$2" ]; do
     sleep 1; t=$((t + 1)); [ $t -lt "$3" ] || return 1
   done
+}
+
+# owner_round K: the owner's half of kill round K (node 1): a write-back volume with one
+# peer on the shared disk, and the ack writer running until the host kills this guest.
+owner_round() {
+  k=$1
+  disk=$(cluster_shared_disk)
+  fvp_dm_create "own$k" "0 $((16 * 2048)) fvp $(fvp_devno "$disk") cp write-back peers=1" || return 1
+  wait_state "own$k" protected 120 || { cluster_debug; return 1; }
+  barrier "round$k-ready"
+  python3 "$FVP_REPO/tests/selftests/lib/ackwriter.py" "/dev/mapper/own$k" "$OUT/acks-$k.log" \
+    "$OUT/writing-$k" 4096 300
+  # Not killed within 300 s: the host gave up on this round.
+  return 1
+}
+
+# peer_round K: a surviving host's half: wait until node 1 is fenced and every replica
+# of it was written to the shared disk.
+peer_round() {
+  k=$1
+  barrier "round$k-ready" || return 1
+  t=0
+  until [ "$(cluster_json '[h for h in c["hosts"] if h["id"] == 1][0]["state"]')" = fenced ] &&
+        [ "$(cluster_json '[h for h in c["hosts"] if h["id"] == 1][0]["replica_blocks"]')" = 0 ]; do
+    sleep 1; t=$((t + 1))
+    if [ $t -ge 600 ]; then cluster_debug; return 1; fi
+  done
+  dmesg | grep "recovered volume" | tail -1 | sed 's/^/# /'
+  barrier "round$k-recovered"
 }

@@ -34,7 +34,8 @@
 //!   within `T` announces `h` in `recovering`.
 //! - **Lease.** A PONG from `c` echoing the local send time `s` of a PING, with the local
 //!   host not in its `fenced`, grants a lease until `s + T`; a PONG whose `fenced` holds
-//!   the local host revokes `c`'s grant at once. The local host
+//!   the local host revokes `c`'s grant at once, and so does a PING with such a
+//!   view. The local host
 //!   [holds its lease](Membership::holds_lease) at `now` when it and the hosts whose
 //!   grant is still valid are a majority.
 //! - **Majority fence.** [`majority_fences`](Membership::majority_fences)`(x)` counts the
@@ -102,6 +103,9 @@ pub struct Membership<const N: usize = MAX_HOSTS> {
     /// Targets with a valid `takeover_since`.
     since_valid: u64,
     takeover_since: [u64; N],
+    /// Whether the lease was held at the last update, and since when.
+    lease_valid: bool,
+    lease_since: u64,
 }
 
 fn bit(id: u32) -> u64 {
@@ -159,6 +163,8 @@ impl<const N: usize> Membership<N> {
             grant_until: [0; N],
             since_valid: 0,
             takeover_since: [0; N],
+            lease_valid: false,
+            lease_since: 0,
         })
     }
 
@@ -263,14 +269,19 @@ impl<const N: usize> Membership<N> {
         }
     }
 
-    /// Records a PING from `from` received at `now`, carrying the sender's view.
+    /// Records a PING from `from` received at `now`, carrying the sender's view. A view
+    /// whose `fenced` holds the local host revokes any lease grant of `from`.
     /// Returns false (and changes nothing) if `from` is not a configured remote host.
     pub fn on_ping(&mut self, from: u32, now: u64, view: View) -> bool {
         if !self.on_message(from, now) {
             return false;
         }
         if let Some(i) = self.remote(from) {
-            self.record_view(i, bit(from), now, view);
+            let b = bit(from);
+            self.record_view(i, b, now, view);
+            if view.fenced & bit(self.local) != 0 {
+                self.grant_valid &= !b;
+            }
         }
         self.refresh(now);
         true
@@ -353,6 +364,14 @@ impl<const N: usize> Membership<N> {
     /// Keeps `takeover_since` up to date: a target's majority fence observed at `now`
     /// starts or continues its wait; one not observed ends it.
     fn refresh(&mut self, now: u64) {
+        if self.holds_lease(now) {
+            if !self.lease_valid {
+                self.lease_valid = true;
+                self.lease_since = now;
+            }
+        } else {
+            self.lease_valid = false;
+        }
         for id in ids(self.others()) {
             let b = bit(id);
             if self.majority_fences(id, now) {
@@ -412,6 +431,14 @@ impl<const N: usize> Membership<N> {
         self.heard(now) & !self.fenced
     }
 
+    /// Whether the local host holds its lease at `now` and has held it without
+    /// interruption (at every call of a mutating method) for at least `duration_ns`.
+    pub fn holds_lease_for(&self, now: u64, duration_ns: u64) -> bool {
+        self.holds_lease(now)
+            && self.lease_valid
+            && now.saturating_sub(self.lease_since) >= duration_ns
+    }
+
     /// Remote hosts whose lease grant is valid at `now`.
     pub fn grants(&self, now: u64) -> u64 {
         ids(self.others() & self.grant_valid)
@@ -466,6 +493,14 @@ impl<const N: usize> Membership<N> {
             && self.majority_fences(target, now)
             && self.since_valid & bit(target) != 0
             && now.saturating_sub(since) >= self.takeover_wait_ns()
+    }
+
+    /// Owners announced in `recovering` by the local host or by a view received within
+    /// the timeout.
+    pub fn announced_recovering(&self, now: u64) -> u64 {
+        self.fresh_views(now)
+            .fold(self.recovering, |m, v| m | v.recovering)
+            & self.configured
     }
 
     /// Whether the views received within the timeout that fence the local host are a
@@ -663,6 +698,44 @@ mod tests {
         a.on_pong(B, 500, 500, v(0, 0));
         a.on_pong(B, 501, 100, v(0, 0));
         assert!(a.holds_lease(500 + T - 1));
+    }
+
+    #[test]
+    fn a_fencing_ping_revokes_the_grant() {
+        let mut a = m(A, ABC);
+        a.on_pong(B, 10, 10, v(0, 0));
+        assert!(a.holds_lease(11));
+        a.on_ping(B, 12, v(0b001, 0));
+        assert!(!a.holds_lease(12));
+    }
+
+    #[test]
+    fn announced_recovering_unites_fresh_views() {
+        let mut a = m(A, ABC);
+        assert_eq!(a.announced_recovering(0), 0);
+        a.on_ping(B, 0, v(0, 0b001));
+        a.on_pong(C, 0, 0, v(0, 0b010 | 0b1000_0000));
+        assert_eq!(a.announced_recovering(T - 1), 0b011);
+        assert_eq!(a.announced_recovering(T), 0);
+        let mut b = m(B, ABC);
+        b.set_recovering(A, true);
+        assert_eq!(b.announced_recovering(5 * T), 0b001);
+    }
+
+    #[test]
+    fn lease_continuity() {
+        let mut a = m(A, ABC);
+        assert!(!a.holds_lease_for(0, 0));
+        a.on_pong(B, 100, 100, v(0, 0));
+        assert!(a.holds_lease_for(100, 0));
+        assert!(!a.holds_lease_for(100 + T / 2, T / 2 + 1));
+        a.on_pong(B, 100 + T / 2, 100 + T / 2, v(0, 0));
+        assert!(a.holds_lease_for(100 + T / 2, T / 2));
+        // A gap seen by a call: the count starts over.
+        a.tick(100 + 2 * T);
+        a.on_pong(B, 100 + 2 * T, 100 + 2 * T, v(0, 0));
+        assert!(!a.holds_lease_for(100 + 2 * T, 1));
+        assert!(a.holds_lease_for(100 + 2 * T, 0));
     }
 
     #[test]

@@ -1,0 +1,28 @@
+#!/usr/bin/env python3
+"""Writes 4 KiB blocks at random to DEV with O_DIRECT, one at a time, and appends
+"<block> <seq>" to LOG after each write completed (acknowledged). Each block holds
+(block, seq) as two little-endian u64, repeated. Creates READY after 200 acks.
+Runs until killed or SECONDS pass. Usage: ackwriter.py DEV LOG READY BLOCKS SECONDS"""
+import mmap
+import os
+import random
+import struct
+import sys
+import time
+
+dev, log, ready, nblocks, seconds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+fd = os.open(dev, os.O_WRONLY | os.O_DIRECT)
+lf = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+buf = mmap.mmap(-1, 4096)
+seq = 0
+end = time.time() + seconds
+while time.time() < end:
+    block = random.randrange(nblocks)
+    seq += 1
+    buf.seek(0)
+    buf.write(struct.pack("<QQ", block, seq) * 256)
+    os.pwrite(fd, buf, block * 4096)
+    # One write(2) per ack: on the 9p results share it reaches the host before returning.
+    os.write(lf, b"%d %d\n" % (block, seq))
+    if seq == 200:
+        open(ready, "w").close()
