@@ -581,7 +581,7 @@ impl<'a> DestagedEntries<'a> {
 
     /// The entries, in order.
     pub fn iter(&self) -> DestagedIter<'a> {
-        DestagedIter { chunks: self.bytes.chunks_exact(DESTAGED_ENTRY_LEN) }
+        DestagedIter { rest: self.bytes }
     }
 }
 
@@ -605,18 +605,23 @@ impl<'a> IntoIterator for &DestagedEntries<'a> {
 #[derive(Clone, Debug)]
 pub struct DestagedIter<'a> {
     /// The remaining entries.
-    chunks: core::slice::ChunksExact<'a, u8>,
+    /// The remaining entries' bytes (a whole number of entries). Iterated by hand, not
+    /// with `chunks_exact`, whose division leaves a panic path in the kernel build.
+    rest: &'a [u8],
 }
 
 impl Iterator for DestagedIter<'_> {
     type Item = (u64, u64);
 
     fn next(&mut self) -> Option<(u64, u64)> {
-        self.chunks.next().and_then(entry)
+        let (e, rest) = self.rest.split_at_checked(DESTAGED_ENTRY_LEN)?;
+        self.rest = rest;
+        entry(e)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.chunks.size_hint()
+        let n = self.rest.len() >> 4;
+        (n, Some(n))
     }
 }
 
