@@ -11,7 +11,7 @@ packages=(
   flex bison bc libelf-dev libssl-dev cpio kmod xz-utils
   qemu-system-x86 qemu-utils busybox-static
   fio dmsetup util-linux iproute2 drbd-utils
-  python3 gcc make gnuplot-nox
+  python3 gcc make gnuplot-nox jq
 )
 
 missing=()

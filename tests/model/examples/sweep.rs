@@ -1,14 +1,26 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Explores one configuration given on the command line:
-//! `sweep PEERS WRITES TICKS CRASHES CUTS STALLS RESTARTS FIXES [MAX_STATES]`.
+//! `sweep PEERS WRITES TICKS CRASHES CUTS STALLS RESTARTS FIXES [MAX_STATES]`
+//! (RESTARTS 0 or 1, FIXES a mask of `fvp_model::fix`), breadth first, stopping at the
+//! first counterexample or after MAX_STATES states, e.g.
+//! `cargo run --profile test -p fvp-model --example sweep 1 2 12 1 1 0 1 15`.
 
 use fvp_model::{format_path, Config, FvpModel};
 use stateright::{Checker, HasDiscoveries, Model};
 use std::time::Instant;
 
 fn main() {
-    let a: Vec<u64> = std::env::args().skip(1).map(|x| x.parse().unwrap()).collect();
+    let a: Vec<u64> = std::env::args()
+        .skip(1)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    if a.len() < 8 {
+        eprintln!(
+            "usage: sweep PEERS WRITES TICKS CRASHES CUTS STALLS RESTARTS FIXES [MAX_STATES]"
+        );
+        std::process::exit(2);
+    }
     let cfg = Config {
         peers: a[0] as u32,
         max_writes: a[1] as u8,
@@ -40,7 +52,9 @@ fn main() {
     for p in &props {
         let found = checker.discovery(p.name);
         match (p.expectation.discovery_is_failure(), found) {
-            (true, Some(path)) => println!("COUNTEREXAMPLE \"{}\":\n{}", p.name, format_path(&path)),
+            (true, Some(path)) => {
+                println!("COUNTEREXAMPLE \"{}\":\n{}", p.name, format_path(&path))
+            }
             (false, None) => println!("not reached: \"{}\"", p.name),
             _ => {}
         }
