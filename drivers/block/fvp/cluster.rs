@@ -20,7 +20,7 @@ use crate::fvp_kernel::vec;
 use crate::logic::abi;
 use crate::logic::auth;
 use crate::logic::membership::{Membership, View};
-use crate::logic::placement::{self, DomainRule, HostEntry};
+use crate::logic::placement::{self, HostEntry};
 use crate::logic::wire::{Message, Session, WireError};
 use crate::replica::ReplicaStore;
 use crate::volume::Volume;
@@ -44,12 +44,11 @@ impl Settings {
     }
 }
 
-/// A shared backing device: cluster-wide name, this host's path, its dev_t if the
-/// path resolved when it was added.
+/// A shared backing device: cluster-wide name and this host's path to it (resolved
+/// each time it is used: device numbers can change across hotplug).
 #[derive(Clone, Copy)]
 pub(crate) struct Device {
     pub(crate) req: abi::DeviceReq,
-    pub(crate) devt: u32,
 }
 
 struct Config {
@@ -121,6 +120,10 @@ pub(crate) struct Cluster {
     pub(crate) protocol_errors: AtomicU64,
     /// Whether this host learnt it is fenced by a majority and discarded its state.
     pub(crate) self_fenced: AtomicBool,
+    /// Until the first start after loading: this host may have restarted quickly, so it
+    /// stays silent long enough for the others to fence it and take its volumes over
+    /// (replicas of its previous life would otherwise be orphaned).
+    first_start: AtomicBool,
 }
 
 pub(crate) fn now_ns() -> u64 {
@@ -146,6 +149,7 @@ impl Cluster {
             refused: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
             self_fenced: AtomicBool::new(false),
+            first_start: AtomicBool::new(true),
         })
     }
 
@@ -220,12 +224,11 @@ impl Cluster {
             pr_warn!("fvp: device add refused: {}\n", e.message());
             return Err(EINVAL);
         }
-        let devt = block::lookup_devt(&d.path).unwrap_or(0);
         let mut c = self.cfg.lock();
         if c.devices.iter().any(|x| x.req.name == d.name) {
             return Err(EEXIST);
         }
-        c.devices.push(Device { req: d, devt }, GFP_KERNEL)?;
+        c.devices.push(Device { req: d }, GFP_KERNEL)?;
         Ok(())
     }
 
@@ -366,6 +369,13 @@ impl Cluster {
         self.members.lock().as_ref().is_some_and(|m| m.majority_fences(id, now_ns()))
     }
 
+    /// Checked before every batch of recovery writes, not only the first: the lease or
+    /// the majority fence may end during a recovery (model finding "rejoin races
+    /// recovery").
+    pub(crate) fn takeover_still_ready(&self, owner: u32) -> bool {
+        self.members.lock().as_mut().is_some_and(|m| m.takeover_ready(owner, now_ns()))
+    }
+
     pub(crate) fn timeout_ms(&self) -> u32 {
         self.settings().map(|s| s.cfg.timeout_ms).unwrap_or(2000)
     }
@@ -398,6 +408,12 @@ impl Cluster {
         }
         configured |= placement::host_bit(local);
         *self.members.lock() = Some(Membership::new(local, configured, s.timeout_ns()).map_err(|_| EINVAL)?);
+        // Fencing takes timeout_ms and a takeover another 1.2 x timeout_ms: stay silent
+        // three timeouts after a (re)load.
+        let quiet_ms = if self.first_start.swap(false, Relaxed) { 3 * s.cfg.timeout_ms } else { 0 };
+        if quiet_ms > 0 {
+            pr_info!("fvp: host {} stays silent for {} ms before joining (it may have restarted)\n", local, quiet_ms);
+        }
         self.self_fenced.store(false, Relaxed);
 
         if let Some(me) = hosts.iter().find(|h| h.id == local) {
@@ -406,7 +422,10 @@ impl Cluster {
                     sock.set_timeouts(500, 500);
                     let sock = Arc::new(sock, GFP_KERNEL)?;
                     let (c, l) = (self.clone(), sock.clone());
-                    let t = Thread::start(c"fvp-listen", move |stop| c.listen_loop(&l, stop))?;
+                    let t = Thread::start(c"fvp-listen", move |stop| {
+                        nap(stop, quiet_ms);
+                        c.listen_loop(&l, stop)
+                    })?;
                     *self.listener.lock() = Some((sock, t));
                     pr_info!("fvp: host {} listening on {}\n", local, addr_of(me));
                 }
@@ -430,7 +449,10 @@ impl Cluster {
             )?;
             self.links.lock().push(link.clone(), GFP_KERNEL)?;
             let (c, l) = (self.clone(), link.clone());
-            let t = Thread::start(c"fvp-link", move |stop| c.link_loop(&l, stop))?;
+            let t = Thread::start(c"fvp-link", move |stop| {
+                nap(stop, quiet_ms);
+                c.link_loop(&l, stop)
+            })?;
             *link.thread.lock() = Some(t);
         }
         let c = self.clone();
@@ -905,7 +927,7 @@ impl Cluster {
                 m.set_recovering(id, true);
             }
             pr_warn!("fvp: host {} is fenced by a majority: writing its replicated blocks to the backing devices\n", id);
-            self.replicas.recover_owner(self, id);
+            self.replicas.recover_owner(self, id, &|| self.takeover_still_ready(id));
             if let Some(m) = self.members.lock().as_mut() {
                 m.set_recovering(id, false);
             }
@@ -945,9 +967,4 @@ fn wait_message(sock: &TcpSocket, reader: &mut Reader) -> core::result::Result<c
         }
     }
     Err("timed out")
-}
-
-/// Parses a domain rule for the table.
-pub(crate) fn parse_domain(s: &[u8]) -> Option<DomainRule> {
-    DomainRule::parse(s)
 }

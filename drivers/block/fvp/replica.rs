@@ -185,12 +185,12 @@ impl ReplicaStore {
     /// Writes every replica of `owner` to its shared backing device (newest version
     /// held per block), flushes, and drops them. A namespace whose device cannot be
     /// opened or written stays for the next attempt. Sleeps.
-    pub(crate) fn recover_owner(&self, cluster: &Cluster, owner: u32) {
+    pub(crate) fn recover_owner(&self, cluster: &Cluster, owner: u32, still_ready: &dyn Fn() -> bool) {
         let spaces = self.take_owner(owner);
         for n in spaces.into_iter() {
             let name = abi::name_str(&n.name);
             let count = n.blocks.iter().count() as u64;
-            match write_namespace(cluster, &n) {
+            match write_namespace(cluster, &n, still_ready) {
                 Ok(()) => {
                     self.count.fetch_sub(count, Relaxed);
                     let _ = self.recovered.lock().push((n.owner, n.volume_id), GFP_KERNEL);
@@ -208,7 +208,7 @@ impl ReplicaStore {
 /// Blocks written per batch during recovery.
 const RECOVERY_BATCH: usize = 64;
 
-fn write_namespace(cluster: &Cluster, n: &Namespace) -> Result {
+fn write_namespace(cluster: &Cluster, n: &Namespace, still_ready: &dyn Fn() -> bool) -> Result {
     let dev = cluster.device_by_name(abi::name_str(&n.name).as_bytes()).ok_or(ENODEV)?;
     let devt = block::lookup_devt(&dev.req.path)?;
     let bdev = OpenedBdev::open(devt)?;
@@ -216,6 +216,10 @@ fn write_namespace(cluster: &Cluster, n: &Namespace) -> Result {
     let mut waiters = KVec::with_capacity(RECOVERY_BATCH, GFP_KERNEL)?;
     let mut failed = false;
     for (block, r) in n.blocks.iter() {
+        if waiters.is_empty() && !still_ready() {
+            // Lost the lease or the majority fence: stop before writing more.
+            return Err(EAGAIN);
+        }
         let sector = block * (crate::pool::PAGE / 512);
         let mut bio = OwnedBio::new(bioset, bdev.bdev(), true, sector, 1)?;
         if !bio.add_page(r.page.clone_ref()) {
