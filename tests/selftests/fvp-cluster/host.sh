@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Host half of the fvp-cluster suite. Prints KTAP.
 # - Barriers: when every guest still running has created out/barrier-NAME, creates
-#   out/go-NAME in every guest's results directory.
+#   out/go-NAME in every guest's results directory. A guest's out/publish-NAME is copied
+#   to every guest as out/published-NAME (before the barrier that follows it is answered).
 # - Owner kills (owner_kill.sh): in each round, once node 1 logged 200 acknowledged writes,
 #   kills its QEMU (-9, no flush) after a random delay, waits for the peers to recover,
 #   checks every acknowledged write on the shared disk image, and restarts node 1 with
@@ -22,6 +23,14 @@ serve_barriers() {
     local alive=0 f name all m
     for m in $(seq 1 "$nodes"); do running "$m" && alive=$((alive + 1)); done
     [ "$alive" -gt 0 ] || [ -e "$run/restarting" ] || break
+    # out/publish-NAME of any guest is copied to every guest as out/published-NAME.
+    for f in "$run"/node*/out/publish-*; do
+      [ -e "$f" ] || continue
+      name=${f##*/publish-}
+      for m in $(seq 1 "$nodes"); do
+        [ -e "$run/node$m/out/published-$name" ] || cp "$f" "$run/node$m/out/published-$name"
+      done
+    done
     for f in "$run"/node*/out/barrier-*; do
       [ -e "$f" ] || continue
       name=${f##*/barrier-}
