@@ -21,7 +21,11 @@ unknown policy|0 8 fvp $devno bt write-around|invalid <policy>
 nonexistent pool|0 8 fvp $devno nopool write-back|no pool of that name
 extra argument|0 8 fvp $devno bt write-back extra|too many arguments
 unknown option|0 8 fvp $devno bt write-back cache=ram|unknown option
-peers other than 0|0 8 fvp $devno bt write-back peers=1|peers: only peers=0
+more than two peers|0 8 fvp $devno bt write-back peers=3|peers: at most 2
+peers with write-through|0 8 fvp $devno bt write-through peers=1|peers: replication needs write-back
+domain without peers|0 8 fvp $devno bt write-back domain=same|domain: expected same or different
+unknown domain rule|0 8 fvp $devno bt write-back peers=1 domain=rack|domain: expected same or different
+peers without a cluster|0 8 fvp $devno bt write-back peers=1|peers: no cluster configured
 block size other than 4096|0 8 fvp $devno bt write-back block_size=512|block_size: only 4096
 bad sequential cutoff|0 8 fvp $devno bt write-back sequential_cutoff=lots|sequential_cutoff: expected a number
 option given twice|0 8 fvp $devno bt write-back peers=0 peers=0|option given twice
