@@ -1,13 +1,16 @@
 #!/bin/sh
 # Runs inside a guest (chrooted into the host root): every test program of the given
 # kselftest suites, in order, each under a timeout. Each program's KTAP output goes to
-# /tmp/out/<suite>/<program>.tap and its exit code to <program>.rc.
+# /tmp/out/<suite>/<program>.tap and its exit code to <program>.rc. "suite@prog" starts
+# the suite at that program (a guest a suite's host.sh restarted after killing it).
 repo=$1 node=$2 nodes=$3 suites=$4
 # No udev in the guests: libdevmapper must create /dev/mapper nodes itself.
 export DM_DISABLE_UDEV=1
 export FVP_REPO="$repo" FVP_NODE="$node" FVP_NODES="$nodes"
 export PATH="$repo/build/bin:$repo/target/release:/usr/sbin:/usr/bin:/sbin:/bin"
-for suite in $(echo "$suites" | tr ',' ' '); do
+for entry in $(echo "$suites" | tr ',' ' '); do
+  suite=${entry%@*} from=
+  [ "$suite" = "$entry" ] || from=${entry#*@}
   dir="$repo/tests/selftests/$suite"
   [ -d "$dir" ] || dir="$repo/tests/$suite"
   out="/tmp/out/$suite"
@@ -15,6 +18,8 @@ for suite in $(echo "$suites" | tr ',' ' '); do
   timeout_s=$(sed -n 's/^timeout=//p' "$dir/settings" 2>/dev/null)
   for prog in $(sed -n 's/^TEST_PROGS *[:+]\?= *//p' "$dir/Makefile"); do
     name=${prog%.sh}
+    [ -z "$from" ] || [ "$name" = "$from" ] || continue
+    from=
     echo "# running $suite/$prog on node $node"
     (cd "$dir" && timeout "${timeout_s:-300}" ./"$prog") >"$out/$name.tap" 2>&1
     echo $? >"$out/$name.rc"

@@ -2,12 +2,23 @@
 """Checks that every acknowledged write in ACKS (lines "<block> <seq>", see
 tests/selftests/lib/ackwriter.py) is on IMAGE (the shared disk) at BASE bytes: each
 block holds its (block, seq) pattern with seq at least the last acknowledged one.
-Prints one summary line; exits 1 if any acknowledged write is missing."""
+With --overwritten N:SEQ, blocks 0..N-1 were overwritten after a takeover by another
+host with (block, SEQ): they must hold exactly that (no stale block written back over
+it), and acknowledged writes to them are not checked.
+Prints one summary line; exits 1 if any acknowledged write is missing or a stale block
+was found.
+Usage: verify_acks.py ACKS IMAGE [BASE] [--overwritten N:SEQ]"""
 import struct
 import sys
 
-acks, image = sys.argv[1], sys.argv[2]
-base = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+args = sys.argv[1:]
+overwritten, over_seq = 0, 0
+if "--overwritten" in args:
+    i = args.index("--overwritten")
+    overwritten, over_seq = (int(x) for x in args[i + 1].split(":"))
+    del args[i:i + 2]
+acks, image = args[0], args[1]
+base = int(args[2]) if len(args) > 2 else 0
 last = {}
 count = 0
 with open(acks) as f:
@@ -18,14 +29,34 @@ with open(acks) as f:
         block, seq = int(parts[0]), int(parts[1])
         last[block] = max(last.get(block, 0), seq)
         count += 1
-lost = []
+
+
+def read_block(img, block):
+    img.seek(base + block * 4096)
+    data = img.read(4096)
+    b, s = struct.unpack("<QQ", data[:16])
+    return data, b, s
+
+
+lost, stale = [], []
 with open(image, "rb") as img:
     for block, seq in sorted(last.items()):
-        img.seek(base + block * 4096)
-        data = img.read(4096)
-        b, s = struct.unpack("<QQ", data[:16])
+        if block < overwritten:
+            continue
+        data, b, s = read_block(img, block)
         if b != block or s < seq or data != struct.pack("<QQ", b, s) * 256:
             lost.append((block, seq, b, s))
-print(f"{count} acknowledged writes to {len(last)} blocks checked, {len(lost)} lost"
-      + (f"; first: block {lost[0][0]} acked seq {lost[0][1]}, disk has block {lost[0][2]} seq {lost[0][3]}" if lost else ""))
-sys.exit(1 if lost or count == 0 else 0)
+    for block in range(overwritten):
+        data, b, s = read_block(img, block)
+        if data != struct.pack("<QQ", block, over_seq) * 256:
+            stale.append((block, b, s))
+checked = sum(1 for b in last if b >= overwritten)
+msg = f"{count} acknowledged writes, {checked} blocks checked, {len(lost)} lost"
+if lost:
+    msg += f"; first: block {lost[0][0]} acked seq {lost[0][1]}, disk has block {lost[0][2]} seq {lost[0][3]}"
+if overwritten:
+    msg += f"; {overwritten} blocks overwritten after the takeover, {len(stale)} stale"
+    if stale:
+        msg += f" (first: block {stale[0][0]} holds block {stale[0][1]} seq {stale[0][2]})"
+print(msg)
+sys.exit(1 if lost or stale or count == 0 else 0)

@@ -25,7 +25,7 @@ use crate::logic::wire::{Message, Session, WireError};
 use crate::replica::ReplicaStore;
 use crate::volume::Volume;
 use crate::shared::Shared;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::{Acquire, Relaxed, Release}};
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
@@ -124,6 +124,9 @@ pub(crate) struct Cluster {
     /// stays silent long enough for the others to fence it and take its volumes over
     /// (replicas of its previous life would otherwise be orphaned).
     first_start: AtomicBool,
+    /// `Membership::lease_until` after the last change to `members`: lets the write
+    /// path and the destager check the lease without taking that lock.
+    lease_until_ns: AtomicU64,
 }
 
 pub(crate) fn now_ns() -> u64 {
@@ -150,6 +153,7 @@ impl Cluster {
             protocol_errors: AtomicU64::new(0),
             self_fenced: AtomicBool::new(false),
             first_start: AtomicBool::new(true),
+            lease_until_ns: AtomicU64::new(0),
         })
     }
 
@@ -362,7 +366,12 @@ impl Cluster {
     /// Whether this host may write to backing devices for replicated volumes and
     /// acknowledge their writes (section 4, owner rule).
     pub(crate) fn holds_lease(&self) -> bool {
-        self.members.lock().as_ref().is_some_and(|m| m.holds_lease(now_ns()))
+        now_ns() < self.lease_until_ns.load(Acquire)
+    }
+
+    /// Records the lease end after a change to the membership (called with its lock held).
+    fn lease_changed(&self, m: &Membership, now: u64) {
+        self.lease_until_ns.store(m.lease_until(now), Release);
     }
 
     pub(crate) fn is_fenced_by_majority(&self, id: u32) -> bool {
@@ -408,6 +417,7 @@ impl Cluster {
         }
         configured |= placement::host_bit(local);
         *self.members.lock() = Some(Membership::new(local, configured, s.timeout_ns()).map_err(|_| EINVAL)?);
+        self.lease_until_ns.store(0, Release);
         // Fencing takes timeout_ms and a takeover another 1.2 x timeout_ms: stay silent
         // three timeouts after a (re)load.
         let quiet_ms = if self.first_start.swap(false, Relaxed) { 3 * s.cfg.timeout_ms } else { 0 };
@@ -672,6 +682,7 @@ impl Cluster {
                     let Some(m) = m.as_mut() else { return Ok(()) };
                     let now = now_ns();
                     m.on_ping(peer, now, View { heard, fenced, recovering });
+                    self.lease_changed(m, now);
                     let v = m.outgoing(now);
                     Message::Pong { echo_ns: sent_ns, heard: v.heard, fenced: v.fenced, recovering: v.recovering }
                 };
@@ -705,6 +716,7 @@ impl Cluster {
         }
         if let Some(m) = self.members.lock().as_mut() {
             m.on_message(peer, now);
+            self.lease_changed(m, now);
         }
     }
 
@@ -848,6 +860,7 @@ impl Cluster {
                     link.rtt_us.store((now - echo_ns) / 1000, Relaxed);
                     if let Some(m) = self.members.lock().as_mut() {
                         m.on_pong(peer, now, echo_ns, View { heard, fenced, recovering });
+                        self.lease_changed(m, now);
                     }
                 }
                 Message::Ack { acked_seq, status, value } => {
@@ -875,6 +888,7 @@ impl Cluster {
                 match m.as_mut() {
                     Some(m) => {
                         m.tick(now);
+                        self.lease_changed(m, now);
                         m.fenced_by_majority(now)
                     }
                     None => false,

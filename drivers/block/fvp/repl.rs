@@ -115,8 +115,10 @@ impl Replication {
     }
 
     /// Whether the destager may write this volume's blocks to the backing device.
+    /// The lease is checked itself, not only the state the ticker derives from it
+    /// (the owner rule of section 4 must hold between two ticks too).
     pub(crate) fn may_destage(&self) -> bool {
-        !matches!(self.state(), abi::REPL_SUSPENDED | abi::REPL_FENCED)
+        !matches!(self.state(), abi::REPL_SUSPENDED | abi::REPL_FENCED) && self.cluster.holds_lease()
     }
 
     pub(crate) fn peer_ids(&self) -> [u32; 2] {
@@ -136,13 +138,15 @@ impl Replication {
     }
 
     /// Waits until a write may proceed: `Ok(true)` replicated write-back, `Ok(false)`
-    /// write-through, `Err` the volume was taken over. Sleeps.
+    /// write-through, `Err` the volume was taken over. Without the lease nothing may
+    /// be acknowledged or written, even before the ticker notices and suspends. Sleeps.
     pub(crate) fn wait_writable(&self) -> Result<bool> {
         loop {
+            let lease = self.cluster.holds_lease();
             match self.state() {
-                abi::REPL_PROTECTED => return Ok(true),
-                abi::REPL_DEGRADED if self.stale_peers.load(Relaxed) == 0 => return Ok(false),
                 abi::REPL_FENCED => return Err(EIO),
+                abi::REPL_PROTECTED if lease => return Ok(true),
+                abi::REPL_DEGRADED if lease && self.stale_peers.load(Relaxed) == 0 => return Ok(false),
                 _ => sleep_ms(WAIT_STEP_MS),
             }
         }

@@ -3,6 +3,11 @@
 # - Barriers: when every guest still running has created out/barrier-NAME, creates
 #   out/go-NAME in every guest's results directory. A guest's out/publish-NAME is copied
 #   to every guest as out/published-NAME (before the barrier that follows it is answered).
+# - Peer kill (peer_kill.sh): once node 1 logged 200 acknowledged writes, kills its peer's
+#   QEMU after a random delay and restarts it at peer_kill.sh (out/restarted-peer_kill).
+# - Link cut (link_cut.sh): once node 1 logged 200 acknowledged writes, unplugs its NIC
+#   (QMP set_link) until the others took its volume over and overwrote part of it, then
+#   replugs it and checks the shared disk: no acknowledged write lost, no stale block.
 # - Owner kills (owner_kill.sh): in each round, once node 1 logged 200 acknowledged writes,
 #   kills its QEMU (-9, no flush) after a random delay, waits for the peers to recover,
 #   checks every acknowledged write on the shared disk image, and restarts node 1 with
@@ -47,19 +52,66 @@ serve_barriers() {
   done
 }
 
+# random_delay SEED: 0.5 to 4.5 s, different for each fault.
+random_delay() { awk -v k="$1" 'BEGIN { srand(k * 7919); printf "%.1f", 0.5 + rand() * 4 }'; }
+
+# restart NODE SUITES TAG: boots a killed guest again, its earlier logs kept as *-TAG.log.
+restart() {
+  touch "$run/restarting"
+  mv "$run/node$1/console.log" "$run/node$1/console-$3.log"; mv "$run/node$1/tests.log" "$run/node$1/tests-$3.log"
+  guest_start "$run" "$1" "$nodes" "$2" "$run/shared.img"
+  sleep 2; rm -f "$run/restarting"
+}
+
+progs=$(sed -n 's/^TEST_PROGS *[:+]\?= *//p' "$(dirname "$0")/Makefile")
+has() { echo " $progs " | grep -q " $1 "; }
 echo "TAP version 13"
-kills=0
-grep -q owner_kill.sh "$(dirname "$0")/Makefile" && kills=$rounds
-echo "1..$((kills * 2 + 1))"
+kills=0 plan=1
+has owner_kill.sh && kills=$rounds
+has peer_kill.sh && plan=$((plan + 1))
+has link_cut.sh && plan=$((plan + 2))
+echo "1..$((kills * 2 + plan))"
 serve_barriers &
 barriers=$!
+
+n1=$run/node1
+if has peer_kill.sh; then
+  if wait_for "$n1/out/writing-pk" 3600; then
+    p=$(cat "$n1/out/publish-pk-peer")
+    sleep "$(random_delay 101)"
+    touch "$run/node$p/expect-killed"
+    "$repo/tests/lib/qmp.py" "$run/node$p/qmp.sock" kill >/dev/null 2>&1
+    t=0; while running "$p" && [ $t -lt 30 ]; do sleep 1; t=$((t + 1)); done
+    ! running "$p"
+    result $? "peer kill: node $p (the peer) killed after $(wc -l <"$n1/out/acks-pk.log") acknowledged writes at the owner"
+    touch "$run/node$p/out/restarted-peer_kill"
+    restart "$p" fvp-cluster@peer_kill pk
+  else
+    result 1 "peer kill: the owner started writing"
+  fi
+fi
+if has link_cut.sh; then
+  lc=$(dirname "$0")/link_cut.sh
+  over=$(sed -n 's/^OVERWRITTEN=//p' "$lc"):$(sed -n 's/^OVERWRITE_SEQ=//p' "$lc")
+  if wait_for "$n1/out/writing-lc" 3600; then
+    sleep "$(random_delay 202)"
+    "$repo/tests/lib/qmp.py" "$n1/qmp.sock" link-down >/dev/null
+    result $? "link cut: node 1's link down after $(wc -l <"$n1/out/acks-lc.log") acknowledged writes"
+    wait_for "$n1/out/go-lc-recovered" 1800
+    "$repo/tests/lib/qmp.py" "$n1/qmp.sock" link-up >/dev/null
+    wait_for "$n1/out/go-lc-done" 1800
+    out=$(python3 "$repo/tests/lib/verify_acks.py" "$n1/out/acks-lc.log" "$run/shared.img" --overwritten "$over")
+    result $? "link cut: no acknowledged write lost, no stale block written back: $out"
+  else
+    result 1 "link cut: the owner started writing"; result 1 "link cut: the shared disk checked"
+  fi
+fi
 for k in $(seq 1 "$kills"); do
-  n1=$run/node1
   if ! wait_for "$n1/out/writing-$k" 1800; then
     result 1 "round $k: the owner started writing"; result 1 "round $k: no acknowledged write lost"
     break
   fi
-  sleep "$(awk -v k="$k" 'BEGIN { srand(k * 7919); printf "%.1f", 0.5 + rand() * 4 }')"
+  sleep "$(random_delay "$k")"
   touch "$n1/expect-killed"
   "$repo/tests/lib/qmp.py" "$n1/qmp.sock" kill >/dev/null 2>&1
   t=0; while running 1 && [ $t -lt 30 ]; do sleep 1; t=$((t + 1)); done
@@ -69,11 +121,8 @@ for k in $(seq 1 "$kills"); do
   out=$(python3 "$repo/tests/lib/verify_acks.py" "$n1/out/acks-$k.log" "$run/shared.img")
   result $? "round $k: no acknowledged write lost: $out"
   if [ "$k" -lt "$kills" ]; then
-    touch "$run/restarting"
-    mv "$n1/console.log" "$n1/console-round$k.log"; mv "$n1/tests.log" "$n1/tests-round$k.log"
     echo $((k + 1)) >"$n1/out/round"
-    guest_start "$run" 1 "$nodes" cluster-owner "$run/shared.img"
-    sleep 2; rm -f "$run/restarting"
+    restart 1 cluster-owner "round$k"
   fi
 done
 wait "$barriers"

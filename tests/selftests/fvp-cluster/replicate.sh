@@ -3,7 +3,8 @@
 # fio with crc32c verification; its peers hold replicas while it runs and drop them when
 # the volume is removed; the data reaches the shared disk. Then fault domains: with
 # node 1 and 2 in domain "a" and node 3 in "b", domain=same places the peer on node 2 and
-# domain=different on node 3.
+# domain=different on node 3; with all three in "a", peers=2 domain=same places them on
+# nodes 2 and 3. The default domains (one per host) are restored at the end.
 . ../lib/ktap.sh
 . ../lib/fvp.sh
 . ../lib/cluster.sh
@@ -69,7 +70,7 @@ peer_case() {
     test "$(host_field 1 replica_blocks)" = 0
 }
 
-if [ "$FVP_NODE" = 1 ]; then ktap_plan 18; else ktap_plan 6; fi
+if [ "$FVP_NODE" = 1 ]; then ktap_plan 24; else ktap_plan 8; fi
 cluster_wait_up 3 120 || ktap_info "not all hosts up before the test"
 # peers=1 is covered by the domain cases below.
 for case in "rb2 peers=2 2,3"; do
@@ -90,4 +91,19 @@ for case in "rs peers=1,domain=same 2" "rd peers=1,domain=different 3"; do
   if [ "$FVP_NODE" = 1 ]; then owner_case "$1" "$opts" "$3"
   else peer_case "$1"; fi
 done
+
+# peers=2 with domain=same: every host in "a".
+barrier domains-same
+CLUSTER_DOMAINS="a a a" cluster_write_toml "$CLUSTER_SECRET"
+fvpctl cluster apply "$CLUSTER_TOML" --local-id "$FVP_NODE" >/dev/null
+barrier domains-same-applied
+cluster_wait_up 3 120 || ktap_info "not all hosts up after re-applying"
+if [ "$FVP_NODE" = 1 ]; then owner_case r2s "peers=2 domain=same" 2,3
+else peer_case r2s; fi
+
+barrier domains-default
+cluster_write_toml "$CLUSTER_SECRET"
+fvpctl cluster apply "$CLUSTER_TOML" --local-id "$FVP_NODE" >/dev/null
+barrier domains-default-applied
+cluster_wait_up 3 120 || ktap_info "not all hosts up after restoring the domains"
 ktap_finish

@@ -2,7 +2,10 @@
 """Writes 4 KiB blocks at random to DEV with O_DIRECT, one at a time, and appends
 "<block> <seq>" to LOG after each write completed (acknowledged). Each block holds
 (block, seq) as two little-endian u64, repeated. Creates READY after 200 acks.
-Runs until killed or SECONDS pass. Usage: ackwriter.py DEV LOG READY BLOCKS SECONDS"""
+Runs until killed or SECONDS pass; sequence numbers start after FIRST_SEQ (default 0), so
+that tests sharing a disk never mistake an earlier test's block for a newer write.
+A failed write is reported (errno) and ends the run with status 2.
+Usage: ackwriter.py DEV LOG READY BLOCKS SECONDS [FIRST_SEQ]"""
 import mmap
 import os
 import random
@@ -14,15 +17,19 @@ dev, log, ready, nblocks, seconds = sys.argv[1], sys.argv[2], sys.argv[3], int(s
 fd = os.open(dev, os.O_WRONLY | os.O_DIRECT)
 lf = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 buf = mmap.mmap(-1, 4096)
-seq = 0
+seq = first = int(sys.argv[6]) if len(sys.argv) > 6 else 0
 end = time.time() + seconds
 while time.time() < end:
     block = random.randrange(nblocks)
     seq += 1
     buf.seek(0)
     buf.write(struct.pack("<QQ", block, seq) * 256)
-    os.pwrite(fd, buf, block * 4096)
+    try:
+        os.pwrite(fd, buf, block * 4096)
+    except OSError as e:
+        print(f"write of block {block} seq {seq} failed: {os.strerror(e.errno)} ({e.errno})", flush=True)
+        sys.exit(2)
     # One write(2) per ack: on the 9p results share it reaches the host before returning.
     os.write(lf, b"%d %d\n" % (block, seq))
-    if seq == 200:
+    if seq == first + 200:
         open(ready, "w").close()

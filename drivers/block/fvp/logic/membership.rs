@@ -452,6 +452,29 @@ impl<const N: usize> Membership<N> {
         self.is_majority(1 + self.grants(now).count_ones())
     }
 
+    /// Until when the local host holds its lease if nothing changes the grants: the
+    /// end of the grant that completes a majority (0 if it does not hold it at `now`,
+    /// `u64::MAX` if it alone is a majority). For every `t >= now`,
+    /// `holds_lease(t) == (t < lease_until(now))` until the next call that changes state;
+    /// the kernel caches it so that the write path needs no lock to check the lease.
+    pub fn lease_until(&self, now: u64) -> u64 {
+        // Grants needed besides the local host.
+        let need = (0..=self.configured.count_ones()).find(|&g| self.is_majority(1 + g)).unwrap_or(u32::MAX);
+        if need == 0 {
+            return u64::MAX;
+        }
+        let valid = || {
+            ids(self.others() & self.grant_valid)
+                .filter_map(|id| self.grant_until.get(id as usize - 1).copied())
+                .filter(move |&u| u > now)
+        };
+        // The largest end `u` with at least `need` grants ending at `u` or later.
+        valid()
+            .filter(|&u| valid().filter(|&v| v >= u).count() as u32 >= need)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Hosts whose latest view, received within the timeout, has `target` in `fenced`,
     /// plus the local host if it fences `target`; `target` itself never counts.
     pub fn fencers(&self, target: u32, now: u64) -> u64 {
@@ -1056,5 +1079,34 @@ mod tests {
         // The kernel embeds one per host; keep it to a few KiB.
         let size = core::mem::size_of::<Membership>();
         assert!(size <= 6 * 1024, "{size}");
+    }
+
+    proptest! {
+        /// The cached lease end agrees with `holds_lease` at every later time, after any
+        /// sequence of PONGs (some fencing the local host) and ticks, for 3 to 7 hosts.
+        #[test]
+        fn lease_until_matches_holds_lease(
+            hosts in 3u32..=7,
+            events in proptest::collection::vec((1u32..=7, 0u64..T / 2, 0u64..T, any::<bool>()), 0..40),
+        ) {
+            let configured = (1u64 << hosts) - 1;
+            let mut a = m(A, configured);
+            let mut now = 0;
+            for (from, step, age, fence) in events {
+                now += step;
+                if from != A && from <= hosts {
+                    let view = v(if fence { bit(A) } else { 0 }, 0);
+                    a.on_pong(from, now, now.saturating_sub(age), view);
+                }
+                a.tick(now);
+                let until = a.lease_until(now);
+                for t in [now, now + 1, now + T / 3, now + T / 2, now + T - 1, now + T, now + 2 * T] {
+                    prop_assert_eq!(a.holds_lease(t), t < until, "t={} until={}", t, until);
+                }
+                if until != 0 && until != u64::MAX {
+                    prop_assert!(a.holds_lease(until - 1) && !a.holds_lease(until));
+                }
+            }
+        }
     }
 }

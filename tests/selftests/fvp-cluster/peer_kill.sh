@@ -1,0 +1,83 @@
+#!/bin/sh
+# Kill -9 of a peer during writes. Node 1 owns a write-back volume with one peer and
+# runs the ack writer for 60 s; host.sh kills the peer's QEMU at a random moment after
+# the 200th acknowledged write and restarts it (this program again, from the top:
+# out/restarted-peer_kill tells it so). The owner must see no I/O error, fall back to
+# write-through while the dead peer may still hold replicas, re-protect on the third
+# host, and every acknowledged write must read back, through the volume and on the disk.
+. ../lib/ktap.sh
+. ../lib/fvp.sh
+. ../lib/cluster.sh
+disk=$(cluster_shared_disk)
+
+if [ -e "$OUT/restarted-peer_kill" ]; then
+  # Second life of the killed peer: rejoin, and hold none of the volume's replicas
+  # (re-protection moved them; placement does not move them back).
+  ktap_plan 3
+  fvp_load
+  fvp_pool_create cp 64M
+  cluster_write_toml "$CLUSTER_SECRET"
+  ktap_check "restarted after the kill: cluster apply" fvpctl cluster apply "$CLUSTER_TOML" --local-id "$FVP_NODE"
+  ktap_check "the killed peer rejoins the cluster" cluster_wait_up 3 600
+  ktap_check "the rejoined host holds no replica of the re-protected volume" \
+    test "$(host_field 1 replica_blocks)" = 0
+  barrier pk-done
+  ktap_finish
+fi
+
+if [ "$FVP_NODE" = 1 ]; then
+  ktap_plan 9
+  cluster_wait_up 3 300 || ktap_info "not all hosts up before the test"
+  fvp_dmesg_mark
+  ktap_check "create a write-back volume with peers=1" \
+    fvp_dm_create pk "0 $((16 * 2048)) fvp $(fvp_devno "$disk") cp write-back peers=1"
+  ktap_check "protected within 120 s" wait_state pk protected 120
+  peer=$(dmsetup status pk | awk '{ print $18 }')
+  epoch=$(dmsetup status pk | awk '{ print $19 }')
+  echo "$peer" >"$OUT/publish-pk-peer"
+  barrier pk-ready
+  python3 "$FVP_REPO/tests/selftests/lib/ackwriter.py" /dev/mapper/pk "$OUT/acks-pk.log" \
+    "$OUT/writing-pk" 4096 60 1000000000 >/tmp/pk-writer.out 2>&1 &
+  writer=$!
+  # Every state the volume goes through while the writer runs.
+  while kill -0 $writer 2>/dev/null; do volume_state pk; sleep 0.5; done >/tmp/pk-states
+  wait $writer; rc=$?
+  acks=$(wc -l <"$OUT/acks-pk.log")
+  sed 's/^/# /' /tmp/pk-writer.out
+  ktap_check "no I/O error at the owner while its peer died ($acks acknowledged writes)" test "$rc" = 0
+  states=$(uniq /tmp/pk-states | paste -sd' ')
+  ktap_info "states seen: $states"
+  ktap_check "write-through fallback seen (degraded) after the peer died" grep -qx degraded /tmp/pk-states
+  ktap_check "re-protected within 120 s" wait_state pk protected 120
+  new_peer=$(dmsetup status pk | awk '{ print $18 }')
+  new_epoch=$(dmsetup status pk | awk '{ print $19 }')
+  ktap_check "re-protected on another host (peer $peer, epoch $epoch -> peer $new_peer, epoch $new_epoch)" \
+    test "$new_peer" != "$peer" -a "$new_peer" != - -a "$new_epoch" -gt "$epoch"
+  fvp_dmesg_new | grep -E "lost a peer|protected by" | sed 's/^/# /'
+  ktap_check "every acknowledged write reads back through the volume" \
+    python3 "$FVP_REPO/tests/lib/verify_acks.py" "$OUT/acks-pk.log" /dev/mapper/pk
+  ktap_check "remove (drains, closes the replicas)" dmsetup remove pk
+  ktap_check "every acknowledged write is on the shared disk" \
+    python3 "$FVP_REPO/tests/lib/verify_acks.py" "$OUT/acks-pk.log" "$disk"
+  barrier pk-done
+  ktap_finish
+fi
+
+# Nodes 2 and 3: one is the peer (killed by host.sh during the barrier wait below);
+# the other sees it fenced and becomes the new peer.
+ktap_plan 2
+barrier pk-ready
+peer=$(cat "$OUT/published-pk-peer")
+max=0 t=0
+until [ "$(host_field "$peer" state)" = fenced ]; do
+  sleep 1; t=$((t + 1)); [ $t -lt 600 ] || break
+done
+ktap_check "node $peer (the peer) fenced by the majority after its kill" test "$(host_field "$peer" state)" = fenced
+while [ ! -e "$OUT/go-pk-done" ]; do
+  n=$(host_field 1 replica_blocks 2>/dev/null || echo 0)
+  [ "$n" -gt "$max" ] && max=$n
+  [ -e "$OUT/barrier-pk-done" ] || touch "$OUT/barrier-pk-done"
+  sleep 1
+done
+ktap_check "this host became the new peer: it held node 1's replicas (max $max blocks)" test "$max" -gt 0
+ktap_finish
