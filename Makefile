@@ -5,6 +5,7 @@
 #   make test     install what is missing, build everything, run every test
 #   make demo     boot a guest with an fvp volume and run a short fio job on it
 #   make bench    compare fvp with brd, dm-linear, dm-cache, dm-writecache in one guest
+#   make bench-replication   replicated writes (peers=0/1/2) vs DRBD protocol C, three guests
 #   make module   build fvp.ko (against the cached test kernel, or KDIR=...)
 #   make fvpctl   build the control tool
 #
@@ -24,7 +25,7 @@ else
 kdir = $(KDIR)
 endif
 
-.PHONY: all bootstrap kernel module fvpctl host-test test demo bench clean
+.PHONY: all bootstrap kernel module fvpctl host-test test demo bench bench-replication clean
 
 all: module fvpctl
 
@@ -51,6 +52,9 @@ demo: bootstrap
 
 bench: bootstrap
 	scripts/bench.sh
+
+bench-replication: bootstrap
+	scripts/bench-replication.sh
 
 clean:
 	-kdir=$(kdir) && $(MAKE) -C "$$kdir" M=$(CURDIR) LLVM=1 RUSTC=$(RUSTC) BINDGEN=$(BINDGEN) clean

@@ -109,6 +109,16 @@ static void fvp_sock_prepare(struct socket *sock)
 	sock->sk->sk_use_task_frag = false;
 }
 
+/* A TCP socket for listening or connecting, prepared as above. */
+static int fvp_sock_create(struct socket **res)
+{
+	int err = sock_create_kern(&init_net, AF_INET, SOCK_STREAM, IPPROTO_TCP, res);
+
+	if (!err)
+		fvp_sock_prepare(*res);
+	return err;
+}
+
 int fvp_helper_tcp_listen(__be32 addr, u16 port, int backlog, struct socket **res)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = addr,
@@ -116,10 +126,9 @@ int fvp_helper_tcp_listen(__be32 addr, u16 port, int backlog, struct socket **re
 	struct socket *sock;
 	int err;
 
-	err = sock_create_kern(&init_net, AF_INET, SOCK_STREAM, IPPROTO_TCP, &sock);
+	err = fvp_sock_create(&sock);
 	if (err)
 		return err;
-	fvp_sock_prepare(sock);
 	sock_set_reuseaddr(sock->sk);
 	err = kernel_bind(sock, (struct sockaddr *)&sin, sizeof(sin));
 	if (!err)
@@ -162,10 +171,9 @@ int fvp_helper_tcp_connect(__be32 addr, u16 port, unsigned int timeout_ms, struc
 	struct socket *sock;
 	int err;
 
-	err = sock_create_kern(&init_net, AF_INET, SOCK_STREAM, IPPROTO_TCP, &sock);
+	err = fvp_sock_create(&sock);
 	if (err)
 		return err;
-	fvp_sock_prepare(sock);
 	tcp_sock_set_nodelay(sock->sk);
 	/* A blocking connect waits for at most the send timeout. */
 	sock->sk->sk_sndtimeo = msecs_to_jiffies(timeout_ms);
@@ -262,6 +270,16 @@ struct task_struct *fvp_helper_kthread_start(int (*fn)(void *), void *data, cons
 	get_task_struct(task);
 	wake_up_process(task);
 	return task;
+}
+
+/*
+ * Called first on each fvp kthread: they all serve the I/O path (replication links,
+ * replica stores, recovery), so none of their allocations may recurse into block I/O,
+ * the GFP_KERNEL ones included. Scope: the rest of the thread's life.
+ */
+void fvp_helper_kthread_noio(void)
+{
+	memalloc_noio_save();
 }
 
 /* Returns -EINTR if the thread function never ran (stopped before it started). */

@@ -17,6 +17,7 @@
 #include <linux/completion.h>
 #include <linux/delay.h>
 #include <linux/highmem.h>
+#include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/mm.h>
 #include <linux/workqueue.h>
@@ -56,6 +57,7 @@ void fvp_helper_sock_shutdown(struct socket *sock);
 void fvp_helper_sock_release(struct socket *sock);
 struct task_struct *fvp_helper_kthread_start(int (*fn)(void *), void *data, const char *name);
 int fvp_helper_kthread_stop(struct task_struct *task);
+void fvp_helper_kthread_noio(void);
 int fvp_helper_lookup_bdev(const char *path, u32 *devt);
 void fvp_helper_page_copy(struct page *page, unsigned int off, void *buf, size_t len, bool to_page);
 

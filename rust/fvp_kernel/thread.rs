@@ -47,6 +47,10 @@ unsafe extern "C" fn trampoline<F: FnOnce(&StopToken) + Send + 'static>(data: *m
     // SAFETY: `data` came from `KBox::into_raw` in `Thread::start` and the thread
     // function runs at most once, so the box is reclaimed exactly once.
     let f = KBox::into_inner(unsafe { KBox::from_raw(data.cast::<F>()) });
+    // SAFETY: no preconditions; it only sets a flag of the current task, which is this
+    // kthread (fvp's threads serve the I/O path: their allocations must not recurse
+    // into block I/O).
+    unsafe { bindings::fvp_helper_kthread_noio() };
     // INVARIANT: this is the kthread `Thread::start` created.
     f(&StopToken { _not_send: core::marker::PhantomData });
     // Never -EINTR: that value tells `stop` the function did not run.

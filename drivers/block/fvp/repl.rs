@@ -202,13 +202,7 @@ impl Replication {
         for chunk in blocks.chunks(64) {
             let version = self.version.load(Relaxed) + 1;
             self.version.store(version, Relaxed);
-            let mut n = 0;
-            for (i, &b) in chunk.iter().enumerate() {
-                buf[i * 16..i * 16 + 8].copy_from_slice(&b.to_le_bytes());
-                buf[i * 16 + 8..i * 16 + 16].copy_from_slice(&version.to_le_bytes());
-                n = i + 1;
-            }
-            let Ok(entries) = DestagedEntries::new(&buf[..n * 16]) else { return false };
+            let Ok(entries) = DestagedEntries::encode_into(chunk.iter().map(|&b| (b, version)), &mut buf) else { return false };
             let msg = Message::Destaged { volume_id: self.volume_id, entries };
             for c in peers {
                 if c.send(&msg, Some(waiter())).is_err() {
@@ -404,11 +398,7 @@ impl Replication {
         let ctx = self.send.lock();
         let mut buf = [0u8; DESTAGED_BUF_LEN];
         for chunk in list.chunks(MAX_DESTAGED) {
-            for (i, &(b, v)) in chunk.iter().enumerate() {
-                buf[i * 16..i * 16 + 8].copy_from_slice(&b.to_le_bytes());
-                buf[i * 16 + 8..i * 16 + 16].copy_from_slice(&v.to_le_bytes());
-            }
-            let Ok(entries) = DestagedEntries::new(&buf[..chunk.len() * 16]) else { return };
+            let Ok(entries) = DestagedEntries::encode_into(chunk.iter().copied(), &mut buf) else { return };
             let msg = Message::Destaged { volume_id: self.volume_id, entries };
             for c in ctx.peers.iter().flatten() {
                 let _ = c.send(&msg, Some(Waiter::Nobody));

@@ -1,8 +1,6 @@
 #!/usr/bin/env bash
 # Host half of the fvp-cluster suite. Prints KTAP.
-# - Barriers: when every guest still running has created out/barrier-NAME, creates
-#   out/go-NAME in every guest's results directory. A guest's out/publish-NAME is copied
-#   to every guest as out/published-NAME (before the barrier that follows it is answered).
+# - Barriers and published files: tests/lib/barriers.sh.
 # - Peer kill (peer_kill.sh): once node 1 logged 200 acknowledged writes, kills its peer's
 #   QEMU after a random delay and restarts it at peer_kill.sh (out/restarted-peer_kill).
 # - Link cut (link_cut.sh): once node 1 logged 200 acknowledged writes, unplugs its NIC
@@ -16,41 +14,12 @@
 run=$1
 repo=${FVP_REPO:-$(cd "$(dirname "$0")/../../.." && pwd)}
 . "$repo/tests/lib/qemu.sh"
+. "$repo/tests/lib/barriers.sh"
 nodes=$(ls -d "$run"/node* | wc -l)
 rounds=$(sed -n "s/^kill_rounds=//p" "$(dirname "$0")/settings")
-running() { kill -0 "$(cat "$run/node$1/qemu.pid" 2>/dev/null)" 2>/dev/null; }
 wait_for() { local t=0; while [ ! -e "$1" ]; do sleep 1; t=$((t + 1)); [ $t -lt "$2" ] || return 1; done; }
 n=0
 result() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n $2"; else echo "not ok $n $2"; fi; }
-
-serve_barriers() {
-  while :; do
-    local alive=0 f name all m
-    for m in $(seq 1 "$nodes"); do running "$m" && alive=$((alive + 1)); done
-    [ "$alive" -gt 0 ] || [ -e "$run/restarting" ] || break
-    # out/publish-NAME of any guest is copied to every guest as out/published-NAME.
-    for f in "$run"/node*/out/publish-*; do
-      [ -e "$f" ] || continue
-      name=${f##*/publish-}
-      for m in $(seq 1 "$nodes"); do
-        [ -e "$run/node$m/out/published-$name" ] || cp "$f" "$run/node$m/out/published-$name"
-      done
-    done
-    for f in "$run"/node*/out/barrier-*; do
-      [ -e "$f" ] || continue
-      name=${f##*/barrier-}
-      all=1
-      for m in $(seq 1 "$nodes"); do
-        running "$m" || continue
-        [ -e "$run/node$m/out/barrier-$name" ] || all=0
-      done
-      if [ $all = 1 ]; then
-        for m in $(seq 1 "$nodes"); do touch "$run/node$m/out/go-$name"; done
-      fi
-    done
-    sleep 0.5
-  done
-}
 
 # random_delay SEED: 0.5 to 4.5 s, different for each fault.
 random_delay() { awk -v k="$1" 'BEGIN { srand(k * 7919); printf "%.1f", 0.5 + rand() * 4 }'; }

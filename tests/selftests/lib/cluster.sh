@@ -13,7 +13,8 @@ cluster_shared_disk() {
   done
 }
 
-# cluster_write_toml SECRET: the description every guest applies.
+# cluster_write_toml SECRET: the description every guest applies (CLUSTER_DEVICE: the
+# path of the device named shared0, the shared disk by default).
 cluster_write_toml() {
   {
     echo "name = \"fvpsuite\""
@@ -25,7 +26,7 @@ cluster_write_toml() {
       printf '[[host]]\nid = %s\naddr = "10.77.0.%s:7790"\ndomain = "%s"\n' "$n" "$n" "$dom"
       n=$((n + 1))
     done
-    printf '[[device]]\nname = "shared0"\npath = "%s"\n' "$(cluster_shared_disk)"
+    printf '[[device]]\nname = "shared0"\npath = "%s"\n' "${CLUSTER_DEVICE:-$(cluster_shared_disk)}"
   } >"$CLUSTER_TOML"
 }
 

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# `make bench-replication`: three guests (the kernel without debug checks, 1 vCPU and
+# 1 GiB each) on one emulated L2 link. Node 1 measures 4 KiB random writes at QD1 and
+# QD16 on brd, fvp write-through, fvp write-back with peers=0/1/2, and DRBD protocol C
+# to node 2, plus the TCP round trip, in one run (tests/bench-replication). Prints a
+# table and writes build/bench/replication.json.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+. scripts/env.sh
+. tests/lib/qemu.sh
+export FVP_REPO=$repo
+guest_prepare bench
+# DRBD is a module of that kernel; the guests load it from here.
+kdir=$(scripts/kernel/build.sh bench 2>/dev/null)
+mkdir -p build/modules
+cp "$kdir/lib/lru_cache.ko" "$kdir/drivers/block/drbd/drbd.ko" build/modules/
+run=$repo/build/run/bench-replication
+rm -rf "$run"; mkdir -p "$run"
+nodes=3
+echo "booting three benchmark guests (TCG; about 15 minutes)..."
+for n in 1 2 3; do QEMU_MEM=1024 GUEST_SMP=1 guest_start "$run" "$n" "$nodes" bench-replication; done
+. tests/lib/barriers.sh
+serve_barriers &
+rc=0
+for n in 1 2 3; do guest_wait "$run" "$n" 3600 || rc=1; done
+wait
+for n in 1 2 3; do
+  guest_finished_ok "$run/node$n" 'ok 1 bench' >/dev/null || { echo "node $n:"; cat "$run/node$n/tests.log"; rc=1; }
+done
+[ $rc = 0 ] || exit 1
+mkdir -p build/bench
+python3 scripts/bench_replication_report.py "$run/node1/out/bench" build/bench/replication.json

@@ -1,0 +1,105 @@
+#!/bin/sh
+# Runs in each of three guests (`make bench-replication`). Node 1 measures 4 KiB random
+# writes at QD1 and QD16 on, one after the other in this run: brd itself, fvp write-through,
+# fvp write-back with peers=0, 1 and 2, and DRBD protocol C to node 2; and the TCP round
+# trip to node 2. Every fvp volume and DRBD sit on brd (each host its own /dev/ram*), so
+# the differences are the caching and replication paths, not a disk. Nodes 2 and 3 are
+# the peers (node 2 is also DRBD's secondary and runs the TCP echo).
+# Results: /tmp/out/bench/<config>-qd<N>.json, rtt.json.
+. ../selftests/lib/ktap.sh
+. ../selftests/lib/fvp.sh
+. ../selftests/lib/cluster.sh
+set -u
+BENCH=$OUT/bench
+mkdir -p "$BENCH"
+RUNTIME=${BENCH_RUNTIME:-15}
+WS=64M
+DRBD=/usr/lib/drbd/drbdsetup-84
+ktap_plan 1
+
+fvp_load
+fvp_pool_create bp 256M
+# The device peers would recover to; brd here (the benchmark never recovers).
+CLUSTER_DEVICE=/dev/ram0 cluster_write_toml "$CLUSTER_SECRET"
+fvpctl cluster apply "$CLUSTER_TOML" --local-id "$FVP_NODE" >/dev/null
+cluster_wait_up 3 300 || { ktap_fail "bench: the three hosts form a cluster"; ktap_finish; }
+
+# DRBD 8.4 (the kernel's) between node 1 (primary) and node 2, on /dev/ram1. The
+# modules are copied to build/modules by scripts/bench-replication.sh.
+drbd_up() {
+  { lsmod | grep -q '^drbd ' || { insmod "$FVP_REPO/build/modules/lru_cache.ko" && insmod "$FVP_REPO/build/modules/drbd.ko"; }; } &&
+  yes | drbdmeta --force 0 v08 /dev/ram1 internal create-md >/tmp/drbd.log 2>&1 &&
+  $DRBD new-resource r0 && $DRBD new-minor r0 0 0 &&
+  $DRBD attach 0 /dev/ram1 /dev/ram1 internal &&
+  $DRBD connect r0 "ipv4:10.77.0.$FVP_NODE:7789" "ipv4:10.77.0.$1:7789" --protocol=C
+}
+drbd_connected() { t=0; until grep -q "cs:Connected" /proc/drbd; do sleep 1; t=$((t + 1)); [ $t -lt 120 ] || return 1; done; }
+
+if [ "$FVP_NODE" != 1 ]; then
+  if [ "$FVP_NODE" = 2 ]; then
+    drbd_up 1 || sed 's/^/# /' /tmp/drbd.log
+    # TCP echo for node 1's round-trip measurement.
+    python3 -c 'import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("10.77.0.2", 7799)); s.listen(1)
+c, _ = s.accept(); c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+while True:
+    b = c.recv(64)
+    if not b: break
+    c.sendall(b)' &
+  fi
+  barrier bench-ready 600
+  barrier bench-done 3000
+  ktap_pass "bench: node $FVP_NODE served as a peer"
+  ktap_finish
+fi
+
+drbd_up 2 || sed 's/^/# /' /tmp/drbd.log
+barrier bench-ready 600
+
+run() { # run CONFIG DEV QD
+  fio --name="$1-qd$3" --filename="$2" --thread --direct=1 --ioengine=libaio --rw=randwrite \
+    --bs=4k --iodepth="$3" --size=$WS --time_based --runtime="$RUNTIME" --ramp_time=2 \
+    --randseed=42 --norandommap --group_reporting --output-format=json \
+    >"$BENCH/$1-qd$3.json" 2>/tmp/fio.err || sed 's/^/# /' /tmp/fio.err
+  echo "# $1 qd$3 done"
+}
+both() { run "$1" "$2" 1; run "$1" "$2" 16; }
+
+# The TCP round trip to node 2 over the same link, now (500 one-byte exchanges).
+python3 -c 'import json, socket, sys, time
+s = socket.create_connection(("10.77.0.2", 7799)); s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+rtts = []
+for i in range(500):
+    t = time.perf_counter_ns(); s.sendall(b"x"); s.recv(1); rtts.append(time.perf_counter_ns() - t)
+rtts.sort()
+json.dump({"tcp_rtt_ns": {"p50": rtts[len(rtts) // 2], "p99": rtts[len(rtts) * 99 // 100], "n": len(rtts)}}, sys.stdout)' \
+  >"$BENCH/rtt.json"
+fvpctl cluster show --json >"$BENCH/cluster.json"
+
+both brd /dev/ram2
+size=$(fvp_sectors /dev/ram0)
+dev=$(fvp_devno /dev/ram0)
+for cfg in "write-through write-through peers=0" "wb-peers0 write-back peers=0" \
+           "wb-peers1 write-back peers=1" "wb-peers2 write-back peers=2"; do
+  set -- $cfg
+  fvp_dm_create "$1" "0 $size fvp $dev bp $2 $3 sequential_cutoff=0"
+  case $3 in peers=0) ;; *) wait_state "$1" protected 120 || cluster_debug ;; esac
+  both "$1" "/dev/mapper/$1"
+  dmsetup status "$1" | sed 's/^/# /'
+  dmsetup remove "$1"
+done
+
+if drbd_connected; then
+  $DRBD new-current-uuid 0 --clear-bitmap=yes && $DRBD primary 0 &&
+    sleep 2 && sed 's/^/# /' /proc/drbd && both drbd-c /dev/drbd0
+else
+  sed 's/^/# /' /proc/drbd /tmp/drbd.log
+fi
+ok=1
+for f in brd write-through wb-peers0 wb-peers1 wb-peers2 drbd-c; do
+  for q in 1 16; do [ -s "$BENCH/$f-qd$q.json" ] || { ktap_info "missing $f-qd$q"; ok=0; }; done
+done
+barrier bench-done 600
+if [ $ok = 1 ]; then ktap_pass "bench: every configuration measured"; else ktap_fail "bench: every configuration measured"; fi
+ktap_finish
