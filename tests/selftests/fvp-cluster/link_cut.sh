@@ -24,7 +24,7 @@ if [ "$FVP_NODE" = 1 ]; then
   ktap_check "create a write-back volume with peers=1" \
     fvp_dm_create lc "0 $((16 * 2048)) fvp $(fvp_devno "$disk") cp write-back peers=1"
   ktap_check "protected within 120 s" wait_state lc protected 120
-  dmsetup status lc | awk '{ print $18 }' >"$OUT/publish-lc-peer"
+  publish lc-peer "$(dmsetup status lc | awk '{ print $18 }')"
   barrier lc-ready
   python3 "$FVP_REPO/tests/selftests/lib/ackwriter.py" /dev/mapper/lc "$OUT/acks-lc.log" \
     "$OUT/writing-lc" 4096 900 2000000000 >/tmp/lc-writer.out 2>&1 &

@@ -29,7 +29,7 @@ owner_case() {
   peers=$(dmsetup status "$name" | awk '{ print $18 }' | tr ',' '\n' | sort -n | paste -sd,)
   ktap_check "$name: peers are $want (got $peers)" test "$peers" = "$want"
   # Tell the other guests who the peers are (host.sh copies publish-* to every guest).
-  echo "$peers" >"$OUT/publish-peers-$name"
+  publish "peers-$name" "$peers"
   barrier "$name-started"
   if fio --name="$name" --filename=/dev/mapper/"$name" --thread --direct=1 --ioengine=libaio \
       --rw=randwrite --bsrange=4k-64k --iodepth=8 --size=4M --verify=crc32c --verify_fatal=1 --verify_state_save=0 \

@@ -53,6 +53,13 @@ cluster_debug() {
   dmesg | grep fvp | tail -40 | sed 's/^/# /'
 }
 
+# publish NAME VALUE: every guest finds VALUE in $OUT/published-NAME once the next
+# barrier is answered (host.sh copies the file; written whole, then renamed, so that
+# it is never copied half-written).
+publish() {
+  echo "$2" >"$OUT/.publish-$1" && mv "$OUT/.publish-$1" "$OUT/publish-$1"
+}
+
 # barrier NAME [SECONDS]: waits until every running guest reached NAME. The suite's
 # host.sh sees the marker files in each guest's results directory and answers.
 barrier() {
