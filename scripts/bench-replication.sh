@@ -11,6 +11,8 @@ cd "$repo"
 . tests/lib/qemu.sh
 export FVP_REPO=$repo
 guest_prepare bench
+# A nanosecond clock in the guests (latency percentiles; tests/lib/qemu.sh).
+export GUEST_CMDLINE_EXTRA=$(guest_precise_clock)
 # DRBD is a module of that kernel; the guests load it from here.
 kdir=$(scripts/kernel/build.sh bench 2>/dev/null)
 mkdir -p build/modules

@@ -15,6 +15,22 @@ QEMU_MEM=${QEMU_MEM:-512}
 QEMU_SMP=${QEMU_SMP:-2}
 GUEST_DISK_MB=${GUEST_DISK_MB:-256}
 
+# guest_precise_clock: kernel parameters that give the guest a nanosecond clock. The
+# test kernel has no ACPI, so the guest finds no HPET or PM timer to calibrate its TSC
+# against and falls back to jiffies (4 ms steps): fine for timeouts, useless for
+# latency percentiles. Under TCG the guest's TSC counts at the host's TSC rate, so the
+# host's calibrated rate is passed in. Benchmarks only (GUEST_CMDLINE_EXTRA): the test
+# suites keep the clock that slows down with a starved guest rather than one that
+# fences it for being slow.
+guest_precise_clock() {
+  local mhz
+  mhz=$(dmesg 2>/dev/null | sed -n 's/.*tsc: Refined TSC clocksource calibration: \([0-9.]*\) MHz.*/\1/p' | tail -1)
+  [ -n "$mhz" ] || mhz=$(dmesg 2>/dev/null | sed -n 's/.*tsc: Detected \([0-9.]*\) MHz processor.*/\1/p' | tail -1)
+  [ -n "$mhz" ] || mhz=$(sed -n 's/^cpu MHz[^:]*: *\([0-9.]*\).*/\1/p' /proc/cpuinfo | head -1)
+  [ -n "$mhz" ] || return 0
+  echo "tsc_early_khz=$(awk -v m="$mhz" 'BEGIN { printf "%d", m * 1000 }') tsc=reliable clocksource=tsc"
+}
+
 # guest_start RUN_DIR NODE NODES SUITES [SHARED_IMG]
 # Boots guest NODE (1-based) in the background; its files live in RUN_DIR/nodeN.
 guest_start() {
@@ -32,7 +48,7 @@ guest_start() {
   qemu-system-x86_64 "${accel[@]}" -smp "${GUEST_SMP:-$QEMU_SMP}" -m "$QEMU_MEM" \
     -nodefaults -display none -no-reboot \
     -kernel "$FVP_KERNEL_IMAGE" -initrd "$FVP_INITRAMFS" \
-    -append "console=ttyS0 panic=-1 loglevel=${GUEST_LOGLEVEL:-6} brd.rd_nr=4 brd.rd_size=262144 fvpnode=$node fvpnodes=$nodes fvpsuites=$suites fvprepo=$FVP_REPO" \
+    -append "console=ttyS0 panic=-1 loglevel=${GUEST_LOGLEVEL:-6} brd.rd_nr=4 brd.rd_size=262144 fvpnode=$node fvpnodes=$nodes fvpsuites=$suites fvprepo=$FVP_REPO ${GUEST_CMDLINE_EXTRA:-}" \
     -serial "file:$dir/console.log" -serial "file:$dir/tests.log" \
     -qmp "unix:$dir/qmp.sock,server=on,wait=off" \
     -fsdev "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap" \
