@@ -60,7 +60,7 @@ barrier bench-ready 600
 run() { # run CONFIG DEV QD
   fio --name="$1-qd$3" --filename="$2" --thread --direct=1 --ioengine=libaio --rw=randwrite \
     --bs=4k --iodepth="$3" --size=$WS --time_based --runtime="$RUNTIME" --ramp_time=2 \
-    --randseed=42 --norandommap --group_reporting --output-format=json \
+    --randseed=42 --norandommap --group_reporting --lat_percentiles=1 --output-format=json \
     >"$BENCH/$1-qd$3.json" 2>/tmp/fio.err || sed 's/^/# /' /tmp/fio.err
   echo "# $1 qd$3 done"
 }
