@@ -41,6 +41,10 @@ def main():
     with open(os.path.join(d, "rtt.json")) as f:
         rtt = json.load(f)["tcp_rtt_ns"]
     res["tcp_rtt_us"] = {"p50": round(rtt["p50"] / 1000, 1), "p99": round(rtt["p99"] / 1000, 1), "samples": rtt["n"]}
+    with open(os.path.join(d, "rtt.json")) as f:
+        rtt4k = json.load(f).get("tcp_4k_rtt_ns")
+    if rtt4k:
+        res["tcp_4k_rtt_us"] = {"p50": round(rtt4k["p50"] / 1000, 1), "p99": round(rtt4k["p99"] / 1000, 1), "samples": rtt4k["n"]}
     try:
         with open(os.path.join(d, "cluster.json")) as f:
             res["fvp_heartbeat_rtt_us"] = {str(h["id"]): h.get("rtt_us") for h in json.load(f)["hosts"] if h.get("state") != "self"}
@@ -51,6 +55,9 @@ def main():
     print("4 KiB random writes, O_DIRECT, three TCG guests (1 vCPU each), one emulated link;")
     print("latency from submission to completion (fio lat)")
     print(f"TCP round trip node 1 -> node 2: p50 {res['tcp_rtt_us']['p50']} us, p99 {res['tcp_rtt_us']['p99']} us")
+    if "tcp_4k_rtt_us" in res:
+        r = res["tcp_4k_rtt_us"]
+        print(f"  with 4 KiB + 32 bytes out and 1 byte back (a REPLICATE and its ACK, no fvp): p50 {r['p50']} us, p99 {r['p99']} us")
     base = (c["wb-peers0"]["qd1"] or {}).get("p50_us")
     hdr = f"{'configuration':36} {'QD1 p50':>9} {'QD1 p99':>9} {'QD1 IOPS':>9} {'QD16 p50':>9} {'QD16 IOPS':>10} {'QD1 p50 / wb-peers0':>20}"
     print(hdr)

@@ -38,15 +38,18 @@ drbd_connected() { t=0; until grep -q "cs:Connected" /proc/drbd; do sleep 1; t=$
 if [ "$FVP_NODE" != 1 ]; then
   if [ "$FVP_NODE" = 2 ]; then
     drbd_up 1 || sed 's/^/# /' /tmp/drbd.log
-    # TCP echo for node 1's round-trip measurement.
-    python3 -c 'import socket
+    # For node 1's round-trip measurements: reads messages of the size the client
+    # announces first (1 byte, then 4 KiB + 32 like a REPLICATE), answers each with 1 byte.
+    python3 -c 'import socket, struct
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("10.77.0.2", 7799)); s.listen(1)
-c, _ = s.accept(); c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+s.bind(("10.77.0.2", 7799)); s.listen(2)
 while True:
-    b = c.recv(64)
-    if not b: break
-    c.sendall(b)' &
+    c, _ = s.accept(); c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    size = struct.unpack("<I", c.recv(4, socket.MSG_WAITALL))[0]
+    while True:
+        b = c.recv(size, socket.MSG_WAITALL)
+        if len(b) < size: break
+        c.sendall(b"k")' &
   fi
   barrier bench-ready 600
   barrier bench-done 3000
@@ -66,14 +69,19 @@ run() { # run CONFIG DEV QD
 }
 both() { run "$1" "$2" 1; run "$1" "$2" 16; }
 
-# The TCP round trip to node 2 over the same link, now (500 one-byte exchanges).
-python3 -c 'import json, socket, sys, time
-s = socket.create_connection(("10.77.0.2", 7799)); s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-rtts = []
-for i in range(500):
-    t = time.perf_counter_ns(); s.sendall(b"x"); s.recv(1); rtts.append(time.perf_counter_ns() - t)
-rtts.sort()
-json.dump({"tcp_rtt_ns": {"p50": rtts[len(rtts) // 2], "p99": rtts[len(rtts) * 99 // 100], "n": len(rtts)}}, sys.stdout)' \
+# The TCP round trip to node 2 over the same link, now: 500 one-byte exchanges, and
+# 500 of 4 KiB + 32 bytes answered by one byte (a REPLICATE and its ACK, without fvp).
+python3 -c 'import json, socket, struct, sys, time
+def rtt(size):
+    s = socket.create_connection(("10.77.0.2", 7799)); s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.sendall(struct.pack("<I", size))
+    msg, rtts = b"x" * size, []
+    for i in range(500):
+        t = time.perf_counter_ns(); s.sendall(msg); s.recv(1); rtts.append(time.perf_counter_ns() - t)
+    s.close()
+    rtts.sort()
+    return {"p50": rtts[len(rtts) // 2], "p99": rtts[len(rtts) * 99 // 100], "n": len(rtts)}
+json.dump({"tcp_rtt_ns": rtt(1), "tcp_4k_rtt_ns": rtt(4096 + 32)}, sys.stdout)' \
   >"$BENCH/rtt.json"
 fvpctl cluster show --json >"$BENCH/cluster.json"
 
