@@ -714,9 +714,9 @@ impl Cluster {
         if let Some(l) = self.link(peer) {
             l.last_rx_ns.store(now, Relaxed);
         }
+        // No lease_changed: hearing a host changes no grant (only PING and PONG do).
         if let Some(m) = self.members.lock().as_mut() {
             m.on_message(peer, now);
-            self.lease_changed(m, now);
         }
     }
 
