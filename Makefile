@@ -3,7 +3,7 @@
 # fvp top-level Makefile (Kbuild reads ./Kbuild instead when building the module).
 #
 #   make test     install what is missing, build everything, run every test
-#   make demo     boot a guest with an fvp volume and run a short fio job on it
+#   make demo     three guests: a replicated write-back volume, its owner killed mid-run
 #   make bench    compare fvp with brd, dm-linear, dm-cache, dm-writecache in one guest
 #   make bench-replication   replicated writes (peers=0/1/2) vs DRBD protocol C, three guests
 #   make module   build fvp.ko (against the cached test kernel, or KDIR=...)
