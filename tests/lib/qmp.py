@@ -5,6 +5,8 @@ Usage: qmp.py SOCKET COMMAND [ARG]
   kill            quit QEMU at once (the guest dies without flushing anything)
   pause | resume  stop / continue the guest's CPUs
   link-down | link-up   unplug / replug the guest's NIC (netdev net0)
+  throttle-shared IOPS  limit the guest's writes to the shared disk to IOPS per second
+  unthrottle-shared     lift that limit
   raw JSON        send one QMP command, print the reply
 """
 import json
@@ -48,6 +50,10 @@ def main():
     }
     if verb in simple:
         print(json.dumps(qmp(path, *simple[verb])))
+    elif verb in ("throttle-shared", "unthrottle-shared"):
+        iops_wr = int(sys.argv[3]) if verb == "throttle-shared" else 0
+        limits = {"bps": 0, "bps_rd": 0, "bps_wr": 0, "iops": 0, "iops_rd": 0, "iops_wr": iops_wr}
+        print(json.dumps(qmp(path, "block_set_io_throttle", {"device": "shared", **limits})))
     elif verb == "raw":
         msg = json.loads(sys.argv[3])
         print(json.dumps(qmp(path, msg["execute"], msg.get("arguments"))))

@@ -6,7 +6,7 @@
 use crate::fvp_kernel::net::TcpSocket;
 use crate::logic::wire::{self, Header, Message};
 use crate::volume::IoOp;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::{AcqRel, Relaxed}};
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
@@ -24,6 +24,57 @@ pub(crate) enum Waiter {
     Op(Arc<IoOp>),
     /// A caller sleeping in [`Conn::call`].
     Call(Arc<CallWait>),
+    /// One of a group of requests a caller waits for together.
+    Batch(Arc<BatchWait>),
+}
+
+/// The outcome of a group of requests (re-sending a volume's dirty blocks).
+///
+/// # Invariants
+///
+/// `pending` counts the waiters handed out and not yet ACKed or failed, plus one for
+/// the caller until [`BatchWait::wait`]; `done` completes when it reaches zero.
+#[pin_data]
+pub(crate) struct BatchWait {
+    #[pin]
+    done: crate::fvp_kernel::sync::Completion,
+    pending: AtomicU64,
+    failed: AtomicBool,
+}
+
+impl BatchWait {
+    pub(crate) fn new() -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(BatchWait {
+                done <- crate::fvp_kernel::sync::Completion::new(),
+                pending: AtomicU64::new(1),
+                failed: AtomicBool::new(false),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// A waiter for one more request of the group.
+    pub(crate) fn waiter(self: &Arc<Self>) -> Waiter {
+        self.pending.fetch_add(1, Relaxed);
+        Waiter::Batch(self.clone())
+    }
+
+    fn put(&self, ok: bool) {
+        if !ok {
+            self.failed.store(true, Relaxed);
+        }
+        if self.pending.fetch_sub(1, AcqRel) == 1 {
+            self.done.complete_all();
+        }
+    }
+
+    /// Sleeps until every request of the group was ACKed or failed, or `timeout_ms`.
+    /// True if all were ACKed without error in time. Call once.
+    pub(crate) fn wait(&self, timeout_ms: u32) -> bool {
+        self.put(true);
+        self.done.wait_timeout_ms(timeout_ms) && !self.failed.load(Relaxed)
+    }
 }
 
 /// A synchronous request's outcome.
@@ -121,6 +172,7 @@ pub(crate) fn fail_waiter(waiter: Waiter) {
             c.status.store(EPIPE.to_errno() as i64 as u64, Relaxed);
             c.done.complete_all();
         }
+        Waiter::Batch(b) => b.put(false),
     }
 }
 
@@ -257,6 +309,7 @@ impl Conn {
                 c.status.store(status as i64 as u64, Relaxed);
                 c.done.complete_all();
             }
+            Waiter::Batch(b) => b.put(status == 0),
         }
         true
     }

@@ -5,7 +5,7 @@
 //! the DESTAGED notifications.
 
 use crate::cluster::Cluster;
-use crate::conn::{Conn, Waiter};
+use crate::conn::{BatchWait, Conn, Waiter};
 use crate::fvp_kernel::sync::sleep_ms;
 use crate::fvp_kernel::vec;
 use crate::logic::abi;
@@ -67,6 +67,10 @@ fn new_volume_id() -> u32 {
 
 /// How long a replicated write waits for a state that lets it proceed, per check.
 const WAIT_STEP_MS: u32 = 10;
+
+/// Dirty blocks re-sent to new peers per round trip (well under a connection's
+/// requests in flight).
+const RESEND_CHUNK: usize = 256;
 
 impl Replication {
     pub(crate) fn new(
@@ -145,7 +149,7 @@ impl Replication {
             let lease = self.cluster.holds_lease();
             match self.state() {
                 abi::REPL_FENCED => return Err(EIO),
-                abi::REPL_PROTECTED if lease => return Ok(true),
+                abi::REPL_PROTECTED | abi::REPL_REPROTECTING if lease => return Ok(true),
                 abi::REPL_DEGRADED if lease && self.stale_peers.load(Relaxed) == 0 => return Ok(false),
                 _ => sleep_ms(WAIT_STEP_MS),
             }
@@ -194,6 +198,50 @@ impl Replication {
             return false;
         }
         true
+    }
+
+    /// A write some peer never ACKed (connection lost): waits until its blocks can be
+    /// made safe again, and makes them so. Protected again (re-protection chose a new
+    /// peer set): the blocks still dirty are sent to it, the others were written back
+    /// and the backing device is flushed. Degraded: the volume is written back. False
+    /// if the volume was taken over or an I/O failed. Sleeps.
+    pub(crate) fn protect_failed_write(&self, volume: &Arc<Volume>, blocks: &[u64]) -> bool {
+        loop {
+            match self.wait_writable() {
+                Err(_) => return false,
+                Ok(false) => return volume.flush_sync().is_ok(),
+                Ok(true) => {}
+            }
+            let Ok(batch) = BatchWait::new() else { return false };
+            let mut written_back = false;
+            let (healthy, sent) = {
+                let mut ctx = self.send.lock();
+                let ctx = &mut *ctx;
+                let healthy = ctx.peers.iter().flatten().filter(|c| !c.is_broken()).count() >= self.peers_wanted as usize;
+                let sent = healthy
+                    && blocks.iter().all(|&block| {
+                        if !volume.copy_cached(block, &mut ctx.buf, true) {
+                            written_back = true;
+                            return true;
+                        }
+                        let version = self.version.load(Relaxed) + 1;
+                        self.version.store(version, Relaxed);
+                        let msg = Message::Replicate { volume_id: self.volume_id, block, version, data: &ctx.buf };
+                        ctx.peers.iter().flatten().all(|c| c.send(&msg, Some(batch.waiter())).is_ok())
+                    });
+                (healthy, sent)
+            };
+            if !healthy {
+                // The ticker replaces the lost peer within a heartbeat: wait for it.
+                sleep_ms(WAIT_STEP_MS);
+                continue;
+            }
+            if sent && batch.wait(self.cluster.timeout_ms()) {
+                return !written_back || crate::destage::flush_backing(volume).is_ok();
+            }
+            // Refused, or the new peer set failed too: write the volume back instead.
+            return volume.flush_sync().is_ok();
+        }
     }
 
     /// DESTAGED with a fresh version for each block: peers drop what they hold of them.
@@ -332,7 +380,9 @@ impl Replication {
         Some(false)
     }
 
-    /// Degraded: write back what is dirty, then open a new epoch on the chosen peers.
+    /// Degraded: opens a new epoch on the peers placement chooses, then sends them every
+    /// dirty block (`reprotecting`: new writes are replicated to them meanwhile), and
+    /// goes back to `protected` once they hold all of it.
     fn reprotect(&self, volume: &Arc<Volume>) {
         let cluster = &self.cluster;
         let mut hosts = KVec::new();
@@ -352,10 +402,6 @@ impl Replication {
             conns[i] = Some(c);
             ids[i] = id;
         }
-        // Nothing dirty may lack a replica once protected: write it back first.
-        if volume.flush_sync().is_err() {
-            return;
-        }
         let epoch = self.epoch.load(Relaxed) + 1;
         let msg = Message::VolumeOpen {
             volume_id: self.volume_id,
@@ -370,20 +416,98 @@ impl Replication {
             }
         }
         {
+            // From here on every write is replicated to the new peers too.
             let mut ctx = self.send.lock();
             ctx.peers = conns;
             ctx.peer_ids = ids;
+            self.epoch.store(epoch, Relaxed);
+            self.state.store(abi::REPL_REPROTECTING, Relaxed);
         }
-        // Peers we no longer use but that still hold replicas are dropped when fenced;
-        // ones we chose again were reset by VOLUME_OPEN.
+        // Peers we chose again were emptied by VOLUME_OPEN; ones we no longer use but
+        // that still hold replicas are dropped when fenced.
         self.stale_peers.fetch_and(!(placement::host_bit(ids[0]) | placement::host_bit(ids[1])), Relaxed);
-        self.epoch.store(epoch, Relaxed);
         vec::clear(&mut self.destaged.lock());
+        let sent = match self.resend_dirty(volume) {
+            Ok(n) => n,
+            Err(e) => {
+                pr_warn!("fvp: volume {}: re-sending its dirty blocks failed: error {}\n", abi::name_str(&self.name), e.to_errno());
+                self.abandon_peers();
+                return;
+            }
+        };
+        self.resent_blocks.fetch_add(sent, Relaxed);
         if epoch > 1 {
             self.reprotections.fetch_add(1, Relaxed);
         }
-        pr_info!("fvp: volume {}: protected by host(s) {} {} (epoch {})\n", abi::name_str(&self.name), ids[0], ids[1], epoch);
-        self.state.store(abi::REPL_PROTECTED, Relaxed);
+        if self.state.compare_exchange(abi::REPL_REPROTECTING, abi::REPL_PROTECTED, Relaxed, Relaxed).is_ok() {
+            pr_info!(
+                "fvp: volume {}: protected by host(s) {} {} (epoch {}, {} dirty block(s) re-sent)\n",
+                abi::name_str(&self.name),
+                ids[0],
+                ids[1],
+                epoch,
+                sent
+            );
+        }
+    }
+
+    /// Sends every dirty block of `volume` to the current peers, in chunks that each
+    /// wait for their ACKs. Returns how many were sent.
+    fn resend_dirty(&self, volume: &Arc<Volume>) -> Result<u64> {
+        let mut blocks = KVec::with_capacity(RESEND_CHUNK, GFP_KERNEL)?;
+        let mut cursor = (0usize, 0u32);
+        let mut sent = 0u64;
+        loop {
+            vec::clear(&mut blocks);
+            volume.dirty_blocks(&mut cursor, &mut blocks, RESEND_CHUNK);
+            if blocks.is_empty() {
+                return Ok(sent);
+            }
+            if volume.pool.stopping() || !self.cluster.holds_lease() {
+                return Err(EAGAIN);
+            }
+            let batch = BatchWait::new()?;
+            {
+                let mut ctx = self.send.lock();
+                let ctx = &mut *ctx;
+                let mut peers = KVec::with_capacity(2, GFP_KERNEL)?;
+                for c in ctx.peers.iter().flatten() {
+                    peers.push(c.clone(), GFP_KERNEL)?;
+                }
+                for &block in blocks.iter() {
+                    // Written back (or discarded) since the scan: nothing to protect.
+                    if !volume.copy_cached(block, &mut ctx.buf, true) {
+                        continue;
+                    }
+                    // Under the send lock, like a write: each peer keeps the newest copy.
+                    let version = self.version.load(Relaxed) + 1;
+                    self.version.store(version, Relaxed);
+                    let msg = Message::Replicate { volume_id: self.volume_id, block, version, data: &ctx.buf };
+                    for c in peers.iter() {
+                        c.send(&msg, Some(batch.waiter()))?;
+                    }
+                    sent += 1;
+                }
+            }
+            if !batch.wait(self.cluster.timeout_ms()) {
+                return Err(crate::fvp_kernel::errno::etimedout());
+            }
+        }
+    }
+
+    /// Re-protection failed: the peers just chosen hold part of the dirty blocks. Their
+    /// connections are closed; they stay stale until fenced or chosen again.
+    fn abandon_peers(&self) {
+        let mut ctx = self.send.lock();
+        let mut lost = 0u64;
+        for i in 0..2 {
+            if let Some(c) = ctx.peers[i].take() {
+                c.close();
+                lost |= placement::host_bit(ctx.peer_ids[i]);
+            }
+        }
+        self.stale_peers.fetch_or(lost, Relaxed);
+        let _ = self.state.compare_exchange(abi::REPL_REPROTECTING, abi::REPL_DEGRADED, Relaxed, Relaxed);
     }
 
     /// Flushes the backing device, then tells the peers which blocks are on it.

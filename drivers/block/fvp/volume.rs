@@ -16,7 +16,7 @@ use crate::fvp_kernel::pages::CountedPage;
 use crate::logic::abi::{POLICY_WRITE_BACK, POLICY_WRITE_THROUGH};
 use crate::logic::cache::{Insert, InsertError, Key, SlotState};
 use crate::conn::Waiter;
-use crate::pool::{shard_of, Pool, PAGE};
+use crate::pool::{shard_of, Pool, PAGE, SHARDS};
 use crate::repl::Replication;
 use crate::stats::Stats;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -356,6 +356,40 @@ impl Volume {
                 }
                 None => {}
             }
+        }
+    }
+
+    /// Copies cached `block` into `buf` (a page) if the pool holds it readable, or
+    /// only if it is dirty. Takes the block's shard lock.
+    pub(crate) fn copy_cached(&self, block: u64, buf: &mut [u8], dirty_only: bool) -> bool {
+        let Some(key) = Key::new(self.id, block) else { return false };
+        let guard = self.pool.shard(shard_of(key)).lock();
+        match guard.cache.peek(key) {
+            Some((slot, SlotState::Dirty)) => guard.pages.get(slot).is_some_and(|p| p.counted().read(0, buf)),
+            Some((slot, SlotState::Clean)) if !dirty_only => guard.pages.get(slot).is_some_and(|p| p.counted().read(0, buf)),
+            _ => false,
+        }
+    }
+
+    /// Appends this volume's dirty blocks, blocks being destaged included, to `out`
+    /// (reserved for `max`) until it holds `max`, scanning from `cursor` (shard, slot)
+    /// on and advancing it; the scan is over when `cursor.0` reaches [`SHARDS`].
+    pub(crate) fn dirty_blocks(&self, cursor: &mut (usize, u32), out: &mut KVec<u64>, max: usize) {
+        let Some(zero) = Key::new(0, 0) else { return };
+        let mut found = [(0u32, zero); 32];
+        while cursor.0 < SHARDS && out.len() < max {
+            let room = (max - out.len()).min(found.len());
+            let guard = self.pool.shard(cursor.0).lock();
+            let (n, next) = guard.cache.dirty_scan_all(cursor.1, &mut found[..room]);
+            let end = next >= guard.cache.slots();
+            drop(guard);
+            for &(_, key) in &found[..n] {
+                if key.volume() == self.id {
+                    // Cannot fail: the caller reserved `max`.
+                    let _ = out.push(key.block(), GFP_KERNEL);
+                }
+            }
+            *cursor = if end { (cursor.0 + 1, 0) } else { (cursor.0, next) };
         }
     }
 
@@ -756,18 +790,7 @@ impl IoOp {
                     }
                 }
                 self.submit_direct(bio, &spans, direct);
-                let pool = &volume.pool;
-                let copy = |block: u64, buf: &mut [u8]| -> bool {
-                    let Some(key) = Key::new(volume.id, block) else { return false };
-                    let mut guard = pool.shard(shard_of(key)).lock();
-                    let shard = &mut *guard;
-                    match shard.cache.peek(key) {
-                        Some((slot, SlotState::Clean | SlotState::Dirty)) => {
-                            shard.pages.get(slot).is_some_and(|p| p.counted().read(0, buf))
-                        }
-                        _ => false,
-                    }
-                };
+                let copy = |block: u64, buf: &mut [u8]| volume.copy_cached(block, buf, false);
                 if repl.send_write(&absorbed[..na], &direct_blocks[..nd], copy, || self.waiter()) {
                     repl.replicated_writes.fetch_add(na as u64, Relaxed);
                 } else {
@@ -828,9 +851,18 @@ impl WorkItem for IoOp {
             }
         }
         if this.repl_failed.load(Relaxed) && !this.failed.load(Relaxed) {
-            // Fewer replicas than the policy demands: the write completes only once the
-            // backing device holds it (write-through for this write).
-            let durable = volume.repl.as_ref().is_some_and(|r| r.wait_writable().is_ok()) && volume.flush_sync().is_ok();
+            // Fewer replicas than the policy demands: the write completes only once a
+            // new peer set holds its blocks, or the backing device does.
+            let spans = Spans::new(volume.id, this.range.0, this.range.1);
+            let mut blocks = [0u64; MAX_BLOCKS as usize];
+            let mut n = 0;
+            for i in 0..spans.count {
+                if let Some(s) = spans.get(i) {
+                    blocks[n] = s.block;
+                    n += 1;
+                }
+            }
+            let durable = volume.repl.as_ref().is_some_and(|r| r.protect_failed_write(volume, &blocks[..n]));
             if !durable {
                 this.failed.store(true, Relaxed);
             }

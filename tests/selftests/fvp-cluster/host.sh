@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Host half of the fvp-cluster suite. Prints KTAP.
 # - Barriers and published files: tests/lib/barriers.sh.
-# - Peer kill (peer_kill.sh): once node 1 logged 200 acknowledged writes, kills its peer's
-#   QEMU after a random delay and restarts it at peer_kill.sh (out/restarted-peer_kill).
+# - Peer kill (peer_kill.sh): once node 1 logged 200 acknowledged writes, slows node 1's
+#   writes to the shared disk (so its dirty blocks outlive the peer), kills its peer's
+#   QEMU after a random delay, restarts it at peer_kill.sh (out/restarted-peer_kill), and
+#   lifts the limit once node 1 published its new peer.
 # - Link cut (link_cut.sh): once node 1 logged 200 acknowledged writes, unplugs its NIC
 #   (QMP set_link) until the others took its volume over and overwrote part of it, then
 #   replugs it and checks the shared disk: no acknowledged write lost, no stale block.
@@ -48,6 +50,9 @@ if has peer_kill.sh; then
   if wait_for "$n1/out/writing-pk" 3600; then
     p=$(cat "$n1/out/publish-pk-peer")
     sleep "$(random_delay 101)"
+    # 5 writes a second: the owner cannot write its dirty blocks back before it notices
+    # the loss, so re-protection has to send them to the new peer.
+    "$repo/tests/lib/qmp.py" "$n1/qmp.sock" throttle-shared 5 >/dev/null
     touch "$run/node$p/expect-killed"
     "$repo/tests/lib/qmp.py" "$run/node$p/qmp.sock" kill >/dev/null 2>&1
     t=0; while running "$p" && [ $t -lt 30 ]; do sleep 1; t=$((t + 1)); done
@@ -55,6 +60,8 @@ if has peer_kill.sh; then
     result $? "peer kill: node $p (the peer) killed after $(wc -l <"$n1/out/acks-pk.log") acknowledged writes at the owner"
     touch "$run/node$p/out/restarted-peer_kill"
     restart "$p" fvp-cluster@peer_kill pk
+    wait_for "$n1/out/publish-pk-newpeer" 600
+    "$repo/tests/lib/qmp.py" "$n1/qmp.sock" unthrottle-shared >/dev/null
   else
     result 1 "peer kill: the owner started writing"
   fi

@@ -737,6 +737,17 @@ impl<S: Stores> Cache<S> {
     /// the end was reached; wrapping around is the caller's business). Reads the
     /// bitmap a word at a time: O(slots / 64) plus the dirty slots visited.
     pub fn dirty_scan(&self, cursor: SlotId, out: &mut [(SlotId, Key)]) -> (usize, SlotId) {
+        self.scan_dirty(cursor, out, false)
+    }
+
+    /// Like [`Cache::dirty_scan`], but slots being destaged are offered too: their
+    /// destage may still fail, so they are dirty until it ends (re-protection must
+    /// send them to a new peer).
+    pub fn dirty_scan_all(&self, cursor: SlotId, out: &mut [(SlotId, Key)]) -> (usize, SlotId) {
+        self.scan_dirty(cursor, out, true)
+    }
+
+    fn scan_dirty(&self, cursor: SlotId, out: &mut [(SlotId, Key)], with_destaging: bool) -> (usize, SlotId) {
         let len = self.slots();
         if cursor >= len {
             return (0, len);
@@ -754,7 +765,7 @@ impl<S: Stores> Cache<S> {
                 if s >= len {
                     return (n, len);
                 }
-                if rd(&self.flags, s, 0) & DESTAGING != 0 {
+                if !with_destaging && rd(&self.flags, s, 0) & DESTAGING != 0 {
                     continue;
                 }
                 if let Some(o) = out.get_mut(n) {
@@ -1552,12 +1563,14 @@ mod tests {
         assert_eq!(c.begin_destage(s), None, "one destage at a time");
         assert_eq!(c.counts().destaging, 1);
         assert_eq!(c.dirty_scan(0, &mut out), (0, 4), "destaging slots are not offered");
+        assert_eq!(c.dirty_scan_all(0, &mut out).0, 1, "but are offered to re-protection");
         assert_eq!(c.lookup(k), Some(s), "readable while destaging");
         check(&c);
         assert!(c.end_destage(s, g, true));
         assert_eq!(c.peek(k), Some((s, SlotState::Clean)));
         assert_eq!(c.counts().dirty, 0);
         assert_eq!(c.counts().destaging, 0);
+        assert_eq!(c.dirty_scan_all(0, &mut out).0, 0, "clean once destaged");
         assert!(!c.end_destage(s, g, true), "only once");
         assert_eq!(c.begin_destage(s), None, "clean");
         check(&c);
