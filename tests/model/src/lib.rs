@@ -103,17 +103,12 @@
 //!    closed: partition) keeps its store, and nothing stops it from recovering it later
 //!    over newer blocks — after the owner wrote through (degraded) within its lease and
 //!    got isolated, or after the owner replaced it, acknowledged and destaged newer
-//!    versions and crashed. Not fixed here: the owner must make a majority know that
-//!    it dropped a peer before it relies on its new peer set (e.g. announce the dropped
-//!    peers in its PINGs and wait for a lease whose grants all echo such a PING), and a
-//!    peer must not recover while any fence view it uses says the owner dropped it (the
-//!    host relays that in its PING/PONG to the peer); majorities intersect as for the
-//!    lease.
+//!    versions and crashed. Fix [`fix::STALE_PEERS`]: the owner starts and completes no
+//!    write while a peer it dropped is neither fenced by a majority nor emptied.
 //! 5. An orphaned store: the owner crashed and no peer could take over (the peers did
 //!    not hear each other); the owner restarts, gets its lease back and its VOLUME_OPEN
 //!    empties the store. Not fixed here: VOLUME_OPEN needs an epoch, and a store of an
-//!    older epoch must be recovered (or handed to the new epoch) before it is dropped —
-//!    which needs finding 4's answer to tell a stale store from a current one.
+//!    older epoch must be recovered (or handed to the new epoch) before it is dropped.
 //!
 //! Modeling choices of section 6 the document leaves open: a write completes once every
 //! current peer has ACKed its block at its version or newer *and* either the peers are
@@ -223,8 +218,16 @@ pub mod fix {
     /// fences attested before a host lifted its fence of the owner have expired at
     /// every recovering peer.
     pub const LEASE_SETTLES: u32 = 1 << 3;
+    /// A peer the owner stopped using while it may be alive (connection lost, not
+    /// fenced by a majority) is *stale*: it may still hold older replicas. The owner
+    /// starts no write and completes none while it has a stale peer, until a majority
+    /// fenced it (a fenced host cannot take over) or it confirmed a VOLUME_OPEN that
+    /// emptied its store. (Otherwise the stale peer can recover its older replicas over
+    /// newer acknowledged blocks: finding 4.) The kernel also clears a stale peer that
+    /// confirmed a VOLUME_CLOSE; the model has only the OPEN of a re-chosen peer.
+    pub const STALE_PEERS: u32 = 1 << 4;
     /// Every fix.
-    pub const ALL: u32 = (1 << 4) - 1;
+    pub const ALL: u32 = (1 << 5) - 1;
 }
 
 /// A message on a link.
@@ -236,6 +239,8 @@ pub enum Msg {
     Pong { echo: u64, view: View },
     /// VOLUME_OPEN: start a new (empty) replica store.
     Open,
+    /// ACK of a VOLUME_OPEN.
+    OpenAck,
     /// REPLICATE a block at a version.
     Replicate { block: u8, version: u8 },
     /// DESTAGED: the block is on the backing device at this version.
@@ -294,6 +299,8 @@ pub struct Owner {
     pub acked_by: [[u8; BLOCKS]; HOSTS],
     /// Versions written but not acknowledged yet (bit v).
     pub pending: u8,
+    /// Stale peers ([`fix::STALE_PEERS`]), host bit mask.
+    pub stale: u8,
 }
 
 /// Reachability markers.
@@ -507,6 +514,15 @@ impl State {
             Msg::Open => {
                 self.hosts[y].mem.on_message(from, now);
                 self.hosts[y].store = Some([0; BLOCKS]);
+                if self.fixes & fix::STALE_PEERS != 0 {
+                    self.send(y, x, Msg::OpenAck);
+                }
+            }
+            Msg::OpenAck => {
+                self.hosts[y].mem.on_message(from, now);
+                if y == OWNER && self.owner.peers & hbit(x) != 0 {
+                    self.owner.stale &= !hbit(x);
+                }
             }
             Msg::Replicate { block, version } => {
                 self.hosts[y].mem.on_message(from, now);
@@ -561,7 +577,10 @@ impl State {
             let held = (0..HOSTS)
                 .filter(|&p| self.owner.peers & hbit(p) != 0)
                 .all(|p| self.owner.acked_by[p][b] >= v);
-            if held && (self.owner.peers.count_ones() >= peers || self.backing[b] >= v) {
+            if held
+                && self.owner.stale == 0
+                && (self.owner.peers.count_ones() >= peers || self.backing[b] >= v)
+            {
                 self.owner.pending &= !(1 << v);
                 self.acknowledge(v, peers);
             }
@@ -601,6 +620,7 @@ impl State {
                     peers: 0,
                     acked_by: [[0; BLOCKS]; HOSTS],
                     pending: 0,
+                    stale: 0,
                 };
                 self.events |= ev::RECOVERED_ELSEWHERE;
                 return;
@@ -622,6 +642,16 @@ impl State {
             {
                 self.owner.peers &= !hbit(p);
                 self.owner.acked_by[p] = [0; BLOCKS];
+                if self.fixes & fix::STALE_PEERS != 0 {
+                    self.owner.stale |= hbit(p);
+                }
+            }
+        }
+        // A stale peer is harmless once a majority fenced it.
+        for p in 0..HOSTS {
+            if self.owner.stale & hbit(p) != 0 && self.hosts[OWNER].mem.majority_fences(id(p), now)
+            {
+                self.owner.stale &= !hbit(p);
             }
         }
         // Fill up to `peers` from placement over the eligible hosts.
@@ -738,6 +768,7 @@ impl State {
                 peers: 0,
                 acked_by: [[0; BLOCKS]; HOSTS],
                 pending: 0,
+                stale: 0,
             };
         }
     }
@@ -788,6 +819,7 @@ impl FvpModel {
                 peers: 0,
                 acked_by: [[0; BLOCKS]; HOSTS],
                 pending: 0,
+                stale: 0,
             },
             net_up: [true; 3],
             queues: Default::default(),
@@ -846,7 +878,7 @@ impl Model for FvpModel {
             }
         }
         if s.owner.volume == Volume::Active && s.owner_may_act() {
-            if s.writes < self.cfg.max_writes {
+            if s.writes < self.cfg.max_writes && s.owner.stale == 0 {
                 for b in 0..BLOCKS {
                     out.push(Action::Write(b));
                 }
@@ -1137,6 +1169,7 @@ impl fmt::Debug for State {
                             Msg::Ping { .. } => "PING".into(),
                             Msg::Pong { .. } => "PONG".into(),
                             Msg::Open => "OPEN".into(),
+                            Msg::OpenAck => "OPEN-ACK".into(),
                             Msg::Replicate { block, version } => {
                                 format!("REPL(b{block},v{version})")
                             }
