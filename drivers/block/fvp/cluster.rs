@@ -378,6 +378,12 @@ impl Cluster {
         self.members.lock().as_ref().is_some_and(|m| m.majority_fences(id, now_ns()))
     }
 
+    /// Whether host `id` is in the cluster's configuration. A host removed from it
+    /// cannot connect, hence get a lease from anyone, nor take anything over.
+    pub(crate) fn is_configured(&self, id: u32) -> bool {
+        self.members.lock().as_ref().is_some_and(|m| m.configured() & placement::host_bit(id) != 0)
+    }
+
     /// Checked before every batch of recovery writes, not only the first: the lease or
     /// the majority fence may end during a recovery (model finding "rejoin races
     /// recovery").

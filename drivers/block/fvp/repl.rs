@@ -149,8 +149,11 @@ impl Replication {
             let lease = self.cluster.holds_lease();
             match self.state() {
                 abi::REPL_FENCED => return Err(EIO),
-                abi::REPL_PROTECTED | abi::REPL_REPROTECTING if lease => return Ok(true),
-                abi::REPL_DEGRADED if lease && self.stale_peers.load(Relaxed) == 0 => return Ok(false),
+                // A peer dropped while it may be alive could replay older replicas after
+                // a takeover: no write is acknowledged until it is fenced or emptied.
+                _ if !lease || self.stale_peers.load(Relaxed) != 0 => sleep_ms(WAIT_STEP_MS),
+                abi::REPL_PROTECTED | abi::REPL_REPROTECTING => return Ok(true),
+                abi::REPL_DEGRADED => return Ok(false),
                 _ => sleep_ms(WAIT_STEP_MS),
             }
         }
@@ -315,10 +318,17 @@ impl Replication {
                 None => return,
             }
         }
-        // Peers we stopped using: clear once a majority fenced them.
+        // Peers we stopped using: clear once a majority fenced them (a fenced host
+        // discards its replicas and cannot take over), once they left the cluster's
+        // configuration, or once they dropped this volume's replicas (reachable again,
+        // e.g. after an ACK timeout).
         let stale = self.stale_peers.load(Relaxed);
+        let current = self.peer_ids();
         for id in 1..=64u32 {
-            if stale & placement::host_bit(id) != 0 && cluster.is_fenced_by_majority(id) {
+            if stale & placement::host_bit(id) == 0 {
+                continue;
+            }
+            if cluster.is_fenced_by_majority(id) || !cluster.is_configured(id) || (!current.contains(&id) && self.close_at(id)) {
                 self.stale_peers.fetch_and(!placement::host_bit(id), Relaxed);
             }
         }
@@ -352,6 +362,19 @@ impl Replication {
             self.state.store(abi::REPL_DEGRADED, Relaxed);
         }
         self.reprotect(volume);
+    }
+
+    /// Asks host `id`, if connected, to drop every replica of this volume (VOLUME_CLOSE).
+    fn close_at(&self, id: u32) -> bool {
+        let Some(conn) = self.cluster.link(id).and_then(|l| l.out_conn()) else { return false };
+        if conn.is_broken() {
+            return false;
+        }
+        let closed = conn.call(&Message::VolumeClose { volume_id: self.volume_id }, self.cluster.timeout_ms()).is_ok();
+        if closed {
+            pr_info!("fvp: volume {}: host {} dropped the replicas it held\n", abi::name_str(&self.name), id);
+        }
+        closed
     }
 
     /// Whether a peer that held this volume's replicas took it over: asks each with

@@ -132,7 +132,7 @@ impl Volume {
     pub(crate) fn effective(&self) -> u32 {
         if let Some(r) = &self.repl {
             // Replicated: write-back only while every peer holds the writes.
-            return if r.state() == crate::logic::abi::REPL_PROTECTED { POLICY_WRITE_BACK } else { POLICY_WRITE_THROUGH };
+            return if matches!(r.state(), crate::logic::abi::REPL_PROTECTED | crate::logic::abi::REPL_REPROTECTING) { POLICY_WRITE_BACK } else { POLICY_WRITE_THROUGH };
         }
         if self.requested() == POLICY_WRITE_BACK || self.dirty.load(Relaxed) > 0 {
             POLICY_WRITE_BACK
