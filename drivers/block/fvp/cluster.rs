@@ -127,6 +127,8 @@ pub(crate) struct Cluster {
     /// `Membership::lease_until` after the last change to `members`: lets the write
     /// path and the destager check the lease without taking that lock.
     lease_until_ns: AtomicU64,
+    /// When the lease held now has been held for `T + T/5` (`u64::MAX`: not held).
+    lease_settled_ns: AtomicU64,
 }
 
 pub(crate) fn now_ns() -> u64 {
@@ -154,6 +156,7 @@ impl Cluster {
             self_fenced: AtomicBool::new(false),
             first_start: AtomicBool::new(true),
             lease_until_ns: AtomicU64::new(0),
+            lease_settled_ns: AtomicU64::new(u64::MAX),
         })
     }
 
@@ -364,13 +367,23 @@ impl Cluster {
     }
 
     /// Whether this host may write to backing devices for replicated volumes and
-    /// acknowledge their writes (section 4, owner rule).
+    /// acknowledge their writes (section 4, owner rule): it holds its lease, and has
+    /// held it without interruption for `T + T/5`, so that every fence attested before
+    /// a host lifted its fence of this one has expired at any recovering peer (model
+    /// finding 3, `fix::LEASE_SETTLES`).
     pub(crate) fn holds_lease(&self) -> bool {
-        now_ns() < self.lease_until_ns.load(Acquire)
+        let until = self.lease_until_ns.load(Acquire);
+        let settled = self.lease_settled_ns.load(Acquire);
+        let now = now_ns();
+        now < until && now >= settled
     }
 
-    /// Records the lease end after a change to the membership (called with its lock held).
+    /// Records the lease's start and end after a change to the membership (called with
+    /// its lock held). The start is stored first: a reader that sees the new end sees
+    /// the new start too.
     fn lease_changed(&self, m: &Membership, now: u64) {
+        let settled = m.lease_held_since().map_or(u64::MAX, |since| since.saturating_add(m.takeover_wait_ns()));
+        self.lease_settled_ns.store(settled, Release);
         self.lease_until_ns.store(m.lease_until(now), Release);
     }
 
@@ -424,6 +437,7 @@ impl Cluster {
         configured |= placement::host_bit(local);
         *self.members.lock() = Some(Membership::new(local, configured, s.timeout_ns()).map_err(|_| EINVAL)?);
         self.lease_until_ns.store(0, Release);
+        self.lease_settled_ns.store(u64::MAX, Release);
         // Fencing takes timeout_ms and a takeover another 1.2 x timeout_ms: stay silent
         // three timeouts after a (re)load.
         let quiet_ms = if self.first_start.swap(false, Relaxed) { 3 * s.cfg.timeout_ms } else { 0 };

@@ -439,6 +439,14 @@ impl<const N: usize> Membership<N> {
             && now.saturating_sub(self.lease_since) >= duration_ns
     }
 
+    /// Since when the local host has held its lease without interruption, if it held it
+    /// at the last update. Every mutating method checks the lease before applying its
+    /// change, so a lapse between two updates is always seen (grants only expire between
+    /// updates).
+    pub fn lease_held_since(&self) -> Option<u64> {
+        self.lease_valid.then_some(self.lease_since)
+    }
+
     /// Remote hosts whose lease grant is valid at `now`.
     pub fn grants(&self, now: u64) -> u64 {
         ids(self.others() & self.grant_valid)
@@ -759,6 +767,16 @@ mod tests {
         a.on_pong(B, 100 + 2 * T, 100 + 2 * T, v(0, 0));
         assert!(!a.holds_lease_for(100 + 2 * T, 1));
         assert!(a.holds_lease_for(100 + 2 * T, 0));
+        assert_eq!(a.lease_held_since(), Some(100 + 2 * T));
+        // A gap no call saw (the grant ended between two calls): the PONG that grants
+        // again sees it before applying its grant.
+        let t = 100 + 2 * T;
+        a.on_pong(B, t + T + 5, t + T + 5, v(0, 0));
+        assert_eq!(a.lease_held_since(), Some(t + T + 5));
+        assert!(!a.holds_lease_for(t + T + 5, 1));
+        // No lease: no start.
+        a.tick(t + 3 * T);
+        assert_eq!(a.lease_held_since(), None);
     }
 
     #[test]
