@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Host half of the fvp-cluster suite. Prints KTAP.
 # - Barriers and published files: tests/lib/barriers.sh.
-# - Peer kill (peer_kill.sh): once node 1 logged 200 acknowledged writes, slows node 1's
-#   writes to the shared disk (so its dirty blocks outlive the peer), kills its peer's
-#   QEMU after a random delay, restarts it at peer_kill.sh (out/restarted-peer_kill), and
-#   lifts the limit once node 1 published its new peer.
+# - Peer kill (peer_kill.sh): slows node 1's writes to the shared disk once it published
+#   its peer (so dirty blocks pile up in its pool); once node 1 logged 200 acknowledged
+#   writes, kills its peer's QEMU after a random delay, restarts it at peer_kill.sh
+#   (out/restarted-peer_kill), and lifts the limit once node 1 published its new peer.
 # - Link cut (link_cut.sh): once node 1 logged 200 acknowledged writes, unplugs its NIC
 #   (QMP set_link) until the others took its volume over and overwrote part of it, then
 #   replugs it and checks the shared disk: no acknowledged write lost, no stale block.
@@ -47,12 +47,12 @@ barriers=$!
 
 n1=$run/node1
 if has peer_kill.sh; then
+  # 5 writes a second: node 1 cannot write its dirty blocks back as fast as it makes
+  # them, so re-protection has to send them to the new peer.
+  wait_for "$n1/out/publish-pk-peer" 3600 && "$repo/tests/lib/qmp.py" "$n1/qmp.sock" throttle-shared 5 >/dev/null
   if wait_for "$n1/out/writing-pk" 3600; then
     p=$(cat "$n1/out/publish-pk-peer")
     sleep "$(random_delay 101)"
-    # 5 writes a second: the owner cannot write its dirty blocks back before it notices
-    # the loss, so re-protection has to send them to the new peer.
-    "$repo/tests/lib/qmp.py" "$n1/qmp.sock" throttle-shared 5 >/dev/null
     touch "$run/node$p/expect-killed"
     "$repo/tests/lib/qmp.py" "$run/node$p/qmp.sock" kill >/dev/null 2>&1
     t=0; while running "$p" && [ $t -lt 30 ]; do sleep 1; t=$((t + 1)); done

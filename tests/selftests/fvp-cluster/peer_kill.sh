@@ -3,7 +3,7 @@
 # runs the ack writer for 60 s; host.sh kills the peer's QEMU at a random moment after
 # the 200th acknowledged write and restarts it (this program again, from the top:
 # out/restarted-peer_kill tells it so); it also slows node 1's writes to the shared disk
-# until node 1 re-protected, so dirty blocks remain. The owner must see no I/O error,
+# from the start of the writes until node 1 re-protected, so dirty blocks pile up. The owner must see no I/O error,
 # re-protect on the third host by sending it its dirty blocks (the write that lost its
 # ACK completes once the new peer holds it), and every acknowledged write must read
 # back, through the volume and on the disk.
@@ -41,9 +41,8 @@ if [ "$FVP_NODE" = 1 ]; then
   publish pk-peer "$peer"
   barrier pk-ready
   # The ack writer (blocks 0-4095) waits for its log on the results share after every
-  # write, so alone it leaves the pool idle and the destager keeps nothing dirty. fio
-  # keeps writing blocks 4096-8191 meanwhile: dirty blocks pile up, and re-protection
-  # must send them to the new peer.
+  # write, so alone it often leaves the pool idle, when the destager writes everything
+  # back. fio keeps writing blocks 4096-8191 meanwhile, so that the pool stays busy.
   fio --name=pk-filler --filename=/dev/mapper/pk --direct=1 --ioengine=psync --rw=randwrite \
     --bs=4k --offset=16m --size=16m --time_based --runtime=62 >/tmp/pk-fio.out 2>&1 &
   filler=$!
