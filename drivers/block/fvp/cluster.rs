@@ -635,7 +635,7 @@ impl Cluster {
                     break;
                 }
             };
-            self.heard(peer);
+            self.heard(&link, peer);
             if let Err(why) = self.handle_request(peer, &conn, h.seq, &msg) {
                 self.protocol_error(&from, why);
                 break;
@@ -729,10 +729,15 @@ impl Cluster {
         Ok(())
     }
 
-    fn heard(&self, peer: u32) {
+    /// Notes a valid message from `peer` on `link`. Membership counts silence in
+    /// timeouts, so it is told at most once a millisecond: on the data path (REPLICATE
+    /// and its ACK) that spares its lock and its update. PING and PONG record
+    /// themselves anyway.
+    fn heard(&self, link: &Link, peer: u32) {
         let now = now_ns();
-        if let Some(l) = self.link(peer) {
-            l.last_rx_ns.store(now, Relaxed);
+        let last = link.last_rx_ns.swap(now, Relaxed);
+        if now.saturating_sub(last) < 1_000_000 {
+            return;
         }
         // No lease_changed: hearing a host changes no grant (only PING and PONG do).
         if let Some(m) = self.members.lock().as_mut() {
@@ -869,7 +874,7 @@ impl Cluster {
                     return;
                 }
             };
-            self.heard(peer);
+            self.heard(&link, peer);
             match msg {
                 Message::Pong { echo_ns, heard, fenced, recovering } => {
                     let now = now_ns();
