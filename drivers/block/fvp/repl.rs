@@ -267,23 +267,18 @@ impl Replication {
     /// Drops replicas of `blocks` at whichever peers are connected (write-through
     /// writes while degraded). Sleeps until they ACK.
     pub(crate) fn drop_at_connected(&self, blocks: &[u64]) {
-        let ctx = self.send.lock();
-        let mut peers = KVec::new();
-        for c in ctx.peers.iter().flatten().filter(|c| !c.is_broken()) {
-            let _ = peers.push(c.clone(), GFP_KERNEL);
-        }
-        let mut calls = KVec::new();
-        let _ = self.send_drops(&peers, blocks, &mut || match crate::conn::CallWait::new() {
-            Ok(w) => {
-                let _ = calls.push(w.clone(), GFP_KERNEL);
-                Waiter::Call(w)
+        // Without memory for a waiter the drops are still sent, just not waited for.
+        let batch = BatchWait::new().ok();
+        {
+            let ctx = self.send.lock();
+            let mut peers = KVec::new();
+            for c in ctx.peers.iter().flatten().filter(|c| !c.is_broken()) {
+                let _ = peers.push(c.clone(), GFP_KERNEL);
             }
-            Err(_) => Waiter::Nobody,
-        });
-        drop(ctx);
-        let timeout = self.cluster.timeout_ms();
-        for w in calls.iter() {
-            let _ = w.wait(timeout);
+            let _ = self.send_drops(&peers, blocks, &mut || batch.as_ref().map_or(Waiter::Nobody, |b| b.waiter()));
+        }
+        if let Some(b) = batch {
+            let _ = b.wait(self.cluster.timeout_ms());
         }
     }
 
