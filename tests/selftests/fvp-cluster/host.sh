@@ -47,9 +47,9 @@ barriers=$!
 
 n1=$run/node1
 if has peer_kill.sh; then
-  # 5 writes a second: node 1 cannot write its dirty blocks back as fast as it makes
+  # 2 writes a second: node 1 cannot write its dirty blocks back as fast as it makes
   # them, so re-protection has to send them to the new peer.
-  wait_for "$n1/out/publish-pk-peer" 3600 && "$repo/tests/lib/qmp.py" "$n1/qmp.sock" throttle-shared 5 >/dev/null
+  wait_for "$n1/out/publish-pk-peer" 3600 && "$repo/tests/lib/qmp.py" "$n1/qmp.sock" throttle-shared 2 >/dev/null
   if wait_for "$n1/out/writing-pk" 3600; then
     p=$(cat "$n1/out/publish-pk-peer")
     sleep "$(random_delay 101)"

@@ -61,7 +61,7 @@ if [ "$FVP_NODE" = 1 ]; then
   # I/O may wait for the lost peer's ACK deadline (the timeout) plus re-protection (or
   # writing the dirty blocks back), never longer: 3 s + a generous 27 s under emulation.
   longest=$(sed -n 's/.*longest write \([0-9]*\) ms/\1/p' /tmp/pk-writer.out)
-  ktap_check "no write stalled longer than the timeout plus the drain (longest ${longest:-?} ms)" \
+  ktap_check "no write stalled longer than the timeout plus re-protection (longest ${longest:-?} ms)" \
     test "${longest:-999999}" -lt 30000
   ktap_info "states seen every 0.5 s: $(uniq /tmp/pk-states | paste -sd' ')"
   # Degraded may last less than the sampling period: the kernel logs each transition.
