@@ -447,6 +447,9 @@ impl Replication {
         vec::clear(&mut self.destaged.lock());
         let sent = match self.resend_dirty(volume) {
             Ok(n) => n,
+            // The lease ended (the next tick suspends the volume and re-protects when it
+            // returns) or the volume is going away: the connections are fine.
+            Err(e) if e == EAGAIN => return,
             Err(e) => {
                 pr_warn!("fvp: volume {}: re-sending its dirty blocks failed: error {}\n", abi::name_str(&self.name), e.to_errno());
                 self.abandon_peers();
