@@ -20,7 +20,7 @@ cp "$kdir/lib/lru_cache.ko" "$kdir/drivers/block/drbd/drbd.ko" build/modules/
 run=$repo/build/run/bench-replication
 rm -rf "$run"; mkdir -p "$run"
 nodes=3
-echo "booting three benchmark guests (TCG; about 15 minutes)..."
+echo "booting three benchmark guests (TCG; about 5 minutes)..."
 for n in 1 2 3; do QEMU_MEM=1024 GUEST_SMP=1 guest_start "$run" "$n" "$nodes" bench-replication; done
 . tests/lib/barriers.sh
 serve_barriers &
