@@ -46,7 +46,7 @@ pub(crate) struct ReplicaStore {
 }
 
 /// Replicas are refused (ENOSPC) once free memory falls below this fraction of RAM, as
-/// pools leave it: the owner then treats this host as ineligible.
+/// pools leave it (the owner then writes through for that write; see docs/replication.md).
 const RESERVE_DIVISOR: u64 = 8;
 
 impl ReplicaStore {
