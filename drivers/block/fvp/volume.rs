@@ -92,6 +92,18 @@ impl Spans {
         let len = (PAGE as u32 - block_off).min(self.size - bio_off);
         Some(Span { key, block, bio_off, block_off, len })
     }
+
+    /// The blocks covered, in order, into `out`; returns how many.
+    fn blocks(&self, out: &mut [u64; MAX_BLOCKS as usize]) -> usize {
+        let mut n = 0;
+        for i in 0..self.count {
+            if let (Some(s), Some(slot)) = (self.get(i), out.get_mut(n)) {
+                *slot = s.block;
+                n += 1;
+            }
+        }
+        n
+    }
 }
 
 impl Volume {
@@ -760,13 +772,7 @@ impl IoOp {
         let (rel_sector, size) = self.range;
         let spans = Spans::new(volume.id, rel_sector, size);
         let mut blocks = [0u64; MAX_BLOCKS as usize];
-        let mut nblocks = 0;
-        for i in 0..spans.count {
-            if let Some(s) = spans.get(i) {
-                blocks[nblocks] = s.block;
-                nblocks += 1;
-            }
-        }
+        let nblocks = spans.blocks(&mut blocks);
         let writable = repl.wait_writable();
         let state = self.state.lock();
         let Some(bio) = state.bio.as_ref() else { return };
@@ -853,15 +859,8 @@ impl WorkItem for IoOp {
         if this.repl_failed.load(Relaxed) && !this.failed.load(Relaxed) {
             // Fewer replicas than the policy demands: the write completes only once a
             // new peer set holds its blocks, or the backing device does.
-            let spans = Spans::new(volume.id, this.range.0, this.range.1);
             let mut blocks = [0u64; MAX_BLOCKS as usize];
-            let mut n = 0;
-            for i in 0..spans.count {
-                if let Some(s) = spans.get(i) {
-                    blocks[n] = s.block;
-                    n += 1;
-                }
-            }
+            let n = Spans::new(volume.id, this.range.0, this.range.1).blocks(&mut blocks);
             let durable = volume.repl.as_ref().is_some_and(|r| r.protect_failed_write(volume, &blocks[..n]));
             if !durable {
                 this.failed.store(true, Relaxed);
