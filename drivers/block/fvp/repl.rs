@@ -186,22 +186,30 @@ impl Replication {
             return false;
         }
         for &block in blocks {
-            if !copy(block, &mut ctx.buf) {
+            if !copy(block, &mut ctx.buf) || !self.send_replica(&peers, block, &ctx.buf, &mut waiter) {
                 return false;
-            }
-            let version = self.version.load(Relaxed) + 1;
-            self.version.store(version, Relaxed);
-            let msg = Message::Replicate { volume_id: self.volume_id, block, version, data: &ctx.buf };
-            for c in peers.iter() {
-                if c.send(&msg, Some(waiter())).is_err() {
-                    return false;
-                }
             }
         }
         if !dropped.is_empty() && !self.send_drops(&peers, dropped, &mut waiter) {
             return false;
         }
         true
+    }
+
+    /// Sends `buf` as `block`'s next version to every peer in `peers`, each ACK counted
+    /// by `waiter()`. Called with the send lock held (`buf` is its buffer), so that each
+    /// peer receives a volume's versions in increasing order. False if a send failed.
+    fn send_replica<'a>(
+        &self,
+        peers: impl IntoIterator<Item = &'a Arc<Conn>>,
+        block: u64,
+        buf: &[u8],
+        waiter: &mut impl FnMut() -> Waiter,
+    ) -> bool {
+        let version = self.version.load(Relaxed) + 1;
+        self.version.store(version, Relaxed);
+        let msg = Message::Replicate { volume_id: self.volume_id, block, version, data: buf };
+        peers.into_iter().all(|c| c.send(&msg, Some(waiter())).is_ok())
     }
 
     /// A write some peer never ACKed (connection lost): waits until its blocks can be
@@ -228,10 +236,7 @@ impl Replication {
                             written_back = true;
                             return true;
                         }
-                        let version = self.version.load(Relaxed) + 1;
-                        self.version.store(version, Relaxed);
-                        let msg = Message::Replicate { volume_id: self.volume_id, block, version, data: &ctx.buf };
-                        ctx.peers.iter().flatten().all(|c| c.send(&msg, Some(batch.waiter())).is_ok())
+                        self.send_replica(ctx.peers.iter().flatten(), block, &ctx.buf, &mut || batch.waiter())
                     });
                 (healthy, sent)
             };
@@ -501,12 +506,9 @@ impl Replication {
                     if !volume.copy_cached(block, &mut ctx.buf, true) {
                         continue;
                     }
-                    // Under the send lock, like a write: each peer keeps the newest copy.
-                    let version = self.version.load(Relaxed) + 1;
-                    self.version.store(version, Relaxed);
-                    let msg = Message::Replicate { volume_id: self.volume_id, block, version, data: &ctx.buf };
-                    for c in peers.iter() {
-                        c.send(&msg, Some(batch.waiter()))?;
+                    // Like a write: each peer keeps the newest copy.
+                    if !self.send_replica(&peers, block, &ctx.buf, &mut || batch.waiter()) {
+                        return Err(EPIPE);
                     }
                     sent += 1;
                 }
