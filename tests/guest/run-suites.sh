@@ -21,6 +21,9 @@ for entry in $(echo "$suites" | tr ',' ' '); do
     [ -z "$from" ] || [ "$name" = "$from" ] || continue
     from=
     echo "# running $suite/$prog on node $node"
+    # Created now and at the end (.rc): the host reads both files' times off its own
+    # clock (the guest's slows down when it is starved).
+    rm -f "$out/$name.start"; : >"$out/$name.start"
     (cd "$dir" && timeout "${timeout_s:-300}" ./"$prog") >"$out/$name.tap" 2>&1
     echo $? >"$out/$name.rc"
     cat "$out/$name.tap"
