@@ -117,9 +117,6 @@
 //! degraded writes are still replicated to the remaining peers; VOLUME_OPEN empties the
 //! peer's store; a restarted owner opens its volume only once it holds its lease.
 
-// Hosts and blocks are indices into several arrays at once.
-#![allow(clippy::needless_range_loop)]
-
 use fvp_logic::membership::{Membership, View};
 use fvp_logic::placement::{place, DomainRule, HostEntry};
 use stateright::{Model, Property};
@@ -864,8 +861,8 @@ impl Model for FvpModel {
             let h = &s.hosts[p];
             if s.peer_may_write(p) {
                 if let Some(st) = h.store {
-                    for b in 0..BLOCKS {
-                        if st[b] != 0 {
+                    for (b, &v) in st.iter().enumerate() {
+                        if v != 0 {
                             out.push(Action::Recover(p, b));
                         }
                     }
@@ -1037,8 +1034,7 @@ impl fmt::Debug for State {
             }
         }
         write!(f, " | A:")?;
-        for h in 0..HOSTS {
-            let x = &self.hosts[h];
+        for (h, x) in self.hosts.iter().enumerate() {
             if h > 0 {
                 write!(f, " | {}:", NAMES[h])?;
             }
@@ -1080,9 +1076,8 @@ impl fmt::Debug for State {
         if !down.is_empty() {
             write!(f, " | cut: {}", down.join(","))?;
         }
-        for x in 0..HOSTS {
-            for y in 0..HOSTS {
-                let q = &self.queues[x][y];
+        for (x, row) in self.queues.iter().enumerate() {
+            for (y, q) in row.iter().enumerate() {
                 if !q.is_empty() {
                     let items: Vec<String> = q
                         .iter()
