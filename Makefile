@@ -2,6 +2,8 @@
 #
 # fvp top-level Makefile (Kbuild reads ./Kbuild instead when building the module).
 #
+#   make check    host-side gates and tests for the inner loop, under 5 minutes: rustfmt,
+#                 no unsafe in driver modules, clippy -D warnings, cargo test (scripts/check.sh)
 #   make test     install what is missing, build everything, run every test
 #   make demo     three guests: a replicated write-back volume, its owner killed mid-run
 #   make bench    compare fvp with brd, dm-linear, dm-cache, dm-writecache in one guest
@@ -25,7 +27,7 @@ else
 kdir = $(KDIR)
 endif
 
-.PHONY: all bootstrap kernel module fvpctl host-test test demo bench bench-replication clean
+.PHONY: all bootstrap kernel module fvpctl host-test check test demo bench bench-replication clean
 
 all: module fvpctl
 
@@ -43,6 +45,9 @@ fvpctl:
 
 host-test:
 	cargo test --locked --workspace
+
+check:
+	scripts/check.sh
 
 test: bootstrap
 	scripts/run-tests.sh

@@ -10,6 +10,7 @@
 //!   sending PINGs and reading PONGs and ACKs;
 //! - one ticker, which every heartbeat updates fences, and reconciles the replicated
 //!   volumes and the replicas held for others with what membership says.
+#![forbid(unsafe_code)]
 
 use crate::conn::{Conn, Polled, Reader, RxError};
 use crate::fvp_kernel::block;

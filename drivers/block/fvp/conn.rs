@@ -2,6 +2,7 @@
 
 //! One authenticated replication connection: framing, sending, and the queue of
 //! requests waiting for their ACK. See `docs/replication.md`, sections 2 and 3.
+#![forbid(unsafe_code)]
 
 use crate::fvp_kernel::net::TcpSocket;
 use crate::logic::wire::{self, Header, Message};

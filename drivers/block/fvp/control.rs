@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The control device `/dev/fvp-control` and its ioctls (`include/uapi/linux/fvp.h`).
+#![forbid(unsafe_code)]
 
 use crate::fvp_kernel::{cred, miscdev};
 use crate::logic::abi::{self, Command, CommandError};

@@ -9,6 +9,7 @@
 //! (flush, drain, shrink: the `urgent` flag), it runs flat out; between the watermarks
 //! it writes one batch every [`PACE_MS`]; below the low watermark (a tenth) it only
 //! works while the volumes are idle, so foreground I/O keeps the backing device.
+#![forbid(unsafe_code)]
 
 use crate::fvp_kernel::bio::{BioDone, BioSet, BioStatus, BlockDevice, OwnedBio};
 use crate::fvp_kernel::pages::CountedPage;

@@ -7,6 +7,7 @@
 //! by a hash of the block's key: I/O to different blocks rarely meets on a lock, and no
 //! lock is global. Shards use mutexes rather than spinlocks because resizing allocates
 //! while holding them; the I/O path only holds one for a lookup and a 4 KiB copy.
+#![forbid(unsafe_code)]
 
 use crate::fvp_kernel::pages::{self, PageArray};
 use crate::fvp_kernel::sync::{sleep_ms, signal_pending, Completion};

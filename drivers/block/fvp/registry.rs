@@ -3,6 +3,7 @@
 //! Module-wide state shared by the dm target type and the control device: the pools
 //! and a count of volumes. Its lock is taken by construction, destruction and control
 //! ioctls, never on the I/O path.
+#![forbid(unsafe_code)]
 
 use crate::cluster::Cluster;
 use crate::logic::abi;

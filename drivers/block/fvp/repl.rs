@@ -3,6 +3,7 @@
 //! The owner side of replication for one write-back volume with `peers>0`: its peer
 //! set, the version counter, the state machine of `docs/replication.md` section 6, and
 //! the DESTAGED notifications.
+#![forbid(unsafe_code)]
 
 use crate::cluster::Cluster;
 use crate::conn::{BatchWait, Conn, Waiter};

@@ -3,6 +3,7 @@
 //! The peer side: replicas of other owners' dirty blocks, kept apart from this host's
 //! own cache (pool pressure never evicts them), and written to the shared backing
 //! device when their owner is fenced by a majority. See `docs/replication.md`, section 6.
+#![forbid(unsafe_code)]
 
 use crate::cluster::Cluster;
 use crate::destage::Waiter as IoWaiter;

@@ -5,6 +5,7 @@
 //!
 //! Owned by the module, which drains the queue before it unloads, so no work item can
 //! run module code after the module is gone.
+#![forbid(unsafe_code)]
 
 use crate::fvp_kernel::bio::BioSet;
 use crate::fvp_kernel::workqueue::OwnedQueue;

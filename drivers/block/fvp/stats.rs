@@ -4,6 +4,7 @@
 //!
 //! Plain relaxed atomics: readers (status, ioctls) tolerate a torn view across
 //! counters, and the I/O path pays one uncontended atomic add per counter.
+#![forbid(unsafe_code)]
 
 use crate::logic::abi::LAT_BUCKETS;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -2,6 +2,7 @@
 
 //! The `fvp` device-mapper target: table parsing, status, messages, suspend.
 //! The data path is in `volume.rs`. See `docs/target.md` for the syntax.
+#![forbid(unsafe_code)]
 
 use crate::fvp_kernel::bio::DmBio;
 use crate::fvp_kernel::block::OpenedBdev;

@@ -8,6 +8,7 @@
 //! allocation nor any lock but one shard's. Bios that need the backing device (misses,
 //! blocks the pool cannot take) become an [`IoOp`] whose bios complete on the shared
 //! workqueue, where the pool is updated and the original bio completed.
+#![forbid(unsafe_code)]
 
 use crate::fvp_kernel::bio::{BioDone, BioStatus, DmBio, Op, OwnedBio};
 use crate::fvp_kernel::block::OpenedBdev;

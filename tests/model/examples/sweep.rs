@@ -11,14 +11,9 @@ use stateright::{Checker, HasDiscoveries, Model};
 use std::time::Instant;
 
 fn main() {
-    let a: Vec<u64> = std::env::args()
-        .skip(1)
-        .map(|x| x.parse().unwrap())
-        .collect();
+    let a: Vec<u64> = std::env::args().skip(1).map(|x| x.parse().unwrap()).collect();
     if a.len() < 8 {
-        eprintln!(
-            "usage: sweep PEERS WRITES TICKS CRASHES CUTS STALLS RESTARTS FIXES [MAX_STATES]"
-        );
+        eprintln!("usage: sweep PEERS WRITES TICKS CRASHES CUTS STALLS RESTARTS FIXES [MAX_STATES]");
         std::process::exit(2);
     }
     let cfg = Config {
@@ -35,12 +30,8 @@ fn main() {
     let model = FvpModel::new(cfg.clone());
     let props = model.properties();
     let start = Instant::now();
-    let checker = model
-        .checker()
-        .target_state_count(max_states)
-        .finish_when(HasDiscoveries::AnyFailures)
-        .spawn_bfs()
-        .join();
+    let checker =
+        model.checker().target_state_count(max_states).finish_when(HasDiscoveries::AnyFailures).spawn_bfs().join();
     println!(
         "{cfg:?}: {} unique, {} total, depth {}, {:.1} s, done={}",
         checker.unique_state_count(),

@@ -117,9 +117,6 @@
 //! degraded writes are still replicated to the remaining peers; VOLUME_OPEN empties the
 //! peer's store; a restarted owner opens its volume only once it holds its lease.
 
-// Hosts and blocks are indices into several arrays at once.
-#![allow(clippy::needless_range_loop)]
-
 use fvp_logic::membership::{Membership, View};
 use fvp_logic::placement::{place, DomainRule, HostEntry};
 use stateright::{Model, Property};
@@ -416,13 +413,7 @@ fn new_mem(h: usize) -> Membership<HOSTS> {
 }
 
 fn fresh_host(h: usize) -> Host {
-    Host {
-        alive: true,
-        mem: new_mem(h),
-        ping_out: 0,
-        store: None,
-        recovery: Recovery::Idle,
-    }
+    Host { alive: true, mem: new_mem(h), ping_out: 0, store: None, recovery: Recovery::Idle }
 }
 
 impl State {
@@ -444,8 +435,7 @@ impl State {
             let mut progress = false;
             for x in 0..HOSTS {
                 for y in 0..HOSTS {
-                    if !self.queues[x][y].is_empty() && !self.stalled[x][y] && self.connected(x, y)
-                    {
+                    if !self.queues[x][y].is_empty() && !self.stalled[x][y] && self.connected(x, y) {
                         let m = self.queues[x][y].remove(0);
                         self.receive(x, y, m);
                         progress = true;
@@ -460,9 +450,7 @@ impl State {
 
     fn latest_acked(&self, b: usize) -> u8 {
         (1..=MAX_WRITES as u8)
-            .filter(|&v| {
-                self.acked & (1 << v) != 0 && usize::from(self.version_block[usize::from(v)]) == b
-            })
+            .filter(|&v| self.acked & (1 << v) != 0 && usize::from(self.version_block[usize::from(v)]) == b)
             .max()
             .unwrap_or(0)
     }
@@ -574,13 +562,8 @@ impl State {
             // Every current peer holds it, and either they are enough or the block is
             // on the backing device (degraded).
             let b = usize::from(self.version_block[usize::from(v)]);
-            let held = (0..HOSTS)
-                .filter(|&p| self.owner.peers & hbit(p) != 0)
-                .all(|p| self.owner.acked_by[p][b] >= v);
-            if held
-                && self.owner.stale == 0
-                && (self.owner.peers.count_ones() >= peers || self.backing[b] >= v)
-            {
+            let held = (0..HOSTS).filter(|&p| self.owner.peers & hbit(p) != 0).all(|p| self.owner.acked_by[p][b] >= v);
+            if held && self.owner.stale == 0 && (self.owner.peers.count_ones() >= peers || self.backing[b] >= v) {
                 self.owner.pending &= !(1 << v);
                 self.acknowledge(v, peers);
             }
@@ -637,9 +620,7 @@ impl State {
         // Drop lost peers: connection closed or fenced.
         let fenced = self.hosts[OWNER].mem.fenced();
         for p in 0..HOSTS {
-            if self.owner.peers & hbit(p) != 0
-                && (!self.connected(OWNER, p) || fenced & u64::from(hbit(p)) != 0)
-            {
+            if self.owner.peers & hbit(p) != 0 && (!self.connected(OWNER, p) || fenced & u64::from(hbit(p)) != 0) {
                 self.owner.peers &= !hbit(p);
                 self.owner.acked_by[p] = [0; BLOCKS];
                 if self.fixes & fix::STALE_PEERS != 0 {
@@ -649,8 +630,7 @@ impl State {
         }
         // A stale peer is harmless once a majority fenced it.
         for p in 0..HOSTS {
-            if self.owner.stale & hbit(p) != 0 && self.hosts[OWNER].mem.majority_fences(id(p), now)
-            {
+            if self.owner.stale & hbit(p) != 0 && self.hosts[OWNER].mem.majority_fences(id(p), now) {
                 self.owner.stale &= !hbit(p);
             }
         }
@@ -666,8 +646,7 @@ impl State {
                             || (self.connected(OWNER, h) && up & u64::from(hbit(h)) != 0)),
                 })
                 .collect();
-            let chosen = place(VOLUME, id(OWNER), &hosts, cfg.peers, DomainRule::Same)
-                .expect("valid placement input");
+            let chosen = place(VOLUME, id(OWNER), &hosts, cfg.peers, DomainRule::Same).expect("valid placement input");
             for &pid in chosen.as_slice() {
                 let p = pid as usize - 1;
                 if self.owner.peers & hbit(p) != 0 || self.owner.peers.count_ones() >= cfg.peers {
@@ -682,14 +661,7 @@ impl State {
                 for b in 0..BLOCKS {
                     let v = self.owner.dirty[b];
                     if v != 0 {
-                        self.send(
-                            OWNER,
-                            p,
-                            Msg::Replicate {
-                                block: b as u8,
-                                version: v,
-                            },
-                        );
+                        self.send(OWNER, p, Msg::Replicate { block: b as u8, version: v });
                     }
                 }
             }
@@ -707,8 +679,7 @@ impl State {
         let h = &mut self.hosts[p];
         match h.recovery {
             Recovery::Idle => {
-                if h.store.is_some() && h.mem.majority_fences(owner, now) && h.mem.holds_lease(now)
-                {
+                if h.store.is_some() && h.mem.majority_fences(owner, now) && h.mem.holds_lease(now) {
                     h.recovery = Recovery::Waiting;
                     h.mem.set_recovering(owner, true);
                     self.events |= ev::TAKEOVER_STARTED;
@@ -750,10 +721,7 @@ impl State {
     }
 
     fn crash(&mut self, h: usize) {
-        self.hosts[h] = Host {
-            alive: false,
-            ..fresh_host(h)
-        };
+        self.hosts[h] = Host { alive: false, ..fresh_host(h) };
         for o in 0..HOSTS {
             self.queues[h][o].clear();
             self.queues[o][h].clear();
@@ -893,8 +861,8 @@ impl Model for FvpModel {
             let h = &s.hosts[p];
             if s.peer_may_write(p) {
                 if let Some(st) = h.store {
-                    for b in 0..BLOCKS {
-                        if st[b] != 0 {
+                    for (b, &v) in st.iter().enumerate() {
+                        if v != 0 {
                             out.push(Action::Recover(p, b));
                         }
                     }
@@ -943,14 +911,7 @@ impl Model for FvpModel {
                 s.owner.pending |= 1 << v;
                 for p in 0..HOSTS {
                     if s.owner.peers & hbit(p) != 0 {
-                        s.send(
-                            OWNER,
-                            p,
-                            Msg::Replicate {
-                                block: b as u8,
-                                version: v,
-                            },
-                        );
+                        s.send(OWNER, p, Msg::Replicate { block: b as u8, version: v });
                     }
                 }
                 if s.owner.peers.count_ones() < self.cfg.peers {
@@ -960,14 +921,7 @@ impl Model for FvpModel {
                     s.events |= ev::WRITE_THROUGH;
                     for p in 0..HOSTS {
                         if s.owner.peers & hbit(p) != 0 {
-                            s.send(
-                                OWNER,
-                                p,
-                                Msg::Destaged {
-                                    block: b as u8,
-                                    version: v,
-                                },
-                            );
+                            s.send(OWNER, p, Msg::Destaged { block: b as u8, version: v });
                         }
                     }
                 }
@@ -979,14 +933,7 @@ impl Model for FvpModel {
                 s.events |= ev::DESTAGED;
                 for p in 0..HOSTS {
                     if s.owner.peers & hbit(p) != 0 {
-                        s.send(
-                            OWNER,
-                            p,
-                            Msg::Destaged {
-                                block: b as u8,
-                                version: v,
-                            },
-                        );
+                        s.send(OWNER, p, Msg::Destaged { block: b as u8, version: v });
                     }
                 }
             }
@@ -1029,10 +976,7 @@ impl Model for FvpModel {
             Property::always("P2 backing never goes backwards", |_, s: &State| {
                 (0..BLOCKS).all(|b| s.backing[b] >= s.floor[b])
             }),
-            Property::always(
-                "P2 destaged blocks are on the backing device",
-                |_, s: &State| p2_destaged(s),
-            ),
+            Property::always("P2 destaged blocks are on the backing device", |_, s: &State| p2_destaged(s)),
             Property::always("P3 acknowledged with enough replicas", |_, s: &State| {
                 s.violations & bad::UNDER_REPLICATED == 0
             }),
@@ -1040,30 +984,14 @@ impl Model for FvpModel {
                 s.violations & bad::WRITE_WITHOUT_LEASE == 0
             }),
             Property::always("P4 never two writers", |_, s: &State| p4_one_writer(s)),
-            Property::sometimes("write acknowledged", |_, s: &State| {
-                s.events & ev::ACKED != 0
-            }),
-            Property::sometimes("owner destaged", |_, s: &State| {
-                s.events & ev::DESTAGED != 0
-            }),
-            Property::sometimes("peer dropped a destaged block", |_, s: &State| {
-                s.events & ev::DROPPED != 0
-            }),
-            Property::sometimes("reprotected", |_, s: &State| {
-                s.events & ev::REPROTECTED != 0
-            }),
-            Property::sometimes("degraded write-through", |_, s: &State| {
-                s.events & ev::WRITE_THROUGH != 0
-            }),
-            Property::sometimes("takeover started", |_, s: &State| {
-                s.events & ev::TAKEOVER_STARTED != 0
-            }),
-            Property::sometimes("recovery wrote a block", |_, s: &State| {
-                s.events & ev::RECOVERY_WRITE != 0
-            }),
-            Property::sometimes("recovery completed", |_, s: &State| {
-                s.events & ev::RECOVERED != 0
-            }),
+            Property::sometimes("write acknowledged", |_, s: &State| s.events & ev::ACKED != 0),
+            Property::sometimes("owner destaged", |_, s: &State| s.events & ev::DESTAGED != 0),
+            Property::sometimes("peer dropped a destaged block", |_, s: &State| s.events & ev::DROPPED != 0),
+            Property::sometimes("reprotected", |_, s: &State| s.events & ev::REPROTECTED != 0),
+            Property::sometimes("degraded write-through", |_, s: &State| s.events & ev::WRITE_THROUGH != 0),
+            Property::sometimes("takeover started", |_, s: &State| s.events & ev::TAKEOVER_STARTED != 0),
+            Property::sometimes("recovery wrote a block", |_, s: &State| s.events & ev::RECOVERY_WRITE != 0),
+            Property::sometimes("recovery completed", |_, s: &State| s.events & ev::RECOVERED != 0),
         ]
     }
 }
@@ -1075,8 +1003,7 @@ pub fn p1(s: &State) -> bool {
         v == 0
             || s.backing[b] >= v
             || (s.hosts[OWNER].alive && s.owner.volume == Volume::Active && s.owner.dirty[b] >= v)
-            || (1..HOSTS)
-                .any(|p| s.hosts[p].alive && matches!(s.hosts[p].store, Some(st) if st[b] >= v))
+            || (1..HOSTS).any(|p| s.hosts[p].alive && matches!(s.hosts[p].store, Some(st) if st[b] >= v))
     })
 }
 
@@ -1099,11 +1026,7 @@ pub fn p4_one_writer(s: &State) -> bool {
 impl fmt::Debug for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let t = self.clock / UNIT;
-        write!(
-            f,
-            "t={t} backing={:?} floor={:?} acked=",
-            self.backing, self.floor
-        )?;
+        write!(f, "t={t} backing={:?} floor={:?} acked=", self.backing, self.floor)?;
         for b in 0..BLOCKS {
             write!(f, "{}", self.latest_acked(b))?;
             if b + 1 < BLOCKS {
@@ -1111,8 +1034,7 @@ impl fmt::Debug for State {
             }
         }
         write!(f, " | A:")?;
-        for h in 0..HOSTS {
-            let x = &self.hosts[h];
+        for (h, x) in self.hosts.iter().enumerate() {
             if h > 0 {
                 write!(f, " | {}:", NAMES[h])?;
             }
@@ -1120,12 +1042,7 @@ impl fmt::Debug for State {
                 write!(f, "down")?;
                 continue;
             }
-            let mask = |m: u64| -> String {
-                (0..HOSTS)
-                    .filter(|&i| m & (1 << i) != 0)
-                    .map(|i| NAMES[i])
-                    .collect()
-            };
+            let mask = |m: u64| -> String { (0..HOSTS).filter(|&i| m & (1 << i) != 0).map(|i| NAMES[i]).collect() };
             write!(
                 f,
                 "fenced={{{}}} lease={} grants={{{}}}",
@@ -1159,9 +1076,8 @@ impl fmt::Debug for State {
         if !down.is_empty() {
             write!(f, " | cut: {}", down.join(","))?;
         }
-        for x in 0..HOSTS {
-            for y in 0..HOSTS {
-                let q = &self.queues[x][y];
+        for (x, row) in self.queues.iter().enumerate() {
+            for (y, q) in row.iter().enumerate() {
                 if !q.is_empty() {
                     let items: Vec<String> = q
                         .iter()
@@ -1198,11 +1114,7 @@ pub fn format_path(path: &stateright::Path<State, Action>) -> String {
     let actions: Vec<Action> = path.clone().into_actions();
     let mut text = format!("  start: {:?}\n", states[0]);
     for (i, a) in actions.iter().enumerate() {
-        text.push_str(&format!(
-            "  {:<14} -> {:?}\n",
-            format_action_name(*a),
-            states[i + 1]
-        ));
+        text.push_str(&format!("  {:<14} -> {:?}\n", format_action_name(*a), states[i + 1]));
     }
     text
 }

@@ -58,18 +58,11 @@ fn holds(name: &str, cfg: Config, unreachable: &[&str]) {
         let found = checker.discovery(p.name);
         let expected_unreachable = unreachable.contains(&p.name);
         match (p.expectation.discovery_is_failure(), found) {
-            (true, Some(path)) => failures.push(format!(
-                "counterexample to \"{}\":\n{}",
-                p.name,
-                format_path(&path)
-            )),
-            (false, None) if !expected_unreachable => {
-                failures.push(format!("never reached: \"{}\"", p.name))
+            (true, Some(path)) => failures.push(format!("counterexample to \"{}\":\n{}", p.name, format_path(&path))),
+            (false, None) if !expected_unreachable => failures.push(format!("never reached: \"{}\"", p.name)),
+            (false, Some(_)) if expected_unreachable => {
+                failures.push(format!("reached, but listed as unreachable: \"{}\"", p.name))
             }
-            (false, Some(_)) if expected_unreachable => failures.push(format!(
-                "reached, but listed as unreachable: \"{}\"",
-                p.name
-            )),
             _ => {}
         }
     }
@@ -88,16 +81,9 @@ fn two_writes(c: Config) -> Config {
 fn counterexample(name: &str, cfg: Config, property: &'static str) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let model = FvpModel::new(cfg);
-    assert!(
-        model.properties().iter().any(|p| p.name == property),
-        "unknown property {property}"
-    );
+    assert!(model.properties().iter().any(|p| p.name == property), "unknown property {property}");
     let start = Instant::now();
-    let checker = model
-        .checker()
-        .finish_when(HasDiscoveries::AnyOf(BTreeSet::from([property])))
-        .spawn_bfs()
-        .join();
+    let checker = model.checker().finish_when(HasDiscoveries::AnyOf(BTreeSet::from([property]))).spawn_bfs().join();
     println!(
         "{name}: {} unique states, {} total, max depth {}, {:.1} s",
         checker.unique_state_count(),
@@ -106,10 +92,7 @@ fn counterexample(name: &str, cfg: Config, property: &'static str) {
         start.elapsed().as_secs_f64()
     );
     match checker.discovery(property) {
-        Some(path) => println!(
-            "{name}: counterexample to \"{property}\":\n{}",
-            format_path(&path)
-        ),
+        Some(path) => println!("{name}: counterexample to \"{property}\":\n{}", format_path(&path)),
         None => panic!("{name}: no counterexample to \"{property}\" any more: the flaw is fixed?"),
     }
 }
@@ -119,32 +102,20 @@ const F1_F2: u32 = fix::RESTART_SILENCE | fix::KEEP_UNTIL_RECOVERING;
 
 const DEGRADED: &str = "degraded write-through";
 const REPROTECTED: &str = "reprotected";
-const TAKEOVER: [&str; 3] = [
-    "takeover started",
-    "recovery wrote a block",
-    "recovery completed",
-];
+const TAKEOVER: [&str; 3] = ["takeover started", "recovery wrote a block", "recovery completed"];
 
 // ---- The protocol as documented, where it holds ----
 
 /// peers=1, one host crash (no restart), no partition.
 #[test]
 fn documented_crash_peers1_holds() {
-    holds(
-        "documented, peers=1, 1 crash",
-        cfg(1, 1, 0, false, 0, 12),
-        &[DEGRADED],
-    );
+    holds("documented, peers=1, 1 crash", cfg(1, 1, 0, false, 0, 12), &[DEGRADED]);
 }
 
 /// peers=2, up to two host crashes (no restart), no partition.
 #[test]
 fn documented_crashes_peers2_holds() {
-    holds(
-        "documented, peers=2, 2 crashes",
-        cfg(2, 2, 0, false, 0, 12),
-        &[REPROTECTED],
-    );
+    holds("documented, peers=2, 2 crashes", cfg(2, 2, 0, false, 0, 12), &[REPROTECTED]);
 }
 
 /// peers=1, one link cut (and heal), no crash: nobody takes over.
@@ -152,11 +123,7 @@ fn documented_crashes_peers2_holds() {
 fn documented_partition_peers1_holds() {
     let mut unreachable = vec![DEGRADED];
     unreachable.extend(TAKEOVER);
-    holds(
-        "documented, peers=1, 1 cut",
-        cfg(1, 0, 1, false, 0, 12),
-        &unreachable,
-    );
+    holds("documented, peers=1, 1 cut", cfg(1, 0, 1, false, 0, 12), &unreachable);
 }
 
 // ---- With the proposed fixes ----
@@ -164,43 +131,27 @@ fn documented_partition_peers1_holds() {
 /// peers=1, one crash followed by a restart of the same host.
 #[test]
 fn fixed_crash_restart_peers1_holds() {
-    holds(
-        "fixed, peers=1, 1 crash + restart",
-        cfg(1, 1, 0, true, fix::ALL, 12),
-        &[DEGRADED],
-    );
+    holds("fixed, peers=1, 1 crash + restart", cfg(1, 1, 0, true, fix::ALL, 12), &[DEGRADED]);
 }
 
 /// peers=2, two crashes and restarts (two client writes).
 #[test]
 fn fixed_crashes_restarts_peers2_holds() {
-    holds(
-        "fixed, peers=2, 2 crashes + restarts",
-        two_writes(cfg(2, 2, 0, true, fix::ALL, 12)),
-        &[],
-    );
+    holds("fixed, peers=2, 2 crashes + restarts", two_writes(cfg(2, 2, 0, true, fix::ALL, 12)), &[]);
 }
 
 /// The space of `counterexample_isolated_owner_writes_over_stale_peer`, every fix.
 /// Writing through needs the dropped peer fenced first: not within these 9 ticks.
 #[test]
 fn fixed_isolated_owner_peers1_holds() {
-    holds(
-        "fixed, peers=1, 2 cuts",
-        two_writes(cfg(1, 0, 2, false, fix::ALL, 9)),
-        &[DEGRADED],
-    );
+    holds("fixed, peers=1, 2 cuts", two_writes(cfg(1, 0, 2, false, fix::ALL, 9)), &[DEGRADED]);
 }
 
 /// The space of `counterexample_stale_replica_after_reprotection`, every fix.
 /// Writing through needs the dropped peer fenced first: not within these 9 ticks.
 #[test]
 fn fixed_reprotection_then_crash_peers1_holds() {
-    holds(
-        "fixed, peers=1, 1 cut + 1 crash",
-        two_writes(cfg(1, 1, 1, false, fix::ALL, 9)),
-        &[DEGRADED],
-    );
+    holds("fixed, peers=1, 1 cut + 1 crash", two_writes(cfg(1, 1, 1, false, fix::ALL, 9)), &[DEGRADED]);
 }
 
 // ---- Flaws ----
@@ -248,11 +199,7 @@ fn counterexample_restarted_owner_wipes_orphaned_store() {
 /// Fixed by [`fix::RECOVERY_CHECKS_EACH_WRITE`] and [`fix::LEASE_SETTLES`].
 #[test]
 fn counterexample_rejoin_races_recovery() {
-    counterexample(
-        "rejoin races a recovery",
-        two_writes(cfg(1, 1, 1, true, F1_F2, 9)),
-        "P4 never two writers",
-    );
+    counterexample("rejoin races a recovery", two_writes(cfg(1, 1, 1, true, F1_F2, 9)), "P4 never two writers");
 }
 
 /// Every fix but the stale-peer rule.

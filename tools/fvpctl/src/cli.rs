@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use fvp_logic::abi::{
-    self, CONTROL_NAME, DEFAULT_HEARTBEAT_MS, DEFAULT_TIMEOUT_MS, HEARTBEAT_MS_MAX,
-    HEARTBEAT_MS_MIN, NAME_LEN, TIMEOUT_MS_MAX,
+    self, CONTROL_NAME, DEFAULT_HEARTBEAT_MS, DEFAULT_TIMEOUT_MS, HEARTBEAT_MS_MAX, HEARTBEAT_MS_MIN, NAME_LEN,
+    TIMEOUT_MS_MAX,
 };
 
 use crate::cluster::{check_device_path, check_name, parse_host_addr, parse_host_id};
@@ -319,9 +319,7 @@ pub struct Name {
 impl Name {
     fn parse_as(text: &str, what: &str) -> Result<Self, String> {
         match check_name(text, what) {
-            None => Ok(Self {
-                abi: abi::pool_name(text.as_bytes()).expect("checked"),
-            }),
+            None => Ok(Self { abi: abi::pool_name(text.as_bytes()).expect("checked") }),
             Some(why) => Err(why),
         }
     }
@@ -443,10 +441,7 @@ mod tests {
 
     #[test]
     fn device_is_global() {
-        for args in [
-            &["--device", "/tmp/x", "status"][..],
-            &["status", "--device", "/tmp/x"][..],
-        ] {
+        for args in [&["--device", "/tmp/x", "status"][..], &["status", "--device", "/tmp/x"][..]] {
             let cli = parse(args).unwrap();
             assert_eq!(cli.device, PathBuf::from("/tmp/x"), "{args:?}");
             assert_eq!(cli.command, Command::Status(OutputArgs::default()));
@@ -468,10 +463,7 @@ mod tests {
     fn missing_subcommand_is_rejected() {
         // A bare `fvpctl` prints the help, still as a usage error.
         let err = parse(&[]).unwrap_err();
-        assert_eq!(
-            err.kind(),
-            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-        );
+        assert_eq!(err.kind(), ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand);
         assert_eq!(err.exit_code(), 2);
         let err = parse(&["--device", "/tmp/x"]).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::MissingSubcommand);
@@ -490,16 +482,7 @@ mod tests {
             assert_eq!(&parsed.abi()[..good.len()], good.as_bytes());
             assert!(parsed.abi()[good.len()..].iter().all(|&b| b == 0));
         }
-        for bad in [
-            "",
-            "bad name",
-            "x/y",
-            "a\0b",
-            "é",
-            "ram0\n",
-            &"x".repeat(32),
-            "a:b",
-        ] {
+        for bad in ["", "bad name", "x/y", "a\0b", "é", "ram0\n", &"x".repeat(32), "a:b"] {
             let err = PoolName::parse(bad).unwrap_err();
             assert!(err.starts_with("invalid pool name"), "{bad:?}: {err}");
             assert!(err.ends_with("use 1 to 31 of A-Z a-z 0-9 _ . -"), "{err}");
@@ -548,26 +531,18 @@ mod tests {
         }
         let err = parse(&["pool", "create", "bad/name", "--ram", "64M"]).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ValueValidation);
-        assert!(
-            err.to_string().contains("invalid pool name 'bad/name'"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("invalid pool name 'bad/name'"), "{err}");
     }
 
     #[test]
     fn pool_resize_takes_a_name_and_a_total_size() {
-        for (verb, build) in [
-            ("grow", PoolCommand::Grow as fn(ResizeArgs) -> PoolCommand),
-            ("shrink", PoolCommand::Shrink),
-        ] {
+        for (verb, build) in
+            [("grow", PoolCommand::Grow as fn(ResizeArgs) -> PoolCommand), ("shrink", PoolCommand::Shrink)]
+        {
             let cli = parse(&["pool", verb, "ram0", "2g"]).unwrap();
             assert_eq!(
                 cli.command,
-                Command::Pool(build(ResizeArgs {
-                    name: name("ram0"),
-                    size: 2 << 30,
-                    output: OutputArgs::default(),
-                }))
+                Command::Pool(build(ResizeArgs { name: name("ram0"), size: 2 << 30, output: OutputArgs::default() }))
             );
             let err = parse(&["pool", verb, "ram0"]).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument, "{verb}");
@@ -576,9 +551,7 @@ mod tests {
                 assert_eq!(err.kind(), ErrorKind::ValueValidation, "{verb} {bad}");
             }
             assert_eq!(
-                parse(&["pool", verb, "ram0", "1G", "--json"])
-                    .unwrap()
-                    .command,
+                parse(&["pool", verb, "ram0", "1G", "--json"]).unwrap().command,
                 Command::Pool(build(ResizeArgs {
                     name: name("ram0"),
                     size: 1 << 30,
@@ -593,31 +566,14 @@ mod tests {
         let cli = parse(&["pool", "destroy", "ram0"]).unwrap();
         assert_eq!(
             cli.command,
-            Command::Pool(PoolCommand::Destroy(DestroyArgs {
-                name: name("ram0"),
-                output: OutputArgs::default(),
-            }))
+            Command::Pool(PoolCommand::Destroy(DestroyArgs { name: name("ram0"), output: OutputArgs::default() }))
         );
-        assert_eq!(
-            parse(&["pool", "destroy"]).unwrap_err().kind(),
-            ErrorKind::MissingRequiredArgument
-        );
-        assert_eq!(
-            parse(&["pool", "destroy", "ram0", "64M"])
-                .unwrap_err()
-                .kind(),
-            ErrorKind::UnknownArgument
-        );
+        assert_eq!(parse(&["pool", "destroy"]).unwrap_err().kind(), ErrorKind::MissingRequiredArgument);
+        assert_eq!(parse(&["pool", "destroy", "ram0", "64M"]).unwrap_err().kind(), ErrorKind::UnknownArgument);
         let cli = parse(&["pool", "list", "--json"]).unwrap();
-        assert_eq!(
-            cli.command,
-            Command::Pool(PoolCommand::List(OutputArgs { json: true }))
-        );
+        assert_eq!(cli.command, Command::Pool(PoolCommand::List(OutputArgs { json: true })));
         assert_eq!(parse(&["pool"]).unwrap_err().exit_code(), 2);
-        assert_eq!(
-            parse(&["pool", "frobnicate"]).unwrap_err().kind(),
-            ErrorKind::InvalidSubcommand
-        );
+        assert_eq!(parse(&["pool", "frobnicate"]).unwrap_err().kind(), ErrorKind::InvalidSubcommand);
     }
 
     fn stats(args: &[&str]) -> StatsArgs {
@@ -629,34 +585,17 @@ mod tests {
 
     #[test]
     fn stats_options() {
-        assert_eq!(
-            stats(&[]),
-            StatsArgs {
-                volume: None,
-                watch: None,
-                count: None,
-                output: OutputArgs::default()
-            }
-        );
+        assert_eq!(stats(&[]), StatsArgs { volume: None, watch: None, count: None, output: OutputArgs::default() });
         let s = stats(&["vol0", "--json"]);
         assert_eq!(s.volume.as_deref(), Some("vol0"));
         assert!(s.output.json);
         assert_eq!(stats(&["--watch"]).watch, Some(Duration::from_secs(1)));
         assert_eq!(stats(&["--watch", "5"]).watch, Some(Duration::from_secs(5)));
-        assert_eq!(
-            stats(&["--watch=0.5"]).watch,
-            Some(Duration::from_millis(500))
-        );
+        assert_eq!(stats(&["--watch=0.5"]).watch, Some(Duration::from_millis(500)));
         let s = stats(&["vol0", "--watch", "2", "--count", "3"]);
-        assert_eq!(
-            (s.volume.as_deref(), s.watch, s.count),
-            (Some("vol0"), Some(Duration::from_secs(2)), Some(3))
-        );
+        assert_eq!((s.volume.as_deref(), s.watch, s.count), (Some("vol0"), Some(Duration::from_secs(2)), Some(3)));
         let s = stats(&["--watch", "--json", "vol0"]);
-        assert_eq!(
-            (s.volume.as_deref(), s.watch),
-            (Some("vol0"), Some(Duration::from_secs(1)))
-        );
+        assert_eq!((s.volume.as_deref(), s.watch), (Some("vol0"), Some(Duration::from_secs(1))));
     }
 
     #[test]
@@ -670,18 +609,9 @@ mod tests {
             assert_eq!(err.kind(), ErrorKind::ValueValidation, "{args:?}");
         }
         // A negative number is not taken as a value: it is an unknown option.
-        assert_eq!(
-            parse(&["stats", "--watch", "-1"]).unwrap_err().exit_code(),
-            2
-        );
-        assert_eq!(
-            parse(&["stats", "--count", "2"]).unwrap_err().kind(),
-            ErrorKind::MissingRequiredArgument
-        );
-        assert_eq!(
-            parse(&["stats", "a", "b"]).unwrap_err().kind(),
-            ErrorKind::UnknownArgument
-        );
+        assert_eq!(parse(&["stats", "--watch", "-1"]).unwrap_err().exit_code(), 2);
+        assert_eq!(parse(&["stats", "--count", "2"]).unwrap_err().kind(), ErrorKind::MissingRequiredArgument);
+        assert_eq!(parse(&["stats", "a", "b"]).unwrap_err().kind(), ErrorKind::UnknownArgument);
     }
 
     #[test]
@@ -704,10 +634,7 @@ mod tests {
                 output: OutputArgs { json: true },
             }))
         );
-        assert_eq!(
-            parse(&["volume", "drain"]).unwrap_err().kind(),
-            ErrorKind::MissingRequiredArgument
-        );
+        assert_eq!(parse(&["volume", "drain"]).unwrap_err().kind(), ErrorKind::MissingRequiredArgument);
         for bad in ["0", "soon", "-5"] {
             let err = parse(&["volume", "drain", "vol0", "--timeout", bad]).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{bad}");
@@ -727,16 +654,7 @@ mod tests {
                 output: OutputArgs::default(),
             }))
         );
-        let cli = parse(&[
-            "cluster",
-            "apply",
-            "c.toml",
-            "--local-id",
-            "64",
-            "--dry-run",
-            "--json",
-        ])
-        .unwrap();
+        let cli = parse(&["cluster", "apply", "c.toml", "--local-id", "64", "--dry-run", "--json"]).unwrap();
         assert_eq!(
             cli.command,
             Command::Cluster(ClusterCommand::Apply(ApplyArgs {
@@ -746,10 +664,7 @@ mod tests {
                 output: OutputArgs { json: true },
             }))
         );
-        assert_eq!(
-            parse(&["cluster", "apply"]).unwrap_err().kind(),
-            ErrorKind::MissingRequiredArgument
-        );
+        assert_eq!(parse(&["cluster", "apply"]).unwrap_err().kind(), ErrorKind::MissingRequiredArgument);
         for bad in ["0", "65", "x"] {
             let err = parse(&["cluster", "apply", "c.toml", "--local-id", bad]).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::ValueValidation, "{bad}");
@@ -759,17 +674,7 @@ mod tests {
 
     #[test]
     fn cluster_set_and_show() {
-        let cli = parse(&[
-            "cluster",
-            "set",
-            "--name",
-            "lab",
-            "--local-id",
-            "2",
-            "--secret-file",
-            "/s",
-        ])
-        .unwrap();
+        let cli = parse(&["cluster", "set", "--name", "lab", "--local-id", "2", "--secret-file", "/s"]).unwrap();
         assert_eq!(
             cli.command,
             Command::Cluster(ClusterCommand::Set(ClusterSetArgs {
@@ -796,50 +701,20 @@ mod tests {
             "500",
         ])
         .unwrap();
-        let Command::Cluster(ClusterCommand::Set(args)) = cli.command else {
-            panic!("{:?}", cli.command)
-        };
+        let Command::Cluster(ClusterCommand::Set(args)) = cli.command else { panic!("{:?}", cli.command) };
         assert_eq!((args.heartbeat_ms, args.timeout_ms), (50, 500));
-        for (option, bad) in [
-            ("--heartbeat-ms", "9"),
-            ("--heartbeat-ms", "10001"),
-            ("--timeout-ms", "600001"),
-            ("--timeout-ms", "0"),
-        ] {
-            let err = parse(&[
-                "cluster",
-                "set",
-                "--name",
-                "lab",
-                "--local-id",
-                "2",
-                "--secret-file",
-                "/s",
-                option,
-                bad,
-            ])
-            .unwrap_err();
+        for (option, bad) in
+            [("--heartbeat-ms", "9"), ("--heartbeat-ms", "10001"), ("--timeout-ms", "600001"), ("--timeout-ms", "0")]
+        {
+            let err =
+                parse(&["cluster", "set", "--name", "lab", "--local-id", "2", "--secret-file", "/s", option, bad])
+                    .unwrap_err();
             assert_eq!(err.kind(), ErrorKind::ValueValidation, "{option} {bad}");
         }
-        let err = parse(&[
-            "cluster",
-            "set",
-            "--name",
-            "my lab",
-            "--local-id",
-            "2",
-            "--secret-file",
-            "/s",
-        ])
-        .unwrap_err();
-        assert!(
-            err.to_string().contains("invalid cluster name 'my lab'"),
-            "{err}"
-        );
+        let err = parse(&["cluster", "set", "--name", "my lab", "--local-id", "2", "--secret-file", "/s"]).unwrap_err();
+        assert!(err.to_string().contains("invalid cluster name 'my lab'"), "{err}");
         assert_eq!(
-            parse(&["cluster", "set", "--name", "lab", "--local-id", "2"])
-                .unwrap_err()
-                .kind(),
+            parse(&["cluster", "set", "--name", "lab", "--local-id", "2"]).unwrap_err().kind(),
             ErrorKind::MissingRequiredArgument
         );
         assert_eq!(
@@ -850,16 +725,7 @@ mod tests {
 
     #[test]
     fn host_commands() {
-        let cli = parse(&[
-            "host",
-            "add",
-            "3",
-            "--addr",
-            "10.0.0.3:7790",
-            "--domain",
-            "rack-b",
-        ])
-        .unwrap();
+        let cli = parse(&["host", "add", "3", "--addr", "10.0.0.3:7790", "--domain", "rack-b"]).unwrap();
         assert_eq!(
             cli.command,
             Command::Host(HostCommand::Add(HostAddArgs {
@@ -870,56 +736,25 @@ mod tests {
             }))
         );
         for (args, why) in [
-            (
-                &["host", "add", "0", "--addr", "10.0.0.3:1", "--domain", "d"][..],
-                "invalid host id '0'",
-            ),
-            (
-                &["host", "add", "3", "--addr", "10.0.0.3", "--domain", "d"][..],
-                "expected IPv4:PORT",
-            ),
-            (
-                &["host", "add", "3", "--addr", "10.0.0.3:0", "--domain", "d"][..],
-                "the port must not be 0",
-            ),
-            (
-                &["host", "add", "3", "--addr", "0.0.0.0:1", "--domain", "d"][..],
-                "cannot be a host's address",
-            ),
-            (
-                &[
-                    "host",
-                    "add",
-                    "3",
-                    "--addr",
-                    "10.0.0.3:1",
-                    "--domain",
-                    "a b",
-                ][..],
-                "invalid fault domain 'a b'",
-            ),
+            (&["host", "add", "0", "--addr", "10.0.0.3:1", "--domain", "d"][..], "invalid host id '0'"),
+            (&["host", "add", "3", "--addr", "10.0.0.3", "--domain", "d"][..], "expected IPv4:PORT"),
+            (&["host", "add", "3", "--addr", "10.0.0.3:0", "--domain", "d"][..], "the port must not be 0"),
+            (&["host", "add", "3", "--addr", "0.0.0.0:1", "--domain", "d"][..], "cannot be a host's address"),
+            (&["host", "add", "3", "--addr", "10.0.0.3:1", "--domain", "a b"][..], "invalid fault domain 'a b'"),
         ] {
             let err = parse(args).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::ValueValidation, "{args:?}");
             assert!(err.to_string().contains(why), "{args:?}: {err}");
         }
         assert_eq!(
-            parse(&["host", "add", "3", "--addr", "10.0.0.3:1"])
-                .unwrap_err()
-                .kind(),
+            parse(&["host", "add", "3", "--addr", "10.0.0.3:1"]).unwrap_err().kind(),
             ErrorKind::MissingRequiredArgument
         );
         assert_eq!(
             parse(&["host", "remove", "3", "--json"]).unwrap().command,
-            Command::Host(HostCommand::Remove(HostRemoveArgs {
-                id: 3,
-                output: OutputArgs { json: true },
-            }))
+            Command::Host(HostCommand::Remove(HostRemoveArgs { id: 3, output: OutputArgs { json: true } }))
         );
-        assert_eq!(
-            parse(&["host", "list"]).unwrap().command,
-            Command::Host(HostCommand::List(OutputArgs::default()))
-        );
+        assert_eq!(parse(&["host", "list"]).unwrap().command, Command::Host(HostCommand::List(OutputArgs::default())));
     }
 
     #[test]
@@ -945,20 +780,11 @@ mod tests {
         );
         let cli = parse(&["device", "list", "--json", "--device", "/tmp/y"]).unwrap();
         assert_eq!(cli.device, PathBuf::from("/tmp/y"));
-        assert_eq!(
-            cli.command,
-            Command::Device(DeviceCommand::List(OutputArgs { json: true }))
-        );
+        assert_eq!(cli.command, Command::Device(DeviceCommand::List(OutputArgs { json: true })));
         for (args, why) in [
-            (
-                &["device", "add", "shared0", "dev/vdb"][..],
-                "is not absolute",
-            ),
+            (&["device", "add", "shared0", "dev/vdb"][..], "is not absolute"),
             (&["device", "add", "shared0", ""][..], "empty"),
-            (
-                &["device", "add", "a/b", "/dev/vdb"][..],
-                "invalid device name 'a/b'",
-            ),
+            (&["device", "add", "a/b", "/dev/vdb"][..], "invalid device name 'a/b'"),
             (&["device", "remove", ""][..], "invalid device name ''"),
         ] {
             let err = parse(args).unwrap_err();
@@ -966,10 +792,7 @@ mod tests {
             assert!(err.to_string().contains(why), "{args:?}: {err}");
         }
         let long = format!("/{}", "x".repeat(255));
-        assert!(parse(&["device", "add", "d", &long])
-            .unwrap_err()
-            .to_string()
-            .contains("at most 255"));
+        assert!(parse(&["device", "add", "d", &long]).unwrap_err().to_string().contains("at most 255"));
     }
 
     #[test]
@@ -981,10 +804,7 @@ mod tests {
         assert!(n.abi()[7..].iter().all(|&b| b == 0));
         assert_eq!(
             Name::device(&"x".repeat(32)).unwrap_err(),
-            format!(
-                "invalid device name '{}': use 1 to 31 of A-Z a-z 0-9 _ . -",
-                "x".repeat(32)
-            )
+            format!("invalid device name '{}': use 1 to 31 of A-Z a-z 0-9 _ . -", "x".repeat(32))
         );
     }
 

@@ -26,9 +26,9 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 
 use fvp_logic::abi::{
-    self, ClusterCfg, DeviceReq, HostInfo, HostReq, DEFAULT_HEARTBEAT_MS, DEFAULT_TIMEOUT_MS,
-    HEARTBEAT_MS_MAX, HEARTBEAT_MS_MIN, MAX_HOSTS, NAME_LEN, PATH_LEN, SECRET_LEN, SECRET_LEN_MIN,
-    TIMEOUT_HEARTBEATS_MIN, TIMEOUT_MS_MAX,
+    self, ClusterCfg, DeviceReq, HostInfo, HostReq, DEFAULT_HEARTBEAT_MS, DEFAULT_TIMEOUT_MS, HEARTBEAT_MS_MAX,
+    HEARTBEAT_MS_MIN, MAX_HOSTS, NAME_LEN, PATH_LEN, SECRET_LEN, SECRET_LEN_MIN, TIMEOUT_HEARTBEATS_MIN,
+    TIMEOUT_MS_MAX,
 };
 use serde::Deserialize;
 use toml::Spanned;
@@ -50,13 +50,7 @@ pub struct FileError {
 impl FileError {
     /// A single problem with no line.
     pub fn whole(file: &Path, message: String) -> Self {
-        Self {
-            file: file.to_path_buf(),
-            problems: vec![Problem {
-                line: None,
-                message,
-            }],
-        }
+        Self { file: file.to_path_buf(), problems: vec![Problem { line: None, message }] }
     }
 }
 
@@ -100,12 +94,7 @@ pub struct HostEntry {
 impl HostEntry {
     /// The `FVP_IOC_HOST_ADD` request.
     pub fn to_req(&self) -> HostReq {
-        HostReq::new(
-            self.id,
-            self.addr.ip().octets(),
-            self.addr.port(),
-            abi_name(&self.domain),
-        )
+        HostReq::new(self.id, self.addr.ip().octets(), self.addr.port(), abi_name(&self.domain))
     }
 }
 
@@ -121,8 +110,7 @@ pub struct DeviceEntry {
 impl DeviceEntry {
     /// The `FVP_IOC_DEVICE_ADD` request.
     pub fn to_req(&self) -> DeviceReq {
-        DeviceReq::new(abi_name(&self.name), self.path.as_bytes())
-            .expect("paths are checked when the file is read")
+        DeviceReq::new(abi_name(&self.name), self.path.as_bytes()).expect("paths are checked when the file is read")
     }
 }
 
@@ -149,8 +137,7 @@ impl ClusterFile {
             timeout_ms: self.timeout_ms,
             ..Default::default()
         };
-        cfg.set_secret(&self.secret.0)
-            .expect("the secret's length is checked when the file is read");
+        cfg.set_secret(&self.secret.0).expect("the secret's length is checked when the file is read");
         cfg
     }
 }
@@ -194,28 +181,19 @@ fn abi_name(name: &str) -> [u8; NAME_LEN] {
 pub fn check_name(text: &str, what: &str) -> Option<String> {
     match abi::pool_name(text.as_bytes()) {
         Some(name) if abi::name_str(&name) == text => None,
-        _ => Some(format!(
-            "invalid {what} '{}': use 1 to {} of A-Z a-z 0-9 _ . -",
-            text.escape_debug(),
-            NAME_LEN - 1
-        )),
+        _ => Some(format!("invalid {what} '{}': use 1 to {} of A-Z a-z 0-9 _ . -", text.escape_debug(), NAME_LEN - 1)),
     }
 }
 
 /// Parses a host's `IPv4:PORT`: a unicast address other than 0.0.0.0, and a port other
 /// than 0.
 pub fn parse_host_addr(text: &str) -> Result<SocketAddrV4, String> {
-    let addr: SocketAddrV4 = text.parse().map_err(|_| {
-        format!(
-            "invalid address '{}': expected IPv4:PORT, e.g. 10.0.0.1:7790",
-            text.escape_debug()
-        )
-    })?;
+    let addr: SocketAddrV4 = text
+        .parse()
+        .map_err(|_| format!("invalid address '{}': expected IPv4:PORT, e.g. 10.0.0.1:7790", text.escape_debug()))?;
     let ip = addr.ip();
     if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
-        return Err(format!(
-            "invalid address '{text}': {ip} cannot be a host's address"
-        ));
+        return Err(format!("invalid address '{text}': {ip} cannot be a host's address"));
     }
     if addr.port() == 0 {
         return Err(format!("invalid address '{text}': the port must not be 0"));
@@ -228,21 +206,11 @@ pub fn check_device_path(path: &str) -> Result<(), String> {
     if path.is_empty() {
         Err("the device path is empty".to_owned())
     } else if !path.starts_with('/') {
-        Err(format!(
-            "device path '{}' is not absolute",
-            path.escape_debug()
-        ))
+        Err(format!("device path '{}' is not absolute", path.escape_debug()))
     } else if path.contains('\0') {
-        Err(format!(
-            "device path '{}' contains a NUL",
-            path.escape_debug()
-        ))
+        Err(format!("device path '{}' contains a NUL", path.escape_debug()))
     } else if path.len() >= PATH_LEN {
-        Err(format!(
-            "device path is {} bytes long; at most {} are allowed",
-            path.len(),
-            PATH_LEN - 1
-        ))
+        Err(format!("device path is {} bytes long; at most {} are allowed", path.len(), PATH_LEN - 1))
     } else {
         Ok(())
     }
@@ -252,10 +220,7 @@ pub fn check_device_path(path: &str) -> Result<(), String> {
 pub fn parse_host_id(text: &str) -> Result<u32, String> {
     match text.parse::<u32>() {
         Ok(id) if abi::host_id_valid(id) => Ok(id),
-        _ => Err(format!(
-            "invalid host id '{}': use 1 to {MAX_HOSTS}",
-            text.escape_debug()
-        )),
+        _ => Err(format!("invalid host id '{}': use 1 to {MAX_HOSTS}", text.escape_debug())),
     }
 }
 
@@ -274,26 +239,21 @@ pub fn read_secret(path: &Path) -> io::Result<Vec<u8>> {
 
 /// `None` if a secret's length is right, else why not.
 pub fn check_secret_len(len: usize) -> Option<String> {
-    (!(SECRET_LEN_MIN..=SECRET_LEN).contains(&len)).then(|| {
-        format!("the secret is {len} bytes long; it must be {SECRET_LEN_MIN} to {SECRET_LEN} bytes")
-    })
+    (!(SECRET_LEN_MIN..=SECRET_LEN).contains(&len))
+        .then(|| format!("the secret is {len} bytes long; it must be {SECRET_LEN_MIN} to {SECRET_LEN} bytes"))
 }
 
 /// `None` if the timers are right, else why not.
 pub fn check_timers(heartbeat_ms: u32, timeout_ms: u32) -> Option<String> {
     if !(HEARTBEAT_MS_MIN..=HEARTBEAT_MS_MAX).contains(&heartbeat_ms) {
-        Some(format!(
-            "heartbeat_ms {heartbeat_ms} is not in {HEARTBEAT_MS_MIN}..={HEARTBEAT_MS_MAX}"
-        ))
+        Some(format!("heartbeat_ms {heartbeat_ms} is not in {HEARTBEAT_MS_MIN}..={HEARTBEAT_MS_MAX}"))
     } else if u64::from(timeout_ms) < u64::from(TIMEOUT_HEARTBEATS_MIN) * u64::from(heartbeat_ms) {
         Some(format!(
             "timeout_ms {timeout_ms} is less than {TIMEOUT_HEARTBEATS_MIN} x heartbeat_ms ({})",
             TIMEOUT_HEARTBEATS_MIN * heartbeat_ms
         ))
     } else if timeout_ms > TIMEOUT_MS_MAX {
-        Some(format!(
-            "timeout_ms {timeout_ms} is more than {TIMEOUT_MS_MAX}"
-        ))
+        Some(format!("timeout_ms {timeout_ms} is more than {TIMEOUT_MS_MAX}"))
     } else {
         None
     }
@@ -302,17 +262,12 @@ pub fn check_timers(heartbeat_ms: u32, timeout_ms: u32) -> Option<String> {
 /// The 1-based line of byte `offset` of `text`.
 fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 /// Reads and checks the cluster description at `file`.
 pub fn load(file: &Path) -> Result<ClusterFile, FileError> {
-    let text = fs::read_to_string(file)
-        .map_err(|err| FileError::whole(file, format!("cannot read: {err}")))?;
+    let text = fs::read_to_string(file).map_err(|err| FileError::whole(file, format!("cannot read: {err}")))?;
     parse(&text, file)
 }
 
@@ -328,10 +283,7 @@ pub fn parse(text: &str, file: &Path) -> Result<ClusterFile, FileError> {
     })?;
     let mut problems = Vec::new();
     let mut problem = |span: std::ops::Range<usize>, message: String| {
-        problems.push(Problem {
-            line: Some(line_of(text, span.start)),
-            message,
-        });
+        problems.push(Problem { line: Some(line_of(text, span.start)), message });
     };
 
     if let Some(why) = check_name(raw.name.get_ref(), "cluster name") {
@@ -345,26 +297,17 @@ pub fn parse(text: &str, file: &Path) -> Result<ClusterFile, FileError> {
             match read_secret(&full) {
                 Ok(secret) => Some((path.span(), secret)),
                 Err(err) => {
-                    problem(
-                        path.span(),
-                        format!("cannot read secret_file {}: {err}", full.display()),
-                    );
+                    problem(path.span(), format!("cannot read secret_file {}: {err}", full.display()));
                     None
                 }
             }
         }
         (Some(_), Some(path)) => {
-            problem(
-                path.span(),
-                "give either secret or secret_file, not both".to_owned(),
-            );
+            problem(path.span(), "give either secret or secret_file, not both".to_owned());
             None
         }
         (None, None) => {
-            problem(
-                raw.name.span(),
-                "no secret: give secret = \"...\" or secret_file = \"/path\"".to_owned(),
-            );
+            problem(raw.name.span(), "no secret: give secret = \"...\" or secret_file = \"/path\"".to_owned());
             None
         }
     };
@@ -374,30 +317,17 @@ pub fn parse(text: &str, file: &Path) -> Result<ClusterFile, FileError> {
         }
     }
 
-    let heartbeat_ms = raw
-        .heartbeat_ms
-        .as_ref()
-        .map_or(DEFAULT_HEARTBEAT_MS, |h| *h.get_ref());
-    let timeout_ms = raw
-        .timeout_ms
-        .as_ref()
-        .map_or(DEFAULT_TIMEOUT_MS, |t| *t.get_ref());
+    let heartbeat_ms = raw.heartbeat_ms.as_ref().map_or(DEFAULT_HEARTBEAT_MS, |h| *h.get_ref());
+    let timeout_ms = raw.timeout_ms.as_ref().map_or(DEFAULT_TIMEOUT_MS, |t| *t.get_ref());
     if let Some(why) = check_timers(heartbeat_ms, timeout_ms) {
         // Blame the key the message is about if it was written, else the other one.
         let (heartbeat, timeout) = (raw.heartbeat_ms.as_ref(), raw.timeout_ms.as_ref());
-        let blamed = if why.starts_with("timeout") {
-            timeout.or(heartbeat)
-        } else {
-            heartbeat.or(timeout)
-        };
+        let blamed = if why.starts_with("timeout") { timeout.or(heartbeat) } else { heartbeat.or(timeout) };
         problem(blamed.map_or(raw.name.span(), Spanned::span), why);
     }
 
     if raw.host.is_empty() {
-        problem(
-            raw.name.span(),
-            "no [[host]]: list every host of the cluster, this one included".to_owned(),
-        );
+        problem(raw.name.span(), "no [[host]]: list every host of the cluster, this one included".to_owned());
     }
     let mut hosts = Vec::new();
     let mut ids: BTreeMap<u32, usize> = BTreeMap::new();
@@ -408,16 +338,10 @@ pub fn parse(text: &str, file: &Path) -> Result<ClusterFile, FileError> {
         let id = *host.id.get_ref();
         let mut ok = true;
         if !abi::host_id_valid(id) {
-            problem(
-                host.id.span(),
-                format!("host id {id} is not in 1..={MAX_HOSTS}"),
-            );
+            problem(host.id.span(), format!("host id {id} is not in 1..={MAX_HOSTS}"));
             ok = false;
         } else if let Some(first) = ids.insert(id, line) {
-            problem(
-                host.id.span(),
-                format!("host id {id} is already used by the host on line {first}"),
-            );
+            problem(host.id.span(), format!("host id {id} is already used by the host on line {first}"));
             ids.insert(id, first);
             ok = false;
         }
@@ -426,10 +350,7 @@ pub fn parse(text: &str, file: &Path) -> Result<ClusterFile, FileError> {
                 if let Some(&(other, first)) = ips.get(addr.ip()) {
                     problem(
                         host.addr.span(),
-                        format!(
-                            "address {} is already used by host {other} on line {first}",
-                            addr.ip()
-                        ),
+                        format!("address {} is already used by host {other} on line {first}", addr.ip()),
                     );
                     ok = false;
                 } else {
@@ -447,12 +368,7 @@ pub fn parse(text: &str, file: &Path) -> Result<ClusterFile, FileError> {
             ok = false;
         }
         if let (true, Some(addr)) = (ok, addr) {
-            hosts.push(HostEntry {
-                id,
-                addr,
-                domain: host.domain.get_ref().clone(),
-                line,
-            });
+            hosts.push(HostEntry { id, addr, domain: host.domain.get_ref().clone(), line });
         }
     }
 
@@ -462,19 +378,13 @@ pub fn parse(text: &str, file: &Path) -> Result<ClusterFile, FileError> {
     for device in &raw.device {
         let line = line_of(text, device.span().start);
         let device = device.get_ref();
-        let (name, path) = (
-            device.name.get_ref().as_str(),
-            device.path.get_ref().as_str(),
-        );
+        let (name, path) = (device.name.get_ref().as_str(), device.path.get_ref().as_str());
         let mut ok = true;
         if let Some(why) = check_name(name, "device name") {
             problem(device.name.span(), why);
             ok = false;
         } else if let Some(first) = names.get(name) {
-            problem(
-                device.name.span(),
-                format!("device {name} is already listed on line {first}"),
-            );
+            problem(device.name.span(), format!("device {name} is already listed on line {first}"));
             ok = false;
         } else {
             names.insert(name, line);
@@ -483,20 +393,13 @@ pub fn parse(text: &str, file: &Path) -> Result<ClusterFile, FileError> {
             problem(device.path.span(), why);
             ok = false;
         } else if let Some(first) = paths.get(path) {
-            problem(
-                device.path.span(),
-                format!("path {path} is already used by the device on line {first}"),
-            );
+            problem(device.path.span(), format!("path {path} is already used by the device on line {first}"));
             ok = false;
         } else {
             paths.insert(path, line);
         }
         if ok {
-            devices.push(DeviceEntry {
-                name: name.to_owned(),
-                path: path.to_owned(),
-                line,
-            });
+            devices.push(DeviceEntry { name: name.to_owned(), path: path.to_owned(), line });
         }
     }
 
@@ -511,10 +414,7 @@ pub fn parse(text: &str, file: &Path) -> Result<ClusterFile, FileError> {
         }),
         _ => {
             problems.sort_by_key(|p| p.line);
-            Err(FileError {
-                file: file.to_path_buf(),
-                problems,
-            })
+            Err(FileError { file: file.to_path_buf(), problems })
         }
     }
 }
@@ -531,26 +431,15 @@ pub fn local_host(
         return if cluster.hosts.iter().any(|h| h.id == id) {
             Ok(id)
         } else {
-            Err(FileError::whole(
-                file,
-                format!("--local-id {id}: no [[host]] has id {id}"),
-            ))
+            Err(FileError::whole(file, format!("--local-id {id}: no [[host]] has id {id}")))
         };
     }
-    let here: Vec<&HostEntry> = cluster
-        .hosts
-        .iter()
-        .filter(|h| local_addrs.contains(h.addr.ip()))
-        .collect();
+    let here: Vec<&HostEntry> = cluster.hosts.iter().filter(|h| local_addrs.contains(h.addr.ip())).collect();
     match here.as_slice() {
         [host] => Ok(host.id),
         [] => {
             let addrs: Vec<String> = local_addrs.iter().map(Ipv4Addr::to_string).collect();
-            let addrs = if addrs.is_empty() {
-                "none".to_owned()
-            } else {
-                addrs.join(", ")
-            };
+            let addrs = if addrs.is_empty() { "none".to_owned() } else { addrs.join(", ") };
             Err(FileError::whole(
                 file,
                 format!(
@@ -563,10 +452,7 @@ pub fn local_host(
             let ids: Vec<String> = several.iter().map(|h| h.id.to_string()).collect();
             Err(FileError::whole(
                 file,
-                format!(
-                    "the addresses of hosts {} are all on this machine; pass --local-id",
-                    ids.join(", ")
-                ),
+                format!("the addresses of hosts {} are all on this machine; pass --local-id", ids.join(", ")),
             ))
         }
     }
@@ -621,19 +507,14 @@ impl Plan {
         self.hosts
             .iter()
             .map(|c| count(c.removed().is_some(), c.added().is_some()))
-            .chain(
-                self.devices
-                    .iter()
-                    .map(|c| count(c.removed().is_some(), c.added().is_some())),
-            )
+            .chain(self.devices.iter().map(|c| count(c.removed().is_some(), c.added().is_some())))
             .sum()
     }
 }
 
 /// Whether two hosts are configured alike (the name compared up to its NUL).
 fn same_host(a: &HostReq, b: &HostReq) -> bool {
-    (a.id, a.addr, a.port, abi::name_str(&a.domain))
-        == (b.id, b.addr, b.port, abi::name_str(&b.domain))
+    (a.id, a.addr, a.port, abi::name_str(&a.domain)) == (b.id, b.addr, b.port, abi::name_str(&b.domain))
 }
 
 /// Whether two devices are configured alike.
@@ -642,48 +523,33 @@ fn same_device(a: &DeviceReq, b: &DeviceReq) -> bool {
 }
 
 /// The changes from the module's `current` hosts and devices to `cluster`'s.
-pub fn plan(
-    cluster: &ClusterFile,
-    current_hosts: &[HostInfo],
-    current_devices: &[DeviceReq],
-) -> Plan {
+pub fn plan(cluster: &ClusterFile, current_hosts: &[HostInfo], current_devices: &[DeviceReq]) -> Plan {
     let mut plan = Plan::default();
-    let current: BTreeMap<u32, HostReq> =
-        current_hosts.iter().map(|h| (h.host.id, h.host)).collect();
+    let current: BTreeMap<u32, HostReq> = current_hosts.iter().map(|h| (h.host.id, h.host)).collect();
     let wanted: BTreeMap<u32, HostReq> = cluster.hosts.iter().map(|h| (h.id, h.to_req())).collect();
     let ids: BTreeSet<u32> = current.keys().chain(wanted.keys()).copied().collect();
     for id in ids {
         match (current.get(&id), wanted.get(&id)) {
             (Some(old), Some(new)) if same_host(old, new) => plan.hosts_unchanged.push(id),
-            (Some(old), Some(new)) => plan.hosts.push(Change::Replace {
-                old: *old,
-                new: *new,
-            }),
+            (Some(old), Some(new)) => plan.hosts.push(Change::Replace { old: *old, new: *new }),
             (Some(old), None) => plan.hosts.push(Change::Remove(*old)),
             (None, Some(new)) => plan.hosts.push(Change::Add(*new)),
             (None, None) => unreachable!("every id comes from one of the two maps"),
         }
     }
-    let current: BTreeMap<&str, &DeviceReq> = current_devices
-        .iter()
-        .map(|d| (abi::name_str(&d.name), d))
-        .collect();
+    let current: BTreeMap<&str, &DeviceReq> = current_devices.iter().map(|d| (abi::name_str(&d.name), d)).collect();
     let wanted: Vec<DeviceReq> = cluster.devices.iter().map(DeviceEntry::to_req).collect();
-    let wanted: BTreeMap<&str, &DeviceReq> =
-        wanted.iter().map(|d| (abi::name_str(&d.name), d)).collect();
+    let wanted: BTreeMap<&str, &DeviceReq> = wanted.iter().map(|d| (abi::name_str(&d.name), d)).collect();
     let names: BTreeSet<&str> = current.keys().chain(wanted.keys()).copied().collect();
     for name in names {
         match (current.get(name), wanted.get(name)) {
             (Some(old), Some(new)) if same_device(old, new) => {
                 plan.devices_unchanged.push(name.to_owned());
             }
-            (Some(old), Some(new)) => plan.devices.push(Change::Replace {
-                old: DeviceReq { index: 0, ..**old },
-                new: **new,
-            }),
-            (Some(old), None) => plan
-                .devices
-                .push(Change::Remove(DeviceReq { index: 0, ..**old })),
+            (Some(old), Some(new)) => {
+                plan.devices.push(Change::Replace { old: DeviceReq { index: 0, ..**old }, new: **new })
+            }
+            (Some(old), None) => plan.devices.push(Change::Remove(DeviceReq { index: 0, ..**old })),
             (None, Some(new)) => plan.devices.push(Change::Add(**new)),
             (None, None) => unreachable!("every name comes from one of the two maps"),
         }
@@ -694,15 +560,10 @@ pub fn plan(
 /// Notes on a cluster of `hosts` hosts that works, but not as one might expect.
 pub fn quorum_notes(hosts: usize) -> Vec<String> {
     match hosts {
-        1 => vec![
-            "a single host has no peer: replicated volumes (peers=1|2) cannot be protected"
-                .to_owned(),
-        ],
-        2 => vec![
-            "with 2 hosts a majority is both: a failure of either suspends replicated \
+        1 => vec!["a single host has no peer: replicated volumes (peers=1|2) cannot be protected".to_owned()],
+        2 => vec!["with 2 hosts a majority is both: a failure of either suspends replicated \
              volumes; add a third host (a witness) to survive one"
-                .to_owned(),
-        ],
+            .to_owned()],
         _ => Vec::new(),
     }
 }
@@ -744,13 +605,7 @@ path = "/dev/disk/by-id/virtio-fvp-shared"
             .unwrap_err()
             .problems
             .iter()
-            .map(|p| {
-                format!(
-                    "{}: {}",
-                    p.line.map_or("-".to_owned(), |l| l.to_string()),
-                    p.message
-                )
-            })
+            .map(|p| format!("{}: {}", p.line.map_or("-".to_owned(), |l| l.to_string()), p.message))
             .collect()
     }
 
@@ -772,29 +627,17 @@ path = "/dev/disk/by-id/virtio-fvp-shared"
         assert_eq!(c.hosts.len(), 3);
         assert_eq!(
             c.hosts[1],
-            HostEntry {
-                id: 2,
-                addr: "10.0.0.2:7790".parse().unwrap(),
-                domain: "rack-b".into(),
-                line: 8,
-            }
+            HostEntry { id: 2, addr: "10.0.0.2:7790".parse().unwrap(), domain: "rack-b".into(), line: 8 }
         );
         assert_eq!(
             c.devices,
-            [DeviceEntry {
-                name: "shared0".into(),
-                path: "/dev/disk/by-id/virtio-fvp-shared".into(),
-                line: 16,
-            }]
+            [DeviceEntry { name: "shared0".into(), path: "/dev/disk/by-id/virtio-fvp-shared".into(), line: 16 }]
         );
         let cfg = c.cluster_cfg(2);
         assert_eq!(cfg.validate(), Ok(()));
         assert_eq!(abi::name_str(&cfg.name), "lab");
         assert_eq!(cfg.secret(), b"at-least-16-bytes-secret");
-        assert_eq!(
-            (cfg.local_id, cfg.heartbeat_ms, cfg.timeout_ms),
-            (2, 200, 2000)
-        );
+        assert_eq!((cfg.local_id, cfg.heartbeat_ms, cfg.timeout_ms), (2, 200, 2000));
         let req = c.hosts[0].to_req();
         assert_eq!(req.validate(), Ok(()));
         assert_eq!((req.octets(), req.port), ([10, 0, 0, 1], 7790));
@@ -810,22 +653,14 @@ path = "/dev/disk/by-id/virtio-fvp-shared"
         let c = parse(&text, Path::new(FILE)).unwrap();
         assert_eq!((c.heartbeat_ms, c.timeout_ms), (50, 150));
         // A heartbeat too slow for the default timeout: the heartbeat's line is blamed.
-        assert_problem(
-            &format!("heartbeat_ms = 1000\n{GOOD}"),
-            1,
-            "timeout_ms 2000",
-        );
+        assert_problem(&format!("heartbeat_ms = 1000\n{GOOD}"), 1, "timeout_ms 2000");
     }
 
     #[test]
     fn syntax_and_type_errors_have_lines() {
         assert_problem(&format!("bogus = 1\n{GOOD}"), 1, "unknown field `bogus`");
         // After [[device]], a key belongs to the device.
-        assert_problem(
-            &format!("{GOOD}bogus = 1\n"),
-            19,
-            "unknown field `bogus`, expected `name` or `path`",
-        );
+        assert_problem(&format!("{GOOD}bogus = 1\n"), 19, "unknown field `bogus`, expected `name` or `path`");
         assert_problem(
             &GOOD.replace("domain = \"rack-a\"", "domain = \"rack-a\"\nrack = 3"),
             8,
@@ -835,8 +670,7 @@ path = "/dev/disk/by-id/virtio-fvp-shared"
         assert_problem(&GOOD.replace("id = 2", "id = -2"), 9, "");
         assert_problem(&GOOD.replace("name = \"lab\"", "name = lab"), 2, "");
         assert_problem(&format!("heartbeat_ms = 1.5\n{GOOD}"), 1, "invalid type");
-        let missing =
-            problems(&GOOD.replace("domain = \"rack-b\"\n[[host]]\nid = 3", "[[host]]\nid = 3"));
+        let missing = problems(&GOOD.replace("domain = \"rack-b\"\n[[host]]\nid = 3", "[[host]]\nid = 3"));
         assert_eq!(missing.len(), 1, "{missing:?}");
         assert!(missing[0].contains("missing field `domain`"), "{missing:?}");
     }
@@ -874,20 +708,13 @@ path = "dev/vdb"
             ]
         );
         let err = parse(text, Path::new(FILE)).unwrap_err().to_string();
-        assert!(
-            err.starts_with("/etc/fvp/cluster.toml:1: invalid cluster name 'my lab'"),
-            "{err}"
-        );
+        assert!(err.starts_with("/etc/fvp/cluster.toml:1: invalid cluster name 'my lab'"), "{err}");
         assert_eq!(err.lines().count(), 9);
     }
 
     #[test]
     fn duplicates_are_refused() {
-        assert_problem(
-            &GOOD.replace("id = 3", "id = 1"),
-            13,
-            "host id 1 is already used by the host on line 4",
-        );
+        assert_problem(&GOOD.replace("id = 3", "id = 1"), 13, "host id 1 is already used by the host on line 4");
         assert_problem(
             &GOOD.replace("10.0.0.3:7790", "10.0.0.1:7791"),
             14,
@@ -895,9 +722,7 @@ path = "dev/vdb"
         );
         let text = format!("{GOOD}[[device]]\nname = \"shared0\"\npath = \"/dev/vdc\"\n");
         assert_problem(&text, 20, "device shared0 is already listed on line 16");
-        let text = format!(
-            "{GOOD}[[device]]\nname = \"shared1\"\npath = \"/dev/disk/by-id/virtio-fvp-shared\"\n"
-        );
+        let text = format!("{GOOD}[[device]]\nname = \"shared1\"\npath = \"/dev/disk/by-id/virtio-fvp-shared\"\n");
         assert_problem(&text, 21, "already used by the device on line 16");
     }
 
@@ -905,57 +730,17 @@ path = "dev/vdb"
     fn bad_values_are_refused() {
         for (from, to, line, what) in [
             ("id = 3", "id = 65", 13, "host id 65 is not in 1..=64"),
-            (
-                "10.0.0.3:7790",
-                "0.0.0.0:7790",
-                14,
-                "0.0.0.0 cannot be a host's address",
-            ),
-            (
-                "10.0.0.3:7790",
-                "255.255.255.255:1",
-                14,
-                "cannot be a host's address",
-            ),
-            (
-                "10.0.0.3:7790",
-                "224.0.0.1:1",
-                14,
-                "cannot be a host's address",
-            ),
+            ("10.0.0.3:7790", "0.0.0.0:7790", 14, "0.0.0.0 cannot be a host's address"),
+            ("10.0.0.3:7790", "255.255.255.255:1", 14, "cannot be a host's address"),
+            ("10.0.0.3:7790", "224.0.0.1:1", 14, "cannot be a host's address"),
             ("10.0.0.3:7790", "[::1]:7790", 14, "expected IPv4:PORT"),
             ("10.0.0.3:7790", "host3:7790", 14, "expected IPv4:PORT"),
             ("10.0.0.3:7790", "10.0.0.3:70000", 14, "expected IPv4:PORT"),
-            (
-                "domain = \"rack-a\"",
-                "domain = \"\"",
-                7,
-                "invalid fault domain ''",
-            ),
-            (
-                "domain = \"rack-a\"",
-                "domain = \"abcdefghijklmnopqrstuvwxyz012345\"",
-                7,
-                "invalid fault domain",
-            ),
-            (
-                "name = \"shared0\"",
-                "name = \"\"",
-                17,
-                "invalid device name",
-            ),
-            (
-                "path = \"/dev/disk/by-id/virtio-fvp-shared\"",
-                "path = \"\"",
-                18,
-                "the device path is empty",
-            ),
-            (
-                "path = \"/dev/disk/by-id/virtio-fvp-shared\"",
-                "path = \"/dev/\\u0000x\"",
-                18,
-                "contains a NUL",
-            ),
+            ("domain = \"rack-a\"", "domain = \"\"", 7, "invalid fault domain ''"),
+            ("domain = \"rack-a\"", "domain = \"abcdefghijklmnopqrstuvwxyz012345\"", 7, "invalid fault domain"),
+            ("name = \"shared0\"", "name = \"\"", 17, "invalid device name"),
+            ("path = \"/dev/disk/by-id/virtio-fvp-shared\"", "path = \"\"", 18, "the device path is empty"),
+            ("path = \"/dev/disk/by-id/virtio-fvp-shared\"", "path = \"/dev/\\u0000x\"", 18, "contains a NUL"),
             ("name = \"lab\"", "name = \"\"", 2, "invalid cluster name"),
         ] {
             assert_problem(&GOOD.replace(from, to), line, what);
@@ -967,50 +752,25 @@ path = "dev/vdb"
             "device path is 256 bytes long; at most 255 are allowed",
         );
         let longest = format!("/{}", "d".repeat(PATH_LEN - 2));
-        assert!(parse(
-            &GOOD.replace("/dev/disk/by-id/virtio-fvp-shared", &longest),
-            Path::new(FILE)
-        )
-        .is_ok());
+        assert!(parse(&GOOD.replace("/dev/disk/by-id/virtio-fvp-shared", &longest), Path::new(FILE)).is_ok());
     }
 
     #[test]
     fn timers_are_checked() {
         for (timers, line, what) in [
             ("heartbeat_ms = 9", 1, "heartbeat_ms 9 is not in 10..=10000"),
-            (
-                "heartbeat_ms = 10001\ntimeout_ms = 600000",
-                1,
-                "heartbeat_ms 10001",
-            ),
-            (
-                "timeout_ms = 599",
-                1,
-                "timeout_ms 599 is less than 3 x heartbeat_ms (600)",
-            ),
-            (
-                "heartbeat_ms = 100\ntimeout_ms = 299",
-                2,
-                "timeout_ms 299 is less than 3 x heartbeat_ms (300)",
-            ),
-            (
-                "timeout_ms = 600001",
-                1,
-                "timeout_ms 600001 is more than 600000",
-            ),
+            ("heartbeat_ms = 10001\ntimeout_ms = 600000", 1, "heartbeat_ms 10001"),
+            ("timeout_ms = 599", 1, "timeout_ms 599 is less than 3 x heartbeat_ms (600)"),
+            ("heartbeat_ms = 100\ntimeout_ms = 299", 2, "timeout_ms 299 is less than 3 x heartbeat_ms (300)"),
+            ("timeout_ms = 600001", 1, "timeout_ms 600001 is more than 600000"),
             ("heartbeat_ms = 4294967295", 1, "heartbeat_ms 4294967295"),
         ] {
             assert_problem(&format!("{timers}\n{GOOD}"), line, what);
         }
-        for timers in [
-            "heartbeat_ms = 10\ntimeout_ms = 30",
-            "heartbeat_ms = 10000\ntimeout_ms = 30000",
-            "timeout_ms = 600000",
-        ] {
-            assert!(
-                parse(&format!("{timers}\n{GOOD}"), Path::new(FILE)).is_ok(),
-                "{timers}"
-            );
+        for timers in
+            ["heartbeat_ms = 10\ntimeout_ms = 30", "heartbeat_ms = 10000\ntimeout_ms = 30000", "timeout_ms = 600000"]
+        {
+            assert!(parse(&format!("{timers}\n{GOOD}"), Path::new(FILE)).is_ok(), "{timers}");
         }
     }
 
@@ -1020,24 +780,13 @@ path = "dev/vdb"
         assert_problem(&no_secret, 2, "no secret: give secret");
         let both = GOOD.replace("secret = ", "secret_file = \"s\"\nsecret = ");
         assert_problem(&both, 3, "either secret or secret_file, not both");
-        assert_problem(
-            &GOOD.replace("at-least-16-bytes-secret", &"x".repeat(65)),
-            3,
-            "65 bytes long",
-        );
-        assert!(parse(
-            &GOOD.replace("at-least-16-bytes-secret", &"x".repeat(16)),
-            Path::new(FILE)
-        )
-        .is_ok());
+        assert_problem(&GOOD.replace("at-least-16-bytes-secret", &"x".repeat(65)), 3, "65 bytes long");
+        assert!(parse(&GOOD.replace("at-least-16-bytes-secret", &"x".repeat(16)), Path::new(FILE)).is_ok());
 
         let dir = std::env::temp_dir().join(format!("fvpctl-cluster-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join("secret"), "0123456789abcdef-from-file\r\n\n").unwrap();
-        let text = GOOD.replace(
-            "secret = \"at-least-16-bytes-secret\"",
-            "secret_file = \"secret\"",
-        );
+        let text = GOOD.replace("secret = \"at-least-16-bytes-secret\"", "secret_file = \"secret\"");
         let c = parse(&text, &dir.join("cluster.toml")).unwrap();
         assert_eq!(c.secret.0, b"0123456789abcdef-from-file");
         let absolute = GOOD.replace(
@@ -1047,19 +796,9 @@ path = "dev/vdb"
         assert_eq!(parse(&absolute, Path::new(FILE)).unwrap().secret, c.secret);
         fs::write(dir.join("short"), "tiny\n").unwrap();
         let short = text.replace("\"secret\"", "\"short\"");
-        assert_problem_at(
-            &short,
-            &dir.join("cluster.toml"),
-            3,
-            "the secret is 4 bytes long",
-        );
+        assert_problem_at(&short, &dir.join("cluster.toml"), 3, "the secret is 4 bytes long");
         let missing = text.replace("\"secret\"", "\"missing\"");
-        assert_problem_at(
-            &missing,
-            &dir.join("cluster.toml"),
-            3,
-            "cannot read secret_file",
-        );
+        assert_problem_at(&missing, &dir.join("cluster.toml"), 3, "cannot read secret_file");
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -1075,22 +814,15 @@ path = "dev/vdb"
     fn a_file_needs_hosts() {
         let text = "name = \"lab\"\nsecret = \"0123456789abcdef\"\n";
         assert_problem(text, 1, "no [[host]]");
-        let c = parse(
-            &format!("{text}[[host]]\nid = 1\naddr = \"10.0.0.1:1\"\ndomain = \"d\"\n"),
-            Path::new(FILE),
-        )
-        .unwrap();
+        let c = parse(&format!("{text}[[host]]\nid = 1\naddr = \"10.0.0.1:1\"\ndomain = \"d\"\n"), Path::new(FILE))
+            .unwrap();
         assert!(c.devices.is_empty());
     }
 
     #[test]
     fn files_that_cannot_be_read_are_explained() {
         let err = load(Path::new("/nonexistent/cluster.toml")).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("/nonexistent/cluster.toml: cannot read: "),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("/nonexistent/cluster.toml: cannot read: "), "{err}");
     }
 
     #[test]
@@ -1099,39 +831,26 @@ path = "dev/vdb"
         let file = Path::new(FILE);
         assert_eq!(local_host(&c, file, Some(3), &[]), Ok(3));
         let err = local_host(&c, file, Some(4), &[]).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "/etc/fvp/cluster.toml: --local-id 4: no [[host]] has id 4"
-        );
+        assert_eq!(err.to_string(), "/etc/fvp/cluster.toml: --local-id 4: no [[host]] has id 4");
         let here = ["127.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()];
         assert_eq!(local_host(&c, file, None, &here), Ok(2));
         // --local-id wins over addresses.
         assert_eq!(local_host(&c, file, Some(1), &here), Ok(1));
-        let err = local_host(&c, file, None, &here[..1])
-            .unwrap_err()
-            .to_string();
+        let err = local_host(&c, file, None, &here[..1]).unwrap_err().to_string();
         assert!(
-            err.ends_with("no [[host]] has an address of this machine (its IPv4 addresses: 127.0.0.1); pass --local-id"),
+            err.ends_with(
+                "no [[host]] has an address of this machine (its IPv4 addresses: 127.0.0.1); pass --local-id"
+            ),
             "{err}"
         );
-        assert!(local_host(&c, file, None, &[])
-            .unwrap_err()
-            .to_string()
-            .contains("addresses: none"));
+        assert!(local_host(&c, file, None, &[]).unwrap_err().to_string().contains("addresses: none"));
         let both = [here[1], "10.0.0.3".parse().unwrap()];
         let err = local_host(&c, file, None, &both).unwrap_err().to_string();
-        assert!(
-            err.ends_with("the addresses of hosts 2, 3 are all on this machine; pass --local-id"),
-            "{err}"
-        );
+        assert!(err.ends_with("the addresses of hosts 2, 3 are all on this machine; pass --local-id"), "{err}");
     }
 
     fn info(req: HostReq) -> HostInfo {
-        HostInfo {
-            host: req,
-            state: HOST_UP,
-            ..Default::default()
-        }
+        HostInfo { host: req, state: HOST_UP, ..Default::default() }
     }
 
     #[test]
@@ -1154,29 +873,15 @@ path = "dev/vdb"
         // An extra host, a changed one, a missing one, a moved device and an extra one.
         let mut current = vec![hosts[0], hosts[1]];
         current[1].host.port = 7791;
-        current.push(info(HostReq::new(
-            9,
-            [10, 0, 0, 9],
-            7790,
-            abi::pool_name(b"x").unwrap(),
-        )));
-        let moved = DeviceReq {
-            index: 0,
-            ..DeviceReq::new(abi::pool_name(b"shared0").unwrap(), b"/dev/vdb").unwrap()
-        };
-        let extra = DeviceReq {
-            index: 1,
-            ..DeviceReq::new(abi::pool_name(b"old").unwrap(), b"/dev/vdc").unwrap()
-        };
+        current.push(info(HostReq::new(9, [10, 0, 0, 9], 7790, abi::pool_name(b"x").unwrap())));
+        let moved = DeviceReq { index: 0, ..DeviceReq::new(abi::pool_name(b"shared0").unwrap(), b"/dev/vdb").unwrap() };
+        let extra = DeviceReq { index: 1, ..DeviceReq::new(abi::pool_name(b"old").unwrap(), b"/dev/vdc").unwrap() };
         let p = plan(&c, &current, &[moved, extra]);
         assert_eq!(p.hosts_unchanged, [1]);
         assert_eq!(
             p.hosts,
             [
-                Change::Replace {
-                    old: current[1].host,
-                    new: c.hosts[1].to_req()
-                },
+                Change::Replace { old: current[1].host, new: c.hosts[1].to_req() },
                 Change::Add(c.hosts[2].to_req()),
                 Change::Remove(current[2].host),
             ]
@@ -1185,10 +890,7 @@ path = "dev/vdb"
             p.devices,
             [
                 Change::Remove(DeviceReq { index: 0, ..extra }),
-                Change::Replace {
-                    old: moved,
-                    new: c.devices[0].to_req()
-                },
+                Change::Replace { old: moved, new: c.devices[0].to_req() },
             ]
         );
         assert_eq!(p.steps(), 2 + 1 + 1 + 1 + 2);
@@ -1215,15 +917,9 @@ path = "dev/vdb"
         assert_eq!(parse_host_id("1"), Ok(1));
         assert_eq!(parse_host_id("64"), Ok(64));
         for bad in ["0", "65", "-1", "x", ""] {
-            assert_eq!(
-                parse_host_id(bad),
-                Err(format!("invalid host id '{bad}': use 1 to 64"))
-            );
+            assert_eq!(parse_host_id(bad), Err(format!("invalid host id '{bad}': use 1 to 64")));
         }
-        assert_eq!(
-            parse_host_addr("10.0.0.1:7790"),
-            Ok("10.0.0.1:7790".parse().unwrap())
-        );
+        assert_eq!(parse_host_addr("10.0.0.1:7790"), Ok("10.0.0.1:7790".parse().unwrap()));
         assert!(parse_host_addr("10.0.0.1").is_err());
         assert_eq!(check_device_path("/dev/vdb"), Ok(()));
         assert!(check_device_path("vdb").is_err());

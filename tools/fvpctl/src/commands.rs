@@ -8,15 +8,15 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use fvp_logic::abi::{
-    self, ClusterCfg, Command as Ioctl, DeviceReq, HostInfo, HostReq, PoolInfo, PoolReq, Version,
-    VolumeInfo, VolumeRepl, ABI_VERSION, FEATURE_REPLICATION,
+    self, ClusterCfg, Command as Ioctl, DeviceReq, HostInfo, HostReq, PoolInfo, PoolReq, Version, VolumeInfo,
+    VolumeRepl, ABI_VERSION, FEATURE_REPLICATION,
 };
 use nix::errno::Errno;
 
 use crate::cli::{
-    ApplyArgs, Cli, ClusterCommand, ClusterSetArgs, Command, CreateArgs, DestroyArgs,
-    DeviceAddArgs, DeviceCommand, DeviceRemoveArgs, DrainArgs, HostAddArgs, HostCommand,
-    HostRemoveArgs, OutputArgs, PoolCommand, PoolName, ResizeArgs, StatsArgs, VolumeCommand,
+    ApplyArgs, Cli, ClusterCommand, ClusterSetArgs, Command, CreateArgs, DestroyArgs, DeviceAddArgs, DeviceCommand,
+    DeviceRemoveArgs, DrainArgs, HostAddArgs, HostCommand, HostRemoveArgs, OutputArgs, PoolCommand, PoolName,
+    ResizeArgs, StatsArgs, VolumeCommand,
 };
 use crate::cluster::{self, ClusterFile, Plan};
 use crate::error::Error;
@@ -49,30 +49,17 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         _ => None,
     };
     let path = cli.device.as_path();
-    let device = ControlDevice::open(path)
-        .map_err(|errno| Error::from_open(errno, path, sys::module_loaded()))?;
+    let device = ControlDevice::open(path).map_err(|errno| Error::from_open(errno, path, sys::module_loaded()))?;
     // Every command starts with the version: it tells whether the other structures
     // are the ones fvpctl knows.
     let version = checked_version(&device, path)?;
-    let ctx = Context {
-        device,
-        path,
-        version,
-    };
+    let ctx = Context { device, path, version };
     match &cli.command {
-        Command::Version(out_args) => emit(
-            out,
-            &if out_args.json {
-                output::version_json(&version)
-            } else {
-                output::version_text(&version)
-            },
-        ),
+        Command::Version(out_args) => {
+            emit(out, &if out_args.json { output::version_json(&version) } else { output::version_text(&version) })
+        }
         Command::Status(out_args) => {
-            let status = ctx
-                .device
-                .status()
-                .map_err(|errno| ctx.ioctl_error(Ioctl::Status, errno))?;
+            let status = ctx.device.status().map_err(|errno| ctx.ioctl_error(Ioctl::Status, errno))?;
             emit(
                 out,
                 &if out_args.json {
@@ -162,27 +149,19 @@ impl Context<'_> {
     }
 
     fn cluster_info(&self) -> Result<abi::ClusterInfo, Error> {
-        self.device
-            .cluster_info()
-            .map_err(|errno| self.ioctl_error(Ioctl::ClusterInfo, errno))
+        self.device.cluster_info().map_err(|errno| self.ioctl_error(Ioctl::ClusterInfo, errno))
     }
 
     fn hosts(&self) -> Result<Vec<HostInfo>, Error> {
-        self.device
-            .hosts()
-            .map_err(|errno| self.ioctl_error(Ioctl::HostInfo, errno))
+        self.device.hosts().map_err(|errno| self.ioctl_error(Ioctl::HostInfo, errno))
     }
 
     fn shared_devices(&self) -> Result<Vec<DeviceReq>, Error> {
-        self.device
-            .shared_devices()
-            .map_err(|errno| self.ioctl_error(Ioctl::DeviceInfo, errno))
+        self.device.shared_devices().map_err(|errno| self.ioctl_error(Ioctl::DeviceInfo, errno))
     }
 
     fn cluster_set(&self, cfg: &ClusterCfg) -> Result<(), Error> {
-        self.device
-            .cluster_set(cfg)
-            .map_err(|errno| Error::from_cluster_set(errno, self.path))
+        self.device.cluster_set(cfg).map_err(|errno| Error::from_cluster_set(errno, self.path))
     }
 
     fn host_request(&self, command: Ioctl, request: &HostReq) -> Result<(), Error> {
@@ -198,62 +177,43 @@ impl Context<'_> {
     }
 
     fn pools(&self) -> Result<Vec<PoolInfo>, Error> {
-        self.device
-            .pools()
-            .map_err(|errno| self.ioctl_error(Ioctl::PoolInfo, errno))
+        self.device.pools().map_err(|errno| self.ioctl_error(Ioctl::PoolInfo, errno))
     }
 
     fn volumes(&self) -> Result<Vec<VolumeInfo>, Error> {
-        self.device
-            .volumes()
-            .map_err(|errno| self.ioctl_error(Ioctl::VolumeInfo, errno))
+        self.device.volumes().map_err(|errno| self.ioctl_error(Ioctl::VolumeInfo, errno))
     }
 
     /// The pool called `name`, if there is one.
     fn find_pool(&self, name: &PoolName) -> Result<Option<PoolInfo>, Error> {
-        Ok(self
-            .pools()?
-            .into_iter()
-            .find(|pool| abi::name_str(&pool.name) == name.as_str()))
+        Ok(self.pools()?.into_iter().find(|pool| abi::name_str(&pool.name) == name.as_str()))
     }
 
     /// Issues a pool request, and explains its failure.
     fn pool_request(&self, command: Ioctl, name: &PoolName, bytes: u64) -> Result<(), Error> {
-        let request = PoolReq {
-            name: name.abi(),
-            ram_bytes: bytes,
-        };
+        let request = PoolReq { name: name.abi(), ram_bytes: bytes };
         if command != Ioctl::PoolDestroy {
             // Filling or emptying a pool can take a while: let Ctrl-C interrupt it and
             // still be told where it stopped. Best effort: without the handler, a
             // signal just ends fvpctl.
             let _ = sys::interrupt_system_calls_on_signals();
         }
-        self.device
-            .pool_request(command, &request)
-            .map_err(|errno| {
-                let volumes = if errno == Errno::EBUSY {
-                    self.find_pool(name).ok().flatten().map(|pool| pool.volumes)
-                } else {
-                    None
-                };
-                Error::from_pool_ioctl(command, errno, name.as_str(), bytes, volumes, self.path)
-            })
+        self.device.pool_request(command, &request).map_err(|errno| {
+            let volumes =
+                if errno == Errno::EBUSY { self.find_pool(name).ok().flatten().map(|pool| pool.volumes) } else { None };
+            Error::from_pool_ioctl(command, errno, name.as_str(), bytes, volumes, self.path)
+        })
     }
 }
 
 /// Writes one report, a line or more, to `out`.
 fn emit(out: &mut dyn Write, report: &str) -> Result<(), Error> {
-    writeln!(out, "{report}")
-        .and_then(|()| out.flush())
-        .map_err(Error::Output)
+    writeln!(out, "{report}").and_then(|()| out.flush()).map_err(Error::Output)
 }
 
 /// The module's version, provided it speaks fvpctl's ABI.
 fn checked_version(device: &ControlDevice, path: &Path) -> Result<Version, Error> {
-    let version = device
-        .version()
-        .map_err(|errno| Error::from_ioctl(Ioctl::Version, errno, path))?;
+    let version = device.version().map_err(|errno| Error::from_ioctl(Ioctl::Version, errno, path))?;
     check_abi(&version)?;
     Ok(version)
 }
@@ -263,19 +223,14 @@ fn checked_version(device: &ControlDevice, path: &Path) -> Result<Version, Error
 fn check_abi(version: &Version) -> Result<(), Error> {
     match version.abi_version {
         MIN_ABI_VERSION..=ABI_VERSION => Ok(()),
-        module => Err(Error::AbiMismatch {
-            ours: ABI_VERSION,
-            module,
-        }),
+        module => Err(Error::AbiMismatch { ours: ABI_VERSION, module }),
     }
 }
 
 /// Refuses the cluster commands on a module without them.
 fn check_cluster_support(version: &Version) -> Result<(), Error> {
     if version.abi_version < CLUSTER_ABI_VERSION {
-        Err(Error::NoClusterAbi {
-            module: version.abi_version,
-        })
+        Err(Error::NoClusterAbi { module: version.abi_version })
     } else if version.features & FEATURE_REPLICATION == 0 {
         Err(Error::NoReplication)
     } else {
@@ -283,12 +238,7 @@ fn check_cluster_support(version: &Version) -> Result<(), Error> {
     }
 }
 
-fn pool_action(
-    out: &mut dyn Write,
-    json: OutputArgs,
-    name: &PoolName,
-    action: PoolAction,
-) -> Result<(), Error> {
+fn pool_action(out: &mut dyn Write, json: OutputArgs, name: &PoolName, action: PoolAction) -> Result<(), Error> {
     emit(
         out,
         &if json.json {
@@ -301,12 +251,7 @@ fn pool_action(
 
 fn pool_create(ctx: &Context<'_>, args: &CreateArgs, out: &mut dyn Write) -> Result<(), Error> {
     ctx.pool_request(Ioctl::PoolCreate, &args.name, args.ram)?;
-    pool_action(
-        out,
-        args.output,
-        &args.name,
-        PoolAction::Created { bytes: args.ram },
-    )
+    pool_action(out, args.output, &args.name, PoolAction::Created { bytes: args.ram })
 }
 
 /// Which way `pool grow` and `pool shrink` may go.
@@ -318,44 +263,18 @@ enum Direction {
 
 /// Refuses a resize from `current` to `requested` bytes that goes the wrong way.
 /// Resizing to the current size is allowed either way (and changes nothing).
-fn check_direction(
-    name: &PoolName,
-    direction: Direction,
-    current: u64,
-    requested: u64,
-) -> Result<PoolAction, Error> {
+fn check_direction(name: &PoolName, direction: Direction, current: u64, requested: u64) -> Result<PoolAction, Error> {
     let name = name.as_str().to_owned();
     match direction {
-        Direction::Grow if requested < current => Err(Error::CannotGrow {
-            name,
-            current,
-            requested,
-        }),
-        Direction::Shrink if requested > current => Err(Error::CannotShrink {
-            name,
-            current,
-            requested,
-        }),
-        Direction::Grow => Ok(PoolAction::Grown {
-            from: current,
-            to: requested,
-        }),
-        Direction::Shrink => Ok(PoolAction::Shrunk {
-            from: current,
-            to: requested,
-        }),
+        Direction::Grow if requested < current => Err(Error::CannotGrow { name, current, requested }),
+        Direction::Shrink if requested > current => Err(Error::CannotShrink { name, current, requested }),
+        Direction::Grow => Ok(PoolAction::Grown { from: current, to: requested }),
+        Direction::Shrink => Ok(PoolAction::Shrunk { from: current, to: requested }),
     }
 }
 
-fn pool_resize(
-    ctx: &Context<'_>,
-    args: &ResizeArgs,
-    direction: Direction,
-    out: &mut dyn Write,
-) -> Result<(), Error> {
-    let pool = ctx.find_pool(&args.name)?.ok_or_else(|| Error::NoPool {
-        name: args.name.to_string(),
-    })?;
+fn pool_resize(ctx: &Context<'_>, args: &ResizeArgs, direction: Direction, out: &mut dyn Write) -> Result<(), Error> {
+    let pool = ctx.find_pool(&args.name)?.ok_or_else(|| Error::NoPool { name: args.name.to_string() })?;
     let action = check_direction(&args.name, direction, pool.target_bytes, args.size)?;
     ctx.pool_request(Ioctl::PoolResize, &args.name, args.size)?;
     pool_action(out, args.output, &args.name, action)
@@ -368,14 +287,7 @@ fn pool_destroy(ctx: &Context<'_>, args: &DestroyArgs, out: &mut dyn Write) -> R
 
 fn pool_list(ctx: &Context<'_>, args: OutputArgs, out: &mut dyn Write) -> Result<(), Error> {
     let pools = ctx.pools()?;
-    emit(
-        out,
-        &if args.json {
-            output::pool_list_json(&pools)
-        } else {
-            output::pool_list_text(&pools)
-        },
-    )
+    emit(out, &if args.json { output::pool_list_json(&pools) } else { output::pool_list_text(&pools) })
 }
 
 /// A volume named on the command line, resolved to its device.
@@ -407,17 +319,12 @@ fn resolve_volume(arg: &str, devices: &[DmDevice]) -> Result<Target, Error> {
             minor,
         });
     }
-    Err(Error::NoDmDevice {
-        name: arg.to_owned(),
-    })
+    Err(Error::NoDmDevice { name: arg.to_owned() })
 }
 
 /// The name of dm device `major:minor`.
 fn dm_name(devices: &[DmDevice], major: u32, minor: u32) -> Option<&str> {
-    devices
-        .iter()
-        .find(|d| (d.major, d.minor) == (major, minor))
-        .map(|d| d.name.as_str())
+    devices.iter().find(|d| (d.major, d.minor) == (major, minor)).map(|d| d.name.as_str())
 }
 
 /// The volume on `target`'s device, or the error saying it is not an fvp volume.
@@ -425,11 +332,7 @@ fn find_volume<'a>(volumes: &'a [VolumeInfo], target: &Target) -> Result<&'a Vol
     volumes
         .iter()
         .find(|v| (v.dev_major, v.dev_minor) == (target.major, target.minor))
-        .ok_or_else(|| Error::NotFvpVolume {
-            volume: target.arg.clone(),
-            major: target.major,
-            minor: target.minor,
-        })
+        .ok_or_else(|| Error::NotFvpVolume { volume: target.arg.clone(), major: target.major, minor: target.minor })
 }
 
 /// Everything `stats` reports, read at one moment.
@@ -488,11 +391,7 @@ impl Sample {
 }
 
 fn stats(ctx: &Context<'_>, args: &StatsArgs, out: &mut dyn Write) -> Result<(), Error> {
-    let target = args
-        .volume
-        .as_deref()
-        .map(|arg| resolve_volume(arg, &sys::dm_devices()))
-        .transpose()?;
+    let target = args.volume.as_deref().map(|arg| resolve_volume(arg, &sys::dm_devices())).transpose()?;
     let mut previous = Sample::take(ctx)?;
     previous.select(target.as_ref())?;
     let Some(interval) = args.watch else {
@@ -532,10 +431,7 @@ fn stats(ctx: &Context<'_>, args: &StatsArgs, out: &mut dyn Write) -> Result<(),
 
 /// Reads a secret file for `cluster set`, and checks its length.
 fn secret_from(path: &Path) -> Result<Vec<u8>, Error> {
-    let secret = cluster::read_secret(path).map_err(|err| Error::SecretFile {
-        path: path.to_path_buf(),
-        err,
-    })?;
+    let secret = cluster::read_secret(path).map_err(|err| Error::SecretFile { path: path.to_path_buf(), err })?;
     match cluster::check_secret_len(secret.len()) {
         None => Ok(secret),
         Some(why) => Err(Error::ClusterSettings(format!("{}: {why}", path.display()))),
@@ -554,25 +450,16 @@ fn cluster_cfg_of(args: &ClusterSetArgs, secret: &[u8]) -> Result<ClusterCfg, Er
         timeout_ms: args.timeout_ms,
         ..Default::default()
     };
-    cfg.set_secret(secret).ok_or_else(|| {
-        Error::ClusterSettings(cluster::check_secret_len(secret.len()).unwrap_or_default())
-    })?;
-    cfg.validate()
-        .map_err(|err| Error::ClusterSettings(err.to_string()))?;
+    cfg.set_secret(secret)
+        .ok_or_else(|| Error::ClusterSettings(cluster::check_secret_len(secret.len()).unwrap_or_default()))?;
+    cfg.validate().map_err(|err| Error::ClusterSettings(err.to_string()))?;
     Ok(cfg)
 }
 
 fn cluster_set(ctx: &Context<'_>, args: &ClusterSetArgs, out: &mut dyn Write) -> Result<(), Error> {
     let cfg = cluster_cfg_of(args, &secret_from(&args.secret_file)?)?;
     ctx.cluster_set(&cfg)?;
-    emit(
-        out,
-        &if args.output.json {
-            output::cluster_set_json(&cfg)
-        } else {
-            output::cluster_set_text(&cfg)
-        },
-    )
+    emit(out, &if args.output.json { output::cluster_set_json(&cfg) } else { output::cluster_set_text(&cfg) })
 }
 
 fn cluster_show(ctx: &Context<'_>, args: OutputArgs, out: &mut dyn Write) -> Result<(), Error> {
@@ -595,21 +482,18 @@ fn cluster_show(ctx: &Context<'_>, args: OutputArgs, out: &mut dyn Write) -> Res
 fn apply_plan(ctx: &Context<'_>, cfg: &ClusterCfg, plan: &Plan) -> Result<(), Error> {
     let total = plan.steps() + 1;
     let mut done = 0;
-    let mut step = |result: Result<(), Error>| {
-        result.map_err(|error| {
-            if done == 0 {
-                error
-            } else {
-                Error::ApplyStopped {
-                    error: Box::new(error),
-                    done,
-                    total,
+    let mut step =
+        |result: Result<(), Error>| {
+            result.map_err(|error| {
+                if done == 0 {
+                    error
+                } else {
+                    Error::ApplyStopped { error: Box::new(error), done, total }
                 }
-            }
-        })?;
-        done += 1;
-        Ok::<(), Error>(())
-    };
+            })?;
+            done += 1;
+            Ok::<(), Error>(())
+        };
     step(ctx.cluster_set(cfg))?;
     for host in plan.hosts.iter().filter_map(|c| c.removed()) {
         step(ctx.host_request(Ioctl::HostRemove, host))?;
@@ -641,10 +525,7 @@ fn prepare_apply(args: &ApplyArgs) -> Result<PreparedApply, Error> {
         sys::local_ipv4_addrs().map_err(|errno| {
             cluster::FileError::whole(
                 &args.file,
-                format!(
-                    "cannot list this machine's addresses ({errno:?}: {}); pass --local-id",
-                    errno.desc()
-                ),
+                format!("cannot list this machine's addresses ({errno:?}: {}); pass --local-id", errno.desc()),
             )
         })?
     };
@@ -672,63 +553,30 @@ fn cluster_apply(
         dry_run: args.dry_run,
         notes: cluster::quorum_notes(description.hosts.len()),
     };
-    emit(
-        out,
-        &if args.output.json {
-            output::apply_json(&report)
-        } else {
-            output::apply_text(&report)
-        },
-    )
+    emit(out, &if args.output.json { output::apply_json(&report) } else { output::apply_text(&report) })
 }
 
 /// Prints what a host or device command did.
-fn member_action(
-    out: &mut dyn Write,
-    json: OutputArgs,
-    action: MemberAction<'_>,
-) -> Result<(), Error> {
-    emit(
-        out,
-        &if json.json {
-            output::member_action_json(action)
-        } else {
-            output::member_action_text(action)
-        },
-    )
+fn member_action(out: &mut dyn Write, json: OutputArgs, action: MemberAction<'_>) -> Result<(), Error> {
+    emit(out, &if json.json { output::member_action_json(action) } else { output::member_action_text(action) })
 }
 
 fn host_add(ctx: &Context<'_>, args: &HostAddArgs, out: &mut dyn Write) -> Result<(), Error> {
-    let request = HostReq::new(
-        args.id,
-        args.addr.ip().octets(),
-        args.addr.port(),
-        args.domain.abi(),
-    );
+    let request = HostReq::new(args.id, args.addr.ip().octets(), args.addr.port(), args.domain.abi());
     debug_assert_eq!(request.validate(), Ok(()));
     ctx.host_request(Ioctl::HostAdd, &request)?;
     member_action(out, args.output, MemberAction::HostAdded(&request))
 }
 
 fn host_remove(ctx: &Context<'_>, args: &HostRemoveArgs, out: &mut dyn Write) -> Result<(), Error> {
-    let request = HostReq {
-        id: args.id,
-        ..Default::default()
-    };
+    let request = HostReq { id: args.id, ..Default::default() };
     ctx.host_request(Ioctl::HostRemove, &request)?;
     member_action(out, args.output, MemberAction::HostRemoved(args.id))
 }
 
 fn host_list(ctx: &Context<'_>, args: OutputArgs, out: &mut dyn Write) -> Result<(), Error> {
     let hosts = ctx.hosts()?;
-    emit(
-        out,
-        &if args.json {
-            output::host_list_json(&hosts)
-        } else {
-            output::hosts_text(&hosts)
-        },
-    )
+    emit(out, &if args.json { output::host_list_json(&hosts) } else { output::hosts_text(&hosts) })
 }
 
 fn device_add(ctx: &Context<'_>, args: &DeviceAddArgs, out: &mut dyn Write) -> Result<(), Error> {
@@ -739,33 +587,15 @@ fn device_add(ctx: &Context<'_>, args: &DeviceAddArgs, out: &mut dyn Write) -> R
     member_action(out, args.output, MemberAction::DeviceAdded(&request))
 }
 
-fn device_remove(
-    ctx: &Context<'_>,
-    args: &DeviceRemoveArgs,
-    out: &mut dyn Write,
-) -> Result<(), Error> {
-    let request = DeviceReq {
-        name: args.name.abi(),
-        ..Default::default()
-    };
+fn device_remove(ctx: &Context<'_>, args: &DeviceRemoveArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let request = DeviceReq { name: args.name.abi(), ..Default::default() };
     ctx.device_request(Ioctl::DeviceRemove, &request)?;
-    member_action(
-        out,
-        args.output,
-        MemberAction::DeviceRemoved(args.name.as_str()),
-    )
+    member_action(out, args.output, MemberAction::DeviceRemoved(args.name.as_str()))
 }
 
 fn device_list(ctx: &Context<'_>, args: OutputArgs, out: &mut dyn Write) -> Result<(), Error> {
     let devices = ctx.shared_devices()?;
-    emit(
-        out,
-        &if args.json {
-            output::device_list_json(&devices)
-        } else {
-            output::devices_text(&devices)
-        },
-    )
+    emit(out, &if args.json { output::device_list_json(&devices) } else { output::devices_text(&devices) })
 }
 
 /// What `volume drain` shows on stderr.
@@ -782,12 +612,7 @@ struct Progress {
 
 impl Progress {
     fn new(volume: &str, terminal: bool) -> Self {
-        Self {
-            volume: volume.to_owned(),
-            terminal,
-            initial: None,
-            last_line: None,
-        }
+        Self { volume: volume.to_owned(), terminal, initial: None, last_line: None }
     }
 
     /// What to write to stderr now that `left` dirty blocks are left, if anything.
@@ -796,10 +621,7 @@ impl Progress {
         if self.terminal {
             // Carriage return, the bar, and clear the rest of the line.
             let end = if left == 0 { "\n" } else { "" };
-            return Some(format!(
-                "\r{}\x1b[K{end}",
-                output::drain_bar(&self.volume, initial, left)
-            ));
+            return Some(format!("\r{}\x1b[K{end}", output::drain_bar(&self.volume, initial, left)));
         }
         let due = match self.last_line {
             None => true,
@@ -826,14 +648,9 @@ fn dmsetup_flush(volume: &str) -> Result<(), Error> {
 
 /// Runs `program args...`, and fails with what it printed on stderr if it fails.
 fn run_checked(program: &str, args: &[&str]) -> Result<(), Error> {
-    let command = std::iter::once(program)
-        .chain(args.iter().copied())
-        .collect::<Vec<_>>()
-        .join(" ");
-    let result = sys::run_program(program, args).map_err(|err| Error::ProgramNotRun {
-        command: command.clone(),
-        err,
-    })?;
+    let command = std::iter::once(program).chain(args.iter().copied()).collect::<Vec<_>>().join(" ");
+    let result =
+        sys::run_program(program, args).map_err(|err| Error::ProgramNotRun { command: command.clone(), err })?;
     if result.status.success() {
         Ok(())
     } else {
@@ -849,9 +666,7 @@ fn drain(ctx: &Context<'_>, args: &DrainArgs, out: &mut dyn Write) -> Result<(),
     let start = Instant::now();
     let target = resolve_volume(&args.volume, &sys::dm_devices())?;
     // dmsetup needs the dm name.
-    let name = target.name.clone().ok_or_else(|| Error::NoDmDevice {
-        name: args.volume.clone(),
-    })?;
+    let name = target.name.clone().ok_or_else(|| Error::NoDmDevice { name: args.volume.clone() })?;
     find_volume(&ctx.volumes()?, &target)?;
     dmsetup_flush(&name)?;
 
@@ -859,9 +674,7 @@ fn drain(ctx: &Context<'_>, args: &DrainArgs, out: &mut dyn Write) -> Result<(),
     let mut first_dirty = None;
     loop {
         let volumes = ctx.volumes()?;
-        let info = *find_volume(&volumes, &target).map_err(|_| Error::VolumeGone {
-            volume: name.clone(),
-        })?;
+        let info = *find_volume(&volumes, &target).map_err(|_| Error::VolumeGone { volume: name.clone() })?;
         let left = info.dirty_blocks;
         let initial = *first_dirty.get_or_insert(left);
         let now = Instant::now();
@@ -886,11 +699,7 @@ fn drain(ctx: &Context<'_>, args: &DrainArgs, out: &mut dyn Write) -> Result<(),
                 if let Some(text) = progress.abandon() {
                     eprint!("{text}");
                 }
-                return Err(Error::DrainTimeout {
-                    volume: name,
-                    timeout,
-                    dirty: left,
-                });
+                return Err(Error::DrainTimeout { volume: name, timeout, dirty: left });
             }
             pause = pause.min(timeout - elapsed);
         }
@@ -914,10 +723,7 @@ mod tests {
         let err = check_abi(&version).unwrap_err();
         assert_eq!(
             err.to_string(),
-            format!(
-                "ABI mismatch: fvpctl speaks {ABI_VERSION}, module speaks {}",
-                ABI_VERSION + 1
-            )
+            format!("ABI mismatch: fvpctl speaks {ABI_VERSION}, module speaks {}", ABI_VERSION + 1)
         );
         version.abi_version = 1;
         assert!(check_abi(&version).is_err());
@@ -957,21 +763,14 @@ mod tests {
     fn cluster_set_checks_before_asking_the_module() {
         let cfg = cluster_cfg_of(&set_args(200, 2000), b"0123456789abcdef").unwrap();
         assert_eq!(cfg.validate(), Ok(()));
-        assert_eq!(
-            (cfg.local_id, cfg.heartbeat_ms, cfg.timeout_ms),
-            (2, 200, 2000)
-        );
+        assert_eq!((cfg.local_id, cfg.heartbeat_ms, cfg.timeout_ms), (2, 200, 2000));
         assert_eq!(cfg.secret(), b"0123456789abcdef");
         assert_eq!(
-            cluster_cfg_of(&set_args(200, 599), b"0123456789abcdef")
-                .unwrap_err()
-                .to_string(),
+            cluster_cfg_of(&set_args(200, 599), b"0123456789abcdef").unwrap_err().to_string(),
             "invalid cluster settings: timeout_ms 599 is less than 3 x heartbeat_ms (600)"
         );
         assert_eq!(
-            cluster_cfg_of(&set_args(200, 2000), b"short")
-                .unwrap_err()
-                .to_string(),
+            cluster_cfg_of(&set_args(200, 2000), b"short").unwrap_err().to_string(),
             "invalid cluster settings: the secret is 5 bytes long; it must be 16 to 64 bytes"
         );
     }
@@ -984,10 +783,7 @@ mod tests {
         std::fs::write(dir.join("short"), "abc\n").unwrap();
         assert_eq!(secret_from(&dir.join("good")).unwrap(), b"0123456789abcdef");
         let err = secret_from(&dir.join("short")).unwrap_err().to_string();
-        assert!(
-            err.ends_with("short: the secret is 3 bytes long; it must be 16 to 64 bytes"),
-            "{err}"
-        );
+        assert!(err.ends_with("short: the secret is 3 bytes long; it must be 16 to 64 bytes"), "{err}");
         let err = secret_from(&dir.join("missing")).unwrap_err().to_string();
         assert!(err.starts_with("cannot read secret file "), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
@@ -1000,21 +796,11 @@ mod tests {
     #[test]
     fn grow_and_shrink_only_go_their_way() {
         let ram0 = name("ram0");
-        assert_eq!(
-            check_direction(&ram0, Direction::Grow, 64, 128).unwrap(),
-            PoolAction::Grown { from: 64, to: 128 }
-        );
-        assert_eq!(
-            check_direction(&ram0, Direction::Grow, 64, 64).unwrap(),
-            PoolAction::Grown { from: 64, to: 64 }
-        );
+        assert_eq!(check_direction(&ram0, Direction::Grow, 64, 128).unwrap(), PoolAction::Grown { from: 64, to: 128 });
+        assert_eq!(check_direction(&ram0, Direction::Grow, 64, 64).unwrap(), PoolAction::Grown { from: 64, to: 64 });
         assert!(matches!(
             check_direction(&ram0, Direction::Grow, 128, 64),
-            Err(Error::CannotGrow {
-                current: 128,
-                requested: 64,
-                ..
-            })
+            Err(Error::CannotGrow { current: 128, requested: 64, .. })
         ));
         assert_eq!(
             check_direction(&ram0, Direction::Shrink, 128, 64).unwrap(),
@@ -1023,26 +809,14 @@ mod tests {
         assert!(check_direction(&ram0, Direction::Shrink, 64, 64).is_ok());
         assert!(matches!(
             check_direction(&ram0, Direction::Shrink, 64, 128),
-            Err(Error::CannotShrink {
-                current: 64,
-                requested: 128,
-                ..
-            })
+            Err(Error::CannotShrink { current: 64, requested: 128, .. })
         ));
     }
 
     fn devices() -> Vec<DmDevice> {
         vec![
-            DmDevice {
-                name: "vol0".into(),
-                major: 253,
-                minor: 0,
-            },
-            DmDevice {
-                name: "vol1".into(),
-                major: 253,
-                minor: 1,
-            },
+            DmDevice { name: "vol0".into(), major: 253, minor: 0 },
+            DmDevice { name: "vol1".into(), major: 253, minor: 1 },
         ]
     }
 
@@ -1051,75 +825,36 @@ mod tests {
         let devices = devices();
         assert_eq!(
             resolve_volume("vol1", &devices).unwrap(),
-            Target {
-                arg: "vol1".into(),
-                name: Some("vol1".into()),
-                major: 253,
-                minor: 1
-            }
+            Target { arg: "vol1".into(), name: Some("vol1".into()), major: 253, minor: 1 }
         );
         assert_eq!(
             resolve_volume("253:0", &devices).unwrap(),
-            Target {
-                arg: "253:0".into(),
-                name: Some("vol0".into()),
-                major: 253,
-                minor: 0
-            }
+            Target { arg: "253:0".into(), name: Some("vol0".into()), major: 253, minor: 0 }
         );
         assert_eq!(
             resolve_volume("253:7", &devices).unwrap(),
-            Target {
-                arg: "253:7".into(),
-                name: None,
-                major: 253,
-                minor: 7
-            }
+            Target { arg: "253:7".into(), name: None, major: 253, minor: 7 }
         );
-        assert_eq!(
-            resolve_volume("nope", &devices).unwrap_err().to_string(),
-            "no device-mapper device named nope"
-        );
+        assert_eq!(resolve_volume("nope", &devices).unwrap_err().to_string(), "no device-mapper device named nope");
     }
 
     #[test]
     fn volumes_match_by_device_number() {
         let volumes = [
-            VolumeInfo {
-                index: 0,
-                dev_major: 253,
-                dev_minor: 1,
-                ..Default::default()
-            },
-            VolumeInfo {
-                index: 1,
-                dev_major: 253,
-                dev_minor: 0,
-                ..Default::default()
-            },
+            VolumeInfo { index: 0, dev_major: 253, dev_minor: 1, ..Default::default() },
+            VolumeInfo { index: 1, dev_major: 253, dev_minor: 0, ..Default::default() },
         ];
         let target = resolve_volume("vol0", &devices()).unwrap();
         assert_eq!(find_volume(&volumes, &target).unwrap().index, 1);
-        let target = Target {
-            arg: "other".into(),
-            name: Some("other".into()),
-            major: 253,
-            minor: 9,
-        };
-        assert_eq!(
-            find_volume(&volumes, &target).unwrap_err().to_string(),
-            "other (253:9) is not an fvp volume"
-        );
+        let target = Target { arg: "other".into(), name: Some("other".into()), major: 253, minor: 9 };
+        assert_eq!(find_volume(&volumes, &target).unwrap_err().to_string(), "other (253:9) is not an fvp volume");
     }
 
     fn sample(pools: &[&str], volumes: &[(u32, &str, u64)], taken: Instant) -> Sample {
         Sample {
             pools: pools
                 .iter()
-                .map(|n| PoolInfo {
-                    name: abi::pool_name(n.as_bytes()).unwrap(),
-                    ..Default::default()
-                })
+                .map(|n| PoolInfo { name: abi::pool_name(n.as_bytes()).unwrap(), ..Default::default() })
                 .collect(),
             volumes: volumes
                 .iter()
@@ -1141,23 +876,14 @@ mod tests {
     fn a_selected_volume_keeps_only_its_pool() {
         let now = Instant::now();
         let mut s = sample(&["a", "b"], &[(0, "a", 0), (1, "b", 0)], now);
-        s.select(Some(&resolve_volume("vol1", &devices()).unwrap()))
-            .unwrap();
+        s.select(Some(&resolve_volume("vol1", &devices()).unwrap())).unwrap();
         assert_eq!(s.volumes.len(), 1);
         assert_eq!(s.volumes[0].dev_minor, 1);
         assert_eq!(s.pools.len(), 1);
         assert_eq!(abi::name_str(&s.pools[0].name), "b");
         let mut s = sample(&["a"], &[(0, "a", 0)], now);
-        let missing = Target {
-            arg: "x".into(),
-            name: None,
-            major: 8,
-            minor: 0,
-        };
-        assert!(matches!(
-            s.select(Some(&missing)),
-            Err(Error::NotFvpVolume { .. })
-        ));
+        let missing = Target { arg: "x".into(), name: None, major: 8, minor: 0 };
+        assert!(matches!(s.select(Some(&missing)), Err(Error::NotFvpVolume { .. })));
         let mut s = sample(&["a"], &[(0, "a", 0)], now);
         s.select(None).unwrap();
         assert_eq!((s.pools.len(), s.volumes.len()), (1, 1));
@@ -1167,11 +893,7 @@ mod tests {
     fn views_have_names_and_rates_between_samples() {
         let t0 = Instant::now();
         let before = sample(&[], &[(0, "a", 100)], t0);
-        let after = sample(
-            &[],
-            &[(0, "a", 300), (5, "a", 50)],
-            t0 + Duration::from_secs(2),
-        );
+        let after = sample(&[], &[(0, "a", 300), (5, "a", 50)], t0 + Duration::from_secs(2));
         let views = after.views(Some(&before));
         assert_eq!(views[0].name, Some("vol0"));
         assert_eq!(views[0].rates.unwrap().read_iops, 100.0);
@@ -1188,10 +910,7 @@ mod tests {
         let t = Instant::now();
         let first = p.update(100, t).unwrap();
         assert!(first.starts_with("\rdraining vol0 ["), "{first:?}");
-        assert!(
-            first.ends_with("]   0% 100 dirty blocks left\x1b[K"),
-            "{first:?}"
-        );
+        assert!(first.ends_with("]   0% 100 dirty blocks left\x1b[K"), "{first:?}");
         let half = p.update(50, t).unwrap();
         assert!(half.contains(" 50% 50 dirty blocks left"), "{half:?}");
         let done = p.update(0, t).unwrap();
@@ -1204,10 +923,7 @@ mod tests {
     fn progress_elsewhere_is_a_line_per_second() {
         let mut p = Progress::new("vol0", false);
         let t = Instant::now();
-        assert_eq!(
-            p.update(1234, t).as_deref(),
-            Some("draining vol0: 1234 dirty blocks left\n")
-        );
+        assert_eq!(p.update(1234, t).as_deref(), Some("draining vol0: 1234 dirty blocks left\n"));
         assert_eq!(p.update(1000, t + Duration::from_millis(200)), None);
         assert_eq!(p.update(900, t + Duration::from_millis(800)), None);
         assert_eq!(
@@ -1223,23 +939,13 @@ mod tests {
         assert_eq!(p.abandon(), None);
         // Nothing to drain: a single line.
         let mut p = Progress::new("vol0", false);
-        assert_eq!(
-            p.update(0, t).as_deref(),
-            Some("draining vol0: 0 dirty blocks left\n")
-        );
+        assert_eq!(p.update(0, t).as_deref(), Some("draining vol0: 0 dirty blocks left\n"));
     }
 
     #[test]
     fn helper_programs_failures_are_explained() {
         assert!(run_checked("true", &[]).is_ok());
-        let err = run_checked(
-            "sh",
-            &[
-                "-c",
-                "echo 'device-mapper: message ioctl failed' >&2; exit 1",
-            ],
-        )
-        .unwrap_err();
+        let err = run_checked("sh", &["-c", "echo 'device-mapper: message ioctl failed' >&2; exit 1"]).unwrap_err();
         assert_eq!(
             err.to_string(),
             "`sh -c echo 'device-mapper: message ioctl failed' >&2; exit 1` failed (exit status: 1): \
@@ -1247,10 +953,7 @@ mod tests {
         );
         let err = run_checked("/nonexistent/dmsetup", &["message", "v", "0", "flush"]).unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.starts_with("cannot run `/nonexistent/dmsetup message v 0 flush`: "),
-            "{msg}"
-        );
+        assert!(msg.starts_with("cannot run `/nonexistent/dmsetup message v 0 flush`: "), "{msg}");
         assert!(msg.contains("No such file or directory"), "{msg}");
     }
 }

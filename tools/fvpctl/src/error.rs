@@ -72,21 +72,14 @@ pub enum Error {
         "permission denied: fvpctl needs CAP_SYS_ADMIN ({operation} {}: {errno:?})",
         .device.display()
     )]
-    PermissionDenied {
-        operation: Operation,
-        device: PathBuf,
-        errno: Errno,
-    },
+    PermissionDenied { operation: Operation, device: PathBuf, errno: Errno },
 
     /// Whatever is behind the path, it is not fvp's control device.
     #[error(
         "{} does not speak the fvp ABI ({operation}: ENOTTY)",
         .device.display()
     )]
-    NotFvpDevice {
-        operation: Operation,
-        device: PathBuf,
-    },
+    NotFvpDevice { operation: Operation, device: PathBuf },
 
     /// The module speaks another ABI version, so its structures may differ from ours.
     #[error("ABI mismatch: fvpctl speaks {ours}, module speaks {module}")]
@@ -94,11 +87,7 @@ pub enum Error {
 
     /// Any other errno.
     #[error("{operation} {}: {errno:?} ({})", .device.display(), .errno.desc())]
-    Os {
-        operation: Operation,
-        device: PathBuf,
-        errno: Errno,
-    },
+    Os { operation: Operation, device: PathBuf, errno: Errno },
 
     /// `pool create` of a name already taken (EEXIST).
     #[error("pool {name} already exists")]
@@ -138,11 +127,7 @@ pub enum Error {
         format_bytes(*.requested),
         format_bytes(*.current)
     )]
-    CannotGrow {
-        name: String,
-        current: u64,
-        requested: u64,
-    },
+    CannotGrow { name: String, current: u64, requested: u64 },
 
     /// `pool shrink` to more than the pool's size.
     #[error(
@@ -150,11 +135,7 @@ pub enum Error {
         format_bytes(*.requested),
         format_bytes(*.current)
     )]
-    CannotShrink {
-        name: String,
-        current: u64,
-        requested: u64,
-    },
+    CannotShrink { name: String, current: u64, requested: u64 },
 
     /// The VOLUME argument names no device-mapper device.
     #[error("no device-mapper device named {name}")]
@@ -162,11 +143,7 @@ pub enum Error {
 
     /// The device exists, but no fvp volume is on it.
     #[error("{volume} ({major}:{minor}) is not an fvp volume")]
-    NotFvpVolume {
-        volume: String,
-        major: u32,
-        minor: u32,
-    },
+    NotFvpVolume { volume: String, major: u32, minor: u32 },
 
     /// `dmsetup` could not be started.
     #[error("cannot run `{command}`: {err}")]
@@ -174,22 +151,14 @@ pub enum Error {
 
     /// `dmsetup` ran and failed.
     #[error("`{command}` failed ({status}){}", stderr_suffix(.stderr))]
-    ProgramFailed {
-        command: String,
-        status: String,
-        stderr: String,
-    },
+    ProgramFailed { command: String, status: String, stderr: String },
 
     /// `volume drain --timeout` ran out.
     #[error(
         "timed out after {} draining {volume}: {dirty} dirty blocks left",
         format_seconds(*.timeout)
     )]
-    DrainTimeout {
-        volume: String,
-        timeout: Duration,
-        dirty: u64,
-    },
+    DrainTimeout { volume: String, timeout: Duration, dirty: u64 },
 
     /// The volume being drained disappeared.
     #[error("volume {volume} went away while draining")]
@@ -259,9 +228,7 @@ pub enum Error {
     HostBusy { id: u32 },
 
     /// `FVP_IOC_DEVICE_ADD`: EEXIST.
-    #[error(
-        "cannot add shared device {name} (EEXIST): a device of that name is already configured"
-    )]
+    #[error("cannot add shared device {name} (EEXIST): a device of that name is already configured")]
     DeviceExists { name: String },
 
     /// `FVP_IOC_DEVICE_ADD`: EINVAL.
@@ -280,11 +247,7 @@ pub enum Error {
         "{error}\n(cluster apply stopped after {done} of {total} changes; fix the cause and \
          run it again: changes already made are kept)"
     )]
-    ApplyStopped {
-        error: Box<Error>,
-        done: usize,
-        total: usize,
-    },
+    ApplyStopped { error: Box<Error>, done: usize, total: usize },
 }
 
 /// `3 volume(s)`, or a vaguer phrase when the count could not be read.
@@ -310,9 +273,7 @@ impl Error {
         let device = device.to_path_buf();
         match errno {
             // ENODEV and ENXIO: a stale node whose driver is gone.
-            Errno::ENOENT | Errno::ENODEV | Errno::ENXIO if !module_loaded => {
-                Error::ModuleNotLoaded { device }
-            }
+            Errno::ENOENT | Errno::ENODEV | Errno::ENXIO if !module_loaded => Error::ModuleNotLoaded { device },
             Errno::ENOENT => Error::DeviceMissing { device },
             _ => Error::from_errno(Operation::Open, errno, device),
         }
@@ -357,18 +318,12 @@ impl Error {
     }
 
     /// Explains a failed `FVP_IOC_HOST_ADD` or `FVP_IOC_HOST_REMOVE` of `host`.
-    pub fn from_host_ioctl(
-        command: Command,
-        errno: Errno,
-        host: &abi::HostReq,
-        device: &Path,
-    ) -> Self {
+    pub fn from_host_ioctl(command: Command, errno: Errno, host: &abi::HostReq, device: &Path) -> Self {
         let id = host.id;
         match (command, errno) {
-            (Command::HostAdd, Errno::EEXIST) => Error::HostExists {
-                id,
-                addr: SocketAddrV4::new(host.octets().into(), host.port),
-            },
+            (Command::HostAdd, Errno::EEXIST) => {
+                Error::HostExists { id, addr: SocketAddrV4::new(host.octets().into(), host.port) }
+            }
             (Command::HostAdd, Errno::EINVAL) => Error::HostInvalid { id },
             (Command::HostRemove, Errno::ENOENT) => Error::NoHost { id },
             (Command::HostRemove, Errno::EBUSY) => Error::HostBusy { id },
@@ -377,19 +332,11 @@ impl Error {
     }
 
     /// Explains a failed `FVP_IOC_DEVICE_ADD` or `FVP_IOC_DEVICE_REMOVE` of `request`.
-    pub fn from_device_ioctl(
-        command: Command,
-        errno: Errno,
-        request: &abi::DeviceReq,
-        device: &Path,
-    ) -> Self {
+    pub fn from_device_ioctl(command: Command, errno: Errno, request: &abi::DeviceReq, device: &Path) -> Self {
         let name = abi::name_str(&request.name).to_owned();
         match (command, errno) {
             (Command::DeviceAdd, Errno::EEXIST) => Error::DeviceExists { name },
-            (Command::DeviceAdd, Errno::EINVAL) => Error::DeviceInvalid {
-                name,
-                path: request.path_str().to_owned(),
-            },
+            (Command::DeviceAdd, Errno::EINVAL) => Error::DeviceInvalid { name, path: request.path_str().to_owned() },
             (Command::DeviceRemove, Errno::ENOENT) => Error::NoDevice { name },
             _ => Error::from_ioctl(command, errno, device),
         }
@@ -405,17 +352,9 @@ impl Error {
 
     fn from_errno(operation: Operation, errno: Errno, device: PathBuf) -> Self {
         match errno {
-            Errno::EACCES | Errno::EPERM => Error::PermissionDenied {
-                operation,
-                device,
-                errno,
-            },
+            Errno::EACCES | Errno::EPERM => Error::PermissionDenied { operation, device, errno },
             Errno::ENOTTY => Error::NotFvpDevice { operation, device },
-            _ => Error::Os {
-                operation,
-                device,
-                errno,
-            },
+            _ => Error::Os { operation, device, errno },
         }
     }
 }
@@ -438,10 +377,7 @@ mod tests {
     fn missing_node_without_module_blames_the_module() {
         for errno in [Errno::ENOENT, Errno::ENODEV, Errno::ENXIO] {
             let msg = open_error(errno, false);
-            assert!(
-                msg.contains("fvp module is not loaded (modprobe fvp / insmod fvp.ko)"),
-                "{msg}"
-            );
+            assert!(msg.contains("fvp module is not loaded (modprobe fvp / insmod fvp.ko)"), "{msg}");
             assert!(msg.contains(DEVICE), "{msg}");
         }
     }
@@ -454,83 +390,48 @@ mod tests {
 
     #[test]
     fn permission_problems_name_the_capability() {
-        assert!(open_error(Errno::EACCES, true)
-            .starts_with("permission denied: fvpctl needs CAP_SYS_ADMIN"));
+        assert!(open_error(Errno::EACCES, true).starts_with("permission denied: fvpctl needs CAP_SYS_ADMIN"));
         let msg = ioctl_error(Command::Version, Errno::EPERM);
-        assert!(
-            msg.starts_with("permission denied: fvpctl needs CAP_SYS_ADMIN"),
-            "{msg}"
-        );
+        assert!(msg.starts_with("permission denied: fvpctl needs CAP_SYS_ADMIN"), "{msg}");
         assert!(msg.contains("FVP_IOC_VERSION"), "{msg}");
     }
 
     #[test]
     fn enotty_means_not_fvp() {
         let msg = ioctl_error(Command::Status, Errno::ENOTTY);
-        assert_eq!(
-            msg,
-            "/dev/fvp-control does not speak the fvp ABI (FVP_IOC_STATUS: ENOTTY)"
-        );
+        assert_eq!(msg, "/dev/fvp-control does not speak the fvp ABI (FVP_IOC_STATUS: ENOTTY)");
     }
 
     #[test]
     fn other_errnos_are_named() {
         let msg = ioctl_error(Command::Status, Errno::EINVAL);
-        assert_eq!(
-            msg,
-            "FVP_IOC_STATUS /dev/fvp-control: EINVAL (Invalid argument)"
-        );
+        assert_eq!(msg, "FVP_IOC_STATUS /dev/fvp-control: EINVAL (Invalid argument)");
         let msg = open_error(Errno::ENODEV, true);
         assert!(msg.starts_with("open /dev/fvp-control: ENODEV"), "{msg}");
     }
 
     fn pool_error(command: Command, errno: Errno, volumes: Option<u32>) -> String {
-        Error::from_pool_ioctl(command, errno, "ram0", 64 << 20, volumes, Path::new(DEVICE))
-            .to_string()
+        Error::from_pool_ioctl(command, errno, "ram0", 64 << 20, volumes, Path::new(DEVICE)).to_string()
     }
 
     #[test]
     fn pool_errors_are_explained() {
         use Command::{PoolCreate, PoolDestroy, PoolResize};
-        assert_eq!(
-            pool_error(PoolCreate, Errno::EEXIST, None),
-            "pool ram0 already exists"
-        );
-        assert_eq!(
-            pool_error(PoolResize, Errno::ENOENT, None),
-            "no pool named ram0"
-        );
-        assert_eq!(
-            pool_error(PoolDestroy, Errno::ENOENT, None),
-            "no pool named ram0"
-        );
-        assert_eq!(
-            pool_error(PoolDestroy, Errno::EBUSY, Some(2)),
-            "pool ram0 is in use by 2 volume(s)"
-        );
-        assert_eq!(
-            pool_error(PoolDestroy, Errno::EBUSY, None),
-            "pool ram0 is in use by one or more volumes"
-        );
+        assert_eq!(pool_error(PoolCreate, Errno::EEXIST, None), "pool ram0 already exists");
+        assert_eq!(pool_error(PoolResize, Errno::ENOENT, None), "no pool named ram0");
+        assert_eq!(pool_error(PoolDestroy, Errno::ENOENT, None), "no pool named ram0");
+        assert_eq!(pool_error(PoolDestroy, Errno::EBUSY, Some(2)), "pool ram0 is in use by 2 volume(s)");
+        assert_eq!(pool_error(PoolDestroy, Errno::EBUSY, None), "pool ram0 is in use by one or more volumes");
         for command in [PoolCreate, PoolResize] {
             assert_eq!(
                 pool_error(command, Errno::ENOMEM, None),
                 "not enough free memory for a pool of 64 MiB (fvp keeps 1/8 of RAM free)"
             );
         }
-        assert_eq!(
-            pool_error(PoolResize, Errno::EINTR, None),
-            "interrupted; the pool kept the size it had reached"
-        );
-        assert_eq!(
-            pool_error(PoolCreate, Errno::EINTR, None),
-            "interrupted; pool ram0 was not created"
-        );
+        assert_eq!(pool_error(PoolResize, Errno::EINTR, None), "interrupted; the pool kept the size it had reached");
+        assert_eq!(pool_error(PoolCreate, Errno::EINTR, None), "interrupted; pool ram0 was not created");
         for command in [PoolCreate, PoolResize, PoolDestroy] {
-            assert_eq!(
-                pool_error(command, Errno::EINVAL, None),
-                "invalid pool name or size"
-            );
+            assert_eq!(pool_error(command, Errno::EINVAL, None), "invalid pool name or size");
             assert!(pool_error(command, Errno::EPERM, None).starts_with("permission denied"));
             assert!(pool_error(command, Errno::ENOTTY, None).contains("does not speak the fvp ABI"));
         }
@@ -561,24 +462,13 @@ mod tests {
 
     #[test]
     fn other_failures_read_well() {
-        let grow = Error::CannotGrow {
-            name: "ram0".into(),
-            current: 128 << 20,
-            requested: 64 << 20,
-        };
+        let grow = Error::CannotGrow { name: "ram0".into(), current: 128 << 20, requested: 64 << 20 };
         assert_eq!(
             grow.to_string(),
             "cannot grow pool ram0 to 64 MiB: it is already 128 MiB (use `fvpctl pool shrink`)"
         );
-        let shrink = Error::CannotShrink {
-            name: "ram0".into(),
-            current: 64 << 20,
-            requested: 1 << 30,
-        };
-        assert_eq!(
-            shrink.to_string(),
-            "cannot shrink pool ram0 to 1 GiB: it is only 64 MiB (use `fvpctl pool grow`)"
-        );
+        let shrink = Error::CannotShrink { name: "ram0".into(), current: 64 << 20, requested: 1 << 30 };
+        assert_eq!(shrink.to_string(), "cannot shrink pool ram0 to 1 GiB: it is only 64 MiB (use `fvpctl pool grow`)");
         let failed = Error::ProgramFailed {
             command: "dmsetup message v 0 flush".into(),
             status: "exit status: 1".into(),
@@ -588,36 +478,18 @@ mod tests {
             failed.to_string(),
             "`dmsetup message v 0 flush` failed (exit status: 1): device-mapper: message ioctl failed"
         );
-        let silent = Error::ProgramFailed {
-            command: "x".into(),
-            status: "exit status: 2".into(),
-            stderr: " \n".into(),
-        };
+        let silent =
+            Error::ProgramFailed { command: "x".into(), status: "exit status: 2".into(), stderr: " \n".into() };
         assert_eq!(silent.to_string(), "`x` failed (exit status: 2)");
-        let timeout = Error::DrainTimeout {
-            volume: "v".into(),
-            timeout: Duration::from_secs(5),
-            dirty: 12,
-        };
-        assert_eq!(
-            timeout.to_string(),
-            "timed out after 5 s draining v: 12 dirty blocks left"
-        );
+        let timeout = Error::DrainTimeout { volume: "v".into(), timeout: Duration::from_secs(5), dirty: 12 };
+        assert_eq!(timeout.to_string(), "timed out after 5 s draining v: 12 dirty blocks left");
         assert_eq!(timeout.exit_code(), EXIT_TIMEOUT);
         assert_eq!(Error::PoolInvalid.exit_code(), 1);
         assert_eq!(
-            Error::NotFvpVolume {
-                volume: "v".into(),
-                major: 253,
-                minor: 3
-            }
-            .to_string(),
+            Error::NotFvpVolume { volume: "v".into(), major: 253, minor: 3 }.to_string(),
             "v (253:3) is not an fvp volume"
         );
-        assert_eq!(
-            Error::NoDmDevice { name: "v".into() }.to_string(),
-            "no device-mapper device named v"
-        );
+        assert_eq!(Error::NoDmDevice { name: "v".into() }.to_string(), "no device-mapper device named v");
     }
 
     fn host() -> abi::HostReq {
@@ -639,51 +511,36 @@ mod tests {
         assert!(Error::from_cluster_set(Errno::EINVAL, path)
             .to_string()
             .contains("(EINVAL): name, local id, timers or secret"));
-        assert!(Error::from_cluster_set(Errno::EPERM, path)
-            .to_string()
-            .contains("CAP_SYS_ADMIN (FVP_IOC_CLUSTER_SET"));
-        let host_error =
-            |command, errno| Error::from_host_ioctl(command, errno, &host(), path).to_string();
+        assert!(Error::from_cluster_set(Errno::EPERM, path).to_string().contains("CAP_SYS_ADMIN (FVP_IOC_CLUSTER_SET"));
+        let host_error = |command, errno| Error::from_host_ioctl(command, errno, &host(), path).to_string();
         assert_eq!(
             host_error(Command::HostAdd, Errno::EEXIST),
             "cannot add host 3 at 10.0.0.3:7790 (EEXIST): its id or address is already configured"
         );
-        assert!(host_error(Command::HostAdd, Errno::EINVAL)
-            .starts_with("the module refused host 3 (EINVAL)"));
-        assert_eq!(
-            host_error(Command::HostRemove, Errno::ENOENT),
-            "no host with id 3 (ENOENT)"
+        assert!(host_error(Command::HostAdd, Errno::EINVAL).starts_with("the module refused host 3 (EINVAL)"));
+        assert_eq!(host_error(Command::HostRemove, Errno::ENOENT), "no host with id 3 (ENOENT)");
+        assert!(
+            host_error(Command::HostRemove, Errno::EBUSY).starts_with("cannot remove host 3 (EBUSY): it is this host")
         );
-        assert!(host_error(Command::HostRemove, Errno::EBUSY)
-            .starts_with("cannot remove host 3 (EBUSY): it is this host"));
         assert_eq!(
             host_error(Command::HostRemove, Errno::EEXIST),
             "FVP_IOC_HOST_REMOVE /dev/fvp-control: EEXIST (File exists)"
         );
-        let device_error =
-            |command, errno| Error::from_device_ioctl(command, errno, &device(), path).to_string();
+        let device_error = |command, errno| Error::from_device_ioctl(command, errno, &device(), path).to_string();
         assert_eq!(
             device_error(Command::DeviceAdd, Errno::EEXIST),
             "cannot add shared device shared0 (EEXIST): a device of that name is already configured"
         );
         assert!(device_error(Command::DeviceAdd, Errno::EINVAL)
             .starts_with("the module refused shared device shared0 at /dev/vdb (EINVAL)"));
-        assert_eq!(
-            device_error(Command::DeviceRemove, Errno::ENOENT),
-            "no shared device named shared0 (ENOENT)"
-        );
-        assert!(device_error(Command::DeviceRemove, Errno::ENOTTY)
-            .contains("does not speak the fvp ABI"));
+        assert_eq!(device_error(Command::DeviceRemove, Errno::ENOENT), "no shared device named shared0 (ENOENT)");
+        assert!(device_error(Command::DeviceRemove, Errno::ENOTTY).contains("does not speak the fvp ABI"));
         assert_eq!(
             Error::NoClusterAbi { module: 2 }.to_string(),
             "the loaded fvp module speaks ABI 2, which has no cluster commands (they need ABI 3): \
              load a newer fvp.ko"
         );
-        let stopped = Error::ApplyStopped {
-            error: Box::new(Error::NoHost { id: 4 }),
-            done: 2,
-            total: 5,
-        };
+        let stopped = Error::ApplyStopped { error: Box::new(Error::NoHost { id: 4 }), done: 2, total: 5 };
         assert_eq!(
             stopped.to_string(),
             "no host with id 4 (ENOENT)\n(cluster apply stopped after 2 of 5 changes; fix the cause \
@@ -698,14 +555,8 @@ mod tests {
             assert!(name.starts_with("FVP_IOC_"), "{name}");
             assert_eq!(abi::ioc_size(command.ioc()), command.size());
         }
-        assert_eq!(
-            Operation::Ioctl(Command::VolumeRepl).to_string(),
-            "FVP_IOC_VOLUME_REPL"
-        );
-        assert_eq!(
-            Operation::Ioctl(Command::DeviceInfo).to_string(),
-            "FVP_IOC_DEVICE_INFO"
-        );
+        assert_eq!(Operation::Ioctl(Command::VolumeRepl).to_string(), "FVP_IOC_VOLUME_REPL");
+        assert_eq!(Operation::Ioctl(Command::DeviceInfo).to_string(), "FVP_IOC_DEVICE_INFO");
     }
 
     #[test]

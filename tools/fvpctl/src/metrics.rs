@@ -36,10 +36,7 @@ impl Latency {
 /// took `[2^i, 2^(i+1))` µs: the bucket holding the I/O of rank `ceil(total * percent / 100)`.
 /// `None` when the histogram is empty.
 pub fn percentile(histogram: &[u64; LAT_BUCKETS], percent: u32) -> Option<Latency> {
-    assert!(
-        (1..=100).contains(&percent),
-        "percentile {percent} out of 1..=100"
-    );
+    assert!((1..=100).contains(&percent), "percentile {percent} out of 1..=100");
     // u128: the sum of 24 u64 counters cannot overflow it.
     let total: u128 = histogram.iter().map(|&n| u128::from(n)).sum();
     if total == 0 {
@@ -147,10 +144,7 @@ mod tests {
         assert_eq!(percentile(&h, 50).unwrap().text(), "≤ 64 µs");
         assert_eq!(percentile(&h, 50).unwrap().upper_bound_us(), 64);
         // Bucket 0 also holds I/Os faster than 1 µs.
-        assert_eq!(
-            percentile(&histogram(&[(0, 1)]), 50),
-            Some(Latency::AtMost(2))
-        );
+        assert_eq!(percentile(&histogram(&[(0, 1)]), 50), Some(Latency::AtMost(2)));
     }
 
     #[test]
@@ -214,13 +208,7 @@ mod tests {
         assert_eq!(rate(0, 1, 0.0), None);
         assert_eq!(rate(0, 1, f64::NAN), None);
 
-        let before = VolumeInfo {
-            reads: 10,
-            writes: 20,
-            read_bytes: 4096,
-            write_bytes: 0,
-            ..Default::default()
-        };
+        let before = VolumeInfo { reads: 10, writes: 20, read_bytes: 4096, write_bytes: 0, ..Default::default() };
         let after = VolumeInfo {
             reads: 110,
             writes: 20,
@@ -242,10 +230,7 @@ mod tests {
         // A recreated volume restarts its counters: no rate rather than a huge one.
         assert_eq!(Rates::between(&after, &before, 1.0), None);
         // Another device.
-        let other = VolumeInfo {
-            dev_minor: 1,
-            ..after
-        };
+        let other = VolumeInfo { dev_minor: 1, ..after };
         assert_eq!(Rates::between(&before, &other, 1.0), None);
     }
 }

@@ -6,12 +6,11 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use fvp_logic::abi::{
-    self, ClusterCfg, ClusterInfo, DeviceReq, HostInfo, HostReq, PoolInfo, Status, Version,
-    VolumeInfo, VolumeRepl, CLUSTER_CONFIGURED, CLUSTER_LEASE, CLUSTER_LISTENING, DOMAIN_DIFFERENT,
-    DOMAIN_SAME, FEATURE_PASSTHROUGH, FEATURE_RAM_POOL, FEATURE_REPLICATION, HOST_CONNECTING,
-    HOST_DOWN, HOST_FENCED, HOST_SELF, HOST_UP, LAST_HEARD_NEVER, POLICY_WRITE_BACK,
-    POLICY_WRITE_THROUGH, REPL_DEGRADED, REPL_FENCED, REPL_NONE, REPL_PROTECTED, REPL_REPROTECTING,
-    REPL_SUSPENDED,
+    self, ClusterCfg, ClusterInfo, DeviceReq, HostInfo, HostReq, PoolInfo, Status, Version, VolumeInfo, VolumeRepl,
+    CLUSTER_CONFIGURED, CLUSTER_LEASE, CLUSTER_LISTENING, DOMAIN_DIFFERENT, DOMAIN_SAME, FEATURE_PASSTHROUGH,
+    FEATURE_RAM_POOL, FEATURE_REPLICATION, HOST_CONNECTING, HOST_DOWN, HOST_FENCED, HOST_SELF, HOST_UP,
+    LAST_HEARD_NEVER, POLICY_WRITE_BACK, POLICY_WRITE_THROUGH, REPL_DEGRADED, REPL_FENCED, REPL_NONE, REPL_PROTECTED,
+    REPL_REPROTECTING, REPL_SUSPENDED,
 };
 use serde::Serialize;
 
@@ -23,11 +22,8 @@ use crate::units::{format_bytes, format_rate};
 pub const FVPCTL_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Names of the feature bits this fvpctl knows.
-const FEATURE_NAMES: &[(u64, &str)] = &[
-    (FEATURE_PASSTHROUGH, "passthrough"),
-    (FEATURE_RAM_POOL, "ram-pool"),
-    (FEATURE_REPLICATION, "replication"),
-];
+const FEATURE_NAMES: &[(u64, &str)] =
+    &[(FEATURE_PASSTHROUGH, "passthrough"), (FEATURE_RAM_POOL, "ram-pool"), (FEATURE_REPLICATION, "replication")];
 
 /// Names the bits set in `mask`. A newer module may set bits this fvpctl does not
 /// know; they show as `bitN` rather than vanish.
@@ -35,12 +31,10 @@ fn feature_names(mask: u64) -> Vec<String> {
     (0..u64::BITS)
         .map(|bit| 1u64 << bit)
         .filter(|flag| mask & flag != 0)
-        .map(
-            |flag| match FEATURE_NAMES.iter().find(|(known, _)| *known == flag) {
-                Some((_, name)) => (*name).to_owned(),
-                None => format!("bit{}", flag.trailing_zeros()),
-            },
-        )
+        .map(|flag| match FEATURE_NAMES.iter().find(|(known, _)| *known == flag) {
+            Some((_, name)) => (*name).to_owned(),
+            None => format!("bit{}", flag.trailing_zeros()),
+        })
         .collect()
 }
 
@@ -60,10 +54,7 @@ impl ModuleInfo {
     fn new(version: &Version) -> Self {
         let text = match version.version_str() {
             // The string is informational; the numbers are what the ABI promises.
-            "" => format!(
-                "{}.{}.{}",
-                version.module_major, version.module_minor, version.module_patch
-            ),
+            "" => format!("{}.{}.{}", version.module_major, version.module_minor, version.module_patch),
             text => text.to_owned(),
         };
         Self {
@@ -113,33 +104,18 @@ fn to_json(report: &impl Serialize) -> String {
 /// `fvpctl version`, as text.
 pub fn version_text(version: &Version) -> String {
     let module = ModuleInfo::new(version);
-    let features = if module.features.is_empty() {
-        "none".to_owned()
-    } else {
-        module.features.join(", ")
-    };
-    format!(
-        "fvpctl {FVPCTL_VERSION}\n{}\nfeatures: {features}",
-        module.summary()
-    )
+    let features = if module.features.is_empty() { "none".to_owned() } else { module.features.join(", ") };
+    format!("fvpctl {FVPCTL_VERSION}\n{}\nfeatures: {features}", module.summary())
 }
 
 /// `fvpctl version --json`.
 pub fn version_json(version: &Version) -> String {
-    to_json(&VersionReport {
-        fvpctl: FVPCTL_VERSION,
-        module: ModuleInfo::new(version),
-    })
+    to_json(&VersionReport { fvpctl: FVPCTL_VERSION, module: ModuleInfo::new(version) })
 }
 
 /// `fvpctl status`, as text.
 pub fn status_text(version: &Version, status: &Status) -> String {
-    format!(
-        "{}\nvolumes: {}\nbios mapped: {}",
-        ModuleInfo::new(version).summary(),
-        status.volumes,
-        status.bios_mapped
-    )
+    format!("{}\nvolumes: {}\nbios mapped: {}", ModuleInfo::new(version).summary(), status.volumes, status.bios_mapped)
 }
 
 /// `fvpctl status --json`.
@@ -147,10 +123,7 @@ pub fn status_json(version: &Version, status: &Status) -> String {
     to_json(&StatusReport {
         fvpctl: FVPCTL_VERSION,
         module: ModuleInfo::new(version),
-        status: Counters {
-            volumes: status.volumes,
-            bios_mapped: status.bios_mapped,
-        },
+        status: Counters { volumes: status.volumes, bios_mapped: status.bios_mapped },
     })
 }
 
@@ -169,17 +142,9 @@ pub fn policy_text(requested: u32, effective: u32) -> String {
         policy_name(effective)
     } else if effective == POLICY_WRITE_BACK && requested == POLICY_WRITE_THROUGH {
         // Dirty blocks are still being written back before write-through takes over.
-        format!(
-            "{} (draining -> {})",
-            policy_name(effective),
-            policy_name(requested)
-        )
+        format!("{} (draining -> {})", policy_name(effective), policy_name(requested))
     } else {
-        format!(
-            "{} (requested {})",
-            policy_name(effective),
-            policy_name(requested)
-        )
+        format!("{} (requested {})", policy_name(effective), policy_name(requested))
     }
 }
 
@@ -278,10 +243,7 @@ fn table_aligned(header: &[&str], rows: &[Vec<String>], left: usize) -> String {
         out.trim_end().to_owned()
     };
     let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
-    std::iter::once(line(&header))
-        .chain(rows.iter().map(|row| line(row)))
-        .collect::<Vec<_>>()
-        .join("\n")
+    std::iter::once(line(&header)).chain(rows.iter().map(|row| line(row))).collect::<Vec<_>>().join("\n")
 }
 
 /// `fvpctl pool list`, as a table, or `no pools`.
@@ -306,13 +268,7 @@ pub fn pool_list_text(pools: &[PoolInfo]) -> String {
             ]
         })
         .collect();
-    table(
-        &[
-            "NAME", "SIZE", "PAGES", "FREE", "CLEAN", "DIRTY", "BUSY", "VOLUMES", "METADATA",
-            "B/PAGE",
-        ],
-        &rows,
-    )
+    table(&["NAME", "SIZE", "PAGES", "FREE", "CLEAN", "DIRTY", "BUSY", "VOLUMES", "METADATA", "B/PAGE"], &rows)
 }
 
 /// `fvpctl pool list --json`: `{"pools": [...]}`.
@@ -321,9 +277,7 @@ pub fn pool_list_json(pools: &[PoolInfo]) -> String {
     struct Report<'a> {
         pools: Vec<PoolJson<'a>>,
     }
-    to_json(&Report {
-        pools: pools.iter().map(PoolJson::new).collect(),
-    })
+    to_json(&Report { pools: pools.iter().map(PoolJson::new).collect() })
 }
 
 /// What a pool command did.
@@ -345,18 +299,10 @@ pub fn pool_action_text(name: &str, action: PoolAction) -> String {
     match action {
         PoolAction::Created { bytes } => format!("created pool {name} ({})", format_bytes(bytes)),
         PoolAction::Grown { from, to } => {
-            format!(
-                "grew pool {name} from {} to {}",
-                format_bytes(from),
-                format_bytes(to)
-            )
+            format!("grew pool {name} from {} to {}", format_bytes(from), format_bytes(to))
         }
         PoolAction::Shrunk { from, to } => {
-            format!(
-                "shrank pool {name} from {} to {}",
-                format_bytes(from),
-                format_bytes(to)
-            )
+            format!("shrank pool {name} from {} to {}", format_bytes(from), format_bytes(to))
         }
         PoolAction::Destroyed => format!("destroyed pool {name}"),
     }
@@ -380,12 +326,7 @@ pub fn pool_action_json(name: &str, action: PoolAction) -> String {
         PoolAction::Shrunk { from, to } => ("shrink", Some(to), Some(from)),
         PoolAction::Destroyed => ("destroy", None, None),
     };
-    to_json(&Report {
-        action: verb,
-        pool: name,
-        ram_bytes,
-        previous_bytes,
-    })
+    to_json(&Report { action: verb, pool: name, ram_bytes, previous_bytes })
 }
 
 /// A volume to report: its counters, its dm name if known, and its rates when watching.
@@ -415,9 +356,7 @@ impl VolumeView<'_> {
     }
 
     fn dirty_bytes(&self) -> u64 {
-        self.info
-            .dirty_blocks
-            .saturating_mul(u64::from(self.info.block_size))
+        self.info.dirty_blocks.saturating_mul(u64::from(self.info.block_size))
     }
 }
 
@@ -431,10 +370,7 @@ struct PercentilesJson {
 impl PercentilesJson {
     fn new(histogram: &[u64; abi::LAT_BUCKETS]) -> Self {
         let us = |p| percentile(histogram, p).map(Latency::upper_bound_us);
-        Self {
-            p50_us: us(50),
-            p99_us: us(99),
-        }
+        Self { p50_us: us(50), p99_us: us(99) }
     }
 }
 
@@ -556,11 +492,7 @@ fn repl_lines(r: &VolumeRepl) -> [String; 2] {
     let peers = if peers.is_empty() {
         "none".to_owned()
     } else {
-        peers
-            .iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
+        peers.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
     };
     [
         format!(
@@ -702,22 +634,14 @@ pub fn stats_text(pools: &[PoolInfo], volumes: &[VolumeView<'_>], watching: bool
     let volumes = if volumes.is_empty() {
         "no volumes".to_owned()
     } else {
-        volumes
-            .iter()
-            .map(|v| volume_text(v, watching))
-            .collect::<Vec<_>>()
-            .join("\n\n")
+        volumes.iter().map(|v| volume_text(v, watching)).collect::<Vec<_>>().join("\n\n")
     };
     format!("{pools}\n\n{volumes}")
 }
 
 /// `fvpctl stats --json`: `{"pools": [...], "volumes": [...]}` on one line; when
 /// watching, also `"interval_s"` and a `"rates"` member (or null) in each volume.
-pub fn stats_json(
-    pools: &[PoolInfo],
-    volumes: &[VolumeView<'_>],
-    interval: Option<Duration>,
-) -> String {
+pub fn stats_json(pools: &[PoolInfo], volumes: &[VolumeView<'_>], interval: Option<Duration>) -> String {
     #[derive(Serialize)]
     struct Report<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -728,10 +652,7 @@ pub fn stats_json(
     to_json(&Report {
         interval_s: interval.map(|i| i.as_secs_f64()),
         pools: pools.iter().map(PoolJson::new).collect(),
-        volumes: volumes
-            .iter()
-            .map(|v| VolumeJson::new(v, interval.is_some()))
-            .collect(),
+        volumes: volumes.iter().map(|v| VolumeJson::new(v, interval.is_some())).collect(),
     })
 }
 
@@ -748,23 +669,18 @@ pub fn host_state_name(state: u32) -> String {
 }
 
 /// Names of the `FVP_CLUSTER_*` flags.
-const CLUSTER_FLAG_NAMES: &[(u32, &str)] = &[
-    (CLUSTER_CONFIGURED, "configured"),
-    (CLUSTER_LISTENING, "listening"),
-    (CLUSTER_LEASE, "lease"),
-];
+const CLUSTER_FLAG_NAMES: &[(u32, &str)] =
+    &[(CLUSTER_CONFIGURED, "configured"), (CLUSTER_LISTENING, "listening"), (CLUSTER_LEASE, "lease")];
 
 /// Names the flags set in `flags`; unknown ones as `bitN`.
 fn cluster_flag_names(flags: u32) -> Vec<String> {
     (0..u32::BITS)
         .map(|bit| 1u32 << bit)
         .filter(|flag| flags & flag != 0)
-        .map(
-            |flag| match CLUSTER_FLAG_NAMES.iter().find(|(known, _)| *known == flag) {
-                Some((_, name)) => (*name).to_owned(),
-                None => format!("bit{}", flag.trailing_zeros()),
-            },
-        )
+        .map(|flag| match CLUSTER_FLAG_NAMES.iter().find(|(known, _)| *known == flag) {
+            Some((_, name)) => (*name).to_owned(),
+            None => format!("bit{}", flag.trailing_zeros()),
+        })
         .collect()
 }
 
@@ -812,19 +728,7 @@ pub fn hosts_text(hosts: &[HostInfo]) -> String {
             ]
         })
         .collect();
-    table_aligned(
-        &[
-            "ID",
-            "ADDRESS",
-            "DOMAIN",
-            "STATE",
-            "LAST HEARD",
-            "RTT",
-            "REPLICA BLOCKS",
-        ],
-        &rows,
-        4,
-    )
+    table_aligned(&["ID", "ADDRESS", "DOMAIN", "STATE", "LAST HEARD", "RTT", "REPLICA BLOCKS"], &rows, 4)
 }
 
 /// A host in JSON.
@@ -868,9 +772,7 @@ pub fn host_list_json(hosts: &[HostInfo]) -> String {
     struct Report<'a> {
         hosts: Vec<HostJson<'a>>,
     }
-    to_json(&Report {
-        hosts: hosts.iter().map(HostJson::new).collect(),
-    })
+    to_json(&Report { hosts: hosts.iter().map(HostJson::new).collect() })
 }
 
 /// The shared devices as a table, or `no shared devices`.
@@ -878,10 +780,8 @@ pub fn devices_text(devices: &[DeviceReq]) -> String {
     if devices.is_empty() {
         return "no shared devices".to_owned();
     }
-    let rows: Vec<Vec<String>> = devices
-        .iter()
-        .map(|d| vec![abi::name_str(&d.name).to_owned(), d.path_str().to_owned()])
-        .collect();
+    let rows: Vec<Vec<String>> =
+        devices.iter().map(|d| vec![abi::name_str(&d.name).to_owned(), d.path_str().to_owned()]).collect();
     table_aligned(&["DEVICE", "PATH"], &rows, 2)
 }
 
@@ -895,11 +795,7 @@ struct DeviceJson<'a> {
 
 impl<'a> DeviceJson<'a> {
     fn new(d: &'a DeviceReq) -> Self {
-        Self {
-            index: d.index,
-            name: abi::name_str(&d.name),
-            path: d.path_str(),
-        }
+        Self { index: d.index, name: abi::name_str(&d.name), path: d.path_str() }
     }
 }
 
@@ -909,9 +805,7 @@ pub fn device_list_json(devices: &[DeviceReq]) -> String {
     struct Report<'a> {
         devices: Vec<DeviceJson<'a>>,
     }
-    to_json(&Report {
-        devices: devices.iter().map(DeviceJson::new).collect(),
-    })
+    to_json(&Report { devices: devices.iter().map(DeviceJson::new).collect() })
 }
 
 /// `cluster lab: local host 2, heartbeat 200 ms, timeout 2000 ms`.
@@ -934,11 +828,7 @@ pub fn cluster_show_text(info: &ClusterInfo, hosts: &[HostInfo], devices: &[Devi
     } else {
         cluster_settings_line(&info.cfg)
     };
-    let flags = if flags.is_empty() {
-        "none".to_owned()
-    } else {
-        flags.join(", ")
-    };
+    let flags = if flags.is_empty() { "none".to_owned() } else { flags.join(", ") };
     format!(
         "{head}\nflags: {flags}\nhosts up {}/{}, replica blocks {}, refused connections {}, \
          protocol errors {}\n\n{}\n\n{}",
@@ -1043,18 +933,11 @@ pub enum MemberAction<'a> {
 /// `added shared device shared0 (/dev/vdb)`, `removed shared device shared0`.
 pub fn member_action_text(action: MemberAction<'_>) -> String {
     match action {
-        MemberAction::HostAdded(h) => format!(
-            "added host {} ({}, domain {})",
-            h.id,
-            host_addr(h),
-            abi::name_str(&h.domain)
-        ),
+        MemberAction::HostAdded(h) => {
+            format!("added host {} ({}, domain {})", h.id, host_addr(h), abi::name_str(&h.domain))
+        }
         MemberAction::HostRemoved(id) => format!("removed host {id}"),
-        MemberAction::DeviceAdded(d) => format!(
-            "added shared device {} ({})",
-            abi::name_str(&d.name),
-            d.path_str()
-        ),
+        MemberAction::DeviceAdded(d) => format!("added shared device {} ({})", abi::name_str(&d.name), d.path_str()),
         MemberAction::DeviceRemoved(name) => format!("removed shared device {name}"),
     }
 }
@@ -1100,12 +983,7 @@ struct Changes<T> {
 
 impl<T: ToString> Changes<T> {
     fn new<R>(changes: &[Change<R>], unchanged: Vec<T>, key: impl Fn(&R) -> T) -> Self {
-        let mut out = Changes {
-            added: Vec::new(),
-            replaced: Vec::new(),
-            removed: Vec::new(),
-            unchanged,
-        };
+        let mut out = Changes { added: Vec::new(), replaced: Vec::new(), removed: Vec::new(), unchanged };
         for change in changes {
             match change {
                 Change::Add(new) => out.added.push(key(new)),
@@ -1129,11 +1007,7 @@ impl<T: ToString> Changes<T> {
             .filter(|(_, _, items)| !items.is_empty())
             .map(|(done, planned, items)| {
                 let items: Vec<String> = items.iter().map(ToString::to_string).collect();
-                format!(
-                    "{} {}",
-                    if dry_run { planned } else { done },
-                    items.join(", ")
-                )
+                format!("{} {}", if dry_run { planned } else { done }, items.join(", "))
             })
             .collect();
         if parts.is_empty() {
@@ -1145,17 +1019,11 @@ impl<T: ToString> Changes<T> {
 }
 
 fn host_changes(plan: &Plan) -> Changes<u32> {
-    Changes::new(&plan.hosts, plan.hosts_unchanged.clone(), |h: &HostReq| {
-        h.id
-    })
+    Changes::new(&plan.hosts, plan.hosts_unchanged.clone(), |h: &HostReq| h.id)
 }
 
 fn device_changes(plan: &Plan) -> Changes<String> {
-    Changes::new(
-        &plan.devices,
-        plan.devices_unchanged.clone(),
-        |d: &DeviceReq| abi::name_str(&d.name).to_owned(),
-    )
+    Changes::new(&plan.devices, plan.devices_unchanged.clone(), |d: &DeviceReq| abi::name_str(&d.name).to_owned())
 }
 
 /// `fvpctl cluster apply`, as text:
@@ -1166,11 +1034,7 @@ pub fn apply_text(report: &ApplyReport<'_>) -> String {
     let mut lines = vec![
         format!(
             "{} cluster {}: local host {} of {}, heartbeat {} ms, timeout {} ms",
-            if report.dry_run {
-                "would apply (dry run, nothing changed)"
-            } else {
-                "applied"
-            },
+            if report.dry_run { "would apply (dry run, nothing changed)" } else { "applied" },
             abi::name_str(&cfg.name),
             cfg.local_id,
             report.hosts,
@@ -1178,10 +1042,7 @@ pub fn apply_text(report: &ApplyReport<'_>) -> String {
             cfg.timeout_ms
         ),
         format!("hosts: {}", host_changes(report.plan).text(report.dry_run)),
-        format!(
-            "shared devices: {}",
-            device_changes(report.plan).text(report.dry_run)
-        ),
+        format!("shared devices: {}", device_changes(report.plan).text(report.dry_run)),
     ];
     lines.extend(report.notes.iter().map(|note| format!("note: {note}")));
     lines.join("\n")
@@ -1232,16 +1093,8 @@ pub fn drain_bar(volume: &str, initial: u64, left: u64) -> String {
     let fraction = drain_fraction(initial, left);
     // Truncating: the bar is only full when nothing is left.
     let filled = ((fraction * BAR_WIDTH as f64) as usize).min(BAR_WIDTH);
-    let filled = if left == 0 {
-        BAR_WIDTH
-    } else {
-        filled.min(BAR_WIDTH - 1)
-    };
-    let percent = if left == 0 {
-        100
-    } else {
-        ((fraction * 100.0) as u32).min(99)
-    };
+    let filled = if left == 0 { BAR_WIDTH } else { filled.min(BAR_WIDTH - 1) };
+    let percent = if left == 0 { 100 } else { ((fraction * 100.0) as u32).min(99) };
     format!(
         "draining {volume} [{}{}] {percent:>3}% {left} dirty blocks left",
         "#".repeat(filled),
@@ -1256,10 +1109,7 @@ pub fn drain_line(volume: &str, left: u64) -> String {
 
 /// `drained vol0: 1234 dirty blocks written back in 2.4 s`.
 pub fn drained_text(volume: &str, initial: u64, elapsed: Duration) -> String {
-    format!(
-        "drained {volume}: {initial} dirty blocks written back in {:.1} s",
-        elapsed.as_secs_f64()
-    )
+    format!("drained {volume}: {initial} dirty blocks written back in {:.1} s", elapsed.as_secs_f64())
 }
 
 /// `{"volume": NAME, "dev": "MAJ:MIN", "drained": true, "initial_dirty_blocks": N,
@@ -1317,58 +1167,34 @@ mod tests {
 
     #[test]
     fn status_json_has_the_documented_shape() {
-        let status = Status {
-            volumes: 3,
-            reserved: 0,
-            bios_mapped: 1 << 40,
-        };
+        let status = Status { volumes: 3, reserved: 0, bios_mapped: 1 << 40 };
         let value = parse(&status_json(&module_0_1_0(), &status));
-        let keys: Vec<&str> = value
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
+        let keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys, ["fvpctl", "module", "status"]);
         assert_eq!(value["module"]["version"], "0.1.0");
         assert_eq!(value["module"]["abi_version"], 3);
-        assert_eq!(
-            value["status"],
-            json!({"volumes": 3, "bios_mapped": 1u64 << 40})
-        );
+        assert_eq!(value["status"], json!({"volumes": 3, "bios_mapped": 1u64 << 40}));
     }
 
     #[test]
     fn version_text_names_both_sides() {
         assert_eq!(
             version_text(&module_0_1_0()),
-            format!(
-                "fvpctl {FVPCTL_VERSION}\nfvp module 0.1.0 (abi 3)\nfeatures: passthrough, ram-pool"
-            )
+            format!("fvpctl {FVPCTL_VERSION}\nfvp module 0.1.0 (abi 3)\nfeatures: passthrough, ram-pool")
         );
     }
 
     #[test]
     fn status_text_lists_counters() {
-        let status = Status {
-            volumes: 2,
-            reserved: 0,
-            bios_mapped: 12345,
-        };
-        assert_eq!(
-            status_text(&module_0_1_0(), &status),
-            "fvp module 0.1.0 (abi 3)\nvolumes: 2\nbios mapped: 12345"
-        );
+        let status = Status { volumes: 2, reserved: 0, bios_mapped: 12345 };
+        assert_eq!(status_text(&module_0_1_0(), &status), "fvp module 0.1.0 (abi 3)\nvolumes: 2\nbios mapped: 12345");
     }
 
     #[test]
     fn unknown_and_missing_features_are_shown() {
         let version = Version::new(0, 1, 0, FEATURE_PASSTHROUGH | 1 << 5, "0.1.0");
         assert!(version_text(&version).ends_with("features: passthrough, bit5"));
-        assert_eq!(
-            parse(&version_json(&version))["module"]["features"],
-            json!(["passthrough", "bit5"])
-        );
+        assert_eq!(parse(&version_json(&version))["module"]["features"], json!(["passthrough", "bit5"]));
         let bare = Version::new(0, 1, 0, 0, "0.1.0");
         assert!(version_text(&bare).ends_with("features: none"));
     }
@@ -1426,12 +1252,7 @@ mod tests {
     }
 
     fn view(info: &VolumeInfo) -> VolumeView<'_> {
-        VolumeView {
-            info,
-            name: Some("vol0"),
-            rates: None,
-            repl: None,
-        }
+        VolumeView { info, name: Some("vol0"), rates: None, repl: None }
     }
 
     fn rates() -> Rates {
@@ -1455,22 +1276,10 @@ mod tests {
         assert_eq!(policy_name(POLICY_WRITE_THROUGH), "write-through");
         assert_eq!(policy_name(POLICY_WRITE_BACK), "write-back");
         assert_eq!(policy_name(0), "unknown(0)");
-        assert_eq!(
-            policy_text(POLICY_WRITE_BACK, POLICY_WRITE_BACK),
-            "write-back"
-        );
-        assert_eq!(
-            policy_text(POLICY_WRITE_THROUGH, POLICY_WRITE_THROUGH),
-            "write-through"
-        );
-        assert_eq!(
-            policy_text(POLICY_WRITE_THROUGH, POLICY_WRITE_BACK),
-            "write-back (draining -> write-through)"
-        );
-        assert_eq!(
-            policy_text(POLICY_WRITE_BACK, POLICY_WRITE_THROUGH),
-            "write-through (requested write-back)"
-        );
+        assert_eq!(policy_text(POLICY_WRITE_BACK, POLICY_WRITE_BACK), "write-back");
+        assert_eq!(policy_text(POLICY_WRITE_THROUGH, POLICY_WRITE_THROUGH), "write-through");
+        assert_eq!(policy_text(POLICY_WRITE_THROUGH, POLICY_WRITE_BACK), "write-back (draining -> write-through)");
+        assert_eq!(policy_text(POLICY_WRITE_BACK, POLICY_WRITE_THROUGH), "write-through (requested write-back)");
     }
 
     #[test]
@@ -1480,26 +1289,13 @@ mod tests {
             "pool ram0: size 64 MiB, 16384 pages (free 16000, clean 300, dirty 84, busy 0), \
              1 volume(s), metadata 1.2 MiB (80.0 B/page), evictions 7"
         );
-        let empty = PoolInfo {
-            pages: 0,
-            metadata_bytes: 0,
-            ..pool("new")
-        };
-        assert!(
-            pool_line(&empty).contains("metadata 0 B (- B/page)"),
-            "{}",
-            pool_line(&empty)
-        );
+        let empty = PoolInfo { pages: 0, metadata_bytes: 0, ..pool("new") };
+        assert!(pool_line(&empty).contains("metadata 0 B (- B/page)"), "{}", pool_line(&empty));
     }
 
     #[test]
     fn pool_list_is_a_table() {
-        let big = PoolInfo {
-            target_bytes: 1 << 30,
-            pages: 262144,
-            volumes: 12,
-            ..pool("big-pool.1")
-        };
+        let big = PoolInfo { target_bytes: 1 << 30, pages: 262144, volumes: 12, ..pool("big-pool.1") };
         assert_eq!(
             pool_list_text(&[pool("ram0"), big]),
             "\
@@ -1531,71 +1327,32 @@ big-pool.1   1 GiB  262144  16000    300     84     0       12   1.2 MiB     5.0
             }]})
         );
         assert_eq!(parse(&pool_list_json(&[])), json!({"pools": []}));
-        let empty = PoolInfo {
-            pages: 0,
-            ..pool("x")
-        };
-        assert_eq!(
-            parse(&pool_list_json(&[empty]))["pools"][0]["metadata_bytes_per_page"],
-            Value::Null
-        );
+        let empty = PoolInfo { pages: 0, ..pool("x") };
+        assert_eq!(parse(&pool_list_json(&[empty]))["pools"][0]["metadata_bytes_per_page"], Value::Null);
     }
 
     #[test]
     fn pool_actions_read_well() {
+        assert_eq!(pool_action_text("ram0", PoolAction::Created { bytes: 64 * MIB }), "created pool ram0 (64 MiB)");
         assert_eq!(
-            pool_action_text("ram0", PoolAction::Created { bytes: 64 * MIB }),
-            "created pool ram0 (64 MiB)"
-        );
-        assert_eq!(
-            pool_action_text(
-                "ram0",
-                PoolAction::Grown {
-                    from: 64 * MIB,
-                    to: 128 * MIB
-                }
-            ),
+            pool_action_text("ram0", PoolAction::Grown { from: 64 * MIB, to: 128 * MIB }),
             "grew pool ram0 from 64 MiB to 128 MiB"
         );
         assert_eq!(
-            pool_action_text(
-                "ram0",
-                PoolAction::Shrunk {
-                    from: 128 * MIB,
-                    to: 64 * MIB
-                }
-            ),
+            pool_action_text("ram0", PoolAction::Shrunk { from: 128 * MIB, to: 64 * MIB }),
             "shrank pool ram0 from 128 MiB to 64 MiB"
         );
+        assert_eq!(pool_action_text("ram0", PoolAction::Destroyed), "destroyed pool ram0");
         assert_eq!(
-            pool_action_text("ram0", PoolAction::Destroyed),
-            "destroyed pool ram0"
-        );
-        assert_eq!(
-            parse(&pool_action_json(
-                "ram0",
-                PoolAction::Created { bytes: 4096 }
-            )),
+            parse(&pool_action_json("ram0", PoolAction::Created { bytes: 4096 })),
             json!({"action": "create", "pool": "ram0", "ram_bytes": 4096})
         );
         assert_eq!(
-            parse(&pool_action_json(
-                "ram0",
-                PoolAction::Grown {
-                    from: 4096,
-                    to: 8192
-                }
-            )),
+            parse(&pool_action_json("ram0", PoolAction::Grown { from: 4096, to: 8192 })),
             json!({"action": "grow", "pool": "ram0", "ram_bytes": 8192, "previous_bytes": 4096})
         );
         assert_eq!(
-            parse(&pool_action_json(
-                "ram0",
-                PoolAction::Shrunk {
-                    from: 8192,
-                    to: 4096
-                }
-            )),
+            parse(&pool_action_json("ram0", PoolAction::Shrunk { from: 8192, to: 4096 })),
             json!({"action": "shrink", "pool": "ram0", "ram_bytes": 4096, "previous_bytes": 8192})
         );
         assert_eq!(
@@ -1629,12 +1386,7 @@ volume vol0 (253:0): pool ram0, policy write-back, block size 4096
             policy_effective: POLICY_WRITE_BACK,
             ..Default::default()
         };
-        let view = VolumeView {
-            info: &info,
-            name: None,
-            rates: None,
-            repl: None,
-        };
+        let view = VolumeView { info: &info, name: None, rates: None, repl: None };
         assert_eq!(
             volume_text(&view, false),
             "\
@@ -1649,17 +1401,11 @@ volume 253:4: pool ram1, policy write-back (draining -> write-through), block si
     #[test]
     fn watching_adds_rates() {
         let info = volume();
-        let with = VolumeView {
-            rates: Some(rates()),
-            ..view(&info)
-        };
+        let with = VolumeView { rates: Some(rates()), ..view(&info) };
         let text = volume_text(&with, true);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 6);
-        assert_eq!(
-            lines[2],
-            "  rates: read 12.3 MiB/s (3150 IOPS), write 1.0 MiB/s (256 IOPS)"
-        );
+        assert_eq!(lines[2], "  rates: read 12.3 MiB/s (3150 IOPS), write 1.0 MiB/s (256 IOPS)");
         let text = volume_text(&view(&info), true);
         assert_eq!(text.lines().nth(2), Some("  rates: -"));
         // Not watching: no rates line even if rates are known.
@@ -1669,19 +1415,8 @@ volume 253:4: pool ram1, policy write-back (draining -> write-through), block si
     #[test]
     fn stats_text_lists_pools_then_volumes() {
         let a = volume();
-        let b = VolumeInfo {
-            dev_minor: 1,
-            ..volume()
-        };
-        let views = [
-            view(&a),
-            VolumeView {
-                info: &b,
-                name: None,
-                rates: None,
-                repl: None,
-            },
-        ];
+        let b = VolumeInfo { dev_minor: 1, ..volume() };
+        let views = [view(&a), VolumeView { info: &b, name: None, rates: None, repl: None }];
         let text = stats_text(&[pool("ram0")], &views, false);
         let blocks: Vec<&str> = text.split("\n\n").collect();
         assert_eq!(blocks.len(), 3, "{text}");
@@ -1695,12 +1430,7 @@ volume 253:4: pool ram1, policy write-back (draining -> write-through), block si
     fn stats_json_has_raw_and_derived_numbers() {
         let info = volume();
         let value = parse(&stats_json(&[pool("ram0")], &[view(&info)], None));
-        let keys: Vec<&str> = value
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
+        let keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys, ["pools", "volumes"]);
         assert_eq!(value["pools"][0]["name"], "ram0");
         let v = &value["volumes"][0];
@@ -1747,12 +1477,7 @@ volume 253:4: pool ram1, policy write-back (draining -> write-through), block si
     #[test]
     fn stats_json_without_traffic_has_nulls() {
         let info = VolumeInfo::default();
-        let view = VolumeView {
-            info: &info,
-            name: None,
-            rates: None,
-            repl: None,
-        };
+        let view = VolumeView { info: &info, name: None, rates: None, repl: None };
         let value = parse(&stats_json(&[], &[view], None));
         let v = &value["volumes"][0];
         assert_eq!(v["name"], Value::Null);
@@ -1762,19 +1487,13 @@ volume 253:4: pool ram1, policy write-back (draining -> write-through), block si
             json!({"read": {"p50_us": null, "p99_us": null}, "write": {"p50_us": null, "p99_us": null}})
         );
         assert_eq!(v["policy_effective"], "unknown(0)");
-        assert_eq!(
-            parse(&stats_json(&[], &[], None)),
-            json!({"pools": [], "volumes": []})
-        );
+        assert_eq!(parse(&stats_json(&[], &[], None)), json!({"pools": [], "volumes": []}));
     }
 
     #[test]
     fn watched_stats_json_has_rates_on_one_line() {
         let info = volume();
-        let with = VolumeView {
-            rates: Some(rates()),
-            ..view(&info)
-        };
+        let with = VolumeView { rates: Some(rates()), ..view(&info) };
         let text = stats_json(&[], &[with, view(&info)], Some(Duration::from_millis(500)));
         assert!(!text.contains('\n'));
         let value = parse(&text);
@@ -1819,20 +1538,12 @@ volume 253:4: pool ram1, policy write-back (draining -> write-through), block si
             drain_bar("vol0", 100, 0),
             "draining vol0 [##############################] 100% 0 dirty blocks left"
         );
-        assert_eq!(
-            drain_line("vol0", 1234),
-            "draining vol0: 1234 dirty blocks left"
-        );
+        assert_eq!(drain_line("vol0", 1234), "draining vol0: 1234 dirty blocks left");
         assert_eq!(
             drained_text("vol0", 1234, Duration::from_millis(2400)),
             "drained vol0: 1234 dirty blocks written back in 2.4 s"
         );
-        let value = parse(&drained_json(
-            "vol0",
-            &volume(),
-            1234,
-            Duration::from_millis(2500),
-        ));
+        let value = parse(&drained_json("vol0", &volume(), 1234, Duration::from_millis(2500)));
         assert_eq!(
             value,
             json!({"volume": "vol0", "dev": "253:0", "drained": true, "initial_dirty_blocks": 1234, "elapsed_s": 2.5})
@@ -1869,11 +1580,7 @@ volume 253:4: pool ram1, policy write-back (draining -> write-through), block si
     fn shared_devices() -> Vec<DeviceReq> {
         vec![DeviceReq {
             index: 0,
-            ..DeviceReq::new(
-                abi::pool_name(b"shared0").unwrap(),
-                b"/dev/disk/by-id/virtio-fvp-shared",
-            )
-            .unwrap()
+            ..DeviceReq::new(abi::pool_name(b"shared0").unwrap(), b"/dev/disk/by-id/virtio-fvp-shared").unwrap()
         }]
     }
 
@@ -1901,28 +1608,16 @@ volume 253:4: pool ram1, policy write-back (draining -> write-through), block si
 
     #[test]
     fn host_states_and_times_read_well() {
-        let names: Vec<String> = [0, 1, 2, 3, 4, 9]
-            .into_iter()
-            .map(host_state_name)
-            .collect();
-        assert_eq!(
-            names,
-            ["self", "down", "connecting", "up", "fenced", "unknown(9)"]
-        );
+        let names: Vec<String> = [0, 1, 2, 3, 4, 9].into_iter().map(host_state_name).collect();
+        assert_eq!(names, ["self", "down", "connecting", "up", "fenced", "unknown(9)"]);
         let hosts = cluster_hosts();
         let heard: Vec<String> = hosts.iter().map(last_heard_text).collect();
-        assert_eq!(
-            heard,
-            ["-", "12 ms ago", "never", "42 s ago", "2500 ms ago"]
-        );
+        assert_eq!(heard, ["-", "12 ms ago", "never", "42 s ago", "2500 ms ago"]);
         assert_eq!(rtt_text(0), "-");
         assert_eq!(rtt_text(850), "850 µs");
         assert_eq!(rtt_text(1250), "1.2 ms");
         assert_eq!(rtt_text(12_345), "12 ms");
-        assert_eq!(
-            cluster_flag_names(CLUSTER_CONFIGURED | 1 << 7),
-            ["configured", "bit7"]
-        );
+        assert_eq!(cluster_flag_names(CLUSTER_CONFIGURED | 1 << 7), ["configured", "bit7"]);
     }
 
     #[test]
@@ -1960,11 +1655,7 @@ no shared devices"
 
     #[test]
     fn cluster_show_json_has_every_field() {
-        let value = parse(&cluster_show_json(
-            &cluster_info(),
-            &cluster_hosts()[..3],
-            &shared_devices(),
-        ));
+        let value = parse(&cluster_show_json(&cluster_info(), &cluster_hosts()[..3], &shared_devices()));
         assert_eq!(
             value["cluster"],
             json!({
@@ -1999,10 +1690,7 @@ no shared devices"
             json!([{"index": 0, "name": "shared0", "path": "/dev/disk/by-id/virtio-fvp-shared"}])
         );
         assert_eq!(parse(&host_list_json(&[])), json!({"hosts": []}));
-        assert_eq!(
-            parse(&host_list_json(&cluster_hosts()))["hosts"][3]["id"],
-            14
-        );
+        assert_eq!(parse(&host_list_json(&cluster_hosts()))["hosts"][3]["id"], 14);
         assert_eq!(parse(&device_list_json(&[])), json!({"devices": []}));
         assert_eq!(hosts_text(&[]), "no hosts");
         assert_eq!(devices_text(&[]), "no shared devices");
@@ -2011,10 +1699,7 @@ no shared devices"
     #[test]
     fn cluster_set_and_member_actions_read_well() {
         let cfg = cluster_info().cfg;
-        assert_eq!(
-            cluster_set_text(&cfg),
-            "set cluster lab: local host 1, heartbeat 200 ms, timeout 2000 ms"
-        );
+        assert_eq!(cluster_set_text(&cfg), "set cluster lab: local host 1, heartbeat 200 ms, timeout 2000 ms");
         assert_eq!(
             parse(&cluster_set_json(&cfg)),
             json!({"action": "set", "cluster": "lab", "local_id": 1, "heartbeat_ms": 200,
@@ -2022,22 +1707,13 @@ no shared devices"
         );
         let host = cluster_hosts()[1].host;
         let device = shared_devices()[0];
-        assert_eq!(
-            member_action_text(MemberAction::HostAdded(&host)),
-            "added host 2 (10.0.0.2:7790, domain rack-b)"
-        );
-        assert_eq!(
-            member_action_text(MemberAction::HostRemoved(2)),
-            "removed host 2"
-        );
+        assert_eq!(member_action_text(MemberAction::HostAdded(&host)), "added host 2 (10.0.0.2:7790, domain rack-b)");
+        assert_eq!(member_action_text(MemberAction::HostRemoved(2)), "removed host 2");
         assert_eq!(
             member_action_text(MemberAction::DeviceAdded(&device)),
             "added shared device shared0 (/dev/disk/by-id/virtio-fvp-shared)"
         );
-        assert_eq!(
-            member_action_text(MemberAction::DeviceRemoved("shared0")),
-            "removed shared device shared0"
-        );
+        assert_eq!(member_action_text(MemberAction::DeviceRemoved("shared0")), "removed shared device shared0");
         assert_eq!(
             parse(&member_action_json(MemberAction::HostAdded(&host))),
             json!({"action": "add", "host": {"id": 2, "addr": "10.0.0.2:7790", "domain": "rack-b"}})
@@ -2057,10 +1733,7 @@ no shared devices"
         let device = shared_devices()[0];
         Plan {
             hosts: vec![
-                Change::Replace {
-                    old: hosts[1].host,
-                    new: hosts[1].host,
-                },
+                Change::Replace { old: hosts[1].host, new: hosts[1].host },
                 Change::Add(hosts[3].host),
                 Change::Add(hosts[4].host),
                 Change::Remove(hosts[2].host),
@@ -2075,13 +1748,7 @@ no shared devices"
     fn apply_reports_say_what_changed() {
         let cfg = cluster_info().cfg;
         let plan = plan();
-        let mut report = ApplyReport {
-            cfg: &cfg,
-            hosts: 4,
-            plan: &plan,
-            dry_run: false,
-            notes: vec![],
-        };
+        let mut report = ApplyReport { cfg: &cfg, hosts: 4, plan: &plan, dry_run: false, notes: vec![] };
         assert_eq!(
             apply_text(&report),
             "\
@@ -2136,30 +1803,13 @@ note: mind the gap"
 
     #[test]
     fn replicated_volumes_show_their_replication() {
-        let names: Vec<String> = [0, 1, 2, 3, 4, 5, 6]
-            .into_iter()
-            .map(repl_state_name)
-            .collect();
-        assert_eq!(
-            names,
-            [
-                "none",
-                "protected",
-                "reprotecting",
-                "degraded",
-                "suspended",
-                "fenced",
-                "unknown(6)"
-            ]
-        );
+        let names: Vec<String> = [0, 1, 2, 3, 4, 5, 6].into_iter().map(repl_state_name).collect();
+        assert_eq!(names, ["none", "protected", "reprotecting", "degraded", "suspended", "fenced", "unknown(6)"]);
         assert_eq!(domain_rule_name(DOMAIN_SAME), "same");
         assert_eq!(domain_rule_name(2), "unknown(2)");
         let info = volume();
         let r = repl();
-        let with = VolumeView {
-            repl: Some(&r),
-            ..view(&info)
-        };
+        let with = VolumeView { repl: Some(&r), ..view(&info) };
         let text = volume_text(&with, false);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 7, "{text}");
@@ -2168,36 +1818,13 @@ note: mind the gap"
             "  replication: device shared0, 2 peer(s) in different domain, reprotecting; \
              current peers 3; epoch 7"
         );
-        assert_eq!(
-            lines[6],
-            "  replicated writes 1234, reprotections 1, resent blocks 56"
-        );
-        let none = VolumeRepl {
-            peer_ids: [0, 0],
-            state: REPL_DEGRADED,
-            ..repl()
-        };
-        let text = volume_text(
-            &VolumeView {
-                repl: Some(&none),
-                ..view(&info)
-            },
-            false,
-        );
-        assert!(
-            text.contains(", degraded; current peers none; epoch 7"),
-            "{text}"
-        );
+        assert_eq!(lines[6], "  replicated writes 1234, reprotections 1, resent blocks 56");
+        let none = VolumeRepl { peer_ids: [0, 0], state: REPL_DEGRADED, ..repl() };
+        let text = volume_text(&VolumeView { repl: Some(&none), ..view(&info) }, false);
+        assert!(text.contains(", degraded; current peers none; epoch 7"), "{text}");
         // peers=0: nothing about replication, in text or JSON.
-        let local = VolumeRepl {
-            peers: 0,
-            state: REPL_NONE,
-            ..Default::default()
-        };
-        let plain = VolumeView {
-            repl: Some(&local),
-            ..view(&info)
-        };
+        let local = VolumeRepl { peers: 0, state: REPL_NONE, ..Default::default() };
+        let plain = VolumeView { repl: Some(&local), ..view(&info) };
         assert_eq!(volume_text(&plain, false), volume_text(&view(&info), false));
         let value = parse(&stats_json(&[], &[plain], None));
         assert!(value["volumes"][0].get("replication").is_none());

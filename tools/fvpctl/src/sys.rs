@@ -16,8 +16,8 @@ use std::path::Path;
 use std::process::{Command as Process, Output};
 
 use fvp_logic::abi::{
-    self, ClusterCfg, ClusterInfo, Command, DeviceReq, HostInfo, HostReq, PoolInfo, PoolReq,
-    Status, Version, VolumeInfo, VolumeRepl,
+    self, ClusterCfg, ClusterInfo, Command, DeviceReq, HostInfo, HostReq, PoolInfo, PoolReq, Status, Version,
+    VolumeInfo, VolumeRepl,
 };
 use nix::errno::Errno;
 
@@ -43,30 +43,23 @@ impl ControlDevice {
     pub fn open(path: &Path) -> Result<Self, Errno> {
         // Read-only is enough even for the commands that change pools: the module
         // checks CAP_SYS_ADMIN per ioctl rather than relying on the open mode.
-        File::open(path)
-            .map(|file| Self { file })
-            .map_err(|err| errno_of(&err))
+        File::open(path).map(|file| Self { file }).map_err(|err| errno_of(&err))
     }
 
     /// `FVP_IOC_VERSION`.
     pub fn version(&self) -> Result<Version, Errno> {
-        self.read(Command::Version)
-            .map(|bytes| Version::from_bytes(&bytes))
+        self.read(Command::Version).map(|bytes| Version::from_bytes(&bytes))
     }
 
     /// `FVP_IOC_STATUS`.
     pub fn status(&self) -> Result<Status, Errno> {
-        self.read(Command::Status)
-            .map(|bytes| Status::from_bytes(&bytes))
+        self.read(Command::Status).map(|bytes| Status::from_bytes(&bytes))
     }
 
     /// `FVP_IOC_POOL_CREATE`, `FVP_IOC_POOL_RESIZE` or `FVP_IOC_POOL_DESTROY`.
     pub fn pool_request(&self, command: Command, request: &PoolReq) -> Result<(), Errno> {
         assert!(
-            matches!(
-                command,
-                Command::PoolCreate | Command::PoolResize | Command::PoolDestroy
-            ),
+            matches!(command, Command::PoolCreate | Command::PoolResize | Command::PoolDestroy),
             "{command:?} does not take a pool request"
         );
         self.write(command, &request.to_bytes())
@@ -74,11 +67,7 @@ impl ControlDevice {
 
     /// `FVP_IOC_POOL_INFO` for pool `index`; `None` past the last pool.
     pub fn pool_info(&self, index: u32) -> Result<Option<PoolInfo>, Errno> {
-        let mut buf = PoolInfo {
-            index,
-            ..Default::default()
-        }
-        .to_bytes();
+        let mut buf = PoolInfo { index, ..Default::default() }.to_bytes();
         match self.read_write(Command::PoolInfo, &mut buf) {
             Ok(()) => Ok(Some(PoolInfo::from_bytes(&buf))),
             Err(Errno::ENOENT) => Ok(None),
@@ -88,11 +77,7 @@ impl ControlDevice {
 
     /// `FVP_IOC_VOLUME_INFO` for volume `index`; `None` past the last volume.
     pub fn volume_info(&self, index: u32) -> Result<Option<VolumeInfo>, Errno> {
-        let mut buf = VolumeInfo {
-            index,
-            ..Default::default()
-        }
-        .to_bytes();
+        let mut buf = VolumeInfo { index, ..Default::default() }.to_bytes();
         match self.read_write(Command::VolumeInfo, &mut buf) {
             Ok(()) => Ok(Some(VolumeInfo::from_bytes(&buf))),
             Err(Errno::ENOENT) => Ok(None),
@@ -112,11 +97,7 @@ impl ControlDevice {
 
     /// `FVP_IOC_VOLUME_REPL` for volume `index`; `None` past the last volume.
     pub fn volume_repl(&self, index: u32) -> Result<Option<VolumeRepl>, Errno> {
-        let mut buf = VolumeRepl {
-            index,
-            ..Default::default()
-        }
-        .to_bytes();
+        let mut buf = VolumeRepl { index, ..Default::default() }.to_bytes();
         match self.read_write(Command::VolumeRepl, &mut buf) {
             Ok(()) => Ok(Some(VolumeRepl::from_bytes(&buf))),
             Err(Errno::ENOENT) => Ok(None),
@@ -136,26 +117,18 @@ impl ControlDevice {
 
     /// `FVP_IOC_CLUSTER_INFO`.
     pub fn cluster_info(&self) -> Result<ClusterInfo, Errno> {
-        self.read(Command::ClusterInfo)
-            .map(|bytes| ClusterInfo::from_bytes(&bytes))
+        self.read(Command::ClusterInfo).map(|bytes| ClusterInfo::from_bytes(&bytes))
     }
 
     /// `FVP_IOC_HOST_ADD` or `FVP_IOC_HOST_REMOVE`.
     pub fn host_request(&self, command: Command, request: &HostReq) -> Result<(), Errno> {
-        assert!(
-            matches!(command, Command::HostAdd | Command::HostRemove),
-            "{command:?} does not take a host request"
-        );
+        assert!(matches!(command, Command::HostAdd | Command::HostRemove), "{command:?} does not take a host request");
         self.write(command, &request.to_bytes())
     }
 
     /// `FVP_IOC_HOST_INFO` for host `index`; `None` past the last host.
     pub fn host_info(&self, index: u32) -> Result<Option<HostInfo>, Errno> {
-        let mut buf = HostInfo {
-            index,
-            ..Default::default()
-        }
-        .to_bytes();
+        let mut buf = HostInfo { index, ..Default::default() }.to_bytes();
         match self.read_write(Command::HostInfo, &mut buf) {
             Ok(()) => Ok(Some(HostInfo::from_bytes(&buf))),
             Err(Errno::ENOENT) => Ok(None),
@@ -179,11 +152,7 @@ impl ControlDevice {
 
     /// `FVP_IOC_DEVICE_INFO` for shared device `index`; `None` past the last one.
     pub fn device_info(&self, index: u32) -> Result<Option<DeviceReq>, Errno> {
-        let mut buf = DeviceReq {
-            index,
-            ..Default::default()
-        }
-        .to_bytes();
+        let mut buf = DeviceReq { index, ..Default::default() }.to_bytes();
         match self.read_write(Command::DeviceInfo, &mut buf) {
             Ok(()) => Ok(Some(DeviceReq::from_bytes(&buf))),
             Err(Errno::ENOENT) => Ok(None),
@@ -251,11 +220,7 @@ fn request<const N: usize>(command: Command, dir: u32) -> libc::Ioctl {
     let request = command.ioc();
     // The module copies as many bytes as the request encodes: the buffer must be
     // exactly that large, or the copy would overrun it.
-    assert_eq!(
-        abi::ioc_size(request),
-        N,
-        "{command:?} encodes a size different from its buffer"
-    );
+    assert_eq!(abi::ioc_size(request), N, "{command:?} encodes a size different from its buffer");
     // And in the direction the caller's buffer allows (a read-only buffer must not be
     // written to).
     assert_eq!(
@@ -284,15 +249,13 @@ fn collect<T>(mut info: impl FnMut(u32) -> Result<Option<T>, Errno>) -> Result<V
 fn errno_of(err: &io::Error) -> Errno {
     // Errors that did not come from a system call (none are expected from `open` on a
     // path taken from argv, which cannot hold a NUL) have no errno.
-    err.raw_os_error()
-        .map_or(Errno::UnknownErrno, Errno::from_raw)
+    err.raw_os_error().map_or(Errno::UnknownErrno, Errno::from_raw)
 }
 
 /// This machine's IPv4 addresses, on every interface (up or not), without duplicates.
 pub fn local_ipv4_addrs() -> Result<Vec<Ipv4Addr>, Errno> {
-    let mut addrs: Vec<Ipv4Addr> = nix::ifaddrs::getifaddrs()?
-        .filter_map(|ifaddr| Some(ifaddr.address?.as_sockaddr_in()?.ip()))
-        .collect();
+    let mut addrs: Vec<Ipv4Addr> =
+        nix::ifaddrs::getifaddrs()?.filter_map(|ifaddr| Some(ifaddr.address?.as_sockaddr_in()?.ip())).collect();
     addrs.sort();
     addrs.dedup();
     Ok(addrs)
@@ -327,11 +290,7 @@ pub fn dm_devices_in(sys_block: &Path) -> Vec<DmDevice> {
             let dir = entry.path();
             let name = fs::read_to_string(dir.join("dm/name")).ok()?;
             let (major, minor) = parse_dev(&fs::read_to_string(dir.join("dev")).ok()?)?;
-            Some(DmDevice {
-                name: name.trim_end_matches('\n').to_owned(),
-                major,
-                minor,
-            })
+            Some(DmDevice { name: name.trim_end_matches('\n').to_owned(), major, minor })
         })
         .collect();
     devices.sort_by_key(|d| (d.major, d.minor));
@@ -341,11 +300,7 @@ pub fn dm_devices_in(sys_block: &Path) -> Vec<DmDevice> {
 /// Parses `MAJ:MIN` (with an optional trailing newline, as in sysfs `dev` files).
 pub fn parse_dev(text: &str) -> Option<(u32, u32)> {
     let (major, minor) = text.trim_end_matches('\n').split_once(':')?;
-    let number = |s: &str| {
-        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse().ok())
-            .flatten()
-    };
+    let number = |s: &str| (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok()).flatten();
     Some((number(major)?, number(minor)?))
 }
 
@@ -433,16 +388,8 @@ mod tests {
         assert_eq!(
             dm_devices_in(&root),
             [
-                DmDevice {
-                    name: "cache a".into(),
-                    major: 253,
-                    minor: 0
-                },
-                DmDevice {
-                    name: "cache_b".into(),
-                    major: 253,
-                    minor: 1
-                },
+                DmDevice { name: "cache a".into(), major: 253, minor: 0 },
+                DmDevice { name: "cache_b".into(), major: 253, minor: 1 },
             ]
         );
         assert_eq!(dm_devices_in(&root.join("missing")), []);
@@ -451,17 +398,10 @@ mod tests {
 
     #[test]
     fn requests_match_their_buffers() {
+        assert_eq!(request::<{ Version::SIZE }>(Command::Version, abi::IOC_READ) as u32, abi::IOC_VERSION);
+        assert_eq!(request::<{ PoolReq::SIZE }>(Command::PoolCreate, abi::IOC_WRITE) as u32, abi::IOC_POOL_CREATE);
         assert_eq!(
-            request::<{ Version::SIZE }>(Command::Version, abi::IOC_READ) as u32,
-            abi::IOC_VERSION
-        );
-        assert_eq!(
-            request::<{ PoolReq::SIZE }>(Command::PoolCreate, abi::IOC_WRITE) as u32,
-            abi::IOC_POOL_CREATE
-        );
-        assert_eq!(
-            request::<{ VolumeInfo::SIZE }>(Command::VolumeInfo, abi::IOC_READ | abi::IOC_WRITE)
-                as u32,
+            request::<{ VolumeInfo::SIZE }>(Command::VolumeInfo, abi::IOC_READ | abi::IOC_WRITE) as u32,
             abi::IOC_VOLUME_INFO
         );
     }
@@ -469,38 +409,17 @@ mod tests {
     #[test]
     fn cluster_requests_match_their_buffers() {
         let rw = abi::IOC_READ | abi::IOC_WRITE;
-        assert_eq!(
-            request::<{ ClusterCfg::SIZE }>(Command::ClusterSet, abi::IOC_WRITE) as u32,
-            abi::IOC_CLUSTER_SET
-        );
-        assert_eq!(
-            request::<{ ClusterInfo::SIZE }>(Command::ClusterInfo, abi::IOC_READ) as u32,
-            abi::IOC_CLUSTER_INFO
-        );
+        assert_eq!(request::<{ ClusterCfg::SIZE }>(Command::ClusterSet, abi::IOC_WRITE) as u32, abi::IOC_CLUSTER_SET);
+        assert_eq!(request::<{ ClusterInfo::SIZE }>(Command::ClusterInfo, abi::IOC_READ) as u32, abi::IOC_CLUSTER_INFO);
         for command in [Command::HostAdd, Command::HostRemove] {
-            assert_eq!(
-                request::<{ HostReq::SIZE }>(command, abi::IOC_WRITE) as u32,
-                command.ioc()
-            );
+            assert_eq!(request::<{ HostReq::SIZE }>(command, abi::IOC_WRITE) as u32, command.ioc());
         }
-        assert_eq!(
-            request::<{ HostInfo::SIZE }>(Command::HostInfo, rw) as u32,
-            abi::IOC_HOST_INFO
-        );
+        assert_eq!(request::<{ HostInfo::SIZE }>(Command::HostInfo, rw) as u32, abi::IOC_HOST_INFO);
         for command in [Command::DeviceAdd, Command::DeviceRemove] {
-            assert_eq!(
-                request::<{ DeviceReq::SIZE }>(command, abi::IOC_WRITE) as u32,
-                command.ioc()
-            );
+            assert_eq!(request::<{ DeviceReq::SIZE }>(command, abi::IOC_WRITE) as u32, command.ioc());
         }
-        assert_eq!(
-            request::<{ DeviceReq::SIZE }>(Command::DeviceInfo, rw) as u32,
-            abi::IOC_DEVICE_INFO
-        );
-        assert_eq!(
-            request::<{ VolumeRepl::SIZE }>(Command::VolumeRepl, rw) as u32,
-            abi::IOC_VOLUME_REPL
-        );
+        assert_eq!(request::<{ DeviceReq::SIZE }>(Command::DeviceInfo, rw) as u32, abi::IOC_DEVICE_INFO);
+        assert_eq!(request::<{ VolumeRepl::SIZE }>(Command::VolumeRepl, rw) as u32, abi::IOC_VOLUME_REPL);
     }
 
     #[test]

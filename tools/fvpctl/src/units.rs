@@ -32,9 +32,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     if trimmed.is_empty() {
         return Err("empty size: expected e.g. 4096, 64M or 1.5GiB".to_owned());
     }
-    let split = trimmed
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(trimmed.len());
+    let split = trimmed.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(trimmed.len());
     let (number, unit) = trimmed.split_at(split);
     let unit = unit.trim_start();
     let (whole, fraction) = match number.split_once('.') {
@@ -58,18 +56,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let too_large = || format!("size '{text}' is too large");
     let mut scaled: u128 = 0;
     for digit in whole.bytes().chain(fraction.bytes()) {
-        scaled = scaled
-            .checked_mul(10)
-            .and_then(|v| v.checked_add(u128::from(digit - b'0')))
-            .ok_or_else(too_large)?;
+        scaled = scaled.checked_mul(10).and_then(|v| v.checked_add(u128::from(digit - b'0'))).ok_or_else(too_large)?;
     }
-    let denominator = u32::try_from(fraction.len())
-        .ok()
-        .and_then(|len| 10u128.checked_pow(len))
-        .ok_or_else(too_large)?;
-    let numerator = scaled
-        .checked_mul(u128::from(multiplier))
-        .ok_or_else(too_large)?;
+    let denominator =
+        u32::try_from(fraction.len()).ok().and_then(|len| 10u128.checked_pow(len)).ok_or_else(too_large)?;
+    let numerator = scaled.checked_mul(u128::from(multiplier)).ok_or_else(too_large)?;
     if !numerator.is_multiple_of(denominator) {
         return Err(format!("size '{text}' is not a whole number of bytes"));
     }
@@ -78,20 +69,13 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         return Err("size must not be zero".to_owned());
     }
     if !bytes.is_multiple_of(PAGE_SIZE) {
-        return Err(format!(
-            "size '{text}' ({bytes} bytes) is not a multiple of {PAGE_SIZE} bytes (the page size)"
-        ));
+        return Err(format!("size '{text}' ({bytes} bytes) is not a multiple of {PAGE_SIZE} bytes (the page size)"));
     }
     Ok(bytes)
 }
 
 /// Binary units for output, largest first.
-const OUTPUT_UNITS: &[(&str, u64)] = &[
-    ("TiB", 1 << 40),
-    ("GiB", 1 << 30),
-    ("MiB", 1 << 20),
-    ("KiB", 1 << 10),
-];
+const OUTPUT_UNITS: &[(&str, u64)] = &[("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
 
 /// A byte count for people: `64 MiB` when exact, `1.5 MiB` (one decimal) otherwise,
 /// `512 B` below 1 KiB.
@@ -120,10 +104,7 @@ pub fn format_rate(bytes_per_second: f64) -> String {
 
 /// Parses a positive number of seconds, such as `1`, `0.5` or `30`.
 pub fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let seconds: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("invalid number of seconds '{text}'"))?;
+    let seconds: f64 = text.trim().parse().map_err(|_| format!("invalid number of seconds '{text}'"))?;
     if !seconds.is_finite() || seconds <= 0.0 {
         return Err(format!("'{text}' is not a positive number of seconds"));
     }
@@ -169,16 +150,8 @@ mod tests {
             (&["T", "t", "TiB", "tib", "TIB"][..], T),
         ] {
             for unit in units {
-                assert_eq!(
-                    parse_size(&format!("4{unit}")),
-                    Ok(4 * multiplier),
-                    "4{unit}"
-                );
-                assert_eq!(
-                    parse_size(&format!("4 {unit}")),
-                    Ok(4 * multiplier),
-                    "4 {unit}"
-                );
+                assert_eq!(parse_size(&format!("4{unit}")), Ok(4 * multiplier), "4{unit}");
+                assert_eq!(parse_size(&format!("4 {unit}")), Ok(4 * multiplier), "4 {unit}");
             }
         }
         assert_eq!(parse_size("64M"), Ok(64 * M));
@@ -191,10 +164,7 @@ mod tests {
         assert_eq!(parse_size("1.5G"), Ok(3 * G / 2));
         assert_eq!(parse_size("0.5M"), Ok(M / 2));
         assert_eq!(parse_size("0.25GiB"), Ok(G / 4));
-        assert_eq!(
-            parse_size("1.50000000000000000000000000000000000000000G"),
-            Ok(3 * G / 2)
-        );
+        assert_eq!(parse_size("1.50000000000000000000000000000000000000000G"), Ok(3 * G / 2));
         // 1/256 MiB = 4 KiB.
         assert_eq!(parse_size("0.00390625M"), Ok(4 * K));
         assert_eq!(parse_size("12.0K"), Ok(12 * K));
@@ -211,11 +181,7 @@ mod tests {
     #[test]
     fn zero_is_refused() {
         for text in ["0", "0K", "0.0G", "000"] {
-            assert_eq!(
-                parse_size(text),
-                Err("size must not be zero".to_owned()),
-                "{text}"
-            );
+            assert_eq!(parse_size(text), Err("size must not be zero".to_owned()), "{text}");
         }
     }
 
@@ -223,10 +189,7 @@ mod tests {
     fn unaligned_sizes_are_refused() {
         for text in ["1", "1000", "4095", "4097", "1K", "6K", "0.5K", "1.5K"] {
             let err = parse_size(text).unwrap_err();
-            assert!(
-                err.contains("not a multiple of 4096 bytes"),
-                "{text}: {err}"
-            );
+            assert!(err.contains("not a multiple of 4096 bytes"), "{text}: {err}");
         }
         assert_eq!(
             parse_size("1000").unwrap_err(),
@@ -237,9 +200,7 @@ mod tests {
 
     #[test]
     fn unknown_units_are_refused() {
-        for text in [
-            "4KB", "4MB", "4 GB", "4P", "4PiB", "4x", "4Ki", "4 K B", "4K!",
-        ] {
+        for text in ["4KB", "4MB", "4 GB", "4P", "4PiB", "4x", "4Ki", "4 K B", "4K!"] {
             let err = parse_size(text).unwrap_err();
             assert!(err.starts_with("unknown unit"), "{text}: {err}");
             assert!(err.contains("KiB"), "{text}: {err}");
@@ -252,16 +213,11 @@ mod tests {
 
     #[test]
     fn malformed_numbers_are_refused() {
-        for text in [
-            "", "  ", "M", "abc", ".5M", "1.M", "1..5M", "1.2.3M", "-4096", "+4096", "1e3K",
-            "0x1000",
-        ] {
+        for text in ["", "  ", "M", "abc", ".5M", "1.M", "1..5M", "1.2.3M", "-4096", "+4096", "1e3K", "0x1000"] {
             assert!(parse_size(text).is_err(), "{text:?}");
         }
         assert!(parse_size("").unwrap_err().starts_with("empty size"));
-        assert!(parse_size("abc")
-            .unwrap_err()
-            .starts_with("invalid size 'abc'"));
+        assert!(parse_size("abc").unwrap_err().starts_with("invalid size 'abc'"));
     }
 
     #[test]
@@ -269,12 +225,8 @@ mod tests {
         // 2^64 bytes does not fit a u64.
         assert!(parse_size("16777216T").unwrap_err().contains("too large"));
         assert_eq!(parse_size("16777215T"), Ok(16_777_215 * T));
-        assert!(parse_size("18446744073709551616")
-            .unwrap_err()
-            .contains("too large"));
-        assert!(parse_size(&"9".repeat(60))
-            .unwrap_err()
-            .contains("too large"));
+        assert!(parse_size("18446744073709551616").unwrap_err().contains("too large"));
+        assert!(parse_size(&"9".repeat(60)).unwrap_err().contains("too large"));
         let long_fraction = format!("1.{}1G", "0".repeat(60));
         assert!(parse_size(&long_fraction).is_err());
         // The largest multiple of 4096 in a u64.

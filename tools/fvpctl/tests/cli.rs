@@ -5,10 +5,7 @@
 use std::process::{Command, Output};
 
 fn fvpctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fvpctl"))
-        .args(args)
-        .output()
-        .expect("fvpctl runs")
+    Command::new(env!("CARGO_BIN_EXE_fvpctl")).args(args).output().expect("fvpctl runs")
 }
 
 fn stderr(output: &Output) -> String {
@@ -20,13 +17,8 @@ fn help_lists_subcommands_and_options() {
     let output = fvpctl(&["--help"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    for word in [
-        "version", "status", "pool", "stats", "volume", "cluster", "host", "device", "--device",
-    ] {
-        assert!(
-            stdout.contains(word),
-            "`{word}` missing from help:\n{stdout}"
-        );
+    for word in ["version", "status", "pool", "stats", "volume", "cluster", "host", "device", "--device"] {
+        assert!(stdout.contains(word), "`{word}` missing from help:\n{stdout}");
     }
 }
 
@@ -41,10 +33,7 @@ fn subcommand_help_lists_json() {
 fn version_flag_prints_own_version() {
     let output = fvpctl(&["--version"]);
     assert!(output.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout).trim(),
-        concat!("fvpctl ", env!("CARGO_PKG_VERSION"))
-    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), concat!("fvpctl ", env!("CARGO_PKG_VERSION")));
 }
 
 #[test]
@@ -71,71 +60,36 @@ fn other_devices_are_refused() {
     let output = fvpctl(&["--device", "/dev/null", "version"]);
     assert_eq!(output.status.code(), Some(1));
     let message = stderr(&output);
-    assert!(
-        message.contains("/dev/null does not speak the fvp ABI"),
-        "{message}"
-    );
+    assert!(message.contains("/dev/null does not speak the fvp ABI"), "{message}");
 }
 
 #[test]
 fn usage_errors_exit_with_2() {
     for args in [&[][..], &["frobnicate"][..], &["version", "--yaml"][..]] {
         let output = fvpctl(args);
-        assert_eq!(
-            output.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            stderr(&output)
-        );
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr(&output));
     }
 }
 
 #[test]
 fn pool_and_volume_help_list_their_subcommands() {
     for (args, words) in [
-        (
-            &["pool", "--help"][..],
-            &["create", "grow", "shrink", "destroy", "list"][..],
-        ),
+        (&["pool", "--help"][..], &["create", "grow", "shrink", "destroy", "list"][..]),
         (&["volume", "--help"][..], &["drain"][..]),
-        (
-            &["stats", "--help"][..],
-            &["--watch", "--json", "--count", "[VOLUME]"][..],
-        ),
-        (
-            &["pool", "create", "--help"][..],
-            &["--ram <SIZE>", "KiB", "4096"][..],
-        ),
-        (
-            &["volume", "drain", "--help"][..],
-            &["--timeout <SECS>"][..],
-        ),
+        (&["stats", "--help"][..], &["--watch", "--json", "--count", "[VOLUME]"][..]),
+        (&["pool", "create", "--help"][..], &["--ram <SIZE>", "KiB", "4096"][..]),
+        (&["volume", "drain", "--help"][..], &["--timeout <SECS>"][..]),
         (&["cluster", "--help"][..], &["apply", "set", "show"][..]),
         (
             &["cluster", "apply", "--help"][..],
-            &[
-                "<FILE>",
-                "--local-id <ID>",
-                "--dry-run",
-                "[[host]]",
-                "secret_file",
-            ][..],
+            &["<FILE>", "--local-id <ID>", "--dry-run", "[[host]]", "secret_file"][..],
         ),
         (
             &["cluster", "set", "--help"][..],
-            &[
-                "--name",
-                "--local-id",
-                "--secret-file",
-                "--heartbeat-ms",
-                "--timeout-ms",
-            ][..],
+            &["--name", "--local-id", "--secret-file", "--heartbeat-ms", "--timeout-ms"][..],
         ),
         (&["host", "--help"][..], &["add", "remove", "list"][..]),
-        (
-            &["host", "add", "--help"][..],
-            &["--addr <IP:PORT>", "--domain <NAME>", "<ID>"][..],
-        ),
+        (&["host", "add", "--help"][..], &["--addr <IP:PORT>", "--domain <NAME>", "<ID>"][..]),
         (&["device", "--help"][..], &["add", "remove", "list"][..]),
         (&["device", "add", "--help"][..], &["<NAME>", "<PATH>"][..]),
     ] {
@@ -143,10 +97,7 @@ fn pool_and_volume_help_list_their_subcommands() {
         assert!(output.status.success(), "{args:?}: {}", stderr(&output));
         let stdout = String::from_utf8_lossy(&output.stdout);
         for word in words {
-            assert!(
-                stdout.contains(word),
-                "{args:?}: `{word}` missing:\n{stdout}"
-            );
+            assert!(stdout.contains(word), "{args:?}: `{word}` missing:\n{stdout}");
         }
     }
 }
@@ -155,52 +106,22 @@ fn pool_and_volume_help_list_their_subcommands() {
 fn bad_pool_arguments_are_usage_errors() {
     for (args, why) in [
         (&["pool", "create", "ram0"][..], "--ram <SIZE>"),
-        (
-            &["pool", "create", "ram0", "--ram", "64MB"][..],
-            "unknown unit 'MB'",
-        ),
-        (
-            &["pool", "create", "ram0", "--ram", "0"][..],
-            "size must not be zero",
-        ),
-        (
-            &["pool", "create", "ram0", "--ram", "1000"][..],
-            "not a multiple of 4096 bytes",
-        ),
-        (
-            &["pool", "create", "ram0", "--ram", "1.1M"][..],
-            "not a whole number of bytes",
-        ),
-        (
-            &["pool", "create", "no/slash", "--ram", "64M"][..],
-            "invalid pool name 'no/slash'",
-        ),
+        (&["pool", "create", "ram0", "--ram", "64MB"][..], "unknown unit 'MB'"),
+        (&["pool", "create", "ram0", "--ram", "0"][..], "size must not be zero"),
+        (&["pool", "create", "ram0", "--ram", "1000"][..], "not a multiple of 4096 bytes"),
+        (&["pool", "create", "ram0", "--ram", "1.1M"][..], "not a whole number of bytes"),
+        (&["pool", "create", "no/slash", "--ram", "64M"][..], "invalid pool name 'no/slash'"),
         (&["pool", "grow", "ram0"][..], "<SIZE>"),
         (&["pool", "shrink", "ram0", "12x"][..], "unknown unit 'x'"),
         (&["pool", "destroy"][..], "<NAME>"),
         (&["volume", "drain"][..], "<VOLUME>"),
-        (
-            &["volume", "drain", "v", "--timeout", "0"][..],
-            "not a positive number of seconds",
-        ),
-        (
-            &["stats", "--watch", "x"][..],
-            "invalid number of seconds 'x'",
-        ),
+        (&["volume", "drain", "v", "--timeout", "0"][..], "not a positive number of seconds"),
+        (&["stats", "--watch", "x"][..], "invalid number of seconds 'x'"),
         (&["stats", "--count", "3"][..], "--watch"),
         (&["cluster", "apply"][..], "<FILE>"),
-        (
-            &["cluster", "apply", "c.toml", "--local-id", "0"][..],
-            "invalid host id '0': use 1 to 64",
-        ),
-        (
-            &["host", "add", "65", "--addr", "10.0.0.1:1", "--domain", "d"][..],
-            "invalid host id '65'",
-        ),
-        (
-            &["host", "add", "1", "--addr", "10.0.0.1", "--domain", "d"][..],
-            "expected IPv4:PORT",
-        ),
+        (&["cluster", "apply", "c.toml", "--local-id", "0"][..], "invalid host id '0': use 1 to 64"),
+        (&["host", "add", "65", "--addr", "10.0.0.1:1", "--domain", "d"][..], "invalid host id '65'"),
+        (&["host", "add", "1", "--addr", "10.0.0.1", "--domain", "d"][..], "expected IPv4:PORT"),
         (&["host", "remove"][..], "<ID>"),
         (&["device", "add", "shared0", "vdb"][..], "is not absolute"),
         (&["device", "remove", "no/slash"][..], "invalid device name"),
@@ -209,10 +130,7 @@ fn bad_pool_arguments_are_usage_errors() {
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         assert!(output.stdout.is_empty(), "{args:?}");
         let message = stderr(&output);
-        assert!(
-            message.contains(why),
-            "{args:?}: `{why}` missing from:\n{message}"
-        );
+        assert!(message.contains(why), "{args:?}: `{why}` missing from:\n{message}");
     }
 }
 
@@ -226,26 +144,9 @@ fn new_commands_refuse_other_devices() {
         &["stats", "--json"][..],
         &["volume", "drain", "v"][..],
         &["cluster", "show"][..],
-        &[
-            "cluster",
-            "set",
-            "--name",
-            "lab",
-            "--local-id",
-            "1",
-            "--secret-file",
-            "/s",
-        ][..],
+        &["cluster", "set", "--name", "lab", "--local-id", "1", "--secret-file", "/s"][..],
         &["host", "list", "--json"][..],
-        &[
-            "host",
-            "add",
-            "1",
-            "--addr",
-            "10.0.0.1:7790",
-            "--domain",
-            "d",
-        ][..],
+        &["host", "add", "1", "--addr", "10.0.0.1:7790", "--domain", "d"][..],
         &["host", "remove", "1"][..],
         &["device", "list"][..],
         &["device", "add", "shared0", "/dev/vdb"][..],
@@ -254,10 +155,7 @@ fn new_commands_refuse_other_devices() {
         let output = fvpctl(&[&["--device", "/dev/null"][..], args].concat());
         assert_eq!(output.status.code(), Some(1), "{args:?}");
         let message = stderr(&output);
-        assert!(
-            message.contains("/dev/null does not speak the fvp ABI"),
-            "{args:?}: {message}"
-        );
+        assert!(message.contains("/dev/null does not speak the fvp ABI"), "{args:?}: {message}");
     }
 }
 
@@ -288,24 +186,10 @@ path = "/dev/disk/by-id/virtio-fvp-shared"
 fn cluster_files_are_checked_before_the_device_is_opened() {
     let dir = scratch_dir("apply");
     let bad = dir.join("bad.toml");
-    std::fs::write(
-        &bad,
-        CLUSTER
-            .replace("id = 2", "id = 1")
-            .replace("rack-b", "rack b"),
-    )
-    .unwrap();
+    std::fs::write(&bad, CLUSTER.replace("id = 2", "id = 1").replace("rack-b", "rack b")).unwrap();
     let file = bad.to_str().unwrap();
     // Not even a device: the file's mistakes come first, every one with its line.
-    let output = fvpctl(&[
-        "--device",
-        "/nonexistent/x",
-        "cluster",
-        "apply",
-        file,
-        "--local-id",
-        "1",
-    ]);
+    let output = fvpctl(&["--device", "/nonexistent/x", "cluster", "apply", file, "--local-id", "1"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(output.stdout.is_empty());
     let message = stderr(&output);
@@ -316,50 +200,19 @@ fn cluster_files_are_checked_before_the_device_is_opened() {
         )),
         "{message}"
     );
-    let output = fvpctl(&[
-        "cluster",
-        "apply",
-        &dir.join("missing.toml").to_string_lossy(),
-    ]);
+    let output = fvpctl(&["cluster", "apply", &dir.join("missing.toml").to_string_lossy()]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("missing.toml: cannot read: "),
-        "{}",
-        stderr(&output)
-    );
+    assert!(stderr(&output).contains("missing.toml: cannot read: "), "{}", stderr(&output));
 
     // A good file, and this host named: then the device is asked.
     let good = dir.join("good.toml");
     std::fs::write(&good, CLUSTER).unwrap();
     let file = good.to_str().unwrap();
-    let output = fvpctl(&[
-        "--device",
-        "/dev/null",
-        "cluster",
-        "apply",
-        file,
-        "--local-id",
-        "2",
-    ]);
+    let output = fvpctl(&["--device", "/dev/null", "cluster", "apply", file, "--local-id", "2"]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("/dev/null does not speak the fvp ABI"),
-        "{}",
-        stderr(&output)
-    );
-    let output = fvpctl(&[
-        "--device",
-        "/dev/null",
-        "cluster",
-        "apply",
-        file,
-        "--local-id",
-        "3",
-    ]);
+    assert!(stderr(&output).contains("/dev/null does not speak the fvp ABI"), "{}", stderr(&output));
+    let output = fvpctl(&["--device", "/dev/null", "cluster", "apply", file, "--local-id", "3"]);
     assert_eq!(output.status.code(), Some(1));
-    assert_eq!(
-        stderr(&output),
-        format!("fvpctl: {file}: --local-id 3: no [[host]] has id 3\n")
-    );
+    assert_eq!(stderr(&output), format!("fvpctl: {file}: --local-id 3: no [[host]] has id 3\n"));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use fvp_logic::abi::{
-    self, ClusterCfg, ClusterInfo, DeviceReq, HostInfo, HostReq, PoolInfo, PoolReq, Status,
-    Version, VolumeInfo, VolumeRepl,
+    self, ClusterCfg, ClusterInfo, DeviceReq, HostInfo, HostReq, PoolInfo, PoolReq, Status, Version, VolumeInfo,
+    VolumeRepl,
 };
 
 /// Prints `key=value` lines. The `struct.field.*` keys must match `rust_layout`.
@@ -206,14 +206,8 @@ fn rust_layout() -> BTreeMap<String, String> {
     macro_rules! field {
         ($c:literal, $rust:ty, $field:ident) => {
             let key = concat!($c, ".", stringify!($field));
-            put(
-                &format!("{key}.offset"),
-                offset_of!($rust, $field).to_string(),
-            );
-            put(
-                &format!("{key}.size"),
-                field_size(|s: &$rust| &s.$field).to_string(),
-            );
+            put(&format!("{key}.offset"), offset_of!($rust, $field).to_string());
+            put(&format!("{key}.size"), field_size(|s: &$rust| &s.$field).to_string());
         };
     }
 
@@ -338,36 +332,24 @@ fn rust_layout() -> BTreeMap<String, String> {
     put("FVP_IOC_STATUS", abi::IOC_STATUS.to_string());
     put("FVP_ABI_VERSION", abi::ABI_VERSION.to_string());
     put("FVP_IOCTL_MAGIC", abi::IOCTL_MAGIC.to_string());
-    put(
-        "FVP_FEATURE_PASSTHROUGH",
-        abi::FEATURE_PASSTHROUGH.to_string(),
-    );
+    put("FVP_FEATURE_PASSTHROUGH", abi::FEATURE_PASSTHROUGH.to_string());
     put("FVP_VERSION_STR_LEN", abi::VERSION_STR_LEN.to_string());
     put("FVP_CONTROL_NAME", abi::CONTROL_NAME.to_owned());
     put("FVP_FEATURE_RAM_POOL", abi::FEATURE_RAM_POOL.to_string());
     put("FVP_NAME_LEN", abi::NAME_LEN.to_string());
     put("FVP_LAT_BUCKETS", abi::LAT_BUCKETS.to_string());
-    put(
-        "FVP_POLICY_WRITE_THROUGH",
-        abi::POLICY_WRITE_THROUGH.to_string(),
-    );
+    put("FVP_POLICY_WRITE_THROUGH", abi::POLICY_WRITE_THROUGH.to_string());
     put("FVP_POLICY_WRITE_BACK", abi::POLICY_WRITE_BACK.to_string());
     put("FVP_IOC_POOL_CREATE", abi::IOC_POOL_CREATE.to_string());
     put("FVP_IOC_POOL_RESIZE", abi::IOC_POOL_RESIZE.to_string());
     put("FVP_IOC_POOL_DESTROY", abi::IOC_POOL_DESTROY.to_string());
     put("FVP_IOC_POOL_INFO", abi::IOC_POOL_INFO.to_string());
     put("FVP_IOC_VOLUME_INFO", abi::IOC_VOLUME_INFO.to_string());
-    put(
-        "FVP_FEATURE_REPLICATION",
-        abi::FEATURE_REPLICATION.to_string(),
-    );
+    put("FVP_FEATURE_REPLICATION", abi::FEATURE_REPLICATION.to_string());
     put("FVP_MAX_HOSTS", abi::MAX_HOSTS.to_string());
     put("FVP_SECRET_LEN", abi::SECRET_LEN.to_string());
     put("FVP_PATH_LEN", abi::PATH_LEN.to_string());
-    put(
-        "FVP_CLUSTER_CONFIGURED",
-        abi::CLUSTER_CONFIGURED.to_string(),
-    );
+    put("FVP_CLUSTER_CONFIGURED", abi::CLUSTER_CONFIGURED.to_string());
     put("FVP_CLUSTER_LISTENING", abi::CLUSTER_LISTENING.to_string());
     put("FVP_CLUSTER_LEASE", abi::CLUSTER_LEASE.to_string());
     put("FVP_HOST_SELF", abi::HOST_SELF.to_string());
@@ -399,10 +381,7 @@ fn rust_layout() -> BTreeMap<String, String> {
     assert_eq!(ioc_names.len(), abi::Command::ALL.len());
     for command in abi::Command::ALL {
         assert_eq!(abi::Command::decode(command.ioc()), Ok(command));
-        assert!(
-            ioc_names.contains_key(&command.ioc()),
-            "{command:?} is not one of the header's commands"
-        );
+        assert!(ioc_names.contains_key(&command.ioc()), "{command:?} is not one of the header's commands");
     }
     layout
 }
@@ -474,11 +453,7 @@ fn rust_abi_matches_the_c_header() {
     // Eleven structures (size, alignment, and offset and size of 6 + 3 + 2 + 11 + 20
     // fields in ABI 2, and 7 + 8 + 5 + 7 + 4 + 10 in ABI 3) and 17 + 27 constants:
     // catches a probe and a table that both lost the same lines.
-    assert_eq!(
-        c.len(),
-        11 * 2 + 2 * (6 + 3 + 2 + 11 + 20) + 2 * (7 + 8 + 5 + 7 + 4 + 10) + 17 + 27,
-        "{c:#?}"
-    );
+    assert_eq!(c.len(), 11 * 2 + 2 * (6 + 3 + 2 + 11 + 20) + 2 * (7 + 8 + 5 + 7 + 4 + 10) + 17 + 27, "{c:#?}");
 }
 
 /// Every structure's listed fields tile it exactly, with no gap and nothing past its
@@ -488,27 +463,14 @@ fn rust_abi_matches_the_c_header() {
 fn listed_fields_cover_every_structure() {
     let rust = rust_layout();
     let number = |key: &str| -> usize { rust[key].parse().expect("a number") };
-    let structs: BTreeSet<&str> = rust
-        .keys()
-        .filter_map(|key| key.strip_suffix(".size"))
-        .filter(|name| !name.contains('.'))
-        .collect();
+    let structs: BTreeSet<&str> =
+        rust.keys().filter_map(|key| key.strip_suffix(".size")).filter(|name| !name.contains('.')).collect();
     assert_eq!(structs.len(), 11, "{structs:?}");
     for name in structs {
         let mut fields: Vec<(usize, usize, &str)> = rust
             .keys()
-            .filter_map(|key| {
-                key.strip_prefix(name)?
-                    .strip_prefix('.')?
-                    .strip_suffix(".offset")
-            })
-            .map(|field| {
-                (
-                    number(&format!("{name}.{field}.offset")),
-                    number(&format!("{name}.{field}.size")),
-                    field,
-                )
-            })
+            .filter_map(|key| key.strip_prefix(name)?.strip_prefix('.')?.strip_suffix(".offset"))
+            .map(|field| (number(&format!("{name}.{field}.offset")), number(&format!("{name}.{field}.size")), field))
             .collect();
         fields.sort();
         let mut end = 0;
@@ -516,10 +478,6 @@ fn listed_fields_cover_every_structure() {
             assert_eq!(offset, end, "{name}: gap or overlap before {field}");
             end = offset + size;
         }
-        assert_eq!(
-            end,
-            number(&format!("{name}.size")),
-            "{name}: fields missing at the end"
-        );
+        assert_eq!(end, number(&format!("{name}.size")), "{name}: fields missing at the end");
     }
 }

@@ -1007,10 +1007,7 @@ mod tests {
         assert_eq!(Command::decode(ioc(IOC_READ, IOCTL_MAGIC, 0x7f, 8)), Err(CommandError::Unknown));
         assert_eq!(Command::decode(ioc(IOC_READ, 0x12, 0, Version::SIZE)), Err(CommandError::Unknown));
         assert_eq!(Command::decode(ioc(IOC_READ, IOCTL_MAGIC, 0, 8)), Err(CommandError::BadEncoding));
-        assert_eq!(
-            Command::decode(ioc(IOC_WRITE, IOCTL_MAGIC, 0, Version::SIZE)),
-            Err(CommandError::BadEncoding)
-        );
+        assert_eq!(Command::decode(ioc(IOC_WRITE, IOCTL_MAGIC, 0, Version::SIZE)), Err(CommandError::BadEncoding));
         assert_eq!(ioc_size(IOC_VERSION), Version::SIZE);
     }
 
@@ -1032,7 +1029,9 @@ mod tests {
         assert_eq!(VolumeInfo::from_bytes(&v.to_bytes()), v);
         let p = PoolInfo { index: 1, evictions: 5, ..Default::default() };
         assert_eq!(PoolInfo::from_bytes(&p.to_bytes()), p);
-        for c in [Command::PoolCreate, Command::PoolResize, Command::PoolDestroy, Command::PoolInfo, Command::VolumeInfo] {
+        for c in
+            [Command::PoolCreate, Command::PoolResize, Command::PoolDestroy, Command::PoolInfo, Command::VolumeInfo]
+        {
             assert_eq!(Command::decode(c.ioc()), Ok(c));
         }
     }
@@ -1083,10 +1082,7 @@ mod tests {
             assert_eq!(Command::decode(ioc(IOC_READ, IOCTL_MAGIC, nr, 8)), Err(CommandError::Unknown));
         }
         // Right number, wrong direction or size.
-        assert_eq!(
-            Command::decode(ioc(IOC_READ, IOCTL_MAGIC, 0x20, ClusterCfg::SIZE)),
-            Err(CommandError::BadEncoding)
-        );
+        assert_eq!(Command::decode(ioc(IOC_READ, IOCTL_MAGIC, 0x20, ClusterCfg::SIZE)), Err(CommandError::BadEncoding));
         assert_eq!(
             Command::decode(ioc(IOC_WRITE, IOCTL_MAGIC, 0x22, HostReq::SIZE + 4)),
             Err(CommandError::BadEncoding)

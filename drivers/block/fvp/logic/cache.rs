@@ -470,20 +470,14 @@ impl<S: Stores> Cache<S> {
     fn extend_arrays(&mut self, old_len: u32, new_len: u32) -> Result<(), OutOfMemory> {
         let old_buckets = self.buckets.len();
         let old_words = self.dirty.len();
-        let r =
-            self.try_extend_arrays(ix(new_len - old_len), buckets_for(new_len), words_for(new_len));
+        let r = self.try_extend_arrays(ix(new_len - old_len), buckets_for(new_len), words_for(new_len));
         if r.is_err() {
             self.truncate_arrays(ix(old_len), old_buckets, old_words);
         }
         r
     }
 
-    fn try_extend_arrays(
-        &mut self,
-        n: usize,
-        buckets: usize,
-        words: usize,
-    ) -> Result<(), OutOfMemory> {
+    fn try_extend_arrays(&mut self, n: usize, buckets: usize, words: usize) -> Result<(), OutOfMemory> {
         self.keys.try_extend(n, 0)?;
         self.prev.try_extend(n, NONE)?;
         self.next.try_extend(n, NONE)?;
@@ -827,8 +821,7 @@ impl<S: Stores> Cache<S> {
             let small = self.lists[L_SMALL];
             let main = self.lists[L_MAIN];
             // Stay on S while it is over target, or if M has nothing to evict.
-            let from_small =
-                small.len > 0 && (small.len >= target || main.len == 0 || main.clean == 0);
+            let from_small = small.len > 0 && (small.len >= target || main.len == 0 || main.clean == 0);
             let queue = if from_small { L_SMALL } else { L_MAIN };
             let s = self.lists[queue].head;
             if s == NONE {
@@ -1250,9 +1243,7 @@ mod tests {
     fn check<S: Stores>(c: &Cache<S>) {
         let len = c.flags.len();
         let len32 = len as u32;
-        for l in
-            [c.keys.len(), c.prev.len(), c.next.len(), c.chain.len(), c.gens.len(), c.ghost.len()]
-        {
+        for l in [c.keys.len(), c.prev.len(), c.next.len(), c.chain.len(), c.gens.len(), c.ghost.len()] {
             assert_eq!(l, len);
         }
         assert_eq!(c.buckets.len(), buckets_for(len32));
@@ -1285,8 +1276,7 @@ mod tests {
         }
 
         // Slots.
-        let (mut filling, mut clean, mut dirty, mut destaging, mut orphaned, mut retiring) =
-            (0, 0, 0, 0, 0, 0);
+        let (mut filling, mut clean, mut dirty, mut destaging, mut orphaned, mut retiring) = (0, 0, 0, 0, 0, 0);
         let mut orphan_fills = 0;
         for (i, &f) in c.flags.iter().enumerate() {
             let s = i as u32;
@@ -1394,10 +1384,7 @@ mod tests {
         assert_eq!(c.lookup(key(0, 1)), None);
         assert_eq!(c.remove(key(0, 1)), None);
         assert_eq!(c.dirty_scan(0, &mut [(0, key(0, 0)); 4]), (0, 0));
-        assert_eq!(
-            c.shrink(0),
-            Shrink { released: 0, pending_dirty: 0, pending_filling: 0, truncated: 0..0 }
-        );
+        assert_eq!(c.shrink(0), Shrink { released: 0, pending_dirty: 0, pending_filling: 0, truncated: 0..0 });
         check(&c);
     }
 
@@ -1734,11 +1721,7 @@ mod tests {
     fn ghost_sets_keep_the_latest_four() {
         let mut c = cache(64);
         let (set, _) = c.ghost_set(key(0, 0).0).unwrap();
-        let same: Vec<Key> = (0..)
-            .map(|b| key(0, b))
-            .filter(|k| c.ghost_set(k.0).unwrap().0 == set)
-            .take(6)
-            .collect();
+        let same: Vec<Key> = (0..).map(|b| key(0, b)).filter(|k| c.ghost_set(k.0).unwrap().0 == set).take(6).collect();
         for k in &same[..5] {
             c.remember(k.0);
         }
@@ -1812,10 +1795,7 @@ mod tests {
         }
         c.remove(key(0, 6));
         let r = c.shrink(6);
-        assert_eq!(
-            r,
-            Shrink { released: 2, pending_dirty: 1, pending_filling: 1, truncated: 10..10 }
-        );
+        assert_eq!(r, Shrink { released: 2, pending_dirty: 1, pending_filling: 1, truncated: 10..10 });
         assert!(!r.is_complete());
         assert_eq!(c.capacity(), 6);
         assert_eq!(c.slots(), 10);
@@ -1833,10 +1813,7 @@ mod tests {
         assert!(!c.fill_complete(fill.slot, key(0, 9), fill.gen));
         assert_eq!(c.peek(key(0, 9)), None);
         check(&c);
-        assert_eq!(
-            c.shrink(6),
-            Shrink { released: 0, pending_dirty: 1, pending_filling: 0, truncated: 10..10 }
-        );
+        assert_eq!(c.shrink(6), Shrink { released: 0, pending_dirty: 1, pending_filling: 0, truncated: 10..10 });
         // A destaged retiring slot is released at once.
         let g = c.begin_destage(8).unwrap();
         assert!(c.end_destage(8, g, true));
@@ -1844,10 +1821,7 @@ mod tests {
         assert_eq!(c.counts().retiring, 0);
         check(&c);
         let r = c.shrink(6);
-        assert_eq!(
-            r,
-            Shrink { released: 0, pending_dirty: 0, pending_filling: 0, truncated: 6..10 }
-        );
+        assert_eq!(r, Shrink { released: 0, pending_dirty: 0, pending_filling: 0, truncated: 6..10 });
         assert_eq!((c.capacity(), c.slots()), (6, 6));
         check(&c);
         // Done: calling again is harmless; a larger target does not grow.
@@ -2030,17 +2004,12 @@ mod tests {
 
     impl Model {
         fn find(&self, k: Key) -> Option<u32> {
-            self.slots
-                .iter()
-                .position(|m| matches!(m, MSlot::Live { key, .. } if *key == k))
-                .map(|s| s as u32)
+            self.slots.iter().position(|m| matches!(m, MSlot::Live { key, .. } if *key == k)).map(|s| s as u32)
         }
 
         fn live(&self, s: u32) -> Option<(Key, SlotState, bool, bool)> {
             match self.slots.get(s as usize) {
-                Some(&MSlot::Live { key, state, destaging, redirty }) => {
-                    Some((key, state, destaging, redirty))
-                }
+                Some(&MSlot::Live { key, state, destaging, redirty }) => Some((key, state, destaging, redirty)),
                 _ => None,
             }
         }
@@ -2118,8 +2087,7 @@ mod tests {
     /// Usually one of the slots `want` accepts (so that operations mostly apply),
     /// otherwise any id.
     fn pick_where(m: &Model, x: u32, want: impl Fn(&MSlot) -> bool) -> u32 {
-        let cands: Vec<u32> =
-            (0..m.slots.len() as u32).filter(|&s| want(&m.slots[s as usize])).collect();
+        let cands: Vec<u32> = (0..m.slots.len() as u32).filter(|&s| want(&m.slots[s as usize])).collect();
         if x.is_multiple_of(4) || cands.is_empty() {
             pick(m.slots.len(), x / 4)
         } else {
@@ -2179,8 +2147,7 @@ mod tests {
                 assert_eq!(c.state_of(s), Some(want));
             }
         }
-        let st =
-            |want: SlotState| m.count(|x| matches!(x, MSlot::Live { state, .. } if *state == want));
+        let st = |want: SlotState| m.count(|x| matches!(x, MSlot::Live { state, .. } if *state == want));
         let k = c.counts();
         assert_eq!(k.free, m.count(|x| *x == MSlot::Free));
         let orphan_fills = m.count(|x| matches!(x, MSlot::FillOrphan(_)));
@@ -2190,12 +2157,8 @@ mod tests {
         );
         assert_eq!(k.small + k.main + orphan_fills, k.filling + k.clean + k.dirty);
         assert_eq!(k.orphaned, m.count(|x| matches!(x, MSlot::Orphan(_))));
-        assert_eq!(
-            k.destaging,
-            k.orphaned + m.count(|x| matches!(x, MSlot::Live { destaging: true, .. }))
-        );
-        let retiring =
-            m.slots[m.cap as usize..].iter().filter(|x| **x != MSlot::Released).count() as u32;
+        assert_eq!(k.destaging, k.orphaned + m.count(|x| matches!(x, MSlot::Live { destaging: true, .. })));
+        let retiring = m.slots[m.cap as usize..].iter().filter(|x| **x != MSlot::Released).count() as u32;
         assert_eq!(k.retiring, retiring);
         assert_eq!(k.free + k.filling + k.clean + k.dirty + k.orphaned, m.cap + retiring);
     }
@@ -2237,8 +2200,7 @@ mod tests {
                                 m.drop_key(s);
                                 released += 1;
                             }
-                            MSlot::Live { state: SlotState::Filling, .. }
-                            | MSlot::FillOrphan(_) => pf += 1,
+                            MSlot::Live { state: SlotState::Filling, .. } | MSlot::FillOrphan(_) => pf += 1,
                             MSlot::Live { .. } | MSlot::Orphan(_) => pd += 1,
                             MSlot::Released => {}
                         }
@@ -2251,8 +2213,7 @@ mod tests {
                     } else {
                         len..len
                     };
-                    let want =
-                        Shrink { released, pending_dirty: pd, pending_filling: pf, truncated };
+                    let want = Shrink { released, pending_dirty: pd, pending_filling: pf, truncated };
                     assert_eq!(c.shrink(asked), want);
                     if want.is_complete() {
                         assert_eq!(c.capacity(), asked.min(c.capacity()));
@@ -2272,10 +2233,7 @@ mod tests {
                     match (c.insert(k, ins), m.find(k)) {
                         (Err(InsertError::AlreadyPresent(s)), Some(ms)) => assert_eq!(s, ms),
                         (Err(InsertError::Full), None) => {
-                            assert!(
-                                !had_free && !had_clean,
-                                "Full although a free or Clean slot existed"
-                            );
+                            assert!(!had_free && !had_clean, "Full although a free or Clean slot existed");
                         }
                         (Ok(r), None) => {
                             assert!(r.slot < m.cap, "retiring slot {} handed out", r.slot);
@@ -2283,18 +2241,11 @@ mod tests {
                                 assert!(!had_free, "evicted with a free slot available");
                                 let vs = m.find(v).expect("evicted key was present");
                                 assert_eq!(vs, r.slot, "the victim's slot is reused");
-                                assert_eq!(
-                                    m.live(vs).unwrap().1,
-                                    SlotState::Clean,
-                                    "evicted a non-Clean slot"
-                                );
+                                assert_eq!(m.live(vs).unwrap().1, SlotState::Clean, "evicted a non-Clean slot");
                                 m.drop_key(vs);
                             }
                             assert_eq!(m.slots[r.slot as usize], MSlot::Free);
-                            m.set(
-                                r.slot,
-                                MSlot::Live { key: k, state, destaging: false, redirty: false },
-                            );
+                            m.set(r.slot, MSlot::Live { key: k, state, destaging: false, redirty: false });
                             assert_eq!(r.gen, m.bump(r.slot));
                             if ins == Insert::Filling {
                                 fills.push((r.slot, k, r.gen));
@@ -2336,12 +2287,7 @@ mod tests {
                         Some((key, _, destaging, redirty)) => {
                             m.set(
                                 s,
-                                MSlot::Live {
-                                    key,
-                                    state: SlotState::Dirty,
-                                    destaging,
-                                    redirty: redirty || destaging,
-                                },
+                                MSlot::Live { key, state: SlotState::Dirty, destaging, redirty: redirty || destaging },
                             );
                             let g = m.bump(s);
                             assert_eq!(c.write_hit(s), Some(g));
@@ -2359,9 +2305,7 @@ mod tests {
                         2 => (ukey(t as u8), g),
                         _ => (k, g),
                     };
-                    let matches = m
-                        .live(s)
-                        .is_some_and(|(key, st, _, _)| key == k && st == SlotState::Filling)
+                    let matches = m.live(s).is_some_and(|(key, st, _, _)| key == k && st == SlotState::Filling)
                         && m.gens[s as usize] == g;
                     if m.slots.get(s as usize) == Some(&MSlot::FillOrphan(k)) {
                         // The end of an orphaned fill, whatever the generation: the slot
@@ -2375,15 +2319,7 @@ mod tests {
                     } else if let Op::FillComplete(..) = op {
                         let installed = matches && s < m.cap;
                         if installed {
-                            m.set(
-                                s,
-                                MSlot::Live {
-                                    key: k,
-                                    state: SlotState::Clean,
-                                    destaging: false,
-                                    redirty: false,
-                                },
-                            );
+                            m.set(s, MSlot::Live { key: k, state: SlotState::Clean, destaging: false, redirty: false });
                         } else if matches {
                             m.drop_key(s);
                         }
@@ -2396,21 +2332,11 @@ mod tests {
                     }
                 }
                 Op::BeginDestage(x) => {
-                    let s = pick_where(&m, x, |x| {
-                        matches!(x, MSlot::Live { state: SlotState::Dirty, .. })
-                    });
+                    let s = pick_where(&m, x, |x| matches!(x, MSlot::Live { state: SlotState::Dirty, .. }));
                     let orphan_of = |k: Key| m.slots.contains(&MSlot::Orphan(k));
                     match m.live(s) {
                         Some((key, SlotState::Dirty, false, _)) if !orphan_of(key) => {
-                            m.set(
-                                s,
-                                MSlot::Live {
-                                    key,
-                                    state: SlotState::Dirty,
-                                    destaging: true,
-                                    redirty: false,
-                                },
-                            );
+                            m.set(s, MSlot::Live { key, state: SlotState::Dirty, destaging: true, redirty: false });
                             let g = m.gens[s as usize];
                             assert_eq!(c.begin_destage(s), Some(g));
                             destages.push((s, g));

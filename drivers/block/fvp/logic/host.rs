@@ -4,6 +4,7 @@
 //! The same files are compiled into fvp.ko; see `mod.rs`.
 
 #![no_std]
+#![forbid(unsafe_code)]
 
 #[cfg(test)]
 #[macro_use]

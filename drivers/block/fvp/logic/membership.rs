@@ -246,8 +246,7 @@ impl<const N: usize> Membership<N> {
         };
         self.refresh(now);
         let b = bit(from);
-        let (Some(last), Some(since)) = (self.last_heard.get_mut(i), self.heard_since.get_mut(i))
-        else {
+        let (Some(last), Some(since)) = (self.last_heard.get_mut(i), self.heard_since.get_mut(i)) else {
             return false;
         };
         let continuous = self.heard_valid & b != 0 && now.saturating_sub(*last) < self.timeout;
@@ -418,11 +417,7 @@ impl<const N: usize> Membership<N> {
 
     /// The view to put in an outgoing PING or PONG at `now`.
     pub fn outgoing(&self, now: u64) -> View {
-        View {
-            heard: self.heard(now),
-            fenced: self.fenced,
-            recovering: self.recovering,
-        }
+        View { heard: self.heard(now), fenced: self.fenced, recovering: self.recovering }
     }
 
     /// Remote hosts heard at `now` and not fenced (the membership part of "up" for
@@ -434,9 +429,7 @@ impl<const N: usize> Membership<N> {
     /// Whether the local host holds its lease at `now` and has held it without
     /// interruption (at every call of a mutating method) for at least `duration_ns`.
     pub fn holds_lease_for(&self, now: u64, duration_ns: u64) -> bool {
-        self.holds_lease(now)
-            && self.lease_valid
-            && now.saturating_sub(self.lease_since) >= duration_ns
+        self.holds_lease(now) && self.lease_valid && now.saturating_sub(self.lease_since) >= duration_ns
     }
 
     /// Since when the local host has held its lease without interruption, if it held it
@@ -477,10 +470,7 @@ impl<const N: usize> Membership<N> {
                 .filter(move |&u| u > now)
         };
         // The largest end `u` with at least `need` grants ending at `u` or later.
-        valid()
-            .filter(|&u| valid().filter(|&v| v >= u).count() as u32 >= need)
-            .max()
-            .unwrap_or(0)
+        valid().filter(|&u| valid().filter(|&v| v >= u).count() as u32 >= need).max().unwrap_or(0)
     }
 
     /// Hosts whose latest view, received within the timeout, has `target` in `fenced`,
@@ -490,11 +480,7 @@ impl<const N: usize> Membership<N> {
         if b == 0 {
             return 0;
         }
-        let mut m = if self.fenced & b != 0 {
-            bit(self.local)
-        } else {
-            0
-        };
+        let mut m = if self.fenced & b != 0 { bit(self.local) } else { 0 };
         for (id, v) in self.fresh_views_from(now) {
             if id != target && v.fenced & b != 0 {
                 m |= bit(id);
@@ -529,9 +515,7 @@ impl<const N: usize> Membership<N> {
     /// Owners announced in `recovering` by the local host or by a view received within
     /// the timeout.
     pub fn announced_recovering(&self, now: u64) -> u64 {
-        self.fresh_views(now)
-            .fold(self.recovering, |m, v| m | v.recovering)
-            & self.configured
+        self.fresh_views(now).fold(self.recovering, |m, v| m | v.recovering) & self.configured
     }
 
     /// Whether the views received within the timeout that fence the local host are a
@@ -560,11 +544,7 @@ mod tests {
     }
 
     fn v(fenced: u64, recovering: u64) -> View {
-        View {
-            heard: 0,
-            fenced,
-            recovering,
-        }
+        View { heard: 0, fenced, recovering }
     }
 
     /// Hears `from` every `T/10` in `[from_t, to_t]`, with its view (`None`: plain
@@ -583,30 +563,12 @@ mod tests {
 
     #[test]
     fn construction_is_checked() {
-        assert_eq!(
-            Membership::<8>::new(0, 1, T),
-            Err(MembershipError::BadLocalId)
-        );
-        assert_eq!(
-            Membership::<8>::new(9, 1 << 8, T),
-            Err(MembershipError::BadLocalId)
-        );
-        assert_eq!(
-            Membership::<8>::new(2, 1, T),
-            Err(MembershipError::LocalNotConfigured)
-        );
-        assert_eq!(
-            Membership::<8>::new(1, 1 | 1 << 8, T),
-            Err(MembershipError::BadConfigured)
-        );
-        assert_eq!(
-            Membership::<8>::new(1, 1, 0),
-            Err(MembershipError::ZeroTimeout)
-        );
-        assert_eq!(
-            Membership::<65>::new(1, 1, T),
-            Err(MembershipError::TooManyHosts)
-        );
+        assert_eq!(Membership::<8>::new(0, 1, T), Err(MembershipError::BadLocalId));
+        assert_eq!(Membership::<8>::new(9, 1 << 8, T), Err(MembershipError::BadLocalId));
+        assert_eq!(Membership::<8>::new(2, 1, T), Err(MembershipError::LocalNotConfigured));
+        assert_eq!(Membership::<8>::new(1, 1 | 1 << 8, T), Err(MembershipError::BadConfigured));
+        assert_eq!(Membership::<8>::new(1, 1, 0), Err(MembershipError::ZeroTimeout));
+        assert_eq!(Membership::<65>::new(1, 1, T), Err(MembershipError::TooManyHosts));
         let x: Membership = Membership::new(64, u64::MAX, T).unwrap();
         assert_eq!(x.fenced(), u64::MAX >> 1);
         assert_eq!(x.takeover_wait_ns(), 1_200);
@@ -1007,11 +969,7 @@ mod tests {
                 finished = Some(t);
             }
             if (12 * T..=14 * T).contains(&t) {
-                assert_ne!(
-                    hosts[2].fenced() & 0b001,
-                    0,
-                    "C lifted A while B recovers, at {t}"
-                );
+                assert_ne!(hosts[2].fenced() & 0b001, 0, "C lifted A while B recovers, at {t}");
             }
             t += T / 10;
         }
@@ -1039,15 +997,8 @@ mod tests {
         let time = prop_oneof![0u64..20_000, Just(u64::MAX), Just(u64::MAX - 1)];
         prop_oneof![
             (id.clone(), time.clone()).prop_map(|(f, t)| Op::Msg(f, t)),
-            (id.clone(), time.clone(), any::<u64>(), any::<u64>())
-                .prop_map(|(f, t, a, b)| Op::Ping(f, t, a, b)),
-            (
-                id.clone(),
-                time.clone(),
-                time.clone(),
-                any::<u64>(),
-                any::<u64>()
-            )
+            (id.clone(), time.clone(), any::<u64>(), any::<u64>()).prop_map(|(f, t, a, b)| Op::Ping(f, t, a, b)),
+            (id.clone(), time.clone(), time.clone(), any::<u64>(), any::<u64>())
                 .prop_map(|(f, t, e, a, b)| Op::Pong(f, t, e, a, b)),
             time.prop_map(Op::Tick),
             (id, any::<bool>()).prop_map(|(f, on)| Op::Recovering(f, on)),

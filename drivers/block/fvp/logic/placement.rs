@@ -383,47 +383,24 @@ mod tests {
     #[test]
     fn rejects_bad_input() {
         let hosts = [h(1, 0, true), h(2, 0, true)];
-        assert_eq!(
-            place(b"v", 1, &hosts, 3, DomainRule::Same),
-            Err(PlacementError::TooManyPeers)
-        );
-        assert_eq!(
-            place(b"v", 3, &hosts, 1, DomainRule::Same),
-            Err(PlacementError::UnknownOwner)
-        );
+        assert_eq!(place(b"v", 1, &hosts, 3, DomainRule::Same), Err(PlacementError::TooManyPeers));
+        assert_eq!(place(b"v", 3, &hosts, 1, DomainRule::Same), Err(PlacementError::UnknownOwner));
         let bad = [h(1, 0, true), h(0, 0, true)];
-        assert_eq!(
-            place(b"v", 1, &bad, 1, DomainRule::Same),
-            Err(PlacementError::BadHostId)
-        );
+        assert_eq!(place(b"v", 1, &bad, 1, DomainRule::Same), Err(PlacementError::BadHostId));
         let bad = [h(1, 0, true), h(65, 0, true)];
-        assert_eq!(
-            place(b"v", 1, &bad, 1, DomainRule::Same),
-            Err(PlacementError::BadHostId)
-        );
+        assert_eq!(place(b"v", 1, &bad, 1, DomainRule::Same), Err(PlacementError::BadHostId));
         let dup = [h(1, 0, true), h(2, 0, true), h(2, 1, true)];
-        assert_eq!(
-            place(b"v", 1, &dup, 1, DomainRule::Same),
-            Err(PlacementError::DuplicateHost)
-        );
+        assert_eq!(place(b"v", 1, &dup, 1, DomainRule::Same), Err(PlacementError::DuplicateHost));
         let many: Vec<HostEntry> = (1..=65).map(|i| h(i.min(64), 0, true)).collect();
-        assert_eq!(
-            place(b"v", 1, &many, 1, DomainRule::Same),
-            Err(PlacementError::TooManyHosts)
-        );
-        assert_eq!(
-            place(b"v", 1, &hosts, 0, DomainRule::Same),
-            Ok(PeerSet::default())
-        );
+        assert_eq!(place(b"v", 1, &many, 1, DomainRule::Same), Err(PlacementError::TooManyHosts));
+        assert_eq!(place(b"v", 1, &hosts, 0, DomainRule::Same), Ok(PeerSet::default()));
     }
 
     #[test]
     fn small_cases() {
         // Owner alone: nobody.
         let alone = [h(1, 0, true)];
-        assert!(place(b"v", 1, &alone, 2, DomainRule::Same)
-            .unwrap()
-            .is_empty());
+        assert!(place(b"v", 1, &alone, 2, DomainRule::Same).unwrap().is_empty());
         // Three hosts, one domain: peers=2 gives both others, best first.
         let hosts = [h(1, 0, true), h(2, 0, true), h(3, 0, true)];
         let p = place(b"v", 1, &hosts, 2, DomainRule::Same).unwrap();
@@ -432,9 +409,7 @@ mod tests {
         let s = p.as_slice();
         assert!(score(b"v", s[0]) > score(b"v", s[1]));
         // Different with every host in the owner's domain: nobody.
-        assert!(place(b"v", 1, &hosts, 2, DomainRule::Different)
-            .unwrap()
-            .is_empty());
+        assert!(place(b"v", 1, &hosts, 2, DomainRule::Different).unwrap().is_empty());
         // A down host is skipped.
         let hosts = [h(1, 0, true), h(2, 0, false), h(3, 0, true)];
         let p = place(b"v", 1, &hosts, 2, DomainRule::Same).unwrap();
@@ -463,13 +438,7 @@ mod tests {
     // ---- Properties ----
 
     /// A reference implementation: sort eligible hosts by score.
-    fn reference(
-        name: &[u8],
-        owner: u32,
-        hosts: &[HostEntry],
-        peers: u32,
-        rule: DomainRule,
-    ) -> Vec<u32> {
+    fn reference(name: &[u8], owner: u32, hosts: &[HostEntry], peers: u32, rule: DomainRule) -> Vec<u32> {
         let od = hosts.iter().find(|x| x.id == owner).unwrap().domain;
         let mut el: Vec<&HostEntry> = hosts
             .iter()
@@ -512,12 +481,8 @@ mod tests {
                 )
             })
             .prop_map(|(ids, doms, ups, o)| {
-                let hosts: Vec<HostEntry> = ids
-                    .iter()
-                    .zip(doms)
-                    .zip(ups)
-                    .map(|((&id, domain), up)| h(id, domain, up))
-                    .collect();
+                let hosts: Vec<HostEntry> =
+                    ids.iter().zip(doms).zip(ups).map(|((&id, domain), up)| h(id, domain, up)).collect();
                 let owner = hosts[o].id;
                 (hosts, owner)
             })

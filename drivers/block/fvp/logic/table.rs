@@ -119,9 +119,7 @@ impl TableError {
             TableError::MissingPool => c"missing argument: <pool>",
             TableError::MissingPolicy => c"missing argument: <policy> (write-through or write-back)",
             TableError::BadPolicy => c"invalid <policy>: expected write-through or write-back",
-            TableError::UnknownOption => {
-                c"unknown option (known: peers, domain, block_size, sequential_cutoff)"
-            }
+            TableError::UnknownOption => c"unknown option (known: peers, domain, block_size, sequential_cutoff)",
             TableError::UnexpectedArgument => {
                 c"too many arguments: expected <backing-dev> <pool> <policy> [key=value ...]"
             }
@@ -134,9 +132,7 @@ impl TableError {
             TableError::BadSequentialCutoff => c"sequential_cutoff: expected a number of bytes",
             TableError::NoSuchPool => c"no pool of that name (create it with fvpctl pool create)",
             TableError::CannotOpenBackingDevice => c"cannot open backing device",
-            TableError::LengthExceedsBackingDevice => {
-                c"target length exceeds the backing device size"
-            }
+            TableError::LengthExceedsBackingDevice => c"target length exceeds the backing device size",
             TableError::ZeroLength => c"target length must not be zero",
             TableError::UnalignedLength => c"target length must be a multiple of the block size",
             TableError::TooLarge => c"target too large (at most 2^48 blocks)",
@@ -310,10 +306,25 @@ mod tests {
     fn every_error_has_a_message() {
         use TableError::*;
         for e in [
-            MissingBackingDevice, BadBackingDevice, MissingPool, MissingPolicy, BadPolicy,
-            UnknownOption, UnexpectedArgument, DuplicateOption, PeersUnsupported, BadPeers,
-            BadBlockSize, BadSequentialCutoff, NoSuchPool, CannotOpenBackingDevice,
-            LengthExceedsBackingDevice, ZeroLength, UnalignedLength, TooLarge, TooManyVolumes,
+            MissingBackingDevice,
+            BadBackingDevice,
+            MissingPool,
+            MissingPolicy,
+            BadPolicy,
+            UnknownOption,
+            UnexpectedArgument,
+            DuplicateOption,
+            PeersUnsupported,
+            BadPeers,
+            BadBlockSize,
+            BadSequentialCutoff,
+            NoSuchPool,
+            CannotOpenBackingDevice,
+            LengthExceedsBackingDevice,
+            ZeroLength,
+            UnalignedLength,
+            TooLarge,
+            TooManyVolumes,
             OutOfMemory,
         ] {
             assert!(e.message().to_bytes().len() > 10);

@@ -317,8 +317,7 @@ impl Kind {
         }
         match self {
             Kind::Replicate => {
-                let data =
-                    len.checked_sub(REPLICATE_FIXED_LEN).ok_or(WireError::BadPayloadLength)?;
+                let data = len.checked_sub(REPLICATE_FIXED_LEN).ok_or(WireError::BadPayloadLength)?;
                 if valid_block_size(data) {
                     Ok(())
                 } else {
@@ -326,8 +325,7 @@ impl Kind {
                 }
             }
             Kind::Destaged => {
-                let rest =
-                    len.checked_sub(DESTAGED_FIXED_LEN).ok_or(WireError::BadPayloadLength)?;
+                let rest = len.checked_sub(DESTAGED_FIXED_LEN).ok_or(WireError::BadPayloadLength)?;
                 if !rest.is_multiple_of(DESTAGED_ENTRY_LEN) {
                     Err(WireError::BadPayloadLength)
                 } else if rest / DESTAGED_ENTRY_LEN > MAX_DESTAGED {
@@ -486,13 +484,7 @@ impl Encoded {
 /// `fixed` must be exactly [`Kind::fixed_len`] bytes and the total payload length must
 /// be valid for the kind; the fields inside `fixed` are not checked (see
 /// [`Message::encode`], which does).
-pub fn encode_message(
-    kind: Kind,
-    sender: u32,
-    seq: u64,
-    fixed: &[u8],
-    data: &[u8],
-) -> Result<Encoded, WireError> {
+pub fn encode_message(kind: Kind, sender: u32, seq: u64, fixed: &[u8], data: &[u8]) -> Result<Encoded, WireError> {
     if fixed.len() != kind.fixed_len() {
         return Err(WireError::BadFixedLength);
     }
@@ -790,18 +782,8 @@ impl<'a> Message<'a> {
             }
             Kind::Auth => Message::Auth { mac: r.array()? },
             Kind::Welcome => Message::Welcome,
-            Kind::Ping => Message::Ping {
-                sent_ns: r.u64()?,
-                heard: r.u64()?,
-                fenced: r.u64()?,
-                recovering: r.u64()?,
-            },
-            Kind::Pong => Message::Pong {
-                echo_ns: r.u64()?,
-                heard: r.u64()?,
-                fenced: r.u64()?,
-                recovering: r.u64()?,
-            },
+            Kind::Ping => Message::Ping { sent_ns: r.u64()?, heard: r.u64()?, fenced: r.u64()?, recovering: r.u64()? },
+            Kind::Pong => Message::Pong { echo_ns: r.u64()?, heard: r.u64()?, fenced: r.u64()?, recovering: r.u64()? },
             Kind::VolumeOpen => {
                 let volume_id = r.u32()?;
                 let block_size = r.u32()?;
@@ -923,9 +905,7 @@ impl<'a> Message<'a> {
     /// HELLO's and CHALLENGE's `host_id` must be `sender`.
     pub fn encode(&self, sender: u32, seq: u64) -> Result<Encoded, WireError> {
         match *self {
-            Message::Hello { host_id, .. } | Message::Challenge { host_id, .. }
-                if host_id != sender =>
-            {
+            Message::Hello { host_id, .. } | Message::Challenge { host_id, .. } if host_id != sender => {
                 return Err(WireError::HostIdMismatch);
             }
             _ => {}
@@ -991,12 +971,7 @@ impl Session {
     /// The session of a connection this host opened to host `server_id`, after
     /// sending HELLO.
     pub const fn client(server_id: u32) -> Session {
-        Session {
-            role: Role::Client,
-            state: State::AwaitChallenge,
-            next_rx_seq: 1,
-            peer_id: Some(server_id),
-        }
+        Session { role: Role::Client, state: State::AwaitChallenge, next_rx_seq: 1, peer_id: Some(server_id) }
     }
 
     /// The session of a connection this host accepted.
@@ -1050,14 +1025,9 @@ impl Session {
         let allowed = match (self.role, self.state) {
             (Role::Server, State::AwaitHello) => kind == Kind::Hello && header.seq == 1,
             (Role::Server, State::AwaitAuth) => kind == Kind::Auth && header.seq == 2,
-            (Role::Server, State::Established) => matches!(
-                kind,
-                Kind::Ping
-                    | Kind::VolumeOpen
-                    | Kind::Replicate
-                    | Kind::Destaged
-                    | Kind::VolumeClose
-            ),
+            (Role::Server, State::Established) => {
+                matches!(kind, Kind::Ping | Kind::VolumeOpen | Kind::Replicate | Kind::Destaged | Kind::VolumeClose)
+            }
             (Role::Client, State::AwaitChallenge) => kind == Kind::Challenge && header.seq == 1,
             (Role::Client, State::AwaitWelcome) => kind == Kind::Welcome && header.seq == 2,
             (Role::Client, State::Established) => matches!(kind, Kind::Pong | Kind::Ack),
@@ -1087,8 +1057,7 @@ impl Session {
 
     /// Client: CHALLENGE (seq 1) was accepted and its MAC verified. Next: send AUTH.
     pub fn challenge_received(&mut self) -> Result<(), WireError> {
-        if self.role != Role::Client || self.state != State::AwaitChallenge || self.next_rx_seq != 2
-        {
+        if self.role != Role::Client || self.state != State::AwaitChallenge || self.next_rx_seq != 2 {
             return Err(WireError::WrongState);
         }
         self.state = State::AwaitWelcome;
@@ -1223,9 +1192,7 @@ impl<'a> Reader<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::auth::{
-        client_mac, cluster_tag, server_mac, verify_client_mac, verify_server_mac,
-    };
+    use super::super::auth::{client_mac, cluster_tag, server_mac, verify_client_mac, verify_server_mac};
     use super::super::crc32c::crc32c;
     use super::*;
     use proptest::prelude::*;
@@ -1312,8 +1279,7 @@ mod tests {
 
     #[test]
     fn payload_layout_and_crc() {
-        let m =
-            Message::Hello { cluster_tag: 0x0807_0605_0403_0201, host_id: 2, nonce: [0xee; 16] };
+        let m = Message::Hello { cluster_tag: 0x0807_0605_0403_0201, host_id: 2, nonce: [0xee; 16] };
         let w = wire(&m, 2, 1);
         assert_eq!(w.len(), HEADER_LEN + 32);
         let p = &w[HEADER_LEN..];
@@ -1336,11 +1302,7 @@ mod tests {
         assert_eq!(&p[16..24], &2u64.to_le_bytes());
         assert_eq!(&p[32..40], &4u64.to_le_bytes());
 
-        let w = wire(
-            &Message::VolumeOpen { volume_id: 1, block_size: 512, epoch: 3, name: b"ab" },
-            1,
-            1,
-        );
+        let w = wire(&Message::VolumeOpen { volume_id: 1, block_size: 512, epoch: 3, name: b"ab" }, 1, 1);
         let p = &w[HEADER_LEN..];
         assert_eq!(p.len(), 48);
         assert_eq!(&p[16..18], b"ab");
@@ -1355,8 +1317,7 @@ mod tests {
     fn every_kind_round_trips() {
         let data = page(1, 4096);
         let mut buf = [0u8; DESTAGED_BUF_LEN];
-        let entries =
-            DestagedEntries::encode_into((0..256u64).map(|i| (i * 3, i + 100)), &mut buf).unwrap();
+        let entries = DestagedEntries::encode_into((0..256u64).map(|i| (i * 3, i + 100)), &mut buf).unwrap();
         let msgs = sample_messages(&data, entries);
         let mut kinds: Vec<Kind> = msgs.iter().map(|m| m.kind()).collect();
         kinds.dedup();
@@ -1400,28 +1361,17 @@ mod tests {
         assert_eq!(e.into_iter().collect::<Vec<_>>(), std::vec![(10, 1), (20, 2), (30, 3)]);
         assert!(DestagedEntries::EMPTY.is_empty());
         let mut small = [0u8; 40];
-        assert_eq!(
-            DestagedEntries::encode_into([(1, 1); 3], &mut small),
-            Err(WireError::BufferTooSmall)
-        );
+        assert_eq!(DestagedEntries::encode_into([(1, 1); 3], &mut small), Err(WireError::BufferTooSmall));
         let mut big = [0u8; DESTAGED_BUF_LEN + 16];
-        assert_eq!(
-            DestagedEntries::encode_into((0..257u64).map(|i| (i, i)), &mut big),
-            Err(WireError::TooManyEntries)
-        );
+        assert_eq!(DestagedEntries::encode_into((0..257u64).map(|i| (i, i)), &mut big), Err(WireError::TooManyEntries));
         assert_eq!(DestagedEntries::new(&big[..15]), Err(WireError::BadPayloadLength));
-        assert_eq!(
-            DestagedEntries::new(&big[..DESTAGED_BUF_LEN + 16]),
-            Err(WireError::TooManyEntries)
-        );
+        assert_eq!(DestagedEntries::new(&big[..DESTAGED_BUF_LEN + 16]), Err(WireError::TooManyEntries));
         assert_eq!(DestagedEntries::new(&big[..DESTAGED_BUF_LEN]).map(|e| e.len()), Ok(256));
     }
 
     #[test]
     fn header_rejections() {
-        let good =
-            Header { kind: Kind::Ping, flags: 0, payload_len: 32, sender: 1, seq: 1, crc: 0 }
-                .encode();
+        let good = Header { kind: Kind::Ping, flags: 0, payload_len: 32, sender: 1, seq: 1, crc: 0 }.encode();
         assert!(Header::decode(&good).is_ok());
         let with = |off: usize, bytes: &[u8]| {
             let mut b = good;
@@ -1442,10 +1392,7 @@ mod tests {
         assert_eq!(with(8, &31u32.to_le_bytes()), Err(WireError::BadPayloadLength));
         assert_eq!(with(8, &33u32.to_le_bytes()), Err(WireError::BadPayloadLength));
         assert_eq!(with(8, &u32::MAX.to_le_bytes()), Err(WireError::PayloadTooLong));
-        assert_eq!(
-            with(8, &(MAX_PAYLOAD as u32 + 1).to_le_bytes()),
-            Err(WireError::PayloadTooLong)
-        );
+        assert_eq!(with(8, &(MAX_PAYLOAD as u32 + 1).to_le_bytes()), Err(WireError::PayloadTooLong));
 
         let len = |kind: Kind, n: u32| kind.check_payload_len(n);
         assert_eq!(len(Kind::Welcome, 0), Ok(()));
@@ -1518,10 +1465,7 @@ mod tests {
         assert_eq!(decode_all(&w).map(|x| x.1), Err(WireError::BadChecksum));
         let w = wire(&msgs[4], 3, 1);
         let h = Header::parse(&w).unwrap();
-        assert_eq!(
-            Message::decode(&h, &w[HEADER_LEN..w.len() - 1]),
-            Err(WireError::PayloadMismatch)
-        );
+        assert_eq!(Message::decode(&h, &w[HEADER_LEN..w.len() - 1]), Err(WireError::PayloadMismatch));
         let mut longer = w.clone();
         longer.push(0);
         assert_eq!(Message::decode(&h, &longer[HEADER_LEN..]), Err(WireError::PayloadMismatch));
@@ -1534,10 +1478,7 @@ mod tests {
     fn encode_rejections() {
         let d = page(3, 4096);
         let enc = |m: Message<'_>| m.encode(2, 1).map(|_| ());
-        assert_eq!(
-            enc(Message::Hello { cluster_tag: 0, host_id: 3, nonce: [0; 16] }),
-            Err(WireError::HostIdMismatch)
-        );
+        assert_eq!(enc(Message::Hello { cluster_tag: 0, host_id: 3, nonce: [0; 16] }), Err(WireError::HostIdMismatch));
         assert_eq!(
             enc(Message::Challenge { host_id: 1, nonce: [0; 16], mac: [0; 32] }),
             Err(WireError::HostIdMismatch)
@@ -1559,33 +1500,18 @@ mod tests {
             let m = Message::Replicate { volume_id: 1, block: 1, version: 1, data: &d[..len] };
             assert_eq!(enc(m), Err(WireError::BadBlockSize));
         }
-        assert_eq!(
-            enc(Message::Ack { acked_seq: 1, status: 1, value: 0 }),
-            Err(WireError::BadStatus)
-        );
-        assert_eq!(
-            enc(Message::Ack { acked_seq: 1, status: -4096, value: 0 }),
-            Err(WireError::BadStatus)
-        );
+        assert_eq!(enc(Message::Ack { acked_seq: 1, status: 1, value: 0 }), Err(WireError::BadStatus));
+        assert_eq!(enc(Message::Ack { acked_seq: 1, status: -4096, value: 0 }), Err(WireError::BadStatus));
         assert_eq!(enc(Message::Ack { acked_seq: 1, status: -4095, value: 0 }), Ok(()));
         // The low-level encoder checks lengths.
-        assert_eq!(
-            encode_message(Kind::Ping, 1, 1, &[0; 31], &[]).map(|_| ()),
-            Err(WireError::BadFixedLength)
-        );
-        assert_eq!(
-            encode_message(Kind::Ping, 1, 1, &[0; 32], &[0]).map(|_| ()),
-            Err(WireError::BadPayloadLength)
-        );
+        assert_eq!(encode_message(Kind::Ping, 1, 1, &[0; 31], &[]).map(|_| ()), Err(WireError::BadFixedLength));
+        assert_eq!(encode_message(Kind::Ping, 1, 1, &[0; 32], &[0]).map(|_| ()), Err(WireError::BadPayloadLength));
         assert_eq!(
             encode_message(Kind::Replicate, 1, 1, &[0; 24], &d[..100]).map(|_| ()),
             Err(WireError::BadBlockSize)
         );
         let huge = std::vec![0u8; MAX_PAYLOAD];
-        assert_eq!(
-            encode_message(Kind::Replicate, 1, 1, &[0; 24], &huge).map(|_| ()),
-            Err(WireError::PayloadTooLong)
-        );
+        assert_eq!(encode_message(Kind::Replicate, 1, 1, &[0; 24], &huge).map(|_| ()), Err(WireError::PayloadTooLong));
         assert_eq!(
             encode_message(Kind::Destaged, 1, 1, &[0; 8], &huge[..16 * 257]).map(|_| ()),
             Err(WireError::TooManyEntries)
@@ -1644,26 +1570,14 @@ mod tests {
         let mut s_seq = SeqCounter::new();
         let mut server = Session::server();
         let mut client = Session::client(server_id);
-        assert_eq!(
-            (server.role(), server.state(), server.peer_id()),
-            (Role::Server, State::AwaitHello, None)
-        );
-        assert_eq!(
-            (client.role(), client.state(), client.peer_id()),
-            (Role::Client, State::AwaitChallenge, Some(5))
-        );
+        assert_eq!((server.role(), server.state(), server.peer_id()), (Role::Server, State::AwaitHello, None));
+        assert_eq!((client.role(), client.state(), client.peer_id()), (Role::Client, State::AwaitChallenge, Some(5)));
 
         // 1. HELLO
-        let w = wire(
-            &Message::Hello { cluster_tag: tag, host_id: client_id, nonce: nc },
-            client_id,
-            c_seq.next_seq(),
-        );
+        let w = wire(&Message::Hello { cluster_tag: tag, host_id: client_id, nonce: nc }, client_id, c_seq.next_seq());
         let h = header_of(&w);
         server.check_incoming(&h).unwrap();
-        let Message::Hello { cluster_tag: t, host_id, nonce } =
-            Message::decode(&h, &w[HEADER_LEN..]).unwrap()
-        else {
+        let Message::Hello { cluster_tag: t, host_id, nonce } = Message::decode(&h, &w[HEADER_LEN..]).unwrap() else {
             panic!()
         };
         assert_eq!((t, host_id, nonce), (tag, client_id, nc));
@@ -1674,17 +1588,10 @@ mod tests {
 
         // 2. CHALLENGE
         let mac_s = server_mac(secret, tag, client_id, server_id, &nc, &ns);
-        let w = wire(
-            &Message::Challenge { host_id: server_id, nonce: ns, mac: mac_s },
-            server_id,
-            s_seq.next_seq(),
-        );
+        let w = wire(&Message::Challenge { host_id: server_id, nonce: ns, mac: mac_s }, server_id, s_seq.next_seq());
         let h = header_of(&w);
         client.check_incoming(&h).unwrap();
-        let Message::Challenge { nonce, mac, .. } = Message::decode(&h, &w[HEADER_LEN..]).unwrap()
-        else {
-            panic!()
-        };
+        let Message::Challenge { nonce, mac, .. } = Message::decode(&h, &w[HEADER_LEN..]).unwrap() else { panic!() };
         assert!(verify_server_mac(&mac, secret, tag, client_id, server_id, &nc, &nonce));
         assert_eq!(client.welcome_received(), Err(WireError::WrongState));
         client.challenge_received().unwrap();
@@ -1695,9 +1602,7 @@ mod tests {
         let w = wire(&Message::Auth { mac: mac_c }, client_id, c_seq.next_seq());
         let h = header_of(&w);
         server.check_incoming(&h).unwrap();
-        let Message::Auth { mac } = Message::decode(&h, &w[HEADER_LEN..]).unwrap() else {
-            panic!()
-        };
+        let Message::Auth { mac } = Message::decode(&h, &w[HEADER_LEN..]).unwrap() else { panic!() };
         assert!(verify_client_mac(&mac, secret, tag, client_id, server_id, &nc, &ns));
         server.auth_verified().unwrap();
         assert!(server.is_established());
@@ -1753,8 +1658,7 @@ mod tests {
         assert_eq!(server.check_incoming(&header_of(&gap)), Err(WireError::BadSeq));
         let impostor = wire(&Message::VolumeClose { volume_id: 1 }, 9, 8);
         assert_eq!(server.check_incoming(&header_of(&impostor)), Err(WireError::WrongSender));
-        let hello =
-            wire(&Message::Hello { cluster_tag: tag, host_id: client_id, nonce: nc }, client_id, 8);
+        let hello = wire(&Message::Hello { cluster_tag: tag, host_id: client_id, nonce: nc }, client_id, 8);
         assert_eq!(server.check_incoming(&header_of(&hello)), Err(WireError::UnexpectedKind));
         let auth = wire(&Message::Auth { mac: mac_c }, client_id, 8);
         assert_eq!(server.check_incoming(&header_of(&auth)), Err(WireError::UnexpectedKind));
@@ -1785,10 +1689,7 @@ mod tests {
         let mut s = Session::server();
         let hello = Message::Hello { cluster_tag: 1, host_id: 2, nonce: [0; 16] };
         s.check_incoming(&header_of(&wire(&hello, 2, 1))).unwrap();
-        assert_eq!(
-            s.check_incoming(&header_of(&wire(&hello, 2, 2))),
-            Err(WireError::UnexpectedKind)
-        );
+        assert_eq!(s.check_incoming(&header_of(&wire(&hello, 2, 2))), Err(WireError::UnexpectedKind));
         assert_eq!(
             s.check_incoming(&header_of(&wire(&Message::Auth { mac: [0; 32] }, 2, 2))),
             Err(WireError::UnexpectedKind)
@@ -1801,23 +1702,14 @@ mod tests {
         );
         // Requests before AUTH is verified.
         let ping = Message::Ping { sent_ns: 1, heard: 0, fenced: 0, recovering: 0 };
-        assert_eq!(
-            s.check_incoming(&header_of(&wire(&ping, 2, 2))),
-            Err(WireError::UnexpectedKind)
-        );
+        assert_eq!(s.check_incoming(&header_of(&wire(&ping, 2, 2))), Err(WireError::UnexpectedKind));
         s.check_incoming(&header_of(&wire(&Message::Auth { mac: [0; 32] }, 2, 2))).unwrap();
         // AUTH accepted but not verified: nothing else gets in.
-        assert_eq!(
-            s.check_incoming(&header_of(&wire(&ping, 2, 3))),
-            Err(WireError::UnexpectedKind)
-        );
+        assert_eq!(s.check_incoming(&header_of(&wire(&ping, 2, 3))), Err(WireError::UnexpectedKind));
 
         // Client: WELCOME before CHALLENGE, ACK before WELCOME, CHALLENGE from another host.
         let mut c = Session::client(5);
-        assert_eq!(
-            c.check_incoming(&header_of(&wire(&Message::Welcome, 5, 1))),
-            Err(WireError::UnexpectedKind)
-        );
+        assert_eq!(c.check_incoming(&header_of(&wire(&Message::Welcome, 5, 1))), Err(WireError::UnexpectedKind));
         let ack = Message::Ack { acked_seq: 1, status: 0, value: 0 };
         assert_eq!(c.check_incoming(&header_of(&wire(&ack, 5, 1))), Err(WireError::UnexpectedKind));
         let ch = |id| Message::Challenge { host_id: id, nonce: [0; 16], mac: [0; 32] };
@@ -1848,16 +1740,8 @@ mod tests {
         assert_eq!(s.next_seq(), u64::MAX);
         assert_eq!(s.next_seq(), 0);
         // The receiver cannot go past u64::MAX.
-        let mut r =
-            Session { next_rx_seq: u64::MAX, state: State::Established, ..Session::server() };
-        let h = Header {
-            kind: Kind::Ping,
-            flags: 0,
-            payload_len: 32,
-            sender: 1,
-            seq: u64::MAX,
-            crc: 0,
-        };
+        let mut r = Session { next_rx_seq: u64::MAX, state: State::Established, ..Session::server() };
+        let h = Header { kind: Kind::Ping, flags: 0, payload_len: 32, sender: 1, seq: u64::MAX, crc: 0 };
         assert_eq!(r.check_incoming(&h), Err(WireError::BadSeq));
     }
 
@@ -1882,20 +1766,12 @@ mod tests {
     impl Owned {
         fn message<'a>(&'a self, sender: u32, buf: &'a mut [u8; DESTAGED_BUF_LEN]) -> Message<'a> {
             match self {
-                Owned::Hello(t, n) => {
-                    Message::Hello { cluster_tag: *t, host_id: sender, nonce: *n }
-                }
-                Owned::Challenge(n, m) => {
-                    Message::Challenge { host_id: sender, nonce: *n, mac: *m }
-                }
+                Owned::Hello(t, n) => Message::Hello { cluster_tag: *t, host_id: sender, nonce: *n },
+                Owned::Challenge(n, m) => Message::Challenge { host_id: sender, nonce: *n, mac: *m },
                 Owned::Auth(m) => Message::Auth { mac: *m },
                 Owned::Welcome => Message::Welcome,
-                Owned::Ping(a, b, c, d) => {
-                    Message::Ping { sent_ns: *a, heard: *b, fenced: *c, recovering: *d }
-                }
-                Owned::Pong(a, b, c, d) => {
-                    Message::Pong { echo_ns: *a, heard: *b, fenced: *c, recovering: *d }
-                }
+                Owned::Ping(a, b, c, d) => Message::Ping { sent_ns: *a, heard: *b, fenced: *c, recovering: *d },
+                Owned::Pong(a, b, c, d) => Message::Pong { echo_ns: *a, heard: *b, fenced: *c, recovering: *d },
                 Owned::VolumeOpen(v, bs, e, n) => {
                     Message::VolumeOpen { volume_id: *v, block_size: *bs, epoch: *e, name: n }
                 }
@@ -1928,9 +1804,8 @@ mod tests {
             any::<(u64, u64, u64, u64)>().prop_map(|(a, b, c, d)| Owned::Pong(a, b, c, d)),
             (any::<u32>(), block_size(), any::<u64>(), "[A-Za-z0-9_.-]{1,31}")
                 .prop_map(|(v, bs, e, n)| Owned::VolumeOpen(v, bs, e, n.into_bytes())),
-            (any::<u32>(), any::<u64>(), any::<u64>(), block_size(), any::<u64>()).prop_map(
-                |(v, b, ver, bs, seed)| Owned::Replicate(v, b, ver, page(seed, bs as usize))
-            ),
+            (any::<u32>(), any::<u64>(), any::<u64>(), block_size(), any::<u64>())
+                .prop_map(|(v, b, ver, bs, seed)| Owned::Replicate(v, b, ver, page(seed, bs as usize))),
             (any::<u32>(), proptest::collection::vec(any::<(u64, u64)>(), 0..=MAX_DESTAGED))
                 .prop_map(|(v, e)| Owned::Destaged(v, e)),
             any::<u32>().prop_map(Owned::VolumeClose),
@@ -2005,9 +1880,7 @@ mod tests {
             return false;
         }
         match state {
-            State::Established => {
-                !matches!(kind, Kind::Hello | Kind::Challenge | Kind::Auth | Kind::Welcome)
-            }
+            State::Established => !matches!(kind, Kind::Hello | Kind::Challenge | Kind::Auth | Kind::Welcome),
             State::AwaitHello => role == Role::Server && kind == Kind::Hello && seq == 1,
             State::AwaitAuth => role == Role::Server && kind == Kind::Auth && seq == 2,
             State::AwaitChallenge => role == Role::Client && kind == Kind::Challenge && seq == 1,
