@@ -378,13 +378,7 @@ unsafe impl Send for OwnedBio {}
 impl OwnedBio {
     /// A bio of op `op` (and `flags`, raw `REQ_*` bits) to `bdev` at `sector`, with room
     /// for `nr_pages` pages.
-    pub fn new(
-        bioset: &BioSet,
-        bdev: &BlockDevice,
-        write: bool,
-        sector: u64,
-        nr_pages: u16,
-    ) -> Result<Self> {
+    pub fn new(bioset: &BioSet, bdev: &BlockDevice, write: bool, sector: u64, nr_pages: u16) -> Result<Self> {
         let opf = if write { bindings::req_op_REQ_OP_WRITE } else { bindings::req_op_REQ_OP_READ };
         // SAFETY: the bio set is initialised; `bdev` is open.
         let bio = unsafe {

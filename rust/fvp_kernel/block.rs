@@ -31,12 +31,7 @@ impl OpenedBdev {
         let mode = bindings::FVP_BLK_OPEN_READ | bindings::FVP_BLK_OPEN_WRITE;
         // SAFETY: no holder (non-exclusive open) and no holder ops are valid arguments.
         let file = unsafe {
-            from_err_ptr(bindings::bdev_file_open_by_dev(
-                dev,
-                mode,
-                core::ptr::null_mut(),
-                core::ptr::null(),
-            ))
+            from_err_ptr(bindings::bdev_file_open_by_dev(dev, mode, core::ptr::null_mut(), core::ptr::null()))
         }?;
         // INVARIANT: `from_err_ptr` returned a valid open file, now ours.
         Ok(Self { file: NonNull::new(file).ok_or(kernel::error::code::ENODEV)? })

@@ -458,10 +458,7 @@ unsafe extern "C" fn dtr_callback<T: Target>(ti: *mut bindings::dm_target) {
 /// # Safety
 ///
 /// Called by device-mapper only, between construction and destruction.
-unsafe extern "C" fn map_callback<T: Target>(
-    ti: *mut bindings::dm_target,
-    bio: *mut bindings::bio,
-) -> c_int {
+unsafe extern "C" fn map_callback<T: Target>(ti: *mut bindings::dm_target, bio: *mut bindings::bio) -> c_int {
     // SAFETY: `private` holds the `Pin<KBox<T>>` stored by the constructor, not yet freed.
     let target = unsafe { <Pin<KBox<T>> as ForeignOwnable>::borrow((*ti).private) };
     // SAFETY: `ti` is valid while it maps bios, and not mutated after construction.

@@ -48,12 +48,7 @@ unsafe impl<T: MiscDevice> Send for Registration<T> {}
 
 impl<T: MiscDevice> Registration<T> {
     /// Registers `/dev/<name>` with permissions `mode`, served by `data`.
-    pub fn new(
-        name: &'static CStr,
-        mode: u16,
-        module: &'static ThisModule,
-        data: T,
-    ) -> impl PinInit<Self, Error> {
+    pub fn new(name: &'static CStr, mode: u16, module: &'static ThisModule, data: T) -> impl PinInit<Self, Error> {
         try_pin_init!(&this in Self {
             data,
             fops <- Opaque::ffi_init(move |fops: *mut bindings::file_operations| {
@@ -112,11 +107,7 @@ impl<T: MiscDevice> PinnedDrop for Registration<T> {
 /// # Safety
 ///
 /// Called by the VFS only, for a file opened through this misc device.
-unsafe extern "C" fn ioctl_callback<T: MiscDevice>(
-    file: *mut bindings::file,
-    cmd: c_uint,
-    arg: c_ulong,
-) -> c_long {
+unsafe extern "C" fn ioctl_callback<T: MiscDevice>(file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> c_long {
     // SAFETY: `misc_open` stored our `miscdevice` in `private_data` and we install no
     // `open` that would change it.
     let misc = unsafe { (*file).private_data }.cast::<bindings::miscdevice>();

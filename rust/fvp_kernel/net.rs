@@ -8,9 +8,9 @@
 
 use super::bindings;
 use super::pages::CountedPage;
+use core::ptr::NonNull;
 use kernel::error::{to_result, Error, Result};
 use kernel::prelude::*;
-use core::ptr::NonNull;
 
 /// An IPv4 address and TCP port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -154,7 +154,9 @@ impl CountedPage {
     /// A new zeroed page for I/O paths (`GFP_NOIO`): `ENOMEM` if none is free.
     pub fn alloc() -> Result<CountedPage> {
         // SAFETY: allocating a page has no preconditions.
-        let page = unsafe { bindings::fvp_helper_alloc_page(bindings::FVP_GFP_NOIO | bindings::__GFP_ZERO | bindings::__GFP_NOWARN) };
+        let page = unsafe {
+            bindings::fvp_helper_alloc_page(bindings::FVP_GFP_NOIO | bindings::__GFP_ZERO | bindings::__GFP_NOWARN)
+        };
         if page.is_null() {
             return Err(kernel::error::code::ENOMEM);
         }

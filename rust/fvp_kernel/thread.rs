@@ -68,7 +68,9 @@ impl Thread {
     pub fn start<F: FnOnce(&StopToken) + Send + 'static>(name: &CStr, f: F) -> Result<Self> {
         let data = KBox::into_raw(KBox::new(f, GFP_KERNEL)?).cast::<c_void>();
         // SAFETY: the trampoline matches the data's type; `name` is NUL-terminated.
-        let task = from_err_ptr(unsafe { bindings::fvp_helper_kthread_start(Some(trampoline::<F>), data, name.as_ptr().cast()) });
+        let task = from_err_ptr(unsafe {
+            bindings::fvp_helper_kthread_start(Some(trampoline::<F>), data, name.as_ptr().cast())
+        });
         match task {
             // INVARIANT: the helper took a task reference for us.
             Ok(task) => Ok(Self { task: NonNull::new(task), data, drop_data: drop_box::<F> }),

@@ -24,9 +24,12 @@ use crate::logic::membership::{Membership, View};
 use crate::logic::placement::{self, HostEntry};
 use crate::logic::wire::{Message, Session, WireError};
 use crate::replica::ReplicaStore;
-use crate::volume::Volume;
 use crate::shared::Shared;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::{Acquire, Relaxed, Release}};
+use crate::volume::Volume;
+use core::sync::atomic::{
+    AtomicBool, AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
@@ -178,7 +181,8 @@ impl Cluster {
             return Err(EINVAL);
         }
         if let Some(old) = self.settings() {
-            let same_identity = old.cfg.name == cfg.name && old.cfg.local_id == cfg.local_id && old.cfg.secret() == cfg.secret();
+            let same_identity =
+                old.cfg.name == cfg.name && old.cfg.local_id == cfg.local_id && old.cfg.secret() == cfg.secret();
             if !same_identity && !self.volumes.lock().is_empty() {
                 pr_warn!("fvp: cluster set refused: replicated volumes exist\n");
                 return Err(EBUSY);
@@ -311,7 +315,11 @@ impl Cluster {
         let now = now_ns();
         let fenced = self.members.lock().as_ref().is_some_and(|m| m.fenced() & placement::host_bit(h.id) != 0);
         let link = self.link(h.id);
-        let heard_ago = link.as_ref().map(|l| l.last_rx_ns.load(Relaxed)).filter(|&t| t != 0).map(|t| now.saturating_sub(t) / 1_000_000);
+        let heard_ago = link
+            .as_ref()
+            .map(|l| l.last_rx_ns.load(Relaxed))
+            .filter(|&t| t != 0)
+            .map(|t| now.saturating_sub(t) / 1_000_000);
         let rtt = link.as_ref().map(|l| l.rtt_us.load(Relaxed)).unwrap_or(0);
         let state = if fenced {
             abi::HOST_FENCED
@@ -692,7 +700,13 @@ impl Cluster {
     }
 
     /// Serves one request from host `peer`. `Err`: a protocol violation.
-    fn handle_request(&self, peer: u32, conn: &Conn, seq: u64, msg: &Message<'_>) -> core::result::Result<(), &'static str> {
+    fn handle_request(
+        &self,
+        peer: u32,
+        conn: &Conn,
+        seq: u64,
+        msg: &Message<'_>,
+    ) -> core::result::Result<(), &'static str> {
         let ack = |status: i32, value: u64| {
             let _ = conn.send(&Message::Ack { acked_seq: seq, status, value }, None);
         };
@@ -757,7 +771,12 @@ impl Cluster {
                 Ok(sock) => sock,
                 Err(e) => {
                     if !logged_down {
-                        pr_info!("fvp: cannot connect to host {} at {}: error {}\n", link.host.id, remote, e.to_errno());
+                        pr_info!(
+                            "fvp: cannot connect to host {} at {}: error {}\n",
+                            link.host.id,
+                            remote,
+                            e.to_errno()
+                        );
                         logged_down = true;
                     }
                     nap(stop, s.cfg.heartbeat_ms);
@@ -966,7 +985,10 @@ impl Cluster {
             if let Some(m) = self.members.lock().as_mut() {
                 m.set_recovering(id, true);
             }
-            pr_warn!("fvp: host {} is fenced by a majority: writing its replicated blocks to the backing devices\n", id);
+            pr_warn!(
+                "fvp: host {} is fenced by a majority: writing its replicated blocks to the backing devices\n",
+                id
+            );
             self.replicas.recover_owner(self, id, &|| self.takeover_still_ready(id));
             if let Some(m) = self.members.lock().as_mut() {
                 m.set_recovering(id, false);
@@ -997,7 +1019,10 @@ fn send_raw(sock: &TcpSocket, sender: u32, seq: u64, msg: &Message<'_>) -> core:
 }
 
 /// Waits for one whole message during a handshake (the timeout is the socket's).
-fn wait_message(sock: &TcpSocket, reader: &mut Reader) -> core::result::Result<crate::logic::wire::Header, &'static str> {
+fn wait_message(
+    sock: &TcpSocket,
+    reader: &mut Reader,
+) -> core::result::Result<crate::logic::wire::Header, &'static str> {
     for _ in 0..2 {
         match reader.poll(sock) {
             Ok(Polled::Message(h)) => return Ok(h),

@@ -214,18 +214,14 @@ fn submit_run(pool: &Arc<Pool>, run: &mut [Entry]) -> Option<Arc<Waiter>> {
     let first = run.first()?;
     let volume = pool.volume(first.key.volume())?;
     let sector = first.key.block() * (crate::pool::PAGE / 512);
-    let mut bio =
-        OwnedBio::new(&pool.shared.bioset, volume.backing.bdev(), true, sector, run.len() as u16).ok()?;
+    let mut bio = OwnedBio::new(&pool.shared.bioset, volume.backing.bdev(), true, sector, run.len() as u16).ok()?;
     for e in run.iter_mut() {
         if !bio.add_page(e.page.take()?) {
             return None;
         }
     }
-    let done = Arc::pin_init(
-        pin_init!(Waiter { ok: AtomicBool::new(false), done <- Completion::new() }),
-        GFP_KERNEL,
-    )
-    .ok()?;
+    let done =
+        Arc::pin_init(pin_init!(Waiter { ok: AtomicBool::new(false), done <- Completion::new() }), GFP_KERNEL).ok()?;
     bio.submit(done.clone());
     Some(done)
 }
@@ -287,11 +283,7 @@ pub(crate) fn drain(volume: &Arc<Volume>) -> Result {
     while volume.dirty.load(Relaxed) > 0 {
         stalled = if pass(volume) == 0 { stalled + 1 } else { 0 };
         if stalled > 5000 {
-            pr_err!(
-                "fvp: volume {}: {} dirty blocks cannot be written back\n",
-                volume.id,
-                volume.dirty.load(Relaxed)
-            );
+            pr_err!("fvp: volume {}: {} dirty blocks cannot be written back\n", volume.id, volume.dirty.load(Relaxed));
             return Err(EIO);
         }
         if stalled > 0 {
@@ -309,10 +301,7 @@ pub(crate) fn flush_backing(volume: &Arc<Volume>) -> Result {
 /// Flushes `bdev`'s volatile cache and waits.
 pub(crate) fn flush_bdev(bioset: &BioSet, bdev: &BlockDevice) -> Result {
     let bio = OwnedBio::new_flush(bioset, bdev)?;
-    let done = Arc::pin_init(
-        pin_init!(Waiter { ok: AtomicBool::new(false), done <- Completion::new() }),
-        GFP_KERNEL,
-    )?;
+    let done = Arc::pin_init(pin_init!(Waiter { ok: AtomicBool::new(false), done <- Completion::new() }), GFP_KERNEL)?;
     bio.submit(done.clone());
     done.done.wait();
     if done.ok.load(Relaxed) {

@@ -90,21 +90,11 @@ impl kernel::Module for FvpModule {
         let cluster = Arc::pin_init(cluster::Cluster::new(shared.clone()), GFP_KERNEL)?;
         let registry = Arc::pin_init(registry::Registry::new(shared.clone(), cluster), GFP_KERNEL)?;
         let target = KBox::pin_init(
-            dm::Registration::new(
-                c"fvp",
-                [VERSION.0, VERSION.1, VERSION.2],
-                module,
-                registry.clone(),
-            ),
+            dm::Registration::new(c"fvp", [VERSION.0, VERSION.1, VERSION.2], module, registry.clone()),
             GFP_KERNEL,
         )?;
         let control = KBox::pin_init(
-            miscdev::Registration::new(
-                c"fvp-control",
-                0o600,
-                module,
-                control::Control::new(registry.clone()),
-            ),
+            miscdev::Registration::new(c"fvp-control", 0o600, module, control::Control::new(registry.clone())),
             GFP_KERNEL,
         )?;
         pr_info!("fvp {} loaded (abi {})\n", VERSION_STR, logic::abi::ABI_VERSION);

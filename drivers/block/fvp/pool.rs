@@ -10,7 +10,7 @@
 #![forbid(unsafe_code)]
 
 use crate::fvp_kernel::pages::{self, PageArray};
-use crate::fvp_kernel::sync::{sleep_ms, signal_pending, Completion};
+use crate::fvp_kernel::sync::{signal_pending, sleep_ms, Completion};
 use crate::logic::abi;
 use crate::logic::cache::{Cache, Key, OutOfMemory, Store, Stores};
 use crate::shared::Shared;
@@ -260,8 +260,7 @@ impl Pool {
             t.clean += u64::from(c.clean);
             t.dirty += u64::from(c.dirty);
             t.busy += u64::from(c.filling);
-            t.metadata_bytes +=
-                (shard.cache.metadata_bytes() + shard.pages.len() * PageArray::BYTES_PER_PAGE) as u64;
+            t.metadata_bytes += (shard.cache.metadata_bytes() + shard.pages.len() * PageArray::BYTES_PER_PAGE) as u64;
         }
         t
     }

@@ -7,6 +7,7 @@
 
 use crate::cluster::Cluster;
 use crate::conn::{BatchWait, Conn, Waiter};
+use crate::fvp_kernel::errno::estale;
 use crate::fvp_kernel::sync::sleep_ms;
 use crate::fvp_kernel::vec;
 use crate::logic::abi;
@@ -14,7 +15,6 @@ use crate::logic::placement::{self, DomainRule};
 use crate::logic::wire::{DestagedEntries, Message, DESTAGED_BUF_LEN, MAX_DESTAGED};
 use crate::volume::Volume;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
-use crate::fvp_kernel::errno::estale;
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
@@ -230,7 +230,8 @@ impl Replication {
             let (healthy, sent) = {
                 let mut ctx = self.send.lock();
                 let ctx = &mut *ctx;
-                let healthy = ctx.peers.iter().flatten().filter(|c| !c.is_broken()).count() >= self.peers_wanted as usize;
+                let healthy =
+                    ctx.peers.iter().flatten().filter(|c| !c.is_broken()).count() >= self.peers_wanted as usize;
                 let sent = healthy
                     && blocks.iter().all(|&block| {
                         if !volume.copy_cached(block, &mut ctx.buf, true) {
@@ -260,7 +261,9 @@ impl Replication {
         for chunk in blocks.chunks(64) {
             let version = self.version.load(Relaxed) + 1;
             self.version.store(version, Relaxed);
-            let Ok(entries) = DestagedEntries::encode_into(chunk.iter().map(|&b| (b, version)), &mut buf) else { return false };
+            let Ok(entries) = DestagedEntries::encode_into(chunk.iter().map(|&b| (b, version)), &mut buf) else {
+                return false;
+            };
             let msg = Message::Destaged { volume_id: self.volume_id, entries };
             for c in peers {
                 if c.send(&msg, Some(waiter())).is_err() {
@@ -330,7 +333,10 @@ impl Replication {
             if stale & placement::host_bit(id) == 0 {
                 continue;
             }
-            if cluster.is_fenced_by_majority(id) || !cluster.is_configured(id) || (!current.contains(&id) && self.close_at(id)) {
+            if cluster.is_fenced_by_majority(id)
+                || !cluster.is_configured(id)
+                || (!current.contains(&id) && self.close_at(id))
+            {
                 self.stale_peers.fetch_and(!placement::host_bit(id), Relaxed);
             }
         }
@@ -350,7 +356,9 @@ impl Replication {
                 let mut ctx = self.send.lock();
                 let mut lost = 0u64;
                 for i in 0..2 {
-                    if ctx.peers[i].as_ref().is_some_and(|c| c.is_broken()) || (ctx.peers[i].is_none() && ctx.peer_ids[i] != 0) {
+                    if ctx.peers[i].as_ref().is_some_and(|c| c.is_broken())
+                        || (ctx.peers[i].is_none() && ctx.peer_ids[i] != 0)
+                    {
                         lost |= placement::host_bit(ctx.peer_ids[i]);
                         ctx.peers[i] = None;
                     }
@@ -359,7 +367,10 @@ impl Replication {
             };
             self.stale_peers.fetch_or(lost, Relaxed);
             if lost != 0 {
-                pr_warn!("fvp: volume {}: lost a peer: writing through until re-protected\n", abi::name_str(&self.name));
+                pr_warn!(
+                    "fvp: volume {}: lost a peer: writing through until re-protected\n",
+                    abi::name_str(&self.name)
+                );
             }
             self.state.store(abi::REPL_DEGRADED, Relaxed);
         }
@@ -416,7 +427,9 @@ impl Replication {
         }
         let local = cluster.local_id();
         let name_len = self.name.iter().position(|&b| b == 0).unwrap_or(abi::NAME_LEN);
-        let Ok(chosen) = placement::place(&self.name[..name_len], local, &hosts, self.peers_wanted, self.rule) else { return };
+        let Ok(chosen) = placement::place(&self.name[..name_len], local, &hosts, self.peers_wanted, self.rule) else {
+            return;
+        };
         if chosen.len() < self.peers_wanted as usize {
             return;
         }
@@ -436,7 +449,12 @@ impl Replication {
         };
         for c in conns.iter().flatten() {
             if let Err(e) = c.call(&msg, cluster.timeout_ms()) {
-                pr_warn!("fvp: volume {}: host {} refused its replicas: error {}\n", abi::name_str(&self.name), c.peer_id, e.to_errno());
+                pr_warn!(
+                    "fvp: volume {}: host {} refused its replicas: error {}\n",
+                    abi::name_str(&self.name),
+                    c.peer_id,
+                    e.to_errno()
+                );
                 return;
             }
         }
@@ -458,7 +476,11 @@ impl Replication {
             // returns) or the volume is going away: the connections are fine.
             Err(e) if e == EAGAIN => return,
             Err(e) => {
-                pr_warn!("fvp: volume {}: re-sending its dirty blocks failed: error {}\n", abi::name_str(&self.name), e.to_errno());
+                pr_warn!(
+                    "fvp: volume {}: re-sending its dirty blocks failed: error {}\n",
+                    abi::name_str(&self.name),
+                    e.to_errno()
+                );
                 self.abandon_peers();
                 return;
             }

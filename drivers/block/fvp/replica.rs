@@ -9,11 +9,11 @@ use crate::cluster::Cluster;
 use crate::destage::Waiter as IoWaiter;
 use crate::fvp_kernel::bio::OwnedBio;
 use crate::fvp_kernel::block::{self, OpenedBdev};
+use crate::fvp_kernel::errno::estale;
 use crate::fvp_kernel::pages::{self, CountedPage};
 use crate::fvp_kernel::vec;
 use crate::logic::abi;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use crate::fvp_kernel::errno::estale;
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::rbtree::RBTree;
@@ -69,10 +69,7 @@ impl ReplicaStore {
 
     /// Owners we hold replicas for, as a bitmask (bit `h-1` for host `h`).
     pub(crate) fn owners(&self) -> u64 {
-        self.spaces
-            .lock()
-            .iter()
-            .fold(0, |m, n| m | crate::logic::placement::host_bit(n.owner))
+        self.spaces.lock().iter().fold(0, |m, n| m | crate::logic::placement::host_bit(n.owner))
     }
 
     /// VOLUME_OPEN: a new epoch starts empty (the owner wrote back everything before).
@@ -195,10 +192,20 @@ impl ReplicaStore {
                 Ok(()) => {
                     self.count.fetch_sub(count, Relaxed);
                     let _ = self.recovered.lock().push((n.owner, n.volume_id), GFP_KERNEL);
-                    pr_warn!("fvp: recovered volume {} of host {}: {} blocks written to the backing device\n", name, owner, count);
+                    pr_warn!(
+                        "fvp: recovered volume {} of host {}: {} blocks written to the backing device\n",
+                        name,
+                        owner,
+                        count
+                    );
                 }
                 Err(e) => {
-                    pr_err!("fvp: cannot recover volume {} of host {}: error {}; will retry\n", name, owner, e.to_errno());
+                    pr_err!(
+                        "fvp: cannot recover volume {} of host {}: error {}; will retry\n",
+                        name,
+                        owner,
+                        e.to_errno()
+                    );
                     let _ = self.spaces.lock().push(n, GFP_KERNEL);
                 }
             }

@@ -18,9 +18,6 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new() -> Result<Self> {
-        Ok(Self {
-            wq: OwnedQueue::new_reclaim(c"fvp")?,
-            bioset: KBox::pin_init(BioSet::new(256), GFP_KERNEL)?,
-        })
+        Ok(Self { wq: OwnedQueue::new_reclaim(c"fvp")?, bioset: KBox::pin_init(BioSet::new(256), GFP_KERNEL)? })
     }
 }

@@ -10,8 +10,8 @@ use crate::fvp_kernel::dm::{self, CtrError, MapResult, StatusType, StatusWriter,
 use crate::logic::abi::{self, POLICY_WRITE_BACK, POLICY_WRITE_THROUGH};
 use crate::logic::table::{self, Policy, TableError};
 use crate::registry::Registry;
-use crate::stats::Stats;
 use crate::repl::Replication;
+use crate::stats::Stats;
 use crate::volume::{Volume, MAX_BLOCKS};
 use core::fmt::Write;
 use core::sync::atomic::Ordering::Relaxed;
@@ -52,11 +52,7 @@ fn policy_name(code: u32) -> &'static str {
 impl dm::Target for FvpTarget {
     type Context = Registry;
 
-    fn new(
-        registry: &Arc<Registry>,
-        ti: &mut TargetInfo,
-        args: &[&[u8]],
-    ) -> Result<Pin<KBox<Self>>, CtrError> {
+    fn new(registry: &Arc<Registry>, ti: &mut TargetInfo, args: &[&[u8]]) -> Result<Pin<KBox<Self>>, CtrError> {
         let table = table::parse(args).map_err(refuse)?;
         let pool_name = abi::pool_name(table.pool).ok_or(refuse(TableError::NoSuchPool))?;
         let pool = registry.find_pool(&pool_name).ok_or(refuse(TableError::NoSuchPool))?;
@@ -95,7 +91,10 @@ impl dm::Target for FvpTarget {
         let repl = if table.peers > 0 {
             let cluster = &registry.cluster;
             let Some(settings) = cluster.settings() else {
-                return Err(CtrError { errno: EINVAL, message: c"peers: no cluster configured (fvpctl cluster apply)" });
+                return Err(CtrError {
+                    errno: EINVAL,
+                    message: c"peers: no cluster configured (fvpctl cluster apply)",
+                });
             };
             let _ = settings;
             let Some(dev) = cluster.device_by_devt(dm_backing.devt()) else {
@@ -123,7 +122,9 @@ impl dm::Target for FvpTarget {
                     repl.clone(),
                 )
             })
-            .map_err(|e| if e == ENOSPC { refuse(TableError::TooManyVolumes) } else { refuse(TableError::OutOfMemory) })?;
+            .map_err(
+                |e| if e == ENOSPC { refuse(TableError::TooManyVolumes) } else { refuse(TableError::OutOfMemory) },
+            )?;
         if repl.is_some() && registry.cluster.add_volume(&volume).is_err() {
             pool.remove_volume(volume.id);
             return Err(refuse(TableError::OutOfMemory));

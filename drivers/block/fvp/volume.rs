@@ -10,13 +10,13 @@
 //! workqueue, where the pool is updated and the original bio completed.
 #![forbid(unsafe_code)]
 
+use crate::conn::Waiter;
 use crate::fvp_kernel::bio::{BioDone, BioStatus, DmBio, Op, OwnedBio};
 use crate::fvp_kernel::block::OpenedBdev;
 use crate::fvp_kernel::dm::MapResult;
 use crate::fvp_kernel::pages::CountedPage;
 use crate::logic::abi::{POLICY_WRITE_BACK, POLICY_WRITE_THROUGH};
 use crate::logic::cache::{Insert, InsertError, Key, SlotState};
-use crate::conn::Waiter;
 use crate::pool::{shard_of, Pool, PAGE, SHARDS};
 use crate::repl::Replication;
 use crate::stats::Stats;
@@ -145,7 +145,11 @@ impl Volume {
     pub(crate) fn effective(&self) -> u32 {
         if let Some(r) = &self.repl {
             // Replicated: write-back only while every peer holds the writes.
-            return if matches!(r.state(), crate::logic::abi::REPL_PROTECTED | crate::logic::abi::REPL_REPROTECTING) { POLICY_WRITE_BACK } else { POLICY_WRITE_THROUGH };
+            return if matches!(r.state(), crate::logic::abi::REPL_PROTECTED | crate::logic::abi::REPL_REPROTECTING) {
+                POLICY_WRITE_BACK
+            } else {
+                POLICY_WRITE_THROUGH
+            };
         }
         if self.requested() == POLICY_WRITE_BACK || self.dirty.load(Relaxed) > 0 {
             POLICY_WRITE_BACK
@@ -379,7 +383,9 @@ impl Volume {
         let guard = self.pool.shard(shard_of(key)).lock();
         match guard.cache.peek(key) {
             Some((slot, SlotState::Dirty)) => guard.pages.get(slot).is_some_and(|p| p.counted().read(0, buf)),
-            Some((slot, SlotState::Clean)) if !dirty_only => guard.pages.get(slot).is_some_and(|p| p.counted().read(0, buf)),
+            Some((slot, SlotState::Clean)) if !dirty_only => {
+                guard.pages.get(slot).is_some_and(|p| p.counted().read(0, buf))
+            }
             _ => false,
         }
     }
@@ -583,7 +589,14 @@ impl IoOp {
         }
     }
 
-    fn start_read(volume: &Arc<Volume>, rel_sector: u64, bio: DmBio, spans: &Spans, missing: u64, start: Ktime) -> MapResult {
+    fn start_read(
+        volume: &Arc<Volume>,
+        rel_sector: u64,
+        bio: DmBio,
+        spans: &Spans,
+        missing: u64,
+        start: Ktime,
+    ) -> MapResult {
         let op = match IoOp::new(volume, OpKind::Read, rel_sector, bio, start) {
             Ok(op) => op,
             // No memory for the operation: map cannot wait, so device-mapper retries.
@@ -642,7 +655,8 @@ impl IoOp {
                     j += 1;
                 }
                 let n = (j - i + 1) as u16;
-                match OwnedBio::new(&pool.shared.bioset, volume.backing.bdev(), false, Volume::backing_sector(first), n) {
+                match OwnedBio::new(&pool.shared.bioset, volume.backing.bdev(), false, Volume::backing_sector(first), n)
+                {
                     Ok(mut b) => {
                         for f in &state.fills[i..=j] {
                             b.add_page(f.page.clone_ref());
