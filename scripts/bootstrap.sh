@@ -30,4 +30,11 @@ if ! "$FVP_BINDGEN" --version 2>/dev/null | grep -qx "bindgen $BINDGEN_VERSION";
   echo "bootstrap: building bindgen-cli $BINDGEN_VERSION into $FVP_TOOLS"
   cargo install --locked --root "$FVP_TOOLS" --version "$BINDGEN_VERSION" bindgen-cli
 fi
+# make check's gates: rustfmt and clippy of the machine's (rustup) toolchain.
+for c in rustfmt clippy; do
+  if ! cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    echo "bootstrap: adding the $c component"
+    rustup component add "$c"
+  fi
+done
 echo "bootstrap: toolchain ready ($("$FVP_RUSTC" --version), $("$FVP_BINDGEN" --version))"

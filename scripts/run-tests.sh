@@ -56,6 +56,22 @@ count_tap() {
   failed=$((failed + tap_failed))
 }
 
+step "host-side gates and tests (make check)"
+# Formatting, no unsafe in driver modules, clippy -D warnings, cargo test: the gates run
+# first, so that a formatting slip fails in minutes, not after the kernel build.
+if [ "${HOST_TESTS:-1}" = 1 ]; then
+scripts/check.sh 2>&1 | tee build/cargo-test.log
+check_rc=${PIPESTATUS[0]}
+while read -r p f i; do
+  passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + i))
+done < <(sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) failed; \([0-9]*\) ignored.*/\1 \2 \3/p' build/cargo-test.log)
+if [ "$check_rc" -eq 0 ]; then pass "host-side gates (scripts/check.sh)"
+else fail "host-side gates (scripts/check.sh): $(grep -m1 '^check.sh: FAILED' build/cargo-test.log)"; fi
+# The index's RAM cost per cached block, all structures included (budget: 32 bytes).
+cargo test --locked -q -p fvp-logic --lib metadata_budget -- --nocapture 2>/dev/null | grep 'bytes per slot'
+cargo test --locked -q -p fvp-logic --lib scan_resistance -- --nocapture 2>/dev/null | grep -iv '^running\|^test \|^$' | head -6
+fi
+
 step "test kernel"
 if kdir=$(scripts/kernel/build.sh); then pass "test kernel available at $kdir"
 else fail "test kernel build"; summary; fi
@@ -64,18 +80,8 @@ export FVP_KERNEL_IMAGE=$kdir/arch/x86/boot/bzImage
 step "fvp.ko"
 if make -s module KDIR="$kdir"; then pass "fvp.ko builds"; else fail "fvp.ko build"; summary; fi
 
-step "fvpctl and host tests"
+step "fvpctl"
 if cargo build --release --locked -p fvpctl; then pass "fvpctl builds"; else fail "fvpctl build"; summary; fi
-if [ "${HOST_TESTS:-1}" = 1 ]; then
-cargo test --locked --workspace 2>&1 | tee build/cargo-test.log
-while read -r p f i; do
-  passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + i))
-done < <(sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) failed; \([0-9]*\) ignored.*/\1 \2 \3/p' build/cargo-test.log)
-grep -q '^test result:' build/cargo-test.log || fail "cargo test did not run"
-# The index's RAM cost per cached block, all structures included (budget: 32 bytes).
-cargo test --locked -q -p fvp-logic --lib metadata_budget -- --nocapture 2>/dev/null | grep 'bytes per slot'
-cargo test --locked -q -p fvp-logic --lib scan_resistance -- --nocapture 2>/dev/null | grep -iv '^running\|^test \|^$' | head -6
-fi
 
 step "guest helpers and initramfs"
 mkdir -p build/bin
