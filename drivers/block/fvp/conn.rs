@@ -7,15 +7,29 @@
 use crate::fvp_kernel::net::TcpSocket;
 use crate::logic::wire::{self, Header, Message};
 use crate::volume::IoOp;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::{AcqRel, Relaxed}};
-use kernel::new_mutex;
+use core::sync::atomic::{
+    AtomicBool, AtomicU64,
+    Ordering::{AcqRel, Relaxed},
+};
 use kernel::prelude::*;
-use kernel::sync::{Arc, Mutex};
+use kernel::sync::{Arc, CondVar, Mutex};
 use kernel::time::Ktime;
+use kernel::{new_condvar, new_mutex};
 
 /// Requests in flight on one connection at most; a sender finding the queue full
 /// treats the connection as failed rather than wait.
 const MAX_IN_FLIGHT: usize = 4096;
+
+/// Requests awaiting their ACK on one connection before a new request waits for one to
+/// be ACKed (64 REPLICATEs, 256 KiB). Whatever is queued in the two sockets lies ahead
+/// of every PING and ACK that follows on this connection: without a bound, a burst of
+/// writes queued megabytes, and on a slow link a PING behind them missed the timeout
+/// (lease lost, peers dropped, everything re-sent: the peer-kill flap).
+const SEND_WINDOW: usize = 64;
+
+/// How long a sender waits for room in the window before it looks again whether the
+/// connection broke (a close wakes it at once anyway).
+const WINDOW_WAIT_MS: u32 = 100;
 
 /// Who waits for a request's ACK.
 pub(crate) enum Waiter {
@@ -111,6 +125,9 @@ pub(crate) struct Conn {
     send: Mutex<SendState>,
     #[pin]
     in_flight: Mutex<KVVecDeque>,
+    /// Signalled when a request leaves `in_flight` (ACKed or failed) and on close.
+    #[pin]
+    window: CondVar,
     broken: AtomicBool,
     /// Last time any valid message arrived (ns, local monotonic clock).
     pub(crate) last_rx_ns: AtomicU64,
@@ -211,6 +228,7 @@ impl Conn {
                 peer_id,
                 send <- new_mutex!(SendState { next_seq: first_seq }, "fvp::Conn::send"),
                 in_flight <- new_mutex!(KVVecDeque::new(), "fvp::Conn::in_flight"),
+                window <- new_condvar!("fvp::Conn::window"),
                 broken: AtomicBool::new(false),
                 last_rx_ns: AtomicU64::new(Ktime::ktime_get().to_ns() as u64),
             }),
@@ -233,11 +251,33 @@ impl Conn {
                 None => break,
             }
         }
+        self.window.notify_all();
     }
 
-    /// Sends `msg`. A request registers `waiter` for its ACK; a reply passes `None`.
+    /// Sleeps until fewer than [`SEND_WINDOW`] requests await their ACK. False if the
+    /// connection broke meanwhile. Never called by the thread that reads the ACKs (it
+    /// sends only PINGs, which bypass the window), so the wait always ends: each request
+    /// is ACKed, or failed when the connection closes (at the latest after the timeout).
+    fn wait_for_window(&self) -> bool {
+        let mut q = self.in_flight.lock();
+        while q.len >= SEND_WINDOW && !self.is_broken() {
+            let jiffies = kernel::time::msecs_to_jiffies(WINDOW_WAIT_MS);
+            // No signals reach fvp's kthreads and workers; a timeout just looks again.
+            let _ = self.window.wait_interruptible_timeout(&mut q, jiffies);
+        }
+        !self.is_broken()
+    }
+
+    /// Sends `msg`. A request registers `waiter` for its ACK, first waiting for room in
+    /// the send window (sleeps); a reply or a PING passes `None` and never waits.
     /// An error closes the connection (and fails the waiter).
     pub(crate) fn send(&self, msg: &Message<'_>, waiter: Option<Waiter>) -> Result {
+        if waiter.is_some() && !self.wait_for_window() {
+            if let Some(w) = waiter {
+                fail_waiter(w);
+            }
+            return Err(EPIPE);
+        }
         if self.is_broken() {
             if let Some(w) = waiter {
                 fail_waiter(w);
@@ -296,6 +336,7 @@ impl Conn {
             }
         };
         let Some(item) = item else { return false };
+        self.window.notify_all();
         match item.waiter {
             Waiter::Nobody => {}
             Waiter::Op(op) => {
