@@ -38,7 +38,9 @@ guest_start() {
   local dir=$run/node$node
   mkdir -p "$dir/out"
   truncate -s "${GUEST_DISK_MB}M" "$dir/private0.img"
-  local accel=(-accel tcg)
+  # RDRAND: the guest's RNG is ready at boot; without it every python3 (the ack writer)
+  # spun in the kernel's jitter entropy loop for 30 s or more after each boot.
+  local accel=(-accel tcg -cpu qemu64,+rdrand)
   [ "$QEMU_ACCEL" = kvm ] && accel=(-accel kvm -cpu host)
   local shared_args=()
   if [ -n "$shared" ]; then
@@ -48,7 +50,7 @@ guest_start() {
   qemu-system-x86_64 "${accel[@]}" -smp "${GUEST_SMP:-$QEMU_SMP}" -m "$QEMU_MEM" \
     -nodefaults -display none -no-reboot \
     -kernel "$FVP_KERNEL_IMAGE" -initrd "$FVP_INITRAMFS" \
-    -append "console=ttyS0 panic=-1 loglevel=${GUEST_LOGLEVEL:-6} brd.rd_nr=4 brd.rd_size=262144 fvpnode=$node fvpnodes=$nodes fvpsuites=$suites fvprepo=$FVP_REPO ${GUEST_CMDLINE_EXTRA:-}" \
+    -append "console=ttyS0 panic=-1 loglevel=${GUEST_LOGLEVEL:-6} io_delay=none brd.rd_nr=4 brd.rd_size=262144 fvpnode=$node fvpnodes=$nodes fvpsuites=$suites fvprepo=$FVP_REPO ${GUEST_CMDLINE_EXTRA:-}" \
     -serial "file:$dir/console.log" -serial "file:$dir/tests.log" \
     -qmp "unix:$dir/qmp.sock,server=on,wait=off" \
     -fsdev "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap" \
