@@ -84,11 +84,28 @@ impl BatchWait {
         }
     }
 
-    /// Sleeps until every request of the group was ACKed or failed, or `timeout_ms`.
-    /// True if all were ACKed without error in time. Call once.
+    /// Sleeps until every request of the group was ACKed or failed; gives up once a
+    /// whole `timeout_ms` passes without one of them being ACKed or failed. True if all
+    /// were ACKed without error. Call once.
+    ///
+    /// Progress, not the whole group, is held to the timeout: a peer that answers
+    /// steadily but slowly (a loaded host) is not a failed peer, and failing the group
+    /// made re-protection start over, with every dirty block, forever (a livelock seen
+    /// under emulation). A peer that stops answering is caught here and by its
+    /// connection's own ACK deadline, which closes it and fails every waiter.
     pub(crate) fn wait(&self, timeout_ms: u32) -> bool {
         self.put(true);
-        self.done.wait_timeout_ms(timeout_ms) && !self.failed.load(Relaxed)
+        let mut left = self.pending.load(Relaxed);
+        loop {
+            if self.done.wait_timeout_ms(timeout_ms) {
+                return !self.failed.load(Relaxed);
+            }
+            let now = self.pending.load(Relaxed);
+            if now >= left {
+                return false;
+            }
+            left = now;
+        }
     }
 }
 
