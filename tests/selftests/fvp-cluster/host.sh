@@ -9,7 +9,7 @@
 #   (QMP set_link) until the others took its volume over and overwrote part of it, then
 #   replugs it and checks the shared disk: no acknowledged write lost, no stale block.
 # - Owner kills (owner_kill.sh): in each round, slows node 1's writes to the shared disk
-#   (so its pool holds dirty blocks), and once node 1 logged 200 acknowledged writes,
+#   (so its pool holds dirty blocks), and once node 1 logged 100 acknowledged writes,
 #   kills its QEMU (-9, no flush) after a random delay; reads the shared disk image at
 #   once and requires at least MIN_EXPOSED acknowledged writes that are not on it yet
 #   (only the peers hold them); waits for the peers to recover, checks every
@@ -28,7 +28,7 @@ result() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n $2"; else echo "not o
 
 # Owner kill rounds: the owner's writes to the shared disk per second, and the fewest
 # acknowledged writes a kill must leave on the peers alone.
-OWNER_DISK_IOPS=2
+OWNER_DISK_IOPS=1
 MIN_EXPOSED=50
 
 # random_delay SEED: 0.5 to 4.5 s, different for each fault.

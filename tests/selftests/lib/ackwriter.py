@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes 4 KiB blocks at random to DEV with O_DIRECT, one at a time, and logs
 "<block> <seq>" to LOG for each write that completed (acknowledged). Each block holds
-(block, seq) as two little-endian u64, repeated. Creates READY after 200 acks.
+(block, seq) as two little-endian u64, repeated. Creates READY after READY_AFTER acks
+(default 200).
 Runs until killed or SECONDS pass; sequence numbers start after FIRST_SEQ (default 0), so
 that tests sharing a disk never mistake an earlier test's block for a newer write.
 A failed write is reported (errno) and ends the run with status 2. At the end it
@@ -11,7 +12,7 @@ The log is appended in batches (every 0.2 s, and at the end): one write(2) per a
 the 9p results share cost ~140 ms each under TCG and left the volume idle between
 writes. Only completed writes are ever logged, so a batch lost when the guest is
 killed only leaves those writes unchecked, never a false "lost".
-Usage: ackwriter.py DEV LOG READY BLOCKS SECONDS [FIRST_SEQ]"""
+Usage: ackwriter.py DEV LOG READY BLOCKS SECONDS [FIRST_SEQ [READY_AFTER]]"""
 import mmap
 import os
 import random
@@ -26,6 +27,7 @@ fd = os.open(dev, os.O_WRONLY | os.O_DIRECT)
 lf = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 buf = mmap.mmap(-1, 4096)
 seq = first = int(sys.argv[6]) if len(sys.argv) > 6 else 0
+ready_after = int(sys.argv[7]) if len(sys.argv) > 7 else 200
 end = time.monotonic() + seconds
 longest = 0.0
 pending = []
@@ -57,7 +59,7 @@ while time.monotonic() < end:
     pending.append(b"%d %d\n" % (block, seq))
     if done - flushed_at >= FLUSH_EVERY_S:
         flush()
-    if seq == first + 200:
+    if seq == first + ready_after:
         flush()
         open(ready, "w").close()
 flush()

@@ -82,7 +82,8 @@ wait_state() {
 }
 
 # owner_round K: the owner's half of kill round K (node 1): a write-back volume with one
-# peer on the shared disk, and the ack writer running until the host kills this guest.
+# peer on the shared disk, and the ack writer running until the host kills this guest
+# (at a random moment after its 100th acknowledged write).
 owner_round() {
   k=$1
   disk=$(cluster_shared_disk)
@@ -90,7 +91,7 @@ owner_round() {
   wait_state "own$k" protected 120 || { cluster_debug; return 1; }
   barrier "round$k-ready"
   python3 "$FVP_REPO/tests/selftests/lib/ackwriter.py" "/dev/mapper/own$k" "$OUT/acks-$k.log" \
-    "$OUT/writing-$k" 4096 300 $((k * 10000000))
+    "$OUT/writing-$k" 4096 300 $((k * 10000000)) 100
   # Not killed within 300 s: the host gave up on this round.
   return 1
 }
