@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 use crate::fvp_kernel::net::TcpSocket;
+use crate::fvp_kernel::sync::sleep_ms;
 use crate::logic::wire::{self, Header, Message};
 use crate::volume::IoOp;
 use core::sync::atomic::{
@@ -12,7 +13,7 @@ use core::sync::atomic::{
     Ordering::{AcqRel, Relaxed},
 };
 use kernel::prelude::*;
-use kernel::sync::{Arc, CondVar, Mutex};
+use kernel::sync::{Arc, CondVar, CondVarTimeoutResult, Mutex};
 use kernel::time::Ktime;
 use kernel::{new_condvar, new_mutex};
 
@@ -276,13 +277,22 @@ impl Conn {
     /// sends only PINGs, which bypass the window), so the wait always ends: each request
     /// is ACKed, or failed when the connection closes (at the latest after the timeout).
     fn wait_for_window(&self) -> bool {
-        let mut q = self.in_flight.lock();
-        while q.len >= SEND_WINDOW && !self.is_broken() {
-            let jiffies = kernel::time::msecs_to_jiffies(WINDOW_WAIT_MS);
-            // No signals reach fvp's kthreads and workers; a timeout just looks again.
-            let _ = self.window.wait_interruptible_timeout(&mut q, jiffies);
+        loop {
+            {
+                let mut q = self.in_flight.lock();
+                if q.len < SEND_WINDOW || self.is_broken() {
+                    return !self.is_broken();
+                }
+                let jiffies = kernel::time::msecs_to_jiffies(WINDOW_WAIT_MS);
+                match self.window.wait_interruptible_timeout(&mut q, jiffies) {
+                    CondVarTimeoutResult::Signal { .. } => {}
+                    _ => continue,
+                }
+            }
+            // A caller with a signal pending (an ioctl's task, e.g. a volume's removal)
+            // would return from every wait at once: sleep instead of spinning.
+            sleep_ms(WINDOW_WAIT_MS / 10);
         }
-        !self.is_broken()
     }
 
     /// Sends `msg`. A request registers `waiter` for its ACK, first waiting for room in
