@@ -2,7 +2,8 @@
 """Minimal QMP client for fault injection in fvp's guest tests.
 
 Usage: qmp.py SOCKET COMMAND [ARG]
-  kill            quit QEMU at once (the guest dies without flushing anything)
+  kill            quit QEMU (it drains first: I/O it queued, throttled writes included,
+                  completes before it exits; for a power cut, kill -9 the process)
   pause | resume  stop / continue the guest's CPUs
   link-down | link-up   unplug / replug the guest's NIC (netdev net0)
   throttle-shared IOPS  limit the guest's writes to the shared disk to IOPS per second

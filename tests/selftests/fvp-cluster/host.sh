@@ -62,7 +62,7 @@ if has peer_kill.sh; then
     p=$(cat "$n1/out/publish-pk-peer")
     sleep "$(random_delay 101)"
     touch "$run/node$p/expect-killed"
-    "$repo/tests/lib/qmp.py" "$run/node$p/qmp.sock" kill >/dev/null 2>&1
+    kill -9 "$(cat "$run/node$p/qemu.pid")"
     t=0; while running "$p" && [ $t -lt 30 ]; do sleep 1; t=$((t + 1)); done
     ! running "$p"
     result $? "peer kill: node $p (the peer) killed after $(wc -l <"$n1/out/acks-pk.log") acknowledged writes at the owner"
@@ -103,7 +103,9 @@ for k in $(seq 1 "$kills"); do
   fi
   sleep "$(random_delay "$k")"
   touch "$n1/expect-killed"
-  "$repo/tests/lib/qmp.py" "$n1/qmp.sock" kill >/dev/null 2>&1
+  # SIGKILL, not QMP quit: a quitting QEMU first completes the writes its throttle holds
+  # back (the drain lifts the limit), which wrote most dirty blocks at the "kill".
+  kill -9 "$(cat "$n1/qemu.pid")"
   t=0; while running 1 && [ $t -lt 30 ]; do sleep 1; t=$((t + 1)); done
   acks=$(wc -l <"$n1/out/acks-$k.log")
   ! running 1
