@@ -27,7 +27,7 @@ until [ -e "$run/node1/out/writing" ]; do
 done
 sleep 2
 acks=$(wc -l <"$run/node1/out/acks.log")
-echo "== host: killing node 1's QEMU (QMP quit: no flush) after $acks acknowledged writes"
+echo "== host: killing node 1's QEMU (SIGKILL: nothing more reaches its disks) after $acks acknowledged writes"
 kill -9 "$(cat "$run/node1/qemu.pid")" 2>/dev/null || true
 for n in 2 3; do guest_wait "$run" "$n" 900 || true; done
 wait
