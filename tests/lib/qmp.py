@@ -7,6 +7,7 @@ Usage: qmp.py SOCKET COMMAND [ARG]
   pause | resume  stop / continue the guest's CPUs
   link-down | link-up   unplug / replug the guest's NIC (netdev net0)
   throttle-shared IOPS  limit the guest's writes to the shared disk to IOPS per second
+  throttle-shared-bps BPS  limit them to BPS bytes per second (below one write a second)
   unthrottle-shared     lift that limit
   raw JSON        send one QMP command, print the reply
 """
@@ -51,9 +52,10 @@ def main():
     }
     if verb in simple:
         print(json.dumps(qmp(path, *simple[verb])))
-    elif verb in ("throttle-shared", "unthrottle-shared"):
+    elif verb in ("throttle-shared", "throttle-shared-bps", "unthrottle-shared"):
         iops_wr = int(sys.argv[3]) if verb == "throttle-shared" else 0
-        limits = {"bps": 0, "bps_rd": 0, "bps_wr": 0, "iops": 0, "iops_rd": 0, "iops_wr": iops_wr}
+        bps_wr = int(sys.argv[3]) if verb == "throttle-shared-bps" else 0
+        limits = {"bps": 0, "bps_rd": 0, "bps_wr": bps_wr, "iops": 0, "iops_rd": 0, "iops_wr": iops_wr}
         print(json.dumps(qmp(path, "block_set_io_throttle", {"device": "shared", **limits})))
     elif verb == "raw":
         msg = json.loads(sys.argv[3])
