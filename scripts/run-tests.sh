@@ -16,7 +16,8 @@ mkdir -p build
 t0=$(date +%s)
 passed=0 failed=0 skipped=0
 pass() { passed=$((passed + 1)); echo "PASS: $*"; }
-fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
+failures=()
+fail() { failed=$((failed + 1)); failures+=("$*"); echo "FAIL: $*"; }
 skip() { skipped=$((skipped + 1)); echo "SKIP: $*"; }
 # Wall time per step: "name seconds" lines, printed as a table at the end and written to
 # build/test-times.json (the budget in the README is checked against its total_s).
@@ -34,6 +35,11 @@ summary() {
   local line
   for line in "${times[@]}"; do printf '%-40s %8s\n' "${line%%$'\t'*}" "${line##*$'\t'}"; done
   printf '%-40s %8s\n' "total" "$total"
+  # Last, so that the tail of a CI log names what failed.
+  if [ "${#failures[@]}" -gt 0 ]; then
+    echo; echo "failed (${#failures[@]}, first 20):"
+    printf '  %s\n' "${failures[@]:0:20}"
+  fi
   python3 - "$total" "$passed" "$failed" "$skipped" "${times[@]}" >build/test-times.json <<'PY'
 import json, sys
 total, passed, failed, skipped = (int(x) for x in sys.argv[1:5])
@@ -54,6 +60,25 @@ count_tap() {
   tap_failed=$(grep -cE '^not ok [0-9]+' "$1")
   passed=$((passed + ok - tap_skipped)); skipped=$((skipped + tap_skipped))
   failed=$((failed + tap_failed))
+}
+
+# progress RUN SUITE: while a suite runs, one line as each guest program starts and ends
+# (host clock), so that a log cut short still says where the suite was.
+progress() {
+  local seen=" " f key node name
+  while sleep 5; do
+    for f in "$1"/node*/out/"$2"/*.start "$1"/node*/out/"$2"/*.rc; do
+      [ -e "$f" ] || continue
+      key=${f#"$1"/}:$(stat -c %Y "$f")
+      case $seen in *" $key "*) continue ;; esac
+      seen="$seen$key "
+      node=${f#"$1"/}; node=${node%%/*}; name=${f##*/}
+      case $name in
+        *.start) echo "  [$(( $(date +%s) - t0 ))s] $node: $2/${name%.start} started" ;;
+        *.rc) echo "  [$(( $(date +%s) - t0 ))s] $node: $2/${name%.rc} ended, exit $(cat "$f")" ;;
+      esac
+    done
+  done
 }
 
 step "host-side gates and tests (make check)"
@@ -102,6 +127,12 @@ for suite in ${suites//,/ }; do
   limit=$(sed -n 's/^timeout=//p' "tests/selftests/$suite/settings" 2>/dev/null)
   nprogs=$(sed -n 's/^TEST_PROGS *[:+]\?= *//p' "tests/selftests/$suite/Makefile" | wc -w)
   limit=$(( ${limit:-300} * nprogs + 120 ))
+  # settings: budget=<s> the whole suite's wall time; past it the guests are killed and
+  # the suite fails (a hung suite must not eat CI's 90 minutes).
+  budget=$(sed -n 's/^budget=//p' "tests/selftests/$suite/settings" 2>/dev/null)
+  budget=${budget:-$limit}
+  deadline=$(( $(date +%s) + budget ))
+  failed_before=$failed
   run=$repo/build/run/$suite
   mkdir -p "$run"
   # settings: shared=<MiB> gives every guest of the suite one more disk, the same one.
@@ -118,9 +149,11 @@ for suite in ${suites//,/ }; do
   export GUEST_SMP GUEST_CMDLINE_EXTRA
   for n in $(seq 1 "$guests"); do guest_start "$run" "$n" "$guests" "$suite" "$shared_img"; done
   # A suite's host.sh, if any, runs beside its guests (fault injection through QMP).
+  progress "$run" "$suite" &
+  progress_pid=$!
   host_pid=
   if [ -x "tests/selftests/$suite/host.sh" ]; then
-    timeout "$limit" "tests/selftests/$suite/host.sh" "$run" >"$run/host.tap" 2>&1 &
+    timeout "$budget" "tests/selftests/$suite/host.sh" "$run" >"$run/host.tap" 2>&1 &
     host_pid=$!
   fi
   # host.sh first: it may kill and restart guests, and ends when all are gone.
@@ -133,7 +166,8 @@ for suite in ${suites//,/ }; do
   sub=()
   for n in $(seq 1 "$guests"); do
     dir=$run/node$n
-    guest_wait "$run" "$n" "$limit" || fail "$suite: guest $n finished within ${limit}s"
+    left=$(( deadline - $(date +%s) )); [ "$left" -gt 10 ] || left=10
+    guest_wait "$run" "$n" "$left" || fail "$suite: guest $n did not finish within the suite's budget of ${budget}s"
     sed "s/^/[node$n] /" "$dir/tests.log" 2>/dev/null
     for prog in $(sed -n 's/^TEST_PROGS *[:+]\?= *//p' "tests/selftests/$suite/Makefile"); do
       name=${prog%.sh}
@@ -167,6 +201,13 @@ for suite in ${suites//,/ }; do
       pass "$suite: no kernel reports in node $n's log"
     fi
   done
+  kill "$progress_pid" 2>/dev/null; wait "$progress_pid" 2>/dev/null
+  if [ "$failed" -gt "$failed_before" ]; then
+    for dir in "$run"/node*; do
+      echo "--- ${dir##*/}: fvp's last kernel messages ($dir/console.log)"
+      grep -a 'fvp' "$dir/console.log" 2>/dev/null | tail -25
+    done
+  fi
   step_end
   times+=("${sub[@]}")
 done

@@ -8,6 +8,25 @@
 
 running() { kill -0 "$(cat "$run/node$1/qemu.pid" 2>/dev/null)" 2>/dev/null; }
 
+# aborted: a guest program of the suite failed (exit code other than 0 or 4, "skip").
+# Then every guest finds out/abort: its barriers fail at once instead of waiting for a
+# guest that gave up, and host.sh stops waiting for markers that will never come, so a
+# broken suite ends in minutes, not at its timeouts.
+aborted() { [ -e "$run/abort" ]; }
+check_abort() {
+  local rc m
+  aborted && return 0
+  for rc in "$run"/node*/out/*/*.rc; do
+    [ -e "$rc" ] || continue
+    case $(cat "$rc" 2>/dev/null) in 0|4|'') continue ;; esac
+    echo "# aborting the suite: ${rc#"$run"/} says $(cat "$rc")" >&2
+    touch "$run/abort"
+    for m in $(seq 1 "$nodes"); do touch "$run/node$m/out/abort"; done
+    return 0
+  done
+  return 1
+}
+
 copy_published() {
   local f name m
   for f in "$run"/node*/out/publish-*; do
@@ -24,6 +43,7 @@ serve_barriers() {
     local alive=0 f name all m
     for m in $(seq 1 "$nodes"); do running "$m" && alive=$((alive + 1)); done
     [ "$alive" -gt 0 ] || [ -e "$run/restarting" ] || break
+    check_abort
     copy_published
     for f in "$run"/node*/out/barrier-*; do
       [ -e "$f" ] || continue

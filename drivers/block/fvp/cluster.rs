@@ -870,7 +870,7 @@ impl Cluster {
                     return;
                 }
             }
-            if conn.oldest_wait_ms(Ktime::ktime_get()) > u64::from(s.cfg.timeout_ms) {
+            if conn.stalled_ms(Ktime::ktime_get()) > u64::from(s.cfg.timeout_ms) {
                 pr_warn!("fvp: host {} did not answer within {} ms\n", peer, s.cfg.timeout_ms);
                 return;
             }

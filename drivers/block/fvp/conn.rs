@@ -22,11 +22,14 @@ use kernel::{new_condvar, new_mutex};
 const MAX_IN_FLIGHT: usize = 4096;
 
 /// Requests awaiting their ACK on one connection before a new request waits for one to
-/// be ACKed (64 REPLICATEs, 256 KiB). Whatever is queued in the two sockets lies ahead
-/// of every PING and ACK that follows on this connection: without a bound, a burst of
-/// writes queued megabytes, and on a slow link a PING behind them missed the timeout
-/// (lease lost, peers dropped, everything re-sent: the peer-kill flap).
-const SEND_WINDOW: usize = 64;
+/// be ACKed (16 REPLICATEs, 64 KiB). Whatever is queued in the two sockets and at the
+/// peer lies ahead of every PING that follows on this connection, and a lease counts
+/// from the PING's sending: without a bound, a burst of writes queued megabytes and a
+/// PING behind them missed the timeout (lease lost, peers dropped, everything re-sent:
+/// the peer-kill flap). 64 was still 3 s of queue at a peer that stores 20 REPLICATEs a
+/// second (a KASAN guest under emulation); 16 keeps it under a second there, and is
+/// 64 KiB in flight per peer, more than a LAN's bandwidth-delay product.
+const SEND_WINDOW: usize = 16;
 
 /// How long a sender waits for room in the window before it looks again whether the
 /// connection broke (a close wakes it at once anyway).
@@ -147,8 +150,8 @@ pub(crate) struct Conn {
     #[pin]
     window: CondVar,
     broken: AtomicBool,
-    /// Last time any valid message arrived (ns, local monotonic clock).
-    pub(crate) last_rx_ns: AtomicU64,
+    /// When the last ACK arrived (ns, `ktime_get`): the peer is making progress.
+    last_ack_ns: AtomicU64,
 }
 
 /// A FIFO of in-flight requests (6.12's alloc has no `VecDeque`).
@@ -248,7 +251,7 @@ impl Conn {
                 in_flight <- new_mutex!(KVVecDeque::new(), "fvp::Conn::in_flight"),
                 window <- new_condvar!("fvp::Conn::window"),
                 broken: AtomicBool::new(false),
-                last_rx_ns: AtomicU64::new(Ktime::ktime_get().to_ns() as u64),
+                last_ack_ns: AtomicU64::new(Ktime::ktime_get().to_ns() as u64),
             }),
             GFP_KERNEL,
         )
@@ -363,6 +366,7 @@ impl Conn {
             }
         };
         let Some(item) = item else { return false };
+        self.last_ack_ns.store(Ktime::ktime_get().to_ns() as u64, Relaxed);
         self.window.notify_all();
         match item.waiter {
             Waiter::Nobody => {}
@@ -383,11 +387,17 @@ impl Conn {
         true
     }
 
-    /// How long the oldest request has waited for its ACK, in ms.
-    pub(crate) fn oldest_wait_ms(&self, now: Ktime) -> u64 {
+    /// How long the peer has made no progress, in ms: the time since the oldest request
+    /// in flight was sent or since the last ACK, whichever is later (0 with nothing in
+    /// flight). A slow peer that keeps ACKing is not a failed one: the oldest request of
+    /// a full window may wait longer than the timeout behind the others.
+    pub(crate) fn stalled_ms(&self, now: Ktime) -> u64 {
         let q = self.in_flight.lock();
         match q.front() {
-            Some(f) => (now.to_ns() - f.sent.to_ns()).max(0) as u64 / 1_000_000,
+            Some(f) => {
+                let since = (f.sent.to_ns() as u64).max(self.last_ack_ns.load(Relaxed));
+                (now.to_ns() as u64).saturating_sub(since) / 1_000_000
+            }
             None => 0,
         }
     }

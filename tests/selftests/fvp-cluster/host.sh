@@ -22,7 +22,15 @@ repo=${FVP_REPO:-$(cd "$(dirname "$0")/../../.." && pwd)}
 . "$repo/tests/lib/barriers.sh"
 nodes=$(ls -d "$run"/node* | wc -l)
 rounds=$(sed -n "s/^kill_rounds=//p" "$(dirname "$0")/settings")
-wait_for() { local t=0; while [ ! -e "$1" ]; do sleep 1; t=$((t + 1)); [ $t -lt "$2" ] || return 1; done; }
+# wait_for FILE SECONDS: fails on timeout, or at once once the suite was aborted (a
+# guest program failed: its marker will never come).
+wait_for() {
+  local t=0
+  while [ ! -e "$1" ]; do
+    ! aborted || return 1
+    sleep 1; t=$((t + 1)); [ $t -lt "$2" ] || return 1
+  done
+}
 n=0
 result() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n $2"; else echo "not ok $n $2"; fi; }
 
@@ -60,8 +68,8 @@ n1=$run/node1
 if has peer_kill.sh; then
   # 2 writes a second: node 1 cannot write its dirty blocks back as fast as it makes
   # them, so re-protection has to send them to the new peer.
-  wait_for "$n1/out/publish-pk-peer" 3600 && "$repo/tests/lib/qmp.py" "$n1/qmp.sock" throttle-shared 2 >/dev/null
-  if wait_for "$n1/out/writing-pk" 3600; then
+  wait_for "$n1/out/publish-pk-peer" 1200 && "$repo/tests/lib/qmp.py" "$n1/qmp.sock" throttle-shared 2 >/dev/null
+  if wait_for "$n1/out/writing-pk" 1200; then
     p=$(cat "$n1/out/publish-pk-peer")
     sleep "$(random_delay 101)"
     touch "$run/node$p/expect-killed"
@@ -80,7 +88,7 @@ fi
 if has link_cut.sh; then
   lc=$(dirname "$0")/link_cut.sh
   over=$(sed -n 's/^OVERWRITTEN=//p' "$lc"):$(sed -n 's/^OVERWRITE_SEQ=//p' "$lc")
-  if wait_for "$n1/out/writing-lc" 3600; then
+  if wait_for "$n1/out/writing-lc" 1200; then
     sleep "$(random_delay 202)"
     "$repo/tests/lib/qmp.py" "$n1/qmp.sock" link-down >/dev/null
     result $? "link cut: node 1's link down after $(wc -l <"$n1/out/acks-lc.log") acknowledged writes"

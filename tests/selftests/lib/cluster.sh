@@ -61,11 +61,14 @@ publish() {
 }
 
 # barrier NAME [SECONDS]: waits until every running guest reached NAME. The suite's
-# host.sh sees the marker files in each guest's results directory and answers.
+# host.sh sees the marker files in each guest's results directory and answers. Fails at
+# once if the suite was aborted (a program of some guest failed: tests/lib/barriers.sh).
 barrier() {
   touch "$OUT/barrier-$1"
   t=0
   while [ ! -e "$OUT/go-$1" ]; do
+    # Another guest's program failed (host.sh wrote abort): nobody else will come.
+    [ ! -e "$OUT/abort" ] || { echo "# barrier $1: the suite was aborted"; return 1; }
     sleep 1; t=$((t + 1)); [ $t -lt "${2:-900}" ] || return 1
   done
 }
@@ -104,6 +107,7 @@ peer_round() {
   t=0
   until [ "$(cluster_json '.hosts[] | select(.id == 1) | "\(.state) \(.replica_blocks)"')" = "fenced 0" ]; do
     sleep 1; t=$((t + 1))
+    [ ! -e "$OUT/abort" ] || { cluster_debug; return 1; }
     if [ $t -ge 600 ]; then cluster_debug; return 1; fi
   done
   dmesg | grep "recovered volume" | tail -1 | sed 's/^/# /'
