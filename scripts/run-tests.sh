@@ -67,8 +67,8 @@ count_tap() {
 progress() {
   local seen=" " f key node name
   while sleep 5; do
-    for f in "$1"/node*/out/"$2"/*.start "$1"/node*/out/"$2"/*.rc; do
-      [ -e "$f" ] || continue
+    # Oldest first: a program's end before the next one's start.
+    for f in $(ls -1tr "$1"/node*/out/"$2"/*.start "$1"/node*/out/"$2"/*.rc 2>/dev/null); do
       key=${f#"$1"/}:$(stat -c %Y "$f")
       case $seen in *" $key "*) continue ;; esac
       seen="$seen$key "
@@ -185,14 +185,14 @@ for suite in ${suites//,/ }; do
         *) [ "$f" -gt 0 ] || fail "$label exited $rc" ;;
       esac
     done
-    if [ "$n" = 1 ]; then
-      # Per program, host clock: from its .start file to its .rc file (node 1's run).
-      for prog in $(sed -n 's/^TEST_PROGS *[:+]\?= *//p' "tests/selftests/$suite/Makefile"); do
-        name=${prog%.sh}
-        [ -f "$dir/out/$suite/$name.start" ] && [ -f "$dir/out/$suite/$name.rc" ] || continue
-        sub+=("  $suite/$name (node 1)"$'\t'"$(( $(stat -c %Y "$dir/out/$suite/$name.rc") - $(stat -c %Y "$dir/out/$suite/$name.start") ))")
-      done
-    fi
+    # Per program, host clock: from its .start file to its .rc file, on the first node
+    # that ran it to its end (node 1 unless a test killed it there).
+    for prog in $(sed -n 's/^TEST_PROGS *[:+]\?= *//p' "tests/selftests/$suite/Makefile"); do
+      name=${prog%.sh}
+      case " ${sub[*]} " in *" $suite/$name "*) continue ;; esac
+      [ -f "$dir/out/$suite/$name.start" ] && [ -f "$dir/out/$suite/$name.rc" ] || continue
+      sub+=("  $suite/$name (node $n)"$'\t'"$(( $(stat -c %Y "$dir/out/$suite/$name.rc") - $(stat -c %Y "$dir/out/$suite/$name.start") ))")
+    done
     reports=$(guest_reports "$dir")
     if [ -n "$reports" ]; then
       fail "$suite: kernel reports in node $n's log ($dir/console.log):"
