@@ -5,6 +5,13 @@
 //! Each pool runs one destager loop on the shared workqueue. It collects up to
 //! [`BATCH`] dirty blocks, sorts them by volume and block, writes each run of adjacent
 //! blocks with one bio, waits, and marks the blocks clean unless a write raced them.
+//! A failed write leaves its blocks dirty, counts them in the volume's
+//! `destage_errors`, marks the volume failing, and the destager retries after
+//! [`RETRY_MS`] (docs/target.md, "Errors").
+//!
+//! One batch or flush pass at a time per pool (`Pool::destage_lock`): a flush's pass
+//! then sees every block dirty when it started either written by itself or still dirty,
+//! never held by a concurrent destage whose outcome it cannot know.
 //! Pacing: above the high watermark (half the pool dirty) or when someone waits
 //! (flush, drain, shrink: the `urgent` flag), it runs flat out; between the watermarks
 //! it writes one batch every [`PACE_MS`]; below the low watermark (a tenth) it only
@@ -30,6 +37,9 @@ const MAX_RUN: usize = 32;
 const PACE_MS: u32 = 10;
 /// Pause when there is nothing to do.
 const IDLE_MS: u32 = 20;
+/// Pause after a batch in which a write to a backing device failed: the device is
+/// retried, not hammered (`dmsetup message ... retry` retries at once).
+const RETRY_MS: u32 = 1000;
 
 /// Starts `pool`'s destager.
 pub(crate) fn start(pool: Arc<Pool>) -> Result {
@@ -69,9 +79,14 @@ fn run(pool: Arc<Pool>) {
         if cursors.complete() {
             cursors = Pass::default();
         }
-        let done = batch(&pool, None, &mut cursors);
-        if done == 0 || !urgent {
-            sleep_ms(if done == 0 { 1 } else { PACE_MS });
+        let r = {
+            let _one = pool.destage_lock.lock();
+            batch(&pool, None, &mut cursors)
+        };
+        if r.failed > 0 {
+            pool.retry_after_failure(RETRY_MS);
+        } else if r.cleaned == 0 || !urgent {
+            sleep_ms(if r.cleaned == 0 { 1 } else { PACE_MS });
         } else {
             // Stay urgent until below the high watermark or nothing is left.
             pool.urgent.store(true, Relaxed);
@@ -131,11 +146,35 @@ impl BioDone for Waiter {
     }
 }
 
-/// Destages one batch (of `only` volume, or of any); returns how many blocks were
-/// written. `pass` remembers where each shard's scan stopped.
-pub(crate) fn batch(pool: &Arc<Pool>, only: Option<u16>, pass: &mut Pass) -> usize {
-    let Ok(mut entries) = KVec::<Entry>::with_capacity(BATCH, GFP_KERNEL) else { return 0 };
-    let Some(zero) = Key::new(0, 0) else { return 0 };
+/// What a batch or a pass achieved.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Outcome {
+    /// Blocks written back and now clean.
+    pub(crate) cleaned: usize,
+    /// Blocks whose write failed (or could not be issued): still dirty.
+    pub(crate) failed: usize,
+    /// Dirty blocks of the volume asked for that were not written: its replication
+    /// holds destaging back (no lease), or a destage of an older copy is in flight.
+    pub(crate) skipped: usize,
+}
+
+impl Outcome {
+    fn add(&mut self, o: Outcome) {
+        self.cleaned += o.cleaned;
+        self.failed += o.failed;
+        self.skipped += o.skipped;
+    }
+}
+
+/// Destages one batch (of `only` volume, or of any). `pass` remembers where each
+/// shard's scan stopped. The caller holds `pool.destage_lock`.
+fn batch(pool: &Arc<Pool>, only: Option<u16>, pass: &mut Pass) -> Outcome {
+    // Nothing scanned yet: without memory for the batch, report it failed.
+    let Ok(mut entries) = KVec::<Entry>::with_capacity(BATCH, GFP_KERNEL) else {
+        return Outcome { failed: 1, ..Outcome::default() };
+    };
+    let Some(zero) = Key::new(0, 0) else { return Outcome::default() };
+    let mut skipped = 0;
     let mut found = [(0u32, zero); BATCH];
     // Snapshots before any destage of this batch begins (see `Replication::destaged`).
     let gates = volume_gates(pool);
@@ -159,25 +198,33 @@ pub(crate) fn batch(pool: &Arc<Pool>, only: Option<u16>, pass: &mut Pass) -> usi
                 continue;
             }
             // Volumes not in the table yet are skipped until the next batch.
-            let Some(&(_, ok, snapshot)) = gates.iter().find(|g| g.0 == key.volume()) else { continue };
+            let Some(&(_, ok, snapshot)) = gates.iter().find(|g| g.0 == key.volume()) else {
+                skipped += 1;
+                continue;
+            };
             if !ok {
+                skipped += 1;
                 continue;
             }
-            let Some(gen) = shard.cache.begin_destage(slot) else { continue };
+            let Some(gen) = shard.cache.begin_destage(slot) else {
+                skipped += 1;
+                continue;
+            };
             let page = shard.pages.get(slot).map(|p| p.counted());
             // Cannot fail: capacity for BATCH entries was reserved.
             let _ = entries.push(Entry { key, shard: s, slot, gen, page, snapshot }, GFP_KERNEL);
         }
     }
     if entries.is_empty() {
-        return 0;
+        return Outcome { skipped, ..Outcome::default() };
     }
     entries.sort_unstable_by_key(|e| e.key);
 
     // One bio per run of adjacent blocks of one volume.
     let Ok(mut runs) = KVec::<(usize, usize, Option<Arc<Waiter>>)>::with_capacity(BATCH, GFP_KERNEL) else {
-        finish(pool, &entries, |_| false);
-        return 0;
+        let mut o = finish(pool, &entries, |_| false);
+        o.skipped = skipped;
+        return o;
     };
     let mut i = 0;
     while i < entries.len() {
@@ -206,7 +253,9 @@ pub(crate) fn batch(pool: &Arc<Pool>, only: Option<u16>, pass: &mut Pass) -> usi
             ok_mask[k] = ok;
         }
     }
-    finish(pool, &entries, |k| ok_mask[k])
+    let mut o = finish(pool, &entries, |k| ok_mask[k]);
+    o.skipped = skipped;
+    o
 }
 
 /// Submits the write of one run; `None` if it could not be submitted.
@@ -226,13 +275,40 @@ fn submit_run(pool: &Arc<Pool>, run: &mut [Entry]) -> Option<Arc<Waiter>> {
     Some(done)
 }
 
-/// Ends the destage of every entry; returns how many became clean.
-fn finish(pool: &Arc<Pool>, entries: &[Entry], ok: impl Fn(usize) -> bool) -> usize {
+/// Ends the destage of every entry (sorted by key); counts what became clean and what
+/// failed, and records each volume's failures.
+fn finish(pool: &Arc<Pool>, entries: &[Entry], ok: impl Fn(usize) -> bool) -> Outcome {
     let mut cleaned = 0;
+    let mut failed = 0;
+    // Per volume (entries are sorted, so a volume's entries are adjacent): whether
+    // its writes failed, counted once per run of its entries.
+    let mut run: Option<(u16, usize, usize)> = None;
+    let account = |r: Option<(u16, usize, usize)>| {
+        if let Some((vid, good, bad)) = r {
+            if let Some(v) = pool.volume(vid) {
+                v.destage_result(good, bad);
+            }
+        }
+    };
     for (k, e) in entries.iter().enumerate() {
+        let success = ok(k);
+        if run.is_none_or(|(vid, _, _)| vid != e.key.volume()) {
+            account(run.take());
+            run = Some((e.key.volume(), 0, 0));
+        }
+        if let Some((_, good, bad)) = run.as_mut() {
+            if success {
+                *good += 1;
+            } else {
+                *bad += 1;
+            }
+        }
+        if !success {
+            failed += 1;
+        }
         let was_clean = {
             let mut shard = pool.shard(e.shard).lock();
-            shard.cache.end_destage(e.slot, e.gen, ok(k))
+            shard.cache.end_destage(e.slot, e.gen, success)
         };
         if was_clean {
             cleaned += 1;
@@ -245,34 +321,35 @@ fn finish(pool: &Arc<Pool>, entries: &[Entry], ok: impl Fn(usize) -> bool) -> us
             }
         }
     }
-    cleaned
+    account(run);
+    Outcome { cleaned, failed, skipped: 0 }
 }
 
-/// One pass over the pool writing back `volume`'s dirty blocks; returns how many.
-fn pass(volume: &Arc<Volume>) -> usize {
+/// One pass over the pool writing back `volume`'s dirty blocks. No other destage runs
+/// meanwhile (it holds the pool's destage lock throughout).
+fn pass(volume: &Arc<Volume>) -> Outcome {
+    let _one = volume.pool.destage_lock.lock();
     let mut p = Pass::default();
-    let mut total = 0;
+    let mut total = Outcome::default();
     while !p.complete() {
-        total += batch(&volume.pool, Some(volume.id), &mut p);
+        total.add(batch(&volume.pool, Some(volume.id), &mut p));
     }
     total
 }
 
 /// Writes back the blocks of `volume` that are dirty now, so that every write
-/// completed before the call is on the backing device. Blocks another destage held
-/// during the first pass are caught by the second, after in-flight destages ended;
-/// blocks written after the call started may remain dirty. Sleeps.
+/// completed before the call is on the backing device; blocks written after the call
+/// started may remain dirty. `EIO` if any block dirty at the start may not be on the
+/// backing device: a write of it failed (the volume is failing), or it could not be
+/// written (a replicated volume without its lease). Sleeps.
 pub(crate) fn flush_dirty(volume: &Arc<Volume>) -> Result {
-    pass(volume);
-    let mut waited = 0;
-    while volume.pool.destaging() > 0 {
-        sleep_ms(1);
-        waited += 1;
-        if waited > 60_000 {
-            return Err(EIO);
-        }
+    // One pass suffices: while it holds the destage lock no other destage is in
+    // flight, so each block dirty at the start is visited by it and written, or was
+    // cleaned before it got there.
+    let o = pass(volume);
+    if o.failed > 0 || o.skipped > 0 {
+        return Err(EIO);
     }
-    pass(volume);
     Ok(())
 }
 
@@ -280,8 +357,26 @@ pub(crate) fn flush_dirty(volume: &Arc<Volume>) -> Result {
 /// the device is suspended or write-through). Sleeps.
 pub(crate) fn drain(volume: &Arc<Volume>) -> Result {
     let mut stalled = 0;
+    let mut failing = 0;
     while volume.dirty.load(Relaxed) > 0 {
-        stalled = if pass(volume) == 0 { stalled + 1 } else { 0 };
+        let o = pass(volume);
+        if o.failed > 0 && o.cleaned == 0 {
+            // The backing device refuses writes: retry a few times, then give up
+            // (the blocks stay dirty; the caller reports it).
+            failing += 1;
+            if failing > 3 {
+                pr_err!(
+                    "fvp: volume {}: {} dirty blocks cannot be written back\n",
+                    volume.id,
+                    volume.dirty.load(Relaxed)
+                );
+                return Err(EIO);
+            }
+            sleep_ms(RETRY_MS / 10);
+            continue;
+        }
+        failing = 0;
+        stalled = if o.cleaned == 0 { stalled + 1 } else { 0 };
         if stalled > 5000 {
             pr_err!("fvp: volume {}: {} dirty blocks cannot be written back\n", volume.id, volume.dirty.load(Relaxed));
             return Err(EIO);

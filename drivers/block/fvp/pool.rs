@@ -17,9 +17,9 @@ use crate::shared::Shared;
 use crate::volume::Volume;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use kernel::new_mutex;
 use kernel::prelude::*;
-use kernel::sync::{Arc, Mutex};
+use kernel::sync::{Arc, CondVar, Mutex};
+use kernel::{new_condvar, new_mutex};
 
 /// Shards per pool (a power of two).
 pub(crate) const SHARDS: usize = 16;
@@ -104,6 +104,15 @@ pub(crate) struct Pool {
     pub(crate) destager_exited: Completion,
     /// Set by anyone who wants dirty data written back now (flush, drain, shrink).
     pub(crate) urgent: AtomicBool,
+    /// Held by each destage batch and by each flush or drain pass: one at a time.
+    #[pin]
+    pub(crate) destage_lock: Mutex<()>,
+    /// Set by [`Pool::kick`] (a `retry` message, the pool's destruction) to end the
+    /// destager's wait after a failed write early.
+    #[pin]
+    kicked: Mutex<bool>,
+    #[pin]
+    kick: CondVar,
 }
 
 /// The shard of `key` (a multiplicative hash spreads neighbouring blocks).
@@ -133,6 +142,9 @@ impl Pool {
                 stop: AtomicBool::new(false),
                 destager_exited <- Completion::new(),
                 urgent: AtomicBool::new(false),
+                destage_lock <- new_mutex!((), "fvp::Pool::destage_lock"),
+                kicked <- new_mutex!(false, "fvp::Pool::kicked"),
+                kick <- new_condvar!("fvp::Pool::kick"),
             }),
             GFP_KERNEL,
         )?;
@@ -152,7 +164,25 @@ impl Pool {
     /// uses the pool).
     pub(crate) fn shut_down(&self) {
         self.stop.store(true, Ordering::Relaxed);
+        self.kick();
         self.destager_exited.wait();
+    }
+
+    /// Ends the destager's wait after a failed write now (it retries at once).
+    pub(crate) fn kick(&self) {
+        *self.kicked.lock() = true;
+        self.kick.notify_all();
+    }
+
+    /// The destager's wait after a batch in which a write failed: `ms`, or until
+    /// [`Pool::kick`].
+    pub(crate) fn retry_after_failure(&self, ms: u32) {
+        let mut kicked = self.kicked.lock();
+        if !*kicked && !self.stopping() {
+            // A kworker has no signals: the wait ends by timeout or by a kick.
+            let _ = self.kick.wait_interruptible_timeout(&mut kicked, kernel::time::msecs_to_jiffies(ms));
+        }
+        *kicked = false;
     }
 
     pub(crate) fn target_bytes(&self) -> u64 {
@@ -226,11 +256,6 @@ impl Pool {
                 return Ok(());
             }
         }
-    }
-
-    /// Destages in flight over all shards.
-    pub(crate) fn destaging(&self) -> u64 {
-        (0..SHARDS).map(|i| u64::from(self.shard(i).lock().cache.counts().destaging)).sum()
     }
 
     /// Whether no volume saw I/O in the last few milliseconds (the destager's idle gate).

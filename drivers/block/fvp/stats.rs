@@ -49,6 +49,10 @@ pub(crate) struct Stats {
     pub(crate) bypassed: AtomicU64,
     pub(crate) destaged: AtomicU64,
     pub(crate) evictions: AtomicU64,
+    /// Blocks whose write-back to the backing device failed (each attempt counts).
+    pub(crate) destage_errors: AtomicU64,
+    /// Bios completed with an error because the backing device failed them.
+    pub(crate) io_errors: AtomicU64,
     pub(crate) read_latency: Histogram,
     pub(crate) write_latency: Histogram,
 }
@@ -66,6 +70,8 @@ impl Stats {
             bypassed: AtomicU64::new(0),
             destaged: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
+            destage_errors: AtomicU64::new(0),
+            io_errors: AtomicU64::new(0),
             read_latency: Histogram::new(),
             write_latency: Histogram::new(),
         }
@@ -93,6 +99,8 @@ impl Stats {
             &self.bypassed,
             &self.destaged,
             &self.evictions,
+            &self.destage_errors,
+            &self.io_errors,
         ] {
             c.store(0, Relaxed);
         }

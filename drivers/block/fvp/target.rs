@@ -163,8 +163,17 @@ impl dm::Target for FvpTarget {
                 self.volume.stats.clear();
                 Ok(())
             }
+            [b"retry"] => {
+                // After a backing-device failure: write the dirty blocks back now
+                // rather than at the destager's next retry.
+                self.volume.pool.urgent.store(true, Relaxed);
+                self.volume.pool.kick();
+                Ok(())
+            }
             _ => {
-                pr_warn!("fvp: unknown message (known: flush, policy <write-through|write-back>, clear-stats)\n");
+                pr_warn!(
+                    "fvp: unknown message (known: flush, retry, policy <write-through|write-back>, clear-stats)\n"
+                );
                 Err(EINVAL)
             }
         }
@@ -206,6 +215,10 @@ impl dm::Target for FvpTarget {
                     }
                 }
                 None => Ok(()),
+            })
+            // Last on every line (after the replication fields, if any).
+            .and_then(|_| {
+                write!(out, " {} {} {}", v.health(), Stats::get(&s.destage_errors), Stats::get(&s.io_errors))
             }),
             StatusType::Table => match &v.repl {
                 None => write!(

@@ -50,6 +50,9 @@ pub(crate) struct Volume {
     pub(crate) stats: Stats,
     /// Replication to peers (write-back with `peers>0`).
     pub(crate) repl: Option<Arc<Replication>>,
+    /// The last destage batch with blocks of this volume failed to write some of them:
+    /// status shows `failing`, and flushes fail while they stay dirty.
+    failing: AtomicBool,
 }
 
 /// Where a block of a bio lies: its key, the byte range of the bio that covers it and
@@ -130,10 +133,39 @@ impl Volume {
                 dirty: AtomicU64::new(0),
                 stats: Stats::new(),
                 repl,
+                failing: AtomicBool::new(false),
             },
             GFP_KERNEL,
         )
         .map_err(|_| ENOMEM)
+    }
+
+    /// Records what a destage batch achieved for this volume: `good` blocks written,
+    /// `bad` failed (still dirty).
+    pub(crate) fn destage_result(&self, good: usize, bad: usize) {
+        if bad == 0 {
+            if good > 0 && self.failing.swap(false, Relaxed) {
+                pr_info!("fvp: volume {}: writes to the backing device succeed again\n", self.id);
+            }
+            return;
+        }
+        Stats::add(&self.stats.destage_errors, bad as u64);
+        if !self.failing.swap(true, Relaxed) {
+            pr_err!(
+                "fvp: volume {}: writing dirty blocks back failed ({} blocks): they stay dirty and are retried; flushes fail until then\n",
+                self.id,
+                bad
+            );
+        }
+    }
+
+    /// `failing` while writes of dirty blocks to the backing device fail, else `ok`.
+    pub(crate) fn health(&self) -> &'static str {
+        if self.failing.load(Relaxed) {
+            "failing"
+        } else {
+            "ok"
+        }
     }
 
     pub(crate) fn requested(&self) -> u32 {
@@ -900,6 +932,9 @@ impl WorkItem for IoOp {
             } else {
                 shard.cache.fill_failed(f.slot, f.span.key, f.gen);
             }
+        }
+        if !ok {
+            Stats::add(&volume.stats.io_errors, 1);
         }
         bio.complete(if ok { BioStatus::OK } else { BioStatus::IOERR });
         match this.kind {

@@ -34,11 +34,14 @@ fvp_pool_destroy() { fvpctl pool destroy "$1" >/dev/null; }
 
 # fvp_status_field NAME FIELD: one field of the volume's `dmsetup status` line
 # (see docs/target.md): block_size policy_requested policy_effective read_hits
-# read_misses write_hits dirty destaged evictions bypassed reads writes pool.
+# read_misses write_hits dirty destaged evictions bypassed reads writes pool, and the
+# last three, after any replication fields: health destage_errors io_errors.
 fvp_status_field() {
   dmsetup status "$1" | awk -v f="$2" '
-    BEGIN { split("block_size policy_requested policy_effective read_hits read_misses write_hits dirty destaged evictions bypassed reads writes pool", n, " ") }
-    { for (i in n) if (n[i] == f) print $(3 + i) }'
+    BEGIN { split("block_size policy_requested policy_effective read_hits read_misses write_hits dirty destaged evictions bypassed reads writes pool", n, " ")
+            split("health destage_errors io_errors", t, " ") }
+    { for (i in n) if (n[i] == f) print $(3 + i)
+      for (i in t) if (t[i] == f) print $(NF - 3 + i) }'
 }
 
 # Flush requests the disk completed (field 15 of /sys/block/<dev>/stat).

@@ -1,0 +1,71 @@
+#!/bin/sh
+# The error model (docs/target.md, "Errors"): when the backing device refuses writes,
+# dirty blocks stay dirty and readable, fsync fails with EIO while they are not on the
+# device, status shows `failing` and counts the errors; once the device works again
+# (`retry` message), every acknowledged write reaches it and fsync succeeds.
+# Under the volume, a dm device whose sectors 1024-5119 are an `error` target plays a
+# disk with a bad region: writes there fail, flushes (which device-mapper does not send
+# to `error`) succeed, so a flush that ignored a failed write-back would return 0.
+. ../lib/ktap.sh
+. ../lib/fvp.sh
+ktap_plan 8
+fvp_load
+dev=$(fvp_private_disk)
+devno=$(fvp_devno "$dev")
+size=$(fvp_sectors "$dev")
+fsync_dev() { python3 -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDWR); os.fsync(fd)' "$1" 2>/dev/null; }
+disk_table() {  # disk_table up|bad
+  if [ "$1" = up ]; then echo "0 $size linear $devno 0"
+  else printf '0 1024 linear %s 0\n1024 4096 error\n5120 %s linear %s 5120\n' "$devno" $((size - 5120)) "$devno"; fi
+}
+disk() {  # disk up|bad: reloads the device under the volume
+  dmsetup suspend --nolockfs --noflush we_disk
+  disk_table "$1" | dmsetup load we_disk
+  dmsetup resume we_disk
+}
+fvp_pool_create we 16M
+disk_table up | dmsetup create we_disk
+fvp_dm_create fvp_we "0 $size fvp $(fvp_devno /dev/mapper/we_disk) we write-back sequential_cutoff=0"
+head -c 1048576 /dev/urandom >/tmp/we0
+want=$(md5 </tmp/we0)
+old=$(read_md5 "$dev" 16)
+
+# The region goes bad first, then the writes arrive: they can only be in the pool.
+disk bad
+dd if=/tmp/we0 of=/dev/mapper/fvp_we bs=64k seek=16 oflag=direct 2>/dev/null
+dirty=$(fvp_status_field fvp_we dirty)
+ktap_info "after the writes: $(dmsetup status fvp_we)"
+[ "$dirty" -gt 0 ] && ktap_pass "writes are acknowledged into the pool while the device fails ($dirty dirty)" \
+  || ktap_fail "writes are acknowledged into the pool while the device fails ($dirty dirty)"
+if fsync_dev /dev/mapper/fvp_we; then ktap_fail "fsync fails with EIO while dirty blocks cannot be written back"
+else ktap_pass "fsync fails with EIO while dirty blocks cannot be written back"; fi
+ktap_info "after the fsync: $(dmsetup status fvp_we)"
+[ "$(fvp_status_field fvp_we health)" = failing ] && [ "$(fvp_status_field fvp_we destage_errors)" -gt 0 ] \
+  && [ "$(fvp_status_field fvp_we dirty)" = "$dirty" ] \
+  && ktap_pass "status shows the volume failing, the errors counted, the blocks still dirty" \
+  || ktap_fail "status shows the volume failing, the errors counted, the blocks still dirty"
+[ "$(read_md5 /dev/mapper/fvp_we 16)" = "$want" ] && ktap_pass "the dirty data reads back from the pool" \
+  || ktap_fail "the dirty data reads back from the pool"
+# A FUA write goes to the device: it fails, and says so.
+if dd if=/tmp/we0 of=/dev/mapper/fvp_we bs=64k seek=32 count=1 oflag=direct,dsync 2>/dev/null; then
+  ktap_fail "an O_DSYNC write to the failing device fails"
+else
+  [ "$(fvp_status_field fvp_we io_errors)" -gt 0 ] && ktap_pass "an O_DSYNC write to the failing device fails" \
+    || ktap_fail "an O_DSYNC write to the failing device fails (io_errors not counted)"
+fi
+[ "$(read_md5 "$dev" 16)" = "$old" ] || ktap_info "the disk changed while it refused writes?"
+
+# The region works again (remapped): retry now, and every acknowledged write reaches it.
+disk up
+dmsetup message fvp_we 0 retry
+t=0; while [ "$(fvp_status_field fvp_we dirty)" != 0 ] && [ $t -lt 300 ]; do sleep 0.1; t=$((t + 1)); done
+ktap_check "fsync succeeds once the device works again" fsync_dev /dev/mapper/fvp_we
+ktap_info "after recovery: $(dmsetup status fvp_we)"
+[ "$(fvp_status_field fvp_we health)" = ok ] && [ "$(fvp_status_field fvp_we dirty)" = 0 ] \
+  && ktap_pass "the volume is healthy and clean again" || ktap_fail "the volume is healthy and clean again"
+[ "$(read_md5 "$dev" 16)" = "$want" ] && ktap_pass "every acknowledged write is on the disk" \
+  || ktap_fail "every acknowledged write is on the disk"
+dmsetup remove fvp_we
+dmsetup remove we_disk
+fvp_pool_destroy we
+ktap_finish
