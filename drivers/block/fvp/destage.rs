@@ -103,18 +103,22 @@ struct Entry {
     page: Option<CountedPage>,
     /// For replicated volumes: the version snapshot taken before the destage began.
     snapshot: u64,
+    /// The volume the block belonged to when it was scanned. Held, not looked up by
+    /// id later: ids are reused, and a volume removed meanwhile (its drain failed)
+    /// must not have its block written to the device of the next volume with its id.
+    volume: Arc<Volume>,
 }
 
 /// Per volume of the pool: whether its blocks may be written back now (a replicated
 /// volume needs the lease), and its replication version snapshot.
-fn volume_gates(pool: &Arc<Pool>) -> KVec<(u16, bool, u64)> {
+fn volume_gates(pool: &Arc<Pool>) -> KVec<(Arc<Volume>, bool, u64)> {
     let mut gates = KVec::new();
     pool.for_each_volume(|v| {
         let (ok, snap) = match &v.repl {
             Some(r) => (r.may_destage(), r.destage_snapshot()),
             None => (true, 0),
         };
-        let _ = gates.push((v.id, ok, snap), GFP_KERNEL);
+        let _ = gates.push((v.clone(), ok, snap), GFP_KERNEL);
     });
     gates
 }
@@ -198,11 +202,11 @@ fn batch(pool: &Arc<Pool>, only: Option<u16>, pass: &mut Pass) -> Outcome {
                 continue;
             }
             // Volumes not in the table yet are skipped until the next batch.
-            let Some(&(_, ok, snapshot)) = gates.iter().find(|g| g.0 == key.volume()) else {
+            let Some((volume, ok, snapshot)) = gates.iter().find(|g| g.0.id == key.volume()) else {
                 skipped += 1;
                 continue;
             };
-            if !ok {
+            if !*ok {
                 skipped += 1;
                 continue;
             }
@@ -212,7 +216,8 @@ fn batch(pool: &Arc<Pool>, only: Option<u16>, pass: &mut Pass) -> Outcome {
             };
             let page = shard.pages.get(slot).map(|p| p.counted());
             // Cannot fail: capacity for BATCH entries was reserved.
-            let _ = entries.push(Entry { key, shard: s, slot, gen, page, snapshot }, GFP_KERNEL);
+            let entry = Entry { key, shard: s, slot, gen, page, snapshot: *snapshot, volume: volume.clone() };
+            let _ = entries.push(entry, GFP_KERNEL);
         }
     }
     if entries.is_empty() {
@@ -261,7 +266,7 @@ fn batch(pool: &Arc<Pool>, only: Option<u16>, pass: &mut Pass) -> Outcome {
 /// Submits the write of one run; `None` if it could not be submitted.
 fn submit_run(pool: &Arc<Pool>, run: &mut [Entry]) -> Option<Arc<Waiter>> {
     let first = run.first()?;
-    let volume = pool.volume(first.key.volume())?;
+    let volume = &first.volume;
     let sector = first.key.block() * (crate::pool::PAGE / 512);
     let mut bio = OwnedBio::new(&pool.shared.bioset, volume.backing.bdev(), true, sector, run.len() as u16).ok()?;
     for e in run.iter_mut() {
@@ -280,21 +285,19 @@ fn submit_run(pool: &Arc<Pool>, run: &mut [Entry]) -> Option<Arc<Waiter>> {
 fn finish(pool: &Arc<Pool>, entries: &[Entry], ok: impl Fn(usize) -> bool) -> Outcome {
     let mut cleaned = 0;
     let mut failed = 0;
-    // Per volume (entries are sorted, so a volume's entries are adjacent): whether
-    // its writes failed, counted once per run of its entries.
-    let mut run: Option<(u16, usize, usize)> = None;
-    let account = |r: Option<(u16, usize, usize)>| {
-        if let Some((vid, good, bad)) = r {
-            if let Some(v) = pool.volume(vid) {
-                v.destage_result(good, bad);
-            }
+    // Per volume (entries are sorted, so a volume's entries are adjacent): how many of
+    // its writes succeeded and failed, told to it once per run of its entries.
+    let mut run: Option<(&Arc<Volume>, usize, usize)> = None;
+    let account = |r: Option<(&Arc<Volume>, usize, usize)>| {
+        if let Some((v, good, bad)) = r {
+            v.destage_result(good, bad);
         }
     };
     for (k, e) in entries.iter().enumerate() {
         let success = ok(k);
-        if run.is_none_or(|(vid, _, _)| vid != e.key.volume()) {
+        if run.is_none_or(|(v, _, _)| !Arc::ptr_eq(v, &e.volume)) {
             account(run.take());
-            run = Some((e.key.volume(), 0, 0));
+            run = Some((&e.volume, 0, 0));
         }
         if let Some((_, good, bad)) = run.as_mut() {
             if success {
@@ -312,12 +315,11 @@ fn finish(pool: &Arc<Pool>, entries: &[Entry], ok: impl Fn(usize) -> bool) -> Ou
         };
         if was_clean {
             cleaned += 1;
-            if let Some(v) = pool.volume(e.key.volume()) {
-                v.dirty.fetch_sub(1, Relaxed);
-                Stats::add(&v.stats.destaged, 1);
-                if let Some(r) = &v.repl {
-                    r.destaged(e.key.block(), e.snapshot);
-                }
+            let v = &e.volume;
+            v.dirty.fetch_sub(1, Relaxed);
+            Stats::add(&v.stats.destaged, 1);
+            if let Some(r) = &v.repl {
+                r.destaged(e.key.block(), e.snapshot);
             }
         }
     }

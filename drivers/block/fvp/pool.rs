@@ -337,11 +337,6 @@ impl Pool {
         dirty
     }
 
-    /// The volume registered as `id`.
-    pub(crate) fn volume(&self, id: u16) -> Option<Arc<Volume>> {
-        self.volumes.lock().get(usize::from(id)).and_then(|v| v.clone())
-    }
-
     /// Number of volumes using the pool.
     pub(crate) fn volume_count(&self) -> u32 {
         self.volumes.lock().iter().filter(|v| v.is_some()).count() as u32
