@@ -20,7 +20,10 @@ use crate::logic::cache::{Insert, InsertError, Key, SlotState};
 use crate::pool::{shard_of, Pool, PAGE, SHARDS};
 use crate::repl::Replication;
 use crate::stats::Stats;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{
+    AtomicBool, AtomicU32, AtomicU64,
+    Ordering::{AcqRel, Relaxed},
+};
 use kernel::alloc::flags::GFP_NOWAIT;
 use kernel::new_mutex;
 use kernel::prelude::*;
@@ -614,8 +617,10 @@ impl IoOp {
     }
 
     /// Drops the submission reference; the last one queues the completion work.
+    /// AcqRel: the completion must see every store (`failed`, `repl_failed`, fills)
+    /// that the other references made before dropping theirs.
     fn put(self: Arc<Self>) {
-        if self.pending.fetch_sub(1, Relaxed) == 1 {
+        if self.pending.fetch_sub(1, AcqRel) == 1 {
             let shared = self.volume.pool.shared.clone();
             let _ = shared.wq.enqueue::<_, 0>(self);
         }
