@@ -282,6 +282,20 @@ void fvp_helper_kthread_noio(void)
 	memalloc_noio_save();
 }
 
+/*
+ * A scope in which the current task's allocations do no block I/O to reclaim memory
+ * (memalloc_noio_save/restore are inline: Rust calls these).
+ */
+unsigned int fvp_helper_memalloc_noio_save(void)
+{
+	return memalloc_noio_save();
+}
+
+void fvp_helper_memalloc_noio_restore(unsigned int flags)
+{
+	memalloc_noio_restore(flags);
+}
+
 /* Returns -EINTR if the thread function never ran (stopped before it started). */
 int fvp_helper_kthread_stop(struct task_struct *task)
 {

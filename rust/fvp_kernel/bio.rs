@@ -14,8 +14,11 @@ use kernel::prelude::*;
 use kernel::sync::Arc;
 use kernel::types::Opaque;
 
-/// Allocation flags on the I/O path. 6.12's `Flags` has no `GFP_NOIO`; `GFP_NOWAIT`
-/// cannot recurse into I/O either, and callers fall back when it fails.
+/// Allocation flags where nothing is allocated (a push within reserved capacity).
+/// Allocations on the I/O path use `GFP_KERNEL` inside a [`super::sync::NoIoScope`]
+/// instead (6.12's `Flags` has no `GFP_NOIO`): they may sleep, reclaim without I/O,
+/// and in practice do not fail, where `GFP_NOWAIT` failed under memory pressure and
+/// turned into I/O errors.
 const GFP_NOIO_FLAGS: Flags = GFP_NOWAIT;
 
 /// A block device a target has opened (`struct block_device`).
@@ -387,7 +390,16 @@ impl OwnedBio {
         let bio = core::ptr::NonNull::new(bio).ok_or(ENOMEM)?;
         // SAFETY: fresh bio, ours.
         unsafe { (*bio.as_ptr()).bi_iter.bi_sector = sector };
-        let pages = KVec::with_capacity(nr_pages as usize, GFP_NOIO_FLAGS)?;
+        let pages = {
+            // Sleeps if memory is short, but reclaims without I/O: see `GFP_NOIO_FLAGS`.
+            let _noio = super::sync::NoIoScope::enter();
+            KVec::with_capacity(nr_pages as usize, GFP_KERNEL)
+        };
+        let Ok(pages) = pages else {
+            // SAFETY: the bio is ours, never submitted.
+            unsafe { bindings::bio_put(bio.as_ptr()) };
+            return Err(ENOMEM);
+        };
         // INVARIANT: allocated from the set, ours, no page yet.
         Ok(Self { bio, pages: Some(pages) })
     }
@@ -427,7 +439,11 @@ impl OwnedBio {
     /// Submits the bio; `done` runs when it completes. If memory for the completion
     /// record is short, the bio is not submitted and `done` runs at once with an error.
     pub fn submit<T: BioDone>(mut self, done: Arc<T>) {
-        let Ok(mut ctx) = KBox::new(None::<Completion<T>>, GFP_NOIO_FLAGS) else {
+        let ctx = {
+            let _noio = super::sync::NoIoScope::enter();
+            KBox::new(None::<Completion<T>>, GFP_KERNEL)
+        };
+        let Ok(mut ctx) = ctx else {
             drop(self);
             T::bio_done(done, BioStatus::IOERR);
             return;

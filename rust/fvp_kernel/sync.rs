@@ -75,3 +75,35 @@ pub fn signal_pending() -> bool {
     // SAFETY: reads the current task's flags only.
     unsafe { bindings::fvp_helper_signal_pending() }
 }
+
+/// While it lives, every allocation of the current task behaves as `GFP_NOIO`, the
+/// `GFP_KERNEL` ones included: memory reclaim it triggers never waits for block I/O,
+/// which on fvp's I/O path could be I/O waiting for this very task.
+///
+/// # Invariants
+///
+/// `saved` is what `memalloc_noio_save` returned on the task that created the scope,
+/// and the scope is dropped on that task (it is neither `Send` nor `Sync`). Scopes are
+/// meant to nest lexically; forgetting one or dropping an outer one first only keeps or
+/// ends the no-I/O mode early, which changes how reclaim behaves, never memory safety.
+pub struct NoIoScope {
+    saved: u32,
+    _not_send: core::marker::PhantomData<*mut ()>,
+}
+
+impl NoIoScope {
+    /// Enters a no-I/O allocation scope on the current task.
+    pub fn enter() -> Self {
+        // SAFETY: no preconditions; it sets a flag of the current task.
+        let saved = unsafe { bindings::fvp_helper_memalloc_noio_save() };
+        // INVARIANT: saved on this task, and the value cannot leave it.
+        Self { saved, _not_send: core::marker::PhantomData }
+    }
+}
+
+impl Drop for NoIoScope {
+    fn drop(&mut self) {
+        // SAFETY: `saved` came from `memalloc_noio_save` on this task (invariant).
+        unsafe { bindings::fvp_helper_memalloc_noio_restore(self.saved) };
+    }
+}

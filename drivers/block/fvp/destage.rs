@@ -2,7 +2,8 @@
 
 //! Destaging: writing dirty blocks back to the backing devices.
 //!
-//! Each pool runs one destager loop on the shared workqueue. It collects up to
+//! Each pool runs one destager kthread (not a work item: it never returns, and would
+//! hold a worker of the queue where writes and flushes complete). It collects up to
 //! [`BATCH`] dirty blocks, sorts them by volume and block, writes each run of adjacent
 //! blocks with one bio, waits, and marks the blocks clean unless a write raced them.
 //! A failed write leaves its blocks dirty, counts them in the volume's
@@ -21,6 +22,7 @@
 use crate::fvp_kernel::bio::{BioDone, BioSet, BioStatus, BlockDevice, OwnedBio};
 use crate::fvp_kernel::pages::CountedPage;
 use crate::fvp_kernel::sync::{sleep_ms, Completion};
+use crate::fvp_kernel::thread::{StopToken, Thread};
 use crate::logic::cache::Key;
 use crate::pool::{Pool, SHARDS};
 use crate::stats::Stats;
@@ -41,11 +43,11 @@ const IDLE_MS: u32 = 20;
 /// retried, not hammered (`dmsetup message ... retry` retries at once).
 const RETRY_MS: u32 = 1000;
 
-/// Starts `pool`'s destager.
-pub(crate) fn start(pool: Arc<Pool>) -> Result {
-    let wq = &pool.shared.wq;
+/// Starts `pool`'s destager thread (its allocations do no I/O: `Thread` sees to it).
+/// It runs until [`Pool::shut_down`].
+pub(crate) fn start(pool: &Arc<Pool>) -> Result<Thread> {
     let p = pool.clone();
-    wq.try_spawn(GFP_KERNEL, move || run(p)).map_err(|_| ENOMEM)
+    Thread::start(c"fvp-destage", move |stop| run(p, stop))
 }
 
 /// Where a pass over the pool's shards stands.
@@ -61,19 +63,20 @@ impl Pass {
     }
 }
 
-fn run(pool: Arc<Pool>) {
+fn run(pool: Arc<Pool>, stop: &StopToken) {
     let mut cursors = Pass::default();
-    while !pool.stopping() {
+    // Every wait ends early at a kick (flush, drain, shrink, `retry`, shutdown).
+    while !pool.stopping() && !stop.should_stop() {
         let counts = pool.counts();
         if counts.dirty == 0 {
-            sleep_ms(IDLE_MS);
+            pool.wait_kick(IDLE_MS);
             continue;
         }
         let urgent = pool.urgent.swap(false, Relaxed) || counts.dirty * 2 >= counts.pages;
         let above_low = counts.dirty * 10 >= counts.pages;
         let idle = pool.idle();
         if !urgent && !above_low && !idle {
-            sleep_ms(IDLE_MS);
+            pool.wait_kick(IDLE_MS);
             continue;
         }
         if cursors.complete() {
@@ -84,15 +87,17 @@ fn run(pool: Arc<Pool>) {
             batch(&pool, None, &mut cursors)
         };
         if r.failed > 0 {
-            pool.retry_after_failure(RETRY_MS);
-        } else if r.cleaned == 0 || !urgent {
-            sleep_ms(if r.cleaned == 0 { 1 } else { PACE_MS });
+            pool.wait_kick(RETRY_MS);
+        } else if r.cleaned == 0 {
+            // Nothing could be written (a replicated volume without its lease).
+            pool.wait_kick(IDLE_MS);
+        } else if !urgent {
+            pool.wait_kick(PACE_MS);
         } else {
             // Stay urgent until below the high watermark or nothing is left.
             pool.urgent.store(true, Relaxed);
         }
     }
-    pool.destager_exited.complete_all();
 }
 
 struct Entry {

@@ -10,7 +10,8 @@
 #![forbid(unsafe_code)]
 
 use crate::fvp_kernel::pages::{self, PageArray};
-use crate::fvp_kernel::sync::{signal_pending, sleep_ms, Completion};
+use crate::fvp_kernel::sync::{signal_pending, sleep_ms};
+use crate::fvp_kernel::thread::Thread;
 use crate::logic::abi;
 use crate::logic::cache::{Cache, Key, OutOfMemory, Store, Stores};
 use crate::shared::Shared;
@@ -99,9 +100,9 @@ pub(crate) struct Pool {
     last_io: AtomicU64,
     /// Set when the pool is being destroyed: the destager exits.
     stop: AtomicBool,
-    /// Completed by the destager when it exits.
+    /// The destager thread, until [`Pool::shut_down`] stops it.
     #[pin]
-    pub(crate) destager_exited: Completion,
+    destager: Mutex<Option<Thread>>,
     /// Set by anyone who wants dirty data written back now (flush, drain, shrink).
     pub(crate) urgent: AtomicBool,
     /// Held by each destage batch and by each flush or drain pass: one at a time.
@@ -140,7 +141,7 @@ impl Pool {
                 evictions: AtomicU64::new(0),
                 last_io: AtomicU64::new(0),
                 stop: AtomicBool::new(false),
-                destager_exited <- Completion::new(),
+                destager <- new_mutex!(None, "fvp::Pool::destager"),
                 urgent: AtomicBool::new(false),
                 destage_lock <- new_mutex!((), "fvp::Pool::destage_lock"),
                 kicked <- new_mutex!(false, "fvp::Pool::kicked"),
@@ -148,7 +149,8 @@ impl Pool {
             }),
             GFP_KERNEL,
         )?;
-        crate::destage::start(pool.clone())?;
+        let thread = crate::destage::start(&pool)?;
+        *pool.destager.lock() = Some(thread);
         Ok(pool)
     }
 
@@ -165,21 +167,31 @@ impl Pool {
     pub(crate) fn shut_down(&self) {
         self.stop.store(true, Ordering::Relaxed);
         self.kick();
-        self.destager_exited.wait();
+        let thread = self.destager.lock().take();
+        if let Some(mut thread) = thread {
+            thread.stop();
+        }
     }
 
-    /// Ends the destager's wait after a failed write now (it retries at once).
+    /// Ends the destager's current wait now (a retry after a failed write, urgent
+    /// work, shutdown).
     pub(crate) fn kick(&self) {
         *self.kicked.lock() = true;
         self.kick.notify_all();
     }
 
-    /// The destager's wait after a batch in which a write failed: `ms`, or until
-    /// [`Pool::kick`].
-    pub(crate) fn retry_after_failure(&self, ms: u32) {
+    /// Asks for dirty data to be written back now (flush, drain, shrink, policy switch).
+    pub(crate) fn make_urgent(&self) {
+        self.urgent.store(true, Ordering::Relaxed);
+        self.kick();
+    }
+
+    /// The destager's wait: `ms`, or until [`Pool::kick`].
+    pub(crate) fn wait_kick(&self, ms: u32) {
         let mut kicked = self.kicked.lock();
         if !*kicked && !self.stopping() {
-            // A kworker has no signals: the wait ends by timeout or by a kick.
+            // A kthread takes no signals: the wait ends by timeout, by a kick, or by
+            // `kthread_stop`'s wake-up.
             let _ = self.kick.wait_interruptible_timeout(&mut kicked, kernel::time::msecs_to_jiffies(ms));
         }
         *kicked = false;
@@ -246,7 +258,7 @@ impl Pool {
                     // Dirty or filling slots in the way: let the destager (or the fills)
                     // finish, then retry.
                     drop(shard);
-                    self.urgent.store(true, Ordering::Relaxed);
+                    self.make_urgent();
                     if signal_pending() {
                         return Err(EINTR);
                     }

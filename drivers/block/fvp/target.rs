@@ -151,7 +151,7 @@ impl dm::Target for FvpTarget {
         match args {
             [b"flush"] => {
                 // Start writing everything back; `fvpctl volume drain` watches the count.
-                self.volume.pool.urgent.store(true, Relaxed);
+                self.volume.pool.make_urgent();
                 Ok(())
             }
             [b"policy", name] => {
@@ -166,8 +166,7 @@ impl dm::Target for FvpTarget {
             [b"retry"] => {
                 // After a backing-device failure: write the dirty blocks back now
                 // rather than at the destager's next retry.
-                self.volume.pool.urgent.store(true, Relaxed);
-                self.volume.pool.kick();
+                self.volume.pool.make_urgent();
                 Ok(())
             }
             _ => {

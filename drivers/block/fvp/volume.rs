@@ -15,6 +15,7 @@ use crate::fvp_kernel::bio::{BioDone, BioStatus, DmBio, Op, OwnedBio};
 use crate::fvp_kernel::block::OpenedBdev;
 use crate::fvp_kernel::dm::MapResult;
 use crate::fvp_kernel::pages::CountedPage;
+use crate::fvp_kernel::sync::NoIoScope;
 use crate::logic::abi::{POLICY_WRITE_BACK, POLICY_WRITE_THROUGH};
 use crate::logic::cache::{Insert, InsertError, Key, SlotState};
 use crate::pool::{shard_of, Pool, PAGE, SHARDS};
@@ -24,7 +25,6 @@ use core::sync::atomic::{
     AtomicBool, AtomicU32, AtomicU64,
     Ordering::{AcqRel, Relaxed},
 };
-use kernel::alloc::flags::GFP_NOWAIT;
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
@@ -196,7 +196,7 @@ impl Volume {
     pub(crate) fn set_policy(&self, policy: u32) {
         self.requested.store(policy, Relaxed);
         if policy == POLICY_WRITE_THROUGH {
-            self.pool.urgent.store(true, Relaxed);
+            self.pool.make_urgent();
         }
     }
 
@@ -576,7 +576,9 @@ impl_has_work! {
 }
 
 impl IoOp {
-    /// A new operation owning `bio`; gives the bio back if memory is short.
+    /// A new operation owning `bio`; gives the bio back if memory is short. Called from
+    /// `map` (process context, which may sleep): the allocation may wait for reclaim,
+    /// which does no I/O, so it does not fail under mere memory pressure.
     fn new(
         volume: &Arc<Volume>,
         kind: OpKind,
@@ -587,6 +589,7 @@ impl IoOp {
         let range = (rel_sector, bio.size());
         let mut bio = Some(bio);
         let state = OpState { bio: None, fills: KVec::new() };
+        let _noio = NoIoScope::enter();
         let op = Arc::pin_init(
             pin_init!(IoOp {
                 volume: volume.clone(),
@@ -600,7 +603,7 @@ impl IoOp {
                 work <- new_work!("fvp::IoOp::work"),
                 send_work <- new_work!("fvp::IoOp::send_work"),
             }),
-            GFP_NOWAIT,
+            GFP_KERNEL,
         );
         match op {
             Ok(op) => {
@@ -645,7 +648,10 @@ impl IoOp {
             let mut state = op.state.lock();
             let state = &mut *state;
             // Room for every fill now, so that recording one cannot fail later.
-            let can_fill = state.fills.reserve(missing.count_ones() as usize, GFP_NOWAIT).is_ok();
+            let can_fill = {
+                let _noio = NoIoScope::enter();
+                state.fills.reserve(missing.count_ones() as usize, GFP_KERNEL).is_ok()
+            };
             let Some(bio) = state.bio.as_mut() else { return MapResult::Submitted };
             for i in 0..spans.count {
                 if missing & (1 << i) == 0 {
@@ -677,7 +683,7 @@ impl IoOp {
                             };
                             let fill = Fill { span: s, shard: shard_i, slot: ins.slot, gen: ins.gen, page };
                             // Cannot fail: capacity was reserved above.
-                            let _ = state.fills.push(fill, GFP_NOWAIT);
+                            let _ = state.fills.push(fill, GFP_KERNEL);
                         }
                         Err(InsertError::Full | InsertError::AlreadyPresent(_)) => direct |= 1 << i,
                     },
@@ -879,6 +885,8 @@ impl WorkItem<1> for IoOp {
     type Pointer = Arc<IoOp>;
 
     fn run(this: Arc<IoOp>) {
+        // On the I/O path: reclaim must not wait for I/O (see `NoIoScope`).
+        let _noio = NoIoScope::enter();
         this.run_replicated();
     }
 }
@@ -896,6 +904,7 @@ impl WorkItem for IoOp {
     type Pointer = Arc<IoOp>;
 
     fn run(this: Arc<IoOp>) {
+        let _noio = NoIoScope::enter();
         let volume = &this.volume;
         if this.kind == OpKind::Flush {
             if let Some(r) = &volume.repl {
