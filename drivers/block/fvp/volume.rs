@@ -15,7 +15,7 @@ use crate::fvp_kernel::bio::{BioDone, BioStatus, DmBio, Op, OwnedBio};
 use crate::fvp_kernel::block::OpenedBdev;
 use crate::fvp_kernel::dm::MapResult;
 use crate::fvp_kernel::pages::CountedPage;
-use crate::fvp_kernel::sync::NoIoScope;
+use crate::fvp_kernel::sync::{Completion, NoIoScope};
 use crate::logic::abi::{POLICY_WRITE_BACK, POLICY_WRITE_THROUGH};
 use crate::logic::cache::{Insert, InsertError, Key, SlotState};
 use crate::pool::{shard_of, Pool, PAGE, SHARDS};
@@ -258,17 +258,15 @@ impl Volume {
                 if self.requested() == POLICY_WRITE_BACK && !bio.is_fua() {
                     self.write_back(rel_sector, bio, now)
                 } else {
-                    self.write_through(rel_sector, &bio);
+                    // `start_through` orders it after write-backs of dirty blocks in
+                    // the range; it updates them in place there.
                     IoOp::start_through(self, rel_sector, bio)
                 }
             }
             Op::WriteZeroes | Op::Discard if self.repl.is_some() => {
                 IoOp::start_replicated(self, OpKind::Through, rel_sector, bio, now)
             }
-            Op::WriteZeroes => {
-                self.invalidate(rel_sector, size);
-                IoOp::start_through(self, rel_sector, bio)
-            }
+            Op::WriteZeroes => IoOp::start_through(self, rel_sector, bio),
             Op::Discard => {
                 // Data after a discard is undefined: a stale copy racing in is harmless.
                 self.invalidate(rel_sector, size);
@@ -460,6 +458,41 @@ impl Volume {
         }
     }
 
+    /// Whether a write of the range to the backing device must wait for write-backs:
+    /// one of its blocks is dirty in the pool (a destage of an older version may be in
+    /// flight, or start before the write lands) or was removed while being destaged.
+    /// `mask`: only the blocks whose bit is set (all for `u64::MAX`).
+    /// `dirty_counts`: false when the write's dirty blocks go to the pool, not to the
+    /// backing device (a write-back write): only orphans then conflict.
+    fn backing_write_conflict(&self, rel_sector: u64, size: u32, mask: u64, dirty_counts: bool) -> bool {
+        let spans = Spans::new(self.id, rel_sector, size);
+        if spans.count > 4096 {
+            // A huge discard or write-zeroes: ordering it is cheaper than looking.
+            return true;
+        }
+        (0..spans.count).filter(|&i| i >= 64 || mask & (1 << i) != 0).any(|i| {
+            spans.get(i).is_some_and(|s| {
+                let shard = self.pool.shard(shard_of(s.key)).lock();
+                if dirty_counts {
+                    shard.cache.backing_write_conflict(s.key)
+                } else {
+                    shard.cache.orphan_in_flight(s.key)
+                }
+            })
+        })
+    }
+
+    /// Before a write of the range goes to the backing device around the pool: drops
+    /// clean copies, updates dirty ones in place (a write) or drops them too (discard,
+    /// write-zeroes). The caller holds the destage lock if any block was dirty.
+    fn before_backing_write(&self, rel_sector: u64, bio: &DmBio) {
+        if bio.op() == Op::Write {
+            self.write_through(rel_sector, bio);
+        } else {
+            self.invalidate(rel_sector, bio.size());
+        }
+    }
+
     /// Drops every cached block in the range (discards, write-zeroes). A huge range
     /// is cheaper to handle with one pass over the pool.
     fn invalidate(&self, rel_sector: u64, size: u32) {
@@ -558,6 +591,13 @@ pub(crate) struct IoOp {
     /// A peer did not acknowledge a block: the write is made durable on the backing
     /// device before it completes.
     repl_failed: AtomicBool,
+    /// For a write-back write: the blocks (bit i: the bio's i-th) the pool could not
+    /// take, which go to the backing device.
+    direct: u64,
+    /// Completed when the last reference is dropped (every bio of the op ended): an
+    /// ordered op waits for it before it lets write-backs run again.
+    #[pin]
+    settled: Completion,
     #[pin]
     work: Work<IoOp>,
     /// Replicated writes run here first (they sleep: network, waiting for a lease).
@@ -585,6 +625,7 @@ impl IoOp {
         rel_sector: u64,
         bio: DmBio,
         start: Ktime,
+        direct: u64,
     ) -> core::result::Result<Arc<Self>, DmBio> {
         let range = (rel_sector, bio.size());
         let mut bio = Some(bio);
@@ -600,6 +641,8 @@ impl IoOp {
                 pending: AtomicU32::new(1),
                 failed: AtomicBool::new(false),
                 repl_failed: AtomicBool::new(false),
+                direct,
+                settled <- Completion::new(),
                 work <- new_work!("fvp::IoOp::work"),
                 send_work <- new_work!("fvp::IoOp::send_work"),
             }),
@@ -624,6 +667,7 @@ impl IoOp {
     /// that the other references made before dropping theirs.
     fn put(self: Arc<Self>) {
         if self.pending.fetch_sub(1, AcqRel) == 1 {
+            self.settled.complete_all();
             let shared = self.volume.pool.shared.clone();
             let _ = shared.wq.enqueue::<_, 0>(self);
         }
@@ -637,7 +681,7 @@ impl IoOp {
         missing: u64,
         start: Ktime,
     ) -> MapResult {
-        let op = match IoOp::new(volume, OpKind::Read, rel_sector, bio, start) {
+        let op = match IoOp::new(volume, OpKind::Read, rel_sector, bio, start, 0) {
             Ok(op) => op,
             // No memory for the operation: map cannot wait, so device-mapper retries.
             Err(bio) => return bio.requeue(),
@@ -749,11 +793,15 @@ impl IoOp {
         direct: u64,
         start: Ktime,
     ) -> MapResult {
-        let op = match IoOp::new(volume, OpKind::Write, rel_sector, bio, start) {
+        let op = match IoOp::new(volume, OpKind::Write, rel_sector, bio, start, direct) {
             Ok(op) => op,
             // Blocks already absorbed are absorbed again on the retry: harmless.
             Err(bio) => return bio.requeue(),
         };
+        if volume.backing_write_conflict(rel_sector, op.range.1, direct, false) {
+            // A direct block removed while being destaged: after that destage.
+            return op.start_ordered();
+        }
         {
             let state = op.state.lock();
             if let Some(bio) = state.bio.as_ref() {
@@ -765,7 +813,7 @@ impl IoOp {
     }
 
     fn start_flush(volume: &Arc<Volume>, bio: DmBio) -> MapResult {
-        match IoOp::new(volume, OpKind::Flush, 0, bio, Ktime::ktime_get()) {
+        match IoOp::new(volume, OpKind::Flush, 0, bio, Ktime::ktime_get(), 0) {
             Ok(op) => {
                 op.put();
                 MapResult::Submitted
@@ -778,13 +826,20 @@ impl IoOp {
     /// fill may have read while it was in flight.
     fn start_through(volume: &Arc<Volume>, rel_sector: u64, bio: DmBio) -> MapResult {
         let size = bio.size();
-        let op = match IoOp::new(volume, OpKind::Through, rel_sector, bio, Ktime::ktime_get()) {
+        if volume.backing_write_conflict(rel_sector, size, u64::MAX, true) {
+            return match IoOp::new(volume, OpKind::Through, rel_sector, bio, Ktime::ktime_get(), 0) {
+                Ok(op) => op.start_ordered(),
+                Err(bio) => bio.requeue(),
+            };
+        }
+        let op = match IoOp::new(volume, OpKind::Through, rel_sector, bio, Ktime::ktime_get(), 0) {
             Ok(op) => op,
             Err(bio) => return bio.requeue(),
         };
         {
             let state = op.state.lock();
             if let Some(bio) = state.bio.as_ref() {
+                volume.before_backing_write(rel_sector, bio);
                 match bio.clone_range(&volume.pool.shared.bioset, volume.backing.bdev(), 0, size, rel_sector) {
                     Ok(clone) => op.submit(clone),
                     Err(_) => op.failed.store(true, Relaxed),
@@ -797,9 +852,46 @@ impl IoOp {
 }
 
 impl IoOp {
+    /// A write to the backing device that would race a write-back of its blocks (see
+    /// `Volume::backing_write_conflict`): it runs in `send_work`, under the pool's
+    /// destage lock, so that no write-back is in flight from before it is issued until
+    /// it completed. A write-back of a stale copy landing after it would leave the disk
+    /// older than a completed (possibly FUA) write; one landing last after a
+    /// write-zeroes or discard would bring removed data back for good.
+    fn start_ordered(self: Arc<Self>) -> MapResult {
+        let shared = self.volume.pool.shared.clone();
+        let _ = shared.wq.enqueue::<_, 1>(self);
+        MapResult::Submitted
+    }
+
+    fn run_ordered(self: &Arc<Self>) {
+        let volume = &self.volume;
+        let (rel_sector, size) = self.range;
+        let _one = volume.pool.destage_lock.lock();
+        {
+            let state = self.state.lock();
+            if let Some(bio) = state.bio.as_ref() {
+                if self.kind == OpKind::Write {
+                    // A write-back write's blocks the pool could not take.
+                    self.submit_direct(bio, &Spans::new(volume.id, rel_sector, size), self.direct);
+                } else {
+                    volume.before_backing_write(rel_sector, bio);
+                    match bio.clone_range(&volume.pool.shared.bioset, volume.backing.bdev(), 0, size, rel_sector) {
+                        Ok(clone) => self.submit(clone),
+                        Err(_) => self.failed.store(true, Relaxed),
+                    }
+                }
+            }
+        }
+        self.clone().put();
+        // Its bios ended: write-backs may run again (they write what the pool holds
+        // now, which is at least as new).
+        self.settled.wait();
+    }
+
     /// A write (or discard) to a replicated volume: all of it runs in `send_work`.
     fn start_replicated(volume: &Arc<Volume>, kind: OpKind, rel_sector: u64, bio: DmBio, start: Ktime) -> MapResult {
-        let op = match IoOp::new(volume, kind, rel_sector, bio, start) {
+        let op = match IoOp::new(volume, kind, rel_sector, bio, start, 0) {
             Ok(op) => op,
             Err(bio) => return bio.requeue(),
         };
@@ -832,6 +924,13 @@ impl IoOp {
         let mut blocks = [0u64; MAX_BLOCKS as usize];
         let nblocks = spans.blocks(&mut blocks);
         let writable = repl.wait_writable();
+        // Writes that go to the backing device around the pool wait for write-backs of
+        // their blocks (see `start_ordered`). A write-back write sends only the blocks
+        // the pool refuses, which conflict only through an orphan (rare: a partial
+        // block whose older copy is still being written back after a discard).
+        let write_back = matches!(writable, Ok(true)) && self.kind == OpKind::Write;
+        let ordered = volume.backing_write_conflict(rel_sector, size, u64::MAX, !write_back);
+        let one = if ordered { Some(volume.pool.destage_lock.lock()) } else { None };
         let state = self.state.lock();
         let Some(bio) = state.bio.as_ref() else { return };
         match writable {
@@ -864,11 +963,7 @@ impl IoOp {
             Ok(_) => {
                 // Write-through (degraded), discards and write-zeroes: peers first drop
                 // what they hold of the range, so a takeover cannot replay it.
-                if self.kind == OpKind::Write {
-                    volume.write_through(rel_sector, bio);
-                } else {
-                    volume.invalidate(rel_sector, size);
-                }
+                volume.before_backing_write(rel_sector, bio);
                 repl.drop_at_connected(&blocks[..nblocks]);
                 match bio.clone_range(&volume.pool.shared.bioset, volume.backing.bdev(), 0, size, rel_sector) {
                     Ok(clone) => self.submit(clone),
@@ -878,6 +973,10 @@ impl IoOp {
         }
         drop(state);
         self.clone().put();
+        if one.is_some() {
+            // Ordered: no write-back until its bios (and peers' ACKs) are in.
+            self.settled.wait();
+        }
     }
 }
 
@@ -887,7 +986,11 @@ impl WorkItem<1> for IoOp {
     fn run(this: Arc<IoOp>) {
         // On the I/O path: reclaim must not wait for I/O (see `NoIoScope`).
         let _noio = NoIoScope::enter();
-        this.run_replicated();
+        if this.volume.repl.is_some() {
+            this.run_replicated();
+        } else {
+            this.run_ordered();
+        }
     }
 }
 

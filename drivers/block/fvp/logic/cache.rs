@@ -576,6 +576,19 @@ impl<S: Stores> Cache<S> {
         Some((s, decode_state(rd(&self.flags, s, 0))))
     }
 
+    /// Whether a write of `key`'s block that goes around the pool (write-through, FUA,
+    /// direct, write-zeroes) could race a write-back of it: the key is Dirty (a destage
+    /// may be in flight, or start before that write lands), or a removed copy's destage
+    /// is still in flight (an orphan). Such a write must be ordered after write-backs.
+    pub fn backing_write_conflict(&self, key: Key) -> bool {
+        matches!(self.peek(key), Some((_, SlotState::Dirty))) || self.find_orphan(key.0).is_some()
+    }
+
+    /// Whether a destage of a removed copy of `key` is still in flight (an orphan).
+    pub fn orphan_in_flight(&self, key: Key) -> bool {
+        self.find_orphan(key.0).is_some()
+    }
+
     /// Inserts `key` in `state`, evicting a Clean key if no slot is free.
     ///
     /// The evicted key's slot is reused, so the kernel reuses its page. O(1)
@@ -1200,6 +1213,28 @@ mod tests {
         assert!(!c.fill_failed(f2.slot, k2, f2.gen));
         assert_eq!(c.counts().filling, 0);
     }
+    #[test]
+    fn writes_around_the_pool_conflict_with_dirty_keys_and_orphans() {
+        let mut c = cache(4);
+        let k = Key::new(1, 10).unwrap();
+        assert!(!c.backing_write_conflict(k));
+        c.insert(k, Insert::Clean).unwrap();
+        assert!(!c.backing_write_conflict(k), "a clean copy is only dropped");
+        c.remove(k);
+        let d = c.insert(k, Insert::Dirty).unwrap();
+        assert!(c.backing_write_conflict(k), "dirty: a destage may start");
+        let gen = c.begin_destage(d.slot).unwrap();
+        assert!(c.backing_write_conflict(k), "being destaged");
+        // A discard removes it mid-destage: the orphan's write is still in flight.
+        c.remove(k);
+        assert_eq!(c.peek(k), None);
+        assert!(c.backing_write_conflict(k), "an orphan's destage is in flight");
+        assert!(c.orphan_in_flight(k));
+        c.end_destage(d.slot, gen, true);
+        assert!(!c.backing_write_conflict(k), "the orphan's destage ended");
+        assert!(!c.orphan_in_flight(k));
+    }
+
     use proptest::prelude::*;
     use std::cell::Cell;
     use std::collections::{BTreeMap, HashMap, HashSet};
