@@ -739,6 +739,10 @@ impl Cluster {
                 self.replicas.close(peer, volume_id);
                 ack(0, 0);
             }
+            Message::DropRange { volume_id, first, count, version } => {
+                let r = self.replicas.drop_range(peer, volume_id, first, count, version);
+                ack(r.err().map(|e| e.to_errno()).unwrap_or(0), 0);
+            }
             _ => return Err(WireError::WrongDirection.reason()),
         }
         Ok(())

@@ -274,18 +274,24 @@ impl Replication {
         true
     }
 
-    /// Drops replicas of `blocks` at whichever peers are connected (write-through
-    /// writes while degraded). Sleeps until they ACK.
-    pub(crate) fn drop_at_connected(&self, blocks: &[u64]) {
+    /// Drops replicas of blocks `first .. first + count` at whichever peers are
+    /// connected (write-through writes while degraded, discards, write-zeroes: a
+    /// takeover must not write older data over them). One DROP_RANGE per peer, however
+    /// large the range. Sleeps until they ACK.
+    pub(crate) fn drop_range_at_connected(&self, first: u64, count: u64) {
+        if count == 0 {
+            return;
+        }
         // Without memory for a waiter the drops are still sent, just not waited for.
         let batch = BatchWait::new().ok();
         {
             let ctx = self.send.lock();
-            let mut peers = KVec::new();
+            let version = self.version.load(Relaxed) + 1;
+            self.version.store(version, Relaxed);
+            let msg = Message::DropRange { volume_id: self.volume_id, first, count, version };
             for c in ctx.peers.iter().flatten().filter(|c| !c.is_broken()) {
-                let _ = peers.push(c.clone(), GFP_KERNEL);
+                let _ = c.send(&msg, Some(batch.as_ref().map_or(Waiter::Nobody, |b| b.waiter())));
             }
-            let _ = self.send_drops(&peers, blocks, &mut || batch.as_ref().map_or(Waiter::Nobody, |b| b.waiter()));
         }
         if let Some(b) = batch {
             let _ = b.wait(self.cluster.timeout_ms());

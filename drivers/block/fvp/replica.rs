@@ -125,6 +125,31 @@ impl ReplicaStore {
         Ok(())
     }
 
+    /// DROP_RANGE: drops every replica of blocks `first .. first + count` (the wire
+    /// format checked that the end does not overflow) not newer than `version`.
+    pub(crate) fn drop_range(&self, owner: u32, volume_id: u32, first: u64, count: u64, version: u64) -> Result {
+        let end = first.checked_add(count).ok_or(EINVAL)?;
+        let mut spaces = self.spaces.lock();
+        let n = spaces.iter_mut().find(|n| n.owner == owner && n.volume_id == volume_id).ok_or(ENOENT)?;
+        let mut from = first;
+        // One lower-bound lookup per replica in the range: the cost follows what is
+        // held, not the size of the range.
+        while let Some(cursor) = n.blocks.cursor_lower_bound(&from) {
+            let (&block, replica) = cursor.current();
+            if block >= end {
+                break;
+            }
+            if replica.version <= version {
+                let (_, node) = cursor.remove_current();
+                drop(node);
+                self.count.fetch_sub(1, Relaxed);
+            }
+            // `block < end`, so this does not overflow.
+            from = block + 1;
+        }
+        Ok(())
+    }
+
     /// DESTAGED: drops each listed block whose replica is not newer than listed.
     pub(crate) fn drop_entries(&self, owner: u32, volume_id: u32, entries: impl Iterator<Item = (u64, u64)>) -> Result {
         let mut spaces = self.spaces.lock();

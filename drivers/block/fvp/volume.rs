@@ -267,8 +267,14 @@ impl Volume {
                 IoOp::start_replicated(self, OpKind::Through, rel_sector, bio, now)
             }
             Op::WriteZeroes => IoOp::start_through(self, rel_sector, bio),
+            Op::Discard if u64::from(size) > 4096 * PAGE => {
+                // Dropping a huge range scans the whole pool: not in `map`, in a worker
+                // (ordered after write-backs, like write-zeroes).
+                IoOp::start_through(self, rel_sector, bio)
+            }
             Op::Discard => {
-                // Data after a discard is undefined: a stale copy racing in is harmless.
+                // Data after a discard is undefined: a stale copy racing in is harmless
+                // (later writes around the pool are ordered after it).
                 self.invalidate(rel_sector, size);
                 bio.remap(self.backing.bdev(), rel_sector)
             }
@@ -921,8 +927,6 @@ impl IoOp {
         let Some(repl) = volume.repl.as_ref() else { return };
         let (rel_sector, size) = self.range;
         let spans = Spans::new(volume.id, rel_sector, size);
-        let mut blocks = [0u64; MAX_BLOCKS as usize];
-        let nblocks = spans.blocks(&mut blocks);
         let writable = repl.wait_writable();
         // Writes that go to the backing device around the pool wait for write-backs of
         // their blocks (see `start_ordered`). A write-back write sends only the blocks
@@ -964,7 +968,7 @@ impl IoOp {
                 // Write-through (degraded), discards and write-zeroes: peers first drop
                 // what they hold of the range, so a takeover cannot replay it.
                 volume.before_backing_write(rel_sector, bio);
-                repl.drop_at_connected(&blocks[..nblocks]);
+                repl.drop_range_at_connected(spans.first_block, u64::from(spans.count));
                 match bio.clone_range(&volume.pool.shared.bioset, volume.backing.bdev(), 0, size, rel_sector) {
                     Ok(clone) => self.submit(clone),
                     Err(_) => self.failed.store(true, Relaxed),

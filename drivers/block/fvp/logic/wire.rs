@@ -42,7 +42,7 @@ use core::fmt;
 /// The header's magic, `"FVPR"` read as a little-endian `u32`.
 pub const MAGIC: u32 = 0x5250_5646;
 /// The protocol version this code speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Length of a message header.
 pub const HEADER_LEN: usize = 32;
 /// Largest payload of any message.
@@ -128,6 +128,8 @@ pub enum WireError {
     BadName,
     /// DESTAGED's count disagrees with its payload length.
     BadDestagedCount,
+    /// DROP_RANGE with no block, or one past the last block number.
+    BadRange,
     /// ACK status neither 0 nor a negative errno.
     BadStatus,
     /// Encoding: the fixed part's length is wrong for the kind.
@@ -174,6 +176,7 @@ impl WireError {
             WireError::HostIdMismatch => "host id differs from the header's sender",
             WireError::BadName => "bad volume name",
             WireError::BadDestagedCount => "DESTAGED count disagrees with the payload length",
+            WireError::BadRange => "DROP_RANGE is empty or overflows",
             WireError::BadStatus => "ACK status neither 0 nor -errno",
             WireError::BadFixedLength => "fixed payload length wrong for the message kind",
             WireError::BufferTooSmall => "buffer too small",
@@ -231,11 +234,14 @@ pub enum Kind {
     VolumeClose = 10,
     /// Reply to every request but PING.
     Ack = 11,
+    /// Drop every replica of a range of blocks (discard, write-zeroes, writes that
+    /// went around the pool).
+    DropRange = 12,
 }
 
 impl Kind {
     /// Every kind, in wire order.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Hello,
         Kind::Challenge,
         Kind::Auth,
@@ -247,6 +253,7 @@ impl Kind {
         Kind::Destaged,
         Kind::VolumeClose,
         Kind::Ack,
+        Kind::DropRange,
     ];
 
     /// The kind with wire value `v`, if any.
@@ -273,6 +280,7 @@ impl Kind {
             Kind::Destaged => "DESTAGED",
             Kind::VolumeClose => "VOLUME_CLOSE",
             Kind::Ack => "ACK",
+            Kind::DropRange => "DROP_RANGE",
         }
     }
 
@@ -285,7 +293,8 @@ impl Kind {
             | Kind::VolumeOpen
             | Kind::Replicate
             | Kind::Destaged
-            | Kind::VolumeClose => Role::Client,
+            | Kind::VolumeClose
+            | Kind::DropRange => Role::Client,
             Kind::Challenge | Kind::Welcome | Kind::Pong | Kind::Ack => Role::Server,
         }
     }
@@ -304,6 +313,7 @@ impl Kind {
             Kind::Destaged => DESTAGED_FIXED_LEN,
             Kind::VolumeClose => 4 + 4,
             Kind::Ack => 8 + 4 + 4 + 8,
+            Kind::DropRange => 4 + 4 + 8 + 8 + 8,
         }
     }
 
@@ -704,6 +714,18 @@ pub enum Message<'a> {
         /// `(block, version)` pairs.
         entries: DestagedEntries<'a>,
     },
+    /// Client → server: drop every replica of blocks `first .. first + count` whose
+    /// version is not newer than `version`.
+    DropRange {
+        /// The volume, as opened by VOLUME_OPEN.
+        volume_id: u32,
+        /// First block of the range.
+        first: u64,
+        /// Blocks in the range (at least 1; `first + count` does not overflow).
+        count: u64,
+        /// The owner's version of this drop: replicas written later survive it.
+        version: u64,
+    },
     /// Client → server: drop the volume's replicas.
     VolumeClose {
         /// The volume, as opened by VOLUME_OPEN.
@@ -735,6 +757,7 @@ impl<'a> Message<'a> {
             Message::Destaged { .. } => Kind::Destaged,
             Message::VolumeClose { .. } => Kind::VolumeClose,
             Message::Ack { .. } => Kind::Ack,
+            Message::DropRange { .. } => Kind::DropRange,
         }
     }
 
@@ -821,6 +844,17 @@ impl<'a> Message<'a> {
                 r.pad32()?;
                 Message::VolumeClose { volume_id }
             }
+            Kind::DropRange => {
+                let volume_id = r.u32()?;
+                r.pad32()?;
+                let first = r.u64()?;
+                let count = r.u64()?;
+                let version = r.u64()?;
+                if !valid_range(first, count) {
+                    return Err(WireError::BadRange);
+                }
+                Message::DropRange { volume_id, first, count, version }
+            }
             Kind::Ack => {
                 let acked_seq = r.u64()?;
                 let status = r.i32()?;
@@ -886,6 +920,12 @@ impl<'a> Message<'a> {
             Message::VolumeClose { volume_id } => {
                 w.u32(volume_id).u32(0);
             }
+            Message::DropRange { volume_id, first, count, version } => {
+                if !valid_range(first, count) {
+                    return Err(WireError::BadRange);
+                }
+                w.u32(volume_id).u32(0).u64(first).u64(count).u64(version);
+            }
             Message::Ack { acked_seq, status, value } => {
                 if !valid_status(status) {
                     return Err(WireError::BadStatus);
@@ -918,6 +958,11 @@ impl<'a> Message<'a> {
 }
 
 /// Whether `status` is 0 or a negative errno.
+/// A DROP_RANGE range: at least one block, and its end representable.
+fn valid_range(first: u64, count: u64) -> bool {
+    count > 0 && first.checked_add(count).is_some()
+}
+
 fn valid_status(status: i32) -> bool {
     (-MAX_ERRNO..=0).contains(&status)
 }
@@ -1250,6 +1295,7 @@ mod tests {
             Message::Destaged { volume_id: 4, entries },
             Message::VolumeClose { volume_id: u32::MAX },
             Message::Ack { acked_seq: 12, status: -28, value: 1 << 63 },
+            Message::DropRange { volume_id: 4, first: 1 << 40, count: 262_144, version: 77 },
         ]
     }
 
@@ -1265,7 +1311,7 @@ mod tests {
         };
         let b = h.encode();
         assert_eq!(&b[0..4], b"FVPR");
-        assert_eq!(b[4], 1);
+        assert_eq!(b[4], 2);
         assert_eq!(b[5], 11);
         assert_eq!(&b[6..8], &[0, 0]);
         assert_eq!(&b[8..12], &24u32.to_le_bytes());
@@ -1311,6 +1357,25 @@ mod tests {
         let w = wire(&Message::Ack { acked_seq: 5, status: -5, value: 6 }, 1, 1);
         let p = &w[HEADER_LEN..];
         assert_eq!(&p[8..12], &(-5i32).to_le_bytes());
+    }
+
+    #[test]
+    fn drop_range_is_never_empty_nor_past_the_last_block() {
+        for (first, count) in [(0, 0), (u64::MAX, 1), (1, u64::MAX)] {
+            let m = Message::DropRange { volume_id: 1, first, count, version: 1 };
+            assert_eq!(m.encode_fixed(&mut [0; MAX_FIXED_LEN]), Err(WireError::BadRange));
+            // The same fields from the wire: refused too.
+            let mut payload = [0u8; 32];
+            payload[0..4].copy_from_slice(&1u32.to_le_bytes());
+            payload[8..16].copy_from_slice(&first.to_le_bytes());
+            payload[16..24].copy_from_slice(&count.to_le_bytes());
+            let h = Header { kind: Kind::DropRange, flags: 0, payload_len: 32, sender: 1, seq: 1, crc: 0 };
+            let crc = h.compute_crc(&[&payload]);
+            let h = Header { crc, ..h };
+            assert_eq!(Message::decode(&h, &payload), Err(WireError::BadRange));
+        }
+        let m = Message::DropRange { volume_id: 1, first: u64::MAX - 1, count: 1, version: 1 };
+        assert!(m.encode_fixed(&mut [0; MAX_FIXED_LEN]).is_ok());
     }
 
     #[test]
@@ -1379,10 +1444,11 @@ mod tests {
             Header::decode(&b)
         };
         assert_eq!(with(0, b"FVPS"), Err(WireError::BadMagic));
-        assert_eq!(with(4, &[2]), Err(WireError::BadVersion));
+        assert_eq!(with(4, &[1]), Err(WireError::BadVersion));
+        assert_eq!(with(4, &[3]), Err(WireError::BadVersion));
         assert_eq!(with(4, &[0]), Err(WireError::BadVersion));
         assert_eq!(with(5, &[0]), Err(WireError::UnknownKind));
-        assert_eq!(with(5, &[12]), Err(WireError::UnknownKind));
+        assert_eq!(with(5, &[13]), Err(WireError::UnknownKind));
         assert_eq!(with(6, &[1, 0]), Err(WireError::BadFlags));
         assert_eq!(with(7, &[0x80]), Err(WireError::BadFlags));
         assert_eq!(with(28, &[0, 0, 0, 1]), Err(WireError::BadReserved));
