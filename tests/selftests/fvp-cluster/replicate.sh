@@ -5,6 +5,8 @@
 # node 1 and 2 in domain "a" and node 3 in "b", domain=same places the peer on node 2 and
 # domain=different on node 3; with all three in "a", peers=2 domain=same places them on
 # nodes 2 and 3. The default domains (one per host) are restored at the end.
+# Zeroing (rz): write-zeroes over 256 replicated blocks leaves the peers no replica of
+# them (a takeover would write them over the zeroes).
 . ../lib/ktap.sh
 . ../lib/fvp.sh
 . ../lib/cluster.sh
@@ -70,7 +72,46 @@ peer_case() {
     test "$(host_field 1 replica_blocks)" = 0
 }
 
-if [ "$FVP_NODE" = 1 ]; then ktap_plan 24; else ktap_plan 8; fi
+# zero_owner / zero_peer: the rz case's halves.
+zero_owner() {
+  if ! fvp_dm_create rz "0 $sectors fvp $(fvp_devno "$disk") cp write-back peers=2" \
+      || ! wait_state rz protected 60; then
+    ktap_fail "rz: protected with peers=2"; barrier rz-zeroed; barrier rz-checked
+    dmsetup remove rz 2>/dev/null; return
+  fi
+  zmax=$(cat "/sys/block/$(basename "$(readlink -f /dev/mapper/rz)")/queue/write_zeroes_max_bytes")
+  # One process, no pause between the write and the zeroing: the destager (idle gate)
+  # must not write the blocks back first, which would drop the replicas anyway.
+  python3 - /dev/mapper/rz <<'PY'
+import fcntl, mmap, os, struct, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_DIRECT)
+buf = mmap.mmap(-1, 1 << 20)
+buf.write(os.urandom(1 << 20))
+os.pwrite(fd, buf, 8 << 20)  # 256 blocks at 8 MiB, each replicated to both peers
+BLKZEROOUT = 0x127F
+fcntl.ioctl(fd, BLKZEROOUT, struct.pack("QQ", 8 << 20, 1 << 20))
+PY
+  ktap_check "rz: 1 MiB written, then zeroed" test $? = 0
+  zeros=$(dd if=/dev/mapper/rz bs=1M skip=8 count=1 iflag=direct 2>/dev/null | tr -d '\0' | wc -c)
+  ktap_check "rz: the range reads back as zeroes" test "$zeros" = 0
+  publish rz-zeroes-max "$zmax"
+  barrier rz-zeroed
+  barrier rz-checked
+  ktap_check "rz: remove" dmsetup remove rz
+}
+zero_peer() {
+  barrier rz-zeroed
+  zmax=$(cat "$OUT/published-rz-zeroes-max" 2>/dev/null || echo 0)
+  n=$(host_field 1 replica_blocks)
+  if [ "$zmax" = 0 ]; then
+    ktap_skip "rz: no replica of the zeroed range left ($n)" "the volume does not support write-zeroes here (zeroing wrote data)"
+  else
+    ktap_check "rz: no replica of the zeroed range left (holds $n blocks of node 1)" test "$n" = 0
+  fi
+  barrier rz-checked
+}
+
+if [ "$FVP_NODE" = 1 ]; then ktap_plan 27; else ktap_plan 9; fi
 cluster_wait_up 3 120 || ktap_info "not all hosts up before the test"
 # peers=1 is covered by the domain cases below.
 for case in "rb2 peers=2 2,3"; do
@@ -78,6 +119,8 @@ for case in "rb2 peers=2 2,3"; do
   if [ "$FVP_NODE" = 1 ]; then owner_case "$1" "$2" "$3"
   else peer_case "$1"; fi
 done
+
+if [ "$FVP_NODE" = 1 ]; then zero_owner; else zero_peer; fi
 
 # Fault domains: node 1 and 2 in "a", node 3 in "b".
 barrier domains
