@@ -395,8 +395,9 @@ pub(crate) fn drain(volume: &Arc<Volume>) -> Result {
     Ok(())
 }
 
-/// Flushes the backing device's volatile cache and waits.
-pub(crate) fn flush_backing(volume: &Arc<Volume>) -> Result {
+/// Flushes the backing device's volatile cache and waits (`Volume::flush_backing`
+/// also keeps track of what that made durable).
+pub(crate) fn flush_backing_dev(volume: &Volume) -> Result {
     flush_bdev(&volume.pool.shared.bioset, volume.backing.bdev())
 }
 

@@ -248,7 +248,7 @@ impl Replication {
                 continue;
             }
             if sent && batch.wait(self.cluster.timeout_ms()) {
-                return !written_back || crate::destage::flush_backing(volume).is_ok();
+                return !written_back || volume.flush_backing().is_ok();
             }
             // Refused, or the new peer set failed too: write the volume back instead.
             return volume.flush_sync().is_ok();
@@ -569,7 +569,7 @@ impl Replication {
         if list.is_empty() {
             return;
         }
-        if crate::destage::flush_backing(volume).is_err() {
+        if volume.flush_backing().is_err() {
             return;
         }
         let ctx = self.send.lock();

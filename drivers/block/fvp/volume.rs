@@ -23,7 +23,7 @@ use crate::repl::Replication;
 use crate::stats::Stats;
 use core::sync::atomic::{
     AtomicBool, AtomicU32, AtomicU64,
-    Ordering::{AcqRel, Relaxed},
+    Ordering::{AcqRel, Acquire, Relaxed, Release},
 };
 use kernel::new_mutex;
 use kernel::prelude::*;
@@ -56,6 +56,10 @@ pub(crate) struct Volume {
     /// The last destage batch with blocks of this volume failed to write some of them:
     /// status shows `failing`, and flushes fail while they stay dirty.
     failing: AtomicBool,
+    /// A write went to the backing device (around the pool) since its last flush: a
+    /// replicated volume's flush, which otherwise relies on its peers, must flush the
+    /// device for it (its peers do not hold it).
+    backing_unflushed: AtomicBool,
 }
 
 /// Where a block of a bio lies: its key, the byte range of the bio that covers it and
@@ -137,6 +141,7 @@ impl Volume {
                 stats: Stats::new(),
                 repl,
                 failing: AtomicBool::new(false),
+                backing_unflushed: AtomicBool::new(false),
             },
             GFP_KERNEL,
         )
@@ -526,10 +531,21 @@ impl Volume {
     /// write completed before it must reach the backing device first.
     fn flush(self: &Arc<Self>, bio: DmBio) -> MapResult {
         if bio.size() == 0 && self.repl.as_ref().is_some_and(|r| r.state() == crate::logic::abi::REPL_PROTECTED) {
-            // Every write completed so far is held by all peers: that is the durability
-            // replicated write-back promises (docs/replication.md).
-            bio.complete(BioStatus::OK);
-            return MapResult::Submitted;
+            // Every write completed so far into the pool is held by all peers: that is
+            // the durability replicated write-back promises (docs/replication.md).
+            // Writes that went to the backing device instead (partial blocks, a full
+            // pool) are durable only once the device is flushed.
+            if !self.backing_unflushed.load(Acquire) {
+                bio.complete(BioStatus::OK);
+                return MapResult::Submitted;
+            }
+            return match IoOp::new(self, OpKind::FlushBacking, 0, bio, Ktime::ktime_get(), 0) {
+                Ok(op) => {
+                    op.put();
+                    MapResult::Submitted
+                }
+                Err(bio) => bio.requeue(),
+            };
         }
         if bio.size() == 0 && self.dirty.load(Relaxed) == 0 && self.requested() == POLICY_WRITE_THROUGH {
             return bio.remap(self.backing.bdev(), 0);
@@ -553,13 +569,24 @@ impl Volume {
     /// the blocks dirty now, then flushes the device. Sleeps.
     pub(crate) fn flush_sync(self: &Arc<Self>) -> Result {
         crate::destage::flush_dirty(self)?;
-        crate::destage::flush_backing(self)
+        self.flush_backing()
+    }
+
+    /// Flushes the backing device's volatile cache; writes that went to it before
+    /// the call are durable once it returns `Ok`. Sleeps.
+    pub(crate) fn flush_backing(&self) -> Result {
+        let was = self.backing_unflushed.swap(false, AcqRel);
+        let r = crate::destage::flush_backing_dev(self);
+        if r.is_err() && was {
+            self.backing_unflushed.store(true, Release);
+        }
+        r
     }
 
     /// Writes back every dirty block (the device is suspended), then flushes. Sleeps.
     pub(crate) fn drain_sync(self: &Arc<Self>) -> Result {
         crate::destage::drain(self)?;
-        crate::destage::flush_backing(self)
+        self.flush_backing()
     }
 }
 
@@ -579,6 +606,9 @@ enum OpKind {
     /// The whole bio goes to the backing device; stale copies are dropped after.
     Through,
     Flush,
+    /// A replicated volume's flush in `protected`: only the backing device's cache,
+    /// for the writes that went to it (see `Volume::backing_unflushed`).
+    FlushBacking,
 }
 
 /// A bio waiting for fvp's own I/O to the backing device.
@@ -664,6 +694,11 @@ impl IoOp {
     }
 
     fn submit(self: &Arc<Self>, bio: OwnedBio) {
+        if self.kind != OpKind::Read {
+            // Before the bio: a flush that finds the flag clear was asked for before
+            // this write was submitted, so need not cover it.
+            self.volume.backing_unflushed.store(true, Release);
+        }
         self.pending.fetch_add(1, Relaxed);
         bio.submit(self.clone());
     }
@@ -1013,6 +1048,9 @@ impl WorkItem for IoOp {
     fn run(this: Arc<IoOp>) {
         let _noio = NoIoScope::enter();
         let volume = &this.volume;
+        if this.kind == OpKind::FlushBacking && volume.flush_backing().is_err() {
+            this.failed.store(true, Relaxed);
+        }
         if this.kind == OpKind::Flush {
             if let Some(r) = &volume.repl {
                 // Nothing may reach the backing device without the lease.
@@ -1061,7 +1099,7 @@ impl WorkItem for IoOp {
         match this.kind {
             OpKind::Read => volume.stats.read_latency.record_since(this.start),
             OpKind::Write | OpKind::Through => volume.stats.write_latency.record_since(this.start),
-            OpKind::Flush => {}
+            OpKind::Flush | OpKind::FlushBacking => {}
         }
     }
 }

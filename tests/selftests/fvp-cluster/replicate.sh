@@ -6,7 +6,8 @@
 # domain=different on node 3; with all three in "a", peers=2 domain=same places them on
 # nodes 2 and 3. The default domains (one per host) are restored at the end.
 # Zeroing (rz): write-zeroes over 256 replicated blocks leaves the peers no replica of
-# them (a takeover would write them over the zeroes).
+# them (a takeover would write them over the zeroes); a write the pool does not take
+# makes the next fsync flush the shared disk.
 . ../lib/ktap.sh
 . ../lib/fvp.sh
 . ../lib/cluster.sh
@@ -94,6 +95,15 @@ PY
   ktap_check "rz: 1 MiB written, then zeroed" test $? = 0
   zeros=$(dd if=/dev/mapper/rz bs=1M skip=8 count=1 iflag=direct 2>/dev/null | tr -d '\0' | wc -c)
   ktap_check "rz: the range reads back as zeroes" test "$zeros" = 0
+  # A partial block not in the pool goes to the shared disk itself, which its peers do
+  # not hold: an fsync must flush the disk for it, even while protected.
+  sleep 1
+  f0=$(fvp_disk_flushes "$disk")
+  dd if=/dev/urandom of=/dev/mapper/rz bs=512 count=1 seek=$((12 * 2048)) oflag=direct 2>/dev/null
+  python3 -c 'import os, sys; os.fsync(os.open(sys.argv[1], os.O_RDWR))' /dev/mapper/rz
+  f1=$(fvp_disk_flushes "$disk")
+  ktap_check "rz: fsync flushes the shared disk after a write that went around the pool ($f0 -> $f1 flushes, $(volume_state rz))" \
+    test "$f1" -gt "$f0"
   publish rz-zeroes-max "$zmax"
   barrier rz-zeroed
   barrier rz-checked
@@ -111,7 +121,7 @@ zero_peer() {
   barrier rz-checked
 }
 
-if [ "$FVP_NODE" = 1 ]; then ktap_plan 27; else ktap_plan 9; fi
+if [ "$FVP_NODE" = 1 ]; then ktap_plan 28; else ktap_plan 9; fi
 cluster_wait_up 3 120 || ktap_info "not all hosts up before the test"
 # peers=1 is covered by the domain cases below.
 for case in "rb2 peers=2 2,3"; do
