@@ -10,7 +10,7 @@
 #![forbid(unsafe_code)]
 
 use crate::fvp_kernel::pages::{self, PageArray};
-use crate::fvp_kernel::sync::{signal_pending, sleep_ms};
+use crate::fvp_kernel::sync::{signal_pending, sleep_ms, NoIoScope};
 use crate::fvp_kernel::thread::Thread;
 use crate::logic::abi;
 use crate::logic::cache::{Cache, Key, OutOfMemory, Store, Stores};
@@ -238,6 +238,10 @@ impl Pool {
             let mut shard = self.shard(i).lock();
             let capacity = shard.cache.capacity();
             if capacity < target {
+                // The shard's mutex is held, and `map` takes it: reclaim triggered by
+                // these allocations must not wait for I/O, which may be I/O to a
+                // volume of this pool waiting for that mutex.
+                let _noio = NoIoScope::enter();
                 let add = (target - capacity).min(RESIZE_STEP);
                 let start = shard.pages.len();
                 shard.pages.grow(add as usize)?;
