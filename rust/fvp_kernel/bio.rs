@@ -93,6 +93,11 @@ impl BioStatus {
     /// `BLK_STS_IOERR`.
     pub const IOERR: Self = Self(bindings::FVP_BLK_STS_IOERR);
 
+    /// The `blk_status_t` value.
+    pub fn raw(self) -> u8 {
+        self.0
+    }
+
     /// Whether the I/O succeeded.
     pub fn is_ok(self) -> bool {
         self.0 == 0
@@ -218,15 +223,16 @@ impl DmBio {
             bindings::fvp_helper_bio_set_dev(bio, bdev.as_raw());
             (*bio).bi_iter.bi_sector = sector;
         }
-        super::dm::MapResult::Remapped
+        super::dm::MapResult::remapped(bio)
     }
 
     /// Gives the bio back to device-mapper to be mapped again later (e.g. when memory
     /// for handling it was short).
     pub fn requeue(self) -> super::dm::MapResult {
+        let bio = self.bio.as_ptr();
         core::mem::forget(self);
         // The bio was ours (invariant); returning `Requeue` hands it back untouched.
-        super::dm::MapResult::Requeue
+        super::dm::MapResult::requeue(bio)
     }
 
     /// Completes the bio with `status`.

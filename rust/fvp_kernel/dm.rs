@@ -41,26 +41,76 @@ impl CtrError {
 }
 
 /// What a target did with a bio (`DM_MAPIO_*`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MapResult {
-    /// The bio was redirected (`set_dev`, `set_sector`); device-mapper submits it.
-    Remapped,
-    /// The target took ownership and will complete the bio itself.
+///
+/// # Invariants
+///
+/// `Remapped`, `Kill` and `Requeue` are made only by the [`DmBio`] methods that give the
+/// bio back to device-mapper (consuming it), and carry that bio's pointer: the map
+/// callback checks it is the bio being mapped. Anyone may make [`MapResult::submitted`]:
+/// a bio the target neither kept nor gave back was dropped, and `DmBio`'s `Drop`
+/// completed it, so device-mapper must not touch it either way.
+///
+/// [`DmBio`]: super::bio::DmBio
+#[derive(Debug, PartialEq, Eq)]
+pub struct MapResult(MapKind);
+
+#[derive(Debug, PartialEq, Eq)]
+enum MapKind {
+    Remapped(*mut bindings::bio),
     Submitted,
-    /// Fail the bio with an I/O error.
-    Kill,
-    /// Ask device-mapper to retry the bio later.
-    Requeue,
+    Kill(*mut bindings::bio),
+    Requeue(*mut bindings::bio),
 }
 
 impl MapResult {
-    fn to_raw(self) -> c_int {
-        (match self {
-            MapResult::Remapped => bindings::DM_MAPIO_REMAPPED,
-            MapResult::Submitted => bindings::DM_MAPIO_SUBMITTED,
-            MapResult::Kill => bindings::DM_MAPIO_KILL,
-            MapResult::Requeue => bindings::DM_MAPIO_REQUEUE,
-        }) as c_int
+    /// The target took ownership of the bio and completes it itself (or completed it).
+    pub fn submitted() -> Self {
+        MapResult(MapKind::Submitted)
+    }
+
+    /// Device-mapper submits `bio`, which was redirected. Only for `DmBio::remap`.
+    pub(super) fn remapped(bio: *mut bindings::bio) -> Self {
+        MapResult(MapKind::Remapped(bio))
+    }
+
+    /// Device-mapper fails `bio`. Only for a `DmBio` method that consumed it.
+    #[allow(dead_code)]
+    pub(super) fn kill(bio: *mut bindings::bio) -> Self {
+        MapResult(MapKind::Kill(bio))
+    }
+
+    /// Device-mapper maps `bio` again later. Only for `DmBio::requeue`.
+    pub(super) fn requeue(bio: *mut bindings::bio) -> Self {
+        MapResult(MapKind::Requeue(bio))
+    }
+
+    /// Whether this hands the bio back to device-mapper (not `Submitted`).
+    pub fn gives_back(&self) -> bool {
+        self.0 != MapKind::Submitted
+    }
+
+    /// The `DM_MAPIO_*` value for the map of `bio`. A result made for another bio (a
+    /// target that kept an earlier bio and gave that one back instead) must not make
+    /// device-mapper act on `bio`, which the target dropped (so completed) or kept: the
+    /// earlier bio is failed here, and `bio` counts as submitted.
+    fn into_raw_for(self, bio: *mut bindings::bio) -> c_int {
+        let (code, of) = match self.0 {
+            MapKind::Submitted => return bindings::DM_MAPIO_SUBMITTED as c_int,
+            MapKind::Remapped(b) => (bindings::DM_MAPIO_REMAPPED, b),
+            MapKind::Kill(b) => (bindings::DM_MAPIO_KILL, b),
+            MapKind::Requeue(b) => (bindings::DM_MAPIO_REQUEUE, b),
+        };
+        if of == bio {
+            return code as c_int;
+        }
+        pr_err!("fvp: a target gave back a bio other than the one it was mapping; failing that one\n");
+        // SAFETY: `of` was given back by a `DmBio` method that consumed it (invariant),
+        // so nothing else owns it: completing it is its only completion.
+        unsafe {
+            (*of).bi_status = super::bio::BioStatus::IOERR.raw();
+            bindings::bio_endio(of);
+        }
+        bindings::DM_MAPIO_SUBMITTED as c_int
     }
 }
 
@@ -463,10 +513,11 @@ unsafe extern "C" fn map_callback<T: Target>(ti: *mut bindings::dm_target, bio: 
     let target = unsafe { <Pin<KBox<T>> as ForeignOwnable>::borrow((*ti).private) };
     // SAFETY: `ti` is valid while it maps bios, and not mutated after construction.
     let info = unsafe { TargetInfo::from_raw(ti) };
+    let raw = bio;
     // SAFETY: device-mapper hands the bio to this target, which owns it until it
     // remaps or completes it.
-    let bio = unsafe { DmBio::from_raw(bio) };
-    target.map(info, bio).to_raw()
+    let bio = unsafe { DmBio::from_raw(raw) };
+    target.map(info, bio).into_raw_for(raw)
 }
 
 /// # Safety

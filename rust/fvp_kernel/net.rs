@@ -44,10 +44,16 @@ pub struct TcpSocket {
     sock: NonNull<bindings::socket>,
 }
 
-// SAFETY: kernel sockets lock internally; one thread may receive while others send
-// (callers serialise senders) and any thread may shut the socket down.
+// SAFETY: a kernel socket is not tied to the task that created it; it may be used
+// and released from any kernel thread.
 unsafe impl Send for TcpSocket {}
-// SAFETY: as above.
+// SAFETY: every method taking `&self` calls a kernel socket operation (`kernel_accept`,
+// `kernel_sendmsg`, `kernel_recvmsg`, `kernel_sock_shutdown`), each of which takes the
+// socket's own lock (`lock_sock`) around its access to the socket's state, or sets the
+// timeouts with `WRITE_ONCE` (which the socket code reads with `READ_ONCE`), so calls
+// from several threads at once are safe whatever the callers do. Concurrent
+// senders could interleave their bytes: that breaks framing, not memory safety, and
+// fvp's connections serialise senders for that reason (`Conn::send`).
 unsafe impl Sync for TcpSocket {}
 
 fn ret_len(ret: i32) -> Result<usize> {

@@ -234,7 +234,7 @@ impl Volume {
         if self.repl.as_ref().is_some_and(|r| r.state() == crate::logic::abi::REPL_FENCED) {
             // Taken over by a peer: this host's view of the volume is stale.
             bio.complete(BioStatus::IOERR);
-            return MapResult::Submitted;
+            return MapResult::submitted();
         }
         match bio.op() {
             Op::Read => {
@@ -328,7 +328,7 @@ impl Volume {
         if missing == 0 {
             bio.complete(BioStatus::OK);
             self.stats.read_latency.record_since(start);
-            return MapResult::Submitted;
+            return MapResult::submitted();
         }
         Stats::add(&self.stats.read_misses, u64::from(missing.count_ones()));
         IoOp::start_read(self, rel_sector, bio, &spans, missing, start)
@@ -346,7 +346,7 @@ impl Volume {
         if direct == 0 {
             bio.complete(BioStatus::OK);
             self.stats.write_latency.record_since(start);
-            return MapResult::Submitted;
+            return MapResult::submitted();
         }
         IoOp::start_direct_write(self, rel_sector, bio, &spans, direct, start)
     }
@@ -537,12 +537,12 @@ impl Volume {
             // pool) are durable only once the device is flushed.
             if !self.backing_unflushed.load(Acquire) {
                 bio.complete(BioStatus::OK);
-                return MapResult::Submitted;
+                return MapResult::submitted();
             }
             return match IoOp::new(self, OpKind::FlushBacking, 0, bio, Ktime::ktime_get(), 0) {
                 Ok(op) => {
                     op.put();
-                    MapResult::Submitted
+                    MapResult::submitted()
                 }
                 Err(bio) => bio.requeue(),
             };
@@ -737,7 +737,7 @@ impl IoOp {
                 let _noio = NoIoScope::enter();
                 state.fills.reserve(missing.count_ones() as usize, GFP_KERNEL).is_ok()
             };
-            let Some(bio) = state.bio.as_mut() else { return MapResult::Submitted };
+            let Some(bio) = state.bio.as_mut() else { return MapResult::submitted() };
             for i in 0..spans.count {
                 if missing & (1 << i) == 0 {
                     continue;
@@ -799,7 +799,7 @@ impl IoOp {
             op.submit_direct(bio, spans, direct);
         }
         op.put();
-        MapResult::Submitted
+        MapResult::submitted()
     }
 
     /// Sends the bio's blocks in `mask` to the backing device, one clone per run.
@@ -850,14 +850,14 @@ impl IoOp {
             }
         }
         op.put();
-        MapResult::Submitted
+        MapResult::submitted()
     }
 
     fn start_flush(volume: &Arc<Volume>, bio: DmBio) -> MapResult {
         match IoOp::new(volume, OpKind::Flush, 0, bio, Ktime::ktime_get(), 0) {
             Ok(op) => {
                 op.put();
-                MapResult::Submitted
+                MapResult::submitted()
             }
             Err(bio) => bio.requeue(),
         }
@@ -888,7 +888,7 @@ impl IoOp {
             }
         }
         op.put();
-        MapResult::Submitted
+        MapResult::submitted()
     }
 }
 
@@ -902,7 +902,7 @@ impl IoOp {
     fn start_ordered(self: Arc<Self>) -> MapResult {
         let shared = self.volume.pool.shared.clone();
         let _ = shared.wq.enqueue::<_, 1>(self);
-        MapResult::Submitted
+        MapResult::submitted()
     }
 
     fn run_ordered(self: &Arc<Self>) {
@@ -938,7 +938,7 @@ impl IoOp {
         };
         let shared = volume.pool.shared.clone();
         let _ = shared.wq.enqueue::<_, 1>(op);
-        MapResult::Submitted
+        MapResult::submitted()
     }
 
     /// A peer acknowledged one block (or drop) of this write.
