@@ -7,6 +7,7 @@
 use super::bindings;
 use super::pages::{CountedPage, PageRef};
 use core::pin::Pin;
+use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use kernel::alloc::{flags::GFP_NOWAIT, Flags};
 use kernel::error::to_result;
 use kernel::init::PinInit;
@@ -110,7 +111,9 @@ impl BioStatus {
 /// # Invariants
 ///
 /// `bio` is live and owned by this value: device-mapper gave it to `map`, and it has been
-/// neither remapped (returned to device-mapper) nor completed.
+/// neither remapped (returned to device-mapper) nor completed. Its per-bio data holds a
+/// [`PerBio`], initialised by [`DmBio::from_raw`], whose `refs` counts this value plus
+/// every clone made by [`DmBio::clone_range`] that has not ended yet.
 pub struct DmBio {
     bio: core::ptr::NonNull<bindings::bio>,
 }
@@ -120,14 +123,73 @@ unsafe impl Send for DmBio {}
 // SAFETY: shared access only reads immutable fields of the bio.
 unsafe impl Sync for DmBio {}
 
+/// What fvp keeps in device-mapper's per-bio data of each mapped bio (the target's
+/// `per_io_data_size` is set to its size): the bio completes only when its owner
+/// completed it and every clone sharing its pages ended, so no clone ever reads or
+/// fills pages its submitter has already taken back.
+#[repr(C, align(8))]
+pub(crate) struct PerBio {
+    /// The `DmBio` (until completed) plus each clone in flight.
+    refs: AtomicU32,
+    /// The status its owner completed it with.
+    status: AtomicU8,
+}
+
+/// Bytes of per-bio data every fvp target asks device-mapper for.
+pub(crate) const PER_BIO_SIZE: usize = core::mem::size_of::<PerBio>();
+
+/// # Safety
+///
+/// `bio` is a bio device-mapper passed to an fvp target's `map`, not yet completed.
+unsafe fn per_bio<'a>(bio: *mut bindings::bio) -> &'a PerBio {
+    // SAFETY: device-mapper reserved `PER_BIO_SIZE` bytes of per-bio data in front of the
+    // bio (the target's `per_io_data_size`), aligned to 8 (the bio and dm's offsets are
+    // multiples of 8, and so is `PER_BIO_SIZE`); they live until the bio completes.
+    unsafe { &*bindings::dm_per_bio_data(bio, PER_BIO_SIZE).cast::<PerBio>() }
+}
+
+/// Drops one reference on a mapped bio's completion (see [`PerBio`]); the last one
+/// completes it with the status its owner gave.
+///
+/// # Safety
+///
+/// The caller owns one of the references `refs` counts and gives it up.
+unsafe fn put_mapped(bio: *mut bindings::bio) {
+    // SAFETY: the reference keeps the bio, so its per-bio data, alive.
+    let pb = unsafe { per_bio(bio) };
+    if pb.refs.fetch_sub(1, Ordering::AcqRel) == 1 {
+        let status = pb.status.load(Ordering::Acquire);
+        // SAFETY: the last reference: nobody else touches the bio or its per-bio data,
+        // which `bio_endio` frees.
+        unsafe {
+            (*bio).bi_status = status;
+            bindings::bio_endio(bio);
+        }
+    }
+}
+
 impl DmBio {
     /// # Safety
     ///
-    /// `bio` must be a bio device-mapper passed to `map`, whose ownership moves to the
-    /// new value.
+    /// `bio` must be a bio device-mapper passed to `map` of a target whose
+    /// `per_io_data_size` is at least [`PER_BIO_SIZE`], whose ownership moves to the new
+    /// value.
     pub(crate) unsafe fn from_raw(bio: *mut bindings::bio) -> Self {
-        // INVARIANT: ownership is the caller's guarantee; dm never passes NULL.
-        Self { bio: core::ptr::NonNull::new(bio).expect("device-mapper passes a bio") }
+        let bio = core::ptr::NonNull::new(bio).expect("device-mapper passes a bio");
+        // SAFETY: the per-bio data is ours (the caller's guarantee) and uninitialised.
+        unsafe {
+            bindings::dm_per_bio_data(bio.as_ptr(), PER_BIO_SIZE)
+                .cast::<PerBio>()
+                .write(PerBio { refs: AtomicU32::new(1), status: AtomicU8::new(0) })
+        };
+        // INVARIANT: ownership is the caller's guarantee; the per-bio data is set up.
+        Self { bio }
+    }
+
+    /// Whether clones of this bio are still in flight.
+    fn has_clones(&self) -> bool {
+        // SAFETY: the bio is live and mapped (invariant).
+        unsafe { per_bio(self.bio.as_ptr()) }.refs.load(Ordering::Acquire) > 1
     }
 
     fn raw(&self) -> &bindings::bio {
@@ -213,8 +275,15 @@ impl DmBio {
         unsafe { self.copy(offset, page.as_raw(), page_offset, len, true) }
     }
 
-    /// Sends the bio to `bdev` at `sector`; device-mapper submits it.
+    /// Sends the bio to `bdev` at `sector`; device-mapper submits it. A bio whose clones
+    /// are still in flight cannot be given back (it could complete before them): it is
+    /// failed instead, once they end.
     pub fn remap(self, bdev: &BlockDevice, sector: u64) -> super::dm::MapResult {
+        if self.has_clones() {
+            pr_err!("fvp: remap of a bio with clones in flight; failing it\n");
+            self.complete(BioStatus::IOERR);
+            return super::dm::MapResult::submitted();
+        }
         let bio = self.bio.as_ptr();
         core::mem::forget(self);
         // SAFETY: the bio was ours (invariant, now given back to device-mapper by
@@ -229,28 +298,30 @@ impl DmBio {
     /// Gives the bio back to device-mapper to be mapped again later (e.g. when memory
     /// for handling it was short).
     pub fn requeue(self) -> super::dm::MapResult {
+        if self.has_clones() {
+            pr_err!("fvp: requeue of a bio with clones in flight; failing it\n");
+            self.complete(BioStatus::IOERR);
+            return super::dm::MapResult::submitted();
+        }
         let bio = self.bio.as_ptr();
         core::mem::forget(self);
         // The bio was ours (invariant); returning `Requeue` hands it back untouched.
         super::dm::MapResult::requeue(bio)
     }
 
-    /// Completes the bio with `status`.
+    /// Completes the bio with `status`: now, or when the last of its clones ends.
     pub fn complete(self, status: BioStatus) {
         let bio = self.bio.as_ptr();
         core::mem::forget(self);
-        // SAFETY: the bio is live and ours (invariant); after `bio_endio` we no longer
-        // touch it.
-        unsafe {
-            (*bio).bi_status = status.0;
-            bindings::bio_endio(bio);
-        }
+        // SAFETY: the bio is live and mapped (invariant).
+        unsafe { per_bio(bio) }.status.store(status.0, Ordering::Release);
+        // SAFETY: this value's reference, given up (it was forgotten above).
+        unsafe { put_mapped(bio) };
     }
 
-    /// A new bio for bytes `[offset, offset + len)` of this bio's data, aimed at `bdev`
+    /// A new bio for bytes `[offset, offset + len)` of this bio's data, aimed at `bio`
     /// at `sector`, sharing this bio's pages. `offset` and `len` must be multiples of
-    /// 512. The clone must complete before this bio does, which owners ensure by
-    /// completing this bio only from the clone's completion path.
+    /// 512. This bio's completion waits for the clone to end (or be dropped unsent).
     pub fn clone_range(
         &self,
         bioset: &BioSet,
@@ -273,8 +344,11 @@ impl DmBio {
             bindings::bio_trim(clone.as_ptr(), (offset / 512) as u64, (len / 512) as u64);
             (*clone.as_ptr()).bi_iter.bi_sector = sector;
         }
-        // INVARIANT: freshly allocated and not submitted.
-        Ok(OwnedBio { bio: clone, pages: None })
+        // SAFETY: the bio is live and mapped (invariant).
+        unsafe { per_bio(self.bio.as_ptr()) }.refs.fetch_add(1, Ordering::AcqRel);
+        // INVARIANT: freshly allocated and not submitted; it holds the reference on its
+        // parent just taken.
+        Ok(OwnedBio { bio: clone, pages: None, parent: Some(self.bio) })
     }
 }
 
@@ -282,11 +356,11 @@ impl Drop for DmBio {
     fn drop(&mut self) {
         // A bio must never be forgotten: that would hang its submitter. Fail it instead.
         pr_err!("fvp: bio dropped without completion; failing it\n");
-        // SAFETY: as in `complete`.
-        unsafe {
-            (*self.bio.as_ptr()).bi_status = BioStatus::IOERR.0;
-            bindings::bio_endio(self.bio.as_ptr());
-        }
+        let bio = self.bio.as_ptr();
+        // SAFETY: the bio is live and mapped (invariant).
+        unsafe { per_bio(bio) }.status.store(BioStatus::IOERR.0, Ordering::Release);
+        // SAFETY: this value's reference, given up.
+        unsafe { put_mapped(bio) };
     }
 }
 
@@ -375,10 +449,13 @@ pub trait BioDone: Send + Sync + 'static {
 /// # Invariants
 ///
 /// `bio` is allocated from a bio set and owned by this value; `pages` keeps every page
-/// added with [`OwnedBio::add_page`] allocated until the bio is freed.
+/// added with [`OwnedBio::add_page`] allocated until the bio is freed; `parent`, for a
+/// clone of a mapped bio, is that bio, on which this value holds a [`PerBio`] reference
+/// until the clone ends (or is dropped unsent).
 pub struct OwnedBio {
     bio: core::ptr::NonNull<bindings::bio>,
     pages: Option<KVec<CountedPage>>,
+    parent: Option<core::ptr::NonNull<bindings::bio>>,
 }
 
 // SAFETY: the bio is exclusively owned and may be submitted from any thread.
@@ -407,7 +484,7 @@ impl OwnedBio {
             return Err(ENOMEM);
         };
         // INVARIANT: allocated from the set, ours, no page yet.
-        Ok(Self { bio, pages: Some(pages) })
+        Ok(Self { bio, pages: Some(pages), parent: None })
     }
 
     /// A bio that only flushes `bdev`'s volatile write cache.
@@ -417,7 +494,7 @@ impl OwnedBio {
         let bio = unsafe { bindings::bio_alloc_bioset(bdev.as_raw(), 0, opf, bindings::FVP_GFP_NOIO, bioset.as_raw()) };
         let bio = core::ptr::NonNull::new(bio).ok_or(ENOMEM)?;
         // INVARIANT: allocated from the set, ours.
-        Ok(Self { bio, pages: None })
+        Ok(Self { bio, pages: None, parent: None })
     }
 
     /// Adds `FUA` to the bio's flags.
@@ -454,7 +531,8 @@ impl OwnedBio {
             T::bio_done(done, BioStatus::IOERR);
             return;
         };
-        *ctx = Some(Completion { done, _pages: self.pages.take() });
+        // The clone's reference on its parent moves to the completion record.
+        *ctx = Some(Completion { done, _pages: self.pages.take(), parent: self.parent.take() });
         let bio = self.bio.as_ptr();
         core::mem::forget(self);
         // SAFETY: the bio is ours; the trampoline takes the context back exactly once.
@@ -470,6 +548,10 @@ impl Drop for OwnedBio {
     fn drop(&mut self) {
         // SAFETY: the bio is ours and was never submitted (submission forgets `self`).
         unsafe { bindings::bio_put(self.bio.as_ptr()) };
+        if let Some(parent) = self.parent.take() {
+            // SAFETY: the reference this clone held (invariant), given up.
+            unsafe { put_mapped(parent.as_ptr()) };
+        }
     }
 }
 
@@ -478,6 +560,8 @@ struct Completion<T> {
     done: Arc<T>,
     /// Page references released once the device no longer uses the pages.
     _pages: Option<KVec<CountedPage>>,
+    /// For a clone: the mapped bio whose pages it used, released after `done` ran.
+    parent: Option<core::ptr::NonNull<bindings::bio>>,
 }
 
 /// # Safety
@@ -490,8 +574,13 @@ unsafe extern "C" fn end_io_trampoline<T: BioDone>(bio: *mut bindings::bio) {
     let status = BioStatus(unsafe { (*bio).bi_status });
     // SAFETY: the bio is ours again and nothing refers to it any more.
     unsafe { bindings::bio_put(bio) };
-    if let Some(Completion { done, _pages }) = KBox::into_inner(ctx) {
+    if let Some(Completion { done, _pages, parent }) = KBox::into_inner(ctx) {
         drop(_pages);
         T::bio_done(done, status);
+        if let Some(parent) = parent {
+            // SAFETY: the reference the clone held on its parent, given up now that
+            // the clone ended.
+            unsafe { put_mapped(parent.as_ptr()) };
+        }
     }
 }

@@ -490,6 +490,8 @@ unsafe extern "C" fn ctr_callback<T: Target>(
         Ok(target) => {
             // INVARIANT: `private` holds a `Pin<KBox<T>>` until the destructor callback.
             info.raw_mut().private = target.into_foreign().cast_mut();
+            // Every mapped bio carries fvp's `PerBio` (`DmBio::from_raw` relies on it).
+            info.raw_mut().per_io_data_size = super::bio::PER_BIO_SIZE as c_uint;
             0
         }
         Err(e) => fail(ti, e),
@@ -515,7 +517,7 @@ unsafe extern "C" fn map_callback<T: Target>(ti: *mut bindings::dm_target, bio: 
     let info = unsafe { TargetInfo::from_raw(ti) };
     let raw = bio;
     // SAFETY: device-mapper hands the bio to this target, which owns it until it
-    // remaps or completes it.
+    // remaps or completes it; the constructor set `per_io_data_size` to `PER_BIO_SIZE`.
     let bio = unsafe { DmBio::from_raw(raw) };
     target.map(info, bio).into_raw_for(raw)
 }
