@@ -80,7 +80,7 @@ zero_owner() {
     ktap_fail "rz: protected with peers=2"; barrier rz-zeroed; barrier rz-checked
     dmsetup remove rz 2>/dev/null; return
   fi
-  zmax=$(cat "/sys/block/$(basename "$(readlink -f /dev/mapper/rz)")/queue/write_zeroes_max_bytes")
+  zmax=$(cat "/sys/block/$(dmsetup info -c --noheadings -o blkdevname rz)/queue/write_zeroes_max_bytes")
   # One process, no pause between the write and the zeroing: the destager (idle gate)
   # must not write the blocks back first, which would drop the replicas anyway.
   python3 - /dev/mapper/rz <<'PY'

@@ -44,8 +44,8 @@ fvp_status_field() {
       for (i in t) if (t[i] == f) print $(NF - 3 + i) }'
 }
 
-# Flush requests the disk completed (field 15 of /sys/block/<dev>/stat).
-fvp_disk_flushes() { awk '{ print $15 }' "/sys/block/${1#/dev/}/stat"; }
+# Flush requests the disk completed (field 16 of /sys/block/<dev>/stat).
+fvp_disk_flushes() { awk '{ print $16 }' "/sys/block/${1#/dev/}/stat"; }
 
 # md5 of stdin; md5 of 1 MiB read from DEV at 64 KiB block SKIP (direct I/O).
 md5() { md5sum | cut -d' ' -f1; }
