@@ -49,7 +49,7 @@ zeros=$(head -c 1048576 /dev/zero | md5)
 
 status=$(dmsetup status fvp_wb)
 ktap_info "status: $status"
-echo "$status" | grep -Eq "^0 $size fvp 4096 write-back write-back [0-9]+ [0-9]+ [0-9]+ [0-9]+ [0-9]+ [0-9]+ [0-9]+ [0-9]+ [0-9]+ cb$" \
+echo "$status" | grep -Eq "^0 $size fvp 4096 write-back write-back [0-9]+ [0-9]+ [0-9]+ [0-9]+ [0-9]+ [0-9]+ [0-9]+ [0-9]+ [0-9]+ cb ok 0 0$" \
   && ktap_pass "status line has the documented fields" || ktap_fail "status line has the documented fields"
 table=$(dmsetup table fvp_wb)
 [ "$table" = "0 $size fvp $devno cb write-back peers=0 block_size=4096 sequential_cutoff=4194304" ] \
