@@ -1071,7 +1071,15 @@ impl Session {
             (Role::Server, State::AwaitHello) => kind == Kind::Hello && header.seq == 1,
             (Role::Server, State::AwaitAuth) => kind == Kind::Auth && header.seq == 2,
             (Role::Server, State::Established) => {
-                matches!(kind, Kind::Ping | Kind::VolumeOpen | Kind::Replicate | Kind::Destaged | Kind::VolumeClose)
+                matches!(
+                    kind,
+                    Kind::Ping
+                        | Kind::VolumeOpen
+                        | Kind::Replicate
+                        | Kind::Destaged
+                        | Kind::VolumeClose
+                        | Kind::DropRange
+                )
             }
             (Role::Client, State::AwaitChallenge) => kind == Kind::Challenge && header.seq == 1,
             (Role::Client, State::AwaitWelcome) => kind == Kind::Welcome && header.seq == 2,
@@ -1357,6 +1365,24 @@ mod tests {
         let w = wire(&Message::Ack { acked_seq: 5, status: -5, value: 6 }, 1, 1);
         let p = &w[HEADER_LEN..];
         assert_eq!(&p[8..12], &(-5i32).to_le_bytes());
+    }
+
+    #[test]
+    fn an_established_server_accepts_every_request_kind() {
+        // Every kind a client sends after the handshake (a kind missing here closed
+        // every connection that carried a DROP_RANGE).
+        for kind in Kind::ALL {
+            if kind.sent_by() != Role::Client || matches!(kind, Kind::Hello | Kind::Auth) {
+                continue;
+            }
+            let mut s = Session::server();
+            s.state = State::Established;
+            s.next_rx_seq = 3;
+            let len = kind.fixed_len() as u32 + if kind == Kind::Replicate { 4096 } else { 0 };
+            let h = Header { kind, flags: 0, payload_len: len, sender: 1, seq: 3, crc: 0 };
+            s.peer_id = Some(1);
+            assert_eq!(s.check_incoming(&h), Ok(()), "{}", kind.name());
+        }
     }
 
     #[test]
