@@ -47,13 +47,11 @@ pub struct TcpSocket {
 // SAFETY: a kernel socket is not tied to the task that created it; it may be used
 // and released from any kernel thread.
 unsafe impl Send for TcpSocket {}
-// SAFETY: every method taking `&self` calls a kernel socket operation (`kernel_accept`,
-// `kernel_sendmsg`, `kernel_recvmsg`, `kernel_sock_shutdown`), each of which takes the
-// socket's own lock (`lock_sock`) around its access to the socket's state, or sets the
-// timeouts with `WRITE_ONCE` (which the socket code reads with `READ_ONCE`), so calls
-// from several threads at once are safe whatever the callers do. Concurrent
-// senders could interleave their bytes: that breaks framing, not memory safety, and
-// fvp's connections serialise senders for that reason (`Conn::send`).
+// Concurrent senders could interleave their bytes: that breaks framing, not memory
+// safety, and fvp's connections serialise senders for that reason (`Conn::send`).
+// SAFETY: every `&self` method is a kernel socket operation (`kernel_accept`, `_sendmsg`,
+// `_recvmsg`, `kernel_sock_shutdown`) that takes the socket's lock (`lock_sock`), or a
+// timeout set with `WRITE_ONCE`: safe from several threads at once, whatever callers do.
 unsafe impl Sync for TcpSocket {}
 
 fn ret_len(ret: i32) -> Result<usize> {

@@ -205,12 +205,11 @@ impl Drop for CountedPage {
 // SAFETY: a page reference may be taken and dropped on any CPU and in any context
 // (`get_page`/`put_page` are atomic).
 unsafe impl Send for CountedPage {}
-// SAFETY: every method taking `&self` either only reads the pointer (`as_raw`,
-// `clone_ref`, which takes an atomic reference) or copies bytes between the page and a
-// Rust slice through `fvp_helper_page_copy` (a C `memcpy` on a kmap of the page). No
-// Rust reference to the page's bytes ever exists, so concurrent copies, from any
-// threads and whatever the callers do, can at worst tear the data, as with any I/O
-// buffer the kernel shares with a device; they cannot break Rust's aliasing rules.
+// Concurrent copies, from any threads, can at worst tear the data, as with any I/O
+// buffer the kernel shares with a device.
+// SAFETY: `&self` methods only read the pointer (`as_raw`; `clone_ref` takes an atomic
+// reference) or copy between the page and a Rust slice with `fvp_helper_page_copy` (C
+// `memcpy` on a kmap): no Rust reference to the page's bytes ever exists.
 unsafe impl Sync for CountedPage {}
 // SAFETY: `PageArray` owns plain pfns; pages may be freed from any thread.
 unsafe impl Send for PageArray {}
