@@ -319,7 +319,7 @@ impl DmBio {
         unsafe { put_mapped(bio) };
     }
 
-    /// A new bio for bytes `[offset, offset + len)` of this bio's data, aimed at `bio`
+    /// A new bio for bytes `[offset, offset + len)` of this bio's data, aimed at `bdev`
     /// at `sector`, sharing this bio's pages. `offset` and `len` must be multiples of
     /// 512. This bio's completion waits for the clone to end (or be dropped unsent).
     pub fn clone_range(

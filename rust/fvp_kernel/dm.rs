@@ -84,11 +84,6 @@ impl MapResult {
         MapResult(MapKind::Requeue(bio))
     }
 
-    /// Whether this hands the bio back to device-mapper (not `Submitted`).
-    pub fn gives_back(&self) -> bool {
-        self.0 != MapKind::Submitted
-    }
-
     /// The `DM_MAPIO_*` value for the map of `bio`. A result made for another bio (a
     /// target that kept an earlier bio and gave that one back instead) must not make
     /// device-mapper act on `bio`, which the target dropped (so completed) or kept: the

@@ -100,7 +100,7 @@ PY
   sleep 1
   f0=$(fvp_disk_flushes "$disk")
   dd if=/dev/urandom of=/dev/mapper/rz bs=512 count=1 seek=$((12 * 2048)) oflag=direct 2>/dev/null
-  python3 -c 'import os, sys; os.fsync(os.open(sys.argv[1], os.O_RDWR))' /dev/mapper/rz
+  fvp_fsync /dev/mapper/rz
   f1=$(fvp_disk_flushes "$disk")
   ktap_check "rz: fsync flushes the shared disk after a write that went around the pool ($f0 -> $f1 flushes, $(volume_state rz))" \
     test "$f1" -gt "$f0"

@@ -26,7 +26,7 @@ fvp_dm_create fvp_fl "0 $size fvp $(fvp_devno /dev/mapper/fl) cs write-back sequ
 head -c 8388608 /dev/urandom >/tmp/p0
 want=$(md5 </tmp/p0)
 dd if=/tmp/p0 of=/dev/mapper/fvp_fl bs=64k seek=256 oflag=direct 2>/dev/null
-python3 -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDWR); os.fsync(fd)' /dev/mapper/fvp_fl
+fvp_fsync /dev/mapper/fvp_fl
 dmsetup suspend --nolockfs --noflush fl
 dmsetup load fl --table "0 $size flakey $devno 0 0 100000 1 drop_writes"
 dmsetup resume fl

@@ -13,7 +13,6 @@ fvp_load
 dev=$(fvp_private_disk)
 devno=$(fvp_devno "$dev")
 size=$(fvp_sectors "$dev")
-fsync_dev() { python3 -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDWR); os.fsync(fd)' "$1" 2>/dev/null; }
 disk_table() {  # disk_table up|bad
   if [ "$1" = up ]; then echo "0 $size linear $devno 0"
   else printf '0 1024 linear %s 0\n1024 4096 error\n5120 %s linear %s 5120\n' "$devno" $((size - 5120)) "$devno"; fi
@@ -37,7 +36,7 @@ dirty=$(fvp_status_field fvp_we dirty)
 ktap_info "after the writes: $(dmsetup status fvp_we)"
 [ "$dirty" -gt 0 ] && ktap_pass "writes are acknowledged into the pool while the device fails ($dirty dirty)" \
   || ktap_fail "writes are acknowledged into the pool while the device fails ($dirty dirty)"
-if fsync_dev /dev/mapper/fvp_we; then ktap_fail "fsync fails with EIO while dirty blocks cannot be written back"
+if fvp_fsync /dev/mapper/fvp_we; then ktap_fail "fsync fails with EIO while dirty blocks cannot be written back"
 else ktap_pass "fsync fails with EIO while dirty blocks cannot be written back"; fi
 ktap_info "after the fsync: $(dmsetup status fvp_we)"
 [ "$(fvp_status_field fvp_we health)" = failing ] && [ "$(fvp_status_field fvp_we destage_errors)" -gt 0 ] \
@@ -59,7 +58,7 @@ fi
 disk up
 dmsetup message fvp_we 0 retry
 t=0; while [ "$(fvp_status_field fvp_we dirty)" != 0 ] && [ $t -lt 300 ]; do sleep 0.1; t=$((t + 1)); done
-ktap_check "fsync succeeds once the device works again" fsync_dev /dev/mapper/fvp_we
+ktap_check "fsync succeeds once the device works again" fvp_fsync /dev/mapper/fvp_we
 ktap_info "after recovery: $(dmsetup status fvp_we)"
 [ "$(fvp_status_field fvp_we health)" = ok ] && [ "$(fvp_status_field fvp_we dirty)" = 0 ] \
   && ktap_pass "the volume is healthy and clean again" || ktap_fail "the volume is healthy and clean again"

@@ -44,6 +44,9 @@ fvp_status_field() {
       for (i in t) if (t[i] == f) print $(NF - 3 + i) }'
 }
 
+# fvp_fsync DEV: fsync(2) of a block device; fails with the flush's error (EIO).
+fvp_fsync() { python3 -c 'import os, sys; os.fsync(os.open(sys.argv[1], os.O_RDWR))' "$1" 2>/dev/null; }
+
 # Flush requests the disk completed (field 16 of /sys/block/<dev>/stat).
 fvp_disk_flushes() { awk '{ print $16 }' "/sys/block/${1#/dev/}/stat"; }
 
