@@ -296,6 +296,15 @@ void fvp_helper_memalloc_noio_restore(unsigned int flags)
 	memalloc_noio_restore(flags);
 }
 
+/*
+ * After an allocation that cannot be given up failed: waits a little for reclaim or
+ * freed memory before the caller retries (memalloc_retry_wait is inline).
+ */
+void fvp_helper_memalloc_retry_wait(void)
+{
+	memalloc_retry_wait(GFP_NOIO);
+}
+
 /* Returns -EINTR if the thread function never ran (stopped before it started). */
 int fvp_helper_kthread_stop(struct task_struct *task)
 {

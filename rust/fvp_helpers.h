@@ -60,6 +60,7 @@ int fvp_helper_kthread_stop(struct task_struct *task);
 void fvp_helper_kthread_noio(void);
 unsigned int fvp_helper_memalloc_noio_save(void);
 void fvp_helper_memalloc_noio_restore(unsigned int flags);
+void fvp_helper_memalloc_retry_wait(void);
 int fvp_helper_lookup_bdev(const char *path, u32 *devt);
 void fvp_helper_page_copy(struct page *page, unsigned int off, void *buf, size_t len, bool to_page);
 

@@ -473,16 +473,8 @@ impl OwnedBio {
         let bio = core::ptr::NonNull::new(bio).ok_or(ENOMEM)?;
         // SAFETY: fresh bio, ours.
         unsafe { (*bio.as_ptr()).bi_iter.bi_sector = sector };
-        let pages = {
-            // Sleeps if memory is short, but reclaims without I/O: see `GFP_NOIO_FLAGS`.
-            let _noio = super::sync::NoIoScope::enter();
-            KVec::with_capacity(nr_pages as usize, GFP_KERNEL)
-        };
-        let Ok(pages) = pages else {
-            // SAFETY: the bio is ours, never submitted.
-            unsafe { bindings::bio_put(bio.as_ptr()) };
-            return Err(ENOMEM);
-        };
+        // Never fails: waits for memory instead (reclaim without I/O).
+        let pages = super::sync::alloc_retry(|| Ok(KVec::with_capacity(nr_pages as usize, GFP_KERNEL)?));
         // INVARIANT: allocated from the set, ours, no page yet.
         Ok(Self { bio, pages: Some(pages), parent: None })
     }
@@ -519,18 +511,11 @@ impl OwnedBio {
         pages.push(page, GFP_NOIO_FLAGS).is_ok()
     }
 
-    /// Submits the bio; `done` runs when it completes. If memory for the completion
-    /// record is short, the bio is not submitted and `done` runs at once with an error.
+    /// Submits the bio; `done` runs when it completes. Sleeps if memory for the
+    /// completion record is short (process context only).
     pub fn submit<T: BioDone>(mut self, done: Arc<T>) {
-        let ctx = {
-            let _noio = super::sync::NoIoScope::enter();
-            KBox::new(None::<Completion<T>>, GFP_KERNEL)
-        };
-        let Ok(mut ctx) = ctx else {
-            drop(self);
-            T::bio_done(done, BioStatus::IOERR);
-            return;
-        };
+        // Never fails: waits for memory instead (reclaim without I/O).
+        let mut ctx = super::sync::alloc_retry(|| Ok(KBox::new(None::<Completion<T>>, GFP_KERNEL)?));
         // The clone's reference on its parent moves to the completion record.
         *ctx = Some(Completion { done, _pages: self.pages.take(), parent: self.parent.take() });
         let bio = self.bio.as_ptr();

@@ -72,6 +72,20 @@ impl PageArray {
         Ok(())
     }
 
+    /// Moves every page of `other` to the end of this array (`other` ends empty). Fails
+    /// only if the index cannot grow; then nothing moves.
+    pub fn append(&mut self, other: &mut PageArray) -> Result {
+        self.pfns.reserve(other.pfns.len(), GFP_KERNEL)?;
+        for &pfn in other.pfns.iter() {
+            // Cannot fail: capacity was reserved. INVARIANT: the reference moves here.
+            let _ = self.pfns.push(pfn, GFP_KERNEL);
+        }
+        // SAFETY: the elements are `Copy` and their page references now belong to
+        // `self`; emptying `other` without putting them keeps each reference counted once.
+        unsafe { other.pfns.set_len(0) };
+        Ok(())
+    }
+
     /// Frees the pages at `len` and beyond.
     pub fn truncate(&mut self, len: usize) {
         while self.pfns.len() > len {

@@ -107,3 +107,19 @@ impl Drop for NoIoScope {
         unsafe { bindings::fvp_helper_memalloc_noio_restore(self.saved) };
     }
 }
+
+/// Allocates with `alloc` until it succeeds, in a no-I/O scope: for memory on the I/O
+/// and write-back paths, where failing would fail an acknowledged or in-flight write.
+/// Between attempts it waits as the kernel's own retry loops do
+/// (`memalloc_retry_wait`: a tick, so reclaim and fvp's completing I/O free memory).
+/// Only for small allocations, in process context that may sleep.
+pub fn alloc_retry<T>(mut alloc: impl FnMut() -> kernel::error::Result<T>) -> T {
+    let _noio = NoIoScope::enter();
+    loop {
+        if let Ok(v) = alloc() {
+            return v;
+        }
+        // SAFETY: no preconditions beyond process context, which the caller's is.
+        unsafe { bindings::fvp_helper_memalloc_retry_wait() };
+    }
+}

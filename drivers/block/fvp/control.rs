@@ -64,8 +64,9 @@ impl Control {
         let s = &v.stats;
         info.block_size = crate::logic::table::BLOCK_SIZE;
         // dev_t: 12-bit major, 20-bit minor.
-        info.dev_major = v.devt >> 20;
-        info.dev_minor = v.devt & ((1 << 20) - 1);
+        let devt = v.devt.load(Relaxed);
+        info.dev_major = devt >> 20;
+        info.dev_minor = devt & ((1 << 20) - 1);
         info.pool = v.pool.name;
         info.policy_requested = v.requested();
         info.policy_effective = v.effective();
@@ -87,6 +88,32 @@ impl Control {
 }
 
 impl Control {
+    fn volume_health(&self, arg: UserPtr) -> Result<isize> {
+        let req = abi::VolumeHealth::from_bytes(&copy_in::<{ abi::VolumeHealth::SIZE }>(arg)?);
+        req.validate().map_err(|_| EINVAL)?;
+        let v = self.registry.volume_at(req.index).ok_or(ENOENT)?;
+        let mut flags = 0;
+        if v.failing() {
+            flags |= abi::VOLUME_FAILING;
+        }
+        // No table left, dirty blocks kept (not a clean one being unregistered).
+        if v.tables.load(Relaxed) == 0 && !v.retiring.load(Relaxed) {
+            flags |= abi::VOLUME_DETACHED;
+        }
+        let info = abi::VolumeHealth {
+            index: req.index,
+            flags,
+            destage_errors: Stats::get(&v.stats.destage_errors),
+            io_errors: Stats::get(&v.stats.io_errors),
+            dirty_blocks: v.dirty.load(Relaxed),
+            // dev_t: 12-bit major, 20-bit minor.
+            backing_major: v.backing_devt >> 20,
+            backing_minor: v.backing_devt & ((1 << 20) - 1),
+            reserved: [0; 4],
+        };
+        copy_out(arg, &info.to_bytes())
+    }
+
     fn volume_repl(&self, arg: UserPtr) -> Result<isize> {
         let mut info = abi::VolumeRepl::from_bytes(&copy_in::<{ abi::VolumeRepl::SIZE }>(arg)?);
         let v = self.registry.volume_at(info.index).ok_or(ENOENT)?;
@@ -151,6 +178,7 @@ impl miscdev::MiscDevice for Control {
             Command::PoolInfo => self.pool_info(arg),
             Command::VolumeInfo => self.volume_info(arg),
             Command::VolumeRepl => self.volume_repl(arg),
+            Command::VolumeHealth => self.volume_health(arg),
             Command::ClusterSet => {
                 let cfg = abi::ClusterCfg::from_bytes(&copy_in::<{ abi::ClusterCfg::SIZE }>(arg)?);
                 self.registry.cluster.set(cfg).map(|_| 0)

@@ -21,7 +21,7 @@
 
 use crate::fvp_kernel::bio::{BioDone, BioSet, BioStatus, BlockDevice, OwnedBio};
 use crate::fvp_kernel::pages::CountedPage;
-use crate::fvp_kernel::sync::{sleep_ms, Completion};
+use crate::fvp_kernel::sync::{alloc_retry, sleep_ms, Completion};
 use crate::fvp_kernel::thread::{StopToken, Thread};
 use crate::logic::cache::Key;
 use crate::pool::{Pool, SHARDS};
@@ -67,6 +67,7 @@ fn run(pool: Arc<Pool>, stop: &StopToken) {
     let mut cursors = Pass::default();
     // Every wait ends early at a kick (flush, drain, shrink, `retry`, shutdown).
     while !pool.stopping() && !stop.should_stop() {
+        pool.reap_detached();
         let counts = pool.counts();
         if counts.dirty == 0 {
             pool.wait_kick(IDLE_MS);
@@ -86,6 +87,7 @@ fn run(pool: Arc<Pool>, stop: &StopToken) {
             let _one = pool.destage_lock.lock();
             batch(&pool, None, &mut cursors)
         };
+        pool.batch_finished();
         if r.failed > 0 {
             pool.wait_kick(RETRY_MS);
         } else if r.cleaned == 0 {
@@ -123,7 +125,8 @@ fn volume_gates(pool: &Arc<Pool>) -> KVec<(Arc<Volume>, bool, u64)> {
             Some(r) => (r.may_destage(), r.destage_snapshot()),
             None => (true, 0),
         };
-        let _ = gates.push((v.clone(), ok, snap), GFP_KERNEL);
+        // Under the pool's volume table lock (a mutex): waiting for memory is allowed.
+        alloc_retry(|| Ok(gates.push((v.clone(), ok, snap), GFP_KERNEL)?));
     });
     gates
 }
@@ -137,8 +140,11 @@ pub(crate) struct Waiter {
 }
 
 impl Waiter {
-    pub(crate) fn new() -> Result<Arc<Self>> {
-        Arc::pin_init(pin_init!(Waiter { ok: AtomicBool::new(false), done <- Completion::new() }), GFP_KERNEL)
+    /// Waits for memory rather than fail (write-back and flushes must not).
+    pub(crate) fn new() -> Arc<Self> {
+        alloc_retry(|| {
+            Arc::pin_init(pin_init!(Waiter { ok: AtomicBool::new(false), done <- Completion::new() }), GFP_KERNEL)
+        })
     }
 
     /// Sleeps until the bio completed; whether it succeeded.
@@ -178,10 +184,8 @@ impl Outcome {
 /// Destages one batch (of `only` volume, or of any). `pass` remembers where each
 /// shard's scan stopped. The caller holds `pool.destage_lock`.
 fn batch(pool: &Arc<Pool>, only: Option<u16>, pass: &mut Pass) -> Outcome {
-    // Nothing scanned yet: without memory for the batch, report it failed.
-    let Ok(mut entries) = KVec::<Entry>::with_capacity(BATCH, GFP_KERNEL) else {
-        return Outcome { failed: 1, ..Outcome::default() };
-    };
+    // Short of memory, write-back waits for it: failing would fail flushes.
+    let mut entries = alloc_retry(|| Ok(KVec::<Entry>::with_capacity(BATCH, GFP_KERNEL)?));
     let Some(zero) = Key::new(0, 0) else { return Outcome::default() };
     let mut skipped = 0;
     let mut found = [(0u32, zero); BATCH];
@@ -231,11 +235,7 @@ fn batch(pool: &Arc<Pool>, only: Option<u16>, pass: &mut Pass) -> Outcome {
     entries.sort_unstable_by_key(|e| e.key);
 
     // One bio per run of adjacent blocks of one volume.
-    let Ok(mut runs) = KVec::<(usize, usize, Option<Arc<Waiter>>)>::with_capacity(BATCH, GFP_KERNEL) else {
-        let mut o = finish(pool, &entries, |_| false);
-        o.skipped = skipped;
-        return o;
-    };
+    let mut runs = alloc_retry(|| Ok(KVec::<(usize, usize, Option<Arc<Waiter>>)>::with_capacity(BATCH, GFP_KERNEL)?));
     let mut i = 0;
     while i < entries.len() {
         let mut j = i;
@@ -279,8 +279,7 @@ fn submit_run(pool: &Arc<Pool>, run: &mut [Entry]) -> Option<Arc<Waiter>> {
             return None;
         }
     }
-    let done =
-        Arc::pin_init(pin_init!(Waiter { ok: AtomicBool::new(false), done <- Completion::new() }), GFP_KERNEL).ok()?;
+    let done = Waiter::new();
     bio.submit(done.clone());
     Some(done)
 }
@@ -404,7 +403,7 @@ pub(crate) fn flush_backing_dev(volume: &Volume) -> Result {
 /// Flushes `bdev`'s volatile cache and waits.
 pub(crate) fn flush_bdev(bioset: &BioSet, bdev: &BlockDevice) -> Result {
     let bio = OwnedBio::new_flush(bioset, bdev)?;
-    let done = Arc::pin_init(pin_init!(Waiter { ok: AtomicBool::new(false), done <- Completion::new() }), GFP_KERNEL)?;
+    let done = Waiter::new();
     bio.submit(done.clone());
     done.done.wait();
     if done.ok.load(Relaxed) {

@@ -6,6 +6,9 @@
 //! `/dev/fvp-control`. Driver modules use only safe APIs: the FFI lives in
 //! `rust/fvp_kernel`, and the kernel-independent logic in `logic/`.
 
+// `pin_init!` expands recursively per field: `Pool` has more than the default allows.
+#![recursion_limit = "256"]
+
 use kernel::prelude::*;
 use kernel::sync::Arc;
 
@@ -71,6 +74,9 @@ const _: () = {
     assert!(size_of::<b::fvp_host_info>() == logic::abi::HostInfo::SIZE);
     assert!(size_of::<b::fvp_device_req>() == logic::abi::DeviceReq::SIZE);
     assert!(size_of::<b::fvp_volume_repl>() == logic::abi::VolumeRepl::SIZE);
+    assert!(size_of::<b::fvp_volume_health>() == logic::abi::VolumeHealth::SIZE);
+    assert!(b::FVP_VOLUME_FAILING == logic::abi::VOLUME_FAILING);
+    assert!(b::FVP_VOLUME_DETACHED == logic::abi::VOLUME_DETACHED);
     assert!(b::FVP_FEATURE_REPLICATION as u64 == logic::abi::FEATURE_REPLICATION);
     assert!(b::FVP_MAX_HOSTS == logic::abi::MAX_HOSTS);
 };

@@ -10,10 +10,10 @@
 #![forbid(unsafe_code)]
 
 use crate::fvp_kernel::pages::{self, PageArray};
-use crate::fvp_kernel::sync::{signal_pending, sleep_ms, NoIoScope};
+use crate::fvp_kernel::sync::{signal_pending, NoIoScope};
 use crate::fvp_kernel::thread::Thread;
 use crate::logic::abi;
-use crate::logic::cache::{Cache, Key, OutOfMemory, Store, Stores};
+use crate::logic::cache::{Cache, Key, OutOfMemory, SlotState, Store, Stores};
 use crate::shared::Shared;
 use crate::volume::Volume;
 use core::ops::{Deref, DerefMut};
@@ -100,6 +100,9 @@ pub(crate) struct Pool {
     last_io: AtomicU64,
     /// Set when the pool is being destroyed: the destager exits.
     stop: AtomicBool,
+    /// A volume may be detached (removed with dirty blocks): the destager unregisters
+    /// it once they are written back.
+    detached: AtomicBool,
     /// The destager thread, until [`Pool::shut_down`] stops it.
     #[pin]
     destager: Mutex<Option<Thread>>,
@@ -114,6 +117,22 @@ pub(crate) struct Pool {
     kicked: Mutex<bool>,
     #[pin]
     kick: CondVar,
+    /// Destage batches finished: a shrink waiting for dirty slots to be written back
+    /// waits on `batch_done` for the next one.
+    #[pin]
+    batches: Mutex<u64>,
+    #[pin]
+    batch_done: CondVar,
+}
+
+/// What becomes of a volume when one of its tables is destroyed.
+pub(crate) enum Released {
+    /// Another table (a reload's) still uses it.
+    InUse,
+    /// Clean: unregister it now.
+    Retire,
+    /// Dirty blocks could not be written back: kept, retried, adoptable.
+    Detached,
 }
 
 /// The shard of `key` (a multiplicative hash spreads neighbouring blocks).
@@ -141,11 +160,14 @@ impl Pool {
                 evictions: AtomicU64::new(0),
                 last_io: AtomicU64::new(0),
                 stop: AtomicBool::new(false),
+                detached: AtomicBool::new(false),
                 destager <- new_mutex!(None, "fvp::Pool::destager"),
                 urgent: AtomicBool::new(false),
                 destage_lock <- new_mutex!((), "fvp::Pool::destage_lock"),
                 kicked <- new_mutex!(false, "fvp::Pool::kicked"),
                 kick <- new_condvar!("fvp::Pool::kick"),
+                batches <- new_mutex!(0, "fvp::Pool::batches"),
+                batch_done <- new_condvar!("fvp::Pool::batch_done"),
             }),
             GFP_KERNEL,
         )?;
@@ -163,13 +185,21 @@ impl Pool {
     }
 
     /// Stops the destager and waits for it. Dirty data must be gone already (no volume
-    /// uses the pool).
+    /// uses the pool; a detached volume's blocks are lost, and said so).
     pub(crate) fn shut_down(&self) {
         self.stop.store(true, Ordering::Relaxed);
         self.kick();
         let thread = self.destager.lock().take();
         if let Some(mut thread) = thread {
             thread.stop();
+        }
+        // Only detached volumes can be left (module unload): their blocks are lost.
+        let left = core::mem::take(&mut *self.volumes.lock());
+        for v in left.iter().flatten() {
+            let dirty = v.dirty.load(Ordering::Relaxed);
+            if dirty > 0 {
+                pr_err!("fvp: volume {}: {} dirty blocks never written back are lost at unload\n", v.id, dirty);
+            }
         }
     }
 
@@ -184,6 +214,28 @@ impl Pool {
     pub(crate) fn make_urgent(&self) {
         self.urgent.store(true, Ordering::Relaxed);
         self.kick();
+    }
+
+    /// The destager finished a batch.
+    pub(crate) fn batch_finished(&self) {
+        *self.batches.lock() += 1;
+        self.batch_done.notify_all();
+    }
+
+    /// Waits for the destager's next batch, at most `ms`; `true` if a signal ended it.
+    fn wait_batch(&self, ms: u32) -> bool {
+        let mut n = self.batches.lock();
+        let seen = *n;
+        let mut interrupted = false;
+        while *n == seen && !interrupted {
+            let left = self.batch_done.wait_interruptible_timeout(&mut n, kernel::time::msecs_to_jiffies(ms));
+            match left {
+                kernel::sync::CondVarTimeoutResult::Timeout => break,
+                kernel::sync::CondVarTimeoutResult::Signal { .. } => interrupted = true,
+                kernel::sync::CondVarTimeoutResult::Woken { .. } => {}
+            }
+        }
+        interrupted
     }
 
     /// The destager's wait: `ms`, or until [`Pool::kick`].
@@ -235,20 +287,38 @@ impl Pool {
 
     fn resize_shard(&self, i: usize, target: u32) -> Result {
         loop {
-            let mut shard = self.shard(i).lock();
-            let capacity = shard.cache.capacity();
+            let (capacity, slots) = {
+                let shard = self.shard(i).lock();
+                (shard.cache.capacity(), shard.cache.slots())
+            };
             if capacity < target {
-                // The shard's mutex is held, and `map` takes it: reclaim triggered by
-                // these allocations must not wait for I/O, which may be I/O to a
-                // volume of this pool waiting for that mutex.
-                let _noio = NoIoScope::enter();
+                // Pages first, without the shard's mutex: `map` takes it, and a thousand
+                // page allocations may reclaim for a while. Only resizes change a shard's
+                // size, and they are serialised (`self.resize`), so the count holds.
                 let add = (target - capacity).min(RESIZE_STEP);
+                let new_slots = (capacity + add).saturating_sub(slots);
+                let mut batch = PageArray::new();
+                {
+                    let _noio = NoIoScope::enter();
+                    batch.grow(new_slots as usize)?;
+                }
+                let mut shard = self.shard(i).lock();
+                // Under the mutex only the index arrays grow (doubling: rarely) and the
+                // hash table is rebuilt when it doubles; reclaim does no I/O meanwhile,
+                // which could be I/O to a volume of this pool waiting for the mutex.
+                let _noio = NoIoScope::enter();
                 let start = shard.pages.len();
-                shard.pages.grow(add as usize)?;
+                shard.pages.append(&mut batch)?;
                 if shard.cache.grow(add).is_err() {
                     shard.pages.truncate(start);
                     return Err(ENOMEM);
                 }
+                continue;
+            }
+            let mut shard = self.shard(i).lock();
+            let capacity = shard.cache.capacity();
+            if capacity < target {
+                continue;
             } else if capacity > target || shard.cache.slots() > target {
                 // Done only when retiring slots are gone too: their pages are still
                 // held until the shrink that releases them truncates the arrays.
@@ -263,10 +333,10 @@ impl Pool {
                     // finish, then retry.
                     drop(shard);
                     self.make_urgent();
-                    if signal_pending() {
+                    // Fills end without a batch: the timeout catches them.
+                    if signal_pending() || self.wait_batch(100) {
                         return Err(EINTR);
                     }
-                    sleep_ms(10);
                 }
             } else {
                 return Ok(());
@@ -351,6 +421,92 @@ impl Pool {
             }
         }
         dirty
+    }
+
+    /// Removes `volume`'s dirty blocks without writing them (`discard-dirty`); returns
+    /// how many. The caller holds `destage_lock`, so none of them is being destaged.
+    pub(crate) fn discard_dirty(&self, volume: &Volume) -> u64 {
+        let mut n = 0;
+        for i in 0..SHARDS {
+            let mut shard = self.shard(i).lock();
+            for slot in 0..shard.cache.slots() {
+                let Some(key) = shard.cache.key_of(slot) else { continue };
+                if key.volume() != volume.id || shard.cache.state_of(slot) != Some(SlotState::Dirty) {
+                    continue;
+                }
+                shard.cache.remove(key);
+                // Under the shard lock, as every change of a block's dirtiness.
+                volume.dirty.fetch_sub(1, Ordering::Relaxed);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// The registered volume over backing device `backing_devt`, unless it is retiring.
+    pub(crate) fn volume_over(&self, backing_devt: u32) -> Option<Arc<Volume>> {
+        let volumes = self.volumes.lock();
+        let found =
+            volumes.iter().flatten().find(|v| v.backing_devt == backing_devt && !v.retiring.load(Ordering::Relaxed));
+        found.cloned()
+    }
+
+    /// A new table takes `volume` on (a reload, or a device created again over the
+    /// backing device of a detached volume). `false` if it is retiring.
+    pub(crate) fn adopt(&self, volume: &Volume, devt: u32) -> bool {
+        let _volumes = self.volumes.lock();
+        if volume.retiring.load(Ordering::Relaxed) {
+            return false;
+        }
+        volume.tables.fetch_add(1, Ordering::Relaxed);
+        volume.devt.store(devt, Ordering::Relaxed);
+        true
+    }
+
+    /// A table using `volume` is destroyed: what becomes of the volume.
+    pub(crate) fn release(&self, volume: &Volume) -> Released {
+        let _volumes = self.volumes.lock();
+        if volume.tables.fetch_sub(1, Ordering::Relaxed) > 1 {
+            return Released::InUse;
+        }
+        // No table: nothing can dirty a block any more.
+        if volume.dirty.load(Ordering::Relaxed) == 0 {
+            volume.retiring.store(true, Ordering::Relaxed);
+            return Released::Retire;
+        }
+        self.detached.store(true, Ordering::Relaxed);
+        Released::Detached
+    }
+
+    /// Detached volumes whose dirty blocks are all written back (or discarded) now:
+    /// marked retiring and returned, for the destager to unregister.
+    fn clean_detached(&self) -> KVec<Arc<Volume>> {
+        let mut out = KVec::new();
+        let volumes = self.volumes.lock();
+        let mut left = false;
+        for v in volumes.iter().flatten() {
+            if v.tables.load(Ordering::Relaxed) != 0 || v.retiring.load(Ordering::Relaxed) {
+                continue;
+            }
+            if v.dirty.load(Ordering::Relaxed) == 0 && out.push(v.clone(), GFP_KERNEL).is_ok() {
+                v.retiring.store(true, Ordering::Relaxed);
+            } else {
+                left = true;
+            }
+        }
+        self.detached.store(left, Ordering::Relaxed);
+        out
+    }
+
+    /// Unregisters detached volumes that became clean (called by the destager).
+    pub(crate) fn reap_detached(&self) {
+        if !self.detached.load(Ordering::Relaxed) {
+            return;
+        }
+        for v in self.clean_detached() {
+            pr_info!("fvp: volume {}: the dirty blocks of the removed volume are written back; unregistered\n", v.id);
+            v.retire();
+        }
     }
 
     /// Number of volumes using the pool.

@@ -22,6 +22,10 @@ pub(crate) struct Registry {
     #[pin]
     pools: Mutex<KVec<Arc<Pool>>>,
     volumes: AtomicU32,
+    /// Held by a table's constructor from its look for a volume over the same backing
+    /// device until it registered its own: two tables never both create one.
+    #[pin]
+    pub(crate) constructing: Mutex<()>,
 }
 
 impl Registry {
@@ -31,6 +35,7 @@ impl Registry {
             cluster,
             pools <- new_mutex!(KVec::new(), "fvp::Registry::pools"),
             volumes: AtomicU32::new(0),
+            constructing <- new_mutex!((), "fvp::Registry::constructing"),
         })
     }
 
@@ -44,6 +49,12 @@ impl Registry {
 
     pub(crate) fn volumes(&self) -> u32 {
         self.volumes.load(Relaxed)
+    }
+
+    /// The volume (and its pool) over backing device `backing_devt`, in any pool.
+    pub(crate) fn volume_over(&self, backing_devt: u32) -> Option<(Arc<Pool>, Arc<Volume>)> {
+        let pools = self.pools.lock();
+        pools.iter().find_map(|p| p.volume_over(backing_devt).map(|v| (p.clone(), v)))
     }
 
     pub(crate) fn find_pool(&self, name: &[u8; abi::NAME_LEN]) -> Option<Arc<Pool>> {

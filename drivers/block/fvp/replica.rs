@@ -258,7 +258,7 @@ fn write_namespace(cluster: &Cluster, n: &Namespace, still_ready: &dyn Fn() -> b
         if !bio.add_page(r.page.clone_ref()) {
             return Err(EIO);
         }
-        let w = IoWaiter::new()?;
+        let w = IoWaiter::new();
         bio.submit(w.clone());
         waiters.push(w, GFP_KERNEL)?;
         if waiters.len() >= RECOVERY_BATCH {

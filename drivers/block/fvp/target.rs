@@ -9,6 +9,7 @@ use crate::fvp_kernel::block::OpenedBdev;
 use crate::fvp_kernel::dm::{self, CtrError, MapResult, StatusType, StatusWriter, TargetDevice, TargetInfo};
 use crate::logic::abi::{self, POLICY_WRITE_BACK, POLICY_WRITE_THROUGH};
 use crate::logic::table::{self, Policy, TableError};
+use crate::pool::Released;
 use crate::registry::Registry;
 use crate::repl::Replication;
 use crate::stats::Stats;
@@ -88,6 +89,70 @@ impl dm::Target for FvpTarget {
             .map_err(|_| refuse(TableError::OutOfMemory))?;
 
         let devt = ti.devt();
+        let backing_devt = dm_backing.devt();
+        let _one = registry.constructing.lock();
+        // A volume over this backing device already exists: a reload of its device, or
+        // a device created again over a detached volume's backing device. Taking it on
+        // keeps its cached and dirty blocks; anything else over the same device would
+        // let two caches disagree about it.
+        if let Some((vpool, existing)) = registry.volume_over(backing_devt) {
+            let detached = existing.tables.load(Relaxed) == 0;
+            let reload = existing.devt.load(Relaxed) == devt;
+            let same_setup = Arc::ptr_eq(&vpool, &pool)
+                && match &existing.repl {
+                    None => table.peers == 0,
+                    Some(r) => r.peers_wanted == table.peers && r.rule == table.domain,
+                };
+            if (detached || reload) && same_setup && pool.adopt(&existing, devt) {
+                existing.set_policy(policy_code(table.policy));
+                existing.seq_cutoff.store(table.sequential_cutoff, Relaxed);
+                if detached {
+                    pr_info!(
+                        "fvp: volume {}: taken on again with {} dirty blocks\n",
+                        existing.id,
+                        existing.dirty.load(Relaxed)
+                    );
+                }
+                registry.volume_created();
+                let target = FvpTarget { dm_backing, volume: existing, registry: registry.clone() };
+                // On failure the dropped target releases the volume again.
+                return KBox::pin(target, GFP_KERNEL).map_err(|_| refuse(TableError::OutOfMemory));
+            }
+            let dirty = existing.dirty.load(Relaxed);
+            if detached {
+                pr_err!(
+                    "fvp: {} dirty blocks of a removed volume over this backing device wait in pool {}: create the volume again with that pool and the same peers and domain, or send it discard-dirty\n",
+                    dirty,
+                    abi::name_str(&vpool.name)
+                );
+                return Err(CtrError {
+                    errno: EBUSY,
+                    message: c"the backing device has dirty blocks of a removed fvp volume (see the kernel log)",
+                });
+            }
+            if !reload {
+                return Err(CtrError {
+                    errno: EBUSY,
+                    message: c"the backing device is already cached by another fvp device",
+                });
+            }
+            if existing.failing() {
+                // Its drain at the suspend would fail and leave dirty blocks that this
+                // table, over another pool or with other peers, would not see.
+                pr_err!(
+                    "fvp: volume {}: {} dirty blocks cannot be written back: reload with the same pool, peers and domain, or send discard-dirty first\n",
+                    existing.id,
+                    dirty
+                );
+                return Err(CtrError {
+                    errno: EBUSY,
+                    message:
+                        c"the volume's dirty blocks cannot be written back; the reload would change its pool or peers",
+                });
+            }
+            // A reload that changes the pool or the replication: a new volume; the old
+            // one drains at the suspend.
+        }
         let repl = if table.peers > 0 {
             let cluster = &registry.cluster;
             let Some(settings) = cluster.settings() else {
@@ -116,6 +181,7 @@ impl dm::Target for FvpTarget {
                     id,
                     pool.clone(),
                     backing,
+                    backing_devt,
                     devt,
                     policy_code(table.policy),
                     table.sequential_cutoff,
@@ -163,6 +229,21 @@ impl dm::Target for FvpTarget {
                 self.volume.stats.clear();
                 Ok(())
             }
+            [b"discard-dirty"] => {
+                if self.volume.repl.is_some() {
+                    // Its peers hold replicas of the blocks, which a takeover would write.
+                    pr_err!("fvp: discard-dirty is not supported on replicated volumes (peers>0)\n");
+                    // EOPNOTSUPP, which userspace knows (the kernel crate names only ENOTSUPP).
+                    return Err(Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32)));
+                }
+                let n = self.volume.discard_dirty();
+                pr_warn!(
+                    "fvp: volume {}: discard-dirty: {} dirty blocks dropped; the backing device keeps older data for them\n",
+                    self.volume.id,
+                    n
+                );
+                Ok(())
+            }
             [b"retry"] => {
                 // After a backing-device failure: write the dirty blocks back now
                 // rather than at the destager's next retry.
@@ -171,7 +252,7 @@ impl dm::Target for FvpTarget {
             }
             _ => {
                 pr_warn!(
-                    "fvp: unknown message (known: flush, retry, policy <write-through|write-back>, clear-stats)\n"
+                    "fvp: unknown message (known: flush, retry, discard-dirty, policy <write-through|write-back>, clear-stats)\n"
                 );
                 Err(EINVAL)
             }
@@ -227,7 +308,7 @@ impl dm::Target for FvpTarget {
                     pool,
                     policy_name(v.requested()),
                     table::BLOCK_SIZE,
-                    v.seq_cutoff
+                    v.seq_cutoff.load(Relaxed)
                 ),
                 Some(r) => write!(
                     out,
@@ -238,7 +319,7 @@ impl dm::Target for FvpTarget {
                     r.peers_wanted,
                     r.rule.name(),
                     table::BLOCK_SIZE,
-                    v.seq_cutoff
+                    v.seq_cutoff.load(Relaxed)
                 ),
             },
             StatusType::Ima => write!(
@@ -261,17 +342,18 @@ impl dm::Target for FvpTarget {
 
 impl Drop for FvpTarget {
     fn drop(&mut self) {
-        if let Some(r) = &self.volume.repl {
-            self.registry.cluster.remove_volume(&self.volume);
-            // Drained on suspend: the peers' replicas are no longer needed.
-            if self.volume.dirty.load(Relaxed) == 0 {
-                r.close();
-            }
-        }
-        // Suspend drained the volume; anything left means the backing device failed.
-        let lost = self.volume.pool.remove_volume(self.volume.id);
-        if lost > 0 {
-            pr_err!("fvp: volume removed with {} dirty blocks that could not be written back\n", lost);
+        let v = &self.volume;
+        match v.pool.release(v) {
+            Released::InUse => {}
+            Released::Retire => v.retire(),
+            // Suspend drained the volume; what is left could not be written back.
+            // Dropping it would lose acknowledged writes: it stays, and is retried.
+            Released::Detached => pr_err!(
+                "fvp: volume {} removed with {} dirty blocks the backing device refused: they stay in pool {} and are retried; create the volume again over the same device to reach them, or send it discard-dirty\n",
+                v.id,
+                v.dirty.load(Relaxed),
+                abi::name_str(&v.pool.name)
+            ),
         }
         self.registry.volume_destroyed();
     }

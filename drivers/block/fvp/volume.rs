@@ -15,7 +15,7 @@ use crate::fvp_kernel::bio::{BioDone, BioStatus, DmBio, Op, OwnedBio};
 use crate::fvp_kernel::block::OpenedBdev;
 use crate::fvp_kernel::dm::MapResult;
 use crate::fvp_kernel::pages::CountedPage;
-use crate::fvp_kernel::sync::{Completion, NoIoScope};
+use crate::fvp_kernel::sync::{alloc_retry, Completion, NoIoScope};
 use crate::logic::abi::{POLICY_WRITE_BACK, POLICY_WRITE_THROUGH};
 use crate::logic::cache::{Insert, InsertError, Key, SlotState};
 use crate::pool::{shard_of, Pool, PAGE, SHARDS};
@@ -41,11 +41,22 @@ pub(crate) struct Volume {
     pub(crate) pool: Arc<Pool>,
     /// fvp's own reference on the backing device: in-flight I/O may outlive the table.
     pub(crate) backing: OpenedBdev,
-    pub(crate) devt: u32,
+    /// The backing device's dev_t: a new table over the same device finds this volume
+    /// (and its dirty blocks) by it.
+    pub(crate) backing_devt: u32,
+    /// The dm device's dev_t (of the table that created or last adopted the volume).
+    pub(crate) devt: AtomicU32,
+    /// Tables using the volume: 2 during a reload (the old and the new table), 0 once
+    /// its device is removed while dirty blocks could not be written back (the volume
+    /// is then detached: kept, retried, and adopted by the next table over the same
+    /// device). Changed under the pool's volume table lock.
+    pub(crate) tables: AtomicU32,
+    /// Being unregistered: no table may adopt it any more.
+    pub(crate) retiring: AtomicBool,
     /// `POLICY_*` asked for; the effective one follows from the dirty count.
     requested: AtomicU32,
     /// Sequential streams longer than this many bytes bypass the pool (0: never).
-    pub(crate) seq_cutoff: u64,
+    pub(crate) seq_cutoff: AtomicU64,
     seq_next: AtomicU64,
     seq_bytes: AtomicU64,
     /// Dirty blocks of this volume in the pool.
@@ -122,6 +133,7 @@ impl Volume {
         id: u16,
         pool: Arc<Pool>,
         backing: OpenedBdev,
+        backing_devt: u32,
         devt: u32,
         policy: u32,
         seq_cutoff: u64,
@@ -132,9 +144,12 @@ impl Volume {
                 id,
                 pool,
                 backing,
-                devt,
+                backing_devt,
+                devt: AtomicU32::new(devt),
+                tables: AtomicU32::new(1),
+                retiring: AtomicBool::new(false),
                 requested: AtomicU32::new(policy),
-                seq_cutoff,
+                seq_cutoff: AtomicU64::new(seq_cutoff),
                 seq_next: AtomicU64::new(u64::MAX),
                 seq_bytes: AtomicU64::new(0),
                 dirty: AtomicU64::new(0),
@@ -207,7 +222,8 @@ impl Volume {
 
     /// Whether this bio continues a sequential stream beyond the cutoff.
     fn sequential(&self, rel_sector: u64, size: u32) -> bool {
-        if self.seq_cutoff == 0 {
+        let cutoff = self.seq_cutoff.load(Relaxed);
+        if cutoff == 0 {
             return false;
         }
         // Racy by design: concurrent streams only blur a heuristic.
@@ -218,7 +234,7 @@ impl Volume {
         };
         self.seq_bytes.store(run, Relaxed);
         self.seq_next.store(rel_sector + u64::from(size / 512), Relaxed);
-        run > self.seq_cutoff
+        run > cutoff
     }
 
     fn backing_sector(block: u64) -> u64 {
@@ -539,18 +555,42 @@ impl Volume {
                 bio.complete(BioStatus::OK);
                 return MapResult::submitted();
             }
-            return match IoOp::new(self, OpKind::FlushBacking, 0, bio, Ktime::ktime_get(), 0) {
-                Ok(op) => {
-                    op.put();
-                    MapResult::submitted()
-                }
-                Err(bio) => bio.requeue(),
-            };
+            IoOp::new(self, OpKind::FlushBacking, 0, bio, Ktime::ktime_get(), 0).put();
+            return MapResult::submitted();
         }
         if bio.size() == 0 && self.dirty.load(Relaxed) == 0 && self.requested() == POLICY_WRITE_THROUGH {
             return bio.remap(self.backing.bdev(), 0);
         }
         IoOp::start_flush(self, bio)
+    }
+
+    /// Unregisters the volume (its last table is gone and nothing is dirty): from the
+    /// cluster, whose peers then drop its replicas, and from the pool. Sleeps.
+    pub(crate) fn retire(self: &Arc<Self>) {
+        if let Some(r) = &self.repl {
+            r.cluster.remove_volume(self);
+            // Drained: the peers' replicas are no longer needed.
+            if self.dirty.load(Relaxed) == 0 {
+                r.close();
+            }
+        }
+        self.pool.remove_volume(self.id);
+    }
+
+    /// `discard-dirty`: drops the dirty blocks the backing device refuses, on the
+    /// operator's word; the device keeps its older data for them. Returns how many.
+    /// Sleeps (waits for a destage batch in flight).
+    pub(crate) fn discard_dirty(&self) -> u64 {
+        let n = {
+            let _one = self.pool.destage_lock.lock();
+            self.pool.discard_dirty(self)
+        };
+        self.failing.store(false, Relaxed);
+        n
+    }
+
+    pub(crate) fn failing(&self) -> bool {
+        self.failing.load(Relaxed)
     }
 
     /// This host was fenced by a majority: a peer writes the volume's acknowledged
@@ -652,45 +692,34 @@ impl_has_work! {
 }
 
 impl IoOp {
-    /// A new operation owning `bio`; gives the bio back if memory is short. Called from
-    /// `map` (process context, which may sleep): the allocation may wait for reclaim,
-    /// which does no I/O, so it does not fail under mere memory pressure.
-    fn new(
-        volume: &Arc<Volume>,
-        kind: OpKind,
-        rel_sector: u64,
-        bio: DmBio,
-        start: Ktime,
-        direct: u64,
-    ) -> core::result::Result<Arc<Self>, DmBio> {
+    /// A new operation owning `bio`. Called from `map` (process context, which may
+    /// sleep): if memory is short it waits for reclaim (which does no I/O) and for
+    /// fvp's own operations in flight to end, rather than fail the bio: device-mapper
+    /// would complete a requeued bio with an error, and memory reclaim writing back
+    /// through fvp would see it.
+    fn new(volume: &Arc<Volume>, kind: OpKind, rel_sector: u64, bio: DmBio, start: Ktime, direct: u64) -> Arc<Self> {
         let range = (rel_sector, bio.size());
-        let mut bio = Some(bio);
-        let state = OpState { bio: None, fills: KVec::new() };
-        let _noio = NoIoScope::enter();
-        let op = Arc::pin_init(
-            pin_init!(IoOp {
-                volume: volume.clone(),
-                kind,
-                start,
-                range,
-                state <- new_mutex!(state, "fvp::IoOp::state"),
-                pending: AtomicU32::new(1),
-                failed: AtomicBool::new(false),
-                repl_failed: AtomicBool::new(false),
-                direct,
-                settled <- Completion::new(),
-                work <- new_work!("fvp::IoOp::work"),
-                send_work <- new_work!("fvp::IoOp::send_work"),
-            }),
-            GFP_KERNEL,
-        );
-        match op {
-            Ok(op) => {
-                op.state.lock().bio = bio.take();
-                Ok(op)
-            }
-            Err(_) => Err(bio.take().expect("bio not moved yet")),
-        }
+        let op = alloc_retry(|| {
+            Arc::pin_init(
+                pin_init!(IoOp {
+                    volume: volume.clone(),
+                    kind,
+                    start,
+                    range,
+                    state <- new_mutex!(OpState { bio: None, fills: KVec::new() }, "fvp::IoOp::state"),
+                    pending: AtomicU32::new(1),
+                    failed: AtomicBool::new(false),
+                    repl_failed: AtomicBool::new(false),
+                    direct,
+                    settled <- Completion::new(),
+                    work <- new_work!("fvp::IoOp::work"),
+                    send_work <- new_work!("fvp::IoOp::send_work"),
+                }),
+                GFP_KERNEL,
+            )
+        });
+        op.state.lock().bio = Some(bio);
+        op
     }
 
     fn submit(self: &Arc<Self>, bio: OwnedBio) {
@@ -722,11 +751,7 @@ impl IoOp {
         missing: u64,
         start: Ktime,
     ) -> MapResult {
-        let op = match IoOp::new(volume, OpKind::Read, rel_sector, bio, start, 0) {
-            Ok(op) => op,
-            // No memory for the operation: map cannot wait, so device-mapper retries.
-            Err(bio) => return bio.requeue(),
-        };
+        let op = IoOp::new(volume, OpKind::Read, rel_sector, bio, start, 0);
         let pool = &volume.pool;
         let mut direct: u64 = 0;
         {
@@ -834,11 +859,7 @@ impl IoOp {
         direct: u64,
         start: Ktime,
     ) -> MapResult {
-        let op = match IoOp::new(volume, OpKind::Write, rel_sector, bio, start, direct) {
-            Ok(op) => op,
-            // Blocks already absorbed are absorbed again on the retry: harmless.
-            Err(bio) => return bio.requeue(),
-        };
+        let op = IoOp::new(volume, OpKind::Write, rel_sector, bio, start, direct);
         if volume.backing_write_conflict(rel_sector, op.range.1, direct, false) {
             // A direct block removed while being destaged: after that destage.
             return op.start_ordered();
@@ -854,13 +875,8 @@ impl IoOp {
     }
 
     fn start_flush(volume: &Arc<Volume>, bio: DmBio) -> MapResult {
-        match IoOp::new(volume, OpKind::Flush, 0, bio, Ktime::ktime_get(), 0) {
-            Ok(op) => {
-                op.put();
-                MapResult::submitted()
-            }
-            Err(bio) => bio.requeue(),
-        }
+        IoOp::new(volume, OpKind::Flush, 0, bio, Ktime::ktime_get(), 0).put();
+        MapResult::submitted()
     }
 
     /// Sends the whole bio to the backing device; on completion, drops copies that a
@@ -868,15 +884,9 @@ impl IoOp {
     fn start_through(volume: &Arc<Volume>, rel_sector: u64, bio: DmBio) -> MapResult {
         let size = bio.size();
         if volume.backing_write_conflict(rel_sector, size, u64::MAX, true) {
-            return match IoOp::new(volume, OpKind::Through, rel_sector, bio, Ktime::ktime_get(), 0) {
-                Ok(op) => op.start_ordered(),
-                Err(bio) => bio.requeue(),
-            };
+            return IoOp::new(volume, OpKind::Through, rel_sector, bio, Ktime::ktime_get(), 0).start_ordered();
         }
-        let op = match IoOp::new(volume, OpKind::Through, rel_sector, bio, Ktime::ktime_get(), 0) {
-            Ok(op) => op,
-            Err(bio) => return bio.requeue(),
-        };
+        let op = IoOp::new(volume, OpKind::Through, rel_sector, bio, Ktime::ktime_get(), 0);
         {
             let state = op.state.lock();
             if let Some(bio) = state.bio.as_ref() {
@@ -932,10 +942,7 @@ impl IoOp {
 
     /// A write (or discard) to a replicated volume: all of it runs in `send_work`.
     fn start_replicated(volume: &Arc<Volume>, kind: OpKind, rel_sector: u64, bio: DmBio, start: Ktime) -> MapResult {
-        let op = match IoOp::new(volume, kind, rel_sector, bio, start, 0) {
-            Ok(op) => op,
-            Err(bio) => return bio.requeue(),
-        };
+        let op = IoOp::new(volume, kind, rel_sector, bio, start, 0);
         let shared = volume.pool.shared.clone();
         let _ = shared.wq.enqueue::<_, 1>(op);
         MapResult::submitted()

@@ -18,7 +18,7 @@
 
 #define FVP_CONTROL_NAME	"fvp-control"
 #define FVP_IOCTL_MAGIC		0xF7
-#define FVP_ABI_VERSION		3
+#define FVP_ABI_VERSION		4
 
 /* Feature bits reported in fvp_version.features. */
 #define FVP_FEATURE_PASSTHROUGH	(1ULL << 0)	/* dm target "fvp" maps I/O to its backing device */
@@ -215,6 +215,25 @@ struct fvp_volume_repl {
 	__u64 resent_blocks;	/* dirty blocks sent again to a new peer */
 };
 
+/*
+ * FVP_IOC_VOLUME_HEALTH (ABI 4): the error state of the index-th volume (same order as
+ * FVP_IOC_VOLUME_INFO). In: index. Out: the rest. Errors: ENOENT (no such volume),
+ * EINVAL (reserved not zero on input).
+ */
+#define FVP_VOLUME_FAILING	(1U << 0)	/* writes of dirty blocks to the backing device fail */
+#define FVP_VOLUME_DETACHED	(1U << 1)	/* its device was removed with dirty blocks it could not write back; kept and retried */
+
+struct fvp_volume_health {
+	__u32 index;
+	__u32 flags;		/* FVP_VOLUME_* */
+	__u64 destage_errors;	/* block writes of dirty blocks to the backing device that failed */
+	__u64 io_errors;	/* bios completed with an error the backing device returned */
+	__u64 dirty_blocks;
+	__u32 backing_major;	/* the backing device */
+	__u32 backing_minor;
+	__u64 reserved[4];	/* zero */
+};
+
 #define FVP_IOC_VERSION		_IOR(FVP_IOCTL_MAGIC, 0x00, struct fvp_version)
 #define FVP_IOC_STATUS		_IOR(FVP_IOCTL_MAGIC, 0x01, struct fvp_status)
 #define FVP_IOC_POOL_CREATE	_IOW(FVP_IOCTL_MAGIC, 0x10, struct fvp_pool_req)
@@ -223,6 +242,7 @@ struct fvp_volume_repl {
 #define FVP_IOC_POOL_INFO	_IOWR(FVP_IOCTL_MAGIC, 0x13, struct fvp_pool_info)
 #define FVP_IOC_VOLUME_INFO	_IOWR(FVP_IOCTL_MAGIC, 0x14, struct fvp_volume_info)
 #define FVP_IOC_VOLUME_REPL	_IOWR(FVP_IOCTL_MAGIC, 0x15, struct fvp_volume_repl)
+#define FVP_IOC_VOLUME_HEALTH	_IOWR(FVP_IOCTL_MAGIC, 0x16, struct fvp_volume_health)
 #define FVP_IOC_CLUSTER_SET	_IOW(FVP_IOCTL_MAGIC, 0x20, struct fvp_cluster_cfg)
 #define FVP_IOC_CLUSTER_INFO	_IOR(FVP_IOCTL_MAGIC, 0x21, struct fvp_cluster_info)
 #define FVP_IOC_HOST_ADD	_IOW(FVP_IOCTL_MAGIC, 0x22, struct fvp_host_req)

@@ -1,10 +1,11 @@
 #!/bin/sh
 # Basic caching behaviour of both policies over a virtio disk: write-through writes
 # land on the backing device at once, re-reads hit the pool, write-back writes are
-# absorbed and destaged on request, write-zeroes invalidate, status reports it all.
+# absorbed and destaged on request, write-zeroes invalidate, status reports it all; a
+# volume that reuses a removed volume's id writes only its own device.
 . ../lib/ktap.sh
 . ../lib/fvp.sh
-ktap_plan 10
+ktap_plan 11
 fvp_load
 dev=$(fvp_private_disk)
 devno=$(fvp_devno "$dev")
@@ -55,5 +56,19 @@ table=$(dmsetup table fvp_wb)
 [ "$table" = "0 $size fvp $devno cb write-back peers=0 block_size=4096 sequential_cutoff=4194304" ] \
   && ktap_pass "table line round-trips with defaults" || ktap_fail "table line round-trips ($table)"
 dmsetup remove fvp_wb
+
+# fvp_wb's id is free again: the next volume gets it, over another device (the disk's
+# second half), and its write-backs land there and nowhere else.
+half=$((size / 2))
+echo "0 $half linear $devno $half" | dmsetup create cb_y
+before=$(read_md5 "$dev" 32)
+fvp_dm_create fvp_y "0 $half fvp $(fvp_devno /dev/mapper/cb_y) cb write-back"
+dd if=/tmp/pattern1 of=/dev/mapper/fvp_y bs=64k seek=32 oflag=direct 2>/dev/null
+fvp_fsync /dev/mapper/fvp_y
+[ "$(read_md5 /dev/mapper/cb_y 32)" = "$want1" ] && [ "$(read_md5 "$dev" 32)" = "$before" ] \
+  && ktap_pass "a volume reusing a removed volume's id writes back only to its own device" \
+  || ktap_fail "a volume reusing a removed volume's id writes back only to its own device"
+dmsetup remove fvp_y
+dmsetup remove cb_y
 fvp_pool_destroy cb
 ktap_finish

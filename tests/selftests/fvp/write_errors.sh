@@ -2,13 +2,16 @@
 # The error model (docs/target.md, "Errors"): when the backing device refuses writes,
 # dirty blocks stay dirty and readable, fsync fails with EIO while they are not on the
 # device, status shows `failing` and counts the errors; once the device works again
-# (`retry` message), every acknowledged write reaches it and fsync succeeds.
+# (`retry` message), every acknowledged write reaches it and fsync succeeds. Removing the
+# volume meanwhile keeps its dirty blocks (detached, docs/target.md "Suspend, reload,
+# remove"): the device created again gets them back, a removed volume's blocks reach the
+# disk by themselves once it works, and `discard-dirty` is the only way to drop them.
 # Under the volume, a dm device whose sectors 1024-5119 are an `error` target plays a
 # disk with a bad region: writes there fail, flushes (which device-mapper does not send
 # to `error`) succeed, so a flush that ignored a failed write-back would return 0.
 . ../lib/ktap.sh
 . ../lib/fvp.sh
-ktap_plan 8
+ktap_plan 13
 fvp_load
 dev=$(fvp_private_disk)
 devno=$(fvp_devno "$dev")
@@ -54,6 +57,26 @@ else
 fi
 [ "$(read_md5 "$dev" 16)" = "$old" ] || ktap_info "the disk changed while it refused writes?"
 
+# Removed while the region refuses writes: the blocks are kept, not dropped. Meanwhile
+# no other table may cache the disk, and the pool holding them cannot be destroyed.
+dirty=$(fvp_status_field fvp_we dirty)
+dmsetup remove fvp_we
+fvp_pool_create we2 4M
+if fvp_dm_create fvp_we2 "0 $size fvp $(fvp_devno /dev/mapper/we_disk) we2 write-back" 2>/dev/null; then
+  ktap_fail "a table over the disk in another pool is refused while the removed volume's blocks wait"
+  dmsetup remove fvp_we2
+elif fvpctl pool destroy we 2>/dev/null; then
+  ktap_fail "the pool holding the removed volume's dirty blocks cannot be destroyed"
+else
+  ktap_pass "another table over the disk, and destroying the pool, are refused while the blocks wait"
+fi
+fvp_pool_destroy we2
+fvp_dm_create fvp_we "0 $size fvp $(fvp_devno /dev/mapper/we_disk) we write-back sequential_cutoff=0"
+ktap_info "created again: $(dmsetup status fvp_we)"
+[ "$(fvp_status_field fvp_we dirty)" = "$dirty" ] && [ "$(read_md5 /dev/mapper/fvp_we 16)" = "$want" ] \
+  && ktap_pass "created again over the disk, the volume has its $dirty dirty blocks back" \
+  || ktap_fail "created again over the disk, the volume has its $dirty dirty blocks back"
+
 # The region works again (remapped): retry now, and every acknowledged write reaches it.
 disk up
 dmsetup message fvp_we 0 retry
@@ -64,6 +87,32 @@ ktap_info "after recovery: $(dmsetup status fvp_we)"
   && ktap_pass "the volume is healthy and clean again" || ktap_fail "the volume is healthy and clean again"
 [ "$(read_md5 "$dev" 16)" = "$want" ] && ktap_pass "every acknowledged write is on the disk" \
   || ktap_fail "every acknowledged write is on the disk"
+
+# A volume removed with dirty blocks writes them back by itself once the disk works,
+# then unregisters (the pool can be destroyed).
+head -c 262144 /dev/urandom >/tmp/we1
+disk bad
+dd if=/tmp/we1 of=/dev/mapper/fvp_we bs=64k seek=16 oflag=direct 2>/dev/null
+dmsetup remove fvp_we
+disk up
+t=0; while ! fvpctl pool destroy we 2>/dev/null && [ $t -lt 100 ]; do sleep 0.1; t=$((t + 1)); done
+[ "$(dd if="$dev" bs=64k skip=16 count=4 iflag=direct 2>/dev/null | md5)" = "$(md5 </tmp/we1)" ] \
+  && [ $t -lt 100 ] && ktap_pass "a removed volume's dirty blocks reach the disk once it works, then it unregisters" \
+  || ktap_fail "a removed volume's dirty blocks reach the disk once it works, then it unregisters (${t}00 ms)"
+
+# discard-dirty: the operator gives the refused blocks up; the disk keeps its data.
+fvp_pool_create we 16M
+fvp_dm_create fvp_we "0 $size fvp $(fvp_devno /dev/mapper/we_disk) we write-back sequential_cutoff=0"
+kept=$(read_md5 "$dev" 16)
+disk bad
+head -c 262144 /dev/urandom | dd of=/dev/mapper/fvp_we bs=64k seek=16 oflag=direct 2>/dev/null
+dmsetup message fvp_we 0 discard-dirty
+d=$(fvp_status_field fvp_we dirty)
+h=$(fvp_status_field fvp_we health)
+disk up
+[ "$d" = 0 ] && [ "$h" = ok ] && [ "$(read_md5 /dev/mapper/fvp_we 16)" = "$kept" ] \
+  && ktap_pass "discard-dirty drops the dirty blocks; the volume reads the disk's data" \
+  || ktap_fail "discard-dirty drops the dirty blocks; the volume reads the disk's data (dirty $d, $h)"
 dmsetup remove fvp_we
 dmsetup remove we_disk
 fvp_pool_destroy we

@@ -8,8 +8,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use fvp_logic::abi::{
-    self, ClusterCfg, Command as Ioctl, DeviceReq, HostInfo, HostReq, PoolInfo, PoolReq, Version, VolumeInfo,
-    VolumeRepl, ABI_VERSION, FEATURE_REPLICATION,
+    self, ClusterCfg, Command as Ioctl, DeviceReq, HostInfo, HostReq, PoolInfo, PoolReq, Version, VolumeHealth,
+    VolumeInfo, VolumeRepl, ABI_VERSION, FEATURE_REPLICATION,
 };
 use nix::errno::Errno;
 
@@ -24,12 +24,16 @@ use crate::metrics::Rates;
 use crate::output::{self, ApplyReport, MemberAction, PoolAction, VolumeView};
 use crate::sys::{self, ControlDevice, DmDevice};
 
-/// The oldest module ABI fvpctl works with. ABI 3 only added commands, so fvpctl runs
-/// every ABI 2 command on an ABI 2 module, and refuses only the cluster commands there.
+/// The oldest module ABI fvpctl works with. ABI 3 and 4 only added commands, so fvpctl
+/// runs every ABI 2 command on an ABI 2 module, refuses only the cluster commands there,
+/// and shows `-` for the volumes' health before ABI 4.
 const MIN_ABI_VERSION: u32 = 2;
 
 /// The first ABI with the cluster commands and `FVP_IOC_VOLUME_REPL`.
 const CLUSTER_ABI_VERSION: u32 = 3;
+
+/// The first ABI with `FVP_IOC_VOLUME_HEALTH`.
+const HEALTH_ABI_VERSION: u32 = 4;
 
 /// How often `volume drain` reads the dirty count.
 const DRAIN_POLL: Duration = Duration::from_millis(200);
@@ -148,6 +152,21 @@ impl Context<'_> {
         Ok(repls)
     }
 
+    /// Health of every volume in `volumes` that the module reports, or none at all (so
+    /// that fvpctl shows `-`) on a module without `FVP_IOC_VOLUME_HEALTH`.
+    fn volume_healths(&self, volumes: &[VolumeInfo]) -> Result<Vec<VolumeHealth>, Error> {
+        volume_healths(self.version.abi_version, volumes, |index| self.device.volume_health(index))
+            .map_err(|errno| self.ioctl_error(Ioctl::VolumeHealth, errno))
+    }
+
+    /// The volume on `target`'s device now (see [`find_volume`]).
+    fn volume_on(&self, target: &Target) -> Result<VolumeInfo, Error> {
+        // Only the volumes with the device's number can be on it: ask only their health.
+        let candidates: Vec<VolumeInfo> = self.volumes()?.into_iter().filter(|v| on_device(v, target)).collect();
+        let healths = self.volume_healths(&candidates)?;
+        find_volume(&candidates, &healths, target).copied()
+    }
+
     fn cluster_info(&self) -> Result<abi::ClusterInfo, Error> {
         self.device.cluster_info().map_err(|errno| self.ioctl_error(Ioctl::ClusterInfo, errno))
     }
@@ -225,6 +244,30 @@ fn check_abi(version: &Version) -> Result<(), Error> {
         MIN_ABI_VERSION..=ABI_VERSION => Ok(()),
         module => Err(Error::AbiMismatch { ours: ABI_VERSION, module }),
     }
+}
+
+/// Asks `health` (`FVP_IOC_VOLUME_HEALTH`) about each of `volumes`, on a module of ABI
+/// `abi_version`. Empty, so that fvpctl shows `-`, before ABI 4, or if the module refuses
+/// the command as unknown (ENOTTY) or encoded otherwise (EINVAL). A volume gone since
+/// `FVP_IOC_VOLUME_INFO` has no entry.
+fn volume_healths(
+    abi_version: u32,
+    volumes: &[VolumeInfo],
+    mut health: impl FnMut(u32) -> Result<Option<VolumeHealth>, Errno>,
+) -> Result<Vec<VolumeHealth>, Errno> {
+    if abi_version < HEALTH_ABI_VERSION {
+        return Ok(Vec::new());
+    }
+    let mut healths = Vec::new();
+    for volume in volumes {
+        match health(volume.index) {
+            Ok(Some(h)) => healths.push(h),
+            Ok(None) => {}
+            Err(Errno::ENOTTY | Errno::EINVAL) => return Ok(Vec::new()),
+            Err(errno) => return Err(errno),
+        }
+    }
+    Ok(healths)
 }
 
 /// Refuses the cluster commands on a module without them.
@@ -327,12 +370,39 @@ fn dm_name(devices: &[DmDevice], major: u32, minor: u32) -> Option<&str> {
     devices.iter().find(|d| (d.major, d.minor) == (major, minor)).map(|d| d.name.as_str())
 }
 
-/// The volume on `target`'s device, or the error saying it is not an fvp volume.
-fn find_volume<'a>(volumes: &'a [VolumeInfo], target: &Target) -> Result<&'a VolumeInfo, Error> {
-    volumes
-        .iter()
-        .find(|v| (v.dev_major, v.dev_minor) == (target.major, target.minor))
-        .ok_or_else(|| Error::NotFvpVolume { volume: target.arg.clone(), major: target.major, minor: target.minor })
+/// Whether `volume` has (or had, if detached) `target`'s device number.
+fn on_device(volume: &VolumeInfo, target: &Target) -> bool {
+    (volume.dev_major, volume.dev_minor) == (target.major, target.minor)
+}
+
+/// What `FVP_IOC_VOLUME_HEALTH` said about `volume`, if it was asked.
+fn health_of<'a>(healths: &'a [VolumeHealth], volume: &VolumeInfo) -> Option<&'a VolumeHealth> {
+    healths.iter().find(|h| h.index == volume.index)
+}
+
+/// Whether `volume` is known to be detached: its device was removed while it held dirty
+/// blocks. It keeps that device's number, which a new device may have taken since.
+fn is_detached(healths: &[VolumeHealth], volume: &VolumeInfo) -> bool {
+    health_of(healths, volume).is_some_and(VolumeHealth::detached)
+}
+
+/// The volume on `target`'s device, or the error saying it is not an fvp volume. A
+/// detached volume is only found by the number of its removed device, and only while no
+/// device-mapper device has that number again. `healths` (by volume index) tells which
+/// volumes are detached; without it (before ABI 4) none is.
+fn find_volume<'a>(
+    volumes: &'a [VolumeInfo],
+    healths: &[VolumeHealth],
+    target: &Target,
+) -> Result<&'a VolumeInfo, Error> {
+    let mut numbered = volumes.iter().filter(|v| on_device(v, target));
+    let live = numbered.clone().find(|v| !is_detached(healths, v));
+    let detached = || if target.name.is_none() { numbered.find(|v| is_detached(healths, v)) } else { None };
+    live.or_else(detached).ok_or_else(|| Error::NotFvpVolume {
+        volume: target.arg.clone(),
+        major: target.major,
+        minor: target.minor,
+    })
 }
 
 /// Everything `stats` reports, read at one moment.
@@ -341,6 +411,8 @@ struct Sample {
     volumes: Vec<VolumeInfo>,
     /// Replication state, by volume index (empty before ABI 3).
     repls: Vec<VolumeRepl>,
+    /// Health, by volume index (empty before ABI 4).
+    healths: Vec<VolumeHealth>,
     devices: Vec<DmDevice>,
     taken: Instant,
 }
@@ -352,6 +424,7 @@ impl Sample {
         Ok(Self {
             pools,
             repls: ctx.volume_repls(&volumes)?,
+            healths: ctx.volume_healths(&volumes)?,
             volumes,
             devices: sys::dm_devices(),
             taken: Instant::now(),
@@ -363,7 +436,7 @@ impl Sample {
         let Some(target) = target else {
             return Ok(());
         };
-        let volume = *find_volume(&self.volumes, target)?;
+        let volume = *find_volume(&self.volumes, &self.healths, target)?;
         self.pools.retain(|p| p.name == volume.pool);
         self.volumes = vec![volume];
         Ok(())
@@ -373,18 +446,24 @@ impl Sample {
     fn views(&self, previous: Option<&Sample>) -> Vec<VolumeView<'_>> {
         self.volumes
             .iter()
-            .map(|info| VolumeView {
-                info,
-                name: dm_name(&self.devices, info.dev_major, info.dev_minor),
-                rates: previous.and_then(|previous| {
-                    let before = previous
-                        .volumes
-                        .iter()
-                        .find(|v| (v.dev_major, v.dev_minor) == (info.dev_major, info.dev_minor))?;
-                    let seconds = self.taken.duration_since(previous.taken).as_secs_f64();
-                    Rates::between(before, info, seconds)
-                }),
-                repl: self.repls.iter().find(|r| r.index == info.index),
+            .map(|info| {
+                let detached = is_detached(&self.healths, info);
+                VolumeView {
+                    info,
+                    // A detached volume's device is gone: a device with its number now is
+                    // another one.
+                    name: if detached { None } else { dm_name(&self.devices, info.dev_major, info.dev_minor) },
+                    rates: previous.and_then(|previous| {
+                        let before = previous.volumes.iter().find(|v| {
+                            (v.dev_major, v.dev_minor) == (info.dev_major, info.dev_minor)
+                                && is_detached(&previous.healths, v) == detached
+                        })?;
+                        let seconds = self.taken.duration_since(previous.taken).as_secs_f64();
+                        Rates::between(before, info, seconds)
+                    }),
+                    repl: self.repls.iter().find(|r| r.index == info.index),
+                    health: health_of(&self.healths, info),
+                }
             })
             .collect()
     }
@@ -667,14 +746,16 @@ fn drain(ctx: &Context<'_>, args: &DrainArgs, out: &mut dyn Write) -> Result<(),
     let target = resolve_volume(&args.volume, &sys::dm_devices())?;
     // dmsetup needs the dm name.
     let name = target.name.clone().ok_or_else(|| Error::NoDmDevice { name: args.volume.clone() })?;
-    find_volume(&ctx.volumes()?, &target)?;
+    ctx.volume_on(&target)?;
     dmsetup_flush(&name)?;
 
     let mut progress = Progress::new(&name, io::stderr().is_terminal());
     let mut first_dirty = None;
     loop {
-        let volumes = ctx.volumes()?;
-        let info = *find_volume(&volumes, &target).map_err(|_| Error::VolumeGone { volume: name.clone() })?;
+        let info = ctx.volume_on(&target).map_err(|err| match err {
+            Error::NotFvpVolume { .. } => Error::VolumeGone { volume: name.clone() },
+            err => err,
+        })?;
         let left = info.dirty_blocks;
         let initial = *first_dirty.get_or_insert(left);
         let now = Instant::now();
@@ -715,8 +796,10 @@ mod tests {
     fn abi_check_accepts_only_our_version() {
         let mut version = Version::new(0, 1, 0, 0, "0.1.0");
         assert!(check_abi(&version).is_ok());
-        // ABI 3 only added commands: an ABI 2 module still runs the others.
+        // ABI 3 and 4 only added commands: an ABI 2 or 3 module still runs the others.
         version.abi_version = 2;
+        assert!(check_abi(&version).is_ok());
+        version.abi_version = 3;
         assert!(check_abi(&version).is_ok());
         version.abi_version = ABI_VERSION;
         version.abi_version = ABI_VERSION + 1;
@@ -845,9 +928,67 @@ mod tests {
             VolumeInfo { index: 1, dev_major: 253, dev_minor: 0, ..Default::default() },
         ];
         let target = resolve_volume("vol0", &devices()).unwrap();
-        assert_eq!(find_volume(&volumes, &target).unwrap().index, 1);
+        assert_eq!(find_volume(&volumes, &[], &target).unwrap().index, 1);
         let target = Target { arg: "other".into(), name: Some("other".into()), major: 253, minor: 9 };
-        assert_eq!(find_volume(&volumes, &target).unwrap_err().to_string(), "other (253:9) is not an fvp volume");
+        assert_eq!(find_volume(&volumes, &[], &target).unwrap_err().to_string(), "other (253:9) is not an fvp volume");
+    }
+
+    fn health(index: u32, flags: u32) -> VolumeHealth {
+        VolumeHealth { index, flags, ..Default::default() }
+    }
+
+    #[test]
+    fn detached_volumes_are_not_on_a_device_that_took_their_number() {
+        // Volume 0 was detached when vol0 (253:0) was removed; 253:0 is a new device now.
+        let volumes = [
+            VolumeInfo { index: 0, dev_major: 253, dev_minor: 0, ..Default::default() },
+            VolumeInfo { index: 1, dev_major: 253, dev_minor: 1, ..Default::default() },
+        ];
+        let healths = [health(0, abi::VOLUME_DETACHED | abi::VOLUME_FAILING), health(1, 0)];
+        let vol0 = resolve_volume("vol0", &devices()).unwrap();
+        assert_eq!(
+            find_volume(&volumes, &healths, &vol0).unwrap_err().to_string(),
+            "vol0 (253:0) is not an fvp volume"
+        );
+        // Not failing, only detached: the same.
+        let healths = [health(0, abi::VOLUME_DETACHED), health(1, 0)];
+        assert!(find_volume(&volumes, &healths, &vol0).is_err());
+        // Before ABI 4 nothing is known to be detached.
+        assert_eq!(find_volume(&volumes, &[], &vol0).unwrap().index, 0);
+        // A new fvp volume on 253:0, listed after the detached one: that one is found.
+        let mut three = volumes.to_vec();
+        three.push(VolumeInfo { index: 2, dev_major: 253, dev_minor: 0, ..Default::default() });
+        let healths = [health(0, abi::VOLUME_DETACHED), health(1, 0), health(2, 0)];
+        assert_eq!(find_volume(&three, &healths, &vol0).unwrap().index, 2);
+        // By number, while no device has it: the detached volume.
+        let removed = Target { arg: "253:0".into(), name: None, major: 253, minor: 0 };
+        assert_eq!(find_volume(&volumes, &healths, &removed).unwrap().index, 0);
+        assert_eq!(find_volume(&three, &healths, &removed).unwrap().index, 2);
+    }
+
+    #[test]
+    fn health_is_asked_from_abi_4_on_and_missing_is_no_error() {
+        let volumes = [
+            VolumeInfo { index: 0, ..Default::default() },
+            VolumeInfo { index: 1, ..Default::default() },
+            VolumeInfo { index: 2, ..Default::default() },
+        ];
+        let answer = |index: u32| Ok((index != 1).then(|| health(index, abi::VOLUME_FAILING)));
+        // ABI 4: every volume asked; one gone since FVP_IOC_VOLUME_INFO.
+        let healths = volume_healths(4, &volumes, answer).unwrap();
+        assert_eq!(healths.iter().map(|h| h.index).collect::<Vec<_>>(), [0, 2]);
+        // Before ABI 4 the module is not asked at all.
+        let never = |_| -> Result<Option<VolumeHealth>, Errno> { panic!("asked an ABI 3 module") };
+        assert_eq!(volume_healths(3, &volumes, never).unwrap(), []);
+        assert_eq!(volume_healths(2, &volumes, never).unwrap(), []);
+        // A module that does not know the command: no health, not an error.
+        for errno in [Errno::ENOTTY, Errno::EINVAL] {
+            assert_eq!(volume_healths(4, &volumes, |_| Err(errno)).unwrap(), []);
+            let late = |index: u32| if index == 0 { answer(index) } else { Err(errno) };
+            assert_eq!(volume_healths(4, &volumes, late).unwrap(), []);
+        }
+        // Other errors are errors.
+        assert_eq!(volume_healths(4, &volumes, |_| Err(Errno::EPERM)).unwrap_err(), Errno::EPERM);
     }
 
     fn sample(pools: &[&str], volumes: &[(u32, &str, u64)], taken: Instant) -> Sample {
@@ -867,6 +1008,7 @@ mod tests {
                 })
                 .collect(),
             repls: Vec::new(),
+            healths: Vec::new(),
             devices: devices(),
             taken,
         }
@@ -902,6 +1044,36 @@ mod tests {
         assert_eq!(views[1].name, None);
         assert_eq!(views[1].rates, None);
         assert!(after.views(None).iter().all(|v| v.rates.is_none()));
+        assert!(after.views(None).iter().all(|v| v.health.is_none()));
+    }
+
+    #[test]
+    fn detached_volumes_have_no_name_and_no_rates_from_a_live_one() {
+        let t0 = Instant::now();
+        // vol0 (253:0) in the first sample; in the second, its volume is detached and a
+        // new device took 253:0 (sysfs names it vol0 again).
+        let before = sample(&[], &[(0, "a", 100)], t0);
+        let mut after = sample(&[], &[(0, "a", 300)], t0 + Duration::from_secs(2));
+        after.healths = vec![health(0, abi::VOLUME_DETACHED)];
+        let views = after.views(Some(&before));
+        assert_eq!(views[0].name, None);
+        assert_eq!(views[0].rates, None);
+        assert_eq!(views[0].health.map(|h| h.flags), Some(abi::VOLUME_DETACHED));
+        // Still detached in the next sample: rates again.
+        let later = {
+            let mut s = sample(&[], &[(0, "a", 500)], t0 + Duration::from_secs(4));
+            s.healths = vec![health(0, abi::VOLUME_DETACHED)];
+            s
+        };
+        let views = later.views(Some(&after));
+        assert_eq!(views[0].rates.unwrap().read_iops, 100.0);
+        // Selecting the new device does not select the detached volume.
+        let mut s = sample(&["a"], &[(0, "a", 0)], t0);
+        s.healths = vec![health(0, abi::VOLUME_DETACHED)];
+        assert!(matches!(
+            s.select(Some(&resolve_volume("vol0", &devices()).unwrap())),
+            Err(Error::NotFvpVolume { .. })
+        ));
     }
 
     #[test]

@@ -38,6 +38,7 @@ impl fmt::Display for Operation {
             Operation::Ioctl(Command::PoolInfo) => "FVP_IOC_POOL_INFO",
             Operation::Ioctl(Command::VolumeInfo) => "FVP_IOC_VOLUME_INFO",
             Operation::Ioctl(Command::VolumeRepl) => "FVP_IOC_VOLUME_REPL",
+            Operation::Ioctl(Command::VolumeHealth) => "FVP_IOC_VOLUME_HEALTH",
             Operation::Ioctl(Command::ClusterSet) => "FVP_IOC_CLUSTER_SET",
             Operation::Ioctl(Command::ClusterInfo) => "FVP_IOC_CLUSTER_INFO",
             Operation::Ioctl(Command::HostAdd) => "FVP_IOC_HOST_ADD",
@@ -556,6 +557,7 @@ mod tests {
             assert_eq!(abi::ioc_size(command.ioc()), command.size());
         }
         assert_eq!(Operation::Ioctl(Command::VolumeRepl).to_string(), "FVP_IOC_VOLUME_REPL");
+        assert_eq!(Operation::Ioctl(Command::VolumeHealth).to_string(), "FVP_IOC_VOLUME_HEALTH");
         assert_eq!(Operation::Ioctl(Command::DeviceInfo).to_string(), "FVP_IOC_DEVICE_INFO");
     }
 

@@ -6,11 +6,11 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use fvp_logic::abi::{
-    self, ClusterCfg, ClusterInfo, DeviceReq, HostInfo, HostReq, PoolInfo, Status, Version, VolumeInfo, VolumeRepl,
-    CLUSTER_CONFIGURED, CLUSTER_LEASE, CLUSTER_LISTENING, DOMAIN_DIFFERENT, DOMAIN_SAME, FEATURE_PASSTHROUGH,
-    FEATURE_RAM_POOL, FEATURE_REPLICATION, HOST_CONNECTING, HOST_DOWN, HOST_FENCED, HOST_SELF, HOST_UP,
-    LAST_HEARD_NEVER, POLICY_WRITE_BACK, POLICY_WRITE_THROUGH, REPL_DEGRADED, REPL_FENCED, REPL_NONE, REPL_PROTECTED,
-    REPL_REPROTECTING, REPL_SUSPENDED,
+    self, ClusterCfg, ClusterInfo, DeviceReq, HostInfo, HostReq, PoolInfo, Status, Version, VolumeHealth, VolumeInfo,
+    VolumeRepl, CLUSTER_CONFIGURED, CLUSTER_LEASE, CLUSTER_LISTENING, DOMAIN_DIFFERENT, DOMAIN_SAME,
+    FEATURE_PASSTHROUGH, FEATURE_RAM_POOL, FEATURE_REPLICATION, HOST_CONNECTING, HOST_DOWN, HOST_FENCED, HOST_SELF,
+    HOST_UP, LAST_HEARD_NEVER, POLICY_WRITE_BACK, POLICY_WRITE_THROUGH, REPL_DEGRADED, REPL_FENCED, REPL_NONE,
+    REPL_PROTECTED, REPL_REPROTECTING, REPL_SUSPENDED, VOLUME_DETACHED, VOLUME_FAILING,
 };
 use serde::Serialize;
 
@@ -340,6 +340,8 @@ pub struct VolumeView<'a> {
     pub rates: Option<Rates>,
     /// What FVP_IOC_VOLUME_REPL said (ABI 3), `None` if not asked or unknown.
     pub repl: Option<&'a VolumeRepl>,
+    /// What FVP_IOC_VOLUME_HEALTH said (ABI 4), `None` if not asked or unknown.
+    pub health: Option<&'a VolumeHealth>,
 }
 
 impl VolumeView<'_> {
@@ -347,9 +349,17 @@ impl VolumeView<'_> {
         format!("{}:{}", self.info.dev_major, self.info.dev_minor)
     }
 
-    /// `vol0 (253:0)`, or `253:0` if the name is unknown.
+    /// Whether the volume is detached: its dm device was removed (the volume keeps the
+    /// device's number, which a new device may have taken since).
+    fn detached(&self) -> bool {
+        self.health.is_some_and(VolumeHealth::detached)
+    }
+
+    /// `vol0 (253:0)`, `253:0` if the name is unknown, or `253:0 (removed)` if the
+    /// volume is detached.
     fn label(&self) -> String {
         match self.name {
+            _ if self.detached() => format!("{} (removed)", self.dev()),
             Some(name) => format!("{name} ({})", self.dev()),
             None => self.dev(),
         }
@@ -422,6 +432,77 @@ struct VolumeJson<'a> {
     /// Only for a replicated volume (peers > 0).
     #[serde(skip_serializing_if = "Option::is_none")]
     replication: Option<ReplJson<'a>>,
+    /// `null` when the module does not say (before ABI 4).
+    health: Option<HealthJson>,
+}
+
+/// A volume's `struct fvp_volume_health`, in JSON.
+#[derive(Debug, Serialize)]
+struct HealthJson {
+    /// `ok`, `failing`, `detached` or `detached,failing`.
+    state: String,
+    flags: Vec<String>,
+    flags_mask: u32,
+    destage_errors: u64,
+    io_errors: u64,
+    dirty_blocks: u64,
+    backing_dev: String,
+    backing_major: u32,
+    backing_minor: u32,
+}
+
+impl HealthJson {
+    fn new(h: &VolumeHealth) -> Self {
+        Self {
+            state: health_text(Some(h)),
+            flags: volume_flag_names(h.flags),
+            flags_mask: h.flags,
+            destage_errors: h.destage_errors,
+            io_errors: h.io_errors,
+            dirty_blocks: h.dirty_blocks,
+            backing_dev: format!("{}:{}", h.backing_major, h.backing_minor),
+            backing_major: h.backing_major,
+            backing_minor: h.backing_minor,
+        }
+    }
+}
+
+/// Names of the `FVP_VOLUME_*` flags, in the order they are shown.
+const VOLUME_FLAG_NAMES: &[(u32, &str)] = &[(VOLUME_DETACHED, "detached"), (VOLUME_FAILING, "failing")];
+
+/// Names the flags set in `flags`: the known ones in `VOLUME_FLAG_NAMES` order, then
+/// those this fvpctl does not know as `bitN`.
+fn volume_flag_names(flags: u32) -> Vec<String> {
+    let known = VOLUME_FLAG_NAMES.iter().filter(|(flag, _)| flags & flag != 0).map(|(_, name)| (*name).to_owned());
+    let unknown_mask = VOLUME_FLAG_NAMES.iter().fold(flags, |mask, (flag, _)| mask & !flag);
+    let unknown = (0..u32::BITS).filter(|bit| unknown_mask & (1 << bit) != 0).map(|bit| format!("bit{bit}"));
+    known.chain(unknown).collect()
+}
+
+/// `ok`, `failing`, `detached`, `detached,failing` (with unknown flags as `bitN`), or `-`
+/// when the module does not say (before ABI 4).
+pub fn health_text(health: Option<&VolumeHealth>) -> String {
+    match health {
+        None => "-".to_owned(),
+        Some(h) if h.flags == 0 => "ok".to_owned(),
+        Some(h) => volume_flag_names(h.flags).join(","),
+    }
+}
+
+/// `  health ok; destage errors 0, I/O errors 0; backing device 8:16`, or dashes when the
+/// module does not say (before ABI 4).
+fn health_line(health: Option<&VolumeHealth>) -> String {
+    match health {
+        Some(h) => format!(
+            "  health {}; destage errors {}, I/O errors {}; backing device {}:{}",
+            health_text(Some(h)),
+            h.destage_errors,
+            h.io_errors,
+            h.backing_major,
+            h.backing_minor
+        ),
+        None => "  health -; destage errors -, I/O errors -".to_owned(),
+    }
 }
 
 /// A replicated volume's `struct fvp_volume_repl`, in JSON.
@@ -552,6 +633,7 @@ impl<'a> VolumeJson<'a> {
                 })
             }),
             replication: replicated(view).map(ReplJson::new),
+            health: view.health.map(HealthJson::new),
         }
     }
 }
@@ -609,6 +691,7 @@ pub fn volume_text(view: &VolumeView<'_>, watching: bool) -> String {
             v.evictions,
             v.bypassed
         ),
+        health_line(view.health),
         format!(
             "  latency: read p50 {}, p99 {}; write p50 {}, p99 {}",
             p(&v.read_latency, 50),
@@ -1157,7 +1240,7 @@ mod tests {
                     "major": 0,
                     "minor": 1,
                     "patch": 0,
-                    "abi_version": 3,
+                    "abi_version": 4,
                     "features": ["passthrough", "ram-pool"],
                     "features_mask": 3,
                 }
@@ -1172,7 +1255,7 @@ mod tests {
         let keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys, ["fvpctl", "module", "status"]);
         assert_eq!(value["module"]["version"], "0.1.0");
-        assert_eq!(value["module"]["abi_version"], 3);
+        assert_eq!(value["module"]["abi_version"], 4);
         assert_eq!(value["status"], json!({"volumes": 3, "bios_mapped": 1u64 << 40}));
     }
 
@@ -1180,14 +1263,14 @@ mod tests {
     fn version_text_names_both_sides() {
         assert_eq!(
             version_text(&module_0_1_0()),
-            format!("fvpctl {FVPCTL_VERSION}\nfvp module 0.1.0 (abi 3)\nfeatures: passthrough, ram-pool")
+            format!("fvpctl {FVPCTL_VERSION}\nfvp module 0.1.0 (abi 4)\nfeatures: passthrough, ram-pool")
         );
     }
 
     #[test]
     fn status_text_lists_counters() {
         let status = Status { volumes: 2, reserved: 0, bios_mapped: 12345 };
-        assert_eq!(status_text(&module_0_1_0(), &status), "fvp module 0.1.0 (abi 3)\nvolumes: 2\nbios mapped: 12345");
+        assert_eq!(status_text(&module_0_1_0(), &status), "fvp module 0.1.0 (abi 4)\nvolumes: 2\nbios mapped: 12345");
     }
 
     #[test]
@@ -1252,7 +1335,7 @@ mod tests {
     }
 
     fn view(info: &VolumeInfo) -> VolumeView<'_> {
-        VolumeView { info, name: Some("vol0"), rates: None, repl: None }
+        VolumeView { info, name: Some("vol0"), rates: None, repl: None, health: None }
     }
 
     fn rates() -> Rates {
@@ -1361,17 +1444,93 @@ big-pool.1   1 GiB  262144  16000    300     84     0       12   1.2 MiB     5.0
         );
     }
 
+    fn health(flags: u32) -> VolumeHealth {
+        VolumeHealth {
+            index: 0,
+            flags,
+            destage_errors: 12,
+            io_errors: 3,
+            dirty_blocks: 256,
+            backing_major: 8,
+            backing_minor: 16,
+            reserved: [0; 4],
+        }
+    }
+
     #[test]
     fn volume_text_shows_totals_and_derived_numbers() {
         let info = volume();
+        let ok = VolumeHealth { destage_errors: 0, io_errors: 0, ..health(0) };
         assert_eq!(
-            volume_text(&view(&info), false),
+            volume_text(&VolumeView { health: Some(&ok), ..view(&info) }, false),
             "\
 volume vol0 (253:0): pool ram0, policy write-back, block size 4096
   reads 1234 (5 MiB), writes 567 (2 MiB)
   read hits 1200, misses 34, hit rate 97.2%; write hits 567
   dirty 1 MiB (256 blocks), destaged 311 blocks, evictions 0, bypassed 2
+  health ok; destage errors 0, I/O errors 0; backing device 8:16
   latency: read p50 ≤ 64 µs, p99 ≤ 1024 µs; write p50 ≤ 32 µs, p99 ≤ 32 µs"
+        );
+    }
+
+    #[test]
+    fn health_states_are_named() {
+        let names: Vec<String> = [0, VOLUME_FAILING, VOLUME_DETACHED, VOLUME_DETACHED | VOLUME_FAILING, 1 << 5 | 1]
+            .into_iter()
+            .map(|flags| health_text(Some(&health(flags))))
+            .collect();
+        assert_eq!(names, ["ok", "failing", "detached", "detached,failing", "failing,bit5"]);
+        assert_eq!(health_text(None), "-");
+        assert_eq!(volume_flag_names(0), Vec::<String>::new());
+        assert_eq!(volume_flag_names(VOLUME_FAILING | VOLUME_DETACHED | 1 << 31), ["detached", "failing", "bit31"]);
+    }
+
+    #[test]
+    fn volume_text_shows_health_and_errors() {
+        let info = volume();
+        let failing = health(VOLUME_FAILING);
+        let text = volume_text(&VolumeView { health: Some(&failing), ..view(&info) }, false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 6, "{text}");
+        assert_eq!(lines[0], "volume vol0 (253:0): pool ram0, policy write-back, block size 4096");
+        assert_eq!(lines[4], "  health failing; destage errors 12, I/O errors 3; backing device 8:16");
+        // Watching: the health line stays after the dirty line.
+        let text = volume_text(&VolumeView { health: Some(&failing), rates: Some(rates()), ..view(&info) }, true);
+        assert_eq!(text.lines().nth(5), Some("  health failing; destage errors 12, I/O errors 3; backing device 8:16"));
+        // A module before ABI 4: dashes, not an error.
+        let text = volume_text(&view(&info), false);
+        assert_eq!(text.lines().nth(4), Some("  health -; destage errors -, I/O errors -"));
+    }
+
+    #[test]
+    fn detached_volumes_show_their_device_as_removed() {
+        let info = volume();
+        let detached = health(VOLUME_DETACHED | VOLUME_FAILING);
+        // Even if a name was found for the number (a new device may have taken it).
+        let with = VolumeView { health: Some(&detached), ..view(&info) };
+        let text = volume_text(&with, false);
+        assert!(text.starts_with("volume 253:0 (removed): pool ram0, "), "{text}");
+        assert!(text.contains("\n  health detached,failing; destage errors 12, I/O errors 3; backing device 8:16\n"));
+        let view_without_name = VolumeView { name: None, ..with };
+        assert!(volume_text(&view_without_name, false).starts_with("volume 253:0 (removed): "));
+        let failing = health(VOLUME_FAILING);
+        let live = VolumeView { health: Some(&failing), ..view(&info) };
+        assert!(volume_text(&live, false).starts_with("volume vol0 (253:0): "));
+        let value = parse(&stats_json(&[], &[VolumeView { name: None, ..with }], None));
+        assert_eq!(value["volumes"][0]["name"], Value::Null);
+        assert_eq!(
+            value["volumes"][0]["health"],
+            json!({
+                "state": "detached,failing",
+                "flags": ["detached", "failing"],
+                "flags_mask": 3,
+                "destage_errors": 12,
+                "io_errors": 3,
+                "dirty_blocks": 256,
+                "backing_dev": "8:16",
+                "backing_major": 8,
+                "backing_minor": 16,
+            })
         );
     }
 
@@ -1386,7 +1545,7 @@ volume vol0 (253:0): pool ram0, policy write-back, block size 4096
             policy_effective: POLICY_WRITE_BACK,
             ..Default::default()
         };
-        let view = VolumeView { info: &info, name: None, rates: None, repl: None };
+        let view = VolumeView { info: &info, name: None, rates: None, repl: None, health: None };
         assert_eq!(
             volume_text(&view, false),
             "\
@@ -1394,6 +1553,7 @@ volume 253:4: pool ram1, policy write-back (draining -> write-through), block si
   reads 0 (0 B), writes 0 (0 B)
   read hits 0, misses 0, hit rate -; write hits 0
   dirty 0 B (0 blocks), destaged 0 blocks, evictions 0, bypassed 0
+  health -; destage errors -, I/O errors -
   latency: read p50 -, p99 -; write p50 -, p99 -"
         );
     }
@@ -1404,7 +1564,7 @@ volume 253:4: pool ram1, policy write-back (draining -> write-through), block si
         let with = VolumeView { rates: Some(rates()), ..view(&info) };
         let text = volume_text(&with, true);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 6);
+        assert_eq!(lines.len(), 7);
         assert_eq!(lines[2], "  rates: read 12.3 MiB/s (3150 IOPS), write 1.0 MiB/s (256 IOPS)");
         let text = volume_text(&view(&info), true);
         assert_eq!(text.lines().nth(2), Some("  rates: -"));
@@ -1416,7 +1576,7 @@ volume 253:4: pool ram1, policy write-back (draining -> write-through), block si
     fn stats_text_lists_pools_then_volumes() {
         let a = volume();
         let b = VolumeInfo { dev_minor: 1, ..volume() };
-        let views = [view(&a), VolumeView { info: &b, name: None, rates: None, repl: None }];
+        let views = [view(&a), VolumeView { info: &b, name: None, rates: None, repl: None, health: None }];
         let text = stats_text(&[pool("ram0")], &views, false);
         let blocks: Vec<&str> = text.split("\n\n").collect();
         assert_eq!(blocks.len(), 3, "{text}");
@@ -1470,6 +1630,7 @@ volume 253:4: pool ram1, policy write-back (draining -> write-through), block si
                     "read": {"p50_us": 64, "p99_us": 1024},
                     "write": {"p50_us": 32, "p99_us": 32},
                 },
+                "health": null,
             })
         );
     }
@@ -1477,7 +1638,7 @@ volume 253:4: pool ram1, policy write-back (draining -> write-through), block si
     #[test]
     fn stats_json_without_traffic_has_nulls() {
         let info = VolumeInfo::default();
-        let view = VolumeView { info: &info, name: None, rates: None, repl: None };
+        let view = VolumeView { info: &info, name: None, rates: None, repl: None, health: None };
         let value = parse(&stats_json(&[], &[view], None));
         let v = &value["volumes"][0];
         assert_eq!(v["name"], Value::Null);
@@ -1812,13 +1973,13 @@ note: mind the gap"
         let with = VolumeView { repl: Some(&r), ..view(&info) };
         let text = volume_text(&with, false);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 7, "{text}");
+        assert_eq!(lines.len(), 8, "{text}");
         assert_eq!(
-            lines[5],
+            lines[6],
             "  replication: device shared0, 2 peer(s) in different domain, reprotecting; \
              current peers 3; epoch 7"
         );
-        assert_eq!(lines[6], "  replicated writes 1234, reprotections 1, resent blocks 56");
+        assert_eq!(lines[7], "  replicated writes 1234, reprotections 1, resent blocks 56");
         let none = VolumeRepl { peer_ids: [0, 0], state: REPL_DEGRADED, ..repl() };
         let text = volume_text(&VolumeView { repl: Some(&none), ..view(&info) }, false);
         assert!(text.contains(", degraded; current peers none; epoch 7"), "{text}");

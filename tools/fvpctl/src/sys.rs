@@ -17,7 +17,7 @@ use std::process::{Command as Process, Output};
 
 use fvp_logic::abi::{
     self, ClusterCfg, ClusterInfo, Command, DeviceReq, HostInfo, HostReq, PoolInfo, PoolReq, Status, Version,
-    VolumeInfo, VolumeRepl,
+    VolumeHealth, VolumeInfo, VolumeRepl,
 };
 use nix::errno::Errno;
 
@@ -100,6 +100,16 @@ impl ControlDevice {
         let mut buf = VolumeRepl { index, ..Default::default() }.to_bytes();
         match self.read_write(Command::VolumeRepl, &mut buf) {
             Ok(()) => Ok(Some(VolumeRepl::from_bytes(&buf))),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(errno) => Err(errno),
+        }
+    }
+
+    /// `FVP_IOC_VOLUME_HEALTH` (ABI 4) for volume `index`; `None` past the last volume.
+    pub fn volume_health(&self, index: u32) -> Result<Option<VolumeHealth>, Errno> {
+        let mut buf = VolumeHealth { index, ..Default::default() }.to_bytes();
+        match self.read_write(Command::VolumeHealth, &mut buf) {
+            Ok(()) => Ok(Some(VolumeHealth::from_bytes(&buf))),
             Err(Errno::ENOENT) => Ok(None),
             Err(errno) => Err(errno),
         }
@@ -420,6 +430,13 @@ mod tests {
         }
         assert_eq!(request::<{ DeviceReq::SIZE }>(Command::DeviceInfo, rw) as u32, abi::IOC_DEVICE_INFO);
         assert_eq!(request::<{ VolumeRepl::SIZE }>(Command::VolumeRepl, rw) as u32, abi::IOC_VOLUME_REPL);
+        assert_eq!(request::<{ VolumeHealth::SIZE }>(Command::VolumeHealth, rw) as u32, abi::IOC_VOLUME_HEALTH);
+    }
+
+    #[test]
+    #[should_panic(expected = "does not transfer in direction")]
+    fn volume_health_is_read_write() {
+        request::<{ VolumeHealth::SIZE }>(Command::VolumeHealth, abi::IOC_READ);
     }
 
     #[test]

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use fvp_logic::abi::{
-    self, ClusterCfg, ClusterInfo, DeviceReq, HostInfo, HostReq, PoolInfo, PoolReq, Status, Version, VolumeInfo,
-    VolumeRepl,
+    self, ClusterCfg, ClusterInfo, DeviceReq, HostInfo, HostReq, PoolInfo, PoolReq, Status, Version, VolumeHealth,
+    VolumeInfo, VolumeRepl,
 };
 
 /// Prints `key=value` lines. The `struct.field.*` keys must match `rust_layout`.
@@ -138,6 +138,16 @@ int main(void)
 	FIELD(fvp_volume_repl, reprotections);
 	FIELD(fvp_volume_repl, resent_blocks);
 
+	STRUCT(fvp_volume_health);
+	FIELD(fvp_volume_health, index);
+	FIELD(fvp_volume_health, flags);
+	FIELD(fvp_volume_health, destage_errors);
+	FIELD(fvp_volume_health, io_errors);
+	FIELD(fvp_volume_health, dirty_blocks);
+	FIELD(fvp_volume_health, backing_major);
+	FIELD(fvp_volume_health, backing_minor);
+	FIELD(fvp_volume_health, reserved);
+
 	NUMBER(FVP_IOC_VERSION);
 	NUMBER(FVP_IOC_STATUS);
 	NUMBER(FVP_ABI_VERSION);
@@ -181,6 +191,9 @@ int main(void)
 	NUMBER(FVP_IOC_DEVICE_ADD);
 	NUMBER(FVP_IOC_DEVICE_REMOVE);
 	NUMBER(FVP_IOC_DEVICE_INFO);
+	NUMBER(FVP_VOLUME_FAILING);
+	NUMBER(FVP_VOLUME_DETACHED);
+	NUMBER(FVP_IOC_VOLUME_HEALTH);
 	printf("FVP_CONTROL_NAME=%s\n", FVP_CONTROL_NAME);
 	return 0;
 }
@@ -328,6 +341,17 @@ fn rust_layout() -> BTreeMap<String, String> {
     field!("fvp_volume_repl", VolumeRepl, resent_blocks);
     assert_eq!(VolumeRepl::SIZE, size_of::<VolumeRepl>());
 
+    strukt!("fvp_volume_health", VolumeHealth);
+    field!("fvp_volume_health", VolumeHealth, index);
+    field!("fvp_volume_health", VolumeHealth, flags);
+    field!("fvp_volume_health", VolumeHealth, destage_errors);
+    field!("fvp_volume_health", VolumeHealth, io_errors);
+    field!("fvp_volume_health", VolumeHealth, dirty_blocks);
+    field!("fvp_volume_health", VolumeHealth, backing_major);
+    field!("fvp_volume_health", VolumeHealth, backing_minor);
+    field!("fvp_volume_health", VolumeHealth, reserved);
+    assert_eq!(VolumeHealth::SIZE, size_of::<VolumeHealth>());
+
     put("FVP_IOC_VERSION", abi::IOC_VERSION.to_string());
     put("FVP_IOC_STATUS", abi::IOC_STATUS.to_string());
     put("FVP_ABI_VERSION", abi::ABI_VERSION.to_string());
@@ -372,6 +396,9 @@ fn rust_layout() -> BTreeMap<String, String> {
     put("FVP_IOC_DEVICE_ADD", abi::IOC_DEVICE_ADD.to_string());
     put("FVP_IOC_DEVICE_REMOVE", abi::IOC_DEVICE_REMOVE.to_string());
     put("FVP_IOC_DEVICE_INFO", abi::IOC_DEVICE_INFO.to_string());
+    put("FVP_VOLUME_FAILING", abi::VOLUME_FAILING.to_string());
+    put("FVP_VOLUME_DETACHED", abi::VOLUME_DETACHED.to_string());
+    put("FVP_IOC_VOLUME_HEALTH", abi::IOC_VOLUME_HEALTH.to_string());
     // The commands the module decodes are these same numbers, each under its name.
     let ioc_names: BTreeMap<u32, &str> = layout
         .iter()
@@ -450,10 +477,14 @@ fn rust_abi_matches_the_c_header() {
         "fvp_logic::abi disagrees with include/uapi/linux/fvp.h:\n  {}",
         mismatches.join("\n  ")
     );
-    // Eleven structures (size, alignment, and offset and size of 6 + 3 + 2 + 11 + 20
-    // fields in ABI 2, and 7 + 8 + 5 + 7 + 4 + 10 in ABI 3) and 17 + 27 constants:
-    // catches a probe and a table that both lost the same lines.
-    assert_eq!(c.len(), 11 * 2 + 2 * (6 + 3 + 2 + 11 + 20) + 2 * (7 + 8 + 5 + 7 + 4 + 10) + 17 + 27, "{c:#?}");
+    // Twelve structures (size, alignment, and offset and size of 6 + 3 + 2 + 11 + 20
+    // fields in ABI 2, 7 + 8 + 5 + 7 + 4 + 10 in ABI 3 and 8 in ABI 4) and 17 + 27 + 3
+    // constants: catches a probe and a table that both lost the same lines.
+    assert_eq!(
+        c.len(),
+        12 * 2 + 2 * (6 + 3 + 2 + 11 + 20) + 2 * (7 + 8 + 5 + 7 + 4 + 10) + 2 * 8 + 17 + 27 + 3,
+        "{c:#?}"
+    );
 }
 
 /// Every structure's listed fields tile it exactly, with no gap and nothing past its
@@ -465,7 +496,7 @@ fn listed_fields_cover_every_structure() {
     let number = |key: &str| -> usize { rust[key].parse().expect("a number") };
     let structs: BTreeSet<&str> =
         rust.keys().filter_map(|key| key.strip_suffix(".size")).filter(|name| !name.contains('.')).collect();
-    assert_eq!(structs.len(), 11, "{structs:?}");
+    assert_eq!(structs.len(), 12, "{structs:?}");
     for name in structs {
         let mut fields: Vec<(usize, usize, &str)> = rust
             .keys()

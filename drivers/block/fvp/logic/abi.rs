@@ -16,7 +16,7 @@ pub const CONTROL_NAME: &str = "fvp-control";
 /// `FVP_IOCTL_MAGIC`: the ioctl type byte.
 pub const IOCTL_MAGIC: u32 = 0xF7;
 /// `FVP_ABI_VERSION`.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 /// `FVP_FEATURE_PASSTHROUGH`: the dm target `fvp` maps I/O to its backing device.
 pub const FEATURE_PASSTHROUGH: u64 = 1 << 0;
 /// `FVP_FEATURE_RAM_POOL`: RAM pools; write-through and write-back (peers=0) volumes.
@@ -72,6 +72,12 @@ pub const REPL_SUSPENDED: u32 = 4;
 /// `FVP_REPL_FENCED`: taken over by a peer: needs a reload.
 pub const REPL_FENCED: u32 = 5;
 
+/// `FVP_VOLUME_FAILING`: writes of dirty blocks to the backing device fail.
+pub const VOLUME_FAILING: u32 = 1 << 0;
+/// `FVP_VOLUME_DETACHED`: its device was removed with dirty blocks it could not write
+/// back; kept and retried.
+pub const VOLUME_DETACHED: u32 = 1 << 1;
+
 // Not in the header: names for values and limits its comments give.
 
 /// `fvp_volume_repl.domain`: peers in the owner's fault domain.
@@ -126,6 +132,8 @@ pub const IOC_POOL_INFO: u32 = ioc(IOC_READ | IOC_WRITE, IOCTL_MAGIC, 0x13, Pool
 pub const IOC_VOLUME_INFO: u32 = ioc(IOC_READ | IOC_WRITE, IOCTL_MAGIC, 0x14, VolumeInfo::SIZE);
 /// `FVP_IOC_VOLUME_REPL`.
 pub const IOC_VOLUME_REPL: u32 = ioc(IOC_READ | IOC_WRITE, IOCTL_MAGIC, 0x15, VolumeRepl::SIZE);
+/// `FVP_IOC_VOLUME_HEALTH`.
+pub const IOC_VOLUME_HEALTH: u32 = ioc(IOC_READ | IOC_WRITE, IOCTL_MAGIC, 0x16, VolumeHealth::SIZE);
 /// `FVP_IOC_CLUSTER_SET`.
 pub const IOC_CLUSTER_SET: u32 = ioc(IOC_WRITE, IOCTL_MAGIC, 0x20, ClusterCfg::SIZE);
 /// `FVP_IOC_CLUSTER_INFO`.
@@ -162,6 +170,8 @@ pub enum Command {
     VolumeInfo,
     /// `FVP_IOC_VOLUME_REPL` (ABI 3).
     VolumeRepl,
+    /// `FVP_IOC_VOLUME_HEALTH` (ABI 4).
+    VolumeHealth,
     /// `FVP_IOC_CLUSTER_SET` (ABI 3).
     ClusterSet,
     /// `FVP_IOC_CLUSTER_INFO` (ABI 3).
@@ -206,6 +216,7 @@ impl Command {
             0x13 => (Command::PoolInfo, IOC_POOL_INFO),
             0x14 => (Command::VolumeInfo, IOC_VOLUME_INFO),
             0x15 => (Command::VolumeRepl, IOC_VOLUME_REPL),
+            0x16 => (Command::VolumeHealth, IOC_VOLUME_HEALTH),
             0x20 => (Command::ClusterSet, IOC_CLUSTER_SET),
             0x21 => (Command::ClusterInfo, IOC_CLUSTER_INFO),
             0x22 => (Command::HostAdd, IOC_HOST_ADD),
@@ -229,7 +240,7 @@ impl Command {
     }
 
     /// Every command, in command-number order.
-    pub const ALL: [Command; 16] = [
+    pub const ALL: [Command; 17] = [
         Command::Version,
         Command::Status,
         Command::PoolCreate,
@@ -238,6 +249,7 @@ impl Command {
         Command::PoolInfo,
         Command::VolumeInfo,
         Command::VolumeRepl,
+        Command::VolumeHealth,
         Command::ClusterSet,
         Command::ClusterInfo,
         Command::HostAdd,
@@ -257,6 +269,7 @@ impl Command {
             | Command::PoolDestroy
             | Command::PoolInfo
             | Command::VolumeInfo => 2,
+            Command::VolumeHealth => 4,
             _ => 3,
         }
     }
@@ -272,6 +285,7 @@ impl Command {
             Command::PoolInfo => IOC_POOL_INFO,
             Command::VolumeInfo => IOC_VOLUME_INFO,
             Command::VolumeRepl => IOC_VOLUME_REPL,
+            Command::VolumeHealth => IOC_VOLUME_HEALTH,
             Command::ClusterSet => IOC_CLUSTER_SET,
             Command::ClusterInfo => IOC_CLUSTER_INFO,
             Command::HostAdd => IOC_HOST_ADD,
@@ -780,7 +794,52 @@ abi_struct! {
     }
 }
 
-/// Why a cluster, host or device request is invalid; fvp.ko answers `EINVAL` to each.
+abi_struct! {
+    /// `struct fvp_volume_health`: the answer of `FVP_IOC_VOLUME_HEALTH` (ABI 4).
+    pub struct VolumeHealth {
+        /// In: which volume, as for `FVP_IOC_VOLUME_INFO`.
+        pub index: u32,
+        /// `VOLUME_*` bits.
+        pub flags: u32,
+        /// Block writes of dirty blocks to the backing device that failed.
+        pub destage_errors: u64,
+        /// Bios completed with an error the backing device returned.
+        pub io_errors: u64,
+        /// Dirty blocks now.
+        pub dirty_blocks: u64,
+        /// The backing device's major number.
+        pub backing_major: u32,
+        /// The backing device's minor number.
+        pub backing_minor: u32,
+        /// Zero.
+        pub reserved: [u64; 4],
+    }
+}
+
+impl VolumeHealth {
+    /// Checks the input of `FVP_IOC_VOLUME_HEALTH`: `reserved` is zero. Only `index`
+    /// is read (the caller looks it up: `ENOENT` past the last volume); the other
+    /// fields are overwritten by the answer.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.reserved != [0; 4] {
+            return Err(ConfigError::Reserved);
+        }
+        Ok(())
+    }
+
+    /// Whether `VOLUME_FAILING` is set.
+    pub fn failing(&self) -> bool {
+        self.flags & VOLUME_FAILING != 0
+    }
+
+    /// Whether `VOLUME_DETACHED` is set.
+    pub fn detached(&self) -> bool {
+        self.flags & VOLUME_DETACHED != 0
+    }
+}
+
+/// Why a cluster, host, device or volume health request is invalid; fvp.ko answers
+/// `EINVAL` to each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConfigError {
     /// The cluster name is not 1 to 31 of `[A-Za-z0-9_.-]`.
@@ -1077,8 +1136,10 @@ mod tests {
         }
         assert_eq!(Command::PoolInfo.since_abi(), 2);
         assert_eq!(Command::Version.since_abi(), 1);
+        assert_eq!(Command::VolumeHealth.since_abi(), 4);
+        assert_eq!(Command::VolumeHealth.size(), VolumeHealth::SIZE);
         // The numbers between the groups are not commands.
-        for nr in [0x02, 0x16, 0x1f, 0x28] {
+        for nr in [0x02, 0x17, 0x1f, 0x28] {
             assert_eq!(Command::decode(ioc(IOC_READ, IOCTL_MAGIC, nr, 8)), Err(CommandError::Unknown));
         }
         // Right number, wrong direction or size.
@@ -1100,6 +1161,81 @@ mod tests {
         assert_eq!(VolumeRepl::SIZE, 4 * 4 + 2 * 4 + NAME_LEN + 4 * 8);
         assert_eq!(offset_of!(HostInfo, last_heard_ms), 56);
         assert_eq!(offset_of!(VolumeRepl, epoch), 56);
+    }
+
+    #[test]
+    fn volume_health_has_the_header_layout() {
+        // The header has no implicit padding; these follow from its field list.
+        assert_eq!(VolumeHealth::SIZE, 4 + 4 + 3 * 8 + 4 + 4 + 4 * 8);
+        assert_eq!(offset_of!(VolumeHealth, destage_errors), 8);
+        assert_eq!(offset_of!(VolumeHealth, backing_major), 32);
+        assert_eq!(offset_of!(VolumeHealth, reserved), 40);
+        assert_eq!(ioc_size(IOC_VOLUME_HEALTH), VolumeHealth::SIZE);
+        assert_eq!(IOC_VOLUME_HEALTH, ioc(IOC_READ | IOC_WRITE, IOCTL_MAGIC, 0x16, VolumeHealth::SIZE));
+        assert_eq!((VOLUME_FAILING, VOLUME_DETACHED), (1, 2));
+    }
+
+    #[test]
+    fn volume_health_round_trips() {
+        let h = VolumeHealth {
+            index: 3,
+            flags: VOLUME_FAILING | VOLUME_DETACHED,
+            destage_errors: 12,
+            io_errors: u64::MAX,
+            dirty_blocks: 1 << 33,
+            backing_major: 8,
+            backing_minor: 16,
+            reserved: [0; 4],
+        };
+        let bytes = h.to_bytes();
+        assert_eq!(VolumeHealth::from_bytes(&bytes), h);
+        assert_eq!(get_u32(&bytes, 0), 3);
+        assert_eq!(get_u32(&bytes, 4), VOLUME_FAILING | VOLUME_DETACHED);
+        assert_eq!(get_u64(&bytes, 16), u64::MAX);
+        assert_eq!((get_u32(&bytes, 32), get_u32(&bytes, 36)), (8, 16));
+        assert!(bytes[40..].iter().all(|&b| b == 0));
+        assert!(h.failing() && h.detached());
+        let ok = VolumeHealth { index: 1, ..Default::default() };
+        assert!(!ok.failing() && !ok.detached());
+        assert_eq!(VolumeHealth::from_bytes(&ok.to_bytes()), ok);
+        let failing = VolumeHealth { flags: VOLUME_FAILING, ..ok };
+        assert!(failing.failing() && !failing.detached());
+    }
+
+    #[test]
+    fn volume_health_rejects() {
+        // A request is its index, the rest zero (or whatever: only reserved is checked).
+        let request = VolumeHealth { index: 7, ..Default::default() };
+        assert_eq!(request.validate(), Ok(()));
+        let stale = VolumeHealth { flags: VOLUME_FAILING, io_errors: 5, ..request };
+        assert_eq!(stale.validate(), Ok(()));
+        for i in 0..4 {
+            let mut bad = request;
+            bad.reserved[i] = 1;
+            assert_eq!(bad.validate(), Err(ConfigError::Reserved), "reserved[{i}]");
+            // Through the byte form, as the module reads it.
+            let mut bytes = request.to_bytes();
+            bytes[offset_of!(VolumeHealth, reserved) + 8 * i + 7] = 0x80;
+            assert_eq!(
+                VolumeHealth::from_bytes(&bytes).validate(),
+                Err(ConfigError::Reserved),
+                "byte of reserved[{i}]"
+            );
+        }
+        // The command number: right one decodes; wrong size or direction is refused.
+        assert_eq!(Command::decode(IOC_VOLUME_HEALTH), Ok(Command::VolumeHealth));
+        assert_eq!(
+            Command::decode(ioc(IOC_READ, IOCTL_MAGIC, 0x16, VolumeHealth::SIZE)),
+            Err(CommandError::BadEncoding)
+        );
+        assert_eq!(
+            Command::decode(ioc(IOC_READ | IOC_WRITE, IOCTL_MAGIC, 0x16, VolumeHealth::SIZE - 8)),
+            Err(CommandError::BadEncoding)
+        );
+        assert_eq!(
+            Command::decode(ioc(IOC_READ | IOC_WRITE, IOCTL_MAGIC, 0x16, VolumeRepl::SIZE)),
+            Err(CommandError::BadEncoding)
+        );
     }
 
     fn cfg() -> ClusterCfg {

@@ -436,8 +436,8 @@ impl<S: Stores> Cache<S> {
     ///
     /// Retiring slots of a shrink in progress are taken back first (they still have
     /// their pages); the rest is appended. Returns the appended slots, which need
-    /// pages. O(slots): the hash table is rebuilt and the ghost cleared when the arrays
-    /// grow. On failure nothing changes.
+    /// pages. O(slots) when the hash table doubles (it is rebuilt and the ghost
+    /// cleared), else O(added slots) amortised. On failure nothing changes.
     pub fn grow(&mut self, additional: u32) -> Result<Range<SlotId>, OutOfMemory> {
         let old_len = self.slots();
         let target = match self.capacity.checked_add(additional) {
@@ -445,6 +445,7 @@ impl<S: Stores> Cache<S> {
             _ => return Err(OutOfMemory),
         };
         let new_len = old_len.max(target);
+        let old_buckets = self.buckets.len();
         if new_len > old_len {
             self.extend_arrays(old_len, new_len)?;
         }
@@ -460,7 +461,11 @@ impl<S: Stores> Cache<S> {
             self.link_tail(L_FREE, s);
         }
         self.n_retiring = (target..old_len).filter(|&s| rd(&self.flags, s, 0) != 0).count() as u32;
-        if new_len > old_len {
+        // The table is rebuilt only when it doubled (it is a power of two), so growing
+        // by steps costs O(slots) in all. Appended slots are Free, in no chain. The
+        // ghost's sets move with its length: stale fingerprints only blur a heuristic
+        // until then, so it is cleared with the table.
+        if self.buckets.len() != old_buckets {
             self.rehash();
             self.ghost.fill(0);
         }

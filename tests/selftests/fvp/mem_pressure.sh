@@ -1,0 +1,68 @@
+#!/bin/sh
+# Memory pressure on fvp's own allocations. failslab refuses a fifth of the slab
+# allocations whose call chain runs through fvp.ko (the stack-trace filter keeps it to
+# those), sleeping GFP_NOIO/GFP_KERNEL ones included, while fio writes, flushes and
+# verifies through a write-back and a write-through volume over a healthy disk. No I/O
+# may fail: an allocation on the I/O or write-back path waits for memory rather than
+# fail a bio or a flush (docs/architecture.md, "Memory"). The refusals are counted, so
+# a run in which fvp allocated nothing through the filter fails instead of passing.
+. ../lib/ktap.sh
+. ../lib/fvp.sh
+ktap_plan 4
+fvp_load
+F=/sys/kernel/debug/failslab
+[ -d $F ] || mount -t debugfs none /sys/kernel/debug 2>/dev/null
+if [ ! -w $F/probability ] || [ ! -w $F/require-start ]; then
+  for i in 1 2 3 4; do ktap_skip "memory pressure test $i" "no failslab stack-trace filter (CONFIG_FAILSLAB, CONFIG_FAULT_INJECTION_STACKTRACE_FILTER)"; done
+  ktap_finish
+fi
+dev=$(fvp_private_disk)
+size=$(fvp_sectors "$dev")
+fvp_pool_create mp 8M
+# fvp.ko's memory: /proc/modules gives its size and base address.
+range=$(awk '$1 == "fvp" { print $6, $2 }' /proc/modules | python3 -c '
+import sys; base, size = sys.stdin.read().split(); b = int(base, 16); print(hex(b), hex(b + int(size)))')
+set -- $range
+ktap_info "fvp.ko at $1..$2"
+TIMES=1000000
+inject() {  # inject on|off
+  if [ "$1" = on ]; then
+    echo N >$F/ignore-gfp-wait
+    echo 0 >$F/verbose
+    echo 32 >$F/stacktrace-depth
+    echo "$2" >$F/require-start
+    echo "$3" >$F/require-end
+    echo 1 >$F/interval
+    echo $TIMES >$F/times
+    echo 20 >$F/probability
+  else
+    echo 0 >$F/probability
+  fi
+}
+
+for policy in write-back write-through; do
+  fvp_dm_create fvp_mp "0 $size fvp $(fvp_devno "$dev") mp $policy sequential_cutoff=0"
+  inject on "$1" "$2"
+  # 4-64 KiB random writes over 16 MiB (twice the pool: eviction and misses too), an
+  # fsync every 16 writes, then a read-back of everything with checksums.
+  if fio --name=mem_$policy --filename=/dev/mapper/fvp_mp --thread --direct=1 --ioengine=libaio \
+      --iodepth=8 --rw=randwrite --bsrange=4k-64k --size=16M --fsync=16 \
+      --verify=crc32c --verify_fatal=1 --do_verify=1 --randseed=11 \
+      --output-format=terse --terse-version=3 >/tmp/fio_mp.out 2>&1; then
+    fio_ok=1
+  else
+    fio_ok=0
+  fi
+  inject off
+  refused=$((TIMES - $(cat $F/times)))
+  ktap_info "$policy: $refused allocations refused; $(dmsetup status fvp_mp)"
+  [ "$fio_ok" = 1 ] || sed 's/^/# /' /tmp/fio_mp.out | tail -20
+  [ "$fio_ok" = 1 ] && [ "$(fvp_status_field fvp_mp io_errors)" = 0 ] \
+    && ktap_pass "$policy: fio writes, fsyncs and verifies with no error while fvp's allocations fail" \
+    || ktap_fail "$policy: fio writes, fsyncs and verifies with no error while fvp's allocations fail"
+  [ "$refused" -gt 0 ] && ktap_pass "$policy: failslab refused $refused of fvp's allocations" \
+    || ktap_fail "$policy: failslab refused none of fvp's allocations (the filter missed them)"
+  dmsetup remove fvp_mp
+done
+fvp_pool_destroy mp
+ktap_finish
