@@ -18,7 +18,7 @@ if [ ! -w $F/probability ] || [ ! -w $F/require-start ]; then
 fi
 dev=$(fvp_private_disk)
 size=$(fvp_sectors "$dev")
-fvp_pool_create mp 8M
+fvp_pool_create mp 4M
 # fvp.ko's memory: /proc/modules gives its size and base address.
 range=$(awk '$1 == "fvp" { print $6, $2 }' /proc/modules | python3 -c '
 import sys; base, size = sys.stdin.read().split(); b = int(base, 16); print(hex(b), hex(b + int(size)))')
@@ -43,10 +43,10 @@ inject() {  # inject on|off
 for policy in write-back write-through; do
   fvp_dm_create fvp_mp "0 $size fvp $(fvp_devno "$dev") mp $policy sequential_cutoff=0"
   inject on "$1" "$2"
-  # 4-64 KiB random writes over 16 MiB (twice the pool: eviction and misses too), an
+  # 4-64 KiB random writes over 8 MiB (twice the pool: eviction and misses too), an
   # fsync every 16 writes, then a read-back of everything with checksums.
   if fio --name=mem_$policy --filename=/dev/mapper/fvp_mp --thread --direct=1 --ioengine=libaio \
-      --iodepth=8 --rw=randwrite --bsrange=4k-64k --size=16M --fsync=16 \
+      --iodepth=8 --rw=randwrite --bsrange=4k-64k --size=8M --fsync=16 \
       --verify=crc32c --verify_fatal=1 --do_verify=1 --randseed=11 \
       --output-format=terse --terse-version=3 >/tmp/fio_mp.out 2>&1; then
     fio_ok=1

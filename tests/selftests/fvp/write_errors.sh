@@ -11,7 +11,7 @@
 # to `error`) succeed, so a flush that ignored a failed write-back would return 0.
 . ../lib/ktap.sh
 . ../lib/fvp.sh
-ktap_plan 13
+ktap_plan 12
 fvp_load
 dev=$(fvp_private_disk)
 devno=$(fvp_devno "$dev")
