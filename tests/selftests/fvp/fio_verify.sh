@@ -1,7 +1,7 @@
 #!/bin/sh
 # fio writes random blocks of 4 KiB to 128 KiB with crc32c checksums through an fvp
 # volume, then reads everything back and verifies it: both policies, QD 1 and 32, with
-# a pool (8 MiB) much smaller than the data (24 MiB), so eviction runs throughout.
+# a pool (8 MiB) half the size of the data (16 MiB), so eviction runs throughout.
 . ../lib/ktap.sh
 . ../lib/fvp.sh
 ktap_plan 6
@@ -14,7 +14,7 @@ for policy in write-through write-back; do
   fi
   for qd in 1 32; do
     if fio --name=verify_${policy}_qd$qd --filename=/dev/mapper/fvp_fio --thread --direct=1 \
-        --ioengine=libaio --iodepth=$qd --rw=randwrite --bsrange=4k-128k --size=24M \
+        --ioengine=libaio --iodepth=$qd --rw=randwrite --bsrange=4k-128k --size=16M \
         --verify=crc32c --verify_fatal=1 --do_verify=1 --randseed=$qd \
         --output-format=terse --terse-version=3 >/tmp/fio.out 2>&1; then
       ktap_pass "fio crc32c verify, $policy, 4-128 KiB random writes, QD$qd"
