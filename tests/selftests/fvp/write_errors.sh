@@ -11,7 +11,7 @@
 # to `error`) succeed, so a flush that ignored a failed write-back would return 0.
 . ../lib/ktap.sh
 . ../lib/fvp.sh
-ktap_plan 12
+ktap_plan 13
 fvp_load
 dev=$(fvp_private_disk)
 devno=$(fvp_devno "$dev")
@@ -71,6 +71,11 @@ else
   ktap_pass "another table over the disk, and destroying the pool, are refused while the blocks wait"
 fi
 fvp_pool_destroy we2
+fvpctl stats >/tmp/we_stats.txt 2>&1
+sed 's/^/# /' /tmp/we_stats.txt | grep -E "volume|health"
+grep -q "(removed)" /tmp/we_stats.txt && grep -q "health detached,failing; destage errors [1-9]" /tmp/we_stats.txt \
+  && ktap_pass "fvpctl stats shows the removed volume detached and failing, with its errors" \
+  || ktap_fail "fvpctl stats shows the removed volume detached and failing, with its errors"
 fvp_dm_create fvp_we "0 $size fvp $(fvp_devno /dev/mapper/we_disk) we write-back sequential_cutoff=0"
 ktap_info "created again: $(dmsetup status fvp_we)"
 [ "$(fvp_status_field fvp_we dirty)" = "$dirty" ] && [ "$(read_md5 /dev/mapper/fvp_we 16)" = "$want" ] \
