@@ -331,3 +331,14 @@ void fvp_helper_page_copy(struct page *page, unsigned int off, void *buf, size_t
 	else
 		memcpy_from_page(buf, page, off, len);
 }
+
+/* try_module_get and module_put are inline when modules are off. */
+bool fvp_helper_try_module_get(struct module *module)
+{
+	return try_module_get(module);
+}
+
+void fvp_helper_module_put(struct module *module)
+{
+	module_put(module);
+}

@@ -12,6 +12,7 @@
 #include <linux/capability.h>
 #include <linux/device-mapper.h>
 #include <linux/miscdevice.h>
+#include <linux/module.h>
 #include <uapi/linux/fvp.h>
 
 #include <linux/completion.h>
@@ -61,6 +62,8 @@ void fvp_helper_kthread_noio(void);
 unsigned int fvp_helper_memalloc_noio_save(void);
 void fvp_helper_memalloc_noio_restore(unsigned int flags);
 void fvp_helper_memalloc_retry_wait(void);
+bool fvp_helper_try_module_get(struct module *module);
+void fvp_helper_module_put(struct module *module);
 int fvp_helper_lookup_bdev(const char *path, u32 *devt);
 void fvp_helper_page_copy(struct page *page, unsigned int off, void *buf, size_t len, bool to_page);
 

@@ -15,6 +15,7 @@ pub mod cred;
 pub mod dm;
 pub mod errno;
 pub mod miscdev;
+pub mod module;
 pub mod net;
 pub mod pages;
 pub mod sync;

@@ -177,14 +177,14 @@ impl Cluster {
     /// `FVP_IOC_CLUSTER_SET`.
     pub(crate) fn set(self: &Arc<Self>, cfg: abi::ClusterCfg) -> Result {
         if let Err(e) = cfg.validate() {
-            pr_warn!("fvp: cluster set refused: {}\n", e.message());
+            pr_warn!("cluster set refused: {}\n", e.message());
             return Err(EINVAL);
         }
         if let Some(old) = self.settings() {
             let same_identity =
                 old.cfg.name == cfg.name && old.cfg.local_id == cfg.local_id && old.cfg.secret() == cfg.secret();
             if !same_identity && !self.volumes.lock().is_empty() {
-                pr_warn!("fvp: cluster set refused: replicated volumes exist\n");
+                pr_warn!("cluster set refused: replicated volumes exist\n");
                 return Err(EBUSY);
             }
         }
@@ -200,7 +200,7 @@ impl Cluster {
     /// `FVP_IOC_HOST_ADD`.
     pub(crate) fn add_host(self: &Arc<Self>, h: abi::HostReq) -> Result {
         if let Err(e) = h.validate() {
-            pr_warn!("fvp: host add refused: {}\n", e.message());
+            pr_warn!("host add refused: {}\n", e.message());
             return Err(EINVAL);
         }
         {
@@ -233,7 +233,7 @@ impl Cluster {
     /// `FVP_IOC_DEVICE_ADD`: the path is resolved now, and again when used.
     pub(crate) fn add_device(&self, d: abi::DeviceReq) -> Result {
         if let Err(e) = d.validate() {
-            pr_warn!("fvp: device add refused: {}\n", e.message());
+            pr_warn!("device add refused: {}\n", e.message());
             return Err(EINVAL);
         }
         let mut c = self.cfg.lock();
@@ -451,7 +451,7 @@ impl Cluster {
         // three timeouts after a (re)load.
         let quiet_ms = if self.first_start.swap(false, Relaxed) { 3 * s.cfg.timeout_ms } else { 0 };
         if quiet_ms > 0 {
-            pr_info!("fvp: host {} stays silent for {} ms before joining (it may have restarted)\n", local, quiet_ms);
+            pr_info!("host {} stays silent for {} ms before joining (it may have restarted)\n", local, quiet_ms);
         }
         self.self_fenced.store(false, Relaxed);
 
@@ -466,12 +466,12 @@ impl Cluster {
                         c.listen_loop(&l, stop)
                     })?;
                     *self.listener.lock() = Some((sock, t));
-                    pr_info!("fvp: host {} listening on {}\n", local, addr_of(me));
+                    pr_info!("host {} listening on {}\n", local, addr_of(me));
                 }
-                Err(e) => pr_err!("fvp: cannot listen on {}: error {}\n", addr_of(me), e.to_errno()),
+                Err(e) => pr_err!("cannot listen on {}: error {}\n", addr_of(me), e.to_errno()),
             }
         } else {
-            pr_warn!("fvp: host {} is not in the host list: not listening\n", local);
+            pr_warn!("host {} is not in the host list: not listening\n", local);
         }
 
         for h in hosts.iter().filter(|h| h.id != local) {
@@ -530,7 +530,7 @@ impl Cluster {
 
     fn protocol_error(&self, peer: &dyn core::fmt::Display, what: &str) {
         self.protocol_errors.fetch_add(1, Relaxed);
-        pr_warn!("fvp: closing connection with {}: {}\n", peer, what);
+        pr_warn!("closing connection with {}: {}\n", peer, what);
     }
 
     // ---- listener and inbound connections (server side) ----
@@ -607,7 +607,7 @@ impl Cluster {
             Ok(p) => p,
             Err(why) => {
                 self.refused.fetch_add(1, Relaxed);
-                pr_warn!("fvp: refused connection from {}: {}\n", from, why);
+                pr_warn!("refused connection from {}: {}\n", from, why);
                 return;
             }
         };
@@ -618,7 +618,7 @@ impl Cluster {
         if let Some(old) = link.inbound.lock().replace(conn.clone()) {
             old.close();
         }
-        pr_info!("fvp: host {} connected from {}\n", peer, from);
+        pr_info!("host {} connected from {}\n", peer, from);
         sock.set_timeouts(s.cfg.heartbeat_ms, s.cfg.timeout_ms);
         loop {
             if stop.should_stop() || conn.is_broken() {
@@ -775,12 +775,7 @@ impl Cluster {
                 Ok(sock) => sock,
                 Err(e) => {
                     if !logged_down {
-                        pr_info!(
-                            "fvp: cannot connect to host {} at {}: error {}\n",
-                            link.host.id,
-                            remote,
-                            e.to_errno()
-                        );
+                        pr_info!("cannot connect to host {} at {}: error {}\n", link.host.id, remote, e.to_errno());
                         logged_down = true;
                     }
                     nap(stop, s.cfg.heartbeat_ms);
@@ -792,7 +787,7 @@ impl Cluster {
             let mut session = Session::client(link.host.id);
             if let Err(why) = self.client_handshake(&sock, &mut reader, &mut session, &s, link.host.id) {
                 self.refused.fetch_add(1, Relaxed);
-                pr_warn!("fvp: handshake with host {} at {} failed: {}\n", link.host.id, remote, why);
+                pr_warn!("handshake with host {} at {} failed: {}\n", link.host.id, remote, why);
                 nap(stop, s.cfg.timeout_ms);
                 continue;
             }
@@ -800,12 +795,12 @@ impl Cluster {
             let Ok(sock) = Arc::new(sock, GFP_KERNEL) else { return };
             let Ok(conn) = Conn::new(sock.clone(), s.cfg.local_id, link.host.id, 3) else { return };
             *link.out.lock() = Some(conn.clone());
-            pr_info!("fvp: connected to host {} at {}\n", link.host.id, remote);
+            pr_info!("connected to host {} at {}\n", link.host.id, remote);
             sock.set_timeouts(s.cfg.heartbeat_ms / 2 + 1, s.cfg.timeout_ms);
             self.client_loop(link, &conn, &sock, &mut reader, &mut session, &s, stop);
             conn.close();
             *link.out.lock() = None;
-            pr_info!("fvp: connection to host {} closed\n", link.host.id);
+            pr_info!("connection to host {} closed\n", link.host.id);
         }
     }
 
@@ -875,7 +870,7 @@ impl Cluster {
                 }
             }
             if conn.stalled_ms(Ktime::ktime_get()) > u64::from(s.cfg.timeout_ms) {
-                pr_warn!("fvp: host {} did not answer within {} ms\n", peer, s.cfg.timeout_ms);
+                pr_warn!("host {} did not answer within {} ms\n", peer, s.cfg.timeout_ms);
                 return;
             }
             let h = match reader.poll(sock) {
@@ -947,7 +942,7 @@ impl Cluster {
             // since, so they must never be replayed. Our own volumes have no lease and
             // wait; whether a peer took them over is asked when the lease returns.
             if fenced_by_majority && !self.self_fenced.swap(true, Relaxed) {
-                pr_err!("fvp: this host is fenced by a majority: discarding the replicas it holds\n");
+                pr_err!("this host is fenced by a majority: discarding the replicas it holds\n");
                 self.replicas.discard_all();
             } else if !fenced_by_majority {
                 self.self_fenced.store(false, Relaxed);
@@ -989,10 +984,7 @@ impl Cluster {
             if let Some(m) = self.members.lock().as_mut() {
                 m.set_recovering(id, true);
             }
-            pr_warn!(
-                "fvp: host {} is fenced by a majority: writing its replicated blocks to the backing devices\n",
-                id
-            );
+            pr_warn!("host {} is fenced by a majority: writing its replicated blocks to the backing devices\n", id);
             self.replicas.recover_owner(self, id, &|| self.takeover_still_ready(id));
             if let Some(m) = self.members.lock().as_mut() {
                 m.set_recovering(id, false);

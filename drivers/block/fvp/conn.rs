@@ -320,7 +320,7 @@ impl Conn {
             Ok(e) => e,
             Err(e) => {
                 drop(st);
-                pr_err!("fvp: cannot encode {}: {}\n", msg.kind().name(), e.reason());
+                pr_err!("cannot encode {}: {}\n", msg.kind().name(), e.reason());
                 if let Some(w) = waiter {
                     fail_waiter(w);
                 }

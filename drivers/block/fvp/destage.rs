@@ -371,11 +371,7 @@ pub(crate) fn drain(volume: &Arc<Volume>) -> Result {
             // (the blocks stay dirty; the caller reports it).
             failing += 1;
             if failing > 3 {
-                pr_err!(
-                    "fvp: volume {}: {} dirty blocks cannot be written back\n",
-                    volume.id,
-                    volume.dirty.load(Relaxed)
-                );
+                pr_err!("volume {}: {} dirty blocks cannot be written back\n", volume.id, volume.dirty.load(Relaxed));
                 return Err(EIO);
             }
             sleep_ms(RETRY_MS / 10);
@@ -384,7 +380,7 @@ pub(crate) fn drain(volume: &Arc<Volume>) -> Result {
         failing = 0;
         stalled = if o.cleaned == 0 { stalled + 1 } else { 0 };
         if stalled > 5000 {
-            pr_err!("fvp: volume {}: {} dirty blocks cannot be written back\n", volume.id, volume.dirty.load(Relaxed));
+            pr_err!("volume {}: {} dirty blocks cannot be written back\n", volume.id, volume.dirty.load(Relaxed));
             return Err(EIO);
         }
         if stalled > 0 {

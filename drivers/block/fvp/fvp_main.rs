@@ -92,7 +92,7 @@ struct FvpModule {
 
 impl kernel::Module for FvpModule {
     fn init(module: &'static ThisModule) -> Result<Self> {
-        let shared = Arc::new(shared::Shared::new()?, GFP_KERNEL)?;
+        let shared = Arc::new(shared::Shared::new(module)?, GFP_KERNEL)?;
         let cluster = Arc::pin_init(cluster::Cluster::new(shared.clone()), GFP_KERNEL)?;
         let registry = Arc::pin_init(registry::Registry::new(shared.clone(), cluster), GFP_KERNEL)?;
         let target = KBox::pin_init(

@@ -185,7 +185,7 @@ impl Pool {
     }
 
     /// Stops the destager and waits for it. Dirty data must be gone already (no volume
-    /// uses the pool; a detached volume's blocks are lost, and said so).
+    /// uses the pool, and a detached one keeps the module loaded).
     pub(crate) fn shut_down(&self) {
         self.stop.store(true, Ordering::Relaxed);
         self.kick();
@@ -193,12 +193,13 @@ impl Pool {
         if let Some(mut thread) = thread {
             thread.stop();
         }
-        // Only detached volumes can be left (module unload): their blocks are lost.
+        // Module unload: a detached volume with dirty blocks holds the module, so none
+        // should be left; say so if one is, rather than lose its blocks silently.
         let left = core::mem::take(&mut *self.volumes.lock());
         for v in left.iter().flatten() {
             let dirty = v.dirty.load(Ordering::Relaxed);
             if dirty > 0 {
-                pr_err!("fvp: volume {}: {} dirty blocks never written back are lost at unload\n", v.id, dirty);
+                pr_err!("volume {}: {} dirty blocks never written back are lost at unload\n", v.id, dirty);
             }
         }
     }
@@ -394,53 +395,41 @@ impl Pool {
         Ok(volume)
     }
 
-    /// Unregisters volume `id` and drops every block it still has in the pool.
-    /// Returns how many of those were dirty (lost: the caller drained first).
-    pub(crate) fn remove_volume(&self, id: u16) -> u64 {
-        let dropped = self.purge(|k| k.volume() == id);
+    /// Unregisters `volume` and drops every block it still has in the pool. Returns how
+    /// many of those were dirty (lost: the caller drained first).
+    pub(crate) fn remove_volume(&self, volume: &Volume) -> u64 {
+        let dropped = self.purge(volume, |_, _| true);
         let mut volumes = self.volumes.lock();
-        if let Some(slot) = volumes.get_mut(usize::from(id)) {
+        if let Some(slot) = volumes.get_mut(usize::from(volume.id)) {
             *slot = None;
         }
         dropped
     }
 
-    /// Removes every cached key matching `pred`; returns how many were dirty.
-    pub(crate) fn purge(&self, pred: impl Fn(Key) -> bool) -> u64 {
+    /// Removes the cached blocks of `volume` for which `pred(block, state)` holds, and
+    /// takes the dirty ones off its dirty count under the shard lock, as every change of
+    /// a block's dirtiness. Returns how many were dirty.
+    pub(crate) fn purge(&self, volume: &Volume, pred: impl Fn(u64, SlotState) -> bool) -> u64 {
         let mut dirty = 0;
         for i in 0..SHARDS {
             let mut shard = self.shard(i).lock();
             for slot in 0..shard.cache.slots() {
                 let Some(key) = shard.cache.key_of(slot) else { continue };
-                if pred(key) {
-                    if let Some((_, crate::logic::cache::SlotState::Dirty)) = shard.cache.peek(key) {
-                        dirty += 1;
-                    }
-                    shard.cache.remove(key);
+                if key.volume() != volume.id {
+                    continue;
+                }
+                let Some(state) = shard.cache.state_of(slot) else { continue };
+                if !pred(key.block(), state) {
+                    continue;
+                }
+                shard.cache.remove(key);
+                if state == SlotState::Dirty {
+                    volume.dirty.fetch_sub(1, Ordering::Relaxed);
+                    dirty += 1;
                 }
             }
         }
         dirty
-    }
-
-    /// Removes `volume`'s dirty blocks without writing them (`discard-dirty`); returns
-    /// how many. The caller holds `destage_lock`, so none of them is being destaged.
-    pub(crate) fn discard_dirty(&self, volume: &Volume) -> u64 {
-        let mut n = 0;
-        for i in 0..SHARDS {
-            let mut shard = self.shard(i).lock();
-            for slot in 0..shard.cache.slots() {
-                let Some(key) = shard.cache.key_of(slot) else { continue };
-                if key.volume() != volume.id || shard.cache.state_of(slot) != Some(SlotState::Dirty) {
-                    continue;
-                }
-                shard.cache.remove(key);
-                // Under the shard lock, as every change of a block's dirtiness.
-                volume.dirty.fetch_sub(1, Ordering::Relaxed);
-                n += 1;
-            }
-        }
-        n
     }
 
     /// The registered volume over backing device `backing_devt`, unless it is retiring.
@@ -460,6 +449,8 @@ impl Pool {
         }
         volume.tables.fetch_add(1, Ordering::Relaxed);
         volume.devt.store(devt, Ordering::Relaxed);
+        // A table holds the module again.
+        volume.unload_guard.release();
         true
     }
 
@@ -475,6 +466,10 @@ impl Pool {
             return Released::Retire;
         }
         self.detached.store(true, Ordering::Relaxed);
+        // Unloading the module would lose the blocks: refused until the volume is
+        // adopted or retired (both under this lock, so the hold cannot outlive them).
+        // The departing table still holds the module, so this cannot fail.
+        volume.unload_guard.hold();
         Released::Detached
     }
 
@@ -504,7 +499,7 @@ impl Pool {
             return;
         }
         for v in self.clean_detached() {
-            pr_info!("fvp: volume {}: the dirty blocks of the removed volume are written back; unregistered\n", v.id);
+            pr_info!("volume {}: the dirty blocks of the removed volume are written back; unregistered\n", v.id);
             v.retire();
         }
     }

@@ -308,7 +308,7 @@ impl Replication {
         }
         if !cluster.holds_lease() {
             if state != abi::REPL_SUSPENDED {
-                pr_warn!("fvp: volume {}: no majority lease: I/O suspended\n", abi::name_str(&self.name));
+                pr_warn!("volume {}: no majority lease: I/O suspended\n", abi::name_str(&self.name));
                 self.was_suspended.store(true, Relaxed);
                 self.state.store(abi::REPL_SUSPENDED, Relaxed);
             }
@@ -318,7 +318,7 @@ impl Replication {
             match self.taken_over() {
                 Some(true) => {
                     pr_err!(
-                        "fvp: volume {}: a peer took it over while this host had no lease: discarding its blocks; reload the table to use it again\n",
+                        "volume {}: a peer took it over while this host had no lease: discarding its blocks; reload the table to use it again\n",
                         abi::name_str(&self.name)
                     );
                     volume.fence();
@@ -373,10 +373,7 @@ impl Replication {
             };
             self.stale_peers.fetch_or(lost, Relaxed);
             if lost != 0 {
-                pr_warn!(
-                    "fvp: volume {}: lost a peer: writing through until re-protected\n",
-                    abi::name_str(&self.name)
-                );
+                pr_warn!("volume {}: lost a peer: writing through until re-protected\n", abi::name_str(&self.name));
             }
             self.state.store(abi::REPL_DEGRADED, Relaxed);
         }
@@ -391,7 +388,7 @@ impl Replication {
         }
         let closed = conn.call(&Message::VolumeClose { volume_id: self.volume_id }, self.cluster.timeout_ms()).is_ok();
         if closed {
-            pr_info!("fvp: volume {}: host {} dropped the replicas it held\n", abi::name_str(&self.name), id);
+            pr_info!("volume {}: host {} dropped the replicas it held\n", abi::name_str(&self.name), id);
         }
         closed
     }
@@ -456,7 +453,7 @@ impl Replication {
         for c in conns.iter().flatten() {
             if let Err(e) = c.call(&msg, cluster.timeout_ms()) {
                 pr_warn!(
-                    "fvp: volume {}: host {} refused its replicas: error {}\n",
+                    "volume {}: host {} refused its replicas: error {}\n",
                     abi::name_str(&self.name),
                     c.peer_id,
                     e.to_errno()
@@ -483,7 +480,7 @@ impl Replication {
             Err(e) if e == EAGAIN => return,
             Err(e) => {
                 pr_warn!(
-                    "fvp: volume {}: re-sending its dirty blocks failed: error {}\n",
+                    "volume {}: re-sending its dirty blocks failed: error {}\n",
                     abi::name_str(&self.name),
                     e.to_errno()
                 );
@@ -497,7 +494,7 @@ impl Replication {
         }
         if self.state.compare_exchange(abi::REPL_REPROTECTING, abi::REPL_PROTECTED, Relaxed, Relaxed).is_ok() {
             pr_info!(
-                "fvp: volume {}: protected by host(s) {} {} (epoch {}, {} dirty block(s) re-sent)\n",
+                "volume {}: protected by host(s) {} {} (epoch {}, {} dirty block(s) re-sent)\n",
                 abi::name_str(&self.name),
                 ids[0],
                 ids[1],

@@ -218,19 +218,14 @@ impl ReplicaStore {
                     self.count.fetch_sub(count, Relaxed);
                     let _ = self.recovered.lock().push((n.owner, n.volume_id), GFP_KERNEL);
                     pr_warn!(
-                        "fvp: recovered volume {} of host {}: {} blocks written to the backing device\n",
+                        "recovered volume {} of host {}: {} blocks written to the backing device\n",
                         name,
                         owner,
                         count
                     );
                 }
                 Err(e) => {
-                    pr_err!(
-                        "fvp: cannot recover volume {} of host {}: error {}; will retry\n",
-                        name,
-                        owner,
-                        e.to_errno()
-                    );
+                    pr_err!("cannot recover volume {} of host {}: error {}; will retry\n", name, owner, e.to_errno());
                     let _ = self.spaces.lock().push(n, GFP_KERNEL);
                 }
             }

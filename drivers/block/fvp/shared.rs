@@ -10,14 +10,17 @@
 use crate::fvp_kernel::bio::BioSet;
 use crate::fvp_kernel::workqueue::OwnedQueue;
 use kernel::prelude::*;
+use kernel::ThisModule;
 
 pub(crate) struct Shared {
     pub(crate) wq: OwnedQueue,
     pub(crate) bioset: Pin<KBox<BioSet>>,
+    /// fvp's module: a removed volume with dirty blocks keeps it loaded.
+    pub(crate) module: &'static ThisModule,
 }
 
 impl Shared {
-    pub(crate) fn new() -> Result<Self> {
-        Ok(Self { wq: OwnedQueue::new_reclaim(c"fvp")?, bioset: KBox::pin_init(BioSet::new(256), GFP_KERNEL)? })
+    pub(crate) fn new(module: &'static ThisModule) -> Result<Self> {
+        Ok(Self { wq: OwnedQueue::new_reclaim(c"fvp")?, bioset: KBox::pin_init(BioSet::new(256), GFP_KERNEL)?, module })
     }
 }

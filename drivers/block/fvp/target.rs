@@ -108,7 +108,7 @@ impl dm::Target for FvpTarget {
                 existing.seq_cutoff.store(table.sequential_cutoff, Relaxed);
                 if detached {
                     pr_info!(
-                        "fvp: volume {}: taken on again with {} dirty blocks\n",
+                        "volume {}: taken on again with {} dirty blocks\n",
                         existing.id,
                         existing.dirty.load(Relaxed)
                     );
@@ -121,7 +121,7 @@ impl dm::Target for FvpTarget {
             let dirty = existing.dirty.load(Relaxed);
             if detached {
                 pr_err!(
-                    "fvp: {} dirty blocks of a removed volume over this backing device wait in pool {}: create the volume again with that pool and the same peers and domain, or send it discard-dirty\n",
+                    "{} dirty blocks of a removed volume over this backing device wait in pool {}: create the volume again with that pool and the same peers and domain, or send it discard-dirty\n",
                     dirty,
                     abi::name_str(&vpool.name)
                 );
@@ -140,7 +140,7 @@ impl dm::Target for FvpTarget {
                 // Its drain at the suspend would fail and leave dirty blocks that this
                 // table, over another pool or with other peers, would not see.
                 pr_err!(
-                    "fvp: volume {}: {} dirty blocks cannot be written back: reload with the same pool, peers and domain, or send discard-dirty first\n",
+                    "volume {}: {} dirty blocks cannot be written back: reload with the same pool, peers and domain, or send discard-dirty first\n",
                     existing.id,
                     dirty
                 );
@@ -186,13 +186,14 @@ impl dm::Target for FvpTarget {
                     policy_code(table.policy),
                     table.sequential_cutoff,
                     repl.clone(),
+                    registry.shared.module,
                 )
             })
             .map_err(
                 |e| if e == ENOSPC { refuse(TableError::TooManyVolumes) } else { refuse(TableError::OutOfMemory) },
             )?;
         if repl.is_some() && registry.cluster.add_volume(&volume).is_err() {
-            pool.remove_volume(volume.id);
+            pool.remove_volume(&volume);
             return Err(refuse(TableError::OutOfMemory));
         }
         let target = FvpTarget { dm_backing, volume, registry: registry.clone() };
@@ -209,7 +210,7 @@ impl dm::Target for FvpTarget {
         // Nothing may stay only in RAM across a suspend: the table may be replaced or
         // removed next.
         if let Err(e) = self.volume.drain_sync() {
-            pr_err!("fvp: drain on suspend failed: {}\n", e.to_errno());
+            pr_err!("drain on suspend failed: {}\n", e.to_errno());
         }
     }
 
@@ -232,13 +233,13 @@ impl dm::Target for FvpTarget {
             [b"discard-dirty"] => {
                 if self.volume.repl.is_some() {
                     // Its peers hold replicas of the blocks, which a takeover would write.
-                    pr_err!("fvp: discard-dirty is not supported on replicated volumes (peers>0)\n");
+                    pr_err!("discard-dirty is not supported on replicated volumes (peers>0)\n");
                     // EOPNOTSUPP, which userspace knows (the kernel crate names only ENOTSUPP).
                     return Err(Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32)));
                 }
                 let n = self.volume.discard_dirty();
                 pr_warn!(
-                    "fvp: volume {}: discard-dirty: {} dirty blocks dropped; the backing device keeps older data for them\n",
+                    "volume {}: discard-dirty: {} dirty blocks dropped; the backing device keeps older data for them\n",
                     self.volume.id,
                     n
                 );
@@ -252,7 +253,7 @@ impl dm::Target for FvpTarget {
             }
             _ => {
                 pr_warn!(
-                    "fvp: unknown message (known: flush, retry, discard-dirty, policy <write-through|write-back>, clear-stats)\n"
+                    "unknown message (known: flush, retry, discard-dirty, policy <write-through|write-back>, clear-stats)\n"
                 );
                 Err(EINVAL)
             }
@@ -349,7 +350,7 @@ impl Drop for FvpTarget {
             // Suspend drained the volume; what is left could not be written back.
             // Dropping it would lose acknowledged writes: it stays, and is retried.
             Released::Detached => pr_err!(
-                "fvp: volume {} removed with {} dirty blocks the backing device refused: they stay in pool {} and are retried; create the volume again over the same device to reach them, or send it discard-dirty\n",
+                "volume {} removed with {} dirty blocks the backing device refused: they stay in pool {} and are retried (fvp cannot be unloaded meanwhile); create the volume again over the same device to reach them, or send it discard-dirty\n",
                 v.id,
                 v.dirty.load(Relaxed),
                 abi::name_str(&v.pool.name)

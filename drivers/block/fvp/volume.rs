@@ -14,6 +14,7 @@ use crate::conn::Waiter;
 use crate::fvp_kernel::bio::{BioDone, BioStatus, DmBio, Op, OwnedBio};
 use crate::fvp_kernel::block::OpenedBdev;
 use crate::fvp_kernel::dm::MapResult;
+use crate::fvp_kernel::module::UnloadGuard;
 use crate::fvp_kernel::pages::CountedPage;
 use crate::fvp_kernel::sync::{alloc_retry, Completion, NoIoScope};
 use crate::logic::abi::{POLICY_WRITE_BACK, POLICY_WRITE_THROUGH};
@@ -30,6 +31,7 @@ use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
 use kernel::time::Ktime;
 use kernel::workqueue::{impl_has_work, new_work, Work, WorkItem};
+use kernel::ThisModule;
 
 /// Most blocks one bio spans: the target's `max_io_len` keeps bios within this many.
 pub(crate) const MAX_BLOCKS: u32 = 64;
@@ -53,6 +55,8 @@ pub(crate) struct Volume {
     pub(crate) tables: AtomicU32,
     /// Being unregistered: no table may adopt it any more.
     pub(crate) retiring: AtomicBool,
+    /// Held while the volume is detached: unloading the module would lose its blocks.
+    pub(crate) unload_guard: UnloadGuard,
     /// `POLICY_*` asked for; the effective one follows from the dirty count.
     requested: AtomicU32,
     /// Sequential streams longer than this many bytes bypass the pool (0: never).
@@ -138,6 +142,7 @@ impl Volume {
         policy: u32,
         seq_cutoff: u64,
         repl: Option<Arc<Replication>>,
+        module: &'static ThisModule,
     ) -> Result<Arc<Self>> {
         Arc::new(
             Volume {
@@ -148,6 +153,7 @@ impl Volume {
                 devt: AtomicU32::new(devt),
                 tables: AtomicU32::new(1),
                 retiring: AtomicBool::new(false),
+                unload_guard: UnloadGuard::new(module),
                 requested: AtomicU32::new(policy),
                 seq_cutoff: AtomicU64::new(seq_cutoff),
                 seq_next: AtomicU64::new(u64::MAX),
@@ -168,14 +174,14 @@ impl Volume {
     pub(crate) fn destage_result(&self, good: usize, bad: usize) {
         if bad == 0 {
             if good > 0 && self.failing.swap(false, Relaxed) {
-                pr_info!("fvp: volume {}: writes to the backing device succeed again\n", self.id);
+                pr_info!("volume {}: writes to the backing device succeed again\n", self.id);
             }
             return;
         }
         Stats::add(&self.stats.destage_errors, bad as u64);
         if !self.failing.swap(true, Relaxed) {
             pr_err!(
-                "fvp: volume {}: writing dirty blocks back failed ({} blocks): they stay dirty and are retried; flushes fail until then\n",
+                "volume {}: writing dirty blocks back failed ({} blocks): they stay dirty and are retried; flushes fail until then\n",
                 self.id,
                 bad
             );
@@ -527,8 +533,7 @@ impl Volume {
         let last = (rel_sector * 512 + u64::from(size)).div_ceil(PAGE);
         let vid = self.id;
         if last - first > 4096 {
-            let dropped = self.pool.purge(|k| k.volume() == vid && k.block() >= first && k.block() < last);
-            self.dirty.fetch_sub(dropped.min(self.dirty.load(Relaxed)), Relaxed);
+            self.pool.purge(self, |block, _| block >= first && block < last);
             return;
         }
         for block in first..last {
@@ -574,7 +579,8 @@ impl Volume {
                 r.close();
             }
         }
-        self.pool.remove_volume(self.id);
+        self.pool.remove_volume(self);
+        self.unload_guard.release();
     }
 
     /// `discard-dirty`: drops the dirty blocks the backing device refuses, on the
@@ -583,7 +589,7 @@ impl Volume {
     pub(crate) fn discard_dirty(&self) -> u64 {
         let n = {
             let _one = self.pool.destage_lock.lock();
-            self.pool.discard_dirty(self)
+            self.pool.purge(self, |_, state| state == SlotState::Dirty)
         };
         self.failing.store(false, Relaxed);
         n
@@ -600,9 +606,7 @@ impl Volume {
         if let Some(r) = &self.repl {
             r.fence();
         }
-        let vid = self.id;
-        self.pool.purge(|k| k.volume() == vid);
-        self.dirty.store(0, Relaxed);
+        self.pool.purge(self, |_, _| true);
     }
 
     /// Makes every write completed so far durable on the backing device: writes back
