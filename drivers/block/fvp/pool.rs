@@ -407,8 +407,9 @@ impl Pool {
     }
 
     /// Removes the cached blocks of `volume` for which `pred(block, state)` holds, and
-    /// takes the dirty ones off its dirty count under the shard lock, as every change of
-    /// a block's dirtiness. Returns how many were dirty.
+    /// takes the dirty ones off its dirty count (under the shard lock, so a concurrent
+    /// write that dirties a block again counts it after this). Returns how many were
+    /// dirty.
     pub(crate) fn purge(&self, volume: &Volume, pred: impl Fn(u64, SlotState) -> bool) -> u64 {
         let mut dirty = 0;
         for i in 0..SHARDS {

@@ -86,6 +86,9 @@ impl Registry {
 
     /// `FVP_IOC_POOL_DESTROY`: refused while a volume uses the pool.
     pub(crate) fn destroy_pool(&self, name: &[u8; abi::NAME_LEN]) -> Result {
+        // No table constructor is between its look-up of the pool and registering its
+        // volume in it.
+        let _no_ctr = self.constructing.lock();
         let mut pools = self.pools.lock();
         let i = pools.iter().position(|p| &p.name == name).ok_or(ENOENT)?;
         if pools[i].volume_count() > 0 {

@@ -15,7 +15,7 @@ use crate::repl::Replication;
 use crate::stats::Stats;
 use crate::volume::{Volume, MAX_BLOCKS};
 use core::fmt::Write;
-use core::sync::atomic::Ordering::Relaxed;
+use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use kernel::prelude::*;
 use kernel::sync::Arc;
 
@@ -25,6 +25,16 @@ pub(crate) struct FvpTarget {
     dm_backing: TargetDevice,
     volume: Arc<Volume>,
     registry: Arc<Registry>,
+    /// This table took an existing volume on: its policy and sequential cutoff apply at
+    /// its first resume, not while the old table still serves I/O (a load may be
+    /// cleared, or fail, and never replace it).
+    adopted: Option<AdoptedSettings>,
+}
+
+struct AdoptedSettings {
+    applied: AtomicBool,
+    policy: u32,
+    sequential_cutoff: u64,
 }
 
 fn refuse(e: TableError) -> CtrError {
@@ -56,6 +66,10 @@ impl dm::Target for FvpTarget {
     fn new(registry: &Arc<Registry>, ti: &mut TargetInfo, args: &[&[u8]]) -> Result<Pin<KBox<Self>>, CtrError> {
         let table = table::parse(args).map_err(refuse)?;
         let pool_name = abi::pool_name(table.pool).ok_or(refuse(TableError::NoSuchPool))?;
+        // Held from the pool's look-up until the volume is registered in it: a pool
+        // destroyed meanwhile (which takes this lock too) would keep a volume nobody
+        // writes back or finds.
+        let _one = registry.constructing.lock();
         let pool = registry.find_pool(&pool_name).ok_or(refuse(TableError::NoSuchPool))?;
         let dm_backing = ti.get_device(table.backing_dev).map_err(|e| {
             pr_err!(
@@ -90,7 +104,6 @@ impl dm::Target for FvpTarget {
 
         let devt = ti.devt();
         let backing_devt = dm_backing.devt();
-        let _one = registry.constructing.lock();
         // A volume over this backing device already exists: a reload of its device, or
         // a device created again over a detached volume's backing device. Taking it on
         // keeps its cached and dirty blocks; anything else over the same device would
@@ -103,55 +116,57 @@ impl dm::Target for FvpTarget {
                     None => table.peers == 0,
                     Some(r) => r.peers_wanted == table.peers && r.rule == table.domain,
                 };
-            if (detached || reload) && same_setup && pool.adopt(&existing, devt) {
-                existing.set_policy(policy_code(table.policy));
-                existing.seq_cutoff.store(table.sequential_cutoff, Relaxed);
-                if detached {
-                    pr_info!(
-                        "volume {}: taken on again with {} dirty blocks\n",
-                        existing.id,
-                        existing.dirty.load(Relaxed)
-                    );
+            if (detached || reload) && same_setup {
+                if pool.adopt(&existing, devt) {
+                    if detached {
+                        pr_info!(
+                            "volume {}: taken on again with {} dirty blocks\n",
+                            existing.id,
+                            existing.dirty.load(Relaxed)
+                        );
+                    }
+                    registry.volume_created();
+                    let adopted = Some(AdoptedSettings {
+                        applied: AtomicBool::new(false),
+                        policy: policy_code(table.policy),
+                        sequential_cutoff: table.sequential_cutoff,
+                    });
+                    let target = FvpTarget { dm_backing, volume: existing, registry: registry.clone(), adopted };
+                    // On failure the dropped target releases the volume again.
+                    return KBox::pin(target, GFP_KERNEL).map_err(|_| refuse(TableError::OutOfMemory));
                 }
-                registry.volume_created();
-                let target = FvpTarget { dm_backing, volume: existing, registry: registry.clone() };
-                // On failure the dropped target releases the volume again.
-                return KBox::pin(target, GFP_KERNEL).map_err(|_| refuse(TableError::OutOfMemory));
-            }
-            let dirty = existing.dirty.load(Relaxed);
-            if detached {
+                // Retiring since the look-up: clean and about to be unregistered; a
+                // new volume takes its place.
+            } else if detached {
                 pr_err!(
                     "{} dirty blocks of a removed volume over this backing device wait in pool {}: create the volume again with that pool and the same peers and domain, or send it discard-dirty\n",
-                    dirty,
+                    existing.dirty.load(Relaxed),
                     abi::name_str(&vpool.name)
                 );
                 return Err(CtrError {
                     errno: EBUSY,
                     message: c"the backing device has dirty blocks of a removed fvp volume (see the kernel log)",
                 });
-            }
-            if !reload {
+            } else if !reload {
                 return Err(CtrError {
                     errno: EBUSY,
                     message: c"the backing device is already cached by another fvp device",
                 });
-            }
-            if existing.failing() {
-                // Its drain at the suspend would fail and leave dirty blocks that this
-                // table, over another pool or with other peers, would not see.
+            } else {
+                // A reload that changes the pool or the replication. The old volume
+                // would drain at the suspend, but if the disk refused that drain its
+                // dirty blocks would stay behind, detached, while the new table served
+                // the disk's older data and later writes: its retried write-back would
+                // then land over them. Moving a volume is a removal and a new device.
                 pr_err!(
-                    "volume {}: {} dirty blocks cannot be written back: reload with the same pool, peers and domain, or send discard-dirty first\n",
-                    existing.id,
-                    dirty
+                    "volume {}: a reload cannot change its pool, peers or domain: remove the device and create it again\n",
+                    existing.id
                 );
                 return Err(CtrError {
                     errno: EBUSY,
-                    message:
-                        c"the volume's dirty blocks cannot be written back; the reload would change its pool or peers",
+                    message: c"a reload cannot change the volume's pool, peers or domain (remove and create it again)",
                 });
             }
-            // A reload that changes the pool or the replication: a new volume; the old
-            // one drains at the suspend.
         }
         let repl = if table.peers > 0 {
             let cluster = &registry.cluster;
@@ -196,7 +211,7 @@ impl dm::Target for FvpTarget {
             pool.remove_volume(&volume);
             return Err(refuse(TableError::OutOfMemory));
         }
-        let target = FvpTarget { dm_backing, volume, registry: registry.clone() };
+        let target = FvpTarget { dm_backing, volume, registry: registry.clone(), adopted: None };
         registry.volume_created();
         KBox::pin(target, GFP_KERNEL).map_err(|_| refuse(TableError::OutOfMemory))
     }
@@ -204,6 +219,15 @@ impl dm::Target for FvpTarget {
     fn map(&self, ti: &TargetInfo, bio: DmBio) -> MapResult {
         let rel = ti.offset(bio.sector());
         self.volume.map(rel, bio)
+    }
+
+    fn resume(&self, _ti: &TargetInfo) {
+        if let Some(a) = &self.adopted {
+            if !a.applied.swap(true, Relaxed) {
+                self.volume.set_policy(a.policy);
+                self.volume.seq_cutoff.store(a.sequential_cutoff, Relaxed);
+            }
+        }
     }
 
     fn postsuspend(&self, _ti: &TargetInfo) {

@@ -580,17 +580,18 @@ impl Volume {
             }
         }
         self.pool.remove_volume(self);
+        // May be the module's last reference, dropped by the destager: module exit
+        // stops every destager before the code goes away.
         self.unload_guard.release();
     }
 
-    /// `discard-dirty`: drops the dirty blocks the backing device refuses, on the
-    /// operator's word; the device keeps its older data for them. Returns how many.
-    /// Sleeps (waits for a destage batch in flight).
+    /// `discard-dirty`: drops every dirty block of the volume, on the operator's word
+    /// (meant for blocks the backing device refuses); the device keeps its older data
+    /// for them. Returns how many. Sleeps (waits for a destage batch in flight).
     pub(crate) fn discard_dirty(&self) -> u64 {
-        let n = {
-            let _one = self.pool.destage_lock.lock();
-            self.pool.purge(self, |_, state| state == SlotState::Dirty)
-        };
+        let _one = self.pool.destage_lock.lock();
+        let n = self.pool.purge(self, |_, state| state == SlotState::Dirty);
+        // Under the lock: a later batch's failure is not cleared by mistake.
         self.failing.store(false, Relaxed);
         n
     }

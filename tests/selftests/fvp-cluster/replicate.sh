@@ -14,16 +14,18 @@
 disk=$(cluster_shared_disk)
 sectors=$((64 * 2048))
 
-# verify_on_disk NAME: fio checks, on the shared disk itself, what the case wrote.
+# verify_on_disk NAME SIZE: fio checks, on the shared disk itself, what the case wrote.
 verify_on_disk() {
   fio --name="$1-disk" --filename="$disk" --thread --direct=1 --ioengine=libaio \
-    --rw=randwrite --bsrange=4k-64k --iodepth=8 --size=4M --verify=crc32c --verify_only=1 \
+    --rw=randwrite --bsrange=4k-64k --iodepth=8 --size="$2" --verify=crc32c --verify_only=1 \
     --verify_state_save=0 --output-format=terse >/tmp/fio-disk.out 2>&1
 }
 
-# owner_case NAME TABLE_OPTS EXPECTED_PEERS: node 1's half of one case.
+# owner_case NAME TABLE_OPTS EXPECTED_PEERS SIZE: node 1's half of one case; fio writes
+# SIZE through the volume (a replicated write costs tens of milliseconds in these
+# guests: 4 MiB once, 1 MiB for the placement cases).
 owner_case() {
-  name=$1 opts=$2 want=$3
+  name=$1 opts=$2 want=$3 size=$4
   if ! fvp_dm_create "$name" "0 $sectors fvp $(fvp_devno "$disk") cp write-back $opts"; then
     ktap_fail "$name: create with $opts"; barrier "$name-started"; barrier "$name-written"; barrier "$name-removed"
     return
@@ -35,7 +37,7 @@ owner_case() {
   publish "peers-$name" "$peers"
   barrier "$name-started"
   if fio --name="$name" --filename=/dev/mapper/"$name" --thread --direct=1 --ioengine=libaio \
-      --rw=randwrite --bsrange=4k-64k --iodepth=8 --size=4M --verify=crc32c --verify_fatal=1 --verify_state_save=0 \
+      --rw=randwrite --bsrange=4k-64k --iodepth=8 --size="$size" --verify=crc32c --verify_fatal=1 --verify_state_save=0 \
       --output-format=terse --terse-version=3 >/tmp/fio.out 2>&1; then
     ktap_pass "$name: fio crc32c verify through a replicated volume ($opts)"
   else
@@ -46,7 +48,7 @@ owner_case() {
   ktap_check "$name: no write completed with fewer replicas (still protected)" test "$(volume_state "$name")" = protected
   barrier "$name-written"
   ktap_check "$name: remove (drains, closes the replicas)" dmsetup remove "$name"
-  ktap_check "$name: data verified on the shared disk itself" verify_on_disk "$name"
+  ktap_check "$name: data verified on the shared disk itself" verify_on_disk "$name" "$size"
   barrier "$name-removed"
 }
 
@@ -130,7 +132,7 @@ cluster_wait_up 3 120 || ktap_info "not all hosts up before the test"
 # peers=1 is covered by the domain cases below.
 for case in "rb2 peers=2 2,3"; do
   set -- $case
-  if [ "$FVP_NODE" = 1 ]; then owner_case "$1" "$2" "$3"
+  if [ "$FVP_NODE" = 1 ]; then owner_case "$1" "$2" "$3" 4M
   else peer_case "$1"; fi
 done
 
@@ -145,7 +147,7 @@ cluster_wait_up 3 120 || ktap_info "not all hosts up after re-applying"
 for case in "rs peers=1,domain=same 2" "rd peers=1,domain=different 3"; do
   set -- $case
   opts=$(echo "$2" | tr ',' ' ')
-  if [ "$FVP_NODE" = 1 ]; then owner_case "$1" "$opts" "$3"
+  if [ "$FVP_NODE" = 1 ]; then owner_case "$1" "$opts" "$3" 1M
   else peer_case "$1"; fi
 done
 
@@ -155,7 +157,7 @@ CLUSTER_DOMAINS="a a a" cluster_write_toml "$CLUSTER_SECRET"
 fvpctl cluster apply "$CLUSTER_TOML" --local-id "$FVP_NODE" >/dev/null
 barrier domains-same-applied
 cluster_wait_up 3 120 || ktap_info "not all hosts up after re-applying"
-if [ "$FVP_NODE" = 1 ]; then owner_case r2s "peers=2 domain=same" 2,3
+if [ "$FVP_NODE" = 1 ]; then owner_case r2s "peers=2 domain=same" 2,3 1M
 else peer_case r2s; fi
 
 barrier domains-default

@@ -60,7 +60,7 @@ dmsetup remove fvp_cs
 # Policy switch and pool resize under load, verified by fio.
 fvp_dm_create fvp_cs "0 $size fvp $devno cs write-back"
 fio --name=load --filename=/dev/mapper/fvp_cs --thread --direct=1 --ioengine=libaio \
-  --iodepth=8 --rw=randwrite --bsrange=4k-64k --size=32M --verify=crc32c --verify_fatal=1 \
+  --iodepth=8 --rw=randwrite --bsrange=4k-64k --size=16M --verify=crc32c --verify_fatal=1 \
   --randseed=7 --output-format=terse >/tmp/fio_load.out 2>&1 &
 fio_pid=$!
 # Wait until fio's writes flow (TCG guests start fio slowly).

@@ -11,7 +11,7 @@
 # to `error`) succeed, so a flush that ignored a failed write-back would return 0.
 . ../lib/ktap.sh
 . ../lib/fvp.sh
-ktap_plan 14
+ktap_plan 16
 fvp_load
 dev=$(fvp_private_disk)
 devno=$(fvp_devno "$dev")
@@ -116,6 +116,24 @@ t=0; while ! fvpctl pool destroy we 2>/dev/null && [ $t -lt 100 ]; do sleep 0.1;
 fvp_pool_create we 16M
 fvp_dm_create fvp_we "0 $size fvp $(fvp_devno /dev/mapper/we_disk) we write-back sequential_cutoff=0"
 kept=$(read_md5 "$dev" 16)
+# A reload may not move a volume to another pool: had the disk refused the old
+# volume's drain, its blocks would later land over the new volume's writes.
+fvp_pool_create we2 4M
+if dmsetup reload fvp_we --table "0 $size fvp $(fvp_devno /dev/mapper/we_disk) we2 write-back" 2>/dev/null; then
+  ktap_fail "a reload that changes the volume's pool is refused"
+  dmsetup clear fvp_we
+else
+  ktap_pass "a reload that changes the volume's pool is refused"
+fi
+fvp_pool_destroy we2
+# A table loaded with new settings changes nothing until it is resumed.
+dmsetup reload fvp_we --table "0 $size fvp $(fvp_devno /dev/mapper/we_disk) we write-through sequential_cutoff=0"
+loaded=$(fvp_status_field fvp_we policy_requested)
+dmsetup clear fvp_we
+[ "$loaded" = write-back ] && [ "$(fvp_status_field fvp_we policy_requested)" = write-back ] \
+  && ktap_pass "a loaded table's policy applies only when it is resumed" \
+  || ktap_fail "a loaded table's policy applies only when it is resumed (after load: $loaded)"
+
 disk bad
 head -c 262144 /dev/urandom | dd of=/dev/mapper/fvp_we bs=64k seek=16 oflag=direct 2>/dev/null
 dmsetup message fvp_we 0 discard-dirty
