@@ -27,7 +27,7 @@ if [ "$FVP_NODE" = 1 ]; then
   publish lc-peer "$(dmsetup status lc | awk '{ print $18 }')"
   barrier lc-ready
   python3 "$FVP_REPO/tests/selftests/lib/ackwriter.py" /dev/mapper/lc "$OUT/acks-lc.log" \
-    "$OUT/writing-lc" 4096 900 2000000000 >/tmp/lc-writer.out 2>&1 &
+    "$OUT/writing-lc" 4096 900 2000000000 200 4 >/tmp/lc-writer.out 2>&1 &
   writer=$!
   # host.sh cuts the link after the 200th acknowledged write.
   ktap_check "cut off from the majority, the owner suspends I/O" wait_state lc suspended 600

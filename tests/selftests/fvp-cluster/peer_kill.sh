@@ -1,6 +1,6 @@
 #!/bin/sh
 # Kill -9 of a peer during writes. Node 1 owns a write-back volume with one peer and
-# runs the ack writer for 60 s; host.sh kills the peer's QEMU at a random moment after
+# runs the ack writer (4 threads) for 45 s; host.sh kills the peer's QEMU at a random moment after
 # the 200th acknowledged write and restarts it (this program again, from the top:
 # out/restarted-peer_kill tells it so); it also slows node 1's writes to the shared disk
 # from the start of the writes until node 1 re-protected, so dirty blocks pile up. The owner must see no I/O error,
@@ -44,10 +44,10 @@ if [ "$FVP_NODE" = 1 ]; then
   # write, so alone it often leaves the pool idle, when the destager writes everything
   # back. fio keeps writing blocks 4096-8191 meanwhile, so that the pool stays busy.
   fio --name=pk-filler --filename=/dev/mapper/pk --direct=1 --ioengine=psync --rw=randwrite \
-    --bs=4k --offset=16m --size=16m --time_based --runtime=62 >/tmp/pk-fio.out 2>&1 &
+    --bs=4k --offset=16m --size=16m --time_based --runtime=47 >/tmp/pk-fio.out 2>&1 &
   filler=$!
   python3 "$FVP_REPO/tests/selftests/lib/ackwriter.py" /dev/mapper/pk "$OUT/acks-pk.log" \
-    "$OUT/writing-pk" 4096 60 1000000000 >/tmp/pk-writer.out 2>&1 &
+    "$OUT/writing-pk" 4096 45 1000000000 200 4 >/tmp/pk-writer.out 2>&1 &
   writer=$!
   # Every state the volume goes through while the writer runs.
   while kill -0 $writer 2>/dev/null; do volume_state pk; sleep 0.5; done >/tmp/pk-states

@@ -94,7 +94,7 @@ owner_round() {
   wait_state "own$k" protected 120 || { cluster_debug; return 1; }
   barrier "round$k-ready"
   python3 "$FVP_REPO/tests/selftests/lib/ackwriter.py" "/dev/mapper/own$k" "$OUT/acks-$k.log" \
-    "$OUT/writing-$k" 4096 300 $((k * 10000000)) 100
+    "$OUT/writing-$k" 4096 300 $((k * 10000000)) 100 4
   # Not killed within 300 s: the host gave up on this round.
   return 1
 }
