@@ -109,9 +109,7 @@ step "fvpctl"
 if cargo build --release --locked -p fvpctl; then pass "fvpctl builds"; else fail "fvpctl build"; summary; fi
 
 step "guest helpers and initramfs"
-mkdir -p build/bin
-if gcc -O2 -Wall -Werror -I include/uapi -o build/bin/fvp_ioctl_abuse tests/selftests/fvp/ioctl_abuse.c
-then pass "test helpers build"; else fail "test helpers build"; fi
+if guest_helpers; then pass "test helpers build"; else fail "test helpers build"; fi
 scripts/build-initramfs.sh build/initramfs.cpio.gz
 export FVP_INITRAMFS=$repo/build/initramfs.cpio.gz
 

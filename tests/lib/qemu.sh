@@ -101,10 +101,19 @@ guest_prepare() {
   kdir=$(scripts/kernel/build.sh "$1")
   make -s module KDIR="$kdir"
   cargo build --release --locked -p fvpctl
+  guest_helpers
   scripts/build-initramfs.sh build/initramfs.cpio.gz
   export FVP_KERNEL_IMAGE=$kdir/arch/x86/boot/bzImage
   export FVP_INITRAMFS=$FVP_REPO/build/initramfs.cpio.gz
   export FVP_NET_PORT=$(( 20000 + RANDOM % 20000 ))
+}
+
+# guest_helpers: builds the C helpers the guest programs run into build/bin (on their
+# PATH). Run from the repository's top.
+guest_helpers() {
+  mkdir -p build/bin &&
+    gcc -O2 -Wall -Werror -I include/uapi -o build/bin/fvp_ioctl_abuse tests/selftests/fvp/ioctl_abuse.c &&
+    gcc -O2 -Wall -Werror -o build/bin/fvp_wait_file tests/selftests/lib/wait_file.c
 }
 
 # guest_finished_ok DIR MARKER: prints the guest's test output; fails on a kernel

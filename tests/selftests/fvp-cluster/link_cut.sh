@@ -54,7 +54,7 @@ plan=2
 [ "$FVP_NODE" = 2 ] && plan=$((plan + 1))
 ktap_plan $plan
 t=0
-until [ "$(host_field 1 state)" = fenced ]; do sleep 1; t=$((t + 1)); [ $t -lt 900 ] || break; done
+until [ "$(host_field 1 state)" = fenced ]; do sleep 2; t=$((t + 2)); [ $t -lt 900 ] || break; done
 ktap_check "node 1, cut off, is fenced by the majority" test "$(host_field 1 state)" = fenced
 if [ "$FVP_NODE" = "$peer" ]; then
   recovered() { fvp_dmesg_new | grep -q "recovered volume .* of host 1:"; }

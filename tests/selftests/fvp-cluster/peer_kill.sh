@@ -91,7 +91,7 @@ barrier pk-ready
 peer=$(cat "$OUT/published-pk-peer")
 t=0
 until [ "$(host_field "$peer" state)" = fenced ]; do
-  sleep 1; t=$((t + 1)); [ $t -lt 600 ] || break
+  sleep 2; t=$((t + 2)); [ $t -lt 600 ] || break
 done
 ktap_check "node $peer (the peer) fenced by the majority after its kill" test "$(host_field "$peer" state)" = fenced
 barrier pk-done

@@ -5,9 +5,7 @@
 # The guests and the host meet through marker files in each node's results directory.
 . ../lib/ktap.sh
 OUT=/tmp/out
-wait_for() { # wait_for FILE SECONDS
-  t=0; while [ ! -e "$OUT/$1" ]; do sleep 1; t=$((t + 1)); [ $t -lt "$2" ] || return 1; done
-}
+wait_for() { fvp_wait_file "$2" "$OUT/$1"; } # wait_for FILE SECONDS
 reach() { busybox ping -c 1 -W 1 10.77.0.2 >/dev/null 2>&1; }
 # reach_within SECONDS: node 2 answers within the time.
 reach_within() { t=0; until reach; do t=$((t + 1)); [ $t -lt "$1" ] || return 1; done; }
