@@ -42,10 +42,8 @@ acked = 0
 longest = 0.0
 pending = []
 failure = None
-stop = threading.Event()
-
-
 ready_made = False
+stop = threading.Event()
 
 
 def flush():
