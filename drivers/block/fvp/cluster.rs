@@ -181,6 +181,12 @@ impl Cluster {
             return Err(EINVAL);
         }
         if let Some(old) = self.settings() {
+            // Re-applying the same description (as configuration management does on
+            // every run) must not drop connections and leases: a restart on each host
+            // in turn fenced healthy peers.
+            if old.cfg == cfg {
+                return Ok(());
+            }
             let same_identity =
                 old.cfg.name == cfg.name && old.cfg.local_id == cfg.local_id && old.cfg.secret() == cfg.secret();
             if !same_identity && !self.volumes.lock().is_empty() {
@@ -211,6 +217,23 @@ impl Cluster {
             c.hosts.push(h, GFP_KERNEL)?;
         }
         self.restart()
+    }
+
+    /// `FVP_IOC_HOST_UPDATE`: a new fault domain for a configured host. Domains only
+    /// steer placement, which reads them when it chooses peers, so nothing restarts.
+    pub(crate) fn update_host(&self, h: abi::HostReq) -> Result {
+        if let Err(e) = h.validate() {
+            pr_warn!("host update refused: {}\n", e.message());
+            return Err(EINVAL);
+        }
+        let mut c = self.cfg.lock();
+        let host = c.hosts.iter_mut().find(|x| x.id == h.id).ok_or(ENOENT)?;
+        if (host.addr, host.port) != (h.addr, h.port) {
+            pr_warn!("host update refused: host {} has another address (remove and add it)\n", h.id);
+            return Err(EINVAL);
+        }
+        host.domain = h.domain;
+        Ok(())
     }
 
     /// `FVP_IOC_HOST_REMOVE`.

@@ -188,6 +188,10 @@ impl miscdev::MiscDevice for Control {
                 let h = abi::HostReq::from_bytes(&copy_in::<{ abi::HostReq::SIZE }>(arg)?);
                 self.registry.cluster.add_host(h).map(|_| 0)
             }
+            Command::HostUpdate => {
+                let h = abi::HostReq::from_bytes(&copy_in::<{ abi::HostReq::SIZE }>(arg)?);
+                self.registry.cluster.update_host(h).map(|_| 0)
+            }
             Command::HostRemove => {
                 let h = abi::HostReq::from_bytes(&copy_in::<{ abi::HostReq::SIZE }>(arg)?);
                 self.registry.cluster.remove_host(h.id).map(|_| 0)

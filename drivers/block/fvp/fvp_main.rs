@@ -48,7 +48,7 @@ module! {
 /// Module version, reported by `FVP_IOC_VERSION`.
 pub(crate) const VERSION: (u32, u32, u32) = (0, 3, 0);
 /// The same, as text.
-pub(crate) const VERSION_STR: &str = "0.3.0";
+pub(crate) const VERSION_STR: &str = "0.4.0";
 
 // The Rust view of the ABI must match include/uapi/linux/fvp.h, which bindgen read.
 const _: () = {

@@ -18,7 +18,7 @@
 
 #define FVP_CONTROL_NAME	"fvp-control"
 #define FVP_IOCTL_MAGIC		0xF7
-#define FVP_ABI_VERSION		4
+#define FVP_ABI_VERSION		5
 
 /* Feature bits reported in fvp_version.features. */
 #define FVP_FEATURE_PASSTHROUGH	(1ULL << 0)	/* dm target "fvp" maps I/O to its backing device */
@@ -115,7 +115,8 @@ struct fvp_volume_info {
  * Errors: EINVAL (name not 1..31 of [A-Za-z0-9_.-]; local_id not 1..FVP_MAX_HOSTS;
  * heartbeat_ms not 10..10000; timeout_ms not at least 3 x heartbeat_ms and at most 600000;
  * secret_len not 16..FVP_SECRET_LEN; reserved not zero), EBUSY (replicated volumes exist and
- * the name, id or secret would change).
+ * the name, id or secret would change). Settings equal to the current ones change nothing
+ * (connections and leases stay); any other change restarts the cluster's connections.
  * FVP_IOC_CLUSTER_INFO returns the settings (secret_len set, secret zeroed) and the state.
  */
 #define FVP_MAX_HOSTS		64
@@ -149,11 +150,15 @@ struct fvp_cluster_info {
 };
 
 /*
- * FVP_IOC_HOST_ADD, FVP_IOC_HOST_REMOVE (only id is read).
+ * FVP_IOC_HOST_ADD, FVP_IOC_HOST_REMOVE (only id is read), FVP_IOC_HOST_UPDATE (ABI 5).
  * addr is an IPv4 address in network byte order, port in host order; domain is a fault
  * domain name (1..31 of [A-Za-z0-9_.-]). Errors: EINVAL, EEXIST (add: id or address taken),
- * ENOENT (remove: no such host), EBUSY (remove: this host, or a peer of a running volume
- * that has no other eligible peer).
+ * ENOENT (remove, update: no such host), EBUSY (remove: this host, or a peer of a running
+ * volume that has no other eligible peer).
+ * Adding or removing a host restarts the cluster's connections. FVP_IOC_HOST_UPDATE changes
+ * only the fault domain of host id, in place: connections, membership and leases stay, and
+ * running volumes keep their peers; the new domain counts when peers are next chosen.
+ * EINVAL if addr or port differ from the configured ones (remove and add the host instead).
  */
 struct fvp_host_req {
 	__u32 id;
@@ -251,5 +256,6 @@ struct fvp_volume_health {
 #define FVP_IOC_DEVICE_ADD	_IOW(FVP_IOCTL_MAGIC, 0x25, struct fvp_device_req)
 #define FVP_IOC_DEVICE_REMOVE	_IOW(FVP_IOCTL_MAGIC, 0x26, struct fvp_device_req)
 #define FVP_IOC_DEVICE_INFO	_IOWR(FVP_IOCTL_MAGIC, 0x27, struct fvp_device_req)
+#define FVP_IOC_HOST_UPDATE	_IOW(FVP_IOCTL_MAGIC, 0x28, struct fvp_host_req)
 
 #endif /* _UAPI_LINUX_FVP_H */

@@ -128,7 +128,21 @@ zero_peer() {
   barrier rz-checked
 }
 
-if [ "$FVP_NODE" = 1 ]; then ktap_plan 28; else ktap_plan 10; fi
+# apply_in_place STEP: applies the cluster file whose fault domains just changed. A
+# domain is changed in place (FVP_IOC_HOST_UPDATE): no connection may drop, so right
+# after the apply every host is still up (a restart starts again from this host alone)
+# and no listener was started again.
+apply_in_place() {
+  echo "fvp-test: apply $1" >/dev/kmsg
+  out=$(fvpctl cluster apply "$CLUSTER_TOML" --local-id "$FVP_NODE" --json)
+  up=$(cluster_json '"\(.cluster.hosts_up) \([.hosts[] | select(.state == "up" or .state == "self")] | length) \(.cluster.flags | join(","))"')
+  restarts=$(dmesg | sed -n "/fvp-test: apply $1\$/,\$p" | grep -c "listening on")
+  changes=$(echo "$out" | jq -c '[.hosts.updated, .hosts.replaced]')
+  ktap_check "$1: domains changed in place (updated, replaced: $changes; up right after: $up; listener restarts: $restarts)" \
+    test "${up% *}" = "3 3" -a "$restarts" = 0 -a "${changes#*],}" = "[]]"
+}
+
+if [ "$FVP_NODE" = 1 ]; then ktap_plan 31; else ktap_plan 13; fi
 cluster_wait_up 3 120 || ktap_info "not all hosts up before the test"
 # peers=1 is covered by the domain cases below.
 for case in "rb2 peers=2 2,3"; do
@@ -142,7 +156,7 @@ if [ "$FVP_NODE" = 1 ]; then zero_owner; else zero_peer; fi
 # Fault domains: node 1 and 2 in "a", node 3 in "b".
 barrier domains
 CLUSTER_DOMAINS="a a b" cluster_write_toml "$CLUSTER_SECRET"
-fvpctl cluster apply "$CLUSTER_TOML" --local-id "$FVP_NODE" >/dev/null
+apply_in_place domains
 barrier domains-applied
 cluster_wait_up 3 120 || ktap_info "not all hosts up after re-applying"
 for case in "rs peers=1,domain=same 2" "rd peers=1,domain=different 3"; do
@@ -155,7 +169,7 @@ done
 # peers=2 with domain=same: every host in "a".
 barrier domains-same
 CLUSTER_DOMAINS="a a a" cluster_write_toml "$CLUSTER_SECRET"
-fvpctl cluster apply "$CLUSTER_TOML" --local-id "$FVP_NODE" >/dev/null
+apply_in_place domains-same
 barrier domains-same-applied
 cluster_wait_up 3 120 || ktap_info "not all hosts up after re-applying"
 if [ "$FVP_NODE" = 1 ]; then owner_case r2s "peers=2 domain=same" 2,3 1M
@@ -163,7 +177,7 @@ else peer_case r2s; fi
 
 barrier domains-default
 cluster_write_toml "$CLUSTER_SECRET"
-fvpctl cluster apply "$CLUSTER_TOML" --local-id "$FVP_NODE" >/dev/null
+apply_in_place domains-default
 barrier domains-default-applied
 cluster_wait_up 3 120 || ktap_info "not all hosts up after restoring the domains"
 ktap_finish

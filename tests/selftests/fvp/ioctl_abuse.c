@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <arpa/inet.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/capability.h>
@@ -59,7 +60,7 @@ int main(void)
 	char small[8];
 	int fd = open("/dev/" FVP_CONTROL_NAME, O_RDWR);
 
-	printf("TAP version 13\n1..21\n");
+	printf("TAP version 13\n1..27\n");
 	if (fd < 0) {
 		printf("# open /dev/%s: %s\n", FVP_CONTROL_NAME, strerror(errno));
 		printf("Bail out! cannot open the control device\n");
@@ -123,6 +124,36 @@ int main(void)
 	memset(&vinfo, 0, sizeof(vinfo));
 	vinfo.index = 999;
 	expect_errno(fd, FVP_IOC_VOLUME_INFO, &vinfo, ENOENT, "volume info past the last volume");
+
+	/* Host updates (ABI 5): only the domain of a configured host may change. */
+	struct fvp_host_req host;
+	struct fvp_host_info hinfo;
+
+	memset(&host, 0, sizeof(host));
+	host.id = 5;
+	host.addr = htonl(0x0a090905);	/* 10.9.9.5 */
+	host.port = 7790;
+	strcpy(host.domain, "rack-a");
+	result(ioctl(fd, FVP_IOC_HOST_ADD, &host) == 0, "adding host 5 (no cluster set) succeeds");
+	host.id = 6;
+	expect_errno(fd, FVP_IOC_HOST_UPDATE, &host, ENOENT, "updating a host that does not exist");
+	host.id = 5;
+	strcpy(host.domain, "rack b");
+	expect_errno(fd, FVP_IOC_HOST_UPDATE, &host, EINVAL, "updating to a domain with a space");
+	strcpy(host.domain, "rack-b");
+	host.port = 7791;
+	expect_errno(fd, FVP_IOC_HOST_UPDATE, &host, EINVAL, "updating a host's port");
+	host.port = 7790;
+	memset(&hinfo, 0, sizeof(hinfo));
+	int updated = ioctl(fd, FVP_IOC_HOST_UPDATE, &host) == 0;
+
+	/* Other programs may have left hosts configured: look for id 5. */
+	while (ioctl(fd, FVP_IOC_HOST_INFO, &hinfo) == 0 && hinfo.host.id != 5)
+		hinfo.index++;
+	result(updated && hinfo.host.id == 5 && strcmp(hinfo.host.domain, "rack-b") == 0 &&
+	       hinfo.host.port == 7790 && hinfo.host.addr == host.addr,
+	       "updating its domain succeeds and host info shows it");
+	result(ioctl(fd, FVP_IOC_HOST_REMOVE, &host) == 0, "removing host 5 succeeds");
 	close(fd);
 	printf("# totals: fail:%d\n", failures);
 	return failures ? 1 : 0;

@@ -467,6 +467,9 @@ pub enum Change<T> {
     Remove(T),
     /// In both, different: removed, then added as the file says.
     Replace { old: T, new: T },
+    /// A host in both that differs only in its fault domain, on a module that changes
+    /// it in place (`FVP_IOC_HOST_UPDATE`, ABI 5): no restart of the connections.
+    Update { old: T, new: T },
 }
 
 impl<T> Change<T> {
@@ -474,7 +477,7 @@ impl<T> Change<T> {
     pub fn removed(&self) -> Option<&T> {
         match self {
             Change::Remove(old) | Change::Replace { old, .. } => Some(old),
-            Change::Add(_) => None,
+            Change::Add(_) | Change::Update { .. } => None,
         }
     }
 
@@ -482,7 +485,15 @@ impl<T> Change<T> {
     pub fn added(&self) -> Option<&T> {
         match self {
             Change::Add(new) | Change::Replace { new, .. } => Some(new),
-            Change::Remove(_) => None,
+            Change::Remove(_) | Change::Update { .. } => None,
+        }
+    }
+
+    /// What to change in place, if anything.
+    pub fn updated(&self) -> Option<&T> {
+        match self {
+            Change::Update { new, .. } => Some(new),
+            _ => None,
         }
     }
 }
@@ -503,12 +514,10 @@ pub struct Plan {
 impl Plan {
     /// How many ioctls applying the plan takes (`FVP_IOC_CLUSTER_SET` not counted).
     pub fn steps(&self) -> usize {
-        let count = |removed: bool, added: bool| usize::from(removed) + usize::from(added);
-        self.hosts
-            .iter()
-            .map(|c| count(c.removed().is_some(), c.added().is_some()))
-            .chain(self.devices.iter().map(|c| count(c.removed().is_some(), c.added().is_some())))
-            .sum()
+        fn count<T>(c: &Change<T>) -> usize {
+            usize::from(c.removed().is_some()) + usize::from(c.added().is_some()) + usize::from(c.updated().is_some())
+        }
+        self.hosts.iter().map(count).chain(self.devices.iter().map(count)).sum()
     }
 }
 
@@ -522,8 +531,15 @@ fn same_device(a: &DeviceReq, b: &DeviceReq) -> bool {
     abi::name_str(&a.name) == abi::name_str(&b.name) && a.path_bytes() == b.path_bytes()
 }
 
-/// The changes from the module's `current` hosts and devices to `cluster`'s.
-pub fn plan(cluster: &ClusterFile, current_hosts: &[HostInfo], current_devices: &[DeviceReq]) -> Plan {
+/// The changes from the module's `current` hosts and devices to `cluster`'s. With
+/// `update_domains` (the module has `FVP_IOC_HOST_UPDATE`) a host whose only change is
+/// its fault domain is updated in place rather than replaced.
+pub fn plan(
+    cluster: &ClusterFile,
+    current_hosts: &[HostInfo],
+    current_devices: &[DeviceReq],
+    update_domains: bool,
+) -> Plan {
     let mut plan = Plan::default();
     let current: BTreeMap<u32, HostReq> = current_hosts.iter().map(|h| (h.host.id, h.host)).collect();
     let wanted: BTreeMap<u32, HostReq> = cluster.hosts.iter().map(|h| (h.id, h.to_req())).collect();
@@ -531,6 +547,9 @@ pub fn plan(cluster: &ClusterFile, current_hosts: &[HostInfo], current_devices: 
     for id in ids {
         match (current.get(&id), wanted.get(&id)) {
             (Some(old), Some(new)) if same_host(old, new) => plan.hosts_unchanged.push(id),
+            (Some(old), Some(new)) if update_domains && (old.addr, old.port) == (new.addr, new.port) => {
+                plan.hosts.push(Change::Update { old: *old, new: *new })
+            }
             (Some(old), Some(new)) => plan.hosts.push(Change::Replace { old: *old, new: *new }),
             (Some(old), None) => plan.hosts.push(Change::Remove(*old)),
             (None, Some(new)) => plan.hosts.push(Change::Add(*new)),
@@ -857,7 +876,7 @@ path = "dev/vdb"
     fn a_plan_makes_the_lists_equal() {
         let c = good();
         // Empty module: everything is added.
-        let p = plan(&c, &[], &[]);
+        let p = plan(&c, &[], &[], true);
         assert_eq!(p.hosts.len(), 3);
         assert!(p.hosts.iter().all(|ch| matches!(ch, Change::Add(_))));
         assert_eq!(p.devices, [Change::Add(c.devices[0].to_req())]);
@@ -866,7 +885,7 @@ path = "dev/vdb"
         let hosts: Vec<HostInfo> = c.hosts.iter().map(|h| info(h.to_req())).collect();
         let mut device = c.devices[0].to_req();
         device.index = 0;
-        let p = plan(&c, &hosts, &[device]);
+        let p = plan(&c, &hosts, &[device], true);
         assert_eq!(p.steps(), 0);
         assert_eq!(p.hosts_unchanged, [1, 2, 3]);
         assert_eq!(p.devices_unchanged, ["shared0"]);
@@ -876,7 +895,7 @@ path = "dev/vdb"
         current.push(info(HostReq::new(9, [10, 0, 0, 9], 7790, abi::pool_name(b"x").unwrap())));
         let moved = DeviceReq { index: 0, ..DeviceReq::new(abi::pool_name(b"shared0").unwrap(), b"/dev/vdb").unwrap() };
         let extra = DeviceReq { index: 1, ..DeviceReq::new(abi::pool_name(b"old").unwrap(), b"/dev/vdc").unwrap() };
-        let p = plan(&c, &current, &[moved, extra]);
+        let p = plan(&c, &current, &[moved, extra], true);
         assert_eq!(p.hosts_unchanged, [1]);
         assert_eq!(
             p.hosts,
@@ -898,11 +917,30 @@ path = "dev/vdb"
     }
 
     #[test]
+    fn a_new_domain_is_an_update_where_the_module_has_one() {
+        let c = good();
+        let mut current: Vec<HostInfo> = c.hosts.iter().map(|h| info(h.to_req())).collect();
+        current[1].host.domain = abi::pool_name(b"elsewhere").unwrap();
+        let p = plan(&c, &current, &[], true);
+        assert_eq!(p.hosts, [Change::Update { old: current[1].host, new: c.hosts[1].to_req() }]);
+        assert_eq!(p.hosts_unchanged, [1, 3]);
+        assert_eq!(p.steps(), 1 + p.devices.len());
+        // An ABI 4 module has no update: remove and add.
+        let p = plan(&c, &current, &[], false);
+        assert_eq!(p.hosts, [Change::Replace { old: current[1].host, new: c.hosts[1].to_req() }]);
+        assert_eq!(p.steps(), 2 + p.devices.len());
+        // A new address is never an update.
+        current[1].host.port = 7799;
+        let p = plan(&c, &current, &[], true);
+        assert!(matches!(p.hosts[..], [Change::Replace { .. }]));
+    }
+
+    #[test]
     fn plans_ignore_bytes_after_the_nul() {
         let c = good();
         let mut hosts: Vec<HostInfo> = c.hosts.iter().map(|h| info(h.to_req())).collect();
         hosts[0].host.domain[NAME_LEN - 1] = b'z';
-        assert_eq!(plan(&c, &hosts, &[]).hosts_unchanged, [1, 2, 3]);
+        assert_eq!(plan(&c, &hosts, &[], true).hosts_unchanged, [1, 2, 3]);
     }
 
     #[test]

@@ -35,6 +35,9 @@ const CLUSTER_ABI_VERSION: u32 = 3;
 /// The first ABI with `FVP_IOC_VOLUME_HEALTH`.
 const HEALTH_ABI_VERSION: u32 = 4;
 
+/// The first ABI with `FVP_IOC_HOST_UPDATE`.
+const HOST_UPDATE_ABI_VERSION: u32 = 5;
+
 /// How often `volume drain` reads the dirty count.
 const DRAIN_POLL: Duration = Duration::from_millis(200);
 
@@ -574,6 +577,9 @@ fn apply_plan(ctx: &Context<'_>, cfg: &ClusterCfg, plan: &Plan) -> Result<(), Er
             Ok::<(), Error>(())
         };
     step(ctx.cluster_set(cfg))?;
+    for host in plan.hosts.iter().filter_map(|c| c.updated()) {
+        step(ctx.host_request(Ioctl::HostUpdate, host))?;
+    }
     for host in plan.hosts.iter().filter_map(|c| c.removed()) {
         step(ctx.host_request(Ioctl::HostRemove, host))?;
     }
@@ -621,7 +627,8 @@ fn cluster_apply(
     out: &mut dyn Write,
 ) -> Result<(), Error> {
     let PreparedApply { description, cfg } = prepared;
-    let plan = cluster::plan(description, &ctx.hosts()?, &ctx.shared_devices()?);
+    let update_domains = ctx.version.abi_version >= HOST_UPDATE_ABI_VERSION;
+    let plan = cluster::plan(description, &ctx.hosts()?, &ctx.shared_devices()?, update_domains);
     if !args.dry_run {
         apply_plan(ctx, cfg, &plan)?;
     }

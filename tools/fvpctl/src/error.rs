@@ -47,6 +47,7 @@ impl fmt::Display for Operation {
             Operation::Ioctl(Command::DeviceAdd) => "FVP_IOC_DEVICE_ADD",
             Operation::Ioctl(Command::DeviceRemove) => "FVP_IOC_DEVICE_REMOVE",
             Operation::Ioctl(Command::DeviceInfo) => "FVP_IOC_DEVICE_INFO",
+            Operation::Ioctl(Command::HostUpdate) => "FVP_IOC_HOST_UPDATE",
         })
     }
 }
@@ -326,7 +327,8 @@ impl Error {
                 Error::HostExists { id, addr: SocketAddrV4::new(host.octets().into(), host.port) }
             }
             (Command::HostAdd, Errno::EINVAL) => Error::HostInvalid { id },
-            (Command::HostRemove, Errno::ENOENT) => Error::NoHost { id },
+            (Command::HostRemove | Command::HostUpdate, Errno::ENOENT) => Error::NoHost { id },
+            (Command::HostUpdate, Errno::EINVAL) => Error::HostInvalid { id },
             (Command::HostRemove, Errno::EBUSY) => Error::HostBusy { id },
             _ => Error::from_ioctl(command, errno, device),
         }

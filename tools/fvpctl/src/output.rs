@@ -1059,6 +1059,8 @@ pub struct ApplyReport<'a> {
 #[derive(Debug, Serialize)]
 struct Changes<T> {
     added: Vec<T>,
+    /// Changed in place (a host's fault domain).
+    updated: Vec<T>,
     replaced: Vec<T>,
     removed: Vec<T>,
     unchanged: Vec<T>,
@@ -1066,10 +1068,12 @@ struct Changes<T> {
 
 impl<T: ToString> Changes<T> {
     fn new<R>(changes: &[Change<R>], unchanged: Vec<T>, key: impl Fn(&R) -> T) -> Self {
-        let mut out = Changes { added: Vec::new(), replaced: Vec::new(), removed: Vec::new(), unchanged };
+        let mut out =
+            Changes { added: Vec::new(), updated: Vec::new(), replaced: Vec::new(), removed: Vec::new(), unchanged };
         for change in changes {
             match change {
                 Change::Add(new) => out.added.push(key(new)),
+                Change::Update { new, .. } => out.updated.push(key(new)),
                 Change::Replace { new, .. } => out.replaced.push(key(new)),
                 Change::Remove(old) => out.removed.push(key(old)),
             }
@@ -1079,8 +1083,9 @@ impl<T: ToString> Changes<T> {
 
     /// `added 3, 4; removed 9; unchanged 1, 2` (with `dry_run`: `to add 3, 4; ...`).
     fn text(&self, dry_run: bool) -> String {
-        let verbs: [(&str, &str, &Vec<T>); 4] = [
+        let verbs: [(&str, &str, &Vec<T>); 5] = [
             ("added", "to add", &self.added),
+            ("updated", "to update", &self.updated),
             ("replaced", "to replace", &self.replaced),
             ("removed", "to remove", &self.removed),
             ("unchanged", "unchanged", &self.unchanged),
@@ -1240,7 +1245,7 @@ mod tests {
                     "major": 0,
                     "minor": 1,
                     "patch": 0,
-                    "abi_version": 4,
+                    "abi_version": 5,
                     "features": ["passthrough", "ram-pool"],
                     "features_mask": 3,
                 }
@@ -1255,7 +1260,7 @@ mod tests {
         let keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys, ["fvpctl", "module", "status"]);
         assert_eq!(value["module"]["version"], "0.1.0");
-        assert_eq!(value["module"]["abi_version"], 4);
+        assert_eq!(value["module"]["abi_version"], 5);
         assert_eq!(value["status"], json!({"volumes": 3, "bios_mapped": 1u64 << 40}));
     }
 
@@ -1263,14 +1268,14 @@ mod tests {
     fn version_text_names_both_sides() {
         assert_eq!(
             version_text(&module_0_1_0()),
-            format!("fvpctl {FVPCTL_VERSION}\nfvp module 0.1.0 (abi 4)\nfeatures: passthrough, ram-pool")
+            format!("fvpctl {FVPCTL_VERSION}\nfvp module 0.1.0 (abi 5)\nfeatures: passthrough, ram-pool")
         );
     }
 
     #[test]
     fn status_text_lists_counters() {
         let status = Status { volumes: 2, reserved: 0, bios_mapped: 12345 };
-        assert_eq!(status_text(&module_0_1_0(), &status), "fvp module 0.1.0 (abi 4)\nvolumes: 2\nbios mapped: 12345");
+        assert_eq!(status_text(&module_0_1_0(), &status), "fvp module 0.1.0 (abi 5)\nvolumes: 2\nbios mapped: 12345");
     }
 
     #[test]
@@ -1895,6 +1900,7 @@ no shared devices"
         Plan {
             hosts: vec![
                 Change::Replace { old: hosts[1].host, new: hosts[1].host },
+                Change::Update { old: HostReq { id: 9, ..hosts[0].host }, new: HostReq { id: 9, ..hosts[0].host } },
                 Change::Add(hosts[3].host),
                 Change::Add(hosts[4].host),
                 Change::Remove(hosts[2].host),
@@ -1914,7 +1920,7 @@ no shared devices"
             apply_text(&report),
             "\
 applied cluster lab: local host 1 of 4, heartbeat 200 ms, timeout 2000 ms
-hosts: added 14, 5; replaced 2; removed 3; unchanged 1
+hosts: added 14, 5; updated 9; replaced 2; removed 3; unchanged 1
 shared devices: added shared0"
         );
         report.dry_run = true;
@@ -1923,7 +1929,7 @@ shared devices: added shared0"
             apply_text(&report),
             "\
 would apply (dry run, nothing changed) cluster lab: local host 1 of 4, heartbeat 200 ms, timeout 2000 ms
-hosts: to add 14, 5; to replace 2; to remove 3; unchanged 1
+hosts: to add 14, 5; to update 9; to replace 2; to remove 3; unchanged 1
 shared devices: to add shared0
 note: mind the gap"
         );
@@ -1936,8 +1942,8 @@ note: mind the gap"
                 "local_id": 1,
                 "heartbeat_ms": 200,
                 "timeout_ms": 2000,
-                "hosts": {"added": [14, 5], "replaced": [2], "removed": [3], "unchanged": [1]},
-                "devices": {"added": ["shared0"], "replaced": [], "removed": [], "unchanged": []},
+                "hosts": {"added": [14, 5], "updated": [9], "replaced": [2], "removed": [3], "unchanged": [1]},
+                "devices": {"added": ["shared0"], "updated": [], "replaced": [], "removed": [], "unchanged": []},
                 "notes": ["mind the gap"],
             })
         );

@@ -16,7 +16,7 @@ pub const CONTROL_NAME: &str = "fvp-control";
 /// `FVP_IOCTL_MAGIC`: the ioctl type byte.
 pub const IOCTL_MAGIC: u32 = 0xF7;
 /// `FVP_ABI_VERSION`.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 /// `FVP_FEATURE_PASSTHROUGH`: the dm target `fvp` maps I/O to its backing device.
 pub const FEATURE_PASSTHROUGH: u64 = 1 << 0;
 /// `FVP_FEATURE_RAM_POOL`: RAM pools; write-through and write-back (peers=0) volumes.
@@ -150,6 +150,8 @@ pub const IOC_DEVICE_ADD: u32 = ioc(IOC_WRITE, IOCTL_MAGIC, 0x25, DeviceReq::SIZ
 pub const IOC_DEVICE_REMOVE: u32 = ioc(IOC_WRITE, IOCTL_MAGIC, 0x26, DeviceReq::SIZE);
 /// `FVP_IOC_DEVICE_INFO`.
 pub const IOC_DEVICE_INFO: u32 = ioc(IOC_READ | IOC_WRITE, IOCTL_MAGIC, 0x27, DeviceReq::SIZE);
+/// `FVP_IOC_HOST_UPDATE`.
+pub const IOC_HOST_UPDATE: u32 = ioc(IOC_WRITE, IOCTL_MAGIC, 0x28, HostReq::SIZE);
 
 /// A command the control device understands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,6 +190,8 @@ pub enum Command {
     DeviceRemove,
     /// `FVP_IOC_DEVICE_INFO` (ABI 3).
     DeviceInfo,
+    /// `FVP_IOC_HOST_UPDATE` (ABI 5).
+    HostUpdate,
 }
 
 /// Why an ioctl command was refused before it was run.
@@ -225,6 +229,7 @@ impl Command {
             0x25 => (Command::DeviceAdd, IOC_DEVICE_ADD),
             0x26 => (Command::DeviceRemove, IOC_DEVICE_REMOVE),
             0x27 => (Command::DeviceInfo, IOC_DEVICE_INFO),
+            0x28 => (Command::HostUpdate, IOC_HOST_UPDATE),
             _ => return Err(CommandError::Unknown),
         };
         if cmd == expected {
@@ -240,7 +245,7 @@ impl Command {
     }
 
     /// Every command, in command-number order.
-    pub const ALL: [Command; 17] = [
+    pub const ALL: [Command; 18] = [
         Command::Version,
         Command::Status,
         Command::PoolCreate,
@@ -258,6 +263,7 @@ impl Command {
         Command::DeviceAdd,
         Command::DeviceRemove,
         Command::DeviceInfo,
+        Command::HostUpdate,
     ];
 
     /// The first ABI version that has the command.
@@ -270,6 +276,7 @@ impl Command {
             | Command::PoolInfo
             | Command::VolumeInfo => 2,
             Command::VolumeHealth => 4,
+            Command::HostUpdate => 5,
             _ => 3,
         }
     }
@@ -294,6 +301,7 @@ impl Command {
             Command::DeviceAdd => IOC_DEVICE_ADD,
             Command::DeviceRemove => IOC_DEVICE_REMOVE,
             Command::DeviceInfo => IOC_DEVICE_INFO,
+            Command::HostUpdate => IOC_HOST_UPDATE,
         }
     }
 }
@@ -716,8 +724,8 @@ abi_struct! {
 }
 
 abi_struct! {
-    /// `struct fvp_host_req`: argument of `FVP_IOC_HOST_ADD` and `FVP_IOC_HOST_REMOVE`
-    /// (which reads only `id`), and part of [`HostInfo`].
+    /// `struct fvp_host_req`: argument of `FVP_IOC_HOST_ADD`, `FVP_IOC_HOST_UPDATE` and
+    /// `FVP_IOC_HOST_REMOVE` (which reads only `id`), and part of [`HostInfo`].
     pub struct HostReq {
         /// Host id, 1..=`MAX_HOSTS`.
         pub id: u32,
@@ -973,7 +981,8 @@ impl HostReq {
         self.addr.to_ne_bytes()
     }
 
-    /// Checks the rules of `FVP_IOC_HOST_ADD`. (`FVP_IOC_HOST_REMOVE` reads only `id`:
+    /// Checks the rules of `FVP_IOC_HOST_ADD` and `FVP_IOC_HOST_UPDATE`.
+    /// (`FVP_IOC_HOST_REMOVE` reads only `id`:
     /// check it with [`host_id_valid`].)
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !host_id_valid(self.id) {
@@ -1138,8 +1147,10 @@ mod tests {
         assert_eq!(Command::Version.since_abi(), 1);
         assert_eq!(Command::VolumeHealth.since_abi(), 4);
         assert_eq!(Command::VolumeHealth.size(), VolumeHealth::SIZE);
+        assert_eq!(Command::HostUpdate.since_abi(), 5);
+        assert_eq!(Command::HostUpdate.size(), HostReq::SIZE);
         // The numbers between the groups are not commands.
-        for nr in [0x02, 0x17, 0x1f, 0x28] {
+        for nr in [0x02, 0x17, 0x1f, 0x29] {
             assert_eq!(Command::decode(ioc(IOC_READ, IOCTL_MAGIC, nr, 8)), Err(CommandError::Unknown));
         }
         // Right number, wrong direction or size.
