@@ -305,6 +305,46 @@ void fvp_helper_memalloc_retry_wait(void)
 	memalloc_retry_wait(GFP_NOIO);
 }
 
+/*
+ * wait_event_timeout() with a condition evaluated by Rust: cond(ctx) may run with the
+ * task already in TASK_UNINTERRUPTIBLE, so it must not sleep. Returns 0 if the timeout
+ * elapsed with the condition false, else the jiffies left (at least 1).
+ */
+long fvp_helper_wait_event_timeout(struct wait_queue_head *wq, bool (*cond)(void *ctx), void *ctx,
+				   long timeout)
+{
+	return wait_event_timeout(*wq, cond(ctx), timeout);
+}
+
+/* One lockdep class for every fvp wait queue: none is locked inside another. */
+void fvp_helper_init_waitqueue_head(struct wait_queue_head *wq)
+{
+	init_waitqueue_head(wq);
+}
+
+void fvp_helper_wake_up_all(struct wait_queue_head *wq)
+{
+	wake_up_all(wq);
+}
+
+/*
+ * On a kthread: sleeps ms milliseconds, or less if kthread_stop() is called (it sets
+ * the flag, then wakes the thread). TASK_IDLE: not counted as load, and no signal ends
+ * it early.
+ */
+void fvp_helper_kthread_nap(unsigned int ms)
+{
+	long left = msecs_to_jiffies(ms);
+
+	while (left > 0) {
+		set_current_state(TASK_IDLE);
+		if (kthread_should_stop())
+			break;
+		left = schedule_timeout(left);
+	}
+	__set_current_state(TASK_RUNNING);
+}
+
 /* Returns -EINTR if the thread function never ran (stopped before it started). */
 int fvp_helper_kthread_stop(struct task_struct *task)
 {

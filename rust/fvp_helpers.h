@@ -16,6 +16,7 @@
 #include <uapi/linux/fvp.h>
 
 #include <linux/completion.h>
+#include <linux/wait.h>
 #include <linux/delay.h>
 #include <linux/highmem.h>
 #include <linux/sched/mm.h>
@@ -62,6 +63,11 @@ void fvp_helper_kthread_noio(void);
 unsigned int fvp_helper_memalloc_noio_save(void);
 void fvp_helper_memalloc_noio_restore(unsigned int flags);
 void fvp_helper_memalloc_retry_wait(void);
+long fvp_helper_wait_event_timeout(struct wait_queue_head *wq, bool (*cond)(void *ctx), void *ctx,
+				   long timeout);
+void fvp_helper_init_waitqueue_head(struct wait_queue_head *wq);
+void fvp_helper_wake_up_all(struct wait_queue_head *wq);
+void fvp_helper_kthread_nap(unsigned int ms);
 bool fvp_helper_try_module_get(struct module *module);
 void fvp_helper_module_put(struct module *module);
 int fvp_helper_lookup_bdev(const char *path, u32 *devt);

@@ -64,6 +64,64 @@ impl Completion {
     }
 }
 
+/// A wait queue (`struct wait_queue_head`) for conditions that can be read without
+/// sleeping (atomics, a clock): a task waits until its condition holds; whoever changes
+/// what a condition reads calls [`WaitQueue::wake_all`] afterwards. The wait is
+/// uninterruptible, unlike `CondVar`'s: a pending signal (an ioctl's task) neither ends
+/// it early nor turns it into a spin.
+///
+/// # Invariants
+///
+/// `inner` is initialised by `__init_waitqueue_head`.
+#[pin_data]
+pub struct WaitQueue {
+    #[pin]
+    inner: Opaque<bindings::wait_queue_head>,
+}
+
+// SAFETY: a wait queue is meant to be shared between threads; its lock protects it.
+unsafe impl Send for WaitQueue {}
+// SAFETY: as above; every operation takes the queue's own spinlock.
+unsafe impl Sync for WaitQueue {}
+
+impl WaitQueue {
+    /// A new wait queue.
+    pub fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            // SAFETY: `init_waitqueue_head` initialises the whole structure in place.
+            inner <- Opaque::ffi_init(|slot| unsafe { bindings::fvp_helper_init_waitqueue_head(slot) }),
+        })
+    }
+
+    /// Wakes every task waiting on the queue. Call it after changing what their
+    /// conditions read. Any context.
+    pub fn wake_all(&self) {
+        // SAFETY: initialised (invariant).
+        unsafe { bindings::fvp_helper_wake_up_all(self.inner.get()) };
+    }
+
+    /// Sleeps until `cond()` is true or `ms` milliseconds passed; returns whether it is
+    /// true. `cond` is evaluated with the task already marked as sleeping, so it must
+    /// not sleep itself (no mutex: the debug kernel reports a blocking call there);
+    /// atomics and the clock are what it is for. Process context.
+    pub fn wait_timeout_ms<F: FnMut() -> bool>(&self, ms: u32, mut cond: F) -> bool {
+        unsafe extern "C" fn call<F: FnMut() -> bool>(ctx: *mut core::ffi::c_void) -> bool {
+            // SAFETY: `ctx` is the `&mut F` passed below, alive for the whole wait and
+            // used by this one task only.
+            let f = unsafe { &mut *ctx.cast::<F>() };
+            f()
+        }
+        let jiffies = kernel::time::msecs_to_jiffies(ms) as kernel::ffi::c_long;
+        let ctx: *mut core::ffi::c_void = core::ptr::from_mut(&mut cond).cast();
+        // SAFETY: initialised (invariant); `call::<F>` matches `ctx`'s type, and `cond`
+        // outlives the call, which returns only after its last use of `ctx`.
+        let left = unsafe { bindings::fvp_helper_wait_event_timeout(self.inner.get(), Some(call::<F>), ctx, jiffies) };
+        // `wait_event_timeout` evaluates the condition once more when time runs out:
+        // zero means it was false then.
+        left > 0
+    }
+}
+
 /// Sleeps for at least `ms` milliseconds.
 pub fn sleep_ms(ms: u32) {
     // SAFETY: `msleep` has no preconditions beyond process context.

@@ -41,6 +41,12 @@ impl StopToken {
         // SAFETY: we run on a kthread (type invariant).
         unsafe { bindings::kthread_should_stop() }
     }
+
+    /// Sleeps `ms` milliseconds, or until [`Thread::stop`] is called.
+    pub fn nap(&self, ms: u32) {
+        // SAFETY: we run on a kthread (type invariant), in process context.
+        unsafe { bindings::fvp_helper_kthread_nap(ms) }
+    }
 }
 
 unsafe extern "C" fn trampoline<F: FnOnce(&StopToken) + Send + 'static>(data: *mut c_void) -> c_int {

@@ -15,7 +15,6 @@
 use crate::conn::{Conn, Polled, Reader, RxError};
 use crate::fvp_kernel::block;
 use crate::fvp_kernel::net::{random_bytes, SockAddr, TcpSocket};
-use crate::fvp_kernel::sync::sleep_ms;
 use crate::fvp_kernel::thread::{StopToken, Thread};
 use crate::fvp_kernel::vec;
 use crate::logic::abi;
@@ -565,7 +564,7 @@ impl Cluster {
                 Ok(x) => x,
                 Err(e) if e == EAGAIN || e == EINTR => continue,
                 Err(_) => {
-                    sleep_ms(100);
+                    nap(stop, 100);
                     continue;
                 }
             };
@@ -984,7 +983,7 @@ impl Cluster {
                 }
             }
             self.recover_lost_owners();
-            sleep_ms(s.cfg.heartbeat_ms);
+            nap(stop, s.cfg.heartbeat_ms);
         }
     }
 
@@ -1016,14 +1015,9 @@ impl Cluster {
     }
 }
 
-/// Sleeps `ms`, in short steps so that a stop request is not kept waiting.
+/// Sleeps `ms`, or until the thread is asked to stop.
 fn nap(stop: &StopToken, ms: u32) {
-    let mut left = ms;
-    while left > 0 && !stop.should_stop() {
-        let step = left.min(50);
-        sleep_ms(step);
-        left -= step;
-    }
+    stop.nap(ms);
 }
 
 /// Fault domains as small integers for placement: the index of the first host with

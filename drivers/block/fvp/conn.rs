@@ -5,17 +5,17 @@
 #![forbid(unsafe_code)]
 
 use crate::fvp_kernel::net::TcpSocket;
-use crate::fvp_kernel::sync::sleep_ms;
+use crate::fvp_kernel::sync::WaitQueue;
 use crate::logic::wire::{self, Header, Message};
 use crate::volume::IoOp;
 use core::sync::atomic::{
-    AtomicBool, AtomicU64,
-    Ordering::{AcqRel, Relaxed},
+    AtomicBool, AtomicU64, AtomicUsize,
+    Ordering::{AcqRel, Acquire, Relaxed, Release},
 };
+use kernel::new_mutex;
 use kernel::prelude::*;
-use kernel::sync::{Arc, CondVar, CondVarTimeoutResult, Mutex};
+use kernel::sync::{Arc, Mutex};
 use kernel::time::Ktime;
-use kernel::{new_condvar, new_mutex};
 
 /// Requests in flight on one connection at most; a sender finding the queue full
 /// treats the connection as failed rather than wait.
@@ -31,8 +31,8 @@ const MAX_IN_FLIGHT: usize = 4096;
 /// 64 KiB in flight per peer, more than a LAN's bandwidth-delay product.
 const SEND_WINDOW: usize = 16;
 
-/// How long a sender waits for room in the window before it looks again whether the
-/// connection broke (a close wakes it at once anyway).
+/// How long a sender waits for room in the window before it looks again (an ACK or a
+/// close wakes it at once; this only bounds a missed wake-up).
 const WINDOW_WAIT_MS: u32 = 100;
 
 /// Who waits for a request's ACK.
@@ -146,9 +146,12 @@ pub(crate) struct Conn {
     send: Mutex<SendState>,
     #[pin]
     in_flight: Mutex<KVVecDeque>,
-    /// Signalled when a request leaves `in_flight` (ACKed or failed) and on close.
+    /// How many requests `in_flight` holds, changed with it under its lock: what a
+    /// sender waiting for room reads without the lock.
+    queued: AtomicUsize,
+    /// Woken when a request leaves `in_flight` (ACKed or failed) and on close.
     #[pin]
-    window: CondVar,
+    window: WaitQueue,
     broken: AtomicBool,
     /// When the last ACK arrived (ns, `ktime_get`): the peer is making progress.
     last_ack_ns: AtomicU64,
@@ -249,7 +252,8 @@ impl Conn {
                 peer_id,
                 send <- new_mutex!(SendState { next_seq: first_seq }, "fvp::Conn::send"),
                 in_flight <- new_mutex!(KVVecDeque::new(), "fvp::Conn::in_flight"),
-                window <- new_condvar!("fvp::Conn::window"),
+                queued: AtomicUsize::new(0),
+                window <- WaitQueue::new(),
                 broken: AtomicBool::new(false),
                 last_ack_ns: AtomicU64::new(Ktime::ktime_get().to_ns() as u64),
             }),
@@ -266,13 +270,18 @@ impl Conn {
         self.broken.store(true, Relaxed);
         self.sock.shutdown();
         loop {
-            let item = self.in_flight.lock().pop();
+            let item = {
+                let mut q = self.in_flight.lock();
+                let item = q.pop();
+                self.queued.store(q.len, Release);
+                item
+            };
             match item {
                 Some(f) => fail_waiter(f.waiter),
                 None => break,
             }
         }
-        self.window.notify_all();
+        self.window.wake_all();
     }
 
     /// Sleeps until fewer than [`SEND_WINDOW`] requests await their ACK. False if the
@@ -280,22 +289,13 @@ impl Conn {
     /// sends only PINGs, which bypass the window), so the wait always ends: each request
     /// is ACKed, or failed when the connection closes (at the latest after the timeout).
     fn wait_for_window(&self) -> bool {
-        loop {
-            {
-                let mut q = self.in_flight.lock();
-                if q.len < SEND_WINDOW || self.is_broken() {
-                    return !self.is_broken();
-                }
-                let jiffies = kernel::time::msecs_to_jiffies(WINDOW_WAIT_MS);
-                match self.window.wait_interruptible_timeout(&mut q, jiffies) {
-                    CondVarTimeoutResult::Signal { .. } => {}
-                    _ => continue,
-                }
-            }
-            // A caller with a signal pending (an ioctl's task, e.g. a volume's removal)
-            // would return from every wait at once: sleep instead of spinning.
-            sleep_ms(WINDOW_WAIT_MS / 10);
-        }
+        // Uninterruptible: a caller with a signal pending (an ioctl's task, e.g. a
+        // volume's removal) waits like any other.
+        while !self
+            .window
+            .wait_timeout_ms(WINDOW_WAIT_MS, || self.queued.load(Acquire) < SEND_WINDOW || self.is_broken())
+        {}
+        !self.is_broken()
     }
 
     /// Sends `msg`. A request registers `waiter` for its ACK, first waiting for room in
@@ -328,7 +328,12 @@ impl Conn {
             }
         };
         if let Some(w) = waiter {
-            let pushed = self.in_flight.lock().push(InFlight { seq, sent: Ktime::ktime_get(), waiter: w });
+            let pushed = {
+                let mut q = self.in_flight.lock();
+                let pushed = q.push(InFlight { seq, sent: Ktime::ktime_get(), waiter: w });
+                self.queued.store(q.len, Release);
+                pushed
+            };
             if let Err((e, w)) = pushed {
                 drop(st);
                 fail_waiter(w);
@@ -360,14 +365,16 @@ impl Conn {
     pub(crate) fn ack(&self, acked_seq: u64, status: i32, value: u64) -> bool {
         let item = {
             let mut q = self.in_flight.lock();
-            match q.front() {
+            let item = match q.front() {
                 Some(f) if f.seq == acked_seq => q.pop(),
                 _ => None,
-            }
+            };
+            self.queued.store(q.len, Release);
+            item
         };
         let Some(item) = item else { return false };
         self.last_ack_ns.store(Ktime::ktime_get().to_ns() as u64, Relaxed);
-        self.window.notify_all();
+        self.window.wake_all();
         match item.waiter {
             Waiter::Nobody => {}
             Waiter::Op(op) => {

@@ -8,13 +8,16 @@
 use crate::cluster::Cluster;
 use crate::conn::{BatchWait, Conn, Waiter};
 use crate::fvp_kernel::errno::estale;
-use crate::fvp_kernel::sync::sleep_ms;
+use crate::fvp_kernel::sync::WaitQueue;
 use crate::fvp_kernel::vec;
 use crate::logic::abi;
 use crate::logic::placement::{self, DomainRule};
 use crate::logic::wire::{DestagedEntries, Message, DESTAGED_BUF_LEN, MAX_DESTAGED};
 use crate::volume::Volume;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{
+    AtomicU32, AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
@@ -56,6 +59,13 @@ pub(crate) struct Replication {
     pub(crate) replicated_writes: AtomicU64,
     pub(crate) reprotections: AtomicU64,
     pub(crate) resent_blocks: AtomicU64,
+    /// Passes of the ticker over this volume ([`Replication::reconcile`]).
+    ticks: AtomicU64,
+    /// Woken after each of the ticker's passes and when the volume is fenced: the state,
+    /// the peers and the lease (whose settling is a matter of time) are what writers
+    /// wait for, and the ticker is what changes or re-reads them.
+    #[pin]
+    changed: WaitQueue,
 }
 
 /// A volume id no earlier incarnation of this host used (peers remember the ids of
@@ -66,8 +76,9 @@ fn new_volume_id() -> u32 {
     u32::from_ne_bytes(b).max(1)
 }
 
-/// How long a replicated write waits for a state that lets it proceed, per check.
-const WAIT_STEP_MS: u32 = 10;
+/// The longest a waiting writer sleeps without a wake-up before it looks again; the
+/// ticker wakes it every heartbeat, so this only bounds a missed wake-up.
+const WAIT_BOUND_MS: u32 = 1000;
 
 /// Dirty blocks re-sent to new peers per round trip. Heartbeats share the connection:
 /// a PING queued behind a large burst can miss the timeout and cost the lease (seen
@@ -100,6 +111,8 @@ impl Replication {
                 replicated_writes: AtomicU64::new(0),
                 reprotections: AtomicU64::new(0),
                 resent_blocks: AtomicU64::new(0),
+                ticks: AtomicU64::new(0),
+                changed <- WaitQueue::new(),
             }),
             GFP_KERNEL,
         )
@@ -147,18 +160,33 @@ impl Replication {
     /// write-through, `Err` the volume was taken over. Without the lease nothing may
     /// be acknowledged or written, even before the ticker notices and suspends. Sleeps.
     pub(crate) fn wait_writable(&self) -> Result<bool> {
-        loop {
-            let lease = self.cluster.holds_lease();
-            match self.state() {
-                abi::REPL_FENCED => return Err(EIO),
-                // A peer dropped while it may be alive could replay older replicas after
-                // a takeover: no write is acknowledged until it is fenced or emptied.
-                _ if !lease || self.stale_peers.load(Relaxed) != 0 => sleep_ms(WAIT_STEP_MS),
-                abi::REPL_PROTECTED | abi::REPL_REPROTECTING => return Ok(true),
-                abi::REPL_DEGRADED => return Ok(false),
-                _ => sleep_ms(WAIT_STEP_MS),
-            }
+        let mut verdict = None;
+        while !self.changed.wait_timeout_ms(WAIT_BOUND_MS, || {
+            verdict = self.writable_now();
+            verdict.is_some()
+        }) {}
+        verdict.unwrap_or(Err(EIO))
+    }
+
+    /// What [`Replication::wait_writable`] answers now, or `None` to wait. Reads only
+    /// atomics and the clock: it runs as a wait condition.
+    fn writable_now(&self) -> Option<Result<bool>> {
+        let lease = self.cluster.holds_lease();
+        match self.state() {
+            abi::REPL_FENCED => Some(Err(EIO)),
+            // A peer dropped while it may be alive could replay older replicas after
+            // a takeover: no write is acknowledged until it is fenced or emptied.
+            _ if !lease || self.stale_peers.load(Relaxed) != 0 => None,
+            abi::REPL_PROTECTED | abi::REPL_REPROTECTING => Some(Ok(true)),
+            abi::REPL_DEGRADED => Some(Ok(false)),
+            _ => None,
         }
+    }
+
+    /// Sleeps until the ticker's next pass over this volume has ended.
+    fn wait_next_tick(&self) {
+        let seen = self.ticks.load(Acquire);
+        while !self.changed.wait_timeout_ms(WAIT_BOUND_MS, || self.ticks.load(Acquire) != seen) {}
     }
 
     /// Sends the blocks `blocks` (copied from the pool by `copy`) to every peer, the
@@ -244,7 +272,7 @@ impl Replication {
             };
             if !healthy {
                 // The ticker replaces the lost peer within a heartbeat: wait for it.
-                sleep_ms(WAIT_STEP_MS);
+                self.wait_next_tick();
                 continue;
             }
             if sent && batch.wait(self.cluster.timeout_ms()) {
@@ -299,8 +327,14 @@ impl Replication {
     }
 
     /// The ticker's step (every heartbeat): follows the lease and the peers' health,
-    /// chooses peers, and sends DESTAGED notices. Sleeps.
+    /// chooses peers, and sends DESTAGED notices; then wakes the waiting writers. Sleeps.
     pub(crate) fn reconcile(&self, volume: &Arc<Volume>) {
+        self.reconcile_once(volume);
+        self.ticks.fetch_add(1, Release);
+        self.changed.wake_all();
+    }
+
+    fn reconcile_once(&self, volume: &Arc<Volume>) {
         let cluster = &self.cluster;
         let state = self.state();
         if state == abi::REPL_FENCED {
@@ -583,6 +617,7 @@ impl Replication {
     /// This host was fenced by a majority: a peer takes the volume over.
     pub(crate) fn fence(&self) {
         self.state.store(abi::REPL_FENCED, Relaxed);
+        self.changed.wake_all();
     }
 
     /// The volume goes away after a drain: peers drop its replicas.
