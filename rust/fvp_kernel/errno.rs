@@ -14,3 +14,8 @@ pub fn etimedout() -> Error {
 pub fn estale() -> Error {
     Error::from_errno(-(bindings::ESTALE as i32))
 }
+
+/// `EOPNOTSUPP`: the operation does not apply to this object.
+pub fn eopnotsupp() -> Error {
+    Error::from_errno(-(bindings::EOPNOTSUPP as i32))
+}

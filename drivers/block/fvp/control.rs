@@ -88,6 +88,31 @@ impl Control {
 }
 
 impl Control {
+    /// `FVP_IOC_VOLUME_DISCARD`.
+    fn volume_discard(&self, arg: UserPtr) -> Result<isize> {
+        let mut req = abi::VolumeDiscard::from_bytes(&copy_in::<{ abi::VolumeDiscard::SIZE }>(arg)?);
+        req.validate().map_err(|_| EINVAL)?;
+        let (pool, volume) = self.registry.volume_over(req.devt()).ok_or(ENOENT)?;
+        if volume.repl.is_some() {
+            pr_err!(
+                "volume {}: cannot discard a replicated volume's dirty blocks (its peers hold them too)\n",
+                volume.id
+            );
+            return Err(crate::fvp_kernel::errno::eopnotsupp());
+        }
+        req.dirty_blocks = pool.discard_detached(&volume)?;
+        pr_warn!(
+            "volume {}: removed volume over {}:{}: {} dirty blocks discarded on request; the backing device keeps older data for them\n",
+            volume.id,
+            req.backing_major,
+            req.backing_minor,
+            req.dirty_blocks
+        );
+        // The destager unregisters it at its next look (no need to wait for one).
+        pool.kick();
+        copy_out(arg, &req.to_bytes())
+    }
+
     fn volume_health(&self, arg: UserPtr) -> Result<isize> {
         let req = abi::VolumeHealth::from_bytes(&copy_in::<{ abi::VolumeHealth::SIZE }>(arg)?);
         req.validate().map_err(|_| EINVAL)?;
@@ -179,6 +204,7 @@ impl miscdev::MiscDevice for Control {
             Command::VolumeInfo => self.volume_info(arg),
             Command::VolumeRepl => self.volume_repl(arg),
             Command::VolumeHealth => self.volume_health(arg),
+            Command::VolumeDiscard => self.volume_discard(arg),
             Command::ClusterSet => {
                 let cfg = abi::ClusterCfg::from_bytes(&copy_in::<{ abi::ClusterCfg::SIZE }>(arg)?);
                 self.registry.cluster.set(cfg).map(|_| 0)

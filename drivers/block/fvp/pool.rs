@@ -474,6 +474,21 @@ impl Pool {
         Released::Detached
     }
 
+    /// `FVP_IOC_VOLUME_DISCARD`: drops the dirty blocks of `volume` if it is detached
+    /// (`EBUSY` if a table uses it). Returns how many. The volume table's lock is held
+    /// throughout, so no table can take the volume on meanwhile; the destage lock is
+    /// taken first, as a batch does. Sleeps.
+    pub(crate) fn discard_detached(&self, volume: &Volume) -> Result<u64> {
+        let _one = self.destage_lock.lock();
+        let _volumes = self.volumes.lock();
+        if volume.tables.load(Ordering::Relaxed) != 0 || volume.retiring.load(Ordering::Relaxed) {
+            return Err(EBUSY);
+        }
+        let n = self.purge(volume, |_, state| state == SlotState::Dirty);
+        volume.failing.store(false, Ordering::Relaxed);
+        Ok(n)
+    }
+
     /// Detached volumes whose dirty blocks are all written back (or discarded) now:
     /// marked retiring and returned, for the destager to unregister.
     fn clean_detached(&self) -> KVec<Arc<Volume>> {

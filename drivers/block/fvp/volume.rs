@@ -70,7 +70,7 @@ pub(crate) struct Volume {
     pub(crate) repl: Option<Arc<Replication>>,
     /// The last destage batch with blocks of this volume failed to write some of them:
     /// status shows `failing`, and flushes fail while they stay dirty.
-    failing: AtomicBool,
+    pub(crate) failing: AtomicBool,
     /// A write went to the backing device (around the pool) since its last flush: a
     /// replicated volume's flush, which otherwise relies on its peers, must flush the
     /// device for it (its peers do not hold it).

@@ -239,6 +239,24 @@ struct fvp_volume_health {
 	__u64 reserved[4];	/* zero */
 };
 
+/*
+ * FVP_IOC_VOLUME_DISCARD (ABI 5): drops the dirty blocks of the detached volume over
+ * backing device backing_major:backing_minor, on the operator's word: the volume whose
+ * dm device was removed while that device refused its dirty blocks (a disk gone for
+ * good). The backing device keeps older data for those blocks; the kernel logs how
+ * many were dropped, and the volume is then unregistered (the module may be unloaded,
+ * the pool destroyed). Out: dirty_blocks, how many were dropped. Errors: EINVAL
+ * (device number out of range, reserved not zero), ENOENT (no volume over that
+ * device), EBUSY (the volume has a table: send it the discard-dirty message instead),
+ * EOPNOTSUPP (a replicated volume: its peers hold the blocks too).
+ */
+struct fvp_volume_discard {
+	__u32 backing_major;
+	__u32 backing_minor;
+	__u64 dirty_blocks;	/* out */
+	__u64 reserved[2];	/* zero */
+};
+
 #define FVP_IOC_VERSION		_IOR(FVP_IOCTL_MAGIC, 0x00, struct fvp_version)
 #define FVP_IOC_STATUS		_IOR(FVP_IOCTL_MAGIC, 0x01, struct fvp_status)
 #define FVP_IOC_POOL_CREATE	_IOW(FVP_IOCTL_MAGIC, 0x10, struct fvp_pool_req)
@@ -248,6 +266,7 @@ struct fvp_volume_health {
 #define FVP_IOC_VOLUME_INFO	_IOWR(FVP_IOCTL_MAGIC, 0x14, struct fvp_volume_info)
 #define FVP_IOC_VOLUME_REPL	_IOWR(FVP_IOCTL_MAGIC, 0x15, struct fvp_volume_repl)
 #define FVP_IOC_VOLUME_HEALTH	_IOWR(FVP_IOCTL_MAGIC, 0x16, struct fvp_volume_health)
+#define FVP_IOC_VOLUME_DISCARD	_IOWR(FVP_IOCTL_MAGIC, 0x17, struct fvp_volume_discard)
 #define FVP_IOC_CLUSTER_SET	_IOW(FVP_IOCTL_MAGIC, 0x20, struct fvp_cluster_cfg)
 #define FVP_IOC_CLUSTER_INFO	_IOR(FVP_IOCTL_MAGIC, 0x21, struct fvp_cluster_info)
 #define FVP_IOC_HOST_ADD	_IOW(FVP_IOCTL_MAGIC, 0x22, struct fvp_host_req)

@@ -60,7 +60,7 @@ int main(void)
 	char small[8];
 	int fd = open("/dev/" FVP_CONTROL_NAME, O_RDWR);
 
-	printf("TAP version 13\n1..27\n");
+	printf("TAP version 13\n1..30\n");
 	if (fd < 0) {
 		printf("# open /dev/%s: %s\n", FVP_CONTROL_NAME, strerror(errno));
 		printf("Bail out! cannot open the control device\n");
@@ -154,6 +154,19 @@ int main(void)
 	       hinfo.host.port == 7790 && hinfo.host.addr == host.addr,
 	       "updating its domain succeeds and host info shows it");
 	result(ioctl(fd, FVP_IOC_HOST_REMOVE, &host) == 0, "removing host 5 succeeds");
+
+	/* Discarding a detached volume's blocks (ABI 5): checked before anything is looked up. */
+	struct fvp_volume_discard discard;
+
+	memset(&discard, 0, sizeof(discard));
+	discard.backing_major = 4096;
+	expect_errno(fd, FVP_IOC_VOLUME_DISCARD, &discard, EINVAL, "discard with a major past 12 bits");
+	discard.backing_major = 7;
+	discard.reserved[1] = 1;
+	expect_errno(fd, FVP_IOC_VOLUME_DISCARD, &discard, EINVAL, "discard with reserved not zero");
+	discard.reserved[1] = 0;
+	discard.backing_minor = 4242;
+	expect_errno(fd, FVP_IOC_VOLUME_DISCARD, &discard, ENOENT, "discard with no volume over the device");
 	close(fd);
 	printf("# totals: fail:%d\n", failures);
 	return failures ? 1 : 0;

@@ -5,13 +5,14 @@
 # (`retry` message), every acknowledged write reaches it and fsync succeeds. Removing the
 # volume meanwhile keeps its dirty blocks (detached, docs/target.md "Suspend, reload,
 # remove"): the device created again gets them back, a removed volume's blocks reach the
-# disk by themselves once it works, and `discard-dirty` is the only way to drop them.
+# disk by themselves once it works, and only the operator drops them: `discard-dirty`
+# to a volume, `fvpctl volume discard-detached` for a removed one whose disk is dead.
 # Under the volume, a dm device whose sectors 1024-5119 are an `error` target plays a
 # disk with a bad region: writes there fail, flushes (which device-mapper does not send
 # to `error`) succeed, so a flush that ignored a failed write-back would return 0.
 . ../lib/ktap.sh
 . ../lib/fvp.sh
-ktap_plan 16
+ktap_plan 19
 fvp_load
 dev=$(fvp_private_disk)
 devno=$(fvp_devno "$dev")
@@ -143,7 +144,31 @@ disk up
 [ "$d" = 0 ] && [ "$h" = ok ] && [ "$(read_md5 /dev/mapper/fvp_we 16)" = "$kept" ] \
   && ktap_pass "discard-dirty drops the dirty blocks; the volume reads the disk's data" \
   || ktap_fail "discard-dirty drops the dirty blocks; the volume reads the disk's data (dirty $d, $h)"
+
+# A removed volume whose disk died for good (every sector an `error` target): its
+# blocks cannot be written back, and no table can reach them. The operator drops them
+# with fvpctl, which asks for --yes; a volume that still has its device is refused.
+bdev=$(fvp_devno /dev/mapper/we_disk)
+disk bad
+head -c 262144 /dev/urandom | dd of=/dev/mapper/fvp_we bs=64k seek=16 oflag=direct 2>/dev/null
+if out=$(fvpctl volume discard-detached "$bdev" --yes 2>&1); then
+  ktap_fail "discard-detached refuses a volume that still has its device ($out)"
+else
+  ktap_check "discard-detached refuses a volume that still has its device ($out)" \
+    test "$(fvp_status_field fvp_we dirty)" -gt 0 -a -n "$(echo "$out" | grep discard-dirty)"
+fi
+dirty=$(fvp_status_field fvp_we dirty)
 dmsetup remove fvp_we
+dmsetup suspend --nolockfs --noflush we_disk
+echo "0 $size error" | dmsetup load we_disk
+dmsetup resume we_disk
+no_yes=$(fvpctl volume discard-detached "$bdev" 2>&1); no_yes_rc=$?
+left=$(fvpctl stats --json | jq '[.volumes[] | select(.health.flags | index("detached"))] | length')
+ktap_check "without --yes nothing is discarded ($no_yes; detached volumes: $left)" \
+  test $no_yes_rc -ne 0 -a "$left" = 1
+out=$(fvpctl volume discard-detached /dev/mapper/we_disk --yes --json 2>&1)
+t=0; while ! fvpctl pool destroy we 2>/dev/null && [ $t -lt 100 ]; do sleep 0.1; t=$((t + 1)); done
+ktap_check "discard-detached drops the $dirty blocks of the removed volume over a dead disk, which then unregisters ($out; ${t}00 ms; refcnt $(cat /sys/module/fvp/refcnt))" \
+  test "$(echo "$out" | jq .dirty_blocks_discarded)" = "$dirty" -a $t -lt 100 -a "$(cat /sys/module/fvp/refcnt)" = 0
 dmsetup remove we_disk
-fvp_pool_destroy we
 ktap_finish

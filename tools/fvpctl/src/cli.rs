@@ -143,6 +143,22 @@ pub struct StatsArgs {
 pub enum VolumeCommand {
     /// Write back every dirty block (`dmsetup message VOLUME 0 flush`) and wait until none is left.
     Drain(DrainArgs),
+    /// Drop the dirty blocks of a removed volume whose backing device refuses them (a
+    /// disk gone for good): acknowledged writes are lost; the device keeps older data.
+    DiscardDetached(DiscardDetachedArgs),
+}
+
+/// `fvpctl volume discard-detached BACKING --yes`.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct DiscardDetachedArgs {
+    /// The removed volume's backing device: MAJ:MIN (as `fvpctl stats` shows it), or
+    /// its device node
+    pub backing: String,
+    /// Confirm that the dirty blocks, acknowledged writes, are to be lost
+    #[arg(long)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// `fvpctl volume drain VOLUME [--timeout SECS]`.
@@ -670,6 +686,20 @@ mod tests {
             assert_eq!(err.kind(), ErrorKind::ValueValidation, "{bad}");
             assert!(err.to_string().contains("use 1 to 64"), "{err}");
         }
+    }
+
+    #[test]
+    fn discard_detached_takes_a_device_and_a_confirmation() {
+        let cli = parse(&["volume", "discard-detached", "8:16", "--yes"]).unwrap();
+        assert_eq!(
+            cli.command,
+            Command::Volume(VolumeCommand::DiscardDetached(DiscardDetachedArgs {
+                backing: "8:16".into(),
+                yes: true,
+                output: OutputArgs::default(),
+            }))
+        );
+        assert!(parse(&["volume", "discard-detached"]).is_err());
     }
 
     #[test]

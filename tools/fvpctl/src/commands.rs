@@ -15,8 +15,8 @@ use nix::errno::Errno;
 
 use crate::cli::{
     ApplyArgs, Cli, ClusterCommand, ClusterSetArgs, Command, CreateArgs, DestroyArgs, DeviceAddArgs, DeviceCommand,
-    DeviceRemoveArgs, DrainArgs, HostAddArgs, HostCommand, HostRemoveArgs, OutputArgs, PoolCommand, PoolName,
-    ResizeArgs, StatsArgs, VolumeCommand,
+    DeviceRemoveArgs, DiscardDetachedArgs, DrainArgs, HostAddArgs, HostCommand, HostRemoveArgs, OutputArgs,
+    PoolCommand, PoolName, ResizeArgs, StatsArgs, VolumeCommand,
 };
 use crate::cluster::{self, ClusterFile, Plan};
 use crate::error::Error;
@@ -35,7 +35,7 @@ const CLUSTER_ABI_VERSION: u32 = 3;
 /// The first ABI with `FVP_IOC_VOLUME_HEALTH`.
 const HEALTH_ABI_VERSION: u32 = 4;
 
-/// The first ABI with `FVP_IOC_HOST_UPDATE`.
+/// The first ABI with `FVP_IOC_HOST_UPDATE` and `FVP_IOC_VOLUME_DISCARD`.
 const HOST_UPDATE_ABI_VERSION: u32 = 5;
 
 /// How often `volume drain` reads the dirty count.
@@ -83,6 +83,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Pool(PoolCommand::List(out_args)) => pool_list(&ctx, *out_args, out),
         Command::Stats(args) => stats(&ctx, args, out),
         Command::Volume(VolumeCommand::Drain(args)) => drain(&ctx, args, out),
+        Command::Volume(VolumeCommand::DiscardDetached(args)) => discard_detached(&ctx, args, out),
         Command::Cluster(command) => {
             ctx.require_cluster()?;
             match command {
@@ -746,6 +747,31 @@ fn run_checked(program: &str, args: &[&str]) -> Result<(), Error> {
             stderr: String::from_utf8_lossy(&result.stderr).into_owned(),
         })
     }
+}
+
+/// `volume discard-detached`: checked here before the module is asked.
+fn discard_detached(ctx: &Context<'_>, args: &DiscardDetachedArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let (major, minor) = sys::parse_dev(&args.backing)
+        .or_else(|| sys::block_device_number(Path::new(&args.backing)))
+        .ok_or_else(|| Error::NotABlockDevice { backing: args.backing.clone() })?;
+    if ctx.version.abi_version < HOST_UPDATE_ABI_VERSION {
+        return Err(Error::NoDiscardAbi { module: ctx.version.abi_version });
+    }
+    if !args.yes {
+        return Err(Error::NotConfirmed { backing: format!("{major}:{minor}") });
+    }
+    let done = ctx
+        .device
+        .volume_discard(major, minor)
+        .map_err(|errno| Error::from_volume_discard(errno, major, minor, ctx.path))?;
+    emit(
+        out,
+        &if args.output.json {
+            output::discarded_json(major, minor, done.dirty_blocks)
+        } else {
+            output::discarded_text(major, minor, done.dirty_blocks)
+        },
+    )
 }
 
 fn drain(ctx: &Context<'_>, args: &DrainArgs, out: &mut dyn Write) -> Result<(), Error> {

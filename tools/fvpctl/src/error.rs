@@ -48,6 +48,7 @@ impl fmt::Display for Operation {
             Operation::Ioctl(Command::DeviceRemove) => "FVP_IOC_DEVICE_REMOVE",
             Operation::Ioctl(Command::DeviceInfo) => "FVP_IOC_DEVICE_INFO",
             Operation::Ioctl(Command::HostUpdate) => "FVP_IOC_HOST_UPDATE",
+            Operation::Ioctl(Command::VolumeDiscard) => "FVP_IOC_VOLUME_DISCARD",
         })
     }
 }
@@ -161,6 +162,42 @@ pub enum Error {
         format_seconds(*.timeout)
     )]
     DrainTimeout { volume: String, timeout: Duration, dirty: u64 },
+
+    /// `volume discard-detached` without `--yes`.
+    #[error(
+        "not discarding anything without --yes: the dirty blocks of the volume over {backing} are \
+         acknowledged writes, and its backing device keeps older data for them"
+    )]
+    NotConfirmed { backing: String },
+
+    /// `volume discard-detached`: BACKING is neither `MAJ:MIN` nor a block device node.
+    #[error("{backing} is neither MAJ:MIN nor a block device")]
+    NotABlockDevice { backing: String },
+
+    /// `volume discard-detached`, and the module predates `FVP_IOC_VOLUME_DISCARD`.
+    #[error(
+        "the loaded fvp module speaks ABI {module}, which cannot discard a removed volume's \
+         blocks (that needs ABI 5): load a newer fvp.ko"
+    )]
+    NoDiscardAbi { module: u32 },
+
+    /// `FVP_IOC_VOLUME_DISCARD`: ENOENT.
+    #[error("no fvp volume is over backing device {major}:{minor}")]
+    NoVolumeOver { major: u32, minor: u32 },
+
+    /// `FVP_IOC_VOLUME_DISCARD`: EBUSY.
+    #[error(
+        "the fvp volume over {major}:{minor} still has its device: send it \
+         `dmsetup message NAME 0 discard-dirty` instead"
+    )]
+    VolumeNotDetached { major: u32, minor: u32 },
+
+    /// `FVP_IOC_VOLUME_DISCARD`: EOPNOTSUPP.
+    #[error(
+        "the fvp volume over {major}:{minor} is replicated: its peers hold its dirty blocks \
+         too, so they cannot be discarded here"
+    )]
+    ReplicatedDiscard { major: u32, minor: u32 },
 
     /// The volume being drained disappeared.
     #[error("volume {volume} went away while draining")]
@@ -334,6 +371,16 @@ impl Error {
         }
     }
 
+    /// Explains a failed `FVP_IOC_VOLUME_DISCARD` of the volume over `major:minor`.
+    pub fn from_volume_discard(errno: Errno, major: u32, minor: u32, device: &Path) -> Self {
+        match errno {
+            Errno::ENOENT => Error::NoVolumeOver { major, minor },
+            Errno::EBUSY => Error::VolumeNotDetached { major, minor },
+            Errno::EOPNOTSUPP => Error::ReplicatedDiscard { major, minor },
+            _ => Error::from_ioctl(Command::VolumeDiscard, errno, device),
+        }
+    }
+
     /// Explains a failed `FVP_IOC_DEVICE_ADD` or `FVP_IOC_DEVICE_REMOVE` of `request`.
     pub fn from_device_ioctl(command: Command, errno: Errno, request: &abi::DeviceReq, device: &Path) -> Self {
         let name = abi::name_str(&request.name).to_owned();
@@ -493,6 +540,16 @@ mod tests {
             "v (253:3) is not an fvp volume"
         );
         assert_eq!(Error::NoDmDevice { name: "v".into() }.to_string(), "no device-mapper device named v");
+        let dev = Path::new("/dev/fvp-control");
+        assert!(matches!(
+            Error::from_volume_discard(Errno::ENOENT, 8, 16, dev),
+            Error::NoVolumeOver { major: 8, minor: 16 }
+        ));
+        assert!(Error::from_volume_discard(Errno::EBUSY, 8, 16, dev).to_string().contains("discard-dirty"));
+        assert!(Error::from_volume_discard(Errno::EOPNOTSUPP, 8, 16, dev).to_string().contains("replicated"));
+        assert!(Error::NotConfirmed { backing: "8:16".into() }
+            .to_string()
+            .starts_with("not discarding anything without --yes"));
     }
 
     fn host() -> abi::HostReq {

@@ -1044,6 +1044,20 @@ pub fn member_action_json(action: MemberAction<'_>) -> String {
     value.to_string()
 }
 
+/// `volume discard-detached`, as text.
+pub fn discarded_text(major: u32, minor: u32, blocks: u64) -> String {
+    format!(
+        "discarded {blocks} dirty blocks of the removed volume over {major}:{minor}; \
+         the device keeps older data for them"
+    )
+}
+
+/// `volume discard-detached`, as JSON.
+pub fn discarded_json(major: u32, minor: u32, blocks: u64) -> String {
+    serde_json::json!({"action": "discard-detached", "backing": format!("{major}:{minor}"), "dirty_blocks_discarded": blocks})
+        .to_string()
+}
+
 /// What `cluster apply` did or, with `--dry-run`, would do.
 #[derive(Clone, Debug)]
 pub struct ApplyReport<'a> {
@@ -1505,6 +1519,18 @@ volume vol0 (253:0): pool ram0, policy write-back, block size 4096
         // A module before ABI 4: dashes, not an error.
         let text = volume_text(&view(&info), false);
         assert_eq!(text.lines().nth(4), Some("  health -; destage errors -, I/O errors -"));
+    }
+
+    #[test]
+    fn discards_say_what_was_lost() {
+        assert_eq!(
+            discarded_text(8, 16, 37),
+            "discarded 37 dirty blocks of the removed volume over 8:16; the device keeps older data for them"
+        );
+        assert_eq!(
+            parse(&discarded_json(8, 16, 37)),
+            json!({"action": "discard-detached", "backing": "8:16", "dirty_blocks_discarded": 37})
+        );
     }
 
     #[test]

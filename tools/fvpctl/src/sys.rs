@@ -17,7 +17,7 @@ use std::process::{Command as Process, Output};
 
 use fvp_logic::abi::{
     self, ClusterCfg, ClusterInfo, Command, DeviceReq, HostInfo, HostReq, PoolInfo, PoolReq, Status, Version,
-    VolumeHealth, VolumeInfo, VolumeRepl,
+    VolumeDiscard, VolumeHealth, VolumeInfo, VolumeRepl,
 };
 use nix::errno::Errno;
 
@@ -113,6 +113,13 @@ impl ControlDevice {
             Err(Errno::ENOENT) => Ok(None),
             Err(errno) => Err(errno),
         }
+    }
+
+    /// `FVP_IOC_VOLUME_DISCARD` (ABI 5) of the detached volume over `major:minor`.
+    pub fn volume_discard(&self, major: u32, minor: u32) -> Result<VolumeDiscard, Errno> {
+        let mut buf = VolumeDiscard { backing_major: major, backing_minor: minor, ..Default::default() }.to_bytes();
+        self.read_write(Command::VolumeDiscard, &mut buf)?;
+        Ok(VolumeDiscard::from_bytes(&buf))
     }
 
     /// `FVP_IOC_CLUSTER_SET`.
@@ -312,6 +319,17 @@ pub fn parse_dev(text: &str) -> Option<(u32, u32)> {
     let (major, minor) = text.trim_end_matches('\n').split_once(':')?;
     let number = |s: &str| (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok()).flatten();
     Some((number(major)?, number(minor)?))
+}
+
+/// The device number of the block device node at `path`; `None` if it is not one.
+pub fn block_device_number(path: &Path) -> Option<(u32, u32)> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.file_type().is_block_device() {
+        return None;
+    }
+    let rdev = meta.rdev();
+    Some((libc::major(rdev), libc::minor(rdev)))
 }
 
 /// Runs `program` with `args` and waits for it, capturing its output.

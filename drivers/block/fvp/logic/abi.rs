@@ -134,6 +134,8 @@ pub const IOC_VOLUME_INFO: u32 = ioc(IOC_READ | IOC_WRITE, IOCTL_MAGIC, 0x14, Vo
 pub const IOC_VOLUME_REPL: u32 = ioc(IOC_READ | IOC_WRITE, IOCTL_MAGIC, 0x15, VolumeRepl::SIZE);
 /// `FVP_IOC_VOLUME_HEALTH`.
 pub const IOC_VOLUME_HEALTH: u32 = ioc(IOC_READ | IOC_WRITE, IOCTL_MAGIC, 0x16, VolumeHealth::SIZE);
+/// `FVP_IOC_VOLUME_DISCARD`.
+pub const IOC_VOLUME_DISCARD: u32 = ioc(IOC_READ | IOC_WRITE, IOCTL_MAGIC, 0x17, VolumeDiscard::SIZE);
 /// `FVP_IOC_CLUSTER_SET`.
 pub const IOC_CLUSTER_SET: u32 = ioc(IOC_WRITE, IOCTL_MAGIC, 0x20, ClusterCfg::SIZE);
 /// `FVP_IOC_CLUSTER_INFO`.
@@ -192,6 +194,8 @@ pub enum Command {
     DeviceInfo,
     /// `FVP_IOC_HOST_UPDATE` (ABI 5).
     HostUpdate,
+    /// `FVP_IOC_VOLUME_DISCARD` (ABI 5).
+    VolumeDiscard,
 }
 
 /// Why an ioctl command was refused before it was run.
@@ -221,6 +225,7 @@ impl Command {
             0x14 => (Command::VolumeInfo, IOC_VOLUME_INFO),
             0x15 => (Command::VolumeRepl, IOC_VOLUME_REPL),
             0x16 => (Command::VolumeHealth, IOC_VOLUME_HEALTH),
+            0x17 => (Command::VolumeDiscard, IOC_VOLUME_DISCARD),
             0x20 => (Command::ClusterSet, IOC_CLUSTER_SET),
             0x21 => (Command::ClusterInfo, IOC_CLUSTER_INFO),
             0x22 => (Command::HostAdd, IOC_HOST_ADD),
@@ -245,7 +250,7 @@ impl Command {
     }
 
     /// Every command, in command-number order.
-    pub const ALL: [Command; 18] = [
+    pub const ALL: [Command; 19] = [
         Command::Version,
         Command::Status,
         Command::PoolCreate,
@@ -264,6 +269,7 @@ impl Command {
         Command::DeviceRemove,
         Command::DeviceInfo,
         Command::HostUpdate,
+        Command::VolumeDiscard,
     ];
 
     /// The first ABI version that has the command.
@@ -276,7 +282,7 @@ impl Command {
             | Command::PoolInfo
             | Command::VolumeInfo => 2,
             Command::VolumeHealth => 4,
-            Command::HostUpdate => 5,
+            Command::HostUpdate | Command::VolumeDiscard => 5,
             _ => 3,
         }
     }
@@ -302,6 +308,7 @@ impl Command {
             Command::DeviceRemove => IOC_DEVICE_REMOVE,
             Command::DeviceInfo => IOC_DEVICE_INFO,
             Command::HostUpdate => IOC_HOST_UPDATE,
+            Command::VolumeDiscard => IOC_VOLUME_DISCARD,
         }
     }
 }
@@ -824,6 +831,40 @@ abi_struct! {
     }
 }
 
+abi_struct! {
+    /// `struct fvp_volume_discard`: argument of `FVP_IOC_VOLUME_DISCARD` (ABI 5).
+    pub struct VolumeDiscard {
+        /// In: the backing device's major number.
+        pub backing_major: u32,
+        /// In: the backing device's minor number.
+        pub backing_minor: u32,
+        /// Out: the dirty blocks dropped.
+        pub dirty_blocks: u64,
+        /// Zero.
+        pub reserved: [u64; 2],
+    }
+}
+
+impl VolumeDiscard {
+    /// Checks the input of `FVP_IOC_VOLUME_DISCARD`: a device number the kernel's
+    /// `dev_t` can hold (12-bit major, 20-bit minor), `reserved` zero. `dirty_blocks`
+    /// is overwritten by the answer.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.backing_major >= 1 << 12 || self.backing_minor >= 1 << 20 {
+            return Err(ConfigError::DevNumber);
+        }
+        if self.reserved != [0; 2] {
+            return Err(ConfigError::Reserved);
+        }
+        Ok(())
+    }
+
+    /// The backing device as a kernel `dev_t`.
+    pub fn devt(&self) -> u32 {
+        self.backing_major << 20 | self.backing_minor
+    }
+}
+
 impl VolumeHealth {
     /// Checks the input of `FVP_IOC_VOLUME_HEALTH`: `reserved` is zero. Only `index`
     /// is read (the caller looks it up: `ENOENT` past the last volume); the other
@@ -880,6 +921,8 @@ pub enum ConfigError {
     PathEmpty,
     /// A device path does not start with `/`.
     PathNotAbsolute,
+    /// A device number's major is not below 2^12 or its minor not below 2^20.
+    DevNumber,
 }
 
 impl ConfigError {
@@ -901,6 +944,7 @@ impl ConfigError {
             ConfigError::PathNotTerminated => "device path is not NUL-terminated",
             ConfigError::PathEmpty => "device path is empty",
             ConfigError::PathNotAbsolute => "device path is not absolute",
+            ConfigError::DevNumber => "device number out of range (major < 4096, minor < 1048576)",
         }
     }
 }
@@ -1149,8 +1193,10 @@ mod tests {
         assert_eq!(Command::VolumeHealth.size(), VolumeHealth::SIZE);
         assert_eq!(Command::HostUpdate.since_abi(), 5);
         assert_eq!(Command::HostUpdate.size(), HostReq::SIZE);
+        assert_eq!(Command::VolumeDiscard.since_abi(), 5);
+        assert_eq!(Command::VolumeDiscard.size(), VolumeDiscard::SIZE);
         // The numbers between the groups are not commands.
-        for nr in [0x02, 0x17, 0x1f, 0x29] {
+        for nr in [0x02, 0x18, 0x1f, 0x29] {
             assert_eq!(Command::decode(ioc(IOC_READ, IOCTL_MAGIC, nr, 8)), Err(CommandError::Unknown));
         }
         // Right number, wrong direction or size.
@@ -1439,5 +1485,12 @@ mod tests {
     fn config_errors_read_well() {
         assert_eq!(format!("{}", ConfigError::TimeoutTooShort), "timeout_ms is less than 3 x heartbeat_ms");
         assert_eq!(ConfigError::PathNotAbsolute.message(), "device path is not absolute");
+        let discard = |major, minor| VolumeDiscard { backing_major: major, backing_minor: minor, ..Default::default() };
+        assert_eq!(discard(253, 7).validate(), Ok(()));
+        assert_eq!(discard(253, 7).devt(), 253 << 20 | 7);
+        assert_eq!(discard(4095, (1 << 20) - 1).validate(), Ok(()));
+        assert_eq!(discard(4096, 0).validate(), Err(ConfigError::DevNumber));
+        assert_eq!(discard(8, 1 << 20).validate(), Err(ConfigError::DevNumber));
+        assert_eq!(VolumeDiscard { reserved: [0, 1], ..discard(8, 0) }.validate(), Err(ConfigError::Reserved));
     }
 }
