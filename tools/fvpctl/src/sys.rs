@@ -137,9 +137,9 @@ impl ControlDevice {
         self.read(Command::ClusterInfo).map(|bytes| ClusterInfo::from_bytes(&bytes))
     }
 
-    /// `FVP_IOC_HOST_ADD` or `FVP_IOC_HOST_REMOVE`.
+    /// `FVP_IOC_HOST_ADD`, `FVP_IOC_HOST_REMOVE` or `FVP_IOC_HOST_UPDATE`.
     pub fn host_request(&self, command: Command, request: &HostReq) -> Result<(), Errno> {
-        assert!(matches!(command, Command::HostAdd | Command::HostRemove), "{command:?} does not take a host request");
+        assert!(takes_host_request(command), "{command:?} does not take a host request");
         self.write(command, &request.to_bytes())
     }
 
@@ -321,6 +321,11 @@ pub fn parse_dev(text: &str) -> Option<(u32, u32)> {
     Some((number(major)?, number(minor)?))
 }
 
+/// Whether `command` is one that [`ControlDevice::host_request`] sends.
+fn takes_host_request(command: Command) -> bool {
+    matches!(command, Command::HostAdd | Command::HostRemove | Command::HostUpdate)
+}
+
 /// The device number of the block device node at `path`; `None` if it is not one.
 pub fn block_device_number(path: &Path) -> Option<(u32, u32)> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -461,6 +466,15 @@ mod tests {
     #[should_panic(expected = "does not transfer in direction")]
     fn host_info_is_read_write() {
         request::<{ HostInfo::SIZE }>(Command::HostInfo, abi::IOC_READ);
+    }
+
+    #[test]
+    fn host_requests_are_the_commands_that_carry_one() {
+        let takes: Vec<Command> = Command::ALL.into_iter().filter(|&c| takes_host_request(c)).collect();
+        assert_eq!(takes, [Command::HostAdd, Command::HostRemove, Command::HostUpdate]);
+        for c in takes {
+            assert_eq!(c.size(), HostReq::SIZE, "{c:?}");
+        }
     }
 
     #[test]
