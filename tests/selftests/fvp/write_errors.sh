@@ -168,7 +168,7 @@ ktap_check "without --yes nothing is discarded ($no_yes; detached volumes: $left
   test $no_yes_rc -ne 0 -a "$left" = 1
 out=$(fvpctl volume discard-detached /dev/mapper/we_disk --yes --json 2>&1)
 t=0; while ! fvpctl pool destroy we 2>/dev/null && [ $t -lt 100 ]; do sleep 0.1; t=$((t + 1)); done
-ktap_check "discard-detached drops the $dirty blocks of the removed volume over a dead disk, which then unregisters ($out; ${t}00 ms; refcnt $(cat /sys/module/fvp/refcnt))" \
+ktap_check "discard-detached drops the $dirty blocks of the removed volume over a dead disk, which then unregisters ($out; after $((t * 100)) ms; refcnt $(cat /sys/module/fvp/refcnt))" \
   test "$(echo "$out" | jq .dirty_blocks_discarded)" = "$dirty" -a $t -lt 100 -a "$(cat /sys/module/fvp/refcnt)" = 0
 dmsetup remove we_disk
 ktap_finish
