@@ -143,7 +143,12 @@ for suite in ${suites//,/ }; do
   # settings: smp=N vCPUs per guest (several TCG guests share the host's cores).
   GUEST_SMP=$(sed -n 's/^smp=//p' "tests/selftests/$suite/settings" 2>/dev/null)
   # settings: cmdline=... more kernel parameters for the suite's guests.
-  GUEST_CMDLINE_EXTRA="printk.time=1 $(sed -n 's/^cmdline=//p' "tests/selftests/$suite/settings" 2>/dev/null)"
+  # tsc=unstable: the guests' clock is jiffies, which slows down with a starved guest.
+  # Without it a guest usually fails to calibrate its TSC (no HPET or PM timer) and uses
+  # jiffies anyway, but one that calibrates against the PIT while starved gets a rate
+  # several times too low: a peer_kill restart's clock then ran about 5x fast, and its
+  # `timeout 1200` killed link_cut after 227 s.
+  GUEST_CMDLINE_EXTRA="printk.time=1 tsc=unstable $(sed -n 's/^cmdline=//p' "tests/selftests/$suite/settings" 2>/dev/null)"
   export GUEST_SMP GUEST_CMDLINE_EXTRA
   for n in $(seq 1 "$guests"); do guest_start "$run" "$n" "$guests" "$suite" "$shared_img"; done
   # A suite's host.sh, if any, runs beside its guests (fault injection through QMP).
