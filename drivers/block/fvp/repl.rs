@@ -183,10 +183,11 @@ impl Replication {
         }
     }
 
-    /// Sleeps until the ticker's next pass over this volume has ended.
+    /// Sleeps until the ticker's next pass over this volume has ended, or at most
+    /// `WAIT_BOUND_MS` (a volume the ticker no longer visits must not hold its caller).
     fn wait_next_tick(&self) {
         let seen = self.ticks.load(Acquire);
-        while !self.changed.wait_timeout_ms(WAIT_BOUND_MS, || self.ticks.load(Acquire) != seen) {}
+        self.changed.wait_timeout_ms(WAIT_BOUND_MS, || self.ticks.load(Acquire) != seen);
     }
 
     /// Sends the blocks `blocks` (copied from the pool by `copy`) to every peer, the
