@@ -479,14 +479,12 @@ impl Pool {
     /// throughout, so no table can take the volume on meanwhile; the destage lock is
     /// taken first, as a batch does. Sleeps.
     pub(crate) fn discard_detached(&self, volume: &Volume) -> Result<u64> {
-        let _one = self.destage_lock.lock();
+        let destaging = self.destage_lock.lock();
         let _volumes = self.volumes.lock();
         if volume.tables.load(Ordering::Relaxed) != 0 || volume.retiring.load(Ordering::Relaxed) {
             return Err(EBUSY);
         }
-        let n = self.purge(volume, |_, state| state == SlotState::Dirty);
-        volume.failing.store(false, Ordering::Relaxed);
-        Ok(n)
+        Ok(volume.drop_dirty(&destaging))
     }
 
     /// Detached volumes whose dirty blocks are all written back (or discarded) now:

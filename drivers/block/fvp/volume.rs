@@ -28,6 +28,7 @@ use core::sync::atomic::{
 };
 use kernel::new_mutex;
 use kernel::prelude::*;
+use kernel::sync::lock::{mutex::MutexBackend, Guard};
 use kernel::sync::{Arc, Mutex};
 use kernel::time::Ktime;
 use kernel::workqueue::{impl_has_work, new_work, Work, WorkItem};
@@ -70,7 +71,7 @@ pub(crate) struct Volume {
     pub(crate) repl: Option<Arc<Replication>>,
     /// The last destage batch with blocks of this volume failed to write some of them:
     /// status shows `failing`, and flushes fail while they stay dirty.
-    pub(crate) failing: AtomicBool,
+    failing: AtomicBool,
     /// A write went to the backing device (around the pool) since its last flush: a
     /// replicated volume's flush, which otherwise relies on its peers, must flush the
     /// device for it (its peers do not hold it).
@@ -589,9 +590,15 @@ impl Volume {
     /// (meant for blocks the backing device refuses); the device keeps its older data
     /// for them. Returns how many. Sleeps (waits for a destage batch in flight).
     pub(crate) fn discard_dirty(&self) -> u64 {
-        let _one = self.pool.destage_lock.lock();
+        let destaging = self.pool.destage_lock.lock();
+        self.drop_dirty(&destaging)
+    }
+
+    /// Drops every dirty block of the volume; returns how many. `_destaging` is the
+    /// pool's `destage_lock`: with no batch in flight, a later batch's failure is not
+    /// cleared by mistake.
+    pub(crate) fn drop_dirty(&self, _destaging: &Guard<'_, (), MutexBackend>) -> u64 {
         let n = self.pool.purge(self, |_, state| state == SlotState::Dirty);
-        // Under the lock: a later batch's failure is not cleared by mistake.
         self.failing.store(false, Relaxed);
         n
     }
