@@ -484,7 +484,7 @@ impl Cluster {
                     let sock = Arc::new(sock, GFP_KERNEL)?;
                     let (c, l) = (self.clone(), sock.clone());
                     let t = Thread::start(c"fvp-listen", move |stop| {
-                        nap(stop, quiet_ms);
+                        stop.nap(quiet_ms);
                         c.listen_loop(&l, stop)
                     })?;
                     *self.listener.lock() = Some((sock, t));
@@ -511,7 +511,7 @@ impl Cluster {
             self.links.lock().push(link.clone(), GFP_KERNEL)?;
             let (c, l) = (self.clone(), link.clone());
             let t = Thread::start(c"fvp-link", move |stop| {
-                nap(stop, quiet_ms);
+                stop.nap(quiet_ms);
                 c.link_loop(&l, stop)
             })?;
             *link.thread.lock() = Some(t);
@@ -564,7 +564,7 @@ impl Cluster {
                 Ok(x) => x,
                 Err(e) if e == EAGAIN || e == EINTR => continue,
                 Err(_) => {
-                    nap(stop, 100);
+                    stop.nap(100);
                     continue;
                 }
             };
@@ -800,7 +800,7 @@ impl Cluster {
                         pr_info!("cannot connect to host {} at {}: error {}\n", link.host.id, remote, e.to_errno());
                         logged_down = true;
                     }
-                    nap(stop, s.cfg.heartbeat_ms);
+                    stop.nap(s.cfg.heartbeat_ms);
                     continue;
                 }
             };
@@ -810,7 +810,7 @@ impl Cluster {
             if let Err(why) = self.client_handshake(&sock, &mut reader, &mut session, &s, link.host.id) {
                 self.refused.fetch_add(1, Relaxed);
                 pr_warn!("handshake with host {} at {} failed: {}\n", link.host.id, remote, why);
-                nap(stop, s.cfg.timeout_ms);
+                stop.nap(s.cfg.timeout_ms);
                 continue;
             }
             logged_down = false;
@@ -983,7 +983,7 @@ impl Cluster {
                 }
             }
             self.recover_lost_owners();
-            nap(stop, s.cfg.heartbeat_ms);
+            stop.nap(s.cfg.heartbeat_ms);
         }
     }
 
@@ -1013,11 +1013,6 @@ impl Cluster {
             }
         }
     }
-}
-
-/// Sleeps `ms`, or until the thread is asked to stop.
-fn nap(stop: &StopToken, ms: u32) {
-    stop.nap(ms);
 }
 
 /// Fault domains as small integers for placement: the index of the first host with
