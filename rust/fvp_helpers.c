@@ -300,6 +300,27 @@ void fvp_helper_memalloc_noio_restore(unsigned int flags)
  * After an allocation that cannot be given up failed: waits a little for reclaim or
  * freed memory before the caller retries (memalloc_retry_wait is inline).
  */
+struct mempool_s *fvp_helper_mempool_create_kmalloc(int min_nr, size_t size)
+{
+	return mempool_create_kmalloc_pool(min_nr, size);
+}
+
+/* GFP_NOIO may sleep, so this never returns NULL: it waits for an element. */
+void *fvp_helper_mempool_alloc_noio(struct mempool_s *pool)
+{
+	return mempool_alloc(pool, GFP_NOIO);
+}
+
+void fvp_helper_mempool_free(void *element, struct mempool_s *pool)
+{
+	mempool_free(element, pool);
+}
+
+void fvp_helper_mempool_destroy(struct mempool_s *pool)
+{
+	mempool_destroy(pool);
+}
+
 void fvp_helper_memalloc_retry_wait(void)
 {
 	memalloc_retry_wait(GFP_NOIO);

@@ -27,6 +27,7 @@
 #include <linux/net.h>
 #include <linux/in.h>
 #include <linux/random.h>
+#include <linux/mempool.h>
 
 void fvp_helper_bio_set_dev(struct bio *bio, struct block_device *bdev);
 sector_t fvp_helper_bdev_nr_sectors(struct block_device *bdev);
@@ -44,6 +45,10 @@ void fvp_helper_flush_workqueue(struct workqueue_struct *wq);
 bool fvp_helper_signal_pending(void);
 struct workqueue_struct *fvp_helper_alloc_workqueue(const char *name, unsigned int flags,
 						   int max_active);
+struct mempool_s *fvp_helper_mempool_create_kmalloc(int min_nr, size_t size);
+void *fvp_helper_mempool_alloc_noio(struct mempool_s *pool);
+void fvp_helper_mempool_free(void *element, struct mempool_s *pool);
+void fvp_helper_mempool_destroy(struct mempool_s *pool);
 
 
 /* In-kernel TCP for replication (6.12's kernel crate has no socket API). */

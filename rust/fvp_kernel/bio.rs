@@ -5,22 +5,16 @@
 //! C header: [`include/linux/blk_types.h`](srctree/include/linux/blk_types.h)
 
 use super::bindings;
+use super::mempool::PoolArc;
 use super::pages::{CountedPage, PageRef};
+use core::mem::MaybeUninit;
 use core::pin::Pin;
 use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
-use kernel::alloc::{flags::GFP_NOWAIT, Flags};
 use kernel::error::to_result;
 use kernel::init::PinInit;
 use kernel::prelude::*;
 use kernel::sync::Arc;
 use kernel::types::Opaque;
-
-/// Allocation flags where nothing is allocated (a push within reserved capacity).
-/// Allocations on the I/O path use `GFP_KERNEL` inside a [`super::sync::NoIoScope`]
-/// instead (6.12's `Flags` has no `GFP_NOIO`): they may sleep, reclaim without I/O,
-/// and in practice do not fail, where `GFP_NOWAIT` failed under memory pressure and
-/// turned into I/O errors.
-const GFP_NOIO_FLAGS: Flags = GFP_NOWAIT;
 
 /// A block device a target has opened (`struct block_device`).
 ///
@@ -346,9 +340,11 @@ impl DmBio {
         }
         // SAFETY: the bio is live and mapped (invariant).
         unsafe { per_bio(self.bio.as_ptr()) }.refs.fetch_add(1, Ordering::AcqRel);
-        // INVARIANT: freshly allocated and not submitted; it holds the reference on its
-        // parent just taken.
-        Ok(OwnedBio { bio: clone, pages: None, parent: Some(self.bio) })
+        // SAFETY: `clone` comes from fvp's bio set, so it has a front pad, ours to set.
+        unsafe { init_front_pad(clone.as_ptr(), self.bio.as_ptr()) };
+        // INVARIANT: freshly allocated and not submitted; its front pad holds the
+        // reference on its parent just taken, and no page.
+        Ok(OwnedBio { bio: clone, room: 0 })
     }
 }
 
@@ -396,7 +392,8 @@ unsafe impl Sync for BioSet {}
 unsafe impl Send for BioSet {}
 
 impl BioSet {
-    /// A bio set reserving `pool_size` bios with inline bvecs, and a rescuer: fvp
+    /// A bio set reserving `pool_size` bios with inline bvecs and fvp's [`FrontPad`] in
+    /// front of each, and a rescuer: fvp
     /// allocates bios while submitting one (inside `map`), where waiting for the pool
     /// without a rescuer could wait for bios that only this thread would submit.
     pub fn new(pool_size: u32) -> impl PinInit<Self, Error> {
@@ -412,7 +409,7 @@ impl BioSet {
                         bindings::bioset_init(
                             bs,
                             pool_size,
-                            0,
+                            FRONT_PAD as u32,
                             (bindings::BIOSET_NEED_BVECS | bindings::BIOSET_NEED_RESCUER) as i32,
                         )
                     })
@@ -439,23 +436,130 @@ impl PinnedDrop for BioSet {
 
 /// What runs when an [`OwnedBio`] completes. Called in any context, including hard
 /// interrupts: it may only use atomics and queue work.
-pub trait BioDone: Send + Sync + 'static {
+pub trait BioDone: Sized + Send + Sync + 'static {
+    /// The reference the bio holds until it completes: `Arc<Self>` or `PoolArc<Self>`.
+    type Ref: BioDoneRef<Target = Self>;
+
     /// The bio finished with `status`.
-    fn bio_done(this: Arc<Self>, status: BioStatus);
+    fn bio_done(this: Self::Ref, status: BioStatus);
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A counted reference that a submitted bio carries in `bi_private`. Sealed: only
+/// `Arc` and `PoolArc`, whose `into_raw`/`from_raw` pair up.
+pub trait BioDoneRef: Send + sealed::Sealed {
+    /// What it refers to.
+    type Target: BioDone<Ref = Self>;
+    #[doc(hidden)]
+    fn into_raw(self) -> *const Self::Target;
+    /// # Safety
+    ///
+    /// `ptr` came from `into_raw` of the same type and is taken back once.
+    #[doc(hidden)]
+    unsafe fn from_raw(ptr: *const Self::Target) -> Self;
+}
+
+impl<T: BioDone<Ref = Self>> sealed::Sealed for Arc<T> {}
+impl<T: BioDone<Ref = Self>> BioDoneRef for Arc<T> {
+    type Target = T;
+    fn into_raw(self) -> *const T {
+        Arc::into_raw(self)
+    }
+    unsafe fn from_raw(ptr: *const T) -> Self {
+        // SAFETY: the caller's contract.
+        unsafe { Arc::from_raw(ptr) }
+    }
+}
+
+impl<T: BioDone<Ref = Self>> sealed::Sealed for PoolArc<T> {}
+impl<T: BioDone<Ref = Self>> BioDoneRef for PoolArc<T> {
+    type Target = T;
+    fn into_raw(self) -> *const T {
+        PoolArc::into_raw(self)
+    }
+    unsafe fn from_raw(ptr: *const T) -> Self {
+        // SAFETY: the caller's contract.
+        unsafe { PoolArc::from_raw(ptr) }
+    }
+}
+
+/// Most pages one [`OwnedBio`] carries (fvp's largest: a fill of 64 blocks).
+pub const MAX_BIO_PAGES: u16 = 64;
+
+/// What fvp keeps in the bio set's front pad of every bio it allocates: the page
+/// references that keep the bio's pages allocated while the device uses them, and the
+/// mapped bio a clone shares pages with. It lives in the bio's own allocation, which
+/// the bio set guarantees, so a bio needs no other memory.
+#[repr(C)]
+struct FrontPad {
+    pages: [MaybeUninit<CountedPage>; MAX_BIO_PAGES as usize],
+    /// `pages[..nr_pages]` are initialised.
+    nr_pages: usize,
+    /// For a clone: the mapped bio, on which it holds a [`PerBio`] reference; else null.
+    parent: *mut bindings::bio,
+}
+
+/// Bytes in front of each bio of a [`BioSet`]; a multiple of 8, so the bio after it
+/// stays aligned.
+const FRONT_PAD: usize = core::mem::size_of::<FrontPad>();
+const _: () = assert!(FRONT_PAD % 8 == 0 && core::mem::align_of::<FrontPad>() <= 8);
+
+/// # Safety
+///
+/// `bio` was allocated from a [`BioSet`] (so it has a front pad) and is not freed.
+unsafe fn front_pad(bio: *mut bindings::bio) -> *mut FrontPad {
+    // SAFETY: `bio_alloc_bioset` puts `front_pad` bytes right before the bio, in the
+    // same slab object, aligned as the object (at least 8).
+    unsafe { bio.cast::<u8>().sub(FRONT_PAD).cast::<FrontPad>() }
+}
+
+/// # Safety
+///
+/// `bio` was just allocated from a [`BioSet`]: its front pad is uninitialised and ours.
+unsafe fn init_front_pad(bio: *mut bindings::bio, parent: *mut bindings::bio) {
+    // SAFETY: the front pad is valid for writes (the caller's guarantee).
+    unsafe {
+        let f = front_pad(bio);
+        core::ptr::addr_of_mut!((*f).nr_pages).write(0);
+        core::ptr::addr_of_mut!((*f).parent).write(parent);
+    }
+}
+
+/// Drops the page references a bio's front pad holds; returns the parent it held a
+/// reference on (null if none), which the caller now owns.
+///
+/// # Safety
+///
+/// The front pad was set up by [`init_front_pad`], and the device no longer uses the
+/// bio's pages (it ended or was never submitted).
+unsafe fn release_front_pad(bio: *mut bindings::bio) -> *mut bindings::bio {
+    // SAFETY: the front pad is initialised (contract); `pages[..nr_pages]` hold
+    // references we own, dropped once each, then forgotten by `nr_pages = 0`.
+    unsafe {
+        let f = front_pad(bio);
+        let pages = core::ptr::addr_of_mut!((*f).pages).cast::<CountedPage>();
+        for i in 0..(*f).nr_pages {
+            core::ptr::drop_in_place(pages.add(i));
+        }
+        (*f).nr_pages = 0;
+        core::mem::replace(&mut (*f).parent, core::ptr::null_mut())
+    }
 }
 
 /// A bio fvp allocated, not yet submitted.
 ///
 /// # Invariants
 ///
-/// `bio` is allocated from a bio set and owned by this value; `pages` keeps every page
-/// added with [`OwnedBio::add_page`] allocated until the bio is freed; `parent`, for a
-/// clone of a mapped bio, is that bio, on which this value holds a [`PerBio`] reference
-/// until the clone ends (or is dropped unsent).
+/// `bio` is allocated from a [`BioSet`] and owned by this value; its [`FrontPad`] is
+/// initialised, keeps every page added with [`OwnedBio::add_page`] allocated until the
+/// bio is freed, and for a clone holds a reference on its parent until the clone ends
+/// (or is dropped unsent). `room` more pages fit in the front pad.
 pub struct OwnedBio {
     bio: core::ptr::NonNull<bindings::bio>,
-    pages: Option<KVec<CountedPage>>,
-    parent: Option<core::ptr::NonNull<bindings::bio>>,
+    room: u16,
 }
 
 // SAFETY: the bio is exclusively owned and may be submitted from any thread.
@@ -463,20 +567,25 @@ unsafe impl Send for OwnedBio {}
 
 impl OwnedBio {
     /// A bio of op `op` (and `flags`, raw `REQ_*` bits) to `bdev` at `sector`, with room
-    /// for `nr_pages` pages.
+    /// for `nr_pages` pages (at most [`MAX_BIO_PAGES`], else `EINVAL`). With a process
+    /// context's `GFP_NOIO` the bio set does not fail: it waits for a bio to end.
     pub fn new(bioset: &BioSet, bdev: &BlockDevice, write: bool, sector: u64, nr_pages: u16) -> Result<Self> {
+        if nr_pages > MAX_BIO_PAGES {
+            return Err(EINVAL);
+        }
         let opf = if write { bindings::req_op_REQ_OP_WRITE } else { bindings::req_op_REQ_OP_READ };
         // SAFETY: the bio set is initialised; `bdev` is open.
         let bio = unsafe {
             bindings::bio_alloc_bioset(bdev.as_raw(), nr_pages, opf, bindings::FVP_GFP_NOIO, bioset.as_raw())
         };
         let bio = core::ptr::NonNull::new(bio).ok_or(ENOMEM)?;
-        // SAFETY: fresh bio, ours.
-        unsafe { (*bio.as_ptr()).bi_iter.bi_sector = sector };
-        // Never fails: waits for memory instead (reclaim without I/O).
-        let pages = super::sync::alloc_retry(|| Ok(KVec::with_capacity(nr_pages as usize, GFP_KERNEL)?));
-        // INVARIANT: allocated from the set, ours, no page yet.
-        Ok(Self { bio, pages: Some(pages), parent: None })
+        // SAFETY: fresh bio from the set, ours; so is its front pad.
+        unsafe {
+            (*bio.as_ptr()).bi_iter.bi_sector = sector;
+            init_front_pad(bio.as_ptr(), core::ptr::null_mut());
+        }
+        // INVARIANT: allocated from the set, ours, front pad set up with no page.
+        Ok(Self { bio, room: nr_pages })
     }
 
     /// A bio that only flushes `bdev`'s volatile write cache.
@@ -485,8 +594,10 @@ impl OwnedBio {
         // SAFETY: as in `new`.
         let bio = unsafe { bindings::bio_alloc_bioset(bdev.as_raw(), 0, opf, bindings::FVP_GFP_NOIO, bioset.as_raw()) };
         let bio = core::ptr::NonNull::new(bio).ok_or(ENOMEM)?;
-        // INVARIANT: allocated from the set, ours.
-        Ok(Self { bio, pages: None, parent: None })
+        // SAFETY: as in `new`.
+        unsafe { init_front_pad(bio.as_ptr(), core::ptr::null_mut()) };
+        // INVARIANT: allocated from the set, ours, front pad set up.
+        Ok(Self { bio, room: 0 })
     }
 
     /// Adds `FUA` to the bio's flags.
@@ -497,33 +608,35 @@ impl OwnedBio {
 
     /// Appends a whole page to the bio's data; `false` if it does not fit.
     pub fn add_page(&mut self, page: CountedPage) -> bool {
-        let Some(pages) = self.pages.as_mut() else { return false };
-        if pages.len() == pages.capacity() {
+        if self.room == 0 {
             return false;
         }
         // SAFETY: the bio is ours and not submitted; the page stays allocated because
-        // we keep its reference in `pages` until the bio is freed.
+        // its reference goes into the front pad below, released after the bio ended.
         let added = unsafe { bindings::bio_add_page(self.bio.as_ptr(), page.as_raw(), PAGE_SIZE as u32, 0) };
         if added as usize != PAGE_SIZE {
             return false;
         }
-        // Cannot fail: capacity was checked above.
-        pages.push(page, GFP_NOIO_FLAGS).is_ok()
+        // SAFETY: the front pad is ours and initialised (invariant); `room > 0` means
+        // `nr_pages < MAX_BIO_PAGES`, so the slot is in bounds and uninitialised.
+        unsafe {
+            let f = front_pad(self.bio.as_ptr());
+            let n = (*f).nr_pages;
+            core::ptr::addr_of_mut!((*f).pages).cast::<CountedPage>().add(n).write(page);
+            (*f).nr_pages = n + 1;
+        }
+        self.room -= 1;
+        true
     }
 
-    /// Submits the bio; `done` runs when it completes. Sleeps if memory for the
-    /// completion record is short (process context only).
-    pub fn submit<T: BioDone>(mut self, done: Arc<T>) {
-        // Never fails: waits for memory instead (reclaim without I/O).
-        let mut ctx = super::sync::alloc_retry(|| Ok(KBox::new(None::<Completion<T>>, GFP_KERNEL)?));
-        // The clone's reference on its parent moves to the completion record.
-        *ctx = Some(Completion { done, _pages: self.pages.take(), parent: self.parent.take() });
+    /// Submits the bio; `done` runs when it completes. Allocates nothing.
+    pub fn submit<R: BioDoneRef>(self, done: R) {
         let bio = self.bio.as_ptr();
         core::mem::forget(self);
-        // SAFETY: the bio is ours; the trampoline takes the context back exactly once.
+        // SAFETY: the bio is ours; the trampoline takes the reference back exactly once.
         unsafe {
-            (*bio).bi_private = KBox::into_raw(ctx).cast();
-            (*bio).bi_end_io = Some(end_io_trampoline::<T>);
+            (*bio).bi_private = done.into_raw().cast_mut().cast();
+            (*bio).bi_end_io = Some(end_io_trampoline::<R>);
             bindings::submit_bio(bio);
         }
     }
@@ -531,41 +644,36 @@ impl OwnedBio {
 
 impl Drop for OwnedBio {
     fn drop(&mut self) {
-        // SAFETY: the bio is ours and was never submitted (submission forgets `self`).
-        unsafe { bindings::bio_put(self.bio.as_ptr()) };
-        if let Some(parent) = self.parent.take() {
+        let bio = self.bio.as_ptr();
+        // SAFETY: the bio is ours, never submitted (submission forgets `self`), and its
+        // front pad is set up (invariant).
+        let parent = unsafe { release_front_pad(bio) };
+        // SAFETY: as above; nothing refers to the bio any more.
+        unsafe { bindings::bio_put(bio) };
+        if !parent.is_null() {
             // SAFETY: the reference this clone held (invariant), given up.
-            unsafe { put_mapped(parent.as_ptr()) };
+            unsafe { put_mapped(parent) };
         }
     }
-}
-
-/// What a submitted [`OwnedBio`] carries to its completion.
-struct Completion<T> {
-    done: Arc<T>,
-    /// Page references released once the device no longer uses the pages.
-    _pages: Option<KVec<CountedPage>>,
-    /// For a clone: the mapped bio whose pages it used, released after `done` ran.
-    parent: Option<core::ptr::NonNull<bindings::bio>>,
 }
 
 /// # Safety
 ///
 /// Called by the block layer only, once, for a bio submitted by [`OwnedBio::submit`].
-unsafe extern "C" fn end_io_trampoline<T: BioDone>(bio: *mut bindings::bio) {
-    // SAFETY: `submit` stored a `KBox<Option<Completion<T>>>` in `bi_private`.
-    let ctx = unsafe { KBox::from_raw((*bio).bi_private.cast::<Option<Completion<T>>>()) };
+unsafe extern "C" fn end_io_trampoline<R: BioDoneRef>(bio: *mut bindings::bio) {
+    // SAFETY: `submit` stored an `R` given up with `into_raw` in `bi_private`.
+    let done = unsafe { R::from_raw((*bio).bi_private.cast::<R::Target>()) };
     // SAFETY: the bio is live until we put it.
     let status = BioStatus(unsafe { (*bio).bi_status });
+    // SAFETY: the bio ended, so the device no longer uses its pages; the front pad was
+    // set up when it was allocated.
+    let parent = unsafe { release_front_pad(bio) };
     // SAFETY: the bio is ours again and nothing refers to it any more.
     unsafe { bindings::bio_put(bio) };
-    if let Some(Completion { done, _pages, parent }) = KBox::into_inner(ctx) {
-        drop(_pages);
-        T::bio_done(done, status);
-        if let Some(parent) = parent {
-            // SAFETY: the reference the clone held on its parent, given up now that
-            // the clone ended.
-            unsafe { put_mapped(parent.as_ptr()) };
-        }
+    R::Target::bio_done(done, status);
+    if !parent.is_null() {
+        // SAFETY: the reference the clone held on its parent, given up now that the
+        // clone ended.
+        unsafe { put_mapped(parent) };
     }
 }

@@ -14,6 +14,7 @@ pub mod block;
 pub mod cred;
 pub mod dm;
 pub mod errno;
+pub mod mempool;
 pub mod miscdev;
 pub mod module;
 pub mod net;

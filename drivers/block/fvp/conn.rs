@@ -7,7 +7,7 @@
 use crate::fvp_kernel::net::TcpSocket;
 use crate::fvp_kernel::sync::WaitQueue;
 use crate::logic::wire::{self, Header, Message};
-use crate::volume::IoOp;
+use crate::volume::OpRef;
 use core::sync::atomic::{
     AtomicBool, AtomicU64, AtomicUsize,
     Ordering::{AcqRel, Acquire, Relaxed, Release},
@@ -40,7 +40,7 @@ pub(crate) enum Waiter {
     /// Nobody (the request's effect is best effort, e.g. DESTAGED).
     Nobody,
     /// A write: one reference of its pending count.
-    Op(Arc<IoOp>),
+    Op(OpRef),
     /// A caller sleeping in [`Conn::call`].
     Call(Arc<CallWait>),
     /// One of a group of requests a caller waits for together.
@@ -159,27 +159,24 @@ pub(crate) struct Conn {
 
 /// A FIFO of in-flight requests (6.12's alloc has no `VecDeque`).
 pub(crate) struct KVVecDeque {
-    items: KVec<Option<InFlight>>,
+    items: KVVec<Option<InFlight>>,
     head: usize,
     len: usize,
 }
 
 impl KVVecDeque {
-    fn new() -> Self {
-        Self { items: KVec::new(), head: 0, len: 0 }
+    /// Allocated with its connection, so that sending allocates nothing.
+    fn new() -> Result<Self> {
+        let mut items = KVVec::with_capacity(MAX_IN_FLIGHT, GFP_KERNEL)?;
+        for _ in 0..MAX_IN_FLIGHT {
+            items.push(None, GFP_KERNEL)?;
+        }
+        Ok(Self { items, head: 0, len: 0 })
     }
 
     fn push(&mut self, item: InFlight) -> core::result::Result<(), (Error, Waiter)> {
         if self.len >= MAX_IN_FLIGHT {
             return Err((EBUSY, item.waiter));
-        }
-        if self.items.is_empty() {
-            for _ in 0..MAX_IN_FLIGHT {
-                if self.items.push(None, GFP_KERNEL).is_err() {
-                    crate::fvp_kernel::vec::clear(&mut self.items);
-                    return Err((ENOMEM, item.waiter));
-                }
-            }
         }
         let i = (self.head + self.len) % MAX_IN_FLIGHT;
         self.items[i] = Some(item);
@@ -245,13 +242,14 @@ impl CallWait {
 
 impl Conn {
     pub(crate) fn new(sock: Arc<TcpSocket>, local_id: u32, peer_id: u32, first_seq: u64) -> Result<Arc<Self>> {
+        let in_flight = KVVecDeque::new()?;
         Arc::pin_init(
             pin_init!(Conn {
                 sock,
                 local_id,
                 peer_id,
                 send <- new_mutex!(SendState { next_seq: first_seq }, "fvp::Conn::send"),
-                in_flight <- new_mutex!(KVVecDeque::new(), "fvp::Conn::in_flight"),
+                in_flight <- new_mutex!(in_flight, "fvp::Conn::in_flight"),
                 queued: AtomicUsize::new(0),
                 window <- WaitQueue::new(),
                 broken: AtomicBool::new(false),

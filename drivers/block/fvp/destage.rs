@@ -23,6 +23,7 @@ use crate::fvp_kernel::bio::{BioDone, BioSet, BioStatus, BlockDevice, OwnedBio};
 use crate::fvp_kernel::pages::CountedPage;
 use crate::fvp_kernel::sync::{alloc_retry, sleep_ms, Completion};
 use crate::fvp_kernel::thread::{StopToken, Thread};
+use crate::fvp_kernel::vec;
 use crate::logic::cache::Key;
 use crate::pool::{Pool, SHARDS};
 use crate::stats::Stats;
@@ -84,8 +85,8 @@ fn run(pool: Arc<Pool>, stop: &StopToken) {
             cursors = Pass::default();
         }
         let r = {
-            let _one = pool.destage_lock.lock();
-            batch(&pool, None, &mut cursors)
+            let mut scratch = pool.destage_lock.lock();
+            batch(&pool, &mut scratch, None, &mut cursors)
         };
         pool.batch_finished();
         if r.failed > 0 {
@@ -116,19 +117,66 @@ struct Entry {
     volume: Arc<Volume>,
 }
 
-/// Per volume of the pool: whether its blocks may be written back now (a replicated
-/// volume needs the lease), and its replication version snapshot.
-fn volume_gates(pool: &Arc<Pool>) -> KVec<(Arc<Volume>, bool, u64)> {
-    let mut gates = KVec::new();
+/// What destage batches work in: allocated with the pool, reserved for every volume as
+/// it is added, reused by every batch, so that write-back allocates nothing and makes
+/// progress however short memory is. It is what `Pool::destage_lock` guards: holding
+/// the lock is what lets a batch run.
+pub(crate) struct Scratch {
+    /// The batch's blocks (capacity [`BATCH`]).
+    entries: KVec<Entry>,
+    /// Each run of entries `(first, last)` and whether its bio was submitted; run `i`
+    /// waits on `waiters[i]` (capacity [`BATCH`]).
+    runs: KVec<(usize, usize, bool)>,
+    /// Per volume of the pool: whether its blocks may be written back now (a replicated
+    /// volume needs the lease), and its replication version snapshot. Capacity: the
+    /// pool's volume table.
+    gates: KVec<(Arc<Volume>, bool, u64)>,
+    /// One per run of a batch at most ([`BATCH`]), reused.
+    waiters: KVec<Arc<Waiter>>,
+}
+
+impl Scratch {
+    pub(crate) fn new() -> Result<Self> {
+        let mut waiters = KVec::with_capacity(BATCH, GFP_KERNEL)?;
+        for _ in 0..BATCH {
+            waiters.push(Waiter::try_new()?, GFP_KERNEL)?;
+        }
+        Ok(Self {
+            entries: KVec::with_capacity(BATCH, GFP_KERNEL)?,
+            runs: KVec::with_capacity(BATCH, GFP_KERNEL)?,
+            gates: KVec::new(),
+            waiters,
+        })
+    }
+
+    /// Makes room for the gates of a pool with `volumes` volume slots (called as a
+    /// volume is added, which may fail with `ENOMEM`; a batch then never allocates).
+    pub(crate) fn reserve_volumes(&mut self, volumes: usize) -> Result {
+        let more = volumes.saturating_sub(self.gates.capacity());
+        if more > 0 {
+            self.gates.reserve(more, GFP_KERNEL)?;
+        }
+        Ok(())
+    }
+
+    /// Drops what the last batch held (volume references, pages).
+    fn clear(&mut self) {
+        vec::clear(&mut self.entries);
+        vec::clear(&mut self.runs);
+        vec::clear(&mut self.gates);
+    }
+}
+
+/// Fills `gates` (see [`Scratch::gates`]).
+fn volume_gates(pool: &Arc<Pool>, gates: &mut KVec<(Arc<Volume>, bool, u64)>) {
     pool.for_each_volume(|v| {
         let (ok, snap) = match &v.repl {
             Some(r) => (r.may_destage(), r.destage_snapshot()),
             None => (true, 0),
         };
-        // Under the pool's volume table lock (a mutex): waiting for memory is allowed.
-        alloc_retry(|| Ok(gates.push((v.clone(), ok, snap), GFP_KERNEL)?));
+        // Cannot fail: `Pool::add_volume` reserved a gate for every volume slot.
+        let _ = gates.push((v.clone(), ok, snap), GFP_NOWAIT);
     });
-    gates
 }
 
 /// Waits for one bio.
@@ -140,11 +188,20 @@ pub(crate) struct Waiter {
 }
 
 impl Waiter {
-    /// Waits for memory rather than fail (write-back and flushes must not).
+    /// Waits for memory rather than fail (takeover recovery's writes).
     pub(crate) fn new() -> Arc<Self> {
-        alloc_retry(|| {
-            Arc::pin_init(pin_init!(Waiter { ok: AtomicBool::new(false), done <- Completion::new() }), GFP_KERNEL)
-        })
+        alloc_retry(Self::try_new)
+    }
+
+    /// `ENOMEM` if memory is short.
+    pub(crate) fn try_new() -> Result<Arc<Self>> {
+        Ok(Arc::pin_init(pin_init!(Waiter { ok: AtomicBool::new(false), done <- Completion::new() }), GFP_KERNEL)?)
+    }
+
+    /// Ready for another bio; the last one's completion has run (`wait` returned).
+    fn reset(&self) {
+        self.ok.store(false, Relaxed);
+        self.done.reinit();
     }
 
     /// Sleeps until the bio completed; whether it succeeded.
@@ -155,6 +212,8 @@ impl Waiter {
 }
 
 impl BioDone for Waiter {
+    type Ref = Arc<Self>;
+
     fn bio_done(this: Arc<Self>, status: BioStatus) {
         this.ok.store(status.is_ok(), Relaxed);
         this.done.complete();
@@ -182,15 +241,20 @@ impl Outcome {
 }
 
 /// Destages one batch (of `only` volume, or of any). `pass` remembers where each
-/// shard's scan stopped. The caller holds `pool.destage_lock`.
-fn batch(pool: &Arc<Pool>, only: Option<u16>, pass: &mut Pass) -> Outcome {
-    // Short of memory, write-back waits for it: failing would fail flushes.
-    let mut entries = alloc_retry(|| Ok(KVec::<Entry>::with_capacity(BATCH, GFP_KERNEL)?));
+/// shard's scan stopped. `scratch` is the pool's, so the caller holds its destage lock.
+fn batch(pool: &Arc<Pool>, scratch: &mut Scratch, only: Option<u16>, pass: &mut Pass) -> Outcome {
+    let o = batch_in(pool, scratch, only, pass);
+    scratch.clear();
+    o
+}
+
+fn batch_in(pool: &Arc<Pool>, scratch: &mut Scratch, only: Option<u16>, pass: &mut Pass) -> Outcome {
+    let Scratch { entries, runs, gates, waiters } = scratch;
     let Some(zero) = Key::new(0, 0) else { return Outcome::default() };
     let mut skipped = 0;
     let mut found = [(0u32, zero); BATCH];
     // Snapshots before any destage of this batch begins (see `Replication::destaged`).
-    let gates = volume_gates(pool);
+    volume_gates(pool, gates);
     for s in 0..SHARDS {
         if entries.len() >= BATCH {
             break;
@@ -226,7 +290,7 @@ fn batch(pool: &Arc<Pool>, only: Option<u16>, pass: &mut Pass) -> Outcome {
             let page = shard.pages.get(slot).map(|p| p.counted());
             // Cannot fail: capacity for BATCH entries was reserved.
             let entry = Entry { key, shard: s, slot, gen, page, snapshot: *snapshot, volume: volume.clone() };
-            let _ = entries.push(entry, GFP_KERNEL);
+            let _ = entries.push(entry, GFP_NOWAIT);
         }
     }
     if entries.is_empty() {
@@ -235,7 +299,6 @@ fn batch(pool: &Arc<Pool>, only: Option<u16>, pass: &mut Pass) -> Outcome {
     entries.sort_unstable_by_key(|e| e.key);
 
     // One bio per run of adjacent blocks of one volume.
-    let mut runs = alloc_retry(|| Ok(KVec::<(usize, usize, Option<Arc<Waiter>>)>::with_capacity(BATCH, GFP_KERNEL)?));
     let mut i = 0;
     while i < entries.len() {
         let mut j = i;
@@ -246,42 +309,42 @@ fn batch(pool: &Arc<Pool>, only: Option<u16>, pass: &mut Pass) -> Outcome {
         {
             j += 1;
         }
-        let done = submit_run(pool, &mut entries[i..=j]);
-        let _ = runs.push((i, j, done), GFP_KERNEL);
+        // At most BATCH runs: one waiter each, and room in `runs`.
+        let Some(waiter) = waiters.get(runs.len()) else { break };
+        let submitted = submit_run(pool, &mut entries[i..=j], waiter);
+        let _ = runs.push((i, j, submitted), GFP_NOWAIT);
         i = j + 1;
     }
     let mut ok_mask = [false; BATCH];
-    for (a, b, done) in runs.iter() {
-        let ok = match done {
-            Some(d) => {
-                d.done.wait();
-                d.ok.load(Relaxed)
-            }
-            None => false,
-        };
-        for k in *a..=*b {
+    for (r, &(a, b, submitted)) in runs.iter().enumerate() {
+        let ok = submitted && waiters.get(r).is_some_and(|w| w.wait());
+        for k in a..=b {
             ok_mask[k] = ok;
         }
     }
-    let mut o = finish(pool, &entries, |k| ok_mask[k]);
+    let mut o = finish(pool, entries, |k| ok_mask[k]);
     o.skipped = skipped;
     o
 }
 
-/// Submits the write of one run; `None` if it could not be submitted.
-fn submit_run(pool: &Arc<Pool>, run: &mut [Entry]) -> Option<Arc<Waiter>> {
-    let first = run.first()?;
+/// Submits the write of one run, to be waited for on `waiter`; `false` if it could not
+/// be submitted.
+fn submit_run(pool: &Arc<Pool>, run: &mut [Entry], waiter: &Arc<Waiter>) -> bool {
+    let Some(first) = run.first() else { return false };
     let volume = &first.volume;
     let sector = first.key.block() * (crate::pool::PAGE / 512);
-    let mut bio = OwnedBio::new(&pool.shared.bioset, volume.backing.bdev(), true, sector, run.len() as u16).ok()?;
+    let Ok(mut bio) = OwnedBio::new(&pool.shared.bioset, volume.backing.bdev(), true, sector, run.len() as u16) else {
+        return false;
+    };
     for e in run.iter_mut() {
-        if !bio.add_page(e.page.take()?) {
-            return None;
+        let Some(page) = e.page.take() else { return false };
+        if !bio.add_page(page) {
+            return false;
         }
     }
-    let done = Waiter::new();
-    bio.submit(done.clone());
-    Some(done)
+    waiter.reset();
+    bio.submit(waiter.clone());
+    true
 }
 
 /// Ends the destage of every entry (sorted by key); counts what became clean and what
@@ -334,11 +397,11 @@ fn finish(pool: &Arc<Pool>, entries: &[Entry], ok: impl Fn(usize) -> bool) -> Ou
 /// One pass over the pool writing back `volume`'s dirty blocks. No other destage runs
 /// meanwhile (it holds the pool's destage lock throughout).
 fn pass(volume: &Arc<Volume>) -> Outcome {
-    let _one = volume.pool.destage_lock.lock();
+    let mut scratch = volume.pool.destage_lock.lock();
     let mut p = Pass::default();
     let mut total = Outcome::default();
     while !p.complete() {
-        total.add(batch(&volume.pool, Some(volume.id), &mut p));
+        total.add(batch(&volume.pool, &mut scratch, Some(volume.id), &mut p));
     }
     total
 }
@@ -390,19 +453,14 @@ pub(crate) fn drain(volume: &Arc<Volume>) -> Result {
     Ok(())
 }
 
-/// Flushes the backing device's volatile cache and waits (`Volume::flush_backing`
-/// also keeps track of what that made durable).
-pub(crate) fn flush_backing_dev(volume: &Volume) -> Result {
-    flush_bdev(&volume.pool.shared.bioset, volume.backing.bdev())
-}
-
-/// Flushes `bdev`'s volatile cache and waits.
-pub(crate) fn flush_bdev(bioset: &BioSet, bdev: &BlockDevice) -> Result {
+/// Flushes `bdev`'s volatile cache and waits on `waiter` (which no other bio uses
+/// meanwhile: the caller holds it exclusively). Allocates nothing but the bio, which
+/// the bio set guarantees.
+pub(crate) fn flush_bdev(bioset: &BioSet, bdev: &BlockDevice, waiter: &Arc<Waiter>) -> Result {
     let bio = OwnedBio::new_flush(bioset, bdev)?;
-    let done = Waiter::new();
-    bio.submit(done.clone());
-    done.done.wait();
-    if done.ok.load(Relaxed) {
+    waiter.reset();
+    bio.submit(waiter.clone());
+    if waiter.wait() {
         Ok(())
     } else {
         Err(EIO)

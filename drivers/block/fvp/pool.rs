@@ -108,9 +108,10 @@ pub(crate) struct Pool {
     destager: Mutex<Option<Thread>>,
     /// Set by anyone who wants dirty data written back now (flush, drain, shrink).
     pub(crate) urgent: AtomicBool,
-    /// Held by each destage batch and by each flush or drain pass: one at a time.
+    /// Held by each destage batch and by each flush or drain pass: one at a time. It
+    /// guards what the batches work in, allocated once.
     #[pin]
-    pub(crate) destage_lock: Mutex<()>,
+    pub(crate) destage_lock: Mutex<crate::destage::Scratch>,
     /// Set by [`Pool::kick`] (a `retry` message, the pool's destruction) to end the
     /// destager's wait after a failed write early.
     #[pin]
@@ -149,6 +150,7 @@ impl Pool {
             let shard = Shard { cache: Cache::new(0x5eed_0000 + i as u64), pages: PageArray::new() };
             shards.push(KBox::pin_init(new_mutex!(shard, "fvp::Pool::shard"), GFP_KERNEL)?, GFP_KERNEL)?;
         }
+        let scratch = crate::destage::Scratch::new()?;
         let pool = Arc::pin_init(
             pin_init!(Pool {
                 name,
@@ -163,7 +165,7 @@ impl Pool {
                 detached: AtomicBool::new(false),
                 destager <- new_mutex!(None, "fvp::Pool::destager"),
                 urgent: AtomicBool::new(false),
-                destage_lock <- new_mutex!((), "fvp::Pool::destage_lock"),
+                destage_lock <- new_mutex!(scratch, "fvp::Pool::destage_lock"),
                 kicked <- new_mutex!(false, "fvp::Pool::kicked"),
                 kick <- new_condvar!("fvp::Pool::kick"),
                 batches <- new_mutex!(0, "fvp::Pool::batches"),
@@ -379,7 +381,11 @@ impl Pool {
 
     /// Registers a volume and returns its id.
     pub(crate) fn add_volume(&self, make: impl FnOnce(u16) -> Result<Arc<Volume>>) -> Result<Arc<Volume>> {
+        // The destage lock first, as a batch takes it: room for one more volume's gate.
+        let mut scratch = self.destage_lock.lock();
         let mut volumes = self.volumes.lock();
+        scratch.reserve_volumes(volumes.len() + 1)?;
+        drop(scratch);
         let id = match volumes.iter().position(|v| v.is_none()) {
             Some(i) => i,
             None => {

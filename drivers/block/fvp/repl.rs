@@ -8,7 +8,7 @@
 use crate::cluster::Cluster;
 use crate::conn::{BatchWait, Conn, Waiter};
 use crate::fvp_kernel::errno::estale;
-use crate::fvp_kernel::sync::WaitQueue;
+use crate::fvp_kernel::sync::{alloc_retry, WaitQueue};
 use crate::fvp_kernel::vec;
 use crate::logic::abi;
 use crate::logic::placement::{self, DomainRule};
@@ -203,24 +203,23 @@ impl Replication {
     ) -> bool {
         let mut ctx = self.send.lock();
         let ctx = &mut *ctx;
-        let peers: KVec<Arc<Conn>> = {
-            let mut v = KVec::new();
-            for c in ctx.peers.iter().flatten() {
-                if v.push(c.clone(), GFP_KERNEL).is_err() {
-                    return false;
-                }
-            }
-            v
-        };
-        if peers.len() < self.peers_wanted as usize || peers.iter().any(|c| c.is_broken()) {
+        // The connected peers, first (no allocation on the write path).
+        let mut peers: [Option<Arc<Conn>>; 2] = [None, None];
+        let mut n = 0;
+        for c in ctx.peers.iter().flatten() {
+            peers[n] = Some(c.clone());
+            n += 1;
+        }
+        let peers = &peers[..n];
+        if n < self.peers_wanted as usize || peers.iter().flatten().any(|c| c.is_broken()) {
             return false;
         }
         for &block in blocks {
-            if !copy(block, &mut ctx.buf) || !self.send_replica(&peers, block, &ctx.buf, &mut waiter) {
+            if !copy(block, &mut ctx.buf) || !self.send_replica(peers.iter().flatten(), block, &ctx.buf, &mut waiter) {
                 return false;
             }
         }
-        if !dropped.is_empty() && !self.send_drops(&peers, dropped, &mut waiter) {
+        if !dropped.is_empty() && !self.send_drops(peers, dropped, &mut waiter) {
             return false;
         }
         true
@@ -285,7 +284,7 @@ impl Replication {
     }
 
     /// DESTAGED with a fresh version for each block: peers drop what they hold of them.
-    fn send_drops(&self, peers: &[Arc<Conn>], blocks: &[u64], waiter: &mut impl FnMut() -> Waiter) -> bool {
+    fn send_drops(&self, peers: &[Option<Arc<Conn>>], blocks: &[u64], waiter: &mut impl FnMut() -> Waiter) -> bool {
         let mut buf = [0u8; 64 * 16];
         for chunk in blocks.chunks(64) {
             let version = self.version.load(Relaxed) + 1;
@@ -294,7 +293,7 @@ impl Replication {
                 return false;
             };
             let msg = Message::Destaged { volume_id: self.volume_id, entries };
-            for c in peers {
+            for c in peers.iter().flatten() {
                 if c.send(&msg, Some(waiter())).is_err() {
                     return false;
                 }
@@ -311,20 +310,19 @@ impl Replication {
         if count == 0 {
             return;
         }
-        // Without memory for a waiter the drops are still sent, just not waited for.
-        let batch = BatchWait::new().ok();
+        // Waits for memory for the waiter: the write that follows may reach the backing
+        // device only once the peers dropped what they hold of the range.
+        let batch = alloc_retry(BatchWait::new);
         {
             let ctx = self.send.lock();
             let version = self.version.load(Relaxed) + 1;
             self.version.store(version, Relaxed);
             let msg = Message::DropRange { volume_id: self.volume_id, first, count, version };
             for c in ctx.peers.iter().flatten().filter(|c| !c.is_broken()) {
-                let _ = c.send(&msg, Some(batch.as_ref().map_or(Waiter::Nobody, |b| b.waiter())));
+                let _ = c.send(&msg, Some(batch.waiter()));
             }
         }
-        if let Some(b) = batch {
-            let _ = b.wait(self.cluster.timeout_ms());
-        }
+        let _ = batch.wait(self.cluster.timeout_ms());
     }
 
     /// The ticker's step (every heartbeat): follows the lease and the peers' health,

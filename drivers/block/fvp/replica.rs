@@ -264,7 +264,7 @@ fn write_namespace(cluster: &Cluster, n: &Namespace, still_ready: &dyn Fn() -> b
     if failed {
         return Err(EIO);
     }
-    crate::destage::flush_bdev(bioset, bdev.bdev())
+    crate::destage::flush_bdev(bioset, bdev.bdev(), &IoWaiter::new())
 }
 
 /// Waits for every write in `waiters` and empties it; whether any failed.

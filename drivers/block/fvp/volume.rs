@@ -14,9 +14,10 @@ use crate::conn::Waiter;
 use crate::fvp_kernel::bio::{BioDone, BioStatus, DmBio, Op, OwnedBio};
 use crate::fvp_kernel::block::OpenedBdev;
 use crate::fvp_kernel::dm::MapResult;
+use crate::fvp_kernel::mempool::PoolArc;
 use crate::fvp_kernel::module::UnloadGuard;
 use crate::fvp_kernel::pages::CountedPage;
-use crate::fvp_kernel::sync::{alloc_retry, Completion, NoIoScope};
+use crate::fvp_kernel::sync::{Completion, NoIoScope};
 use crate::logic::abi::{POLICY_WRITE_BACK, POLICY_WRITE_THROUGH};
 use crate::logic::cache::{Insert, InsertError, Key, SlotState};
 use crate::pool::{shard_of, Pool, PAGE, SHARDS};
@@ -39,6 +40,7 @@ pub(crate) const MAX_BLOCKS: u32 = 64;
 const SECTORS_PER_BLOCK: u64 = PAGE / 512;
 
 /// One volume: an `fvp` target's state shared with its in-flight I/O and the destager.
+#[pin_data]
 pub(crate) struct Volume {
     pub(crate) id: u16,
     pub(crate) pool: Arc<Pool>,
@@ -76,6 +78,10 @@ pub(crate) struct Volume {
     /// replicated volume's flush, which otherwise relies on its peers, must flush the
     /// device for it (its peers do not hold it).
     backing_unflushed: AtomicBool,
+    /// What a flush of the backing device waits on, allocated with the volume so that
+    /// a flush allocates nothing; one flush of it at a time.
+    #[pin]
+    flush_waiter: Mutex<Arc<crate::destage::Waiter>>,
 }
 
 /// Where a block of a bio lies: its key, the byte range of the bio that covers it and
@@ -145,8 +151,9 @@ impl Volume {
         repl: Option<Arc<Replication>>,
         module: &'static ThisModule,
     ) -> Result<Arc<Self>> {
-        Arc::new(
-            Volume {
+        let waiter = crate::destage::Waiter::try_new()?;
+        Arc::pin_init(
+            pin_init!(Volume {
                 id,
                 pool,
                 backing,
@@ -164,10 +171,10 @@ impl Volume {
                 repl,
                 failing: AtomicBool::new(false),
                 backing_unflushed: AtomicBool::new(false),
-            },
+                flush_waiter <- new_mutex!(waiter, "fvp::Volume::flush_waiter"),
+            }),
             GFP_KERNEL,
         )
-        .map_err(|_| ENOMEM)
     }
 
     /// Records what a destage batch achieved for this volume: `good` blocks written,
@@ -597,7 +604,7 @@ impl Volume {
     /// Drops every dirty block of the volume; returns how many. `_destaging` is the
     /// pool's `destage_lock`: with no batch in flight, a later batch's failure is not
     /// cleared by mistake.
-    pub(crate) fn drop_dirty(&self, _destaging: &Guard<'_, (), MutexBackend>) -> u64 {
+    pub(crate) fn drop_dirty(&self, _destaging: &Guard<'_, crate::destage::Scratch, MutexBackend>) -> u64 {
         let n = self.pool.purge(self, |_, state| state == SlotState::Dirty);
         self.failing.store(false, Relaxed);
         n
@@ -628,7 +635,7 @@ impl Volume {
     /// the call are durable once it returns `Ok`. Sleeps.
     pub(crate) fn flush_backing(&self) -> Result {
         let was = self.backing_unflushed.swap(false, AcqRel);
-        let r = crate::destage::flush_backing_dev(self);
+        let r = crate::destage::flush_bdev(&self.pool.shared.bioset, self.backing.bdev(), &self.flush_waiter.lock());
         if r.is_err() && was {
             self.backing_unflushed.store(true, Release);
         }
@@ -662,6 +669,9 @@ enum OpKind {
     /// for the writes that went to it (see `Volume::backing_unflushed`).
     FlushBacking,
 }
+
+/// A reference to an [`IoOp`], from the module's reserve of them.
+pub(crate) type OpRef = PoolArc<IoOp>;
 
 /// A bio waiting for fvp's own I/O to the backing device.
 #[pin_data]
@@ -704,37 +714,34 @@ impl_has_work! {
 }
 
 impl IoOp {
-    /// A new operation owning `bio`. Called from `map` (process context, which may
-    /// sleep): if memory is short it waits for reclaim (which does no I/O) and for
-    /// fvp's own operations in flight to end, rather than fail the bio: device-mapper
-    /// would complete a requeued bio with an error, and memory reclaim writing back
-    /// through fvp would see it.
-    fn new(volume: &Arc<Volume>, kind: OpKind, rel_sector: u64, bio: DmBio, start: Ktime, direct: u64) -> Arc<Self> {
+    /// A new operation owning `bio`, from the module's reserve (`Shared::ops`). Called
+    /// from `map` (process context, which may sleep): if memory is short it waits for
+    /// fvp's operations in flight to end and give theirs back, rather than fail the
+    /// bio: device-mapper would complete a requeued bio with an error, and memory
+    /// reclaim writing back through fvp would see it.
+    fn new(volume: &Arc<Volume>, kind: OpKind, rel_sector: u64, bio: DmBio, start: Ktime, direct: u64) -> OpRef {
         let range = (rel_sector, bio.size());
-        let op = alloc_retry(|| {
-            Arc::pin_init(
-                pin_init!(IoOp {
-                    volume: volume.clone(),
-                    kind,
-                    start,
-                    range,
-                    state <- new_mutex!(OpState { bio: None, fills: KVec::new() }, "fvp::IoOp::state"),
-                    pending: AtomicU32::new(1),
-                    failed: AtomicBool::new(false),
-                    repl_failed: AtomicBool::new(false),
-                    direct,
-                    settled <- Completion::new(),
-                    work <- new_work!("fvp::IoOp::work"),
-                    send_work <- new_work!("fvp::IoOp::send_work"),
-                }),
-                GFP_KERNEL,
-            )
+        let init = pin_init!(IoOp {
+            volume: volume.clone(),
+            kind,
+            start,
+            range,
+            state <- new_mutex!(OpState { bio: Some(bio), fills: KVec::new() }, "fvp::IoOp::state"),
+            pending: AtomicU32::new(1),
+            failed: AtomicBool::new(false),
+            repl_failed: AtomicBool::new(false),
+            direct,
+            settled <- Completion::new(),
+            work <- new_work!("fvp::IoOp::work"),
+            send_work <- new_work!("fvp::IoOp::send_work"),
         });
-        op.state.lock().bio = Some(bio);
-        op
+        match volume.pool.shared.ops.alloc(init) {
+            Ok(op) => op,
+            Err(never) => match never {},
+        }
     }
 
-    fn submit(self: &Arc<Self>, bio: OwnedBio) {
+    fn submit(self: &OpRef, bio: OwnedBio) {
         if self.kind != OpKind::Read {
             // Before the bio: a flush that finds the flag clear was asked for before
             // this write was submitted, so need not cover it.
@@ -747,7 +754,7 @@ impl IoOp {
     /// Drops the submission reference; the last one queues the completion work.
     /// AcqRel: the completion must see every store (`failed`, `repl_failed`, fills)
     /// that the other references made before dropping theirs.
-    fn put(self: Arc<Self>) {
+    fn put(self: OpRef) {
         if self.pending.fetch_sub(1, AcqRel) == 1 {
             self.settled.complete_all();
             let shared = self.volume.pool.shared.clone();
@@ -840,7 +847,7 @@ impl IoOp {
     }
 
     /// Sends the bio's blocks in `mask` to the backing device, one clone per run.
-    fn submit_direct(self: &Arc<Self>, bio: &DmBio, spans: &Spans, mask: u64) {
+    fn submit_direct(self: &OpRef, bio: &DmBio, spans: &Spans, mask: u64) {
         let mut i = 0;
         while i < spans.count {
             if mask & (1 << i) == 0 {
@@ -921,13 +928,13 @@ impl IoOp {
     /// it completed. A write-back of a stale copy landing after it would leave the disk
     /// older than a completed (possibly FUA) write; one landing last after a
     /// write-zeroes or discard would bring removed data back for good.
-    fn start_ordered(self: Arc<Self>) -> MapResult {
+    fn start_ordered(self: OpRef) -> MapResult {
         let shared = self.volume.pool.shared.clone();
         let _ = shared.wq.enqueue::<_, 1>(self);
         MapResult::submitted()
     }
 
-    fn run_ordered(self: &Arc<Self>) {
+    fn run_ordered(self: &OpRef) {
         let volume = &self.volume;
         let (rel_sector, size) = self.range;
         let _one = volume.pool.destage_lock.lock();
@@ -961,22 +968,22 @@ impl IoOp {
     }
 
     /// A peer acknowledged one block (or drop) of this write.
-    pub(crate) fn replicated(self: Arc<Self>) {
+    pub(crate) fn replicated(self: OpRef) {
         self.put();
     }
 
     /// A peer will never acknowledge it (connection lost, refused).
-    pub(crate) fn replication_failed(self: Arc<Self>) {
+    pub(crate) fn replication_failed(self: OpRef) {
         self.repl_failed.store(true, Relaxed);
         self.put();
     }
 
-    fn waiter(self: &Arc<Self>) -> Waiter {
+    fn waiter(self: &OpRef) -> Waiter {
         self.pending.fetch_add(1, Relaxed);
         Waiter::Op(self.clone())
     }
 
-    fn run_replicated(self: &Arc<Self>) {
+    fn run_replicated(self: &OpRef) {
         let volume = &self.volume;
         let Some(repl) = volume.repl.as_ref() else { return };
         let (rel_sector, size) = self.range;
@@ -1039,9 +1046,9 @@ impl IoOp {
 }
 
 impl WorkItem<1> for IoOp {
-    type Pointer = Arc<IoOp>;
+    type Pointer = OpRef;
 
-    fn run(this: Arc<IoOp>) {
+    fn run(this: OpRef) {
         // On the I/O path: reclaim must not wait for I/O (see `NoIoScope`).
         let _noio = NoIoScope::enter();
         if this.volume.repl.is_some() {
@@ -1053,7 +1060,9 @@ impl WorkItem<1> for IoOp {
 }
 
 impl BioDone for IoOp {
-    fn bio_done(this: Arc<Self>, status: BioStatus) {
+    type Ref = OpRef;
+
+    fn bio_done(this: OpRef, status: BioStatus) {
         if !status.is_ok() {
             this.failed.store(true, Relaxed);
         }
@@ -1062,9 +1071,9 @@ impl BioDone for IoOp {
 }
 
 impl WorkItem for IoOp {
-    type Pointer = Arc<IoOp>;
+    type Pointer = OpRef;
 
-    fn run(this: Arc<IoOp>) {
+    fn run(this: OpRef) {
         let _noio = NoIoScope::enter();
         let volume = &this.volume;
         if this.kind == OpKind::FlushBacking && volume.flush_backing().is_err() {

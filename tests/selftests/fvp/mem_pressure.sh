@@ -6,14 +6,18 @@
 # may fail: an allocation on the I/O or write-back path waits for memory rather than
 # fail a bio or a flush (docs/architecture.md, "Memory"). The refusals are counted, so
 # a run in which fvp allocated nothing through the filter fails instead of passing.
+# Last, every allocation through fvp.ko fails (probability 100) for a write-back run:
+# only the reserves (the IoOp mempool, the bio set, the destager's and flushes'
+# preallocated state) can carry the I/O, and it must finish before a watchdog ends the
+# injection (a retry loop would wait for memory that never comes).
 . ../lib/ktap.sh
 . ../lib/fvp.sh
-ktap_plan 4
+ktap_plan 7
 fvp_load
 F=/sys/kernel/debug/failslab
 [ -d $F ] || mount -t debugfs none /sys/kernel/debug 2>/dev/null
 if [ ! -w $F/probability ] || [ ! -w $F/require-start ]; then
-  for i in 1 2 3 4; do ktap_skip "memory pressure test $i" "no failslab stack-trace filter (CONFIG_FAILSLAB, CONFIG_FAULT_INJECTION_STACKTRACE_FILTER)"; done
+  for i in 1 2 3 4 5 6 7; do ktap_skip "memory pressure test $i" "no failslab stack-trace filter (CONFIG_FAILSLAB, CONFIG_FAULT_INJECTION_STACKTRACE_FILTER)"; done
   ktap_finish
 fi
 dev=$(fvp_private_disk)
@@ -64,5 +68,39 @@ for policy in write-back write-through; do
     || ktap_fail "$policy: failslab refused none of fvp's allocations (the filter missed them)"
   dmsetup remove fvp_mp
 done
+
+fvp_dm_create fvp_mp "0 $size fvp $(fvp_devno "$dev") mp write-back sequential_cutoff=0"
+rm -f /tmp/mp_watchdog
+inject on "$1" "$2"
+echo 100 >$F/probability
+( sleep 150; echo 0 >$F/probability; touch /tmp/mp_watchdog ) &
+watchdog=$!
+start=$(date +%s)
+if fio --name=mem_all --filename=/dev/mapper/fvp_mp --thread --direct=1 --ioengine=libaio \
+    --iodepth=16 --rw=randwrite --bsrange=4k-64k --size=8M --fsync=8 \
+    --verify=crc32c --verify_fatal=1 --do_verify=1 --randseed=12 \
+    --output-format=terse --terse-version=3 >/tmp/fio_mp.out 2>&1; then
+  fio_ok=1
+else
+  fio_ok=0
+fi
+# Write back everything (the destager and a flush, still under injection).
+sync_ok=1
+timeout 60 dmsetup message fvp_mp 0 flush >/dev/null 2>&1 || sync_ok=0
+elapsed=$(($(date +%s) - start))
+kill $watchdog 2>/dev/null; wait $watchdog 2>/dev/null
+inject off
+refused=$((TIMES - $(cat $F/times)))
+ktap_info "all allocations fail: $refused refused in ${elapsed}s; $(dmsetup status fvp_mp)"
+[ "$fio_ok" = 1 ] || sed 's/^/# /' /tmp/fio_mp.out | tail -20
+[ ! -e /tmp/mp_watchdog ] && [ "$fio_ok" = 1 ] && [ "$(fvp_status_field fvp_mp io_errors)" = 0 ] \
+  && ktap_pass "write-back: fio finishes with no error while every fvp allocation fails" \
+  || ktap_fail "write-back: fio finishes with no error while every fvp allocation fails (watchdog fired: $([ -e /tmp/mp_watchdog ] && echo yes || echo no))"
+[ "$refused" -gt 0 ] && ktap_pass "write-back: failslab refused $refused of fvp's allocations, all of them" \
+  || ktap_fail "write-back: failslab refused none of fvp's allocations (the filter missed them)"
+[ "$sync_ok" = 1 ] && [ "$(fvp_status_field fvp_mp dirty)" = 0 ] \
+  && ktap_pass "write-back: flush message writes every dirty block back while every fvp allocation fails" \
+  || ktap_fail "write-back: flush message writes every dirty block back while every fvp allocation fails"
+dmsetup remove fvp_mp
 fvp_pool_destroy mp
 ktap_finish
