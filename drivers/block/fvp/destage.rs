@@ -31,6 +31,7 @@ use crate::volume::Volume;
 use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use kernel::prelude::*;
 use kernel::sync::Arc;
+use kernel::time::Ktime;
 
 /// Blocks per batch.
 const BATCH: usize = 64;
@@ -43,6 +44,8 @@ const IDLE_MS: u32 = 20;
 /// Pause after a batch in which a write to a backing device failed: the device is
 /// retried, not hammered (`dmsetup message ... retry` retries at once).
 const RETRY_MS: u32 = 1000;
+/// A drain gives up after this long without writing anything back.
+const STALL_MS: u32 = 5000;
 
 /// Starts `pool`'s destager thread (its allocations do no I/O: `Thread` sees to it).
 /// It runs until [`Pool::shut_down`].
@@ -425,13 +428,14 @@ pub(crate) fn flush_dirty(volume: &Arc<Volume>) -> Result {
 /// Writes back every dirty block of `volume` until none is left (no writes may arrive:
 /// the device is suspended or write-through). Sleeps.
 pub(crate) fn drain(volume: &Arc<Volume>) -> Result {
-    let mut stalled = 0;
+    let mut stalled_since: Option<Ktime> = None;
     let mut failing = 0;
     while volume.dirty.load(Relaxed) > 0 {
         let o = pass(volume);
         if o.failed > 0 && o.cleaned == 0 {
             // The backing device refuses writes: retry a few times, then give up
-            // (the blocks stay dirty; the caller reports it).
+            // (the blocks stay dirty; the caller reports it). A timed back-off: nothing
+            // signals that the device works again.
             failing += 1;
             if failing > 3 {
                 pr_err!("volume {}: {} dirty blocks cannot be written back\n", volume.id, volume.dirty.load(Relaxed));
@@ -441,13 +445,21 @@ pub(crate) fn drain(volume: &Arc<Volume>) -> Result {
             continue;
         }
         failing = 0;
-        stalled = if o.cleaned == 0 { stalled + 1 } else { 0 };
-        if stalled > 5000 {
+        if o.cleaned > 0 {
+            stalled_since = None;
+            continue;
+        }
+        // Nothing could be written: a replicated volume without its lease (or a volume
+        // not in the table yet). Give up after STALL_MS without progress.
+        let since = *stalled_since.get_or_insert_with(Ktime::ktime_get);
+        if (Ktime::ktime_get() - since).to_ms() > i64::from(STALL_MS) {
             pr_err!("volume {}: {} dirty blocks cannot be written back\n", volume.id, volume.dirty.load(Relaxed));
             return Err(EIO);
         }
-        if stalled > 0 {
-            sleep_ms(1);
+        match &volume.repl {
+            // The lease changes at a ticker pass: wait for the next one.
+            Some(r) => r.wait_next_tick(),
+            None => sleep_ms(1),
         }
     }
     Ok(())

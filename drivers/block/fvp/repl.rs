@@ -185,7 +185,7 @@ impl Replication {
 
     /// Sleeps until the ticker's next pass over this volume has ended, or at most
     /// `WAIT_BOUND_MS` (a volume the ticker no longer visits must not hold its caller).
-    fn wait_next_tick(&self) {
+    pub(crate) fn wait_next_tick(&self) {
         let seen = self.ticks.load(Acquire);
         self.changed.wait_timeout_ms(WAIT_BOUND_MS, || self.ticks.load(Acquire) != seen);
     }
@@ -253,7 +253,8 @@ impl Replication {
                 Ok(false) => return volume.flush_sync().is_ok(),
                 Ok(true) => {}
             }
-            let Ok(batch) = BatchWait::new() else { return false };
+            // Waits for memory: giving up here would fail the write with EIO.
+            let batch = alloc_retry(BatchWait::new);
             let mut written_back = false;
             let (healthy, sent) = {
                 let mut ctx = self.send.lock();

@@ -73,7 +73,7 @@ fvp_dm_create fvp_mp "0 $size fvp $(fvp_devno "$dev") mp write-back sequential_c
 rm -f /tmp/mp_watchdog
 inject on "$1" "$2"
 echo 100 >$F/probability
-( sleep 150; echo 0 >$F/probability; touch /tmp/mp_watchdog ) &
+( sleep 180; echo 0 >$F/probability; touch /tmp/mp_watchdog ) &
 watchdog=$!
 start=$(date +%s)
 if fio --name=mem_all --filename=/dev/mapper/fvp_mp --thread --direct=1 --ioengine=libaio \
@@ -100,12 +100,12 @@ for i in $(seq 100); do  # fio takes seconds to start under emulation
 done
 destaged_before=$(fvp_status_field fvp_mp destaged)
 ktap_info "before the fsync: $(dmsetup status fvp_mp)"
-echo 100 >$F/probability
+[ -e /tmp/mp_watchdog ] || echo 100 >$F/probability
 sync_ok=1
 timeout 60 python3 -c 'import os, sys; os.fsync(os.open(sys.argv[1], os.O_RDWR))' /dev/mapper/fvp_mp || sync_ok=0
 echo 0 >$F/probability
 destaged_by_fsync=$(($(fvp_status_field fvp_mp destaged) - destaged_before))
-echo 100 >$F/probability
+[ -e /tmp/mp_watchdog ] || echo 100 >$F/probability
 wait $writer || { fio_ok=0; sed 's/^/# /' /tmp/fio_bg.out | tail -20; }
 elapsed=$(($(date +%s) - start))
 kill $watchdog 2>/dev/null; wait $watchdog 2>/dev/null
@@ -120,7 +120,7 @@ ktap_info "all allocations fail: $refused refused in ${elapsed}s; $(dmsetup stat
   || ktap_fail "write-back: failslab refused none of fvp's allocations (the filter missed them)"
 [ "$sync_ok" = 1 ] && [ "$dirty_before" -gt 0 ] && [ "$destaged_by_fsync" -gt 0 ] \
   && ktap_pass "write-back: an fsync under writes succeeds and writes back ($destaged_by_fsync of $dirty_before dirty) while every fvp allocation fails" \
-  || ktap_fail "write-back: an fsync under writes succeeds and writes back while every fvp allocation fails (fsync ok: $sync_ok, dirty $dirty_before, written back by it $destaged_by_fsync)"
+  || ktap_fail "write-back: an fsync under writes succeeds and writes back while every fvp allocation fails (fsync ok: $sync_ok, dirty $dirty_before, written back by it $destaged_by_fsync, watchdog fired: $([ -e /tmp/mp_watchdog ] && echo yes || echo no))"
 dmsetup remove fvp_mp
 fvp_pool_destroy mp
 ktap_finish
