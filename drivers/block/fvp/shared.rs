@@ -15,7 +15,9 @@ use kernel::prelude::*;
 use kernel::ThisModule;
 
 /// `IoOp`s kept in reserve: as many bios as can wait for the backing device or peers
-/// at once before new ones wait for them (each ends without needing another).
+/// at once before new ones wait for them. Each `IoOp` ends without needing another,
+/// and `map` takes its `IoOp` before it submits anything, so a wait for one never holds
+/// back bios of its own on `current->bio_list` (what a bio set's rescuer is for).
 const OPS_RESERVE: u32 = 128;
 
 pub(crate) struct Shared {
