@@ -44,19 +44,21 @@ inject() {  # inject on|off
   fi
 }
 
+# fio_verify_run NAME IODEPTH FSYNC SEED: 4-64 KiB random writes over 8 MiB (twice the
+# pool: eviction and misses too), an fsync every FSYNC writes, then a read-back of
+# everything with checksums; sets fio_ok (output in /tmp/fio_mp.out).
+fio_verify_run() {
+  fio_ok=0
+  fio --name="$1" --filename=/dev/mapper/fvp_mp --thread --direct=1 --ioengine=libaio \
+      --iodepth="$2" --rw=randwrite --bsrange=4k-64k --size=8M --fsync="$3" \
+      --verify=crc32c --verify_fatal=1 --do_verify=1 --randseed="$4" \
+      --output-format=terse --terse-version=3 >/tmp/fio_mp.out 2>&1 && fio_ok=1
+}
+
 for policy in write-back write-through; do
   fvp_dm_create fvp_mp "0 $size fvp $(fvp_devno "$dev") mp $policy sequential_cutoff=0"
   inject on "$1" "$2"
-  # 4-64 KiB random writes over 8 MiB (twice the pool: eviction and misses too), an
-  # fsync every 16 writes, then a read-back of everything with checksums.
-  if fio --name=mem_$policy --filename=/dev/mapper/fvp_mp --thread --direct=1 --ioengine=libaio \
-      --iodepth=8 --rw=randwrite --bsrange=4k-64k --size=8M --fsync=16 \
-      --verify=crc32c --verify_fatal=1 --do_verify=1 --randseed=11 \
-      --output-format=terse --terse-version=3 >/tmp/fio_mp.out 2>&1; then
-    fio_ok=1
-  else
-    fio_ok=0
-  fi
+  fio_verify_run mem_$policy 8 16 11
   inject off
   refused=$((TIMES - $(cat $F/times)))
   ktap_info "$policy: $refused allocations refused; $(dmsetup status fvp_mp)"
@@ -76,14 +78,7 @@ echo 100 >$F/probability
 ( sleep 180; echo 0 >$F/probability; touch /tmp/mp_watchdog ) &
 watchdog=$!
 start=$(date +%s)
-if fio --name=mem_all --filename=/dev/mapper/fvp_mp --thread --direct=1 --ioengine=libaio \
-    --iodepth=16 --rw=randwrite --bsrange=4k-64k --size=8M --fsync=8 \
-    --verify=crc32c --verify_fatal=1 --do_verify=1 --randseed=12 \
-    --output-format=terse --terse-version=3 >/tmp/fio_mp.out 2>&1; then
-  fio_ok=1
-else
-  fio_ok=0
-fi
+fio_verify_run mem_all 16 8 12
 # Still under injection: a writer keeps rewriting 64 blocks (under the low watermark,
 # and never idle for 50 ms, so the destager leaves them), and an fsync meanwhile must
 # write back what is dirty. (`dmsetup status` is read with the injection paused: its
