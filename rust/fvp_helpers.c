@@ -83,9 +83,18 @@ void fvp_helper_init_completion(struct completion *c)
 	init_completion(c);
 }
 
+/*
+ * reinit_completion() is a plain store, fine in C where callers know no complete()
+ * runs concurrently; Rust's safe reinit() cannot know, so the store takes the lock
+ * complete() takes: a concurrent complete() lands wholly before or after it.
+ */
 void fvp_helper_reinit_completion(struct completion *c)
 {
-	reinit_completion(c);
+	unsigned long flags;
+
+	spin_lock_irqsave(&c->wait.lock, flags);
+	c->done = 0;
+	spin_unlock_irqrestore(&c->wait.lock, flags);
 }
 
 void fvp_helper_flush_workqueue(struct workqueue_struct *wq)

@@ -57,9 +57,10 @@ impl Completion {
         unsafe { bindings::wait_for_completion_timeout(self.inner.get(), jiffies) != 0 }
     }
 
-    /// Makes the completion waitable again.
+    /// Makes the completion waitable again. Under the completion's lock, so a
+    /// concurrent `complete` is not a data race: it counts before or after the reset.
     pub fn reinit(&self) {
-        // SAFETY: initialised (invariant).
+        // SAFETY: initialised (invariant); the helper writes `done` under `wait.lock`.
         unsafe { bindings::fvp_helper_reinit_completion(self.inner.get()) };
     }
 }

@@ -152,14 +152,17 @@ impl Scratch {
         })
     }
 
-    /// Makes room for the gates of a pool with `volumes` volume slots (called as a
-    /// volume is added, which may fail with `ENOMEM`; a batch then never allocates).
-    pub(crate) fn reserve_volumes(&mut self, volumes: usize) -> Result {
-        let more = volumes.saturating_sub(self.gates.capacity());
-        if more > 0 {
-            self.gates.reserve(more, GFP_KERNEL)?;
+    /// How many volume slots the gates have room for.
+    pub(crate) fn gate_room(&self) -> usize {
+        self.gates.capacity()
+    }
+
+    /// Takes `spare` (empty) as the gates' buffer if it has more room. Called under the
+    /// destage lock, where no batch runs, so the gates are empty.
+    pub(crate) fn offer_gates(&mut self, spare: KVec<(Arc<Volume>, bool, u64)>) {
+        if spare.capacity() > self.gates.capacity() && self.gates.is_empty() {
+            self.gates = spare;
         }
-        Ok(())
     }
 
     /// Drops what the last batch held (volume references, pages).

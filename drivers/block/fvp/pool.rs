@@ -381,10 +381,19 @@ impl Pool {
 
     /// Registers a volume and returns its id.
     pub(crate) fn add_volume(&self, make: impl FnOnce(u16) -> Result<Arc<Volume>>) -> Result<Arc<Volume>> {
-        // The destage lock first, as a batch takes it: room for one more volume's gate.
+        // Room for one more volume's gate in the destage scratch, so that a batch never
+        // allocates. Allocated before taking any lock: reclaim may write back through
+        // fvp, which needs the destage lock. Volumes are added one at a time (under the
+        // registry's `constructing`), so the count read here still holds below.
+        let want = self.volumes.lock().len() + 1;
+        let spare = KVec::with_capacity(want, GFP_KERNEL)?;
+        // The destage lock first, as a batch takes it.
         let mut scratch = self.destage_lock.lock();
         let mut volumes = self.volumes.lock();
-        scratch.reserve_volumes(volumes.len() + 1)?;
+        scratch.offer_gates(spare);
+        if scratch.gate_room() < volumes.len() + 1 {
+            return Err(EAGAIN);
+        }
         drop(scratch);
         let id = match volumes.iter().position(|v| v.is_none()) {
             Some(i) => i,
