@@ -456,6 +456,11 @@ impl Pool {
         found.cloned()
     }
 
+    /// Whether `devt` is the dm device of one of this pool's volumes.
+    pub(crate) fn serves(&self, devt: u32) -> bool {
+        self.volumes.lock().iter().flatten().any(|v| v.devt.load(Ordering::Relaxed) == devt)
+    }
+
     /// A new table takes `volume` on (a reload, or a device created again over the
     /// backing device of a detached volume). `false` if it is retiring.
     pub(crate) fn adopt(&self, volume: &Volume, devt: u32) -> bool {

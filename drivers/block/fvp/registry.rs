@@ -57,6 +57,11 @@ impl Registry {
         pools.iter().find_map(|p| p.volume_over(backing_devt).map(|v| (p.clone(), v)))
     }
 
+    /// Whether `devt` is an fvp volume's device (in any pool).
+    pub(crate) fn is_volume_device(&self, devt: u32) -> bool {
+        self.pools.lock().iter().any(|p| p.serves(devt))
+    }
+
     pub(crate) fn find_pool(&self, name: &[u8; abi::NAME_LEN]) -> Option<Arc<Pool>> {
         self.pools.lock().iter().find(|p| &p.name == name).cloned()
     }

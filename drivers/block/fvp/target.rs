@@ -104,6 +104,15 @@ impl dm::Target for FvpTarget {
 
         let devt = ti.devt();
         let backing_devt = dm_backing.devt();
+        if registry.is_volume_device(backing_devt) {
+            // Both volumes would draw on the module's one reserve of IoOps and bios:
+            // with it used up, the upper one's I/O could wait for elements only the
+            // lower one frees.
+            return Err(CtrError {
+                errno: EINVAL,
+                message: c"the backing device is an fvp volume (fvp over fvp is not supported)",
+            });
+        }
         // A volume over this backing device already exists: a reload of its device, or
         // a device created again over a detached volume's backing device. Taking it on
         // keeps its cached and dirty blocks; anything else over the same device would

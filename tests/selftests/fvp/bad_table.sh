@@ -8,6 +8,8 @@ dev=$(fvp_private_disk)
 devno=$(fvp_devno "$dev")
 size=$(fvp_sectors "$dev")
 fvp_pool_create bt 1M
+# An fvp volume to stack on (over a RAM disk, so the other cases' disk stays free).
+dmsetup create fvp_lower --table "0 8 fvp $(fvp_devno /dev/ram0) bt write-back"
 
 # name | table | message expected in dmesg
 cases="missing device|0 8 fvp|missing argument: <backing-dev>
@@ -29,7 +31,8 @@ peers without a cluster|0 8 fvp $devno bt write-back peers=1|peers: no cluster c
 block size other than 4096|0 8 fvp $devno bt write-back block_size=512|block_size: only 4096
 bad sequential cutoff|0 8 fvp $devno bt write-back sequential_cutoff=lots|sequential_cutoff: expected a number
 option given twice|0 8 fvp $devno bt write-back peers=0 peers=0|option given twice
-option instead of device|0 8 fvp mode=wb bt write-back|invalid <backing-dev> argument"
+option instead of device|0 8 fvp mode=wb bt write-back|invalid <backing-dev> argument
+an fvp volume as the backing device|0 8 fvp /dev/mapper/fvp_lower bt write-back|the backing device is an fvp volume"
 
 
 # A program costs this emulated debug kernel about half a second to start: each case
@@ -75,5 +78,6 @@ while IFS='|' read -r k name message why; do
     ktap_info "$name: ${why#; }"; ktap_fail "$name is rejected"; fails=1
   fi
 done </tmp/bad_table.res
+dmsetup remove fvp_lower
 fvp_pool_destroy bt
 exit $fails
