@@ -92,9 +92,9 @@ void fvp_helper_reinit_completion(struct completion *c)
 {
 	unsigned long flags;
 
-	spin_lock_irqsave(&c->wait.lock, flags);
+	raw_spin_lock_irqsave(&c->wait.lock, flags);
 	c->done = 0;
-	spin_unlock_irqrestore(&c->wait.lock, flags);
+	raw_spin_unlock_irqrestore(&c->wait.lock, flags);
 }
 
 void fvp_helper_flush_workqueue(struct workqueue_struct *wq)
