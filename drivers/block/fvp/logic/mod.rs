@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cache;
 pub mod crc32c;
 pub mod membership;
+pub mod owner;
 pub mod placement;
 pub mod table;
 pub mod wire;

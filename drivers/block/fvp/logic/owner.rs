@@ -1,0 +1,832 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The owner side of one replicated write-back volume (`docs/replication.md` section 6)
+//! as a pure state machine: its state, epoch, version counter, peer set and stale peers.
+//!
+//! [`Owner`] never reads a clock, never allocates and never blocks. The caller:
+//!
+//! - once per heartbeat gathers an [`Observation`] (lease, connections, majority fences,
+//!   configuration, what placement would choose) and calls [`Owner::tick`];
+//! - carries out each returned [`Step`]: a [`Step::Ask`] is a request to peers whose
+//!   outcome it reports with [`Owner::answer`] (the kernel calls synchronously from its
+//!   ticker; the simulator delivers the replies later), a [`Step::Do`] is an effect it
+//!   performs before calling [`Owner::answer`] with [`Answer::Done`]; until
+//!   [`Step::Idle`];
+//! - on the write path asks [`Owner::writable`], takes versions with
+//!   [`Owner::next_version`] and reports a peer's failed or refused request with
+//!   [`Owner::peer_failed`].
+//!
+//! # Rules
+//!
+//! - **Lease.** Without the lease the volume is `suspended`: nothing is acknowledged or
+//!   written. When the lease returns, before anything else, the current peers are asked
+//!   (VOLUME_OPEN of the current epoch) whether one of them took the volume over: yes,
+//!   the volume is `fenced` for good; no answer, it stays `suspended` until one comes or
+//!   the operator resolves it ([`Owner::resolve`]).
+//! - **Healthy peer.** A current peer is healthy when its connection is up, no request
+//!   to it failed or was refused since it was chosen, no majority fenced it (a fenced
+//!   host discards every replica it holds, even with its connections alive) and it is
+//!   still configured.
+//! - **Lost peer, stale peer.** Every tick, in every state, an unhealthy current peer is
+//!   dropped from the peer set and becomes *stale*: it may be alive with older replicas
+//!   it could write over newer blocks at a takeover. A peer that re-protection leaves
+//!   out of the new set becomes stale the same way, healthy or not. A stale peer stops
+//!   being one once a majority fenced it, once it left the configuration, once it
+//!   confirmed a VOLUME_CLOSE (asked each tick while it is reachable and not chosen),
+//!   or once it confirmed the VOLUME_OPEN of a new epoch (chosen again).
+//! - **Writes.** No write starts or completes while a peer is stale or the lease is
+//!   missing. `protected` and `reprotecting` replicate (write-back), `degraded` writes
+//!   through, `fenced` fails.
+//! - **Re-protection.** With fewer healthy peers than the policy asks, the volume is
+//!   `degraded`; each tick placement's choice is opened as a new epoch (VOLUME_OPEN,
+//!   which empties the peers' stores), then every dirty block is re-sent
+//!   (`reprotecting`), then the volume is `protected`. A failure on the way makes the
+//!   chosen peers stale and the volume `degraded` again.
+//! - **Destage notices** go out on ticks that find the volume `protected` and healthy.
+
+use crate::placement::host_bit;
+
+/// Replication state of a volume, as `fvpctl` and the status line show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Every dirty block is held by `peers` peers.
+    Protected,
+    /// A new peer set is in place; the dirty blocks are being re-sent to it.
+    Reprotecting,
+    /// Fewer healthy peers than asked: write-through.
+    Degraded,
+    /// No lease: I/O waits.
+    Suspended,
+    /// A peer took the volume over: its blocks are discarded, I/O fails.
+    Fenced,
+}
+
+impl State {
+    /// The `abi::REPL_*` value.
+    pub fn abi(self) -> u32 {
+        match self {
+            State::Protected => crate::abi::REPL_PROTECTED,
+            State::Reprotecting => crate::abi::REPL_REPROTECTING,
+            State::Degraded => crate::abi::REPL_DEGRADED,
+            State::Suspended => crate::abi::REPL_SUSPENDED,
+            State::Fenced => crate::abi::REPL_FENCED,
+        }
+    }
+
+    /// The state named by an `abi::REPL_*` value.
+    pub fn from_abi(v: u32) -> Option<State> {
+        [State::Protected, State::Reprotecting, State::Degraded, State::Suspended, State::Fenced]
+            .into_iter()
+            .find(|s| s.abi() == v)
+    }
+
+    /// Its name in status lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Protected => "protected",
+            State::Reprotecting => "reprotecting",
+            State::Degraded => "degraded",
+            State::Suspended => "suspended",
+            State::Fenced => "fenced",
+        }
+    }
+}
+
+/// What a write may do now ([`writable`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Writable {
+    /// Into the pool, replicated to the peers (write-back).
+    Replicate,
+    /// To the backing device (write-through).
+    WriteThrough,
+    /// Wait for the next change (lease, stale peers, re-protection).
+    Wait,
+    /// Fail: the volume was taken over.
+    Fail,
+}
+
+/// The write rule, from the published state alone: the kernel evaluates it as a wait
+/// condition, on atomics, without the lock that guards the [`Owner`].
+pub fn writable(state: State, has_stale: bool, lease: bool) -> Writable {
+    match state {
+        State::Fenced => Writable::Fail,
+        _ if !lease || has_stale => Writable::Wait,
+        State::Protected | State::Reprotecting => Writable::Replicate,
+        State::Degraded => Writable::WriteThrough,
+        State::Suspended => Writable::Wait,
+    }
+}
+
+/// What the caller sees at a tick.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Observation {
+    /// This host holds its lease.
+    pub lease: bool,
+    /// Hosts a majority fenced, as this host sees it (bit `h-1` for host `h`).
+    pub fenced_by_majority: u64,
+    /// Hosts in the cluster's configuration.
+    pub configured: u64,
+    /// Hosts this host has a working connection to.
+    pub connected: u64,
+    /// The peers placement chooses now (0: none), or `None` when fewer than the policy
+    /// asks are eligible.
+    pub placement: Option<[u32; 2]>,
+}
+
+/// A request to peers whose outcome the caller reports with [`Owner::answer`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ask {
+    /// VOLUME_OPEN of `epoch` to each of `peers` (0: none): did one of them take the
+    /// volume over (ESTALE)? Answer [`Answer::TakenOver`].
+    TakenOver { peers: [u32; 2], epoch: u64 },
+    /// VOLUME_CLOSE to `host`. Answer [`Answer::Closed`].
+    Close { host: u32 },
+    /// VOLUME_OPEN of the new `epoch` to each of `peers`. Answer [`Answer::Opened`].
+    Open { peers: [u32; 2], epoch: u64 },
+    /// Re-send every dirty block to the current peers with fresh versions, each chunk
+    /// waiting for its ACKs. Answer [`Answer::Resent`].
+    Resend,
+}
+
+/// An effect the caller carries out, then reports with [`Answer::Done`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// The lease was lost (log it; writers wait).
+    Suspended,
+    /// A peer took the volume over: discard every cached block, fail I/O.
+    Fence,
+    /// Peers `lost` (host mask) were dropped: close their connections; writes go
+    /// through until re-protected.
+    LostPeers { lost: u64 },
+    /// A new epoch began on `peers`: forget the blocks waiting for a DESTAGED notice
+    /// (the new peers' stores start empty).
+    EpochOpened { peers: [u32; 2], epoch: u64 },
+    /// Re-protection is complete.
+    Protected { peers: [u32; 2], epoch: u64 },
+    /// Flush the backing device and send the pending DESTAGED notices to the peers.
+    NotifyDestaged,
+}
+
+/// The caller's report of a [`Step`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// An [`Effect`] was carried out.
+    Done,
+    /// `Some(true)`: a peer answered ESTALE; `Some(false)`: every peer answered;
+    /// `None`: a peer could not be reached.
+    TakenOver(Option<bool>),
+    /// The host confirmed the VOLUME_CLOSE.
+    Closed(bool),
+    /// Every chosen peer confirmed the VOLUME_OPEN.
+    Opened(bool),
+    /// The outcome of a re-send.
+    Resent(Resent),
+}
+
+/// How a re-send ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resent {
+    /// Every dirty block was sent and ACKed.
+    Complete,
+    /// Stopped without fault of the peers (the lease ended, the volume goes away).
+    Interrupted,
+    /// A peer failed, refused, or did not ACK in time.
+    Failed,
+}
+
+/// What the caller does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing until the next tick.
+    Idle,
+    /// Send this request and report its outcome.
+    Ask(Ask),
+    /// Carry out this effect and report [`Answer::Done`].
+    Do(Effect),
+}
+
+/// Where a tick stands, between [`Step`]s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Phase {
+    Idle,
+    AskedTakenOver,
+    Fencing,
+    AskedClose(u32),
+    LostPeers,
+    Notifying,
+    Opening { peers: [u32; 2], epoch: u64 },
+    EpochOpened,
+    Resending,
+    Protected,
+    Suspending,
+}
+
+/// Errors of [`Owner::new`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OwnerError {
+    /// `peers` is not 1 or 2.
+    Peers,
+}
+
+/// One replicated volume's owner state.
+///
+/// # Invariants
+///
+/// - `peers` holds distinct host ids in `1..=64` or 0 (empty); at most `peers_wanted`
+///   are non-zero, and `failed[i]` is false for an empty slot.
+/// - `state` is `Protected` or `Reprotecting` only with `peers_wanted` peers.
+/// - `version` only grows; `epoch` only grows.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Owner {
+    peers_wanted: u32,
+    state: State,
+    epoch: u64,
+    version: u64,
+    peers: [u32; 2],
+    failed: [bool; 2],
+    stale: u64,
+    /// The lease was lost: ask the peers whether one took over before writing again.
+    was_suspended: bool,
+    phase: Phase,
+    obs: Observation,
+    /// This pass already tried to open a new epoch (at most one try per heartbeat).
+    opened_this_pass: bool,
+}
+
+impl Owner {
+    /// A new volume with `peers` (1 or 2) peers: `degraded` until a first peer set holds it.
+    pub fn new(peers: u32) -> Result<Self, OwnerError> {
+        if !(1..=2).contains(&peers) {
+            return Err(OwnerError::Peers);
+        }
+        Ok(Owner {
+            peers_wanted: peers,
+            state: State::Degraded,
+            epoch: 0,
+            version: 0,
+            peers: [0; 2],
+            failed: [false; 2],
+            stale: 0,
+            was_suspended: false,
+            phase: Phase::Idle,
+            obs: Observation::default(),
+            opened_this_pass: false,
+        })
+    }
+
+    /// The policy's number of peers.
+    pub fn peers_wanted(&self) -> u32 {
+        self.peers_wanted
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The current epoch (0: never protected).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The last version handed out.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The current peers (0: empty slot).
+    pub fn peers(&self) -> [u32; 2] {
+        self.peers
+    }
+
+    /// Stale peers (host mask).
+    pub fn stale(&self) -> u64 {
+        self.stale
+    }
+
+    /// Whether a tick is in progress (a [`Step`] awaits its answer).
+    pub fn busy(&self) -> bool {
+        self.phase != Phase::Idle
+    }
+
+    /// What a write may do now, given the lease.
+    pub fn writable(&self, lease: bool) -> Writable {
+        writable(self.state, self.stale != 0, lease)
+    }
+
+    /// Hands out the next version (REPLICATE, DESTAGED and DROP_RANGE each take one).
+    /// Peers keep the larger version, so the caller sends a volume's versions to each
+    /// peer in the order they were handed out. Saturates: 2^64 sends never happen.
+    pub fn next_version(&mut self) -> u64 {
+        self.version = self.version.saturating_add(1);
+        self.version
+    }
+
+    /// A request to `host` failed, timed out or was refused (a REPLICATE refused with
+    /// ENOENT: the peer no longer holds the volume's store). If `host` is a current
+    /// peer, it is lost at the next tick and writes stop being replicated to it.
+    pub fn peer_failed(&mut self, host: u32) {
+        for i in 0..2 {
+            if host != 0 && self.peers[i] == host {
+                self.failed[i] = true;
+            }
+        }
+    }
+
+    /// Whether every current peer is healthy and they are as many as the policy asks,
+    /// as of `obs`.
+    pub fn healthy(&self, obs: &Observation) -> bool {
+        (0..2).filter(|&i| self.peer_healthy(i, obs)).count() >= self.peers_wanted as usize
+    }
+
+    fn peer_healthy(&self, i: usize, obs: &Observation) -> bool {
+        let bit = host_bit(self.peers[i]);
+        bit != 0
+            && !self.failed[i]
+            && obs.connected & bit != 0
+            && obs.fenced_by_majority & bit == 0
+            && obs.configured & bit != 0
+    }
+
+    /// The operator's word on a volume `suspended` because a peer that held its
+    /// replicas cannot be asked whether it took the volume over: `keep` resumes (the
+    /// operator knows no takeover happened), otherwise the volume is fenced and its
+    /// blocks discarded. Returns the effect to carry out, or `None` if the volume is
+    /// not waiting for that answer.
+    pub fn resolve(&mut self, keep: bool) -> Option<Effect> {
+        if !self.was_suspended || self.state == State::Fenced || self.busy() {
+            return None;
+        }
+        if keep {
+            self.was_suspended = false;
+            self.drop_peers_as_stale(self.peers_mask());
+            None
+        } else {
+            self.state = State::Fenced;
+            Some(Effect::Fence)
+        }
+    }
+
+    /// Whether the volume waits for the peers' answer (or the operator's) after a lease loss.
+    pub fn awaiting_takeover_answer(&self) -> bool {
+        self.was_suspended && self.state != State::Fenced
+    }
+
+    /// This host learned it was fenced by a majority and a peer took over: fenced for good.
+    pub fn fence(&mut self) {
+        self.state = State::Fenced;
+        self.phase = Phase::Idle;
+    }
+
+    fn peers_mask(&self) -> u64 {
+        host_bit(self.peers[0]) | host_bit(self.peers[1])
+    }
+
+    /// Drops every current peer in `mask` from the peer set and makes it stale.
+    fn drop_peers_as_stale(&mut self, mask: u64) {
+        for i in 0..2 {
+            let bit = host_bit(self.peers[i]);
+            if bit != 0 && mask & bit != 0 {
+                self.stale |= bit;
+                self.peers[i] = 0;
+                self.failed[i] = false;
+            }
+        }
+    }
+
+    /// Starts the heartbeat's pass. While an earlier pass awaits an answer, only a lost
+    /// lease is applied (and [`Step::Idle`] returned).
+    pub fn tick(&mut self, obs: Observation) -> Step {
+        if self.busy() {
+            if !obs.lease && !matches!(self.state, State::Suspended | State::Fenced) {
+                self.state = State::Suspended;
+                self.was_suspended = true;
+            }
+            return Step::Idle;
+        }
+        self.obs = obs;
+        self.opened_this_pass = false;
+        if self.state == State::Fenced {
+            return Step::Idle;
+        }
+        if !obs.lease {
+            if self.state == State::Suspended {
+                return Step::Idle;
+            }
+            self.state = State::Suspended;
+            self.was_suspended = true;
+            return self.go(Phase::Suspending, Step::Do(Effect::Suspended));
+        }
+        if self.was_suspended {
+            if self.epoch == 0 || self.peers_mask() == 0 {
+                self.was_suspended = false;
+            } else {
+                return self.go(Phase::AskedTakenOver, Step::Ask(Ask::TakenOver { peers: self.peers, epoch: self.epoch }));
+            }
+        }
+        self.after_lease_check()
+    }
+
+    fn go(&mut self, phase: Phase, step: Step) -> Step {
+        self.phase = phase;
+        step
+    }
+
+    fn idle(&mut self) -> Step {
+        self.phase = Phase::Idle;
+        Step::Idle
+    }
+
+    /// Loses unhealthy peers, then clears stale peers.
+    fn after_lease_check(&mut self) -> Step {
+        let obs = self.obs;
+        let mut lost = 0u64;
+        for i in 0..2 {
+            if self.peers[i] != 0 && !self.peer_healthy(i, &obs) {
+                lost |= host_bit(self.peers[i]);
+            }
+        }
+        // Coming back from a lease loss: writes go through until a new peer set holds
+        // everything (the peers may have been fenced meanwhile).
+        if self.state == State::Suspended {
+            self.state = State::Degraded;
+        }
+        if lost != 0 {
+            self.drop_peers_as_stale(lost);
+            if self.state != State::Degraded {
+                self.state = State::Degraded;
+            }
+            return self.go(Phase::LostPeers, Step::Do(Effect::LostPeers { lost }));
+        }
+        self.clear_stale(1)
+    }
+
+    /// Looks at stale hosts from id `from` on.
+    fn clear_stale(&mut self, from: u32) -> Step {
+        let obs = self.obs;
+        for id in from..=64u32 {
+            let bit = host_bit(id);
+            if self.stale & bit == 0 {
+                continue;
+            }
+            if obs.fenced_by_majority & bit != 0 || obs.configured & bit == 0 {
+                self.stale &= !bit;
+                continue;
+            }
+            if self.peers_mask() & bit == 0 && obs.connected & bit != 0 {
+                return self.go(Phase::AskedClose(id), Step::Ask(Ask::Close { host: id }));
+            }
+        }
+        self.decide()
+    }
+
+    /// Protected and healthy: destage notices; otherwise re-protection.
+    fn decide(&mut self) -> Step {
+        let obs = self.obs;
+        if self.state == State::Protected && self.healthy(&obs) {
+            return self.go(Phase::Notifying, Step::Do(Effect::NotifyDestaged));
+        }
+        if self.state == State::Reprotecting && self.healthy(&obs) {
+            // An earlier re-send was interrupted (the lease ended, or the volume was
+            // going away): the peers keep what they got; send the dirty blocks again.
+            return self.go(Phase::Resending, Step::Ask(Ask::Resend));
+        }
+        if self.state != State::Degraded || self.opened_this_pass {
+            return self.idle();
+        }
+        let Some(chosen) = obs.placement else { return self.idle() };
+        let n = chosen.iter().filter(|&&id| id != 0).count();
+        if n < self.peers_wanted as usize {
+            return self.idle();
+        }
+        for &id in chosen.iter().filter(|&&id| id != 0) {
+            if obs.connected & host_bit(id) == 0 || obs.fenced_by_majority & host_bit(id) != 0 {
+                return self.idle();
+            }
+        }
+        let epoch = self.epoch.saturating_add(1);
+        self.opened_this_pass = true;
+        self.go(Phase::Opening { peers: chosen, epoch }, Step::Ask(Ask::Open { peers: chosen, epoch }))
+    }
+
+    /// Reports the outcome of the last [`Step`]; returns the next.
+    pub fn answer(&mut self, a: Answer) -> Step {
+        match (self.phase, a) {
+            (Phase::Suspending, Answer::Done) => self.idle(),
+            (Phase::AskedTakenOver, Answer::TakenOver(t)) => match t {
+                Some(true) => {
+                    self.state = State::Fenced;
+                    self.go(Phase::Fencing, Step::Do(Effect::Fence))
+                }
+                Some(false) => {
+                    self.was_suspended = false;
+                    self.after_lease_check()
+                }
+                None => self.idle(),
+            },
+            (Phase::Fencing, Answer::Done) => self.idle(),
+            (Phase::LostPeers, Answer::Done) => self.clear_stale(1),
+            (Phase::AskedClose(id), Answer::Closed(ok)) => {
+                if ok {
+                    self.stale &= !host_bit(id);
+                }
+                self.clear_stale(id + 1)
+            }
+            (Phase::Notifying, Answer::Done) => self.idle(),
+            (Phase::Opening { peers, epoch }, Answer::Opened(ok)) => {
+                if !ok || self.state != State::Degraded {
+                    return self.idle();
+                }
+                // Every previous peer left out of the new set may hold older replicas.
+                let new_mask = host_bit(peers[0]) | host_bit(peers[1]);
+                self.drop_peers_as_stale(self.peers_mask() & !new_mask);
+                self.peers = peers;
+                self.failed = [false; 2];
+                self.epoch = epoch;
+                // Chosen again: the VOLUME_OPEN emptied their stores.
+                self.stale &= !new_mask;
+                self.state = State::Reprotecting;
+                self.go(Phase::EpochOpened, Step::Do(Effect::EpochOpened { peers, epoch }))
+            }
+            (Phase::EpochOpened, Answer::Done) => self.go(Phase::Resending, Step::Ask(Ask::Resend)),
+            (Phase::Resending, Answer::Resent(r)) => match r {
+                Resent::Complete if self.state == State::Reprotecting && !self.failed.contains(&true) => {
+                    self.state = State::Protected;
+                    self.go(Phase::Protected, Step::Do(Effect::Protected { peers: self.peers, epoch: self.epoch }))
+                }
+                Resent::Complete | Resent::Interrupted => self.idle(),
+                Resent::Failed => {
+                    let lost = self.peers_mask();
+                    self.drop_peers_as_stale(lost);
+                    if self.state == State::Reprotecting {
+                        self.state = State::Degraded;
+                    }
+                    self.go(Phase::LostPeers, Step::Do(Effect::LostPeers { lost }))
+                }
+            },
+            (Phase::Protected, Answer::Done) => self.idle(),
+            // An answer that does not match the step: a caller bug. Keep the state
+            // safe: end the pass; the next tick starts over from observations.
+            _ => self.idle(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec::Vec;
+
+    fn obs(connected: u64, placement: Option<[u32; 2]>) -> Observation {
+        Observation { lease: true, fenced_by_majority: 0, configured: 0b111, connected, placement }
+    }
+
+    /// Runs a pass to the end, answering every step with `reply`.
+    fn run(o: &mut Owner, ob: Observation, mut reply: impl FnMut(Step) -> Answer) -> Vec<Step> {
+        let mut steps = vec![];
+        let mut s = o.tick(ob);
+        while s != Step::Idle {
+            steps.push(s);
+            let a = reply(s);
+            s = o.answer(a);
+        }
+        steps
+    }
+
+    fn ok(s: Step) -> Answer {
+        match s {
+            Step::Do(_) => Answer::Done,
+            Step::Ask(Ask::TakenOver { .. }) => Answer::TakenOver(Some(false)),
+            Step::Ask(Ask::Close { .. }) => Answer::Closed(true),
+            Step::Ask(Ask::Open { .. }) => Answer::Opened(true),
+            Step::Ask(Ask::Resend) => Answer::Resent(Resent::Complete),
+            Step::Idle => unreachable!(),
+        }
+    }
+
+    fn protected(peers: u32, chosen: [u32; 2]) -> Owner {
+        let mut o = Owner::new(peers).unwrap();
+        run(&mut o, obs(0b110, Some(chosen)), ok);
+        assert_eq!(o.state(), State::Protected);
+        o
+    }
+
+    #[test]
+    fn first_tick_protects() {
+        let o = protected(1, [2, 0]);
+        assert_eq!((o.peers(), o.epoch()), ([2, 0], 1));
+        assert_eq!(o.writable(true), Writable::Replicate);
+        assert_eq!(o.writable(false), Writable::Wait);
+    }
+
+    #[test]
+    fn bad_policy_refused() {
+        assert_eq!(Owner::new(0), Err(OwnerError::Peers));
+        assert_eq!(Owner::new(3), Err(OwnerError::Peers));
+    }
+
+    #[test]
+    fn protected_and_healthy_notifies() {
+        let mut o = protected(1, [2, 0]);
+        let steps = run(&mut o, obs(0b110, Some([2, 0])), ok);
+        assert_eq!(steps, vec![Step::Do(Effect::NotifyDestaged)]);
+    }
+
+    #[test]
+    fn broken_connection_makes_peer_stale_and_writes_wait() {
+        let mut o = protected(1, [2, 0]);
+        let steps = run(&mut o, obs(0b100, Some([3, 0])), |s| match s {
+            Step::Ask(Ask::Open { .. }) => Answer::Opened(false),
+            s => ok(s),
+        });
+        assert_eq!(steps[0], Step::Do(Effect::LostPeers { lost: 0b10 }));
+        assert_eq!(o.state(), State::Degraded);
+        assert_eq!(o.stale(), 0b10);
+        assert_eq!(o.writable(true), Writable::Wait);
+    }
+
+    /// Hole: re-protection replaced a healthy peer set without making the old peers stale.
+    #[test]
+    fn reprotection_makes_dropped_healthy_peer_stale() {
+        let mut o = Owner::new(2).unwrap();
+        // Only one eligible host at first: degraded, but host 2 gets chosen later...
+        run(&mut o, obs(0b110, Some([2, 3])), ok);
+        assert_eq!(o.peers(), [2, 3]);
+        // Host 3 is lost; placement now picks 2 and 4 (host 3 unreachable).
+        let mut ob = obs(0b1010, Some([2, 4]));
+        ob.configured = 0b1111;
+        run(&mut o, ob, ok);
+        assert_eq!(o.peers(), [2, 4]);
+        assert_eq!(o.stale(), 0b100, "host 3 stays stale until fenced, removed or closed");
+        // Now a new placement moves away from healthy host 2: it must become stale.
+        let mut o2 = Owner::new(1).unwrap();
+        run(&mut o2, obs(0b110, Some([2, 0])), ok);
+        // A lease blip; when it returns, placement prefers host 3.
+        run(&mut o2, Observation { lease: false, ..obs(0b110, None) }, ok);
+        let ob = obs(0b110, Some([3, 0]));
+        run(&mut o2, ob, |s| match s {
+            Step::Ask(Ask::Close { .. }) => Answer::Closed(false),
+            s => ok(s),
+        });
+        assert_eq!(o2.peers(), [3, 0]);
+        assert_eq!(o2.stale(), 0b10);
+        assert_eq!(o2.writable(true), Writable::Wait);
+        // Host 2 confirms a VOLUME_CLOSE at the next tick: writes resume.
+        run(&mut o2, ob, ok);
+        assert_eq!(o2.stale(), 0);
+        assert_eq!(o2.writable(true), Writable::Replicate);
+    }
+
+    /// Hole: in `degraded` a peer whose connection broke was never made stale.
+    #[test]
+    fn degraded_peer_loss_is_stale() {
+        let mut o = Owner::new(2).unwrap();
+        run(&mut o, obs(0b110, Some([2, 3])), ok);
+        o.state = State::Degraded;
+        run(&mut o, obs(0b10, None), ok);
+        assert_eq!(o.stale(), 0b100);
+        assert_eq!(o.peers(), [2, 0]);
+    }
+
+    /// Hole: a peer fenced by a majority discarded its replicas though its connection lives.
+    #[test]
+    fn peer_fenced_by_majority_is_lost_not_stale() {
+        let mut o = protected(1, [2, 0]);
+        let ob = Observation { fenced_by_majority: 0b10, ..obs(0b110, Some([3, 0])) };
+        let steps = run(&mut o, ob, ok);
+        assert_eq!(steps[0], Step::Do(Effect::LostPeers { lost: 0b10 }));
+        assert_eq!(o.stale(), 0, "fenced by a majority: it discarded its replicas");
+        assert_eq!(o.peers(), [3, 0]);
+    }
+
+    #[test]
+    fn failed_request_loses_peer() {
+        let mut o = protected(1, [2, 0]);
+        o.peer_failed(2);
+        o.peer_failed(9);
+        let steps = run(&mut o, obs(0b110, None), ok);
+        assert_eq!(steps[0], Step::Do(Effect::LostPeers { lost: 0b10 }));
+        assert_eq!(o.state(), State::Degraded);
+    }
+
+    #[test]
+    fn lease_loss_suspends_then_asks() {
+        let mut o = protected(1, [2, 0]);
+        let ob = Observation { lease: false, ..obs(0b110, None) };
+        assert_eq!(run(&mut o, ob, ok), vec![Step::Do(Effect::Suspended)]);
+        assert_eq!(o.writable(true), Writable::Wait);
+        assert_eq!(run(&mut o, ob, ok), vec![]);
+        // Lease back, peer unreachable: stays suspended.
+        let steps = run(&mut o, obs(0b110, Some([2, 0])), |s| match s {
+            Step::Ask(Ask::TakenOver { .. }) => Answer::TakenOver(None),
+            s => ok(s),
+        });
+        assert_eq!(steps, vec![Step::Ask(Ask::TakenOver { peers: [2, 0], epoch: 1 })]);
+        assert_eq!(o.state(), State::Suspended);
+        assert!(o.awaiting_takeover_answer());
+        // A peer took over: fenced.
+        let steps = run(&mut o, obs(0b110, Some([2, 0])), |s| match s {
+            Step::Ask(Ask::TakenOver { .. }) => Answer::TakenOver(Some(true)),
+            s => ok(s),
+        });
+        assert_eq!(steps.last(), Some(&Step::Do(Effect::Fence)));
+        assert_eq!(o.writable(true), Writable::Fail);
+        assert_eq!(run(&mut o, obs(0b110, Some([2, 0])), ok), vec![]);
+    }
+
+    #[test]
+    fn lease_back_without_takeover_reprotects() {
+        let mut o = protected(1, [2, 0]);
+        run(&mut o, Observation { lease: false, ..obs(0b110, None) }, ok);
+        run(&mut o, obs(0b110, Some([2, 0])), ok);
+        assert_eq!((o.state(), o.epoch()), (State::Protected, 2));
+    }
+
+    #[test]
+    fn operator_resolves_suspension() {
+        let mut o = protected(1, [2, 0]);
+        run(&mut o, Observation { lease: false, ..obs(0b110, None) }, ok);
+        assert_eq!(o.resolve(true), None);
+        assert!(!o.awaiting_takeover_answer());
+        assert_eq!(o.stale(), 0b10, "the unreachable peer still holds replicas");
+        let mut o = protected(1, [2, 0]);
+        assert_eq!(o.resolve(false), None, "not waiting: nothing to resolve");
+        run(&mut o, Observation { lease: false, ..obs(0b110, None) }, ok);
+        assert_eq!(o.resolve(false), Some(Effect::Fence));
+        assert_eq!(o.state(), State::Fenced);
+    }
+
+    #[test]
+    fn resend_failure_makes_new_peers_stale() {
+        let mut o = Owner::new(1).unwrap();
+        run(&mut o, obs(0b110, Some([2, 0])), |s| match s {
+            Step::Ask(Ask::Resend) => Answer::Resent(Resent::Failed),
+            Step::Ask(Ask::Close { .. }) => Answer::Closed(false),
+            s => ok(s),
+        });
+        assert_eq!((o.state(), o.stale(), o.peers()), (State::Degraded, 0b10, [0, 0]));
+        // One try per heartbeat, even if every step keeps failing.
+        let steps = run(&mut o, obs(0b110, Some([2, 0])), |s| match s {
+            Step::Ask(Ask::Resend) => Answer::Resent(Resent::Failed),
+            s => ok(s),
+        });
+        assert_eq!(steps.iter().filter(|s| matches!(s, Step::Ask(Ask::Open { .. }))).count(), 1);
+    }
+
+    #[test]
+    fn stale_cleared_by_fence_or_removal() {
+        let mut o = protected(1, [2, 0]);
+        run(&mut o, obs(0b100, None), ok);
+        assert_eq!(o.stale(), 0b10);
+        run(&mut o, Observation { configured: 0b101, ..obs(0b100, None) }, ok);
+        assert_eq!(o.stale(), 0);
+    }
+
+    #[test]
+    fn tick_while_busy_only_suspends() {
+        let mut o = Owner::new(1).unwrap();
+        assert!(matches!(o.tick(obs(0b110, Some([2, 0]))), Step::Ask(Ask::Open { .. })));
+        assert_eq!(o.tick(Observation { lease: false, ..obs(0b110, None) }), Step::Idle);
+        assert_eq!(o.state(), State::Suspended);
+        // The late OPEN answer must not un-suspend the volume.
+        assert_eq!(o.answer(Answer::Opened(true)), Step::Idle);
+        assert_eq!(o.state(), State::Suspended);
+    }
+
+    #[test]
+    fn interrupted_resend_resumes() {
+        let mut o = Owner::new(1).unwrap();
+        run(&mut o, obs(0b110, Some([2, 0])), |s| match s {
+            Step::Ask(Ask::Resend) => Answer::Resent(Resent::Interrupted),
+            s => ok(s),
+        });
+        assert_eq!(o.state(), State::Reprotecting);
+        let steps = run(&mut o, obs(0b110, Some([2, 0])), ok);
+        assert_eq!(steps[0], Step::Ask(Ask::Resend));
+        assert_eq!((o.state(), o.epoch()), (State::Protected, 1));
+    }
+
+    #[test]
+    fn mismatched_answer_ends_pass() {
+        let mut o = Owner::new(1).unwrap();
+        o.tick(obs(0b110, Some([2, 0])));
+        assert_eq!(o.answer(Answer::Done), Step::Idle);
+        assert!(!o.busy());
+    }
+
+    #[test]
+    fn versions_grow() {
+        let mut o = Owner::new(1).unwrap();
+        assert_eq!((o.next_version(), o.next_version()), (1, 2));
+        o.version = u64::MAX;
+        assert_eq!(o.next_version(), u64::MAX);
+    }
+
+    #[test]
+    fn abi_round_trip() {
+        for s in [State::Protected, State::Reprotecting, State::Degraded, State::Suspended, State::Fenced] {
+            assert_eq!(State::from_abi(s.abi()), Some(s));
+        }
+        assert_eq!(State::from_abi(0), None);
+    }
+}
