@@ -20,7 +20,8 @@ use crate::fvp_kernel::vec;
 use crate::logic::abi;
 use crate::logic::auth;
 use crate::logic::membership::{Membership, View};
-use crate::logic::placement::{self, HostEntry};
+use crate::logic::owner;
+use crate::logic::placement::{self, DomainRule, HostEntry};
 use crate::logic::wire::{Message, Session, WireError};
 use crate::replica::ReplicaStore;
 use crate::shared::Shared;
@@ -418,14 +419,47 @@ impl Cluster {
         self.lease_until_ns.store(m.lease_until(now), Release);
     }
 
-    pub(crate) fn is_fenced_by_majority(&self, id: u32) -> bool {
-        self.members.lock().as_ref().is_some_and(|m| m.majority_fences(id, now_ns()))
-    }
-
-    /// Whether host `id` is in the cluster's configuration. A host removed from it
-    /// cannot connect, hence get a lease from anyone, nor take anything over.
-    pub(crate) fn is_configured(&self, id: u32) -> bool {
-        self.members.lock().as_ref().is_some_and(|m| m.configured() & placement::host_bit(id) != 0)
+    /// What a replicated volume's owner state machine looks at each heartbeat
+    /// (`logic/owner.rs`), or `None` without a configuration.
+    pub(crate) fn owner_observation(
+        &self,
+        name: &[u8; abi::NAME_LEN],
+        peers_wanted: u32,
+        rule: DomainRule,
+    ) -> Option<owner::Observation> {
+        let local = self.settings()?.cfg.local_id;
+        let (configured, fenced_by_majority) = {
+            let m = self.members.lock();
+            let m = m.as_ref()?;
+            let now = now_ns();
+            let configured = m.configured();
+            let fenced = (1..=64u32)
+                .filter(|&id| configured & placement::host_bit(id) != 0 && m.majority_fences(id, now))
+                .fold(0u64, |acc, id| acc | placement::host_bit(id));
+            (configured, fenced)
+        };
+        let connected = {
+            let links = self.links.lock();
+            links.iter().filter(|l| l.out_conn().is_some()).fold(0u64, |acc, l| acc | placement::host_bit(l.host.id))
+        };
+        let mut hosts = KVec::new();
+        let placement = match self.placement_hosts(&mut hosts) {
+            Ok(()) => {
+                let name_len = name.iter().position(|&b| b == 0).unwrap_or(abi::NAME_LEN);
+                match placement::place(&name[..name_len], local, &hosts, peers_wanted, rule) {
+                    Ok(chosen) if chosen.len() >= peers_wanted as usize => {
+                        let mut ids = [0u32; 2];
+                        for (slot, &id) in ids.iter_mut().zip(chosen.as_slice()) {
+                            *slot = id;
+                        }
+                        Some(ids)
+                    }
+                    _ => None,
+                }
+            }
+            Err(_) => None,
+        };
+        Some(owner::Observation { lease: self.holds_lease(), fenced_by_majority, configured, connected, placement })
     }
 
     /// Checked before every batch of recovery writes, not only the first: the lease or

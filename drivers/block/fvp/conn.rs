@@ -378,6 +378,10 @@ impl Conn {
             Waiter::Op(op) => {
                 if status == 0 {
                     op.replicated();
+                } else if status == ENOENT.to_errno() {
+                    // The peer no longer holds the volume's store (it was fenced and
+                    // discarded it): the owner must stop counting on it.
+                    op.replication_refused(self.peer_id);
                 } else {
                     op.replication_failed();
                 }

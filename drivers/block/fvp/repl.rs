@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The owner side of replication for one write-back volume with `peers>0`: its peer
-//! set, the version counter, the state machine of `docs/replication.md` section 6, and
-//! the DESTAGED notifications.
+//! The owner side of replication for one write-back volume with `peers>0`: carries out
+//! what the owner state machine (`logic/owner.rs`, `docs/replication.md` section 6)
+//! decides, sends the writes' replicas, and the DESTAGED notifications. Every protocol
+//! decision is the state machine's; this file gathers observations, sends, and reports.
 #![forbid(unsafe_code)]
 
 use crate::cluster::Cluster;
@@ -11,21 +12,26 @@ use crate::fvp_kernel::errno::estale;
 use crate::fvp_kernel::sync::{alloc_retry, WaitQueue};
 use crate::fvp_kernel::vec;
 use crate::logic::abi;
+use crate::logic::owner::{self, Answer, Ask, Effect, Owner, Resent, State, Step, Writable};
 use crate::logic::placement::{self, DomainRule};
 use crate::logic::wire::{DestagedEntries, Message, DESTAGED_BUF_LEN, MAX_DESTAGED};
 use crate::volume::Volume;
 use core::sync::atomic::{
-    AtomicU32, AtomicU64,
+    AtomicBool, AtomicU32, AtomicU64,
     Ordering::{Acquire, Relaxed, Release},
 };
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
 
-/// Who holds the volume's replicas now, and the buffer blocks are copied into.
+/// Who holds the volume's replicas now, the owner state machine, and the buffer
+/// blocks are copied into.
 pub(crate) struct SendCtx {
+    /// The connections to `owner.peers()`, slot by slot.
     pub(crate) peers: [Option<Arc<Conn>>; 2],
     pub(crate) peer_ids: [u32; 2],
+    /// Every protocol decision (`logic/owner.rs`); this file only carries them out.
+    pub(crate) owner: Owner,
     pub(crate) buf: KVec<u8>,
 }
 
@@ -38,18 +44,16 @@ pub(crate) struct Replication {
     pub(crate) volume_id: u32,
     pub(crate) peers_wanted: u32,
     pub(crate) rule: DomainRule,
-    /// `abi::REPL_*`.
-    pub(crate) state: AtomicU32,
+    /// `owner.state()` as `abi::REPL_*`, published after every change under `send`:
+    /// the write path's wait condition and the status line read it without the lock.
+    state: AtomicU32,
+    /// `owner.stale() != 0`, published likewise.
+    has_stale: AtomicBool,
+    /// `owner.epoch()`, published likewise.
     pub(crate) epoch: AtomicU64,
-    /// The last version handed out; only advanced under `send`, after the block's
-    /// data was copied (the destager relies on that order, see `destage_snapshot`).
-    pub(crate) version: AtomicU64,
-    /// Peers that held replicas and must be fenced by a majority (or reconnect and
-    /// drop them) before a write may bypass them: bit `h-1` for host `h`.
-    pub(crate) stale_peers: AtomicU64,
-    /// The lease was lost: before writing anything when it returns, ask the peers
-    /// whether one of them took the volume over meanwhile.
-    was_suspended: core::sync::atomic::AtomicBool,
+    /// `owner.version()`, published after the block's data was copied (the destager
+    /// relies on that order, see `destage_snapshot`).
+    version: AtomicU64,
     #[pin]
     pub(crate) send: Mutex<SendCtx>,
     /// Blocks written back (and the version snapshot before their destage began),
@@ -92,6 +96,7 @@ impl Replication {
         peers_wanted: u32,
         rule: DomainRule,
     ) -> Result<Arc<Self>> {
+        let owner = Owner::new(peers_wanted).map_err(|_| EINVAL)?;
         let mut buf = KVec::new();
         buf.extend_with(crate::pool::PAGE as usize, 0u8, GFP_KERNEL)?;
         Arc::pin_init(
@@ -101,12 +106,14 @@ impl Replication {
                 volume_id: new_volume_id(),
                 peers_wanted,
                 rule,
-                state: AtomicU32::new(abi::REPL_DEGRADED),
+                state: AtomicU32::new(owner.state().abi()),
+                has_stale: AtomicBool::new(false),
                 epoch: AtomicU64::new(0),
                 version: AtomicU64::new(0),
-                stale_peers: AtomicU64::new(0),
-                was_suspended: core::sync::atomic::AtomicBool::new(false),
-                send <- new_mutex!(SendCtx { peers: [None, None], peer_ids: [0, 0], buf }, "fvp::Replication::send"),
+                send <- new_mutex!(
+                    SendCtx { peers: [None, None], peer_ids: [0, 0], owner, buf },
+                    "fvp::Replication::send"
+                ),
                 destaged <- new_mutex!(KVec::new(), "fvp::Replication::destaged"),
                 replicated_writes: AtomicU64::new(0),
                 reprotections: AtomicU64::new(0),
@@ -123,14 +130,31 @@ impl Replication {
     }
 
     pub(crate) fn state_name(&self) -> &'static str {
-        match self.state() {
-            abi::REPL_PROTECTED => "protected",
-            abi::REPL_REPROTECTING => "reprotecting",
-            abi::REPL_DEGRADED => "degraded",
-            abi::REPL_SUSPENDED => "suspended",
-            abi::REPL_FENCED => "fenced",
-            _ => "none",
+        State::from_abi(self.state()).map_or("none", State::name)
+    }
+
+    /// Publishes what the lock-free readers need after `ctx.owner` changed, and makes
+    /// the connections follow the owner's peer set: a slot whose peer changed takes the
+    /// connection from `opened` (the peers a VOLUME_OPEN just reached) or is emptied.
+    fn publish(&self, ctx: &mut SendCtx, opened: &[Option<Arc<Conn>>; 2]) {
+        let ids = ctx.owner.peers();
+        for i in 0..2 {
+            if ctx.peer_ids[i] != ids[i] {
+                ctx.peers[i] = opened.iter().flatten().find(|c| c.peer_id == ids[i] && ids[i] != 0).cloned();
+                ctx.peer_ids[i] = ids[i];
+            }
         }
+        self.has_stale.store(ctx.owner.stale() != 0, Relaxed);
+        self.epoch.store(ctx.owner.epoch(), Relaxed);
+        self.state.store(ctx.owner.state().abi(), Relaxed);
+    }
+
+    /// Runs `f` on the owner state machine under the send lock, then publishes.
+    fn with_owner<R>(&self, opened: &[Option<Arc<Conn>>; 2], f: impl FnOnce(&mut Owner) -> R) -> R {
+        let mut ctx = self.send.lock();
+        let r = f(&mut ctx.owner);
+        self.publish(&mut ctx, opened);
+        r
     }
 
     /// Whether the destager may write this volume's blocks to the backing device.
@@ -147,7 +171,7 @@ impl Replication {
     /// The version snapshot the destager takes before a batch: every replica with a
     /// version at most this holds data the batch will write (or older).
     pub(crate) fn destage_snapshot(&self) -> u64 {
-        self.version.load(Relaxed)
+        self.version.load(Acquire)
     }
 
     /// The destager wrote `block` back; `snapshot` was taken before it began.
@@ -171,15 +195,12 @@ impl Replication {
     /// What [`Replication::wait_writable`] answers now, or `None` to wait. Reads only
     /// atomics and the clock: it runs as a wait condition.
     fn writable_now(&self) -> Option<Result<bool>> {
-        let lease = self.cluster.holds_lease();
-        match self.state() {
-            abi::REPL_FENCED => Some(Err(EIO)),
-            // A peer dropped while it may be alive could replay older replicas after
-            // a takeover: no write is acknowledged until it is fenced or emptied.
-            _ if !lease || self.stale_peers.load(Relaxed) != 0 => None,
-            abi::REPL_PROTECTED | abi::REPL_REPROTECTING => Some(Ok(true)),
-            abi::REPL_DEGRADED => Some(Ok(false)),
-            _ => None,
+        let state = State::from_abi(self.state())?;
+        match owner::writable(state, self.has_stale.load(Relaxed), self.cluster.holds_lease()) {
+            Writable::Replicate => Some(Ok(true)),
+            Writable::WriteThrough => Some(Ok(false)),
+            Writable::Fail => Some(Err(EIO)),
+            Writable::Wait => None,
         }
     }
 
@@ -188,6 +209,28 @@ impl Replication {
     pub(crate) fn wait_next_tick(&self) {
         let seen = self.ticks.load(Acquire);
         self.changed.wait_timeout_ms(WAIT_BOUND_MS, || self.ticks.load(Acquire) != seen);
+    }
+
+    /// Sleeps until a pass that began after this call has ended: it has seen every
+    /// failure reported before it.
+    fn wait_full_tick(&self) {
+        let seen = self.ticks.load(Acquire);
+        self.changed.wait_timeout_ms(2 * WAIT_BOUND_MS, || self.ticks.load(Acquire) >= seen + 2);
+    }
+
+    /// Reports hosts in `mask` whose requests failed or were refused: the next pass
+    /// drops them from the peer set (they become stale).
+    pub(crate) fn peers_failed(&self, mask: u64) {
+        if mask == 0 {
+            return;
+        }
+        self.with_owner(&[None, None], |o| {
+            for id in 1..=64u32 {
+                if mask & placement::host_bit(id) != 0 {
+                    o.peer_failed(id);
+                }
+            }
+        });
     }
 
     /// Sends the blocks `blocks` (copied from the pool by `copy`) to every peer, the
@@ -215,38 +258,48 @@ impl Replication {
             return false;
         }
         for &block in blocks {
-            if !copy(block, &mut ctx.buf) || !self.send_replica(peers.iter().flatten(), block, &ctx.buf, &mut waiter) {
+            if !copy(block, &mut ctx.buf)
+                || !self.send_replica(&mut ctx.owner, peers.iter().flatten(), block, &ctx.buf, &mut waiter)
+            {
                 return false;
             }
         }
-        if !dropped.is_empty() && !self.send_drops(peers, dropped, &mut waiter) {
+        if !dropped.is_empty() && !self.send_drops(&mut ctx.owner, peers, dropped, &mut waiter) {
             return false;
         }
         true
     }
 
     /// Sends `buf` as `block`'s next version to every peer in `peers`, each ACK counted
-    /// by `waiter()`. Called with the send lock held (`buf` is its buffer), so that each
-    /// peer receives a volume's versions in increasing order. False if a send failed.
+    /// by `waiter()`. Called with the send lock held (`owner` and `buf` are its data),
+    /// so that each peer receives a volume's versions in increasing order. False if a
+    /// send failed.
     fn send_replica<'a>(
         &self,
+        owner: &mut Owner,
         peers: impl IntoIterator<Item = &'a Arc<Conn>>,
         block: u64,
         buf: &[u8],
         waiter: &mut impl FnMut() -> Waiter,
     ) -> bool {
-        let version = self.version.load(Relaxed) + 1;
-        self.version.store(version, Relaxed);
+        let version = owner.next_version();
+        self.version.store(version, Release);
         let msg = Message::Replicate { volume_id: self.volume_id, block, version, data: buf };
         peers.into_iter().all(|c| c.send(&msg, Some(waiter())).is_ok())
     }
 
-    /// A write some peer never ACKed (connection lost): waits until its blocks can be
-    /// made safe again, and makes them so. Protected again (re-protection chose a new
-    /// peer set): the blocks still dirty are sent to it, the others were written back
-    /// and the backing device is flushed. Degraded: the volume is written back. False
-    /// if the volume was taken over or an I/O failed. Sleeps.
-    pub(crate) fn protect_failed_write(&self, volume: &Arc<Volume>, blocks: &[u64]) -> bool {
+    /// A write some peer never ACKed (connection lost) or refused (`failed`: those
+    /// hosts): waits until its blocks can be made safe again, and makes them so.
+    /// Protected again (re-protection chose a new peer set): the blocks still dirty are
+    /// sent to it, the others were written back and the backing device is flushed.
+    /// Degraded: the volume is written back. False if the volume was taken over or an
+    /// I/O failed. Sleeps.
+    pub(crate) fn protect_failed_write(&self, volume: &Arc<Volume>, blocks: &[u64], failed: u64) -> bool {
+        self.peers_failed(failed);
+        if failed != 0 {
+            // Let the ticker drop the refusing peers first.
+            self.wait_full_tick();
+        }
         loop {
             match self.wait_writable() {
                 Err(_) => return false,
@@ -267,7 +320,9 @@ impl Replication {
                             written_back = true;
                             return true;
                         }
-                        self.send_replica(ctx.peers.iter().flatten(), block, &ctx.buf, &mut || batch.waiter())
+                        self.send_replica(&mut ctx.owner, ctx.peers.iter().flatten(), block, &ctx.buf, &mut || {
+                            batch.waiter()
+                        })
                     });
                 (healthy, sent)
             };
@@ -285,11 +340,17 @@ impl Replication {
     }
 
     /// DESTAGED with a fresh version for each block: peers drop what they hold of them.
-    fn send_drops(&self, peers: &[Option<Arc<Conn>>], blocks: &[u64], waiter: &mut impl FnMut() -> Waiter) -> bool {
+    fn send_drops(
+        &self,
+        owner: &mut Owner,
+        peers: &[Option<Arc<Conn>>],
+        blocks: &[u64],
+        waiter: &mut impl FnMut() -> Waiter,
+    ) -> bool {
         let mut buf = [0u8; 64 * 16];
         for chunk in blocks.chunks(64) {
-            let version = self.version.load(Relaxed) + 1;
-            self.version.store(version, Relaxed);
+            let version = owner.next_version();
+            self.version.store(version, Release);
             let Ok(entries) = DestagedEntries::encode_into(chunk.iter().map(|&b| (b, version)), &mut buf) else {
                 return false;
             };
@@ -303,31 +364,44 @@ impl Replication {
         true
     }
 
-    /// Drops replicas of blocks `first .. first + count` at whichever peers are
-    /// connected (write-through writes while degraded, discards, write-zeroes: a
-    /// takeover must not write older data over them). One DROP_RANGE per peer, however
-    /// large the range. Sleeps until they ACK.
-    pub(crate) fn drop_range_at_connected(&self, first: u64, count: u64) {
+    /// Drops replicas of blocks `first .. first + count` at the current peers
+    /// (write-through writes while degraded, discards, write-zeroes: a takeover must
+    /// not write older data over them). One DROP_RANGE per peer, however large the
+    /// range. Sleeps until they ACK; a peer that does not is reported failed, and the
+    /// call returns only once the ticker made it stale and it was fenced or emptied
+    /// (`Err`: the volume was taken over meanwhile).
+    pub(crate) fn drop_range_at_peers(&self, first: u64, count: u64) -> Result {
         if count == 0 {
-            return;
+            return Ok(());
         }
         // Waits for memory for the waiter: the write that follows may reach the backing
         // device only once the peers dropped what they hold of the range.
         let batch = alloc_retry(BatchWait::new);
-        {
-            let ctx = self.send.lock();
-            let version = self.version.load(Relaxed) + 1;
-            self.version.store(version, Relaxed);
+        let sent_to = {
+            let mut ctx = self.send.lock();
+            let ctx = &mut *ctx;
+            let version = ctx.owner.next_version();
+            self.version.store(version, Release);
             let msg = Message::DropRange { volume_id: self.volume_id, first, count, version };
-            for c in ctx.peers.iter().flatten().filter(|c| !c.is_broken()) {
+            let mut sent_to = 0u64;
+            for c in ctx.peers.iter().flatten() {
+                sent_to |= placement::host_bit(c.peer_id);
+                // A refused send fails its waiter: the batch reports it below.
                 let _ = c.send(&msg, Some(batch.waiter()));
             }
+            sent_to
+        };
+        if batch.wait(self.cluster.timeout_ms()) {
+            return Ok(());
         }
-        let _ = batch.wait(self.cluster.timeout_ms());
+        // Some peer may still hold older replicas of the range.
+        self.peers_failed(sent_to);
+        self.wait_full_tick();
+        self.wait_writable().map(|_| ())
     }
 
-    /// The ticker's step (every heartbeat): follows the lease and the peers' health,
-    /// chooses peers, and sends DESTAGED notices; then wakes the waiting writers. Sleeps.
+    /// The ticker's step (every heartbeat): runs the owner state machine's pass and
+    /// carries out its steps; then wakes the waiting writers. Sleeps.
     pub(crate) fn reconcile(&self, volume: &Arc<Volume>) {
         self.reconcile_once(volume);
         self.ticks.fetch_add(1, Release);
@@ -335,91 +409,67 @@ impl Replication {
     }
 
     fn reconcile_once(&self, volume: &Arc<Volume>) {
-        let cluster = &self.cluster;
-        let state = self.state();
-        if state == abi::REPL_FENCED {
-            return;
-        }
-        if !cluster.holds_lease() {
-            if state != abi::REPL_SUSPENDED {
-                pr_warn!("volume {}: no majority lease: I/O suspended\n", abi::name_str(&self.name));
-                self.was_suspended.store(true, Relaxed);
-                self.state.store(abi::REPL_SUSPENDED, Relaxed);
-            }
-            return;
-        }
-        if self.was_suspended.load(Relaxed) {
-            match self.taken_over() {
-                Some(true) => {
-                    pr_err!(
-                        "volume {}: a peer took it over while this host had no lease: discarding its blocks; reload the table to use it again\n",
-                        abi::name_str(&self.name)
-                    );
-                    volume.fence();
-                    return;
+        let Some(obs) = self.cluster.owner_observation(&self.name, self.peers_wanted, self.rule) else { return };
+        // The connections a VOLUME_OPEN reached in this pass, for `publish`.
+        let mut opened: [Option<Arc<Conn>>; 2] = [None, None];
+        let mut step = {
+            let mut ctx = self.send.lock();
+            let ctx = &mut *ctx;
+            // A slot's connection broke (requests in flight on it were lost), even if
+            // the link has reconnected since: that peer is lost.
+            for i in 0..2 {
+                if ctx.peer_ids[i] != 0 && ctx.peers[i].as_ref().is_none_or(|c| c.is_broken()) {
+                    ctx.owner.peer_failed(ctx.peer_ids[i]);
                 }
-                Some(false) => self.was_suspended.store(false, Relaxed),
-                // A peer that held replicas cannot be asked yet: keep waiting.
-                None => return,
             }
-        }
-        // Peers we stopped using: clear once a majority fenced them (a fenced host
-        // discards its replicas and cannot take over), once they left the cluster's
-        // configuration, or once they dropped this volume's replicas (reachable again,
-        // e.g. after an ACK timeout).
-        let stale = self.stale_peers.load(Relaxed);
-        let current = self.peer_ids();
-        for id in 1..=64u32 {
-            if stale & placement::host_bit(id) == 0 {
-                continue;
-            }
-            if cluster.is_fenced_by_majority(id)
-                || !cluster.is_configured(id)
-                || (!current.contains(&id) && self.close_at(id))
-            {
-                self.stale_peers.fetch_and(!placement::host_bit(id), Relaxed);
-            }
-        }
-        let healthy = {
-            let ctx = self.send.lock();
-            let n = ctx.peers.iter().flatten().filter(|c| !c.is_broken()).count();
-            n >= self.peers_wanted as usize
+            let step = ctx.owner.tick(obs);
+            self.publish(ctx, &opened);
+            step
         };
-        if state == abi::REPL_PROTECTED && healthy {
-            self.notify_destaged(volume);
-            return;
-        }
-        if state == abi::REPL_PROTECTED || state == abi::REPL_SUSPENDED {
-            // A peer was lost (or the lease came back): writes go through until a
-            // new peer set holds everything.
-            let lost = {
-                let mut ctx = self.send.lock();
-                let mut lost = 0u64;
-                for i in 0..2 {
-                    if ctx.peers[i].as_ref().is_some_and(|c| c.is_broken())
-                        || (ctx.peers[i].is_none() && ctx.peer_ids[i] != 0)
-                    {
-                        lost |= placement::host_bit(ctx.peer_ids[i]);
-                        ctx.peers[i] = None;
-                    }
+        loop {
+            let answer = match step {
+                Step::Idle => return,
+                Step::Do(effect) => {
+                    self.carry_out(effect, volume);
+                    Answer::Done
                 }
-                lost
+                Step::Ask(Ask::TakenOver { peers, epoch }) => Answer::TakenOver(self.taken_over(peers, epoch)),
+                Step::Ask(Ask::Close { host }) => Answer::Closed(self.close_at(host)),
+                Step::Ask(Ask::Open { peers, epoch }) => Answer::Opened(self.open_epoch(peers, epoch, &mut opened)),
+                Step::Ask(Ask::Resend) => Answer::Resent(self.resend(volume)),
             };
-            self.stale_peers.fetch_or(lost, Relaxed);
-            if lost != 0 {
-                pr_warn!("volume {}: lost a peer: writing through until re-protected\n", abi::name_str(&self.name));
-            }
-            self.state.store(abi::REPL_DEGRADED, Relaxed);
+            step = self.with_owner(&opened, |o| o.answer(answer));
         }
-        self.reprotect(volume);
+    }
+
+    fn carry_out(&self, effect: Effect, volume: &Arc<Volume>) {
+        let name = abi::name_str(&self.name);
+        match effect {
+            Effect::Suspended => pr_warn!("volume {}: no majority lease: I/O suspended\n", name),
+            Effect::Fence => {
+                pr_err!(
+                    "volume {}: a peer took it over while this host had no lease: discarding its blocks; reload the table to use it again\n",
+                    name
+                );
+                volume.fence();
+            }
+            Effect::LostPeers { lost } => {
+                pr_warn!("volume {}: lost peer(s) {:#x}: writing through until re-protected\n", name, lost);
+            }
+            Effect::EpochOpened { .. } => vec::clear(&mut self.destaged.lock()),
+            Effect::Protected { peers, epoch } => {
+                if epoch > 1 {
+                    self.reprotections.fetch_add(1, Relaxed);
+                }
+                pr_info!("volume {}: protected by host(s) {} {} (epoch {})\n", name, peers[0], peers[1], epoch);
+            }
+            Effect::NotifyDestaged => self.notify_destaged(volume),
+        }
     }
 
     /// Asks host `id`, if connected, to drop every replica of this volume (VOLUME_CLOSE).
     fn close_at(&self, id: u32) -> bool {
         let Some(conn) = self.cluster.link(id).and_then(|l| l.out_conn()) else { return false };
-        if conn.is_broken() {
-            return false;
-        }
         let closed = conn.call(&Message::VolumeClose { volume_id: self.volume_id }, self.cluster.timeout_ms()).is_ok();
         if closed {
             pr_info!("volume {}: host {} dropped the replicas it held\n", abi::name_str(&self.name), id);
@@ -427,22 +477,22 @@ impl Replication {
         closed
     }
 
-    /// Whether a peer that held this volume's replicas took it over: asks each with
-    /// VOLUME_OPEN of the current epoch (a no-op for a peer that still holds them).
-    /// `None`: one of them cannot be reached.
-    fn taken_over(&self) -> Option<bool> {
-        let (ids, epoch) = (self.peer_ids(), self.epoch.load(Relaxed));
-        if epoch == 0 {
-            return Some(false);
-        }
+    fn volume_open(&self, epoch: u64) -> Message<'_> {
         let name_len = self.name.iter().position(|&b| b == 0).unwrap_or(abi::NAME_LEN);
-        let msg = Message::VolumeOpen {
+        Message::VolumeOpen {
             volume_id: self.volume_id,
             block_size: crate::pool::PAGE as u32,
             epoch,
             name: &self.name[..name_len],
-        };
-        for id in ids.iter().copied().filter(|&id| id != 0) {
+        }
+    }
+
+    /// Whether a peer that held this volume's replicas took it over: asks each with
+    /// VOLUME_OPEN of the current epoch (a no-op for a peer that still holds them).
+    /// `None`: one of them cannot be reached.
+    fn taken_over(&self, peers: [u32; 2], epoch: u64) -> Option<bool> {
+        let msg = self.volume_open(epoch);
+        for id in peers.iter().copied().filter(|&id| id != 0) {
             let conn = self.cluster.link(id).and_then(|l| l.out_conn())?;
             match conn.call(&msg, self.cluster.timeout_ms()) {
                 Ok(_) => {}
@@ -453,88 +503,47 @@ impl Replication {
         Some(false)
     }
 
-    /// Degraded: opens a new epoch on the peers placement chooses, then sends them every
-    /// dirty block (`reprotecting`: new writes are replicated to them meanwhile), and
-    /// goes back to `protected` once they hold all of it.
-    fn reprotect(&self, volume: &Arc<Volume>) {
-        let cluster = &self.cluster;
-        let mut hosts = KVec::new();
-        if cluster.placement_hosts(&mut hosts).is_err() {
-            return;
-        }
-        let local = cluster.local_id();
-        let name_len = self.name.iter().position(|&b| b == 0).unwrap_or(abi::NAME_LEN);
-        let Ok(chosen) = placement::place(&self.name[..name_len], local, &hosts, self.peers_wanted, self.rule) else {
-            return;
-        };
-        if chosen.len() < self.peers_wanted as usize {
-            return;
-        }
-        let mut conns: [Option<Arc<Conn>>; 2] = [None, None];
-        let mut ids = [0u32; 2];
-        for (i, &id) in chosen.as_slice().iter().enumerate() {
-            let Some(c) = cluster.link(id).and_then(|l| l.out_conn()) else { return };
-            conns[i] = Some(c);
-            ids[i] = id;
-        }
-        let epoch = self.epoch.load(Relaxed) + 1;
-        let msg = Message::VolumeOpen {
-            volume_id: self.volume_id,
-            block_size: crate::pool::PAGE as u32,
-            epoch,
-            name: &self.name[..name_len],
-        };
-        for c in conns.iter().flatten() {
-            if let Err(e) = c.call(&msg, cluster.timeout_ms()) {
+    /// Opens `epoch` on `peers` (VOLUME_OPEN empties their stores); their connections
+    /// go to `opened`.
+    fn open_epoch(&self, peers: [u32; 2], epoch: u64, opened: &mut [Option<Arc<Conn>>; 2]) -> bool {
+        let msg = self.volume_open(epoch);
+        for (i, &id) in peers.iter().enumerate() {
+            if id == 0 {
+                continue;
+            }
+            let Some(c) = self.cluster.link(id).and_then(|l| l.out_conn()) else { return false };
+            if let Err(e) = c.call(&msg, self.cluster.timeout_ms()) {
                 pr_warn!(
                     "volume {}: host {} refused its replicas: error {}\n",
                     abi::name_str(&self.name),
-                    c.peer_id,
+                    id,
                     e.to_errno()
                 );
-                return;
+                return false;
             }
+            opened[i] = Some(c);
         }
-        {
-            // From here on every write is replicated to the new peers too.
-            let mut ctx = self.send.lock();
-            ctx.peers = conns;
-            ctx.peer_ids = ids;
-            self.epoch.store(epoch, Relaxed);
-            self.state.store(abi::REPL_REPROTECTING, Relaxed);
-        }
-        // Peers we chose again were emptied by VOLUME_OPEN; ones we no longer use but
-        // that still hold replicas are dropped when fenced.
-        self.stale_peers.fetch_and(!(placement::host_bit(ids[0]) | placement::host_bit(ids[1])), Relaxed);
-        vec::clear(&mut self.destaged.lock());
-        let sent = match self.resend_dirty(volume) {
-            Ok(n) => n,
-            // The lease ended (the next tick suspends the volume and re-protects when it
-            // returns) or the volume is going away: the connections are fine.
-            Err(e) if e == EAGAIN => return,
+        true
+    }
+
+    /// Re-sends the dirty blocks to the new peers.
+    fn resend(&self, volume: &Arc<Volume>) -> Resent {
+        match self.resend_dirty(volume) {
+            Ok(n) => {
+                self.resent_blocks.fetch_add(n, Relaxed);
+                Resent::Complete
+            }
+            // The lease ended (the next tick suspends the volume) or the volume is
+            // going away: the connections are fine.
+            Err(e) if e == EAGAIN => Resent::Interrupted,
             Err(e) => {
                 pr_warn!(
                     "volume {}: re-sending its dirty blocks failed: error {}\n",
                     abi::name_str(&self.name),
                     e.to_errno()
                 );
-                self.abandon_peers();
-                return;
+                Resent::Failed
             }
-        };
-        self.resent_blocks.fetch_add(sent, Relaxed);
-        if epoch > 1 {
-            self.reprotections.fetch_add(1, Relaxed);
-        }
-        if self.state.compare_exchange(abi::REPL_REPROTECTING, abi::REPL_PROTECTED, Relaxed, Relaxed).is_ok() {
-            pr_info!(
-                "volume {}: protected by host(s) {} {} (epoch {}, {} dirty block(s) re-sent)\n",
-                abi::name_str(&self.name),
-                ids[0],
-                ids[1],
-                epoch,
-                sent
-            );
         }
     }
 
@@ -557,9 +566,9 @@ impl Replication {
             {
                 let mut ctx = self.send.lock();
                 let ctx = &mut *ctx;
-                let mut peers = KVec::with_capacity(2, GFP_KERNEL)?;
-                for c in ctx.peers.iter().flatten() {
-                    peers.push(c.clone(), GFP_KERNEL)?;
+                let peers = ctx.peers.clone();
+                if peers.iter().flatten().count() < self.peers_wanted as usize {
+                    return Err(EPIPE);
                 }
                 for &block in blocks.iter() {
                     // Written back (or discarded) since the scan: nothing to protect.
@@ -567,7 +576,9 @@ impl Replication {
                         continue;
                     }
                     // Like a write: each peer keeps the newest copy.
-                    if !self.send_replica(&peers, block, &ctx.buf, &mut || batch.waiter()) {
+                    if !self
+                        .send_replica(&mut ctx.owner, peers.iter().flatten(), block, &ctx.buf, &mut || batch.waiter())
+                    {
                         return Err(EPIPE);
                     }
                     sent += 1;
@@ -577,21 +588,6 @@ impl Replication {
                 return Err(crate::fvp_kernel::errno::etimedout());
             }
         }
-    }
-
-    /// Re-protection failed: the peers just chosen hold part of the dirty blocks. Their
-    /// connections are closed; they stay stale until fenced or chosen again.
-    fn abandon_peers(&self) {
-        let mut ctx = self.send.lock();
-        let mut lost = 0u64;
-        for i in 0..2 {
-            if let Some(c) = ctx.peers[i].take() {
-                c.close();
-                lost |= placement::host_bit(ctx.peer_ids[i]);
-            }
-        }
-        self.stale_peers.fetch_or(lost, Relaxed);
-        let _ = self.state.compare_exchange(abi::REPL_REPROTECTING, abi::REPL_DEGRADED, Relaxed, Relaxed);
     }
 
     /// Flushes the backing device, then tells the peers which blocks are on it.
@@ -616,8 +612,30 @@ impl Replication {
 
     /// This host was fenced by a majority: a peer takes the volume over.
     pub(crate) fn fence(&self) {
-        self.state.store(abi::REPL_FENCED, Relaxed);
+        self.with_owner(&[None, None], Owner::fence);
         self.changed.wake_all();
+    }
+
+    /// The operator's answer for a volume suspended because a peer that held its
+    /// replicas cannot be asked whether it took it over (`resolve keep|discard`).
+    /// `EINVAL` if the volume is not waiting for that answer.
+    pub(crate) fn resolve(&self, volume: &Arc<Volume>, keep: bool) -> Result {
+        let (waiting, effect) = self.with_owner(&[None, None], |o| {
+            let waiting = o.awaiting_takeover_answer() && !o.busy();
+            (waiting, if waiting { o.resolve(keep) } else { None })
+        });
+        if !waiting {
+            return Err(EINVAL);
+        }
+        let name = abi::name_str(&self.name);
+        if effect == Some(Effect::Fence) {
+            pr_warn!("volume {}: operator: discard (a peer may have taken it over)\n", name);
+            volume.fence();
+        } else {
+            pr_warn!("volume {}: operator: keep (no peer took it over)\n", name);
+        }
+        self.changed.wake_all();
+        Ok(())
     }
 
     /// The volume goes away after a drain: peers drop its replicas.

@@ -278,6 +278,17 @@ impl dm::Target for FvpTarget {
                 );
                 Ok(())
             }
+            [b"resolve", how @ (b"keep" | b"discard")] => {
+                // A volume suspended because a peer that held its replicas cannot be
+                // asked whether it took it over: the operator knows.
+                let Some(r) = &self.volume.repl else {
+                    pr_warn!("resolve: the volume is not replicated (peers=0)\n");
+                    return Err(EINVAL);
+                };
+                r.resolve(&self.volume, *how == b"keep").inspect_err(|_| {
+                    pr_warn!("resolve: the volume is not waiting for a takeover answer\n");
+                })
+            }
             [b"retry"] => {
                 // After a backing-device failure: write the dirty blocks back now
                 // rather than at the destager's next retry.
@@ -286,7 +297,7 @@ impl dm::Target for FvpTarget {
             }
             _ => {
                 pr_warn!(
-                    "unknown message (known: flush, retry, discard-dirty, policy <write-through|write-back>, clear-stats)\n"
+                    "unknown message (known: flush, retry, discard-dirty, resolve <keep|discard>, policy <write-through|write-back>, clear-stats)\n"
                 );
                 Err(EINVAL)
             }

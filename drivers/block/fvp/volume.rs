@@ -689,6 +689,8 @@ pub(crate) struct IoOp {
     /// A peer did not acknowledge a block: the write is made durable on the backing
     /// device before it completes.
     repl_failed: AtomicBool,
+    /// Peers that refused a replica for want of the volume's store (host mask).
+    refused_by: AtomicU64,
     /// For a write-back write: the blocks (bit i: the bio's i-th) the pool could not
     /// take, which go to the backing device.
     direct: u64,
@@ -730,6 +732,7 @@ impl IoOp {
             pending: AtomicU32::new(1),
             failed: AtomicBool::new(false),
             repl_failed: AtomicBool::new(false),
+            refused_by: AtomicU64::new(0),
             direct,
             settled <- Completion::new(),
             work <- new_work!("fvp::IoOp::work"),
@@ -978,6 +981,12 @@ impl IoOp {
         self.put();
     }
 
+    /// Host `peer` refused a replica because it holds no store for the volume.
+    pub(crate) fn replication_refused(self: OpRef, peer: u32) {
+        self.refused_by.fetch_or(crate::logic::placement::host_bit(peer), Relaxed);
+        self.replication_failed();
+    }
+
     fn waiter(self: &OpRef) -> Waiter {
         self.pending.fetch_add(1, Relaxed);
         Waiter::Op(self.clone())
@@ -988,7 +997,18 @@ impl IoOp {
         let Some(repl) = volume.repl.as_ref() else { return };
         let (rel_sector, size) = self.range;
         let spans = Spans::new(volume.id, rel_sector, size);
-        let writable = repl.wait_writable();
+        let mut writable = repl.wait_writable();
+        // Write-through (degraded), discards and write-zeroes: peers first drop what
+        // they hold of the range, so a takeover cannot replay it. Done before the
+        // ordering locks below: it may wait for a silent peer to be fenced.
+        let through = match writable {
+            Ok(true) => self.kind != OpKind::Write,
+            Ok(false) => true,
+            Err(_) => false,
+        };
+        if through && repl.drop_range_at_peers(spans.first_block, u64::from(spans.count)).is_err() {
+            writable = Err(EIO);
+        }
         // Writes that go to the backing device around the pool wait for write-backs of
         // their blocks (see `start_ordered`). A write-back write sends only the blocks
         // the pool refuses, which conflict only through an orphan (rare: a partial
@@ -1026,10 +1046,9 @@ impl IoOp {
                 }
             }
             Ok(_) => {
-                // Write-through (degraded), discards and write-zeroes: peers first drop
-                // what they hold of the range, so a takeover cannot replay it.
+                // Write-through (degraded), discards and write-zeroes; the peers dropped
+                // their replicas of the range above.
                 volume.before_backing_write(rel_sector, bio);
-                repl.drop_range_at_connected(spans.first_block, u64::from(spans.count));
                 match bio.clone_range(&volume.pool.shared.bioset, volume.backing.bdev(), 0, size, rel_sector) {
                     Ok(clone) => self.submit(clone),
                     Err(_) => self.failed.store(true, Relaxed),
@@ -1095,7 +1114,10 @@ impl WorkItem for IoOp {
             // new peer set holds its blocks, or the backing device does.
             let mut blocks = [0u64; MAX_BLOCKS as usize];
             let n = Spans::new(volume.id, this.range.0, this.range.1).blocks(&mut blocks);
-            let durable = volume.repl.as_ref().is_some_and(|r| r.protect_failed_write(volume, &blocks[..n]));
+            let durable = volume
+                .repl
+                .as_ref()
+                .is_some_and(|r| r.protect_failed_write(volume, &blocks[..n], this.refused_by.load(Relaxed)));
             if !durable {
                 this.failed.store(true, Relaxed);
             }

@@ -44,7 +44,8 @@
 //!   chosen peers stale and the volume `degraded` again.
 //! - **Destage notices** go out on ticks that find the volume `protected` and healthy.
 
-use crate::placement::host_bit;
+use super::abi;
+use super::placement::host_bit;
 
 /// Replication state of a volume, as `fvpctl` and the status line show it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -65,11 +66,11 @@ impl State {
     /// The `abi::REPL_*` value.
     pub fn abi(self) -> u32 {
         match self {
-            State::Protected => crate::abi::REPL_PROTECTED,
-            State::Reprotecting => crate::abi::REPL_REPROTECTING,
-            State::Degraded => crate::abi::REPL_DEGRADED,
-            State::Suspended => crate::abi::REPL_SUSPENDED,
-            State::Fenced => crate::abi::REPL_FENCED,
+            State::Protected => abi::REPL_PROTECTED,
+            State::Reprotecting => abi::REPL_REPROTECTING,
+            State::Degraded => abi::REPL_DEGRADED,
+            State::Suspended => abi::REPL_SUSPENDED,
+            State::Fenced => abi::REPL_FENCED,
         }
     }
 
@@ -421,7 +422,8 @@ impl Owner {
             if self.epoch == 0 || self.peers_mask() == 0 {
                 self.was_suspended = false;
             } else {
-                return self.go(Phase::AskedTakenOver, Step::Ask(Ask::TakenOver { peers: self.peers, epoch: self.epoch }));
+                return self
+                    .go(Phase::AskedTakenOver, Step::Ask(Ask::TakenOver { peers: self.peers, epoch: self.epoch }));
             }
         }
         self.after_lease_check()
