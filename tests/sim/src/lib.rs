@@ -1,0 +1,1657 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A deterministic cluster simulator of fvp's replicated write-back
+//! (`docs/replication.md` sections 4 to 6).
+//!
+//! Every protocol decision is taken by the kernel's own pure state machines:
+//! [`Membership`] (heartbeats, fences, leases, takeover), [`Owner`] (the owner side of a
+//! replicated volume) and [`place`] (peer choice). This crate simulates everything the
+//! kernel does around them: the network, the owner's pool, the peers' replica stores,
+//! the shared backing disk, the destager, recovery, and faults.
+//!
+//! # The world
+//!
+//! - `hosts` hosts (ids `1..`), one fault domain. Host 1 owns one replicated write-back
+//!   volume of [`Config::blocks`] blocks with `peers` = 1 or 2; the others may hold its
+//!   replicas and take it over. Clocks run at the same rate; time is in ns.
+//! - Events run in time order from a queue (ties in insertion order); every random
+//!   choice comes from one seeded generator, so a seed replays exactly.
+//! - The network: between two hosts one connection whose two directions are FIFO
+//!   queues with random delays. A cut (partition) loses both queues and breaks the
+//!   connection (both ends see it; requests in flight fail); a one-way block holds one
+//!   direction back without telling anyone (the requester closes the connection when no
+//!   ACK came for the timeout, as the kernel does). Crashed and paused hosts, and
+//!   hosts in their start-up silence, are not connected.
+//! - The backing disk is shared; a write is in flight for a random time (a fault can
+//!   make the disk slow or failing) and lands even if its writer crashed meanwhile.
+//! - Faults at any step: crash and restart (RAM lost; the owner re-creates its volume
+//!   under a new volume id), pause of any length (a VM stall: the host runs nothing, its
+//!   submitted disk writes still land), link cut and heal, one-way blocks, network
+//!   delay spikes, slow or failing disk, a peer out of replica memory (ENOSPC).
+//!
+//! # Checked after every event
+//!
+//! - **P1, no acknowledged write lost**: while at most `peers` hosts failed (crashed,
+//!   cut, blocked or paused beyond the timeout), every block's latest acknowledged
+//!   write has a copy at least as new on the disk (landed or in flight), in the alive
+//!   owner's pool, or in an alive host's replica store.
+//! - **P2, the disk never goes backwards**: once the disk held an acknowledged write of
+//!   a block, no older write of that block lands; and after the final settling phase
+//!   (faults healed, 60 s), the disk holds every block's latest acknowledged write.
+//! - **P3, enough replicas**: when a write is acknowledged, `peers` alive replica
+//!   stores hold it (or newer), or the disk does.
+//! - **P4, one writer**: every disk write is submitted by a host that may write (the
+//!   owner with its settled lease, a recovering peer with `takeover_ready`), and writes
+//!   of two different hosts are never in flight at once.
+
+use fvp_logic::membership::{Membership, View};
+use fvp_logic::owner::{self, Answer, Ask, Effect, Observation, Owner, Resent, Step, Writable};
+use fvp_logic::placement::{host_bit, place, DomainRule, HostEntry};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::fmt::Write as _;
+
+/// Nanoseconds per millisecond.
+pub const MS: u64 = 1_000_000;
+/// Heartbeat interval.
+pub const HEARTBEAT: u64 = 200 * MS;
+/// Host timeout (lease, fencing, ACK deadline).
+pub const TIMEOUT: u64 = 2000 * MS;
+/// Largest simulated cluster.
+pub const MAX_HOSTS: usize = 4;
+const OWNER: usize = 0;
+const VOLUME: &[u8] = b"vol0";
+
+/// A small, fast, seedable generator (SplitMix64): the simulator's only randomness.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator for `seed`.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x5DEE_CE66_D1CE_4E5B)
+    }
+
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
+    }
+
+    /// True with probability `p` in thousandths.
+    pub fn chance(&mut self, per_mille: u64) -> bool {
+        self.next() % 1000 < per_mille
+    }
+}
+
+/// What a run simulates.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Hosts (3 or 4).
+    pub hosts: usize,
+    /// The volume's `peers` (1 or 2).
+    pub peers: u32,
+    /// Blocks of the volume.
+    pub blocks: u64,
+    /// Events before the settling phase.
+    pub events: u64,
+    /// Per-mille chance of a fault at each event.
+    pub fault_rate: u64,
+    /// Longest disk write in flight under a slow-disk fault. The fencing argument
+    /// (docs/replication.md) needs it below the lease margin; larger values show why.
+    pub disk_slow_max: u64,
+    /// Longest pause of a host (a VM stall).
+    pub pause_max: u64,
+    /// Faults enabled.
+    pub faults: bool,
+    /// The peer rule that a lease interruption makes every replica store untrusted
+    /// (never written by an automatic takeover). Off only to show what it prevents.
+    pub untrust_on_lease_loss: bool,
+}
+
+impl Config {
+    /// The default run for `peers`.
+    pub fn new(peers: u32) -> Config {
+        Config {
+            hosts: if peers == 2 { 4 } else { 3 },
+            peers,
+            blocks: 6,
+            events: 20_000,
+            fault_rate: 6,
+            disk_slow_max: 300 * MS,
+            pause_max: 8000 * MS,
+            faults: true,
+            untrust_on_lease_loss: true,
+        }
+    }
+}
+
+/// A property violation (or a failure to settle), with the trace that led to it.
+#[derive(Debug)]
+pub struct Violation {
+    /// What broke.
+    pub what: String,
+    /// The seed that replays it.
+    pub seed: u64,
+    /// Simulated time (ns).
+    pub at: u64,
+    /// The last events, oldest first.
+    pub trace: String,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Events processed.
+    pub events: u64,
+    /// Acknowledged writes.
+    pub acked: u64,
+    /// Writes completed through the disk (degraded).
+    pub write_through: u64,
+    /// Faults injected.
+    pub faults: u64,
+    /// Takeovers completed by peers.
+    pub takeovers: u64,
+    /// Re-protections (epochs opened after the first).
+    pub reprotections: u64,
+    /// Blocks destaged.
+    pub destaged: u64,
+    /// Simulated time (ns).
+    pub sim_ns: u64,
+    /// Acknowledged writes whose only copy after settling is an untrusted replica store
+    /// (an operator must say whether to write it).
+    pub awaiting_operator: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Status {
+    Ok,
+    Stale,
+    NoEnt,
+    NoSpc,
+}
+
+#[derive(Clone, Debug)]
+enum Req {
+    Open { vid: u32, epoch: u64 },
+    Replicate { vid: u32, block: u64, version: u64, wid: u64 },
+    Destaged { vid: u32, entries: Vec<(u64, u64)> },
+    DropRange { vid: u32, first: u64, count: u64, version: u64 },
+    Close { vid: u32 },
+}
+
+#[derive(Clone, Debug)]
+enum Msg {
+    Ping { sent: u64, view: View },
+    Pong { echo: u64, view: View },
+    Req { id: u64, req: Req },
+    Ack { id: u64, status: Status },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Purpose {
+    Write(u64),
+    Protect(u64),
+    Drop(u64),
+    Ask,
+    Resend,
+    Notice,
+}
+
+#[derive(Clone, Debug)]
+struct ReqRec {
+    to: usize,
+    inc: u64,
+    sent: u64,
+    purpose: Purpose,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Store {
+    owner: u32,
+    vid: u32,
+    epoch: u64,
+    blocks: BTreeMap<u64, (u64, u64)>,
+    /// The host has held its lease without interruption since the store was opened:
+    /// no majority can have fenced it meanwhile, so its owner still counts on it.
+    trusted: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Stage {
+    /// Replicated: waiting for the peers' ACKs.
+    Replicating,
+    /// A peer failed: make it durable again (re-send to the next peer set, or disk).
+    Protect,
+    /// Re-sent to the current peers: waiting for their ACKs.
+    Protecting,
+    /// Durable once the disk holds it (written back by the destager).
+    UntilOnDisk,
+    /// Write-through: waiting for the peers to drop their replicas of the block.
+    Dropping,
+    /// Write-through: a peer did not confirm the drop; wait until the owner says go.
+    DropFailed,
+    /// Write-through: waits for a write-back of its block in flight.
+    Ordered,
+    /// Write-through: on its way to the disk.
+    Writing,
+}
+
+#[derive(Clone, Debug)]
+struct PWrite {
+    wid: u64,
+    block: u64,
+    stage: Stage,
+    outstanding: u32,
+    failed: bool,
+    through: bool,
+    /// Peers whose ACK confirmed they stored it (host mask).
+    holders: u64,
+}
+
+#[derive(Clone, Debug)]
+struct AskRec {
+    ask: Ask,
+    outstanding: u32,
+    failed: bool,
+    stale: bool,
+    opened: [(u32, u64); 2],
+}
+
+#[derive(Clone, Debug)]
+struct Vol {
+    m: Owner,
+    vid: u32,
+    dirty: BTreeMap<u64, u64>,
+    writes: Vec<PWrite>,
+    destaged: Vec<(u64, u64)>,
+    /// Peer and connection incarnation per slot.
+    slots: [(u32, u64); 2],
+    ask: Option<AskRec>,
+    destaging: BTreeMap<u64, u64>,
+}
+
+#[derive(Clone, Debug)]
+struct Recovery {
+    owner: u32,
+    stores: Vec<Store>,
+    queue: Vec<(u64, u64)>,
+    in_flight: u32,
+    failed: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Host {
+    id: u32,
+    alive: bool,
+    paused_until: u64,
+    silent_until: u64,
+    mem: Membership<MAX_HOSTS>,
+    vol: Option<Vol>,
+    stores: Vec<Store>,
+    recovered: Vec<(u32, u32)>,
+    recovery: Option<Recovery>,
+    self_fenced: bool,
+    reqs: BTreeMap<u64, ReqRec>,
+    store_cap: usize,
+    /// `Membership::lease_held_since` at the last tick.
+    lease_since: Option<u64>,
+    /// Restarts so far.
+    incarnation: u64,
+}
+
+#[derive(Clone, Debug)]
+enum Ev {
+    /// A heartbeat of host `.0` in its incarnation `.1` (a restart starts a new chain).
+    Tick(usize, u64),
+    Deliver(usize, usize),
+    DiskDone(u64),
+    Client,
+    Destage,
+    DestageSubmit(u64, u64, u64),
+    Recover(usize),
+    Fault,
+    Restart(usize),
+}
+
+#[derive(Clone, Debug)]
+struct DiskWrite {
+    host: usize,
+    block: u64,
+    wid: u64,
+    done: u64,
+    ok: bool,
+    purpose: DiskPurpose,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DiskPurpose {
+    Destage(u64),
+    Through,
+    Recovery,
+}
+
+/// The simulated cluster.
+pub struct Sim {
+    cfg: Config,
+    seed: u64,
+    rng: Rng,
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<(u64, u64, usize)>>,
+    events: Vec<Option<Ev>>,
+    hosts: Vec<Host>,
+    net: Vec<Vec<VecDeque<(u64, Msg)>>>,
+    blocked: Vec<Vec<bool>>,
+    cut: Vec<Vec<bool>>,
+    inc: Vec<Vec<u64>>,
+    delay_until: u64,
+    disk: BTreeMap<u64, u64>,
+    in_flight: BTreeMap<u64, DiskWrite>,
+    disk_slow_until: u64,
+    disk_failing_until: u64,
+    next_id: u64,
+    next_wid: u64,
+    acked: BTreeMap<u64, u64>,
+    floor: BTreeMap<u64, u64>,
+    failed_hosts: u64,
+    faults_on: bool,
+    trace: VecDeque<String>,
+    report: Report,
+}
+
+fn pair_inc(v: &[Vec<u64>], x: usize, y: usize) -> u64 {
+    v[x.min(y)][x.max(y)]
+}
+
+impl Sim {
+    /// A cluster for `cfg`, seeded with `seed`.
+    pub fn new(cfg: Config, seed: u64) -> Sim {
+        assert!((3..=MAX_HOSTS).contains(&cfg.hosts) && (1..=2).contains(&cfg.peers));
+        let n = cfg.hosts;
+        let configured = (1..=n as u32).fold(0u64, |m, id| m | host_bit(id));
+        let hosts = (0..n)
+            .map(|h| Host {
+                id: h as u32 + 1,
+                alive: true,
+                paused_until: 0,
+                silent_until: 0,
+                mem: Membership::new(h as u32 + 1, configured, TIMEOUT).expect("valid membership"),
+                vol: None,
+                stores: vec![],
+                recovered: vec![],
+                recovery: None,
+                self_fenced: false,
+                reqs: BTreeMap::new(),
+                store_cap: usize::MAX,
+                lease_since: None,
+                incarnation: 0,
+            })
+            .collect();
+        let mut sim = Sim {
+            seed,
+            rng: Rng::new(seed),
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            events: vec![],
+            hosts,
+            net: vec![vec![VecDeque::new(); n]; n],
+            blocked: vec![vec![false; n]; n],
+            cut: vec![vec![false; n]; n],
+            inc: vec![vec![0; n]; n],
+            delay_until: 0,
+            disk: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
+            disk_slow_until: 0,
+            disk_failing_until: 0,
+            next_id: 1,
+            next_wid: 1,
+            acked: BTreeMap::new(),
+            floor: BTreeMap::new(),
+            failed_hosts: 0,
+            faults_on: false,
+            trace: VecDeque::new(),
+            report: Report::default(),
+            cfg,
+        };
+        let vid = sim.rng.next() as u32 | 1;
+        sim.hosts[OWNER].vol = Some(new_vol(sim.cfg.peers, vid));
+        for h in 0..n {
+            let t = sim.rng.range(0, HEARTBEAT);
+            sim.at(t, Ev::Tick(h, 0));
+        }
+        sim.at(3 * TIMEOUT, Ev::Client);
+        sim.at(3 * TIMEOUT, Ev::Destage);
+        sim.at(4 * TIMEOUT, Ev::Fault);
+        sim
+    }
+
+    fn at(&mut self, t: u64, ev: Ev) {
+        self.seq += 1;
+        self.events.push(Some(ev));
+        self.queue.push(Reverse((t, self.seq, self.events.len() - 1)));
+    }
+
+    fn log(&mut self, s: String) {
+        if self.trace.len() >= 400 {
+            self.trace.pop_front();
+        }
+        self.trace.push_back(format!("{:>10.3}s {}", self.now as f64 / 1e9, s));
+    }
+
+    fn violation(&self, what: String) -> Violation {
+        let mut trace = String::new();
+        for l in &self.trace {
+            let _ = writeln!(trace, "  {l}");
+        }
+        Violation { what, seed: self.seed, at: self.now, trace }
+    }
+
+    fn running(&self, h: usize) -> bool {
+        self.hosts[h].alive && self.now >= self.hosts[h].paused_until
+    }
+
+    fn connected(&self, x: usize, y: usize) -> bool {
+        x != y
+            && !self.cut[x.min(y)][x.max(y)]
+            && self.hosts[x].alive
+            && self.hosts[y].alive
+            && self.now >= self.hosts[x].silent_until
+            && self.now >= self.hosts[y].silent_until
+    }
+
+    /// Runs the configured events, then settles; the first violation ends the run.
+    pub fn run(mut self) -> Result<Report, Violation> {
+        let settle_from;
+        loop {
+            if self.report.events >= self.cfg.events {
+                settle_from = self.now;
+                break;
+            }
+            self.step()?;
+        }
+        // Settle: heal everything, no more faults, let the protocol finish its work.
+        self.faults_on = false;
+        self.heal_all();
+        while self.now < settle_from + 60_000 * MS {
+            self.step()?;
+        }
+        self.check_settled()?;
+        self.report.sim_ns = self.now;
+        Ok(self.report)
+    }
+
+    fn heal_all(&mut self) {
+        let n = self.cfg.hosts;
+        for x in 0..n {
+            for y in 0..n {
+                self.cut[x][y] = false;
+                if self.blocked[x][y] {
+                    self.blocked[x][y] = false;
+                    let t = self.now;
+                    self.at(t, Ev::Deliver(x, y));
+                }
+            }
+            if self.hosts[x].paused_until > self.now {
+                self.hosts[x].paused_until = self.now;
+            }
+            if !self.hosts[x].alive {
+                let t = self.now;
+                self.at(t, Ev::Restart(x));
+            }
+            self.hosts[x].store_cap = usize::MAX;
+        }
+        self.disk_slow_until = 0;
+        self.disk_failing_until = 0;
+        self.delay_until = 0;
+        self.log("settle: every fault healed".into());
+    }
+
+    fn step(&mut self) -> Result<(), Violation> {
+        let Some(Reverse((t, _, i))) = self.queue.pop() else { return Err(self.violation("event queue empty".into())) };
+        self.now = t;
+        let ev = self.events[i].take().expect("event taken once");
+        self.report.events += 1;
+        self.faults_on = self.faults_on || (self.cfg.faults && t >= 4 * TIMEOUT);
+        self.handle(ev)?;
+        self.check()
+    }
+
+    /// Defers an event of a paused host to its wake-up; true if deferred.
+    fn defer(&mut self, h: usize, ev: &Ev) -> bool {
+        if self.hosts[h].alive && self.now < self.hosts[h].paused_until {
+            let t = self.hosts[h].paused_until;
+            self.at(t, ev.clone());
+            return true;
+        }
+        false
+    }
+
+    fn handle(&mut self, ev: Ev) -> Result<(), Violation> {
+        match ev {
+            Ev::Tick(h, inc) => {
+                if !self.hosts[h].alive || inc != self.hosts[h].incarnation || self.defer(h, &Ev::Tick(h, inc)) {
+                    return Ok(());
+                }
+                self.tick(h)?;
+                let t = self.now + HEARTBEAT;
+                self.at(t, Ev::Tick(h, inc));
+            }
+            Ev::Deliver(x, y) => self.deliver(x, y)?,
+            Ev::DiskDone(id) => self.disk_done(id)?,
+            Ev::Client => {
+                if !self.defer(OWNER, &Ev::Client) {
+                    if self.running(OWNER) {
+                        self.client_write()?;
+                    }
+                    let t = self.now + self.rng.range(5 * MS, 60 * MS);
+                    self.at(t, Ev::Client);
+                }
+            }
+            Ev::Destage => {
+                if !self.defer(OWNER, &Ev::Destage) {
+                    if self.running(OWNER) {
+                        self.destage_pass();
+                    }
+                    let t = self.now + 50 * MS;
+                    self.at(t, Ev::Destage);
+                }
+            }
+            Ev::DestageSubmit(block, wid, snap) => {
+                if !self.defer(OWNER, &Ev::DestageSubmit(block, wid, snap)) {
+                    self.destage_submit(block, wid, snap)?;
+                }
+            }
+            Ev::Recover(h) => {
+                if !self.defer(h, &Ev::Recover(h)) {
+                    self.recover_step(h)?;
+                }
+            }
+            Ev::Fault => {
+                if self.faults_on {
+                    self.fault();
+                    let t = self.now + self.rng.range(10 * MS, 400 * MS);
+                    self.at(t, Ev::Fault);
+                }
+            }
+            Ev::Restart(h) => self.restart(h),
+        }
+        Ok(())
+    }
+
+    // ---- network ----
+
+    fn send(&mut self, x: usize, y: usize, msg: Msg) -> bool {
+        if !self.connected(x, y) {
+            return false;
+        }
+        let base = if self.now < self.delay_until { 300 * MS } else { 3 * MS };
+        let lat = self.rng.range(MS / 5, base);
+        let last = self.net[x][y].back().map_or(0, |(t, _)| *t);
+        let at = (self.now + lat).max(last);
+        self.net[x][y].push_back((at, msg));
+        if !self.blocked[x][y] {
+            self.at(at, Ev::Deliver(x, y));
+        }
+        true
+    }
+
+    fn request(&mut self, x: usize, y: usize, req: Req, purpose: Purpose) -> bool {
+        let id = self.next_id;
+        self.next_id += 1;
+        if !self.send(x, y, Msg::Req { id, req }) {
+            return false;
+        }
+        let inc = pair_inc(&self.inc, x, y);
+        self.hosts[x].reqs.insert(id, ReqRec { to: y, inc, sent: self.now, purpose });
+        true
+    }
+
+    fn deliver(&mut self, x: usize, y: usize) -> Result<(), Violation> {
+        if self.blocked[x][y] {
+            return Ok(());
+        }
+        let Some(&(at, _)) = self.net[x][y].front() else { return Ok(()) };
+        if at > self.now {
+            return Ok(());
+        }
+        if !self.hosts[y].alive {
+            return Ok(());
+        }
+        if self.now < self.hosts[y].paused_until {
+            let t = self.hosts[y].paused_until;
+            self.at(t, Ev::Deliver(x, y));
+            return Ok(());
+        }
+        let (_, msg) = self.net[x][y].pop_front().expect("front exists");
+        self.receive(x, y, msg)
+    }
+
+    /// Breaks the connection between `x` and `y`: queues lost, requests fail.
+    fn break_conn(&mut self, x: usize, y: usize) -> Result<(), Violation> {
+        self.net[x][y].clear();
+        self.net[y][x].clear();
+        self.inc[x.min(y)][x.max(y)] += 1;
+        for (a, b) in [(x, y), (y, x)] {
+            let ids: Vec<u64> = self.hosts[a].reqs.iter().filter(|(_, r)| r.to == b).map(|(&id, _)| id).collect();
+            for id in ids {
+                if let Some(r) = self.hosts[a].reqs.remove(&id) {
+                    self.req_done(a, b, r.purpose, Status::NoEnt, false)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn receive(&mut self, x: usize, y: usize, msg: Msg) -> Result<(), Violation> {
+        let now = self.now;
+        let from = x as u32 + 1;
+        match msg {
+            Msg::Ping { sent, view } => {
+                self.hosts[y].mem.on_ping(from, now, view);
+                let view = self.hosts[y].mem.outgoing(now);
+                self.send(y, x, Msg::Pong { echo: sent, view });
+            }
+            Msg::Pong { echo, view } => {
+                self.hosts[y].mem.on_pong(from, now, echo, view);
+            }
+            Msg::Req { id, req } => {
+                self.hosts[y].mem.on_message(from, now);
+                let status = self.serve(y, from, req);
+                self.send(y, x, Msg::Ack { id, status });
+            }
+            Msg::Ack { id, status } => {
+                self.hosts[y].mem.on_message(from, now);
+                if let Some(r) = self.hosts[y].reqs.remove(&id) {
+                    self.req_done(y, x, r.purpose, status, true)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A peer serves an owner's request (`replica.rs`).
+    fn serve(&mut self, y: usize, owner: u32, req: Req) -> Status {
+        let h = &mut self.hosts[y];
+        let find = |h: &mut Host, vid: u32| h.stores.iter().position(|s| s.owner == owner && s.vid == vid);
+        // An untrusted store takes no more changes: its owner must open a new epoch.
+        let find_trusted =
+            |h: &mut Host, vid: u32| h.stores.iter().position(|s| s.owner == owner && s.vid == vid && s.trusted);
+        match req {
+            Req::Open { vid, epoch } => {
+                if h.recovered.contains(&(owner, vid)) {
+                    return Status::Stale;
+                }
+                match find(h, vid) {
+                    Some(i) => {
+                        if h.stores[i].epoch != epoch {
+                            h.stores[i].blocks.clear();
+                            h.stores[i].epoch = epoch;
+                            h.stores[i].trusted = true;
+                        }
+                    }
+                    None => h.stores.push(Store { owner, vid, epoch, blocks: BTreeMap::new(), trusted: true }),
+                }
+                Status::Ok
+            }
+            Req::Replicate { vid, block, version, wid } => {
+                let held: usize = h.stores.iter().map(|s| s.blocks.len()).sum();
+                let cap = h.store_cap;
+                let Some(i) = find_trusted(h, vid) else { return Status::NoEnt };
+                let s = &mut h.stores[i];
+                match s.blocks.get_mut(&block) {
+                    Some(r) => {
+                        if version > r.0 {
+                            *r = (version, wid);
+                        }
+                    }
+                    None if held >= cap => return Status::NoSpc,
+                    None => {
+                        s.blocks.insert(block, (version, wid));
+                    }
+                }
+                Status::Ok
+            }
+            Req::Destaged { vid, entries } => {
+                let Some(i) = find_trusted(h, vid) else { return Status::NoEnt };
+                for (b, v) in entries {
+                    if h.stores[i].blocks.get(&b).is_some_and(|r| r.0 <= v) {
+                        h.stores[i].blocks.remove(&b);
+                    }
+                }
+                Status::Ok
+            }
+            Req::DropRange { vid, first, count, version } => {
+                let Some(i) = find_trusted(h, vid) else { return Status::NoEnt };
+                h.stores[i].blocks.retain(|&b, r| !(b >= first && b < first + count && r.0 <= version));
+                Status::Ok
+            }
+            Req::Close { vid } => {
+                if let Some(i) = find(h, vid) {
+                    h.stores.remove(i);
+                }
+                Status::Ok
+            }
+        }
+    }
+
+    // ---- hosts ----
+
+    fn observation(&self, h: usize) -> Observation {
+        let host = &self.hosts[h];
+        let now = self.now;
+        let configured = host.mem.configured();
+        let mut fenced_by_majority = 0;
+        let mut connected = 0;
+        let mut entries = vec![];
+        for y in 0..self.cfg.hosts {
+            let id = y as u32 + 1;
+            if host.mem.majority_fences(id, now) {
+                fenced_by_majority |= host_bit(id);
+            }
+            let conn = self.connected(h, y);
+            if conn {
+                connected |= host_bit(id);
+            }
+            let up = y == h || (host.mem.fenced() & host_bit(id) == 0 && conn);
+            entries.push(HostEntry { id, domain: 0, up });
+        }
+        let placement = match place(VOLUME, host.id, &entries, self.cfg.peers, DomainRule::Same) {
+            Ok(p) if p.len() >= self.cfg.peers as usize => {
+                let mut ids = [0u32; 2];
+                for (slot, &id) in ids.iter_mut().zip(p.as_slice()) {
+                    *slot = id;
+                }
+                Some(ids)
+            }
+            _ => None,
+        };
+        Observation {
+            lease: host.mem.holds_lease_for(now, host.mem.takeover_wait_ns()),
+            fenced_by_majority,
+            configured,
+            connected,
+            placement,
+        }
+    }
+
+    /// Whether the owner may act on its lease (acknowledge, write the disk).
+    fn owner_lease(&self) -> bool {
+        let m = &self.hosts[OWNER].mem;
+        self.running(OWNER) && m.holds_lease_for(self.now, m.takeover_wait_ns())
+    }
+
+    fn tick(&mut self, h: usize) -> Result<(), Violation> {
+        let now = self.now;
+        self.hosts[h].mem.tick(now);
+        // Heartbeats.
+        for y in 0..self.cfg.hosts {
+            if y != h {
+                let view = self.hosts[h].mem.outgoing(now);
+                self.send(h, y, Msg::Ping { sent: now, view });
+            }
+        }
+        // Requests without an ACK for the timeout: the connection is closed.
+        let late: Vec<usize> = self.hosts[h].reqs.values().filter(|r| now - r.sent >= TIMEOUT).map(|r| r.to).collect();
+        for y in late {
+            if self.hosts[h].reqs.values().any(|r| r.to == y && now - r.sent >= TIMEOUT) {
+                self.log(format!("host {} closes its connection to {}: no ACK", h + 1, y + 1));
+                self.break_conn(h, y)?;
+            }
+        }
+        // Fenced by a majority: replicas are discarded.
+        let fenced = self.hosts[h].mem.fenced_by_majority(now);
+        if fenced && !self.hosts[h].self_fenced {
+            self.hosts[h].self_fenced = true;
+            self.hosts[h].stores.clear();
+            if let Some(r) = self.hosts[h].recovery.take() {
+                self.hosts[h].mem.set_recovering(r.owner, false);
+            }
+            self.log(format!("host {} fenced by a majority: replicas discarded", h + 1));
+        } else if !fenced {
+            self.hosts[h].self_fenced = false;
+        }
+        // A lease interruption may hide a majority fence this host never heard of (its
+        // owners may have moved on without it): every store it holds becomes untrusted.
+        let since = self.hosts[h].mem.lease_held_since();
+        if self.cfg.untrust_on_lease_loss && (since.is_none() || since != self.hosts[h].lease_since) {
+            let host = &mut self.hosts[h];
+            if host.stores.iter().any(|s| s.trusted) {
+                for s in host.stores.iter_mut() {
+                    s.trusted = false;
+                }
+                self.log(format!("host {} lease interrupted: its replica stores are untrusted", h + 1));
+            }
+        }
+        self.hosts[h].lease_since = since;
+        if self.hosts[h].vol.is_some() {
+            self.owner_tick(h)?;
+        }
+        self.start_recovery(h);
+        Ok(())
+    }
+
+    // ---- owner ----
+
+    fn vol(&mut self) -> &mut Vol {
+        self.hosts[OWNER].vol.as_mut().expect("the owner has its volume")
+    }
+
+    /// Makes the slots follow the state machine's peers.
+    fn sync_slots(&mut self, opened: [(u32, u64); 2]) {
+        let v = self.vol();
+        let ids = v.m.peers();
+        for i in 0..2 {
+            if v.slots[i].0 != ids[i] {
+                v.slots[i] = opened.iter().copied().find(|o| o.0 == ids[i] && ids[i] != 0).unwrap_or((ids[i], u64::MAX));
+            }
+        }
+    }
+
+    fn slot_ok(&self, i: usize) -> bool {
+        let v = self.hosts[OWNER].vol.as_ref().expect("volume");
+        let (id, inc) = v.slots[i];
+        id != 0 && self.connected(OWNER, id as usize - 1) && pair_inc(&self.inc, OWNER, id as usize - 1) == inc
+    }
+
+    fn owner_tick(&mut self, h: usize) -> Result<(), Violation> {
+        debug_assert_eq!(h, OWNER);
+        for i in 0..2 {
+            let id = self.vol().slots[i].0;
+            if id != 0 && !self.slot_ok(i) {
+                self.vol().m.peer_failed(id);
+            }
+        }
+        let obs = self.observation(h);
+        let step = self.vol().m.tick(obs);
+        self.sync_slots([(0, 0); 2]);
+        self.drive(step)?;
+        self.progress_writes()
+    }
+
+    /// Carries out the owner's steps until one needs an answer from the network.
+    fn drive(&mut self, mut step: Step) -> Result<(), Violation> {
+        loop {
+            match step {
+                Step::Idle => return Ok(()),
+                Step::Do(e) => {
+                    self.effect(e);
+                    step = self.vol().m.answer(Answer::Done);
+                    self.sync_slots([(0, 0); 2]);
+                }
+                Step::Ask(ask) => match self.start_ask(ask) {
+                    Some(a) => {
+                        let opened = self.vol().ask.take().map_or([(0, 0); 2], |r| r.opened);
+                        step = self.vol().m.answer(a);
+                        self.sync_slots(opened);
+                    }
+                    None => return Ok(()),
+                },
+            }
+        }
+    }
+
+    fn effect(&mut self, e: Effect) {
+        self.log(format!("owner: {e:?}"));
+        match e {
+            Effect::Suspended | Effect::LostPeers { .. } => {}
+            Effect::Fence => {
+                let v = self.vol();
+                v.dirty.clear();
+                v.writes.clear();
+            }
+            Effect::EpochOpened { epoch, .. } => {
+                self.vol().destaged.clear();
+                if epoch > 1 {
+                    self.report.reprotections += 1;
+                }
+            }
+            Effect::Protected { .. } => {}
+            Effect::NotifyDestaged => {
+                let v = self.vol();
+                let entries = std::mem::take(&mut v.destaged);
+                let vid = v.vid;
+                let slots = v.slots;
+                if !entries.is_empty() {
+                    for (id, _) in slots.iter().filter(|s| s.0 != 0) {
+                        let req = Req::Destaged { vid, entries: entries.clone() };
+                        self.request(OWNER, *id as usize - 1, req, Purpose::Notice);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends an ask's requests; `Some` if it is answered at once.
+    fn start_ask(&mut self, ask: Ask) -> Option<Answer> {
+        self.log(format!("owner: {ask:?}"));
+        let vid = self.vol().vid;
+        let mut rec = AskRec { ask, outstanding: 0, failed: false, stale: false, opened: [(0, 0); 2] };
+        match ask {
+            Ask::TakenOver { peers, epoch } | Ask::Open { peers, epoch } => {
+                for (i, &id) in peers.iter().enumerate() {
+                    if id == 0 {
+                        continue;
+                    }
+                    let y = id as usize - 1;
+                    if !self.request(OWNER, y, Req::Open { vid, epoch }, Purpose::Ask) {
+                        return Some(match ask {
+                            Ask::TakenOver { .. } => Answer::TakenOver(None),
+                            _ => Answer::Opened(false),
+                        });
+                    }
+                    rec.opened[i] = (id, pair_inc(&self.inc, OWNER, y));
+                    rec.outstanding += 1;
+                }
+            }
+            Ask::Close { host } => {
+                if !self.request(OWNER, host as usize - 1, Req::Close { vid }, Purpose::Ask) {
+                    return Some(Answer::Closed(false));
+                }
+                rec.outstanding = 1;
+            }
+            Ask::Resend => {
+                let blocks: Vec<(u64, u64)> = self.vol().dirty.iter().map(|(&b, &w)| (b, w)).collect();
+                if (0..2).filter(|&i| self.slot_ok(i)).count() < self.cfg.peers as usize {
+                    return Some(Answer::Resent(Resent::Failed));
+                }
+                let slots = self.vol().slots;
+                for (block, wid) in blocks {
+                    let version = self.vol().m.next_version();
+                    for (id, _) in slots.iter().filter(|s| s.0 != 0) {
+                        let req = Req::Replicate { vid, block, version, wid };
+                        if !self.request(OWNER, *id as usize - 1, req, Purpose::Resend) {
+                            return Some(Answer::Resent(Resent::Failed));
+                        }
+                        rec.outstanding += 1;
+                    }
+                }
+            }
+        }
+        if rec.outstanding == 0 {
+            return Some(ask_answer(&rec));
+        }
+        self.vol().ask = Some(rec);
+        None
+    }
+
+    /// A request from `x` to `y` ended (`acked`: an ACK came; else the connection broke).
+    fn req_done(&mut self, x: usize, y: usize, purpose: Purpose, status: Status, acked: bool) -> Result<(), Violation> {
+        if x != OWNER || self.hosts[OWNER].vol.is_none() {
+            return Ok(());
+        }
+        let ok = acked && status == Status::Ok;
+        match purpose {
+            Purpose::Notice => {}
+            Purpose::Ask | Purpose::Resend => {
+                let Some(mut rec) = self.vol().ask.take() else { return Ok(()) };
+                rec.outstanding = rec.outstanding.saturating_sub(1);
+                rec.failed |= !ok;
+                rec.stale |= status == Status::Stale && acked;
+                if rec.outstanding > 0 {
+                    self.vol().ask = Some(rec);
+                    return Ok(());
+                }
+                let answer = ask_answer(&rec);
+                self.log(format!("owner: answer {answer:?}"));
+                let step = self.vol().m.answer(answer);
+                self.sync_slots(rec.opened);
+                self.drive(step)?;
+            }
+            Purpose::Write(wid) | Purpose::Protect(wid) | Purpose::Drop(wid) => {
+                if acked && status == Status::NoEnt {
+                    // The peer holds no store for the volume (fenced, discarded).
+                    self.vol().m.peer_failed(y as u32 + 1);
+                }
+                let Some(w) = self.vol().writes.iter_mut().find(|w| w.wid == wid) else { return Ok(()) };
+                if ok && !matches!(purpose, Purpose::Drop(_)) {
+                    w.holders |= host_bit(y as u32 + 1);
+                }
+                w.outstanding = w.outstanding.saturating_sub(1);
+                w.failed |= !ok;
+                if w.outstanding == 0 {
+                    self.write_settled(wid)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn client_write(&mut self) -> Result<(), Violation> {
+        let block = self.rng.range(0, self.cfg.blocks - 1);
+        let lease = self.owner_lease();
+        let Some(v) = self.hosts[OWNER].vol.as_mut() else { return Ok(()) };
+        if v.writes.iter().any(|w| w.block == block) {
+            return Ok(());
+        }
+        let mode = v.m.writable(lease);
+        let wid = self.next_wid;
+        match mode {
+            Writable::Wait | Writable::Fail => return Ok(()),
+            Writable::Replicate => {
+                self.next_wid += 1;
+                let v = self.vol();
+                v.dirty.insert(block, wid);
+                let version = v.m.next_version();
+                let vid = v.vid;
+                v.writes.push(PWrite {
+                    wid,
+                    block,
+                    stage: Stage::Replicating,
+                    outstanding: 0,
+                    failed: false,
+                    through: false,
+                    holders: 0,
+                });
+                let ok_slots = (0..2).filter(|&i| self.slot_ok(i)).count();
+                let mut sent = 0;
+                let mut failed = ok_slots < self.cfg.peers as usize;
+                if !failed {
+                    let slots = self.vol().slots;
+                    for (id, _) in slots.iter().filter(|s| s.0 != 0) {
+                        let req = Req::Replicate { vid, block, version, wid };
+                        if self.request(OWNER, *id as usize - 1, req, Purpose::Write(wid)) {
+                            sent += 1;
+                        } else {
+                            failed = true;
+                        }
+                    }
+                }
+                let w = self.vol().writes.last_mut().expect("pushed");
+                w.outstanding = sent;
+                w.failed = failed;
+                self.log(format!("write {wid} block {block}: replicated, version {version}"));
+                if sent == 0 {
+                    self.write_settled(wid)?;
+                }
+            }
+            Writable::WriteThrough => {
+                self.next_wid += 1;
+                self.vol().writes.push(PWrite {
+                    wid,
+                    block,
+                    stage: Stage::Dropping,
+                    outstanding: 0,
+                    failed: false,
+                    through: true,
+                    holders: 0,
+                });
+                self.log(format!("write {wid} block {block}: write-through"));
+                self.send_drop(wid)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn send_drop(&mut self, wid: u64) -> Result<(), Violation> {
+        let v = self.vol();
+        let version = v.m.next_version();
+        let vid = v.vid;
+        let slots = v.slots;
+        let block = v.writes.iter().find(|w| w.wid == wid).expect("write").block;
+        let mut sent = 0;
+        let mut failed = false;
+        for (id, _) in slots.iter().filter(|s| s.0 != 0) {
+            let req = Req::DropRange { vid, first: block, count: 1, version };
+            if self.request(OWNER, *id as usize - 1, req, Purpose::Drop(wid)) {
+                sent += 1;
+            } else {
+                // The kernel sends only to connected peers: a broken slot is lost at
+                // the next tick and becomes stale, which holds every write.
+                self.vol().m.peer_failed(*id);
+                failed = true;
+            }
+        }
+        let w = self.vol().writes.iter_mut().find(|w| w.wid == wid).expect("write");
+        w.outstanding = sent;
+        w.failed = failed;
+        w.stage = Stage::Dropping;
+        if sent == 0 {
+            self.write_settled(wid)?;
+        }
+        Ok(())
+    }
+
+    /// Every request of write `wid` ended.
+    fn write_settled(&mut self, wid: u64) -> Result<(), Violation> {
+        let Some(w) = self.vol().writes.iter().find(|w| w.wid == wid).cloned() else { return Ok(()) };
+        match w.stage {
+            Stage::Replicating | Stage::Protecting => {
+                if w.failed {
+                    let w = self.vol().writes.iter_mut().find(|w| w.wid == wid).expect("write");
+                    w.stage = if w.stage == Stage::Protecting { Stage::UntilOnDisk } else { Stage::Protect };
+                    w.failed = false;
+                    return Ok(());
+                }
+                self.complete(wid)
+            }
+            Stage::Dropping => {
+                let w = self.vol().writes.iter_mut().find(|w| w.wid == wid).expect("write");
+                if w.failed {
+                    w.stage = Stage::DropFailed;
+                    w.failed = false;
+                    return Ok(());
+                }
+                self.submit_through(wid)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn submit_through(&mut self, wid: u64) -> Result<(), Violation> {
+        // Checked at submission: the drop may have taken long (docs/replication.md).
+        if !self.owner_lease() {
+            let w = self.vol().writes.iter_mut().find(|w| w.wid == wid).expect("write");
+            w.stage = Stage::DropFailed;
+            return Ok(());
+        }
+        let block = self.vol().writes.iter().find(|w| w.wid == wid).expect("write").block;
+        if self.vol().destaging.contains_key(&block) {
+            // Ordered after the write-back of the same block (the kernel's
+            // `backing_write_conflict`): retried at the next tick.
+            let w = self.vol().writes.iter_mut().find(|w| w.wid == wid).expect("write");
+            w.stage = Stage::Ordered;
+            return Ok(());
+        }
+        let w = self.vol().writes.iter_mut().find(|w| w.wid == wid).expect("write");
+        w.stage = Stage::Writing;
+        // The pool's older copy is superseded.
+        self.vol().dirty.remove(&block);
+        self.disk_submit(OWNER, block, wid, DiskPurpose::Through)
+    }
+
+    /// Writes waiting on the owner's state, each tick.
+    fn progress_writes(&mut self) -> Result<(), Violation> {
+        let lease = self.owner_lease();
+        let waiting: Vec<PWrite> = self
+            .vol()
+            .writes
+            .iter()
+            .filter(|w| matches!(w.stage, Stage::Protect | Stage::UntilOnDisk | Stage::DropFailed | Stage::Ordered))
+            .cloned()
+            .collect();
+        for w in waiting {
+            let mode = self.vol().m.writable(lease);
+            match (w.stage, mode) {
+                (_, Writable::Fail) => {
+                    self.vol().writes.retain(|x| x.wid != w.wid);
+                    self.log(format!("write {} failed: taken over", w.wid));
+                }
+                (_, Writable::Wait) => {}
+                (Stage::DropFailed, _) => self.send_drop(w.wid)?,
+                (Stage::Ordered, _) => self.submit_through(w.wid)?,
+                (Stage::UntilOnDisk, _) => {
+                    if self.disk.get(&w.block).is_some_and(|&d| d >= w.wid) {
+                        self.complete(w.wid)?;
+                    }
+                }
+                (Stage::Protect, Writable::WriteThrough) => {
+                    let x = self.vol().writes.iter_mut().find(|x| x.wid == w.wid).expect("write");
+                    x.stage = Stage::UntilOnDisk;
+                }
+                (Stage::Protect, Writable::Replicate) => {
+                    if (0..2).filter(|&i| self.slot_ok(i)).count() < self.cfg.peers as usize {
+                        continue;
+                    }
+                    let Some(&dw) = self.vol().dirty.get(&w.block) else {
+                        let x = self.vol().writes.iter_mut().find(|x| x.wid == w.wid).expect("write");
+                        x.stage = Stage::UntilOnDisk;
+                        continue;
+                    };
+                    let v = self.vol();
+                    let version = v.m.next_version();
+                    let (vid, slots) = (v.vid, v.slots);
+                    let mut sent = 0;
+                    let mut failed = false;
+                    for (id, _) in slots.iter().filter(|s| s.0 != 0) {
+                        let req = Req::Replicate { vid, block: w.block, version, wid: dw };
+                        if self.request(OWNER, *id as usize - 1, req, Purpose::Protect(w.wid)) {
+                            sent += 1;
+                        } else {
+                            failed = true;
+                        }
+                    }
+                    let state = self.vol().m.state();
+                    self.log(format!("write {}: re-sent to the peers as version {version} (state {state:?})", w.wid));
+                    let x = self.vol().writes.iter_mut().find(|x| x.wid == w.wid).expect("write");
+                    x.stage = Stage::Protecting;
+                    x.outstanding = sent;
+                    x.failed = failed;
+                    if sent == 0 {
+                        self.write_settled(w.wid)?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Acknowledges write `wid`, checking P3.
+    fn complete(&mut self, wid: u64) -> Result<(), Violation> {
+        let Some(i) = self.vol().writes.iter().position(|w| w.wid == wid) else { return Ok(()) };
+        if !self.owner_lease() {
+            // No acknowledgement without the lease: retried at the next tick.
+            self.vol().writes[i].stage = Stage::UntilOnDisk;
+            return Ok(());
+        }
+        let w = self.vol().writes.remove(i);
+        let on_disk = self.disk.get(&w.block).is_some_and(|&d| d >= wid);
+        // Peers that confirmed storing it and still hold it (or crashed since: the owner
+        // cannot know yet; P1 covers what crashes do to acknowledged writes).
+        let holders = self
+            .hosts
+            .iter()
+            .enumerate()
+            .filter(|(h, host)| {
+                w.holders & host_bit(*h as u32 + 1) != 0
+                    && (!host.alive
+                        || host
+                            .stores
+                            .iter()
+                            .any(|s| s.owner == 1 && s.blocks.get(&w.block).is_some_and(|r| r.1 >= wid)))
+            })
+            .count();
+        if !on_disk && holders < self.cfg.peers as usize {
+            return Err(self.violation(format!(
+                "P3: write {wid} of block {} acknowledged with {holders} replica(s), not on the disk (stage {:?}, confirmed by {:#x})",
+                w.block, w.stage, w.holders
+            )));
+        }
+        let latest = self.acked.entry(w.block).or_insert(0);
+        *latest = (*latest).max(wid);
+        if on_disk {
+            let f = self.floor.entry(w.block).or_insert(0);
+            *f = (*f).max(wid);
+        }
+        self.report.acked += 1;
+        if w.through {
+            self.report.write_through += 1;
+        }
+        self.log(format!("write {wid} block {} acknowledged ({holders} replicas, on disk {on_disk})", w.block));
+        Ok(())
+    }
+
+    // ---- destage and disk ----
+
+    fn destage_pass(&mut self) {
+        let lease = self.owner_lease();
+        let Some(v) = self.hosts[OWNER].vol.as_ref() else { return };
+        use fvp_logic::owner::State;
+        if matches!(v.m.state(), State::Suspended | State::Fenced) || !lease {
+            return;
+        }
+        let snap = v.m.version();
+        let todo: Vec<(u64, u64)> =
+            v.dirty.iter().filter(|(b, _)| !v.destaging.contains_key(b)).map(|(&b, &w)| (b, w)).take(4).collect();
+        for (b, w) in todo {
+            self.vol().destaging.insert(b, w);
+            // Submission comes a moment later: the host may stall in between.
+            let t = self.now + self.rng.range(0, MS);
+            self.at(t, Ev::DestageSubmit(b, w, snap));
+        }
+    }
+
+    fn destage_submit(&mut self, block: u64, wid: u64, snap: u64) -> Result<(), Violation> {
+        if !self.hosts[OWNER].alive || self.hosts[OWNER].vol.is_none() {
+            return Ok(());
+        }
+        // Checked at submission as well as before the batch (docs/replication.md).
+        if !self.owner_lease() || self.vol().dirty.get(&block) != Some(&wid) {
+            self.vol().destaging.remove(&block);
+            return Ok(());
+        }
+        self.disk_submit(OWNER, block, wid, DiskPurpose::Destage(snap))
+    }
+
+    fn disk_submit(&mut self, h: usize, block: u64, wid: u64, purpose: DiskPurpose) -> Result<(), Violation> {
+        // P4: the submitter may write, and no other host has a write in flight.
+        let may = match purpose {
+            DiskPurpose::Recovery => self.hosts[h].mem.takeover_ready(1, self.now),
+            _ => self.owner_lease(),
+        };
+        if !may {
+            return Err(self.violation(format!("P4: host {} writes block {block} without the right to", h + 1)));
+        }
+        // Peers recovering together write the same acknowledged versions (a write is
+        // acknowledged only once every peer holds it): only the owner must be alone.
+        let recovery = purpose == DiskPurpose::Recovery;
+        if let Some(o) =
+            self.in_flight.values().find(|d| d.host != h && !(recovery && d.purpose == DiskPurpose::Recovery))
+        {
+            return Err(self.violation(format!(
+                "P4: host {} writes block {block} while host {} has a write of block {} in flight",
+                h + 1,
+                o.host + 1,
+                o.block
+            )));
+        }
+        let slow = self.now < self.disk_slow_until;
+        let lat = if slow { self.rng.range(MS, self.cfg.disk_slow_max) } else { self.rng.range(MS / 10, 5 * MS) };
+        let ok = self.now >= self.disk_failing_until;
+        let id = self.next_id;
+        self.next_id += 1;
+        let done = self.now + lat;
+        self.in_flight.insert(id, DiskWrite { host: h, block, wid, done, ok, purpose });
+        self.at(done, Ev::DiskDone(id));
+        Ok(())
+    }
+
+    fn disk_done(&mut self, id: u64) -> Result<(), Violation> {
+        let Some(d) = self.in_flight.remove(&id) else { return Ok(()) };
+        if d.ok {
+            let floor = self.floor.get(&d.block).copied().unwrap_or(0);
+            if d.wid < floor {
+                return Err(self.violation(format!(
+                    "P2: host {} wrote write {} to block {} over acknowledged write {floor}",
+                    d.host + 1,
+                    d.wid,
+                    d.block
+                )));
+            }
+            self.disk.insert(d.block, d.wid);
+            if self.acked.get(&d.block).is_some_and(|&a| a == d.wid) {
+                self.floor.insert(d.block, d.wid);
+            }
+        }
+        match d.purpose {
+            DiskPurpose::Destage(snap) => {
+                if d.host != OWNER || !self.hosts[OWNER].alive || self.hosts[OWNER].vol.is_none() {
+                    return Ok(());
+                }
+                let v = self.vol();
+                v.destaging.remove(&d.block);
+                if d.ok && v.dirty.get(&d.block) == Some(&d.wid) {
+                    v.dirty.remove(&d.block);
+                    v.destaged.push((d.block, snap));
+                    self.report.destaged += 1;
+                }
+            }
+            DiskPurpose::Through => {
+                if d.host == OWNER && self.hosts[OWNER].alive && self.hosts[OWNER].vol.is_some() {
+                    if d.ok {
+                        self.complete(d.wid)?;
+                    } else if let Some(w) = self.vol().writes.iter_mut().find(|w| w.wid == d.wid) {
+                        w.stage = Stage::DropFailed;
+                    }
+                }
+            }
+            DiskPurpose::Recovery => {
+                if let Some(r) = self.hosts[d.host].recovery.as_mut() {
+                    r.in_flight -= 1;
+                    r.failed |= !d.ok;
+                }
+                if self.hosts[d.host].alive {
+                    let t = self.now;
+                    self.at(t, Ev::Recover(d.host));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ---- recovery (peer) ----
+
+    fn start_recovery(&mut self, h: usize) {
+        if self.hosts[h].recovery.is_some() || h == OWNER {
+            return;
+        }
+        if !self.hosts[h].stores.iter().any(|s| s.owner == 1 && s.trusted) || !self.hosts[h].mem.takeover_ready(1, self.now) {
+            return;
+        }
+        let host = &mut self.hosts[h];
+        host.mem.set_recovering(1, true);
+        let stores: Vec<Store> = host.stores.iter().filter(|s| s.owner == 1 && s.trusted).cloned().collect();
+        host.stores.retain(|s| s.owner != 1 || !s.trusted);
+        let queue = stores.iter().flat_map(|s| s.blocks.iter().map(|(&b, r)| (b, r.1))).collect();
+        host.recovery = Some(Recovery { owner: 1, stores, queue, in_flight: 0, failed: false });
+        self.log(format!("host {} takes over host 1's volume", h + 1));
+        let t = self.now;
+        self.at(t, Ev::Recover(h));
+    }
+
+    fn recover_step(&mut self, h: usize) -> Result<(), Violation> {
+        if !self.hosts[h].alive {
+            return Ok(());
+        }
+        let ready = self.hosts[h].mem.takeover_ready(1, self.now);
+        let Some(r) = self.hosts[h].recovery.as_mut() else { return Ok(()) };
+        if r.in_flight > 0 {
+            return Ok(());
+        }
+        if !ready || r.failed {
+            // Stop before writing more; the stores stay for the next attempt.
+            let r = self.hosts[h].recovery.take().expect("recovery");
+            self.hosts[h].stores.extend(r.stores);
+            self.hosts[h].mem.set_recovering(1, false);
+            self.log(format!("host {} stops its recovery", h + 1));
+            return Ok(());
+        }
+        match r.queue.pop() {
+            Some((block, wid)) => {
+                r.in_flight += 1;
+                self.disk_submit(h, block, wid, DiskPurpose::Recovery)?;
+            }
+            None => {
+                let r = self.hosts[h].recovery.take().expect("recovery");
+                for s in &r.stores {
+                    self.hosts[h].recovered.push((s.owner, s.vid));
+                }
+                self.hosts[h].mem.set_recovering(1, false);
+                self.report.takeovers += 1;
+                self.log(format!("host {} recovered host 1's volume", h + 1));
+            }
+        }
+        Ok(())
+    }
+
+    // ---- faults ----
+
+    fn mark_failed(&mut self, h: usize) {
+        self.failed_hosts |= 1 << h;
+    }
+
+    fn failures(&self) -> u32 {
+        self.failed_hosts.count_ones()
+    }
+
+    fn fault(&mut self) {
+        if !self.rng.chance(self.cfg.fault_rate * 40) {
+            return;
+        }
+        self.report.faults += 1;
+        let n = self.cfg.hosts;
+        let x = self.rng.range(0, n as u64 - 1) as usize;
+        let y = (x + self.rng.range(1, n as u64 - 1) as usize) % n;
+        match self.rng.range(0, 11) {
+            0 if self.hosts[x].alive => {
+                self.log(format!("FAULT crash host {}", x + 1));
+                self.mark_failed(x);
+                self.crash(x);
+                let t = self.now + self.rng.range(HEARTBEAT, 4 * TIMEOUT);
+                self.at(t, Ev::Restart(x));
+            }
+            1 | 2 => {
+                self.log(format!("FAULT cut {}-{}", x + 1, y + 1));
+                self.mark_failed(x.max(y));
+                self.cut[x.min(y)][x.max(y)] = true;
+                let _ = self.break_conn(x, y);
+            }
+            3 | 4 => {
+                self.log(format!("FAULT heal {}-{}", x + 1, y + 1));
+                self.cut[x.min(y)][x.max(y)] = false;
+            }
+            5 => {
+                self.log(format!("FAULT block {}->{}", x + 1, y + 1));
+                self.mark_failed(x.max(y));
+                self.blocked[x][y] = true;
+            }
+            6 => {
+                if self.blocked[x][y] {
+                    self.log(format!("FAULT unblock {}->{}", x + 1, y + 1));
+                    self.blocked[x][y] = false;
+                    let t = self.now;
+                    self.at(t, Ev::Deliver(x, y));
+                }
+            }
+            7 if self.hosts[x].alive => {
+                let d = if self.rng.chance(500) { self.rng.range(MS, TIMEOUT / 2) } else { self.rng.range(MS, self.cfg.pause_max) };
+                if d >= TIMEOUT / 2 {
+                    self.mark_failed(x);
+                }
+                self.log(format!("FAULT pause host {} for {} ms", x + 1, d / MS));
+                self.hosts[x].paused_until = self.hosts[x].paused_until.max(self.now + d);
+            }
+            8 => {
+                self.log("FAULT slow disk".into());
+                self.disk_slow_until = self.now + self.rng.range(HEARTBEAT, 3 * TIMEOUT);
+            }
+            9 => {
+                self.log("FAULT failing disk".into());
+                self.disk_failing_until = self.now + self.rng.range(HEARTBEAT, TIMEOUT);
+            }
+            10 => {
+                self.log(format!("FAULT host {} out of replica memory", x + 1));
+                self.hosts[x].store_cap = self.hosts[x].stores.iter().map(|s| s.blocks.len()).sum();
+            }
+            _ => {
+                self.log("FAULT network delays".into());
+                self.delay_until = self.now + self.rng.range(HEARTBEAT, TIMEOUT);
+            }
+        }
+    }
+
+    fn crash(&mut self, h: usize) {
+        for y in 0..self.cfg.hosts {
+            if y != h {
+                let _ = self.break_conn(h, y);
+            }
+        }
+        let host = &mut self.hosts[h];
+        host.alive = false;
+        host.vol = None;
+        host.stores.clear();
+        host.recovery = None;
+        host.reqs.clear();
+        host.recovered.clear();
+    }
+
+    fn restart(&mut self, h: usize) {
+        if self.hosts[h].alive {
+            return;
+        }
+        let configured = (1..=self.cfg.hosts as u32).fold(0u64, |m, id| m | host_bit(id));
+        let host = &mut self.hosts[h];
+        host.alive = true;
+        host.paused_until = 0;
+        host.mem = Membership::new(host.id, configured, TIMEOUT).expect("valid membership");
+        // The kernel's first start: silent long enough for every other host to fence it.
+        host.silent_until = self.now + host.mem.takeover_wait_ns();
+        host.self_fenced = false;
+        host.store_cap = usize::MAX;
+        if h == OWNER {
+            let vid = self.rng.next() as u32 | 1;
+            self.hosts[h].vol = Some(new_vol(self.cfg.peers, vid));
+        }
+        self.log(format!("host {} restarts", h + 1));
+        self.hosts[h].incarnation += 1;
+        let (t, inc) = (self.now, self.hosts[h].incarnation);
+        self.at(t, Ev::Tick(h, inc));
+    }
+
+    // ---- properties ----
+
+    fn check(&self) -> Result<(), Violation> {
+        if self.failures() > self.cfg.peers {
+            return Ok(());
+        }
+        // P1: every acknowledged write has a live copy at least as new.
+        for (&block, &wid) in &self.acked {
+            if self.disk.get(&block).is_some_and(|&d| d >= wid) {
+                continue;
+            }
+            if self.in_flight.values().any(|d| d.block == block && d.wid >= wid && d.ok) {
+                continue;
+            }
+            let owner = &self.hosts[OWNER];
+            if owner.alive && owner.vol.as_ref().is_some_and(|v| v.dirty.get(&block).is_some_and(|&d| d >= wid)) {
+                continue;
+            }
+            let held = self.hosts.iter().any(|h| {
+                h.alive
+                    && (h.stores.iter().chain(h.recovery.iter().flat_map(|r| r.stores.iter())))
+                        .any(|s| s.owner == 1 && s.blocks.get(&block).is_some_and(|r| r.1 >= wid))
+            });
+            if !held {
+                return Err(self.violation(format!(
+                    "P1: acknowledged write {wid} of block {block} lost ({} host(s) failed)",
+                    self.failures()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_settled(&mut self) -> Result<(), Violation> {
+        if self.failures() > self.cfg.peers {
+            return Ok(());
+        }
+        for (&block, &wid) in &self.acked {
+            let d = self.disk.get(&block).copied().unwrap_or(0);
+            let untrusted = self.hosts.iter().any(|h| {
+                h.alive && h.stores.iter().any(|s| s.owner == 1 && !s.trusted && s.blocks.get(&block).is_some_and(|r| r.1 >= wid))
+            });
+            if d < wid && untrusted {
+                self.report.awaiting_operator += 1;
+                continue;
+            }
+            if d < wid {
+                let owner = self.hosts[OWNER].vol.as_ref().map(|v| (v.m.state(), v.dirty.len(), v.m.stale()));
+                return Err(self.violation(format!(
+                    "P2: after settling, block {block} holds write {d} on the disk, older than acknowledged write {wid} (owner {owner:?})"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn new_vol(peers: u32, vid: u32) -> Vol {
+    Vol {
+        m: Owner::new(peers).expect("valid policy"),
+        vid,
+        dirty: BTreeMap::new(),
+        writes: vec![],
+        destaged: vec![],
+        slots: [(0, 0); 2],
+        ask: None,
+        destaging: BTreeMap::new(),
+    }
+}
+
+fn ask_answer(rec: &AskRec) -> Answer {
+    match rec.ask {
+        Ask::TakenOver { .. } if rec.stale => Answer::TakenOver(Some(true)),
+        Ask::TakenOver { .. } => Answer::TakenOver(if rec.failed { None } else { Some(false) }),
+        Ask::Close { .. } => Answer::Closed(!rec.failed),
+        Ask::Open { .. } => Answer::Opened(!rec.failed),
+        Ask::Resend => Answer::Resent(if rec.failed { Resent::Failed } else { Resent::Complete }),
+    }
+}
+
+/// Runs `seed` under `cfg`.
+pub fn run_seed(cfg: &Config, seed: u64) -> Result<Report, Violation> {
+    Sim::new(cfg.clone(), seed).run()
+}
+
+/// Keeps `owner` used in docs.
+pub use owner::State;
