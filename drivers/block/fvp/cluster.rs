@@ -465,8 +465,12 @@ impl Cluster {
     /// Checked before every batch of recovery writes, not only the first: the lease or
     /// the majority fence may end during a recovery (model finding "rejoin races
     /// recovery").
-    pub(crate) fn takeover_still_ready(&self, owner: u32) -> bool {
-        self.members.lock().as_mut().is_some_and(|m| m.takeover_ready(owner, now_ns()))
+    /// Whether this host may write `owner`'s replicas now: the takeover rule holds, or
+    /// the owner was told its volume was taken over (`yielded`: it writes nothing more)
+    /// and this host holds its lease.
+    fn may_recover(&self, owner: u32, yielded: bool) -> bool {
+        let now = now_ns();
+        self.members.lock().as_mut().is_some_and(|m| m.takeover_ready(owner, now) || (yielded && m.holds_lease(now)))
     }
 
     pub(crate) fn timeout_ms(&self) -> u32 {
@@ -983,17 +987,19 @@ impl Cluster {
         while !stop.should_stop() {
             let Some(s) = self.settings() else { return };
             let now = now_ns();
-            let fenced_by_majority = {
+            let (fenced_by_majority, lease_since) = {
                 let mut m = self.members.lock();
                 match m.as_mut() {
                     Some(m) => {
                         m.tick(now);
                         self.lease_changed(m, now);
-                        m.fenced_by_majority(now)
+                        (m.fenced_by_majority(now), m.lease_held_since())
                     }
-                    None => false,
+                    None => (false, None),
                 }
             };
+            // Before any takeover decision: a lease interruption untrusts every store.
+            self.replicas.observe_lease(lease_since);
             // Fenced by a majority: our replicas may be older than what their owners wrote
             // since, so they must never be replayed. Our own volumes have no lease and
             // wait; whether a peer took them over is asked when the lease returns.
@@ -1024,24 +1030,22 @@ impl Cluster {
     /// Takes over the volumes of owners that a majority fenced (section 4).
     fn recover_lost_owners(self: &Arc<Self>) {
         let owners = self.replicas.owners();
+        // Owners told that this host took their volume over: they write nothing more.
+        let yielded = self.replicas.yielded_owners();
         for owner in 0..64u32 {
             if owners & (1u64 << owner) == 0 {
                 continue;
             }
             let id = owner + 1;
-            let ready = {
-                let mut m = self.members.lock();
-                let Some(m) = m.as_mut() else { return };
-                m.takeover_ready(id, now_ns())
-            };
-            if !ready {
+            let has_yielded = yielded & (1u64 << owner) != 0;
+            if !self.may_recover(id, has_yielded) {
                 continue;
             }
             if let Some(m) = self.members.lock().as_mut() {
                 m.set_recovering(id, true);
             }
             pr_warn!("host {} is fenced by a majority: writing its replicated blocks to the backing devices\n", id);
-            self.replicas.recover_owner(self, id, &|| self.takeover_still_ready(id));
+            self.replicas.recover_owner(self, id, &|| self.may_recover(id, has_yielded));
             if let Some(m) = self.members.lock().as_mut() {
                 m.set_recovering(id, false);
             }

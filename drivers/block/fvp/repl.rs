@@ -433,7 +433,7 @@ impl Replication {
                     self.carry_out(effect, volume);
                     Answer::Done
                 }
-                Step::Ask(Ask::TakenOver { peers, epoch }) => Answer::TakenOver(self.taken_over(peers, epoch)),
+                Step::Ask(Ask::TakenOver { peers, epochs }) => Answer::TakenOver(self.taken_over(peers, epochs)),
                 Step::Ask(Ask::Close { host }) => Answer::Closed(self.close_at(host)),
                 Step::Ask(Ask::Open { peers, epoch }) => Answer::Opened(self.open_epoch(peers, epoch, &mut opened)),
                 Step::Ask(Ask::Resend) => Answer::Resent(self.resend(volume)),
@@ -454,9 +454,10 @@ impl Replication {
                 volume.fence();
             }
             Effect::LostPeers { lost } => {
-                pr_warn!("volume {}: lost peer(s) {:#x}: writing through until re-protected\n", name, lost);
+                pr_warn!("volume {}: lost a peer: writing through until re-protected (host mask {:#x})\n", name, lost);
             }
-            Effect::EpochOpened { .. } => vec::clear(&mut self.destaged.lock()),
+            // Pending DESTAGED notices stay: a new peer drops nothing newer than listed.
+            Effect::EpochOpened { .. } => {}
             Effect::Protected { peers, epoch } => {
                 if epoch > 1 {
                     self.reprotections.fetch_add(1, Relaxed);
@@ -488,13 +489,12 @@ impl Replication {
     }
 
     /// Whether a peer that held this volume's replicas took it over: asks each with
-    /// VOLUME_OPEN of the current epoch (a no-op for a peer that still holds them).
-    /// `None`: one of them cannot be reached.
-    fn taken_over(&self, peers: [u32; 2], epoch: u64) -> Option<bool> {
-        let msg = self.volume_open(epoch);
-        for id in peers.iter().copied().filter(|&id| id != 0) {
+    /// VOLUME_OPEN of the epoch its store has (a no-op for a peer that still holds
+    /// them). `None`: one of them cannot be reached.
+    fn taken_over(&self, peers: [u32; 2], epochs: [u64; 2]) -> Option<bool> {
+        for (&id, &epoch) in peers.iter().zip(epochs.iter()).filter(|(&id, _)| id != 0) {
             let conn = self.cluster.link(id).and_then(|l| l.out_conn())?;
-            match conn.call(&msg, self.cluster.timeout_ms()) {
+            match conn.call(&self.volume_open(epoch), self.cluster.timeout_ms()) {
                 Ok(_) => {}
                 Err(e) if e == estale() => return Some(true),
                 Err(_) => return None,
@@ -504,7 +504,7 @@ impl Replication {
     }
 
     /// Opens `epoch` on `peers` (VOLUME_OPEN empties their stores); their connections
-    /// go to `opened`.
+    /// go to `opened`. Peers kept from the previous set keep their slot and connection.
     fn open_epoch(&self, peers: [u32; 2], epoch: u64, opened: &mut [Option<Arc<Conn>>; 2]) -> bool {
         let msg = self.volume_open(epoch);
         for (i, &id) in peers.iter().enumerate() {

@@ -2,7 +2,9 @@
 
 //! The peer side: replicas of other owners' dirty blocks, kept apart from this host's
 //! own cache (pool pressure never evicts them), and written to the shared backing
-//! device when their owner is fenced by a majority. See `docs/replication.md`, section 6.
+//! device when their owner is fenced by a majority. See `docs/replication.md`, section
+//! 6. Every decision (which requests change a store, trust, where a block goes) is
+//! `logic/replica.rs`'s; this file keeps the pages.
 #![forbid(unsafe_code)]
 
 use crate::cluster::Cluster;
@@ -13,6 +15,7 @@ use crate::fvp_kernel::errno::estale;
 use crate::fvp_kernel::pages::{self, CountedPage};
 use crate::fvp_kernel::vec;
 use crate::logic::abi;
+use crate::logic::replica::{self as rules, LeaseWatch, OpenVerdict};
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use kernel::new_mutex;
 use kernel::prelude::*;
@@ -32,6 +35,12 @@ struct Namespace {
     name: [u8; abi::NAME_LEN],
     epoch: u64,
     blocks: RBTree<u64, Replica>,
+    /// This host held its lease without interruption since the store was opened.
+    trusted: bool,
+    /// The owner was told (ESTALE) that this host took the volume over, while the
+    /// store was still being written: the owner writes nothing more, so the rest may
+    /// be written with the lease alone.
+    owner_yielded: bool,
 }
 
 /// Every replica this host holds.
@@ -44,6 +53,9 @@ pub(crate) struct ReplicaStore {
     #[pin]
     recovered: Mutex<KVec<(u32, u32)>>,
     count: AtomicU64,
+    /// Lease interruptions make every store untrusted (`logic/replica.rs`).
+    #[pin]
+    lease: Mutex<LeaseWatch>,
 }
 
 /// Replicas are refused (ENOSPC) once free memory falls below this fraction of RAM, as
@@ -56,6 +68,7 @@ impl ReplicaStore {
             spaces <- new_mutex!(KVec::new(), "fvp::ReplicaStore::spaces"),
             recovered <- new_mutex!(KVec::new(), "fvp::ReplicaStore::recovered"),
             count: AtomicU64::new(0),
+            lease <- new_mutex!(LeaseWatch::new(), "fvp::ReplicaStore::lease"),
         })
     }
 
@@ -67,33 +80,84 @@ impl ReplicaStore {
         }
     }
 
-    /// Owners we hold replicas for, as a bitmask (bit `h-1` for host `h`).
+    /// Owners we hold trusted replicas for (the ones a takeover may write), as a
+    /// bitmask (bit `h-1` for host `h`).
     pub(crate) fn owners(&self) -> u64 {
-        self.spaces.lock().iter().fold(0, |m, n| m | crate::logic::placement::host_bit(n.owner))
+        self.spaces.lock().iter().filter(|n| n.trusted).fold(0, |m, n| m | crate::logic::placement::host_bit(n.owner))
     }
 
-    /// VOLUME_OPEN: a new epoch starts empty (the owner wrote back everything before).
+    /// Owners whose volume this host began taking over and was asked about since (the
+    /// owner then writes nothing more): the rest of the takeover needs only the lease.
+    pub(crate) fn yielded_owners(&self) -> u64 {
+        self.spaces
+            .lock()
+            .iter()
+            .filter(|n| n.trusted && n.owner_yielded)
+            .fold(0, |m, n| m | crate::logic::placement::host_bit(n.owner))
+    }
+
+    /// Every heartbeat, with `Membership::lease_held_since`: a lease interruption makes
+    /// every store untrusted (it may hide a majority fence this host never heard of).
+    pub(crate) fn observe_lease(&self, since: Option<u64>) {
+        if !self.lease.lock().observe(since) {
+            return;
+        }
+        let mut n = 0;
+        for space in self.spaces.lock().iter_mut().filter(|s| s.trusted) {
+            space.trusted = false;
+            n += 1;
+        }
+        if n > 0 {
+            pr_warn!(
+                "lease interrupted: {} replica store(s) untrusted (kept; their owners open new ones, no takeover writes them)\n",
+                n
+            );
+        }
+    }
+
+    /// VOLUME_OPEN: a new epoch starts empty (the owner wrote back everything before);
+    /// the same epoch is a probe.
     pub(crate) fn open(&self, owner: u32, volume_id: u32, block_size: u32, epoch: u64, name: &[u8]) -> Result {
         if block_size != crate::pool::PAGE as u32 {
             return Err(EINVAL);
         }
         let name = abi::pool_name(name).ok_or(EINVAL)?;
-        if self.recovered.lock().iter().any(|&(o, v)| o == owner && v == volume_id) {
-            return Err(estale());
-        }
+        let taken_over = self.recovered.lock().iter().any(|&(o, v)| o == owner && v == volume_id);
         let mut spaces = self.spaces.lock();
-        if let Some(n) = spaces.iter_mut().find(|n| n.owner == owner && n.volume_id == volume_id) {
-            if n.epoch != epoch || n.name != name {
+        let found = spaces.iter_mut().find(|n| n.owner == owner && n.volume_id == volume_id);
+        match rules::on_open(found.as_ref().map(|n| n.epoch), taken_over, epoch) {
+            OpenVerdict::TakenOver => {
+                if let Some(n) = found {
+                    // Still being written: the owner learns it now and stops.
+                    n.owner_yielded = true;
+                }
+                Err(estale())
+            }
+            OpenVerdict::Unchanged => Ok(()),
+            OpenVerdict::Reset => {
+                let Some(n) = found else { return Err(EINVAL) };
                 let dropped = n.blocks.iter().count() as u64;
                 n.blocks = RBTree::new();
                 self.count.fetch_sub(dropped, Relaxed);
                 n.epoch = epoch;
                 n.name = name;
+                n.trusted = true;
+                Ok(())
             }
-            return Ok(());
+            OpenVerdict::Create => {
+                let space = Namespace {
+                    owner,
+                    volume_id,
+                    name,
+                    epoch,
+                    blocks: RBTree::new(),
+                    trusted: true,
+                    owner_yielded: false,
+                };
+                spaces.push(space, GFP_KERNEL)?;
+                Ok(())
+            }
         }
-        spaces.push(Namespace { owner, volume_id, name, epoch, blocks: RBTree::new() }, GFP_KERNEL)?;
-        Ok(())
     }
 
     /// REPLICATE: keeps `data` as `block`'s replica unless a newer version is held.
@@ -109,10 +173,10 @@ impl ReplicaStore {
         page.write(0, data);
         let node = kernel::rbtree::RBTreeNode::new(block, Replica { version, page }, GFP_KERNEL)?;
         let mut spaces = self.spaces.lock();
-        let n = spaces.iter_mut().find(|n| n.owner == owner && n.volume_id == volume_id).ok_or(ENOENT)?;
+        let n = Self::find_trusted(&mut spaces, owner, volume_id)?;
         match n.blocks.get_mut(&block) {
             Some(r) => {
-                if version > r.version {
+                if rules::keeps_incoming(Some(r.version), version) {
                     let (_, new) = node.to_key_value();
                     *r = new;
                 }
@@ -130,7 +194,7 @@ impl ReplicaStore {
     pub(crate) fn drop_range(&self, owner: u32, volume_id: u32, first: u64, count: u64, version: u64) -> Result {
         let end = first.checked_add(count).ok_or(EINVAL)?;
         let mut spaces = self.spaces.lock();
-        let n = spaces.iter_mut().find(|n| n.owner == owner && n.volume_id == volume_id).ok_or(ENOENT)?;
+        let n = Self::find_trusted(&mut spaces, owner, volume_id)?;
         let mut from = first;
         // One lower-bound lookup per replica in the range: the cost follows what is
         // held, not the size of the range.
@@ -139,7 +203,7 @@ impl ReplicaStore {
             if block >= end {
                 break;
             }
-            if replica.version <= version {
+            if rules::drops(replica.version, version) {
                 let (_, node) = cursor.remove_current();
                 drop(node);
                 self.count.fetch_sub(1, Relaxed);
@@ -153,14 +217,23 @@ impl ReplicaStore {
     /// DESTAGED: drops each listed block whose replica is not newer than listed.
     pub(crate) fn drop_entries(&self, owner: u32, volume_id: u32, entries: impl Iterator<Item = (u64, u64)>) -> Result {
         let mut spaces = self.spaces.lock();
-        let n = spaces.iter_mut().find(|n| n.owner == owner && n.volume_id == volume_id).ok_or(ENOENT)?;
+        let n = Self::find_trusted(&mut spaces, owner, volume_id)?;
         for (block, version) in entries {
-            if n.blocks.get(&block).is_some_and(|r| r.version <= version) {
+            if n.blocks.get(&block).is_some_and(|r| rules::drops(r.version, version)) {
                 n.blocks.remove(&block);
                 self.count.fetch_sub(1, Relaxed);
             }
         }
         Ok(())
+    }
+
+    /// The store of (`owner`, `volume_id`) if it takes changes; ENOENT otherwise (none,
+    /// or untrusted: the owner then opens a new epoch).
+    fn find_trusted(spaces: &mut [Namespace], owner: u32, volume_id: u32) -> Result<&mut Namespace> {
+        spaces
+            .iter_mut()
+            .find(|n| n.owner == owner && n.volume_id == volume_id && rules::accepts_changes(n.trusted))
+            .ok_or(ENOENT)
     }
 
     /// VOLUME_CLOSE: the owner wrote everything back.
@@ -184,13 +257,13 @@ impl ReplicaStore {
         drop(spaces);
     }
 
-    /// Takes the namespaces of `owner` out of the store.
+    /// Takes the trusted namespaces of `owner` out of the store.
     fn take_owner(&self, owner: u32) -> KVec<Namespace> {
         let mut out = KVec::new();
         let mut spaces = self.spaces.lock();
         let mut i = 0;
         while i < spaces.len() {
-            if spaces[i].owner == owner {
+            if spaces[i].owner == owner && spaces[i].trusted {
                 if out.reserve(1, GFP_KERNEL).is_err() {
                     break;
                 }
@@ -213,10 +286,19 @@ impl ReplicaStore {
         for n in spaces.into_iter() {
             let name = abi::name_str(&n.name);
             let count = n.blocks.iter().count() as u64;
+            // Recorded before the first write: from then on the owner must learn (ESTALE)
+            // that its volume was taken over, even if this attempt stops half-way.
+            // Waits for memory: without the record the owner could resume.
+            crate::fvp_kernel::sync::alloc_retry(|| {
+                let mut recovered = self.recovered.lock();
+                if !recovered.iter().any(|&(o, v)| o == n.owner && v == n.volume_id) {
+                    recovered.push((n.owner, n.volume_id), GFP_KERNEL)?;
+                }
+                Ok(())
+            });
             match write_namespace(cluster, &n, still_ready) {
                 Ok(()) => {
                     self.count.fetch_sub(count, Relaxed);
-                    let _ = self.recovered.lock().push((n.owner, n.volume_id), GFP_KERNEL);
                     pr_warn!(
                         "recovered volume {} of host {}: {} blocks written to the backing device\n",
                         name,
@@ -240,15 +322,24 @@ fn write_namespace(cluster: &Cluster, n: &Namespace, still_ready: &dyn Fn() -> b
     let dev = cluster.device_by_name(abi::name_str(&n.name).as_bytes()).ok_or(ENODEV)?;
     let devt = block::lookup_devt(&dev.req.path)?;
     let bdev = OpenedBdev::open(devt)?;
+    let sectors = bdev.bdev().nr_sectors();
     let bioset = &cluster.shared.bioset;
     let mut waiters = KVec::with_capacity(RECOVERY_BATCH, GFP_KERNEL)?;
     let mut failed = false;
+    let mut outside = 0u64;
     for (block, r) in n.blocks.iter() {
-        if waiters.is_empty() && !still_ready() {
+        // Checked before every write, not only the first batch: the lease or the
+        // majority fence may end meanwhile.
+        if !still_ready() {
             // Lost the lease or the majority fence: stop before writing more.
-            return Err(EAGAIN);
+            failed |= wait_all(&mut waiters);
+            return Err(if failed { EIO } else { EAGAIN });
         }
-        let sector = block * (crate::pool::PAGE / 512);
+        let Some(sector) = rules::block_sector(*block, crate::pool::PAGE as u32, sectors) else {
+            // Past the device's end: cannot be written, and retrying cannot help.
+            outside += 1;
+            continue;
+        };
         let mut bio = OwnedBio::new(bioset, bdev.bdev(), true, sector, 1)?;
         if !bio.add_page(r.page.clone_ref()) {
             return Err(EIO);
@@ -261,6 +352,15 @@ fn write_namespace(cluster: &Cluster, n: &Namespace, still_ready: &dyn Fn() -> b
         }
     }
     failed |= wait_all(&mut waiters);
+    if outside > 0 {
+        pr_err!(
+            "volume {} of host {}: {} replica(s) past the end of {} skipped\n",
+            abi::name_str(&n.name),
+            n.owner,
+            outside,
+            abi::name_str(&dev.req.name)
+        );
+    }
     if failed {
         return Err(EIO);
     }

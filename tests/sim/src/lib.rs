@@ -47,6 +47,7 @@
 use fvp_logic::membership::{Membership, View};
 use fvp_logic::owner::{self, Answer, Ask, Effect, Observation, Owner, Resent, Step, Writable};
 use fvp_logic::placement::{host_bit, place, DomainRule, HostEntry};
+use fvp_logic::replica::{self as rules, LeaseWatch, OpenVerdict};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::fmt::Write as _;
@@ -223,6 +224,9 @@ struct Store {
     /// The host has held its lease without interruption since the store was opened:
     /// no majority can have fenced it meanwhile, so its owner still counts on it.
     trusted: bool,
+    /// The owner was told (ESTALE) this host took the volume over while the store was
+    /// still being written: the rest needs only the lease.
+    yielded: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -302,8 +306,8 @@ struct Host {
     self_fenced: bool,
     reqs: BTreeMap<u64, ReqRec>,
     store_cap: usize,
-    /// `Membership::lease_held_since` at the last tick.
-    lease_since: Option<u64>,
+    /// Lease interruptions untrust the stores (`logic/replica.rs`).
+    lease_watch: LeaseWatch,
     /// Restarts so far.
     incarnation: u64,
 }
@@ -392,7 +396,7 @@ impl Sim {
                 self_fenced: false,
                 reqs: BTreeMap::new(),
                 store_cap: usize::MAX,
-                lease_since: None,
+                lease_watch: LeaseWatch::new(),
                 incarnation: 0,
             })
             .collect();
@@ -684,22 +688,35 @@ impl Sim {
         let h = &mut self.hosts[y];
         let find = |h: &mut Host, vid: u32| h.stores.iter().position(|s| s.owner == owner && s.vid == vid);
         // An untrusted store takes no more changes: its owner must open a new epoch.
-        let find_trusted =
-            |h: &mut Host, vid: u32| h.stores.iter().position(|s| s.owner == owner && s.vid == vid && s.trusted);
+        let find_trusted = |h: &mut Host, vid: u32| {
+            h.stores.iter().position(|s| s.owner == owner && s.vid == vid && rules::accepts_changes(s.trusted))
+        };
         match req {
             Req::Open { vid, epoch } => {
-                if h.recovered.contains(&(owner, vid)) {
-                    return Status::Stale;
-                }
-                match find(h, vid) {
-                    Some(i) => {
-                        if h.stores[i].epoch != epoch {
-                            h.stores[i].blocks.clear();
-                            h.stores[i].epoch = epoch;
-                            h.stores[i].trusted = true;
+                let found = find(h, vid);
+                let taken_over = h.recovered.contains(&(owner, vid));
+                match rules::on_open(found.map(|i| h.stores[i].epoch), taken_over, epoch) {
+                    OpenVerdict::TakenOver => {
+                        if let Some(i) = found {
+                            h.stores[i].yielded = true;
                         }
+                        return Status::Stale;
                     }
-                    None => h.stores.push(Store { owner, vid, epoch, blocks: BTreeMap::new(), trusted: true }),
+                    OpenVerdict::Unchanged => {}
+                    OpenVerdict::Reset => {
+                        let st = &mut h.stores[found.expect("held")];
+                        st.blocks.clear();
+                        st.epoch = epoch;
+                        st.trusted = true;
+                    }
+                    OpenVerdict::Create => h.stores.push(Store {
+                        owner,
+                        vid,
+                        epoch,
+                        blocks: BTreeMap::new(),
+                        trusted: true,
+                        yielded: false,
+                    }),
                 }
                 Status::Ok
             }
@@ -710,7 +727,7 @@ impl Sim {
                 let s = &mut h.stores[i];
                 match s.blocks.get_mut(&block) {
                     Some(r) => {
-                        if version > r.0 {
+                        if rules::keeps_incoming(Some(r.0), version) {
                             *r = (version, wid);
                         }
                     }
@@ -724,7 +741,7 @@ impl Sim {
             Req::Destaged { vid, entries } => {
                 let Some(i) = find_trusted(h, vid) else { return Status::NoEnt };
                 for (b, v) in entries {
-                    if h.stores[i].blocks.get(&b).is_some_and(|r| r.0 <= v) {
+                    if h.stores[i].blocks.get(&b).is_some_and(|r| rules::drops(r.0, v)) {
                         h.stores[i].blocks.remove(&b);
                     }
                 }
@@ -732,7 +749,7 @@ impl Sim {
             }
             Req::DropRange { vid, first, count, version } => {
                 let Some(i) = find_trusted(h, vid) else { return Status::NoEnt };
-                h.stores[i].blocks.retain(|&b, r| !(b >= first && b < first + count && r.0 <= version));
+                h.stores[i].blocks.retain(|&b, r| !(b >= first && b < first + count && rules::drops(r.0, version)));
                 Status::Ok
             }
             Req::Close { vid } => {
@@ -823,7 +840,7 @@ impl Sim {
         // A lease interruption may hide a majority fence this host never heard of (its
         // owners may have moved on without it): every store it holds becomes untrusted.
         let since = self.hosts[h].mem.lease_held_since();
-        if self.cfg.untrust_on_lease_loss && (since.is_none() || since != self.hosts[h].lease_since) {
+        if self.hosts[h].lease_watch.observe(since) && self.cfg.untrust_on_lease_loss {
             let host = &mut self.hosts[h];
             if host.stores.iter().any(|s| s.trusted) {
                 for s in host.stores.iter_mut() {
@@ -832,7 +849,6 @@ impl Sim {
                 self.log(format!("host {} lease interrupted: its replica stores are untrusted", h + 1));
             }
         }
-        self.hosts[h].lease_since = since;
         if self.hosts[h].vol.is_some() {
             self.owner_tick(h)?;
         }
@@ -852,7 +868,8 @@ impl Sim {
         let ids = v.m.peers();
         for i in 0..2 {
             if v.slots[i].0 != ids[i] {
-                v.slots[i] = opened.iter().copied().find(|o| o.0 == ids[i] && ids[i] != 0).unwrap_or((ids[i], u64::MAX));
+                v.slots[i] =
+                    opened.iter().copied().find(|o| o.0 == ids[i] && ids[i] != 0).unwrap_or((ids[i], u64::MAX));
             }
         }
     }
@@ -910,7 +927,6 @@ impl Sim {
                 v.writes.clear();
             }
             Effect::EpochOpened { epoch, .. } => {
-                self.vol().destaged.clear();
                 if epoch > 1 {
                     self.report.reprotections += 1;
                 }
@@ -937,11 +953,16 @@ impl Sim {
         let vid = self.vol().vid;
         let mut rec = AskRec { ask, outstanding: 0, failed: false, stale: false, opened: [(0, 0); 2] };
         match ask {
-            Ask::TakenOver { peers, epoch } | Ask::Open { peers, epoch } => {
+            Ask::TakenOver { peers, .. } | Ask::Open { peers, .. } => {
                 for (i, &id) in peers.iter().enumerate() {
                     if id == 0 {
                         continue;
                     }
+                    let epoch = match ask {
+                        Ask::TakenOver { epochs, .. } => epochs[i],
+                        Ask::Open { epoch, .. } => epoch,
+                        _ => unreachable!(),
+                    };
                     let y = id as usize - 1;
                     if !self.request(OWNER, y, Req::Open { vid, epoch }, Purpose::Ask) {
                         return Some(match ask {
@@ -1164,8 +1185,11 @@ impl Sim {
         }
         let w = self.vol().writes.iter_mut().find(|w| w.wid == wid).expect("write");
         w.stage = Stage::Writing;
-        // The pool's older copy is superseded.
-        self.vol().dirty.remove(&block);
+        // A dirty copy in the pool takes the new data and stays dirty (the kernel's
+        // `Volume::write_through`): should the disk write fail, it is written back later.
+        if let Some(d) = self.vol().dirty.get_mut(&block) {
+            *d = wid;
+        }
         self.disk_submit(OWNER, block, wid, DiskPurpose::Through)
     }
 
@@ -1316,7 +1340,10 @@ impl Sim {
     fn disk_submit(&mut self, h: usize, block: u64, wid: u64, purpose: DiskPurpose) -> Result<(), Violation> {
         // P4: the submitter may write, and no other host has a write in flight.
         let may = match purpose {
-            DiskPurpose::Recovery => self.hosts[h].mem.takeover_ready(1, self.now),
+            DiskPurpose::Recovery => {
+                let yielded = self.hosts[h].recovery.as_ref().is_some_and(|r| r.stores.iter().all(|s| s.yielded));
+                self.hosts[h].mem.takeover_ready(1, self.now) || (yielded && self.hosts[h].mem.holds_lease(self.now))
+            }
             _ => self.owner_lease(),
         };
         if !may {
@@ -1405,7 +1432,13 @@ impl Sim {
         if self.hosts[h].recovery.is_some() || h == OWNER {
             return;
         }
-        if !self.hosts[h].stores.iter().any(|s| s.owner == 1 && s.trusted) || !self.hosts[h].mem.takeover_ready(1, self.now) {
+        let ready = self.hosts[h].mem.takeover_ready(1, self.now);
+        let lease = self.hosts[h].mem.holds_lease(self.now);
+        if !self.hosts[h]
+            .stores
+            .iter()
+            .any(|s| s.owner == 1 && rules::may_take_over(s.trusted, ready || (s.yielded && lease)))
+        {
             return;
         }
         let host = &mut self.hosts[h];
@@ -1413,6 +1446,12 @@ impl Sim {
         let stores: Vec<Store> = host.stores.iter().filter(|s| s.owner == 1 && s.trusted).cloned().collect();
         host.stores.retain(|s| s.owner != 1 || !s.trusted);
         let queue = stores.iter().flat_map(|s| s.blocks.iter().map(|(&b, r)| (b, r.1))).collect();
+        // Recorded before the first write: the owner must learn it even if this stops.
+        for s in &stores {
+            if !host.recovered.contains(&(s.owner, s.vid)) {
+                host.recovered.push((s.owner, s.vid));
+            }
+        }
         host.recovery = Some(Recovery { owner: 1, stores, queue, in_flight: 0, failed: false });
         self.log(format!("host {} takes over host 1's volume", h + 1));
         let t = self.now;
@@ -1423,7 +1462,9 @@ impl Sim {
         if !self.hosts[h].alive {
             return Ok(());
         }
-        let ready = self.hosts[h].mem.takeover_ready(1, self.now);
+        let yielded = self.hosts[h].recovery.as_ref().is_some_and(|r| r.stores.iter().all(|s| s.yielded));
+        let ready =
+            self.hosts[h].mem.takeover_ready(1, self.now) || (yielded && self.hosts[h].mem.holds_lease(self.now));
         let Some(r) = self.hosts[h].recovery.as_mut() else { return Ok(()) };
         if r.in_flight > 0 {
             return Ok(());
@@ -1442,10 +1483,7 @@ impl Sim {
                 self.disk_submit(h, block, wid, DiskPurpose::Recovery)?;
             }
             None => {
-                let r = self.hosts[h].recovery.take().expect("recovery");
-                for s in &r.stores {
-                    self.hosts[h].recovered.push((s.owner, s.vid));
-                }
+                self.hosts[h].recovery = None;
                 self.hosts[h].mem.set_recovering(1, false);
                 self.report.takeovers += 1;
                 self.log(format!("host {} recovered host 1's volume", h + 1));
@@ -1504,7 +1542,11 @@ impl Sim {
                 }
             }
             7 if self.hosts[x].alive => {
-                let d = if self.rng.chance(500) { self.rng.range(MS, TIMEOUT / 2) } else { self.rng.range(MS, self.cfg.pause_max) };
+                let d = if self.rng.chance(500) {
+                    self.rng.range(MS, TIMEOUT / 2)
+                } else {
+                    self.rng.range(MS, self.cfg.pause_max)
+                };
                 if d >= TIMEOUT / 2 {
                     self.mark_failed(x);
                 }
@@ -1608,7 +1650,10 @@ impl Sim {
         for (&block, &wid) in &self.acked {
             let d = self.disk.get(&block).copied().unwrap_or(0);
             let untrusted = self.hosts.iter().any(|h| {
-                h.alive && h.stores.iter().any(|s| s.owner == 1 && !s.trusted && s.blocks.get(&block).is_some_and(|r| r.1 >= wid))
+                h.alive
+                    && h.stores
+                        .iter()
+                        .any(|s| s.owner == 1 && !s.trusted && s.blocks.get(&block).is_some_and(|r| r.1 >= wid))
             });
             if d < wid && untrusted {
                 self.report.awaiting_operator += 1;

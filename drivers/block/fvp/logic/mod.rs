@@ -13,5 +13,6 @@ pub mod crc32c;
 pub mod membership;
 pub mod owner;
 pub mod placement;
+pub mod replica;
 pub mod table;
 pub mod wire;

@@ -137,12 +137,15 @@ pub struct Observation {
 /// A request to peers whose outcome the caller reports with [`Owner::answer`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ask {
-    /// VOLUME_OPEN of `epoch` to each of `peers` (0: none): did one of them take the
-    /// volume over (ESTALE)? Answer [`Answer::TakenOver`].
-    TakenOver { peers: [u32; 2], epoch: u64 },
+    /// VOLUME_OPEN of `epochs[i]` (the epoch it holds) to each of `peers` (0: none):
+    /// did one of them take the volume over (ESTALE)? Answer [`Answer::TakenOver`].
+    TakenOver { peers: [u32; 2], epochs: [u64; 2] },
     /// VOLUME_CLOSE to `host`. Answer [`Answer::Closed`].
     Close { host: u32 },
-    /// VOLUME_OPEN of the new `epoch` to each of `peers`. Answer [`Answer::Opened`].
+    /// VOLUME_OPEN of the new `epoch` to each of `peers` (0: none): the peers placement
+    /// chose that are not current healthy peers. Current healthy peers chosen again keep
+    /// their store and epoch (emptying it would leave acknowledged writes in this
+    /// host's RAM alone until the re-send ends). Answer [`Answer::Opened`].
     Open { peers: [u32; 2], epoch: u64 },
     /// Re-send every dirty block to the current peers with fresh versions, each chunk
     /// waiting for its ACKs. Answer [`Answer::Resent`].
@@ -159,8 +162,8 @@ pub enum Effect {
     /// Peers `lost` (host mask) were dropped: close their connections; writes go
     /// through until re-protected.
     LostPeers { lost: u64 },
-    /// A new epoch began on `peers`: forget the blocks waiting for a DESTAGED notice
-    /// (the new peers' stores start empty).
+    /// A new peer set is in place (the new ones at `epoch`); the dirty blocks are
+    /// re-sent next.
     EpochOpened { peers: [u32; 2], epoch: u64 },
     /// Re-protection is complete.
     Protected { peers: [u32; 2], epoch: u64 },
@@ -215,7 +218,7 @@ enum Phase {
     AskedClose(u32),
     LostPeers,
     Notifying,
-    Opening { peers: [u32; 2], epoch: u64 },
+    Opening { chosen: [u32; 2], epoch: u64 },
     EpochOpened,
     Resending,
     Protected,
@@ -244,6 +247,8 @@ pub struct Owner {
     epoch: u64,
     version: u64,
     peers: [u32; 2],
+    /// The epoch each peer's store was opened with.
+    peer_epochs: [u64; 2],
     failed: [bool; 2],
     stale: u64,
     /// The lease was lost: ask the peers whether one took over before writing again.
@@ -266,6 +271,7 @@ impl Owner {
             epoch: 0,
             version: 0,
             peers: [0; 2],
+            peer_epochs: [0; 2],
             failed: [false; 2],
             stale: 0,
             was_suspended: false,
@@ -285,9 +291,14 @@ impl Owner {
         self.state
     }
 
-    /// The current epoch (0: never protected).
+    /// The latest epoch opened (0: never protected).
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// The epoch each current peer's store was opened with.
+    pub fn peer_epochs(&self) -> [u64; 2] {
+        self.peer_epochs
     }
 
     /// The last version handed out.
@@ -390,6 +401,7 @@ impl Owner {
             if bit != 0 && mask & bit != 0 {
                 self.stale |= bit;
                 self.peers[i] = 0;
+                self.peer_epochs[i] = 0;
                 self.failed[i] = false;
             }
         }
@@ -422,8 +434,8 @@ impl Owner {
             if self.epoch == 0 || self.peers_mask() == 0 {
                 self.was_suspended = false;
             } else {
-                return self
-                    .go(Phase::AskedTakenOver, Step::Ask(Ask::TakenOver { peers: self.peers, epoch: self.epoch }));
+                let ask = Ask::TakenOver { peers: self.peers, epochs: self.peer_epochs };
+                return self.go(Phase::AskedTakenOver, Step::Ask(ask));
             }
         }
         self.after_lease_check()
@@ -506,9 +518,47 @@ impl Owner {
                 return self.idle();
             }
         }
-        let epoch = self.epoch.saturating_add(1);
         self.opened_this_pass = true;
-        self.go(Phase::Opening { peers: chosen, epoch }, Step::Ask(Ask::Open { peers: chosen, epoch }))
+        // Current healthy peers chosen again keep their store; only the others are opened.
+        let mut new = [0u32; 2];
+        for (slot, &id) in new.iter_mut().zip(chosen.iter()) {
+            let kept = (0..2).any(|i| id != 0 && self.peers[i] == id && self.peer_healthy(i, &obs));
+            if !kept {
+                *slot = id;
+            }
+        }
+        let epoch = self.epoch.saturating_add(1);
+        if new == [0, 0] {
+            // The same healthy peers (the lease came back): re-send the dirty blocks.
+            return self.answer_opened(chosen, epoch);
+        }
+        self.go(Phase::Opening { chosen, epoch }, Step::Ask(Ask::Open { peers: new, epoch }))
+    }
+
+    /// The peers of `chosen` that were not kept confirmed `epoch`: they become the peer
+    /// set, each kept peer in its slot, and the dirty blocks are re-sent.
+    fn answer_opened(&mut self, chosen: [u32; 2], epoch: u64) -> Step {
+        let chosen_mask = host_bit(chosen[0]) | host_bit(chosen[1]);
+        // Every previous peer left out of the new set may hold older replicas.
+        self.drop_peers_as_stale(self.peers_mask() & !chosen_mask);
+        let mut opened_any = false;
+        for &id in chosen.iter().filter(|&&id| id != 0) {
+            if self.peers.contains(&id) {
+                continue;
+            }
+            let Some(i) = (0..2).find(|&i| self.peers[i] == 0) else { break };
+            self.peers[i] = id;
+            self.peer_epochs[i] = epoch;
+            self.failed[i] = false;
+            opened_any = true;
+        }
+        if opened_any {
+            self.epoch = epoch;
+        }
+        // Chosen again or emptied by the VOLUME_OPEN: no longer stale.
+        self.stale &= !chosen_mask;
+        self.state = State::Reprotecting;
+        self.go(Phase::EpochOpened, Step::Do(Effect::EpochOpened { peers: self.peers, epoch: self.epoch }))
     }
 
     /// Reports the outcome of the last [`Step`]; returns the next.
@@ -535,20 +585,11 @@ impl Owner {
                 self.clear_stale(id + 1)
             }
             (Phase::Notifying, Answer::Done) => self.idle(),
-            (Phase::Opening { peers, epoch }, Answer::Opened(ok)) => {
+            (Phase::Opening { chosen, epoch }, Answer::Opened(ok)) => {
                 if !ok || self.state != State::Degraded {
                     return self.idle();
                 }
-                // Every previous peer left out of the new set may hold older replicas.
-                let new_mask = host_bit(peers[0]) | host_bit(peers[1]);
-                self.drop_peers_as_stale(self.peers_mask() & !new_mask);
-                self.peers = peers;
-                self.failed = [false; 2];
-                self.epoch = epoch;
-                // Chosen again: the VOLUME_OPEN emptied their stores.
-                self.stale &= !new_mask;
-                self.state = State::Reprotecting;
-                self.go(Phase::EpochOpened, Step::Do(Effect::EpochOpened { peers, epoch }))
+                self.answer_opened(chosen, epoch)
             }
             (Phase::EpochOpened, Answer::Done) => self.go(Phase::Resending, Step::Ask(Ask::Resend)),
             (Phase::Resending, Answer::Resent(r)) => match r {
@@ -723,7 +764,7 @@ mod tests {
             Step::Ask(Ask::TakenOver { .. }) => Answer::TakenOver(None),
             s => ok(s),
         });
-        assert_eq!(steps, vec![Step::Ask(Ask::TakenOver { peers: [2, 0], epoch: 1 })]);
+        assert_eq!(steps, vec![Step::Ask(Ask::TakenOver { peers: [2, 0], epochs: [1, 0] })]);
         assert_eq!(o.state(), State::Suspended);
         assert!(o.awaiting_takeover_answer());
         // A peer took over: fenced.
@@ -740,8 +781,25 @@ mod tests {
     fn lease_back_without_takeover_reprotects() {
         let mut o = protected(1, [2, 0]);
         run(&mut o, Observation { lease: false, ..obs(0b110, None) }, ok);
-        run(&mut o, obs(0b110, Some([2, 0])), ok);
-        assert_eq!((o.state(), o.epoch()), (State::Protected, 2));
+        let steps = run(&mut o, obs(0b110, Some([2, 0])), ok);
+        // The same healthy peer keeps its store: no VOLUME_OPEN, only the re-send.
+        assert!(!steps.iter().any(|s| matches!(s, Step::Ask(Ask::Open { .. }))));
+        assert!(steps.contains(&Step::Ask(Ask::Resend)));
+        assert_eq!((o.state(), o.epoch()), (State::Protected, 1));
+    }
+
+    #[test]
+    fn reprotection_keeps_the_healthy_peer() {
+        let mut o = Owner::new(2).unwrap();
+        run(&mut o, obs(0b110, Some([2, 3])), ok);
+        let mut ob = obs(0b1010, Some([4, 2]));
+        ob.configured = 0b1111;
+        let steps = run(&mut o, ob, |s| match s {
+            Step::Ask(Ask::Close { .. }) => Answer::Closed(false),
+            s => ok(s),
+        });
+        assert!(steps.contains(&Step::Ask(Ask::Open { peers: [4, 0], epoch: 2 })), "{steps:?}");
+        assert_eq!((o.peers(), o.peer_epochs(), o.state()), ([2, 4], [1, 2], State::Protected));
     }
 
     #[test]

@@ -1,0 +1,173 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The peer side of replication (`docs/replication.md` section 6) as pure decisions:
+//! which replica stores a host keeps for other hosts' volumes, which requests change
+//! them, when they may be written at a takeover, and where their blocks go on disk.
+//!
+//! The kernel (`replica.rs`) and the cluster simulator (`tests/sim`) keep the data and
+//! call these functions for every decision. Nothing here reads a clock or allocates.
+//!
+//! # Rules
+//!
+//! - **Stores.** A store holds the replicas of one volume of one owner, opened with an
+//!   epoch. VOLUME_OPEN of another epoch empties it and makes it trusted; of the same
+//!   epoch it changes nothing (the owner's "did you take it over?" probe). A volume this
+//!   host took over answers ESTALE.
+//! - **Trusted.** A store is *trusted* while this host has held its lease without
+//!   interruption since the store was opened. An owner stops counting on a peer (and may
+//!   write newer data around it) once a majority fenced that peer, and a host a majority
+//!   fenced has no lease (every fencer's grant has expired by the time it fences), so a
+//!   lease interruption may hide a fence the host never heard of. On any interruption
+//!   ([`LeaseWatch`]) every store becomes untrusted: it takes no more changes (the
+//!   owner's requests get ENOENT, so it opens a new epoch) and no automatic takeover
+//!   writes it. It is kept: it may be the last copy of acknowledged writes (when the
+//!   cluster lost its majority, not this host), which an operator can still write.
+//! - **Replicas.** A REPLICATE replaces a block's replica only with a larger version;
+//!   DESTAGED and DROP_RANGE drop replicas not newer than their version.
+//! - **Takeover.** Only trusted stores are written, each block at the sector
+//!   [`block_sector`] checks against the device's size.
+
+/// What VOLUME_OPEN does to a host's stores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenVerdict {
+    /// This host took the volume over: answer ESTALE.
+    TakenOver,
+    /// No store yet: create an empty, trusted one.
+    Create,
+    /// A store of another epoch: empty it; it is trusted again.
+    Reset,
+    /// The same epoch: nothing changes (a probe).
+    Unchanged,
+}
+
+/// The decision for VOLUME_OPEN of `epoch`, given the store held for that volume (its
+/// epoch), if any, and whether this host took the volume over.
+pub fn on_open(held_epoch: Option<u64>, taken_over: bool, epoch: u64) -> OpenVerdict {
+    match held_epoch {
+        _ if taken_over => OpenVerdict::TakenOver,
+        None => OpenVerdict::Create,
+        Some(e) if e != epoch => OpenVerdict::Reset,
+        Some(_) => OpenVerdict::Unchanged,
+    }
+}
+
+/// Whether REPLICATE, DESTAGED and DROP_RANGE may change a store (else ENOENT).
+pub fn accepts_changes(trusted: bool) -> bool {
+    trusted
+}
+
+/// Whether a REPLICATE of `incoming` replaces the replica held at `held`, if any.
+pub fn keeps_incoming(held: Option<u64>, incoming: u64) -> bool {
+    held.is_none_or(|h| incoming > h)
+}
+
+/// Whether DESTAGED or DROP_RANGE of `version` drops a replica held at `held`.
+pub fn drops(held: u64, version: u64) -> bool {
+    held <= version
+}
+
+/// Whether a store may be written at a takeover.
+pub fn may_take_over(trusted: bool, takeover_ready: bool) -> bool {
+    trusted && takeover_ready
+}
+
+/// Watches the local lease for interruptions (see the module's rules).
+///
+/// # Invariants
+///
+/// `since` is the lease start seen at the last [`LeaseWatch::observe`], `None` if the
+/// lease was not held then.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LeaseWatch {
+    since: Option<u64>,
+}
+
+impl LeaseWatch {
+    /// A watch that has seen no lease yet.
+    pub fn new() -> Self {
+        LeaseWatch { since: None }
+    }
+
+    /// Feeds `Membership::lease_held_since` (called at least every heartbeat, and before
+    /// any takeover decision); true when every store must become untrusted: the lease
+    /// is not held, or was interrupted since the last call (a new start).
+    pub fn observe(&mut self, since: Option<u64>) -> bool {
+        let interrupted = since.is_none() || since != self.since;
+        self.since = since;
+        interrupted
+    }
+}
+
+/// The first 512-byte sector of `block` on a device of `device_sectors` sectors with
+/// blocks of `block_size` bytes, or `None` if the block does not fit on the device (or
+/// the arithmetic overflows): such a block is never written.
+pub fn block_sector(block: u64, block_size: u32, device_sectors: u64) -> Option<u64> {
+    if block_size < 512 || block_size % 512 != 0 {
+        return None;
+    }
+    let per_block = u64::from(block_size / 512);
+    let first = block.checked_mul(per_block)?;
+    let end = first.checked_add(per_block)?;
+    (end <= device_sectors).then_some(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn open_verdicts() {
+        assert_eq!(on_open(None, false, 3), OpenVerdict::Create);
+        assert_eq!(on_open(Some(2), false, 3), OpenVerdict::Reset);
+        assert_eq!(on_open(Some(3), false, 3), OpenVerdict::Unchanged);
+        assert_eq!(on_open(Some(3), true, 3), OpenVerdict::TakenOver);
+        assert_eq!(on_open(None, true, 1), OpenVerdict::TakenOver);
+    }
+
+    #[test]
+    fn versions() {
+        assert!(keeps_incoming(None, 1));
+        assert!(keeps_incoming(Some(1), 2));
+        assert!(!keeps_incoming(Some(2), 2));
+        assert!(drops(2, 2) && drops(1, 2) && !drops(3, 2));
+    }
+
+    #[test]
+    fn untrusted_takes_nothing() {
+        assert!(!accepts_changes(false) && accepts_changes(true));
+        assert!(!may_take_over(false, true) && !may_take_over(true, false) && may_take_over(true, true));
+    }
+
+    #[test]
+    fn lease_watch() {
+        let mut w = LeaseWatch::new();
+        assert!(w.observe(None), "no lease: untrust");
+        assert!(w.observe(Some(10)), "a new lease: it was interrupted before");
+        assert!(!w.observe(Some(10)), "held without interruption");
+        assert!(w.observe(Some(50)), "lapsed and regained between two ticks");
+        assert!(w.observe(None));
+    }
+
+    #[test]
+    fn sectors() {
+        assert_eq!(block_sector(0, 4096, 8), Some(0));
+        assert_eq!(block_sector(1, 4096, 16), Some(8));
+        assert_eq!(block_sector(1, 4096, 15), None, "past the end");
+        assert_eq!(block_sector(u64::MAX / 4, 4096, u64::MAX), None, "overflow");
+        assert_eq!(block_sector(u64::MAX, 512, u64::MAX), None);
+        assert_eq!(block_sector(0, 1000, 100), None, "not a sector multiple");
+        assert_eq!(block_sector(0, 0, 100), None);
+    }
+
+    proptest! {
+        #[test]
+        fn sector_in_range(block: u64, shift in 0u32..8, sectors: u64) {
+            let size = 512u32 << shift;
+            if let Some(s) = block_sector(block, size, sectors) {
+                prop_assert_eq!(s, block * u64::from(size / 512));
+                prop_assert!(s + u64::from(size / 512) <= sectors);
+            }
+        }
+    }
+}
