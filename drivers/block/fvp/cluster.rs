@@ -459,7 +459,9 @@ impl Cluster {
             }
             Err(_) => None,
         };
-        Some(owner::Observation { lease: self.holds_lease(), fenced_by_majority, configured, connected, placement })
+        let lease = self.holds_lease();
+        // `clean` is the volume's to fill in.
+        Some(owner::Observation { lease, fenced_by_majority, configured, connected, placement, clean: false })
     }
 
     /// Checked before every batch of recovery writes, not only the first: the lease or

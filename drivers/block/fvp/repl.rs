@@ -409,7 +409,8 @@ impl Replication {
     }
 
     fn reconcile_once(&self, volume: &Arc<Volume>) {
-        let Some(obs) = self.cluster.owner_observation(&self.name, self.peers_wanted, self.rule) else { return };
+        let Some(mut obs) = self.cluster.owner_observation(&self.name, self.peers_wanted, self.rule) else { return };
+        obs.clean = volume.dirty.load(Relaxed) == 0;
         // The connections a VOLUME_OPEN reached in this pass, for `publish`.
         let mut opened: [Option<Arc<Conn>>; 2] = [None, None];
         let mut step = {

@@ -4,7 +4,7 @@
 //!
 //! `soak [--peers 1|2] [--seeds N] [--from S] [--seed S] [--events E] [--without-untrust]`
 
-use fvp_sim::{run_seed, Config};
+use fvp_sim::{run_scenario, run_seed, scenarios, Config};
 use std::time::Instant;
 
 fn main() {
@@ -21,6 +21,28 @@ fn main() {
         None => (get("--from").unwrap_or(1000), get("--seeds").unwrap_or(500)),
     };
     let mut failed = 0;
+    if args.iter().any(|a| a == "--scenarios") {
+        for s in scenarios() {
+            let n = get("--seeds").unwrap_or(50);
+            let bad: Vec<u64> = (1..=n).filter(|&seed| run_scenario(&s, seed).is_err()).collect();
+            println!("scenario '{}': {} of {n} seeds fail {:?}", s.name, bad.len(), &bad[..bad.len().min(8)]);
+            if let Some(&seed) = bad.first() {
+                if let Err(v) = run_scenario(&s, seed) {
+                    println!("  seed {seed}: {}", v.what);
+                    if args.iter().any(|a| a == "--trace") {
+                        println!("{}", v.trace);
+                    }
+                }
+            }
+            failed += bad.len();
+            if args.iter().any(|a| a == "--trace") && bad.is_empty() {
+                if let Ok(r) = run_scenario(&s, 1) {
+                    println!("{}", r.trace);
+                }
+            }
+        }
+        std::process::exit(if failed > 0 { 1 } else { 0 });
+    }
     for peers in peers_list {
         let mut cfg = Config::new(peers);
         if let Some(e) = get("--events") {

@@ -59,7 +59,7 @@ pub const HEARTBEAT: u64 = 200 * MS;
 /// Host timeout (lease, fencing, ACK deadline).
 pub const TIMEOUT: u64 = 2000 * MS;
 /// Largest simulated cluster.
-pub const MAX_HOSTS: usize = 4;
+pub const MAX_HOSTS: usize = 5;
 const OWNER: usize = 0;
 const VOLUME: &[u8] = b"vol0";
 
@@ -96,7 +96,7 @@ impl Rng {
 /// What a run simulates.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Hosts (3 or 4).
+    /// Hosts (3 to 5).
     pub hosts: usize,
     /// The volume's `peers` (1 or 2).
     pub peers: u32,
@@ -116,6 +116,10 @@ pub struct Config {
     /// The peer rule that a lease interruption makes every replica store untrusted
     /// (never written by an automatic takeover). Off only to show what it prevents.
     pub untrust_on_lease_loss: bool,
+    /// Fault domain of each host (index 0 is host 1), and the volume's domain rule.
+    pub domains: [u32; MAX_HOSTS],
+    /// The volume's domain rule.
+    pub rule: DomainRule,
 }
 
 impl Config {
@@ -131,6 +135,8 @@ impl Config {
             pause_max: 8000 * MS,
             faults: true,
             untrust_on_lease_loss: true,
+            domains: [0; MAX_HOSTS],
+            rule: DomainRule::Same,
         }
     }
 }
@@ -170,6 +176,8 @@ pub struct Report {
     /// Acknowledged writes whose only copy after settling is an untrusted replica store
     /// (an operator must say whether to write it).
     pub awaiting_operator: u64,
+    /// The last events of the run.
+    pub trace: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -210,7 +218,6 @@ enum Purpose {
 #[derive(Clone, Debug)]
 struct ReqRec {
     to: usize,
-    inc: u64,
     sent: u64,
     purpose: Purpose,
 }
@@ -237,6 +244,8 @@ enum Stage {
     Protect,
     /// Re-sent to the current peers: waiting for their ACKs.
     Protecting,
+    /// Degraded: the remaining peers get the block's newest data before the disk does.
+    ProtectingThrough,
     /// Durable once the disk holds it (written back by the destager).
     UntilOnDisk,
     /// Write-through: waiting for the peers to drop their replicas of the block.
@@ -259,6 +268,8 @@ struct PWrite {
     through: bool,
     /// Peers whose ACK confirmed they stored it (host mask).
     holders: u64,
+    /// The owner's peer-set generation when it was (re-)sent.
+    gen: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -324,6 +335,25 @@ enum Ev {
     Recover(usize),
     Fault,
     Restart(usize),
+    /// The `.0`-th step of a scripted scenario.
+    Script(usize),
+}
+
+/// A fault of a scripted scenario ([`Sim::scripted`]); hosts by id (1 is the owner).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The host crashes (restarted only by the settling phase).
+    Crash(u32),
+    /// The link between two hosts is cut (both directions, the connection breaks).
+    Cut(u32, u32),
+    /// A cut link is healed.
+    Heal(u32, u32),
+    /// Messages from the first host to the second are held back (nobody is told).
+    Block(u32, u32),
+    /// Held-back messages flow again.
+    Unblock(u32, u32),
+    /// The host stalls for this many ms (a VM pause).
+    Pause(u32, u64),
 }
 
 #[derive(Clone, Debug)]
@@ -331,7 +361,6 @@ struct DiskWrite {
     host: usize,
     block: u64,
     wid: u64,
-    done: u64,
     ok: bool,
     purpose: DiskPurpose,
 }
@@ -368,6 +397,9 @@ pub struct Sim {
     floor: BTreeMap<u64, u64>,
     failed_hosts: u64,
     faults_on: bool,
+    script: Vec<(u64, Fault)>,
+    /// Simulated time at which a scripted run settles.
+    settle_at: Option<u64>,
     trace: VecDeque<String>,
     report: Report,
 }
@@ -423,6 +455,8 @@ impl Sim {
             floor: BTreeMap::new(),
             failed_hosts: 0,
             faults_on: false,
+            script: vec![],
+            settle_at: None,
             trace: VecDeque::new(),
             report: Report::default(),
             cfg,
@@ -446,7 +480,7 @@ impl Sim {
     }
 
     fn log(&mut self, s: String) {
-        if self.trace.len() >= 400 {
+        if self.trace.len() >= 20000 {
             self.trace.pop_front();
         }
         self.trace.push_back(format!("{:>10.3}s {}", self.now as f64 / 1e9, s));
@@ -473,11 +507,26 @@ impl Sim {
             && self.now >= self.hosts[y].silent_until
     }
 
-    /// Runs the configured events, then settles; the first violation ends the run.
+    /// A scripted scenario: no random faults; `script` lists (ms, fault) in time order;
+    /// the run settles at `settle_ms`.
+    pub fn scripted(mut cfg: Config, seed: u64, script: &[(u64, Fault)], settle_ms: u64) -> Sim {
+        cfg.faults = false;
+        cfg.events = u64::MAX;
+        let mut sim = Sim::new(cfg, seed);
+        sim.script = script.to_vec();
+        for (i, &(ms, _)) in script.iter().enumerate() {
+            sim.at(ms * MS, Ev::Script(i));
+        }
+        sim.settle_at = Some(settle_ms * MS);
+        sim
+    }
+
+    /// Runs the configured events (or a scenario's script), then settles; the first
+    /// violation ends the run.
     pub fn run(mut self) -> Result<Report, Violation> {
         let settle_from;
         loop {
-            if self.report.events >= self.cfg.events {
+            if self.report.events >= self.cfg.events || self.settle_at.is_some_and(|t| self.now >= t) {
                 settle_from = self.now;
                 break;
             }
@@ -491,6 +540,7 @@ impl Sim {
         }
         self.check_settled()?;
         self.report.sim_ns = self.now;
+        self.report.trace = self.violation(String::new()).trace;
         Ok(self.report)
     }
 
@@ -588,6 +638,10 @@ impl Sim {
                 }
             }
             Ev::Restart(h) => self.restart(h),
+            Ev::Script(i) => {
+                let (_, f) = self.script[i];
+                self.scripted_fault(f)?;
+            }
         }
         Ok(())
     }
@@ -615,8 +669,7 @@ impl Sim {
         if !self.send(x, y, Msg::Req { id, req }) {
             return false;
         }
-        let inc = pair_inc(&self.inc, x, y);
-        self.hosts[x].reqs.insert(id, ReqRec { to: y, inc, sent: self.now, purpose });
+        self.hosts[x].reqs.insert(id, ReqRec { to: y, sent: self.now, purpose });
         true
     }
 
@@ -780,9 +833,9 @@ impl Sim {
                 connected |= host_bit(id);
             }
             let up = y == h || (host.mem.fenced() & host_bit(id) == 0 && conn);
-            entries.push(HostEntry { id, domain: 0, up });
+            entries.push(HostEntry { id, domain: self.cfg.domains[y], up });
         }
-        let placement = match place(VOLUME, host.id, &entries, self.cfg.peers, DomainRule::Same) {
+        let placement = match place(VOLUME, host.id, &entries, self.cfg.peers, self.cfg.rule) {
             Ok(p) if p.len() >= self.cfg.peers as usize => {
                 let mut ids = [0u32; 2];
                 for (slot, &id) in ids.iter_mut().zip(p.as_slice()) {
@@ -798,6 +851,7 @@ impl Sim {
             configured,
             connected,
             placement,
+            clean: host.vol.as_ref().is_none_or(|v| v.dirty.is_empty()),
         }
     }
 
@@ -918,9 +972,13 @@ impl Sim {
     }
 
     fn effect(&mut self, e: Effect) {
-        self.log(format!("owner: {e:?}"));
+        if e != Effect::NotifyDestaged {
+            self.log(format!("owner: {e:?}"));
+        }
         match e {
-            Effect::Suspended | Effect::LostPeers { .. } => {}
+            Effect::Suspended => {}
+            // Writes sent before a peer was dropped see the peer-set generation change.
+            Effect::LostPeers { .. } => {}
             Effect::Fence => {
                 let v = self.vol();
                 v.dirty.clear();
@@ -1029,8 +1087,9 @@ impl Sim {
                 self.drive(step)?;
             }
             Purpose::Write(wid) | Purpose::Protect(wid) | Purpose::Drop(wid) => {
-                if acked && status == Status::NoEnt {
-                    // The peer holds no store for the volume (fenced, discarded).
+                if (acked && status == Status::NoEnt) || (!ok && matches!(purpose, Purpose::Protect(_))) {
+                    // The peer holds no store for the volume (fenced, discarded), or
+                    // did not take a block that must not stay older there.
                     self.vol().m.peer_failed(y as u32 + 1);
                 }
                 let Some(w) = self.vol().writes.iter_mut().find(|w| w.wid == wid) else { return Ok(()) };
@@ -1072,6 +1131,7 @@ impl Sim {
                     failed: false,
                     through: false,
                     holders: 0,
+                    gen: 0,
                 });
                 let ok_slots = (0..2).filter(|&i| self.slot_ok(i)).count();
                 let mut sent = 0;
@@ -1087,7 +1147,9 @@ impl Sim {
                         }
                     }
                 }
+                let gen = self.vol().m.peer_set_gen();
                 let w = self.vol().writes.last_mut().expect("pushed");
+                w.gen = gen;
                 w.outstanding = sent;
                 w.failed = failed;
                 self.log(format!("write {wid} block {block}: replicated, version {version}"));
@@ -1105,6 +1167,7 @@ impl Sim {
                     failed: false,
                     through: true,
                     holders: 0,
+                    gen: 0,
                 });
                 self.log(format!("write {wid} block {block}: write-through"));
                 self.send_drop(wid)?;
@@ -1142,18 +1205,55 @@ impl Sim {
         Ok(())
     }
 
+    /// Degraded, a failed write's block already written back: the remaining peers drop
+    /// what they hold of it before the write completes.
+    fn protect_drop(&mut self, wid: u64) -> Result<(), Violation> {
+        let v = self.vol();
+        let version = v.m.next_version();
+        let (vid, slots) = (v.vid, v.slots);
+        let block = v.writes.iter().find(|w| w.wid == wid).expect("write").block;
+        let mut sent = 0;
+        let mut failed = false;
+        for (id, _) in slots.iter().filter(|s| s.0 != 0) {
+            let req = Req::DropRange { vid, first: block, count: 1, version };
+            if self.request(OWNER, *id as usize - 1, req, Purpose::Protect(wid)) {
+                sent += 1;
+            } else {
+                self.vol().m.peer_failed(*id);
+                failed = true;
+            }
+        }
+        let w = self.vol().writes.iter_mut().find(|w| w.wid == wid).expect("write");
+        w.stage = Stage::ProtectingThrough;
+        w.outstanding = sent;
+        w.failed = failed;
+        if sent == 0 {
+            self.write_settled(wid)?;
+        }
+        Ok(())
+    }
+
     /// Every request of write `wid` ended.
     fn write_settled(&mut self, wid: u64) -> Result<(), Violation> {
         let Some(w) = self.vol().writes.iter().find(|w| w.wid == wid).cloned() else { return Ok(()) };
         match w.stage {
             Stage::Replicating | Stage::Protecting => {
-                if w.failed {
+                // A peer dropped since the send may have been emptied: protect again.
+                let moved = w.gen != self.vol().m.peer_set_gen();
+                if w.failed || moved {
                     let w = self.vol().writes.iter_mut().find(|w| w.wid == wid).expect("write");
-                    w.stage = if w.stage == Stage::Protecting { Stage::UntilOnDisk } else { Stage::Protect };
+                    w.stage = if w.stage == Stage::Protecting && !moved { Stage::UntilOnDisk } else { Stage::Protect };
                     w.failed = false;
                     return Ok(());
                 }
                 self.complete(wid)
+            }
+            Stage::ProtectingThrough => {
+                let w = self.vol().writes.iter_mut().find(|w| w.wid == wid).expect("write");
+                // A peer that failed is lost at the next tick (stale until emptied).
+                w.stage = if w.failed { Stage::Protect } else { Stage::UntilOnDisk };
+                w.failed = false;
+                Ok(())
             }
             Stage::Dropping => {
                 let w = self.vol().writes.iter_mut().find(|w| w.wid == wid).expect("write");
@@ -1218,17 +1318,15 @@ impl Sim {
                         self.complete(w.wid)?;
                     }
                 }
-                (Stage::Protect, Writable::WriteThrough) => {
-                    let x = self.vol().writes.iter_mut().find(|x| x.wid == w.wid).expect("write");
-                    x.stage = Stage::UntilOnDisk;
-                }
-                (Stage::Protect, Writable::Replicate) => {
-                    if (0..2).filter(|&i| self.slot_ok(i)).count() < self.cfg.peers as usize {
+                (Stage::Protect, mode) => {
+                    let replicate = mode == Writable::Replicate;
+                    if replicate && (0..2).filter(|&i| self.slot_ok(i)).count() < self.cfg.peers as usize {
                         continue;
                     }
                     let Some(&dw) = self.vol().dirty.get(&w.block) else {
-                        let x = self.vol().writes.iter_mut().find(|x| x.wid == w.wid).expect("write");
-                        x.stage = Stage::UntilOnDisk;
+                        // Written back already: its newest data is on the disk. A current
+                        // peer that missed the write drops what it holds of it first.
+                        self.protect_drop(w.wid)?;
                         continue;
                     };
                     let v = self.vol();
@@ -1246,8 +1344,14 @@ impl Sim {
                     }
                     let state = self.vol().m.state();
                     self.log(format!("write {}: re-sent to the peers as version {version} (state {state:?})", w.wid));
+                    // Degraded: the block goes to the disk, but the remaining peers get
+                    // its newest data first, so none of them keeps an older replica
+                    // that a takeover would write over it.
+                    let gen = self.vol().m.peer_set_gen();
                     let x = self.vol().writes.iter_mut().find(|x| x.wid == w.wid).expect("write");
-                    x.stage = Stage::Protecting;
+                    x.stage = if replicate { Stage::Protecting } else { Stage::ProtectingThrough };
+                    x.gen = gen;
+                    x.holders = 0;
                     x.outstanding = sent;
                     x.failed = failed;
                     if sent == 0 {
@@ -1368,7 +1472,7 @@ impl Sim {
         let id = self.next_id;
         self.next_id += 1;
         let done = self.now + lat;
-        self.in_flight.insert(id, DiskWrite { host: h, block, wid, done, ok, purpose });
+        self.in_flight.insert(id, DiskWrite { host: h, block, wid, ok, purpose });
         self.at(done, Ev::DiskDone(id));
         Ok(())
     }
@@ -1500,6 +1604,51 @@ impl Sim {
 
     fn failures(&self) -> u32 {
         self.failed_hosts.count_ones()
+    }
+
+    fn scripted_fault(&mut self, f: Fault) -> Result<(), Violation> {
+        self.log(format!("SCRIPT {f:?}"));
+        let ix = |id: u32| id as usize - 1;
+        match f {
+            Fault::Crash(h) => {
+                self.mark_failed(ix(h));
+                self.crash(ix(h));
+            }
+            Fault::Cut(x, y) => {
+                let (x, y) = (ix(x), ix(y));
+                self.mark_failed(x.max(y));
+                self.cut[x.min(y)][x.max(y)] = true;
+                self.break_conn(x, y)?;
+            }
+            Fault::Heal(x, y) => {
+                let (x, y) = (ix(x), ix(y));
+                self.cut[x.min(y)][x.max(y)] = false;
+            }
+            Fault::Block(x, y) => {
+                self.mark_failed(ix(x).max(ix(y)));
+                self.blocked[ix(x)][ix(y)] = true;
+            }
+            Fault::Unblock(x, y) => {
+                self.blocked[ix(x)][ix(y)] = false;
+                let t = self.now;
+                self.at(t, Ev::Deliver(ix(x), ix(y)));
+            }
+            Fault::Pause(h, ms) => {
+                if ms * MS >= TIMEOUT / 2 {
+                    self.mark_failed(ix(h));
+                }
+                let h = ix(h);
+                self.hosts[h].paused_until = self.hosts[h].paused_until.max(self.now + ms * MS);
+            }
+        }
+        Ok(())
+    }
+
+    /// The peers placement chooses for the owner's volume when every host is up.
+    pub fn preferred_peers(&self) -> Vec<u32> {
+        let entries: Vec<HostEntry> =
+            (1..=self.cfg.hosts as u32).map(|id| HostEntry { id, domain: 0, up: true }).collect();
+        place(VOLUME, 1, &entries, 2, DomainRule::Same).map(|p| p.as_slice().to_vec()).unwrap_or_default()
     }
 
     fn fault(&mut self) {
@@ -1700,3 +1849,65 @@ pub fn run_seed(cfg: &Config, seed: u64) -> Result<Report, Violation> {
 
 /// Keeps `owner` used in docs.
 pub use owner::State;
+
+/// A scripted scenario: a hole found by reading, replayed deterministically (random
+/// faults rarely line up the steps it needs).
+pub struct Scenario {
+    /// What it shows.
+    pub name: &'static str,
+    /// The run.
+    pub cfg: Config,
+    /// (ms, fault), in time order.
+    pub script: Vec<(u64, Fault)>,
+    /// When it settles (ms).
+    pub settle_ms: u64,
+}
+
+/// The scripted scenarios, each for the hole it names (`docs/replication.md`).
+pub fn scenarios() -> Vec<Scenario> {
+    let probe = Sim::new(Config::new(1), 0).preferred_peers();
+    let p = probe[0];
+    // Five hosts, peers=2 in other fault domains than the owner's: only hosts 2 and 3
+    // are eligible, hosts 4 and 5 (the owner's domain) only vote.
+    let mut degraded_cfg = Config::new(2);
+    degraded_cfg.hosts = 5;
+    degraded_cfg.domains = [0, 1, 2, 0, 0];
+    degraded_cfg.rule = DomainRule::Different;
+    degraded_cfg.blocks = 64;
+    vec![
+        Scenario {
+            // The owner starts cut from its preferred peer P, so Q holds its replicas.
+            // P comes back; a VM stall costs the owner its lease (its connections
+            // survive); when it returns placement prefers P. Q, still healthy and
+            // holding older replicas, must be made stale and emptied before a write
+            // completes; otherwise it writes them over newer blocks at the takeover
+            // after the owner's crash.
+            name: "re-placement leaves a healthy peer out",
+            cfg: Config::new(1),
+            script: vec![
+                (0, Fault::Cut(1, p)),
+                (10_000, Fault::Heal(1, p)),
+                (16_000, Fault::Pause(1, 3000)),
+                (30_000, Fault::Crash(1)),
+            ],
+            settle_ms: 40_000,
+        },
+        Scenario {
+            // peers=2; host 3 crashes, which leaves the volume degraded with host 2
+            // alone (no eligible replacement): writes go through and host 2 drops its
+            // replicas of them. Then host 2's connection breaks too: it must become
+            // stale (writes wait), or the owner keeps writing through without telling
+            // it, and host 2, still holding its lease through hosts 4 and 5, writes
+            // its older replicas at the takeover after the owner's crash.
+            name: "a degraded volume loses its last peer's connection",
+            cfg: degraded_cfg,
+            script: vec![(9_000, Fault::Crash(3)), (12_500, Fault::Cut(1, 2)), (22_000, Fault::Crash(1))],
+            settle_ms: 32_000,
+        },
+    ]
+}
+
+/// Runs a scenario with `seed`.
+pub fn run_scenario(s: &Scenario, seed: u64) -> Result<Report, Violation> {
+    Sim::scripted(s.cfg.clone(), seed, &s.script, s.settle_ms).run()
+}

@@ -32,8 +32,10 @@
 //!   it could write over newer blocks at a takeover. A peer that re-protection leaves
 //!   out of the new set becomes stale the same way, healthy or not. A stale peer stops
 //!   being one once a majority fenced it, once it left the configuration, once it
-//!   confirmed a VOLUME_CLOSE (asked each tick while it is reachable and not chosen),
-//!   or once it confirmed the VOLUME_OPEN of a new epoch (chosen again).
+//!   confirmed a VOLUME_CLOSE (asked each tick while it is reachable and not chosen, but
+//!   only when the volume is `protected` or has no dirty block: its replicas may be the
+//!   only other copy of blocks still dirty), or once it confirmed the VOLUME_OPEN of a
+//!   new epoch (chosen again).
 //! - **Writes.** No write starts or completes while a peer is stale or the lease is
 //!   missing. `protected` and `reprotecting` replicate (write-back), `degraded` writes
 //!   through, `fenced` fails.
@@ -132,6 +134,8 @@ pub struct Observation {
     /// The peers placement chooses now (0: none), or `None` when fewer than the policy
     /// asks are eligible.
     pub placement: Option<[u32; 2]>,
+    /// The volume has no dirty block.
+    pub clean: bool,
 }
 
 /// A request to peers whose outcome the caller reports with [`Owner::answer`].
@@ -257,6 +261,9 @@ pub struct Owner {
     obs: Observation,
     /// This pass already tried to open a new epoch (at most one try per heartbeat).
     opened_this_pass: bool,
+    /// Counts changes of the peer set: a write sent under one generation and completed
+    /// under another may count an ACK from a peer dropped (and emptied) meanwhile.
+    peer_set_gen: u64,
 }
 
 impl Owner {
@@ -278,6 +285,7 @@ impl Owner {
             phase: Phase::Idle,
             obs: Observation::default(),
             opened_this_pass: false,
+            peer_set_gen: 0,
         })
     }
 
@@ -314,6 +322,14 @@ impl Owner {
     /// Stale peers (host mask).
     pub fn stale(&self) -> u64 {
         self.stale
+    }
+
+    /// The peer set's generation: it changes whenever a peer is dropped or added. A
+    /// replicated write completes as such only if the generation it was sent under is
+    /// still current; otherwise an ACK it counted may come from a peer that was dropped
+    /// and emptied since, and the write must be protected again.
+    pub fn peer_set_gen(&self) -> u64 {
+        self.peer_set_gen
     }
 
     /// Whether a tick is in progress (a [`Step`] awaits its answer).
@@ -399,6 +415,7 @@ impl Owner {
         for i in 0..2 {
             let bit = host_bit(self.peers[i]);
             if bit != 0 && mask & bit != 0 {
+                self.peer_set_gen = self.peer_set_gen.wrapping_add(1);
                 self.stale |= bit;
                 self.peers[i] = 0;
                 self.peer_epochs[i] = 0;
@@ -487,7 +504,10 @@ impl Owner {
                 self.stale &= !bit;
                 continue;
             }
-            if self.peers_mask() & bit == 0 && obs.connected & bit != 0 {
+            // A stale peer may hold the only other copy of blocks still dirty here:
+            // it is emptied only once a new peer set holds them all, or none is left.
+            let safe = self.state == State::Protected || obs.clean;
+            if safe && self.peers_mask() & bit == 0 && obs.connected & bit != 0 {
                 return self.go(Phase::AskedClose(id), Step::Ask(Ask::Close { host: id }));
             }
         }
@@ -551,6 +571,7 @@ impl Owner {
             self.peer_epochs[i] = epoch;
             self.failed[i] = false;
             opened_any = true;
+            self.peer_set_gen = self.peer_set_gen.wrapping_add(1);
         }
         if opened_any {
             self.epoch = epoch;
@@ -621,7 +642,7 @@ mod tests {
     use std::vec::Vec;
 
     fn obs(connected: u64, placement: Option<[u32; 2]>) -> Observation {
-        Observation { lease: true, fenced_by_majority: 0, configured: 0b111, connected, placement }
+        Observation { lease: true, fenced_by_majority: 0, configured: 0b111, connected, placement, clean: false }
     }
 
     /// Runs a pass to the end, answering every step with `reply`.
@@ -740,6 +761,31 @@ mod tests {
         assert_eq!(steps[0], Step::Do(Effect::LostPeers { lost: 0b10 }));
         assert_eq!(o.stale(), 0, "fenced by a majority: it discarded its replicas");
         assert_eq!(o.peers(), [3, 0]);
+    }
+
+    #[test]
+    fn stale_peer_closed_only_when_safe() {
+        let mut o = protected(1, [2, 0]);
+        o.peer_failed(2);
+        // Degraded, dirty blocks, no eligible peer: host 2 may hold their only copy.
+        let steps = run(&mut o, obs(0b110, None), ok);
+        assert!(!steps.iter().any(|s| matches!(s, Step::Ask(Ask::Close { .. }))), "{steps:?}");
+        assert_eq!(o.stale(), 0b10);
+        // Written back: now it may be emptied.
+        let steps = run(&mut o, Observation { clean: true, ..obs(0b110, None) }, ok);
+        assert!(steps.contains(&Step::Ask(Ask::Close { host: 2 })));
+        assert_eq!(o.stale(), 0);
+    }
+
+    #[test]
+    fn peer_set_generation_follows_changes() {
+        let mut o = protected(1, [2, 0]);
+        let g = o.peer_set_gen();
+        run(&mut o, obs(0b110, None), ok);
+        assert_eq!(o.peer_set_gen(), g, "no change");
+        o.peer_failed(2);
+        run(&mut o, obs(0b110, None), ok);
+        assert_ne!(o.peer_set_gen(), g, "a peer dropped");
     }
 
     #[test]
