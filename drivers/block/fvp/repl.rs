@@ -51,6 +51,8 @@ pub(crate) struct Replication {
     has_stale: AtomicBool,
     /// `owner.epoch()`, published likewise.
     pub(crate) epoch: AtomicU64,
+    /// `owner.peer_set_gen()`, published likewise.
+    peer_set_gen: AtomicU64,
     /// `owner.version()`, published after the block's data was copied (the destager
     /// relies on that order, see `destage_snapshot`).
     version: AtomicU64,
@@ -84,6 +86,9 @@ fn new_volume_id() -> u32 {
 /// ticker wakes it every heartbeat, so this only bounds a missed wake-up.
 const WAIT_BOUND_MS: u32 = 1000;
 
+/// Blocks of one write.
+const PROTECT_MAX_BLOCKS: usize = crate::volume::MAX_BLOCKS as usize;
+
 /// Dirty blocks re-sent to new peers per round trip. Heartbeats share the connection:
 /// a PING queued behind a large burst can miss the timeout and cost the lease (seen
 /// with 256 blocks, 1 MiB, on a loaded emulated link), so each burst stays small.
@@ -109,6 +114,7 @@ impl Replication {
                 state: AtomicU32::new(owner.state().abi()),
                 has_stale: AtomicBool::new(false),
                 epoch: AtomicU64::new(0),
+                peer_set_gen: AtomicU64::new(0),
                 version: AtomicU64::new(0),
                 send <- new_mutex!(
                     SendCtx { peers: [None, None], peer_ids: [0, 0], owner, buf },
@@ -146,6 +152,7 @@ impl Replication {
         }
         self.has_stale.store(ctx.owner.stale() != 0, Relaxed);
         self.epoch.store(ctx.owner.epoch(), Relaxed);
+        self.peer_set_gen.store(ctx.owner.peer_set_gen(), Release);
         self.state.store(ctx.owner.state().abi(), Relaxed);
     }
 
@@ -162,6 +169,12 @@ impl Replication {
     /// (the owner rule of section 4 must hold between two ticks too).
     pub(crate) fn may_destage(&self) -> bool {
         !matches!(self.state(), abi::REPL_SUSPENDED | abi::REPL_FENCED) && self.cluster.holds_lease()
+    }
+
+    /// The peer set's generation (`Owner::peer_set_gen`): a write sent under another
+    /// may have counted an ACK from a peer dropped and emptied since.
+    pub(crate) fn peer_set_gen(&self) -> u64 {
+        self.peer_set_gen.load(Acquire)
     }
 
     pub(crate) fn peer_ids(&self) -> [u32; 2] {
@@ -236,14 +249,15 @@ impl Replication {
     /// Sends the blocks `blocks` (copied from the pool by `copy`) to every peer, the
     /// ACKs counted in `op`'s pending references (`retain` takes one per send). Blocks
     /// in `dropped` were written around the pool: their replicas are dropped instead.
-    /// Returns false if a peer could not be sent to (the caller writes through).
+    /// Returns the peer set's generation it was sent under, or `None` if a peer could
+    /// not be sent to (the caller protects the write otherwise).
     pub(crate) fn send_write(
         &self,
         blocks: &[u64],
         dropped: &[u64],
         mut copy: impl FnMut(u64, &mut [u8]) -> bool,
         mut waiter: impl FnMut() -> Waiter,
-    ) -> bool {
+    ) -> Option<u64> {
         let mut ctx = self.send.lock();
         let ctx = &mut *ctx;
         // The connected peers, first (no allocation on the write path).
@@ -255,19 +269,19 @@ impl Replication {
         }
         let peers = &peers[..n];
         if n < self.peers_wanted as usize || peers.iter().flatten().any(|c| c.is_broken()) {
-            return false;
+            return None;
         }
         for &block in blocks {
             if !copy(block, &mut ctx.buf)
                 || !self.send_replica(&mut ctx.owner, peers.iter().flatten(), block, &ctx.buf, &mut waiter)
             {
-                return false;
+                return None;
             }
         }
         if !dropped.is_empty() && !self.send_drops(&mut ctx.owner, peers, dropped, &mut waiter) {
-            return false;
+            return None;
         }
-        true
+        Some(ctx.owner.peer_set_gen())
     }
 
     /// Sends `buf` as `block`'s next version to every peer in `peers`, each ACK counted
@@ -289,11 +303,13 @@ impl Replication {
     }
 
     /// A write some peer never ACKed (connection lost) or refused (`failed`: those
-    /// hosts): waits until its blocks can be made safe again, and makes them so.
-    /// Protected again (re-protection chose a new peer set): the blocks still dirty are
-    /// sent to it, the others were written back and the backing device is flushed.
-    /// Degraded: the volume is written back. False if the volume was taken over or an
-    /// I/O failed. Sleeps.
+    /// hosts), or whose peer set changed before it completed: waits until its blocks can
+    /// be made safe again, and makes them so. Each current peer first gets the newest
+    /// data of the blocks still dirty, and drops what it holds of the ones written back
+    /// meanwhile (no current peer may keep an older replica than the disk will hold).
+    /// Then, with as many peers as the policy asks, the write is protected (a backing
+    /// flush covers the blocks written back); with fewer (degraded) the volume is written
+    /// back. False if the volume was taken over or an I/O failed. Sleeps.
     pub(crate) fn protect_failed_write(&self, volume: &Arc<Volume>, blocks: &[u64], failed: u64) -> bool {
         self.peers_failed(failed);
         if failed != 0 {
@@ -301,40 +317,70 @@ impl Replication {
             self.wait_full_tick();
         }
         loop {
-            match self.wait_writable() {
+            let replicate = match self.wait_writable() {
                 Err(_) => return false,
-                Ok(false) => return volume.flush_sync().is_ok(),
-                Ok(true) => {}
-            }
+                Ok(r) => r,
+            };
             // Waits for memory: giving up here would fail the write with EIO.
             let batch = alloc_retry(BatchWait::new);
             let mut written_back = false;
-            let (healthy, sent) = {
+            let (enough, sent, sent_to, gen) = {
                 let mut ctx = self.send.lock();
                 let ctx = &mut *ctx;
-                let healthy =
-                    ctx.peers.iter().flatten().filter(|c| !c.is_broken()).count() >= self.peers_wanted as usize;
-                let sent = healthy
-                    && blocks.iter().all(|&block| {
+                let gen = ctx.owner.peer_set_gen();
+                let mut peers: [Option<Arc<Conn>>; 2] = [None, None];
+                let mut n = 0;
+                let mut sent_to = 0u64;
+                for c in ctx.peers.iter().flatten().filter(|c| !c.is_broken()) {
+                    sent_to |= placement::host_bit(c.peer_id);
+                    peers[n] = Some(c.clone());
+                    n += 1;
+                }
+                let enough = n >= self.peers_wanted as usize;
+                let mut sent = true;
+                if enough || !replicate {
+                    let mut clean = [0u64; PROTECT_MAX_BLOCKS];
+                    let mut nc = 0;
+                    for &block in blocks {
                         if !volume.copy_cached(block, &mut ctx.buf, true) {
                             written_back = true;
-                            return true;
+                            if let Some(slot) = clean.get_mut(nc) {
+                                *slot = block;
+                                nc += 1;
+                            }
+                            continue;
                         }
-                        self.send_replica(&mut ctx.owner, ctx.peers.iter().flatten(), block, &ctx.buf, &mut || {
+                        if !self.send_replica(&mut ctx.owner, peers.iter().flatten(), block, &ctx.buf, &mut || {
                             batch.waiter()
-                        })
-                    });
-                (healthy, sent)
+                        }) {
+                            sent = false;
+                            break;
+                        }
+                    }
+                    if sent && nc > 0 {
+                        sent = self.send_drops(&mut ctx.owner, &peers[..n], &clean[..nc], &mut || batch.waiter());
+                    }
+                }
+                (enough, sent, sent_to, gen)
             };
-            if !healthy {
+            if replicate && !enough {
                 // The ticker replaces the lost peer within a heartbeat: wait for it.
                 self.wait_next_tick();
                 continue;
             }
-            if sent && batch.wait(self.cluster.timeout_ms()) {
+            if !sent || !batch.wait(self.cluster.timeout_ms()) {
+                // A peer failed or refused: the next pass drops it (stale until fenced
+                // or emptied); try again then.
+                self.peers_failed(sent_to);
+                self.wait_full_tick();
+                continue;
+            }
+            if self.peer_set_gen() != gen {
+                continue;
+            }
+            if replicate {
                 return !written_back || volume.flush_backing().is_ok();
             }
-            // Refused, or the new peer set failed too: write the volume back instead.
             return volume.flush_sync().is_ok();
         }
     }
@@ -455,6 +501,11 @@ impl Replication {
                 volume.fence();
             }
             Effect::LostPeers { lost } => {
+                // Writes wait until the lost peer is fenced or emptied, and a reachable
+                // one is emptied only once nothing is dirty: write back now.
+                if volume.dirty.load(Relaxed) > 0 {
+                    volume.pool.make_urgent();
+                }
                 pr_warn!("volume {}: lost a peer: writing through until re-protected (host mask {:#x})\n", name, lost);
             }
             // Pending DESTAGED notices stay: a new peer drops nothing newer than listed.

@@ -691,6 +691,9 @@ pub(crate) struct IoOp {
     repl_failed: AtomicBool,
     /// Peers that refused a replica for want of the volume's store (host mask).
     refused_by: AtomicU64,
+    /// The replication peer set's generation the write was sent under (`u64::MAX`: not
+    /// a replicated write-back write).
+    repl_gen: AtomicU64,
     /// For a write-back write: the blocks (bit i: the bio's i-th) the pool could not
     /// take, which go to the backing device.
     direct: u64,
@@ -733,6 +736,7 @@ impl IoOp {
             failed: AtomicBool::new(false),
             repl_failed: AtomicBool::new(false),
             refused_by: AtomicU64::new(0),
+            repl_gen: AtomicU64::new(u64::MAX),
             direct,
             settled <- Completion::new(),
             work <- new_work!("fvp::IoOp::work"),
@@ -1039,10 +1043,12 @@ impl IoOp {
                 }
                 self.submit_direct(bio, &spans, direct);
                 let copy = |block: u64, buf: &mut [u8]| volume.copy_cached(block, buf, false);
-                if repl.send_write(&absorbed[..na], &direct_blocks[..nd], copy, || self.waiter()) {
-                    repl.replicated_writes.fetch_add(na as u64, Relaxed);
-                } else {
-                    self.repl_failed.store(true, Relaxed);
+                match repl.send_write(&absorbed[..na], &direct_blocks[..nd], copy, || self.waiter()) {
+                    Some(gen) => {
+                        self.repl_gen.store(gen, Relaxed);
+                        repl.replicated_writes.fetch_add(na as u64, Relaxed);
+                    }
+                    None => self.repl_failed.store(true, Relaxed),
                 }
             }
             Ok(_) => {
@@ -1108,6 +1114,11 @@ impl WorkItem for IoOp {
             if volume.flush_sync().is_err() {
                 this.failed.store(true, Relaxed);
             }
+        }
+        let gen = this.repl_gen.load(Relaxed);
+        if gen != u64::MAX && volume.repl.as_ref().is_some_and(|r| r.peer_set_gen() != gen) {
+            // A peer it counted was dropped (and may have been emptied) since the send.
+            this.repl_failed.store(true, Relaxed);
         }
         if this.repl_failed.load(Relaxed) && !this.failed.load(Relaxed) {
             // Fewer replicas than the policy demands: the write completes only once a
