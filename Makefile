@@ -2,6 +2,7 @@
 #
 # fvp top-level Makefile (Kbuild reads ./Kbuild instead when building the module).
 #
+#   make soak     the replication simulator over many more seeds (tests/sim; make test runs 600)
 #   make check    host-side gates and tests for the inner loop, under 5 minutes: rustfmt,
 #                 no unsafe in driver modules, clippy -D warnings, cargo test (scripts/check.sh)
 #   make test     install what is missing, build everything, run every test
@@ -27,7 +28,7 @@ else
 kdir = $(KDIR)
 endif
 
-.PHONY: all bootstrap kernel module fvpctl host-test check test demo bench bench-replication clean
+.PHONY: all bootstrap kernel module fvpctl host-test check test soak demo bench bench-replication clean
 
 all: module fvpctl
 
@@ -51,6 +52,12 @@ check:
 
 test: bootstrap
 	scripts/run-tests.sh
+
+# SEEDS per policy (peers=1 and peers=2), then the scripted scenarios.
+SEEDS ?= 20000
+soak:
+	cargo run --release --locked -p fvp-sim --example soak -- --seeds $(SEEDS) --from 1000
+	cargo run --release --locked -p fvp-sim --example soak -- --scenarios --seeds 200
 
 demo: bootstrap
 	scripts/demo.sh

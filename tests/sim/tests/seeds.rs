@@ -23,10 +23,10 @@ fn seeds(peers: u32, from: u64, count: u64) {
 
 #[test]
 fn peers_1() {
-    seeds(1, 1, 40);
+    seeds(1, 1, 300);
 }
 
 #[test]
 fn peers_2() {
-    seeds(2, 1, 40);
+    seeds(2, 1, 300);
 }
