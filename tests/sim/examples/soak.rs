@@ -48,6 +48,9 @@ fn main() {
         if let Some(e) = get("--events") {
             cfg.events = e;
         }
+        if let Some(ms) = get("--disk-slow-ms") {
+            cfg.disk_slow_max = ms * fvp_sim::MS;
+        }
         // Shows what the peer rule prevents (docs/replication.md, "Untrusted stores").
         cfg.untrust_on_lease_loss = !args.iter().any(|a| a == "--without-untrust");
         let t = Instant::now();

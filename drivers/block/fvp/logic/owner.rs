@@ -41,7 +41,8 @@
 //!   through, `fenced` fails.
 //! - **Re-protection.** With fewer healthy peers than the policy asks, the volume is
 //!   `degraded`; each tick placement's choice is opened as a new epoch (VOLUME_OPEN,
-//!   which empties the peers' stores), then every dirty block is re-sent
+//!   which empties the peers' stores: a stale host only once the volume is clean; a
+//!   current healthy peer chosen again is kept as it is), then every dirty block is re-sent
 //!   (`reprotecting`), then the volume is `protected`. A failure on the way makes the
 //!   chosen peers stale and the volume `degraded` again.
 //! - **Destage notices** go out on ticks that find the volume `protected` and healthy.
@@ -537,6 +538,11 @@ impl Owner {
             if obs.connected & host_bit(id) == 0 || obs.fenced_by_majority & host_bit(id) != 0 {
                 return self.idle();
             }
+            // VOLUME_OPEN of a new epoch empties a stale host's store, which may hold
+            // the only other copy of blocks still dirty: only once none is left.
+            if self.stale & host_bit(id) != 0 && !obs.clean {
+                return self.idle();
+            }
         }
         self.opened_this_pass = true;
         // Current healthy peers chosen again keep their store; only the others are opened.
@@ -764,6 +770,18 @@ mod tests {
     }
 
     #[test]
+    fn stale_host_reopened_only_when_clean() {
+        let mut o = protected(1, [2, 0]);
+        o.peer_failed(2);
+        let steps = run(&mut o, obs(0b110, Some([2, 0])), ok);
+        assert!(!steps.iter().any(|s| matches!(s, Step::Ask(Ask::Open { .. }))), "{steps:?}");
+        assert_eq!((o.state(), o.stale()), (State::Degraded, 0b10));
+        let steps = run(&mut o, Observation { clean: true, ..obs(0b110, Some([2, 0])) }, ok);
+        assert!(steps.iter().any(|s| matches!(s, Step::Ask(Ask::Close { host: 2 }))), "{steps:?}");
+        assert_eq!((o.state(), o.stale(), o.epoch()), (State::Protected, 0, 2));
+    }
+
+    #[test]
     fn stale_peer_closed_only_when_safe() {
         let mut o = protected(1, [2, 0]);
         o.peer_failed(2);
@@ -872,7 +890,7 @@ mod tests {
         });
         assert_eq!((o.state(), o.stale(), o.peers()), (State::Degraded, 0b10, [0, 0]));
         // One try per heartbeat, even if every step keeps failing.
-        let steps = run(&mut o, obs(0b110, Some([2, 0])), |s| match s {
+        let steps = run(&mut o, Observation { clean: true, ..obs(0b110, Some([2, 0])) }, |s| match s {
             Step::Ask(Ask::Resend) => Answer::Resent(Resent::Failed),
             s => ok(s),
         });
