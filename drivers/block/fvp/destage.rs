@@ -127,9 +127,10 @@ struct Entry {
 pub(crate) struct Scratch {
     /// The batch's blocks (capacity [`BATCH`]).
     entries: KVec<Entry>,
-    /// Each run of entries `(first, last)` and whether its bio was submitted; run `i`
-    /// waits on `waiters[i]` (capacity [`BATCH`]).
-    runs: KVec<(usize, usize, bool)>,
+    /// Each run of entries `(first, last)`, whether its bio was submitted, and whether
+    /// it was held back (a replicated volume's lease ended); run `i` waits on
+    /// `waiters[i]` (capacity [`BATCH`]).
+    runs: KVec<(usize, usize, bool, bool)>,
     /// Per volume of the pool: whether its blocks may be written back now (a replicated
     /// volume needs the lease), and its replication version snapshot. Capacity: the
     /// pool's volume table.
@@ -317,19 +318,24 @@ fn batch_in(pool: &Arc<Pool>, scratch: &mut Scratch, only: Option<u16>, pass: &m
         }
         // At most BATCH runs: one waiter each, and room in `runs`.
         let Some(waiter) = waiters.get(runs.len()) else { break };
-        let submitted = submit_run(pool, &mut entries[i..=j], waiter);
-        let _ = runs.push((i, j, submitted), GFP_NOWAIT);
+        // The lease is checked again at each submission, not only before the batch:
+        // the batch may have waited long (docs/replication.md, "Stalls and fencing").
+        let held = entries[i].volume.repl.as_ref().is_some_and(|r| !r.may_destage());
+        let submitted = !held && submit_run(pool, &mut entries[i..=j], waiter);
+        let _ = runs.push((i, j, submitted, held), GFP_NOWAIT);
         i = j + 1;
     }
     let mut ok_mask = [false; BATCH];
-    for (r, &(a, b, submitted)) in runs.iter().enumerate() {
+    let mut held_mask = [false; BATCH];
+    for (r, &(a, b, submitted, held)) in runs.iter().enumerate() {
         let ok = submitted && waiters.get(r).is_some_and(|w| w.wait());
         for k in a..=b {
             ok_mask[k] = ok;
+            held_mask[k] = held;
         }
     }
-    let mut o = finish(pool, entries, |k| ok_mask[k]);
-    o.skipped = skipped;
+    let mut o = finish(pool, entries, |k| ok_mask[k], |k| held_mask[k]);
+    o.skipped += skipped;
     o
 }
 
@@ -355,9 +361,10 @@ fn submit_run(pool: &Arc<Pool>, run: &mut [Entry], waiter: &Arc<Waiter>) -> bool
 
 /// Ends the destage of every entry (sorted by key); counts what became clean and what
 /// failed, and records each volume's failures.
-fn finish(pool: &Arc<Pool>, entries: &[Entry], ok: impl Fn(usize) -> bool) -> Outcome {
+fn finish(pool: &Arc<Pool>, entries: &[Entry], ok: impl Fn(usize) -> bool, held: impl Fn(usize) -> bool) -> Outcome {
     let mut cleaned = 0;
     let mut failed = 0;
+    let mut not_written = 0;
     // Per volume (entries are sorted, so a volume's entries are adjacent): how many of
     // its writes succeeded and failed, told to it once per run of its entries.
     let mut run: Option<(&Arc<Volume>, usize, usize)> = None;
@@ -368,6 +375,13 @@ fn finish(pool: &Arc<Pool>, entries: &[Entry], ok: impl Fn(usize) -> bool) -> Ou
     };
     for (k, e) in entries.iter().enumerate() {
         let success = ok(k);
+        if held(k) {
+            // Not written (the lease ended): stays dirty, and is no device failure.
+            let mut shard = pool.shard(e.shard).lock();
+            shard.cache.end_destage(e.slot, e.gen, false);
+            not_written += 1;
+            continue;
+        }
         if run.is_none_or(|(v, _, _)| !Arc::ptr_eq(v, &e.volume)) {
             account(run.take());
             run = Some((&e.volume, 0, 0));
@@ -397,7 +411,7 @@ fn finish(pool: &Arc<Pool>, entries: &[Entry], ok: impl Fn(usize) -> bool) -> Ou
         }
     }
     account(run);
-    Outcome { cleaned, failed, skipped: 0 }
+    Outcome { cleaned, failed, skipped: not_written }
 }
 
 /// One pass over the pool writing back `volume`'s dirty blocks. No other destage runs

@@ -1001,18 +1001,28 @@ impl IoOp {
         let Some(repl) = volume.repl.as_ref() else { return };
         let (rel_sector, size) = self.range;
         let spans = Spans::new(volume.id, rel_sector, size);
-        let mut writable = repl.wait_writable();
-        // Write-through (degraded), discards and write-zeroes: peers first drop what
-        // they hold of the range, so a takeover cannot replay it. Done before the
-        // ordering locks below: it may wait for a silent peer to be fenced.
-        let through = match writable {
-            Ok(true) => self.kind != OpKind::Write,
-            Ok(false) => true,
-            Err(_) => false,
+        let writable = loop {
+            let writable = repl.wait_writable();
+            // Write-through (degraded), discards and write-zeroes: peers first drop what
+            // they hold of the range, so a takeover cannot replay it. Done before the
+            // ordering locks below: it may wait for a silent peer to be fenced.
+            let through = match writable {
+                Ok(true) => self.kind != OpKind::Write,
+                Ok(false) => true,
+                Err(_) => false,
+            };
+            if !through {
+                break writable;
+            }
+            if repl.drop_range_at_peers(spans.first_block, u64::from(spans.count)).is_err() {
+                break Err(EIO);
+            }
+            // The drop may have waited: the lease is checked again before the write
+            // goes out (docs/replication.md, "Stalls and fencing").
+            if repl.cluster.holds_lease() {
+                break writable;
+            }
         };
-        if through && repl.drop_range_at_peers(spans.first_block, u64::from(spans.count)).is_err() {
-            writable = Err(EIO);
-        }
         // Writes that go to the backing device around the pool wait for write-backs of
         // their blocks (see `start_ordered`). A write-back write sends only the blocks
         // the pool refuses, which conflict only through an orphan (rare: a partial

@@ -97,9 +97,6 @@ fn backing_io_time_bound() {
     let mut within = Config::new(1);
     within.disk_slow_max = 1500 * fvp_sim::MS;
     for seed in 1..=100 {
-        if seed == 1484 {
-            continue;
-        }
         if let Err(v) = run_seed(&within, seed) {
             panic!("within the bound, seed {seed}: {}\n{}", v.what, v.trace);
         }
