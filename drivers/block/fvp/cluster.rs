@@ -8,8 +8,10 @@
 //!   connection, which runs the server handshake then serves requests;
 //! - one outbound thread per other host, connecting, running the client handshake,
 //!   sending PINGs and reading PONGs and ACKs;
-//! - one ticker, which every heartbeat updates fences, and reconciles the replicated
-//!   volumes and the replicas held for others with what membership says.
+//! - one ticker, which every heartbeat updates fences and leases, watches the lease for
+//!   the replica stores' trust, and runs each replicated volume's owner state machine;
+//! - one recoverer, which every heartbeat takes over the volumes of owners a majority
+//!   fenced (a long recovery no longer delays heartbeats and DESTAGED notices).
 #![forbid(unsafe_code)]
 
 use crate::conn::{Conn, Polled, Reader, RxError};
@@ -113,6 +115,10 @@ pub(crate) struct Cluster {
     listener: Mutex<Option<(Arc<TcpSocket>, Thread)>>,
     #[pin]
     ticker: Mutex<Option<Thread>>,
+    /// Takeovers run in their own thread: a recovery writing a large store must not
+    /// hold back the ticker's heartbeats, fences and DESTAGED notices.
+    #[pin]
+    recoverer: Mutex<Option<Thread>>,
     #[pin]
     inbound: Mutex<KVec<Arc<Inbound>>>,
     /// This host's replicated volumes.
@@ -152,6 +158,7 @@ impl Cluster {
             members <- new_mutex!(None, "fvp::Cluster::members"),
             listener <- new_mutex!(None, "fvp::Cluster::listener"),
             ticker <- new_mutex!(None, "fvp::Cluster::ticker"),
+            recoverer <- new_mutex!(None, "fvp::Cluster::recoverer"),
             inbound <- new_mutex!(KVec::new(), "fvp::Cluster::inbound"),
             volumes <- new_mutex!(KVec::new(), "fvp::Cluster::volumes"),
             replicas <- ReplicaStore::new(),
@@ -559,6 +566,15 @@ impl Cluster {
         let c = self.clone();
         let t = Thread::start(c"fvp-tick", move |stop| c.tick_loop(stop))?;
         *self.ticker.lock() = Some(t);
+        let c = self.clone();
+        let t = Thread::start(c"fvp-recover", move |stop| {
+            while !stop.should_stop() {
+                let Some(s) = c.settings() else { return };
+                c.recover_lost_owners();
+                stop.nap(s.cfg.heartbeat_ms);
+            }
+        })?;
+        *self.recoverer.lock() = Some(t);
         Ok(())
     }
 
@@ -566,6 +582,8 @@ impl Cluster {
     pub(crate) fn stop(&self) {
         let ticker = self.ticker.lock().take();
         drop(ticker);
+        let recoverer = self.recoverer.lock().take();
+        drop(recoverer);
         let listener = self.listener.lock().take();
         if let Some((sock, mut t)) = listener {
             sock.shutdown();
@@ -1024,13 +1042,16 @@ impl Cluster {
                     r.reconcile(v);
                 }
             }
-            self.recover_lost_owners();
             stop.nap(s.cfg.heartbeat_ms);
         }
     }
 
     /// Takes over the volumes of owners that a majority fenced (section 4).
     fn recover_lost_owners(self: &Arc<Self>) {
+        // The ticker watches the lease too; looking here as well means no takeover
+        // decision is taken on a store a lease gap since the last tick should untrust.
+        let since = self.members.lock().as_ref().and_then(|m| m.lease_held_since());
+        self.replicas.observe_lease(since);
         let owners = self.replicas.owners();
         // Owners told that this host took their volume over: they write nothing more.
         let yielded = self.replicas.yielded_owners();
