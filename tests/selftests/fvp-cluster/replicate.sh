@@ -24,6 +24,9 @@ verify_on_disk() {
 # owner_case NAME TABLE_OPTS EXPECTED_PEERS SIZE: node 1's half of one case; fio writes
 # SIZE through the volume (a replicated write costs tens of milliseconds in these
 # guests: 4 MiB once, 1 MiB for the placement cases).
+# `resolve` answers only a volume suspended with an unreachable peer: EINVAL, unchanged.
+resolve_refused() { ! dmsetup message "$1" 0 resolve keep 2>/dev/null && test "$(volume_state "$1")" = protected; }
+
 owner_case() {
   name=$1 opts=$2 want=$3 size=$4
   if ! fvp_dm_create "$name" "0 $sectors fvp $(fvp_devno "$disk") cp write-back $opts"; then
@@ -46,6 +49,8 @@ owner_case() {
   fi
   ktap_info "status: $(dmsetup status "$name")"
   ktap_check "$name: no write completed with fewer replicas (still protected)" test "$(volume_state "$name")" = protected
+  # Only a volume suspended with an unreachable peer waits for the operator's answer.
+  ktap_check "$name: 'resolve keep' refused on a volume not waiting for it" resolve_refused "$name"
   barrier "$name-written"
   ktap_check "$name: remove (drains, closes the replicas)" dmsetup remove "$name"
   ktap_check "$name: data verified on the shared disk itself" verify_on_disk "$name" "$size"
@@ -142,7 +147,7 @@ apply_in_place() {
     test "${up% *}" = "3 3" -a "$restarts" = 0 -a "${changes#*],}" = "[]]"
 }
 
-if [ "$FVP_NODE" = 1 ]; then ktap_plan 31; else ktap_plan 13; fi
+if [ "$FVP_NODE" = 1 ]; then ktap_plan 35; else ktap_plan 13; fi
 cluster_wait_up 3 120 || ktap_info "not all hosts up before the test"
 # peers=1 is covered by the domain cases below.
 for case in "rb2 peers=2 2,3"; do
