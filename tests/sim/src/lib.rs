@@ -74,7 +74,7 @@ impl Rng {
     }
 
     /// The next 64 random bits.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -84,12 +84,12 @@ impl Rng {
 
     /// Uniform in `lo..=hi`.
     pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
+        lo + self.next_u64() % (hi - lo + 1)
     }
 
     /// True with probability `p` in thousandths.
     pub fn chance(&mut self, per_mille: u64) -> bool {
-        self.next() % 1000 < per_mille
+        self.next_u64() % 1000 < per_mille
     }
 }
 
@@ -461,7 +461,7 @@ impl Sim {
             report: Report::default(),
             cfg,
         };
-        let vid = sim.rng.next() as u32 | 1;
+        let vid = sim.rng.next_u64() as u32 | 1;
         sim.hosts[OWNER].vol = Some(new_vol(sim.cfg.peers, vid));
         for h in 0..n {
             let t = sim.rng.range(0, HEARTBEAT);
@@ -920,10 +920,9 @@ impl Sim {
     fn sync_slots(&mut self, opened: [(u32, u64); 2]) {
         let v = self.vol();
         let ids = v.m.peers();
-        for i in 0..2 {
-            if v.slots[i].0 != ids[i] {
-                v.slots[i] =
-                    opened.iter().copied().find(|o| o.0 == ids[i] && ids[i] != 0).unwrap_or((ids[i], u64::MAX));
+        for (slot, &id) in v.slots.iter_mut().zip(ids.iter()) {
+            if slot.0 != id {
+                *slot = opened.iter().copied().find(|o| o.0 == id && id != 0).unwrap_or((id, u64::MAX));
             }
         }
     }
@@ -1313,10 +1312,8 @@ impl Sim {
                 (_, Writable::Wait) => {}
                 (Stage::DropFailed, _) => self.send_drop(w.wid)?,
                 (Stage::Ordered, _) => self.submit_through(w.wid)?,
-                (Stage::UntilOnDisk, _) => {
-                    if self.disk.get(&w.block).is_some_and(|&d| d >= w.wid) {
-                        self.complete(w.wid)?;
-                    }
+                (Stage::UntilOnDisk, _) if self.disk.get(&w.block).is_some_and(|&d| d >= w.wid) => {
+                    self.complete(w.wid)?;
                 }
                 (Stage::Protect, mode) => {
                     let replicate = mode == Writable::Replicate;
@@ -1750,7 +1747,7 @@ impl Sim {
         host.self_fenced = false;
         host.store_cap = usize::MAX;
         if h == OWNER {
-            let vid = self.rng.next() as u32 | 1;
+            let vid = self.rng.next_u64() as u32 | 1;
             self.hosts[h].vol = Some(new_vol(self.cfg.peers, vid));
         }
         self.log(format!("host {} restarts", h + 1));

@@ -102,7 +102,7 @@ impl LeaseWatch {
 /// blocks of `block_size` bytes, or `None` if the block does not fit on the device (or
 /// the arithmetic overflows): such a block is never written.
 pub fn block_sector(block: u64, block_size: u32, device_sectors: u64) -> Option<u64> {
-    if block_size < 512 || block_size % 512 != 0 {
+    if block_size < 512 || !block_size.is_multiple_of(512) {
         return None;
     }
     let per_block = u64::from(block_size / 512);
