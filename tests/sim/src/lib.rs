@@ -1874,17 +1874,18 @@ pub fn scenarios() -> Vec<Scenario> {
     vec![
         Scenario {
             // The owner starts cut from its preferred peer P, so Q holds its replicas.
-            // P comes back; a VM stall costs the owner its lease (its connections
-            // survive); when it returns placement prefers P. Q, still healthy and
-            // holding older replicas, must be made stale and emptied before a write
-            // completes; otherwise it writes them over newer blocks at the takeover
-            // after the owner's crash.
+            // P comes back; a 2 s VM stall costs the owner its lease but not its
+            // connections, and is too short for a takeover; when the lease returns
+            // placement prefers P. Q, still healthy and holding older replicas, must be
+            // made stale and emptied before a write completes; otherwise it writes them
+            // over newer blocks at the takeover after the owner's crash (with that rule
+            // removed, all of 50 seeds fail).
             name: "re-placement leaves a healthy peer out",
             cfg: Config::new(1),
             script: vec![
                 (0, Fault::Cut(1, p)),
                 (10_000, Fault::Heal(1, p)),
-                (16_000, Fault::Pause(1, 3000)),
+                (16_000, Fault::Pause(1, 2000)),
                 (30_000, Fault::Crash(1)),
             ],
             settle_ms: 40_000,
