@@ -1175,17 +1175,29 @@ impl Sim {
         Ok(())
     }
 
+    /// A write-through's drop: the current peers drop what they hold of its block.
     fn send_drop(&mut self, wid: u64) -> Result<(), Violation> {
+        self.drop_at_peers(wid, Purpose::Drop(wid), Stage::Dropping)
+    }
+
+    /// Degraded, a failed write's block already written back: the remaining peers drop
+    /// what they hold of it before the write completes.
+    fn protect_drop(&mut self, wid: u64) -> Result<(), Violation> {
+        self.drop_at_peers(wid, Purpose::Protect(wid), Stage::ProtectingThrough)
+    }
+
+    /// DROP_RANGE of write `wid`'s block (fresh version) to every current peer; the
+    /// write waits in `stage` for the ACKs.
+    fn drop_at_peers(&mut self, wid: u64, purpose: Purpose, stage: Stage) -> Result<(), Violation> {
         let v = self.vol();
         let version = v.m.next_version();
-        let vid = v.vid;
-        let slots = v.slots;
+        let (vid, slots) = (v.vid, v.slots);
         let block = v.writes.iter().find(|w| w.wid == wid).expect("write").block;
         let mut sent = 0;
         let mut failed = false;
         for (id, _) in slots.iter().filter(|s| s.0 != 0) {
             let req = Req::DropRange { vid, first: block, count: 1, version };
-            if self.request(OWNER, *id as usize - 1, req, Purpose::Drop(wid)) {
+            if self.request(OWNER, *id as usize - 1, req, purpose) {
                 sent += 1;
             } else {
                 // The kernel sends only to connected peers: a broken slot is lost at
@@ -1195,35 +1207,7 @@ impl Sim {
             }
         }
         let w = self.vol().writes.iter_mut().find(|w| w.wid == wid).expect("write");
-        w.outstanding = sent;
-        w.failed = failed;
-        w.stage = Stage::Dropping;
-        if sent == 0 {
-            self.write_settled(wid)?;
-        }
-        Ok(())
-    }
-
-    /// Degraded, a failed write's block already written back: the remaining peers drop
-    /// what they hold of it before the write completes.
-    fn protect_drop(&mut self, wid: u64) -> Result<(), Violation> {
-        let v = self.vol();
-        let version = v.m.next_version();
-        let (vid, slots) = (v.vid, v.slots);
-        let block = v.writes.iter().find(|w| w.wid == wid).expect("write").block;
-        let mut sent = 0;
-        let mut failed = false;
-        for (id, _) in slots.iter().filter(|s| s.0 != 0) {
-            let req = Req::DropRange { vid, first: block, count: 1, version };
-            if self.request(OWNER, *id as usize - 1, req, Purpose::Protect(wid)) {
-                sent += 1;
-            } else {
-                self.vol().m.peer_failed(*id);
-                failed = true;
-            }
-        }
-        let w = self.vol().writes.iter_mut().find(|w| w.wid == wid).expect("write");
-        w.stage = Stage::ProtectingThrough;
+        w.stage = stage;
         w.outstanding = sent;
         w.failed = failed;
         if sent == 0 {
