@@ -435,15 +435,19 @@ impl Cluster {
         rule: DomainRule,
     ) -> Option<owner::Observation> {
         let local = self.settings()?.cfg.local_id;
-        let (configured, fenced_by_majority) = {
+        let (configured, fenced_by_majority, fence_settled) = {
             let m = self.members.lock();
             let m = m.as_ref()?;
             let now = now_ns();
             let configured = m.configured();
-            let fenced = (1..=64u32)
-                .filter(|&id| configured & placement::host_bit(id) != 0 && m.majority_fences(id, now))
-                .fold(0u64, |acc, id| acc | placement::host_bit(id));
-            (configured, fenced)
+            let mask = |f: &dyn Fn(u32) -> bool| {
+                (1..=64u32)
+                    .filter(|&id| configured & placement::host_bit(id) != 0 && f(id))
+                    .fold(0u64, |acc, id| acc | placement::host_bit(id))
+            };
+            let fenced = mask(&|id| m.majority_fences(id, now));
+            let settled = mask(&|id| m.takeover_ready(id, now));
+            (configured, fenced, settled)
         };
         let connected = {
             let links = self.links.lock();
@@ -468,7 +472,15 @@ impl Cluster {
         };
         let lease = self.holds_lease();
         // `clean` is the volume's to fill in.
-        Some(owner::Observation { lease, fenced_by_majority, configured, connected, placement, clean: false })
+        Some(owner::Observation {
+            lease,
+            fenced_by_majority,
+            fence_settled,
+            configured,
+            connected,
+            placement,
+            clean: false,
+        })
     }
 
     /// Checked before every batch of recovery writes, not only the first: the lease or

@@ -268,6 +268,8 @@ struct PWrite {
     through: bool,
     /// Peers whose ACK confirmed they stored it (host mask).
     holders: u64,
+    /// Each confirming peer's incarnation at its confirmation.
+    holder_inc: [u64; MAX_HOSTS],
     /// The owner's peer-set generation when it was (re-)sent.
     gen: u64,
 }
@@ -821,12 +823,16 @@ impl Sim {
         let now = self.now;
         let configured = host.mem.configured();
         let mut fenced_by_majority = 0;
+        let mut fence_settled = 0;
         let mut connected = 0;
         let mut entries = vec![];
         for y in 0..self.cfg.hosts {
             let id = y as u32 + 1;
             if host.mem.majority_fences(id, now) {
                 fenced_by_majority |= host_bit(id);
+            }
+            if host.mem.takeover_ready(id, now) {
+                fence_settled |= host_bit(id);
             }
             let conn = self.connected(h, y);
             if conn {
@@ -848,6 +854,7 @@ impl Sim {
         Observation {
             lease: host.mem.holds_lease_for(now, host.mem.takeover_wait_ns()),
             fenced_by_majority,
+            fence_settled,
             configured,
             connected,
             placement,
@@ -1091,9 +1098,11 @@ impl Sim {
                     // did not take a block that must not stay older there.
                     self.vol().m.peer_failed(y as u32 + 1);
                 }
+                let incarnation = self.hosts[y].incarnation;
                 let Some(w) = self.vol().writes.iter_mut().find(|w| w.wid == wid) else { return Ok(()) };
                 if ok && !matches!(purpose, Purpose::Drop(_)) {
                     w.holders |= host_bit(y as u32 + 1);
+                    w.holder_inc[y] = incarnation;
                 }
                 w.outstanding = w.outstanding.saturating_sub(1);
                 w.failed |= !ok;
@@ -1130,6 +1139,7 @@ impl Sim {
                     failed: false,
                     through: false,
                     holders: 0,
+                    holder_inc: [0; MAX_HOSTS],
                     gen: 0,
                 });
                 let ok_slots = (0..2).filter(|&i| self.slot_ok(i)).count();
@@ -1166,6 +1176,7 @@ impl Sim {
                     failed: false,
                     through: true,
                     holders: 0,
+                    holder_inc: [0; MAX_HOSTS],
                     gen: 0,
                 });
                 self.log(format!("write {wid} block {block}: write-through"));
@@ -1355,8 +1366,9 @@ impl Sim {
         }
         let w = self.vol().writes.remove(i);
         let on_disk = self.disk.get(&w.block).is_some_and(|&d| d >= wid);
-        // Peers that confirmed storing it and still hold it (or crashed since: the owner
-        // cannot know yet; P1 covers what crashes do to acknowledged writes).
+        // Peers that confirmed storing it and still hold it (or crashed since, restarted
+        // or not: the owner cannot know yet; P1 covers what crashes do to acknowledged
+        // writes).
         let holders = self
             .hosts
             .iter()
@@ -1364,6 +1376,7 @@ impl Sim {
             .filter(|(h, host)| {
                 w.holders & host_bit(*h as u32 + 1) != 0
                     && (!host.alive
+                        || host.incarnation != w.holder_inc[*h]
                         || host
                             .stores
                             .iter()

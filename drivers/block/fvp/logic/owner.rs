@@ -31,7 +31,8 @@
 //!   dropped from the peer set and becomes *stale*: it may be alive with older replicas
 //!   it could write over newer blocks at a takeover. A peer that re-protection leaves
 //!   out of the new set becomes stale the same way, healthy or not. A stale peer stops
-//!   being one once a majority fenced it, once it left the configuration, once it
+//!   being one once a majority fenced it for the takeover wait (a fence seen at one
+//!   instant may combine views of different times), once it left the configuration, once it
 //!   confirmed a VOLUME_CLOSE (asked each tick while it is reachable and not chosen, but
 //!   only when the volume is `protected` or has no dirty block: its replicas may be the
 //!   only other copy of blocks still dirty), or once it confirmed the VOLUME_OPEN of a
@@ -126,8 +127,13 @@ pub fn writable(state: State, has_stale: bool, lease: bool) -> Writable {
 pub struct Observation {
     /// This host holds its lease.
     pub lease: bool,
-    /// Hosts a majority fenced, as this host sees it (bit `h-1` for host `h`).
+    /// Hosts a majority fenced, as this host sees it now (bit `h-1` for host `h`).
     pub fenced_by_majority: u64,
+    /// Hosts a majority has fenced without interruption for the takeover wait
+    /// (`Membership::takeover_ready`). A majority seen at one instant may combine a
+    /// fence already lifted with a fresh one, while the host kept its lease throughout;
+    /// one that lasted the takeover wait means every fencer's grant has expired.
+    pub fence_settled: u64,
     /// Hosts in the cluster's configuration.
     pub configured: u64,
     /// Hosts this host has a working connection to.
@@ -501,7 +507,7 @@ impl Owner {
             if self.stale & bit == 0 {
                 continue;
             }
-            if obs.fenced_by_majority & bit != 0 || obs.configured & bit == 0 {
+            if obs.fence_settled & bit != 0 || obs.configured & bit == 0 {
                 self.stale &= !bit;
                 continue;
             }
@@ -648,7 +654,15 @@ mod tests {
     use std::vec::Vec;
 
     fn obs(connected: u64, placement: Option<[u32; 2]>) -> Observation {
-        Observation { lease: true, fenced_by_majority: 0, configured: 0b111, connected, placement, clean: false }
+        Observation {
+            lease: true,
+            fenced_by_majority: 0,
+            fence_settled: 0,
+            configured: 0b111,
+            connected,
+            placement,
+            clean: false,
+        }
     }
 
     /// Runs a pass to the end, answering every step with `reply`.
@@ -765,7 +779,10 @@ mod tests {
         let ob = Observation { fenced_by_majority: 0b10, ..obs(0b110, Some([3, 0])) };
         let steps = run(&mut o, ob, ok);
         assert_eq!(steps[0], Step::Do(Effect::LostPeers { lost: 0b10 }));
-        assert_eq!(o.stale(), 0, "fenced by a majority: it discarded its replicas");
+        assert_eq!(o.stale(), 0b10, "stale until the fence has lasted the takeover wait");
+        let ob = Observation { fence_settled: 0b10, ..ob };
+        run(&mut o, ob, ok);
+        assert_eq!(o.stale(), 0, "fenced that long: it has no lease, its stores are untrusted");
         assert_eq!(o.peers(), [3, 0]);
     }
 
