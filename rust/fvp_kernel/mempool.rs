@@ -186,6 +186,75 @@ impl<T> Drop for PoolArc<T> {
     }
 }
 
+/// A value told once, with an argument, through a reference whose type a [`Notifier`]
+/// erased.
+pub trait Notify<A>: Send + Sync + Sized {
+    /// Called once for the reference a [`Notifier`] holds, which it consumes.
+    fn notify(this: PoolArc<Self>, arg: A);
+}
+
+/// A [`PoolArc`] of some `T: Notify<A>` with its type erased, in the manner of Binder's
+/// `DArc<dyn DeliverToRead>`: a layer that must not know `T` (the network, holding a
+/// write until its peer's ACK) can only notify it once, or drop it.
+///
+/// # Invariants
+///
+/// `ptr` came from [`PoolArc::into_raw`] of a `PoolArc<T>` whose reference this value
+/// owns, and `notify_fn`/`drop_fn` are [`notify_raw::<T, A>`]/[`drop_raw::<T>`] for that
+/// same `T`.
+pub struct Notifier<A> {
+    ptr: *const (),
+    notify_fn: unsafe fn(*const (), A),
+    drop_fn: unsafe fn(*const ()),
+}
+
+// SAFETY: the erased `T` is `Send + Sync` (`Notify`'s bound), so its reference may move
+// to and be used from any thread, as a `PoolArc<T>` may.
+unsafe impl<A> Send for Notifier<A> {}
+// SAFETY: a shared `Notifier` gives no access to `T` at all.
+unsafe impl<A> Sync for Notifier<A> {}
+
+/// # Safety
+///
+/// `ptr` came from `PoolArc::<T>::into_raw` and its reference is taken back only here.
+unsafe fn notify_raw<T: Notify<A>, A>(ptr: *const (), arg: A) {
+    // SAFETY: by the contract.
+    let this = unsafe { PoolArc::<T>::from_raw(ptr.cast()) };
+    T::notify(this, arg);
+}
+
+/// # Safety
+///
+/// As for [`notify_raw`].
+unsafe fn drop_raw<T>(ptr: *const ()) {
+    // SAFETY: by the contract.
+    drop(unsafe { PoolArc::<T>::from_raw(ptr.cast()) });
+}
+
+impl<A> Notifier<A> {
+    /// Erases the type of `this`.
+    pub fn new<T: Notify<A>>(this: PoolArc<T>) -> Self {
+        // INVARIANT: the reference `into_raw` gives up is this value's, and the two
+        // functions are instantiated for its `T`.
+        Self { ptr: this.into_raw().cast(), notify_fn: notify_raw::<T, A>, drop_fn: drop_raw::<T> }
+    }
+
+    /// Tells the value `arg`, giving up the reference.
+    pub fn notify(self, arg: A) {
+        let this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: `ptr` and `notify_fn` match (invariant), and `this` is never dropped,
+        // so the reference is taken back only once.
+        unsafe { (this.notify_fn)(this.ptr, arg) }
+    }
+}
+
+impl<A> Drop for Notifier<A> {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` and `drop_fn` match (invariant); `notify` does not drop.
+        unsafe { (self.drop_fn)(self.ptr) }
+    }
+}
+
 // SAFETY: `__enqueue` below passes a `work_struct` inside a `Work<T, ID>` of the value,
 // which `run` turns back into the reference `__enqueue` gave up.
 unsafe impl<T, const ID: u64> WorkItemPointer<ID> for PoolArc<T>

@@ -4,10 +4,10 @@
 //! requests waiting for their ACK. See `docs/replication.md`, sections 2 and 3.
 #![forbid(unsafe_code)]
 
+use crate::fvp_kernel::mempool::Notifier;
 use crate::fvp_kernel::net::TcpSocket;
 use crate::fvp_kernel::sync::WaitQueue;
 use crate::logic::wire::{self, Header, Message};
-use crate::volume::OpRef;
 use core::sync::atomic::{
     AtomicBool, AtomicU64, AtomicUsize,
     Ordering::{AcqRel, Acquire, Relaxed, Release},
@@ -39,12 +39,25 @@ const WINDOW_WAIT_MS: u32 = 100;
 pub(crate) enum Waiter {
     /// Nobody (the request's effect is best effort, e.g. DESTAGED).
     Nobody,
-    /// A write: one reference of its pending count.
-    Op(OpRef),
+    /// A write, told how its replica fared (one reference of its pending count). The
+    /// network does not know what a write is: the volume implements the notification.
+    Write(Notifier<AckOutcome>),
     /// A caller sleeping in [`Conn::call`].
     Call(Arc<CallWait>),
     /// One of a group of requests a caller waits for together.
     Batch(Arc<BatchWait>),
+}
+
+/// What became of a request a [`Waiter::Write`] waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AckOutcome {
+    /// The peer stored it.
+    Stored,
+    /// It will never be ACKed (the connection closed) or the peer failed it.
+    Failed,
+    /// Host `peer` holds no store for the volume (ENOENT: it was fenced and discarded
+    /// it, or its store is untrusted): the owner must stop counting on it.
+    Refused { peer: u32 },
 }
 
 /// The outcome of a group of requests (re-sending a volume's dirty blocks).
@@ -206,7 +219,7 @@ impl KVVecDeque {
 pub(crate) fn fail_waiter(waiter: Waiter) {
     match waiter {
         Waiter::Nobody => {}
-        Waiter::Op(op) => op.replication_failed(),
+        Waiter::Write(w) => w.notify(AckOutcome::Failed),
         Waiter::Call(c) => {
             c.status.store(EPIPE.to_errno() as i64 as u64, Relaxed);
             c.done.complete_all();
@@ -375,17 +388,13 @@ impl Conn {
         self.window.wake_all();
         match item.waiter {
             Waiter::Nobody => {}
-            Waiter::Op(op) => {
-                if status == 0 {
-                    op.replicated();
-                } else if status == ENOENT.to_errno() {
-                    // The peer no longer holds the volume's store (it was fenced and
-                    // discarded it): the owner must stop counting on it.
-                    op.replication_refused(self.peer_id);
-                } else {
-                    op.replication_failed();
-                }
-            }
+            Waiter::Write(w) => w.notify(if status == 0 {
+                AckOutcome::Stored
+            } else if status == ENOENT.to_errno() {
+                AckOutcome::Refused { peer: self.peer_id }
+            } else {
+                AckOutcome::Failed
+            }),
             Waiter::Call(c) => {
                 c.value.store(value, Relaxed);
                 c.status.store(status as i64 as u64, Relaxed);

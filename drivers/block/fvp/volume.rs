@@ -10,11 +10,11 @@
 //! workqueue, where the pool is updated and the original bio completed.
 #![forbid(unsafe_code)]
 
-use crate::conn::Waiter;
+use crate::conn::{AckOutcome, Waiter};
 use crate::fvp_kernel::bio::{BioDone, BioStatus, DmBio, Op, OwnedBio};
 use crate::fvp_kernel::block::OpenedBdev;
 use crate::fvp_kernel::dm::MapResult;
-use crate::fvp_kernel::mempool::PoolArc;
+use crate::fvp_kernel::mempool::{Notifier, Notify, PoolArc};
 use crate::fvp_kernel::module::UnloadGuard;
 use crate::fvp_kernel::pages::CountedPage;
 use crate::fvp_kernel::sync::{Completion, NoIoScope};
@@ -974,26 +974,9 @@ impl IoOp {
         MapResult::submitted()
     }
 
-    /// A peer acknowledged one block (or drop) of this write.
-    pub(crate) fn replicated(self: OpRef) {
-        self.put();
-    }
-
-    /// A peer will never acknowledge it (connection lost, refused).
-    pub(crate) fn replication_failed(self: OpRef) {
-        self.repl_failed.store(true, Relaxed);
-        self.put();
-    }
-
-    /// Host `peer` refused a replica because it holds no store for the volume.
-    pub(crate) fn replication_refused(self: OpRef, peer: u32) {
-        self.refused_by.fetch_or(crate::logic::placement::host_bit(peer), Relaxed);
-        self.replication_failed();
-    }
-
     fn waiter(self: &OpRef) -> Waiter {
         self.pending.fetch_add(1, Relaxed);
-        Waiter::Op(self.clone())
+        Waiter::Write(Notifier::new(self.clone()))
     }
 
     fn run_replicated(self: &OpRef) {
@@ -1091,6 +1074,22 @@ impl WorkItem<1> for IoOp {
         } else {
             this.run_ordered();
         }
+    }
+}
+
+/// A peer's answer for one block (or drop) of a replicated write, each holding one
+/// reference of its pending count.
+impl Notify<AckOutcome> for IoOp {
+    fn notify(this: OpRef, outcome: AckOutcome) {
+        match outcome {
+            AckOutcome::Stored => {}
+            AckOutcome::Failed => this.repl_failed.store(true, Relaxed),
+            AckOutcome::Refused { peer } => {
+                this.refused_by.fetch_or(crate::logic::placement::host_bit(peer), Relaxed);
+                this.repl_failed.store(true, Relaxed);
+            }
+        }
+        this.put();
     }
 }
 
