@@ -27,7 +27,6 @@ use crate::logic::placement::{self, DomainRule, HostEntry};
 use crate::logic::wire::{Message, Session, WireError};
 use crate::replica::ReplicaStore;
 use crate::shared::Shared;
-use crate::volume::Volume;
 use core::sync::atomic::{
     AtomicBool, AtomicU64,
     Ordering::{Acquire, Relaxed, Release},
@@ -101,6 +100,14 @@ struct Inbound {
     thread: Mutex<Option<Thread>>,
 }
 
+/// A replicated volume this host owns, as the cluster sees it: the cluster holds it for
+/// the ticker without knowing what a volume is (the volume layer sits above this one).
+pub(crate) trait OwnedVolume: Send + Sync {
+    /// Runs the volume's owner state machine once, after this heartbeat's membership
+    /// changes (`repl.rs`).
+    fn heartbeat(&self);
+}
+
 /// Module-wide cluster state.
 #[pin_data]
 pub(crate) struct Cluster {
@@ -123,7 +130,7 @@ pub(crate) struct Cluster {
     inbound: Mutex<KVec<Arc<Inbound>>>,
     /// This host's replicated volumes.
     #[pin]
-    pub(crate) volumes: Mutex<KVec<Arc<Volume>>>,
+    pub(crate) volumes: Mutex<KVec<(u32, Arc<dyn OwnedVolume>)>>,
     #[pin]
     pub(crate) replicas: ReplicaStore,
     pub(crate) refused: AtomicU64,
@@ -367,15 +374,15 @@ impl Cluster {
         self.links.lock().iter().find(|l| l.host.id == id).cloned()
     }
 
-    /// Registers a replicated volume with the ticker.
-    pub(crate) fn add_volume(&self, v: &Arc<Volume>) -> Result {
-        self.volumes.lock().push(v.clone(), GFP_KERNEL)?;
+    /// Registers a replicated volume with the ticker, under its replication volume id.
+    pub(crate) fn add_volume(&self, volume_id: u32, v: Arc<dyn OwnedVolume>) -> Result {
+        self.volumes.lock().push((volume_id, v), GFP_KERNEL)?;
         Ok(())
     }
 
-    pub(crate) fn remove_volume(&self, v: &Arc<Volume>) {
+    pub(crate) fn remove_volume(&self, volume_id: u32) {
         let mut list = self.volumes.lock();
-        if let Some(i) = list.iter().position(|x| Arc::ptr_eq(x, v)) {
+        if let Some(i) = list.iter().position(|(id, _)| *id == volume_id) {
             let removed = vec::remove(&mut list, i);
             drop(list);
             drop(removed);
@@ -1041,18 +1048,16 @@ impl Cluster {
             } else if !fenced_by_majority {
                 self.self_fenced.store(false, Relaxed);
             }
-            let volumes: KVec<Arc<Volume>> = {
+            let volumes: KVec<Arc<dyn OwnedVolume>> = {
                 let list = self.volumes.lock();
                 let mut v = KVec::new();
-                for x in list.iter() {
+                for (_, x) in list.iter() {
                     let _ = v.push(x.clone(), GFP_KERNEL);
                 }
                 v
             };
             for v in volumes.iter() {
-                if let Some(r) = &v.repl {
-                    r.reconcile(v);
-                }
+                v.heartbeat();
             }
             stop.nap(s.cfg.heartbeat_ms);
         }
@@ -1080,7 +1085,12 @@ impl Cluster {
                 m.set_recovering(id, true);
             }
             pr_warn!("host {} is fenced by a majority: writing its replicated blocks to the backing devices\n", id);
-            self.replicas.recover_owner(self, id, &|| self.may_recover(id, has_yielded));
+            self.replicas.recover_owner(
+                id,
+                &|name| self.device_by_name(name).map(|d| d.req),
+                &self.shared.bioset,
+                &|| self.may_recover(id, has_yielded),
+            );
             if let Some(m) = self.members.lock().as_mut() {
                 m.set_recovering(id, false);
             }

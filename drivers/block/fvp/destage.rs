@@ -19,16 +19,17 @@
 //! works while the volumes are idle, so foreground I/O keeps the backing device.
 #![forbid(unsafe_code)]
 
-use crate::fvp_kernel::bio::{BioDone, BioSet, BioStatus, BlockDevice, OwnedBio};
+use crate::backing::BioWaiter as Waiter;
+use crate::fvp_kernel::bio::OwnedBio;
 use crate::fvp_kernel::pages::CountedPage;
-use crate::fvp_kernel::sync::{alloc_retry, sleep_ms, Completion};
+use crate::fvp_kernel::sync::sleep_ms;
 use crate::fvp_kernel::thread::{StopToken, Thread};
 use crate::fvp_kernel::vec;
 use crate::logic::cache::Key;
 use crate::pool::{Pool, SHARDS};
 use crate::stats::Stats;
 use crate::volume::Volume;
-use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use core::sync::atomic::Ordering::Relaxed;
 use kernel::prelude::*;
 use kernel::sync::Arc;
 use kernel::time::Ktime;
@@ -184,47 +185,6 @@ fn volume_gates(pool: &Arc<Pool>, gates: &mut KVec<(Arc<Volume>, bool, u64)>) {
         // Cannot fail: `Pool::add_volume` reserved a gate for every volume slot.
         let _ = gates.push((v.clone(), ok, snap), GFP_NOWAIT);
     });
-}
-
-/// Waits for one bio.
-#[pin_data]
-pub(crate) struct Waiter {
-    ok: AtomicBool,
-    #[pin]
-    done: Completion,
-}
-
-impl Waiter {
-    /// Waits for memory rather than fail (takeover recovery's writes).
-    pub(crate) fn new() -> Arc<Self> {
-        alloc_retry(Self::try_new)
-    }
-
-    /// `ENOMEM` if memory is short.
-    pub(crate) fn try_new() -> Result<Arc<Self>> {
-        Ok(Arc::pin_init(pin_init!(Waiter { ok: AtomicBool::new(false), done <- Completion::new() }), GFP_KERNEL)?)
-    }
-
-    /// Ready for another bio; the last one's completion has run (`wait` returned).
-    fn reset(&self) {
-        self.ok.store(false, Relaxed);
-        self.done.reinit();
-    }
-
-    /// Sleeps until the bio completed; whether it succeeded.
-    pub(crate) fn wait(&self) -> bool {
-        self.done.wait();
-        self.ok.load(Relaxed)
-    }
-}
-
-impl BioDone for Waiter {
-    type Ref = Arc<Self>;
-
-    fn bio_done(this: Arc<Self>, status: BioStatus) {
-        this.ok.store(status.is_ok(), Relaxed);
-        this.done.complete();
-    }
 }
 
 /// What a batch or a pass achieved.
@@ -416,7 +376,7 @@ fn finish(pool: &Arc<Pool>, entries: &[Entry], ok: impl Fn(usize) -> bool, held:
 
 /// One pass over the pool writing back `volume`'s dirty blocks. No other destage runs
 /// meanwhile (it holds the pool's destage lock throughout).
-fn pass(volume: &Arc<Volume>) -> Outcome {
+fn pass(volume: &Volume) -> Outcome {
     let mut scratch = volume.pool.destage_lock.lock();
     let mut p = Pass::default();
     let mut total = Outcome::default();
@@ -431,7 +391,7 @@ fn pass(volume: &Arc<Volume>) -> Outcome {
 /// started may remain dirty. `EIO` if any block dirty at the start may not be on the
 /// backing device: a write of it failed (the volume is failing), or it could not be
 /// written (a replicated volume without its lease). Sleeps.
-pub(crate) fn flush_dirty(volume: &Arc<Volume>) -> Result {
+pub(crate) fn flush_dirty(volume: &Volume) -> Result {
     // One pass suffices: while it holds the destage lock no other destage is in
     // flight, so each block dirty at the start is visited by it and written, or was
     // cleaned before it got there.
@@ -444,7 +404,7 @@ pub(crate) fn flush_dirty(volume: &Arc<Volume>) -> Result {
 
 /// Writes back every dirty block of `volume` until none is left (no writes may arrive:
 /// the device is suspended or write-through). Sleeps.
-pub(crate) fn drain(volume: &Arc<Volume>) -> Result {
+pub(crate) fn drain(volume: &Volume) -> Result {
     let mut stalled_since: Option<Ktime> = None;
     let mut failing = 0;
     while volume.dirty.load(Relaxed) > 0 {
@@ -480,18 +440,4 @@ pub(crate) fn drain(volume: &Arc<Volume>) -> Result {
         }
     }
     Ok(())
-}
-
-/// Flushes `bdev`'s volatile cache and waits on `waiter` (which no other bio uses
-/// meanwhile: the caller holds it exclusively). Allocates nothing but the bio, which
-/// the bio set guarantees.
-pub(crate) fn flush_bdev(bioset: &BioSet, bdev: &BlockDevice, waiter: &Arc<Waiter>) -> Result {
-    let bio = OwnedBio::new_flush(bioset, bdev)?;
-    waiter.reset();
-    bio.submit(waiter.clone());
-    if waiter.wait() {
-        Ok(())
-    } else {
-        Err(EIO)
-    }
 }

@@ -22,6 +22,7 @@ mod fvp_kernel;
 #[path = "logic/mod.rs"]
 mod logic;
 
+mod backing;
 mod cluster;
 mod conn;
 mod control;

@@ -9,13 +9,14 @@
 //! while holding them; the I/O path only holds one for a lookup and a 4 KiB copy.
 #![forbid(unsafe_code)]
 
+use crate::fvp_kernel::mempool::ObjectPool;
 use crate::fvp_kernel::pages::{self, PageArray};
 use crate::fvp_kernel::sync::{signal_pending, NoIoScope};
 use crate::fvp_kernel::thread::Thread;
 use crate::logic::abi;
 use crate::logic::cache::{Cache, Key, OutOfMemory, SlotState, Store, Stores};
 use crate::shared::Shared;
-use crate::volume::Volume;
+use crate::volume::{IoOp, Volume};
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::prelude::*;
@@ -27,7 +28,7 @@ pub(crate) const SHARDS: usize = 16;
 /// Pages added or released per shard lock hold while resizing, so I/O keeps flowing.
 const RESIZE_STEP: u32 = 1024;
 /// Bytes per page, and per cached block.
-pub(crate) const PAGE: u64 = 4096;
+pub(crate) const PAGE: u64 = crate::backing::BLOCK_BYTES;
 
 /// `KVec` as the cache's metadata store.
 pub(crate) struct KArray<T>(KVec<T>);
@@ -82,11 +83,20 @@ pub(crate) struct PoolCounts {
     pub(crate) metadata_bytes: u64,
 }
 
+/// `IoOp`s kept in reserve: as many bios as can wait for the backing device or peers
+/// at once before new ones wait for them. Each `IoOp` ends without needing another,
+/// and `map` takes its `IoOp` before it submits anything, so a wait for one never holds
+/// back bios of its own on `current->bio_list` (what a bio set's rescuer is for).
+const OPS_RESERVE: u32 = 128;
+
 /// A RAM pool.
 #[pin_data]
 pub(crate) struct Pool {
     pub(crate) name: [u8; abi::NAME_LEN],
     pub(crate) shared: Arc<Shared>,
+    /// Every bio a volume of this pool cannot remap at once gets an [`IoOp`] from here:
+    /// a reserve guarantees one without failing the bio when memory is short.
+    pub(crate) ops: ObjectPool<IoOp>,
     shards: KVec<Pin<KBox<Mutex<Shard>>>>,
     /// Serialises resizes and destruction.
     #[pin]
@@ -151,10 +161,12 @@ impl Pool {
             shards.push(KBox::pin_init(new_mutex!(shard, "fvp::Pool::shard"), GFP_KERNEL)?, GFP_KERNEL)?;
         }
         let scratch = crate::destage::Scratch::new()?;
+        let ops = ObjectPool::new(OPS_RESERVE)?;
         let pool = Arc::pin_init(
             pin_init!(Pool {
                 name,
                 shared,
+                ops,
                 shards,
                 resize <- new_mutex!((), "fvp::Pool::resize"),
                 volumes <- new_mutex!(KVec::new(), "fvp::Pool::volumes"),

@@ -15,7 +15,6 @@ use crate::logic::abi;
 use crate::logic::owner::{self, Answer, Ask, Effect, Owner, Resent, State, Step, Writable};
 use crate::logic::placement::{self, DomainRule};
 use crate::logic::wire::{DestagedEntries, Message, DESTAGED_BUF_LEN, MAX_DESTAGED};
-use crate::volume::Volume;
 use core::sync::atomic::{
     AtomicBool, AtomicU32, AtomicU64,
     Ordering::{Acquire, Relaxed, Release},
@@ -33,6 +32,28 @@ pub(crate) struct SendCtx {
     /// Every protocol decision (`logic/owner.rs`); this file only carries them out.
     pub(crate) owner: Owner,
     pub(crate) buf: KVec<u8>,
+}
+
+/// What replication needs of the volume it protects: its dirty blocks, and the few
+/// actions the owner state machine asks of it. The volume layer implements it, so this
+/// layer sits below it and knows no `Volume`.
+pub(crate) trait ProtectedVolume {
+    /// Blocks dirty now.
+    fn dirty_count(&self) -> u64;
+    /// Appends up to `max` dirty block numbers to `out`, resuming at `cursor`.
+    fn dirty_blocks(&self, cursor: &mut (usize, u32), out: &mut KVec<u64>, max: usize);
+    /// Copies `block`'s data into `buf` if it is cached and dirty.
+    fn copy_dirty(&self, block: u64, buf: &mut [u8]) -> bool;
+    /// A peer took the volume over: drop every cached block, fail I/O from now on.
+    fn fence(&self);
+    /// Flushes the backing device's volatile cache. Sleeps.
+    fn flush_backing(&self) -> Result;
+    /// Writes back what is dirty now, then flushes the backing device. Sleeps.
+    fn flush_sync(&self) -> Result;
+    /// Asks the pool's destager to write back without pacing.
+    fn make_urgent(&self);
+    /// The pool is going away.
+    fn stopping(&self) -> bool;
 }
 
 /// Replication state of one volume.
@@ -87,7 +108,7 @@ fn new_volume_id() -> u32 {
 const WAIT_BOUND_MS: u32 = 1000;
 
 /// Blocks of one write.
-const PROTECT_MAX_BLOCKS: usize = crate::volume::MAX_BLOCKS as usize;
+pub(crate) const PROTECT_MAX_BLOCKS: usize = 64;
 
 /// Dirty blocks re-sent to new peers per round trip. Heartbeats share the connection:
 /// a PING queued behind a large burst can miss the timeout and cost the lease (seen
@@ -103,7 +124,7 @@ impl Replication {
     ) -> Result<Arc<Self>> {
         let owner = Owner::new(peers_wanted).map_err(|_| EINVAL)?;
         let mut buf = KVec::new();
-        buf.extend_with(crate::pool::PAGE as usize, 0u8, GFP_KERNEL)?;
+        buf.extend_with(crate::backing::BLOCK_BYTES as usize, 0u8, GFP_KERNEL)?;
         Arc::pin_init(
             pin_init!(Replication {
                 cluster,
@@ -310,7 +331,7 @@ impl Replication {
     /// Then, with as many peers as the policy asks, the write is protected (a backing
     /// flush covers the blocks written back); with fewer (degraded) the volume is written
     /// back. False if the volume was taken over or an I/O failed. Sleeps.
-    pub(crate) fn protect_failed_write(&self, volume: &Arc<Volume>, blocks: &[u64], failed: u64) -> bool {
+    pub(crate) fn protect_failed_write(&self, volume: &impl ProtectedVolume, blocks: &[u64], failed: u64) -> bool {
         self.peers_failed(failed);
         if failed != 0 {
             // Let the ticker drop the refusing peers first.
@@ -342,7 +363,7 @@ impl Replication {
                     let mut clean = [0u64; PROTECT_MAX_BLOCKS];
                     let mut nc = 0;
                     for &block in blocks {
-                        if !volume.copy_cached(block, &mut ctx.buf, true) {
+                        if !volume.copy_dirty(block, &mut ctx.buf) {
                             written_back = true;
                             if let Some(slot) = clean.get_mut(nc) {
                                 *slot = block;
@@ -448,15 +469,15 @@ impl Replication {
 
     /// The ticker's step (every heartbeat): runs the owner state machine's pass and
     /// carries out its steps; then wakes the waiting writers. Sleeps.
-    pub(crate) fn reconcile(&self, volume: &Arc<Volume>) {
+    pub(crate) fn reconcile(&self, volume: &impl ProtectedVolume) {
         self.reconcile_once(volume);
         self.ticks.fetch_add(1, Release);
         self.changed.wake_all();
     }
 
-    fn reconcile_once(&self, volume: &Arc<Volume>) {
+    fn reconcile_once(&self, volume: &impl ProtectedVolume) {
         let Some(mut obs) = self.cluster.owner_observation(&self.name, self.peers_wanted, self.rule) else { return };
-        obs.clean = volume.dirty.load(Relaxed) == 0;
+        obs.clean = volume.dirty_count() == 0;
         // The connections a VOLUME_OPEN reached in this pass, for `publish`.
         let mut opened: [Option<Arc<Conn>>; 2] = [None, None];
         let mut step = {
@@ -489,7 +510,7 @@ impl Replication {
         }
     }
 
-    fn carry_out(&self, effect: Effect, volume: &Arc<Volume>) {
+    fn carry_out(&self, effect: Effect, volume: &impl ProtectedVolume) {
         let name = abi::name_str(&self.name);
         match effect {
             Effect::Suspended => pr_warn!("volume {}: no majority lease: I/O suspended\n", name),
@@ -503,8 +524,8 @@ impl Replication {
             Effect::LostPeers { lost } => {
                 // Writes wait until the lost peer is fenced or emptied, and a reachable
                 // one is emptied only once nothing is dirty: write back now.
-                if volume.dirty.load(Relaxed) > 0 {
-                    volume.pool.make_urgent();
+                if volume.dirty_count() > 0 {
+                    volume.make_urgent();
                 }
                 pr_warn!("volume {}: lost a peer: writing through until re-protected (host mask {:#x})\n", name, lost);
             }
@@ -534,7 +555,7 @@ impl Replication {
         let name_len = self.name.iter().position(|&b| b == 0).unwrap_or(abi::NAME_LEN);
         Message::VolumeOpen {
             volume_id: self.volume_id,
-            block_size: crate::pool::PAGE as u32,
+            block_size: crate::backing::BLOCK_BYTES as u32,
             epoch,
             name: &self.name[..name_len],
         }
@@ -579,7 +600,7 @@ impl Replication {
     }
 
     /// Re-sends the dirty blocks to the new peers.
-    fn resend(&self, volume: &Arc<Volume>) -> Resent {
+    fn resend(&self, volume: &impl ProtectedVolume) -> Resent {
         match self.resend_dirty(volume) {
             Ok(n) => {
                 self.resent_blocks.fetch_add(n, Relaxed);
@@ -601,7 +622,7 @@ impl Replication {
 
     /// Sends every dirty block of `volume` to the current peers, in chunks that each
     /// wait for their ACKs. Returns how many were sent.
-    fn resend_dirty(&self, volume: &Arc<Volume>) -> Result<u64> {
+    fn resend_dirty(&self, volume: &impl ProtectedVolume) -> Result<u64> {
         let mut blocks = KVec::with_capacity(RESEND_CHUNK, GFP_KERNEL)?;
         let mut cursor = (0usize, 0u32);
         let mut sent = 0u64;
@@ -611,7 +632,7 @@ impl Replication {
             if blocks.is_empty() {
                 return Ok(sent);
             }
-            if volume.pool.stopping() || !self.cluster.holds_lease() {
+            if volume.stopping() || !self.cluster.holds_lease() {
                 return Err(EAGAIN);
             }
             let batch = BatchWait::new()?;
@@ -624,7 +645,7 @@ impl Replication {
                 }
                 for &block in blocks.iter() {
                     // Written back (or discarded) since the scan: nothing to protect.
-                    if !volume.copy_cached(block, &mut ctx.buf, true) {
+                    if !volume.copy_dirty(block, &mut ctx.buf) {
                         continue;
                     }
                     // Like a write: each peer keeps the newest copy.
@@ -643,7 +664,7 @@ impl Replication {
     }
 
     /// Flushes the backing device, then tells the peers which blocks are on it.
-    fn notify_destaged(&self, volume: &Arc<Volume>) {
+    fn notify_destaged(&self, volume: &impl ProtectedVolume) {
         let list = core::mem::take(&mut *self.destaged.lock());
         if list.is_empty() {
             return;
@@ -671,7 +692,7 @@ impl Replication {
     /// The operator's answer for a volume suspended because a peer that held its
     /// replicas cannot be asked whether it took it over (`resolve keep|discard`).
     /// `EINVAL` if the volume is not waiting for that answer.
-    pub(crate) fn resolve(&self, volume: &Arc<Volume>, keep: bool) -> Result {
+    pub(crate) fn resolve(&self, volume: &impl ProtectedVolume, keep: bool) -> Result {
         let (waiting, effect) = self.with_owner(&[None, None], |o| {
             let waiting = o.awaiting_takeover_answer() && !o.busy();
             (waiting, if waiting { o.resolve(keep) } else { None })

@@ -7,8 +7,8 @@
 //! `logic/replica.rs`'s; this file keeps the pages.
 #![forbid(unsafe_code)]
 
-use crate::cluster::Cluster;
-use crate::destage::Waiter as IoWaiter;
+use crate::backing::{flush_bdev, BioWaiter as IoWaiter, BLOCK_BYTES};
+use crate::fvp_kernel::bio::BioSet;
 use crate::fvp_kernel::bio::OwnedBio;
 use crate::fvp_kernel::block::{self, OpenedBdev};
 use crate::fvp_kernel::errno::estale;
@@ -118,7 +118,7 @@ impl ReplicaStore {
     /// VOLUME_OPEN: a new epoch starts empty (the owner wrote back everything before);
     /// the same epoch is a probe.
     pub(crate) fn open(&self, owner: u32, volume_id: u32, block_size: u32, epoch: u64, name: &[u8]) -> Result {
-        if block_size != crate::pool::PAGE as u32 {
+        if block_size != BLOCK_BYTES as u32 {
             return Err(EINVAL);
         }
         let name = abi::pool_name(name).ok_or(EINVAL)?;
@@ -162,7 +162,7 @@ impl ReplicaStore {
 
     /// REPLICATE: keeps `data` as `block`'s replica unless a newer version is held.
     pub(crate) fn store(&self, owner: u32, volume_id: u32, block: u64, version: u64, data: &[u8]) -> Result {
-        if data.len() != crate::pool::PAGE as usize {
+        if data.len() != BLOCK_BYTES as usize {
             return Err(EINVAL);
         }
         if pages::available_pages() < pages::total_ram_pages() / RESERVE_DIVISOR {
@@ -281,7 +281,13 @@ impl ReplicaStore {
     /// Writes every replica of `owner` to its shared backing device (newest version
     /// held per block), flushes, and drops them. A namespace whose device cannot be
     /// opened or written stays for the next attempt. Sleeps.
-    pub(crate) fn recover_owner(&self, cluster: &Cluster, owner: u32, still_ready: &dyn Fn() -> bool) {
+    pub(crate) fn recover_owner(
+        &self,
+        owner: u32,
+        device: &dyn Fn(&[u8]) -> Option<abi::DeviceReq>,
+        bioset: &BioSet,
+        still_ready: &dyn Fn() -> bool,
+    ) {
         let spaces = self.take_owner(owner);
         for n in spaces.into_iter() {
             let name = abi::name_str(&n.name);
@@ -296,7 +302,7 @@ impl ReplicaStore {
                 }
                 Ok(())
             });
-            match write_namespace(cluster, &n, still_ready) {
+            match write_namespace(&n, device, bioset, still_ready) {
                 Ok(()) => {
                     self.count.fetch_sub(count, Relaxed);
                     pr_warn!(
@@ -318,12 +324,18 @@ impl ReplicaStore {
 /// Blocks written per batch during recovery.
 const RECOVERY_BATCH: usize = 64;
 
-fn write_namespace(cluster: &Cluster, n: &Namespace, still_ready: &dyn Fn() -> bool) -> Result {
-    let dev = cluster.device_by_name(abi::name_str(&n.name).as_bytes()).ok_or(ENODEV)?;
-    let devt = block::lookup_devt(&dev.req.path)?;
+/// Writes one namespace to the shared device `device` names it by (this host's path to
+/// it), with fvp's bios from `bioset`.
+fn write_namespace(
+    n: &Namespace,
+    device: &dyn Fn(&[u8]) -> Option<abi::DeviceReq>,
+    bioset: &BioSet,
+    still_ready: &dyn Fn() -> bool,
+) -> Result {
+    let dev = device(abi::name_str(&n.name).as_bytes()).ok_or(ENODEV)?;
+    let devt = block::lookup_devt(&dev.path)?;
     let bdev = OpenedBdev::open(devt)?;
     let sectors = bdev.bdev().nr_sectors();
-    let bioset = &cluster.shared.bioset;
     let mut waiters = KVec::with_capacity(RECOVERY_BATCH, GFP_KERNEL)?;
     let mut failed = false;
     let mut outside = 0u64;
@@ -335,7 +347,7 @@ fn write_namespace(cluster: &Cluster, n: &Namespace, still_ready: &dyn Fn() -> b
             failed |= wait_all(&mut waiters);
             return Err(if failed { EIO } else { EAGAIN });
         }
-        let Some(sector) = rules::block_sector(*block, crate::pool::PAGE as u32, sectors) else {
+        let Some(sector) = rules::block_sector(*block, BLOCK_BYTES as u32, sectors) else {
             // Past the device's end: cannot be written, and retrying cannot help.
             outside += 1;
             continue;
@@ -358,13 +370,13 @@ fn write_namespace(cluster: &Cluster, n: &Namespace, still_ready: &dyn Fn() -> b
             abi::name_str(&n.name),
             n.owner,
             outside,
-            abi::name_str(&dev.req.name)
+            abi::name_str(&dev.name)
         );
     }
     if failed {
         return Err(EIO);
     }
-    crate::destage::flush_bdev(bioset, bdev.bdev(), &IoWaiter::new())
+    flush_bdev(bioset, bdev.bdev(), &IoWaiter::new())
 }
 
 /// Waits for every write in `waiters` and empties it; whether any failed.

@@ -216,7 +216,11 @@ impl dm::Target for FvpTarget {
             .map_err(
                 |e| if e == ENOSPC { refuse(TableError::TooManyVolumes) } else { refuse(TableError::OutOfMemory) },
             )?;
-        if repl.is_some() && registry.cluster.add_volume(&volume).is_err() {
+        let registered = match &volume.repl {
+            Some(r) => registry.cluster.add_volume(r.volume_id, volume.clone()),
+            None => Ok(()),
+        };
+        if registered.is_err() {
             pool.remove_volume(&volume);
             return Err(refuse(TableError::OutOfMemory));
         }
@@ -285,7 +289,7 @@ impl dm::Target for FvpTarget {
                     pr_warn!("resolve: the volume is not replicated (peers=0)\n");
                     return Err(EINVAL);
                 };
-                r.resolve(&self.volume, *how == b"keep").inspect_err(|_| {
+                r.resolve(&*self.volume, *how == b"keep").inspect_err(|_| {
                     pr_warn!("resolve: the volume is not waiting for a takeover answer\n");
                 })
             }

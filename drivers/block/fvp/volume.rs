@@ -10,6 +10,7 @@
 //! workqueue, where the pool is updated and the original bio completed.
 #![forbid(unsafe_code)]
 
+use crate::cluster::OwnedVolume;
 use crate::conn::{AckOutcome, Waiter};
 use crate::fvp_kernel::bio::{BioDone, BioStatus, DmBio, Op, OwnedBio};
 use crate::fvp_kernel::block::OpenedBdev;
@@ -21,7 +22,7 @@ use crate::fvp_kernel::sync::{Completion, NoIoScope};
 use crate::logic::abi::{POLICY_WRITE_BACK, POLICY_WRITE_THROUGH};
 use crate::logic::cache::{Insert, InsertError, Key, SlotState};
 use crate::pool::{shard_of, Pool, PAGE, SHARDS};
-use crate::repl::Replication;
+use crate::repl::{ProtectedVolume, Replication, PROTECT_MAX_BLOCKS};
 use crate::stats::Stats;
 use core::sync::atomic::{
     AtomicBool, AtomicU32, AtomicU64,
@@ -37,6 +38,8 @@ use kernel::ThisModule;
 
 /// Most blocks one bio spans: the target's `max_io_len` keeps bios within this many.
 pub(crate) const MAX_BLOCKS: u32 = 64;
+// A write's blocks fit the replication layer's bound.
+const _: () = assert!(MAX_BLOCKS as usize <= PROTECT_MAX_BLOCKS);
 const SECTORS_PER_BLOCK: u64 = PAGE / 512;
 
 /// One volume: an `fvp` target's state shared with its in-flight I/O and the destager.
@@ -81,7 +84,7 @@ pub(crate) struct Volume {
     /// What a flush of the backing device waits on, allocated with the volume so that
     /// a flush allocates nothing; one flush of it at a time.
     #[pin]
-    flush_waiter: Mutex<Arc<crate::destage::Waiter>>,
+    flush_waiter: Mutex<Arc<crate::backing::BioWaiter>>,
 }
 
 /// Where a block of a bio lies: its key, the byte range of the bio that covers it and
@@ -151,7 +154,7 @@ impl Volume {
         repl: Option<Arc<Replication>>,
         module: &'static ThisModule,
     ) -> Result<Arc<Self>> {
-        let waiter = crate::destage::Waiter::try_new()?;
+        let waiter = crate::backing::BioWaiter::try_new()?;
         Arc::pin_init(
             pin_init!(Volume {
                 id,
@@ -581,7 +584,7 @@ impl Volume {
     /// cluster, whose peers then drop its replicas, and from the pool. Sleeps.
     pub(crate) fn retire(self: &Arc<Self>) {
         if let Some(r) = &self.repl {
-            r.cluster.remove_volume(self);
+            r.cluster.remove_volume(r.volume_id);
             // Drained: the peers' replicas are no longer needed.
             if self.dirty.load(Relaxed) == 0 {
                 r.close();
@@ -626,7 +629,7 @@ impl Volume {
 
     /// Makes every write completed so far durable on the backing device: writes back
     /// the blocks dirty now, then flushes the device. Sleeps.
-    pub(crate) fn flush_sync(self: &Arc<Self>) -> Result {
+    pub(crate) fn flush_sync(&self) -> Result {
         crate::destage::flush_dirty(self)?;
         self.flush_backing()
     }
@@ -635,7 +638,7 @@ impl Volume {
     /// the call are durable once it returns `Ok`. Sleeps.
     pub(crate) fn flush_backing(&self) -> Result {
         let was = self.backing_unflushed.swap(false, AcqRel);
-        let r = crate::destage::flush_bdev(&self.pool.shared.bioset, self.backing.bdev(), &self.flush_waiter.lock());
+        let r = crate::backing::flush_bdev(&self.pool.shared.bioset, self.backing.bdev(), &self.flush_waiter.lock());
         if r.is_err() && was {
             self.backing_unflushed.store(true, Release);
         }
@@ -643,7 +646,7 @@ impl Volume {
     }
 
     /// Writes back every dirty block (the device is suspended), then flushes. Sleeps.
-    pub(crate) fn drain_sync(self: &Arc<Self>) -> Result {
+    pub(crate) fn drain_sync(&self) -> Result {
         crate::destage::drain(self)?;
         self.flush_backing()
     }
@@ -742,7 +745,7 @@ impl IoOp {
             work <- new_work!("fvp::IoOp::work"),
             send_work <- new_work!("fvp::IoOp::send_work"),
         });
-        match volume.pool.shared.ops.alloc(init) {
+        match volume.pool.ops.alloc(init) {
             Ok(op) => op,
             Err(never) => match never {},
         }
@@ -1137,7 +1140,7 @@ impl WorkItem for IoOp {
             let durable = volume
                 .repl
                 .as_ref()
-                .is_some_and(|r| r.protect_failed_write(volume, &blocks[..n], this.refused_by.load(Relaxed)));
+                .is_some_and(|r| r.protect_failed_write(&**volume, &blocks[..n], this.refused_by.load(Relaxed)));
             if !durable {
                 this.failed.store(true, Relaxed);
             }
@@ -1170,6 +1173,49 @@ impl WorkItem for IoOp {
             OpKind::Read => volume.stats.read_latency.record_since(this.start),
             OpKind::Write | OpKind::Through => volume.stats.write_latency.record_since(this.start),
             OpKind::Flush | OpKind::FlushBacking => {}
+        }
+    }
+}
+
+/// What replication needs of the volume it protects (`repl.rs` does not know `Volume`).
+impl ProtectedVolume for Volume {
+    fn dirty_count(&self) -> u64 {
+        self.dirty.load(Relaxed)
+    }
+
+    fn dirty_blocks(&self, cursor: &mut (usize, u32), out: &mut KVec<u64>, max: usize) {
+        Volume::dirty_blocks(self, cursor, out, max)
+    }
+
+    fn copy_dirty(&self, block: u64, buf: &mut [u8]) -> bool {
+        self.copy_cached(block, buf, true)
+    }
+
+    fn fence(&self) {
+        Volume::fence(self)
+    }
+
+    fn flush_backing(&self) -> Result {
+        Volume::flush_backing(self)
+    }
+
+    fn flush_sync(&self) -> Result {
+        Volume::flush_sync(self)
+    }
+
+    fn make_urgent(&self) {
+        self.pool.make_urgent()
+    }
+
+    fn stopping(&self) -> bool {
+        self.pool.stopping()
+    }
+}
+
+impl OwnedVolume for Volume {
+    fn heartbeat(&self) {
+        if let Some(r) = &self.repl {
+            r.reconcile(self);
         }
     }
 }
