@@ -1,124 +1,153 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! A model of fvp's replicated write-back (`docs/replication.md` sections 4 and 6),
-//! checked with [stateright].
+//! checked with [stateright], over the code the kernel runs.
 //!
-//! The decisions of section 4 (heard, fences, leases, majority fences, takeover wait,
-//! rejoin) are taken by the kernel's own [`fvp_logic::membership::Membership`], and the
-//! owner picks its peers with [`fvp_logic::placement::place`]; this crate models
-//! everything around them: the owner, the peers, the network, the backing device, crashes
-//! and time.
+//! Every protocol decision is taken by the kernel's own pure state machines:
+//! [`Membership`] (heartbeats, fences, leases, takeover wait, rejoin), [`Owner`] (the
+//! owner side of a replicated volume: lease checks, lost and stale peers, epochs,
+//! re-protection, the "taken over?" probe, destage notices), the peer rules of
+//! [`fvp_logic::replica`] (VOLUME_OPEN verdicts, trusted stores and [`LeaseWatch`],
+//! versions, takeover) and [`place`] (peer choice). This crate holds no copy of their
+//! rules: it models the environment — the network, the backing device, crashes,
+//! restarts and time, the client's writes — and the glue that carries out the owner's
+//! [`Step`]s and feeds it [`Answer`]s and [`Observation`]s the way the kernel
+//! (`repl.rs`, `replica.rs`, `cluster.rs`) and the cluster simulator (`tests/sim`) do.
 //!
 //! # The model
 //!
 //! - Three hosts, ids 1, 2 and 3 (`A`, `B`, `C`), all in one fault domain. `A` owns one
 //!   replicated write-back volume of [`BLOCKS`] blocks with `peers` = 1 or 2
-//!   ([`Config::peers`]); `B` and `C` are its candidate peers. Every host is also a
-//!   voter for leases and fences.
+//!   ([`Config::peers`]); `B` and `C` may hold its replicas and take it over. Every host
+//!   is a voter for leases and fences.
 //! - Time is discrete: a [`Action::Tick`] advances every host's clock by one unit
 //!   ([`UNIT`] ns) — clocks run at the same rate, which the protocol's 20 % margin does
-//!   not need. The heartbeat interval is one unit, the timeout [`TIMEOUT_UNITS`] units,
-//!   so the takeover wait `T + T/5` is 3.6 units, i.e. 4 ticks. The number of ticks is
-//!   bounded ([`Config::max_ticks`]).
-//! - The network: between every two hosts one link made of two FIFO queues, one per
-//!   direction (TCP keeps the order of one connection; the requests and replies of the
-//!   two connections between two hosts share the queue of their direction, which only
-//!   removes reorderings). Messages are delivered in rounds: at each tick, every queue
-//!   of a connected link is delivered in order, replies included, so a message sent
-//!   between two ticks arrives at the next one and events (writes, crashes, cuts…)
-//!   interleave with deliveries only at that granularity. A [`Action::Stall`] holds
-//!   back one direction for any number of ticks (a TCP stall; nobody is told) until
-//!   [`Action::Unstall`] (bounded by [`Config::max_stalls`]). A [`Action::Cut`]
-//!   partitions a link: both queues are lost and both ends see the connections close
-//!   (bounded by [`Config::max_cuts`]); a [`Action::Heal`] reconnects it.
-//! - Heartbeats: at each tick every host sends a PING on every connected link on which
-//!   its previous PING was answered; the PONG comes back in the same round.
-//! - The owner follows section 6: writes are inserted dirty with a new version, sent as
-//!   REPLICATE to every current peer and acknowledged when every peer has ACKed the
-//!   block at that version or newer; a lost peer (its connection closed, or fenced by
-//!   the owner) is replaced through placement (VOLUME_OPEN, then the dirty blocks);
-//!   with fewer than `peers` peers the owner is degraded and writes through. Destaging
-//!   a dirty block writes it to the backing device and sends DESTAGED to the peers.
-//!   Backing writes and acknowledgements need the lease; an owner that learns it is
-//!   fenced by a majority discards its blocks (`recovered-elsewhere`). A restarted owner
-//!   opens its volume again (empty pool, new VOLUME_OPEN) once it holds its lease.
-//! - A peer keeps a replica store `block -> version`; VOLUME_OPEN empties it (a new
-//!   epoch), REPLICATE keeps the larger version, DESTAGED drops a block whose version is
-//!   not larger. A peer with a store starts recovering when it holds its lease and a
-//!   majority fences the owner (announcing it in `recovering`), writes its blocks once
-//!   `takeover_ready` (and, like the owner, only while holding its lease), then drops
-//!   the store and stops announcing.
-//! - Crashes lose a host's RAM (pool, replica stores, membership), close its
-//!   connections and may be followed by a restart. At most [`Config::max_crashes`].
-//! - Not modeled: reads, the replica budget (ENOSPC), REPLICATE ACK deadlines (a silent
-//!   peer is fenced after the same timeout), the backing device's volatile cache (a
-//!   backing write is durable when it completes, and completes at once: I/O in flight
-//!   never outlives the lease), clock rate differences, moving volumes back to a peer
-//!   that returns, and versions: they are global and increase across restarts.
+//!   not need. A tick is a heartbeat: the heartbeat interval is one unit, the timeout
+//!   [`TIMEOUT_UNITS`] units, so the takeover wait `T + T/5` is 3.6 units, i.e. 4 ticks.
+//!   The number of ticks is bounded ([`Config::max_ticks`]).
+//! - At each tick, in order: every host's [`Membership::tick`]; requesters close the
+//!   connections on which a request waits for its ACK since the timeout (only stalls
+//!   make that happen); PINGs on every connection whose previous PING was answered; a
+//!   network round; each host's heartbeat as the kernel's ticker runs it (a host a
+//!   majority fences discards its replica stores; [`LeaseWatch`] untrusts them after a
+//!   lease interruption; the owner's [`Owner::tick`] and the steps it returns; a peer's
+//!   takeover starts or stops); a network round; the owner's writes waiting on its
+//!   state; a network round.
+//! - The network: between every two hosts one connection made of two FIFO queues, one
+//!   per direction. A network round delivers every queued message of every connected,
+//!   flowing direction, replies included, until none is left: a request sent between
+//!   two ticks (a client write) arrives at the next tick, and the owner's requests of a
+//!   tick (its asks, each answered before the next, as the kernel's synchronous calls
+//!   are) are all answered within it. A [`Action::Stall`] holds back one direction
+//!   (nobody is told) until [`Action::Unstall`] (bounded by [`Config::max_stalls`]); a
+//!   request not ACKed within the timeout makes its sender close the connection, as the
+//!   kernel does. A [`Action::Cut`] partitions a link: both queues are lost, requests in
+//!   flight fail, the connection is down until [`Action::Heal`] (bounded by
+//!   [`Config::max_cuts`]). A connection that broke is a new one afterwards: the owner's
+//!   peer slots remember the one they were opened on.
+//! - The owner, as `repl.rs` drives [`Owner`]: each tick it reports the slots whose
+//!   connection broke ([`Owner::peer_failed`]), builds the [`Observation`] (settled lease
+//!   [`Membership::holds_lease_for`] the takeover wait, majority fences, settled fences
+//!   [`Membership::takeover_ready`], connections, [`place`]'s choice over the hosts
+//!   connected and not fenced, whether the volume is clean), calls [`Owner::tick`] and
+//!   carries out each [`Step`]: VOLUME_OPEN of the peers' epochs for
+//!   [`Ask::TakenOver`] and of the new epoch for [`Ask::Open`], one peer after the
+//!   other; VOLUME_CLOSE; the re-send of every dirty block with fresh versions; the
+//!   effects (discarding everything on [`Effect::Fence`], sending DESTAGED notices).
+//! - The client writes a block ([`Action::Write`], one write in flight per block) when
+//!   [`Owner::writable`] allows it: replicated writes go to the pool and, with a fresh
+//!   [`Owner::next_version`], as REPLICATE to the current peers, and complete when every
+//!   peer ACKed and [`Owner::peer_set_gen`] did not change; write-through writes first
+//!   drop the block at the current peers (DROP_RANGE) then go to the backing device
+//!   (the lease checked again). A write that failed or saw the peer set change is
+//!   protected again as the simulator does it (re-sent to the current peers, or dropped
+//!   there if already written back). No write is acknowledged without the lease. The
+//!   destager ([`Action::Destage`]) writes a dirty block back when the volume is neither
+//!   suspended nor fenced and the lease is held, and lists it for the next DESTAGED
+//!   notice with the version counter read before.
+//! - A peer keeps replica stores per owner volume (a restarted owner's volume has a new
+//!   id) and applies [`fvp_logic::replica`]'s rules to VOLUME_OPEN, REPLICATE, DESTAGED,
+//!   DROP_RANGE and VOLUME_CLOSE. It takes over ([`Action::Recover`], one block at a
+//!   time, in any order) the trusted stores it holds once [`rules::may_take_over`] allows
+//!   it (`takeover_ready`, or the owner was told `ESTALE` and it holds its lease),
+//!   recording the volume as taken over first and announcing the owner in
+//!   `recovering`; it stops at a tick where that no longer holds and gives the stores
+//!   back, as `replica.rs` does.
+//! - Crashes lose a host's RAM (pool, stores, membership), break its connections and may
+//!   be followed by a restart ([`Action::Restart`]) if [`Config::restarts`]. A restarted
+//!   host stays silent for [`Config::silence_ticks`] before it connects (the kernel: three
+//!   timeouts after a load, `cluster.rs`). At most [`Config::max_crashes`].
+//! - Not modeled: reads, the replica budget (ENOSPC), operator commands (`resolve`, and
+//!   writing an untrusted store), configuration changes, the backing device's volatile
+//!   cache and its write latency (a backing write is durable at once: I/O in flight never
+//!   outlives the lease, section 6's timing assumption), VM pauses, clock rate
+//!   differences, partial blocks, and the ACK deadline of a peer that answers late
+//!   without a stall.
 //!
 //! # Properties
 //!
-//! A write is *acknowledged* when the owner completes it to the client. For a block,
-//! the *latest acknowledged version* is the largest acknowledged version written to it.
+//! A write is *acknowledged* when the owner completes it to the client. Writes are
+//! numbered in the order the client issues them; for a block, the *latest acknowledged
+//! write* is the largest acknowledged one of that block. A copy *holds* a write `w` when
+//! it holds the data of `w` or of a later write of the block.
 //!
-//! - **P1, no acknowledged write is lost**: with at most `peers` crashes, for every
-//!   block the latest acknowledged version `v` (or a newer one) is held by a live copy:
-//!   the backing device holds a version `>= v`, or the owner is alive, not
-//!   recovered-elsewhere and holds `>= v` dirty, or an alive peer's replica store holds
-//!   `>= v`. "Lost" is the negation: no such copy exists.
-//! - **P2, the backing device never goes backwards**: once the backing device has held
-//!   an acknowledged version `v` of a block, it never holds an older version of that
-//!   block again; and when the owner is alive, active and has nothing dirty or pending,
-//!   the backing device holds at least every block's latest acknowledged version.
-//! - **P3, enough replicas**: when a write of version `v` is acknowledged, at least
-//!   `peers` alive peers' stores hold `>= v`, or (degraded, write-through) the backing
-//!   device does.
-//! - **P4, one writer**: every backing write is made by a host that holds its lease at
-//!   that moment; and there is never a moment when both the owner may write (alive,
-//!   active, lease held) and a peer may write (recovering past its takeover wait, lease
-//!   held).
+//! - **P1, no acknowledged write is lost**: for every block the latest acknowledged
+//!   write is held by the backing device, by the owner's pool (the owner alive and not
+//!   fenced) or by a replica store of an alive peer (a store being recovered included).
+//!   Assumed: at most `peers` crashes; the configurations that exceed it must fail.
+//! - **P2, the backing device never goes backwards**: once the backing device held an
+//!   acknowledged write of a block, no older write of that block reaches it; and when
+//!   the owner holds its settled lease, is neither suspended nor fenced, and has
+//!   nothing dirty and no write in progress, the backing device holds every block's
+//!   latest acknowledged write, unless an untrusted store is its only other copy
+//!   (waiting for the operator).
+//! - **P3, enough replicas**: when a write is acknowledged, the backing device holds
+//!   it, or `peers` peers confirmed storing it (since it was last sent) and each still
+//!   holds it in a store or crashed since (the owner cannot know yet: P1 covers what
+//!   crashes do to acknowledged writes). A store emptied meanwhile (a new epoch, a
+//!   discard) does not count.
+//! - **P4, one writer**: every backing write is made by a host that may write at that
+//!   moment (the owner holding its settled lease, a recovering peer allowed by the
+//!   takeover rule); and there is never a moment when both the owner and a recovering
+//!   peer may write. The owner may while it holds its settled lease and its volume is
+//!   neither suspended nor fenced (the destager, new write-throughs), or, suspended,
+//!   while a write-through waits for its drop (it is submitted with the lease alone).
 //!
 //! `sometimes` properties check that the model reaches acknowledged writes, destages,
-//! reprotection, degraded write-through, takeovers and completed recoveries.
+//! dropped replicas, re-protection, write-through, takeovers, completed recoveries and
+//! an owner learning (ESTALE) that its volume was taken over.
 //!
 //! # Findings
 //!
-//! The protocol as written holds P1 to P4 for host crashes without restarts (peers=1
-//! with one crash, peers=2 with two) and for a partition without crash. It fails in
-//! these cases (each a `counterexample_*` test in `tests/check.rs`, with its trace):
+//! Over the real state machines, P1 to P4 hold in every configuration of
+//! `tests/check.rs` within the assumptions but two, both with `peers=2` and two failures
+//! (the `#[ignore]`d tests, with their traces). A host that a majority fences discards
+//! every replica store it holds (`cluster.rs`'s ticker), even an untrusted one, kept
+//! because it may be the last copy of acknowledged writes; and a restarted host starts
+//! fencing every other host. Two restarted hosts (the owner and one peer), or a
+//! restarted owner and a peer that a partition made fence the other peer, are such a
+//! majority for the remaining peer, which discards the last copy (P1).
 //!
-//! 1. A quick restart of an owner (within the timeout) goes unseen: nobody fences it,
-//!    it reopens its volume empty and its VOLUME_OPEN empties the replicas of its
-//!    acknowledged writes. Fix [`fix::RESTART_SILENCE`].
-//! 2. "Fenced by a majority" does not mean "taken over": when the only peer crashed and
-//!    the new peer was cut off before it got the blocks, the owner discards the only
-//!    copy. Fix [`fix::KEEP_UNTIL_RECOVERING`].
-//! 3. The rejoin rule races a recovery: the recovering peer's `recovering` reaches
-//!    nobody once it is cut from the others, its fence views and lease (granted by the
-//!    rejoining owner itself) stay valid, and the owner gets its lease back from the
-//!    host that lifted its fence. Fixes [`fix::RECOVERY_CHECKS_EACH_WRITE`] and
-//!    [`fix::LEASE_SETTLES`] (perfect clocks and no stalls here: with unbounded message
-//!    delay, fence views must also expire from the PING they answer, as grants do).
-//! 4. Stale replicas: a peer that the owner stopped replicating to (its connection
-//!    closed: partition) keeps its store, and nothing stops it from recovering it later
-//!    over newer blocks — after the owner wrote through (degraded) within its lease and
-//!    got isolated, or after the owner replaced it, acknowledged and destaged newer
-//!    versions and crashed. Fix [`fix::STALE_PEERS`]: the owner starts and completes no
-//!    write while a peer it dropped is neither fenced by a majority nor emptied.
-//! 5. An orphaned store: the owner crashed and no peer could take over (the peers did
-//!    not hear each other); the owner restarts, gets its lease back and its VOLUME_OPEN
-//!    empties the store. Not fixed here: VOLUME_OPEN needs an epoch, and a store of an
-//!    older epoch must be recovered (or handed to the new epoch) before it is dropped.
+//! A takeover that stops gives its stores back as they are: still trusted even if the
+//! lease was interrupted meanwhile ([`LeaseWatch`] untrusts only the stores held at the
+//! time, as in the kernel and the simulator). The model found no violation through it
+//! within its bounds.
 //!
-//! Modeling choices of section 6 the document leaves open: a write completes once every
-//! current peer has ACKed its block at its version or newer *and* either the peers are
-//! as many as the policy asks or the block is on the backing device (a write-through
-//! or destage alone does not complete it: a peer may still hold an older version);
-//! degraded writes are still replicated to the remaining peers; VOLUME_OPEN empties the
-//! peer's store; a restarted owner opens its volume only once it holds its lease.
+//! Earlier versions of this crate checked their own copy of the owner's and the peers'
+//! rules, with switches for the fixes they led to (restart silence, discarding only on
+//! ESTALE, settled leases and per-write takeover checks, stale peers); those rules are
+//! now the kernel's and have no switches, so the counterexamples of the older rules are
+//! gone from the tests (`docs/replication.md` section 8 tells their story). Where the
+//! kernel's glue and the simulator's differ, the model follows the kernel: VOLUME_OPEN
+//! asks go to the peers one after the other; a re-send that finds the lease lost
+//! answers [`Resent::Interrupted`]; a takeover whose stores include one whose owner was
+//! told ESTALE may finish with the lease alone; a stopped takeover gives its stores back
+//! whole.
 
 use fvp_logic::membership::{Membership, View};
-use fvp_logic::placement::{place, DomainRule, HostEntry};
+use fvp_logic::owner::{self, Answer, Ask, Effect, Observation, Owner, Resent, Step, Writable};
+use fvp_logic::placement::{host_bit, place, DomainRule, HostEntry};
+use fvp_logic::replica::{self as rules, LeaseWatch, OpenVerdict};
 use stateright::{Model, Property};
 use std::fmt;
 
@@ -134,15 +163,19 @@ pub const UNIT: u64 = 1_000;
 pub const TIMEOUT_UNITS: u64 = 3;
 /// The takeover wait `T + T/5` in ns.
 pub const TAKEOVER_WAIT: u64 = TIMEOUT_UNITS * UNIT + TIMEOUT_UNITS * UNIT / 5;
+/// Ticks a (re)started host stays silent in the kernel: three timeouts (`cluster.rs`).
+pub const SILENCE_TICKS: u8 = 3 * TIMEOUT_UNITS as u8;
 /// The owner (host id 1).
 pub const OWNER: usize = 0;
 /// The volume's name, as placement hashes it.
 pub const VOLUME: &[u8] = b"vol0";
-/// Ticks of heartbeats before the model starts: every fence lifted, every lease held.
-pub const WARM_UP_TICKS: u64 = 2 * TIMEOUT_UNITS + 4;
+/// Most ticks of heartbeats before the model starts: every fence lifted, the volume
+/// protected.
+pub const MAX_WARM_UP_TICKS: u64 = 40;
 
 const NAMES: [char; HOSTS] = ['A', 'B', 'C'];
 const ALL: u64 = 0b111;
+const OWNER_ID: u32 = 1;
 
 fn id(h: usize) -> u32 {
     h as u32 + 1
@@ -186,45 +219,71 @@ pub struct Config {
     pub max_stalls: u8,
     /// Whether crashed hosts may restart.
     pub restarts: bool,
-    /// Protocol changes to apply ([`fix`]); 0 for the protocol as documented.
-    pub fixes: u32,
+    /// Ticks a restarted host stays silent before it connects: the kernel's
+    /// [`SILENCE_TICKS`]; shorter values break an assumption of the protocol (a restarted
+    /// owner must have been fenced and taken over before it comes back).
+    pub silence_ticks: u8,
 }
 
-/// Protocol changes proposed after counterexamples of the documented protocol.
-pub mod fix {
-    /// A host that starts stays silent for `T + T/5` before its first connection, so
-    /// every other host has fenced it (a quick restart of an owner is otherwise unseen:
-    /// the others keep granting it, it reopens its volume empty and its VOLUME_OPEN wipes
-    /// the replicas of its acknowledged writes).
-    pub const RESTART_SILENCE: u32 = 1 << 0;
-    /// An owner fenced by a majority keeps its dirty blocks (suspended: it writes and
-    /// acknowledges nothing without its lease anyway) and discards them only once a view
-    /// announces it in `recovering`; without one, it resumes when its lease returns.
-    /// (A majority may fence an owner that nobody can take over — its only peer
-    /// crashed, its new peer was cut off before receiving the blocks — and discarding
-    /// then loses the only copy of acknowledged writes.)
-    pub const KEEP_UNTIL_RECOVERING: u32 = 1 << 1;
-    /// A recovering peer writes each block only while `takeover_ready` holds (lease and
-    /// a standing majority fence), not only before its first write. (Otherwise a peer
-    /// whose announcements no longer reach the others keeps writing after the owner
-    /// rejoined: C lifts A's fence once B's `recovering` is older than the timeout,
-    /// and B still holds a lease — granted by A.)
-    pub const RECOVERY_CHECKS_EACH_WRITE: u32 = 1 << 2;
-    /// An owner acts on its lease (acknowledges, writes the backing device, reopens
-    /// its volume) only after holding it without interruption for `T + T/5`, so that
-    /// fences attested before a host lifted its fence of the owner have expired at
-    /// every recovering peer.
-    pub const LEASE_SETTLES: u32 = 1 << 3;
-    /// A peer the owner stopped using while it may be alive (connection lost, not
-    /// fenced by a majority) is *stale*: it may still hold older replicas. The owner
-    /// starts no write and completes none while it has a stale peer, until a majority
-    /// fenced it (a fenced host cannot take over) or it confirmed a VOLUME_OPEN that
-    /// emptied its store. (Otherwise the stale peer can recover its older replicas over
-    /// newer acknowledged blocks: finding 4.) The kernel also clears a stale peer that
-    /// confirmed a VOLUME_CLOSE; the model has only the OPEN of a re-chosen peer.
-    pub const STALE_PEERS: u32 = 1 << 4;
-    /// Every fix.
-    pub const ALL: u32 = (1 << 5) - 1;
+impl Config {
+    /// `peers` with the kernel's restart silence and nothing else: no write, no tick,
+    /// no fault.
+    pub fn new(peers: u32) -> Config {
+        Config {
+            peers,
+            max_writes: 0,
+            max_ticks: 0,
+            max_crashes: 0,
+            max_cuts: 0,
+            max_stalls: 0,
+            restarts: false,
+            silence_ticks: SILENCE_TICKS,
+        }
+    }
+}
+
+/// A request of the owner to a peer (`logic/wire.rs` messages, reduced to what the
+/// model needs). `vid` is the owner's volume id: one per incarnation of the owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Req {
+    /// VOLUME_OPEN of an epoch.
+    Open { vid: u8, epoch: u64 },
+    /// REPLICATE the data of write `wid` of a block at a version.
+    Replicate { vid: u8, block: u8, version: u64, wid: u8 },
+    /// DESTAGED: per block, the version snapshot of its destage (0: not listed).
+    Destaged { vid: u8, versions: [u64; BLOCKS] },
+    /// DROP_RANGE of one block at a version.
+    DropRange { vid: u8, block: u8, version: u64 },
+    /// VOLUME_CLOSE.
+    Close { vid: u8 },
+}
+
+/// Why the owner sent a request: where its ACK goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Purpose {
+    /// A client write's replicas.
+    Write(u8),
+    /// A failed write's protection.
+    Protect(u8),
+    /// A write-through's drop.
+    Drop(u8),
+    /// An [`Ask`] other than the re-send.
+    Ask,
+    /// [`Ask::Resend`].
+    Resend,
+    /// DESTAGED notices (nobody waits).
+    Notice,
+}
+
+/// A peer's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// Done.
+    Ok,
+    /// ESTALE: this host took the volume over.
+    Stale,
+    /// ENOENT: no (trusted) store.
+    NoEnt,
 }
 
 /// A message on a link.
@@ -234,38 +293,36 @@ pub enum Msg {
     Ping { sent: u64, view: View },
     /// PONG echoing a PING's send time, with the sender's view.
     Pong { echo: u64, view: View },
-    /// VOLUME_OPEN: start a new (empty) replica store.
-    Open,
-    /// ACK of a VOLUME_OPEN.
-    OpenAck,
-    /// REPLICATE a block at a version.
-    Replicate { block: u8, version: u8 },
-    /// DESTAGED: the block is on the backing device at this version.
-    Destaged { block: u8, version: u8 },
-    /// ACK of a REPLICATE (`ok`: stored; else the peer has no store).
-    Ack { block: u8, version: u8, ok: bool },
+    /// A request, sent at tick `sent`.
+    Req { sent: u8, purpose: Purpose, req: Req },
+    /// The ACK of a request sent at tick `sent`.
+    Ack { sent: u8, purpose: Purpose, status: Status },
 }
 
-/// A peer's recovery of the owner's volume.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Recovery {
-    /// Not recovering.
-    Idle,
-    /// Takeover conditions met, announcing, waiting for `takeover_ready`.
-    Waiting,
-    /// Writing the replica store to the backing device.
-    Writing,
+/// A peer's replica store of one of the owner's volumes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Store {
+    /// The owner's volume id.
+    pub vid: u8,
+    /// The epoch it was opened with.
+    pub epoch: u64,
+    /// Per block: the version and the write whose data it holds.
+    pub blocks: [Option<(u64, u8)>; BLOCKS],
+    /// The host held its lease without interruption since the store was opened.
+    pub trusted: bool,
+    /// The owner was told (ESTALE) that this host took the volume over.
+    pub yielded: bool,
 }
 
-/// The owner's volume state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Volume {
-    /// Restarted: waits for the lease to open the volume.
-    Starting,
-    /// Serving I/O (protected, reprotecting or degraded; suspended without lease).
-    Active,
-    /// Fenced by a majority: blocks discarded, I/O suspended for good.
-    RecoveredElsewhere,
+/// A takeover in progress.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Recovery {
+    /// The trusted stores taken out for it.
+    pub stores: Vec<Store>,
+    /// Replicas not written yet: bit `store * BLOCKS + block`.
+    pub left: u8,
+    /// Some store's owner was told ESTALE when it began: the lease alone suffices.
+    pub yielded: bool,
 }
 
 /// One host.
@@ -273,31 +330,111 @@ pub enum Volume {
 pub struct Host {
     /// Running (false: crashed).
     pub alive: bool,
+    /// Ticks of silence left after a restart.
+    pub quiet: u8,
     /// Section 4 state.
     pub mem: Membership<HOSTS>,
     /// Hosts with an unanswered PING from this host.
     pub ping_out: u8,
-    /// Replica store of the owner's volume (peers only): version per block, 0 for none.
-    pub store: Option<[u8; BLOCKS]>,
-    /// Recovery of the owner's volume (peers only).
-    pub recovery: Recovery,
+    /// Lease interruptions untrust the stores.
+    pub lease_watch: LeaseWatch,
+    /// Learnt it is fenced by a majority (its stores were discarded).
+    pub self_fenced: bool,
+    /// Replica stores of the owner's volumes (peers only).
+    pub stores: Vec<Store>,
+    /// Owner volume ids this host took over (bit `vid`).
+    pub recovered: u8,
+    /// A takeover in progress.
+    pub recovery: Option<Recovery>,
+}
+
+/// Where a client write stands (as in the simulator).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// Replicated: waiting for the peers' ACKs.
+    Replicating,
+    /// A peer failed or the peer set changed: make it durable again.
+    Protect,
+    /// Re-sent to the current peers: waiting for their ACKs.
+    Protecting,
+    /// Degraded: the remaining peers get the block's newest data before the disk does.
+    ProtectingThrough,
+    /// Durable once the backing device holds it.
+    UntilOnDisk,
+    /// Write-through: waiting for the peers to drop their replicas of the block.
+    Dropping,
+    /// Write-through: a peer did not confirm the drop (or the lease was missing).
+    DropFailed,
+}
+
+/// A client write in progress.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PWrite {
+    /// Its number.
+    pub wid: u8,
+    /// Its block.
+    pub block: u8,
+    /// Where it stands.
+    pub stage: Stage,
+    /// Requests without an ACK yet.
+    pub outstanding: u8,
+    /// A request failed.
+    pub failed: bool,
+    /// Written through.
+    pub through: bool,
+    /// The owner's peer-set generation when it was (re-)sent.
+    pub gen: u64,
+    /// Peers whose ACK confirmed they stored it (since it was last sent), host mask.
+    pub holders: u8,
+    /// Each confirming peer's [`State::lives`] at its confirmation.
+    pub holder_lives: [u8; HOSTS],
+}
+
+/// An [`Ask`] being carried out ([`Ask`] has no `Hash`: the same data).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AskKind {
+    /// [`Ask::TakenOver`].
+    TakenOver { peers: [u32; 2], epochs: [u64; 2] },
+    /// [`Ask::Open`].
+    Open { peers: [u32; 2], epoch: u64 },
+    /// [`Ask::Close`].
+    Close { host: u32 },
+    /// [`Ask::Resend`].
+    Resend,
+}
+
+/// The owner's request in flight for its current [`Step::Ask`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct AskRec {
+    /// What is asked.
+    pub ask: AskKind,
+    /// The slot of the peer asked now (asks to several peers go one after the other).
+    pub at: u8,
+    /// Re-send requests without an ACK yet.
+    pub outstanding: u8,
+    /// A re-send request failed.
+    pub failed: bool,
+    /// The peers a VOLUME_OPEN reached, with their connection.
+    pub opened: [(u32, u8); 2],
 }
 
 /// The owner's volume (on host A).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Owner {
-    /// Volume state.
-    pub volume: Volume,
-    /// Dirty version per block, 0 for clean.
+pub struct Vol {
+    /// Every decision (`logic/owner.rs`).
+    pub m: Owner,
+    /// Its id (one per incarnation of the owner).
+    pub vid: u8,
+    /// Dirty write per block, 0 for clean.
     pub dirty: [u8; BLOCKS],
-    /// Current peers (host bit mask).
-    pub peers: u8,
-    /// Per host: the largest version it ACKed per block since it became a peer.
-    pub acked_by: [[u8; BLOCKS]; HOSTS],
-    /// Versions written but not acknowledged yet (bit v).
-    pub pending: u8,
-    /// Stale peers ([`fix::STALE_PEERS`]), host bit mask.
-    pub stale: u8,
+    /// Client writes in progress.
+    pub writes: Vec<PWrite>,
+    /// Blocks written back and their version snapshot, for the next DESTAGED (0: none).
+    pub destaged: [u64; BLOCKS],
+    /// The owner's peers, each with the connection it was opened on.
+    pub slots: [(u32, u8); 2],
+    /// The ask in flight.
+    pub ask: Option<AskRec>,
 }
 
 /// Reachability markers.
@@ -306,32 +443,36 @@ pub mod ev {
     pub const ACKED: u16 = 1 << 0;
     /// The owner destaged a block.
     pub const DESTAGED: u16 = 1 << 1;
-    /// A peer processed DESTAGED and dropped a block.
+    /// A peer dropped a replica (DESTAGED or DROP_RANGE).
     pub const DROPPED: u16 = 1 << 2;
-    /// The owner replaced a lost peer.
+    /// The owner opened a new epoch after its first.
     pub const REPROTECTED: u16 = 1 << 3;
     /// A write went through to the backing device (degraded).
     pub const WRITE_THROUGH: u16 = 1 << 4;
-    /// A peer started recovering (announcing).
+    /// A peer started a takeover.
     pub const TAKEOVER_STARTED: u16 = 1 << 5;
     /// A peer wrote a recovered block.
     pub const RECOVERY_WRITE: u16 = 1 << 6;
-    /// A peer finished a recovery.
+    /// A peer finished a takeover.
     pub const RECOVERED: u16 = 1 << 7;
-    /// The owner learned it was fenced by a majority.
-    pub const RECOVERED_ELSEWHERE: u16 = 1 << 8;
-    /// A restarted owner reopened its volume.
-    pub const REOPENED: u16 = 1 << 9;
+    /// The owner learnt (ESTALE) that its volume was taken over.
+    pub const FENCED: u16 = 1 << 8;
+    /// A stopped takeover gave its stores back.
+    pub const RECOVERY_STOPPED: u16 = 1 << 9;
     /// A fence was lifted (rejoin).
     pub const REJOINED: u16 = 1 << 10;
+    /// A peer's stores became untrusted.
+    pub const UNTRUSTED: u16 = 1 << 11;
 }
 
-/// Violations of event properties (P3, P4a), recorded when they happen.
+/// Violations of event properties (P2a, P3, P4a), recorded when they happen.
 pub mod bad {
     /// A write acknowledged with too few replicas.
     pub const UNDER_REPLICATED: u8 = 1 << 0;
-    /// A backing write by a host without lease.
-    pub const WRITE_WITHOUT_LEASE: u8 = 1 << 1;
+    /// A backing write by a host not allowed to write.
+    pub const WRITE_WITHOUT_RIGHT: u8 = 1 << 1;
+    /// A backing write older than an acknowledged write the device held.
+    pub const BACKWARDS: u8 = 1 << 2;
 }
 
 /// The whole system.
@@ -341,36 +482,38 @@ pub struct State {
     pub clock: u64,
     /// Hosts A, B, C.
     pub hosts: [Host; HOSTS],
-    /// The owner's volume on A.
-    pub owner: Owner,
+    /// The owner's volume on A (none while A is down).
+    pub vol: Option<Vol>,
+    /// Volumes the owner created (the current one's id).
+    pub vids: u8,
     /// Network state per link (A-B, A-C, B-C): up or cut.
     pub net_up: [bool; 3],
+    /// Connection incarnation per link: bumped when the connection breaks.
+    pub inc: [u8; 3],
     /// Stalled directions, `stalled[from][to]`.
     pub stalled: [[bool; HOSTS]; HOSTS],
     /// Stalls so far.
     pub stalls: u8,
     /// Queues, `queues[from][to]`.
     pub queues: [[Vec<Msg>; HOSTS]; HOSTS],
-    /// The backing device: version per block (0: never written).
+    /// The backing device: write per block (0: never written).
     pub backing: [u8; BLOCKS],
-    /// Largest acknowledged version the backing device has held, per block.
+    /// Largest acknowledged write the backing device has held, per block.
     pub floor: [u8; BLOCKS],
-    /// Acknowledged versions (bit v).
+    /// Acknowledged writes (bit `wid`).
     pub acked: u8,
-    /// Block of each version.
-    pub version_block: [u8; MAX_WRITES + 1],
-    /// Versions issued.
+    /// Block of each write.
+    pub write_block: [u8; MAX_WRITES + 1],
+    /// Writes issued.
     pub writes: u8,
-    /// Ticks, crashes, cuts so far.
+    /// Ticks so far.
     pub ticks: u8,
     /// Crashes so far.
     pub crashes: u8,
+    /// Crashes so far per host.
+    pub lives: [u8; HOSTS],
     /// Cuts so far.
     pub cuts: u8,
-    /// Tick at which each host last crashed.
-    pub down_at: [u8; HOSTS],
-    /// The protocol changes in force ([`fix`]), constant.
-    pub fixes: u32,
     /// Reachability markers ([`ev`]).
     pub events: u16,
     /// Recorded violations ([`bad`]).
@@ -380,18 +523,18 @@ pub struct State {
 /// A nondeterministic step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Action {
-    /// Every clock advances one unit; heartbeats go out.
+    /// Every clock advances one unit: a heartbeat of every host.
     Tick,
     /// Messages from `from` to `to` stop arriving (TCP stalls; nobody is told).
     Stall(usize, usize),
     /// A stalled direction flows again.
     Unstall(usize, usize),
-    /// A client writes a block (new version).
+    /// A client writes a block.
     Write(usize),
     /// The owner destages a dirty block.
     Destage(usize),
-    /// A recovering peer writes a block of its store.
-    Recover(usize, usize),
+    /// A recovering peer writes a replica: (peer, store, block).
+    Recover(usize, usize, usize),
     /// A host crashes.
     Crash(usize),
     /// A crashed host restarts.
@@ -413,31 +556,80 @@ fn new_mem(h: usize) -> Membership<HOSTS> {
 }
 
 fn fresh_host(h: usize) -> Host {
-    Host { alive: true, mem: new_mem(h), ping_out: 0, store: None, recovery: Recovery::Idle }
+    Host {
+        alive: true,
+        quiet: 0,
+        mem: new_mem(h),
+        ping_out: 0,
+        lease_watch: LeaseWatch::new(),
+        self_fenced: false,
+        stores: vec![],
+        recovered: 0,
+        recovery: None,
+    }
+}
+
+fn new_vol(peers: u32, vid: u8) -> Vol {
+    Vol {
+        m: Owner::new(peers).expect("valid policy"),
+        vid,
+        dirty: [0; BLOCKS],
+        writes: vec![],
+        destaged: [0; BLOCKS],
+        slots: [(0, 0); 2],
+        ask: None,
+    }
+}
+
+impl AskKind {
+    fn of(ask: Ask) -> AskKind {
+        match ask {
+            Ask::TakenOver { peers, epochs } => AskKind::TakenOver { peers, epochs },
+            Ask::Open { peers, epoch } => AskKind::Open { peers, epoch },
+            Ask::Close { host } => AskKind::Close { host },
+            Ask::Resend => AskKind::Resend,
+        }
+    }
 }
 
 impl State {
+    fn vol(&mut self) -> &mut Vol {
+        self.vol.as_mut().expect("the owner has its volume")
+    }
+
     fn connected(&self, x: usize, y: usize) -> bool {
-        x != y && self.net_up[pair(x, y)] && self.hosts[x].alive && self.hosts[y].alive
+        x != y
+            && self.net_up[pair(x, y)]
+            && self.hosts[x].alive
+            && self.hosts[y].alive
+            && self.hosts[x].quiet == 0
+            && self.hosts[y].quiet == 0
     }
 
     /// Queues `msg` from `x` to `y` if connected.
-    fn send(&mut self, x: usize, y: usize, msg: Msg) {
-        if self.connected(x, y) {
-            self.queues[x][y].push(msg);
+    fn send(&mut self, x: usize, y: usize, msg: Msg) -> bool {
+        if !self.connected(x, y) {
+            return false;
         }
+        self.queues[x][y].push(msg);
+        true
+    }
+
+    fn request(&mut self, x: usize, y: usize, purpose: Purpose, req: Req) -> bool {
+        let sent = self.ticks;
+        self.send(x, y, Msg::Req { sent, purpose, req })
     }
 
     /// Delivers every queued message of every connected, flowing direction, replies
-    /// included, in FIFO order per direction.
-    fn network_round(&mut self) {
+    /// included, in FIFO order per direction, until none is left.
+    fn network_round(&mut self, cfg: &Config) {
         loop {
             let mut progress = false;
             for x in 0..HOSTS {
                 for y in 0..HOSTS {
                     if !self.queues[x][y].is_empty() && !self.stalled[x][y] && self.connected(x, y) {
                         let m = self.queues[x][y].remove(0);
-                        self.receive(x, y, m);
+                        self.receive(x, y, m, cfg);
                         progress = true;
                     }
                 }
@@ -448,45 +640,36 @@ impl State {
         }
     }
 
-    fn latest_acked(&self, b: usize) -> u8 {
-        (1..=MAX_WRITES as u8)
-            .filter(|&v| self.acked & (1 << v) != 0 && usize::from(self.version_block[usize::from(v)]) == b)
-            .max()
-            .unwrap_or(0)
-    }
-
-    /// Whether the owner may act on its lease now (acknowledge, write the backing device).
-    pub fn owner_may_act(&self) -> bool {
-        let a = &self.hosts[OWNER];
-        a.alive
-            && if self.fixes & fix::LEASE_SETTLES != 0 {
-                a.mem.holds_lease_for(self.clock, TAKEOVER_WAIT)
-            } else {
-                a.mem.holds_lease(self.clock)
+    /// Breaks the connection between `x` and `y`: both queues are lost, requests in
+    /// flight on it fail (the link itself stays as it is).
+    fn break_conn(&mut self, x: usize, y: usize, cfg: &Config) {
+        let mut failed = vec![];
+        for (r, o) in [(x, y), (y, x)] {
+            // Oldest first: ACKs on their way back, then requests not delivered yet.
+            for m in &self.queues[o][r] {
+                if let Msg::Ack { purpose, .. } = m {
+                    failed.push((r, o, *purpose));
+                }
             }
-    }
-
-    /// Whether peer `p` may write recovered blocks now.
-    pub fn peer_may_write(&self, p: usize) -> bool {
-        let h = &self.hosts[p];
-        h.alive
-            && h.recovery == Recovery::Writing
-            && if self.fixes & fix::RECOVERY_CHECKS_EACH_WRITE != 0 {
-                h.mem.takeover_ready(id(OWNER), self.clock)
-            } else {
-                h.mem.holds_lease(self.clock)
+            for m in &self.queues[r][o] {
+                if let Msg::Req { purpose, .. } = m {
+                    failed.push((r, o, *purpose));
+                }
             }
-    }
-
-    fn write_backing(&mut self, writer: usize, b: usize, v: u8) {
-        if !self.hosts[writer].mem.holds_lease(self.clock) {
-            self.violations |= bad::WRITE_WITHOUT_LEASE;
         }
-        self.backing[b] = v;
+        self.queues[x][y].clear();
+        self.queues[y][x].clear();
+        let p = pair(x, y);
+        self.inc[p] = self.inc[p].wrapping_add(1);
+        self.hosts[x].ping_out &= !hbit(y);
+        self.hosts[y].ping_out &= !hbit(x);
+        for (r, o, purpose) in failed {
+            self.req_done(r, o, purpose, Status::NoEnt, false, cfg);
+        }
     }
 
     /// Processes `msg` from `x` at `y`.
-    fn receive(&mut self, x: usize, y: usize, msg: Msg) {
+    fn receive(&mut self, x: usize, y: usize, msg: Msg, cfg: &Config) {
         let now = self.clock;
         let from = id(x);
         match msg {
@@ -499,261 +682,802 @@ impl State {
                 self.hosts[y].mem.on_pong(from, now, echo, view);
                 self.hosts[y].ping_out &= !hbit(x);
             }
-            Msg::Open => {
+            Msg::Req { sent, purpose, req } => {
                 self.hosts[y].mem.on_message(from, now);
-                self.hosts[y].store = Some([0; BLOCKS]);
-                if self.fixes & fix::STALE_PEERS != 0 {
-                    self.send(y, x, Msg::OpenAck);
-                }
+                let status = self.serve(y, req);
+                self.send(y, x, Msg::Ack { sent, purpose, status });
             }
-            Msg::OpenAck => {
+            Msg::Ack { purpose, status, .. } => {
                 self.hosts[y].mem.on_message(from, now);
-                if y == OWNER && self.owner.peers & hbit(x) != 0 {
-                    self.owner.stale &= !hbit(x);
-                }
+                self.req_done(y, x, purpose, status, true, cfg);
             }
-            Msg::Replicate { block, version } => {
-                self.hosts[y].mem.on_message(from, now);
-                let ok = match &mut self.hosts[y].store {
-                    Some(s) => {
-                        let slot = &mut s[usize::from(block)];
-                        if *slot < version {
-                            *slot = version;
+        }
+    }
+
+    /// Peer `y` serves a request of the owner (`replica.rs`, every decision
+    /// [`fvp_logic::replica`]'s).
+    fn serve(&mut self, y: usize, req: Req) -> Status {
+        let h = &mut self.hosts[y];
+        let trusted =
+            |h: &Host, vid: u8| h.stores.iter().position(|s| s.vid == vid && rules::accepts_changes(s.trusted));
+        match req {
+            Req::Open { vid, epoch } => {
+                let found = h.stores.iter().position(|s| s.vid == vid);
+                let taken_over = h.recovered & (1 << vid) != 0;
+                match rules::on_open(found.map(|i| h.stores[i].epoch), taken_over, epoch) {
+                    OpenVerdict::TakenOver => {
+                        if let Some(i) = found {
+                            h.stores[i].yielded = true;
                         }
-                        true
+                        return Status::Stale;
                     }
-                    None => false,
-                };
-                self.send(y, x, Msg::Ack { block, version, ok });
-            }
-            Msg::Destaged { block, version } => {
-                self.hosts[y].mem.on_message(from, now);
-                if let Some(s) = &mut self.hosts[y].store {
-                    let slot = &mut s[usize::from(block)];
-                    if *slot != 0 && *slot <= version {
-                        *slot = 0;
-                        self.events |= ev::DROPPED;
+                    OpenVerdict::Unchanged => {}
+                    OpenVerdict::Reset => {
+                        let s = &mut h.stores[found.expect("held")];
+                        s.blocks = [None; BLOCKS];
+                        s.epoch = epoch;
+                        s.trusted = true;
+                    }
+                    OpenVerdict::Create => {
+                        h.stores.push(Store { vid, epoch, blocks: [None; BLOCKS], trusted: true, yielded: false })
                     }
                 }
+                Status::Ok
             }
-            Msg::Ack { block, version, ok } => {
-                self.hosts[y].mem.on_message(from, now);
-                if y == OWNER && self.owner.peers & hbit(x) != 0 {
-                    if ok {
-                        let a = &mut self.owner.acked_by[x][usize::from(block)];
-                        *a = (*a).max(version);
-                    } else {
-                        self.owner.peers &= !hbit(x);
+            Req::Replicate { vid, block, version, wid } => {
+                let Some(i) = trusted(h, vid) else { return Status::NoEnt };
+                let slot = &mut h.stores[i].blocks[usize::from(block)];
+                if rules::keeps_incoming(slot.map(|r| r.0), version) {
+                    *slot = Some((version, wid));
+                }
+                Status::Ok
+            }
+            Req::Destaged { vid, versions } => {
+                let Some(i) = trusted(h, vid) else { return Status::NoEnt };
+                let mut dropped = false;
+                for (b, &v) in versions.iter().enumerate() {
+                    let slot = &mut h.stores[i].blocks[b];
+                    if v != 0 && slot.is_some_and(|r| rules::drops(r.0, v)) {
+                        *slot = None;
+                        dropped = true;
+                    }
+                }
+                if dropped {
+                    self.events |= ev::DROPPED;
+                }
+                Status::Ok
+            }
+            Req::DropRange { vid, block, version } => {
+                let Some(i) = trusted(h, vid) else { return Status::NoEnt };
+                let slot = &mut h.stores[i].blocks[usize::from(block)];
+                if slot.is_some_and(|r| rules::drops(r.0, version)) {
+                    *slot = None;
+                    self.events |= ev::DROPPED;
+                }
+                Status::Ok
+            }
+            Req::Close { vid } => {
+                h.stores.retain(|s| s.vid != vid);
+                Status::Ok
+            }
+        }
+    }
+
+    // ---- the owner ----
+
+    /// Whether the owner may act on its lease (acknowledge, write the backing device):
+    /// held without interruption for the takeover wait (`Cluster::holds_lease`).
+    pub fn owner_lease(&self) -> bool {
+        let a = &self.hosts[OWNER];
+        a.alive && a.mem.holds_lease_for(self.clock, a.mem.takeover_wait_ns())
+    }
+
+    /// What the owner's state machine looks at (`Cluster::owner_observation`).
+    fn observation(&self, cfg: &Config) -> Observation {
+        let host = &self.hosts[OWNER];
+        let now = self.clock;
+        let mut fenced_by_majority = 0;
+        let mut fence_settled = 0;
+        let mut connected = 0;
+        let mut entries = [HostEntry { id: 0, domain: 0, up: false }; HOSTS];
+        for (y, e) in entries.iter_mut().enumerate() {
+            let hid = id(y);
+            if host.mem.majority_fences(hid, now) {
+                fenced_by_majority |= host_bit(hid);
+            }
+            if host.mem.takeover_ready(hid, now) {
+                fence_settled |= host_bit(hid);
+            }
+            let conn = self.connected(OWNER, y);
+            if conn {
+                connected |= host_bit(hid);
+            }
+            let up = y == OWNER || (host.mem.fenced() & host_bit(hid) == 0 && conn);
+            *e = HostEntry { id: hid, domain: 0, up };
+        }
+        let placement = match place(VOLUME, OWNER_ID, &entries, cfg.peers, DomainRule::Same) {
+            Ok(p) if p.len() >= cfg.peers as usize => {
+                let mut ids = [0u32; 2];
+                for (slot, &pid) in ids.iter_mut().zip(p.as_slice()) {
+                    *slot = pid;
+                }
+                Some(ids)
+            }
+            _ => None,
+        };
+        Observation {
+            lease: self.owner_lease(),
+            fenced_by_majority,
+            fence_settled,
+            configured: host.mem.configured(),
+            connected,
+            placement,
+            clean: self.vol.as_ref().is_none_or(|v| v.dirty == [0; BLOCKS]),
+        }
+    }
+
+    fn slot_ok(&self, i: usize) -> bool {
+        let Some(v) = &self.vol else { return false };
+        let (pid, inc) = v.slots[i];
+        pid != 0 && self.connected(OWNER, pid as usize - 1) && self.inc[pair(OWNER, pid as usize - 1)] == inc
+    }
+
+    fn ok_slots(&self) -> u32 {
+        (0..2).filter(|&i| self.slot_ok(i)).count() as u32
+    }
+
+    /// Makes the slots follow the state machine's peers: a new peer takes the
+    /// connection its VOLUME_OPEN went over (`opened`), or none.
+    fn sync_slots(&mut self, opened: [(u32, u8); 2]) {
+        let v = self.vol();
+        let ids = v.m.peers();
+        for (slot, &pid) in v.slots.iter_mut().zip(ids.iter()) {
+            if slot.0 != pid {
+                *slot = if pid == 0 {
+                    (0, 0)
+                } else {
+                    opened.iter().copied().find(|o| o.0 == pid).unwrap_or((pid, u8::MAX))
+                };
+            }
+        }
+    }
+
+    /// The owner's heartbeat (`Replication::reconcile`).
+    fn owner_tick(&mut self, cfg: &Config) {
+        if self.vol.is_none() {
+            return;
+        }
+        for i in 0..2 {
+            let pid = self.vol().slots[i].0;
+            if pid != 0 && !self.slot_ok(i) {
+                self.vol().m.peer_failed(pid);
+            }
+        }
+        let obs = self.observation(cfg);
+        let step = self.vol().m.tick(obs);
+        self.sync_slots([(0, 0); 2]);
+        self.drive(step, cfg);
+    }
+
+    /// Carries out the owner's steps until one waits for the network.
+    fn drive(&mut self, mut step: Step, cfg: &Config) {
+        loop {
+            match step {
+                Step::Idle => return,
+                Step::Do(e) => {
+                    self.effect(e);
+                    step = self.vol().m.answer(Answer::Done);
+                    self.sync_slots([(0, 0); 2]);
+                }
+                Step::Ask(ask) => {
+                    let mut rec =
+                        AskRec { ask: AskKind::of(ask), at: 0, outstanding: 0, failed: false, opened: [(0, 0); 2] };
+                    let answer = match rec.ask {
+                        AskKind::Resend => self.start_resend(&mut rec, cfg),
+                        AskKind::Close { host } => {
+                            let vid = self.vol().vid;
+                            if self.request(OWNER, host as usize - 1, Purpose::Ask, Req::Close { vid }) {
+                                None
+                            } else {
+                                Some(Answer::Closed(false))
+                            }
+                        }
+                        _ => self.ask_next(&mut rec),
+                    };
+                    match answer {
+                        Some(a) => {
+                            step = self.vol().m.answer(a);
+                            self.sync_slots(rec.opened);
+                        }
+                        None => {
+                            self.vol().ask = Some(rec);
+                            return;
+                        }
                     }
                 }
             }
         }
     }
 
-    /// Acknowledges the pending writes that may be (lease held, enough copies).
-    fn complete_writes(&mut self, peers: u32) {
-        if !self.owner_may_act() {
-            return;
-        }
-        for v in 1..=MAX_WRITES as u8 {
-            if self.owner.pending & (1 << v) == 0 {
+    /// An ask answered: the owner's next steps.
+    fn finish_ask(&mut self, rec: &AskRec, a: Answer, cfg: &Config) {
+        let step = self.vol().m.answer(a);
+        self.sync_slots(rec.opened);
+        self.drive(step, cfg);
+    }
+
+    /// VOLUME_OPEN to the next peer of a [`Ask::TakenOver`] or [`Ask::Open`] from slot
+    /// `rec.at` on, as the kernel's calls go: one after the other. `None`: sent, wait
+    /// for its ACK; else the answer.
+    fn ask_next(&mut self, rec: &mut AskRec) -> Option<Answer> {
+        let vid = self.vol().vid;
+        let (peers, taken_over) = match rec.ask {
+            AskKind::TakenOver { peers, .. } => (peers, true),
+            AskKind::Open { peers, .. } => (peers, false),
+            _ => unreachable!("not a VOLUME_OPEN ask"),
+        };
+        while usize::from(rec.at) < 2 {
+            let i = usize::from(rec.at);
+            let pid = peers[i];
+            if pid == 0 {
+                rec.at += 1;
                 continue;
             }
-            // Every current peer holds it, and either they are enough or the block is
-            // on the backing device (degraded).
-            let b = usize::from(self.version_block[usize::from(v)]);
-            let held = (0..HOSTS).filter(|&p| self.owner.peers & hbit(p) != 0).all(|p| self.owner.acked_by[p][b] >= v);
-            if held && self.owner.stale == 0 && (self.owner.peers.count_ones() >= peers || self.backing[b] >= v) {
-                self.owner.pending &= !(1 << v);
-                self.acknowledge(v, peers);
+            let epoch = match rec.ask {
+                AskKind::TakenOver { epochs, .. } => epochs[i],
+                AskKind::Open { epoch, .. } => epoch,
+                _ => unreachable!(),
+            };
+            let y = pid as usize - 1;
+            if !self.request(OWNER, y, Purpose::Ask, Req::Open { vid, epoch }) {
+                return Some(if taken_over { Answer::TakenOver(None) } else { Answer::Opened(false) });
             }
+            rec.opened[i] = (pid, self.inc[pair(OWNER, y)]);
+            return None;
         }
+        Some(if taken_over { Answer::TakenOver(Some(false)) } else { Answer::Opened(true) })
     }
 
-    fn acknowledge(&mut self, v: u8, peers: u32) {
-        let b = usize::from(self.version_block[usize::from(v)]);
-        let copies = (0..HOSTS)
-            .filter(|&p| p != OWNER && self.hosts[p].alive)
-            .filter(|&p| matches!(self.hosts[p].store, Some(s) if s[b] >= v))
-            .count() as u32;
-        if copies < peers && self.backing[b] < v {
-            self.violations |= bad::UNDER_REPLICATED;
+    /// The re-send of every dirty block (`Replication::resend_dirty`).
+    fn start_resend(&mut self, rec: &mut AskRec, cfg: &Config) -> Option<Answer> {
+        let dirty = self.vol().dirty;
+        if dirty == [0; BLOCKS] {
+            return Some(Answer::Resent(Resent::Complete));
         }
-        self.acked |= 1 << v;
-        self.events |= ev::ACKED;
+        if !self.owner_lease() {
+            return Some(Answer::Resent(Resent::Interrupted));
+        }
+        if self.ok_slots() < cfg.peers {
+            return Some(Answer::Resent(Resent::Failed));
+        }
+        let (vid, slots) = (self.vol().vid, self.vol().slots);
+        for (b, &wid) in dirty.iter().enumerate() {
+            if wid == 0 {
+                continue;
+            }
+            let version = self.vol().m.next_version();
+            for &(pid, _) in slots.iter().filter(|s| s.0 != 0) {
+                let req = Req::Replicate { vid, block: b as u8, version, wid };
+                if !self.request(OWNER, pid as usize - 1, Purpose::Resend, req) {
+                    return Some(Answer::Resent(Resent::Failed));
+                }
+                rec.outstanding += 1;
+            }
+        }
+        None
     }
 
-    /// The owner's automatic reactions: learn a majority fence, replace lost peers,
-    /// open a restarted volume, complete writes.
-    fn settle_owner(&mut self, cfg: &Config) {
-        if !self.hosts[OWNER].alive {
-            return;
-        }
-        let now = self.clock;
-        match self.owner.volume {
-            Volume::RecoveredElsewhere => return,
-            Volume::Active
-                if self.hosts[OWNER].mem.fenced_by_majority(now)
-                    && (cfg.fixes & fix::KEEP_UNTIL_RECOVERING == 0
-                        || self.hosts[OWNER].mem.announced_recovering(now) & 1 != 0) =>
-            {
-                self.owner = Owner {
-                    volume: Volume::RecoveredElsewhere,
-                    dirty: [0; BLOCKS],
-                    peers: 0,
-                    acked_by: [[0; BLOCKS]; HOSTS],
-                    pending: 0,
-                    stale: 0,
-                };
-                self.events |= ev::RECOVERED_ELSEWHERE;
-                return;
+    fn effect(&mut self, e: Effect) {
+        match e {
+            Effect::Suspended | Effect::LostPeers { .. } | Effect::Protected { .. } => {}
+            Effect::Fence => {
+                let v = self.vol();
+                v.dirty = [0; BLOCKS];
+                v.writes.clear();
+                self.events |= ev::FENCED;
             }
-            Volume::Starting => {
-                if !self.owner_may_act() {
-                    return;
-                }
-                self.owner.volume = Volume::Active;
-                self.events |= ev::REOPENED;
-            }
-            Volume::Active => {}
-        }
-        // Drop lost peers: connection closed or fenced.
-        let fenced = self.hosts[OWNER].mem.fenced();
-        for p in 0..HOSTS {
-            if self.owner.peers & hbit(p) != 0 && (!self.connected(OWNER, p) || fenced & u64::from(hbit(p)) != 0) {
-                self.owner.peers &= !hbit(p);
-                self.owner.acked_by[p] = [0; BLOCKS];
-                if self.fixes & fix::STALE_PEERS != 0 {
-                    self.owner.stale |= hbit(p);
-                }
-            }
-        }
-        // A stale peer is harmless once a majority fenced it.
-        for p in 0..HOSTS {
-            if self.owner.stale & hbit(p) != 0 && self.hosts[OWNER].mem.majority_fences(id(p), now) {
-                self.owner.stale &= !hbit(p);
-            }
-        }
-        // Fill up to `peers` from placement over the eligible hosts.
-        if self.owner.peers.count_ones() < cfg.peers {
-            let up = self.hosts[OWNER].mem.up(now);
-            let hosts: Vec<HostEntry> = (0..HOSTS)
-                .map(|h| HostEntry {
-                    id: id(h),
-                    domain: 0,
-                    up: h != OWNER
-                        && (self.owner.peers & hbit(h) != 0
-                            || (self.connected(OWNER, h) && up & u64::from(hbit(h)) != 0)),
-                })
-                .collect();
-            let chosen = place(VOLUME, id(OWNER), &hosts, cfg.peers, DomainRule::Same).expect("valid placement input");
-            for &pid in chosen.as_slice() {
-                let p = pid as usize - 1;
-                if self.owner.peers & hbit(p) != 0 || self.owner.peers.count_ones() >= cfg.peers {
-                    continue;
-                }
-                self.owner.peers |= hbit(p);
-                self.owner.acked_by[p] = [0; BLOCKS];
-                if self.writes > 0 || self.events & ev::REOPENED != 0 {
+            Effect::EpochOpened { epoch, .. } => {
+                if epoch > 1 {
                     self.events |= ev::REPROTECTED;
                 }
-                self.send(OWNER, p, Msg::Open);
-                for b in 0..BLOCKS {
-                    let v = self.owner.dirty[b];
-                    if v != 0 {
-                        self.send(OWNER, p, Msg::Replicate { block: b as u8, version: v });
+            }
+            Effect::NotifyDestaged => {
+                let v = self.vol();
+                let versions = std::mem::take(&mut v.destaged);
+                let (vid, slots) = (v.vid, v.slots);
+                if versions != [0; BLOCKS] {
+                    for &(pid, _) in slots.iter().filter(|s| s.0 != 0) {
+                        self.request(OWNER, pid as usize - 1, Purpose::Notice, Req::Destaged { vid, versions });
                     }
                 }
             }
         }
-        self.complete_writes(cfg.peers);
     }
 
-    /// A peer's automatic reactions: start, abandon or finish a recovery.
-    fn settle_peer(&mut self, p: usize) {
-        if !self.hosts[p].alive {
+    /// A request from `x` to `y` ended (`acked`: an ACK came; else the connection broke).
+    fn req_done(&mut self, x: usize, y: usize, purpose: Purpose, status: Status, acked: bool, cfg: &Config) {
+        if x != OWNER || self.vol.is_none() {
             return;
         }
-        let now = self.clock;
-        let owner = id(OWNER);
-        let h = &mut self.hosts[p];
-        match h.recovery {
-            Recovery::Idle => {
-                if h.store.is_some() && h.mem.majority_fences(owner, now) && h.mem.holds_lease(now) {
-                    h.recovery = Recovery::Waiting;
-                    h.mem.set_recovering(owner, true);
-                    self.events |= ev::TAKEOVER_STARTED;
+        let ok = acked && status == Status::Ok;
+        match purpose {
+            Purpose::Notice => {}
+            Purpose::Ask => {
+                let Some(mut rec) = self.vol().ask.take() else { return };
+                let answer = match rec.ask {
+                    AskKind::TakenOver { .. } if acked && status == Status::Stale => {
+                        Some(Answer::TakenOver(Some(true)))
+                    }
+                    AskKind::TakenOver { .. } if !ok => Some(Answer::TakenOver(None)),
+                    AskKind::Open { .. } if !ok => Some(Answer::Opened(false)),
+                    AskKind::TakenOver { .. } | AskKind::Open { .. } => {
+                        rec.at += 1;
+                        self.ask_next(&mut rec)
+                    }
+                    AskKind::Close { .. } => Some(Answer::Closed(ok)),
+                    AskKind::Resend => Some(Answer::Resent(Resent::Failed)),
+                };
+                match answer {
+                    Some(a) => self.finish_ask(&rec, a, cfg),
+                    None => self.vol().ask = Some(rec),
                 }
             }
-            Recovery::Waiting => {
-                if !h.mem.majority_fences(owner, now) {
-                    h.recovery = Recovery::Idle;
-                    h.mem.set_recovering(owner, false);
-                } else if h.mem.takeover_ready(owner, now) {
-                    h.recovery = Recovery::Writing;
+            Purpose::Resend => {
+                let Some(mut rec) = self.vol().ask.take() else { return };
+                rec.outstanding = rec.outstanding.saturating_sub(1);
+                rec.failed |= !ok;
+                if rec.outstanding > 0 {
+                    self.vol().ask = Some(rec);
+                    return;
+                }
+                let r = if rec.failed { Resent::Failed } else { Resent::Complete };
+                self.finish_ask(&rec, Answer::Resent(r), cfg);
+            }
+            Purpose::Write(wid) | Purpose::Protect(wid) | Purpose::Drop(wid) => {
+                if (acked && status == Status::NoEnt) || (!ok && matches!(purpose, Purpose::Protect(_))) {
+                    // The peer holds no store for the volume (fenced, untrusted), or
+                    // did not take a block that must not stay older there.
+                    self.vol().m.peer_failed(id(y));
+                }
+                let lives = self.lives[y];
+                let Some(w) = self.vol().writes.iter_mut().find(|w| w.wid == wid) else { return };
+                if ok && !matches!(purpose, Purpose::Drop(_)) {
+                    w.holders |= hbit(y);
+                    w.holder_lives[y] = lives;
+                }
+                w.outstanding = w.outstanding.saturating_sub(1);
+                w.failed |= !ok;
+                if w.outstanding == 0 {
+                    self.write_settled(wid, cfg);
                 }
             }
-            Recovery::Writing => {}
         }
-        if h.recovery == Recovery::Writing && h.store.is_none_or(|s| s.iter().all(|&v| v == 0)) {
-            h.store = None;
-            h.recovery = Recovery::Idle;
-            h.mem.set_recovering(owner, false);
+    }
+
+    fn write_mut(&mut self, wid: u8) -> &mut PWrite {
+        self.vol().writes.iter_mut().find(|w| w.wid == wid).expect("write")
+    }
+
+    /// A client write of block `b` (`Volume`'s write paths, as the simulator has them).
+    fn client_write(&mut self, b: usize, cfg: &Config) {
+        let lease = self.owner_lease();
+        let mode = self.vol().m.writable(lease);
+        self.writes += 1;
+        let wid = self.writes;
+        self.write_block[usize::from(wid)] = b as u8;
+        let mut w = PWrite {
+            wid,
+            block: b as u8,
+            stage: Stage::Replicating,
+            outstanding: 0,
+            failed: false,
+            through: false,
+            gen: 0,
+            holders: 0,
+            holder_lives: [0; HOSTS],
+        };
+        match mode {
+            Writable::Replicate => {
+                let v = self.vol();
+                v.dirty[b] = wid;
+                let version = v.m.next_version();
+                let (vid, slots) = (v.vid, v.slots);
+                let mut sent = 0;
+                let mut failed = self.ok_slots() < cfg.peers;
+                if !failed {
+                    for &(pid, _) in slots.iter().filter(|s| s.0 != 0) {
+                        let req = Req::Replicate { vid, block: b as u8, version, wid };
+                        if self.request(OWNER, pid as usize - 1, Purpose::Write(wid), req) {
+                            sent += 1;
+                        } else {
+                            failed = true;
+                        }
+                    }
+                }
+                w.gen = self.vol().m.peer_set_gen();
+                w.outstanding = sent;
+                w.failed = failed;
+                self.vol().writes.push(w);
+                if sent == 0 {
+                    self.write_settled(wid, cfg);
+                }
+            }
+            Writable::WriteThrough => {
+                w.stage = Stage::Dropping;
+                w.through = true;
+                self.vol().writes.push(w);
+                self.drop_at_peers(wid, Purpose::Drop(wid), Stage::Dropping, cfg);
+            }
+            Writable::Wait | Writable::Fail => unreachable!("the client writes only when writable"),
+        }
+    }
+
+    /// DROP_RANGE of write `wid`'s block (fresh version) to every current peer; the
+    /// write waits in `stage` for the ACKs.
+    fn drop_at_peers(&mut self, wid: u8, purpose: Purpose, stage: Stage, cfg: &Config) {
+        let v = self.vol();
+        let version = v.m.next_version();
+        let (vid, slots) = (v.vid, v.slots);
+        let block = self.write_mut(wid).block;
+        let mut sent = 0;
+        let mut failed = false;
+        for &(pid, _) in slots.iter().filter(|s| s.0 != 0) {
+            if self.request(OWNER, pid as usize - 1, purpose, Req::DropRange { vid, block, version }) {
+                sent += 1;
+            } else {
+                // Lost at the next tick and stale until fenced or emptied.
+                self.vol().m.peer_failed(pid);
+                failed = true;
+            }
+        }
+        let w = self.write_mut(wid);
+        w.stage = stage;
+        w.outstanding = sent;
+        w.failed = failed;
+        if sent == 0 {
+            self.write_settled(wid, cfg);
+        }
+    }
+
+    /// Every request of write `wid` ended.
+    fn write_settled(&mut self, wid: u8, cfg: &Config) {
+        let gen = self.vol().m.peer_set_gen();
+        let w = self.write_mut(wid);
+        match w.stage {
+            Stage::Replicating | Stage::Protecting => {
+                // A peer dropped since the send may have been emptied: protect again.
+                let moved = w.gen != gen;
+                if w.failed || moved {
+                    w.stage = if w.stage == Stage::Protecting && !moved { Stage::UntilOnDisk } else { Stage::Protect };
+                    w.failed = false;
+                    return;
+                }
+                self.complete(wid, cfg);
+            }
+            Stage::ProtectingThrough => {
+                w.stage = if w.failed { Stage::Protect } else { Stage::UntilOnDisk };
+                w.failed = false;
+            }
+            Stage::Dropping => {
+                if w.failed {
+                    w.stage = Stage::DropFailed;
+                    w.failed = false;
+                    return;
+                }
+                self.submit_through(wid, cfg);
+            }
+            _ => {}
+        }
+    }
+
+    /// The write-through of `wid` after its drop (the lease checked again).
+    fn submit_through(&mut self, wid: u8, cfg: &Config) {
+        if !self.owner_lease() {
+            self.write_mut(wid).stage = Stage::DropFailed;
+            return;
+        }
+        let b = usize::from(self.write_mut(wid).block);
+        // A dirty copy in the pool takes the new data and stays dirty.
+        let v = self.vol();
+        if v.dirty[b] != 0 {
+            v.dirty[b] = wid;
+        }
+        self.write_backing(OWNER, b, wid);
+        self.events |= ev::WRITE_THROUGH;
+        self.complete(wid, cfg);
+    }
+
+    /// Writes waiting on the owner's state, each tick.
+    fn progress_writes(&mut self, cfg: &Config) {
+        if self.vol.is_none() {
+            return;
+        }
+        let lease = self.owner_lease();
+        let waiting: Vec<PWrite> = self
+            .vol()
+            .writes
+            .iter()
+            .filter(|w| matches!(w.stage, Stage::Protect | Stage::UntilOnDisk | Stage::DropFailed))
+            .cloned()
+            .collect();
+        for w in waiting {
+            if self.vol.as_ref().is_none_or(|v| !v.writes.iter().any(|x| x.wid == w.wid)) {
+                continue;
+            }
+            let b = usize::from(w.block);
+            let mode = self.vol().m.writable(lease);
+            match (w.stage, mode) {
+                (_, Writable::Fail) => self.vol().writes.retain(|x| x.wid != w.wid),
+                (_, Writable::Wait) => {}
+                (Stage::DropFailed, _) => self.drop_at_peers(w.wid, Purpose::Drop(w.wid), Stage::Dropping, cfg),
+                (Stage::UntilOnDisk, _) if self.backing[b] >= w.wid => self.complete(w.wid, cfg),
+                (Stage::Protect, mode) => {
+                    let replicate = mode == Writable::Replicate;
+                    if replicate && self.ok_slots() < cfg.peers {
+                        continue;
+                    }
+                    let dw = self.vol().dirty[b];
+                    if dw == 0 {
+                        // Written back already: a current peer that missed the write
+                        // drops what it holds of the block first.
+                        self.drop_at_peers(w.wid, Purpose::Protect(w.wid), Stage::ProtectingThrough, cfg);
+                        continue;
+                    }
+                    let v = self.vol();
+                    let version = v.m.next_version();
+                    let (vid, slots) = (v.vid, v.slots);
+                    let mut sent = 0;
+                    let mut failed = false;
+                    for &(pid, _) in slots.iter().filter(|s| s.0 != 0) {
+                        let req = Req::Replicate { vid, block: w.block, version, wid: dw };
+                        if self.request(OWNER, pid as usize - 1, Purpose::Protect(w.wid), req) {
+                            sent += 1;
+                        } else {
+                            failed = true;
+                        }
+                    }
+                    let gen = self.vol().m.peer_set_gen();
+                    let x = self.write_mut(w.wid);
+                    x.stage = if replicate { Stage::Protecting } else { Stage::ProtectingThrough };
+                    x.gen = gen;
+                    x.holders = 0;
+                    x.outstanding = sent;
+                    x.failed = failed;
+                    if sent == 0 {
+                        self.write_settled(w.wid, cfg);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Acknowledges write `wid` if the lease is held (else it waits for the backing
+    /// device), checking P3.
+    fn complete(&mut self, wid: u8, cfg: &Config) {
+        if !self.owner_lease() {
+            self.write_mut(wid).stage = Stage::UntilOnDisk;
+            return;
+        }
+        let w = self.write_mut(wid).clone();
+        self.vol().writes.retain(|x| x.wid != wid);
+        let b = usize::from(w.block);
+        let on_disk = self.backing[b] >= wid;
+        // Peers that confirmed storing it and still hold it, or crashed since (the
+        // owner cannot know yet; P1 covers what crashes do to acknowledged writes).
+        let copies = (0..HOSTS)
+            .filter(|&p| w.holders & hbit(p) != 0 && (self.lives[p] != w.holder_lives[p] || self.holds(p, b, wid)))
+            .count() as u32;
+        if !on_disk && copies < cfg.peers {
+            self.violations |= bad::UNDER_REPLICATED;
+        }
+        self.acked |= 1 << wid;
+        self.events |= ev::ACKED;
+        if on_disk {
+            self.floor[b] = self.floor[b].max(wid);
+        }
+    }
+
+    /// Whether alive peer `p` holds write `wid` of block `b` (or a later one) in a store.
+    fn holds(&self, p: usize, b: usize, wid: u8) -> bool {
+        let h = &self.hosts[p];
+        h.alive
+            && h.stores
+                .iter()
+                .chain(h.recovery.iter().flat_map(|r| r.stores.iter()))
+                .any(|s| s.blocks[b].is_some_and(|r| r.1 >= wid))
+    }
+
+    /// The destager writes `b` back (`may_destage`, the version snapshot first).
+    fn destage(&mut self, b: usize) {
+        let v = self.vol();
+        let snap = v.m.version();
+        let wid = v.dirty[b];
+        v.dirty[b] = 0;
+        if snap != 0 {
+            v.destaged[b] = v.destaged[b].max(snap);
+        }
+        self.write_backing(OWNER, b, wid);
+        self.events |= ev::DESTAGED;
+    }
+
+    /// Whether the destager may run: neither suspended nor fenced, the lease held.
+    fn may_destage(&self) -> bool {
+        self.vol.as_ref().is_some_and(|v| !matches!(v.m.state(), owner::State::Suspended | owner::State::Fenced))
+            && self.owner_lease()
+    }
+
+    fn write_backing(&mut self, writer: usize, b: usize, wid: u8) {
+        let may = if writer == OWNER { self.owner_lease() } else { self.peer_may_write(writer) };
+        if !may {
+            self.violations |= bad::WRITE_WITHOUT_RIGHT;
+        }
+        if wid < self.floor[b] {
+            self.violations |= bad::BACKWARDS;
+        }
+        self.backing[b] = wid;
+        if self.acked & (1 << wid) != 0 {
+            self.floor[b] = self.floor[b].max(wid);
+        }
+    }
+
+    // ---- the peers ----
+
+    /// Whether the owner may write the backing device now: its settled lease held, and
+    /// the volume neither suspended nor fenced (the destager, a new write-through) or a
+    /// write-through waits for its drop (submitted with the lease alone).
+    pub fn owner_may_write(&self) -> bool {
+        self.owner_lease()
+            && self.vol.as_ref().is_some_and(|v| match v.m.state() {
+                owner::State::Fenced => false,
+                owner::State::Suspended => v.writes.iter().any(|w| w.stage == Stage::Dropping),
+                _ => true,
+            })
+    }
+
+    /// Whether peer `p` may write recovered blocks now (`Cluster::may_recover`).
+    pub fn peer_may_write(&self, p: usize) -> bool {
+        let h = &self.hosts[p];
+        let now = self.clock;
+        h.alive
+            && h.recovery
+                .as_ref()
+                .is_some_and(|r| h.mem.takeover_ready(OWNER_ID, now) || (r.yielded && h.mem.holds_lease(now)))
+    }
+
+    /// A peer's takeover starts (`Cluster::recover_lost_owners`): its trusted stores
+    /// are taken out and recorded as taken over.
+    fn start_recovery(&mut self, p: usize) {
+        let now = self.clock;
+        let h = &mut self.hosts[p];
+        if h.recovery.is_some() {
+            return;
+        }
+        let ready = h.mem.takeover_ready(OWNER_ID, now);
+        let lease = h.mem.holds_lease(now);
+        if !h.stores.iter().any(|s| rules::may_take_over(s.trusted, ready || (s.yielded && lease))) {
+            return;
+        }
+        let yielded = h.stores.iter().any(|s| s.trusted && s.yielded);
+        h.mem.set_recovering(OWNER_ID, true);
+        let stores: Vec<Store> = h.stores.iter().filter(|s| s.trusted).cloned().collect();
+        h.stores.retain(|s| !s.trusted);
+        let mut left = 0u8;
+        for (i, s) in stores.iter().enumerate() {
+            h.recovered |= 1 << s.vid;
+            for (b, r) in s.blocks.iter().enumerate() {
+                if r.is_some() {
+                    left |= 1 << (i * BLOCKS + b);
+                }
+            }
+        }
+        h.recovery = Some(Recovery { stores, left, yielded });
+        self.events |= ev::TAKEOVER_STARTED;
+        self.finish_recovery(p);
+    }
+
+    /// Ends a takeover with nothing left to write.
+    fn finish_recovery(&mut self, p: usize) {
+        let h = &mut self.hosts[p];
+        if h.recovery.as_ref().is_some_and(|r| r.left == 0) {
+            h.recovery = None;
+            h.mem.set_recovering(OWNER_ID, false);
             self.events |= ev::RECOVERED;
         }
     }
 
-    fn settle(&mut self, cfg: &Config) {
-        // Twice: a reaction of one host (a message sent) may enable one of another.
-        for _ in 0..2 {
-            self.settle_owner(cfg);
-            for p in 1..HOSTS {
-                self.settle_peer(p);
-            }
+    /// A takeover whose rule no longer holds stops; its stores go back, as they are.
+    fn check_recovery(&mut self, p: usize) {
+        if self.hosts[p].recovery.is_none() || self.peer_may_write(p) {
+            return;
         }
-        // The floor of P2: the backing device holds an acknowledged version.
-        for b in 0..BLOCKS {
-            let v = self.backing[b];
-            if v != 0 && self.acked & (1 << v) != 0 && v > self.floor[b] {
-                self.floor[b] = v;
-            }
-        }
+        let h = &mut self.hosts[p];
+        let r = h.recovery.take().expect("recovering");
+        h.stores.extend(r.stores);
+        h.mem.set_recovering(OWNER_ID, false);
+        self.events |= ev::RECOVERY_STOPPED;
     }
 
-    fn crash(&mut self, h: usize) {
-        self.hosts[h] = Host { alive: false, ..fresh_host(h) };
-        for o in 0..HOSTS {
-            self.queues[h][o].clear();
-            self.queues[o][h].clear();
-            self.stalled[h][o] = false;
-            self.stalled[o][h] = false;
-            self.hosts[o].ping_out &= !hbit(h);
+    /// Peer `p` writes replica `block` of its recovery's store `si`.
+    fn recover(&mut self, p: usize, si: usize, b: usize) {
+        let wid = self.hosts[p].recovery.as_ref().and_then(|r| r.stores[si].blocks[b]).expect("replica").1;
+        self.write_backing(p, b, wid);
+        self.events |= ev::RECOVERY_WRITE;
+        if let Some(r) = &mut self.hosts[p].recovery {
+            r.left &= !(1 << (si * BLOCKS + b));
+        }
+        self.finish_recovery(p);
+    }
+
+    // ---- every host ----
+
+    /// A host's heartbeat after the network round (the kernel's ticker).
+    fn host_tick(&mut self, h: usize, cfg: &Config) {
+        let now = self.clock;
+        let host = &mut self.hosts[h];
+        // Fenced by a majority: replicas are discarded.
+        let fenced = host.mem.fenced_by_majority(now);
+        if fenced && !host.self_fenced {
+            host.self_fenced = true;
+            host.stores.clear();
+            if host.recovery.take().is_some() {
+                host.mem.set_recovering(OWNER_ID, false);
+            }
+        } else if !fenced {
+            host.self_fenced = false;
+        }
+        // A lease interruption untrusts every store.
+        let since = host.mem.lease_held_since();
+        if host.lease_watch.observe(since) && host.stores.iter().any(|s| s.trusted) {
+            for s in host.stores.iter_mut() {
+                s.trusted = false;
+            }
+            self.events |= ev::UNTRUSTED;
         }
         if h == OWNER {
-            self.owner = Owner {
-                volume: Volume::Starting,
-                dirty: [0; BLOCKS],
-                peers: 0,
-                acked_by: [[0; BLOCKS]; HOSTS],
-                pending: 0,
-                stale: 0,
-            };
+            self.owner_tick(cfg);
+        } else {
+            self.check_recovery(h);
+            self.start_recovery(h);
         }
     }
 
-    fn tick(&mut self) {
+    /// A requester closes a connection on which a request waits for its ACK since the
+    /// timeout.
+    fn close_late(&mut self, cfg: &Config) {
+        let late = |sent: u8, ticks: u8| u64::from(ticks.saturating_sub(sent)) >= TIMEOUT_UNITS;
+        for x in 0..HOSTS {
+            for y in 0..HOSTS {
+                if x == y {
+                    continue;
+                }
+                let req_late =
+                    self.queues[x][y].iter().any(|m| matches!(m, Msg::Req { sent, .. } if late(*sent, self.ticks)));
+                let ack_late =
+                    self.queues[y][x].iter().any(|m| matches!(m, Msg::Ack { sent, .. } if late(*sent, self.ticks)));
+                if req_late || ack_late {
+                    self.break_conn(x, y, cfg);
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self, cfg: &Config) {
         self.clock += UNIT;
         self.ticks += 1;
         let now = self.clock;
         for h in 0..HOSTS {
-            if self.hosts[h].alive {
-                let before = self.hosts[h].mem.fenced();
-                self.hosts[h].mem.tick(now);
-                if before & !self.hosts[h].mem.fenced() != 0 {
+            let host = &mut self.hosts[h];
+            if host.alive {
+                host.quiet = host.quiet.saturating_sub(1);
+                let before = host.mem.fenced();
+                host.mem.tick(now);
+                if before & !host.mem.fenced() != 0 {
                     self.events |= ev::REJOINED;
                 }
             }
         }
+        self.close_late(cfg);
         for x in 0..HOSTS {
             for y in 0..HOSTS {
                 if x != y && self.connected(x, y) && self.hosts[x].ping_out & hbit(y) == 0 {
@@ -763,7 +1487,46 @@ impl State {
                 }
             }
         }
-        self.network_round();
+        self.network_round(cfg);
+        for h in 0..HOSTS {
+            if self.hosts[h].alive {
+                self.host_tick(h, cfg);
+            }
+        }
+        self.network_round(cfg);
+        self.progress_writes(cfg);
+        self.network_round(cfg);
+    }
+
+    fn crash(&mut self, h: usize, cfg: &Config) {
+        self.hosts[h].alive = false;
+        if h == OWNER {
+            self.vol = None;
+        }
+        for o in 0..HOSTS {
+            if o != h {
+                self.break_conn(h, o, cfg);
+                self.stalled[h][o] = false;
+                self.stalled[o][h] = false;
+            }
+        }
+        self.hosts[h] = Host { alive: false, ..fresh_host(h) };
+    }
+
+    fn restart(&mut self, h: usize, cfg: &Config) {
+        self.hosts[h] = Host { quiet: cfg.silence_ticks, ..fresh_host(h) };
+        if h == OWNER {
+            self.vids += 1;
+            self.vol = Some(new_vol(cfg.peers, self.vids));
+        }
+    }
+
+    /// The latest acknowledged write of block `b` (0: none).
+    pub fn latest_acked(&self, b: usize) -> u8 {
+        (1..=MAX_WRITES as u8)
+            .filter(|&w| self.acked & (1 << w) != 0 && usize::from(self.write_block[usize::from(w)]) == b)
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -775,46 +1538,41 @@ impl FvpModel {
         FvpModel { cfg }
     }
 
-    /// The start: [`WARM_UP_TICKS`] of heartbeats with everybody up, then the owner opens
-    /// its volume on the peers placement gives.
+    /// The start: heartbeats with everybody up until the owner's volume is protected
+    /// (at most [`MAX_WARM_UP_TICKS`]).
     pub fn initial(&self) -> State {
         let mut s = State {
             clock: 0,
             hosts: core::array::from_fn(fresh_host),
-            owner: Owner {
-                volume: Volume::Starting,
-                dirty: [0; BLOCKS],
-                peers: 0,
-                acked_by: [[0; BLOCKS]; HOSTS],
-                pending: 0,
-                stale: 0,
-            },
+            vol: Some(new_vol(self.cfg.peers, 1)),
+            vids: 1,
             net_up: [true; 3],
-            queues: Default::default(),
+            inc: [0; 3],
             stalled: [[false; HOSTS]; HOSTS],
             stalls: 0,
+            queues: Default::default(),
             backing: [0; BLOCKS],
             floor: [0; BLOCKS],
             acked: 0,
-            version_block: [0; MAX_WRITES + 1],
+            write_block: [0; MAX_WRITES + 1],
             writes: 0,
             ticks: 0,
             crashes: 0,
+            lives: [0; HOSTS],
             cuts: 0,
-            down_at: [0; HOSTS],
-            fixes: self.cfg.fixes,
             events: 0,
             violations: 0,
         };
-        for _ in 0..WARM_UP_TICKS {
-            s.tick();
+        for _ in 0..MAX_WARM_UP_TICKS {
+            s.tick(&self.cfg);
+            if s.vol.as_ref().is_some_and(|v| v.m.state() == owner::State::Protected) {
+                break;
+            }
         }
-        s.settle(&self.cfg);
-        // Deliver the VOLUME_OPENs.
-        s.network_round();
-        s.settle(&self.cfg);
-        assert_eq!(s.owner.volume, Volume::Active);
-        assert_eq!(s.owner.peers.count_ones(), self.cfg.peers);
+        let v = s.vol.as_ref().expect("volume");
+        assert_eq!(v.m.state(), owner::State::Protected, "warm-up did not protect the volume");
+        assert_eq!(v.m.peers().iter().filter(|&&p| p != 0).count() as u32, self.cfg.peers);
+        assert!(s.queues.iter().flatten().all(Vec::is_empty));
         s.ticks = 0;
         s.events = 0;
         s
@@ -845,25 +1603,31 @@ impl Model for FvpModel {
                 }
             }
         }
-        if s.owner.volume == Volume::Active && s.owner_may_act() {
-            if s.writes < self.cfg.max_writes && s.owner.stale == 0 {
+        if let Some(v) = &s.vol {
+            if s.writes < self.cfg.max_writes
+                && matches!(v.m.writable(s.owner_lease()), Writable::Replicate | Writable::WriteThrough)
+            {
                 for b in 0..BLOCKS {
-                    out.push(Action::Write(b));
+                    if !v.writes.iter().any(|w| usize::from(w.block) == b) {
+                        out.push(Action::Write(b));
+                    }
                 }
             }
-            for b in 0..BLOCKS {
-                if s.owner.dirty[b] != 0 {
-                    out.push(Action::Destage(b));
+            if s.may_destage() {
+                for b in 0..BLOCKS {
+                    if v.dirty[b] != 0 {
+                        out.push(Action::Destage(b));
+                    }
                 }
             }
         }
         for p in 1..HOSTS {
-            let h = &s.hosts[p];
             if s.peer_may_write(p) {
-                if let Some(st) = h.store {
-                    for (b, &v) in st.iter().enumerate() {
-                        if v != 0 {
-                            out.push(Action::Recover(p, b));
+                let r = s.hosts[p].recovery.as_ref().expect("recovering");
+                for si in 0..r.stores.len() {
+                    for b in 0..BLOCKS {
+                        if r.left & (1 << (si * BLOCKS + b)) != 0 {
+                            out.push(Action::Recover(p, si, b));
                         }
                     }
                 }
@@ -874,10 +1638,7 @@ impl Model for FvpModel {
                 if s.crashes < self.cfg.max_crashes {
                     out.push(Action::Crash(h));
                 }
-            } else if self.cfg.restarts
-                && (self.cfg.fixes & fix::RESTART_SILENCE == 0
-                    || u64::from(s.ticks - s.down_at[h]) * UNIT >= TAKEOVER_WAIT)
-            {
+            } else if self.cfg.restarts {
                 out.push(Action::Restart(h));
             }
         }
@@ -893,134 +1654,142 @@ impl Model for FvpModel {
     }
 
     fn next_state(&self, s: &State, action: Action) -> Option<State> {
+        let cfg = &self.cfg;
         let mut s = s.clone();
         match action {
-            Action::Tick => s.tick(),
+            Action::Tick => s.tick(cfg),
             Action::Stall(x, y) => {
                 s.stalls += 1;
                 s.stalled[x][y] = true;
             }
             Action::Unstall(x, y) => s.stalled[x][y] = false,
-            Action::Write(b) => {
-                s.writes += 1;
-                let v = s.writes;
-                s.version_block[usize::from(v)] = b as u8;
-                // Into the pool, replicated to every current peer (even degraded: a
-                // remaining peer must not keep an older version).
-                s.owner.dirty[b] = v;
-                s.owner.pending |= 1 << v;
-                for p in 0..HOSTS {
-                    if s.owner.peers & hbit(p) != 0 {
-                        s.send(OWNER, p, Msg::Replicate { block: b as u8, version: v });
-                    }
-                }
-                if s.owner.peers.count_ones() < self.cfg.peers {
-                    // Degraded: write through.
-                    s.write_backing(OWNER, b, v);
-                    s.owner.dirty[b] = 0;
-                    s.events |= ev::WRITE_THROUGH;
-                    for p in 0..HOSTS {
-                        if s.owner.peers & hbit(p) != 0 {
-                            s.send(OWNER, p, Msg::Destaged { block: b as u8, version: v });
-                        }
-                    }
-                }
-            }
-            Action::Destage(b) => {
-                let v = s.owner.dirty[b];
-                s.write_backing(OWNER, b, v);
-                s.owner.dirty[b] = 0;
-                s.events |= ev::DESTAGED;
-                for p in 0..HOSTS {
-                    if s.owner.peers & hbit(p) != 0 {
-                        s.send(OWNER, p, Msg::Destaged { block: b as u8, version: v });
-                    }
-                }
-            }
-            Action::Recover(p, b) => {
-                let v = s.hosts[p].store.map_or(0, |st| st[b]);
-                s.write_backing(p, b, v);
-                if let Some(st) = &mut s.hosts[p].store {
-                    st[b] = 0;
-                }
-                s.events |= ev::RECOVERY_WRITE;
-            }
+            Action::Write(b) => s.client_write(b, cfg),
+            Action::Destage(b) => s.destage(b),
+            Action::Recover(p, si, b) => s.recover(p, si, b),
             Action::Crash(h) => {
                 s.crashes += 1;
-                s.down_at[h] = s.ticks;
-                s.crash(h);
+                s.lives[h] += 1;
+                s.crash(h, cfg);
             }
-            Action::Restart(h) => {
-                s.hosts[h] = fresh_host(h);
-            }
+            Action::Restart(h) => s.restart(h, cfg),
             Action::Cut(l) => {
                 s.cuts += 1;
                 s.net_up[l] = false;
                 let (x, y) = pair_hosts(l);
-                s.queues[x][y].clear();
-                s.queues[y][x].clear();
                 s.stalled[x][y] = false;
                 s.stalled[y][x] = false;
-                s.hosts[x].ping_out &= !hbit(y);
-                s.hosts[y].ping_out &= !hbit(x);
+                s.break_conn(x, y, cfg);
             }
             Action::Heal(l) => s.net_up[l] = true,
         }
-        s.settle(&self.cfg);
         Some(s)
     }
 
     fn properties(&self) -> Vec<Property<Self>> {
         vec![
             Property::always("P1 no acknowledged write is lost", |_, s: &State| p1(s)),
-            Property::always("P2 backing never goes backwards", |_, s: &State| {
-                (0..BLOCKS).all(|b| s.backing[b] >= s.floor[b])
-            }),
+            Property::always("P2 backing never goes backwards", |_, s: &State| s.violations & bad::BACKWARDS == 0),
             Property::always("P2 destaged blocks are on the backing device", |_, s: &State| p2_destaged(s)),
             Property::always("P3 acknowledged with enough replicas", |_, s: &State| {
                 s.violations & bad::UNDER_REPLICATED == 0
             }),
-            Property::always("P4 backing writes only under lease", |_, s: &State| {
-                s.violations & bad::WRITE_WITHOUT_LEASE == 0
+            Property::always("P4 backing writes only with the right to", |_, s: &State| {
+                s.violations & bad::WRITE_WITHOUT_RIGHT == 0
             }),
             Property::always("P4 never two writers", |_, s: &State| p4_one_writer(s)),
             Property::sometimes("write acknowledged", |_, s: &State| s.events & ev::ACKED != 0),
             Property::sometimes("owner destaged", |_, s: &State| s.events & ev::DESTAGED != 0),
-            Property::sometimes("peer dropped a destaged block", |_, s: &State| s.events & ev::DROPPED != 0),
+            Property::sometimes("peer dropped a replica", |_, s: &State| s.events & ev::DROPPED != 0),
             Property::sometimes("reprotected", |_, s: &State| s.events & ev::REPROTECTED != 0),
             Property::sometimes("degraded write-through", |_, s: &State| s.events & ev::WRITE_THROUGH != 0),
             Property::sometimes("takeover started", |_, s: &State| s.events & ev::TAKEOVER_STARTED != 0),
             Property::sometimes("recovery wrote a block", |_, s: &State| s.events & ev::RECOVERY_WRITE != 0),
             Property::sometimes("recovery completed", |_, s: &State| s.events & ev::RECOVERED != 0),
+            Property::sometimes("owner learnt it was taken over", |_, s: &State| s.events & ev::FENCED != 0),
         ]
     }
 }
 
-/// P1: every block's latest acknowledged version is held by a live copy.
+/// P1: every block's latest acknowledged write is held by a live copy.
 pub fn p1(s: &State) -> bool {
     (0..BLOCKS).all(|b| {
-        let v = s.latest_acked(b);
-        v == 0
-            || s.backing[b] >= v
-            || (s.hosts[OWNER].alive && s.owner.volume == Volume::Active && s.owner.dirty[b] >= v)
-            || (1..HOSTS).any(|p| s.hosts[p].alive && matches!(s.hosts[p].store, Some(st) if st[b] >= v))
+        let w = s.latest_acked(b);
+        w == 0
+            || s.backing[b] >= w
+            || (s.hosts[OWNER].alive
+                && s.vol.as_ref().is_some_and(|v| v.m.state() != owner::State::Fenced && v.dirty[b] >= w))
+            || (1..HOSTS).any(|p| s.holds(p, b, w))
     })
 }
 
-/// P2, second half: an idle owner's blocks are all on the backing device.
+/// P2, second half: an idle owner's blocks (its settled lease held, neither suspended
+/// nor fenced, nothing dirty, no write in progress) are all on the backing device,
+/// except those whose only other copy is an untrusted store.
 pub fn p2_destaged(s: &State) -> bool {
-    let idle = s.hosts[OWNER].alive
-        && s.owner.volume == Volume::Active
-        && s.owner.pending == 0
-        && s.owner.dirty == [0; BLOCKS];
-    !idle || (0..BLOCKS).all(|b| s.backing[b] >= s.latest_acked(b))
+    let Some(v) = &s.vol else { return true };
+    let idle = s.owner_lease()
+        && !matches!(v.m.state(), owner::State::Suspended | owner::State::Fenced)
+        && v.writes.is_empty()
+        && v.dirty == [0; BLOCKS];
+    !idle
+        || (0..BLOCKS).all(|b| {
+            let w = s.latest_acked(b);
+            s.backing[b] >= w || awaiting_operator(s, b, w)
+        })
+}
+
+/// Whether write `w` of block `b` is held only by untrusted stores of alive peers.
+fn awaiting_operator(s: &State, b: usize, w: u8) -> bool {
+    let held = |trusted: bool| {
+        (1..HOSTS).any(|p| {
+            let h = &s.hosts[p];
+            h.alive
+                && h.stores
+                    .iter()
+                    .chain(h.recovery.iter().flat_map(|r| r.stores.iter()))
+                    .any(|st| st.trusted == trusted && st.blocks[b].is_some_and(|r| r.1 >= w))
+        })
+    };
+    held(false) && !held(true)
 }
 
 /// P4, second half: never the owner and a recovering peer both allowed to write.
 pub fn p4_one_writer(s: &State) -> bool {
-    let owner_may = s.owner.volume == Volume::Active && s.owner_may_act();
     let peer_may = (1..HOSTS).any(|p| s.peer_may_write(p));
-    !(owner_may && peer_may)
+    !(s.owner_may_write() && peer_may)
+}
+
+fn mask(m: u64) -> String {
+    (0..HOSTS).filter(|&i| m & (1 << i) != 0).map(|i| NAMES[i]).collect()
+}
+
+fn fmt_store(f: &mut fmt::Formatter<'_>, st: &Store) -> fmt::Result {
+    write!(f, "v{}e{}[", st.vid, st.epoch)?;
+    for (b, r) in st.blocks.iter().enumerate() {
+        if b > 0 {
+            write!(f, ",")?;
+        }
+        match r {
+            Some((version, wid)) => write!(f, "w{wid}@{version}")?,
+            None => write!(f, "-")?,
+        }
+    }
+    write!(f, "]{}{}", if st.trusted { "" } else { " untrusted" }, if st.yielded { " yielded" } else { "" })
+}
+
+fn fmt_msg(m: &Msg) -> String {
+    match m {
+        Msg::Ping { .. } => "PING".into(),
+        Msg::Pong { .. } => "PONG".into(),
+        Msg::Req { req, .. } => match req {
+            Req::Open { vid, epoch } => format!("OPEN(v{vid},e{epoch})"),
+            Req::Replicate { block, version, wid, .. } => format!("REPL(b{block},w{wid}@{version})"),
+            Req::Destaged { versions, .. } => format!("DESTAGED{versions:?}"),
+            Req::DropRange { block, version, .. } => format!("DROP(b{block}@{version})"),
+            Req::Close { vid } => format!("CLOSE(v{vid})"),
+        },
+        Msg::Ack { status, .. } => format!("ACK({status:?})"),
+    }
 }
 
 impl fmt::Debug for State {
@@ -1028,41 +1797,61 @@ impl fmt::Debug for State {
         let t = self.clock / UNIT;
         write!(f, "t={t} backing={:?} floor={:?} acked=", self.backing, self.floor)?;
         for b in 0..BLOCKS {
-            write!(f, "{}", self.latest_acked(b))?;
-            if b + 1 < BLOCKS {
-                write!(f, ",")?;
-            }
+            write!(f, "{}{}", if b > 0 { "," } else { "" }, self.latest_acked(b))?;
         }
-        write!(f, " | A:")?;
         for (h, x) in self.hosts.iter().enumerate() {
-            if h > 0 {
-                write!(f, " | {}:", NAMES[h])?;
-            }
+            write!(f, " | {}:", NAMES[h])?;
             if !x.alive {
                 write!(f, "down")?;
                 continue;
             }
-            let mask = |m: u64| -> String { (0..HOSTS).filter(|&i| m & (1 << i) != 0).map(|i| NAMES[i]).collect() };
+            if x.quiet > 0 {
+                write!(f, "silent({}) ", x.quiet)?;
+            }
             write!(
                 f,
-                "fenced={{{}}} lease={} grants={{{}}}",
+                "fenced={{{}}} lease={}{} grants={{{}}}",
                 mask(x.mem.fenced()),
                 x.mem.holds_lease(self.clock) as u8,
+                if h == OWNER && self.owner_lease() { "(settled)" } else { "" },
                 mask(x.mem.grants(self.clock))
             )?;
+            if x.mem.recovering() != 0 {
+                write!(f, " recovering={{{}}}", mask(x.mem.recovering()))?;
+            }
             if h == OWNER {
-                write!(
-                    f,
-                    " {:?} dirty={:?} peers={{{}}} pending={:#b}",
-                    self.owner.volume,
-                    self.owner.dirty,
-                    mask(u64::from(self.owner.peers)),
-                    self.owner.pending
-                )?;
+                if let Some(v) = &self.vol {
+                    write!(
+                        f,
+                        " vol{} {} epoch={} peers={:?} stale={{{}}} dirty={:?}",
+                        v.vid,
+                        v.m.state().name(),
+                        v.m.epoch(),
+                        v.m.peers(),
+                        mask(v.m.stale()),
+                        v.dirty
+                    )?;
+                    for w in &v.writes {
+                        write!(f, " w{}:b{}:{:?}", w.wid, w.block, w.stage)?;
+                    }
+                    if let Some(a) = &v.ask {
+                        write!(f, " asking={:?}", a.ask)?;
+                    }
+                }
             } else {
-                write!(f, " store={:?} {:?}", x.store, x.recovery)?;
-                if x.mem.recovering() != 0 {
-                    write!(f, " recovering={{{}}}", mask(x.mem.recovering()))?;
+                for st in &x.stores {
+                    write!(f, " ")?;
+                    fmt_store(f, st)?;
+                }
+                if let Some(r) = &x.recovery {
+                    write!(f, " RECOVERING{}:", if r.yielded { "(yielded)" } else { "" })?;
+                    for st in &r.stores {
+                        write!(f, " ")?;
+                        fmt_store(f, st)?;
+                    }
+                }
+                if x.recovered != 0 {
+                    write!(f, " took-over={:#b}", x.recovered)?;
                 }
             }
         }
@@ -1079,25 +1868,9 @@ impl fmt::Debug for State {
         for (x, row) in self.queues.iter().enumerate() {
             for (y, q) in row.iter().enumerate() {
                 if !q.is_empty() {
-                    let items: Vec<String> = q
-                        .iter()
-                        .map(|m| match m {
-                            Msg::Ping { .. } => "PING".into(),
-                            Msg::Pong { .. } => "PONG".into(),
-                            Msg::Open => "OPEN".into(),
-                            Msg::OpenAck => "OPEN-ACK".into(),
-                            Msg::Replicate { block, version } => {
-                                format!("REPL(b{block},v{version})")
-                            }
-                            Msg::Destaged { block, version } => {
-                                format!("DESTAGED(b{block},v{version})")
-                            }
-                            Msg::Ack { block, version, ok } => {
-                                format!("ACK(b{block},v{version}{})", if *ok { "" } else { ",err" })
-                            }
-                        })
-                        .collect();
-                    write!(f, " | {}->{}: {}", NAMES[x], NAMES[y], items.join(" "))?;
+                    let items: Vec<String> = q.iter().map(fmt_msg).collect();
+                    let stall = if self.stalled[x][y] { " (stalled)" } else { "" };
+                    write!(f, " | {}->{}{stall}: {}", NAMES[x], NAMES[y], items.join(" "))?;
                 }
             }
         }
@@ -1127,7 +1900,7 @@ pub fn format_action_name(a: Action) -> String {
         Action::Unstall(x, y) => format!("unstall {}->{}", NAMES[x], NAMES[y]),
         Action::Write(b) => format!("write b{b}"),
         Action::Destage(b) => format!("destage b{b}"),
-        Action::Recover(p, b) => format!("{} recovers b{b}", NAMES[p]),
+        Action::Recover(p, si, b) => format!("{} recovers s{si}b{b}", NAMES[p]),
         Action::Crash(h) => format!("crash {}", NAMES[h]),
         Action::Restart(h) => format!("restart {}", NAMES[h]),
         Action::Cut(l) => {
