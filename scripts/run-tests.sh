@@ -35,11 +35,6 @@ summary() {
   local line
   for line in "${times[@]}"; do printf '%-40s %8s\n' "${line%%$'\t'*}" "${line##*$'\t'}"; done
   printf '%-40s %8s\n' "total" "$total"
-  # Last, so that the tail of a CI log names what failed.
-  if [ "${#failures[@]}" -gt 0 ]; then
-    echo; echo "failed (${#failures[@]}, first 20):"
-    printf '  %s\n' "${failures[@]:0:20}"
-  fi
   python3 - "$total" "$passed" "$failed" "$skipped" "${times[@]}" >build/test-times.json <<'PY'
 import json, sys
 total, passed, failed, skipped = (int(x) for x in sys.argv[1:5])
@@ -48,16 +43,24 @@ json.dump({"steps": steps, "total_s": total, "passed": passed, "failed": failed,
            "skipped": skipped}, sys.stdout, indent=1)
 PY
   echo "make test took ${total}s (budget: 2400 s with the kernel cached; see README)"
+  # Just before the last line, so that the tail of a CI log names what failed (first
+  # failures first: a suite's later ones often only follow from its first).
+  if [ "${#failures[@]}" -gt 0 ]; then
+    echo "failed (${#failures[@]}, first 12):"
+    printf '  %s\n' "${failures[@]:0:12}"
+  fi
   echo "$passed passed, $failed failed, $skipped skipped"
   [ "$failed" -eq 0 ]
   exit
 }
 step() { step_end; step_name=$*; step_t0=$(date +%s); echo; echo "=== $* ($(( step_t0 - t0 ))s)"; }
-# count_tap FILE: adds a KTAP file's results to the totals; sets tap_failed, tap_skipped.
+# count_tap FILE [LABEL]: adds a KTAP file's results to the totals (its failed checks to
+# the list printed last); sets tap_failed, tap_skipped.
 count_tap() {
-  local ok
+  local ok line
   ok=$(grep -cE '^ok [0-9]+' "$1"); tap_skipped=$(grep -cE '^ok [0-9]+ .*# SKIP' "$1")
   tap_failed=$(grep -cE '^not ok [0-9]+' "$1")
+  while IFS= read -r line; do failures+=("${2:-$1}: $line"); done < <(grep -E '^not ok [0-9]+' "$1")
   passed=$((passed + ok - tap_skipped)); skipped=$((skipped + tap_skipped))
   failed=$((failed + tap_failed))
 }
@@ -165,7 +168,7 @@ for suite in ${suites//,/ }; do
   if [ -n "$host_pid" ]; then
     wait "$host_pid"; rc=$?
     sed "s/^/[host] /" "$run/host.tap"
-    count_tap "$run/host.tap"
+    count_tap "$run/host.tap" "$suite/host.sh"
     [ "$rc" -eq 0 ] || [ "$tap_failed" -gt 0 ] || fail "$suite/host.sh exited $rc"
   fi
   sub=()
@@ -180,7 +183,7 @@ for suite in ${suites//,/ }; do
       rc=$(cat "$dir/out/$suite/$name.rc" 2>/dev/null || echo missing)
       label="$suite/$name (node $n)"
       if [ ! -f "$tap" ]; then fail "$label did not run"; continue; fi
-      count_tap "$tap"; f=$tap_failed; s=$tap_skipped
+      count_tap "$tap" "$label"; f=$tap_failed; s=$tap_skipped
       if [ "$rc" = missing ] && [ -e "$dir/expect-killed" ]; then
         echo "INFO: $label: the guest was killed on purpose while it ran (see host.sh)"; continue
       fi
