@@ -186,6 +186,12 @@ impl Cluster {
         self.settings().map(|s| s.cfg.local_id).unwrap_or(0)
     }
 
+    /// The configured hosts other than this one (bit `h-1` for host `h`).
+    pub(crate) fn other_hosts(&self) -> u64 {
+        let local = placement::host_bit(self.local_id());
+        self.members.lock().as_ref().map_or(0, |m| m.configured()) & !local
+    }
+
     // ---- configuration (control ioctls) ----
 
     /// `FVP_IOC_CLUSTER_SET`.
@@ -589,6 +595,7 @@ impl Cluster {
         let t = Thread::start(c"fvp-recover", move |stop| {
             while !stop.should_stop() {
                 let Some(s) = c.settings() else { return };
+                c.recover_orphans();
                 c.recover_lost_owners();
                 stop.nap(s.cfg.heartbeat_ms);
             }
@@ -834,9 +841,9 @@ impl Cluster {
                 let r = self.replicas.drop_entries(peer, volume_id, entries.iter());
                 ack(r.err().map(|e| e.to_errno()).unwrap_or(0), 0);
             }
-            Message::VolumeClose { volume_id } => {
-                self.replicas.close(peer, volume_id);
-                ack(0, 0);
+            Message::VolumeClose { volume_id, name } => {
+                let r = self.replicas.close(peer, volume_id, name);
+                ack(r.err().map(|e| e.to_errno()).unwrap_or(0), 0);
             }
             Message::DropRange { volume_id, first, count, version } => {
                 let r = self.replicas.drop_range(peer, volume_id, first, count, version);
@@ -1040,11 +1047,13 @@ impl Cluster {
             // Before any takeover decision: a lease interruption untrusts every store.
             self.replicas.observe_lease(lease_since);
             // Fenced by a majority: our replicas may be older than what their owners wrote
-            // since, so they must never be replayed. Our own volumes have no lease and
-            // wait; whether a peer took them over is asked when the lease returns.
+            // since, so no takeover may write them. A fence implies a lost lease (so the
+            // line above untrusted them already); they are kept, since one may be the last
+            // copy of acknowledged writes (`logic/replica.rs`). Our own volumes have no
+            // lease and wait; whether a peer took them over is asked when it returns.
             if fenced_by_majority && !self.self_fenced.swap(true, Relaxed) {
-                pr_err!("this host is fenced by a majority: discarding the replicas it holds\n");
-                self.replicas.discard_all();
+                pr_err!("this host is fenced by a majority\n");
+                self.replicas.untrust_all("fenced by a majority");
             } else if !fenced_by_majority {
                 self.self_fenced.store(false, Relaxed);
             }
@@ -1061,6 +1070,21 @@ impl Cluster {
             }
             stop.nap(s.cfg.heartbeat_ms);
         }
+    }
+
+    /// Writes the orphans that owners' new volumes wait for (`logic/replica.rs`): with
+    /// the lease held since this call began (an interruption may hide a fence, and
+    /// the stores would be untrusted).
+    fn recover_orphans(self: &Arc<Self>) {
+        let since = self.members.lock().as_ref().and_then(|m| m.lease_held_since());
+        self.replicas.observe_lease(since);
+        if since.is_none() {
+            return;
+        }
+        self.replicas.recover_orphans(&|name| self.device_by_name(name).map(|d| d.req), &self.shared.bioset, &|| {
+            let now = now_ns();
+            self.members.lock().as_ref().is_some_and(|m| m.holds_lease(now) && m.lease_held_since() == since)
+        });
     }
 
     /// Takes over the volumes of owners that a majority fenced (section 4).

@@ -122,7 +122,8 @@ impl Replication {
         peers_wanted: u32,
         rule: DomainRule,
     ) -> Result<Arc<Self>> {
-        let owner = Owner::new(peers_wanted).map_err(|_| EINVAL)?;
+        // Every other configured host may hold an orphan of this volume's name.
+        let owner = Owner::new(peers_wanted, cluster.other_hosts()).map_err(|_| EINVAL)?;
         let mut buf = KVec::new();
         buf.extend_with(crate::backing::BLOCK_BYTES as usize, 0u8, GFP_KERNEL)?;
         Arc::pin_init(
@@ -133,7 +134,7 @@ impl Replication {
                 peers_wanted,
                 rule,
                 state: AtomicU32::new(owner.state().abi()),
-                has_stale: AtomicBool::new(false),
+                has_stale: AtomicBool::new(owner.stale() != 0),
                 epoch: AtomicU64::new(0),
                 peer_set_gen: AtomicU64::new(0),
                 version: AtomicU64::new(0),
@@ -544,21 +545,30 @@ impl Replication {
     /// Asks host `id`, if connected, to drop every replica of this volume (VOLUME_CLOSE).
     fn close_at(&self, id: u32) -> bool {
         let Some(conn) = self.cluster.link(id).and_then(|l| l.out_conn()) else { return false };
-        let closed = conn.call(&Message::VolumeClose { volume_id: self.volume_id }, self.cluster.timeout_ms()).is_ok();
+        let closed = conn.call(&self.volume_close(), self.cluster.timeout_ms()).is_ok();
         if closed {
-            pr_info!("volume {}: host {} dropped the replicas it held\n", abi::name_str(&self.name), id);
+            pr_info!("volume {}: host {} holds no replicas of it (closed)\n", abi::name_str(&self.name), id);
         }
         closed
     }
 
-    fn volume_open(&self, epoch: u64) -> Message<'_> {
+    /// The volume's name without its NUL padding.
+    fn wire_name(&self) -> &[u8] {
         let name_len = self.name.iter().position(|&b| b == 0).unwrap_or(abi::NAME_LEN);
+        &self.name[..name_len]
+    }
+
+    fn volume_open(&self, epoch: u64) -> Message<'_> {
         Message::VolumeOpen {
             volume_id: self.volume_id,
             block_size: crate::backing::BLOCK_BYTES as u32,
             epoch,
-            name: &self.name[..name_len],
+            name: self.wire_name(),
         }
+    }
+
+    fn volume_close(&self) -> Message<'_> {
+        Message::VolumeClose { volume_id: self.volume_id, name: self.wire_name() }
     }
 
     /// Whether a peer that held this volume's replicas took it over: asks each with
@@ -715,7 +725,7 @@ impl Replication {
     pub(crate) fn close(&self) {
         let ctx = self.send.lock();
         for c in ctx.peers.iter().flatten() {
-            let _ = c.call(&Message::VolumeClose { volume_id: self.volume_id }, self.cluster.timeout_ms());
+            let _ = c.call(&self.volume_close(), self.cluster.timeout_ms());
         }
     }
 }

@@ -15,7 +15,7 @@ use crate::fvp_kernel::errno::estale;
 use crate::fvp_kernel::pages::{self, CountedPage};
 use crate::fvp_kernel::vec;
 use crate::logic::abi;
-use crate::logic::replica::{self as rules, LeaseWatch, OpenVerdict};
+use crate::logic::replica::{self as rules, LeaseWatch, OpenVerdict, OrphanVerdict};
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use kernel::new_mutex;
 use kernel::prelude::*;
@@ -41,6 +41,9 @@ struct Namespace {
     /// store was still being written: the owner writes nothing more, so the rest may
     /// be written with the lease alone.
     owner_yielded: bool,
+    /// An orphan to write before the owner's new incarnation of the volume is answered
+    /// (`logic/replica.rs`, orphans).
+    orphan: bool,
 }
 
 /// Every replica this host holds.
@@ -53,6 +56,9 @@ pub(crate) struct ReplicaStore {
     #[pin]
     recovered: Mutex<KVec<(u32, u32)>>,
     count: AtomicU64,
+    /// Owners whose stores a takeover (or an orphan's write) has taken out of `spaces`
+    /// to write them (bit `h-1` for host `h`).
+    recovering: AtomicU64,
     /// Lease interruptions make every store untrusted (`logic/replica.rs`).
     #[pin]
     lease: Mutex<LeaseWatch>,
@@ -68,6 +74,7 @@ impl ReplicaStore {
             spaces <- new_mutex!(KVec::new(), "fvp::ReplicaStore::spaces"),
             recovered <- new_mutex!(KVec::new(), "fvp::ReplicaStore::recovered"),
             count: AtomicU64::new(0),
+            recovering: AtomicU64::new(0),
             lease <- new_mutex!(LeaseWatch::new(), "fvp::ReplicaStore::lease"),
         })
     }
@@ -99,9 +106,14 @@ impl ReplicaStore {
     /// Every heartbeat, with `Membership::lease_held_since`: a lease interruption makes
     /// every store untrusted (it may hide a majority fence this host never heard of).
     pub(crate) fn observe_lease(&self, since: Option<u64>) {
-        if !self.lease.lock().observe(since) {
-            return;
+        if self.lease.lock().observe(since) {
+            self.untrust_all("lease interrupted");
         }
+    }
+
+    /// Makes every store untrusted (kept: one may be the last copy of acknowledged
+    /// writes; their owners open new ones, no takeover writes them).
+    pub(crate) fn untrust_all(&self, why: &str) {
         let mut n = 0;
         for space in self.spaces.lock().iter_mut().filter(|s| s.trusted) {
             space.trusted = false;
@@ -109,7 +121,8 @@ impl ReplicaStore {
         }
         if n > 0 {
             pr_warn!(
-                "lease interrupted: {} replica store(s) untrusted (kept; their owners open new ones, no takeover writes them)\n",
+                "{}: {} replica store(s) untrusted (kept; their owners open new ones, no takeover writes them)\n",
+                why,
                 n
             );
         }
@@ -124,6 +137,9 @@ impl ReplicaStore {
         let name = abi::pool_name(name).ok_or(EINVAL)?;
         let taken_over = self.recovered.lock().iter().any(|&(o, v)| o == owner && v == volume_id);
         let mut spaces = self.spaces.lock();
+        if !taken_over {
+            self.resolve_orphans(&mut spaces, owner, volume_id, &name)?;
+        }
         let found = spaces.iter_mut().find(|n| n.owner == owner && n.volume_id == volume_id);
         match rules::on_open(found.as_ref().map(|n| n.epoch), taken_over, epoch) {
             OpenVerdict::TakenOver => {
@@ -153,6 +169,7 @@ impl ReplicaStore {
                     blocks: RBTree::new(),
                     trusted: true,
                     owner_yielded: false,
+                    orphan: false,
                 };
                 spaces.push(space, GFP_KERNEL)?;
                 Ok(())
@@ -236,38 +253,94 @@ impl ReplicaStore {
             .ok_or(ENOENT)
     }
 
-    /// VOLUME_CLOSE: the owner wrote everything back.
-    pub(crate) fn close(&self, owner: u32, volume_id: u32) {
+    /// VOLUME_CLOSE: the owner wrote everything back (or, for a new volume, asks whether
+    /// an orphan of its name is left: EAGAIN until it is written).
+    pub(crate) fn close(&self, owner: u32, volume_id: u32, name: &[u8]) -> Result {
+        let name = abi::pool_name(name).ok_or(EINVAL)?;
         let removed = {
             let mut spaces = self.spaces.lock();
-            let Some(i) = spaces.iter().position(|n| n.owner == owner && n.volume_id == volume_id) else { return };
+            self.resolve_orphans(&mut spaces, owner, volume_id, &name)?;
+            let Some(i) = spaces.iter().position(|n| n.owner == owner && n.volume_id == volume_id) else {
+                return Ok(());
+            };
             vec::remove(&mut spaces, i)
         };
-        let Some(removed) = removed else { return };
-        self.count.fetch_sub(removed.blocks.iter().count() as u64, Relaxed);
-        // Pages are freed here, outside the lock.
-        drop(removed);
+        if let Some(removed) = removed {
+            self.count.fetch_sub(removed.blocks.iter().count() as u64, Relaxed);
+            // Pages are freed here, outside the lock.
+            drop(removed);
+        }
+        Ok(())
     }
 
-    /// This host was fenced: its replicas may be older than what their owners have
-    /// written since, so they must never be replayed.
-    pub(crate) fn discard_all(&self) {
-        let spaces = core::mem::take(&mut *self.spaces.lock());
-        self.count.store(0, Relaxed);
-        drop(spaces);
-    }
-
-    /// Takes the trusted namespaces of `owner` out of the store.
-    fn take_owner(&self, owner: u32) -> KVec<Namespace> {
-        let mut out = KVec::new();
-        let mut spaces = self.spaces.lock();
+    /// Deals with the orphans of `owner`'s volume `name` (its stores under a volume id
+    /// other than `volume_id`): drops the empty ones, marks the others with replicas for
+    /// the recovery thread to write ([`ReplicaStore::recover_orphans`]), keeps the
+    /// untrusted ones. EAGAIN while one waits to be written or a takeover of `owner`
+    /// runs: the owner asks again at its next heartbeat.
+    fn resolve_orphans(
+        &self,
+        spaces: &mut KVec<Namespace>,
+        owner: u32,
+        volume_id: u32,
+        name: &[u8; abi::NAME_LEN],
+    ) -> Result {
+        let mut to_write = 0u64;
         let mut i = 0;
         while i < spaces.len() {
-            if spaces[i].owner == owner && spaces[i].trusted {
+            let n = &mut spaces[i];
+            if n.owner != owner || n.volume_id == volume_id || &n.name != name {
+                i += 1;
+                continue;
+            }
+            let blocks = n.blocks.iter().count() as u64;
+            match rules::on_orphan(n.trusted, blocks) {
+                OrphanVerdict::Drop => {
+                    pr_info!("dropped an empty orphaned store of volume {} of host {}\n", abi::name_str(name), owner);
+                    drop(vec::remove(spaces, i));
+                    continue;
+                }
+                OrphanVerdict::WriteFirst => {
+                    if !n.orphan {
+                        n.orphan = true;
+                        pr_warn!(
+                            "volume {} of host {}: {} replicas of an earlier incarnation left; writing them to the backing device first\n",
+                            abi::name_str(name),
+                            owner,
+                            blocks
+                        );
+                    }
+                    to_write += 1;
+                }
+                OrphanVerdict::Keep => {}
+            }
+            i += 1;
+        }
+        let recovering = self.recovering.load(Relaxed) & crate::logic::placement::host_bit(owner) != 0;
+        if rules::may_confirm(to_write, recovering) {
+            Ok(())
+        } else {
+            Err(EAGAIN)
+        }
+    }
+
+    /// Takes the namespaces `pick` chooses out of the store; their owners are marked
+    /// `recovering` under the same lock, so that no VOLUME_OPEN or VOLUME_CLOSE finds
+    /// them gone and unmarked ([`rules::may_confirm`]). The caller clears the marks
+    /// ([`ReplicaStore::end_recovery`]) once it put back what it could not write.
+    fn take_where(&self, pick: impl Fn(&Namespace) -> bool) -> (KVec<Namespace>, u64, Option<u64>) {
+        let mut out = KVec::new();
+        let mut owners = 0u64;
+        let mut spaces = self.spaces.lock();
+        let taken = self.lease.lock().since();
+        let mut i = 0;
+        while i < spaces.len() {
+            if pick(&spaces[i]) {
                 if out.reserve(1, GFP_KERNEL).is_err() {
                     break;
                 }
                 if let Some(n) = vec::remove(&mut spaces, i) {
+                    owners |= crate::logic::placement::host_bit(n.owner);
                     // Cannot fail: reserved above.
                     let _ = out.push(n, GFP_KERNEL);
                 }
@@ -275,7 +348,82 @@ impl ReplicaStore {
                 i += 1;
             }
         }
-        out
+        self.recovering.fetch_or(owners, Relaxed);
+        (out, owners, taken)
+    }
+
+    fn end_recovery(&self, owners: u64) {
+        let _guard = self.spaces.lock();
+        self.recovering.fetch_and(!owners, Relaxed);
+    }
+
+    /// Writes the orphans [`ReplicaStore::resolve_orphans`] marked (earlier incarnations
+    /// of volumes whose owner now asks about a new one: it writes nothing until they are
+    /// gone), flushes, and drops them. Their owner is waiting, so the lease alone is
+    /// needed (`still_ready`). One that cannot be written stays for the next attempt.
+    /// Sleeps.
+    pub(crate) fn recover_orphans(
+        &self,
+        device: &dyn Fn(&[u8]) -> Option<abi::DeviceReq>,
+        bioset: &BioSet,
+        still_ready: &dyn Fn() -> bool,
+    ) {
+        let (spaces, owners, taken) = self.take_where(|n| n.orphan && n.trusted);
+        if owners == 0 {
+            return;
+        }
+        for n in spaces.into_iter() {
+            let count = n.blocks.iter().count() as u64;
+            match write_namespace(&n, device, bioset, still_ready) {
+                Ok(()) => {
+                    self.count.fetch_sub(count, Relaxed);
+                    pr_warn!(
+                        "volume {} of host {}: {} replicas of an earlier incarnation written to the backing device\n",
+                        abi::name_str(&n.name),
+                        n.owner,
+                        count
+                    );
+                }
+                Err(e) => {
+                    pr_err!(
+                        "volume {} of host {}: cannot write the replicas of an earlier incarnation: error {}; will retry\n",
+                        abi::name_str(&n.name),
+                        n.owner,
+                        e.to_errno()
+                    );
+                    self.put_back(n, taken);
+                }
+            }
+        }
+        self.end_recovery(owners);
+    }
+
+    /// Returns a namespace that could not be written to the store, taken out when the
+    /// lease watch had seen the lease start `taken`: untrusted if an interruption was
+    /// observed meanwhile (that observation untrusted only the stores present).
+    fn put_back(&self, n: Namespace, taken: Option<u64>) {
+        // Waits for memory: dropping it would lose the only copy of acknowledged writes.
+        let mut n = Some(n);
+        crate::fvp_kernel::sync::alloc_retry(|| {
+            // The lease watch is read under `spaces`: an observation after this is
+            // followed by `untrust_all`, which then finds the namespace back in place.
+            let mut spaces = self.spaces.lock();
+            spaces.reserve(1, GFP_KERNEL)?;
+            let trusted = self.lease.lock().still_trusted(taken);
+            if let Some(mut n) = n.take() {
+                if n.trusted && !trusted {
+                    n.trusted = false;
+                    pr_warn!(
+                        "volume {} of host {}: lease interrupted while its replicas were being written; untrusted\n",
+                        abi::name_str(&n.name),
+                        n.owner
+                    );
+                }
+                // Cannot fail: reserved above.
+                let _ = spaces.push(n, GFP_KERNEL);
+            }
+            Ok(())
+        });
     }
 
     /// Writes every replica of `owner` to its shared backing device (newest version
@@ -288,7 +436,7 @@ impl ReplicaStore {
         bioset: &BioSet,
         still_ready: &dyn Fn() -> bool,
     ) {
-        let spaces = self.take_owner(owner);
+        let (spaces, owners, taken) = self.take_where(|n| n.owner == owner && n.trusted);
         for n in spaces.into_iter() {
             let name = abi::name_str(&n.name);
             let count = n.blocks.iter().count() as u64;
@@ -314,10 +462,11 @@ impl ReplicaStore {
                 }
                 Err(e) => {
                     pr_err!("cannot recover volume {} of host {}: error {}; will retry\n", name, owner, e.to_errno());
-                    let _ = self.spaces.lock().push(n, GFP_KERNEL);
+                    self.put_back(n, taken);
                 }
             }
         }
+        self.end_recovery(owners);
     }
 }
 

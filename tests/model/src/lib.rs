@@ -29,7 +29,7 @@
 //!   connections on which a request waits for its ACK since the timeout (only stalls
 //!   make that happen); PINGs on every connection whose previous PING was answered; a
 //!   network round; each host's heartbeat as the kernel's ticker runs it (a host a
-//!   majority fences discards its replica stores; [`LeaseWatch`] untrusts them after a
+//!   majority fences untrusts its replica stores, as [`LeaseWatch`] does after a
 //!   lease interruption; the owner's [`Owner::tick`] and the steps it returns; a peer's
 //!   takeover starts or stops); a network round; the owner's writes waiting on its
 //!   state; a network round.
@@ -120,18 +120,20 @@
 //! # Findings
 //!
 //! Over the real state machines, P1 to P4 hold in every configuration of
-//! `tests/check.rs` within the assumptions but two, both with `peers=2` and two failures
-//! (the `#[ignore]`d tests, with their traces). A host that a majority fences discards
-//! every replica store it holds (`cluster.rs`'s ticker), even an untrusted one, kept
-//! because it may be the last copy of acknowledged writes; and a restarted host starts
-//! fencing every other host. Two restarted hosts (the owner and one peer), or a
-//! restarted owner and a peer that a partition made fence the other peer, are such a
-//! majority for the remaining peer, which discards the last copy (P1).
+//! `tests/check.rs` within the assumptions. The model found one hole in them, with
+//! `peers=2` and two failures: a host that a majority fenced discarded every replica
+//! store it held (`cluster.rs`'s ticker), even an untrusted one, kept because it may be
+//! the last copy of acknowledged writes; and a restarted host starts fencing every other
+//! host. Two restarted hosts (the owner and one peer), or a restarted owner and a peer
+//! that a partition made fence the other peer, were such a majority for the remaining
+//! peer, which discarded the last copy (P1). A majority fence now untrusts the stores
+//! and keeps them; the two tests that found it are regressions.
 //!
-//! A takeover that stops gives its stores back as they are: still trusted even if the
-//! lease was interrupted meanwhile ([`LeaseWatch`] untrusts only the stores held at the
-//! time, as in the kernel and the simulator). The model found no violation through it
-//! within its bounds.
+//! A takeover that stops gives its stores back untrusted if the lease watch saw an
+//! interruption while they were out ([`LeaseWatch::still_trusted`]), and a majority
+//! fence puts a running takeover's stores back untrusted: with the fence untrusting
+//! instead of discarding, the model found that the stores of a takeover stopped by a
+//! fence were otherwise lost (P1, `crash_cut_restart_peers2_holds`).
 //!
 //! Earlier versions of this crate checked their own copy of the owner's and the peers'
 //! rules, with switches for the fixes they led to (restart silence, discarding only on
@@ -147,7 +149,7 @@
 use fvp_logic::membership::{Membership, View};
 use fvp_logic::owner::{self, Answer, Ask, Effect, Observation, Owner, Resent, Step, Writable};
 use fvp_logic::placement::{host_bit, place, DomainRule, HostEntry};
-use fvp_logic::replica::{self as rules, LeaseWatch, OpenVerdict};
+use fvp_logic::replica::{self as rules, LeaseWatch, OpenVerdict, OrphanVerdict};
 use stateright::{Model, Property};
 use std::fmt;
 
@@ -176,6 +178,8 @@ pub const MAX_WARM_UP_TICKS: u64 = 40;
 const NAMES: [char; HOSTS] = ['A', 'B', 'C'];
 const ALL: u64 = 0b111;
 const OWNER_ID: u32 = 1;
+/// The hosts other than the owner.
+const OTHER_HOSTS: u64 = ALL & !1;
 
 fn id(h: usize) -> u32 {
     h as u32 + 1
@@ -284,6 +288,8 @@ pub enum Status {
     Stale,
     /// ENOENT: no (trusted) store.
     NoEnt,
+    /// EAGAIN: an orphan of the volume must be written first.
+    Again,
 }
 
 /// A message on a link.
@@ -312,6 +318,9 @@ pub struct Store {
     pub trusted: bool,
     /// The owner was told (ESTALE) that this host took the volume over.
     pub yielded: bool,
+    /// An orphan (a store of an earlier incarnation of the owner's volume) to write
+    /// before the new incarnation's VOLUME_OPEN or VOLUME_CLOSE is confirmed.
+    pub orphan: bool,
 }
 
 /// A takeover in progress.
@@ -323,6 +332,12 @@ pub struct Recovery {
     pub left: u8,
     /// Some store's owner was told ESTALE when it began: the lease alone suffices.
     pub yielded: bool,
+    /// Writes orphans for their waiting owner with the lease held since this start;
+    /// not a takeover.
+    pub orphans_since: Option<u64>,
+    /// The lease watch's lease start when the stores were taken out: they go back
+    /// untrusted if it saw an interruption since ([`LeaseWatch::still_trusted`]).
+    pub taken: Option<u64>,
 }
 
 /// One host.
@@ -338,7 +353,7 @@ pub struct Host {
     pub ping_out: u8,
     /// Lease interruptions untrust the stores.
     pub lease_watch: LeaseWatch,
-    /// Learnt it is fenced by a majority (its stores were discarded).
+    /// Learnt it is fenced by a majority (its stores were untrusted).
     pub self_fenced: bool,
     /// Replica stores of the owner's volumes (peers only).
     pub stores: Vec<Store>,
@@ -571,7 +586,8 @@ fn fresh_host(h: usize) -> Host {
 
 fn new_vol(peers: u32, vid: u8) -> Vol {
     Vol {
-        m: Owner::new(peers).expect("valid policy"),
+        // Every other host may hold an orphan of the owner's earlier incarnation.
+        m: Owner::new(peers, OTHER_HOSTS).expect("valid policy"),
         vid,
         dirty: [0; BLOCKS],
         writes: vec![],
@@ -700,6 +716,30 @@ impl State {
         let h = &mut self.hosts[y];
         let trusted =
             |h: &Host, vid: u8| h.stores.iter().position(|s| s.vid == vid && rules::accepts_changes(s.trusted));
+        // VOLUME_OPEN and VOLUME_CLOSE deal with the orphans of the volume first (the
+        // owner has one volume: every store under another id is one).
+        if let Req::Open { vid, .. } | Req::Close { vid } = req {
+            if h.recovered & (1 << vid) == 0 {
+                let mut to_write = 0;
+                h.stores.retain_mut(|st| {
+                    if st.vid == vid {
+                        return true;
+                    }
+                    match rules::on_orphan(st.trusted, st.blocks.iter().flatten().count() as u64) {
+                        OrphanVerdict::Drop => false,
+                        OrphanVerdict::WriteFirst => {
+                            st.orphan = true;
+                            to_write += 1;
+                            true
+                        }
+                        OrphanVerdict::Keep => true,
+                    }
+                });
+                if !rules::may_confirm(to_write, h.recovery.is_some()) {
+                    return Status::Again;
+                }
+            }
+        }
         match req {
             Req::Open { vid, epoch } => {
                 let found = h.stores.iter().position(|s| s.vid == vid);
@@ -718,9 +758,14 @@ impl State {
                         s.epoch = epoch;
                         s.trusted = true;
                     }
-                    OpenVerdict::Create => {
-                        h.stores.push(Store { vid, epoch, blocks: [None; BLOCKS], trusted: true, yielded: false })
-                    }
+                    OpenVerdict::Create => h.stores.push(Store {
+                        vid,
+                        epoch,
+                        blocks: [None; BLOCKS],
+                        trusted: true,
+                        yielded: false,
+                        orphan: false,
+                    }),
                 }
                 Status::Ok
             }
@@ -1340,9 +1385,10 @@ impl State {
         let h = &self.hosts[p];
         let now = self.clock;
         h.alive
-            && h.recovery
-                .as_ref()
-                .is_some_and(|r| h.mem.takeover_ready(OWNER_ID, now) || (r.yielded && h.mem.holds_lease(now)))
+            && h.recovery.as_ref().is_some_and(|r| match r.orphans_since {
+                Some(since) => h.mem.holds_lease(now) && h.mem.lease_held_since() == Some(since),
+                None => h.mem.takeover_ready(OWNER_ID, now) || (r.yielded && h.mem.holds_lease(now)),
+            })
     }
 
     /// A peer's takeover starts (`Cluster::recover_lost_owners`): its trusted stores
@@ -1351,6 +1397,24 @@ impl State {
         let now = self.clock;
         let h = &mut self.hosts[p];
         if h.recovery.is_some() {
+            return;
+        }
+        // Orphans a new incarnation waits for: the lease alone (`cluster.rs`).
+        let since = h.mem.lease_held_since();
+        if since.is_some() && h.mem.holds_lease(now) && h.stores.iter().any(|s| s.orphan && s.trusted) {
+            let stores: Vec<Store> = h.stores.iter().filter(|s| s.orphan && s.trusted).cloned().collect();
+            h.stores.retain(|s| !(s.orphan && s.trusted));
+            let mut left = 0u8;
+            for (i, s) in stores.iter().enumerate() {
+                for (b, r) in s.blocks.iter().enumerate() {
+                    if r.is_some() {
+                        left |= 1 << (i * BLOCKS + b);
+                    }
+                }
+            }
+            let taken = h.lease_watch.since();
+            h.recovery = Some(Recovery { stores, left, yielded: false, orphans_since: since, taken });
+            self.finish_recovery(p);
             return;
         }
         let ready = h.mem.takeover_ready(OWNER_ID, now);
@@ -1371,7 +1435,8 @@ impl State {
                 }
             }
         }
-        h.recovery = Some(Recovery { stores, left, yielded });
+        let taken = h.lease_watch.since();
+        h.recovery = Some(Recovery { stores, left, yielded, orphans_since: None, taken });
         self.events |= ev::TAKEOVER_STARTED;
         self.finish_recovery(p);
     }
@@ -1380,9 +1445,11 @@ impl State {
     fn finish_recovery(&mut self, p: usize) {
         let h = &mut self.hosts[p];
         if h.recovery.as_ref().is_some_and(|r| r.left == 0) {
-            h.recovery = None;
+            let r = h.recovery.take().expect("recovering");
             h.mem.set_recovering(OWNER_ID, false);
-            self.events |= ev::RECOVERED;
+            if r.orphans_since.is_none() {
+                self.events |= ev::RECOVERED;
+            }
         }
     }
 
@@ -1393,7 +1460,8 @@ impl State {
         }
         let h = &mut self.hosts[p];
         let r = h.recovery.take().expect("recovering");
-        h.stores.extend(r.stores);
+        let trusted = h.lease_watch.still_trusted(r.taken);
+        h.stores.extend(r.stores.into_iter().map(|s| Store { trusted: s.trusted && trusted, ..s }));
         h.mem.set_recovering(OWNER_ID, false);
         self.events |= ev::RECOVERY_STOPPED;
     }
@@ -1415,13 +1483,19 @@ impl State {
     fn host_tick(&mut self, h: usize, cfg: &Config) {
         let now = self.clock;
         let host = &mut self.hosts[h];
-        // Fenced by a majority: replicas are discarded.
+        // Fenced by a majority: every store is untrusted (kept: one may be the last
+        // copy; a fence implies a lost lease, which the lease watch below sees too); a
+        // recovery in progress stops.
         let fenced = host.mem.fenced_by_majority(now);
         if fenced && !host.self_fenced {
             host.self_fenced = true;
-            host.stores.clear();
-            if host.recovery.take().is_some() {
+            // A recovery in progress stops; its stores go back, untrusted too.
+            if let Some(r) = host.recovery.take() {
+                host.stores.extend(r.stores);
                 host.mem.set_recovering(OWNER_ID, false);
+            }
+            for s in host.stores.iter_mut() {
+                s.trusted = false;
             }
         } else if !fenced {
             host.self_fenced = false;

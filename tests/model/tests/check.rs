@@ -178,12 +178,12 @@ fn stall_and_cut_peers1_holds() {
     holds("peers=1, 1 stall + 1 cut, 20 ticks", c, &[]);
 }
 
-// ---- Within the assumptions: open holes ----
+// ---- Within the assumptions: regressions of holes the model found ----
 
-/// peers=2, two crashes and restarts. Fails (P1): a host that a majority fences
-/// discards every replica store it holds (`cluster.rs`, the simulator), even an
-/// untrusted one kept because it may be the last copy; and a restarted host starts
-/// fencing every other host, so two restarted hosts are such a majority:
+/// peers=2, two crashes and restarts. Failed (P1) while a host that a majority fences
+/// discarded every replica store it held, even an untrusted one kept because it may be
+/// the last copy; a restarted host starts fencing every other host, so two restarted
+/// hosts are such a majority. The trace it found:
 ///
 /// ```text
 /// write b0; tick           A acknowledges w1 (B and C store it)
@@ -191,15 +191,16 @@ fn stall_and_cut_peers1_holds() {
 /// crash B; restart B       B silent likewise; C alone loses its lease: its store is
 ///                          untrusted (kept: the last copy of w1)
 /// 9 ticks                  A and B speak again, each fencing every other host: C is
-///                          fenced by a majority and discards the store; w1 is lost
+///                          fenced by a majority and discarded the store; w1 was lost
 /// ```
+///
+/// Now a majority fence untrusts the stores and keeps them.
 #[test]
-#[ignore = "open: a host fenced by a majority discards the last copy (docs/replication.md, Limits)"]
 fn crashes_restarts_peers2_holds() {
     holds("peers=2, 2 crashes + restarts", two_writes(cfg(2, 2, 0, true, 12)), &[LEARNT]);
 }
 
-/// peers=2, a crash (and restart) and a link cut. Fails (P1): the same hole as
+/// peers=2, a crash (and restart) and a link cut. Failed (P1) with the same hole as
 /// [`crashes_restarts_peers2_holds`], with the fences of a partition (a shortest trace):
 ///
 /// ```text
@@ -208,13 +209,11 @@ fn crashes_restarts_peers2_holds() {
 /// 5 ticks                  B and C fence A and wait the takeover wait
 /// cut B-C; 2 ticks         both start taking A's volume over
 /// heal B-C; tick           they fenced each other meanwhile: no lease, both stop
-///                          (their stores go back, still trusted)
 /// tick                     A speaks again, fencing B and C: each is fenced by a
-///                          majority (A's view and the other's) and discards its
-///                          store; w1 is lost
+///                          majority (A's view and the other's) and discarded its
+///                          store; w1 was lost
 /// ```
 #[test]
-#[ignore = "open: a host fenced by a majority discards the last copy (docs/replication.md, Limits)"]
 fn crash_cut_restart_peers2_holds() {
     holds("peers=2, 1 crash + 1 cut + restarts", two_writes(cfg(2, 1, 1, true, 10)), &[LEARNT]);
 }

@@ -41,13 +41,14 @@
 //! - **P3, enough replicas**: when a write is acknowledged, `peers` alive replica
 //!   stores hold it (or newer), or the disk does.
 //! - **P4, one writer**: every disk write is submitted by a host that may write (the
-//!   owner with its settled lease, a recovering peer with `takeover_ready`), and writes
+//!   owner with its settled lease, a recovering peer with `takeover_ready`, a peer
+//!   writing orphans its owner waits for with its lease), and writes
 //!   of two different hosts are never in flight at once.
 
 use fvp_logic::membership::{Membership, View};
 use fvp_logic::owner::{self, Answer, Ask, Effect, Observation, Owner, Resent, Step, Writable};
 use fvp_logic::placement::{host_bit, place, DomainRule, HostEntry};
-use fvp_logic::replica::{self as rules, LeaseWatch, OpenVerdict};
+use fvp_logic::replica::{self as rules, LeaseWatch, OpenVerdict, OrphanVerdict};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::fmt::Write as _;
@@ -167,6 +168,9 @@ pub struct Report {
     pub faults: u64,
     /// Takeovers completed by peers.
     pub takeovers: u64,
+    /// Orphans (stores of an earlier incarnation of the owner's volume) written by
+    /// peers before they answered the new incarnation.
+    pub orphans_written: u64,
     /// Re-protections (epochs opened after the first).
     pub reprotections: u64,
     /// Blocks destaged.
@@ -186,6 +190,8 @@ enum Status {
     Stale,
     NoEnt,
     NoSpc,
+    /// EAGAIN: an orphan of the volume must be written first.
+    Again,
 }
 
 #[derive(Clone, Debug)]
@@ -234,6 +240,9 @@ struct Store {
     /// The owner was told (ESTALE) this host took the volume over while the store was
     /// still being written: the rest needs only the lease.
     yielded: bool,
+    /// An orphan (a store of an earlier incarnation of the volume) to write before its
+    /// owner's new incarnation is answered (`logic/replica.rs`).
+    orphan: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -299,6 +308,11 @@ struct Vol {
 #[derive(Clone, Debug)]
 struct Recovery {
     owner: u32,
+    /// Writes orphans for their waiting owner, with the lease held since `since`; not
+    /// a takeover.
+    orphans_since: Option<u64>,
+    /// The lease watch's lease start when the stores were taken out.
+    taken: Option<u64>,
     stores: Vec<Store>,
     queue: Vec<(u64, u64)>,
     in_flight: u32,
@@ -464,7 +478,8 @@ impl Sim {
             cfg,
         };
         let vid = sim.rng.next_u64() as u32 | 1;
-        sim.hosts[OWNER].vol = Some(new_vol(sim.cfg.peers, vid));
+        let others = (2..=n as u32).fold(0u64, |m, id| m | host_bit(id));
+        sim.hosts[OWNER].vol = Some(new_vol(sim.cfg.peers, vid, others));
         for h in 0..n {
             let t = sim.rng.range(0, HEARTBEAT);
             sim.at(t, Ev::Tick(h, 0));
@@ -746,6 +761,13 @@ impl Sim {
         let find_trusted = |h: &mut Host, vid: u32| {
             h.stores.iter().position(|s| s.owner == owner && s.vid == vid && rules::accepts_changes(s.trusted))
         };
+        // VOLUME_OPEN and VOLUME_CLOSE deal with the orphans of the volume first (the
+        // simulated owner has one volume: every store of it under another id).
+        if let Req::Open { vid, .. } | Req::Close { vid } = req {
+            if !h.recovered.contains(&(owner, vid)) && !Self::resolve_orphans(h, owner, vid) {
+                return Status::Again;
+            }
+        }
         match req {
             Req::Open { vid, epoch } => {
                 let found = find(h, vid);
@@ -771,6 +793,7 @@ impl Sim {
                         blocks: BTreeMap::new(),
                         trusted: true,
                         yielded: false,
+                        orphan: false,
                     }),
                 }
                 Status::Ok
@@ -814,6 +837,26 @@ impl Sim {
                 Status::Ok
             }
         }
+    }
+
+    /// `replica.rs`'s `resolve_orphans`: whether the request may be confirmed.
+    fn resolve_orphans(h: &mut Host, owner: u32, vid: u32) -> bool {
+        let mut to_write = 0;
+        h.stores.retain_mut(|st| {
+            if st.owner != owner || st.vid == vid {
+                return true;
+            }
+            match rules::on_orphan(st.trusted, st.blocks.len() as u64) {
+                OrphanVerdict::Drop => false,
+                OrphanVerdict::WriteFirst => {
+                    st.orphan = true;
+                    to_write += 1;
+                    true
+                }
+                OrphanVerdict::Keep => true,
+            }
+        });
+        rules::may_confirm(to_write, h.recovery.as_ref().is_some_and(|r| r.owner == owner))
     }
 
     // ---- hosts ----
@@ -886,15 +929,21 @@ impl Sim {
                 self.break_conn(h, y)?;
             }
         }
-        // Fenced by a majority: replicas are discarded.
+        // Fenced by a majority: every store is untrusted (kept: one may be the last
+        // copy; a fence implies a lost lease, which the lease watch below sees too); a
+        // recovery in progress stops.
         let fenced = self.hosts[h].mem.fenced_by_majority(now);
         if fenced && !self.hosts[h].self_fenced {
             self.hosts[h].self_fenced = true;
-            self.hosts[h].stores.clear();
+            // A recovery in progress stops; its stores go back, untrusted too.
             if let Some(r) = self.hosts[h].recovery.take() {
                 self.hosts[h].mem.set_recovering(r.owner, false);
+                self.hosts[h].stores.extend(r.stores);
             }
-            self.log(format!("host {} fenced by a majority: replicas discarded", h + 1));
+            for s in self.hosts[h].stores.iter_mut() {
+                s.trusted = false;
+            }
+            self.log(format!("host {} fenced by a majority: its stores stay untrusted", h + 1));
         } else if !fenced {
             self.hosts[h].self_fenced = false;
         }
@@ -1439,8 +1488,12 @@ impl Sim {
         // P4: the submitter may write, and no other host has a write in flight.
         let may = match purpose {
             DiskPurpose::Recovery => {
-                let yielded = self.hosts[h].recovery.as_ref().is_some_and(|r| r.stores.iter().all(|s| s.yielded));
-                self.hosts[h].mem.takeover_ready(1, self.now) || (yielded && self.hosts[h].mem.holds_lease(self.now))
+                let r = self.hosts[h].recovery.as_ref();
+                let yielded = r.is_some_and(|r| r.stores.iter().all(|s| s.yielded));
+                // Orphans: their owner waits (the in-flight check below shows it does).
+                let orphans = r.is_some_and(|r| r.orphans_since.is_some());
+                self.hosts[h].mem.takeover_ready(1, self.now)
+                    || ((yielded || orphans) && self.hosts[h].mem.holds_lease(self.now))
             }
             _ => self.owner_lease(),
         };
@@ -1530,6 +1583,25 @@ impl Sim {
         if self.hosts[h].recovery.is_some() || h == OWNER {
             return;
         }
+        // Orphans that a new incarnation waits for: the lease alone (`cluster.rs`'s
+        // `recover_orphans`).
+        let since = self.hosts[h].mem.lease_held_since();
+        if since.is_some()
+            && self.hosts[h].mem.holds_lease(self.now)
+            && self.hosts[h].stores.iter().any(|s| s.orphan && s.trusted)
+        {
+            let host = &mut self.hosts[h];
+            let stores: Vec<Store> = host.stores.iter().filter(|s| s.orphan && s.trusted).cloned().collect();
+            host.stores.retain(|s| !(s.orphan && s.trusted));
+            let queue = stores.iter().flat_map(|s| s.blocks.iter().map(|(&b, r)| (b, r.1))).collect();
+            let taken = host.lease_watch.since();
+            host.recovery =
+                Some(Recovery { owner: 1, orphans_since: since, taken, stores, queue, in_flight: 0, failed: false });
+            self.log(format!("host {} writes the orphaned replicas of host 1's earlier volume", h + 1));
+            let t = self.now;
+            self.at(t, Ev::Recover(h));
+            return;
+        }
         let ready = self.hosts[h].mem.takeover_ready(1, self.now);
         let lease = self.hosts[h].mem.holds_lease(self.now);
         if !self.hosts[h]
@@ -1550,7 +1622,9 @@ impl Sim {
                 host.recovered.push((s.owner, s.vid));
             }
         }
-        host.recovery = Some(Recovery { owner: 1, stores, queue, in_flight: 0, failed: false });
+        let taken = host.lease_watch.since();
+        host.recovery =
+            Some(Recovery { owner: 1, orphans_since: None, taken, stores, queue, in_flight: 0, failed: false });
         self.log(format!("host {} takes over host 1's volume", h + 1));
         let t = self.now;
         self.at(t, Ev::Recover(h));
@@ -1561,8 +1635,12 @@ impl Sim {
             return Ok(());
         }
         let yielded = self.hosts[h].recovery.as_ref().is_some_and(|r| r.stores.iter().all(|s| s.yielded));
-        let ready =
-            self.hosts[h].mem.takeover_ready(1, self.now) || (yielded && self.hosts[h].mem.holds_lease(self.now));
+        let orphans_since = self.hosts[h].recovery.as_ref().and_then(|r| r.orphans_since);
+        let mem = &self.hosts[h].mem;
+        let ready = match orphans_since {
+            Some(since) => mem.holds_lease(self.now) && mem.lease_held_since() == Some(since),
+            None => mem.takeover_ready(1, self.now) || (yielded && mem.holds_lease(self.now)),
+        };
         let Some(r) = self.hosts[h].recovery.as_mut() else { return Ok(()) };
         if r.in_flight > 0 {
             return Ok(());
@@ -1570,7 +1648,9 @@ impl Sim {
         if !ready || r.failed {
             // Stop before writing more; the stores stay for the next attempt.
             let r = self.hosts[h].recovery.take().expect("recovery");
-            self.hosts[h].stores.extend(r.stores);
+            // Untrusted if the lease watch saw an interruption while they were out.
+            let trusted = self.hosts[h].lease_watch.still_trusted(r.taken);
+            self.hosts[h].stores.extend(r.stores.into_iter().map(|s| Store { trusted: s.trusted && trusted, ..s }));
             self.hosts[h].mem.set_recovering(1, false);
             self.log(format!("host {} stops its recovery", h + 1));
             return Ok(());
@@ -1581,10 +1661,15 @@ impl Sim {
                 self.disk_submit(h, block, wid, DiskPurpose::Recovery)?;
             }
             None => {
-                self.hosts[h].recovery = None;
+                let r = self.hosts[h].recovery.take().expect("recovery");
                 self.hosts[h].mem.set_recovering(1, false);
-                self.report.takeovers += 1;
-                self.log(format!("host {} recovered host 1's volume", h + 1));
+                if r.orphans_since.is_some() {
+                    self.report.orphans_written += 1;
+                    self.log(format!("host {} wrote the orphaned replicas of host 1's earlier volume", h + 1));
+                } else {
+                    self.report.takeovers += 1;
+                    self.log(format!("host {} recovered host 1's volume", h + 1));
+                }
             }
         }
         Ok(())
@@ -1745,7 +1830,7 @@ impl Sim {
         host.store_cap = usize::MAX;
         if h == OWNER {
             let vid = self.rng.next_u64() as u32 | 1;
-            self.hosts[h].vol = Some(new_vol(self.cfg.peers, vid));
+            self.hosts[h].vol = Some(new_vol(self.cfg.peers, vid, configured & !host_bit(1)));
         }
         self.log(format!("host {} restarts", h + 1));
         self.hosts[h].incarnation += 1;
@@ -1813,9 +1898,9 @@ impl Sim {
     }
 }
 
-fn new_vol(peers: u32, vid: u32) -> Vol {
+fn new_vol(peers: u32, vid: u32, others: u64) -> Vol {
     Vol {
-        m: Owner::new(peers).expect("valid policy"),
+        m: Owner::new(peers, others).expect("valid policy"),
         vid,
         dirty: BTreeMap::new(),
         writes: vec![],

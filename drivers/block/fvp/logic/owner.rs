@@ -25,7 +25,7 @@
 //!   the operator resolves it ([`Owner::resolve`]).
 //! - **Healthy peer.** A current peer is healthy when its connection is up, no request
 //!   to it failed or was refused since it was chosen, no majority fenced it (a fenced
-//!   host discards every replica it holds, even with its connections alive) and it is
+//!   host untrusts every replica it holds, even with its connections alive) and it is
 //!   still configured.
 //! - **Lost peer, stale peer.** Every tick, in every state, an unhealthy current peer is
 //!   dropped from the peer set and becomes *stale*: it may be alive with older replicas
@@ -274,8 +274,11 @@ pub struct Owner {
 }
 
 impl Owner {
-    /// A new volume with `peers` (1 or 2) peers: `degraded` until a first peer set holds it.
-    pub fn new(peers: u32) -> Result<Self, OwnerError> {
+    /// A new volume with `peers` (1 or 2) peers: `degraded` until a first peer set holds
+    /// it. Every host of `others` (the other configured hosts) starts stale: it may hold
+    /// an orphan, the replicas of an earlier incarnation of this volume, which it must
+    /// write out before this one writes anything (`logic/replica.rs`, orphans).
+    pub fn new(peers: u32, others: u64) -> Result<Self, OwnerError> {
         if !(1..=2).contains(&peers) {
             return Err(OwnerError::Peers);
         }
@@ -287,7 +290,7 @@ impl Owner {
             peers: [0; 2],
             peer_epochs: [0; 2],
             failed: [false; 2],
-            stale: 0,
+            stale: others,
             was_suspended: false,
             phase: Phase::Idle,
             obs: Observation::default(),
@@ -689,7 +692,7 @@ mod tests {
     }
 
     fn protected(peers: u32, chosen: [u32; 2]) -> Owner {
-        let mut o = Owner::new(peers).unwrap();
+        let mut o = Owner::new(peers, 0).unwrap();
         run(&mut o, obs(0b110, Some(chosen)), ok);
         assert_eq!(o.state(), State::Protected);
         o
@@ -703,10 +706,36 @@ mod tests {
         assert_eq!(o.writable(false), Writable::Wait);
     }
 
+    /// Orphans: a new volume writes nothing until every other host confirmed it holds no
+    /// orphan waiting to be written (here host 3 answers EAGAIN once).
+    #[test]
+    fn new_volume_waits_for_every_other_host() {
+        let mut o = Owner::new(1, 0b110).unwrap();
+        assert_eq!(o.stale(), 0b110);
+        assert_eq!(o.writable(true), Writable::Wait);
+        let ob = Observation { clean: true, ..obs(0b110, Some([2, 0])) };
+        let steps = run(&mut o, ob, |s| match s {
+            Step::Ask(Ask::Close { host: 3 }) => Answer::Closed(false),
+            s => ok(s),
+        });
+        assert!(steps.contains(&Step::Ask(Ask::Close { host: 3 })));
+        assert_eq!(o.stale(), 0b100, "host 3 has not confirmed");
+        assert_eq!(o.writable(true), Writable::Wait);
+        run(&mut o, ob, ok);
+        assert_eq!(o.stale(), 0);
+        assert_eq!(o.state(), State::Protected);
+        assert_eq!(o.writable(true), Writable::Replicate);
+        // A host a majority fenced for the takeover wait is not waited for.
+        let mut o = Owner::new(1, 0b110).unwrap();
+        let ob = Observation { clean: true, fence_settled: 0b100, ..obs(0b010, Some([2, 0])) };
+        run(&mut o, ob, ok);
+        assert_eq!((o.stale(), o.state()), (0, State::Protected));
+    }
+
     #[test]
     fn bad_policy_refused() {
-        assert_eq!(Owner::new(0), Err(OwnerError::Peers));
-        assert_eq!(Owner::new(3), Err(OwnerError::Peers));
+        assert_eq!(Owner::new(0, 0), Err(OwnerError::Peers));
+        assert_eq!(Owner::new(3, 0), Err(OwnerError::Peers));
     }
 
     #[test]
@@ -732,7 +761,7 @@ mod tests {
     /// Hole: re-protection replaced a healthy peer set without making the old peers stale.
     #[test]
     fn reprotection_makes_dropped_healthy_peer_stale() {
-        let mut o = Owner::new(2).unwrap();
+        let mut o = Owner::new(2, 0).unwrap();
         // Only one eligible host at first: degraded, but host 2 gets chosen later...
         run(&mut o, obs(0b110, Some([2, 3])), ok);
         assert_eq!(o.peers(), [2, 3]);
@@ -743,7 +772,7 @@ mod tests {
         assert_eq!(o.peers(), [2, 4]);
         assert_eq!(o.stale(), 0b100, "host 3 stays stale until fenced, removed or closed");
         // Now a new placement moves away from healthy host 2: it must become stale.
-        let mut o2 = Owner::new(1).unwrap();
+        let mut o2 = Owner::new(1, 0).unwrap();
         run(&mut o2, obs(0b110, Some([2, 0])), ok);
         // A lease blip; when it returns, placement prefers host 3.
         run(&mut o2, Observation { lease: false, ..obs(0b110, None) }, ok);
@@ -764,7 +793,7 @@ mod tests {
     /// Hole: in `degraded` a peer whose connection broke was never made stale.
     #[test]
     fn degraded_peer_loss_is_stale() {
-        let mut o = Owner::new(2).unwrap();
+        let mut o = Owner::new(2, 0).unwrap();
         run(&mut o, obs(0b110, Some([2, 3])), ok);
         o.state = State::Degraded;
         run(&mut o, obs(0b10, None), ok);
@@ -871,7 +900,7 @@ mod tests {
 
     #[test]
     fn reprotection_keeps_the_healthy_peer() {
-        let mut o = Owner::new(2).unwrap();
+        let mut o = Owner::new(2, 0).unwrap();
         run(&mut o, obs(0b110, Some([2, 3])), ok);
         let mut ob = obs(0b1010, Some([4, 2]));
         ob.configured = 0b1111;
@@ -899,7 +928,7 @@ mod tests {
 
     #[test]
     fn resend_failure_makes_new_peers_stale() {
-        let mut o = Owner::new(1).unwrap();
+        let mut o = Owner::new(1, 0).unwrap();
         run(&mut o, obs(0b110, Some([2, 0])), |s| match s {
             Step::Ask(Ask::Resend) => Answer::Resent(Resent::Failed),
             Step::Ask(Ask::Close { .. }) => Answer::Closed(false),
@@ -925,7 +954,7 @@ mod tests {
 
     #[test]
     fn tick_while_busy_only_suspends() {
-        let mut o = Owner::new(1).unwrap();
+        let mut o = Owner::new(1, 0).unwrap();
         assert!(matches!(o.tick(obs(0b110, Some([2, 0]))), Step::Ask(Ask::Open { .. })));
         assert_eq!(o.tick(Observation { lease: false, ..obs(0b110, None) }), Step::Idle);
         assert_eq!(o.state(), State::Suspended);
@@ -936,7 +965,7 @@ mod tests {
 
     #[test]
     fn interrupted_resend_resumes() {
-        let mut o = Owner::new(1).unwrap();
+        let mut o = Owner::new(1, 0).unwrap();
         run(&mut o, obs(0b110, Some([2, 0])), |s| match s {
             Step::Ask(Ask::Resend) => Answer::Resent(Resent::Interrupted),
             s => ok(s),
@@ -949,7 +978,7 @@ mod tests {
 
     #[test]
     fn mismatched_answer_ends_pass() {
-        let mut o = Owner::new(1).unwrap();
+        let mut o = Owner::new(1, 0).unwrap();
         o.tick(obs(0b110, Some([2, 0])));
         assert_eq!(o.answer(Answer::Done), Step::Idle);
         assert!(!o.busy());
@@ -957,7 +986,7 @@ mod tests {
 
     #[test]
     fn versions_grow() {
-        let mut o = Owner::new(1).unwrap();
+        let mut o = Owner::new(1, 0).unwrap();
         assert_eq!((o.next_version(), o.next_version()), (1, 2));
         o.version = u64::MAX;
         assert_eq!(o.next_version(), u64::MAX);

@@ -26,6 +26,15 @@
 //!   DESTAGED and DROP_RANGE drop replicas not newer than their version.
 //! - **Takeover.** Only trusted stores are written, each block at the sector
 //!   [`block_sector`] checks against the device's size.
+//! - **Orphans.** A store of the same owner and volume name as a VOLUME_OPEN or
+//!   VOLUME_CLOSE, under another volume id, is an *orphan*: the replicas of an earlier
+//!   incarnation of that volume (the owner restarted, or a VOLUME_CLOSE was lost). An
+//!   owner holds one live volume per name, and a new volume counts every other host as
+//!   stale, writing nothing until each confirmed a VOLUME_OPEN or VOLUME_CLOSE or a
+//!   majority fenced it ([`Owner::new`](super::owner::Owner::new)). So a trusted orphan
+//!   may be written with the lease alone, and must be before the request is confirmed:
+//!   once the new incarnation writes, the orphan's older replicas would land over newer
+//!   blocks at a later takeover. See [`on_orphan`].
 
 /// What VOLUME_OPEN does to a host's stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +80,35 @@ pub fn may_take_over(trusted: bool, takeover_ready: bool) -> bool {
     trusted && takeover_ready
 }
 
+/// What VOLUME_OPEN or VOLUME_CLOSE does to an orphan (see the module's rules).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrphanVerdict {
+    /// Trusted and empty: drop it.
+    Drop,
+    /// Trusted with replicas: write them to the backing device and drop it; until then
+    /// the request is answered EAGAIN (the owner asks again).
+    WriteFirst,
+    /// Untrusted: keep it as it is (it may be the last copy of acknowledged writes; no
+    /// automatic takeover writes it, so it cannot land over the new incarnation's).
+    Keep,
+}
+
+/// The decision for an orphan holding `blocks` replicas.
+pub fn on_orphan(trusted: bool, blocks: u64) -> OrphanVerdict {
+    match (trusted, blocks) {
+        (false, _) => OrphanVerdict::Keep,
+        (true, 0) => OrphanVerdict::Drop,
+        (true, _) => OrphanVerdict::WriteFirst,
+    }
+}
+
+/// Whether VOLUME_OPEN or VOLUME_CLOSE of an owner's volume may be confirmed: no orphan
+/// of it waits to be written, and no takeover of that owner's stores is running (one
+/// may be writing an orphan of it).
+pub fn may_confirm(orphans_to_write: u64, recovering_owner: bool) -> bool {
+    orphans_to_write == 0 && !recovering_owner
+}
+
 /// Watches the local lease for interruptions (see the module's rules).
 ///
 /// # Invariants
@@ -95,6 +133,20 @@ impl LeaseWatch {
         let interrupted = since.is_none() || since != self.since;
         self.since = since;
         interrupted
+    }
+
+    /// The lease start seen at the last [`LeaseWatch::observe`]: recorded when stores
+    /// are taken out of the store set (a takeover, orphans to write).
+    pub fn since(&self) -> Option<u64> {
+        self.since
+    }
+
+    /// Whether stores taken out when [`LeaseWatch::since`] was `taken`, trusted then,
+    /// are still trusted when they are put back (a write that stopped): only if no
+    /// interruption was observed meanwhile (the observation that saw one untrusted only
+    /// the stores present).
+    pub fn still_trusted(&self, taken: Option<u64>) -> bool {
+        taken.is_some() && self.since == taken
     }
 }
 
@@ -123,6 +175,28 @@ mod tests {
         assert_eq!(on_open(Some(3), false, 3), OpenVerdict::Unchanged);
         assert_eq!(on_open(Some(3), true, 3), OpenVerdict::TakenOver);
         assert_eq!(on_open(None, true, 1), OpenVerdict::TakenOver);
+    }
+
+    #[test]
+    fn stores_put_back_after_an_interruption_are_untrusted() {
+        let mut w = LeaseWatch::new();
+        w.observe(Some(5));
+        let taken = w.since();
+        assert!(w.still_trusted(taken));
+        w.observe(None);
+        w.observe(Some(9));
+        assert!(!w.still_trusted(taken), "interrupted while they were out");
+        assert!(!LeaseWatch::new().still_trusted(None));
+    }
+
+    #[test]
+    fn orphans() {
+        assert_eq!(on_orphan(false, 0), OrphanVerdict::Keep);
+        assert_eq!(on_orphan(false, 5), OrphanVerdict::Keep);
+        assert_eq!(on_orphan(true, 0), OrphanVerdict::Drop);
+        assert_eq!(on_orphan(true, 1), OrphanVerdict::WriteFirst);
+        assert!(may_confirm(0, false));
+        assert!(!may_confirm(1, false) && !may_confirm(0, true));
     }
 
     #[test]

@@ -42,7 +42,7 @@ use core::fmt;
 /// The header's magic, `"FVPR"` read as a little-endian `u32`.
 pub const MAGIC: u32 = 0x5250_5646;
 /// The protocol version this code speaks.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 /// Length of a message header.
 pub const HEADER_LEN: usize = 32;
 /// Largest payload of any message.
@@ -311,7 +311,7 @@ impl Kind {
             Kind::VolumeOpen => 4 + 4 + 8 + NAME_FIELD_LEN,
             Kind::Replicate => REPLICATE_FIXED_LEN,
             Kind::Destaged => DESTAGED_FIXED_LEN,
-            Kind::VolumeClose => 4 + 4,
+            Kind::VolumeClose => 4 + 4 + NAME_FIELD_LEN,
             Kind::Ack => 8 + 4 + 4 + 8,
             Kind::DropRange => 4 + 4 + 8 + 8 + 8,
         }
@@ -361,6 +361,16 @@ pub fn valid_block_size(size: usize) -> bool {
 pub fn valid_volume_name(name: &[u8]) -> bool {
     (1..=MAX_NAME_LEN).contains(&name.len())
         && name.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+/// The name in a NUL-padded name field: a valid volume name, then NULs only.
+fn name_field(field: &[u8]) -> Result<&[u8], WireError> {
+    let end = field.iter().position(|&b| b == 0).ok_or(WireError::BadName)?;
+    let (name, padding) = field.split_at(end);
+    if !valid_volume_name(name) || padding.iter().any(|&b| b != 0) {
+        return Err(WireError::BadName);
+    }
+    Ok(name)
 }
 
 /// Whether `id` is a valid host id (`1..=MAX_HOST_ID`).
@@ -726,10 +736,13 @@ pub enum Message<'a> {
         /// The owner's version of this drop: replicas written later survive it.
         version: u64,
     },
-    /// Client → server: drop the volume's replicas.
+    /// Client → server: drop the volume's replicas (and deal with the orphans of the
+    /// volume's name, `logic/replica.rs`).
     VolumeClose {
         /// The volume, as opened by VOLUME_OPEN.
         volume_id: u32,
+        /// The cluster-wide volume name (without the NUL padding).
+        name: &'a [u8],
     },
     /// Server → client: reply to a request.
     Ack {
@@ -811,12 +824,7 @@ impl<'a> Message<'a> {
                 let volume_id = r.u32()?;
                 let block_size = r.u32()?;
                 let epoch = r.u64()?;
-                let field: &[u8] = r.bytes(NAME_FIELD_LEN)?;
-                let end = field.iter().position(|&b| b == 0).ok_or(WireError::BadName)?;
-                let (name, padding) = field.split_at(end);
-                if !valid_volume_name(name) || padding.iter().any(|&b| b != 0) {
-                    return Err(WireError::BadName);
-                }
+                let name = name_field(r.bytes(NAME_FIELD_LEN)?)?;
                 if !valid_block_size(block_size as usize) {
                     return Err(WireError::BadBlockSize);
                 }
@@ -842,7 +850,8 @@ impl<'a> Message<'a> {
             Kind::VolumeClose => {
                 let volume_id = r.u32()?;
                 r.pad32()?;
-                Message::VolumeClose { volume_id }
+                let name = name_field(r.bytes(NAME_FIELD_LEN)?)?;
+                Message::VolumeClose { volume_id, name }
             }
             Kind::DropRange => {
                 let volume_id = r.u32()?;
@@ -917,8 +926,12 @@ impl<'a> Message<'a> {
                 DestagedEntries::new(entries.as_bytes())?;
                 w.u32(volume_id).u32(count);
             }
-            Message::VolumeClose { volume_id } => {
-                w.u32(volume_id).u32(0);
+            Message::VolumeClose { volume_id, name } => {
+                if !valid_volume_name(name) {
+                    return Err(WireError::BadName);
+                }
+                w.u32(volume_id).u32(0).bytes(name);
+                w.at = w.at.saturating_add(NAME_FIELD_LEN - name.len());
             }
             Message::DropRange { volume_id, first, count, version } => {
                 if !valid_range(first, count) {
@@ -1301,7 +1314,7 @@ mod tests {
             Message::VolumeOpen { volume_id: 4, block_size: 4096, epoch: 99, name: b"vol-a_1.x" },
             Message::Replicate { volume_id: 4, block: 1 << 40, version: 17, data },
             Message::Destaged { volume_id: 4, entries },
-            Message::VolumeClose { volume_id: u32::MAX },
+            Message::VolumeClose { volume_id: u32::MAX, name: b"v" },
             Message::Ack { acked_seq: 12, status: -28, value: 1 << 63 },
             Message::DropRange { volume_id: 4, first: 1 << 40, count: 262_144, version: 77 },
         ]
@@ -1319,7 +1332,7 @@ mod tests {
         };
         let b = h.encode();
         assert_eq!(&b[0..4], b"FVPR");
-        assert_eq!(b[4], 2);
+        assert_eq!(b[4], 3);
         assert_eq!(b[5], 11);
         assert_eq!(&b[6..8], &[0, 0]);
         assert_eq!(&b[8..12], &24u32.to_le_bytes());
@@ -1471,7 +1484,8 @@ mod tests {
         };
         assert_eq!(with(0, b"FVPS"), Err(WireError::BadMagic));
         assert_eq!(with(4, &[1]), Err(WireError::BadVersion));
-        assert_eq!(with(4, &[3]), Err(WireError::BadVersion));
+        assert_eq!(with(4, &[2]), Err(WireError::BadVersion));
+        assert_eq!(with(4, &[4]), Err(WireError::BadVersion));
         assert_eq!(with(4, &[0]), Err(WireError::BadVersion));
         assert_eq!(with(5, &[0]), Err(WireError::UnknownKind));
         assert_eq!(with(5, &[13]), Err(WireError::UnknownKind));
@@ -1493,7 +1507,8 @@ mod tests {
         assert_eq!(len(Kind::Challenge, 56), Ok(()));
         assert_eq!(len(Kind::Auth, 32), Ok(()));
         assert_eq!(len(Kind::VolumeOpen, 48), Ok(()));
-        assert_eq!(len(Kind::VolumeClose, 8), Ok(()));
+        assert_eq!(len(Kind::VolumeClose, 40), Ok(()));
+        assert_eq!(len(Kind::VolumeClose, 8), Err(WireError::BadPayloadLength));
         assert_eq!(len(Kind::Ack, 24), Ok(()));
         assert_eq!(len(Kind::Pong, 32), Ok(()));
         for bs in [512, 1024, 2048, 4096] {
@@ -1715,7 +1730,7 @@ mod tests {
             Message::VolumeOpen { volume_id: 1, block_size: 4096, epoch: 1, name: b"v" },
             Message::Replicate { volume_id: 1, block: 0, version: 1, data: &d },
             Message::Destaged { volume_id: 1, entries: DestagedEntries::EMPTY },
-            Message::VolumeClose { volume_id: 1 },
+            Message::VolumeClose { volume_id: 1, name: b"v" },
         ];
         for m in req {
             let w = wire(&m, client_id, c_seq.next_seq());
@@ -1744,11 +1759,11 @@ mod tests {
         assert_eq!(c_seq.last(), 7);
 
         // Replay, gap, impostor, handshake kinds after WELCOME.
-        let replay = wire(&Message::VolumeClose { volume_id: 1 }, client_id, 7);
+        let replay = wire(&Message::VolumeClose { volume_id: 1, name: b"v" }, client_id, 7);
         assert_eq!(server.check_incoming(&header_of(&replay)), Err(WireError::BadSeq));
-        let gap = wire(&Message::VolumeClose { volume_id: 1 }, client_id, 9);
+        let gap = wire(&Message::VolumeClose { volume_id: 1, name: b"v" }, client_id, 9);
         assert_eq!(server.check_incoming(&header_of(&gap)), Err(WireError::BadSeq));
-        let impostor = wire(&Message::VolumeClose { volume_id: 1 }, 9, 8);
+        let impostor = wire(&Message::VolumeClose { volume_id: 1, name: b"v" }, 9, 8);
         assert_eq!(server.check_incoming(&header_of(&impostor)), Err(WireError::WrongSender));
         let hello = wire(&Message::Hello { cluster_tag: tag, host_id: client_id, nonce: nc }, client_id, 8);
         assert_eq!(server.check_incoming(&header_of(&hello)), Err(WireError::UnexpectedKind));
@@ -1764,7 +1779,7 @@ mod tests {
             Message::Ping { sent_ns: 1, heard: 0, fenced: 0, recovering: 0 },
             Message::VolumeOpen { volume_id: 1, block_size: 512, epoch: 1, name: b"v" },
             Message::Replicate { volume_id: 1, block: 0, version: 1, data: &d },
-            Message::VolumeClose { volume_id: 1 },
+            Message::VolumeClose { volume_id: 1, name: b"v" },
             Message::Auth { mac: [0; 32] },
         ];
         for m in reqs {
@@ -1851,7 +1866,7 @@ mod tests {
         VolumeOpen(u32, u32, u64, Vec<u8>),
         Replicate(u32, u64, u64, Vec<u8>),
         Destaged(u32, Vec<(u64, u64)>),
-        VolumeClose(u32),
+        VolumeClose(u32, Vec<u8>),
         Ack(u64, i32, u64),
     }
 
@@ -1874,7 +1889,7 @@ mod tests {
                     volume_id: *v,
                     entries: DestagedEntries::encode_into(e.iter().copied(), buf).unwrap(),
                 },
-                Owned::VolumeClose(v) => Message::VolumeClose { volume_id: *v },
+                Owned::VolumeClose(v, n) => Message::VolumeClose { volume_id: *v, name: n },
                 Owned::Ack(s, st, v) => Message::Ack { acked_seq: *s, status: *st, value: *v },
             }
         }
@@ -1900,7 +1915,7 @@ mod tests {
                 .prop_map(|(v, b, ver, bs, seed)| Owned::Replicate(v, b, ver, page(seed, bs as usize))),
             (any::<u32>(), proptest::collection::vec(any::<(u64, u64)>(), 0..=MAX_DESTAGED))
                 .prop_map(|(v, e)| Owned::Destaged(v, e)),
-            any::<u32>().prop_map(Owned::VolumeClose),
+            (any::<u32>(), "[A-Za-z0-9_.-]{1,31}").prop_map(|(v, n)| Owned::VolumeClose(v, n.into_bytes())),
             (any::<u64>(), prop_oneof![Just(0i32), -MAX_ERRNO..=0], any::<u64>())
                 .prop_map(|(s, st, v)| Owned::Ack(s, st, v)),
         ]
