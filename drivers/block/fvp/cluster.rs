@@ -24,7 +24,7 @@ use crate::logic::auth;
 use crate::logic::membership::{Membership, View};
 use crate::logic::owner;
 use crate::logic::placement::{self, DomainRule, HostEntry};
-use crate::logic::wire::{Message, Session, WireError};
+use crate::logic::wire::{Message, Session, WireError, CHANNEL_DATA, CHANNEL_HEARTBEAT};
 use crate::replica::ReplicaStore;
 use crate::shared::Shared;
 use core::sync::atomic::{
@@ -72,8 +72,14 @@ pub(crate) struct Link {
     /// Its connection to us (it sends requests), once authenticated.
     #[pin]
     inbound: Mutex<Option<Arc<Conn>>>,
+    /// Our heartbeat connection to it (PING and PONG only), once authenticated.
+    #[pin]
+    hb: Mutex<Option<Arc<Conn>>>,
     #[pin]
     thread: Mutex<Option<Thread>>,
+    /// Runs the heartbeat connection.
+    #[pin]
+    hb_thread: Mutex<Option<Thread>>,
     rtt_us: AtomicU64,
     /// When a valid message last arrived from the host (ns, local clock; 0: never).
     last_rx_ns: AtomicU64,
@@ -131,11 +137,16 @@ pub(crate) struct Cluster {
     /// This host's replicated volumes.
     #[pin]
     pub(crate) volumes: Mutex<KVec<(u32, Arc<dyn OwnedVolume>)>>,
+    /// VOLUME_CLOSEs of removed volumes that some hosts did not confirm, retried every
+    /// heartbeat (a store left behind would be an orphan, written at this host's next
+    /// failure, possibly over newer data).
+    #[pin]
+    pending_closes: Mutex<KVec<PendingClose>>,
     #[pin]
     pub(crate) replicas: ReplicaStore,
     pub(crate) refused: AtomicU64,
     pub(crate) protocol_errors: AtomicU64,
-    /// Whether this host learnt it is fenced by a majority and discarded its state.
+    /// Whether this host learnt it is fenced by a majority (its stores are untrusted).
     pub(crate) self_fenced: AtomicBool,
     /// Until the first start after loading: this host may have restarted quickly, so it
     /// stays silent long enough for the others to fence it and take its volumes over
@@ -146,6 +157,13 @@ pub(crate) struct Cluster {
     lease_until_ns: AtomicU64,
     /// When the lease held now has been held for `T + T/5` (`u64::MAX`: not held).
     lease_settled_ns: AtomicU64,
+}
+
+/// A removed volume's VOLUME_CLOSE that `hosts` have not confirmed yet.
+struct PendingClose {
+    volume_id: u32,
+    name: [u8; abi::NAME_LEN],
+    hosts: u64,
 }
 
 pub(crate) fn now_ns() -> u64 {
@@ -168,6 +186,7 @@ impl Cluster {
             recoverer <- new_mutex!(None, "fvp::Cluster::recoverer"),
             inbound <- new_mutex!(KVec::new(), "fvp::Cluster::inbound"),
             volumes <- new_mutex!(KVec::new(), "fvp::Cluster::volumes"),
+            pending_closes <- new_mutex!(KVec::new(), "fvp::Cluster::pending_closes"),
             replicas <- ReplicaStore::new(),
             refused: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
@@ -380,6 +399,79 @@ impl Cluster {
         self.links.lock().iter().find(|l| l.host.id == id).cloned()
     }
 
+    /// A removed volume's VOLUME_CLOSE that `hosts` did not confirm: the ticker asks them
+    /// again every heartbeat, until each confirms, leaves the configuration or is fenced
+    /// by a majority for the takeover wait (its stores are untrusted then).
+    pub(crate) fn add_pending_close(&self, volume_id: u32, name: [u8; abi::NAME_LEN], hosts: u64) {
+        let mut list = self.pending_closes.lock();
+        if list.push(PendingClose { volume_id, name, hosts }, GFP_KERNEL).is_err() {
+            pr_err!("volume {}: cannot remember to close its replicas (out of memory)\n", abi::name_str(&name));
+        }
+    }
+
+    /// A new volume of `name`: its own VOLUME_CLOSE and VOLUME_OPEN deal with the stores
+    /// of earlier ones (orphans), and a close of an earlier volume id sent after them
+    /// would take the new volume's store for an orphan. Called before its first
+    /// heartbeat, which runs on the ticker thread, after any close in progress.
+    pub(crate) fn cancel_pending_closes(&self, name: &[u8; abi::NAME_LEN]) {
+        let mut list = self.pending_closes.lock();
+        let mut i = 0;
+        while i < list.len() {
+            if &list[i].name == name {
+                drop(vec::remove(&mut list, i));
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Asks the hosts of every pending close again (the ticker, every heartbeat).
+    fn retry_closes(&self) {
+        let work: KVec<(u32, [u8; abi::NAME_LEN], u64)> = {
+            let list = self.pending_closes.lock();
+            let mut v = KVec::new();
+            for p in list.iter() {
+                if v.push((p.volume_id, p.name, p.hosts), GFP_KERNEL).is_err() {
+                    break;
+                }
+            }
+            v
+        };
+        if work.is_empty() {
+            return;
+        }
+        let timeout = self.timeout_ms();
+        for &(volume_id, name, hosts) in work.iter() {
+            let mut done = 0u64;
+            for id in 1..=64u32 {
+                let bit = placement::host_bit(id);
+                if hosts & bit == 0 {
+                    continue;
+                }
+                let gone = {
+                    let now = now_ns();
+                    self.members.lock().as_ref().is_none_or(|m| m.configured() & bit == 0 || m.takeover_ready(id, now))
+                };
+                let name_len = name.iter().position(|&b| b == 0).unwrap_or(abi::NAME_LEN);
+                let msg = Message::VolumeClose { volume_id, name: &name[..name_len] };
+                if gone || self.link(id).and_then(|l| l.out_conn()).is_some_and(|c| c.call(&msg, timeout).is_ok()) {
+                    done |= bit;
+                }
+            }
+            if done == 0 {
+                continue;
+            }
+            let mut list = self.pending_closes.lock();
+            if let Some(i) = list.iter().position(|p| p.volume_id == volume_id && p.name == name) {
+                list[i].hosts &= !done;
+                if list[i].hosts == 0 {
+                    pr_info!("volume {}: every host closed its replicas\n", abi::name_str(&name));
+                    drop(vec::remove(&mut list, i));
+                }
+            }
+        }
+    }
+
     /// Registers a replicated volume with the ticker, under its replication volume id.
     pub(crate) fn add_volume(&self, volume_id: u32, v: Arc<dyn OwnedVolume>) -> Result {
         self.volumes.lock().push((volume_id, v), GFP_KERNEL)?;
@@ -574,7 +666,9 @@ impl Cluster {
                     host: *h,
                     out <- new_mutex!(None, "fvp::Link::out"),
                     inbound <- new_mutex!(None, "fvp::Link::inbound"),
+                    hb <- new_mutex!(None, "fvp::Link::hb"),
                     thread <- new_mutex!(None, "fvp::Link::thread"),
+                    hb_thread <- new_mutex!(None, "fvp::Link::hb_thread"),
                     rtt_us: AtomicU64::new(0),
                     last_rx_ns: AtomicU64::new(0),
                 }),
@@ -587,6 +681,12 @@ impl Cluster {
                 c.link_loop(&l, stop)
             })?;
             *link.thread.lock() = Some(t);
+            let (c, l) = (self.clone(), link.clone());
+            let t = Thread::start(c"fvp-hb", move |stop| {
+                stop.nap(quiet_ms);
+                c.heartbeat_loop(&l, stop)
+            })?;
+            *link.hb_thread.lock() = Some(t);
         }
         let c = self.clone();
         let t = Thread::start(c"fvp-tick", move |stop| c.tick_loop(stop))?;
@@ -623,7 +723,12 @@ impl Cluster {
             if let Some(c) = l.inbound.lock().take() {
                 c.close();
             }
+            if let Some(c) = l.hb.lock().take() {
+                c.close();
+            }
             let t = l.thread.lock().take();
+            drop(t);
+            let t = l.hb_thread.lock().take();
             drop(t);
         }
         let inbound = core::mem::take(&mut *self.inbound.lock());
@@ -709,7 +814,7 @@ impl Cluster {
         sock.set_timeouts(s.cfg.timeout_ms, s.cfg.timeout_ms);
         let Ok(mut reader) = Reader::new() else { return };
         let mut session = Session::server();
-        let peer = match self.server_handshake(sock, &mut reader, &mut session, &s) {
+        let (peer, channel) = match self.server_handshake(sock, &mut reader, &mut session, &s) {
             Ok(p) => p,
             Err(why) => {
                 self.refused.fetch_add(1, Relaxed);
@@ -721,10 +826,14 @@ impl Cluster {
         // The connection's receive side now belongs to this thread; the Conn is used to
         // send replies and to close it.
         let Ok(conn) = Conn::new(sock.clone(), s.cfg.local_id, peer, 3) else { return };
-        if let Some(old) = link.inbound.lock().replace(conn.clone()) {
-            old.close();
+        // A heartbeat connection only answers PINGs; the data connection is the link's.
+        let heartbeat = channel == CHANNEL_HEARTBEAT;
+        if !heartbeat {
+            if let Some(old) = link.inbound.lock().replace(conn.clone()) {
+                old.close();
+            }
+            pr_info!("host {} connected from {}\n", peer, from);
         }
-        pr_info!("host {} connected from {}\n", peer, from);
         sock.set_timeouts(s.cfg.heartbeat_ms, s.cfg.timeout_ms);
         loop {
             if stop.should_stop() || conn.is_broken() {
@@ -751,12 +860,19 @@ impl Cluster {
                 }
             };
             self.heard(&link, peer);
+            if heartbeat && !matches!(msg, Message::Ping { .. }) {
+                self.protocol_error(&from, "a request on a heartbeat connection");
+                break;
+            }
             if let Err(why) = self.handle_request(peer, &conn, h.seq, &msg) {
                 self.protocol_error(&from, why);
                 break;
             }
         }
         conn.close();
+        if heartbeat {
+            return;
+        }
         let mut slot = link.inbound.lock();
         if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, &conn)) {
             *slot = None;
@@ -769,32 +885,32 @@ impl Cluster {
         reader: &mut Reader,
         session: &mut Session,
         s: &Settings,
-    ) -> core::result::Result<u32, &'static str> {
+    ) -> core::result::Result<(u32, u32), &'static str> {
         let local = s.cfg.local_id;
         let h = wait_message(sock, reader)?;
         session.check_incoming(&h).map_err(|e| e.reason())?;
-        let (client, nonce_c) = match Message::decode(&h, reader.payload(&h)).map_err(|e| e.reason())? {
-            Message::Hello { cluster_tag, host_id, nonce } => {
+        let (client, channel, nonce_c) = match Message::decode(&h, reader.payload(&h)).map_err(|e| e.reason())? {
+            Message::Hello { cluster_tag, host_id, channel, nonce } => {
                 if cluster_tag != s.tag {
                     return Err(WireError::BadClusterTag.reason());
                 }
                 if host_id == local || !self.cfg.lock().hosts.iter().any(|x| x.id == host_id) {
                     return Err(WireError::UnknownHost.reason());
                 }
-                (host_id, nonce)
+                (host_id, channel, nonce)
             }
             _ => return Err("expected HELLO"),
         };
         session.hello_received(client).map_err(|e| e.reason())?;
         let mut nonce_s = [0u8; auth::NONCE_LEN];
         random_bytes(&mut nonce_s);
-        let mac = auth::server_mac(s.cfg.secret(), s.tag, client, local, &nonce_c, &nonce_s);
+        let mac = auth::server_mac(s.cfg.secret(), s.tag, client, local, channel, &nonce_c, &nonce_s);
         send_raw(sock, local, 1, &Message::Challenge { host_id: local, nonce: nonce_s, mac })?;
         let h = wait_message(sock, reader)?;
         session.check_incoming(&h).map_err(|e| e.reason())?;
         match Message::decode(&h, reader.payload(&h)).map_err(|e| e.reason())? {
             Message::Auth { mac } => {
-                if !auth::verify_client_mac(&mac, s.cfg.secret(), s.tag, client, local, &nonce_c, &nonce_s) {
+                if !auth::verify_client_mac(&mac, s.cfg.secret(), s.tag, client, local, channel, &nonce_c, &nonce_s) {
                     return Err(WireError::BadMac.reason());
                 }
             }
@@ -802,7 +918,7 @@ impl Cluster {
         }
         session.auth_verified().map_err(|e| e.reason())?;
         send_raw(sock, local, 2, &Message::Welcome)?;
-        Ok(client)
+        Ok((client, channel))
     }
 
     /// Serves one request from host `peer`. `Err`: a protocol violation.
@@ -872,33 +988,55 @@ impl Cluster {
 
     // ---- outbound connections (client side) ----
 
+    /// Connects to `link`'s host and runs the client handshake for `channel`; `None`
+    /// after a failure, logged (a refused connection being down only once while
+    /// `logged_down`), with the pause before the next try taken.
+    fn connect_to(
+        &self,
+        link: &Link,
+        channel: u32,
+        s: &Settings,
+        stop: &StopToken,
+        logged_down: &mut bool,
+    ) -> Option<(Arc<TcpSocket>, Reader, Session)> {
+        let remote = addr_of(&link.host);
+        let sock = match TcpSocket::connect(remote, s.cfg.timeout_ms) {
+            Ok(sock) => sock,
+            Err(e) => {
+                if !*logged_down {
+                    pr_info!("cannot connect to host {} at {}: error {}\n", link.host.id, remote, e.to_errno());
+                    *logged_down = true;
+                }
+                stop.nap(s.cfg.heartbeat_ms);
+                return None;
+            }
+        };
+        sock.set_timeouts(s.cfg.timeout_ms, s.cfg.timeout_ms);
+        let (Ok(mut reader), Ok(sock)) = (Reader::new(), Arc::new(sock, GFP_KERNEL)) else {
+            stop.nap(s.cfg.heartbeat_ms);
+            return None;
+        };
+        let mut session = Session::client(link.host.id);
+        if let Err(why) = self.client_handshake(&sock, &mut reader, &mut session, s, link.host.id, channel) {
+            self.refused.fetch_add(1, Relaxed);
+            pr_warn!("handshake with host {} at {} failed: {}\n", link.host.id, remote, why);
+            stop.nap(s.cfg.timeout_ms);
+            return None;
+        }
+        *logged_down = false;
+        Some((sock, reader, session))
+    }
+
+    /// The data connection to `link`'s host: this host's requests and their ACKs.
     fn link_loop(self: &Arc<Self>, link: &Arc<Link>, stop: &StopToken) {
         let remote = addr_of(&link.host);
         let mut logged_down = false;
         while !stop.should_stop() {
             let Some(s) = self.settings() else { return };
-            let sock = match TcpSocket::connect(remote, s.cfg.timeout_ms) {
-                Ok(sock) => sock,
-                Err(e) => {
-                    if !logged_down {
-                        pr_info!("cannot connect to host {} at {}: error {}\n", link.host.id, remote, e.to_errno());
-                        logged_down = true;
-                    }
-                    stop.nap(s.cfg.heartbeat_ms);
-                    continue;
-                }
-            };
-            sock.set_timeouts(s.cfg.timeout_ms, s.cfg.timeout_ms);
-            let Ok(mut reader) = Reader::new() else { return };
-            let mut session = Session::client(link.host.id);
-            if let Err(why) = self.client_handshake(&sock, &mut reader, &mut session, &s, link.host.id) {
-                self.refused.fetch_add(1, Relaxed);
-                pr_warn!("handshake with host {} at {} failed: {}\n", link.host.id, remote, why);
-                stop.nap(s.cfg.timeout_ms);
+            let Some((sock, mut reader, mut session)) = self.connect_to(link, CHANNEL_DATA, &s, stop, &mut logged_down)
+            else {
                 continue;
-            }
-            logged_down = false;
-            let Ok(sock) = Arc::new(sock, GFP_KERNEL) else { return };
+            };
             let Ok(conn) = Conn::new(sock.clone(), s.cfg.local_id, link.host.id, 3) else { return };
             *link.out.lock() = Some(conn.clone());
             pr_info!("connected to host {} at {}\n", link.host.id, remote);
@@ -910,6 +1048,118 @@ impl Cluster {
         }
     }
 
+    /// The heartbeat connection to `link`'s host (`wire::CHANNEL_HEARTBEAT`): a PING
+    /// every heartbeat and its PONG, on a connection of their own, so that leases and
+    /// liveness never wait behind the data connection's replication traffic.
+    fn heartbeat_loop(self: &Arc<Self>, link: &Arc<Link>, stop: &StopToken) {
+        let remote = addr_of(&link.host);
+        // The data connection's thread logs the host being unreachable.
+        let mut quiet = true;
+        while !stop.should_stop() {
+            let Some(s) = self.settings() else { return };
+            let Some((sock, mut reader, mut session)) = self.connect_to(link, CHANNEL_HEARTBEAT, &s, stop, &mut quiet)
+            else {
+                quiet = true;
+                continue;
+            };
+            let Ok(conn) = Conn::new(sock.clone(), s.cfg.local_id, link.host.id, 3) else { return };
+            *link.hb.lock() = Some(conn.clone());
+            sock.set_timeouts(s.cfg.heartbeat_ms / 2 + 1, s.cfg.timeout_ms);
+            let why = self.heartbeat_exchange(link, &conn, &sock, &mut reader, &mut session, &s, stop);
+            conn.close();
+            *link.hb.lock() = None;
+            if let Some(why) = why {
+                pr_warn!("heartbeat connection to host {} at {} closed: {}\n", link.host.id, remote, why);
+            }
+        }
+    }
+
+    /// PINGs every heartbeat on a heartbeat connection and takes the PONGs; returns
+    /// why it ended (`None`: stopping).
+    #[allow(clippy::too_many_arguments)]
+    fn heartbeat_exchange(
+        &self,
+        link: &Link,
+        conn: &Arc<Conn>,
+        sock: &TcpSocket,
+        reader: &mut Reader,
+        session: &mut Session,
+        s: &Settings,
+        stop: &StopToken,
+    ) -> Option<&'static str> {
+        let peer = link.host.id;
+        let hb_ns = u64::from(s.cfg.heartbeat_ms) * 1_000_000;
+        let mut last_ping = 0u64;
+        let mut last_pong = now_ns();
+        while !stop.should_stop() {
+            if conn.is_broken() {
+                return Some("send failed");
+            }
+            let now = now_ns();
+            if now.saturating_sub(last_ping) >= hb_ns {
+                last_ping = now;
+                let ping = self.ping(now)?;
+                if conn.send(&ping, None).is_err() {
+                    return Some("send failed");
+                }
+            }
+            if now.saturating_sub(last_pong) > s.timeout_ns() {
+                return Some("no PONG within the timeout");
+            }
+            let h = match reader.poll(sock) {
+                Ok(Polled::Idle) => continue,
+                Ok(Polled::Message(h)) => h,
+                Err(RxError::Closed) => return Some("closed by the host"),
+                Err(RxError::Wire(e)) => return Some(self.protocol_failure(&addr_of(&link.host), e.reason())),
+            };
+            if let Err(e) = session.check_incoming(&h) {
+                return Some(self.protocol_failure(&addr_of(&link.host), e.reason()));
+            }
+            let msg = match Message::decode(&h, reader.payload(&h)) {
+                Ok(m) => m,
+                Err(e) => return Some(self.protocol_failure(&addr_of(&link.host), e.reason())),
+            };
+            self.heard(link, peer);
+            match msg {
+                Message::Pong { echo_ns, heard, fenced, recovering } => {
+                    if let Err(why) = self.on_pong(link, echo_ns, View { heard, fenced, recovering }) {
+                        return Some(self.protocol_failure(&addr_of(&link.host), why));
+                    }
+                    last_pong = now_ns();
+                }
+                _ => return Some(self.protocol_failure(&addr_of(&link.host), WireError::WrongDirection.reason())),
+            }
+        }
+        None
+    }
+
+    /// This host's PING at `now`, with its view.
+    fn ping(&self, now: u64) -> Option<Message<'static>> {
+        let m = self.members.lock();
+        let v = m.as_ref()?.outgoing(now);
+        Some(Message::Ping { sent_ns: now, heard: v.heard, fenced: v.fenced, recovering: v.recovering })
+    }
+
+    /// A PONG from `link`'s host echoing `echo_ns`: its round trip and its grant.
+    fn on_pong(&self, link: &Link, echo_ns: u64, view: View) -> core::result::Result<(), &'static str> {
+        let now = now_ns();
+        if echo_ns > now {
+            return Err("PONG from the future");
+        }
+        link.rtt_us.store((now - echo_ns) / 1000, Relaxed);
+        if let Some(m) = self.members.lock().as_mut() {
+            m.on_pong(link.host.id, now, echo_ns, view);
+            self.lease_changed(m, now);
+        }
+        Ok(())
+    }
+
+    /// [`Cluster::protocol_error`], returning its reason.
+    fn protocol_failure(&self, peer: &dyn core::fmt::Display, what: &'static str) -> &'static str {
+        self.protocol_error(peer, what);
+        what
+    }
+
     fn client_handshake(
         &self,
         sock: &TcpSocket,
@@ -917,11 +1167,12 @@ impl Cluster {
         session: &mut Session,
         s: &Settings,
         server: u32,
+        channel: u32,
     ) -> core::result::Result<(), &'static str> {
         let local = s.cfg.local_id;
         let mut nonce_c = [0u8; auth::NONCE_LEN];
         random_bytes(&mut nonce_c);
-        send_raw(sock, local, 1, &Message::Hello { cluster_tag: s.tag, host_id: local, nonce: nonce_c })?;
+        send_raw(sock, local, 1, &Message::Hello { cluster_tag: s.tag, host_id: local, channel, nonce: nonce_c })?;
         let h = wait_message(sock, reader)?;
         session.check_incoming(&h).map_err(|e| e.reason())?;
         match Message::decode(&h, reader.payload(&h)).map_err(|e| e.reason())? {
@@ -929,11 +1180,11 @@ impl Cluster {
                 if host_id != server {
                     return Err(WireError::WrongSender.reason());
                 }
-                if !auth::verify_server_mac(&mac, s.cfg.secret(), s.tag, local, server, &nonce_c, &nonce) {
+                if !auth::verify_server_mac(&mac, s.cfg.secret(), s.tag, local, server, channel, &nonce_c, &nonce) {
                     return Err(WireError::BadMac.reason());
                 }
                 session.challenge_received().map_err(|e| e.reason())?;
-                let mac = auth::client_mac(s.cfg.secret(), s.tag, local, server, &nonce_c, &nonce);
+                let mac = auth::client_mac(s.cfg.secret(), s.tag, local, server, channel, &nonce_c, &nonce);
                 send_raw(sock, local, 2, &Message::Auth { mac })?;
             }
             _ => return Err("expected CHALLENGE"),
@@ -959,22 +1210,8 @@ impl Cluster {
     ) {
         let peer = link.host.id;
         let remote = addr_of(&link.host);
-        let hb_ns = u64::from(s.cfg.heartbeat_ms) * 1_000_000;
-        let mut last_ping = 0u64;
+        // No PINGs here: they have their own connection (`heartbeat_loop`).
         while !stop.should_stop() && !conn.is_broken() {
-            let now = now_ns();
-            if now.saturating_sub(last_ping) >= hb_ns {
-                last_ping = now;
-                let ping = {
-                    let m = self.members.lock();
-                    let Some(m) = m.as_ref() else { return };
-                    let v = m.outgoing(now);
-                    Message::Ping { sent_ns: now, heard: v.heard, fenced: v.fenced, recovering: v.recovering }
-                };
-                if conn.send(&ping, None).is_err() {
-                    return;
-                }
-            }
             if conn.stalled_ms(Ktime::ktime_get()) > u64::from(s.cfg.timeout_ms) {
                 pr_warn!("host {} did not answer within {} ms\n", peer, s.cfg.timeout_ms);
                 return;
@@ -1001,18 +1238,6 @@ impl Cluster {
             };
             self.heard(&link, peer);
             match msg {
-                Message::Pong { echo_ns, heard, fenced, recovering } => {
-                    let now = now_ns();
-                    if echo_ns > now {
-                        self.protocol_error(&remote, "PONG from the future");
-                        return;
-                    }
-                    link.rtt_us.store((now - echo_ns) / 1000, Relaxed);
-                    if let Some(m) = self.members.lock().as_mut() {
-                        m.on_pong(peer, now, echo_ns, View { heard, fenced, recovering });
-                        self.lease_changed(m, now);
-                    }
-                }
                 Message::Ack { acked_seq, status, value } => {
                     if !conn.ack(acked_seq, status, value) {
                         self.protocol_error(&remote, "ACK out of order");
@@ -1068,6 +1293,7 @@ impl Cluster {
             for v in volumes.iter() {
                 v.heartbeat();
             }
+            self.retry_closes();
             stop.nap(s.cfg.heartbeat_ms);
         }
     }

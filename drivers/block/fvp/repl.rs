@@ -110,9 +110,9 @@ const WAIT_BOUND_MS: u32 = 1000;
 /// Blocks of one write.
 pub(crate) const PROTECT_MAX_BLOCKS: usize = 64;
 
-/// Dirty blocks re-sent to new peers per round trip. Heartbeats share the connection:
-/// a PING queued behind a large burst can miss the timeout and cost the lease (seen
-/// with 256 blocks, 1 MiB, on a loaded emulated link), so each burst stays small.
+/// Dirty blocks re-sent to new peers per round trip. Client writes share the data
+/// connection and wait behind a burst (when heartbeats shared it too, 256 blocks, 1 MiB,
+/// on a loaded emulated link cost a lease), so each burst stays small.
 const RESEND_CHUNK: usize = 16;
 
 impl Replication {
@@ -122,7 +122,9 @@ impl Replication {
         peers_wanted: u32,
         rule: DomainRule,
     ) -> Result<Arc<Self>> {
-        // Every other configured host may hold an orphan of this volume's name.
+        // Every other configured host may hold an orphan of this volume's name; this
+        // volume's own handshake deals with them, not closes of earlier volume ids.
+        cluster.cancel_pending_closes(&name);
         let owner = Owner::new(peers_wanted, cluster.other_hosts()).map_err(|_| EINVAL)?;
         let mut buf = KVec::new();
         buf.extend_with(crate::backing::BLOCK_BYTES as usize, 0u8, GFP_KERNEL)?;
@@ -721,11 +723,26 @@ impl Replication {
         Ok(())
     }
 
-    /// The volume goes away after a drain: peers drop its replicas.
+    /// The volume goes away after a drain: its peers, and the hosts it still counted
+    /// stale, drop its replicas. Those that do not confirm are asked again by the
+    /// cluster every heartbeat (`Cluster::add_pending_close`).
     pub(crate) fn close(&self) {
-        let ctx = self.send.lock();
-        for c in ctx.peers.iter().flatten() {
-            let _ = c.call(&self.volume_close(), self.cluster.timeout_ms());
+        let mut left = {
+            let ctx = self.send.lock();
+            ctx.peer_ids.iter().filter(|&&id| id != 0).fold(ctx.owner.stale(), |m, &id| m | placement::host_bit(id))
+        };
+        for id in 1..=64u32 {
+            if left & placement::host_bit(id) != 0 && self.close_at(id) {
+                left &= !placement::host_bit(id);
+            }
+        }
+        if left != 0 {
+            pr_warn!(
+                "volume {}: {} host(s) did not confirm closing its replicas; asking again every heartbeat\n",
+                abi::name_str(&self.name),
+                left.count_ones()
+            );
+            self.cluster.add_pending_close(self.volume_id, self.name, left);
         }
     }
 }

@@ -5,12 +5,13 @@
 //! The handshake (`docs/replication.md`, section 2) is a mutual challenge-response keyed
 //! by the cluster's shared secret, which never crosses the wire:
 //!
-//! - `mac_s = HMAC(secret, "fvp-server" | cluster_tag | client_id | server_id | nonce_c | nonce_s)`
+//! - `mac_s = HMAC(secret, "fvp-server" | cluster_tag | client_id | server_id | channel | nonce_c | nonce_s)`
 //!   ([`server_mac`]), sent by the server in CHALLENGE;
-//! - `mac_c = HMAC(secret, "fvp-client" | cluster_tag | client_id | server_id | nonce_s | nonce_c)`
+//! - `mac_c = HMAC(secret, "fvp-client" | cluster_tag | client_id | server_id | channel | nonce_s | nonce_c)`
 //!   ([`client_mac`]), sent by the client in AUTH;
 //!
-//! with `cluster_tag` as a little-endian `u64` and the ids as little-endian `u32`. The
+//! with `cluster_tag` as a little-endian `u64` and the ids and the channel (HELLO's:
+//! data or heartbeat connection) as little-endian `u32`. The
 //! label makes a server's MAC useless as a client's and the nonce order differs too, so a
 //! peer cannot reflect one side's MAC back at it. MACs are compared with
 //! [`constant_time_eq`].
@@ -245,13 +246,15 @@ pub fn cluster_tag(name: &[u8]) -> u64 {
     u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
 }
 
-/// MAC over `label | tag | client_id | server_id | first | second`.
+/// MAC over `label | tag | client_id | server_id | channel | first | second`.
+#[allow(clippy::too_many_arguments)]
 fn handshake_mac(
     label: &[u8],
     secret: &[u8],
     tag: u64,
     client_id: u32,
     server_id: u32,
+    channel: u32,
     first: &Nonce,
     second: &Nonce,
 ) -> Mac {
@@ -260,47 +263,68 @@ fn handshake_mac(
         .update(&tag.to_le_bytes())
         .update(&client_id.to_le_bytes())
         .update(&server_id.to_le_bytes())
+        .update(&channel.to_le_bytes())
         .update(first)
         .update(second);
     m.finish()
 }
 
 /// The server's MAC, sent in CHALLENGE:
-/// `HMAC(secret, "fvp-server" | tag | client_id | server_id | nonce_c | nonce_s)`.
-pub fn server_mac(secret: &[u8], tag: u64, client_id: u32, server_id: u32, nonce_c: &Nonce, nonce_s: &Nonce) -> Mac {
-    handshake_mac(SERVER_LABEL, secret, tag, client_id, server_id, nonce_c, nonce_s)
+/// `HMAC(secret, "fvp-server" | tag | client_id | server_id | channel | nonce_c | nonce_s)`.
+pub fn server_mac(
+    secret: &[u8],
+    tag: u64,
+    client_id: u32,
+    server_id: u32,
+    channel: u32,
+    nonce_c: &Nonce,
+    nonce_s: &Nonce,
+) -> Mac {
+    handshake_mac(SERVER_LABEL, secret, tag, client_id, server_id, channel, nonce_c, nonce_s)
 }
 
 /// The client's MAC, sent in AUTH:
-/// `HMAC(secret, "fvp-client" | tag | client_id | server_id | nonce_s | nonce_c)`.
-pub fn client_mac(secret: &[u8], tag: u64, client_id: u32, server_id: u32, nonce_c: &Nonce, nonce_s: &Nonce) -> Mac {
-    handshake_mac(CLIENT_LABEL, secret, tag, client_id, server_id, nonce_s, nonce_c)
+/// `HMAC(secret, "fvp-client" | tag | client_id | server_id | channel | nonce_s | nonce_c)`.
+pub fn client_mac(
+    secret: &[u8],
+    tag: u64,
+    client_id: u32,
+    server_id: u32,
+    channel: u32,
+    nonce_c: &Nonce,
+    nonce_s: &Nonce,
+) -> Mac {
+    handshake_mac(CLIENT_LABEL, secret, tag, client_id, server_id, channel, nonce_s, nonce_c)
 }
 
 /// Whether `mac` is the server's MAC for these inputs (constant-time comparison).
+#[allow(clippy::too_many_arguments)]
 pub fn verify_server_mac(
     mac: &Mac,
     secret: &[u8],
     tag: u64,
     client_id: u32,
     server_id: u32,
+    channel: u32,
     nonce_c: &Nonce,
     nonce_s: &Nonce,
 ) -> bool {
-    constant_time_eq(mac, &server_mac(secret, tag, client_id, server_id, nonce_c, nonce_s))
+    constant_time_eq(mac, &server_mac(secret, tag, client_id, server_id, channel, nonce_c, nonce_s))
 }
 
 /// Whether `mac` is the client's MAC for these inputs (constant-time comparison).
+#[allow(clippy::too_many_arguments)]
 pub fn verify_client_mac(
     mac: &Mac,
     secret: &[u8],
     tag: u64,
     client_id: u32,
     server_id: u32,
+    channel: u32,
     nonce_c: &Nonce,
     nonce_s: &Nonce,
 ) -> bool {
-    constant_time_eq(mac, &client_mac(secret, tag, client_id, server_id, nonce_c, nonce_s))
+    constant_time_eq(mac, &client_mac(secret, tag, client_id, server_id, channel, nonce_c, nonce_s))
 }
 
 #[cfg(test)]
@@ -431,20 +455,22 @@ mod tests {
         msg.extend_from_slice(&tag.to_le_bytes());
         msg.extend_from_slice(&c.to_le_bytes());
         msg.extend_from_slice(&s.to_le_bytes());
+        msg.extend_from_slice(&0u32.to_le_bytes());
         msg.extend_from_slice(&nc);
         msg.extend_from_slice(&ns);
-        assert_eq!(server_mac(secret, tag, c, s, &nc, &ns), hmac_sha256(secret, &msg));
+        assert_eq!(server_mac(secret, tag, c, s, 0, &nc, &ns), hmac_sha256(secret, &msg));
         let mut msg = Vec::new();
         msg.extend_from_slice(b"fvp-client");
         msg.extend_from_slice(&tag.to_le_bytes());
         msg.extend_from_slice(&c.to_le_bytes());
         msg.extend_from_slice(&s.to_le_bytes());
+        msg.extend_from_slice(&0u32.to_le_bytes());
         msg.extend_from_slice(&ns);
         msg.extend_from_slice(&nc);
-        assert_eq!(client_mac(secret, tag, c, s, &nc, &ns), hmac_sha256(secret, &msg));
-        let m = server_mac(secret, tag, c, s, &nc, &ns);
-        assert!(verify_server_mac(&m, secret, tag, c, s, &nc, &ns));
-        assert!(!verify_client_mac(&m, secret, tag, c, s, &nc, &ns));
+        assert_eq!(client_mac(secret, tag, c, s, 0, &nc, &ns), hmac_sha256(secret, &msg));
+        let m = server_mac(secret, tag, c, s, 0, &nc, &ns);
+        assert!(verify_server_mac(&m, secret, tag, c, s, 0, &nc, &ns));
+        assert!(!verify_client_mac(&m, secret, tag, c, s, 0, &nc, &ns));
     }
 
     #[test]
@@ -452,11 +478,11 @@ mod tests {
         let secret: &[u8] = b"cluster secret";
         let (tag, c, s) = (42u64, 1u32, 2u32);
         let (nc, ns) = ([0x11u8; 16], [0x22u8; 16]);
-        let base_s = server_mac(secret, tag, c, s, &nc, &ns);
-        let base_c = client_mac(secret, tag, c, s, &nc, &ns);
+        let base_s = server_mac(secret, tag, c, s, 0, &nc, &ns);
+        let base_c = client_mac(secret, tag, c, s, 0, &nc, &ns);
         assert_ne!(base_s, base_c);
         // Equal nonces: only the label tells the two apart.
-        assert_ne!(server_mac(secret, tag, c, s, &nc, &nc), client_mac(secret, tag, c, s, &nc, &nc));
+        assert_ne!(server_mac(secret, tag, c, s, 0, &nc, &nc), client_mac(secret, tag, c, s, 0, &nc, &nc));
         let mut nc2 = nc;
         nc2[15] ^= 1;
         let mut ns2 = ns;
@@ -471,14 +497,17 @@ mod tests {
             (secret, tag, c, s, nc, ns2),
         ];
         for (i, (k, t, ci, si, a, b)) in variants.iter().enumerate() {
-            assert_ne!(server_mac(k, *t, *ci, *si, a, b), base_s, "server, input {i}");
-            assert_ne!(client_mac(k, *t, *ci, *si, a, b), base_c, "client, input {i}");
+            assert_ne!(server_mac(k, *t, *ci, *si, 0, a, b), base_s, "server, input {i}");
+            assert_ne!(client_mac(k, *t, *ci, *si, 0, a, b), base_c, "client, input {i}");
         }
         // Swapping the nonces does not turn one MAC into the other.
-        assert_ne!(server_mac(secret, tag, c, s, &ns, &nc), base_c);
+        assert_ne!(server_mac(secret, tag, c, s, 0, &ns, &nc), base_c);
         // Swapping client and server ids changes both.
-        assert_ne!(server_mac(secret, tag, s, c, &nc, &ns), base_s);
-        assert_ne!(client_mac(secret, tag, s, c, &nc, &ns), base_c);
+        assert_ne!(server_mac(secret, tag, s, c, 0, &nc, &ns), base_s);
+        assert_ne!(client_mac(secret, tag, s, c, 0, &nc, &ns), base_c);
+        // So does the channel: a data connection's handshake is no heartbeat one's.
+        assert_ne!(server_mac(secret, tag, c, s, 1, &nc, &ns), base_s);
+        assert_ne!(client_mac(secret, tag, c, s, 1, &nc, &ns), base_c);
     }
 
     proptest! {

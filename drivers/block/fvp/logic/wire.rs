@@ -130,6 +130,8 @@ pub enum WireError {
     BadDestagedCount,
     /// DROP_RANGE with no block, or one past the last block number.
     BadRange,
+    /// HELLO's channel is neither [`CHANNEL_DATA`] nor [`CHANNEL_HEARTBEAT`].
+    BadChannel,
     /// ACK status neither 0 nor a negative errno.
     BadStatus,
     /// Encoding: the fixed part's length is wrong for the kind.
@@ -177,6 +179,7 @@ impl WireError {
             WireError::BadName => "bad volume name",
             WireError::BadDestagedCount => "DESTAGED count disagrees with the payload length",
             WireError::BadRange => "DROP_RANGE is empty or overflows",
+            WireError::BadChannel => "unknown connection channel",
             WireError::BadStatus => "ACK status neither 0 nor -errno",
             WireError::BadFixedLength => "fixed payload length wrong for the message kind",
             WireError::BufferTooSmall => "buffer too small",
@@ -371,6 +374,17 @@ fn name_field(field: &[u8]) -> Result<&[u8], WireError> {
         return Err(WireError::BadName);
     }
     Ok(name)
+}
+
+/// HELLO's channel of a data connection: requests, their ACKs, and PINGs as well.
+pub const CHANNEL_DATA: u32 = 0;
+/// HELLO's channel of a heartbeat connection: PING and PONG only, so that liveness and
+/// leases never wait behind replication traffic (`docs/replication.md`, section 2).
+pub const CHANNEL_HEARTBEAT: u32 = 1;
+
+/// Whether `channel` is a known HELLO channel.
+pub fn valid_channel(channel: u32) -> bool {
+    channel <= CHANNEL_HEARTBEAT
 }
 
 /// Whether `id` is a valid host id (`1..=MAX_HOST_ID`).
@@ -654,6 +668,9 @@ pub enum Message<'a> {
         cluster_tag: u64,
         /// The client's host id (equal to the header's sender).
         host_id: u32,
+        /// What the connection carries: [`CHANNEL_DATA`] or [`CHANNEL_HEARTBEAT`]
+        /// (covered by both handshake MACs).
+        channel: u32,
         /// The client's nonce.
         nonce: Nonce,
     },
@@ -799,12 +816,15 @@ impl<'a> Message<'a> {
             Kind::Hello => {
                 let cluster_tag = r.u64()?;
                 let host_id = r.u32()?;
-                r.pad32()?;
+                let channel = r.u32()?;
                 let nonce = r.array()?;
                 if host_id != header.sender {
                     return Err(WireError::HostIdMismatch);
                 }
-                Message::Hello { cluster_tag, host_id, nonce }
+                if !valid_channel(channel) {
+                    return Err(WireError::BadChannel);
+                }
+                Message::Hello { cluster_tag, host_id, channel, nonce }
             }
             Kind::Challenge => {
                 let host_id = r.u32()?;
@@ -884,11 +904,14 @@ impl<'a> Message<'a> {
         *out = [0; MAX_FIXED_LEN];
         let mut w = Writer { buf: out, at: 0 };
         match *self {
-            Message::Hello { cluster_tag, host_id, nonce } => {
+            Message::Hello { cluster_tag, host_id, channel, nonce } => {
                 if !valid_host_id(host_id) {
                     return Err(WireError::BadSender);
                 }
-                w.u64(cluster_tag).u32(host_id).u32(0).bytes(&nonce);
+                if !valid_channel(channel) {
+                    return Err(WireError::BadChannel);
+                }
+                w.u64(cluster_tag).u32(host_id).u32(channel).bytes(&nonce);
             }
             Message::Challenge { host_id, nonce, mac } => {
                 if !valid_host_id(host_id) {
@@ -1305,7 +1328,12 @@ mod tests {
 
     fn sample_messages<'a>(data: &'a [u8], entries: DestagedEntries<'a>) -> Vec<Message<'a>> {
         std::vec![
-            Message::Hello { cluster_tag: 0x1122_3344_5566_7788, host_id: 3, nonce: [9; 16] },
+            Message::Hello {
+                cluster_tag: 0x1122_3344_5566_7788,
+                host_id: 3,
+                channel: CHANNEL_HEARTBEAT,
+                nonce: [9; 16]
+            },
             Message::Challenge { host_id: 3, nonce: [7; 16], mac: [0xab; 32] },
             Message::Auth { mac: [0xcd; 32] },
             Message::Welcome,
@@ -1346,7 +1374,8 @@ mod tests {
 
     #[test]
     fn payload_layout_and_crc() {
-        let m = Message::Hello { cluster_tag: 0x0807_0605_0403_0201, host_id: 2, nonce: [0xee; 16] };
+        let m =
+            Message::Hello { cluster_tag: 0x0807_0605_0403_0201, host_id: 2, channel: CHANNEL_DATA, nonce: [0xee; 16] };
         let w = wire(&m, 2, 1);
         assert_eq!(w.len(), HEADER_LEN + 32);
         let p = &w[HEADER_LEN..];
@@ -1538,7 +1567,7 @@ mod tests {
         let msgs = sample_messages(&data, entries);
         // (message index, payload offset, byte, expected error) after fixing the crc.
         let cases: [(usize, usize, u8, WireError); 14] = [
-            (0, 12, 1, WireError::NonZeroPad),
+            (0, 12, 2, WireError::BadChannel),
             (0, 8, 4, WireError::HostIdMismatch),
             (1, 4, 1, WireError::NonZeroPad),
             (1, 0, 4, WireError::HostIdMismatch),
@@ -1585,13 +1614,16 @@ mod tests {
     fn encode_rejections() {
         let d = page(3, 4096);
         let enc = |m: Message<'_>| m.encode(2, 1).map(|_| ());
-        assert_eq!(enc(Message::Hello { cluster_tag: 0, host_id: 3, nonce: [0; 16] }), Err(WireError::HostIdMismatch));
+        assert_eq!(
+            enc(Message::Hello { cluster_tag: 0, host_id: 3, channel: 0, nonce: [0; 16] }),
+            Err(WireError::HostIdMismatch)
+        );
         assert_eq!(
             enc(Message::Challenge { host_id: 1, nonce: [0; 16], mac: [0; 32] }),
             Err(WireError::HostIdMismatch)
         );
         assert_eq!(
-            Message::Hello { cluster_tag: 0, host_id: 0, nonce: [0; 16] }.encode(0, 1).map(|_| ()),
+            Message::Hello { cluster_tag: 0, host_id: 0, channel: 0, nonce: [0; 16] }.encode(0, 1).map(|_| ()),
             Err(WireError::BadSender)
         );
         assert_eq!(Message::Welcome.encode(65, 1).map(|_| ()), Err(WireError::BadSender));
@@ -1644,6 +1676,7 @@ mod tests {
             WireError::NonZeroPad,
             WireError::HostIdMismatch,
             WireError::BadName,
+            WireError::BadChannel,
             WireError::BadDestagedCount,
             WireError::BadStatus,
             WireError::BadFixedLength,
@@ -1681,10 +1714,15 @@ mod tests {
         assert_eq!((client.role(), client.state(), client.peer_id()), (Role::Client, State::AwaitChallenge, Some(5)));
 
         // 1. HELLO
-        let w = wire(&Message::Hello { cluster_tag: tag, host_id: client_id, nonce: nc }, client_id, c_seq.next_seq());
+        let w = wire(
+            &Message::Hello { cluster_tag: tag, host_id: client_id, channel: CHANNEL_DATA, nonce: nc },
+            client_id,
+            c_seq.next_seq(),
+        );
         let h = header_of(&w);
         server.check_incoming(&h).unwrap();
-        let Message::Hello { cluster_tag: t, host_id, nonce } = Message::decode(&h, &w[HEADER_LEN..]).unwrap() else {
+        let Message::Hello { cluster_tag: t, host_id, nonce, .. } = Message::decode(&h, &w[HEADER_LEN..]).unwrap()
+        else {
             panic!()
         };
         assert_eq!((t, host_id, nonce), (tag, client_id, nc));
@@ -1694,23 +1732,23 @@ mod tests {
         assert_eq!((server.state(), server.peer_id()), (State::AwaitAuth, Some(client_id)));
 
         // 2. CHALLENGE
-        let mac_s = server_mac(secret, tag, client_id, server_id, &nc, &ns);
+        let mac_s = server_mac(secret, tag, client_id, server_id, CHANNEL_DATA, &nc, &ns);
         let w = wire(&Message::Challenge { host_id: server_id, nonce: ns, mac: mac_s }, server_id, s_seq.next_seq());
         let h = header_of(&w);
         client.check_incoming(&h).unwrap();
         let Message::Challenge { nonce, mac, .. } = Message::decode(&h, &w[HEADER_LEN..]).unwrap() else { panic!() };
-        assert!(verify_server_mac(&mac, secret, tag, client_id, server_id, &nc, &nonce));
+        assert!(verify_server_mac(&mac, secret, tag, client_id, server_id, CHANNEL_DATA, &nc, &nonce));
         assert_eq!(client.welcome_received(), Err(WireError::WrongState));
         client.challenge_received().unwrap();
         assert_eq!(client.state(), State::AwaitWelcome);
 
         // 3. AUTH
-        let mac_c = client_mac(secret, tag, client_id, server_id, &nc, &ns);
+        let mac_c = client_mac(secret, tag, client_id, server_id, CHANNEL_DATA, &nc, &ns);
         let w = wire(&Message::Auth { mac: mac_c }, client_id, c_seq.next_seq());
         let h = header_of(&w);
         server.check_incoming(&h).unwrap();
         let Message::Auth { mac } = Message::decode(&h, &w[HEADER_LEN..]).unwrap() else { panic!() };
-        assert!(verify_client_mac(&mac, secret, tag, client_id, server_id, &nc, &ns));
+        assert!(verify_client_mac(&mac, secret, tag, client_id, server_id, CHANNEL_DATA, &nc, &ns));
         server.auth_verified().unwrap();
         assert!(server.is_established());
 
@@ -1765,7 +1803,11 @@ mod tests {
         assert_eq!(server.check_incoming(&header_of(&gap)), Err(WireError::BadSeq));
         let impostor = wire(&Message::VolumeClose { volume_id: 1, name: b"v" }, 9, 8);
         assert_eq!(server.check_incoming(&header_of(&impostor)), Err(WireError::WrongSender));
-        let hello = wire(&Message::Hello { cluster_tag: tag, host_id: client_id, nonce: nc }, client_id, 8);
+        let hello = wire(
+            &Message::Hello { cluster_tag: tag, host_id: client_id, channel: CHANNEL_DATA, nonce: nc },
+            client_id,
+            8,
+        );
         assert_eq!(server.check_incoming(&header_of(&hello)), Err(WireError::UnexpectedKind));
         let auth = wire(&Message::Auth { mac: mac_c }, client_id, 8);
         assert_eq!(server.check_incoming(&header_of(&auth)), Err(WireError::UnexpectedKind));
@@ -1794,7 +1836,7 @@ mod tests {
         }
         // HELLO accepted but the step not taken: AUTH is refused, so is a second HELLO.
         let mut s = Session::server();
-        let hello = Message::Hello { cluster_tag: 1, host_id: 2, nonce: [0; 16] };
+        let hello = Message::Hello { cluster_tag: 1, host_id: 2, channel: CHANNEL_DATA, nonce: [0; 16] };
         s.check_incoming(&header_of(&wire(&hello, 2, 1))).unwrap();
         assert_eq!(s.check_incoming(&header_of(&wire(&hello, 2, 2))), Err(WireError::UnexpectedKind));
         assert_eq!(
@@ -1873,7 +1915,9 @@ mod tests {
     impl Owned {
         fn message<'a>(&'a self, sender: u32, buf: &'a mut [u8; DESTAGED_BUF_LEN]) -> Message<'a> {
             match self {
-                Owned::Hello(t, n) => Message::Hello { cluster_tag: *t, host_id: sender, nonce: *n },
+                Owned::Hello(t, n) => {
+                    Message::Hello { cluster_tag: *t, host_id: sender, channel: CHANNEL_DATA, nonce: *n }
+                }
                 Owned::Challenge(n, m) => Message::Challenge { host_id: sender, nonce: *n, mac: *m },
                 Owned::Auth(m) => Message::Auth { mac: *m },
                 Owned::Welcome => Message::Welcome,
