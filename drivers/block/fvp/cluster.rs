@@ -1070,6 +1070,11 @@ impl Cluster {
             *link.hb.lock() = None;
             if let Some(why) = why {
                 pr_warn!("heartbeat connection to host {} at {} closed: {}\n", link.host.id, remote, why);
+                // The data connection goes too: idle, it sends nothing that would find a
+                // restarted host's reset, and the host would wait for it forever.
+                if let Some(c) = link.out_conn() {
+                    c.close();
+                }
             }
         }
     }
