@@ -54,13 +54,14 @@ fn main() {
         // Shows what the peer rule prevents (docs/replication.md, "Untrusted stores").
         cfg.untrust_on_lease_loss = !args.iter().any(|a| a == "--without-untrust");
         let t = Instant::now();
-        let (mut events, mut acked, mut takeovers, mut sim_ns) = (0u64, 0u64, 0u64, 0u64);
+        let (mut events, mut acked, mut takeovers, mut orphans, mut sim_ns) = (0u64, 0u64, 0u64, 0u64, 0u64);
         for seed in from..from + count {
             match run_seed(&cfg, seed) {
                 Ok(r) => {
                     events += r.events;
                     acked += r.acked;
                     takeovers += r.takeovers;
+                    orphans += r.orphans_written;
                     sim_ns += r.sim_ns;
                     if count == 1 {
                         println!("{r:?}");
@@ -74,7 +75,7 @@ fn main() {
         }
         let s = t.elapsed().as_secs_f64();
         println!(
-            "peers={peers}: {count} seeds from {from}, {failed} failed; {events} events, {acked} acknowledged writes, {takeovers} takeovers, {:.0} simulated s, in {s:.1} s ({:.0} events/min)",
+            "peers={peers}: {count} seeds from {from}, {failed} failed; {events} events, {acked} acknowledged writes, {takeovers} takeovers, {orphans} orphaned stores written, {:.0} simulated s, in {s:.1} s ({:.0} events/min)",
             sim_ns as f64 / 1e9,
             events as f64 / s * 60.0
         );
