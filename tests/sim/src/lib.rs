@@ -1590,16 +1590,8 @@ impl Sim {
             && self.hosts[h].mem.holds_lease(self.now)
             && self.hosts[h].stores.iter().any(|s| s.orphan && s.trusted)
         {
-            let host = &mut self.hosts[h];
-            let stores: Vec<Store> = host.stores.iter().filter(|s| s.orphan && s.trusted).cloned().collect();
-            host.stores.retain(|s| !(s.orphan && s.trusted));
-            let queue = stores.iter().flat_map(|s| s.blocks.iter().map(|(&b, r)| (b, r.1))).collect();
-            let taken = host.lease_watch.since();
-            host.recovery =
-                Some(Recovery { owner: 1, orphans_since: since, taken, stores, queue, in_flight: 0, failed: false });
+            self.take_for_recovery(h, |s| s.orphan && s.trusted, since);
             self.log(format!("host {} writes the orphaned replicas of host 1's earlier volume", h + 1));
-            let t = self.now;
-            self.at(t, Ev::Recover(h));
             return;
         }
         let ready = self.hosts[h].mem.takeover_ready(1, self.now);
@@ -1611,21 +1603,29 @@ impl Sim {
         {
             return;
         }
-        let host = &mut self.hosts[h];
-        host.mem.set_recovering(1, true);
-        let stores: Vec<Store> = host.stores.iter().filter(|s| s.owner == 1 && s.trusted).cloned().collect();
-        host.stores.retain(|s| s.owner != 1 || !s.trusted);
-        let queue = stores.iter().flat_map(|s| s.blocks.iter().map(|(&b, r)| (b, r.1))).collect();
+        self.hosts[h].mem.set_recovering(1, true);
+        self.take_for_recovery(h, |s| s.owner == 1 && s.trusted, None);
         // Recorded before the first write: the owner must learn it even if this stops.
-        for s in &stores {
-            if !host.recovered.contains(&(s.owner, s.vid)) {
-                host.recovered.push((s.owner, s.vid));
+        let host = &mut self.hosts[h];
+        let vids: Vec<(u32, u32)> =
+            host.recovery.iter().flat_map(|r| r.stores.iter().map(|s| (s.owner, s.vid))).collect();
+        for v in vids {
+            if !host.recovered.contains(&v) {
+                host.recovered.push(v);
             }
         }
-        let taken = host.lease_watch.since();
-        host.recovery =
-            Some(Recovery { owner: 1, orphans_since: None, taken, stores, queue, in_flight: 0, failed: false });
         self.log(format!("host {} takes over host 1's volume", h + 1));
+    }
+
+    /// Takes the stores `pick` chooses out of host `h`'s into a recovery (of orphans if
+    /// `orphans_since`, the lease start it needs), and schedules its first step.
+    fn take_for_recovery(&mut self, h: usize, pick: impl Fn(&Store) -> bool, orphans_since: Option<u64>) {
+        let host = &mut self.hosts[h];
+        let (stores, kept): (Vec<Store>, Vec<Store>) = host.stores.drain(..).partition(|s| pick(s));
+        host.stores = kept;
+        let queue = stores.iter().flat_map(|s| s.blocks.iter().map(|(&b, r)| (b, r.1))).collect();
+        let taken = host.lease_watch.since();
+        host.recovery = Some(Recovery { owner: 1, orphans_since, taken, stores, queue, in_flight: 0, failed: false });
         let t = self.now;
         self.at(t, Ev::Recover(h));
     }
