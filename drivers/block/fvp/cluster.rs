@@ -988,17 +988,19 @@ impl Cluster {
 
     // ---- outbound connections (client side) ----
 
-    /// Connects to `link`'s host and runs the client handshake for `channel`; `None`
-    /// after a failure, logged (a refused connection being down only once while
-    /// `logged_down`), with the pause before the next try taken.
+    /// Connects to `link`'s host, runs the client handshake for `channel` and publishes
+    /// the connection in `slot` (the caller empties it when the connection ends); `None`
+    /// after a failure, logged (an unreachable host only once while `logged_down`), with
+    /// the pause before the next try taken.
     fn connect_to(
         &self,
         link: &Link,
         channel: u32,
+        slot: &Mutex<Option<Arc<Conn>>>,
         s: &Settings,
         stop: &StopToken,
         logged_down: &mut bool,
-    ) -> Option<(Arc<TcpSocket>, Reader, Session)> {
+    ) -> Option<(Arc<Conn>, Arc<TcpSocket>, Reader, Session)> {
         let remote = addr_of(&link.host);
         let sock = match TcpSocket::connect(remote, s.cfg.timeout_ms) {
             Ok(sock) => sock,
@@ -1024,7 +1026,13 @@ impl Cluster {
             return None;
         }
         *logged_down = false;
-        Some((sock, reader, session))
+        let Ok(conn) = Conn::new(sock.clone(), s.cfg.local_id, link.host.id, 3) else {
+            stop.nap(s.cfg.heartbeat_ms);
+            return None;
+        };
+        *slot.lock() = Some(conn.clone());
+        sock.set_timeouts(s.cfg.heartbeat_ms / 2 + 1, s.cfg.timeout_ms);
+        Some((conn, sock, reader, session))
     }
 
     /// The data connection to `link`'s host: this host's requests and their ACKs.
@@ -1033,14 +1041,12 @@ impl Cluster {
         let mut logged_down = false;
         while !stop.should_stop() {
             let Some(s) = self.settings() else { return };
-            let Some((sock, mut reader, mut session)) = self.connect_to(link, CHANNEL_DATA, &s, stop, &mut logged_down)
+            let Some((conn, sock, mut reader, mut session)) =
+                self.connect_to(link, CHANNEL_DATA, &link.out, &s, stop, &mut logged_down)
             else {
                 continue;
             };
-            let Ok(conn) = Conn::new(sock.clone(), s.cfg.local_id, link.host.id, 3) else { return };
-            *link.out.lock() = Some(conn.clone());
             pr_info!("connected to host {} at {}\n", link.host.id, remote);
-            sock.set_timeouts(s.cfg.heartbeat_ms / 2 + 1, s.cfg.timeout_ms);
             self.client_loop(link, &conn, &sock, &mut reader, &mut session, &s, stop);
             conn.close();
             *link.out.lock() = None;
@@ -1057,14 +1063,12 @@ impl Cluster {
         let mut quiet = true;
         while !stop.should_stop() {
             let Some(s) = self.settings() else { return };
-            let Some((sock, mut reader, mut session)) = self.connect_to(link, CHANNEL_HEARTBEAT, &s, stop, &mut quiet)
+            let Some((conn, sock, mut reader, mut session)) =
+                self.connect_to(link, CHANNEL_HEARTBEAT, &link.hb, &s, stop, &mut quiet)
             else {
                 quiet = true;
                 continue;
             };
-            let Ok(conn) = Conn::new(sock.clone(), s.cfg.local_id, link.host.id, 3) else { return };
-            *link.hb.lock() = Some(conn.clone());
-            sock.set_timeouts(s.cfg.heartbeat_ms / 2 + 1, s.cfg.timeout_ms);
             let why = self.heartbeat_exchange(link, &conn, &sock, &mut reader, &mut session, &s, stop);
             conn.close();
             *link.hb.lock() = None;
