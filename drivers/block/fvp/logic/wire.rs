@@ -1326,6 +1326,70 @@ mod tests {
         v
     }
 
+    /// The fuzz target's seeds (`fuzz/seeds/wire_decode`, format in
+    /// `fuzz/fuzz_targets/wire_decode.rs`): what a server and a client receive on one
+    /// connection of the current protocol, with the mode byte 0x0b (fix checksums,
+    /// client of host 5).
+    fn fuzz_seeds() -> [(&'static str, Vec<u8>); 2] {
+        fn stream(sender: u32, msgs: &[Message<'_>]) -> Vec<u8> {
+            let mut out = std::vec![0x0b];
+            for (i, m) in msgs.iter().enumerate() {
+                let e = m.encode(sender, i as u64 + 1).unwrap();
+                out.extend_from_slice(e.as_bytes());
+                out.extend_from_slice(m.data());
+            }
+            out
+        }
+        let data = page(7, 4096);
+        let mut buf = [0u8; DESTAGED_BUF_LEN];
+        let entries = DestagedEntries::encode_into([(3, 1), (4, 2)], &mut buf).unwrap();
+        let tag = cluster_tag(b"fvp");
+        let to_server = [
+            Message::Hello { cluster_tag: tag, host_id: 2, channel: CHANNEL_DATA, nonce: [0x11; 16] },
+            Message::Auth { mac: [0x22; 32] },
+            Message::Ping { sent_ns: 1_000_000, heard: 0b111, fenced: 0, recovering: 0 },
+            Message::VolumeOpen { volume_id: 7, block_size: 4096, epoch: 1, name: b"shared0" },
+            Message::Replicate { volume_id: 7, block: 3, version: 1, data: &data },
+            Message::Destaged { volume_id: 7, entries },
+            Message::DropRange { volume_id: 7, first: 0, count: 8, version: 2 },
+            Message::VolumeClose { volume_id: 7, name: b"shared0" },
+        ];
+        let to_client = [
+            Message::Challenge { host_id: 5, nonce: [0x33; 16], mac: [0x44; 32] },
+            Message::Welcome,
+            Message::Pong { echo_ns: 1_000_000, heard: 0b111, fenced: 0b100, recovering: 0 },
+            Message::Ack { acked_seq: 1, status: 0, value: 1 },
+            Message::Ack { acked_seq: 2, status: -2, value: 0 },
+        ];
+        [("server_stream", stream(2, &to_server)), ("client_stream", stream(5, &to_client))]
+    }
+
+    fn fuzz_seed_dir() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../../fuzz/seeds/wire_decode")
+    }
+
+    /// The seeds must speak the current protocol, or the fuzzer starts from messages
+    /// every header check refuses (they were version 1 until version 3).
+    #[test]
+    fn fuzz_seeds_are_current() {
+        for (name, bytes) in fuzz_seeds() {
+            let on_disk = std::fs::read(fuzz_seed_dir().join(name)).unwrap();
+            assert!(
+                on_disk == bytes,
+                "fuzz/seeds/wire_decode/{name} is stale: run cargo test -p fvp-logic -- --ignored write_fuzz_seeds"
+            );
+        }
+    }
+
+    /// Writes [`fuzz_seeds`] (after a protocol change).
+    #[test]
+    #[ignore = "writes fuzz/seeds/wire_decode; run after a protocol change"]
+    fn write_fuzz_seeds() {
+        for (name, bytes) in fuzz_seeds() {
+            std::fs::write(fuzz_seed_dir().join(name), bytes).unwrap();
+        }
+    }
+
     fn sample_messages<'a>(data: &'a [u8], entries: DestagedEntries<'a>) -> Vec<Message<'a>> {
         std::vec![
             Message::Hello {
