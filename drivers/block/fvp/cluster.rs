@@ -236,8 +236,7 @@ impl Cluster {
         self.stop();
         {
             let mut c = self.cfg.lock();
-            let name_len = cfg.name.iter().position(|&b| b == 0).unwrap_or(cfg.name.len());
-            c.settings = Some(Settings { cfg, tag: auth::cluster_tag(&cfg.name[..name_len]) });
+            c.settings = Some(Settings { cfg, tag: auth::cluster_tag(abi::name_bytes(&cfg.name)) });
         }
         self.start()
     }
@@ -452,8 +451,7 @@ impl Cluster {
                     let now = now_ns();
                     self.members.lock().as_ref().is_none_or(|m| m.configured() & bit == 0 || m.takeover_ready(id, now))
                 };
-                let name_len = name.iter().position(|&b| b == 0).unwrap_or(abi::NAME_LEN);
-                let msg = Message::VolumeClose { volume_id, name: &name[..name_len] };
+                let msg = Message::VolumeClose { volume_id, name: abi::name_bytes(&name) };
                 if gone || self.link(id).and_then(|l| l.out_conn()).is_some_and(|c| c.call(&msg, timeout).is_ok()) {
                     done |= bit;
                 }
@@ -560,19 +558,16 @@ impl Cluster {
         };
         let mut hosts = KVec::new();
         let placement = match self.placement_hosts(&mut hosts) {
-            Ok(()) => {
-                let name_len = name.iter().position(|&b| b == 0).unwrap_or(abi::NAME_LEN);
-                match placement::place(&name[..name_len], local, &hosts, peers_wanted, rule) {
-                    Ok(chosen) if chosen.len() >= peers_wanted as usize => {
-                        let mut ids = [0u32; 2];
-                        for (slot, &id) in ids.iter_mut().zip(chosen.as_slice()) {
-                            *slot = id;
-                        }
-                        Some(ids)
+            Ok(()) => match placement::place(abi::name_bytes(name), local, &hosts, peers_wanted, rule) {
+                Ok(chosen) if chosen.len() >= peers_wanted as usize => {
+                    let mut ids = [0u32; 2];
+                    for (slot, &id) in ids.iter_mut().zip(chosen.as_slice()) {
+                        *slot = id;
                     }
-                    _ => None,
+                    Some(ids)
                 }
-            }
+                _ => None,
+            },
             Err(_) => None,
         };
         let lease = self.holds_lease();

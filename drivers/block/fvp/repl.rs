@@ -556,8 +556,7 @@ impl Replication {
 
     /// The volume's name without its NUL padding.
     fn wire_name(&self) -> &[u8] {
-        let name_len = self.name.iter().position(|&b| b == 0).unwrap_or(abi::NAME_LEN);
-        &self.name[..name_len]
+        abi::name_bytes(&self.name)
     }
 
     fn volume_open(&self, epoch: u64) -> Message<'_> {

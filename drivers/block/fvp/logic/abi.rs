@@ -1104,8 +1104,13 @@ pub fn pool_name(name: &[u8]) -> Option<[u8; NAME_LEN]> {
 
 /// The text of a NUL-padded name.
 pub fn name_str(name: &[u8]) -> &str {
+    core::str::from_utf8(name_bytes(name)).unwrap_or("?")
+}
+
+/// A NUL-padded name field's bytes before the first NUL (all of them if none).
+pub fn name_bytes(name: &[u8]) -> &[u8] {
     let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
-    core::str::from_utf8(&name[..len]).unwrap_or("?")
+    &name[..len]
 }
 
 #[cfg(test)]
