@@ -21,7 +21,7 @@ use crate::fvp_kernel::thread::{StopToken, Thread};
 use crate::fvp_kernel::vec;
 use crate::logic::abi;
 use crate::logic::auth;
-use crate::logic::membership::{Membership, View};
+use crate::logic::membership::{Membership, MembershipError, View};
 use crate::logic::owner;
 use crate::logic::placement::{self, DomainRule, HostEntry};
 use crate::logic::wire::{Message, Session, WireError, CHANNEL_DATA, CHANNEL_HEARTBEAT};
@@ -60,6 +60,8 @@ struct Config {
     settings: Option<Settings>,
     hosts: KVec<abi::HostReq>,
     devices: KVec<Device>,
+    /// Host changes made with `HOST_DEFER`, not yet in force.
+    pending: bool,
 }
 
 /// The link to one other host.
@@ -178,7 +180,7 @@ impl Cluster {
     pub(crate) fn new(shared: Arc<Shared>) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             shared,
-            cfg <- new_mutex!(Config { settings: None, hosts: KVec::new(), devices: KVec::new() }, "fvp::Cluster::cfg"),
+            cfg <- new_mutex!(Config { settings: None, hosts: KVec::new(), devices: KVec::new(), pending: false }, "fvp::Cluster::cfg"),
             links <- new_mutex!(KVec::new(), "fvp::Cluster::links"),
             members <- new_mutex!(None, "fvp::Cluster::members"),
             listener <- new_mutex!(None, "fvp::Cluster::listener"),
@@ -224,7 +226,8 @@ impl Cluster {
             // every run) must not drop connections and leases: a restart on each host
             // in turn fenced healthy peers.
             if old.cfg == cfg {
-                return Ok(());
+                // ... but it puts deferred host changes in force.
+                return if self.cfg.lock().pending { self.restart() } else { Ok(()) };
             }
             let same_identity =
                 old.cfg.name == cfg.name && old.cfg.local_id == cfg.local_id && old.cfg.secret() == cfg.secret();
@@ -247,14 +250,49 @@ impl Cluster {
             pr_warn!("host add refused: {}\n", e.message());
             return Err(EINVAL);
         }
+        let mut host = h;
+        host.flags = 0;
         {
             let mut c = self.cfg.lock();
             if c.hosts.iter().any(|x| x.id == h.id || (x.addr == h.addr && x.port == h.port)) {
                 return Err(EEXIST);
             }
-            c.hosts.push(h, GFP_KERNEL)?;
+            self.check_host_list(&c, h.id, true)?;
+            c.hosts.push(host, GFP_KERNEL)?;
+            c.pending = c.settings.is_some();
+        }
+        if h.flags & abi::HOST_DEFER != 0 {
+            return Ok(());
         }
         self.restart()
+    }
+
+    /// Whether the membership accepts the host list `c` with host `id` added (`add`) or
+    /// removed: hosts removed must not be a majority of a list in force, and at most
+    /// `JOINT_MAX` earlier lists may be.
+    fn check_host_list(&self, c: &Config, id: u32, add: bool) -> Result {
+        let local = c.settings.map_or(0, |s| s.cfg.local_id);
+        let mut mask = c.hosts.iter().fold(placement::host_bit(local), |m, x| m | placement::host_bit(x.id));
+        if add {
+            mask |= placement::host_bit(id);
+        } else {
+            mask &= !placement::host_bit(id);
+        }
+        let Some(m) = self.members.lock().as_ref().map(|m| m.check_configured(mask)) else {
+            return Ok(());
+        };
+        match m {
+            Ok(()) => Ok(()),
+            Err(MembershipError::ChangeInProgress) => {
+                pr_warn!("host list change refused: two earlier host lists are still in force (some host has not applied them)\n");
+                Err(EBUSY)
+            }
+            Err(MembershipError::RemovesMajority) => {
+                pr_warn!("host list change refused: it removes a majority of the hosts of a list in force\n");
+                Err(EINVAL)
+            }
+            Err(_) => Err(EINVAL),
+        }
     }
 
     /// `FVP_IOC_HOST_UPDATE`: a new fault domain for a configured host. Domains only
@@ -274,15 +312,23 @@ impl Cluster {
         Ok(())
     }
 
-    /// `FVP_IOC_HOST_REMOVE`.
-    pub(crate) fn remove_host(self: &Arc<Self>, id: u32) -> Result {
+    /// `FVP_IOC_HOST_REMOVE` (`flags` may hold `HOST_DEFER`).
+    pub(crate) fn remove_host(self: &Arc<Self>, id: u32, flags: u16) -> Result {
+        if flags & !abi::HOST_DEFER != 0 {
+            return Err(EINVAL);
+        }
         {
             let mut c = self.cfg.lock();
             let i = c.hosts.iter().position(|x| x.id == id).ok_or(ENOENT)?;
             if c.settings.is_some_and(|s| s.cfg.local_id == id) && !self.volumes.lock().is_empty() {
                 return Err(EBUSY);
             }
+            self.check_host_list(&c, id, false)?;
             vec::remove(&mut c.hosts, i);
+            c.pending = c.settings.is_some();
+        }
+        if flags & abi::HOST_DEFER != 0 {
+            return Ok(());
         }
         self.restart()
     }
@@ -354,9 +400,15 @@ impl Cluster {
             info.flags |= abi::CLUSTER_LISTENING;
         }
         let now = now_ns();
+        if self.cfg.lock().pending {
+            info.flags |= abi::CLUSTER_PENDING;
+        }
         if let Some(m) = self.members.lock().as_ref() {
             if m.holds_lease(now) {
                 info.flags |= abi::CLUSTER_LEASE;
+            }
+            if m.unconfirmed() != 0 {
+                info.flags |= abi::CLUSTER_JOINT;
             }
             info.hosts_up = m.heard(now).count_ones() + 1;
         }
@@ -625,7 +677,22 @@ impl Cluster {
             configured |= placement::host_bit(h.id);
         }
         configured |= placement::host_bit(local);
-        *self.members.lock() = Some(Membership::new(local, configured, s.timeout_ns()).map_err(|_| EINVAL)?);
+        {
+            // A host list change keeps what this host knows (fences, grants, views) and
+            // the list in force until now, jointly with the new one (logic/membership.rs).
+            let mut members = self.members.lock();
+            match members.as_mut() {
+                Some(m) if m.local_id() == local => {
+                    m.set_timeout(s.timeout_ns()).map_err(|_| EINVAL)?;
+                    if let Err(e) = m.set_configured(configured) {
+                        pr_err!("host list not put in force: {:?}\n", e);
+                        return Err(EBUSY);
+                    }
+                }
+                _ => *members = Some(Membership::new(local, configured, s.timeout_ns()).map_err(|_| EINVAL)?),
+            }
+        }
+        self.cfg.lock().pending = false;
         self.lease_until_ns.store(0, Release);
         self.lease_settled_ns.store(u64::MAX, Release);
         // Fencing takes timeout_ms and a takeover another 1.2 x timeout_ms: stay silent
@@ -928,15 +995,22 @@ impl Cluster {
             let _ = conn.send(&Message::Ack { acked_seq: seq, status, value }, None);
         };
         match *msg {
-            Message::Ping { sent_ns, fenced, recovering, heard } => {
+            Message::Ping { sent_ns, fenced, recovering, heard, configured, joint } => {
                 let reply = {
                     let mut m = self.members.lock();
                     let Some(m) = m.as_mut() else { return Ok(()) };
                     let now = now_ns();
-                    m.on_ping(peer, now, View { heard, fenced, recovering });
+                    m.on_ping(peer, now, View { heard, fenced, recovering, configured, joint });
                     self.lease_changed(m, now);
                     let v = m.outgoing(now);
-                    Message::Pong { echo_ns: sent_ns, heard: v.heard, fenced: v.fenced, recovering: v.recovering }
+                    Message::Pong {
+                        echo_ns: sent_ns,
+                        heard: v.heard,
+                        fenced: v.fenced,
+                        recovering: v.recovering,
+                        configured: v.configured,
+                        joint: v.joint,
+                    }
                 };
                 let _ = conn.send(&reply, None);
             }
@@ -1125,8 +1199,9 @@ impl Cluster {
             };
             self.heard(link, peer);
             match msg {
-                Message::Pong { echo_ns, heard, fenced, recovering } => {
-                    if let Err(why) = self.on_pong(link, echo_ns, View { heard, fenced, recovering }) {
+                Message::Pong { echo_ns, heard, fenced, recovering, configured, joint } => {
+                    if let Err(why) = self.on_pong(link, echo_ns, View { heard, fenced, recovering, configured, joint })
+                    {
                         return Some(self.protocol_failure(&addr_of(&link.host), why));
                     }
                     last_pong = now_ns();
@@ -1141,7 +1216,14 @@ impl Cluster {
     fn ping(&self, now: u64) -> Option<Message<'static>> {
         let m = self.members.lock();
         let v = m.as_ref()?.outgoing(now);
-        Some(Message::Ping { sent_ns: now, heard: v.heard, fenced: v.fenced, recovering: v.recovering })
+        Some(Message::Ping {
+            sent_ns: now,
+            heard: v.heard,
+            fenced: v.fenced,
+            recovering: v.recovering,
+            configured: v.configured,
+            joint: v.joint,
+        })
     }
 
     /// A PONG from `link`'s host echoing `echo_ns`: its round trip and its grant.

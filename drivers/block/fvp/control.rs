@@ -220,7 +220,7 @@ impl miscdev::MiscDevice for Control {
             }
             Command::HostRemove => {
                 let h = abi::HostReq::from_bytes(&copy_in::<{ abi::HostReq::SIZE }>(arg)?);
-                self.registry.cluster.remove_host(h.id).map(|_| 0)
+                self.registry.cluster.remove_host(h.id, h.flags).map(|_| 0)
             }
             Command::HostInfo => {
                 let mut info = abi::HostInfo::from_bytes(&copy_in::<{ abi::HostInfo::SIZE }>(arg)?);

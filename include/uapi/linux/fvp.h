@@ -18,7 +18,7 @@
 
 #define FVP_CONTROL_NAME	"fvp-control"
 #define FVP_IOCTL_MAGIC		0xF7
-#define FVP_ABI_VERSION		5
+#define FVP_ABI_VERSION		6
 
 /* Feature bits reported in fvp_version.features. */
 #define FVP_FEATURE_PASSTHROUGH	(1ULL << 0)	/* dm target "fvp" maps I/O to its backing device */
@@ -137,6 +137,8 @@ struct fvp_cluster_cfg {
 #define FVP_CLUSTER_CONFIGURED	(1U << 0)	/* FVP_IOC_CLUSTER_SET has been done */
 #define FVP_CLUSTER_LISTENING	(1U << 1)	/* the replication listener is bound */
 #define FVP_CLUSTER_LEASE	(1U << 2)	/* this host holds its lease (majority) */
+#define FVP_CLUSTER_JOINT	(1U << 3)	/* ABI 6: an earlier host list is still in force */
+#define FVP_CLUSTER_PENDING	(1U << 4)	/* ABI 6: deferred host changes not yet in force */
 
 struct fvp_cluster_info {
 	struct fvp_cluster_cfg cfg;
@@ -155,7 +157,12 @@ struct fvp_cluster_info {
  * domain name (1..31 of [A-Za-z0-9_.-]). Errors: EINVAL, EEXIST (add: id or address taken),
  * ENOENT (remove, update: no such host), EBUSY (remove: this host, or a peer of a running
  * volume that has no other eligible peer).
- * Adding or removing a host restarts the cluster's connections. FVP_IOC_HOST_UPDATE changes
+ * Adding or removing a host restarts the cluster's connections and puts the new host list in
+ * force, jointly with the one before until every host of the new list announces it
+ * (FVP_CLUSTER_JOINT); EINVAL if the hosts removed are a majority of a list in force, EBUSY
+ * if two earlier lists still are. With FVP_HOST_DEFER (ABI 6) the change is recorded but
+ * not in force (FVP_CLUSTER_PENDING) until the next add or remove without it, or
+ * FVP_IOC_CLUSTER_SET: a batch of changes becomes one. FVP_IOC_HOST_UPDATE changes
  * only the fault domain of host id, in place: connections, membership and leases stay, and
  * running volumes keep their peers; the new domain counts when peers are next chosen.
  * EINVAL if addr or port differ from the configured ones (remove and add the host instead).
@@ -164,9 +171,12 @@ struct fvp_host_req {
 	__u32 id;
 	__u32 addr;
 	__u16 port;
-	__u16 reserved;		/* zero */
+	__u16 flags;		/* FVP_HOST_DEFER (ABI 6; add, remove), else zero */
 	char  domain[FVP_NAME_LEN];
 };
+
+/* fvp_host_req.flags */
+#define FVP_HOST_DEFER		(1U << 0)	/* record the change; in force with the next one */
 
 /* fvp_host_info.state */
 #define FVP_HOST_SELF		0

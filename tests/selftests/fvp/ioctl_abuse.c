@@ -60,7 +60,7 @@ int main(void)
 	char small[8];
 	int fd = open("/dev/" FVP_CONTROL_NAME, O_RDWR);
 
-	printf("TAP version 13\n1..30\n");
+	printf("TAP version 13\n1..32\n");
 	if (fd < 0) {
 		printf("# open /dev/%s: %s\n", FVP_CONTROL_NAME, strerror(errno));
 		printf("Bail out! cannot open the control device\n");
@@ -154,6 +154,11 @@ int main(void)
 	       hinfo.host.port == 7790 && hinfo.host.addr == host.addr,
 	       "updating its domain succeeds and host info shows it");
 	result(ioctl(fd, FVP_IOC_HOST_REMOVE, &host) == 0, "removing host 5 succeeds");
+	/* ABI 6: FVP_HOST_DEFER is the only flag. */
+	host.flags = 2;
+	expect_errno(fd, FVP_IOC_HOST_ADD, &host, EINVAL, "adding a host with an unknown flag");
+	expect_errno(fd, FVP_IOC_HOST_REMOVE, &host, EINVAL, "removing a host with an unknown flag");
+	host.flags = 0;
 
 	/* Discarding a detached volume's blocks (ABI 5): checked before anything is looked up. */
 	struct fvp_volume_discard discard;

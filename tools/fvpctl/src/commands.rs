@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use fvp_logic::abi::{
     self, ClusterCfg, Command as Ioctl, DeviceReq, HostInfo, HostReq, PoolInfo, PoolReq, Version, VolumeHealth,
-    VolumeInfo, VolumeRepl, ABI_VERSION, FEATURE_REPLICATION,
+    VolumeInfo, VolumeRepl, ABI_VERSION, FEATURE_REPLICATION, HOST_DEFER,
 };
 use nix::errno::Errno;
 
@@ -37,6 +37,9 @@ const HEALTH_ABI_VERSION: u32 = 4;
 
 /// The first ABI with `FVP_IOC_HOST_UPDATE` and `FVP_IOC_VOLUME_DISCARD`.
 const HOST_UPDATE_ABI_VERSION: u32 = 5;
+
+/// The first ABI with `FVP_HOST_DEFER` (a batch of host changes put in force at once).
+const HOST_DEFER_ABI_VERSION: u32 = 6;
 
 /// How often `volume drain` reads the dirty count.
 const DRAIN_POLL: Duration = Duration::from_millis(200);
@@ -581,14 +584,29 @@ fn apply_plan(ctx: &Context<'_>, cfg: &ClusterCfg, plan: &Plan) -> Result<(), Er
     for host in plan.hosts.iter().filter_map(|c| c.updated()) {
         step(ctx.host_request(Ioctl::HostUpdate, host))?;
     }
-    for host in plan.hosts.iter().filter_map(|c| c.removed()) {
-        step(ctx.host_request(Ioctl::HostRemove, host))?;
+    // Every host change but the last is deferred, so that the module puts the new host
+    // list in force at once (each list put in force stays in force until every host has
+    // applied the next). A run that stops half-way leaves them deferred: the next run's
+    // FVP_IOC_CLUSTER_SET puts them in force.
+    let host_changes: Vec<(Ioctl, &HostReq)> = plan
+        .hosts
+        .iter()
+        .filter_map(|c| c.removed())
+        .map(|h| (Ioctl::HostRemove, h))
+        .chain(plan.hosts.iter().filter_map(|c| c.added()).map(|h| (Ioctl::HostAdd, h)))
+        .collect();
+    let defer = ctx.version.abi_version >= HOST_DEFER_ABI_VERSION;
+    let flags = |i: usize| if defer && i + 1 < host_changes.len() { HOST_DEFER } else { 0 };
+    let (removals, additions): (Vec<_>, Vec<_>) =
+        host_changes.iter().enumerate().partition(|(_, (command, _))| *command == Ioctl::HostRemove);
+    for (i, (command, host)) in removals {
+        step(ctx.host_request(*command, &HostReq { flags: flags(i), ..**host }))?;
     }
     for device in plan.devices.iter().filter_map(|c| c.removed()) {
         step(ctx.device_request(Ioctl::DeviceRemove, device))?;
     }
-    for host in plan.hosts.iter().filter_map(|c| c.added()) {
-        step(ctx.host_request(Ioctl::HostAdd, host))?;
+    for (i, (command, host)) in additions {
+        step(ctx.host_request(*command, &HostReq { flags: flags(i), ..**host }))?;
     }
     for device in plan.devices.iter().filter_map(|c| c.added()) {
         step(ctx.device_request(Ioctl::DeviceAdd, device))?;

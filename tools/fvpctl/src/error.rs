@@ -261,10 +261,25 @@ pub enum Error {
 
     /// `FVP_IOC_HOST_REMOVE`: EBUSY.
     #[error(
-        "cannot remove host {id} (EBUSY): it is this host, or a peer of a running replicated \
-         volume that has no other eligible peer"
+        "cannot remove host {id} (EBUSY): it is this host while volumes run, or two earlier \
+         host lists are still in force (a host has not applied them: see the module's log)"
     )]
     HostBusy { id: u32 },
+
+    /// `FVP_IOC_HOST_ADD`: EBUSY.
+    #[error(
+        "cannot add host {id} (EBUSY): two earlier host lists are still in force (a host has \
+         not applied them: apply this file on every host first)"
+    )]
+    HostListBusy { id: u32 },
+
+    /// `FVP_IOC_HOST_REMOVE`: EINVAL.
+    #[error(
+        "cannot remove host {id} (EINVAL): with the hosts removed before it, a majority of a \
+         host list in force would go, and they alone could hold a majority; remove fewer at \
+         once, and apply each step on every host"
+    )]
+    RemovesMajority { id: u32 },
 
     /// `FVP_IOC_DEVICE_ADD`: EEXIST.
     #[error("cannot add shared device {name} (EEXIST): a device of that name is already configured")]
@@ -367,6 +382,8 @@ impl Error {
             (Command::HostRemove | Command::HostUpdate, Errno::ENOENT) => Error::NoHost { id },
             (Command::HostUpdate, Errno::EINVAL) => Error::HostInvalid { id },
             (Command::HostRemove, Errno::EBUSY) => Error::HostBusy { id },
+            (Command::HostAdd, Errno::EBUSY) => Error::HostListBusy { id },
+            (Command::HostRemove, Errno::EINVAL) => Error::RemovesMajority { id },
             _ => Error::from_ioctl(command, errno, device),
         }
     }

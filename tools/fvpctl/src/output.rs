@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use fvp_logic::abi::{
     self, ClusterCfg, ClusterInfo, DeviceReq, HostInfo, HostReq, PoolInfo, Status, Version, VolumeHealth, VolumeInfo,
-    VolumeRepl, CLUSTER_CONFIGURED, CLUSTER_LEASE, CLUSTER_LISTENING, DOMAIN_DIFFERENT, DOMAIN_SAME,
-    FEATURE_PASSTHROUGH, FEATURE_RAM_POOL, FEATURE_REPLICATION, HOST_CONNECTING, HOST_DOWN, HOST_FENCED, HOST_SELF,
-    HOST_UP, LAST_HEARD_NEVER, POLICY_WRITE_BACK, POLICY_WRITE_THROUGH, REPL_DEGRADED, REPL_FENCED, REPL_NONE,
-    REPL_PROTECTED, REPL_REPROTECTING, REPL_SUSPENDED, VOLUME_DETACHED, VOLUME_FAILING,
+    VolumeRepl, CLUSTER_CONFIGURED, CLUSTER_JOINT, CLUSTER_LEASE, CLUSTER_LISTENING, CLUSTER_PENDING, DOMAIN_DIFFERENT,
+    DOMAIN_SAME, FEATURE_PASSTHROUGH, FEATURE_RAM_POOL, FEATURE_REPLICATION, HOST_CONNECTING, HOST_DOWN, HOST_FENCED,
+    HOST_SELF, HOST_UP, LAST_HEARD_NEVER, POLICY_WRITE_BACK, POLICY_WRITE_THROUGH, REPL_DEGRADED, REPL_FENCED,
+    REPL_NONE, REPL_PROTECTED, REPL_REPROTECTING, REPL_SUSPENDED, VOLUME_DETACHED, VOLUME_FAILING,
 };
 use serde::Serialize;
 
@@ -752,8 +752,13 @@ pub fn host_state_name(state: u32) -> String {
 }
 
 /// Names of the `FVP_CLUSTER_*` flags.
-const CLUSTER_FLAG_NAMES: &[(u32, &str)] =
-    &[(CLUSTER_CONFIGURED, "configured"), (CLUSTER_LISTENING, "listening"), (CLUSTER_LEASE, "lease")];
+const CLUSTER_FLAG_NAMES: &[(u32, &str)] = &[
+    (CLUSTER_CONFIGURED, "configured"),
+    (CLUSTER_LISTENING, "listening"),
+    (CLUSTER_LEASE, "lease"),
+    (CLUSTER_JOINT, "joint"),
+    (CLUSTER_PENDING, "pending"),
+];
 
 /// Names the flags set in `flags`; unknown ones as `bitN`.
 fn cluster_flag_names(flags: u32) -> Vec<String> {
@@ -1259,7 +1264,7 @@ mod tests {
                     "major": 0,
                     "minor": 1,
                     "patch": 0,
-                    "abi_version": 5,
+                    "abi_version": 6,
                     "features": ["passthrough", "ram-pool"],
                     "features_mask": 3,
                 }
@@ -1274,7 +1279,7 @@ mod tests {
         let keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys, ["fvpctl", "module", "status"]);
         assert_eq!(value["module"]["version"], "0.1.0");
-        assert_eq!(value["module"]["abi_version"], 5);
+        assert_eq!(value["module"]["abi_version"], 6);
         assert_eq!(value["status"], json!({"volumes": 3, "bios_mapped": 1u64 << 40}));
     }
 
@@ -1282,14 +1287,14 @@ mod tests {
     fn version_text_names_both_sides() {
         assert_eq!(
             version_text(&module_0_1_0()),
-            format!("fvpctl {FVPCTL_VERSION}\nfvp module 0.1.0 (abi 5)\nfeatures: passthrough, ram-pool")
+            format!("fvpctl {FVPCTL_VERSION}\nfvp module 0.1.0 (abi 6)\nfeatures: passthrough, ram-pool")
         );
     }
 
     #[test]
     fn status_text_lists_counters() {
         let status = Status { volumes: 2, reserved: 0, bios_mapped: 12345 };
-        assert_eq!(status_text(&module_0_1_0(), &status), "fvp module 0.1.0 (abi 5)\nvolumes: 2\nbios mapped: 12345");
+        assert_eq!(status_text(&module_0_1_0(), &status), "fvp module 0.1.0 (abi 6)\nvolumes: 2\nbios mapped: 12345");
     }
 
     #[test]

@@ -108,7 +108,7 @@ int main(void)
 	FIELD(fvp_host_req, id);
 	FIELD(fvp_host_req, addr);
 	FIELD(fvp_host_req, port);
-	FIELD(fvp_host_req, reserved);
+	FIELD(fvp_host_req, flags);
 	FIELD(fvp_host_req, domain);
 
 	STRUCT(fvp_host_info);
@@ -176,6 +176,9 @@ int main(void)
 	NUMBER(FVP_CLUSTER_CONFIGURED);
 	NUMBER(FVP_CLUSTER_LISTENING);
 	NUMBER(FVP_CLUSTER_LEASE);
+	NUMBER(FVP_CLUSTER_JOINT);
+	NUMBER(FVP_CLUSTER_PENDING);
+	NUMBER(FVP_HOST_DEFER);
 	NUMBER(FVP_HOST_SELF);
 	NUMBER(FVP_HOST_DOWN);
 	NUMBER(FVP_HOST_CONNECTING);
@@ -314,7 +317,7 @@ fn rust_layout() -> BTreeMap<String, String> {
     field!("fvp_host_req", HostReq, id);
     field!("fvp_host_req", HostReq, addr);
     field!("fvp_host_req", HostReq, port);
-    field!("fvp_host_req", HostReq, reserved);
+    field!("fvp_host_req", HostReq, flags);
     field!("fvp_host_req", HostReq, domain);
     assert_eq!(HostReq::SIZE, size_of::<HostReq>());
 
@@ -390,6 +393,9 @@ fn rust_layout() -> BTreeMap<String, String> {
     put("FVP_CLUSTER_CONFIGURED", abi::CLUSTER_CONFIGURED.to_string());
     put("FVP_CLUSTER_LISTENING", abi::CLUSTER_LISTENING.to_string());
     put("FVP_CLUSTER_LEASE", abi::CLUSTER_LEASE.to_string());
+    put("FVP_CLUSTER_JOINT", abi::CLUSTER_JOINT.to_string());
+    put("FVP_CLUSTER_PENDING", abi::CLUSTER_PENDING.to_string());
+    put("FVP_HOST_DEFER", abi::HOST_DEFER.to_string());
     put("FVP_HOST_SELF", abi::HOST_SELF.to_string());
     put("FVP_HOST_DOWN", abi::HOST_DOWN.to_string());
     put("FVP_HOST_CONNECTING", abi::HOST_CONNECTING.to_string());
@@ -495,11 +501,11 @@ fn rust_abi_matches_the_c_header() {
     );
     // Thirteen structures (size, alignment, and offset and size of 6 + 3 + 2 + 11 + 20
     // fields in ABI 2, 7 + 8 + 5 + 7 + 4 + 10 in ABI 3, 8 in ABI 4 and 4 in ABI 5) and
-    // 17 + 27 + 3 + 2 constants (the last two: ABI 5's commands): catches a probe and a
-    // table that both lost the same lines.
+    // 17 + 27 + 3 + 2 + 3 constants (2: ABI 5's commands; 3: ABI 6's flags): catches a
+    // probe and a table that both lost the same lines.
     assert_eq!(
         c.len(),
-        13 * 2 + 2 * (6 + 3 + 2 + 11 + 20) + 2 * (7 + 8 + 5 + 7 + 4 + 10) + 2 * 8 + 2 * 4 + 17 + 27 + 3 + 2,
+        13 * 2 + 2 * (6 + 3 + 2 + 11 + 20) + 2 * (7 + 8 + 5 + 7 + 4 + 10) + 2 * 8 + 2 * 4 + 17 + 27 + 3 + 2 + 3,
         "{c:#?}"
     );
 }

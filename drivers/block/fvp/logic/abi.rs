@@ -16,7 +16,7 @@ pub const CONTROL_NAME: &str = "fvp-control";
 /// `FVP_IOCTL_MAGIC`: the ioctl type byte.
 pub const IOCTL_MAGIC: u32 = 0xF7;
 /// `FVP_ABI_VERSION`.
-pub const ABI_VERSION: u32 = 5;
+pub const ABI_VERSION: u32 = 6;
 /// `FVP_FEATURE_PASSTHROUGH`: the dm target `fvp` maps I/O to its backing device.
 pub const FEATURE_PASSTHROUGH: u64 = 1 << 0;
 /// `FVP_FEATURE_RAM_POOL`: RAM pools; write-through and write-back (peers=0) volumes.
@@ -47,6 +47,14 @@ pub const CLUSTER_CONFIGURED: u32 = 1 << 0;
 pub const CLUSTER_LISTENING: u32 = 1 << 1;
 /// `FVP_CLUSTER_LEASE`: this host holds its lease (majority).
 pub const CLUSTER_LEASE: u32 = 1 << 2;
+/// `FVP_CLUSTER_JOINT` (ABI 6): an earlier host list is still in force.
+pub const CLUSTER_JOINT: u32 = 1 << 3;
+/// `FVP_CLUSTER_PENDING` (ABI 6): deferred host changes are not yet in force.
+pub const CLUSTER_PENDING: u32 = 1 << 4;
+
+/// `FVP_HOST_DEFER` (ABI 6): a host add or remove is recorded, and put in force with the
+/// next one without it (or `FVP_IOC_CLUSTER_SET`).
+pub const HOST_DEFER: u16 = 1 << 0;
 
 /// `FVP_HOST_SELF`: the host entry is this host.
 pub const HOST_SELF: u32 = 0;
@@ -741,8 +749,8 @@ abi_struct! {
         pub addr: u32,
         /// TCP port, in host byte order; not zero.
         pub port: u16,
-        /// Zero.
-        pub reserved: u16,
+        /// [`HOST_DEFER`] (add and remove), else zero.
+        pub flags: u16,
         /// Fault domain name, NUL-padded: 1 to 31 of `[A-Za-z0-9_.-]`.
         pub domain: [u8; NAME_LEN],
     }
@@ -935,7 +943,7 @@ impl ConfigError {
             ConfigError::TimeoutTooShort => "timeout_ms is less than 3 x heartbeat_ms",
             ConfigError::TimeoutTooLong => "timeout_ms is more than 600000",
             ConfigError::SecretLen => "secret is not 16 to 64 bytes long",
-            ConfigError::Reserved => "reserved field is not zero",
+            ConfigError::Reserved => "reserved field (or unknown flag) is not zero",
             ConfigError::HostId => "host id is not in 1..=64",
             ConfigError::Port => "port is zero",
             ConfigError::Addr => "address is 0.0.0.0",
@@ -1017,7 +1025,7 @@ impl HostReq {
     /// The request for host `id` at `octets`:`port` in fault domain `domain` (a
     /// NUL-padded name, as [`pool_name`] makes). Not validated.
     pub fn new(id: u32, octets: [u8; 4], port: u16, domain: [u8; NAME_LEN]) -> Self {
-        Self { id, addr: u32::from_ne_bytes(octets), port, reserved: 0, domain }
+        Self { id, addr: u32::from_ne_bytes(octets), port, flags: 0, domain }
     }
 
     /// The IPv4 address's octets, most significant first (`10.0.0.1` is `[10, 0, 0, 1]`).
@@ -1038,7 +1046,7 @@ impl HostReq {
         if self.port == 0 {
             return Err(ConfigError::Port);
         }
-        if self.reserved != 0 {
+        if self.flags & !HOST_DEFER != 0 {
             return Err(ConfigError::Reserved);
         }
         if !name_valid(&self.domain) {
@@ -1450,7 +1458,8 @@ mod tests {
         assert_eq!(check(|h| h.id = MAX_HOSTS + 1), Err(ConfigError::HostId));
         assert_eq!(check(|h| h.addr = 0), Err(ConfigError::Addr));
         assert_eq!(check(|h| h.port = 0), Err(ConfigError::Port));
-        assert_eq!(check(|h| h.reserved = 1), Err(ConfigError::Reserved));
+        assert_eq!(check(|h| h.flags = HOST_DEFER), Ok(()));
+        assert_eq!(check(|h| h.flags = 2), Err(ConfigError::Reserved));
         assert_eq!(check(|h| h.domain = [0; NAME_LEN]), Err(ConfigError::Domain));
         assert_eq!(check(|h| h.domain[0] = b'/'), Err(ConfigError::Domain));
         assert!(host_id_valid(1) && host_id_valid(64) && !host_id_valid(0) && !host_id_valid(65));

@@ -18,8 +18,14 @@
 //!
 //! # Rules
 //!
-//! Let `T` be `timeout_ns` and `n` the number of configured hosts; a *majority* is a
-//! count `c` with `2c > n`.
+//! Let `T` be `timeout_ns`. A *majority* is a set of hosts holding more than half of the
+//! hosts of every configuration in force: the configured hosts; the earlier
+//! configurations kept since a change until every configured host has announced the new
+//! one (joint majorities, at most [`JOINT_MAX`]); and the configurations announced by
+//! views received within `T` (so a host that restarted during a change, or a new host,
+//! learns of it). With one configuration in force, and `n` hosts in it, that is a count
+//! `c` with `2c > n`. Configurations are announced in every PING and PONG
+//! ([`View::configured`], [`View::joint`]).
 //!
 //! - **Heard.** Host `h` is heard at `now` when a valid message from it arrived in
 //!   `(now - T, now]`.
@@ -64,7 +70,15 @@ pub struct View {
     pub fenced: u64,
     /// Owners whose volumes the sender is recovering.
     pub recovering: u64,
+    /// The sender's configured hosts (0: not announced).
+    pub configured: u64,
+    /// The sender's earlier configurations still in force (0: unused slot).
+    pub joint: [u64; JOINT_MAX],
 }
+
+/// Earlier configurations a host keeps in force at once (joint majorities), and the
+/// slots of [`View::joint`].
+pub const JOINT_MAX: usize = 2;
 
 /// Why a [`Membership`] could not be built or reconfigured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +93,12 @@ pub enum MembershipError {
     BadConfigured,
     /// A timeout of zero.
     ZeroTimeout,
+    /// A change removing a majority of the hosts of the configuration in force (or of
+    /// an earlier one still in force): the removed hosts alone could hold a majority.
+    RemovesMajority,
+    /// [`JOINT_MAX`] earlier configurations are still in force: some host has not
+    /// applied them yet.
+    ChangeInProgress,
 }
 
 /// One host's membership state machine; see the [module documentation](self).
@@ -86,6 +106,10 @@ pub enum MembershipError {
 pub struct Membership<const N: usize = MAX_HOSTS> {
     local: u32,
     configured: u64,
+    /// Earlier configurations still in force (0: unused slot).
+    joint: [u64; JOINT_MAX],
+    /// Hosts of `configured` whose view announced exactly `configured` since it was set.
+    confirmed: u64,
     timeout: u64,
     fenced: u64,
     recovering: u64,
@@ -113,6 +137,16 @@ fn bit(id: u32) -> u64 {
         1..=64 => 1u64 << (id - 1),
         _ => 0,
     }
+}
+
+/// Whether `count` hosts are a majority of `mask`'s.
+fn mask_count_majority(count: u32, mask: u64) -> bool {
+    count.saturating_mul(2) > mask.count_ones()
+}
+
+/// Whether the hosts of `set` (a subset of `mask`) are a majority of `mask`'s.
+fn mask_majority(set: u64, mask: u64) -> bool {
+    mask_count_majority((set & mask).count_ones(), mask)
 }
 
 /// Host ids of the bits of `mask`.
@@ -150,6 +184,8 @@ impl<const N: usize> Membership<N> {
         Ok(Membership {
             local: local_id,
             configured,
+            joint: [0; JOINT_MAX],
+            confirmed: 0,
             timeout: timeout_ns,
             fenced: configured & !bit(local_id),
             recovering: 0,
@@ -196,25 +232,94 @@ impl<const N: usize> Membership<N> {
         self.timeout.saturating_add(self.timeout / 5)
     }
 
-    /// Changes the configured hosts (`fvpctl host add/remove`). Hosts added start fenced
-    /// and unheard; hosts removed are forgotten.
-    pub fn set_configured(&mut self, configured: u64) -> Result<(), MembershipError> {
+    /// Whether [`set_configured`](Membership::set_configured)`(configured)` would be
+    /// accepted, without changing anything.
+    pub fn check_configured(&self, configured: u64) -> Result<(), MembershipError> {
+        self.joint_after(configured).map(|_| ())
+    }
+
+    /// The earlier configurations in force after a change to `configured` (`None`: no
+    /// change), or why it is refused.
+    fn joint_after(&self, configured: u64) -> Result<Option<[u64; JOINT_MAX]>, MembershipError> {
         if configured & bit(self.local) == 0 {
             return Err(MembershipError::LocalNotConfigured);
         }
         if configured & !Self::all_mask() != 0 {
             return Err(MembershipError::BadConfigured);
         }
+        if configured == self.configured {
+            return Ok(None);
+        }
+        let in_force = core::iter::once(self.configured).chain(self.joint.iter().copied().filter(|&j| j != 0));
+        for mask in in_force {
+            if mask_majority(mask & !configured, mask) {
+                return Err(MembershipError::RemovesMajority);
+            }
+        }
+        // The configuration in force until now joins the earlier ones, less the new.
+        let mut joint = self.joint;
+        for j in joint.iter_mut() {
+            if *j == configured {
+                *j = 0;
+            }
+        }
+        if !joint.contains(&self.configured) {
+            let slot = joint.iter_mut().find(|j| **j == 0).ok_or(MembershipError::ChangeInProgress)?;
+            *slot = self.configured;
+        }
+        Ok(Some(joint))
+    }
+
+    /// Changes the host timeout (`fvpctl cluster set`); everything else is kept.
+    pub fn set_timeout(&mut self, timeout_ns: u64) -> Result<(), MembershipError> {
+        if timeout_ns == 0 {
+            return Err(MembershipError::ZeroTimeout);
+        }
+        self.timeout = timeout_ns;
+        Ok(())
+    }
+
+    /// Changes the configured hosts (`fvpctl host add/remove`, `cluster apply`). Hosts
+    /// added start fenced and unheard; hosts removed are forgotten. The configuration
+    /// in force until now stays in force too (joint majorities: every majority must be
+    /// one of each) until every host of the new one has announced it; see
+    /// `docs/replication.md` section 4. Refused if the removed hosts are a majority of
+    /// a configuration in force, or if [`JOINT_MAX`] earlier ones still are.
+    pub fn set_configured(&mut self, configured: u64) -> Result<(), MembershipError> {
+        let Some(joint) = self.joint_after(configured)? else {
+            return Ok(());
+        };
+        self.joint = joint;
         let added = configured & !self.configured;
         let keep = configured;
         self.configured = configured;
+        self.confirmed = 0;
         self.fenced = (self.fenced & keep) | added;
         self.recovering &= keep;
         self.heard_valid &= keep & !added;
         self.view_valid &= keep & !added;
         self.grant_valid &= keep & !added;
         self.since_valid &= keep & !added;
+        if self.others() == 0 {
+            // Nobody else to wait for.
+            self.joint = [0; JOINT_MAX];
+        }
         Ok(())
+    }
+
+    /// Earlier configurations still in force (0: unused slot).
+    pub fn joint(&self) -> [u64; JOINT_MAX] {
+        self.joint
+    }
+
+    /// Hosts of the configuration that have not announced it yet while an earlier one
+    /// is still in force (0 when none is).
+    pub fn unconfirmed(&self) -> u64 {
+        if self.joint.iter().all(|&j| j == 0) {
+            0
+        } else {
+            self.others() & !self.confirmed
+        }
     }
 
     /// Index of a remote configured host, `None` for anything else.
@@ -230,8 +335,19 @@ impl<const N: usize> Membership<N> {
         self.configured & !bit(self.local)
     }
 
-    fn is_majority(&self, count: u32) -> bool {
-        count.saturating_mul(2) > self.configured.count_ones()
+    /// The configurations whose majorities count at `now`: the local one, the earlier
+    /// ones still in force, and those announced by views received within the timeout (a
+    /// host that restarted during a change learns of it from them).
+    fn masks(&self, now: u64) -> impl Iterator<Item = u64> + '_ {
+        let all = Self::all_mask();
+        let own = core::iter::once(self.configured).chain(self.joint.iter().copied());
+        let announced = self.fresh_views(now).flat_map(|v| core::iter::once(v.configured).chain(v.joint));
+        own.chain(announced).map(move |m| m & all).filter(|&m| m != 0)
+    }
+
+    /// Whether `set` holds a majority of every configuration in force at `now`.
+    fn quorum(&self, set: u64, now: u64) -> bool {
+        self.masks(now).all(|m| mask_majority(set & m, m))
     }
 
     fn within(&self, then: u64, now: u64) -> bool {
@@ -265,6 +381,14 @@ impl<const N: usize> Membership<N> {
             *at = now;
             *v = view;
             self.view_valid |= b;
+        }
+        // A host announcing the local configuration has applied it: once all have, no
+        // host still decides by an earlier one alone, and those go out of force.
+        if view.configured == self.configured {
+            self.confirmed |= b;
+            if self.others() & !self.confirmed == 0 {
+                self.joint = [0; JOINT_MAX];
+            }
         }
     }
 
@@ -417,7 +541,13 @@ impl<const N: usize> Membership<N> {
 
     /// The view to put in an outgoing PING or PONG at `now`.
     pub fn outgoing(&self, now: u64) -> View {
-        View { heard: self.heard(now), fenced: self.fenced, recovering: self.recovering }
+        View {
+            heard: self.heard(now),
+            fenced: self.fenced,
+            recovering: self.recovering,
+            configured: self.configured,
+            joint: self.joint,
+        }
     }
 
     /// Remote hosts heard at `now` and not fenced (the membership part of "up" for
@@ -448,29 +578,38 @@ impl<const N: usize> Membership<N> {
     }
 
     /// Whether the local host holds its lease at `now`: it and the hosts whose grant is
-    /// valid at `now` are a majority of the configured hosts.
+    /// valid at `now` are a majority (of every configuration in force).
     pub fn holds_lease(&self, now: u64) -> bool {
-        self.is_majority(1 + self.grants(now).count_ones())
+        self.quorum(self.grants(now) | bit(self.local), now)
     }
 
     /// Until when the local host holds its lease if nothing changes the grants: the
-    /// end of the grant that completes a majority (0 if it does not hold it at `now`,
-    /// `u64::MAX` if it alone is a majority). For every `t >= now`,
-    /// `holds_lease(t) == (t < lease_until(now))` until the next call that changes state;
-    /// the kernel caches it so that the write path needs no lock to check the lease.
+    /// end of the grant that completes the last majority (0 if it does not hold it at
+    /// `now`, `u64::MAX` if it alone is a majority of every configuration in force). For
+    /// every `t >= now`, until the next call that changes state, `holds_lease(t)`
+    /// implies `t < lease_until(now)`, and the converse holds unless a configuration
+    /// announced only by a view goes out of force meanwhile (which can only make the
+    /// lease easier); the kernel caches it so that the write path needs no lock to
+    /// check the lease.
     pub fn lease_until(&self, now: u64) -> u64 {
-        // Grants needed besides the local host.
-        let need = (0..=self.configured.count_ones()).find(|&g| self.is_majority(1 + g)).unwrap_or(u32::MAX);
-        if need == 0 {
-            return u64::MAX;
+        let mut until = u64::MAX;
+        for mask in self.masks(now) {
+            let local = u32::from(mask & bit(self.local) != 0);
+            // Grants needed from hosts of `mask` besides the local host.
+            let need = (0..=mask.count_ones()).find(|&g| mask_count_majority(g + local, mask)).unwrap_or(u32::MAX);
+            if need == 0 {
+                continue;
+            }
+            let valid = || {
+                ids(self.others() & self.grant_valid & mask)
+                    .filter_map(|id| self.grant_until.get(id as usize - 1).copied())
+                    .filter(move |&u| u > now)
+            };
+            // The largest end `u` with at least `need` grants ending at `u` or later.
+            let end = valid().filter(|&u| valid().filter(|&v| v >= u).count() as u32 >= need).max().unwrap_or(0);
+            until = until.min(end);
         }
-        let valid = || {
-            ids(self.others() & self.grant_valid)
-                .filter_map(|id| self.grant_until.get(id as usize - 1).copied())
-                .filter(move |&u| u > now)
-        };
-        // The largest end `u` with at least `need` grants ending at `u` or later.
-        valid().filter(|&u| valid().filter(|&v| v >= u).count() as u32 >= need).max().unwrap_or(0)
+        until
     }
 
     /// Hosts whose latest view, received within the timeout, has `target` in `fenced`,
@@ -493,7 +632,7 @@ impl<const N: usize> Membership<N> {
     /// at `now` (see [`fencers`](Membership::fencers)). False for the local host and for
     /// unconfigured ids.
     pub fn majority_fences(&self, target: u32, now: u64) -> bool {
-        self.remote(target).is_some() && self.is_majority(self.fencers(target, now).count_ones())
+        self.remote(target).is_some() && self.quorum(self.fencers(target, now), now)
     }
 
     /// Whether the local host may write recovered blocks of `target`'s volumes at `now`:
@@ -519,12 +658,14 @@ impl<const N: usize> Membership<N> {
     }
 
     /// Whether the views received within the timeout that fence the local host are a
-    /// majority of the configured hosts: a peer has taken or may take over the local
+    /// majority of some configuration in force: a peer has taken or may take over the local
     /// host's replicated volumes.
     pub fn fenced_by_majority(&self, now: u64) -> bool {
         let me = bit(self.local);
-        let count = self.fresh_views(now).filter(|v| v.fenced & me != 0).count();
-        self.is_majority(u32::try_from(count).unwrap_or(u32::MAX))
+        let fencers = self.fresh_views_from(now).filter(|(_, v)| v.fenced & me != 0).fold(0, |m, (id, _)| m | bit(id));
+        // Any configuration in force is enough: a takeover needs a majority of one of
+        // them, and this side must not wait for the strictest.
+        self.masks(now).any(|m| mask_majority(fencers & m, m))
     }
 }
 
@@ -544,7 +685,7 @@ mod tests {
     }
 
     fn v(fenced: u64, recovering: u64) -> View {
-        View { heard: 0, fenced, recovering }
+        View { fenced, recovering, ..View::default() }
     }
 
     /// Hears `from` every `T/10` in `[from_t, to_t]`, with its view (`None`: plain
@@ -982,11 +1123,120 @@ mod tests {
 
     // ---- Robustness ----
 
+    fn cv(fenced: u64, configured: u64, joint: [u64; JOINT_MAX]) -> View {
+        View { fenced, configured, joint, ..View::default() }
+    }
+
+    /// Hosts 1-3 configured `{1,2,3}`; host 3 applies `{1..5}` while 1 and 2 have not
+    /// (a rolling change), and is cut from them. Hosts 4 and 5 (already on the new
+    /// configuration) fence host 1 and grant host 3 its lease: a majority of the new
+    /// configuration, disjoint from the old one's {1,2}, where host 1 still holds its
+    /// lease. Joint majorities keep host 3 from acting until 1 or 2 joins it.
+    #[test]
+    fn rolling_change_needs_majorities_of_both_configurations() {
+        const OLD: u64 = 0b00111;
+        const NEW: u64 = 0b11111;
+        let mut x = m(C, OLD);
+        x.set_configured(NEW).unwrap();
+        assert_eq!(x.joint(), [OLD, 0]);
+        assert_eq!(x.unconfirmed(), 0b11011);
+        let mut t = 0;
+        while t <= 4 * T {
+            for from in [4, 5] {
+                x.on_pong(from, t, t, cv(bit(A) | bit(B), NEW, [0; JOINT_MAX]));
+            }
+            x.tick(t);
+            t += T / 10;
+        }
+        assert_eq!(x.fencers(A, t), 0b11100);
+        assert!(!x.majority_fences(A, t), "{{3,4,5}} is no majority of {{1,2,3}}");
+        assert!(!x.holds_lease(t) && !x.takeover_ready(A, t));
+        // Without the old configuration, the new one's majority alone would do.
+        let mut alone = m(C, NEW);
+        let mut t = 0;
+        while t <= 4 * T {
+            for from in [4, 5] {
+                alone.on_pong(from, t, t, cv(bit(A) | bit(B), NEW, [0; JOINT_MAX]));
+            }
+            alone.tick(t);
+            t += T / 10;
+        }
+        assert!(alone.takeover_ready(A, t));
+    }
+
+    #[test]
+    fn joint_ends_when_every_host_announces_the_new_configuration() {
+        const OLD: u64 = 0b0111;
+        const NEW: u64 = 0b1111;
+        let mut x = m(A, OLD);
+        x.set_configured(NEW).unwrap();
+        for (i, from) in [B, C].into_iter().enumerate() {
+            x.on_ping(from, 10 + i as u64, cv(0, NEW, [OLD, 0]));
+        }
+        x.on_ping(4, 12, cv(0, OLD, [0; JOINT_MAX]));
+        assert_eq!(x.joint(), [OLD, 0], "host 4 announced another configuration");
+        assert_eq!(x.unconfirmed(), 0b1000);
+        x.on_ping(4, 13, cv(0, NEW, [0; JOINT_MAX]));
+        assert_eq!(x.joint(), [0; JOINT_MAX]);
+        assert_eq!(x.unconfirmed(), 0);
+        // One host left: nothing to wait for.
+        let mut y = m(A, 0b011);
+        y.set_configured(0b001).unwrap();
+        assert_eq!(y.joint(), [0; JOINT_MAX]);
+    }
+
+    /// A host that knows nothing of a change in progress (new, or restarted) counts the
+    /// configurations the views it receives announce.
+    #[test]
+    fn announced_configurations_count() {
+        const OLD: u64 = 0b00111;
+        const NEW: u64 = 0b11111;
+        let mut x = m(4, NEW);
+        let mut t = 0;
+        while t <= 3 * T {
+            x.on_pong(C, t, t, cv(0, NEW, [OLD, 0]));
+            x.on_pong(5, t, t, cv(0, NEW, [0; JOINT_MAX]));
+            x.tick(t);
+            t += T / 10;
+        }
+        assert!(!x.holds_lease(t), "{{3,4,5}} is no majority of {{1,2,3}}, which host 3 still counts");
+        assert_eq!(x.lease_until(t), 0);
+        x.on_pong(B, t, t, cv(0, NEW, [OLD, 0]));
+        assert!(x.holds_lease(t), "{{2,3}} is a majority of {{1,2,3}}");
+        // The laggard: host 1 still on {1,2,3} counts {1..5} while it hears of it.
+        let mut l = m(A, OLD);
+        l.on_pong(B, t, t, cv(0, OLD, [0; JOINT_MAX]));
+        assert!(l.holds_lease(t));
+        l.on_ping(C, t, cv(0, NEW, [OLD, 0]));
+        assert!(!l.holds_lease(t), "{{1,2}} is no majority of {{1..5}}");
+        l.on_pong(B, t + T, t + T, cv(0, OLD, [0; JOINT_MAX]));
+        assert!(l.holds_lease(t + T), "host 3's view is no longer in force");
+    }
+
+    #[test]
+    fn changes_are_checked() {
+        let mut x = m(A, 0b11111);
+        assert_eq!(x.set_configured(0b00011), Err(MembershipError::RemovesMajority));
+        assert_eq!(x.set_configured(0b1_0000_0000), Err(MembershipError::LocalNotConfigured));
+        assert_eq!(x.configured(), 0b11111);
+        x.set_configured(0b00111).unwrap();
+        // {1,2,3} alone would remove a majority of {1..5}, which is still in force.
+        assert_eq!(x.set_configured(0b00001), Err(MembershipError::RemovesMajority));
+        x.set_configured(0b01111).unwrap();
+        assert_eq!(x.joint(), [0b11111, 0b00111]);
+        assert_eq!(x.set_configured(0b10111), Err(MembershipError::ChangeInProgress));
+        // Going back to a configuration in force frees its slot.
+        x.set_configured(0b00111).unwrap();
+        assert_eq!(x.joint(), [0b11111, 0b01111]);
+        x.set_configured(0b00111).unwrap();
+        assert_eq!(x.joint(), [0b11111, 0b01111]);
+    }
+
     #[derive(Clone, Debug)]
     enum Op {
         Msg(u32, u64),
-        Ping(u32, u64, u64, u64),
-        Pong(u32, u64, u64, u64, u64),
+        Ping(u32, u64, u64, u64, u64),
+        Pong(u32, u64, u64, u64, u64, u64),
         Tick(u64),
         Recovering(u32, bool),
         Configure(u64),
@@ -997,9 +1247,10 @@ mod tests {
         let time = prop_oneof![0u64..20_000, Just(u64::MAX), Just(u64::MAX - 1)];
         prop_oneof![
             (id.clone(), time.clone()).prop_map(|(f, t)| Op::Msg(f, t)),
-            (id.clone(), time.clone(), any::<u64>(), any::<u64>()).prop_map(|(f, t, a, b)| Op::Ping(f, t, a, b)),
-            (id.clone(), time.clone(), time.clone(), any::<u64>(), any::<u64>())
-                .prop_map(|(f, t, e, a, b)| Op::Pong(f, t, e, a, b)),
+            (id.clone(), time.clone(), any::<u64>(), any::<u64>(), any::<u64>())
+                .prop_map(|(f, t, a, b, c)| Op::Ping(f, t, a, b, c)),
+            (id.clone(), time.clone(), time.clone(), any::<u64>(), any::<u64>(), any::<u64>())
+                .prop_map(|(f, t, e, a, b, c)| Op::Pong(f, t, e, a, b, c)),
             time.prop_map(Op::Tick),
             (id, any::<bool>()).prop_map(|(f, on)| Op::Recovering(f, on)),
             any::<u64>().prop_map(Op::Configure),
@@ -1018,8 +1269,14 @@ mod tests {
             for o in ops {
                 match o {
                     Op::Msg(f, t) => { x.on_message(f, t); last = t; }
-                    Op::Ping(f, t, fe, r) => { x.on_ping(f, t, View { heard: 0, fenced: fe, recovering: r }); last = t; }
-                    Op::Pong(f, t, e, fe, r) => { x.on_pong(f, t, e, View { heard: fe, fenced: fe, recovering: r }); last = t; }
+                    Op::Ping(f, t, fe, r, c) => {
+                        x.on_ping(f, t, View { heard: 0, fenced: fe, recovering: r, configured: c, joint: [c >> 8, 0] });
+                        last = t;
+                    }
+                    Op::Pong(f, t, e, fe, r, c) => {
+                        x.on_pong(f, t, e, View { heard: fe, fenced: fe, recovering: r, configured: c, joint: [0, c] });
+                        last = t;
+                    }
                     Op::Tick(t) => { x.tick(t); last = t; }
                     Op::Recovering(f, on) => x.set_recovering(f, on),
                     Op::Configure(c) => { let _ = x.set_configured(c); }

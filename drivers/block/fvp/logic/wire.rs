@@ -37,12 +37,13 @@
 
 use super::auth::{Mac, Nonce, DIGEST_LEN, NONCE_LEN};
 use super::crc32c::Crc32c;
+use super::membership::JOINT_MAX;
 use core::fmt;
 
 /// The header's magic, `"FVPR"` read as a little-endian `u32`.
 pub const MAGIC: u32 = 0x5250_5646;
 /// The protocol version this code speaks.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 /// Length of a message header.
 pub const HEADER_LEN: usize = 32;
 /// Largest payload of any message.
@@ -310,7 +311,7 @@ impl Kind {
             Kind::Challenge => 4 + 4 + NONCE_LEN + DIGEST_LEN,
             Kind::Auth => DIGEST_LEN,
             Kind::Welcome => 0,
-            Kind::Ping | Kind::Pong => 4 * 8,
+            Kind::Ping | Kind::Pong => (5 + JOINT_MAX) * 8,
             Kind::VolumeOpen => 4 + 4 + 8 + NAME_FIELD_LEN,
             Kind::Replicate => REPLICATE_FIXED_LEN,
             Kind::Destaged => DESTAGED_FIXED_LEN,
@@ -700,6 +701,10 @@ pub enum Message<'a> {
         fenced: u64,
         /// Bit `h-1`: host `h`'s volumes are being recovered by the sender.
         recovering: u64,
+        /// Bit `h-1`: host `h` is in the sender's configuration.
+        configured: u64,
+        /// The sender's earlier configurations still in force (0: unused slot).
+        joint: [u64; JOINT_MAX],
     },
     /// Server → client heartbeat reply.
     Pong {
@@ -711,6 +716,10 @@ pub enum Message<'a> {
         fenced: u64,
         /// Bit `h-1`: host `h`'s volumes are being recovered by the sender.
         recovering: u64,
+        /// Bit `h-1`: host `h` is in the sender's configuration.
+        configured: u64,
+        /// The sender's earlier configurations still in force (0: unused slot).
+        joint: [u64; JOINT_MAX],
     },
     /// Client → server: start holding replicas of a volume.
     VolumeOpen {
@@ -838,8 +847,22 @@ impl<'a> Message<'a> {
             }
             Kind::Auth => Message::Auth { mac: r.array()? },
             Kind::Welcome => Message::Welcome,
-            Kind::Ping => Message::Ping { sent_ns: r.u64()?, heard: r.u64()?, fenced: r.u64()?, recovering: r.u64()? },
-            Kind::Pong => Message::Pong { echo_ns: r.u64()?, heard: r.u64()?, fenced: r.u64()?, recovering: r.u64()? },
+            Kind::Ping => Message::Ping {
+                sent_ns: r.u64()?,
+                heard: r.u64()?,
+                fenced: r.u64()?,
+                recovering: r.u64()?,
+                configured: r.u64()?,
+                joint: [r.u64()?, r.u64()?],
+            },
+            Kind::Pong => Message::Pong {
+                echo_ns: r.u64()?,
+                heard: r.u64()?,
+                fenced: r.u64()?,
+                recovering: r.u64()?,
+                configured: r.u64()?,
+                joint: [r.u64()?, r.u64()?],
+            },
             Kind::VolumeOpen => {
                 let volume_id = r.u32()?;
                 let block_size = r.u32()?;
@@ -923,9 +946,12 @@ impl<'a> Message<'a> {
                 w.bytes(&mac);
             }
             Message::Welcome => {}
-            Message::Ping { sent_ns: a, heard, fenced, recovering }
-            | Message::Pong { echo_ns: a, heard, fenced, recovering } => {
-                w.u64(a).u64(heard).u64(fenced).u64(recovering);
+            Message::Ping { sent_ns: a, heard, fenced, recovering, configured, joint }
+            | Message::Pong { echo_ns: a, heard, fenced, recovering, configured, joint } => {
+                w.u64(a).u64(heard).u64(fenced).u64(recovering).u64(configured);
+                for j in joint {
+                    w.u64(j);
+                }
             }
             Message::VolumeOpen { volume_id, block_size, epoch, name } => {
                 if !valid_volume_name(name) {
@@ -1347,7 +1373,14 @@ mod tests {
         let to_server = [
             Message::Hello { cluster_tag: tag, host_id: 2, channel: CHANNEL_DATA, nonce: [0x11; 16] },
             Message::Auth { mac: [0x22; 32] },
-            Message::Ping { sent_ns: 1_000_000, heard: 0b111, fenced: 0, recovering: 0 },
+            Message::Ping {
+                sent_ns: 1_000_000,
+                heard: 0b111,
+                fenced: 0,
+                recovering: 0,
+                configured: 0b111,
+                joint: [0; JOINT_MAX],
+            },
             Message::VolumeOpen { volume_id: 7, block_size: 4096, epoch: 1, name: b"shared0" },
             Message::Replicate { volume_id: 7, block: 3, version: 1, data: &data },
             Message::Destaged { volume_id: 7, entries },
@@ -1357,7 +1390,14 @@ mod tests {
         let to_client = [
             Message::Challenge { host_id: 5, nonce: [0x33; 16], mac: [0x44; 32] },
             Message::Welcome,
-            Message::Pong { echo_ns: 1_000_000, heard: 0b111, fenced: 0b100, recovering: 0 },
+            Message::Pong {
+                echo_ns: 1_000_000,
+                heard: 0b111,
+                fenced: 0b100,
+                recovering: 0,
+                configured: 0b111,
+                joint: [0; JOINT_MAX],
+            },
             Message::Ack { acked_seq: 1, status: 0, value: 1 },
             Message::Ack { acked_seq: 2, status: -2, value: 0 },
         ];
@@ -1401,8 +1441,15 @@ mod tests {
             Message::Challenge { host_id: 3, nonce: [7; 16], mac: [0xab; 32] },
             Message::Auth { mac: [0xcd; 32] },
             Message::Welcome,
-            Message::Ping { sent_ns: 1, heard: 2, fenced: 3, recovering: u64::MAX },
-            Message::Pong { echo_ns: 5, heard: 6, fenced: 7, recovering: 8 },
+            Message::Ping {
+                sent_ns: 1,
+                heard: 2,
+                fenced: 3,
+                recovering: u64::MAX,
+                configured: 0b111,
+                joint: [0; JOINT_MAX]
+            },
+            Message::Pong { echo_ns: 5, heard: 6, fenced: 7, recovering: 8, configured: 0b111, joint: [0; JOINT_MAX] },
             Message::VolumeOpen { volume_id: 4, block_size: 4096, epoch: 99, name: b"vol-a_1.x" },
             Message::Replicate { volume_id: 4, block: 1 << 40, version: 17, data },
             Message::Destaged { volume_id: 4, entries },
@@ -1424,7 +1471,7 @@ mod tests {
         };
         let b = h.encode();
         assert_eq!(&b[0..4], b"FVPR");
-        assert_eq!(b[4], 3);
+        assert_eq!(b[4], 4);
         assert_eq!(b[5], 11);
         assert_eq!(&b[6..8], &[0, 0]);
         assert_eq!(&b[8..12], &24u32.to_le_bytes());
@@ -1568,7 +1615,7 @@ mod tests {
 
     #[test]
     fn header_rejections() {
-        let good = Header { kind: Kind::Ping, flags: 0, payload_len: 32, sender: 1, seq: 1, crc: 0 }.encode();
+        let good = Header { kind: Kind::Ping, flags: 0, payload_len: 56, sender: 1, seq: 1, crc: 0 }.encode();
         assert!(Header::decode(&good).is_ok());
         let with = |off: usize, bytes: &[u8]| {
             let mut b = good;
@@ -1578,7 +1625,8 @@ mod tests {
         assert_eq!(with(0, b"FVPS"), Err(WireError::BadMagic));
         assert_eq!(with(4, &[1]), Err(WireError::BadVersion));
         assert_eq!(with(4, &[2]), Err(WireError::BadVersion));
-        assert_eq!(with(4, &[4]), Err(WireError::BadVersion));
+        assert_eq!(with(4, &[3]), Err(WireError::BadVersion));
+        assert_eq!(with(4, &[5]), Err(WireError::BadVersion));
         assert_eq!(with(4, &[0]), Err(WireError::BadVersion));
         assert_eq!(with(5, &[0]), Err(WireError::UnknownKind));
         assert_eq!(with(5, &[13]), Err(WireError::UnknownKind));
@@ -1603,7 +1651,8 @@ mod tests {
         assert_eq!(len(Kind::VolumeClose, 40), Ok(()));
         assert_eq!(len(Kind::VolumeClose, 8), Err(WireError::BadPayloadLength));
         assert_eq!(len(Kind::Ack, 24), Ok(()));
-        assert_eq!(len(Kind::Pong, 32), Ok(()));
+        assert_eq!(len(Kind::Pong, 56), Ok(()));
+        assert_eq!(len(Kind::Pong, 32), Err(WireError::BadPayloadLength));
         for bs in [512, 1024, 2048, 4096] {
             assert_eq!(len(Kind::Replicate, 24 + bs), Ok(()));
         }
@@ -1707,8 +1756,8 @@ mod tests {
         assert_eq!(enc(Message::Ack { acked_seq: 1, status: -4096, value: 0 }), Err(WireError::BadStatus));
         assert_eq!(enc(Message::Ack { acked_seq: 1, status: -4095, value: 0 }), Ok(()));
         // The low-level encoder checks lengths.
-        assert_eq!(encode_message(Kind::Ping, 1, 1, &[0; 31], &[]).map(|_| ()), Err(WireError::BadFixedLength));
-        assert_eq!(encode_message(Kind::Ping, 1, 1, &[0; 32], &[0]).map(|_| ()), Err(WireError::BadPayloadLength));
+        assert_eq!(encode_message(Kind::Ping, 1, 1, &[0; 55], &[]).map(|_| ()), Err(WireError::BadFixedLength));
+        assert_eq!(encode_message(Kind::Ping, 1, 1, &[0; 56], &[0]).map(|_| ()), Err(WireError::BadPayloadLength));
         assert_eq!(
             encode_message(Kind::Replicate, 1, 1, &[0; 24], &d[..100]).map(|_| ()),
             Err(WireError::BadBlockSize)
@@ -1828,7 +1877,7 @@ mod tests {
         // Requests and replies.
         let d = page(4, 4096);
         let req = [
-            Message::Ping { sent_ns: 1, heard: 0, fenced: 0, recovering: 0 },
+            Message::Ping { sent_ns: 1, heard: 0, fenced: 0, recovering: 0, configured: 0b111, joint: [0; JOINT_MAX] },
             Message::VolumeOpen { volume_id: 1, block_size: 4096, epoch: 1, name: b"v" },
             Message::Replicate { volume_id: 1, block: 0, version: 1, data: &d },
             Message::Destaged { volume_id: 1, entries: DestagedEntries::EMPTY },
@@ -1845,7 +1894,7 @@ mod tests {
             );
         }
         for m in [
-            Message::Pong { echo_ns: 1, heard: 0, fenced: 0, recovering: 0 },
+            Message::Pong { echo_ns: 1, heard: 0, fenced: 0, recovering: 0, configured: 0b111, joint: [0; JOINT_MAX] },
             Message::Ack { acked_seq: 3, status: 0, value: 0 },
         ] {
             let w = wire(&m, server_id, s_seq.next_seq());
@@ -1882,7 +1931,7 @@ mod tests {
     fn nothing_but_the_handshake_before_welcome() {
         let d = page(5, 512);
         let reqs = [
-            Message::Ping { sent_ns: 1, heard: 0, fenced: 0, recovering: 0 },
+            Message::Ping { sent_ns: 1, heard: 0, fenced: 0, recovering: 0, configured: 0b111, joint: [0; JOINT_MAX] },
             Message::VolumeOpen { volume_id: 1, block_size: 512, epoch: 1, name: b"v" },
             Message::Replicate { volume_id: 1, block: 0, version: 1, data: &d },
             Message::VolumeClose { volume_id: 1, name: b"v" },
@@ -1914,7 +1963,8 @@ mod tests {
             Err(WireError::WrongSender)
         );
         // Requests before AUTH is verified.
-        let ping = Message::Ping { sent_ns: 1, heard: 0, fenced: 0, recovering: 0 };
+        let ping =
+            Message::Ping { sent_ns: 1, heard: 0, fenced: 0, recovering: 0, configured: 0b111, joint: [0; JOINT_MAX] };
         assert_eq!(s.check_incoming(&header_of(&wire(&ping, 2, 2))), Err(WireError::UnexpectedKind));
         s.check_incoming(&header_of(&wire(&Message::Auth { mac: [0; 32] }, 2, 2))).unwrap();
         // AUTH accepted but not verified: nothing else gets in.
@@ -1954,7 +2004,7 @@ mod tests {
         assert_eq!(s.next_seq(), 0);
         // The receiver cannot go past u64::MAX.
         let mut r = Session { next_rx_seq: u64::MAX, state: State::Established, ..Session::server() };
-        let h = Header { kind: Kind::Ping, flags: 0, payload_len: 32, sender: 1, seq: u64::MAX, crc: 0 };
+        let h = Header { kind: Kind::Ping, flags: 0, payload_len: 56, sender: 1, seq: u64::MAX, crc: 0 };
         assert_eq!(r.check_incoming(&h), Err(WireError::BadSeq));
     }
 
@@ -1985,8 +2035,22 @@ mod tests {
                 Owned::Challenge(n, m) => Message::Challenge { host_id: sender, nonce: *n, mac: *m },
                 Owned::Auth(m) => Message::Auth { mac: *m },
                 Owned::Welcome => Message::Welcome,
-                Owned::Ping(a, b, c, d) => Message::Ping { sent_ns: *a, heard: *b, fenced: *c, recovering: *d },
-                Owned::Pong(a, b, c, d) => Message::Pong { echo_ns: *a, heard: *b, fenced: *c, recovering: *d },
+                Owned::Ping(a, b, c, d) => Message::Ping {
+                    sent_ns: *a,
+                    heard: *b,
+                    fenced: *c,
+                    recovering: *d,
+                    configured: a ^ d,
+                    joint: [*b, *c],
+                },
+                Owned::Pong(a, b, c, d) => Message::Pong {
+                    echo_ns: *a,
+                    heard: *b,
+                    fenced: *c,
+                    recovering: *d,
+                    configured: b ^ c,
+                    joint: [*d, *a],
+                },
                 Owned::VolumeOpen(v, bs, e, n) => {
                     Message::VolumeOpen { volume_id: *v, block_size: *bs, epoch: *e, name: n }
                 }
