@@ -114,6 +114,9 @@ pub(crate) trait OwnedVolume: Send + Sync {
     /// Runs the volume's owner state machine once, after this heartbeat's membership
     /// changes (`repl.rs`).
     fn heartbeat(&self);
+
+    /// Hosts that hold or may hold its replicas: its peers and stale hosts.
+    fn replica_hosts(&self) -> u64;
 }
 
 /// Module-wide cluster state.
@@ -159,6 +162,9 @@ pub(crate) struct Cluster {
     lease_until_ns: AtomicU64,
     /// When the lease held now has been held for `T + T/5` (`u64::MAX`: not held).
     lease_settled_ns: AtomicU64,
+    /// Hosts whose removal waits for the volumes here to move their replicas off them:
+    /// no longer chosen as peers, and no longer counted as configured by the volumes.
+    leaving: AtomicU64,
 }
 
 /// A removed volume's VOLUME_CLOSE that `hosts` have not confirmed yet.
@@ -196,6 +202,7 @@ impl Cluster {
             first_start: AtomicBool::new(true),
             lease_until_ns: AtomicU64::new(0),
             lease_settled_ns: AtomicU64::new(u64::MAX),
+            leaving: AtomicU64::new(0),
         })
     }
 
@@ -259,6 +266,7 @@ impl Cluster {
             }
             self.check_host_list(&c, h.id, true)?;
             c.hosts.push(host, GFP_KERNEL)?;
+            self.leaving.fetch_and(!placement::host_bit(h.id), Relaxed);
             c.pending = c.settings.is_some();
         }
         if h.flags & abi::HOST_DEFER != 0 {
@@ -317,6 +325,9 @@ impl Cluster {
         if flags & !abi::HOST_DEFER != 0 {
             return Err(EINVAL);
         }
+        // Read before taking the configuration lock: the volumes' own locks are taken
+        // before it on the heartbeat path.
+        let held = self.replica_hosts();
         {
             let mut c = self.cfg.lock();
             let i = c.hosts.iter().position(|x| x.id == id).ok_or(ENOENT)?;
@@ -324,7 +335,19 @@ impl Cluster {
                 return Err(EBUSY);
             }
             self.check_host_list(&c, id, false)?;
+            // A host that holds replicas of a volume here, or may (a stale one, or one
+            // asked to close a removed volume's), would be forgotten by the volume
+            // while it may still take it over with older blocks (the simulator's
+            // host list changes). It leaves once the volume moved off it.
+            let bit = placement::host_bit(id);
+            if held & bit != 0 {
+                if self.leaving.fetch_or(bit, Relaxed) & bit == 0 {
+                    pr_info!("host {}: volumes here are moving their replicas off it before it is removed\n", id);
+                }
+                return Err(EAGAIN);
+            }
             vec::remove(&mut c.hosts, i);
+            self.leaving.fetch_and(!bit, Relaxed);
             c.pending = c.settings.is_some();
         }
         if flags & abi::HOST_DEFER != 0 {
@@ -522,6 +545,13 @@ impl Cluster {
         }
     }
 
+    /// Hosts that hold or may hold replicas of volumes here: their peers, stale hosts,
+    /// and hosts asked to close a removed volume's replicas that have not confirmed.
+    fn replica_hosts(&self) -> u64 {
+        let closing = self.pending_closes.lock().iter().fold(0u64, |m, p| m | p.hosts);
+        self.volumes.lock().iter().fold(closing, |m, (_, v)| m | v.replica_hosts())
+    }
+
     /// Registers a replicated volume with the ticker, under its replication volume id.
     pub(crate) fn add_volume(&self, volume_id: u32, v: Arc<dyn OwnedVolume>) -> Result {
         self.volumes.lock().push((volume_id, v), GFP_KERNEL)?;
@@ -552,9 +582,11 @@ impl Cluster {
             (v, c.settings.map(|s| s.cfg.local_id).unwrap_or(0))
         };
         let fenced = self.members.lock().as_ref().map(|m| m.fenced()).unwrap_or(0);
+        let leaving = self.leaving.load(Relaxed);
         for h in hosts.iter() {
+            let bit = placement::host_bit(h.id);
             let up = h.id == local
-                || (fenced & placement::host_bit(h.id) == 0 && self.link(h.id).is_some_and(|l| l.both_up()));
+                || (fenced & bit == 0 && leaving & bit == 0 && self.link(h.id).is_some_and(|l| l.both_up()));
             out.push(HostEntry { id: h.id, domain: domain_index(&hosts, &h.domain), up }, GFP_KERNEL)?;
         }
         Ok(())
@@ -602,7 +634,8 @@ impl Cluster {
             };
             let fenced = mask(&|id| m.majority_fences(id, now));
             let settled = mask(&|id| m.takeover_ready(id, now));
-            (configured, fenced, settled)
+            // A leaving host is no longer a healthy peer (logic/owner.rs).
+            (configured & !self.leaving.load(Relaxed), fenced, settled)
         };
         let connected = {
             let links = self.links.lock();

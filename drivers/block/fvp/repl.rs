@@ -722,14 +722,17 @@ impl Replication {
         Ok(())
     }
 
+    /// Hosts that hold or may hold this volume's replicas: its peers and stale hosts.
+    pub(crate) fn replica_hosts(&self) -> u64 {
+        let ctx = self.send.lock();
+        ctx.peer_ids.iter().filter(|&&id| id != 0).fold(ctx.owner.stale(), |m, &id| m | placement::host_bit(id))
+    }
+
     /// The volume goes away after a drain: its peers, and the hosts it still counted
     /// stale, drop its replicas. Those that do not confirm are asked again by the
     /// cluster every heartbeat (`Cluster::add_pending_close`).
     pub(crate) fn close(&self) {
-        let mut left = {
-            let ctx = self.send.lock();
-            ctx.peer_ids.iter().filter(|&&id| id != 0).fold(ctx.owner.stale(), |m, &id| m | placement::host_bit(id))
-        };
+        let mut left = self.replica_hosts();
         for id in 1..=64u32 {
             if left & placement::host_bit(id) != 0 && self.close_at(id) {
                 left &= !placement::host_bit(id);

@@ -1218,4 +1218,8 @@ impl OwnedVolume for Volume {
             r.reconcile(self);
         }
     }
+
+    fn replica_hosts(&self) -> u64 {
+        self.repl.as_ref().map_or(0, |r| r.replica_hosts())
+    }
 }

@@ -160,7 +160,8 @@ struct fvp_cluster_info {
  * Adding or removing a host restarts the cluster's connections and puts the new host list in
  * force, jointly with the one before until every host of the new list announces it
  * (FVP_CLUSTER_JOINT); EINVAL if the hosts removed are a majority of a list in force, EBUSY
- * if two earlier lists still are. With FVP_HOST_DEFER (ABI 6) the change is recorded but
+ * if two earlier lists still are. Remove: EAGAIN (ABI 6) while the host holds or may hold
+ * replicas of a volume here: it is no longer chosen as a peer, and leaves once they moved. With FVP_HOST_DEFER (ABI 6) the change is recorded but
  * not in force (FVP_CLUSTER_PENDING) until the next add or remove without it, or
  * FVP_IOC_CLUSTER_SET: a batch of changes becomes one. FVP_IOC_HOST_UPDATE changes
  * only the fault domain of host id, in place: connections, membership and leases stay, and

@@ -3,6 +3,7 @@
 //! Runs many seeds (`make soak`), or replays one with its trace.
 //!
 //! `soak [--peers 1|2] [--seeds N] [--from S] [--seed S] [--events E] [--without-untrust]`
+//! `[--host-list-changes [--without-joint]] [--hosts N]`
 
 use fvp_sim::{run_scenario, run_seed, scenarios, Config};
 use std::time::Instant;
@@ -53,8 +54,15 @@ fn main() {
         }
         // Shows what the peer rule prevents (docs/replication.md, "Untrusted stores").
         cfg.untrust_on_lease_loss = !args.iter().any(|a| a == "--without-untrust");
+        // Rolling host list changes; and what joint majorities prevent.
+        cfg.config_changes = args.iter().any(|a| a == "--host-list-changes");
+        if let Some(n) = get("--hosts") {
+            cfg.hosts = n as usize;
+        }
+        cfg.joint_majorities = !args.iter().any(|a| a == "--without-joint");
         let t = Instant::now();
         let (mut events, mut acked, mut takeovers, mut orphans, mut sim_ns) = (0u64, 0u64, 0u64, 0u64, 0u64);
+        let mut changes = 0u64;
         for seed in from..from + count {
             match run_seed(&cfg, seed) {
                 Ok(r) => {
@@ -62,6 +70,7 @@ fn main() {
                     acked += r.acked;
                     takeovers += r.takeovers;
                     orphans += r.orphans_written;
+                    changes += r.host_list_changes;
                     sim_ns += r.sim_ns;
                     if count == 1 {
                         println!("{r:?}");
@@ -75,7 +84,7 @@ fn main() {
         }
         let s = t.elapsed().as_secs_f64();
         println!(
-            "peers={peers}: {count} seeds from {from}, {failed} failed; {events} events, {acked} acknowledged writes, {takeovers} takeovers, {orphans} orphaned stores written, {:.0} simulated s, in {s:.1} s ({:.0} events/min)",
+            "peers={peers}: {count} seeds from {from}, {failed} failed; {events} events, {acked} acknowledged writes, {takeovers} takeovers, {orphans} orphaned stores written, {changes} host list changes applied, {:.0} simulated s, in {s:.1} s ({:.0} events/min)",
             sim_ns as f64 / 1e9,
             events as f64 / s * 60.0
         );

@@ -45,7 +45,7 @@
 //!   writing orphans its owner waits for with its lease), and writes
 //!   of two different hosts are never in flight at once.
 
-use fvp_logic::membership::{Membership, View};
+use fvp_logic::membership::{Membership, View, JOINT_MAX};
 use fvp_logic::owner::{self, Answer, Ask, Effect, Observation, Owner, Resent, Step, Writable};
 use fvp_logic::placement::{host_bit, place, DomainRule, HostEntry};
 use fvp_logic::replica::{self as rules, LeaseWatch, OpenVerdict, OrphanVerdict};
@@ -121,6 +121,16 @@ pub struct Config {
     pub domains: [u32; MAX_HOSTS],
     /// The volume's domain rule.
     pub rule: DomainRule,
+    /// Each host's host list at the start (index 0 is host 1; 0: every host).
+    pub configured: [u64; MAX_HOSTS],
+    /// Joint majorities across host list changes (`logic/membership.rs`). Off only to
+    /// show what they prevent: a change then restarts the host's membership, as the
+    /// kernel did, and views do not announce host lists.
+    pub joint_majorities: bool,
+    /// Random host list changes: the last host (the last two of five) is removed from
+    /// and added back to the list, one host at a time (a rolling change), a new change sometimes starting
+    /// before every host applied the last one; settling applies the last one to all.
+    pub config_changes: bool,
 }
 
 impl Config {
@@ -138,6 +148,9 @@ impl Config {
             untrust_on_lease_loss: true,
             domains: [0; MAX_HOSTS],
             rule: DomainRule::Same,
+            configured: [0; MAX_HOSTS],
+            joint_majorities: true,
+            config_changes: false,
         }
     }
 }
@@ -173,6 +186,8 @@ pub struct Report {
     pub orphans_written: u64,
     /// Re-protections (epochs opened after the first).
     pub reprotections: u64,
+    /// Host list changes applied by a host.
+    pub host_list_changes: u64,
     /// Blocks destaged.
     pub destaged: u64,
     /// Simulated time (ns).
@@ -337,6 +352,8 @@ struct Host {
     lease_watch: LeaseWatch,
     /// Restarts so far.
     incarnation: u64,
+    /// The host list it was given (kept across a restart).
+    config: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -370,6 +387,8 @@ pub enum Fault {
     Unblock(u32, u32),
     /// The host stalls for this many ms (a VM pause).
     Pause(u32, u64),
+    /// The host is given a new host list (`fvpctl cluster apply` on that host alone).
+    Configure(u32, u64),
 }
 
 #[derive(Clone, Debug)]
@@ -416,6 +435,10 @@ pub struct Sim {
     script: Vec<(u64, Fault)>,
     /// Simulated time at which a scripted run settles.
     settle_at: Option<u64>,
+    /// The host list of the rolling change in progress (`Config::config_changes`).
+    target: u64,
+    /// Hosts the owner is removing from its list, once its volume moved off them.
+    leaving: u64,
     trace: VecDeque<String>,
     report: Report,
 }
@@ -429,14 +452,18 @@ impl Sim {
     pub fn new(cfg: Config, seed: u64) -> Sim {
         assert!((3..=MAX_HOSTS).contains(&cfg.hosts) && (1..=2).contains(&cfg.peers));
         let n = cfg.hosts;
-        let configured = (1..=n as u32).fold(0u64, |m, id| m | host_bit(id));
+        let all = (1..=n as u32).fold(0u64, |m, id| m | host_bit(id));
+        let config_of = |h: usize| match cfg.configured[h] {
+            0 => all,
+            c => c | host_bit(h as u32 + 1),
+        };
         let hosts = (0..n)
             .map(|h| Host {
                 id: h as u32 + 1,
                 alive: true,
                 paused_until: 0,
                 silent_until: 0,
-                mem: Membership::new(h as u32 + 1, configured, TIMEOUT).expect("valid membership"),
+                mem: Membership::new(h as u32 + 1, config_of(h), TIMEOUT).expect("valid membership"),
                 vol: None,
                 stores: vec![],
                 recovered: vec![],
@@ -446,6 +473,7 @@ impl Sim {
                 store_cap: usize::MAX,
                 lease_watch: LeaseWatch::new(),
                 incarnation: 0,
+                config: config_of(h),
             })
             .collect();
         let mut sim = Sim {
@@ -473,12 +501,14 @@ impl Sim {
             faults_on: false,
             script: vec![],
             settle_at: None,
+            target: all,
+            leaving: 0,
             trace: VecDeque::new(),
             report: Report::default(),
             cfg,
         };
         let vid = sim.rng.next_u64() as u32 | 1;
-        let others = (2..=n as u32).fold(0u64, |m, id| m | host_bit(id));
+        let others = sim.hosts[OWNER].config & !host_bit(1);
         sim.hosts[OWNER].vol = Some(new_vol(sim.cfg.peers, vid, others));
         for h in 0..n {
             let t = sim.rng.range(0, HEARTBEAT);
@@ -515,8 +545,12 @@ impl Sim {
         self.hosts[h].alive && self.now >= self.hosts[h].paused_until
     }
 
+    /// Whether `x` and `y` can talk: both up, not cut, and each in the other's host
+    /// list (a host refuses connections from hosts it does not list).
     fn connected(&self, x: usize, y: usize) -> bool {
         x != y
+            && self.hosts[x].config & host_bit(y as u32 + 1) != 0
+            && self.hosts[y].config & host_bit(x as u32 + 1) != 0
             && !self.cut[x.min(y)][x.max(y)]
             && self.hosts[x].alive
             && self.hosts[y].alive
@@ -580,6 +614,13 @@ impl Sim {
                 self.at(t, Ev::Restart(x));
             }
             self.hosts[x].store_cap = usize::MAX;
+        }
+        if self.cfg.config_changes {
+            // The rolling change in progress completes.
+            for x in 0..n {
+                let target = self.target;
+                let _ = self.configure(x, target);
+            }
         }
         self.disk_slow_until = 0;
         self.disk_failing_until = 0;
@@ -732,7 +773,7 @@ impl Sim {
         match msg {
             Msg::Ping { sent, view } => {
                 self.hosts[y].mem.on_ping(from, now, view);
-                let view = self.hosts[y].mem.outgoing(now);
+                let view = self.view(y);
                 self.send(y, x, Msg::Pong { echo: sent, view });
             }
             Msg::Pong { echo, view } => {
@@ -864,7 +905,9 @@ impl Sim {
     fn observation(&self, h: usize) -> Observation {
         let host = &self.hosts[h];
         let now = self.now;
-        let configured = host.mem.configured();
+        // A host the owner is removing is no longer a healthy peer (cluster.rs).
+        let leaving = if h == OWNER { self.leaving } else { 0 };
+        let configured = host.mem.configured() & !leaving;
         let mut fenced_by_majority = 0;
         let mut fence_settled = 0;
         let mut connected = 0;
@@ -881,7 +924,7 @@ impl Sim {
             if conn {
                 connected |= host_bit(id);
             }
-            let up = y == h || (host.mem.fenced() & host_bit(id) == 0 && conn);
+            let up = y == h || (host.mem.fenced() & host_bit(id) == 0 && leaving & host_bit(id) == 0 && conn);
             entries.push(HostEntry { id, domain: self.cfg.domains[y], up });
         }
         let placement = match place(VOLUME, host.id, &entries, self.cfg.peers, self.cfg.rule) {
@@ -905,6 +948,16 @@ impl Sim {
         }
     }
 
+    /// Host `h`'s view for a PING or PONG now (without host lists under the old rule).
+    fn view(&self, h: usize) -> View {
+        let v = self.hosts[h].mem.outgoing(self.now);
+        if self.cfg.joint_majorities {
+            v
+        } else {
+            View { configured: 0, joint: [0; JOINT_MAX], ..v }
+        }
+    }
+
     /// Whether the owner may act on its lease (acknowledge, write the disk).
     fn owner_lease(&self) -> bool {
         let m = &self.hosts[OWNER].mem;
@@ -917,7 +970,7 @@ impl Sim {
         // Heartbeats.
         for y in 0..self.cfg.hosts {
             if y != h {
-                let view = self.hosts[h].mem.outgoing(now);
+                let view = self.view(h);
                 self.send(h, y, Msg::Ping { sent: now, view });
             }
         }
@@ -1719,6 +1772,50 @@ impl Sim {
                 let h = ix(h);
                 self.hosts[h].paused_until = self.hosts[h].paused_until.max(self.now + ms * MS);
             }
+            Fault::Configure(h, mask) => self.configure(ix(h), mask)?,
+        }
+        Ok(())
+    }
+
+    /// Host `h` is given the host list `mask`: connections to hosts no longer listed on
+    /// both sides break.
+    fn configure(&mut self, h: usize, mask: u64) -> Result<(), Violation> {
+        let mask = mask | host_bit(h as u32 + 1);
+        if mask == self.hosts[h].config {
+            return Ok(());
+        }
+        if h == OWNER {
+            // The kernel's rule (cluster.rs, remove_host): a host that holds or may hold
+            // the volume's replicas is not removed; it leaves once the volume moved off.
+            self.leaving &= !mask;
+            let removed = self.hosts[h].config & !mask;
+            let held = self.hosts[h]
+                .vol
+                .as_ref()
+                .map_or(0, |v| v.m.peers().iter().filter(|&&id| id != 0).fold(v.m.stale(), |m, &id| m | host_bit(id)));
+            if removed & held != 0 {
+                self.leaving |= removed & held;
+                self.log(format!("host 1 waits for its volume to move off hosts {:#b}", removed & held));
+                return Ok(());
+            }
+        }
+        let before: Vec<bool> = (0..self.cfg.hosts).map(|y| self.connected(h, y)).collect();
+        if self.cfg.joint_majorities {
+            if let Err(e) = self.hosts[h].mem.set_configured(mask) {
+                self.log(format!("host {} refuses host list {mask:#b}: {e:?}", h + 1));
+                return Ok(());
+            }
+        } else {
+            let id = self.hosts[h].id;
+            self.hosts[h].mem = Membership::new(id, mask, TIMEOUT).expect("valid membership");
+        }
+        self.hosts[h].config = mask;
+        self.report.host_list_changes += 1;
+        self.log(format!("host {} applies host list {mask:#b}", h + 1));
+        for (y, was) in before.into_iter().enumerate() {
+            if was && !self.connected(h, y) {
+                self.break_conn(h, y)?;
+            }
         }
         Ok(())
     }
@@ -1738,6 +1835,18 @@ impl Sim {
         let n = self.cfg.hosts;
         let x = self.rng.range(0, n as u64 - 1) as usize;
         let y = (x + self.rng.range(1, n as u64 - 1) as usize) % n;
+        if self.cfg.config_changes && self.rng.chance(250) {
+            if self.rng.chance(250) {
+                // A new change: the last host (the last two of five) leaves the list,
+                // or comes back. Changes of one host keep every majority of the old
+                // list and of the new one intersecting; two of five do not.
+                self.target ^= host_bit(n as u32) | if n >= 5 { host_bit(n as u32 - 1) } else { 0 };
+                self.log(format!("FAULT new host list {:#b}", self.target));
+            }
+            let target = self.target;
+            let _ = self.configure(x, target);
+            return;
+        }
         match self.rng.range(0, 11) {
             0 if self.hosts[x].alive => {
                 self.log(format!("FAULT crash host {}", x + 1));
@@ -1819,7 +1928,7 @@ impl Sim {
         if self.hosts[h].alive {
             return;
         }
-        let configured = (1..=self.cfg.hosts as u32).fold(0u64, |m, id| m | host_bit(id));
+        let configured = self.hosts[h].config;
         let host = &mut self.hosts[h];
         host.alive = true;
         host.paused_until = 0;
@@ -1841,6 +1950,22 @@ impl Sim {
     // ---- properties ----
 
     fn check(&self) -> Result<(), Violation> {
+        // P4, whatever failed: never may the owner act on its lease while another host
+        // holding trusted replicas of its volume may take it over (the two majorities
+        // behind them always share a host, which grants one and fences the other).
+        if self.owner_lease() {
+            for h in 1..self.cfg.hosts {
+                let host = &self.hosts[h];
+                let mut stores = host.stores.iter().chain(host.recovery.iter().flat_map(|r| r.stores.iter()));
+                if self.running(h) && stores.any(|s| s.owner == 1 && s.trusted) && host.mem.takeover_ready(1, self.now)
+                {
+                    return Err(self.violation(format!(
+                        "P4: host 1 holds its lease while host {} may take its volume over",
+                        h + 1
+                    )));
+                }
+            }
+        }
         if self.failures() > self.cfg.peers {
             return Ok(());
         }
@@ -1931,6 +2056,7 @@ pub use owner::State;
 
 /// A scripted scenario: a hole found by reading, replayed deterministically (random
 /// faults rarely line up the steps it needs).
+#[derive(Clone, Debug)]
 pub struct Scenario {
     /// What it shows.
     pub name: &'static str,
@@ -1941,6 +2067,10 @@ pub struct Scenario {
     /// When it settles (ms).
     pub settle_ms: u64,
 }
+
+/// The rolling change scenario's host lists: before and after.
+const OLD_LIST: u64 = 0b00111;
+const NEW_LIST: u64 = 0b11111;
 
 /// The scripted scenarios, each for the hole it names (`docs/replication.md`).
 pub fn scenarios() -> Vec<Scenario> {
@@ -1953,6 +2083,18 @@ pub fn scenarios() -> Vec<Scenario> {
     degraded_cfg.domains = [0, 1, 2, 0, 0];
     degraded_cfg.rule = DomainRule::Different;
     degraded_cfg.blocks = 64;
+    // Five hosts: 1 to 3 run on the host list {1,2,3}; 4 and 5, new, on {1..5}. The
+    // owner's eligible peers are hosts 2 and 3 (another fault domain); placement picks
+    // `first`, and `second` when `first` is lost.
+    let mut rolling_cfg = Config::new(1);
+    rolling_cfg.hosts = 5;
+    rolling_cfg.domains = [0, 1, 1, 0, 0];
+    rolling_cfg.rule = DomainRule::Different;
+    rolling_cfg.configured = [OLD_LIST, OLD_LIST, OLD_LIST, NEW_LIST, NEW_LIST];
+    let old_hosts: Vec<HostEntry> =
+        (1..=3).map(|id| HostEntry { id, domain: rolling_cfg.domains[id as usize - 1], up: true }).collect();
+    let first = place(VOLUME, 1, &old_hosts, 1, DomainRule::Different).map_or(3, |p| p.as_slice()[0]);
+    let second = 5 - first;
     vec![
         Scenario {
             // The owner starts cut from its preferred peer P, so Q holds its replicas.
@@ -1983,6 +2125,34 @@ pub fn scenarios() -> Vec<Scenario> {
             cfg: degraded_cfg,
             script: vec![(9_000, Fault::Crash(3)), (12_500, Fault::Cut(1, 2)), (22_000, Fault::Crash(1))],
             settle_ms: 32_000,
+        },
+        Scenario {
+            // A rolling host list change: the owner's peer applies {1..5} first and
+            // keeps replicating the owner's writes. Then it is cut from hosts 1 and 2,
+            // which still run on {1,2,3}: the owner keeps its lease through the other
+            // (a majority of {1,2,3}), re-protects its volume on it and resumes writes
+            // once the majority fence of the cut peer has stood its wait; the cut peer
+            // and hosts 4 and 5 are a majority of {1..5} that fences the owner.
+            // Without joint majorities the cut peer takes over and writes its older
+            // replicas over newer blocks the owner destaged meanwhile (P2); with them
+            // it also needs a majority of {1,2,3}, which it cannot have. Then the cut
+            // heals and hosts 1 and the other apply the new list.
+            name: "a rolling host list change",
+            cfg: rolling_cfg,
+            script: vec![
+                (10_000, Fault::Configure(first, NEW_LIST)),
+                // The owner stops hearing its peer 2 s before the peer stops hearing
+                // the owner, so that the owner's writes resume before the takeover.
+                (20_000, Fault::Cut(second, first)),
+                (20_000, Fault::Block(first, 1)),
+                (22_000, Fault::Cut(1, first)),
+                (34_000, Fault::Unblock(first, 1)),
+                (34_000, Fault::Heal(1, first)),
+                (34_000, Fault::Heal(second, first)),
+                (36_000, Fault::Configure(1, NEW_LIST)),
+                (38_000, Fault::Configure(second, NEW_LIST)),
+            ],
+            settle_ms: 46_000,
         },
     ]
 }

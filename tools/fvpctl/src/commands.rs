@@ -19,7 +19,7 @@ use crate::cli::{
     PoolCommand, PoolName, ResizeArgs, StatsArgs, VolumeCommand,
 };
 use crate::cluster::{self, ClusterFile, Plan};
-use crate::error::Error;
+use crate::error::{Error, HOST_LEAVING_WAIT_S};
 use crate::metrics::Rates;
 use crate::output::{self, ApplyReport, MemberAction, PoolAction, VolumeView};
 use crate::sys::{self, ControlDevice, DmDevice};
@@ -600,7 +600,23 @@ fn apply_plan(ctx: &Context<'_>, cfg: &ClusterCfg, plan: &Plan) -> Result<(), Er
     let (removals, additions): (Vec<_>, Vec<_>) =
         host_changes.iter().enumerate().partition(|(_, (command, _))| *command == Ioctl::HostRemove);
     for (i, (command, host)) in removals {
-        step(ctx.host_request(*command, &HostReq { flags: flags(i), ..**host }))?;
+        let request = HostReq { flags: flags(i), ..**host };
+        // A host holding replicas of volumes here leaves once they moved off it.
+        let deadline = Instant::now() + Duration::from_secs(HOST_LEAVING_WAIT_S);
+        let mut said = false;
+        let result = loop {
+            match ctx.host_request(*command, &request) {
+                Err(Error::HostLeaving { id, .. }) if Instant::now() < deadline => {
+                    if !said {
+                        eprintln!("waiting for replicated volumes to move their replicas off host {id}");
+                        said = true;
+                    }
+                    thread::sleep(Duration::from_millis(500));
+                }
+                result => break result,
+            }
+        };
+        step(result)?;
     }
     for device in plan.devices.iter().filter_map(|c| c.removed()) {
         step(ctx.device_request(Ioctl::DeviceRemove, device))?;

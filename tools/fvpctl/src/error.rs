@@ -17,6 +17,10 @@ use crate::units::{format_bytes, format_seconds};
 /// Exit status of a `volume drain` that timed out, so scripts can tell it from errors.
 pub const EXIT_TIMEOUT: u8 = 3;
 
+/// How long `cluster apply` waits for volumes to move their replicas off a host it
+/// removes (`FVP_IOC_HOST_REMOVE` answering EAGAIN).
+pub const HOST_LEAVING_WAIT_S: u64 = 120;
+
 /// A system call fvpctl made on the control device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operation {
@@ -266,6 +270,13 @@ pub enum Error {
     )]
     HostBusy { id: u32 },
 
+    /// `FVP_IOC_HOST_REMOVE`: EAGAIN (ABI 6).
+    #[error(
+        "host {id} still holds (or may hold) replicas of replicated volumes on this host (EAGAIN): \
+         they are moving off it; try again (cluster apply waits up to {wait_s} s)"
+    )]
+    HostLeaving { id: u32, wait_s: u64 },
+
     /// `FVP_IOC_HOST_ADD`: EBUSY.
     #[error(
         "cannot add host {id} (EBUSY): two earlier host lists are still in force (a host has \
@@ -384,6 +395,7 @@ impl Error {
             (Command::HostRemove, Errno::EBUSY) => Error::HostBusy { id },
             (Command::HostAdd, Errno::EBUSY) => Error::HostListBusy { id },
             (Command::HostRemove, Errno::EINVAL) => Error::RemovesMajority { id },
+            (Command::HostRemove, Errno::EAGAIN) => Error::HostLeaving { id, wait_s: HOST_LEAVING_WAIT_S },
             _ => Error::from_ioctl(command, errno, device),
         }
     }

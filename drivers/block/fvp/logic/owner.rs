@@ -32,11 +32,15 @@
 //!   it could write over newer blocks at a takeover. A peer that re-protection leaves
 //!   out of the new set becomes stale the same way, healthy or not. A stale peer stops
 //!   being one once a majority fenced it for the takeover wait (a fence seen at one
-//!   instant may combine views of different times), once it left the configuration, once it
+//!   instant may combine views of different times), once it
 //!   confirmed a VOLUME_CLOSE (asked each tick while it is reachable and not chosen, but
 //!   only when the volume is `protected` or has no dirty block: its replicas may be the
 //!   only other copy of blocks still dirty), or once it confirmed the VOLUME_OPEN of a
-//!   new epoch (chosen again).
+//!   new epoch (chosen again). Leaving the configuration is not enough: a host removed
+//!   from this host's list may still run on a list with this one, and take the volume
+//!   over with its older replicas (found by the simulator's host list changes); the
+//!   kernel removes a host only once it is neither a peer nor stale, and counts a host
+//!   being removed as unconfigured meanwhile, so that it stops being a healthy peer.
 //! - **Writes.** No write starts or completes while a peer is stale or the lease is
 //!   missing. `protected` and `reprotecting` replicate (write-back), `degraded` writes
 //!   through, `fenced` fails.
@@ -510,7 +514,7 @@ impl Owner {
             if self.stale & bit == 0 {
                 continue;
             }
-            if obs.fence_settled & bit != 0 || obs.configured & bit == 0 {
+            if obs.fence_settled & bit != 0 {
                 self.stale &= !bit;
                 continue;
             }
@@ -944,11 +948,14 @@ mod tests {
     }
 
     #[test]
-    fn stale_cleared_by_fence_or_removal() {
+    fn stale_cleared_by_fence_not_by_removal() {
         let mut o = protected(1, [2, 0]);
         run(&mut o, obs(0b100, None), ok);
         assert_eq!(o.stale(), 0b10);
+        // Host 2 left the list here, but may still run on one with this host.
         run(&mut o, Observation { configured: 0b101, ..obs(0b100, None) }, ok);
+        assert_eq!(o.stale(), 0b10);
+        run(&mut o, Observation { configured: 0b101, fence_settled: 0b10, ..obs(0b100, None) }, ok);
         assert_eq!(o.stale(), 0);
     }
 
