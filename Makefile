@@ -57,7 +57,7 @@ test: bootstrap
 SEEDS ?= 20000
 soak:
 	cargo run --release --locked -p fvp-sim --example soak -- --seeds $(SEEDS) --from 1000
-	cargo run --release --locked -p fvp-sim --example soak -- --host-list-changes --seeds $(SEEDS) --from 1000
+	cargo run --release --locked -p fvp-sim --example soak -- --host-list-changes --hosts 5 --seeds $(SEEDS) --from 1000
 	cargo run --release --locked -p fvp-sim --example soak -- --scenarios --seeds 200
 
 demo: bootstrap

@@ -4,7 +4,7 @@
 . ../lib/ktap.sh
 . ../lib/fvp.sh
 . ../lib/cluster.sh
-ktap_plan 5
+if [ "$FVP_NODE" = 1 ]; then ktap_plan 10; else ktap_plan 5; fi
 fvp_load
 fvp_pool_create cp 64M
 cluster_write_toml "$CLUSTER_SECRET"
@@ -36,4 +36,27 @@ ktap_check "all three hosts are up within 120 s" cluster_wait_up 3 120
 ktap_check "this host holds its lease" test "$(cluster_json '.cluster.flags | index("lease") != null')" = true
 fvpctl cluster show
 barrier formed
+if [ "$FVP_NODE" = 1 ]; then
+  # A host list change applied on this host alone (hosts 4 and 5, which do not exist,
+  # join the list; one change: fvpctl defers all but the last): the list before stays
+  # in force (joint majorities), and the lease holds with hosts 2 and 3, a majority of
+  # both lists. Putting the list back ends the joint state once hosts 2 and 3 announce
+  # it in their heartbeats.
+  cp "$CLUSTER_TOML" /tmp/five.toml
+  for n in 4 5; do printf '[[host]]\nid = %s\naddr = "10.77.0.%s:7790"\ndomain = "d%s"\n' "$n" "$n" "$n" >>/tmp/five.toml; done
+  ktap_check "a change adding two hosts is applied" fvpctl cluster apply /tmp/five.toml --local-id 1
+  ktap_check "the list before stays in force, no change is left pending" \
+    test "$(cluster_json '.cluster.flags | (index("joint") != null) and (index("pending") == null)')" = true
+  t=0
+  until [ "$(cluster_json '.cluster.flags | index("lease") != null')" = true ] || [ $t -ge 30 ]; do sleep 1; t=$((t + 1)); done
+  ktap_check "the lease holds with hosts 2 and 3" test "$(cluster_json '.cluster.flags | index("lease") != null')" = true
+  ktap_check "the list is put back" fvpctl cluster apply "$CLUSTER_TOML" --local-id 1
+  t=0
+  until [ "$(cluster_json '.cluster.flags | index("joint") == null')" = true ] || [ $t -ge 30 ]; do sleep 1; t=$((t + 1)); done
+  ktap_check "the joint state ends once hosts 2 and 3 announce the list" \
+    test "$(cluster_json '.cluster.flags | index("joint") == null')" = true
+  ktap_info "joint state ended after ${t} s"
+  cluster_wait_up 3 60 || ktap_info "not all hosts up again within 60 s"
+fi
+barrier reverted
 ktap_finish
