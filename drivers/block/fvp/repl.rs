@@ -70,6 +70,8 @@ pub(crate) struct Replication {
     state: AtomicU32,
     /// `owner.stale() != 0`, published likewise.
     has_stale: AtomicBool,
+    /// `owner.reads_held()`, published likewise: the read path's check.
+    reads_held: AtomicBool,
     /// `owner.epoch()`, published likewise.
     pub(crate) epoch: AtomicU64,
     /// `owner.peer_set_gen()`, published likewise.
@@ -137,6 +139,7 @@ impl Replication {
                 rule,
                 state: AtomicU32::new(owner.state().abi()),
                 has_stale: AtomicBool::new(owner.stale() != 0),
+                reads_held: AtomicBool::new(owner.reads_held()),
                 epoch: AtomicU64::new(0),
                 peer_set_gen: AtomicU64::new(0),
                 version: AtomicU64::new(0),
@@ -175,6 +178,7 @@ impl Replication {
             }
         }
         self.has_stale.store(ctx.owner.stale() != 0, Relaxed);
+        self.reads_held.store(ctx.owner.reads_held(), Release);
         self.epoch.store(ctx.owner.epoch(), Relaxed);
         self.peer_set_gen.store(ctx.owner.peer_set_gen(), Release);
         self.state.store(ctx.owner.state().abi(), Relaxed);
@@ -224,6 +228,29 @@ impl Replication {
         let mut verdict = None;
         while !self.changed.wait_timeout_ms(WAIT_BOUND_MS, || {
             verdict = self.writable_now();
+            verdict.is_some()
+        }) {}
+        verdict.unwrap_or(Err(EIO))
+    }
+
+    /// Whether a read that misses the cache must wait (`Owner::reads_held`): a host may
+    /// still hold an orphan of an earlier incarnation of the volume, with acknowledged
+    /// blocks newer than the backing device's.
+    pub(crate) fn reads_held(&self) -> bool {
+        self.reads_held.load(Acquire)
+    }
+
+    /// Sleeps until reads need not wait; `EIO` if the volume is fenced meanwhile.
+    pub(crate) fn wait_readable(&self) -> Result {
+        let mut verdict = None;
+        while !self.changed.wait_timeout_ms(WAIT_BOUND_MS, || {
+            verdict = if self.state() == abi::REPL_FENCED {
+                Some(Err(EIO))
+            } else if !self.reads_held() {
+                Some(Ok(()))
+            } else {
+                None
+            };
             verdict.is_some()
         }) {}
         verdict.unwrap_or(Err(EIO))

@@ -364,6 +364,10 @@ impl Volume {
             return MapResult::submitted();
         }
         Stats::add(&self.stats.read_misses, u64::from(missing.count_ones()));
+        if self.repl.as_ref().is_some_and(|r| r.reads_held()) {
+            // The backing device may be older than an orphan a host still holds.
+            return IoOp::start_held_read(self, rel_sector, bio, start);
+        }
         IoOp::start_read(self, rel_sector, bio, &spans, missing, start)
     }
 
@@ -781,6 +785,40 @@ impl IoOp {
         start: Ktime,
     ) -> MapResult {
         let op = IoOp::new(volume, OpKind::Read, rel_sector, bio, start, 0);
+        op.read_blocks(spans, missing);
+        op.put();
+        MapResult::submitted()
+    }
+
+    /// A read of a replicated volume whose misses must wait (`Replication::reads_held`):
+    /// all of it runs in `send_work`, which may sleep.
+    fn start_held_read(volume: &Arc<Volume>, rel_sector: u64, bio: DmBio, start: Ktime) -> MapResult {
+        let op = IoOp::new(volume, OpKind::Read, rel_sector, bio, start, 0);
+        let shared = volume.pool.shared.clone();
+        let _ = shared.wq.enqueue::<_, 1>(op);
+        MapResult::submitted()
+    }
+
+    fn run_held_read(self: OpRef) {
+        let volume = self.volume.clone();
+        if volume.repl.as_ref().is_some_and(|r| r.wait_readable().is_err()) {
+            self.failed.store(true, Relaxed);
+        } else {
+            let (rel_sector, size) = self.range;
+            let spans = Spans::new(volume.id, rel_sector, size);
+            let all = if spans.count >= 64 { u64::MAX } else { (1u64 << spans.count) - 1 };
+            // Blocks cached meanwhile are copied, the others filled or read.
+            self.read_blocks(&spans, all);
+        }
+        self.put();
+    }
+
+    /// Serves the blocks of `missing` (bit i: the bio's i-th) of a read: from the pool
+    /// if they are there now, else filled into it from the backing device, else read
+    /// straight into the bio.
+    fn read_blocks(self: &OpRef, spans: &Spans, missing: u64) {
+        let op = self;
+        let volume = &self.volume;
         let pool = &volume.pool;
         let mut direct: u64 = 0;
         {
@@ -791,7 +829,7 @@ impl IoOp {
                 let _noio = NoIoScope::enter();
                 state.fills.reserve(missing.count_ones() as usize, GFP_KERNEL).is_ok()
             };
-            let Some(bio) = state.bio.as_mut() else { return MapResult::submitted() };
+            let Some(bio) = state.bio.as_mut() else { return };
             for i in 0..spans.count {
                 if missing & (1 << i) == 0 {
                     continue;
@@ -852,8 +890,6 @@ impl IoOp {
             // Blocks the pool could not take: read straight into the bio.
             op.submit_direct(bio, spans, direct);
         }
-        op.put();
-        MapResult::submitted()
     }
 
     /// Sends the bio's blocks in `mask` to the backing device, one clone per run.
@@ -1072,7 +1108,9 @@ impl WorkItem<1> for IoOp {
     fn run(this: OpRef) {
         // On the I/O path: reclaim must not wait for I/O (see `NoIoScope`).
         let _noio = NoIoScope::enter();
-        if this.volume.repl.is_some() {
+        if this.kind == OpKind::Read {
+            this.run_held_read();
+        } else if this.volume.repl.is_some() {
             this.run_replicated();
         } else {
             this.run_ordered();

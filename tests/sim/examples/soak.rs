@@ -3,7 +3,7 @@
 //! Runs many seeds (`make soak`), or replays one with its trace.
 //!
 //! `soak [--peers 1|2] [--seeds N] [--from S] [--seed S] [--events E] [--without-untrust]`
-//! `[--host-list-changes [--without-joint]] [--hosts N]`
+//! `[--host-list-changes [--without-joint]] [--hosts N] [--without-read-hold]`
 
 use fvp_sim::{run_scenario, run_seed, scenarios, Config};
 use std::time::Instant;
@@ -60,9 +60,11 @@ fn main() {
             cfg.hosts = n as usize;
         }
         cfg.joint_majorities = !args.iter().any(|a| a == "--without-joint");
+        // And what holding reads while an orphan may exist prevents.
+        cfg.hold_reads = !args.iter().any(|a| a == "--without-read-hold");
         let t = Instant::now();
         let (mut events, mut acked, mut takeovers, mut orphans, mut sim_ns) = (0u64, 0u64, 0u64, 0u64, 0u64);
-        let mut changes = 0u64;
+        let (mut changes, mut reads, mut held) = (0u64, 0u64, 0u64);
         for seed in from..from + count {
             match run_seed(&cfg, seed) {
                 Ok(r) => {
@@ -71,6 +73,8 @@ fn main() {
                     takeovers += r.takeovers;
                     orphans += r.orphans_written;
                     changes += r.host_list_changes;
+                    reads += r.reads;
+                    held += r.reads_held;
                     sim_ns += r.sim_ns;
                     if count == 1 {
                         println!("{r:?}");
@@ -84,7 +88,7 @@ fn main() {
         }
         let s = t.elapsed().as_secs_f64();
         println!(
-            "peers={peers}: {count} seeds from {from}, {failed} failed; {events} events, {acked} acknowledged writes, {takeovers} takeovers, {orphans} orphaned stores written, {changes} host list changes applied, {:.0} simulated s, in {s:.1} s ({:.0} events/min)",
+            "peers={peers}: {count} seeds from {from}, {failed} failed; {events} events, {acked} acknowledged writes, {takeovers} takeovers, {orphans} orphaned stores written, {changes} host list changes applied, {reads} reads checked ({held} held), {:.0} simulated s, in {s:.1} s ({:.0} events/min)",
             sim_ns as f64 / 1e9,
             events as f64 / s * 60.0
         );

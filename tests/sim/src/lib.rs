@@ -131,6 +131,9 @@ pub struct Config {
     /// and added back to the list, one host at a time (a rolling change), a new change sometimes starting
     /// before every host applied the last one; settling applies the last one to all.
     pub config_changes: bool,
+    /// Reads that miss wait while a host stale since the volume's creation may hold an
+    /// orphan (`Owner::reads_held`). Off only to show what it prevents.
+    pub hold_reads: bool,
 }
 
 impl Config {
@@ -151,6 +154,7 @@ impl Config {
             configured: [0; MAX_HOSTS],
             joint_majorities: true,
             config_changes: false,
+            hold_reads: true,
         }
     }
 }
@@ -188,6 +192,13 @@ pub struct Report {
     pub reprotections: u64,
     /// Host list changes applied by a host.
     pub host_list_changes: u64,
+    /// Reads checked against P5.
+    pub reads: u64,
+    /// Reads that waited (`Owner::reads_held`).
+    pub reads_held: u64,
+    /// Reads older than an acknowledged write whose newer copies are all in untrusted
+    /// stores (awaiting the operator, as `awaiting_operator`).
+    pub reads_awaiting_operator: u64,
     /// Blocks destaged.
     pub destaged: u64,
     /// Simulated time (ns).
@@ -663,6 +674,7 @@ impl Sim {
             Ev::Client => {
                 if !self.defer(OWNER, &Ev::Client) {
                     if self.running(OWNER) {
+                        self.client_read()?;
                         self.client_write()?;
                     }
                     let t = self.now + self.rng.range(5 * MS, 60 * MS);
@@ -946,6 +958,49 @@ impl Sim {
             placement,
             clean: host.vol.as_ref().is_none_or(|v| v.dirty.is_empty()),
         }
+    }
+
+    /// P5: a read at the owner acting on its lease returns a block at least as new as
+    /// its latest acknowledged write: from the pool if dirty there, else from the disk
+    /// (a miss). It reads the block of the event count, so that the seeded sequence of
+    /// random choices stays the same.
+    fn client_read(&mut self) -> Result<(), Violation> {
+        if !self.owner_lease() || self.failures() > self.cfg.peers {
+            return Ok(());
+        }
+        let block = self.report.events % self.cfg.blocks;
+        let Some(v) = self.hosts[OWNER].vol.as_ref() else { return Ok(()) };
+        if v.m.state() == State::Fenced {
+            return Ok(());
+        }
+        let cached = v.dirty.get(&block).copied();
+        if cached.is_none() && v.m.reads_held() && self.cfg.hold_reads {
+            self.report.reads_held += 1;
+            return Ok(());
+        }
+        let seen = cached.or_else(|| self.disk.get(&block).copied()).unwrap_or(0);
+        self.report.reads += 1;
+        let Some(&wid) = self.acked.get(&block) else { return Ok(()) };
+        if seen >= wid {
+            return Ok(());
+        }
+        // As in P2 after settling: a write whose newer copies are all in untrusted
+        // stores (more failures at once than a lease survives) awaits the operator.
+        let held_by = |trusted: bool| {
+            self.hosts.iter().any(|h| {
+                h.alive
+                    && h.stores.iter().chain(h.recovery.iter().flat_map(|r| r.stores.iter())).any(|s| {
+                        s.owner == 1 && s.trusted == trusted && s.blocks.get(&block).is_some_and(|r| r.1 >= wid)
+                    })
+            })
+        };
+        if held_by(false) && !held_by(true) {
+            self.report.reads_awaiting_operator += 1;
+            return Ok(());
+        }
+        Err(self.violation(format!(
+            "P5: a read of block {block} returned write {seen}, older than acknowledged write {wid}"
+        )))
     }
 
     /// Host `h`'s view for a PING or PONG now (without host lists under the old rule).

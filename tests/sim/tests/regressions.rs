@@ -201,3 +201,16 @@ fn removed_peer_forgotten() {
         panic!("seed 1871: {}\n{}", v.what, v.trace);
     }
 }
+
+/// After an owner's crash and restart, a read that missed the cache returned the disk's
+/// older block while a peer still held the acknowledged newer one in an orphan (P5;
+/// `make soak` seed 1312, peers=2, with reads not held). Reads that miss now wait, as
+/// writes do, until every host stale since the volume's creation has confirmed it.
+#[test]
+fn reads_wait_for_orphans() {
+    let mut old = Config::new(2);
+    old.hold_reads = false;
+    let v = run_seed(&old, 1312).expect_err("fails without holding reads");
+    assert!(v.what.starts_with("P5"), "{}", v.what);
+    passes(2, 1312);
+}

@@ -263,7 +263,10 @@ impl<const N: usize> Membership<N> {
                 *j = 0;
             }
         }
-        if !joint.contains(&self.configured) {
+        // A list of this host alone is nobody else's (cluster apply starts from it): no
+        // other host decides by it, and announcing it would make every host that
+        // hears of it need this one in each of its majorities.
+        if self.configured != bit(self.local) && !joint.contains(&self.configured) {
             let slot = joint.iter_mut().find(|j| **j == 0).ok_or(MembershipError::ChangeInProgress)?;
             *slot = self.configured;
         }
@@ -1183,6 +1186,11 @@ mod tests {
         let mut y = m(A, 0b011);
         y.set_configured(0b001).unwrap();
         assert_eq!(y.joint(), [0; JOINT_MAX]);
+        // A list of this host alone (where cluster apply starts) is not kept: found by
+        // the guests, where it made the other hosts need this one for every majority.
+        let mut z = m(A, 0b001);
+        z.set_configured(0b111).unwrap();
+        assert_eq!((z.joint(), z.unconfirmed()), ([0; JOINT_MAX], 0));
     }
 
     /// A host that knows nothing of a change in progress (new, or restarted) counts the

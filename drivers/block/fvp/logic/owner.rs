@@ -275,6 +275,9 @@ pub struct Owner {
     /// Counts changes of the peer set: a write sent under one generation and completed
     /// under another may count an ACK from a peer dropped (and emptied) meanwhile.
     peer_set_gen: u64,
+    /// Hosts of `others` at creation still stale since: one may hold an orphan with
+    /// newer blocks than the backing device, so reads wait too.
+    initial: u64,
 }
 
 impl Owner {
@@ -300,6 +303,7 @@ impl Owner {
             obs: Observation::default(),
             opened_this_pass: false,
             peer_set_gen: 0,
+            initial: others,
         })
     }
 
@@ -336,6 +340,14 @@ impl Owner {
     /// Stale peers (host mask).
     pub fn stale(&self) -> u64 {
         self.stale
+    }
+
+    /// Whether reads that miss the cache must wait: a host stale since the volume was
+    /// created may hold an orphan of an earlier incarnation (acknowledged writes newer
+    /// than the backing device) until it confirmed this one. Once every such host has
+    /// stopped being stale this stays false: later stale hosts hold older replicas only.
+    pub fn reads_held(&self) -> bool {
+        self.initial != 0
     }
 
     /// The peer set's generation: it changes whenever a peer is dropped or added. A
@@ -516,6 +528,7 @@ impl Owner {
             }
             if obs.fence_settled & bit != 0 {
                 self.stale &= !bit;
+                self.initial &= !bit;
                 continue;
             }
             // A stale peer may hold the only other copy of blocks still dirty here:
@@ -597,6 +610,7 @@ impl Owner {
         }
         // Chosen again or emptied by the VOLUME_OPEN: no longer stale.
         self.stale &= !chosen_mask;
+        self.initial &= !chosen_mask;
         self.state = State::Reprotecting;
         self.go(Phase::EpochOpened, Step::Do(Effect::EpochOpened { peers: self.peers, epoch: self.epoch }))
     }
@@ -621,6 +635,7 @@ impl Owner {
             (Phase::AskedClose(id), Answer::Closed(ok)) => {
                 if ok {
                     self.stale &= !host_bit(id);
+                    self.initial &= !host_bit(id);
                 }
                 self.clear_stale(id + 1)
             }
@@ -945,6 +960,19 @@ mod tests {
             s => ok(s),
         });
         assert_eq!(steps.iter().filter(|s| matches!(s, Step::Ask(Ask::Open { .. }))).count(), 1);
+    }
+
+    #[test]
+    fn reads_wait_for_the_hosts_stale_since_creation() {
+        let mut o = Owner::new(1, 0b110).unwrap();
+        assert!(o.reads_held());
+        run(&mut o, Observation { clean: true, ..obs(0b110, Some([2, 0])) }, ok);
+        assert_eq!((o.state(), o.stale()), (State::Protected, 0));
+        assert!(!o.reads_held());
+        // A peer lost later is stale, but holds older replicas only.
+        run(&mut o, obs(0b100, None), ok);
+        assert_ne!(o.stale(), 0);
+        assert!(!o.reads_held());
     }
 
     #[test]
