@@ -152,7 +152,7 @@ apply_in_place() {
     test "${up% *}" = "3 3" -a "$restarts" = 0 -a "${changes#*],}" = "[]]"
 }
 
-if [ "$FVP_NODE" = 1 ]; then ktap_plan 39; else ktap_plan 13; fi
+if [ "$FVP_NODE" = 1 ]; then ktap_plan 44; else ktap_plan 13; fi
 cluster_wait_up 3 120 || ktap_info "not all hosts up before the test"
 # peers=1 is covered by the domain cases below.
 for case in "rb2 peers=2 2,3"; do
@@ -190,4 +190,32 @@ cluster_write_toml "$CLUSTER_SECRET"
 apply_in_place domains-default
 barrier domains-default-applied
 cluster_wait_up 3 120 || ktap_info "not all hosts up after restoring the domains"
+
+# Removing a host that holds a volume's replicas, on node 1 alone: refused (EAGAIN) while
+# the volume moves them to the other host, done once it has; the file puts it back.
+leave_owner() {
+  if ! fvp_dm_create rh "0 $((8 * 2048)) fvp $(fvp_devno "$disk") cp write-back peers=1" ||
+    ! wait_state rh protected 120; then
+    for i in 1 2 3 4 5; do ktap_fail "rh: protected with peers=1"; done
+    dmsetup remove rh 2>/dev/null; return
+  fi
+  peer=$(dmsetup status rh | awk '{ print $18 }')
+  dd if=/dev/urandom of=/tmp/rh.data bs=4k count=256 2>/dev/null
+  dd if=/tmp/rh.data of=/dev/mapper/rh bs=4k oflag=direct 2>/dev/null
+  out=$(fvpctl host remove "$peer" 2>&1); rc=$?
+  ktap_check "rh: removing its peer (host $peer) is refused while it holds replicas (rc $rc: $out)" \
+    sh -c '[ "$1" -ne 0 ] && echo "$2" | grep -q EAGAIN' _ "$rc" "$out"
+  t=0
+  until fvpctl host remove "$peer" >/dev/null 2>&1 || [ $t -ge 120 ]; do sleep 1; t=$((t + 1)); done
+  now=$(dmsetup status rh | awk '{ print $18 }')
+  ktap_check "rh: host $peer removed once the volume moved to host $now (after ${t} s)" \
+    test "$t" -lt 120 -a "$now" != "$peer" -a "$now" != 0
+  ktap_check "rh: every block reads back" cmp -n 1048576 /tmp/rh.data /dev/mapper/rh
+  ktap_check "rh: the file puts the host back" fvpctl cluster apply "$CLUSTER_TOML" --local-id 1
+  ktap_check "rh: remove" dmsetup remove rh
+}
+barrier leave
+if [ "$FVP_NODE" = 1 ]; then leave_owner; fi
+barrier left
+cluster_wait_up 3 120 || ktap_info "not all hosts up after the host came back"
 ktap_finish
