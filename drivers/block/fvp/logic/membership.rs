@@ -1139,31 +1139,29 @@ mod tests {
     fn rolling_change_needs_majorities_of_both_configurations() {
         const OLD: u64 = 0b00111;
         const NEW: u64 = 0b11111;
+        // Hosts 4 and 5 fence 1 and 2 and grant host 3 its lease for 4 timeouts.
+        let from_new_hosts = |x: &mut Membership<8>| {
+            let mut t = 0;
+            while t <= 4 * T {
+                for from in [4, 5] {
+                    x.on_pong(from, t, t, cv(bit(A) | bit(B), NEW, [0; JOINT_MAX]));
+                }
+                x.tick(t);
+                t += T / 10;
+            }
+            t
+        };
         let mut x = m(C, OLD);
         x.set_configured(NEW).unwrap();
         assert_eq!(x.joint(), [OLD, 0]);
         assert_eq!(x.unconfirmed(), 0b11011);
-        let mut t = 0;
-        while t <= 4 * T {
-            for from in [4, 5] {
-                x.on_pong(from, t, t, cv(bit(A) | bit(B), NEW, [0; JOINT_MAX]));
-            }
-            x.tick(t);
-            t += T / 10;
-        }
+        let t = from_new_hosts(&mut x);
         assert_eq!(x.fencers(A, t), 0b11100);
         assert!(!x.majority_fences(A, t), "{{3,4,5}} is no majority of {{1,2,3}}");
         assert!(!x.holds_lease(t) && !x.takeover_ready(A, t));
         // Without the old configuration, the new one's majority alone would do.
         let mut alone = m(C, NEW);
-        let mut t = 0;
-        while t <= 4 * T {
-            for from in [4, 5] {
-                alone.on_pong(from, t, t, cv(bit(A) | bit(B), NEW, [0; JOINT_MAX]));
-            }
-            alone.tick(t);
-            t += T / 10;
-        }
+        let t = from_new_hosts(&mut alone);
         assert!(alone.takeover_ready(A, t));
     }
 
