@@ -228,6 +228,9 @@ impl Cluster {
             pr_warn!("cluster set refused: {}\n", e.message());
             return Err(EINVAL);
         }
+        // A removal that was left waiting for volumes to move off a host (EAGAIN) is
+        // given up: `cluster apply` asks again if its file still removes the host.
+        self.leaving.store(0, Relaxed);
         if let Some(old) = self.settings() {
             // Re-applying the same description (as configuration management does on
             // every run) must not drop connections and leases: a restart on each host
