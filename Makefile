@@ -2,7 +2,7 @@
 #
 # fvp top-level Makefile (Kbuild reads ./Kbuild instead when building the module).
 #
-#   make soak     the replication simulator over many more seeds (tests/sim; make test runs 600)
+#   make soak     the replication simulator over many more seeds (tests/sim; make test runs 1,200: 600 of them with host list changes)
 #   make check    host-side gates and tests for the inner loop, under 5 minutes: rustfmt,
 #                 no unsafe in driver modules, clippy -D warnings, cargo test (scripts/check.sh)
 #   make test     install what is missing, build everything, run every test
