@@ -65,6 +65,7 @@ fn main() {
         let t = Instant::now();
         let (mut events, mut acked, mut takeovers, mut orphans, mut sim_ns) = (0u64, 0u64, 0u64, 0u64, 0u64);
         let (mut changes, mut reads, mut held) = (0u64, 0u64, 0u64);
+        let failed_before = failed;
         for seed in from..from + count {
             match run_seed(&cfg, seed) {
                 Ok(r) => {
@@ -88,7 +89,8 @@ fn main() {
         }
         let s = t.elapsed().as_secs_f64();
         println!(
-            "peers={peers}: {count} seeds from {from}, {failed} failed; {events} events, {acked} acknowledged writes, {takeovers} takeovers, {orphans} orphaned stores written, {changes} host list changes applied, {reads} reads checked ({held} held), {:.0} simulated s, in {s:.1} s ({:.0} events/min)",
+            "peers={peers}: {count} seeds from {from}, {} failed; {events} events, {acked} acknowledged writes, {takeovers} takeovers, {orphans} orphaned stores written, {changes} host list changes applied, {reads} reads checked ({held} held), {:.0} simulated s, in {s:.1} s ({:.0} events/min)",
+            failed - failed_before,
             sim_ns as f64 / 1e9,
             events as f64 / s * 60.0
         );

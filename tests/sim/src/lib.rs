@@ -2015,8 +2015,12 @@ impl Sim {
                 if self.running(h) && stores.any(|s| s.owner == 1 && s.trusted) && host.mem.takeover_ready(1, self.now)
                 {
                     return Err(self.violation(format!(
-                        "P4: host 1 holds its lease while host {} may take its volume over",
-                        h + 1
+                        "P4: host 1 holds its lease while host {} may take its volume over (host 1's grants {:#b}; host {} counts fencers {:#b}, its stores (trusted, blocks) {:?})",
+                        h + 1,
+                        self.hosts[OWNER].mem.grants(self.now),
+                        h + 1,
+                        host.mem.fencers(1, self.now),
+                        host.stores.iter().map(|s| (s.trusted, s.blocks.len())).collect::<Vec<_>>()
                     )));
                 }
             }

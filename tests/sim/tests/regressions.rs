@@ -214,3 +214,21 @@ fn reads_wait_for_orphans() {
     assert!(v.what.starts_with("P5"), "{}", v.what);
     passes(2, 1312);
 }
+
+/// OPEN (found by P4's lease-exclusion check, 2026-12-04): for an instant the owner acts
+/// on its settled lease, granted by a host whose fence of it another host still counts
+/// from a view received within the timeout, and that other host is `takeover_ready`.
+/// `make soak` finds it on 4 of 20,000 seeds (peers=1, e.g. 12023) and, with host list
+/// changes on five hosts, 5 and 10 of 20,000 (peers=1 and 2; peers=2 seed 9014 is the
+/// one whose would-be taker held replicas, 6 blocks). Not fixed yet: ignored until it is.
+#[test]
+#[ignore = "open: lease exclusion fails on a few soak seeds (docs/replication.md, Limits)"]
+fn lease_exclusion_open_hole() {
+    passes(1, 12023);
+    let mut cfg = Config::new(2);
+    cfg.config_changes = true;
+    cfg.hosts = 5;
+    if let Err(v) = run_seed(&cfg, 9014) {
+        panic!("seed 9014: {}\n{}", v.what, v.trace);
+    }
+}
