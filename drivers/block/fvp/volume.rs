@@ -366,7 +366,7 @@ impl Volume {
         Stats::add(&self.stats.read_misses, u64::from(missing.count_ones()));
         if self.repl.as_ref().is_some_and(|r| r.reads_held()) {
             // The backing device may be older than an orphan a host still holds.
-            return IoOp::start_held_read(self, rel_sector, bio, start);
+            return IoOp::start_replicated(self, OpKind::Read, rel_sector, bio, start);
         }
         IoOp::start_read(self, rel_sector, bio, &spans, missing, start)
     }
@@ -790,15 +790,6 @@ impl IoOp {
         MapResult::submitted()
     }
 
-    /// A read of a replicated volume whose misses must wait (`Replication::reads_held`):
-    /// all of it runs in `send_work`, which may sleep.
-    fn start_held_read(volume: &Arc<Volume>, rel_sector: u64, bio: DmBio, start: Ktime) -> MapResult {
-        let op = IoOp::new(volume, OpKind::Read, rel_sector, bio, start, 0);
-        let shared = volume.pool.shared.clone();
-        let _ = shared.wq.enqueue::<_, 1>(op);
-        MapResult::submitted()
-    }
-
     fn run_held_read(self: OpRef) {
         let volume = self.volume.clone();
         if volume.repl.as_ref().is_some_and(|r| r.wait_readable().is_err()) {
@@ -1005,7 +996,8 @@ impl IoOp {
         self.settled.wait();
     }
 
-    /// A write (or discard) to a replicated volume: all of it runs in `send_work`.
+    /// A write (or discard) to a replicated volume, or a read whose misses must wait
+    /// (`Replication::reads_held`): all of it runs in `send_work`, which may sleep.
     fn start_replicated(volume: &Arc<Volume>, kind: OpKind, rel_sector: u64, bio: DmBio, start: Ktime) -> MapResult {
         let op = IoOp::new(volume, kind, rel_sector, bio, start, 0);
         let shared = volume.pool.shared.clone();
