@@ -22,7 +22,7 @@
 //! hosts of every configuration in force: the configured hosts; the earlier
 //! configurations kept since a change until every configured host has announced the new
 //! one (joint majorities, at most [`JOINT_MAX`]); and the configurations announced by
-//! views received within `T` (so a host that restarted during a change, or a new host,
+//! views dated within `T` (so a host that restarted during a change, or a new host,
 //! learns of it). With one configuration in force, and `n` hosts in it, that is a count
 //! `c` with `2c > n`. Configurations are announced in every PING and PONG
 //! ([`View::configured`], [`View::joint`]).
@@ -36,8 +36,14 @@
 //!   heartbeats start arriving.
 //! - **Rejoin.** `tick` lifts the fence of `h` when `h` has been heard *continuously* for
 //!   at least `T` (no gap of `T` or more between its messages since `heard_since`), the
-//!   local host does not announce `h` in its own `recovering`, and no view received
+//!   local host does not announce `h` in its own `recovering`, and no view dated
 //!   within `T` announces `h` in `recovering`.
+//! - **Views.** A PONG from `c` echoing the local send time `s` of a PING carries `c`'s
+//!   view, which `c` made after `s`: it is kept *dated* `s`, and counts while `now - s <
+//!   T`, however long the PONG was held up in transit. A view dated within `T` is never
+//!   more than `T` old (with clocks of the same rate), which is what lets the owner's
+//!   settled lease (`T + T/5`) outlast every fence a host announced before it lifted
+//!   that fence. A PING's view has no such date and is not kept.
 //! - **Lease.** A PONG from `c` echoing the local send time `s` of a PING, with the local
 //!   host not in its `fenced`, grants a lease until `s + T`; a PONG whose `fenced` holds
 //!   the local host revokes `c`'s grant at once, and so does a PING with such a
@@ -45,16 +51,16 @@
 //!   [holds its lease](Membership::holds_lease) at `now` when it and the hosts whose
 //!   grant is still valid are a majority.
 //! - **Majority fence.** [`majority_fences`](Membership::majority_fences)`(x)` counts the
-//!   local host if it fences `x`, and every other host but `x` whose latest view, received
+//!   local host if it fences `x`, and every other host but `x` whose latest view, dated
 //!   within `T`, has `x` in `fenced`.
 //! - **Takeover.** [`takeover_ready`](Membership::takeover_ready)`(x)` needs the lease, a
 //!   majority fence of `x` now, and a majority fence of `x` observed without interruption
 //!   (at every call of a mutating method) for at least `T + T/5`.
 //! - **Fenced by a majority.** [`fenced_by_majority`](Membership::fenced_by_majority): the
-//!   views received within `T` that have the local host in `fenced` are a majority (the
+//!   views dated within `T` that have the local host in `fenced` are a majority (the
 //!   local host never fences itself, so with three hosts both others are needed).
 //!
-//! Views are kept per sender and replaced by each PING or PONG from it. Everything is
+//! Views are kept per sender and replaced by each later-dated PONG from it. Everything is
 //! valid only for configured hosts; messages "from" the local host, from an unconfigured
 //! id or from an id outside `1..=N` are ignored.
 
@@ -339,7 +345,7 @@ impl<const N: usize> Membership<N> {
     }
 
     /// The configurations whose majorities count at `now`: the local one, the earlier
-    /// ones still in force, and those announced by views received within the timeout (a
+    /// ones still in force, and those announced by views dated within the timeout (a
     /// host that restarted during a change learns of it from them).
     fn masks(&self, now: u64) -> impl Iterator<Item = u64> + '_ {
         let all = Self::all_mask();
@@ -379,14 +385,22 @@ impl<const N: usize> Membership<N> {
         true
     }
 
-    fn record_view(&mut self, i: usize, b: u64, now: u64, view: View) {
-        if let (Some(at), Some(v)) = (self.view_at.get_mut(i), self.views.get_mut(i)) {
-            *at = now;
-            *v = view;
-            self.view_valid |= b;
+    /// Keeps `view`, dated `at`, as `from`'s latest view unless a later-dated one is kept
+    /// already, and notes whether it confirms the local configuration.
+    fn record_view(&mut self, i: usize, b: u64, at: u64, view: View) {
+        if let (Some(kept_at), Some(v)) = (self.view_at.get_mut(i), self.views.get_mut(i)) {
+            if self.view_valid & b == 0 || at >= *kept_at {
+                *kept_at = at;
+                *v = view;
+                self.view_valid |= b;
+            }
         }
-        // A host announcing the local configuration has applied it: once all have, no
-        // host still decides by an earlier one alone, and those go out of force.
+        self.confirm(b, view);
+    }
+
+    /// A host announcing the local configuration has applied it: once all have, no host
+    /// still decides by an earlier one alone, and those go out of force.
+    fn confirm(&mut self, b: u64, view: View) {
         if view.configured == self.configured {
             self.confirmed |= b;
             if self.others() & !self.confirmed == 0 {
@@ -396,28 +410,32 @@ impl<const N: usize> Membership<N> {
     }
 
     /// Records a PING from `from` received at `now`, carrying the sender's view. A view
-    /// whose `fenced` holds the local host revokes any lease grant of `from`.
-    /// Returns false (and changes nothing) if `from` is not a configured remote host.
+    /// whose `fenced` holds the local host revokes any lease grant of `from`. The view is
+    /// not kept (nothing says when it was sent: held up in transit, it could count for
+    /// longer than `T` after its sender changed its mind); only its configuration is
+    /// noted. Returns false (and changes nothing) if `from` is not a configured remote
+    /// host.
     pub fn on_ping(&mut self, from: u32, now: u64, view: View) -> bool {
         if !self.on_message(from, now) {
             return false;
         }
-        if let Some(i) = self.remote(from) {
-            let b = bit(from);
-            self.record_view(i, b, now, view);
-            if view.fenced & bit(self.local) != 0 {
-                self.grant_valid &= !b;
-            }
+        let b = bit(from);
+        self.confirm(b, view);
+        if view.fenced & bit(self.local) != 0 {
+            self.grant_valid &= !b;
         }
         self.refresh(now);
         true
     }
 
     /// Records a PONG from `from` received at `now`, echoing `echo_sent_ns` (the local
-    /// send time of the PING it answers) and carrying the sender's view. If `view.fenced`
-    /// does not hold the local host, `from` grants a lease until `echo_sent_ns + T`;
-    /// otherwise any grant of `from` is revoked. An echo later than `now` grants nothing.
-    /// Returns false (and changes nothing) if `from` is not a configured remote host.
+    /// send time of the PING it answers) and carrying the sender's view. The view is
+    /// kept dated `echo_sent_ns`: the sender made it after that, so it counts for no
+    /// longer than `T` after it was made, however long it was held up in transit. If
+    /// `view.fenced` does not hold the local host, `from` grants a lease until
+    /// `echo_sent_ns + T`; otherwise any grant of `from` is revoked. An echo later than
+    /// `now` keeps no view and grants nothing. Returns false (and changes nothing) if
+    /// `from` is not a configured remote host.
     pub fn on_pong(&mut self, from: u32, now: u64, echo_sent_ns: u64, view: View) -> bool {
         if !self.on_message(from, now) {
             return false;
@@ -426,7 +444,11 @@ impl<const N: usize> Membership<N> {
             return false;
         };
         let b = bit(from);
-        self.record_view(i, b, now, view);
+        if echo_sent_ns <= now {
+            self.record_view(i, b, echo_sent_ns, view);
+        } else {
+            self.confirm(b, view);
+        }
         if view.fenced & bit(self.local) != 0 {
             self.grant_valid &= !b;
         } else if echo_sent_ns <= now {
@@ -472,7 +494,7 @@ impl<const N: usize> Membership<N> {
             && self.fresh_views(now).all(|v| v.recovering & b == 0)
     }
 
-    /// The views of other hosts received within the timeout, with their senders.
+    /// The views of other hosts dated within the timeout, with their senders.
     fn fresh_views_from(&self, now: u64) -> impl Iterator<Item = (u32, View)> + '_ {
         ids(self.others() & self.view_valid).filter_map(move |id| {
             let i = id as usize - 1;
@@ -615,7 +637,7 @@ impl<const N: usize> Membership<N> {
         until
     }
 
-    /// Hosts whose latest view, received within the timeout, has `target` in `fenced`,
+    /// Hosts whose latest view, dated within the timeout, has `target` in `fenced`,
     /// plus the local host if it fences `target`; `target` itself never counts.
     pub fn fencers(&self, target: u32, now: u64) -> u64 {
         let b = bit(target);
@@ -654,13 +676,13 @@ impl<const N: usize> Membership<N> {
             && now.saturating_sub(since) >= self.takeover_wait_ns()
     }
 
-    /// Owners announced in `recovering` by the local host or by a view received within
+    /// Owners announced in `recovering` by the local host or by a view dated within
     /// the timeout.
     pub fn announced_recovering(&self, now: u64) -> u64 {
         self.fresh_views(now).fold(self.recovering, |m, v| m | v.recovering) & self.configured
     }
 
-    /// Whether the views received within the timeout that fence the local host are a
+    /// Whether the views dated within the timeout that fence the local host are a
     /// majority of some configuration in force: a peer has taken or may take over the local
     /// host's replicated volumes.
     pub fn fenced_by_majority(&self, now: u64) -> bool {
@@ -697,7 +719,7 @@ mod tests {
         let mut t = from_t;
         while t <= to_t {
             match view {
-                Some(vw) => assert!(x.on_ping(from, t, vw)),
+                Some(vw) => assert!(x.on_pong(from, t, t, vw)),
                 None => assert!(x.on_message(from, t)),
             }
             x.tick(t);
@@ -781,7 +803,7 @@ mod tests {
         let mut t = 0;
         while t <= 3 * T {
             b.on_message(A, t);
-            b.on_ping(C, t, v(0b001, 0b001));
+            b.on_pong(C, t, t, v(0b001, 0b001));
             b.tick(t);
             t += T / 10;
         }
@@ -789,7 +811,7 @@ mod tests {
         assert_eq!(b.fenced() & 0b100, 0, "C itself rejoined");
         // C stops announcing: A rejoins (it has been heard continuously all along).
         b.on_message(A, t);
-        b.on_ping(C, t, v(0b001, 0));
+        b.on_pong(C, t, t, v(0b001, 0));
         b.tick(t);
         assert_eq!(b.fenced() & 0b001, 0);
 
@@ -805,7 +827,7 @@ mod tests {
 
         // A stale announcement (older than T) does not block.
         let mut b = m(B, ABC);
-        b.on_ping(C, 0, v(0, 0b001));
+        b.on_pong(C, 0, 0, v(0, 0b001));
         hear(&mut b, A, 0, 2 * T, None);
         assert_eq!(b.fenced() & 0b001, 0);
     }
@@ -850,7 +872,7 @@ mod tests {
     fn announced_recovering_unites_fresh_views() {
         let mut a = m(A, ABC);
         assert_eq!(a.announced_recovering(0), 0);
-        a.on_ping(B, 0, v(0, 0b001));
+        a.on_pong(B, 0, 0, v(0, 0b001));
         a.on_pong(C, 0, 0, v(0, 0b010 | 0b1000_0000));
         assert_eq!(a.announced_recovering(T - 1), 0b011);
         assert_eq!(a.announced_recovering(T), 0);
@@ -898,17 +920,44 @@ mod tests {
     fn majority_fence_counts_fresh_views_only() {
         let mut b = m(B, ABC);
         // B fences A (never heard), C's view fences A: majority.
-        b.on_ping(C, 0, v(0b001, 0));
+        b.on_pong(C, 0, 0, v(0b001, 0));
         assert!(b.majority_fences(A, 0));
         assert_eq!(b.fencers(A, 0), 0b110);
         assert!(b.majority_fences(A, T - 1));
         assert!(!b.majority_fences(A, T), "C's view is older than T");
         // A's own view does not count for A.
         let mut b = m(B, ABC);
-        b.on_ping(A, 0, v(0b001, 0));
+        b.on_pong(A, 0, 0, v(0b001, 0));
         assert!(!b.majority_fences(A, 0));
         assert!(!b.majority_fences(B, 0));
         assert!(!b.majority_fences(9, 0));
+    }
+
+    /// A view counts for `T` from the PING its PONG answers, however late it arrives: a
+    /// fence held up in transit must not outlast the owner's settled lease (`make soak`
+    /// found the owner acting on its lease while another host, counting such a view,
+    /// was ready to take over). A PING's view is not kept at all.
+    #[test]
+    fn views_are_dated_by_their_echo() {
+        let mut b = m(B, ABC);
+        // C's PONG echoes a PING of 0 and arrives at T - 100: it fences A until T only.
+        b.on_pong(C, T - 100, 0, v(0b001, 0));
+        assert!(b.majority_fences(A, T - 1));
+        assert!(!b.majority_fences(A, T), "dated 0, not T - 100");
+        // One arriving a full timeout after its echo counts not at all.
+        let mut b = m(B, ABC);
+        b.on_pong(C, 2 * T, T, v(0b001, 0));
+        assert!(!b.majority_fences(A, 2 * T));
+        // An earlier-dated view does not replace a later one.
+        let mut b = m(B, ABC);
+        b.on_pong(C, 500, 500, v(0, 0));
+        b.on_pong(C, 510, 100, v(0b001, 0));
+        assert!(!b.majority_fences(A, 510));
+        // A PING's view is not kept (it still confirms the configuration).
+        let mut b = m(B, ABC);
+        b.on_ping(C, 0, v(0b001, 0b001));
+        assert!(!b.majority_fences(A, 0));
+        assert_eq!(b.announced_recovering(0), 0);
     }
 
     #[test]
@@ -990,7 +1039,7 @@ mod tests {
         let mut a = m(A, ABC);
         a.on_pong(B, 0, 0, v(0b001, 0));
         assert!(!a.fenced_by_majority(0));
-        a.on_ping(C, 1, v(0b001, 0));
+        a.on_pong(C, 1, 1, v(0b001, 0));
         assert!(a.fenced_by_majority(1));
         assert!(!a.fenced_by_majority(T), "B's view is older than T");
     }
@@ -1213,7 +1262,7 @@ mod tests {
         let mut l = m(A, OLD);
         l.on_pong(B, t, t, cv(0, OLD, [0; JOINT_MAX]));
         assert!(l.holds_lease(t));
-        l.on_ping(C, t, cv(0, NEW, [OLD, 0]));
+        l.on_pong(C, t, t, cv(0b001, NEW, [OLD, 0]));
         assert!(!l.holds_lease(t), "{{1,2}} is no majority of {{1..5}}");
         l.on_pong(B, t + T, t + T, cv(0, OLD, [0; JOINT_MAX]));
         assert!(l.holds_lease(t + T), "host 3's view is no longer in force");
