@@ -16,6 +16,7 @@
 
 use crate::conn::{Conn, Polled, Reader, RxError};
 use crate::fvp_kernel::block;
+use crate::fvp_kernel::errno::estale;
 use crate::fvp_kernel::net::{random_bytes, SockAddr, TcpSocket};
 use crate::fvp_kernel::thread::{StopToken, Thread};
 use crate::fvp_kernel::vec;
@@ -530,7 +531,12 @@ impl Cluster {
                     self.members.lock().as_ref().is_none_or(|m| m.configured() & bit == 0 || m.takeover_ready(id, now))
                 };
                 let msg = Message::VolumeClose { volume_id, name: abi::name_bytes(&name) };
-                if gone || self.link(id).and_then(|l| l.out_conn()).is_some_and(|c| c.call(&msg, timeout).is_ok()) {
+                // ESTALE: that host took the volume over, and holds nothing of it.
+                let closed = |c: &Arc<Conn>| match c.call(&msg, timeout) {
+                    Ok(_) => true,
+                    Err(e) => e == estale(),
+                };
+                if gone || self.link(id).and_then(|l| l.out_conn()).is_some_and(|c| closed(&c)) {
                     done |= bit;
                 }
             }

@@ -72,6 +72,8 @@ pub(crate) struct Replication {
     has_stale: AtomicBool,
     /// `owner.reads_held()`, published likewise: the read path's check.
     reads_held: AtomicBool,
+    /// A probed host that held replicas of this volume held none (logged once).
+    lost_holder_logged: AtomicBool,
     /// `owner.epoch()`, published likewise.
     pub(crate) epoch: AtomicU64,
     /// `owner.peer_set_gen()`, published likewise.
@@ -140,6 +142,7 @@ impl Replication {
                 state: AtomicU32::new(owner.state().abi()),
                 has_stale: AtomicBool::new(owner.stale() != 0),
                 reads_held: AtomicBool::new(owner.reads_held()),
+                lost_holder_logged: AtomicBool::new(false),
                 epoch: AtomicU64::new(0),
                 peer_set_gen: AtomicU64::new(0),
                 version: AtomicU64::new(0),
@@ -531,9 +534,9 @@ impl Replication {
                     self.carry_out(effect, volume);
                     Answer::Done
                 }
-                Step::Ask(Ask::TakenOver { peers, epochs }) => Answer::TakenOver(self.taken_over(peers, epochs)),
-                Step::Ask(Ask::Close { host }) => Answer::Closed(self.close_at(host)),
-                Step::Ask(Ask::Open { peers, epoch }) => Answer::Opened(self.open_epoch(peers, epoch, &mut opened)),
+                Step::Ask(Ask::TakenOver { hosts, holders }) => Answer::TakenOver(self.taken_over(hosts, holders)),
+                Step::Ask(Ask::Close { host }) => self.close_at(host),
+                Step::Ask(Ask::Open { peers, epoch }) => self.open_epoch(peers, epoch, &mut opened),
                 Step::Ask(Ask::Resend) => Answer::Resent(self.resend(volume)),
             };
             step = self.with_owner(&opened, |o| o.answer(answer));
@@ -572,13 +575,21 @@ impl Replication {
     }
 
     /// Asks host `id`, if connected, to drop every replica of this volume (VOLUME_CLOSE).
-    fn close_at(&self, id: u32) -> bool {
-        let Some(conn) = self.cluster.link(id).and_then(|l| l.out_conn()) else { return false };
-        let closed = conn.call(&self.volume_close(), self.cluster.timeout_ms()).is_ok();
-        if closed {
-            pr_info!("volume {}: host {} holds no replicas of it (closed)\n", abi::name_str(&self.name), id);
+    /// VOLUME_CLOSE at host `id`: [`Answer::Closed`], or [`Answer::TakenOver`] if the
+    /// host took the volume over (ESTALE).
+    fn close_at(&self, id: u32) -> Answer {
+        let Some(conn) = self.cluster.link(id).and_then(|l| l.out_conn()) else { return Answer::Closed(false) };
+        match conn.call(&self.volume_close(), self.cluster.timeout_ms()) {
+            Ok(_) => {
+                pr_info!("volume {}: host {} holds no replicas of it (closed)\n", abi::name_str(&self.name), id);
+                Answer::Closed(true)
+            }
+            Err(e) if e == estale() => {
+                pr_warn!("volume {}: host {} took it over (closing its replicas)\n", abi::name_str(&self.name), id);
+                Answer::TakenOver(Some(true))
+            }
+            Err(_) => Answer::Closed(false),
         }
-        closed
     }
 
     /// The volume's name without its NUL padding.
@@ -599,42 +610,62 @@ impl Replication {
         Message::VolumeClose { volume_id: self.volume_id, name: self.wire_name() }
     }
 
-    /// Whether a peer that held this volume's replicas took it over: asks each with
-    /// VOLUME_OPEN of the epoch its store has (a no-op for a peer that still holds
-    /// them). `None`: one of them cannot be reached.
-    fn taken_over(&self, peers: [u32; 2], epochs: [u64; 2]) -> Option<bool> {
-        for (&id, &epoch) in peers.iter().zip(epochs.iter()).filter(|(&id, _)| id != 0) {
-            let conn = self.cluster.link(id).and_then(|l| l.out_conn())?;
-            match conn.call(&self.volume_open(epoch), self.cluster.timeout_ms()) {
+    /// Whether a host of `hosts` (mask) took this volume over: asks each with the
+    /// VOLUME_OPEN probe (epoch 0: no store changes). `None`: one cannot be reached, or
+    /// one of `holders` (hosts that held a store of it) holds none now: it restarted,
+    /// and would not remember a takeover (the operator decides, `resolve`).
+    fn taken_over(&self, hosts: u64, holders: u64) -> Option<bool> {
+        let mut known = true;
+        for id in (1..=64u32).filter(|&id| hosts & placement::host_bit(id) != 0) {
+            let Some(conn) = self.cluster.link(id).and_then(|l| l.out_conn()) else {
+                known = false;
+                continue;
+            };
+            match conn.call(&self.volume_open(0), self.cluster.timeout_ms()) {
                 Ok(_) => {}
                 Err(e) if e == estale() => return Some(true),
-                Err(_) => return None,
+                Err(e) if e == ENOENT && holders & placement::host_bit(id) == 0 => {}
+                Err(e) => {
+                    if e == ENOENT && !self.lost_holder_logged.swap(true, Relaxed) {
+                        pr_warn!(
+                            "volume {}: host {} lost its replicas (restarted?) and cannot say whether it took the volume over: suspended until `resolve keep|discard`\n",
+                            abi::name_str(&self.name),
+                            id
+                        );
+                    }
+                    known = false;
+                }
             }
         }
-        Some(false)
+        known.then_some(false)
     }
 
     /// Opens `epoch` on `peers` (VOLUME_OPEN empties their stores); their connections
     /// go to `opened`. Peers kept from the previous set keep their slot and connection.
-    fn open_epoch(&self, peers: [u32; 2], epoch: u64, opened: &mut [Option<Arc<Conn>>; 2]) -> bool {
+    /// [`Answer::TakenOver`] if one took the volume over (ESTALE).
+    fn open_epoch(&self, peers: [u32; 2], epoch: u64, opened: &mut [Option<Arc<Conn>>; 2]) -> Answer {
         let msg = self.volume_open(epoch);
         for (i, &id) in peers.iter().enumerate() {
             if id == 0 {
                 continue;
             }
-            let Some(c) = self.cluster.link(id).and_then(|l| l.out_conn()) else { return false };
+            let Some(c) = self.cluster.link(id).and_then(|l| l.out_conn()) else { return Answer::Opened(false) };
             if let Err(e) = c.call(&msg, self.cluster.timeout_ms()) {
+                if e == estale() {
+                    pr_warn!("volume {}: host {} took it over\n", abi::name_str(&self.name), id);
+                    return Answer::TakenOver(Some(true));
+                }
                 pr_warn!(
                     "volume {}: host {} refused its replicas: error {}\n",
                     abi::name_str(&self.name),
                     id,
                     e.to_errno()
                 );
-                return false;
+                return Answer::Opened(false);
             }
             opened[i] = Some(c);
         }
-        true
+        Answer::Opened(true)
     }
 
     /// Re-sends the dirty blocks to the new peers.
@@ -761,7 +792,10 @@ impl Replication {
     pub(crate) fn close(&self) {
         let mut left = self.replica_hosts();
         for id in 1..=64u32 {
-            if left & placement::host_bit(id) != 0 && self.close_at(id) {
+            // A host that took the volume over holds nothing of it either.
+            if left & placement::host_bit(id) != 0
+                && matches!(self.close_at(id), Answer::Closed(true) | Answer::TakenOver(Some(true)))
+            {
                 left &= !placement::host_bit(id);
             }
         }

@@ -129,7 +129,7 @@ impl ReplicaStore {
     }
 
     /// VOLUME_OPEN: a new epoch starts empty (the owner wrote back everything before);
-    /// the same epoch is a probe.
+    /// the same epoch, or epoch 0, is a probe (`logic/replica.rs`).
     pub(crate) fn open(&self, owner: u32, volume_id: u32, block_size: u32, epoch: u64, name: &[u8]) -> Result {
         if block_size != BLOCK_BYTES as u32 {
             return Err(EINVAL);
@@ -137,7 +137,7 @@ impl ReplicaStore {
         let name = abi::pool_name(name).ok_or(EINVAL)?;
         let taken_over = self.recovered.lock().iter().any(|&(o, v)| o == owner && v == volume_id);
         let mut spaces = self.spaces.lock();
-        if !taken_over {
+        if !taken_over && epoch != 0 {
             self.resolve_orphans(&mut spaces, owner, volume_id, &name)?;
         }
         let found = spaces.iter_mut().find(|n| n.owner == owner && n.volume_id == volume_id);
@@ -150,6 +150,7 @@ impl ReplicaStore {
                 Err(estale())
             }
             OpenVerdict::Unchanged => Ok(()),
+            OpenVerdict::NotHeld => Err(ENOENT),
             OpenVerdict::Reset => {
                 let Some(n) = found else { return Err(EINVAL) };
                 let dropped = n.blocks.iter().count() as u64;
@@ -257,6 +258,10 @@ impl ReplicaStore {
     /// an orphan of its name is left: EAGAIN until it is written).
     pub(crate) fn close(&self, owner: u32, volume_id: u32, name: &[u8]) -> Result {
         let name = abi::pool_name(name).ok_or(EINVAL)?;
+        // Taken over: the owner must learn it, whatever it asks (`logic/replica.rs`).
+        if self.recovered.lock().iter().any(|&(o, v)| o == owner && v == volume_id) {
+            return Err(estale());
+        }
         let removed = {
             let mut spaces = self.spaces.lock();
             self.resolve_orphans(&mut spaces, owner, volume_id, &name)?;

@@ -409,7 +409,7 @@ pub struct PWrite {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AskKind {
     /// [`Ask::TakenOver`].
-    TakenOver { peers: [u32; 2], epochs: [u64; 2] },
+    TakenOver { hosts: u64, holders: u64 },
     /// [`Ask::Open`].
     Open { peers: [u32; 2], epoch: u64 },
     /// [`Ask::Close`].
@@ -600,7 +600,7 @@ fn new_vol(peers: u32, vid: u8) -> Vol {
 impl AskKind {
     fn of(ask: Ask) -> AskKind {
         match ask {
-            Ask::TakenOver { peers, epochs } => AskKind::TakenOver { peers, epochs },
+            Ask::TakenOver { hosts, holders } => AskKind::TakenOver { hosts, holders },
             Ask::Open { peers, epoch } => AskKind::Open { peers, epoch },
             Ask::Close { host } => AskKind::Close { host },
             Ask::Resend => AskKind::Resend,
@@ -718,8 +718,10 @@ impl State {
             |h: &Host, vid: u8| h.stores.iter().position(|s| s.vid == vid && rules::accepts_changes(s.trusted));
         // VOLUME_OPEN and VOLUME_CLOSE deal with the orphans of the volume first (the
         // owner has one volume: every store under another id is one).
+        // A probe (VOLUME_OPEN of epoch 0) changes nothing, orphans included.
+        let probe = matches!(req, Req::Open { epoch: 0, .. });
         if let Req::Open { vid, .. } | Req::Close { vid } = req {
-            if h.recovered & (1 << vid) == 0 {
+            if !probe && h.recovered & (1 << vid) == 0 {
                 let mut to_write = 0;
                 h.stores.retain_mut(|st| {
                     if st.vid == vid {
@@ -752,6 +754,7 @@ impl State {
                         return Status::Stale;
                     }
                     OpenVerdict::Unchanged => {}
+                    OpenVerdict::NotHeld => return Status::NoEnt,
                     OpenVerdict::Reset => {
                         let s = &mut h.stores[found.expect("held")];
                         s.blocks = [None; BLOCKS];
@@ -802,6 +805,9 @@ impl State {
                 Status::Ok
             }
             Req::Close { vid } => {
+                if h.recovered & (1 << vid) != 0 {
+                    return Status::Stale;
+                }
                 h.stores.retain(|s| s.vid != vid);
                 Status::Ok
             }
@@ -951,13 +957,26 @@ impl State {
         self.drive(step, cfg);
     }
 
-    /// VOLUME_OPEN to the next peer of a [`Ask::TakenOver`] or [`Ask::Open`] from slot
-    /// `rec.at` on, as the kernel's calls go: one after the other. `None`: sent, wait
-    /// for its ACK; else the answer.
+    /// VOLUME_OPEN to the next peer of a [`Ask::TakenOver`] (host `rec.at + 1` on, the
+    /// probe of epoch 0) or [`Ask::Open`] (slot `rec.at` on), as the kernel's calls go:
+    /// one after the other. `None`: sent, wait for its ACK; else the answer.
     fn ask_next(&mut self, rec: &mut AskRec) -> Option<Answer> {
         let vid = self.vol().vid;
+        if let AskKind::TakenOver { hosts, .. } = rec.ask {
+            while usize::from(rec.at) < HOSTS {
+                let y = usize::from(rec.at);
+                if hosts & (1 << y) == 0 {
+                    rec.at += 1;
+                    continue;
+                }
+                if !self.request(OWNER, y, Purpose::Ask, Req::Open { vid, epoch: 0 }) {
+                    return Some(Answer::TakenOver(None));
+                }
+                return None;
+            }
+            return Some(Answer::TakenOver(Some(false)));
+        }
         let (peers, taken_over) = match rec.ask {
-            AskKind::TakenOver { peers, .. } => (peers, true),
             AskKind::Open { peers, .. } => (peers, false),
             _ => unreachable!("not a VOLUME_OPEN ask"),
         };
@@ -968,11 +987,7 @@ impl State {
                 rec.at += 1;
                 continue;
             }
-            let epoch = match rec.ask {
-                AskKind::TakenOver { epochs, .. } => epochs[i],
-                AskKind::Open { epoch, .. } => epoch,
-                _ => unreachable!(),
-            };
+            let AskKind::Open { epoch, .. } = rec.ask else { unreachable!() };
             let y = pid as usize - 1;
             if !self.request(OWNER, y, Purpose::Ask, Req::Open { vid, epoch }) {
                 return Some(if taken_over { Answer::TakenOver(None) } else { Answer::Opened(false) });
@@ -1052,6 +1067,17 @@ impl State {
                 let answer = match rec.ask {
                     AskKind::TakenOver { .. } if acked && status == Status::Stale => {
                         Some(Answer::TakenOver(Some(true)))
+                    }
+                    // A host that took the volume over answers ESTALE to anything about it.
+                    AskKind::Open { .. } | AskKind::Close { .. } if acked && status == Status::Stale => {
+                        Some(Answer::TakenOver(Some(true)))
+                    }
+                    // A probed host that never held a store answers ENOENT: a "no".
+                    AskKind::TakenOver { holders, .. }
+                        if acked && status == Status::NoEnt && holders & (1 << usize::from(rec.at)) == 0 =>
+                    {
+                        rec.at += 1;
+                        self.ask_next(&mut rec)
                     }
                     AskKind::TakenOver { .. } if !ok => Some(Answer::TakenOver(None)),
                     AskKind::Open { .. } if !ok => Some(Answer::Opened(false)),

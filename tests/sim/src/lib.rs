@@ -442,6 +442,9 @@ pub struct Sim {
     acked: BTreeMap<u64, u64>,
     floor: BTreeMap<u64, u64>,
     failed_hosts: u64,
+    /// Volume ids of the owner taken over by a peer (P6: that incarnation acknowledges
+    /// and writes nothing more).
+    taken_over: Vec<u32>,
     faults_on: bool,
     script: Vec<(u64, Fault)>,
     /// Simulated time at which a scripted run settles.
@@ -509,6 +512,7 @@ impl Sim {
             acked: BTreeMap::new(),
             floor: BTreeMap::new(),
             failed_hosts: 0,
+            taken_over: vec![],
             faults_on: false,
             script: vec![],
             settle_at: None,
@@ -816,8 +820,10 @@ impl Sim {
         };
         // VOLUME_OPEN and VOLUME_CLOSE deal with the orphans of the volume first (the
         // simulated owner has one volume: every store of it under another id).
+        // A probe (VOLUME_OPEN of epoch 0) changes nothing, orphans included.
+        let probe = matches!(req, Req::Open { epoch: 0, .. });
         if let Req::Open { vid, .. } | Req::Close { vid } = req {
-            if !h.recovered.contains(&(owner, vid)) && !Self::resolve_orphans(h, owner, vid) {
+            if !probe && !h.recovered.contains(&(owner, vid)) && !Self::resolve_orphans(h, owner, vid) {
                 return Status::Again;
             }
         }
@@ -833,6 +839,7 @@ impl Sim {
                         return Status::Stale;
                     }
                     OpenVerdict::Unchanged => {}
+                    OpenVerdict::NotHeld => return Status::NoEnt,
                     OpenVerdict::Reset => {
                         let st = &mut h.stores[found.expect("held")];
                         st.blocks.clear();
@@ -884,6 +891,9 @@ impl Sim {
                 Status::Ok
             }
             Req::Close { vid } => {
+                if h.recovered.contains(&(owner, vid)) {
+                    return Status::Stale;
+                }
                 if let Some(i) = find(h, vid) {
                     h.stores.remove(i);
                 }
@@ -1174,22 +1184,22 @@ impl Sim {
         let vid = self.vol().vid;
         let mut rec = AskRec { ask, outstanding: 0, failed: false, stale: false, opened: [(0, 0); 2] };
         match ask {
-            Ask::TakenOver { peers, .. } | Ask::Open { peers, .. } => {
+            Ask::TakenOver { hosts, .. } => {
+                for id in (1..=self.cfg.hosts as u32).filter(|&id| hosts & host_bit(id) != 0) {
+                    if !self.request(OWNER, id as usize - 1, Req::Open { vid, epoch: 0 }, Purpose::Ask) {
+                        return Some(Answer::TakenOver(None));
+                    }
+                    rec.outstanding += 1;
+                }
+            }
+            Ask::Open { peers, epoch } => {
                 for (i, &id) in peers.iter().enumerate() {
                     if id == 0 {
                         continue;
                     }
-                    let epoch = match ask {
-                        Ask::TakenOver { epochs, .. } => epochs[i],
-                        Ask::Open { epoch, .. } => epoch,
-                        _ => unreachable!(),
-                    };
                     let y = id as usize - 1;
                     if !self.request(OWNER, y, Req::Open { vid, epoch }, Purpose::Ask) {
-                        return Some(match ask {
-                            Ask::TakenOver { .. } => Answer::TakenOver(None),
-                            _ => Answer::Opened(false),
-                        });
+                        return Some(Answer::Opened(false));
                     }
                     rec.opened[i] = (id, pair_inc(&self.inc, OWNER, y));
                     rec.outstanding += 1;
@@ -1237,7 +1247,12 @@ impl Sim {
             Purpose::Ask | Purpose::Resend => {
                 let Some(mut rec) = self.vol().ask.take() else { return Ok(()) };
                 rec.outstanding = rec.outstanding.saturating_sub(1);
-                rec.failed |= !ok;
+                // A probed host that never held a store answers ENOENT: that is a "no".
+                let never_held = match rec.ask {
+                    Ask::TakenOver { holders, .. } => holders & host_bit(y as u32 + 1) == 0,
+                    _ => false,
+                };
+                rec.failed |= !(ok || (acked && status == Status::NoEnt && never_held));
                 rec.stale |= status == Status::Stale && acked;
                 if rec.outstanding > 0 {
                     self.vol().ask = Some(rec);
@@ -1522,6 +1537,7 @@ impl Sim {
             return Ok(());
         }
         let w = self.vol().writes.remove(i);
+        self.check_not_taken_over(format!("acknowledges write {wid}"))?;
         let on_disk = self.disk.get(&w.block).is_some_and(|&d| d >= wid);
         // Peers that confirmed storing it and still hold it (or crashed since, restarted
         // or not: the owner cannot know yet; P1 covers what crashes do to acknowledged
@@ -1592,7 +1608,26 @@ impl Sim {
         self.disk_submit(OWNER, block, wid, DiskPurpose::Destage(snap))
     }
 
+    /// P6: once a peer took the owner's volume over, that volume (this incarnation) is
+    /// fenced for good: the workload may have moved to another host, which writes the
+    /// same blocks, so the owner must acknowledge and write nothing more.
+    fn check_not_taken_over(&self, what: String) -> Result<(), Violation> {
+        let vid = self.hosts[OWNER].vol.as_ref().map(|v| v.vid);
+        match vid {
+            Some(vid) if self.taken_over.contains(&vid) => Err(self.violation(format!(
+                "P6: host 1 {what} after a peer took its volume over (state {:?}, peers {:?}, stale {:#b})",
+                self.hosts[OWNER].vol.as_ref().map(|v| v.m.state()),
+                self.hosts[OWNER].vol.as_ref().map(|v| v.m.peers()),
+                self.hosts[OWNER].vol.as_ref().map_or(0, |v| v.m.stale()),
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     fn disk_submit(&mut self, h: usize, block: u64, wid: u64, purpose: DiskPurpose) -> Result<(), Violation> {
+        if h == OWNER {
+            self.check_not_taken_over(format!("writes block {block} ({purpose:?})"))?;
+        }
         // P4: the submitter may write, and no other host has a write in flight.
         let may = match purpose {
             DiskPurpose::Recovery => {
@@ -1720,6 +1755,9 @@ impl Sim {
         for v in vids {
             if !host.recovered.contains(&v) {
                 host.recovered.push(v);
+            }
+            if v.0 == 1 && !self.taken_over.contains(&v.1) {
+                self.taken_over.push(v.1);
             }
         }
         self.log(format!("host {} takes over host 1's volume", h + 1));
@@ -2099,6 +2137,8 @@ fn ask_answer(rec: &AskRec) -> Answer {
     match rec.ask {
         Ask::TakenOver { .. } if rec.stale => Answer::TakenOver(Some(true)),
         Ask::TakenOver { .. } => Answer::TakenOver(if rec.failed { None } else { Some(false) }),
+        // A host that took the volume over answers ESTALE to anything about it.
+        Ask::Close { .. } | Ask::Open { .. } if rec.stale => Answer::TakenOver(Some(true)),
         Ask::Close { .. } => Answer::Closed(!rec.failed),
         Ask::Open { .. } => Answer::Opened(!rec.failed),
         Ask::Resend => Answer::Resent(if rec.failed { Resent::Failed } else { Resent::Complete }),

@@ -19,10 +19,16 @@
 //! # Rules
 //!
 //! - **Lease.** Without the lease the volume is `suspended`: nothing is acknowledged or
-//!   written. When the lease returns, before anything else, the current peers are asked
-//!   (VOLUME_OPEN of the current epoch) whether one of them took the volume over: yes,
-//!   the volume is `fenced` for good; no answer, it stays `suspended` until one comes or
-//!   the operator resolves it ([`Owner::resolve`]).
+//!   written. When the lease returns, before anything else, every host that may hold
+//!   trusted replicas of it, the current peers and the stale hosts, is asked (VOLUME_OPEN
+//!   of epoch 0, a probe that changes nothing) whether it took the volume over: yes, the
+//!   volume is `fenced` for good; no answer, or a host that held a store of it (a peer,
+//!   or a stale host dropped from the peers) holding none now (it restarted, and would
+//!   not remember a takeover), it stays `suspended` until an answer comes or the
+//!   operator resolves it ([`Owner::resolve`]). The stale hosts count: a peer dropped
+//!   for a failed request just before the lease ended is stale, not a peer, and it may be
+//!   the one that took the volume over (found by the guests' link cut). A VOLUME_CLOSE or
+//!   VOLUME_OPEN answered ESTALE fences the volume too.
 //! - **Healthy peer.** A current peer is healthy when its connection is up, no request
 //!   to it failed or was refused since it was chosen, no majority fenced it (a fenced
 //!   host untrusts every replica it holds, even with its connections alive) and it is
@@ -152,15 +158,19 @@ pub struct Observation {
 /// A request to peers whose outcome the caller reports with [`Owner::answer`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ask {
-    /// VOLUME_OPEN of `epochs[i]` (the epoch it holds) to each of `peers` (0: none):
-    /// did one of them take the volume over (ESTALE)? Answer [`Answer::TakenOver`].
-    TakenOver { peers: [u32; 2], epochs: [u64; 2] },
-    /// VOLUME_CLOSE to `host`. Answer [`Answer::Closed`].
+    /// VOLUME_OPEN of epoch 0 (a probe: it changes no store) to each host of `hosts`
+    /// (a mask): did one of them take the volume over (ESTALE)? Answer
+    /// [`Answer::TakenOver`]: `None` also when a host of `holders` (those that held a
+    /// store of this volume) answers that it holds none (ENOENT).
+    TakenOver { hosts: u64, holders: u64 },
+    /// VOLUME_CLOSE to `host`. Answer [`Answer::Closed`], or [`Answer::TakenOver`]`(Some(true))`
+    /// if it answered ESTALE.
     Close { host: u32 },
     /// VOLUME_OPEN of the new `epoch` to each of `peers` (0: none): the peers placement
     /// chose that are not current healthy peers. Current healthy peers chosen again keep
     /// their store and epoch (emptying it would leave acknowledged writes in this
-    /// host's RAM alone until the re-send ends). Answer [`Answer::Opened`].
+    /// host's RAM alone until the re-send ends). Answer [`Answer::Opened`], or
+    /// [`Answer::TakenOver`]`(Some(true))` if one answered ESTALE.
     Open { peers: [u32; 2], epoch: u64 },
     /// Re-send every dirty block to the current peers with fresh versions, each chunk
     /// waiting for its ACKs. Answer [`Answer::Resent`].
@@ -191,8 +201,8 @@ pub enum Effect {
 pub enum Answer {
     /// An [`Effect`] was carried out.
     Done,
-    /// `Some(true)`: a peer answered ESTALE; `Some(false)`: every peer answered;
-    /// `None`: a peer could not be reached.
+    /// `Some(true)`: a host answered ESTALE; `Some(false)`: every host answered;
+    /// `None`: a host could not be reached.
     TakenOver(Option<bool>),
     /// The host confirmed the VOLUME_CLOSE.
     Closed(bool),
@@ -474,11 +484,13 @@ impl Owner {
             return self.go(Phase::Suspending, Step::Do(Effect::Suspended));
         }
         if self.was_suspended {
-            if self.epoch == 0 || self.peers_mask() == 0 {
+            let hosts = self.peers_mask() | self.stale;
+            if hosts == 0 {
                 self.was_suspended = false;
             } else {
-                let ask = Ask::TakenOver { peers: self.peers, epochs: self.peer_epochs };
-                return self.go(Phase::AskedTakenOver, Step::Ask(ask));
+                // Hosts stale since creation never held a store of this volume.
+                let holders = self.peers_mask() | (self.stale & !self.initial);
+                return self.go(Phase::AskedTakenOver, Step::Ask(Ask::TakenOver { hosts, holders }));
             }
         }
         self.after_lease_check()
@@ -631,6 +643,11 @@ impl Owner {
                 None => self.idle(),
             },
             (Phase::Fencing, Answer::Done) => self.idle(),
+            // A host that took the volume over answers any request for it with ESTALE.
+            (Phase::AskedClose(_) | Phase::Opening { .. }, Answer::TakenOver(Some(true))) => {
+                self.state = State::Fenced;
+                self.go(Phase::Fencing, Step::Do(Effect::Fence))
+            }
             (Phase::LostPeers, Answer::Done) => self.clear_stale(1),
             (Phase::AskedClose(id), Answer::Closed(ok)) => {
                 if ok {
@@ -893,7 +910,7 @@ mod tests {
             Step::Ask(Ask::TakenOver { .. }) => Answer::TakenOver(None),
             s => ok(s),
         });
-        assert_eq!(steps, vec![Step::Ask(Ask::TakenOver { peers: [2, 0], epochs: [1, 0] })]);
+        assert_eq!(steps, vec![Step::Ask(Ask::TakenOver { hosts: 0b10, holders: 0b10 })]);
         assert_eq!(o.state(), State::Suspended);
         assert!(o.awaiting_takeover_answer());
         // A peer took over: fenced.
@@ -904,6 +921,55 @@ mod tests {
         assert_eq!(steps.last(), Some(&Step::Do(Effect::Fence)));
         assert_eq!(o.writable(true), Writable::Fail);
         assert_eq!(run(&mut o, obs(0b110, Some([2, 0])), ok), vec![]);
+    }
+
+    /// The guests' link cut: the owner's peer failed a request and was dropped (stale)
+    /// just before the lease ended; the peer then took the volume over. When the lease
+    /// returned the owner asked only its peers (none), re-protected on another host, had
+    /// the stale one "close" and wrote again over the new writer's blocks. The stale
+    /// host is asked now, and a close or open answered ESTALE fences too.
+    #[test]
+    fn stale_hosts_are_asked_after_a_lease_loss() {
+        let mut o = protected(1, [2, 0]);
+        o.peer_failed(2);
+        run(&mut o, obs(0b110, None), ok);
+        assert_eq!((o.peers(), o.stale()), ([0, 0], 0b10));
+        run(&mut o, Observation { lease: false, ..obs(0b110, None) }, ok);
+        let steps = run(&mut o, obs(0b110, Some([3, 0])), |s| match s {
+            Step::Ask(Ask::TakenOver { .. }) => Answer::TakenOver(Some(true)),
+            s => ok(s),
+        });
+        assert_eq!(steps[0], Step::Ask(Ask::TakenOver { hosts: 0b10, holders: 0b10 }));
+        assert_eq!(o.state(), State::Fenced);
+
+        // Held a store, holds none now (restarted): nobody can say; suspended.
+        let mut o = protected(1, [2, 0]);
+        o.peer_failed(2);
+        run(&mut o, obs(0b110, None), ok);
+        run(&mut o, Observation { lease: false, ..obs(0b110, None) }, ok);
+        run(&mut o, obs(0b110, Some([3, 0])), |s| match s {
+            Step::Ask(Ask::TakenOver { .. }) => Answer::TakenOver(None),
+            s => ok(s),
+        });
+        assert!(o.awaiting_takeover_answer());
+        assert_eq!(o.writable(true), Writable::Wait);
+
+        // A close answered ESTALE fences.
+        let mut o = protected(1, [2, 0]);
+        o.peer_failed(2);
+        let steps = run(&mut o, Observation { clean: true, ..obs(0b110, None) }, |s| match s {
+            Step::Ask(Ask::Close { host: 2 }) => Answer::TakenOver(Some(true)),
+            s => ok(s),
+        });
+        assert!(steps.contains(&Step::Ask(Ask::Close { host: 2 })), "{steps:?}");
+        assert_eq!(o.state(), State::Fenced);
+        // And an open answered ESTALE.
+        let mut o = Owner::new(1, 0).unwrap();
+        run(&mut o, obs(0b110, Some([2, 0])), |s| match s {
+            Step::Ask(Ask::Open { .. }) => Answer::TakenOver(Some(true)),
+            s => ok(s),
+        });
+        assert_eq!(o.state(), State::Fenced);
     }
 
     #[test]

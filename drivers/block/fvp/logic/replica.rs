@@ -11,8 +11,10 @@
 //!
 //! - **Stores.** A store holds the replicas of one volume of one owner, opened with an
 //!   epoch. VOLUME_OPEN of another epoch empties it and makes it trusted; of the same
-//!   epoch it changes nothing (the owner's "did you take it over?" probe). A volume this
-//!   host took over answers ESTALE.
+//!   epoch, or of epoch 0, it changes nothing (the owner's "did you take it over?"
+//!   probe; epoch 0 is never opened, so a host that holds no store for the volume, or
+//!   an older one, is asked without creating or emptying anything). A volume this host
+//!   took over answers ESTALE, to VOLUME_OPEN and VOLUME_CLOSE alike.
 //! - **Trusted.** A store is *trusted* while this host has held its lease without
 //!   interruption since the store was opened. An owner stops counting on a peer (and may
 //!   write newer data around it) once a majority fenced that peer, and a host a majority
@@ -45,8 +47,12 @@ pub enum OpenVerdict {
     Create,
     /// A store of another epoch: empty it; it is trusted again.
     Reset,
-    /// The same epoch: nothing changes (a probe).
+    /// The same epoch, or epoch 0: nothing changes (a probe).
     Unchanged,
+    /// Epoch 0 and no store: answer ENOENT. A probed host the owner knows held a
+    /// store lost it (it restarted), and may have taken the volume over before, which
+    /// it no longer remembers: the owner cannot tell (its operator can).
+    NotHeld,
 }
 
 /// The decision for VOLUME_OPEN of `epoch`, given the store held for that volume (its
@@ -54,6 +60,8 @@ pub enum OpenVerdict {
 pub fn on_open(held_epoch: Option<u64>, taken_over: bool, epoch: u64) -> OpenVerdict {
     match held_epoch {
         _ if taken_over => OpenVerdict::TakenOver,
+        None if epoch == 0 => OpenVerdict::NotHeld,
+        Some(_) if epoch == 0 => OpenVerdict::Unchanged,
         None => OpenVerdict::Create,
         Some(e) if e != epoch => OpenVerdict::Reset,
         Some(_) => OpenVerdict::Unchanged,
@@ -175,6 +183,10 @@ mod tests {
         assert_eq!(on_open(Some(3), false, 3), OpenVerdict::Unchanged);
         assert_eq!(on_open(Some(3), true, 3), OpenVerdict::TakenOver);
         assert_eq!(on_open(None, true, 1), OpenVerdict::TakenOver);
+        // Epoch 0 probes: it never creates or empties a store.
+        assert_eq!(on_open(None, false, 0), OpenVerdict::NotHeld);
+        assert_eq!(on_open(Some(4), false, 0), OpenVerdict::Unchanged);
+        assert_eq!(on_open(Some(4), true, 0), OpenVerdict::TakenOver);
     }
 
     #[test]

@@ -43,7 +43,7 @@ use core::fmt;
 /// The header's magic, `"FVPR"` read as a little-endian `u32`.
 pub const MAGIC: u32 = 0x5250_5646;
 /// The protocol version this code speaks.
-pub const VERSION: u8 = 4;
+pub const VERSION: u8 = 5;
 /// Length of a message header.
 pub const HEADER_LEN: usize = 32;
 /// Largest payload of any message.
@@ -1471,7 +1471,7 @@ mod tests {
         };
         let b = h.encode();
         assert_eq!(&b[0..4], b"FVPR");
-        assert_eq!(b[4], 4);
+        assert_eq!(b[4], 5);
         assert_eq!(b[5], 11);
         assert_eq!(&b[6..8], &[0, 0]);
         assert_eq!(&b[8..12], &24u32.to_le_bytes());
@@ -1626,7 +1626,8 @@ mod tests {
         assert_eq!(with(4, &[1]), Err(WireError::BadVersion));
         assert_eq!(with(4, &[2]), Err(WireError::BadVersion));
         assert_eq!(with(4, &[3]), Err(WireError::BadVersion));
-        assert_eq!(with(4, &[5]), Err(WireError::BadVersion));
+        assert_eq!(with(4, &[4]), Err(WireError::BadVersion));
+        assert_eq!(with(4, &[6]), Err(WireError::BadVersion));
         assert_eq!(with(4, &[0]), Err(WireError::BadVersion));
         assert_eq!(with(5, &[0]), Err(WireError::UnknownKind));
         assert_eq!(with(5, &[13]), Err(WireError::UnknownKind));
