@@ -1180,6 +1180,20 @@ impl Sim {
 
     /// Sends an ask's requests; `Some` if it is answered at once.
     fn start_ask(&mut self, ask: Ask) -> Option<Answer> {
+        let first_id = self.next_id;
+        let answer = self.start_ask_requests(ask);
+        if answer.is_some() {
+            // Answered at once (a request could not be sent): the requests already sent
+            // for it are forgotten, so that their replies cannot answer a later ask (the
+            // kernel's calls wait for their own ACK).
+            self.hosts[OWNER]
+                .reqs
+                .retain(|&id, r| id < first_id || !matches!(r.purpose, Purpose::Ask | Purpose::Resend));
+        }
+        answer
+    }
+
+    fn start_ask_requests(&mut self, ask: Ask) -> Option<Answer> {
         self.log(format!("owner: {ask:?}"));
         let vid = self.vol().vid;
         let mut rec = AskRec { ask, outstanding: 0, failed: false, stale: false, opened: [(0, 0); 2] };

@@ -288,6 +288,10 @@ pub struct Owner {
     /// Hosts of `others` at creation still stale since: one may hold an orphan with
     /// newer blocks than the backing device, so reads wait too.
     initial: u64,
+    /// Stale hosts asked to open a store of this volume that may hold one though they
+    /// never confirmed it: a probe finding none there cannot tell whether they took
+    /// the volume over and restarted.
+    may_hold: u64,
 }
 
 impl Owner {
@@ -314,6 +318,7 @@ impl Owner {
             opened_this_pass: false,
             peer_set_gen: 0,
             initial: others,
+            may_hold: 0,
         })
     }
 
@@ -489,7 +494,7 @@ impl Owner {
                 self.was_suspended = false;
             } else {
                 // Hosts stale since creation never held a store of this volume.
-                let holders = self.peers_mask() | (self.stale & !self.initial);
+                let holders = self.peers_mask() | (self.stale & (!self.initial | self.may_hold));
                 return self.go(Phase::AskedTakenOver, Step::Ask(Ask::TakenOver { hosts, holders }));
             }
         }
@@ -541,6 +546,7 @@ impl Owner {
             if obs.fence_settled & bit != 0 {
                 self.stale &= !bit;
                 self.initial &= !bit;
+                self.may_hold &= !bit;
                 continue;
             }
             // A stale peer may hold the only other copy of blocks still dirty here:
@@ -623,6 +629,7 @@ impl Owner {
         // Chosen again or emptied by the VOLUME_OPEN: no longer stale.
         self.stale &= !chosen_mask;
         self.initial &= !chosen_mask;
+        self.may_hold &= !chosen_mask;
         self.state = State::Reprotecting;
         self.go(Phase::EpochOpened, Step::Do(Effect::EpochOpened { peers: self.peers, epoch: self.epoch }))
     }
@@ -653,12 +660,22 @@ impl Owner {
                 if ok {
                     self.stale &= !host_bit(id);
                     self.initial &= !host_bit(id);
+                    self.may_hold &= !host_bit(id);
                 }
                 self.clear_stale(id + 1)
             }
             (Phase::Notifying, Answer::Done) => self.idle(),
             (Phase::Opening { chosen, epoch }, Answer::Opened(ok)) => {
                 if !ok || self.state != State::Degraded {
+                    // Some of the hosts asked may have opened a store of this volume
+                    // (the lease ended meanwhile, or another refused): they are not
+                    // peers, and must not be forgotten, or one could take the volume
+                    // over unasked (`make soak` seed 6629, peers=2).
+                    let asked = (host_bit(chosen[0]) | host_bit(chosen[1])) & !self.peers_mask();
+                    if asked != 0 {
+                        self.stale |= asked;
+                        self.may_hold |= asked;
+                    }
                     return self.idle();
                 }
                 self.answer_opened(chosen, epoch)
@@ -790,7 +807,8 @@ mod tests {
         });
         assert_eq!(steps[0], Step::Do(Effect::LostPeers { lost: 0b10 }));
         assert_eq!(o.state(), State::Degraded);
-        assert_eq!(o.stale(), 0b10);
+        // Host 3, asked to open and refusing (or timing out), may hold a store too.
+        assert_eq!(o.stale(), 0b110);
         assert_eq!(o.writable(true), Writable::Wait);
     }
 
@@ -970,6 +988,27 @@ mod tests {
             s => ok(s),
         });
         assert_eq!(o.state(), State::Fenced);
+    }
+
+    /// `make soak` seed 6629: the lease ended while a new epoch was being opened; the
+    /// answer was dropped and the host it opened was forgotten. It is stale now.
+    #[test]
+    fn hosts_asked_to_open_are_not_forgotten() {
+        let mut o = Owner::new(2, 0).unwrap();
+        let mut s = o.tick(obs(0b110, Some([2, 3])));
+        assert_eq!(s, Step::Ask(Ask::Open { peers: [2, 3], epoch: 1 }));
+        // The lease ends while the VOLUME_OPEN is out.
+        o.tick(Observation { lease: false, ..obs(0b110, None) });
+        s = o.answer(Answer::Opened(true));
+        assert_eq!(s, Step::Idle);
+        assert_eq!(o.peers(), [0, 0]);
+        assert_eq!(o.stale(), 0b110, "both may hold a store");
+        // Back with the lease, both are asked, as holders.
+        let steps = run(&mut o, obs(0b110, Some([2, 3])), |s| match s {
+            Step::Ask(Ask::TakenOver { .. }) => Answer::TakenOver(None),
+            s => ok(s),
+        });
+        assert_eq!(steps, vec![Step::Ask(Ask::TakenOver { hosts: 0b110, holders: 0b110 })]);
     }
 
     #[test]
