@@ -36,7 +36,9 @@
 //! - **Lost peer, stale peer.** Every tick, in every state, an unhealthy current peer is
 //!   dropped from the peer set and becomes *stale*: it may be alive with older replicas
 //!   it could write over newer blocks at a takeover. A peer that re-protection leaves
-//!   out of the new set becomes stale the same way, healthy or not. A stale peer stops
+//!   out of the new set becomes stale the same way, healthy or not, and so does a host
+//!   asked to open a store whose answer is not applied (the lease ended meanwhile, or
+//!   another host refused): it may hold a store all the same. A stale peer stops
 //!   being one once a majority fenced it for the takeover wait (a fence seen at one
 //!   instant may combine views of different times), once it
 //!   confirmed a VOLUME_CLOSE (asked each tick while it is reachable and not chosen, but
