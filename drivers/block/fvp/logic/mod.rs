@@ -10,6 +10,7 @@ pub mod abi;
 pub mod auth;
 pub mod cache;
 pub mod crc32c;
+pub mod flash;
 pub mod membership;
 pub mod owner;
 pub mod placement;

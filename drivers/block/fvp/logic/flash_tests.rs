@@ -1,0 +1,856 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Tests of the flash format and of [`Journal`] against a reference model with crashes.
+
+use super::*;
+use proptest::prelude::*;
+use std::collections::HashMap;
+use std::vec::Vec;
+
+/// Vec-backed arrays for the host.
+pub(crate) struct VecStores;
+
+impl Stores for VecStores {
+    type Array<T: Copy> = Vec<T>;
+    fn empty<T: Copy>() -> Vec<T> {
+        Vec::new()
+    }
+}
+
+fn sb(device_blocks: u64) -> Superblock {
+    let mut name = [0u8; NAME_LEN];
+    name[..5].copy_from_slice(b"pool0");
+    Superblock { uuid: [7; 16], name, geometry: Geometry::for_device(device_blocks).unwrap() }
+}
+
+#[test]
+fn geometry_is_the_largest_that_fits() {
+    for blocks in [1034 + 9, 1043, 1044, 5000, 262_144, 262_144 + 129, 1 << 30] {
+        let Ok(g) = Geometry::for_device(blocks) else {
+            assert!(blocks < Geometry::ENTRY_START + MIN_SLOTS + MIN_SLOTS.div_ceil(ENTRIES_PER_BLOCK));
+            continue;
+        };
+        assert!(g.data_start() + g.slots <= blocks, "{blocks}: {g:?}");
+        let bigger = Geometry { device_blocks: blocks, slots: g.slots + 1 };
+        assert!(bigger.check().is_err(), "{blocks}: one more slot would fit");
+    }
+    assert_eq!(Geometry::for_device(100), Err(FormatError::TooSmall));
+    assert_eq!(Geometry::for_device(0), Err(FormatError::TooSmall));
+    // A 1 GiB device: 262,144 blocks.
+    let g = Geometry::for_device(262_144).unwrap();
+    assert_eq!(g.entry_blocks(), g.slots.div_ceil(128));
+    assert!(g.slots > 262_144 * 99 / 100);
+}
+
+#[test]
+fn superblock_round_trips_and_checks() {
+    let s = sb(10_000);
+    let mut a = [0u8; BLOCK];
+    s.encode(&mut a);
+    assert_eq!(Superblock::decode(&a), Ok(s));
+    assert_eq!(Superblock::choose(&a, &a), Ok(s));
+    let zero = [0u8; BLOCK];
+    assert_eq!(Superblock::choose(&a, &zero), Ok(s));
+    assert_eq!(Superblock::choose(&zero, &a), Ok(s));
+    assert_eq!(Superblock::choose(&zero, &zero), Err(FormatError::NotAPool));
+    let mut bad = a;
+    bad[40] ^= 1;
+    assert_eq!(Superblock::decode(&bad), Err(FormatError::SuperblockChecksum));
+    assert_eq!(Superblock::choose(&bad, &a), Ok(s));
+    let mut other = [0u8; BLOCK];
+    sb(20_000).encode(&mut other);
+    assert_eq!(Superblock::choose(&a, &other), Err(FormatError::CopiesDisagree));
+    assert_eq!(s.fits(9_999), Err(FormatError::Geometry));
+    assert_eq!(s.fits(10_000), Ok(()));
+}
+
+#[test]
+fn entries_round_trip_and_belong_to_their_slot_and_pool() {
+    let seed = sb(10_000).seed();
+    let e = Entry { key: Key::new(3, 77).unwrap(), dirty: true, seq: 42 };
+    let mut b = [0u8; ENTRY_BYTES];
+    encode_entry(seed, 9, Some(&e), &mut b);
+    assert_eq!(decode_entry(seed, 9, &b), Some(e));
+    assert_eq!(decode_entry(seed, 10, &b), None, "an entry written to the wrong slot");
+    assert_eq!(decode_entry(seed ^ 1, 9, &b), None, "an entry of another pool");
+    encode_entry(seed, 9, None, &mut b);
+    assert_eq!(b, [0u8; ENTRY_BYTES]);
+    assert_eq!(decode_entry(seed, 9, &b), None);
+    let records = |v: u16| if v == 3 { Some(100) } else { None };
+    assert_eq!(check_entry(9, &e, records), Ok(()));
+    let beyond = Entry { key: Key::new(3, 100).unwrap(), ..e };
+    assert_eq!(check_entry(9, &beyond, records), Err(FormatError::BlockBeyondVolume { slot: 9 }));
+    let unknown = Entry { key: Key::new(4, 1).unwrap(), ..e };
+    assert_eq!(check_entry(9, &unknown, records), Err(FormatError::UnknownVolume { slot: 9 }));
+    assert_eq!(newer(&e, &e, 9), Err(FormatError::DuplicateEntry { slot: 9 }));
+}
+
+#[test]
+fn records_round_trip() {
+    let seed = sb(10_000).seed();
+    let r = VolumeRecord::new(b"/dev/disk/by-id/virtio-backing0", 2_097_152).unwrap();
+    let mut b = [0u8; RECORD_BYTES];
+    encode_record(seed, 5, Some(&r), &mut b);
+    assert_eq!(decode_record(seed, 5, &b), Ok(Some(r)));
+    assert_eq!(decode_record(seed, 6, &b), Ok(None));
+    assert!(r.matches(b"/dev/disk/by-id/virtio-backing0", 2_097_152));
+    assert!(!r.matches(b"/dev/disk/by-id/virtio-backing0", 2_097_160));
+    assert!(!r.matches(b"/dev/sdb", 2_097_152));
+    assert_eq!(r.blocks(), 262_144);
+    assert!(VolumeRecord::new(&[b'x'; IDENTITY_LEN + 1], 8).is_none());
+    assert!(VolumeRecord::new(b"", 8).is_none());
+    let (block, off) = record_location(VOLUME_RECORDS - 1);
+    assert_eq!(block, Geometry::VOLUME_TABLE_START + VOLUME_TABLE_BLOCKS - 1);
+    assert_eq!(off + RECORD_BYTES, BLOCK);
+}
+
+#[test]
+fn ram_per_slot_is_within_budget() {
+    // The journal adds this to the index's bytes per slot (docs/flash.md).
+    assert!(Journal::<VecStores>::bytes_per_slot() < 1.01);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Damaged superblocks are refused, never misread, and never panic.
+    #[test]
+    fn damaged_superblock_is_refused(flips in proptest::collection::vec((0usize..BLOCK, 1u8..=255), 1..8)) {
+        let s = sb(50_000);
+        let mut a = [0u8; BLOCK];
+        s.encode(&mut a);
+        for (at, x) in flips {
+            a[at] ^= x;
+        }
+        if let Ok(d) = Superblock::decode(&a) {
+            prop_assert_eq!(d, s);
+        }
+    }
+
+    /// Arbitrary bytes never panic the decoders.
+    #[test]
+    fn arbitrary_metadata_never_panics(bytes in proptest::collection::vec(any::<u8>(), BLOCK), slot in any::<u64>()) {
+        let _ = Superblock::decode(&bytes);
+        let _ = decode_record(1, (slot % 256) as u32, &bytes);
+        let _ = decode_entry(1, slot, &bytes);
+    }
+
+    /// A damaged entry reads as free or as itself, never as another entry.
+    #[test]
+    fn damaged_entry_is_never_misread(at in 0usize..ENTRY_BYTES, x in 1u8..=255, block in 0u64..1 << 40, seq in any::<u64>()) {
+        let e = Entry { key: Key::new(1, block).unwrap(), dirty: seq & 1 == 0, seq };
+        let mut b = [0u8; ENTRY_BYTES];
+        encode_entry(99, 3, Some(&e), &mut b);
+        b[at] ^= x;
+        prop_assert_eq!(decode_entry(99, 3, &b), None);
+    }
+}
+
+struct MapIndex(HashMap<SlotId, (Key, bool)>);
+
+impl Index for MapIndex {
+    fn live(&self, slot: SlotId) -> Option<(Key, bool)> {
+        self.0.get(&slot).copied()
+    }
+}
+
+#[test]
+fn acknowledged_data_is_never_rewritten_in_place() {
+    let mut j = Journal::<VecStores>::new(256, RECORDS_DEFAULT).unwrap();
+    let k = Key::new(0, 5).unwrap();
+    j.begin_write(0).unwrap();
+    j.landed(0).unwrap();
+    // Uncommitted, but a flush may count on it: not in place either; the old slot is
+    // free once the new one landed.
+    assert_eq!(j.begin_write(0), Err(JournalError::NotInPlace));
+    j.begin_write(2).unwrap();
+    j.landed_replacing(2, 0, k).unwrap();
+    assert!(j.reusable(0));
+    j.begin_write(0).unwrap();
+    j.landed_replacing(0, 2, k).unwrap();
+    assert!(j.reusable(2));
+    let seq = j.begin_phase().unwrap().unwrap();
+    assert_eq!(seq, 2);
+    assert_eq!(j.begin_write(0), Err(JournalError::NotInPlace));
+    let idx = MapIndex(HashMap::from([(0, (k, true))]));
+    let mut buf = [0u8; BLOCK];
+    j.encode_block(0, 1, &idx, &mut buf);
+    assert_eq!(decode_entry(1, 0, &buf[..32]), Some(Entry { key: k, dirty: true, seq: 2 }));
+    assert_eq!(j.end_phase(true, &idx), Ok(PhaseOutcome { committed: 1, freed: 0 }));
+    assert_eq!(j.begin_write(0), Err(JournalError::NotInPlace));
+    // Out of place: slot 1 supersedes 0; 0 is reusable only after two phases.
+    j.begin_write(1).unwrap();
+    j.landed_replacing(1, 0, k).unwrap();
+    let idx = MapIndex(HashMap::from([(1, (k, true))]));
+    let seq = j.begin_phase().unwrap().unwrap();
+    j.encode_block(0, 1, &idx, &mut buf);
+    assert_eq!(decode_entry(1, 0, &buf[..32]), Some(Entry { key: k, dirty: true, seq: seq - 1 }));
+    assert_eq!(decode_entry(1, 1, &buf[32..64]), Some(Entry { key: k, dirty: true, seq }));
+    j.end_phase(true, &idx).unwrap();
+    assert!(!j.reusable(0));
+    assert!(j.pending());
+    j.begin_phase().unwrap().unwrap();
+    j.encode_block(0, 1, &idx, &mut buf);
+    assert_eq!(decode_entry(1, 0, &buf[..32]), None);
+    assert_eq!(j.end_phase(true, &idx), Ok(PhaseOutcome { committed: 1, freed: 1 }));
+    assert!(j.reusable(0));
+    assert_eq!(j.records(), 0);
+}
+
+#[test]
+fn the_newest_entry_of_a_block_is_zeroed_last() {
+    let mut j = Journal::<VecStores>::new(256, RECORDS_DEFAULT).unwrap();
+    let k = Key::new(0, 9).unwrap();
+    let none = MapIndex(HashMap::new());
+    j.begin_write(0).unwrap();
+    j.landed(0).unwrap();
+    j.begin_phase().unwrap();
+    j.end_phase(true, &MapIndex(HashMap::from([(0, (k, true))]))).unwrap();
+    // Slot 1 supersedes 0 and becomes durable; 0 waits to be zeroed.
+    j.begin_write(1).unwrap();
+    j.landed_replacing(1, 0, k).unwrap();
+    let idx = MapIndex(HashMap::from([(1, (k, true))]));
+    j.begin_phase().unwrap();
+    j.end_phase(true, &idx).unwrap();
+    // The block is evicted before 0 was zeroed: 1 is held, 0 goes first.
+    j.release(1, k).unwrap();
+    let seq = j.begin_phase().unwrap().unwrap();
+    let mut buf = [0u8; BLOCK];
+    j.encode_block(0, 1, &none, &mut buf);
+    assert_eq!(decode_entry(1, 0, &buf[..32]), None);
+    assert_eq!(decode_entry(1, 1, &buf[32..64]), Some(Entry { key: k, dirty: true, seq: seq - 1 }));
+    j.end_phase(true, &none).unwrap();
+    assert!(j.reusable(0));
+    assert!(!j.reusable(1));
+    j.begin_phase().unwrap();
+    j.encode_block(0, 1, &none, &mut buf);
+    assert_eq!(decode_entry(1, 1, &buf[32..64]), None);
+    j.end_phase(true, &none).unwrap();
+    assert!(j.reusable(1));
+    assert_eq!(j.records(), 0);
+}
+
+#[test]
+fn a_failed_commit_stops_the_journal() {
+    let mut j = Journal::<VecStores>::new(256, RECORDS_DEFAULT).unwrap();
+    let none = MapIndex(HashMap::new());
+    j.begin_write(3).unwrap();
+    j.landed(3).unwrap();
+    j.begin_phase().unwrap();
+    assert_eq!(j.begin_phase(), Err(JournalError::Phase));
+    assert_eq!(j.end_phase(false, &none), Err(JournalError::Failed));
+    assert!(j.failed());
+    assert_eq!(j.begin_write(4), Err(JournalError::Failed));
+    assert_eq!(j.begin_phase(), Err(JournalError::Failed));
+}
+
+#[test]
+fn records_are_bounded() {
+    let mut j = Journal::<VecStores>::new(64, 4).unwrap();
+    let key = |s: SlotId| Key::new(0, u64::from(s)).unwrap();
+    let mut idx = MapIndex(HashMap::new());
+    for s in 0..5 {
+        j.begin_write(s).unwrap();
+        j.landed(s).unwrap();
+        idx.0.insert(s, (key(s), true));
+    }
+    j.begin_phase().unwrap();
+    j.end_phase(true, &idx).unwrap();
+    for s in 0..4 {
+        j.begin_write(10 + s).unwrap();
+        j.landed_replacing(10 + s, s, key(s)).unwrap();
+    }
+    j.begin_write(14).unwrap();
+    assert_eq!(j.landed_replacing(14, 4, key(4)), Err(JournalError::Full));
+    assert_eq!(j.release(4, key(4)), Err(JournalError::Full));
+    for s in 0..4 {
+        idx.0.remove(&s);
+        idx.0.insert(10 + s, (key(s), true));
+    }
+    j.begin_phase().unwrap();
+    j.end_phase(true, &idx).unwrap();
+    j.begin_phase().unwrap();
+    j.end_phase(true, &idx).unwrap();
+    assert_eq!(j.records(), 0);
+    j.landed_replacing(14, 4, key(4)).unwrap();
+}
+
+#[test]
+fn first_seq_after_recovery_is_above_every_superseded_rewrite() {
+    for max in [0u64, 1, 2, 5, 6, 1000, 1001] {
+        let n = first_seq_after(max);
+        assert_eq!(n % 2, 0);
+        assert!(n - 1 > max, "{max} -> {n}");
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The crash model: a pool of SLOTS slots over a simulated device with a volatile
+// write cache. Writes, destages, evictions, discards, flushes and the steps of commits
+// interleave at random; at random moments the power is cut: every unflushed sector
+// write independently lands or not (later writes to a sector only after earlier
+// ones). The recovered pool must serve, for every block, a version at least as new as
+// the last flush promised, never torn data, and call clean only what the backing
+// device holds.
+
+const SLOTS: u64 = 300;
+const KEYS: u64 = 40;
+/// Few records, so that `Full` is reached.
+const RECORDS: usize = 24;
+const SEED: u32 = 0x5eed;
+const DISCARDED: u64 = u64::MAX;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A sector write not yet durable; `done` once the device completed it.
+#[derive(Clone)]
+struct Pending<T> {
+    value: T,
+    done: bool,
+}
+
+struct Device {
+    meta: Vec<[u8; SECTOR]>,
+    meta_pending: Vec<Vec<Pending<[u8; SECTOR]>>>,
+    /// Per data slot and sector: the id of the write whose data it holds (0: none).
+    data: Vec<[u64; 8]>,
+    data_pending: Vec<[Vec<Pending<u64>>; 8]>,
+}
+
+impl Device {
+    fn new() -> Self {
+        let sectors = (SLOTS.div_ceil(ENTRIES_PER_BLOCK) as usize) * (BLOCK / SECTOR);
+        Device {
+            meta: vec![[0; SECTOR]; sectors],
+            meta_pending: vec![Vec::new(); sectors],
+            data: vec![[0; 8]; SLOTS as usize],
+            data_pending: (0..SLOTS).map(|_| Default::default()).collect(),
+        }
+    }
+
+    /// A flush: every completed write becomes durable.
+    fn flush(&mut self) {
+        for (s, p) in self.meta_pending.iter_mut().enumerate() {
+            while p.first().is_some_and(|w| w.done) {
+                self.meta[s] = p.remove(0).value;
+            }
+        }
+        for (slot, secs) in self.data_pending.iter_mut().enumerate() {
+            for (i, p) in secs.iter_mut().enumerate() {
+                while p.first().is_some_and(|w| w.done) {
+                    self.data[slot][i] = p.remove(0).value;
+                }
+            }
+        }
+    }
+
+    /// The power is cut: what reached the media.
+    fn crash(&mut self, rng: &mut Rng) {
+        for (s, p) in self.meta_pending.iter_mut().enumerate() {
+            let k = rng.below(p.len() as u64 + 1) as usize;
+            for w in p.drain(..).take(k) {
+                self.meta[s] = w.value;
+            }
+        }
+        for (slot, secs) in self.data_pending.iter_mut().enumerate() {
+            for (i, p) in secs.iter_mut().enumerate() {
+                let k = rng.below(p.len() as u64 + 1) as usize;
+                for w in p.drain(..).take(k) {
+                    self.data[slot][i] = w.value;
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Inflight {
+    id: u64,
+    key: Key,
+    slot: SlotId,
+    /// The slot the block's older version is in, when written elsewhere.
+    replacing: Option<SlotId>,
+}
+
+struct Flush {
+    /// Phases begun when it arrived: it waits for one more to end.
+    need: u64,
+    /// The newest acknowledged write of each block when it arrived.
+    acked: HashMap<Key, u64>,
+    /// `Model::ops` when it arrived.
+    arrived: u64,
+}
+
+fn tracing() -> bool {
+    std::env::var("FLASH_TRACE").is_ok()
+}
+
+macro_rules! trace {
+    ($($t:tt)*) => { if tracing() { std::eprintln!($($t)*); } };
+}
+
+struct Model {
+    rng: Rng,
+    dev: Device,
+    journal: Journal<VecStores>,
+    /// Block -> slot, and slot -> (block, dirty): the pool's index.
+    map: HashMap<Key, SlotId>,
+    index: MapIndex,
+    /// The version each mapped block's slot holds (a write id).
+    version: HashMap<Key, u64>,
+    inflight: Vec<Inflight>,
+    /// Write id -> block.
+    writes: HashMap<u64, Key>,
+    next_id: u64,
+    acked: HashMap<Key, u64>,
+    /// What completed flushes promised: at least this version of each block.
+    promised: HashMap<Key, u64>,
+    /// The backing device's durable version of each block (`DISCARDED`).
+    backing: HashMap<Key, u64>,
+    flushes: Vec<Flush>,
+    phases_begun: u64,
+    phase_todo: Vec<u64>,
+    phase_issued: Vec<(u64, Vec<usize>)>,
+    seq_seen: u64,
+    stats: ModelStats,
+    /// Operations so far, and when each block was last discarded: a discard leaves a
+    /// block's contents undefined, so flushes that arrived before it promise nothing
+    /// for it.
+    ops: u64,
+    discarded: HashMap<Key, u64>,
+}
+
+#[derive(Default, Debug)]
+struct ModelStats {
+    crashes: u64,
+    flushes_completed: u64,
+    recovered_dirty: u64,
+    recovered_older_than_acked: u64,
+    out_of_place: u64,
+    full: u64,
+}
+
+impl Model {
+    fn new(seed: u64) -> Self {
+        Model {
+            rng: Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
+            dev: Device::new(),
+            journal: Journal::new(SLOTS, RECORDS).unwrap(),
+            map: HashMap::new(),
+            index: MapIndex(HashMap::new()),
+            version: HashMap::new(),
+            inflight: Vec::new(),
+            writes: HashMap::new(),
+            next_id: 1,
+            acked: HashMap::new(),
+            promised: HashMap::new(),
+            backing: HashMap::new(),
+            flushes: Vec::new(),
+            phases_begun: 0,
+            phase_todo: Vec::new(),
+            phase_issued: Vec::new(),
+            seq_seen: 0,
+            stats: ModelStats::default(),
+            ops: 0,
+            discarded: HashMap::new(),
+        }
+    }
+
+    fn free_slot(&mut self) -> Option<SlotId> {
+        let start = self.rng.below(SLOTS) as SlotId;
+        (0..SLOTS as SlotId).map(|i| (start + i) % SLOTS as SlotId).find(|&s| {
+            self.journal.reusable(s) && !self.index.0.contains_key(&s) && !self.inflight.iter().any(|w| w.slot == s)
+        })
+    }
+
+    fn busy(&self, key: Key) -> bool {
+        self.inflight.iter().any(|w| w.key == key)
+    }
+
+    fn write(&mut self, key: Key) {
+        if self.busy(key) {
+            return;
+        }
+        let (slot, replacing) = match self.map.get(&key).copied() {
+            Some(s) => match self.journal.begin_write(s) {
+                Ok(()) => (s, None),
+                Err(JournalError::NotInPlace) => {
+                    let Some(m) = self.free_slot() else { return };
+                    self.journal.begin_write(m).unwrap();
+                    self.stats.out_of_place += 1;
+                    (m, Some(s))
+                }
+                Err(e) => panic!("begin_write({s}): {e:?}"),
+            },
+            None => {
+                let Some(m) = self.free_slot() else { return };
+                self.journal.begin_write(m).unwrap();
+                (m, None)
+            }
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        self.writes.insert(id, key);
+        for p in self.dev.data_pending[slot as usize].iter_mut() {
+            p.push(Pending { value: id, done: false });
+        }
+        self.inflight.push(Inflight { id, key, slot, replacing });
+        trace!("write {id} block {} -> slot {slot} replacing {replacing:?}", key.block());
+    }
+
+    fn land(&mut self, i: usize) {
+        let w = self.inflight[i];
+        match w.replacing {
+            Some(old) => match self.journal.landed_replacing(w.slot, old, w.key) {
+                Ok(()) => {
+                    self.index.0.remove(&old);
+                }
+                Err(JournalError::Full) => {
+                    self.stats.full += 1;
+                    return;
+                }
+                Err(e) => panic!("landed_replacing: {e:?}"),
+            },
+            None => self.journal.landed(w.slot).unwrap(),
+        }
+        self.inflight.swap_remove(i);
+        for p in self.dev.data_pending[w.slot as usize].iter_mut() {
+            for x in p.iter_mut().filter(|x| x.value == w.id) {
+                x.done = true;
+            }
+        }
+        trace!("landed {} block {} slot {}", w.id, w.key.block(), w.slot);
+        self.map.insert(w.key, w.slot);
+        self.index.0.insert(w.slot, (w.key, true));
+        self.version.insert(w.key, w.id);
+        self.acked.insert(w.key, w.id);
+    }
+
+    fn destage(&mut self, key: Key) {
+        let Some(&slot) = self.map.get(&key) else { return };
+        if self.inflight.iter().any(|w| w.slot == slot) || !self.index.0[&slot].1 || !self.journal.destageable(slot) {
+            return;
+        }
+        // Written and the backing device flushed, then clean.
+        self.backing.insert(key, self.version[&key]);
+        trace!("destaged block {} slot {slot} write {}", key.block(), self.version[&key]);
+        self.index.0.insert(slot, (key, false));
+        self.journal.cleaned(slot);
+    }
+
+    fn remove(&mut self, key: Key, discard: bool) {
+        if self.busy(key) {
+            return;
+        }
+        if let Some(&slot) = self.map.get(&key) {
+            if !discard && self.index.0[&slot].1 {
+                return; // only clean blocks are evicted
+            }
+            match self.journal.release(slot, key) {
+                Ok(()) => {}
+                Err(JournalError::Full) => {
+                    self.stats.full += 1;
+                    return;
+                }
+                Err(e) => panic!("release: {e:?}"),
+            }
+            trace!("released block {} slot {slot} discard {discard}", key.block());
+            self.map.remove(&key);
+            self.index.0.remove(&slot);
+            self.version.remove(&key);
+        }
+        if discard {
+            self.backing.insert(key, DISCARDED);
+            self.promised.remove(&key);
+            self.acked.remove(&key);
+            self.discarded.insert(key, self.ops);
+        }
+    }
+
+    fn flush(&mut self) {
+        let need = self.phases_begun + 1;
+        self.flushes.push(Flush { need, acked: self.acked.clone(), arrived: self.ops });
+        trace!("flush arrives, needs phase {need}");
+    }
+
+    fn begin_phase(&mut self) {
+        if self.journal.in_phase() {
+            return;
+        }
+        match self.journal.begin_phase().unwrap() {
+            None => self.complete_flushes(),
+            Some(seq) => {
+                self.phases_begun += 1;
+                trace!("phase {} begins, seq {seq}", self.phases_begun);
+                self.seq_seen = self.seq_seen.max(seq);
+                // The flush of the device, issued after begin_phase.
+                self.dev.flush();
+                let mut cursor = 0;
+                while let Some(b) = self.journal.next_phase_block(&mut cursor) {
+                    self.phase_todo.push(b);
+                }
+            }
+        }
+    }
+
+    fn issue_block(&mut self, i: usize) {
+        let b = self.phase_todo.swap_remove(i);
+        let mut buf = [0u8; BLOCK];
+        self.journal.encode_block(b, SEED, &self.index, &mut buf);
+        if tracing() {
+            for i in 0..ENTRIES_PER_BLOCK {
+                let slot = b * ENTRIES_PER_BLOCK + i;
+                if slot < SLOTS {
+                    if let Some(e) = decode_entry(SEED, slot, &buf[i as usize * 32..]) {
+                        std::eprintln!("  encode slot {slot}: block {} dirty {} seq {}", e.key.block(), e.dirty, e.seq);
+                    }
+                }
+            }
+        }
+        let first = b as usize * (BLOCK / SECTOR);
+        let mut sectors = Vec::new();
+        for k in 0..BLOCK / SECTOR {
+            let mut v = [0u8; SECTOR];
+            v.copy_from_slice(&buf[k * SECTOR..(k + 1) * SECTOR]);
+            self.dev.meta_pending[first + k].push(Pending { value: v, done: false });
+            sectors.push(first + k);
+        }
+        self.phase_issued.push((b, sectors));
+    }
+
+    /// A FUA write completes: durable.
+    fn complete_block(&mut self, i: usize) {
+        let (_, sectors) = self.phase_issued.swap_remove(i);
+        for s in sectors {
+            let w = self.dev.meta_pending[s].remove(0);
+            self.dev.meta[s] = w.value;
+        }
+    }
+
+    fn end_phase(&mut self) {
+        if !self.journal.in_phase() || !self.phase_todo.is_empty() || !self.phase_issued.is_empty() {
+            return;
+        }
+        self.journal.end_phase(true, &self.index).unwrap();
+        trace!("phase ends");
+        self.complete_flushes();
+    }
+
+    fn complete_flushes(&mut self) {
+        let done = self.journal.phases_done();
+        let idle = !self.journal.in_phase() && !self.journal.pending();
+        let mut kept = Vec::new();
+        for f in self.flushes.drain(..) {
+            if done >= f.need || idle {
+                for (k, v) in f.acked {
+                    if self.discarded.get(&k).is_some_and(|&d| d >= f.arrived) {
+                        continue;
+                    }
+                    let p = self.promised.entry(k).or_insert(0);
+                    *p = (*p).max(v);
+                }
+                self.stats.flushes_completed += 1;
+                trace!("flush completes");
+            } else {
+                kept.push(f);
+            }
+        }
+        self.flushes = kept;
+    }
+
+    fn step(&mut self) {
+        let key = Key::new(0, self.rng.below(KEYS)).unwrap();
+        let op = self.rng.below(100);
+        self.ops += 1;
+        match op {
+            0..=29 => self.write(key),
+            30..=54 => {
+                if !self.inflight.is_empty() {
+                    let i = self.rng.below(self.inflight.len() as u64) as usize;
+                    self.land(i);
+                }
+            }
+            55..=59 => self.flush(),
+            60..=64 => self.begin_phase(),
+            65..=74 => {
+                if !self.phase_todo.is_empty() {
+                    let i = self.rng.below(self.phase_todo.len() as u64) as usize;
+                    self.issue_block(i);
+                }
+            }
+            75..=84 => {
+                if !self.phase_issued.is_empty() {
+                    let i = self.rng.below(self.phase_issued.len() as u64) as usize;
+                    self.complete_block(i);
+                }
+                self.end_phase();
+            }
+            85..=91 => self.destage(key),
+            92..=97 => self.remove(key, false),
+            _ => self.remove(key, true),
+        }
+    }
+
+    /// Cuts the power, reads the device back as the kernel would, checks what it
+    /// serves, and continues from the recovered pool.
+    fn crash_and_recover(&mut self, seed: u64) {
+        self.stats.crashes += 1;
+        trace!("CRASH");
+        let mut rng = Rng(self.rng.next() | 1);
+        self.dev.crash(&mut rng);
+        // Recovery scan: the newest entry of each block.
+        let mut newest: HashMap<Key, (SlotId, Entry)> = HashMap::new();
+        let mut stale = Vec::new();
+        let mut max_seq = 0;
+        for slot in 0..SLOTS as SlotId {
+            let (sector, off) = ((slot as usize * ENTRY_BYTES) / SECTOR, (slot as usize * ENTRY_BYTES) % SECTOR);
+            let Some(e) = decode_entry(SEED, u64::from(slot), &self.dev.meta[sector][off..off + ENTRY_BYTES]) else {
+                continue;
+            };
+            max_seq = max_seq.max(e.seq);
+            match newest.get(&e.key).copied() {
+                None => {
+                    newest.insert(e.key, (slot, e));
+                }
+                Some((other, o)) => {
+                    let n = newer(&e, &o, u64::from(slot)).unwrap_or_else(|err| panic!("seed {seed}: {err:?}"));
+                    if n {
+                        newest.insert(e.key, (slot, e));
+                        stale.push((other, e.key));
+                    } else {
+                        stale.push((slot, e.key));
+                    }
+                }
+            }
+        }
+        for k in 0..KEYS {
+            let key = Key::new(0, k).unwrap();
+            let promised = self.promised.get(&key).copied().unwrap_or(0);
+            let backing = self.backing.get(&key).copied().unwrap_or(0);
+            match newest.get(&key) {
+                Some(&(slot, e)) => {
+                    let data = self.dev.data[slot as usize];
+                    let id = data[0];
+                    assert!(data.iter().all(|&x| x == id), "seed {seed}: block {k} served torn from slot {slot}: {data:?}");
+                    assert_eq!(self.writes.get(&id), Some(&key), "seed {seed}: block {k} served another block's data (write {id}) from slot {slot}");
+                    assert!(id >= promised, "seed {seed}: block {k} came back as write {id}, older than the flushed {promised}");
+                    if !e.dirty && backing != DISCARDED {
+                        assert_eq!(backing, id, "seed {seed}: block {k} clean in slot {slot} but the backing device holds {backing}");
+                    }
+                    if e.dirty {
+                        self.stats.recovered_dirty += 1;
+                    }
+                    if self.acked.get(&key) != Some(&id) {
+                        self.stats.recovered_older_than_acked += 1;
+                    }
+                }
+                None => assert!(
+                    backing == DISCARDED || backing >= promised,
+                    "seed {seed}: block {k} not in the pool and the backing device holds {backing}, older than the flushed {promised}"
+                ),
+            }
+        }
+        // Reopen.
+        self.journal = Journal::new(SLOTS, RECORDS).unwrap();
+        for slot in 0..SLOTS as SlotId {
+            self.journal.recovered(slot, Recovered::Free).unwrap();
+        }
+        for &(s, key) in &stale {
+            // More stale entries than records: zero some first, as the kernel would.
+            if self.journal.recovered(s, Recovered::Stale(key)) == Err(JournalError::Full) {
+                self.journal.begin_phase().unwrap();
+                let mut cursor = 0;
+                while let Some(b) = self.journal.next_phase_block(&mut cursor) {
+                    let mut buf = [0u8; BLOCK];
+                    self.journal.encode_block(b, SEED, &self.index, &mut buf);
+                    let first = b as usize * (BLOCK / SECTOR);
+                    for k in 0..BLOCK / SECTOR {
+                        self.dev.meta[first + k].copy_from_slice(&buf[k * SECTOR..(k + 1) * SECTOR]);
+                    }
+                }
+                self.journal.end_phase(true, &self.index).unwrap();
+                self.journal.recovered(s, Recovered::Stale(key)).unwrap();
+            }
+        }
+        self.map.clear();
+        self.index.0.clear();
+        self.version.clear();
+        self.acked.clear();
+        for (&key, &(slot, e)) in &newest {
+            self.journal.recovered(slot, Recovered::Live).unwrap();
+            self.map.insert(key, slot);
+            self.index.0.insert(slot, (key, e.dirty));
+            let id = self.dev.data[slot as usize][0];
+            self.version.insert(key, id);
+            self.acked.insert(key, id);
+        }
+        self.journal.recovered_seq(max_seq);
+        for k in 0..KEYS {
+            let key = Key::new(0, k).unwrap();
+            if !newest.contains_key(&key) {
+                if let Some(&b) = self.backing.get(&key).filter(|&&b| b != DISCARDED) {
+                    self.acked.insert(key, b);
+                }
+            }
+        }
+        self.inflight.clear();
+        self.flushes.clear();
+        self.phases_begun = 0;
+        self.phase_todo.clear();
+        self.phase_issued.clear();
+    }
+}
+
+fn run_model(seed: u64, steps: u32) -> ModelStats {
+    let mut m = Model::new(seed);
+    for _ in 0..steps {
+        m.step();
+        if m.rng.below(200) == 0 {
+            m.crash_and_recover(seed);
+        }
+    }
+    m.crash_and_recover(seed);
+    m.stats
+}
+
+/// `FLASH_SEEDS` (default 3,000) seeds of 1,500 steps each.
+#[test]
+fn crash_at_any_step_loses_no_flushed_write() {
+    let seeds: u64 = std::env::var("FLASH_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3000);
+    let only: Option<u64> = std::env::var("FLASH_SEED").ok().and_then(|s| s.parse().ok());
+    let mut total = ModelStats::default();
+    for seed in 1..=seeds {
+        if only.is_some_and(|o| o != seed) {
+            continue;
+        }
+        let s = run_model(seed, 1500);
+        total.crashes += s.crashes;
+        total.flushes_completed += s.flushes_completed;
+        total.recovered_dirty += s.recovered_dirty;
+        total.recovered_older_than_acked += s.recovered_older_than_acked;
+        total.out_of_place += s.out_of_place;
+        total.full += s.full;
+    }
+    if only.is_some() {
+        return;
+    }
+    std::println!("flash crash model: {seeds} seeds, {total:?}");
+    // The paths the property is about were reached.
+    assert!(total.crashes > seeds * 5);
+    assert!(total.flushes_completed > seeds * 10);
+    assert!(total.recovered_dirty > seeds);
+    assert!(total.recovered_older_than_acked > 0);
+    assert!(total.out_of_place > seeds);
+}
