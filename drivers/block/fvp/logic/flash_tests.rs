@@ -813,6 +813,44 @@ impl Model {
     }
 }
 
+impl Model {
+    /// Lands every write and commits until nothing waits: then no slot may be left
+    /// neither mapped nor reusable, and no record may remain (nothing leaks).
+    fn quiesce(&mut self, seed: u64) {
+        while !self.inflight.is_empty() {
+            let before = self.inflight.len();
+            self.land(0);
+            if self.inflight.len() == before {
+                self.run_phase();
+            }
+        }
+        for _ in 0..8 {
+            self.run_phase();
+        }
+        assert!(!self.journal.pending(), "seed {seed}: commits never settle");
+        assert_eq!(self.journal.records(), 0, "seed {seed}: records left after quiescing");
+        for slot in 0..SLOTS as SlotId {
+            assert!(
+                self.index.0.contains_key(&slot) || self.journal.reusable(slot),
+                "seed {seed}: slot {slot} neither mapped nor reusable after quiescing"
+            );
+        }
+    }
+
+    fn run_phase(&mut self) {
+        if !self.journal.in_phase() {
+            self.begin_phase();
+        }
+        while !self.phase_todo.is_empty() {
+            self.issue_block(0);
+        }
+        while !self.phase_issued.is_empty() {
+            self.complete_block(0);
+        }
+        self.end_phase();
+    }
+}
+
 fn run_model(seed: u64, steps: u32) -> ModelStats {
     let mut m = Model::new(seed);
     for _ in 0..steps {
@@ -821,6 +859,7 @@ fn run_model(seed: u64, steps: u32) -> ModelStats {
             m.crash_and_recover(seed);
         }
     }
+    m.quiesce(seed);
     m.crash_and_recover(seed);
     m.stats
 }
