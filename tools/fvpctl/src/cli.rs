@@ -35,7 +35,7 @@ pub enum Command {
     Version(OutputArgs),
     /// Show the module's version and module-wide counters.
     Status(OutputArgs),
-    /// Create, resize, destroy and list RAM pools.
+    /// Create, resize, destroy and list RAM pools; check flash pool devices.
     #[command(subcommand)]
     Pool(PoolCommand),
     /// Show pool and volume statistics, once or every few seconds.
@@ -67,6 +67,19 @@ pub enum PoolCommand {
     Destroy(DestroyArgs),
     /// List the pools.
     List(OutputArgs),
+    /// Check a flash pool's metadata on a device or image without the module, like
+    /// cache_check: exit status 0 if it would open, 1 if it is damaged.
+    Check(PoolCheckArgs),
+}
+
+/// `fvpctl pool check --flash PATH`.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct PoolCheckArgs {
+    /// The flash device (or an image file of it), read only
+    #[arg(long, value_name = "PATH")]
+    pub flash: PathBuf,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// The long help of a size: a number of bytes, or a number with a binary unit.

@@ -16,10 +16,11 @@ use nix::errno::Errno;
 use crate::cli::{
     ApplyArgs, Cli, ClusterCommand, ClusterSetArgs, Command, CreateArgs, DestroyArgs, DeviceAddArgs, DeviceCommand,
     DeviceRemoveArgs, DiscardDetachedArgs, DrainArgs, HostAddArgs, HostCommand, HostRemoveArgs, OutputArgs,
-    PoolCommand, PoolName, ResizeArgs, StatsArgs, VolumeCommand,
+    PoolCheckArgs, PoolCommand, PoolName, ResizeArgs, StatsArgs, VolumeCommand,
 };
 use crate::cluster::{self, ClusterFile, Plan};
 use crate::error::{Error, HOST_LEAVING_WAIT_S};
+use crate::flash;
 use crate::metrics::Rates;
 use crate::output::{self, ApplyReport, MemberAction, PoolAction, VolumeView};
 use crate::sys::{self, ControlDevice, DmDevice};
@@ -56,6 +57,8 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
     // be checked on any machine, and no mistake in it is found after a change.
     let prepared = match &cli.command {
         Command::Cluster(ClusterCommand::Apply(args)) => Some(prepare_apply(args)?),
+        // Reads a device, not the module: works without it.
+        Command::Pool(PoolCommand::Check(args)) => return pool_check(args, out),
         _ => None,
     };
     let path = cli.device.as_path();
@@ -84,6 +87,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Pool(PoolCommand::Shrink(args)) => pool_resize(&ctx, args, Direction::Shrink, out),
         Command::Pool(PoolCommand::Destroy(args)) => pool_destroy(&ctx, args, out),
         Command::Pool(PoolCommand::List(out_args)) => pool_list(&ctx, *out_args, out),
+        Command::Pool(PoolCommand::Check(args)) => pool_check(args, out),
         Command::Stats(args) => stats(&ctx, args, out),
         Command::Volume(VolumeCommand::Drain(args)) => drain(&ctx, args, out),
         Command::Volume(VolumeCommand::DiscardDetached(args)) => discard_detached(&ctx, args, out),
@@ -333,6 +337,19 @@ fn pool_resize(ctx: &Context<'_>, args: &ResizeArgs, direction: Direction, out: 
 fn pool_destroy(ctx: &Context<'_>, args: &DestroyArgs, out: &mut dyn Write) -> Result<(), Error> {
     ctx.pool_request(Ioctl::PoolDestroy, &args.name, 0)?;
     pool_action(out, args.output, &args.name, PoolAction::Destroyed)
+}
+
+fn pool_check(args: &PoolCheckArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let path = args.flash.display().to_string();
+    let read = |err| Error::FlashRead { path: args.flash.clone(), err };
+    let mut dev = std::fs::File::open(&args.flash).map_err(read)?;
+    let report = flash::check(&mut dev).map_err(read)?;
+    emit(out, &if args.output.json { flash::check_json(&path, &report) } else { flash::check_text(&path, &report) })?;
+    if report.ok() {
+        Ok(())
+    } else {
+        Err(Error::FlashDamaged { path: args.flash.clone() })
+    }
 }
 
 fn pool_list(ctx: &Context<'_>, args: OutputArgs, out: &mut dyn Write) -> Result<(), Error> {

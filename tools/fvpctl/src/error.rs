@@ -60,6 +60,14 @@ impl fmt::Display for Operation {
 /// A failure of an fvpctl command.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A flash device or image could not be read.
+    #[error("cannot read {}: {err}", .path.display())]
+    FlashRead { path: PathBuf, err: std::io::Error },
+
+    /// `pool check` found problems (listed in its report).
+    #[error("the flash pool on {} is damaged or not a pool (problems listed above)", .path.display())]
+    FlashDamaged { path: PathBuf },
+
     /// The device node does not exist and neither does the module.
     #[error(
         "cannot open {}: fvp module is not loaded (modprobe fvp / insmod fvp.ko)",

@@ -1,0 +1,483 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Flash pool devices read from user space: `fvpctl pool check --flash` (like
+//! `cache_check`), with the decoders the kernel uses (`fvp_logic::flash`,
+//! `docs/flash.md`). Only reads; never needs the module.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Seek, SeekFrom};
+
+use fvp_logic::cache::Key;
+use fvp_logic::flash::{
+    check_entry, decode_entry, decode_record, newer, Entry, FormatError, Geometry, Superblock, VolumeRecord, BLOCK,
+    ENTRIES_PER_BLOCK, ENTRY_BYTES, RECORD_BYTES, VOLUME_RECORDS, VOLUME_TABLE_BLOCKS,
+};
+use serde::Serialize;
+
+/// Problems listed one by one; beyond, only counted.
+const PROBLEMS_LISTED: usize = 20;
+/// Entry blocks read at once.
+const CHUNK_BLOCKS: u64 = 256;
+
+/// A recorded volume and what the pool holds of it.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct VolumeUse {
+    pub index: u32,
+    pub identity: String,
+    pub sectors: u64,
+    pub cached: u64,
+    pub dirty: u64,
+}
+
+/// What `check` found.
+#[derive(Debug, Serialize)]
+pub struct CheckReport {
+    pub device_bytes: u64,
+    /// Per superblock copy: `None` if it checks, else why not.
+    pub superblock_copies: [Option<String>; 2],
+    pub name: Option<String>,
+    pub uuid: Option<String>,
+    pub slots: u64,
+    pub entry_blocks: u64,
+    pub volumes: Vec<VolumeUse>,
+    /// Newest entries, as the kernel would map them.
+    pub cached: u64,
+    pub dirty: u64,
+    /// Older entries of blocks that have a newer one: zeroed by the next commit.
+    pub stale: u64,
+    /// Entries that are neither zero nor valid: torn writes of entries never
+    /// committed, or damage (the two cannot be told apart).
+    pub unreadable: u64,
+    pub free: u64,
+    pub max_seq: u64,
+    /// What makes the pool unusable; empty when it would open.
+    pub problems: Vec<String>,
+    /// Problems beyond those listed.
+    pub more_problems: usize,
+}
+
+impl CheckReport {
+    fn new(device_bytes: u64) -> Self {
+        CheckReport {
+            device_bytes,
+            superblock_copies: [None, None],
+            name: None,
+            uuid: None,
+            slots: 0,
+            entry_blocks: 0,
+            volumes: Vec::new(),
+            cached: 0,
+            dirty: 0,
+            stale: 0,
+            unreadable: 0,
+            free: 0,
+            max_seq: 0,
+            problems: Vec::new(),
+            more_problems: 0,
+        }
+    }
+
+    fn problem(&mut self, text: String) {
+        if self.problems.len() < PROBLEMS_LISTED {
+            self.problems.push(text);
+        } else {
+            self.more_problems += 1;
+        }
+    }
+
+    /// Whether the pool would open.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+fn read_blocks<R: Read + Seek>(dev: &mut R, first: u64, count: u64, buf: &mut Vec<u8>) -> io::Result<()> {
+    buf.resize((count as usize) * BLOCK, 0);
+    dev.seek(SeekFrom::Start(first * BLOCK as u64))?;
+    dev.read_exact(buf)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads a flash pool's metadata and says whether it would open and what it holds.
+/// I/O errors are returned as such; everything wrong with the contents is a problem in
+/// the report.
+pub fn check<R: Read + Seek>(dev: &mut R) -> io::Result<CheckReport> {
+    let device_bytes = dev.seek(SeekFrom::End(0))?;
+    let mut report = CheckReport::new(device_bytes);
+    let device_blocks = device_bytes / BLOCK as u64;
+    if device_blocks < 2 {
+        report.problem(FormatError::TooSmall.message().to_string());
+        return Ok(report);
+    }
+    let mut buf = Vec::new();
+    read_blocks(dev, 0, 2, &mut buf)?;
+    let (a, b) = buf.split_at(BLOCK);
+    for (i, copy) in [a, b].into_iter().enumerate() {
+        report.superblock_copies[i] = Superblock::decode(copy).err().map(|e| e.message().to_string());
+    }
+    let sb = match Superblock::choose(a, b) {
+        Ok(sb) => sb,
+        Err(e) => {
+            report.problem(e.message().to_string());
+            return Ok(report);
+        }
+    };
+    report.name = Some(String::from_utf8_lossy(sb.name.split(|&c| c == 0).next().unwrap_or(&[])).into_owned());
+    report.uuid = Some(hex(&sb.uuid));
+    report.slots = sb.geometry.slots;
+    report.entry_blocks = sb.geometry.entry_blocks();
+    if let Err(e) = sb.fits(device_blocks) {
+        report.problem(format!(
+            "{}: formatted for {} blocks, the device has {device_blocks}",
+            e.message(),
+            sb.geometry.device_blocks
+        ));
+        return Ok(report);
+    }
+    let seed = sb.seed();
+
+    // Volume records.
+    read_blocks(dev, Geometry::VOLUME_TABLE_START, VOLUME_TABLE_BLOCKS, &mut buf)?;
+    let mut records: HashMap<u16, VolumeRecord> = HashMap::new();
+    for index in 0..VOLUME_RECORDS {
+        let at = index as usize * RECORD_BYTES;
+        match decode_record(seed, index, &buf[at..at + RECORD_BYTES]) {
+            Ok(Some(rec)) => {
+                records.insert(index as u16, rec);
+            }
+            Ok(None) => {}
+            Err(e) => report.problem(format!("volume record {index}: {}", e.message())),
+        }
+    }
+
+    // Entries: the newest of each block is what the kernel maps.
+    let mut newest: HashMap<Key, (u64, Entry)> = HashMap::new();
+    let blocks_of = |v: u16| records.get(&v).map(VolumeRecord::blocks);
+    let entry_blocks = sb.geometry.entry_blocks();
+    let mut first = 0;
+    while first < entry_blocks {
+        let count = CHUNK_BLOCKS.min(entry_blocks - first);
+        read_blocks(dev, sb.geometry.entry_block(first), count, &mut buf)?;
+        for i in 0..count * ENTRIES_PER_BLOCK {
+            let slot = first * ENTRIES_PER_BLOCK + i;
+            if slot >= sb.geometry.slots {
+                break;
+            }
+            let bytes = &buf[i as usize * ENTRY_BYTES..(i as usize + 1) * ENTRY_BYTES];
+            let Some(e) = decode_entry(seed, slot, bytes) else {
+                if bytes.iter().any(|&x| x != 0) {
+                    report.unreadable += 1;
+                } else {
+                    report.free += 1;
+                }
+                continue;
+            };
+            report.max_seq = report.max_seq.max(e.seq);
+            if let Err(err) = check_entry(slot, &e, blocks_of) {
+                report.problem(format!(
+                    "slot {slot}: {} (volume record {}, block {})",
+                    err.message(),
+                    e.key.volume(),
+                    e.key.block()
+                ));
+                continue;
+            }
+            match newest.get(&e.key) {
+                None => {
+                    newest.insert(e.key, (slot, e));
+                }
+                Some(&(other, o)) => match newer(&e, &o, slot) {
+                    Ok(true) => {
+                        newest.insert(e.key, (slot, e));
+                        report.stale += 1;
+                    }
+                    Ok(false) => report.stale += 1,
+                    Err(err) => report.problem(format!("slots {other} and {slot}: {}", err.message())),
+                },
+            }
+        }
+        first += count;
+    }
+    let mut uses: HashMap<u16, (u64, u64)> = HashMap::new();
+    for (_, e) in newest.values() {
+        let u = uses.entry(e.key.volume()).or_default();
+        u.0 += 1;
+        report.cached += 1;
+        if e.dirty {
+            u.1 += 1;
+            report.dirty += 1;
+        }
+    }
+    let mut indexes: Vec<_> = records.keys().copied().collect();
+    indexes.sort_unstable();
+    for index in indexes {
+        let rec = &records[&index];
+        let (cached, dirty) = uses.get(&index).copied().unwrap_or_default();
+        report.volumes.push(VolumeUse {
+            index: u32::from(index),
+            identity: String::from_utf8_lossy(rec.identity()).into_owned(),
+            sectors: rec.sectors,
+            cached,
+            dirty,
+        });
+    }
+    Ok(report)
+}
+
+/// The report as text.
+pub fn check_text(path: &str, r: &CheckReport) -> String {
+    use crate::units::format_bytes;
+    let mut s = String::new();
+    let verdict = if r.ok() { "ok" } else { "DAMAGED" };
+    match (&r.name, &r.uuid) {
+        (Some(name), Some(uuid)) => {
+            s += &format!("flash pool {name:?} on {path}: {verdict}\n");
+            s += &format!("  uuid {uuid}, device {}\n", format_bytes(r.device_bytes));
+            s += &format!(
+                "  {} slots ({} of data), {} entry blocks\n",
+                r.slots,
+                format_bytes(r.slots * BLOCK as u64),
+                r.entry_blocks
+            );
+        }
+        _ => s += &format!("{path}: not a flash pool, or both its superblocks are damaged\n"),
+    }
+    for (i, c) in r.superblock_copies.iter().enumerate() {
+        s += &format!("  superblock copy {i}: {}\n", c.as_deref().unwrap_or("ok"));
+    }
+    if r.name.is_some() {
+        s += &format!("  volumes recorded: {}\n", r.volumes.len());
+        for v in &r.volumes {
+            s += &format!(
+                "    {:>3}  {}  {} sectors  {} blocks cached, {} dirty\n",
+                v.index, v.identity, v.sectors, v.cached, v.dirty
+            );
+        }
+        s += &format!(
+            "  entries: {} cached ({} dirty, {} clean), {} stale, {} unreadable, {} free\n",
+            r.cached,
+            r.dirty,
+            r.cached - r.dirty,
+            r.stale,
+            r.unreadable,
+            r.free
+        );
+    }
+    if !r.ok() {
+        s += "  problems:\n";
+        for p in &r.problems {
+            s += &format!("    {p}\n");
+        }
+        if r.more_problems > 0 {
+            s += &format!("    ... and {} more\n", r.more_problems);
+        }
+    }
+    s.truncate(s.trim_end().len());
+    s
+}
+
+/// The report as JSON.
+pub fn check_json(path: &str, r: &CheckReport) -> String {
+    #[derive(Serialize)]
+    struct Out<'a> {
+        path: &'a str,
+        ok: bool,
+        #[serde(flatten)]
+        report: &'a CheckReport,
+    }
+    serde_json::to_string_pretty(&Out { path, ok: r.ok(), report: r }).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fvp_logic::abi::NAME_LEN;
+    use fvp_logic::cache::{OutOfMemory, SlotId, Store, Stores};
+    use fvp_logic::flash::{encode_entry, encode_record, record_location, Index, Journal, RECORDS_DEFAULT};
+    use std::io::Cursor;
+
+    struct V<T>(Vec<T>);
+    impl<T> std::ops::Deref for V<T> {
+        type Target = [T];
+        fn deref(&self) -> &[T] {
+            &self.0
+        }
+    }
+    impl<T> std::ops::DerefMut for V<T> {
+        fn deref_mut(&mut self) -> &mut [T] {
+            &mut self.0
+        }
+    }
+    impl<T: Copy> Store<T> for V<T> {
+        fn try_extend(&mut self, n: usize, value: T) -> Result<(), OutOfMemory> {
+            self.0.extend(std::iter::repeat_n(value, n));
+            Ok(())
+        }
+        fn truncate_to(&mut self, len: usize) {
+            self.0.truncate(len);
+        }
+    }
+    struct VecStores;
+    impl Stores for VecStores {
+        type Array<T: Copy> = V<T>;
+        fn empty<T: Copy>() -> V<T> {
+            V(Vec::new())
+        }
+    }
+
+    struct Map(HashMap<SlotId, (Key, bool)>);
+    impl Index for Map {
+        fn live(&self, slot: SlotId) -> Option<(Key, bool)> {
+            self.0.get(&slot).copied()
+        }
+    }
+
+    const DEVICE_BLOCKS: u64 = 2048;
+
+    /// A pool image with one volume: `writes` blocks written (dirty), committed.
+    fn image(writes: u64) -> (Vec<u8>, Superblock) {
+        let mut name = [0u8; NAME_LEN];
+        name[..4].copy_from_slice(b"fast");
+        let sb = Superblock { uuid: [3; 16], name, geometry: Geometry::for_device(DEVICE_BLOCKS).unwrap() };
+        let mut img = vec![0u8; DEVICE_BLOCKS as usize * BLOCK];
+        let mut block = [0u8; BLOCK];
+        sb.encode(&mut block);
+        img[..BLOCK].copy_from_slice(&block);
+        img[BLOCK..2 * BLOCK].copy_from_slice(&block);
+        let rec = VolumeRecord::new(b"/dev/disk/by-id/virtio-back0", 8 * 1000).unwrap();
+        let (b, off) = record_location(0);
+        let at = b as usize * BLOCK + off;
+        encode_record(sb.seed(), 0, Some(&rec), &mut img[at..at + RECORD_BYTES]);
+        // Entries through the journal, as the kernel will write them.
+        let mut j = Journal::<VecStores>::new(sb.geometry.slots, RECORDS_DEFAULT).unwrap();
+        let mut idx = Map(HashMap::new());
+        for i in 0..writes {
+            let slot = i as SlotId;
+            j.begin_write(slot).unwrap();
+            j.landed(slot).unwrap();
+            idx.0.insert(slot, (Key::new(0, i).unwrap(), i % 2 == 0));
+        }
+        if j.begin_phase().unwrap().is_none() {
+            return (img, sb);
+        }
+        let mut cursor = 0;
+        while let Some(b) = j.next_phase_block(&mut cursor) {
+            let at = sb.geometry.entry_block(b) as usize * BLOCK;
+            j.encode_block(b, sb.seed(), &idx, &mut img[at..at + BLOCK]);
+        }
+        j.end_phase(true, &idx).unwrap();
+        (img, sb)
+    }
+
+    fn entry_at(sb: &Superblock, slot: u64) -> usize {
+        sb.geometry.entry_block(slot / ENTRIES_PER_BLOCK) as usize * BLOCK + (slot % ENTRIES_PER_BLOCK) as usize * 32
+    }
+
+    #[test]
+    fn a_committed_pool_checks_and_reports_its_blocks() {
+        let (img, _) = image(300);
+        let r = check(&mut Cursor::new(img)).unwrap();
+        assert!(r.ok(), "{:?}", r.problems);
+        assert_eq!((r.cached, r.dirty, r.stale, r.unreadable), (300, 150, 0, 0));
+        assert_eq!(r.free, r.slots - 300);
+        assert_eq!(
+            r.volumes,
+            vec![VolumeUse {
+                index: 0,
+                identity: "/dev/disk/by-id/virtio-back0".into(),
+                sectors: 8000,
+                cached: 300,
+                dirty: 150
+            }]
+        );
+        let text = check_text("img", &r);
+        assert!(text.contains("flash pool \"fast\" on img: ok"), "{text}");
+        assert!(text.contains("300 cached (150 dirty, 150 clean)"), "{text}");
+        assert!(check_json("img", &r).contains("\"ok\": true"));
+    }
+
+    #[test]
+    fn one_damaged_superblock_copy_is_reported_but_opens() {
+        let (mut img, _) = image(10);
+        img[100] ^= 0xff;
+        let r = check(&mut Cursor::new(img)).unwrap();
+        assert!(r.ok());
+        assert!(r.superblock_copies[0].is_some());
+        assert!(r.superblock_copies[1].is_none());
+    }
+
+    #[test]
+    fn damaged_superblocks_are_refused() {
+        let (mut img, _) = image(10);
+        img[100] ^= 0xff;
+        img[BLOCK + 100] ^= 0xff;
+        let r = check(&mut Cursor::new(img)).unwrap();
+        assert!(!r.ok());
+        assert!(r.problems[0].contains("superblock damaged"), "{:?}", r.problems);
+        let r = check(&mut Cursor::new(vec![0u8; 64 * BLOCK])).unwrap();
+        assert_eq!(r.problems, vec![FormatError::NotAPool.message().to_string()]);
+        assert!(check_text("zero", &r).contains("not a flash pool"));
+    }
+
+    #[test]
+    fn a_shrunken_device_is_refused() {
+        let (mut img, _) = image(10);
+        img.truncate((DEVICE_BLOCKS as usize - 1) * BLOCK);
+        let r = check(&mut Cursor::new(img)).unwrap();
+        assert!(!r.ok());
+        assert!(r.problems[0].contains("formatted for 2048 blocks"), "{:?}", r.problems);
+    }
+
+    #[test]
+    fn entries_naming_unknown_volumes_or_blocks_beyond_are_problems() {
+        let (mut img, sb) = image(10);
+        let e = Entry { key: Key::new(7, 1).unwrap(), dirty: true, seq: 2 };
+        let at = entry_at(&sb, 500);
+        encode_entry(sb.seed(), 500, Some(&e), &mut img[at..at + 32]);
+        let e = Entry { key: Key::new(0, 1000).unwrap(), dirty: true, seq: 2 };
+        let at = entry_at(&sb, 501);
+        encode_entry(sb.seed(), 501, Some(&e), &mut img[at..at + 32]);
+        let r = check(&mut Cursor::new(img)).unwrap();
+        assert_eq!(r.problems.len(), 2, "{:?}", r.problems);
+        assert!(r.problems[0].contains("slot 500") && r.problems[0].contains("not in use"));
+        assert!(r.problems[1].contains("slot 501") && r.problems[1].contains("beyond"));
+    }
+
+    #[test]
+    fn stale_duplicate_and_torn_entries() {
+        let (mut img, sb) = image(10);
+        // An older copy of block 3 (stale), a same-numbered copy of block 4 (corrupt),
+        // and a torn entry.
+        let e = Entry { key: Key::new(0, 3).unwrap(), dirty: true, seq: 1 };
+        let at = entry_at(&sb, 600);
+        encode_entry(sb.seed(), 600, Some(&e), &mut img[at..at + 32]);
+        let r = check(&mut Cursor::new(img.clone())).unwrap();
+        assert!(r.ok());
+        assert_eq!((r.cached, r.stale), (10, 1));
+        let e = Entry { key: Key::new(0, 4).unwrap(), dirty: true, seq: 2 };
+        let at = entry_at(&sb, 601);
+        encode_entry(sb.seed(), 601, Some(&e), &mut img[at..at + 32]);
+        let at = entry_at(&sb, 602);
+        img[at + 5] = 1;
+        let r = check(&mut Cursor::new(img)).unwrap();
+        assert_eq!(r.unreadable, 1);
+        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+        assert!(r.problems[0].contains("same commit number"));
+    }
+
+    #[test]
+    fn problems_beyond_the_list_are_counted() {
+        let (mut img, sb) = image(0);
+        for slot in 0..30 {
+            let e = Entry { key: Key::new(9, slot).unwrap(), dirty: false, seq: 2 };
+            let at = entry_at(&sb, slot);
+            encode_entry(sb.seed(), slot, Some(&e), &mut img[at..at + 32]);
+        }
+        let r = check(&mut Cursor::new(img)).unwrap();
+        assert_eq!((r.problems.len(), r.more_problems), (PROBLEMS_LISTED, 10));
+        assert!(check_text("img", &r).contains("... and 10 more"));
+    }
+}
