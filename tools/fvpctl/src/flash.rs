@@ -14,6 +14,38 @@ use fvp_logic::flash::{
 };
 use serde::Serialize;
 
+/// Bytes at the start of a device that `signature` looks at.
+pub const PROBE_BYTES: usize = 72 * 1024;
+
+/// What else a device holds, judged by its first [`PROBE_BYTES`] bytes: the signatures
+/// of common filesystems, partition tables, volume managers and caches. Used to refuse
+/// formatting over them, and to say what a device is when it is not a pool.
+pub fn signature(head: &[u8]) -> Option<&'static str> {
+    let at = |off: usize, magic: &[u8]| head.get(off..off + magic.len()) == Some(magic);
+    const BCACHE: [u8; 16] =
+        [0xc6, 0x85, 0x73, 0xf6, 0x4e, 0x1a, 0x45, 0xca, 0x82, 0x65, 0xf5, 0x7f, 0x48, 0xba, 0x6d, 0x81];
+    const MD: [u8; 4] = [0xfc, 0x4e, 0x2b, 0xa9];
+    let table: [(bool, &'static str); 16] = [
+        (at(0, b"FVPFLASH") || at(BLOCK, b"FVPFLASH"), "an fvp flash pool"),
+        (at(0, b"LUKS\xba\xbe") || at(16384, b"SKUL\xba\xbe"), "a LUKS volume"),
+        (at(0, b"XFSB"), "an XFS filesystem"),
+        (at(0, b"hsqs"), "a squashfs filesystem"),
+        (at(1080, &[0x53, 0xef]), "an ext2/3/4 filesystem"),
+        (at(0x10040, b"_BHRfS_M"), "a btrfs filesystem"),
+        (at(4086, b"SWAPSPACE2") || at(4086, b"SWAP-SPACE"), "a swap area"),
+        ((0..4).any(|s| at(s * 512, b"LABELONE")), "an LVM physical volume"),
+        (at(4096 + 24, &BCACHE), "a bcache device"),
+        (at(0, &MD) || at(4096, &MD), "an MD RAID member"),
+        (at(32769, b"CD001"), "an ISO 9660 filesystem"),
+        (at(3, b"NTFS    "), "an NTFS filesystem"),
+        (at(3, b"EXFAT   "), "an exFAT filesystem"),
+        (at(82, b"FAT32   ") || at(54, b"FAT16   ") || at(54, b"FAT12   "), "a FAT filesystem"),
+        (at(512, b"EFI PART") || at(4096, b"EFI PART"), "a GPT partition table"),
+        (at(510, &[0x55, 0xaa]), "an MBR partition table or boot sector"),
+    ];
+    table.iter().find(|(hit, _)| *hit).map(|(_, what)| *what)
+}
+
 /// Problems listed one by one; beyond, only counted.
 const PROBLEMS_LISTED: usize = 20;
 /// Entry blocks read at once.
@@ -50,6 +82,8 @@ pub struct CheckReport {
     pub unreadable: u64,
     pub free: u64,
     pub max_seq: u64,
+    /// When there is no pool: what the device seems to hold instead.
+    pub holds: Option<&'static str>,
     /// What makes the pool unusable; empty when it would open.
     pub problems: Vec<String>,
     /// Problems beyond those listed.
@@ -72,6 +106,7 @@ impl CheckReport {
             unreadable: 0,
             free: 0,
             max_seq: 0,
+            holds: None,
             problems: Vec::new(),
             more_problems: 0,
         }
@@ -122,6 +157,13 @@ pub fn check<R: Read + Seek>(dev: &mut R) -> io::Result<CheckReport> {
         Ok(sb) => sb,
         Err(e) => {
             report.problem(e.message().to_string());
+            if e == FormatError::NotAPool {
+                let len = PROBE_BYTES.min(usize::try_from(device_bytes).unwrap_or(PROBE_BYTES));
+                let mut head = vec![0u8; len];
+                dev.seek(SeekFrom::Start(0))?;
+                dev.read_exact(&mut head)?;
+                report.holds = signature(&head);
+            }
             return Ok(report);
         }
     };
@@ -243,7 +285,10 @@ pub fn check_text(path: &str, r: &CheckReport) -> String {
                 r.entry_blocks
             );
         }
-        _ => s += &format!("{path}: not a flash pool, or both its superblocks are damaged\n"),
+        _ => match r.holds {
+            Some(what) => s += &format!("{path}: not a flash pool: it holds {what}\n"),
+            None => s += &format!("{path}: not a flash pool, or both its superblocks are damaged\n"),
+        },
     }
     for (i, c) in r.superblock_copies.iter().enumerate() {
         s += &format!("  superblock copy {i}: {}\n", c.as_deref().unwrap_or("ok"));
@@ -466,6 +511,33 @@ mod tests {
         assert_eq!(r.unreadable, 1);
         assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
         assert!(r.problems[0].contains("same commit number"));
+    }
+
+    #[test]
+    fn other_contents_are_recognised() {
+        let mut head = vec![0u8; PROBE_BYTES];
+        assert_eq!(signature(&head), None);
+        head[1080..1082].copy_from_slice(&[0x53, 0xef]);
+        assert_eq!(signature(&head), Some("an ext2/3/4 filesystem"));
+        let mut head = vec![0u8; PROBE_BYTES];
+        head[510..512].copy_from_slice(&[0x55, 0xaa]);
+        assert_eq!(signature(&head), Some("an MBR partition table or boot sector"));
+        head[512..520].copy_from_slice(b"EFI PART");
+        assert_eq!(signature(&head), Some("a GPT partition table"));
+        let mut head = vec![0u8; PROBE_BYTES];
+        head[0x10040..0x10048].copy_from_slice(b"_BHRfS_M");
+        assert_eq!(signature(&head), Some("a btrfs filesystem"));
+        let mut head = vec![0u8; 8192];
+        head[4086..4096].copy_from_slice(b"SWAPSPACE2");
+        assert_eq!(signature(&head), Some("a swap area"), "a short head is fine");
+        let (img, _) = image(1);
+        assert_eq!(signature(&img[..PROBE_BYTES]), Some("an fvp flash pool"));
+        // A device holding a filesystem is named in the report.
+        let mut img = vec![0u8; 64 * BLOCK];
+        img[0..4].copy_from_slice(b"XFSB");
+        let r = check(&mut Cursor::new(img)).unwrap();
+        assert_eq!(r.holds, Some("an XFS filesystem"));
+        assert!(check_text("d", &r).contains("d: not a flash pool: it holds an XFS filesystem"));
     }
 
     #[test]
