@@ -413,7 +413,7 @@ mod tests {
             let at = sb.geometry.entry_block(b) as usize * BLOCK;
             j.encode_block(b, sb.seed(), &idx, &mut img[at..at + BLOCK]);
         }
-        j.end_phase(true, &idx).unwrap();
+        j.end_phase(true, &idx, |_| {}).unwrap();
         (img, sb)
     }
 

@@ -194,7 +194,7 @@ pub enum InsertError {
 
 /// Slot counts, from [`Cache::counts`].
 ///
-/// `free + filling + clean + dirty + orphaned == capacity + retiring`.
+/// `free + filling + clean + dirty + orphaned + held + taken == capacity + retiring`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
     /// Slots ready for insertion.
@@ -215,6 +215,30 @@ pub struct Counts {
     pub orphaned: u32,
     /// Slots at or above the capacity still in use (Filling, Dirty or orphans).
     pub retiring: u32,
+    /// Released slots held back from reuse (holding mode).
+    pub held: u32,
+    /// Free slots taken for data written before its key maps to it (holding mode).
+    pub taken: u32,
+}
+
+/// Why [`Cache::install`] failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InstallError {
+    /// The slot is not taken.
+    NotTaken,
+    /// A Clean install of a key that is present (a write landed first): the data is
+    /// older, and the slot is still taken.
+    AlreadyPresent(SlotId),
+}
+
+/// A successful [`Cache::install`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Installed {
+    /// The slot's new generation.
+    pub gen: u16,
+    /// The slot that held the key before: held now (or an orphan until its destage
+    /// ends, then held).
+    pub replaced: Option<SlotId>,
 }
 
 /// Progress of [`Cache::shrink`].
@@ -255,6 +279,9 @@ const REDIRTY: u8 = 1 << 7;
 /// On a Filling slot (where REDIRTY has no meaning): its key was removed while the
 /// fill was in flight; the slot is released when the fill ends.
 const ORPHAN_FILL: u8 = REDIRTY;
+/// On a Free slot off every list (where the frequency has no meaning): taken by
+/// [`Cache::take_free`]. A Free slot off every list without it is held (or retired).
+const TAKEN: u8 = 1 << FREQ_SHIFT;
 
 // Queue numbers, as stored in the flags.
 const L_NONE: usize = 0;
@@ -361,6 +388,11 @@ pub struct Cache<S: Stores> {
     n_destaging: u32,
     n_orphaned: u32,
     n_retiring: u32,
+    /// Holding mode (flash pools): released slots are not reused until
+    /// [`Cache::unhold`], since their entry on the device must be zeroed first.
+    holding: bool,
+    n_held: u32,
+    n_taken: u32,
 }
 
 impl<S: Stores> Cache<S> {
@@ -388,7 +420,15 @@ impl<S: Stores> Cache<S> {
             n_destaging: 0,
             n_orphaned: 0,
             n_retiring: 0,
+            holding: false,
+            n_held: 0,
+            n_taken: 0,
         }
+    }
+
+    /// Switches holding mode on (flash pools), before any slot is used.
+    pub fn set_holding(&mut self) {
+        self.holding = true;
     }
 
     /// Usable slots: those below the target of a shrink in progress.
@@ -414,6 +454,8 @@ impl<S: Stores> Cache<S> {
             main: self.lists[L_MAIN].len,
             orphaned: self.n_orphaned,
             retiring: self.n_retiring,
+            held: self.n_held,
+            taken: self.n_taken,
         }
     }
 
@@ -604,7 +646,12 @@ impl<S: Stores> Cache<S> {
         }
         let mut evicted = None;
         if self.lists[L_FREE].len == 0 {
-            evicted = Some(self.evict_one().ok_or(InsertError::Full)?);
+            // In holding mode an evicted slot is not free at once: the caller evicts
+            // (`evict`) and releases the slot's entry itself.
+            if self.holding {
+                return Err(InsertError::Full);
+            }
+            evicted = Some(self.evict_one().ok_or(InsertError::Full)?.1);
         }
         let s = self.pop_head(L_FREE).ok_or(InsertError::Full)?;
         wr(&mut self.keys, s, key.0);
@@ -622,6 +669,107 @@ impl<S: Stores> Cache<S> {
         self.link_tail(queue, s);
         let gen = self.bump_gen(s);
         Ok(Inserted { slot: s, gen, evicted })
+    }
+
+    /// Evicts one Clean key: its slot is held (holding mode) or free. The caller
+    /// releases the slot's entry on the device. `None` if nothing is Clean.
+    pub fn evict(&mut self) -> Option<(SlotId, Key)> {
+        self.evict_one()
+    }
+
+    /// Takes a free slot for data written before its key maps to it (holding mode:
+    /// a flash write lands in a fresh slot, then [`Cache::install`] maps it). `None`
+    /// when no slot is free: evict, and wait for held slots to come back.
+    pub fn take_free(&mut self) -> Option<SlotId> {
+        let s = self.pop_head(L_FREE)?;
+        wr(&mut self.flags, s, ST_FREE | TAKEN);
+        inc(&mut self.n_taken);
+        Some(s)
+    }
+
+    fn is_taken(&self, slot: SlotId) -> bool {
+        self.flags.get(ix(slot)).is_some_and(|&f| f == ST_FREE | TAKEN)
+    }
+
+    /// Gives back a taken slot whose data never mapped (its entry never left zero).
+    pub fn untake(&mut self, slot: SlotId) -> bool {
+        if !self.is_taken(slot) {
+            return false;
+        }
+        wr(&mut self.flags, slot, 0);
+        dec(&mut self.n_taken);
+        self.bump_gen(slot);
+        self.link_tail(L_FREE, slot);
+        true
+    }
+
+    /// Maps `key` to the taken `slot`, whose data landed, in `state` (Dirty: a write;
+    /// Clean: a fill). A write replaces the key's current slot, which is held (or
+    /// orphaned while a destage of it is in flight); a fill of a key already present
+    /// is refused, since its data is older.
+    pub fn install(&mut self, slot: SlotId, key: Key, state: Insert) -> Result<Installed, InstallError> {
+        if !self.is_taken(slot) || state == Insert::Filling {
+            return Err(InstallError::NotTaken);
+        }
+        let replaced = match self.find(key.0) {
+            Some(old) if state == Insert::Clean => return Err(InstallError::AlreadyPresent(old)),
+            Some(_) => self.remove(key),
+            None => None,
+        };
+        wr(&mut self.flags, slot, ST_FREE);
+        dec(&mut self.n_taken);
+        wr(&mut self.keys, slot, key.0);
+        self.set_state(slot, if state == Insert::Dirty { ST_DIRTY } else { ST_CLEAN });
+        self.hash_insert(slot);
+        let queue = if self.take_ghost(key.0) { L_MAIN } else { L_SMALL };
+        self.link_tail(queue, slot);
+        let gen = self.bump_gen(slot);
+        Ok(Installed { gen, replaced })
+    }
+
+    /// Recovery of a flash pool: maps `key` to the free `slot` its newest entry is in.
+    /// `false` if the slot is not on the free list or the key is already present.
+    pub fn restore(&mut self, slot: SlotId, key: Key, dirty: bool) -> bool {
+        if self.find(key.0).is_some() || !self.take_slot(slot) {
+            return false;
+        }
+        self.install(slot, key, if dirty { Insert::Dirty } else { Insert::Clean }).is_ok()
+    }
+
+    /// Recovery of a flash pool: holds the free `slot`, whose stale entry must be
+    /// zeroed before reuse. `false` if it is not on the free list.
+    pub fn hold(&mut self, slot: SlotId) -> bool {
+        if !self.holding || !self.take_slot(slot) {
+            return false;
+        }
+        wr(&mut self.flags, slot, 0);
+        dec(&mut self.n_taken);
+        inc(&mut self.n_held);
+        true
+    }
+
+    /// Takes `slot` off the free list (as [`Cache::take_free`] takes the head).
+    fn take_slot(&mut self, slot: SlotId) -> bool {
+        let Some(&f) = self.flags.get(ix(slot)) else { return false };
+        if state_bits(f) != ST_FREE || list_bits(f) != L_FREE || slot >= self.capacity {
+            return false;
+        }
+        self.unlink(slot);
+        wr(&mut self.flags, slot, ST_FREE | TAKEN);
+        inc(&mut self.n_taken);
+        true
+    }
+
+    /// A held slot may be reused (its entry on the device is zero): back on the free
+    /// list. `false` if the slot is not held.
+    pub fn unhold(&mut self, slot: SlotId) -> bool {
+        if !self.holding || slot >= self.capacity || self.flags.get(ix(slot)) != Some(&0) || self.n_held == 0 {
+            return false;
+        }
+        // Held slots are off every list; a free-listed slot has its list bits set.
+        dec(&mut self.n_held);
+        self.link_tail(L_FREE, slot);
+        true
     }
 
     /// Drops `key` whatever its state; returns the slot it was in.
@@ -827,7 +975,7 @@ impl<S: Stores> Cache<S> {
     /// Bounded: `S` drains into `M` in at most |S| steps, and `M` needs at most four
     /// passes (frequency 3 down to 0) before a Clean entry is evicted, as long as some
     /// queue holds a Clean entry, which the queue choice ensures.
-    fn evict_one(&mut self) -> Option<Key> {
+    fn evict_one(&mut self) -> Option<(SlotId, Key)> {
         if self.n_clean == 0 {
             return None;
         }
@@ -853,7 +1001,7 @@ impl<S: Stores> Cache<S> {
                     self.remember(key);
                 }
                 self.release(s);
-                return Some(Key(key));
+                return Some((s, Key(key)));
             }
             self.unlink(s);
             // Leaving S: start afresh in M. In M: age by one pass.
@@ -1006,12 +1154,15 @@ impl<S: Stores> Cache<S> {
         self.park(s);
     }
 
-    /// Puts a slot that became free on the free list, or retires it.
+    /// Puts a slot that became free on the free list (or holds it, in holding mode),
+    /// or retires it.
     fn park(&mut self, s: u32) {
-        if s < self.capacity {
-            self.link_tail(L_FREE, s);
-        } else {
+        if s >= self.capacity {
             dec(&mut self.n_retiring);
+        } else if self.holding {
+            inc(&mut self.n_held);
+        } else {
+            self.link_tail(L_FREE, s);
         }
     }
 
@@ -1279,6 +1430,54 @@ mod tests {
         c
     }
 
+    #[test]
+    fn holding_mode_keeps_released_slots_until_unheld() {
+        let mut c = C::new(1);
+        c.set_holding();
+        c.grow(4).unwrap();
+        let k = key(0, 7);
+        // A write lands in a taken slot, then maps.
+        let a = c.take_free().unwrap();
+        assert_eq!(c.counts().taken, 1);
+        assert_eq!(c.peek(k), None);
+        assert_eq!(c.install(a, k, Insert::Dirty).unwrap().replaced, None);
+        // A newer version replaces it: the old slot is held, not free.
+        let b = c.take_free().unwrap();
+        assert_eq!(c.install(b, k, Insert::Dirty).unwrap().replaced, Some(a));
+        assert_eq!(c.peek(k), Some((b, SlotState::Dirty)));
+        assert_eq!((c.counts().held, c.counts().free), (1, 2));
+        // A fill of a present key is refused; its slot stays taken until given back.
+        let f = c.take_free().unwrap();
+        assert_eq!(c.install(f, k, Insert::Clean), Err(InstallError::AlreadyPresent(b)));
+        assert!(c.untake(f));
+        assert!(!c.untake(f));
+        // Eviction holds the victim; insertion never evicts in holding mode.
+        c.begin_destage(b).unwrap();
+        assert!(c.end_destage(b, c.gen_of(b).unwrap(), true));
+        for i in 0..2 {
+            c.insert(key(1, i), Insert::Clean).unwrap();
+        }
+        assert_eq!(c.insert(key(1, 9), Insert::Clean), Err(InsertError::Full));
+        let (victim, _) = c.evict().unwrap();
+        assert_eq!(c.counts().held, 2);
+        assert!(c.unhold(a) && c.unhold(victim));
+        assert!(!c.unhold(a), "only held slots");
+        assert_eq!(c.counts().held, 0);
+        // Recovery places keys at given slots and holds stale ones.
+        let mut r = C::new(1);
+        r.set_holding();
+        r.grow(4).unwrap();
+        assert!(r.restore(2, k, true));
+        assert!(!r.restore(2, key(0, 8), false), "slot taken");
+        assert!(!r.restore(3, k, false), "key present");
+        assert!(r.hold(3));
+        assert_eq!(r.peek(k), Some((2, SlotState::Dirty)));
+        let counts = r.counts();
+        assert_eq!((counts.free, counts.dirty, counts.held), (2, 1, 1));
+        check(&r);
+        check(&c);
+    }
+
     /// Checks every structural invariant from scratch.
     fn check<S: Stores>(c: &Cache<S>) {
         let len = c.flags.len();
@@ -1318,6 +1517,7 @@ mod tests {
         // Slots.
         let (mut filling, mut clean, mut dirty, mut destaging, mut orphaned, mut retiring) = (0, 0, 0, 0, 0, 0);
         let mut orphan_fills = 0;
+        let (mut held, mut taken) = (0, 0);
         for (i, &f) in c.flags.iter().enumerate() {
             let s = i as u32;
             let retired = s >= c.capacity;
@@ -1339,6 +1539,10 @@ mod tests {
             }
             assert!(f & REDIRTY == 0 || f & DESTAGING != 0);
             match state_bits(f) {
+                ST_FREE if f == ST_FREE | TAKEN => {
+                    assert!(c.holding || !retired, "taken slot {s}");
+                    taken += 1;
+                }
                 ST_FREE => {
                     assert_eq!(f & (FREQ | REDIRTY), 0);
                     if f & DESTAGING != 0 {
@@ -1347,6 +1551,8 @@ mod tests {
                         retiring += u32::from(retired);
                     } else if on[i] == L_FREE {
                         assert!(!retired, "retiring slot {s} on the free list");
+                    } else if c.holding && !retired {
+                        held += 1;
                     } else {
                         assert!(retired, "slot {s} lost");
                     }
@@ -1395,11 +1601,11 @@ mod tests {
 
         let k = c.counts();
         assert_eq!(
-            (k.filling, k.clean, k.dirty, k.destaging, k.orphaned, k.retiring),
-            (filling, clean, dirty, destaging, orphaned, retiring)
+            (k.filling, k.clean, k.dirty, k.destaging, k.orphaned, k.retiring, k.held, k.taken),
+            (filling, clean, dirty, destaging, orphaned, retiring, held, taken)
         );
         assert_eq!(k.small + k.main + orphan_fills, filling + clean + dirty);
-        assert_eq!(k.free + k.filling + k.clean + k.dirty + k.orphaned, c.capacity + k.retiring);
+        assert_eq!(k.free + k.filling + k.clean + k.dirty + k.orphaned + k.held + k.taken, c.capacity + k.retiring);
     }
 
     // ---- Unit tests ----

@@ -38,7 +38,7 @@
 //! and sector-level tearing of every unflushed write.
 
 use crate::logic::abi::NAME_LEN;
-use crate::logic::cache::{Key, SlotId, Store, Stores};
+use crate::logic::cache::{Cache, Key, SlotId, SlotState, Store, Stores};
 use crate::logic::crc32c::Crc32c;
 
 /// Bytes per device block, cached block and metadata block.
@@ -519,6 +519,18 @@ pub trait Index {
     fn live(&self, slot: SlotId) -> Option<(Key, bool)>;
 }
 
+/// A flash pool's index is the cache index in holding mode: a slot it maps holds its
+/// key, dirty or clean (a Filling slot's data has not landed: it is not live).
+impl<S: Stores> Index for Cache<S> {
+    fn live(&self, slot: SlotId) -> Option<(Key, bool)> {
+        match self.state_of(slot)? {
+            SlotState::Clean => Some((self.key_of(slot)?, false)),
+            SlotState::Dirty => Some((self.key_of(slot)?, true)),
+            SlotState::Free | SlotState::Filling => None,
+        }
+    }
+}
+
 /// A slot whose entry is on the device though the index does not map it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Record {
@@ -666,6 +678,12 @@ impl<S: Stores> Journal<S> {
         self.records[..self.records_len].iter().any(|r| r.key == key && r.slot != slot)
     }
 
+    /// Whether a record can be added: [`Journal::release`] and
+    /// [`Journal::landed_replacing`] of a durable slot will not fail with `Full`.
+    pub fn has_room(&self) -> bool {
+        self.records_len < self.records.len()
+    }
+
     /// Whether the slot may take a new block (its entry is durably zero).
     pub fn reusable(&self, slot: SlotId) -> bool {
         self.st(slot) == FREE
@@ -722,6 +740,18 @@ impl<S: Stores> Journal<S> {
         self.set(slot, LANDED);
         self.mark(slot);
         Ok(())
+    }
+
+    /// Data written to `slot` (a fill, or a write) will never be mapped: a write or a
+    /// removal of its block came first. Its entry never left zero: FREE at once.
+    pub fn abandon(&mut self, slot: SlotId) -> Result<(), JournalError> {
+        match self.st(slot) {
+            FRESH => {
+                self.set(slot, FREE);
+                Ok(())
+            }
+            _ => Err(JournalError::BadState),
+        }
     }
 
     /// The data write to `new` completed and holds a newer version of `key`, which
@@ -896,7 +926,13 @@ impl<S: Stores> Journal<S> {
     /// The running phase's writes ended: all completed (`ok`), or one failed, after
     /// which the journal takes no more writes (the pool must be opened again: what is
     /// on the device is then whatever recovery finds).
-    pub fn end_phase(&mut self, ok: bool, index: &impl Index) -> Result<PhaseOutcome, JournalError> {
+    /// `freed` is called for every slot that became reusable (the index unholds it).
+    pub fn end_phase(
+        &mut self,
+        ok: bool,
+        index: &impl Index,
+        mut freed: impl FnMut(SlotId),
+    ) -> Result<PhaseOutcome, JournalError> {
         if self.phase_seq.is_none() {
             return Err(JournalError::Phase);
         }
@@ -937,6 +973,7 @@ impl<S: Stores> Journal<S> {
                     ZEROING => {
                         self.remove_record(slot);
                         self.set(slot, FREE);
+                        freed(slot);
                         out.freed += 1;
                     }
                     _ => {}

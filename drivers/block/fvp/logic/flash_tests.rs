@@ -3,6 +3,7 @@
 //! Tests of the flash format and of [`Journal`] against a reference model with crashes.
 
 use super::*;
+use crate::logic::cache::{Cache, Insert};
 use proptest::prelude::*;
 use std::collections::HashMap;
 use std::vec::Vec;
@@ -176,7 +177,7 @@ fn acknowledged_data_is_never_rewritten_in_place() {
     let mut buf = [0u8; BLOCK];
     j.encode_block(0, 1, &idx, &mut buf);
     assert_eq!(decode_entry(1, 0, &buf[..32]), Some(Entry { key: k, dirty: true, seq: 2 }));
-    assert_eq!(j.end_phase(true, &idx), Ok(PhaseOutcome { committed: 1, freed: 0 }));
+    assert_eq!(j.end_phase(true, &idx, |_| {}), Ok(PhaseOutcome { committed: 1, freed: 0 }));
     assert_eq!(j.begin_write(0), Err(JournalError::NotInPlace));
     // Out of place: slot 1 supersedes 0; 0 is reusable only after two phases.
     j.begin_write(1).unwrap();
@@ -186,13 +187,13 @@ fn acknowledged_data_is_never_rewritten_in_place() {
     j.encode_block(0, 1, &idx, &mut buf);
     assert_eq!(decode_entry(1, 0, &buf[..32]), Some(Entry { key: k, dirty: true, seq: seq - 1 }));
     assert_eq!(decode_entry(1, 1, &buf[32..64]), Some(Entry { key: k, dirty: true, seq }));
-    j.end_phase(true, &idx).unwrap();
+    j.end_phase(true, &idx, |_| {}).unwrap();
     assert!(!j.reusable(0));
     assert!(j.pending());
     j.begin_phase().unwrap().unwrap();
     j.encode_block(0, 1, &idx, &mut buf);
     assert_eq!(decode_entry(1, 0, &buf[..32]), None);
-    assert_eq!(j.end_phase(true, &idx), Ok(PhaseOutcome { committed: 1, freed: 1 }));
+    assert_eq!(j.end_phase(true, &idx, |_| {}), Ok(PhaseOutcome { committed: 1, freed: 1 }));
     assert!(j.reusable(0));
     assert_eq!(j.records(), 0);
 }
@@ -205,13 +206,13 @@ fn the_newest_entry_of_a_block_is_zeroed_last() {
     j.begin_write(0).unwrap();
     j.landed(0).unwrap();
     j.begin_phase().unwrap();
-    j.end_phase(true, &MapIndex(HashMap::from([(0, (k, true))]))).unwrap();
+    j.end_phase(true, &MapIndex(HashMap::from([(0, (k, true))])), |_| {}).unwrap();
     // Slot 1 supersedes 0 and becomes durable; 0 waits to be zeroed.
     j.begin_write(1).unwrap();
     j.landed_replacing(1, 0, k).unwrap();
     let idx = MapIndex(HashMap::from([(1, (k, true))]));
     j.begin_phase().unwrap();
-    j.end_phase(true, &idx).unwrap();
+    j.end_phase(true, &idx, |_| {}).unwrap();
     // The block is evicted before 0 was zeroed: 1 is held, 0 goes first.
     j.release(1, k).unwrap();
     let seq = j.begin_phase().unwrap().unwrap();
@@ -219,13 +220,13 @@ fn the_newest_entry_of_a_block_is_zeroed_last() {
     j.encode_block(0, 1, &none, &mut buf);
     assert_eq!(decode_entry(1, 0, &buf[..32]), None);
     assert_eq!(decode_entry(1, 1, &buf[32..64]), Some(Entry { key: k, dirty: true, seq: seq - 1 }));
-    j.end_phase(true, &none).unwrap();
+    j.end_phase(true, &none, |_| {}).unwrap();
     assert!(j.reusable(0));
     assert!(!j.reusable(1));
     j.begin_phase().unwrap();
     j.encode_block(0, 1, &none, &mut buf);
     assert_eq!(decode_entry(1, 1, &buf[32..64]), None);
-    j.end_phase(true, &none).unwrap();
+    j.end_phase(true, &none, |_| {}).unwrap();
     assert!(j.reusable(1));
     assert_eq!(j.records(), 0);
 }
@@ -238,7 +239,7 @@ fn a_failed_commit_stops_the_journal() {
     j.landed(3).unwrap();
     j.begin_phase().unwrap();
     assert_eq!(j.begin_phase(), Err(JournalError::Phase));
-    assert_eq!(j.end_phase(false, &none), Err(JournalError::Failed));
+    assert_eq!(j.end_phase(false, &none, |_| {}), Err(JournalError::Failed));
     assert!(j.failed());
     assert_eq!(j.begin_write(4), Err(JournalError::Failed));
     assert_eq!(j.begin_phase(), Err(JournalError::Failed));
@@ -255,7 +256,7 @@ fn records_are_bounded() {
         idx.0.insert(s, (key(s), true));
     }
     j.begin_phase().unwrap();
-    j.end_phase(true, &idx).unwrap();
+    j.end_phase(true, &idx, |_| {}).unwrap();
     for s in 0..4 {
         j.begin_write(10 + s).unwrap();
         j.landed_replacing(10 + s, s, key(s)).unwrap();
@@ -268,9 +269,9 @@ fn records_are_bounded() {
         idx.0.insert(10 + s, (key(s), true));
     }
     j.begin_phase().unwrap();
-    j.end_phase(true, &idx).unwrap();
+    j.end_phase(true, &idx, |_| {}).unwrap();
     j.begin_phase().unwrap();
-    j.end_phase(true, &idx).unwrap();
+    j.end_phase(true, &idx, |_| {}).unwrap();
     assert_eq!(j.records(), 0);
     j.landed_replacing(14, 4, key(4)).unwrap();
 }
@@ -375,13 +376,29 @@ impl Device {
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    /// A write-back write: the block's newer version, mapped when it lands.
+    Write,
+    /// A read miss: the backing device's data copied into the pool (Filling slot).
+    Fill { gen: u16 },
+}
+
+#[derive(Clone, Copy, Debug)]
 struct Inflight {
     id: u64,
     key: Key,
     slot: SlotId,
-    /// The slot the block's older version is in, when written elsewhere.
-    replacing: Option<SlotId>,
+    kind: Kind,
+}
+
+/// A write-back in flight: the data `id` of `slot` going to the backing device.
+#[derive(Clone, Copy, Debug)]
+struct Destage {
+    slot: SlotId,
+    gen: u16,
+    key: Key,
+    id: u64,
 }
 
 struct Flush {
@@ -401,16 +418,24 @@ macro_rules! trace {
     ($($t:tt)*) => { if tracing() { std::eprintln!($($t)*); } };
 }
 
+fn new_cache() -> Cache<VecStores> {
+    let mut c = Cache::new(7);
+    c.set_holding();
+    c.grow(SLOTS as u32).unwrap();
+    c
+}
+
+/// The pool as the kernel will run it: the cache index in holding mode, the journal,
+/// the device, and the backing device.
 struct Model {
     rng: Rng,
     dev: Device,
     journal: Journal<VecStores>,
-    /// Block -> slot, and slot -> (block, dirty): the pool's index.
-    map: HashMap<Key, SlotId>,
-    index: MapIndex,
-    /// The version each mapped block's slot holds (a write id).
-    version: HashMap<Key, u64>,
+    cache: Cache<VecStores>,
+    /// The data (write id) each slot holds, as the pool knows it.
+    slot_data: Vec<u64>,
     inflight: Vec<Inflight>,
+    destages: Vec<Destage>,
     /// Write id -> block.
     writes: HashMap<u64, Key>,
     next_id: u64,
@@ -423,7 +448,6 @@ struct Model {
     phases_begun: u64,
     phase_todo: Vec<u64>,
     phase_issued: Vec<(u64, Vec<usize>)>,
-    seq_seen: u64,
     stats: ModelStats,
     /// Operations so far, and when each block was last discarded: a discard leaves a
     /// block's contents undefined, so flushes that arrived before it promise nothing
@@ -439,6 +463,8 @@ struct ModelStats {
     recovered_dirty: u64,
     recovered_older_than_acked: u64,
     out_of_place: u64,
+    fills: u64,
+    orphans: u64,
     full: u64,
 }
 
@@ -448,10 +474,10 @@ impl Model {
             rng: Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
             dev: Device::new(),
             journal: Journal::new(SLOTS, RECORDS).unwrap(),
-            map: HashMap::new(),
-            index: MapIndex(HashMap::new()),
-            version: HashMap::new(),
+            cache: new_cache(),
+            slot_data: vec![0; SLOTS as usize],
             inflight: Vec::new(),
+            destages: Vec::new(),
             writes: HashMap::new(),
             next_id: 1,
             acked: HashMap::new(),
@@ -461,69 +487,117 @@ impl Model {
             phases_begun: 0,
             phase_todo: Vec::new(),
             phase_issued: Vec::new(),
-            seq_seen: 0,
             stats: ModelStats::default(),
             ops: 0,
             discarded: HashMap::new(),
         }
     }
 
-    fn free_slot(&mut self) -> Option<SlotId> {
-        let start = self.rng.below(SLOTS) as SlotId;
-        (0..SLOTS as SlotId).map(|i| (start + i) % SLOTS as SlotId).find(|&s| {
-            self.journal.reusable(s) && !self.index.0.contains_key(&s) && !self.inflight.iter().any(|w| w.slot == s)
-        })
-    }
-
     fn busy(&self, key: Key) -> bool {
         self.inflight.iter().any(|w| w.key == key)
+    }
+
+    /// Makes room the way the kernel's cleaner will: evicts a clean block and releases
+    /// its entry (the slot comes back after a phase zeroed it).
+    fn evict(&mut self) {
+        if !self.journal.has_room() {
+            self.stats.full += 1;
+            return;
+        }
+        if let Some((slot, key)) = self.cache.evict() {
+            self.journal.release(slot, key).unwrap();
+            // A block whose entry never reached the device is free at once.
+            self.unhold_if_free(slot);
+            trace!("evicted block {} slot {slot}", key.block());
+        }
+    }
+
+    fn issue_data(&mut self, slot: SlotId, id: u64) {
+        for p in self.dev.data_pending[slot as usize].iter_mut() {
+            p.push(Pending { value: id, done: false });
+        }
     }
 
     fn write(&mut self, key: Key) {
         if self.busy(key) {
             return;
         }
-        let (slot, replacing) = match self.map.get(&key).copied() {
-            Some(s) => match self.journal.begin_write(s) {
-                Ok(()) => (s, None),
-                Err(JournalError::NotInPlace) => {
-                    let Some(m) = self.free_slot() else { return };
-                    self.journal.begin_write(m).unwrap();
-                    self.stats.out_of_place += 1;
-                    (m, Some(s))
-                }
-                Err(e) => panic!("begin_write({s}): {e:?}"),
-            },
-            None => {
-                let Some(m) = self.free_slot() else { return };
-                self.journal.begin_write(m).unwrap();
-                (m, None)
-            }
+        let Some(slot) = self.cache.take_free() else {
+            self.evict();
+            return;
         };
+        self.journal.begin_write(slot).unwrap();
         let id = self.next_id;
         self.next_id += 1;
         self.writes.insert(id, key);
-        for p in self.dev.data_pending[slot as usize].iter_mut() {
-            p.push(Pending { value: id, done: false });
+        self.issue_data(slot, id);
+        self.inflight.push(Inflight { id, key, slot, kind: Kind::Write });
+        trace!("write {id} block {} -> slot {slot}", key.block());
+    }
+
+    fn fill(&mut self, key: Key) {
+        if self.busy(key) || self.cache.peek(key).is_some() {
+            return;
         }
-        self.inflight.push(Inflight { id, key, slot, replacing });
-        trace!("write {id} block {} -> slot {slot} replacing {replacing:?}", key.block());
+        let id = self.backing.get(&key).copied().unwrap_or(0);
+        if id == 0 || id == DISCARDED {
+            return;
+        }
+        let ins = match self.cache.insert(key, Insert::Filling) {
+            Ok(ins) => ins,
+            Err(_) => {
+                self.evict();
+                return;
+            }
+        };
+        self.journal.begin_write(ins.slot).unwrap();
+        self.issue_data(ins.slot, id);
+        self.inflight.push(Inflight { id, key, slot: ins.slot, kind: Kind::Fill { gen: ins.gen } });
+        self.stats.fills += 1;
+        trace!("fill {id} block {} -> slot {}", key.block(), ins.slot);
     }
 
     fn land(&mut self, i: usize) {
         let w = self.inflight[i];
-        match w.replacing {
-            Some(old) => match self.journal.landed_replacing(w.slot, old, w.key) {
-                Ok(()) => {
-                    self.index.0.remove(&old);
+        match w.kind {
+            Kind::Write => {
+                let old = self.cache.peek(w.key);
+                match old {
+                    Some((o, SlotState::Clean | SlotState::Dirty)) => {
+                        match self.journal.landed_replacing(w.slot, o, w.key) {
+                            Ok(()) => self.stats.out_of_place += 1,
+                            Err(JournalError::Full) => {
+                                self.stats.full += 1;
+                                return;
+                            }
+                            Err(e) => panic!("landed_replacing: {e:?}"),
+                        }
+                    }
+                    // A fill in flight is orphaned: its data is older.
+                    Some((_, _)) | None => self.journal.landed(w.slot).unwrap(),
                 }
-                Err(JournalError::Full) => {
-                    self.stats.full += 1;
-                    return;
+                let ins = self.cache.install(w.slot, w.key, Insert::Dirty).unwrap();
+                if let Some(r) = ins.replaced {
+                    if self.cache.state_of(r) == Some(SlotState::Free) && self.destages.iter().any(|d| d.slot == r) {
+                        self.stats.orphans += 1;
+                    }
+                    self.unhold_if_free(r);
                 }
-                Err(e) => panic!("landed_replacing: {e:?}"),
-            },
-            None => self.journal.landed(w.slot).unwrap(),
+                self.slot_data[w.slot as usize] = w.id;
+                self.acked.insert(w.key, w.id);
+                trace!("landed {} block {} slot {} replacing {old:?}", w.id, w.key.block(), w.slot);
+            }
+            Kind::Fill { gen } => {
+                if self.cache.fill_complete(w.slot, w.key, gen) {
+                    self.journal.landed(w.slot).unwrap();
+                    self.slot_data[w.slot as usize] = w.id;
+                    trace!("filled {} block {} slot {}", w.id, w.key.block(), w.slot);
+                } else {
+                    self.journal.abandon(w.slot).unwrap();
+                    self.unhold_if_free(w.slot);
+                    trace!("fill {} of block {} slot {} abandoned", w.id, w.key.block(), w.slot);
+                }
+            }
         }
         self.inflight.swap_remove(i);
         for p in self.dev.data_pending[w.slot as usize].iter_mut() {
@@ -531,52 +605,57 @@ impl Model {
                 x.done = true;
             }
         }
-        trace!("landed {} block {} slot {}", w.id, w.key.block(), w.slot);
-        self.map.insert(w.key, w.slot);
-        self.index.0.insert(w.slot, (w.key, true));
-        self.version.insert(w.key, w.id);
-        self.acked.insert(w.key, w.id);
     }
 
-    fn destage(&mut self, key: Key) {
-        let Some(&slot) = self.map.get(&key) else { return };
-        if self.inflight.iter().any(|w| w.slot == slot) || !self.index.0[&slot].1 || !self.journal.destageable(slot) {
+    /// A held slot whose entry the journal already zeroed comes back (an orphan that
+    /// ended after its zeroing, an abandoned fill).
+    fn unhold_if_free(&mut self, slot: SlotId) {
+        if self.journal.reusable(slot) {
+            self.cache.unhold(slot);
+        }
+    }
+
+    fn begin_destage(&mut self, key: Key) {
+        let Some((slot, SlotState::Dirty)) = self.cache.peek(key) else { return };
+        if !self.journal.destageable(slot) {
             return;
         }
-        // Written and the backing device flushed, then clean.
-        self.backing.insert(key, self.version[&key]);
-        trace!("destaged block {} slot {slot} write {}", key.block(), self.version[&key]);
-        self.index.0.insert(slot, (key, false));
-        self.journal.cleaned(slot);
+        let Some(gen) = self.cache.begin_destage(slot) else { return };
+        self.destages.push(Destage { slot, gen, key, id: self.slot_data[slot as usize] });
     }
 
-    fn remove(&mut self, key: Key, discard: bool) {
+    fn end_destage(&mut self, i: usize) {
+        let d = self.destages.swap_remove(i);
+        // Written and the backing device flushed, then clean.
+        self.backing.insert(d.key, d.id);
+        if self.cache.end_destage(d.slot, d.gen, true) {
+            self.journal.cleaned(d.slot);
+        } else {
+            self.unhold_if_free(d.slot);
+        }
+        trace!("destaged block {} slot {} write {}", d.key.block(), d.slot, d.id);
+    }
+
+    fn discard(&mut self, key: Key) {
         if self.busy(key) {
             return;
         }
-        if let Some(&slot) = self.map.get(&key) {
-            if !discard && self.index.0[&slot].1 {
-                return; // only clean blocks are evicted
+        if let Some((slot, state)) = self.cache.peek(key) {
+            if !self.journal.has_room() {
+                self.stats.full += 1;
+                return;
             }
-            match self.journal.release(slot, key) {
-                Ok(()) => {}
-                Err(JournalError::Full) => {
-                    self.stats.full += 1;
-                    return;
-                }
-                Err(e) => panic!("release: {e:?}"),
+            self.cache.remove(key);
+            if state != SlotState::Filling {
+                self.journal.release(slot, key).unwrap();
+                self.unhold_if_free(slot);
             }
-            trace!("released block {} slot {slot} discard {discard}", key.block());
-            self.map.remove(&key);
-            self.index.0.remove(&slot);
-            self.version.remove(&key);
+            trace!("discarded block {} slot {slot}", key.block());
         }
-        if discard {
-            self.backing.insert(key, DISCARDED);
-            self.promised.remove(&key);
-            self.acked.remove(&key);
-            self.discarded.insert(key, self.ops);
-        }
+        self.backing.insert(key, DISCARDED);
+        self.promised.remove(&key);
+        self.acked.remove(&key);
+        self.discarded.insert(key, self.ops);
     }
 
     fn flush(&mut self) {
@@ -594,7 +673,6 @@ impl Model {
             Some(seq) => {
                 self.phases_begun += 1;
                 trace!("phase {} begins, seq {seq}", self.phases_begun);
-                self.seq_seen = self.seq_seen.max(seq);
                 // The flush of the device, issued after begin_phase.
                 self.dev.flush();
                 let mut cursor = 0;
@@ -608,17 +686,7 @@ impl Model {
     fn issue_block(&mut self, i: usize) {
         let b = self.phase_todo.swap_remove(i);
         let mut buf = [0u8; BLOCK];
-        self.journal.encode_block(b, SEED, &self.index, &mut buf);
-        if tracing() {
-            for i in 0..ENTRIES_PER_BLOCK {
-                let slot = b * ENTRIES_PER_BLOCK + i;
-                if slot < SLOTS {
-                    if let Some(e) = decode_entry(SEED, slot, &buf[i as usize * 32..]) {
-                        std::eprintln!("  encode slot {slot}: block {} dirty {} seq {}", e.key.block(), e.dirty, e.seq);
-                    }
-                }
-            }
-        }
+        self.journal.encode_block(b, SEED, &self.cache, &mut buf);
         let first = b as usize * (BLOCK / SECTOR);
         let mut sectors = Vec::new();
         for k in 0..BLOCK / SECTOR {
@@ -643,7 +711,12 @@ impl Model {
         if !self.journal.in_phase() || !self.phase_todo.is_empty() || !self.phase_issued.is_empty() {
             return;
         }
-        self.journal.end_phase(true, &self.index).unwrap();
+        let mut freed = Vec::new();
+        self.journal.end_phase(true, &self.cache, |s| freed.push(s)).unwrap();
+        for s in freed {
+            // An orphan still destaging comes back when its destage ends.
+            self.cache.unhold(s);
+        }
         trace!("phase ends");
         self.complete_flushes();
     }
@@ -675,31 +748,38 @@ impl Model {
         let op = self.rng.below(100);
         self.ops += 1;
         match op {
-            0..=29 => self.write(key),
-            30..=54 => {
+            0..=24 => self.write(key),
+            25..=29 => self.fill(key),
+            30..=52 => {
                 if !self.inflight.is_empty() {
                     let i = self.rng.below(self.inflight.len() as u64) as usize;
                     self.land(i);
                 }
             }
-            55..=59 => self.flush(),
-            60..=64 => self.begin_phase(),
-            65..=74 => {
+            53..=57 => self.flush(),
+            58..=62 => self.begin_phase(),
+            63..=72 => {
                 if !self.phase_todo.is_empty() {
                     let i = self.rng.below(self.phase_todo.len() as u64) as usize;
                     self.issue_block(i);
                 }
             }
-            75..=84 => {
+            73..=82 => {
                 if !self.phase_issued.is_empty() {
                     let i = self.rng.below(self.phase_issued.len() as u64) as usize;
                     self.complete_block(i);
                 }
                 self.end_phase();
             }
-            85..=91 => self.destage(key),
-            92..=97 => self.remove(key, false),
-            _ => self.remove(key, true),
+            83..=87 => self.begin_destage(key),
+            88..=92 => {
+                if !self.destages.is_empty() {
+                    let i = self.rng.below(self.destages.len() as u64) as usize;
+                    self.end_destage(i);
+                }
+            }
+            93..=97 => self.evict(),
+            _ => self.discard(key),
         }
     }
 
@@ -762,39 +842,38 @@ impl Model {
                 ),
             }
         }
-        // Reopen.
+        // Reopen: the index and the journal from the entries, as the kernel will.
         self.journal = Journal::new(SLOTS, RECORDS).unwrap();
-        for slot in 0..SLOTS as SlotId {
-            self.journal.recovered(slot, Recovered::Free).unwrap();
+        self.cache = new_cache();
+        self.acked.clear();
+        for (&key, &(slot, e)) in &newest {
+            self.journal.recovered(slot, Recovered::Live).unwrap();
+            assert!(self.cache.restore(slot, key, e.dirty));
+            let id = self.dev.data[slot as usize][0];
+            self.slot_data[slot as usize] = id;
+            self.acked.insert(key, id);
         }
         for &(s, key) in &stale {
+            assert!(self.cache.hold(s));
             // More stale entries than records: zero some first, as the kernel would.
             if self.journal.recovered(s, Recovered::Stale(key)) == Err(JournalError::Full) {
                 self.journal.begin_phase().unwrap();
                 let mut cursor = 0;
                 while let Some(b) = self.journal.next_phase_block(&mut cursor) {
                     let mut buf = [0u8; BLOCK];
-                    self.journal.encode_block(b, SEED, &self.index, &mut buf);
+                    self.journal.encode_block(b, SEED, &self.cache, &mut buf);
                     let first = b as usize * (BLOCK / SECTOR);
                     for k in 0..BLOCK / SECTOR {
                         self.dev.meta[first + k].copy_from_slice(&buf[k * SECTOR..(k + 1) * SECTOR]);
                     }
                 }
-                self.journal.end_phase(true, &self.index).unwrap();
+                let mut freed = Vec::new();
+                self.journal.end_phase(true, &self.cache, |s| freed.push(s)).unwrap();
+                for f in freed {
+                    assert!(self.cache.unhold(f));
+                }
                 self.journal.recovered(s, Recovered::Stale(key)).unwrap();
             }
-        }
-        self.map.clear();
-        self.index.0.clear();
-        self.version.clear();
-        self.acked.clear();
-        for (&key, &(slot, e)) in &newest {
-            self.journal.recovered(slot, Recovered::Live).unwrap();
-            self.map.insert(key, slot);
-            self.index.0.insert(slot, (key, e.dirty));
-            let id = self.dev.data[slot as usize][0];
-            self.version.insert(key, id);
-            self.acked.insert(key, id);
         }
         self.journal.recovered_seq(max_seq);
         for k in 0..KEYS {
@@ -806,22 +885,29 @@ impl Model {
             }
         }
         self.inflight.clear();
+        self.destages.clear();
         self.flushes.clear();
         self.phases_begun = 0;
         self.phase_todo.clear();
         self.phase_issued.clear();
     }
-}
 
-impl Model {
-    /// Lands every write and commits until nothing waits: then no slot may be left
-    /// neither mapped nor reusable, and no record may remain (nothing leaks).
+    /// Lands every write, ends every destage and commits until nothing waits: then
+    /// every slot is mapped or free, and no record remains (nothing leaks).
     fn quiesce(&mut self, seed: u64) {
-        while !self.inflight.is_empty() {
-            let before = self.inflight.len();
-            self.land(0);
-            if self.inflight.len() == before {
-                self.run_phase();
+        let mut rounds = 0;
+        while !self.inflight.is_empty() || !self.destages.is_empty() {
+            rounds += 1;
+            assert!(rounds < 10_000, "seed {seed}: writes never land");
+            while !self.destages.is_empty() {
+                self.end_destage(0);
+            }
+            if !self.inflight.is_empty() {
+                let before = self.inflight.len();
+                self.land(0);
+                if self.inflight.len() == before {
+                    self.run_phase();
+                }
             }
         }
         for _ in 0..8 {
@@ -829,12 +915,9 @@ impl Model {
         }
         assert!(!self.journal.pending(), "seed {seed}: commits never settle");
         assert_eq!(self.journal.records(), 0, "seed {seed}: records left after quiescing");
-        for slot in 0..SLOTS as SlotId {
-            assert!(
-                self.index.0.contains_key(&slot) || self.journal.reusable(slot),
-                "seed {seed}: slot {slot} neither mapped nor reusable after quiescing"
-            );
-        }
+        let c = self.cache.counts();
+        assert_eq!((c.held, c.taken), (0, 0), "seed {seed}: slots held or taken after quiescing: {c:?}");
+        assert_eq!(c.free + c.clean + c.dirty, SLOTS as u32, "seed {seed}: {c:?}");
     }
 
     fn run_phase(&mut self) {
@@ -880,6 +963,8 @@ fn crash_at_any_step_loses_no_flushed_write() {
         total.recovered_dirty += s.recovered_dirty;
         total.recovered_older_than_acked += s.recovered_older_than_acked;
         total.out_of_place += s.out_of_place;
+        total.fills += s.fills;
+        total.orphans += s.orphans;
         total.full += s.full;
     }
     if only.is_some() {
@@ -892,4 +977,6 @@ fn crash_at_any_step_loses_no_flushed_write() {
     assert!(total.recovered_dirty > seeds);
     assert!(total.recovered_older_than_acked > 0);
     assert!(total.out_of_place > seeds);
+    assert!(total.fills > seeds);
+    assert!(total.orphans > 0);
 }
