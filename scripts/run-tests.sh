@@ -98,6 +98,8 @@ else fail "host-side gates (scripts/check.sh): $(grep -m1 '^check.sh: FAILED' bu
 # The index's RAM cost per cached block, all structures included (budget: 32 bytes).
 cargo test --locked -q -p fvp-logic --lib metadata_budget -- --nocapture 2>/dev/null | grep 'bytes per slot'
 cargo test --locked -q -p fvp-logic --lib scan_resistance -- --nocapture 2>/dev/null | grep -iv '^running\|^test \|^$' | head -6
+# The flash pool crash model: seeds, power cuts, flushes (docs/flash.md).
+cargo test --locked -q -p fvp-logic --lib crash_at_any_step -- --nocapture 2>/dev/null | grep 'flash crash model'
 # The replication simulator's bounded run: seeds and simulated events per minute.
 cargo test --locked -q -p fvp-sim --test seeds -- --nocapture --test-threads 1 2>/dev/null | grep -o 'peers=.*'
 fi
