@@ -576,6 +576,8 @@ pub struct Journal<S: Stores> {
     /// Phases completed, for flushes waiting on "a phase begun after I arrived".
     phases_done: u64,
     failed: bool,
+    /// `recovered_seq` was called: the recovery may place slots.
+    recovering: bool,
 }
 
 impl<S: Stores> Journal<S> {
@@ -604,6 +606,7 @@ impl<S: Stores> Journal<S> {
             phase_seq: None,
             phases_done: 0,
             failed: false,
+            recovering: false,
         })
     }
 
@@ -613,10 +616,23 @@ impl<S: Stores> Journal<S> {
         1.0 + 2.0 / (8.0 * ENTRIES_PER_BLOCK as f64)
     }
 
-    /// Sets a slot's state from the recovery scan. Call for every slot that is not
-    /// FREE before any other event; `Full` if the stale entries exceed the records
-    /// (the caller then zeroes them with a phase before recovering more).
+    /// Starts recovery, after the whole scan of the entries: commits continue above
+    /// `max_seq`, the largest commit number on the device. Must come before any
+    /// [`Journal::recovered`]: a phase run to make room for stale entries rewrites live
+    /// entries, which must stay newer than every stale one.
+    pub fn recovered_seq(&mut self, max_seq: u64) {
+        self.next_seq = first_seq_after(max_seq);
+        self.recovering = true;
+    }
+
+    /// Sets a slot's state from the recovery scan, after [`Journal::recovered_seq`]:
+    /// every live slot first (and the index told), then the stale ones. `Full` when
+    /// the stale entries exceed the records: the caller runs a phase (which zeroes
+    /// those recorded so far) and retries. A FREE slot needs no call.
     pub fn recovered(&mut self, slot: SlotId, how: Recovered) -> Result<(), JournalError> {
+        if !self.recovering {
+            return Err(JournalError::BadState);
+        }
         match how {
             Recovered::Free => self.set(slot, FREE),
             Recovered::Live => self.set(slot, DURABLE),
@@ -627,11 +643,6 @@ impl<S: Stores> Journal<S> {
             }
         }
         Ok(())
-    }
-
-    /// After the recovery scan: commits continue above `max_seq`.
-    pub fn recovered_seq(&mut self, max_seq: u64) {
-        self.next_seq = first_seq_after(max_seq);
     }
 
     fn st(&self, slot: SlotId) -> u8 {
@@ -743,7 +754,8 @@ impl<S: Stores> Journal<S> {
     }
 
     /// Data written to `slot` (a fill, or a write) will never be mapped: a write or a
-    /// removal of its block came first. Its entry never left zero: FREE at once.
+    /// removal of its block came first, or the data write failed. Its entry never left
+    /// zero: FREE at once.
     pub fn abandon(&mut self, slot: SlotId) -> Result<(), JournalError> {
         match self.st(slot) {
             FRESH => {
@@ -828,7 +840,9 @@ impl<S: Stores> Journal<S> {
     /// `slot`'s block was written back and the backing device flushed: its entry may
     /// say clean.
     pub fn cleaned(&mut self, slot: SlotId) {
-        if matches!(self.st(slot), DURABLE | COMMITTING) {
+        // Only a DURABLE slot is written back (`destageable`); a destage that ended
+        // after its slot was superseded or released leaves nothing to mark.
+        if self.st(slot) == DURABLE {
             self.mark(slot);
         }
     }
