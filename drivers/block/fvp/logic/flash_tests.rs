@@ -493,7 +493,7 @@ impl Model {
             phase_todo: Vec::new(),
             phase_issued: Vec::new(),
             phase_unflushed: false,
-            read_heavy: seed % 2 == 0,
+            read_heavy: seed.is_multiple_of(2),
             stats: ModelStats::default(),
             ops: 0,
             discarded: HashMap::new(),
