@@ -431,6 +431,11 @@ impl<S: Stores> Cache<S> {
         self.holding = true;
     }
 
+    /// Whether holding mode is on.
+    pub fn holding(&self) -> bool {
+        self.holding
+    }
+
     /// Usable slots: those below the target of a shrink in progress.
     pub fn capacity(&self) -> u32 {
         self.capacity

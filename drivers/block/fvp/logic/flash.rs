@@ -67,6 +67,10 @@ pub const ENTRIES_PER_BLOCK: u64 = (BLOCK / ENTRY_BYTES) as u64;
 pub const MIN_SLOTS: u64 = 1024;
 /// The largest pool the index can describe (slots are `u32`, one reserved).
 pub const MAX_SLOTS: u64 = u32::MAX as u64 - 1;
+/// The largest commit number an entry may carry: a pool committing a million times a
+/// second would need 146,000 years to reach it. A larger one is corruption, refused
+/// before it could make the numbers overflow.
+pub const MAX_SEQ: u64 = 1 << 62;
 /// Default bound on slots whose entry is on the device but not live (superseded or
 /// released, waiting to be zeroed); more wait for a commit.
 pub const RECORDS_DEFAULT: usize = 1024;
@@ -96,6 +100,8 @@ pub enum FormatError {
     DuplicateEntry { slot: u64 },
     /// A volume record has a bad length field.
     BadRecord { index: u32 },
+    /// An entry carries a commit number above [`MAX_SEQ`].
+    SeqOutOfRange { slot: u64 },
 }
 
 impl FormatError {
@@ -112,6 +118,7 @@ impl FormatError {
             FormatError::BlockBeyondVolume { .. } => "an entry names a block beyond its volume's size",
             FormatError::DuplicateEntry { .. } => "two entries of one block carry the same commit number",
             FormatError::BadRecord { .. } => "a volume record is malformed",
+            FormatError::SeqOutOfRange { .. } => "an entry carries an impossible commit number",
         }
     }
 }
@@ -417,8 +424,11 @@ pub fn decode_entry(seed: u32, slot: u64, b: &[u8]) -> Option<Entry> {
 }
 
 /// Checks an entry against the volume records: `records(i)` is record `i`'s size in
-/// blocks, `None` when unused.
+/// blocks, `None` when unused. Also refuses a commit number above [`MAX_SEQ`].
 pub fn check_entry(slot: u64, e: &Entry, records: impl Fn(u16) -> Option<u64>) -> Result<(), FormatError> {
+    if e.seq > MAX_SEQ {
+        return Err(FormatError::SeqOutOfRange { slot });
+    }
     let v = e.key.volume();
     if u32::from(v) >= VOLUME_RECORDS {
         return Err(FormatError::UnknownVolume { slot });
@@ -878,8 +888,9 @@ impl<S: Stores> Journal<S> {
                 self.state[slot as usize] = state | (snap << SNAP_SHIFT);
             }
         }
+        // Cannot overflow: recovery refuses numbers above MAX_SEQ, far below u64::MAX.
         let seq = self.next_seq;
-        self.next_seq += 2;
+        self.next_seq = seq.saturating_add(2);
         self.phase_seq = Some(seq);
         Ok(Some(seq))
     }
@@ -1017,6 +1028,95 @@ impl<S: Stores> Journal<S> {
         self.phases_done += 1;
         Ok(out)
     }
+}
+
+/// What [`recover`] found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Blocks the index maps (the newest entry of each).
+    pub live: u64,
+    /// Of those, dirty.
+    pub dirty: u64,
+    /// Older entries of blocks with a newer one: held, zeroed by the next phase.
+    pub stale: u64,
+    /// The largest commit number on the device.
+    pub max_seq: u64,
+    /// Phases run because the stale entries exceeded the journal's records.
+    pub phases: u32,
+}
+
+/// Rebuilds a flash pool's index (in holding mode, empty) and journal (new) from the
+/// entries on the device, in three passes:
+/// 1. the largest commit number;
+/// 2. the newest entry of each block into the index ([`Cache::restore`]), older ones
+///    held;
+/// 3. the journal: commit numbers first, then every live slot, then every stale one.
+///
+/// `entry(slot)` reads a slot's entry as the scan found it: `Ok(None)` when free,
+/// an error when it fails [`check_entry`] (the pool is refused). It must keep
+/// answering from the scan even after a phase rewrote entries. `phase` runs one whole
+/// phase (flush, writes, `end_phase`, unholding what it frees): it is called when the
+/// stale entries exceed the journal's records.
+pub fn recover<S: Stores>(
+    slots: u64,
+    cache: &mut Cache<S>,
+    journal: &mut Journal<S>,
+    mut entry: impl FnMut(SlotId) -> Result<Option<Entry>, FormatError>,
+    mut phase: impl FnMut(&mut Journal<S>, &mut Cache<S>),
+) -> Result<Recovery, FormatError> {
+    let n = SlotId::try_from(slots).map_err(|_| FormatError::Geometry)?;
+    if !cache.holding() {
+        return Err(FormatError::Geometry);
+    }
+    let mut out = Recovery::default();
+    for slot in 0..n {
+        if let Some(e) = entry(slot)? {
+            if e.seq > MAX_SEQ {
+                return Err(FormatError::SeqOutOfRange { slot: u64::from(slot) });
+            }
+            out.max_seq = out.max_seq.max(e.seq);
+        }
+    }
+    for slot in 0..n {
+        let Some(e) = entry(slot)? else { continue };
+        let placed = match cache.peek(e.key) {
+            None => cache.restore(slot, e.key, e.dirty),
+            Some((other, _)) => {
+                let o = entry(other)?.ok_or(FormatError::Geometry)?;
+                if newer(&e, &o, u64::from(slot))? {
+                    // The older copy's slot is held by the removal.
+                    cache.remove(e.key);
+                    cache.restore(slot, e.key, e.dirty)
+                } else {
+                    cache.hold(slot)
+                }
+            }
+        };
+        if !placed {
+            return Err(FormatError::Geometry);
+        }
+    }
+    journal.recovered_seq(out.max_seq);
+    for slot in 0..n {
+        if let Some((_, dirty)) = cache.live(slot) {
+            journal.recovered(slot, Recovered::Live).map_err(|_| FormatError::Geometry)?;
+            out.live += 1;
+            out.dirty += u64::from(dirty);
+        }
+    }
+    for slot in 0..n {
+        if cache.live(slot).is_some() {
+            continue;
+        }
+        let Some(e) = entry(slot)? else { continue };
+        if journal.recovered(slot, Recovered::Stale(e.key)) == Err(JournalError::Full) {
+            phase(journal, cache);
+            out.phases += 1;
+            journal.recovered(slot, Recovered::Stale(e.key)).map_err(|_| FormatError::Geometry)?;
+        }
+        out.stale += 1;
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
