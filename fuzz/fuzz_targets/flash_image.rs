@@ -22,49 +22,15 @@
 #![no_main]
 
 use std::collections::HashMap;
-use std::ops::{Deref, DerefMut};
 
-use fvp_logic::cache::{Cache, Key, OutOfMemory, SlotId, Store, Stores};
+use fvp_logic::cache::{Cache, Key, SlotId};
 use fvp_logic::crc32c::Crc32c;
 use fvp_logic::flash::{
     check_entry, decode_entry, decode_record, encode_record, recover, Entry, Geometry, Index, Journal, Superblock,
     VolumeRecord, BLOCK, ENTRIES_PER_BLOCK, ENTRY_BYTES, RECORD_BYTES, VOLUME_RECORDS, VOLUME_TABLE_BLOCKS,
 };
+use fvp_logic::vec_stores::VecStores;
 use libfuzzer_sys::fuzz_target;
-
-struct V<T>(Vec<T>);
-
-impl<T> Deref for V<T> {
-    type Target = [T];
-    fn deref(&self) -> &[T] {
-        &self.0
-    }
-}
-
-impl<T> DerefMut for V<T> {
-    fn deref_mut(&mut self) -> &mut [T] {
-        &mut self.0
-    }
-}
-
-impl<T: Copy> Store<T> for V<T> {
-    fn try_extend(&mut self, n: usize, value: T) -> Result<(), OutOfMemory> {
-        self.0.extend(std::iter::repeat_n(value, n));
-        Ok(())
-    }
-    fn truncate_to(&mut self, len: usize) {
-        self.0.truncate(len);
-    }
-}
-
-struct VecStores;
-
-impl Stores for VecStores {
-    type Array<T: Copy> = V<T>;
-    fn empty<T: Copy>() -> V<T> {
-        V(Vec::new())
-    }
-}
 
 const SLOTS: u64 = 1024;
 

@@ -340,38 +340,10 @@ pub fn check_json(path: &str, r: &CheckReport) -> String {
 mod tests {
     use super::*;
     use fvp_logic::abi::NAME_LEN;
-    use fvp_logic::cache::{OutOfMemory, SlotId, Store, Stores};
+    use fvp_logic::cache::SlotId;
     use fvp_logic::flash::{encode_entry, encode_record, record_location, Index, Journal, RECORDS_DEFAULT};
+    use fvp_logic::vec_stores::VecStores;
     use std::io::Cursor;
-
-    struct V<T>(Vec<T>);
-    impl<T> std::ops::Deref for V<T> {
-        type Target = [T];
-        fn deref(&self) -> &[T] {
-            &self.0
-        }
-    }
-    impl<T> std::ops::DerefMut for V<T> {
-        fn deref_mut(&mut self) -> &mut [T] {
-            &mut self.0
-        }
-    }
-    impl<T: Copy> Store<T> for V<T> {
-        fn try_extend(&mut self, n: usize, value: T) -> Result<(), OutOfMemory> {
-            self.0.extend(std::iter::repeat_n(value, n));
-            Ok(())
-        }
-        fn truncate_to(&mut self, len: usize) {
-            self.0.truncate(len);
-        }
-    }
-    struct VecStores;
-    impl Stores for VecStores {
-        type Array<T: Copy> = V<T>;
-        fn empty<T: Copy>() -> V<T> {
-            V(Vec::new())
-        }
-    }
 
     struct Map(HashMap<SlotId, (Key, bool)>);
     impl Index for Map {

@@ -1401,26 +1401,7 @@ mod tests {
     use std::collections::{BTreeMap, HashMap, HashSet};
     use std::vec::Vec;
 
-    impl<T: Copy> Store<T> for Vec<T> {
-        fn try_extend(&mut self, n: usize, value: T) -> Result<(), OutOfMemory> {
-            self.try_reserve(n).map_err(|_| OutOfMemory)?;
-            self.resize(self.len() + n, value);
-            Ok(())
-        }
-
-        fn truncate_to(&mut self, len: usize) {
-            self.truncate(len);
-        }
-    }
-
-    struct StdStores;
-
-    impl Stores for StdStores {
-        type Array<T: Copy> = Vec<T>;
-        fn empty<T: Copy>() -> Vec<T> {
-            Vec::new()
-        }
-    }
+    use crate::vec_stores::VecStores as StdStores;
 
     type C = Cache<StdStores>;
 

@@ -548,11 +548,9 @@ pub struct Record {
     key: Key,
 }
 
-/// How a slot came back from the device.
+/// How a slot with an entry came back from the device (a slot without one stays FREE).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Recovered {
-    /// No entry: reusable.
-    Free,
     /// The newest entry of its block: the index maps it.
     Live,
     /// An older entry of this block, which has a newer one elsewhere: zeroed before
@@ -644,7 +642,6 @@ impl<S: Stores> Journal<S> {
             return Err(JournalError::BadState);
         }
         match how {
-            Recovered::Free => self.set(slot, FREE),
             Recovered::Live => self.set(slot, DURABLE),
             Recovered::Stale(key) => {
                 self.add_record(slot, key)?;

@@ -8,15 +8,7 @@ use proptest::prelude::*;
 use std::collections::HashMap;
 use std::vec::Vec;
 
-/// Vec-backed arrays for the host.
-pub(crate) struct VecStores;
-
-impl Stores for VecStores {
-    type Array<T: Copy> = Vec<T>;
-    fn empty<T: Copy>() -> Vec<T> {
-        Vec::new()
-    }
-}
+use crate::vec_stores::VecStores;
 
 fn sb(device_blocks: u64) -> Superblock {
     let mut name = [0u8; NAME_LEN];
