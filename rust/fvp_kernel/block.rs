@@ -37,12 +37,29 @@ impl OpenedBdev {
         Ok(Self { file: NonNull::new(file).ok_or(kernel::error::code::ENODEV)? })
     }
 
+    /// Opens the device `major:minor` read-write and exclusively (`EBUSY` if it is
+    /// mounted, in use by another driver, or opened exclusively already): a flash
+    /// pool's device must have no other writer.
+    pub fn open_exclusive(dev: u32) -> Result<Self> {
+        let mode = bindings::FVP_BLK_OPEN_READ | bindings::FVP_BLK_OPEN_WRITE;
+        // The holder only has to be unique to fvp: the address of this static.
+        let holder = core::ptr::addr_of!(EXCLUSIVE_HOLDER).cast_mut().cast::<core::ffi::c_void>();
+        // SAFETY: a non-null holder makes the open exclusive; no holder ops is valid. The
+        // holder is a static, alive as long as the module.
+        let file = unsafe { from_err_ptr(bindings::bdev_file_open_by_dev(dev, mode, holder, core::ptr::null())) }?;
+        // INVARIANT: `from_err_ptr` returned a valid open file, now ours.
+        Ok(Self { file: NonNull::new(file).ok_or(kernel::error::code::ENODEV)? })
+    }
+
     /// The block device.
     pub fn bdev(&self) -> &BlockDevice {
         // SAFETY: the file is open (invariant), so its block device is live while it is.
         unsafe { BlockDevice::from_raw(bindings::file_bdev(self.file.as_ptr())) }
     }
 }
+
+/// fvp's holder of exclusively opened devices.
+static EXCLUSIVE_HOLDER: u8 = 0;
 
 impl Drop for OpenedBdev {
     fn drop(&mut self) {

@@ -8,7 +8,10 @@
 
 use crate::fvp_kernel::bio::{BioDone, BioSet, BioStatus, BlockDevice, OwnedBio};
 use crate::fvp_kernel::sync::{alloc_retry, Completion};
-use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use core::sync::atomic::{
+    AtomicBool, AtomicU32,
+    Ordering::{AcqRel, Acquire, Relaxed, Release},
+};
 use kernel::prelude::*;
 use kernel::sync::Arc;
 
@@ -67,5 +70,66 @@ pub(crate) fn flush_bdev(bioset: &BioSet, bdev: &BlockDevice, waiter: &Arc<BioWa
         Ok(())
     } else {
         Err(EIO)
+    }
+}
+
+/// Waits for a batch of fvp's own bios: the threads of flash pools (opening, commits,
+/// write-back) submit several and wait for all.
+#[pin_data]
+pub(crate) struct IoBatch {
+    /// Bios in flight, plus one while they are being submitted.
+    pending: AtomicU32,
+    failed: AtomicBool,
+    #[pin]
+    done: Completion,
+}
+
+impl IoBatch {
+    pub(crate) fn new() -> Result<Arc<Self>> {
+        Ok(Arc::pin_init(
+            pin_init!(IoBatch { pending: AtomicU32::new(1), failed: AtomicBool::new(false), done <- Completion::new() }),
+            GFP_KERNEL,
+        )?)
+    }
+
+    /// Starts a new batch; the last one was waited for.
+    pub(crate) fn start(&self) {
+        self.pending.store(1, Relaxed);
+        self.failed.store(false, Relaxed);
+        self.done.reinit();
+    }
+
+    pub(crate) fn submit(self: &Arc<Self>, bio: OwnedBio) {
+        self.pending.fetch_add(1, Relaxed);
+        bio.submit(self.clone());
+    }
+
+    /// A bio could not be made: the batch fails.
+    pub(crate) fn fail(&self) {
+        self.failed.store(true, Relaxed);
+    }
+
+    fn put(&self) {
+        if self.pending.fetch_sub(1, AcqRel) == 1 {
+            self.done.complete();
+        }
+    }
+
+    /// Waits for every bio submitted since `start`; whether all succeeded.
+    pub(crate) fn wait(&self) -> bool {
+        self.put();
+        self.done.wait();
+        !self.failed.load(Acquire)
+    }
+}
+
+impl BioDone for IoBatch {
+    type Ref = Arc<Self>;
+
+    fn bio_done(this: Arc<Self>, status: BioStatus) {
+        if !status.is_ok() {
+            this.failed.store(true, Release);
+        }
+        this.put();
     }
 }

@@ -179,7 +179,10 @@ impl miscdev::MiscDevice for Control {
                     major,
                     minor,
                     patch,
-                    abi::FEATURE_PASSTHROUGH | abi::FEATURE_RAM_POOL | abi::FEATURE_REPLICATION,
+                    abi::FEATURE_PASSTHROUGH
+                        | abi::FEATURE_RAM_POOL
+                        | abi::FEATURE_REPLICATION
+                        | abi::FEATURE_FLASH_POOL,
                     crate::VERSION_STR,
                 );
                 copy_out(arg, &v.to_bytes())
@@ -201,6 +204,27 @@ impl miscdev::MiscDevice for Control {
                 self.registry.destroy_pool(&name).map(|_| 0)
             }
             Command::PoolInfo => self.pool_info(arg),
+            Command::FlashOpen => {
+                let mut req = abi::FlashOpen::from_bytes(&copy_in::<{ abi::FlashOpen::SIZE }>(arg)?);
+                let name = abi::pool_name(&req.name).ok_or(EINVAL)?;
+                if !req.path.contains(&0) || req.path[0] != b'/' || req.reserved != [0; 3] {
+                    return Err(EINVAL);
+                }
+                let start = kernel::time::Ktime::ktime_get();
+                let opened = self.registry.open_flash_pool(name, req.path)?;
+                req.slots = opened.pool.geometry.slots;
+                req.live_blocks = opened.found.live;
+                req.dirty_blocks = opened.found.dirty;
+                req.stale_entries = opened.found.stale;
+                req.open_us = ((kernel::time::Ktime::ktime_get() - start).to_ns() / 1000) as u64;
+                copy_out(arg, &req.to_bytes())
+            }
+            Command::FlashInfo => {
+                let mut info = abi::FlashInfo::from_bytes(&copy_in::<{ abi::FlashInfo::SIZE }>(arg)?);
+                let pool = self.registry.flash_pool_at(info.index).ok_or(ENOENT)?;
+                pool.info(&mut info);
+                copy_out(arg, &info.to_bytes())
+            }
             Command::VolumeInfo => self.volume_info(arg),
             Command::VolumeRepl => self.volume_repl(arg),
             Command::VolumeHealth => self.volume_health(arg),

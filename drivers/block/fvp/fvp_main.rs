@@ -27,6 +27,8 @@ mod cluster;
 mod conn;
 mod control;
 mod destage;
+mod flash_pool;
+mod flash_volume;
 mod pool;
 mod registry;
 mod repl;

@@ -7,6 +7,8 @@
 
 use crate::cluster::Cluster;
 use crate::logic::abi;
+use crate::flash_pool::{FlashPool, Opened};
+use crate::flash_volume::FlashVolume;
 use crate::pool::Pool;
 use crate::shared::Shared;
 use crate::volume::Volume;
@@ -21,6 +23,8 @@ pub(crate) struct Registry {
     pub(crate) cluster: Arc<Cluster>,
     #[pin]
     pools: Mutex<KVec<Arc<Pool>>>,
+    #[pin]
+    flash_pools: Mutex<KVec<Arc<FlashPool>>>,
     volumes: AtomicU32,
     /// Held by a table's constructor from its look for a volume over the same backing
     /// device until it registered its own: two tables never both create one.
@@ -34,6 +38,7 @@ impl Registry {
             shared,
             cluster,
             pools <- new_mutex!(KVec::new(), "fvp::Registry::pools"),
+            flash_pools <- new_mutex!(KVec::new(), "fvp::Registry::flash_pools"),
             volumes: AtomicU32::new(0),
             constructing <- new_mutex!((), "fvp::Registry::constructing"),
         })
@@ -59,7 +64,47 @@ impl Registry {
 
     /// Whether `devt` is an fvp volume's device (in any pool).
     pub(crate) fn is_volume_device(&self, devt: u32) -> bool {
-        self.pools.lock().iter().any(|p| p.serves(devt))
+        self.pools.lock().iter().any(|p| p.serves(devt)) || self.flash_pools.lock().iter().any(|p| p.serves(devt))
+    }
+
+    /// The flash pool volume over `backing_devt`, if any.
+    pub(crate) fn flash_volume_over(&self, backing_devt: u32) -> Option<Arc<FlashVolume>> {
+        self.flash_pools.lock().iter().find_map(|p| p.volume_over(backing_devt))
+    }
+
+    pub(crate) fn find_flash_pool(&self, name: &[u8; abi::NAME_LEN]) -> Option<Arc<FlashPool>> {
+        self.flash_pools.lock().iter().find(|p| &p.name == name).cloned()
+    }
+
+    pub(crate) fn flash_pool_at(&self, index: u32) -> Option<Arc<FlashPool>> {
+        self.flash_pools.lock().get(index as usize).cloned()
+    }
+
+    /// `FVP_IOC_FLASH_OPEN`. Recovery runs here, without the registry's lock (the
+    /// device is opened exclusively, so a second open of it fails with `EBUSY`).
+    pub(crate) fn open_flash_pool(&self, name: [u8; abi::NAME_LEN], path: [u8; abi::PATH_LEN]) -> Result<Opened> {
+        if self.find_pool(&name).is_some() || self.find_flash_pool(&name).is_some() {
+            return Err(EEXIST);
+        }
+        let start = kernel::time::Ktime::ktime_get();
+        let opened = FlashPool::open(name, path, self.shared.clone())?;
+        let mut pools = self.flash_pools.lock();
+        let taken = pools.iter().any(|p| p.name == name) || self.find_pool(&name).is_some();
+        if taken || pools.push(opened.pool.clone(), GFP_KERNEL).is_err() {
+            opened.pool.shut_down();
+            return Err(if taken { EEXIST } else { ENOMEM });
+        }
+        let f = &opened.found;
+        pr_info!(
+            "flash pool {} opened: {} slots, {} blocks cached ({} dirty), {} stale entries zeroed, in {} us\n",
+            abi::name_str(&name),
+            opened.pool.geometry.slots,
+            f.live,
+            f.dirty,
+            f.stale,
+            (kernel::time::Ktime::ktime_get() - start).to_ns() / 1000
+        );
+        Ok(opened)
     }
 
     pub(crate) fn find_pool(&self, name: &[u8; abi::NAME_LEN]) -> Option<Arc<Pool>> {
@@ -69,7 +114,7 @@ impl Registry {
     /// `FVP_IOC_POOL_CREATE`.
     pub(crate) fn create_pool(&self, name: [u8; abi::NAME_LEN], bytes: u64) -> Result {
         let mut pools = self.pools.lock();
-        if pools.iter().any(|p| p.name == name) {
+        if pools.iter().any(|p| p.name == name) || self.find_flash_pool(&name).is_some() {
             return Err(EEXIST);
         }
         pools.reserve(1, GFP_KERNEL)?;
@@ -94,6 +139,24 @@ impl Registry {
         // No table constructor is between its look-up of the pool and registering its
         // volume in it.
         let _no_ctr = self.constructing.lock();
+        {
+            let mut flash = self.flash_pools.lock();
+            if let Some(i) = flash.iter().position(|p| &p.name == name) {
+                if flash[i].volume_count() > 0 {
+                    return Err(EBUSY);
+                }
+                // Closing: a last commit, then the threads stop; the blocks stay.
+                flash[i].shut_down();
+                let mut rest = KVec::with_capacity(flash.len(), GFP_KERNEL)?;
+                for (j, p) in flash.iter().enumerate() {
+                    if j != i {
+                        rest.push(p.clone(), GFP_KERNEL)?;
+                    }
+                }
+                *flash = rest;
+                return Ok(());
+            }
+        }
         let mut pools = self.pools.lock();
         let i = pools.iter().position(|p| &p.name == name).ok_or(ENOENT)?;
         if pools[i].volume_count() > 0 {
@@ -136,6 +199,10 @@ impl Registry {
 
     /// Stops every pool's destager (module unload: no volume exists any more).
     pub(crate) fn shut_down(&self) {
+        let flash = core::mem::take(&mut *self.flash_pools.lock());
+        for p in flash.iter() {
+            p.shut_down();
+        }
         let mut pools = self.pools.lock();
         for p in pools.iter() {
             p.shut_down();

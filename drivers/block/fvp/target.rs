@@ -13,14 +13,22 @@ use crate::pool::Released;
 use crate::registry::Registry;
 use crate::repl::Replication;
 use crate::stats::Stats;
+use crate::flash_pool::FlashPool;
+use crate::flash_volume::FlashVolume;
 use crate::volume::{Volume, MAX_BLOCKS};
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use kernel::prelude::*;
 use kernel::sync::Arc;
 
-/// One `fvp` volume: a constructed target.
-pub(crate) struct FvpTarget {
+/// One `fvp` table: a volume over a RAM pool or over a flash pool.
+pub(crate) enum FvpTarget {
+    Ram(Pin<KBox<RamTarget>>),
+    Flash(FlashTarget),
+}
+
+/// A volume over a RAM pool: a constructed target.
+pub(crate) struct RamTarget {
     /// Device-mapper's reference on the backing device (stacking limits, table status).
     dm_backing: TargetDevice,
     volume: Arc<Volume>,
@@ -66,6 +74,68 @@ impl dm::Target for FvpTarget {
     fn new(registry: &Arc<Registry>, ti: &mut TargetInfo, args: &[&[u8]]) -> Result<Pin<KBox<Self>>, CtrError> {
         let table = table::parse(args).map_err(refuse)?;
         let pool_name = abi::pool_name(table.pool).ok_or(refuse(TableError::NoSuchPool))?;
+        let target = match registry.find_flash_pool(&pool_name) {
+            Some(pool) => FvpTarget::Flash(FlashTarget::new(registry, ti, &table, pool)?),
+            None => FvpTarget::Ram(RamTarget::new(registry, ti, args)?),
+        };
+        KBox::pin(target, GFP_KERNEL).map_err(|_| refuse(TableError::OutOfMemory))
+    }
+
+    fn map(&self, ti: &TargetInfo, bio: DmBio) -> MapResult {
+        match self {
+            FvpTarget::Ram(t) => t.map(ti, bio),
+            FvpTarget::Flash(t) => t.volume.map(ti.offset(bio.sector()), bio),
+        }
+    }
+
+    fn resume(&self, ti: &TargetInfo) {
+        match self {
+            FvpTarget::Ram(t) => t.resume(ti),
+            FvpTarget::Flash(_) => {}
+        }
+    }
+
+    fn postsuspend(&self, ti: &TargetInfo) {
+        match self {
+            FvpTarget::Ram(t) => t.postsuspend(ti),
+            FvpTarget::Flash(t) => {
+                // Everything acknowledged is durable in the pool across a suspend (its
+                // dirty blocks stay there, as after a reboot).
+                if t.volume.pool.wait_commit().is_err() {
+                    pr_err!("flash volume {}: commit on suspend failed\n", t.volume.id);
+                }
+            }
+        }
+    }
+
+    fn message(&self, ti: &TargetInfo, args: &[&[u8]]) -> Result {
+        match self {
+            FvpTarget::Ram(t) => t.message(ti, args),
+            FvpTarget::Flash(t) => t.message(args),
+        }
+    }
+
+    fn status(&self, ti: &TargetInfo, kind: StatusType, out: &mut StatusWriter<'_>) {
+        match self {
+            FvpTarget::Ram(t) => t.status(ti, kind, out),
+            FvpTarget::Flash(t) => t.status(kind, out),
+        }
+    }
+
+    fn data_device(&self) -> &TargetDevice {
+        match self {
+            FvpTarget::Ram(t) => t.data_device(),
+            FvpTarget::Flash(t) => &t.dm_backing,
+        }
+    }
+}
+
+impl dm::Target for RamTarget {
+    type Context = Registry;
+
+    fn new(registry: &Arc<Registry>, ti: &mut TargetInfo, args: &[&[u8]]) -> Result<Pin<KBox<Self>>, CtrError> {
+        let table = table::parse(args).map_err(refuse)?;
+        let pool_name = abi::pool_name(table.pool).ok_or(refuse(TableError::NoSuchPool))?;
         // Held from the pool's look-up until the volume is registered in it: a pool
         // destroyed meanwhile (which takes this lock too) would keep a volume nobody
         // writes back or finds.
@@ -104,6 +174,9 @@ impl dm::Target for FvpTarget {
 
         let devt = ti.devt();
         let backing_devt = dm_backing.devt();
+        if registry.flash_volume_over(backing_devt).is_some() {
+            return Err(CtrError { errno: EBUSY, message: c"the backing device is already cached by an fvp volume of a flash pool" });
+        }
         if registry.is_volume_device(backing_devt) {
             // Both volumes would draw on the module's one reserve of IoOps and bios:
             // with it used up, the upper one's I/O could wait for elements only the
@@ -140,7 +213,7 @@ impl dm::Target for FvpTarget {
                         policy: policy_code(table.policy),
                         sequential_cutoff: table.sequential_cutoff,
                     });
-                    let target = FvpTarget { dm_backing, volume: existing, registry: registry.clone(), adopted };
+                    let target = RamTarget { dm_backing, volume: existing, registry: registry.clone(), adopted };
                     // On failure the dropped target releases the volume again.
                     return KBox::pin(target, GFP_KERNEL).map_err(|_| refuse(TableError::OutOfMemory));
                 }
@@ -224,7 +297,7 @@ impl dm::Target for FvpTarget {
             pool.remove_volume(&volume);
             return Err(refuse(TableError::OutOfMemory));
         }
-        let target = FvpTarget { dm_backing, volume, registry: registry.clone(), adopted: None };
+        let target = RamTarget { dm_backing, volume, registry: registry.clone(), adopted: None };
         registry.volume_created();
         KBox::pin(target, GFP_KERNEL).map_err(|_| refuse(TableError::OutOfMemory))
     }
@@ -389,7 +462,7 @@ impl dm::Target for FvpTarget {
     }
 }
 
-impl Drop for FvpTarget {
+impl Drop for RamTarget {
     fn drop(&mut self) {
         let v = &self.volume;
         match v.pool.release(v) {
@@ -404,6 +477,159 @@ impl Drop for FvpTarget {
                 abi::name_str(&v.pool.name)
             ),
         }
+        self.registry.volume_destroyed();
+    }
+}
+
+/// A volume over a flash pool: a constructed target.
+pub(crate) struct FlashTarget {
+    dm_backing: TargetDevice,
+    volume: Arc<FlashVolume>,
+    registry: Arc<Registry>,
+}
+
+impl FlashTarget {
+    fn new(
+        registry: &Arc<Registry>,
+        ti: &mut TargetInfo,
+        table: &table::Table<'_>,
+        pool: Arc<FlashPool>,
+    ) -> Result<Self, CtrError> {
+        if table.peers > 0 {
+            return Err(CtrError {
+                errno: EINVAL,
+                message: c"peers>0 on a flash pool is not supported yet (use a RAM pool, or peers=0)",
+            });
+        }
+        let _one = registry.constructing.lock();
+        let dm_backing = ti.get_device(table.backing_dev).map_err(|_| refuse(TableError::CannotOpenBackingDevice))?;
+        let backing_sectors = dm_backing.bdev().nr_sectors();
+        table::check_length(ti.len(), backing_sectors).map_err(refuse)?;
+        let backing_devt = dm_backing.devt();
+        if registry.is_volume_device(backing_devt) || registry.volume_over(backing_devt).is_some() {
+            return Err(CtrError {
+                errno: EBUSY,
+                message: c"the backing device is an fvp volume, or cached by one of a RAM pool",
+            });
+        }
+        if let Some(other) = registry.flash_volume_over(backing_devt) {
+            if !Arc::ptr_eq(&other.pool, &pool) {
+                return Err(CtrError { errno: EBUSY, message: c"the backing device is cached by another flash pool" });
+            }
+        }
+        let backing = OpenedBdev::open(backing_devt).map_err(|_| refuse(TableError::CannotOpenBackingDevice))?;
+        ti.set_num_flush_bios(1);
+        // The pool's device has a volatile cache of its own: flushes must reach us.
+        ti.set_flush_supported();
+        ti.set_num_discard_bios(1);
+        ti.set_max_io_len(u64::from(MAX_BLOCKS) * u64::from(table::BLOCK_SIZE / 512))
+            .map_err(|_| refuse(TableError::OutOfMemory))?;
+        let devt = ti.devt();
+        let policy = policy_code(table.policy);
+        let volume = pool
+            .attach(table.backing_dev, backing_sectors, devt, |id, dirty| {
+                FlashVolume::new(id, pool.clone(), backing, backing_devt, devt, policy, dirty)
+            })
+            .map_err(|e| {
+                let message = if e == EBUSY {
+                    c"the pool's record of this backing device is in use by another fvp device"
+                } else if e == ENOSPC {
+                    c"the flash pool records 256 backing devices already"
+                } else if e == EINVAL {
+                    c"the flash pool holds blocks of another device at this path (see the kernel log)"
+                } else {
+                    c"cannot record the backing device in the flash pool"
+                };
+                CtrError { errno: e, message }
+            })?;
+        if volume.dirty.load(Relaxed) > 0 {
+            pr_info!(
+                "flash volume {}: {} dirty blocks of this backing device found in pool {}\n",
+                volume.id,
+                volume.dirty.load(Relaxed),
+                abi::name_str(&pool.name)
+            );
+        }
+        registry.volume_created();
+        Ok(FlashTarget { dm_backing, volume, registry: registry.clone() })
+    }
+
+    fn message(&self, args: &[&[u8]]) -> Result {
+        match args {
+            [b"flush"] | [b"retry"] => {
+                self.volume.pool.kick_destager();
+                Ok(())
+            }
+            [b"policy", name] => {
+                let policy = Policy::parse(name).ok_or(EINVAL)?;
+                self.volume.set_policy(policy_code(policy));
+                Ok(())
+            }
+            [b"clear-stats"] => {
+                self.volume.stats.clear();
+                Ok(())
+            }
+            _ => {
+                pr_warn!(
+                    "unknown message for a flash volume (known: flush, retry, policy <write-through|write-back>, clear-stats)\n"
+                );
+                Err(EINVAL)
+            }
+        }
+    }
+
+    fn status(&self, kind: StatusType, out: &mut StatusWriter<'_>) {
+        let v = &self.volume;
+        let name = self.dm_backing.name().to_str().unwrap_or("?");
+        let pool = abi::name_str(&v.pool.name);
+        let s = &v.stats;
+        let _ = match kind {
+            // The RAM volumes' fields, in the same order.
+            StatusType::Info => write!(
+                out,
+                "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}",
+                table::BLOCK_SIZE,
+                policy_name(v.requested()),
+                policy_name(v.effective()),
+                Stats::get(&s.read_hits),
+                Stats::get(&s.read_misses),
+                Stats::get(&s.write_hits),
+                v.dirty.load(Relaxed),
+                Stats::get(&s.destaged),
+                Stats::get(&s.evictions),
+                Stats::get(&s.bypassed),
+                Stats::get(&s.reads),
+                Stats::get(&s.writes),
+                pool,
+                v.health(),
+                Stats::get(&s.destage_errors),
+                Stats::get(&s.io_errors),
+            ),
+            StatusType::Table => write!(
+                out,
+                "{} {} {} peers=0 block_size={} sequential_cutoff=0",
+                name,
+                pool,
+                policy_name(v.requested()),
+                table::BLOCK_SIZE
+            ),
+            StatusType::Ima => write!(
+                out,
+                "target_name=fvp,target_version={}.{}.{},backing_device={},pool={},policy={};",
+                crate::VERSION.0,
+                crate::VERSION.1,
+                crate::VERSION.2,
+                name,
+                pool,
+                policy_name(v.requested())
+            ),
+        };
+    }
+}
+
+impl Drop for FlashTarget {
+    fn drop(&mut self) {
+        self.volume.pool.detach(&self.volume);
         self.registry.volume_destroyed();
     }
 }

@@ -90,38 +90,38 @@ pub(crate) struct Volume {
 /// Where a block of a bio lies: its key, the byte range of the bio that covers it and
 /// the offset of that range within the block.
 #[derive(Clone, Copy)]
-struct Span {
-    key: Key,
-    block: u64,
-    bio_off: u32,
-    block_off: u32,
-    len: u32,
+pub(crate) struct Span {
+    pub(crate) key: Key,
+    pub(crate) block: u64,
+    pub(crate) bio_off: u32,
+    pub(crate) block_off: u32,
+    pub(crate) len: u32,
 }
 
 impl Span {
-    fn full(&self) -> bool {
+    pub(crate) fn full(&self) -> bool {
         self.len as u64 == PAGE
     }
 }
 
 /// The blocks a bio covers, given its first sector relative to the target.
-struct Spans {
+pub(crate) struct Spans {
     vid: u16,
     first_block: u64,
     head: u32,
     size: u32,
-    count: u32,
+    pub(crate) count: u32,
 }
 
 impl Spans {
-    fn new(vid: u16, rel_sector: u64, size: u32) -> Self {
+    pub(crate) fn new(vid: u16, rel_sector: u64, size: u32) -> Self {
         let byte = rel_sector * 512;
         let head = (byte % PAGE) as u32;
         let count = ((u64::from(head) + u64::from(size)).div_ceil(PAGE)) as u32;
         Self { vid, first_block: byte / PAGE, head, size, count }
     }
 
-    fn get(&self, i: u32) -> Option<Span> {
+    pub(crate) fn get(&self, i: u32) -> Option<Span> {
         let block = self.first_block + u64::from(i);
         let key = Key::new(self.vid, block)?;
         let (bio_off, block_off) = if i == 0 { (0, self.head) } else { (i * PAGE as u32 - self.head, 0) };

@@ -18,12 +18,13 @@
 
 #define FVP_CONTROL_NAME	"fvp-control"
 #define FVP_IOCTL_MAGIC		0xF7
-#define FVP_ABI_VERSION		6
+#define FVP_ABI_VERSION		7
 
 /* Feature bits reported in fvp_version.features. */
 #define FVP_FEATURE_PASSTHROUGH	(1ULL << 0)	/* dm target "fvp" maps I/O to its backing device */
 #define FVP_FEATURE_RAM_POOL	(1ULL << 1)	/* RAM pools; write-through and write-back (peers=0) volumes */
 #define FVP_FEATURE_REPLICATION	(1ULL << 2)	/* cluster commands; write-back with peers=1|2 */
+#define FVP_FEATURE_FLASH_POOL	(1ULL << 3)	/* ABI 7: flash pools (FVP_IOC_FLASH_*) */
 
 #define FVP_VERSION_STR_LEN	32
 
@@ -209,6 +210,53 @@ struct fvp_device_req {
 	char  path[FVP_PATH_LEN];
 };
 
+/*
+ * Flash pools (ABI 7). See docs/flash.md for the on-device format.
+ *
+ * FVP_IOC_FLASH_OPEN: opens the pool on the block device at path (formatted by
+ * `fvpctl pool create NAME --flash DEV`) under name, rebuilding its index from the
+ * device: cached blocks, clean and dirty, come back. A pool is closed with
+ * FVP_IOC_POOL_DESTROY (EBUSY while volumes use it); its blocks stay on the device.
+ * Errors: EEXIST (name taken, or the device already open as a pool), ENOENT (no such
+ * device), EINVAL (bad name or path; not an fvp flash pool; damaged metadata: the kernel
+ * log says what, and `fvpctl pool check --flash` reports it), EBUSY (device in use),
+ * EIO, ENOMEM.
+ */
+struct fvp_flash_open {
+	char  name[FVP_NAME_LEN];
+	char  path[FVP_PATH_LEN];
+	__u64 slots;		/* out: cache blocks */
+	__u64 live_blocks;	/* out: blocks found cached */
+	__u64 dirty_blocks;	/* out: of those, dirty */
+	__u64 stale_entries;	/* out: older entries recovery zeroes */
+	__u64 open_us;		/* out: time spent opening */
+	__u64 reserved[3];	/* zero */
+};
+
+/* fvp_flash_info.state */
+#define FVP_FLASH_OK		0
+#define FVP_FLASH_FAILED	1	/* a commit failed: writes and flushes fail until reopened */
+
+/* FVP_IOC_FLASH_INFO: in: index (0, 1, ...); out: that flash pool, or ENOENT past the last. */
+struct fvp_flash_info {
+	__u32 index;
+	__u32 volumes;
+	char  name[FVP_NAME_LEN];
+	char  path[FVP_PATH_LEN];
+	__u8  uuid[16];
+	__u32 state;		/* FVP_FLASH_* */
+	__u32 records;		/* volume records in use on the device */
+	__u64 slots;
+	__u64 free_slots;
+	__u64 clean_blocks;
+	__u64 dirty_blocks;
+	__u64 held_slots;	/* released, waiting for their entries to be zeroed */
+	__u64 commits;		/* since the pool was opened */
+	__u64 metadata_bytes;	/* RAM spent on the index and the journal */
+	__u64 evictions;
+	__u64 reserved[4];	/* zero */
+};
+
 /* fvp_volume_repl.state */
 #define FVP_REPL_NONE		0	/* peers=0 */
 #define FVP_REPL_PROTECTED	1
@@ -278,6 +326,8 @@ struct fvp_volume_discard {
 #define FVP_IOC_VOLUME_REPL	_IOWR(FVP_IOCTL_MAGIC, 0x15, struct fvp_volume_repl)
 #define FVP_IOC_VOLUME_HEALTH	_IOWR(FVP_IOCTL_MAGIC, 0x16, struct fvp_volume_health)
 #define FVP_IOC_VOLUME_DISCARD	_IOWR(FVP_IOCTL_MAGIC, 0x17, struct fvp_volume_discard)
+#define FVP_IOC_FLASH_OPEN	_IOWR(FVP_IOCTL_MAGIC, 0x18, struct fvp_flash_open)
+#define FVP_IOC_FLASH_INFO	_IOWR(FVP_IOCTL_MAGIC, 0x19, struct fvp_flash_info)
 #define FVP_IOC_CLUSTER_SET	_IOW(FVP_IOCTL_MAGIC, 0x20, struct fvp_cluster_cfg)
 #define FVP_IOC_CLUSTER_INFO	_IOR(FVP_IOCTL_MAGIC, 0x21, struct fvp_cluster_info)
 #define FVP_IOC_HOST_ADD	_IOW(FVP_IOCTL_MAGIC, 0x22, struct fvp_host_req)

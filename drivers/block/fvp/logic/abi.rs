@@ -16,13 +16,15 @@ pub const CONTROL_NAME: &str = "fvp-control";
 /// `FVP_IOCTL_MAGIC`: the ioctl type byte.
 pub const IOCTL_MAGIC: u32 = 0xF7;
 /// `FVP_ABI_VERSION`.
-pub const ABI_VERSION: u32 = 6;
+pub const ABI_VERSION: u32 = 7;
 /// `FVP_FEATURE_PASSTHROUGH`: the dm target `fvp` maps I/O to its backing device.
 pub const FEATURE_PASSTHROUGH: u64 = 1 << 0;
 /// `FVP_FEATURE_RAM_POOL`: RAM pools; write-through and write-back (peers=0) volumes.
 pub const FEATURE_RAM_POOL: u64 = 1 << 1;
 /// `FVP_FEATURE_REPLICATION`: cluster commands; write-back with peers=1|2.
 pub const FEATURE_REPLICATION: u64 = 1 << 2;
+/// `FVP_FEATURE_FLASH_POOL`: flash pools (ABI 7).
+pub const FEATURE_FLASH_POOL: u64 = 1 << 3;
 /// `FVP_NAME_LEN`: pool names, NUL-padded.
 pub const NAME_LEN: usize = 32;
 /// `FVP_LAT_BUCKETS`.
@@ -162,6 +164,10 @@ pub const IOC_DEVICE_REMOVE: u32 = ioc(IOC_WRITE, IOCTL_MAGIC, 0x26, DeviceReq::
 pub const IOC_DEVICE_INFO: u32 = ioc(IOC_READ | IOC_WRITE, IOCTL_MAGIC, 0x27, DeviceReq::SIZE);
 /// `FVP_IOC_HOST_UPDATE`.
 pub const IOC_HOST_UPDATE: u32 = ioc(IOC_WRITE, IOCTL_MAGIC, 0x28, HostReq::SIZE);
+/// `FVP_IOC_FLASH_OPEN`.
+pub const IOC_FLASH_OPEN: u32 = ioc(IOC_READ | IOC_WRITE, IOCTL_MAGIC, 0x18, FlashOpen::SIZE);
+/// `FVP_IOC_FLASH_INFO`.
+pub const IOC_FLASH_INFO: u32 = ioc(IOC_READ | IOC_WRITE, IOCTL_MAGIC, 0x19, FlashInfo::SIZE);
 
 /// A command the control device understands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,6 +210,10 @@ pub enum Command {
     HostUpdate,
     /// `FVP_IOC_VOLUME_DISCARD` (ABI 5).
     VolumeDiscard,
+    /// `FVP_IOC_FLASH_OPEN` (ABI 7).
+    FlashOpen,
+    /// `FVP_IOC_FLASH_INFO` (ABI 7).
+    FlashInfo,
 }
 
 /// Why an ioctl command was refused before it was run.
@@ -234,6 +244,8 @@ impl Command {
             0x15 => (Command::VolumeRepl, IOC_VOLUME_REPL),
             0x16 => (Command::VolumeHealth, IOC_VOLUME_HEALTH),
             0x17 => (Command::VolumeDiscard, IOC_VOLUME_DISCARD),
+            0x18 => (Command::FlashOpen, IOC_FLASH_OPEN),
+            0x19 => (Command::FlashInfo, IOC_FLASH_INFO),
             0x20 => (Command::ClusterSet, IOC_CLUSTER_SET),
             0x21 => (Command::ClusterInfo, IOC_CLUSTER_INFO),
             0x22 => (Command::HostAdd, IOC_HOST_ADD),
@@ -291,6 +303,7 @@ impl Command {
             | Command::VolumeInfo => 2,
             Command::VolumeHealth => 4,
             Command::HostUpdate | Command::VolumeDiscard => 5,
+            Command::FlashOpen | Command::FlashInfo => 7,
             _ => 3,
         }
     }
@@ -316,6 +329,8 @@ impl Command {
             Command::DeviceRemove => IOC_DEVICE_REMOVE,
             Command::DeviceInfo => IOC_DEVICE_INFO,
             Command::HostUpdate => IOC_HOST_UPDATE,
+            Command::FlashOpen => IOC_FLASH_OPEN,
+            Command::FlashInfo => IOC_FLASH_INFO,
             Command::VolumeDiscard => IOC_VOLUME_DISCARD,
         }
     }
@@ -790,6 +805,68 @@ abi_struct! {
         pub path: [u8; PATH_LEN],
     }
 }
+
+abi_struct! {
+    /// `struct fvp_flash_open`: `FVP_IOC_FLASH_OPEN` (ABI 7).
+    pub struct FlashOpen {
+        /// The pool's name, NUL-padded.
+        pub name: [u8; NAME_LEN],
+        /// The flash device's path: absolute, NUL-terminated.
+        pub path: [u8; PATH_LEN],
+        /// Out: cache blocks of the pool.
+        pub slots: u64,
+        /// Out: blocks found cached (the cache is warm with them).
+        pub live_blocks: u64,
+        /// Out: of those, dirty.
+        pub dirty_blocks: u64,
+        /// Out: older entries zeroed by recovery.
+        pub stale_entries: u64,
+        /// Out: microseconds spent opening (reading and checking the metadata).
+        pub open_us: u64,
+        /// Zero.
+        pub reserved: [u64; 3],
+    }
+}
+
+abi_struct! {
+    /// `struct fvp_flash_info`: `FVP_IOC_FLASH_INFO` (ABI 7).
+    pub struct FlashInfo {
+        /// In: which flash pool (0, 1, ...).
+        pub index: u32,
+        /// Volumes using the pool.
+        pub volumes: u32,
+        /// The pool's name, NUL-padded.
+        pub name: [u8; NAME_LEN],
+        /// The flash device's path as opened.
+        pub path: [u8; PATH_LEN],
+        /// The pool's UUID (from its superblock).
+        pub uuid: [u8; 16],
+        /// `FLASH_OK` or `FLASH_FAILED`.
+        pub state: u32,
+        /// Volume records in use on the device.
+        pub records: u32,
+        /// Cache blocks.
+        pub slots: u64,
+        /// Slots free for new data.
+        pub free_slots: u64,
+        pub clean_blocks: u64,
+        pub dirty_blocks: u64,
+        /// Released slots waiting for their entries to be zeroed.
+        pub held_slots: u64,
+        /// Commits (phases) since the pool was opened.
+        pub commits: u64,
+        /// RAM spent on the index and the journal.
+        pub metadata_bytes: u64,
+        pub evictions: u64,
+        /// Zero.
+        pub reserved: [u64; 4],
+    }
+}
+
+/// `FlashInfo::state`: serving.
+pub const FLASH_OK: u32 = 0;
+/// `FlashInfo::state`: a commit failed; writes and flushes fail until it is reopened.
+pub const FLASH_FAILED: u32 = 1;
 
 abi_struct! {
     /// `struct fvp_volume_repl`: the answer of `FVP_IOC_VOLUME_REPL`.
