@@ -57,8 +57,14 @@ pub enum Command {
 /// `fvpctl pool ...`.
 #[derive(Clone, Debug, PartialEq, Eq, Subcommand)]
 pub enum PoolCommand {
-    /// Create a RAM pool.
+    /// Create a RAM pool (--ram SIZE), or format a device as a flash pool and open it
+    /// (--flash DEV).
     Create(CreateArgs),
+    /// Open an existing flash pool (after a reboot): its cached blocks, clean and
+    /// dirty, come back.
+    Open(OpenArgs),
+    /// Close a flash pool no volume uses; its blocks stay on the device.
+    Close(DestroyArgs),
     /// Grow a pool to SIZE (its new total size).
     Grow(ResizeArgs),
     /// Shrink a pool to SIZE (its new total size), evicting clean blocks.
@@ -93,15 +99,35 @@ macro_rules! size_help {
     };
 }
 
-/// `fvpctl pool create NAME --ram SIZE`.
+/// `fvpctl pool create NAME --ram SIZE` or `--flash DEV [--force]`.
 #[derive(Clone, Debug, PartialEq, Eq, Args)]
+#[command(group(clap::ArgGroup::new("kind").required(true).args(["ram", "flash"])))]
 pub struct CreateArgs {
     /// Pool name: 1 to 31 of A-Z a-z 0-9 _ . -
     #[arg(value_parser = PoolName::parse)]
     pub name: PoolName,
     /// Size of the pool in RAM (e.g. 64M, 1.5G)
     #[arg(long, value_name = "SIZE", value_parser = parse_size, long_help = size_help!("Size of the pool in RAM"))]
-    pub ram: u64,
+    pub ram: Option<u64>,
+    /// Format this block device as a flash pool (everything on it is lost)
+    #[arg(long, value_name = "DEV")]
+    pub flash: Option<PathBuf>,
+    /// Format even a device that holds a filesystem, a partition table or a pool
+    #[arg(long, requires = "flash")]
+    pub force: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `fvpctl pool open NAME --flash DEV`.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct OpenArgs {
+    /// Pool name: 1 to 31 of A-Z a-z 0-9 _ . -
+    #[arg(value_parser = PoolName::parse)]
+    pub name: PoolName,
+    /// The flash pool's block device
+    #[arg(long, value_name = "DEV")]
+    pub flash: PathBuf,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -525,7 +551,9 @@ mod tests {
             cli.command,
             Command::Pool(PoolCommand::Create(CreateArgs {
                 name: name("ram0"),
-                ram: 64 << 20,
+                ram: Some(64 << 20),
+                flash: None,
+                force: false,
                 output: OutputArgs { json: false },
             }))
         );
@@ -534,10 +562,32 @@ mod tests {
             cli.command,
             Command::Pool(PoolCommand::Create(CreateArgs {
                 name: name("ram0"),
-                ram: 3 << 29,
+                ram: Some(3 << 29),
+                flash: None,
+                force: false,
                 output: OutputArgs { json: true },
             }))
         );
+    }
+
+    #[test]
+    fn pool_create_takes_ram_or_flash_but_not_both() {
+        let cli = parse(&["pool", "create", "f0", "--flash", "/dev/vdb", "--force"]).unwrap();
+        assert_eq!(
+            cli.command,
+            Command::Pool(PoolCommand::Create(CreateArgs {
+                name: name("f0"),
+                ram: None,
+                flash: Some(PathBuf::from("/dev/vdb")),
+                force: true,
+                output: OutputArgs { json: false },
+            }))
+        );
+        assert!(parse(&["pool", "create", "f0", "--flash", "/dev/vdb", "--ram", "64M"]).is_err());
+        let cli = parse(&["pool", "open", "f0", "--flash", "/dev/vdb"]).unwrap();
+        assert!(matches!(cli.command, Command::Pool(PoolCommand::Open(_))));
+        assert!(parse(&["pool", "open", "f0"]).is_err());
+        assert!(matches!(parse(&["pool", "close", "f0"]).unwrap().command, Command::Pool(PoolCommand::Close(_))));
     }
 
     #[test]

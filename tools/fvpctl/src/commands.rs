@@ -83,6 +83,8 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
             )
         }
         Command::Pool(PoolCommand::Create(args)) => pool_create(&ctx, args, out),
+        Command::Pool(PoolCommand::Open(args)) => flash_open(&ctx, &args.name, &args.flash, None, args.output, out),
+        Command::Pool(PoolCommand::Close(args)) => pool_destroy(&ctx, args, out),
         Command::Pool(PoolCommand::Grow(args)) => pool_resize(&ctx, args, Direction::Grow, out),
         Command::Pool(PoolCommand::Shrink(args)) => pool_resize(&ctx, args, Direction::Shrink, out),
         Command::Pool(PoolCommand::Destroy(args)) => pool_destroy(&ctx, args, out),
@@ -304,8 +306,96 @@ fn pool_action(out: &mut dyn Write, json: OutputArgs, name: &PoolName, action: P
 }
 
 fn pool_create(ctx: &Context<'_>, args: &CreateArgs, out: &mut dyn Write) -> Result<(), Error> {
-    ctx.pool_request(Ioctl::PoolCreate, &args.name, args.ram)?;
-    pool_action(out, args.output, &args.name, PoolAction::Created { bytes: args.ram })
+    if args.force && args.flash.is_none() {
+        return Err(Error::FlashFormat { path: "-".into(), reason: "--force applies to --flash only".into() });
+    }
+    if let Some(dev) = &args.flash {
+        let uuid = flash_format(&args.name, dev, args.force)?;
+        return flash_open(ctx, &args.name, dev, Some(uuid), args.output, out);
+    }
+    let bytes = args.ram.unwrap_or(0);
+    ctx.pool_request(Ioctl::PoolCreate, &args.name, bytes)?;
+    pool_action(out, args.output, &args.name, PoolAction::Created { bytes })
+}
+
+/// Formats `dev` as an empty flash pool (refusing a device that holds data unless
+/// `force`); returns its UUID.
+fn flash_format(name: &PoolName, dev: &Path, force: bool) -> Result<[u8; 16], Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let fail = |reason: String| Error::FlashFormat { path: dev.to_path_buf(), reason };
+    // O_EXCL on a block device: refused while it is mounted or held by a driver.
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(nix::libc::O_EXCL)
+        .open(dev)
+        .map_err(|e| fail(e.to_string()))?;
+    let mut uuid = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut r| std::io::Read::read_exact(&mut r, &mut uuid))
+        .map_err(|e| fail(format!("no random UUID: {e}")))?;
+    match flash::format(&mut file, name.abi(), uuid, force, &mut |f| f.sync_all()) {
+        Ok(_) => Ok(uuid),
+        Err(flash::FormatRefusal::Holds(what)) => Err(Error::FlashInUse { path: dev.to_path_buf(), what }),
+        Err(flash::FormatRefusal::Geometry(e)) => Err(fail(e.message().to_string())),
+        Err(flash::FormatRefusal::Io(e)) => Err(fail(e.to_string())),
+    }
+}
+
+/// Opens the flash pool on `dev` as `name` (`FVP_IOC_FLASH_OPEN`) and reports what
+/// recovery found.
+fn flash_open(
+    ctx: &Context<'_>,
+    name: &PoolName,
+    dev: &Path,
+    formatted: Option<[u8; 16]>,
+    output: OutputArgs,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let fail = |reason: String| Error::FlashOpen { path: dev.to_path_buf(), reason };
+    let path = std::fs::canonicalize(dev).map_err(|e| fail(e.to_string()))?;
+    let bytes = path.as_os_str().as_encoded_bytes();
+    let mut request = abi::FlashOpen { name: name.abi(), ..Default::default() };
+    if bytes.len() >= request.path.len() {
+        return Err(fail("path too long".into()));
+    }
+    request.path[..bytes.len()].copy_from_slice(bytes);
+    let opened = ctx.device.flash_open(&request).map_err(|errno| match errno {
+        Errno::EEXIST => Error::PoolExists { name: name.to_string() },
+        Errno::EINVAL => fail(format!(
+            "not an fvp flash pool, or its metadata is damaged (see the kernel log; `fvpctl pool check --flash {}` says what)",
+            dev.display()
+        )),
+        Errno::EBUSY => fail("the device is in use (mounted, open exclusively, or a pool already)".into()),
+        errno => Error::from_ioctl(Ioctl::FlashOpen, errno, ctx.path),
+    })?;
+    let what = if formatted.is_some() { "formatted and opened" } else { "opened" };
+    let report = if output.json {
+        serde_json::json!({
+            "pool": name.as_str(),
+            "kind": "flash",
+            "device": path.display().to_string(),
+            "action": if formatted.is_some() { "created" } else { "opened" },
+            "slots": opened.slots,
+            "cached_blocks": opened.live_blocks,
+            "dirty_blocks": opened.dirty_blocks,
+            "stale_entries": opened.stale_entries,
+            "open_us": opened.open_us,
+        })
+        .to_string()
+    } else {
+        format!(
+            "pool {}: flash pool on {} {what}: {} blocks of 4 KiB ({}), {} cached ({} dirty), in {} ms",
+            name,
+            path.display(),
+            opened.slots,
+            crate::units::format_bytes(opened.slots * 4096),
+            opened.live_blocks,
+            opened.dirty_blocks,
+            opened.open_us / 1000
+        )
+    };
+    emit(out, &report)
 }
 
 /// Which way `pool grow` and `pool shrink` may go.
@@ -354,7 +444,17 @@ fn pool_check(args: &PoolCheckArgs, out: &mut dyn Write) -> Result<(), Error> {
 
 fn pool_list(ctx: &Context<'_>, args: OutputArgs, out: &mut dyn Write) -> Result<(), Error> {
     let pools = ctx.pools()?;
-    emit(out, &if args.json { output::pool_list_json(&pools) } else { output::pool_list_text(&pools) })
+    let flash = ctx.device.flash_pools().map_err(|errno| ctx.ioctl_error(Ioctl::FlashInfo, errno))?;
+    if args.json {
+        return emit(out, &output::pool_list_json(&pools, &flash));
+    }
+    let mut text = output::pool_list_text(&pools);
+    let extra = output::flash_list_text(&flash);
+    if !extra.is_empty() {
+        text.push('\n');
+        text.push_str(extra.trim_end());
+    }
+    emit(out, &text)
 }
 
 /// A volume named on the command line, resolved to its device.

@@ -40,6 +40,8 @@ impl fmt::Display for Operation {
             Operation::Ioctl(Command::PoolResize) => "FVP_IOC_POOL_RESIZE",
             Operation::Ioctl(Command::PoolDestroy) => "FVP_IOC_POOL_DESTROY",
             Operation::Ioctl(Command::PoolInfo) => "FVP_IOC_POOL_INFO",
+            Operation::Ioctl(Command::FlashOpen) => "FVP_IOC_FLASH_OPEN",
+            Operation::Ioctl(Command::FlashInfo) => "FVP_IOC_FLASH_INFO",
             Operation::Ioctl(Command::VolumeInfo) => "FVP_IOC_VOLUME_INFO",
             Operation::Ioctl(Command::VolumeRepl) => "FVP_IOC_VOLUME_REPL",
             Operation::Ioctl(Command::VolumeHealth) => "FVP_IOC_VOLUME_HEALTH",
@@ -63,6 +65,18 @@ pub enum Error {
     /// A flash device or image could not be read.
     #[error("cannot read {}: {err}", .path.display())]
     FlashRead { path: PathBuf, err: std::io::Error },
+
+    /// `pool create --flash` found data on the device.
+    #[error("{} holds {what}: not formatted (--force formats it anyway, destroying that)", .path.display())]
+    FlashInUse { path: PathBuf, what: &'static str },
+
+    /// `pool create --flash` could not format the device.
+    #[error("cannot format {}: {reason}", .path.display())]
+    FlashFormat { path: PathBuf, reason: String },
+
+    /// `FVP_IOC_FLASH_OPEN` refused the device.
+    #[error("cannot open the flash pool on {}: {reason}", .path.display())]
+    FlashOpen { path: PathBuf, reason: String },
 
     /// `pool check` found problems (listed in its report).
     #[error("the flash pool on {} is damaged or not a pool (problems listed above)", .path.display())]

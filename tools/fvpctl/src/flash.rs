@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Flash pool devices read from user space: `fvpctl pool check --flash` (like
-//! `cache_check`), with the decoders the kernel uses (`fvp_logic::flash`,
-//! `docs/flash.md`). Only reads; never needs the module.
+//! Flash pool devices from user space: `fvpctl pool check --flash` (like
+//! `cache_check`) reads them with the decoders the kernel uses (`fvp_logic::flash`,
+//! `docs/flash.md`), and `fvpctl pool create --flash` formats them.
 
 use std::collections::HashMap;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use fvp_logic::cache::Key;
 use fvp_logic::flash::{
@@ -44,6 +44,71 @@ pub fn signature(head: &[u8]) -> Option<&'static str> {
         (at(510, &[0x55, 0xaa]), "an MBR partition table or boot sector"),
     ];
     table.iter().find(|(hit, _)| *hit).map(|(_, what)| *what)
+}
+
+/// Why a device was not formatted.
+#[derive(Debug)]
+pub enum FormatRefusal {
+    /// It holds something (named); `--force` formats anyway.
+    Holds(&'static str),
+    /// Too small, or too large, for a pool.
+    Geometry(FormatError),
+    Io(io::Error),
+}
+
+impl From<io::Error> for FormatRefusal {
+    fn from(e: io::Error) -> Self {
+        FormatRefusal::Io(e)
+    }
+}
+
+/// Zero blocks written at once while formatting.
+const ZERO_CHUNK_BLOCKS: u64 = 256;
+
+/// Formats `dev` as an empty flash pool named `name` with `uuid`, unless it holds a
+/// filesystem, a partition table, a pool or the like (then `force` is needed). The
+/// superblocks are zeroed first and written last, after the volume table and every
+/// entry were zeroed and synced: an interrupted format leaves no pool.
+pub fn format<D: Read + Write + Seek>(
+    dev: &mut D,
+    name: [u8; fvp_logic::abi::NAME_LEN],
+    uuid: [u8; 16],
+    force: bool,
+    sync: &mut dyn FnMut(&mut D) -> io::Result<()>,
+) -> Result<Superblock, FormatRefusal> {
+    let device_bytes = dev.seek(SeekFrom::End(0))?;
+    let geometry = Geometry::for_device(device_bytes / BLOCK as u64).map_err(FormatRefusal::Geometry)?;
+    let mut head = vec![0u8; PROBE_BYTES.min(usize::try_from(device_bytes).unwrap_or(PROBE_BYTES))];
+    dev.seek(SeekFrom::Start(0))?;
+    dev.read_exact(&mut head)?;
+    if let Some(what) = signature(&head) {
+        if !force {
+            return Err(FormatRefusal::Holds(what));
+        }
+    }
+    let zeros = vec![0u8; BLOCK * ZERO_CHUNK_BLOCKS as usize];
+    let zero = |dev: &mut D, first: u64, count: u64| -> io::Result<()> {
+        dev.seek(SeekFrom::Start(first * BLOCK as u64))?;
+        let mut left = count;
+        while left > 0 {
+            let n = left.min(ZERO_CHUNK_BLOCKS);
+            dev.write_all(&zeros[..n as usize * BLOCK])?;
+            left -= n;
+        }
+        Ok(())
+    };
+    zero(dev, 0, 2)?;
+    sync(dev)?;
+    zero(dev, Geometry::VOLUME_TABLE_START, geometry.data_start() - Geometry::VOLUME_TABLE_START)?;
+    sync(dev)?;
+    let sb = Superblock { uuid, name, geometry };
+    let mut block = [0u8; BLOCK];
+    sb.encode(&mut block);
+    dev.seek(SeekFrom::Start(0))?;
+    dev.write_all(&block)?;
+    dev.write_all(&block)?;
+    sync(dev)?;
+    Ok(sb)
 }
 
 /// Problems listed one by one; beyond, only counted.
@@ -344,6 +409,45 @@ mod tests {
     use fvp_logic::flash::{encode_entry, encode_record, record_location, Index, Journal, RECORDS_DEFAULT};
     use fvp_logic::vec_stores::VecStores;
     use std::io::Cursor;
+
+    fn pool_name() -> [u8; NAME_LEN] {
+        let mut n = [0u8; NAME_LEN];
+        n[..6].copy_from_slice(b"flash0");
+        n
+    }
+
+    #[test]
+    fn format_makes_an_empty_pool_that_checks() {
+        // Garbage everywhere (no known signature): the metadata must come out zeroed.
+        let mut dev = Cursor::new(vec![0xa5u8; 8 << 20]);
+        let sb = format(&mut dev, pool_name(), [7; 16], false, &mut |_| Ok(())).unwrap();
+        let report = check(&mut dev).unwrap();
+        assert!(report.ok(), "{report:?}");
+        let bytes = dev.into_inner();
+        let meta = &bytes[2 * BLOCK..sb.geometry.data_start() as usize * BLOCK];
+        assert!(meta.iter().all(|&b| b == 0), "volume table or entries not zeroed");
+        assert_eq!(sb.geometry, Geometry::for_device((8 << 20) / BLOCK as u64).unwrap());
+    }
+
+    #[test]
+    fn format_refuses_a_device_in_use_unless_forced() {
+        let mut bytes = vec![0u8; 8 << 20];
+        bytes[1080] = 0x53;
+        bytes[1081] = 0xef;
+        let mut dev = Cursor::new(bytes);
+        match format(&mut dev, pool_name(), [1; 16], false, &mut |_| Ok(())) {
+            Err(FormatRefusal::Holds(what)) => assert!(what.contains("ext2/3/4"), "{what}"),
+            other => panic!("formatted over ext4: {other:?}"),
+        }
+        format(&mut dev, pool_name(), [1; 16], true, &mut |_| Ok(())).unwrap();
+        // A pool is refused too, until forced.
+        match format(&mut dev, pool_name(), [2; 16], false, &mut |_| Ok(())) {
+            Err(FormatRefusal::Holds(what)) => assert!(what.contains("fvp flash pool"), "{what}"),
+            other => panic!("formatted over a pool: {other:?}"),
+        }
+        let mut tiny = Cursor::new(vec![0u8; 64 << 10]);
+        assert!(matches!(format(&mut tiny, pool_name(), [1; 16], true, &mut |_| Ok(())), Err(FormatRefusal::Geometry(_))));
+    }
 
     struct Map(HashMap<SlotId, (Key, bool)>);
     impl Index for Map {

@@ -23,7 +23,7 @@ pub const FVPCTL_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Names of the feature bits this fvpctl knows.
 const FEATURE_NAMES: &[(u64, &str)] =
-    &[(FEATURE_PASSTHROUGH, "passthrough"), (FEATURE_RAM_POOL, "ram-pool"), (FEATURE_REPLICATION, "replication")];
+    &[(FEATURE_PASSTHROUGH, "passthrough"), (FEATURE_RAM_POOL, "ram-pool"), (FEATURE_REPLICATION, "replication"), (fvp_logic::abi::FEATURE_FLASH_POOL, "flash-pool")];
 
 /// Names the bits set in `mask`. A newer module may set bits this fvpctl does not
 /// know; they show as `bitN` rather than vanish.
@@ -272,12 +272,87 @@ pub fn pool_list_text(pools: &[PoolInfo]) -> String {
 }
 
 /// `fvpctl pool list --json`: `{"pools": [...]}`.
-pub fn pool_list_json(pools: &[PoolInfo]) -> String {
+pub fn pool_list_json(pools: &[PoolInfo], flash: &[fvp_logic::abi::FlashInfo]) -> String {
     #[derive(Serialize)]
     struct Report<'a> {
         pools: Vec<PoolJson<'a>>,
+        flash_pools: Vec<FlashJson>,
     }
-    to_json(&Report { pools: pools.iter().map(PoolJson::new).collect() })
+    to_json(&Report { pools: pools.iter().map(PoolJson::new).collect(), flash_pools: flash.iter().map(FlashJson::new).collect() })
+}
+
+/// A flash pool in `pool list --json`.
+#[derive(Serialize)]
+struct FlashJson {
+    name: String,
+    kind: &'static str,
+    device: String,
+    uuid: String,
+    state: &'static str,
+    volumes: u32,
+    slots: u64,
+    free_slots: u64,
+    clean_blocks: u64,
+    dirty_blocks: u64,
+    held_slots: u64,
+    commits: u64,
+    metadata_bytes: u64,
+}
+
+fn c_str(b: &[u8]) -> String {
+    String::from_utf8_lossy(&b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())]).into_owned()
+}
+
+fn flash_state(state: u32) -> &'static str {
+    if state == fvp_logic::abi::FLASH_OK {
+        "ok"
+    } else {
+        "failed"
+    }
+}
+
+impl FlashJson {
+    fn new(f: &fvp_logic::abi::FlashInfo) -> Self {
+        FlashJson {
+            name: abi::name_str(&f.name).to_owned(),
+            kind: "flash",
+            device: c_str(&f.path),
+            uuid: f.uuid.iter().map(|b| format!("{b:02x}")).collect(),
+            state: flash_state(f.state),
+            volumes: f.volumes,
+            slots: f.slots,
+            free_slots: f.free_slots,
+            clean_blocks: f.clean_blocks,
+            dirty_blocks: f.dirty_blocks,
+            held_slots: f.held_slots,
+            commits: f.commits,
+            metadata_bytes: f.metadata_bytes,
+        }
+    }
+}
+
+/// The flash pools, a line each, after the RAM pools' table (nothing if none).
+pub fn flash_list_text(flash: &[fvp_logic::abi::FlashInfo]) -> String {
+    let mut out = String::new();
+    for f in flash {
+        let j = FlashJson::new(f);
+        out.push_str(&format!(
+            "flash pool {}: {} uuid {} {}, {} volumes, {} blocks ({} free, {} clean, {} dirty, {} held), {} commits, {} of RAM\n",
+            j.name,
+            j.device,
+            j.uuid,
+            j.state,
+            j.volumes,
+            j.slots,
+            j.free_slots,
+            j.clean_blocks,
+            j.dirty_blocks,
+            j.held_slots,
+            j.commits,
+            format_bytes(j.metadata_bytes)
+        ));
+    }
+    out
 }
 
 /// What a pool command did.
@@ -1264,7 +1339,7 @@ mod tests {
                     "major": 0,
                     "minor": 1,
                     "patch": 0,
-                    "abi_version": 6,
+                    "abi_version": 7,
                     "features": ["passthrough", "ram-pool"],
                     "features_mask": 3,
                 }
@@ -1279,7 +1354,7 @@ mod tests {
         let keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys, ["fvpctl", "module", "status"]);
         assert_eq!(value["module"]["version"], "0.1.0");
-        assert_eq!(value["module"]["abi_version"], 6);
+        assert_eq!(value["module"]["abi_version"], 7);
         assert_eq!(value["status"], json!({"volumes": 3, "bios_mapped": 1u64 << 40}));
     }
 
@@ -1287,14 +1362,14 @@ mod tests {
     fn version_text_names_both_sides() {
         assert_eq!(
             version_text(&module_0_1_0()),
-            format!("fvpctl {FVPCTL_VERSION}\nfvp module 0.1.0 (abi 6)\nfeatures: passthrough, ram-pool")
+            format!("fvpctl {FVPCTL_VERSION}\nfvp module 0.1.0 (abi 7)\nfeatures: passthrough, ram-pool")
         );
     }
 
     #[test]
     fn status_text_lists_counters() {
         let status = Status { volumes: 2, reserved: 0, bios_mapped: 12345 };
-        assert_eq!(status_text(&module_0_1_0(), &status), "fvp module 0.1.0 (abi 6)\nvolumes: 2\nbios mapped: 12345");
+        assert_eq!(status_text(&module_0_1_0(), &status), "fvp module 0.1.0 (abi 7)\nvolumes: 2\nbios mapped: 12345");
     }
 
     #[test]
@@ -1415,7 +1490,7 @@ big-pool.1   1 GiB  262144  16000    300     84     0       12   1.2 MiB     5.0
 
     #[test]
     fn pool_list_json_has_every_field() {
-        let value = parse(&pool_list_json(&[pool("ram0")]));
+        let value = parse(&pool_list_json(&[pool("ram0")], &[]));
         assert_eq!(
             value,
             json!({"pools": [{
@@ -1431,11 +1506,11 @@ big-pool.1   1 GiB  262144  16000    300     84     0       12   1.2 MiB     5.0
                 "metadata_bytes": 1_310_720,
                 "evictions": 7,
                 "metadata_bytes_per_page": 80.0,
-            }]})
+            }], "flash_pools": []})
         );
-        assert_eq!(parse(&pool_list_json(&[])), json!({"pools": []}));
+        assert_eq!(parse(&pool_list_json(&[], &[])), json!({"pools": [], "flash_pools": []}));
         let empty = PoolInfo { pages: 0, ..pool("x") };
-        assert_eq!(parse(&pool_list_json(&[empty]))["pools"][0]["metadata_bytes_per_page"], Value::Null);
+        assert_eq!(parse(&pool_list_json(&[empty], &[]))["pools"][0]["metadata_bytes_per_page"], Value::Null);
     }
 
     #[test]

@@ -16,7 +16,8 @@ use std::path::Path;
 use std::process::{Command as Process, Output};
 
 use fvp_logic::abi::{
-    self, ClusterCfg, ClusterInfo, Command, DeviceReq, HostInfo, HostReq, PoolInfo, PoolReq, Status, Version,
+    self, ClusterCfg, ClusterInfo, Command, DeviceReq, FlashInfo, FlashOpen, HostInfo, HostReq, PoolInfo, PoolReq,
+    Status, Version,
     VolumeDiscard, VolumeHealth, VolumeInfo, VolumeRepl,
 };
 use nix::errno::Errno;
@@ -83,6 +84,25 @@ impl ControlDevice {
             Err(Errno::ENOENT) => Ok(None),
             Err(errno) => Err(errno),
         }
+    }
+
+    /// `FVP_IOC_FLASH_OPEN` (ABI 7).
+    pub fn flash_open(&self, request: &FlashOpen) -> Result<FlashOpen, Errno> {
+        let mut buf = request.to_bytes();
+        self.read_write(Command::FlashOpen, &mut buf)?;
+        Ok(FlashOpen::from_bytes(&buf))
+    }
+
+    /// Every flash pool (ABI 7), by `FVP_IOC_FLASH_INFO`; none on an older module.
+    pub fn flash_pools(&self) -> Result<Vec<FlashInfo>, Errno> {
+        collect(|index| {
+            let mut buf = FlashInfo { index, ..Default::default() }.to_bytes();
+            match self.read_write(Command::FlashInfo, &mut buf) {
+                Ok(()) => Ok(Some(FlashInfo::from_bytes(&buf))),
+                Err(Errno::ENOENT | Errno::ENOTTY) => Ok(None),
+                Err(errno) => Err(errno),
+            }
+        })
     }
 
     /// Every pool, by `FVP_IOC_POOL_INFO` with index 0, 1, ... until ENOENT.
