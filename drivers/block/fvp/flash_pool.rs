@@ -113,6 +113,8 @@ pub(crate) struct FlashPool {
     #[pin]
     threads: Mutex<KVec<Thread>>,
     stop: AtomicBool,
+    /// Write every dirty block back (until none is left).
+    urgent: AtomicBool,
     pub(crate) evictions: AtomicU64,
     commits: AtomicU64,
     /// When a volume last saw foreground I/O (ns).
@@ -400,6 +402,7 @@ impl FlashPool {
                 volumes <- new_mutex!(volumes, "fvp::FlashPool::volumes"),
                 threads <- new_mutex!(KVec::new(), "fvp::FlashPool::threads"),
                 stop: AtomicBool::new(false),
+                urgent: AtomicBool::new(false),
                 evictions: AtomicU64::new(0),
                 commits: AtomicU64::new(0),
                 last_io: AtomicU64::new(0),
@@ -437,7 +440,7 @@ impl FlashPool {
             let _st = self.state.lock();
             self.commit_kick.notify_all();
         }
-        self.kick_destager();
+        self.kick_destager(false);
         let threads = core::mem::take(&mut *self.threads.lock());
         drop(threads);
     }
@@ -448,11 +451,6 @@ impl FlashPool {
         if now.saturating_sub(self.last_io.load(Relaxed)) > 1_000_000 {
             self.last_io.store(now, Relaxed);
         }
-    }
-
-    fn idle(&self) -> bool {
-        let now = Ktime::ktime_get().to_ns() as u64;
-        now.saturating_sub(self.last_io.load(Relaxed)) > 50_000_000
     }
 
     // ---- Reads in flight and slot reuse.
@@ -618,13 +616,17 @@ impl FlashPool {
         }
         if st.cache.counts().clean == 0 && st.cache.counts().dirty > 0 && u64::from(st.cache.counts().free) < want {
             drop(guard);
-            self.kick_destager();
+            self.kick_destager(false);
         }
     }
 
     // ---- Write-back.
 
-    pub(crate) fn kick_destager(&self) {
+    /// Wakes the destager; `urgent`: write every dirty block back now.
+    pub(crate) fn kick_destager(&self, urgent: bool) {
+        if urgent {
+            self.urgent.store(true, Relaxed);
+        }
         *self.destage_kicked.lock() = true;
         self.destage_kick.notify_all();
     }
@@ -663,9 +665,16 @@ impl FlashPool {
                 let mut guard = self.state.lock();
                 let st = &mut *guard;
                 let c = st.cache.counts();
-                // Write back when idle, or when dirty blocks crowd out clean ones.
-                let pressing = u64::from(c.dirty) * 4 > self.geometry.slots || c.clean == 0;
-                if c.dirty == 0 || !(pressing || self.idle()) {
+                if c.dirty == 0 {
+                    self.urgent.store(false, Relaxed);
+                    continue;
+                }
+                // Dirty blocks are durable here: they are written back when asked
+                // (flush message, write-through), when they fill half the pool, or when
+                // writes need the room.
+                let slots = self.geometry.slots;
+                let pressing = u64::from(c.dirty) * 2 > slots || u64::from(c.free + c.clean) * 16 < slots;
+                if !(pressing || self.urgent.load(Relaxed)) {
                     continue;
                 }
                 let (n, next) = st.cache.dirty_scan(cursor, &mut found);

@@ -101,7 +101,7 @@ impl FlashVolume {
     pub(crate) fn set_policy(&self, policy: u32) {
         self.requested.store(policy, Relaxed);
         if policy == POLICY_WRITE_THROUGH {
-            self.pool.kick_destager();
+            self.pool.kick_destager(true);
         }
     }
 
@@ -582,7 +582,7 @@ impl FlashOp {
                 }
                 pool.want_commit(st);
                 drop(guard);
-                pool.kick_destager();
+                pool.kick_destager(false);
                 pool.wait_next_commit();
                 continue;
             }

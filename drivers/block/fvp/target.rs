@@ -557,7 +557,7 @@ impl FlashTarget {
     fn message(&self, args: &[&[u8]]) -> Result {
         match args {
             [b"flush"] | [b"retry"] => {
-                self.volume.pool.kick_destager();
+                self.volume.pool.kick_destager(true);
                 Ok(())
             }
             [b"policy", name] => {
