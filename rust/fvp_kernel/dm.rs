@@ -155,6 +155,12 @@ pub trait Target: Sized + Send + Sync + 'static {
     /// The device this target sends data to, reported to device-mapper so that it
     /// stacks queue limits and detects overlapping use.
     fn data_device(&self) -> &TargetDevice;
+
+    /// The smallest unit of I/O this target accepts, in bytes (its logical block
+    /// size): 512 accepts anything; 4096 makes every bio a whole number of 4 KiB blocks.
+    fn logical_block_size(&self) -> u32 {
+        512
+    }
 }
 
 /// A device-mapper target (`struct dm_target`) as seen by its implementation.
@@ -415,6 +421,7 @@ impl<T: Target> Registration<T> {
                     resume: Some(resume_callback::<T>),
                     message: Some(message_callback::<T>),
                     iterate_devices: Some(iterate_devices_callback::<T>),
+                    io_hints: Some(io_hints_callback::<T>),
                     ..Default::default()
                 })
             };
@@ -594,6 +601,24 @@ unsafe extern "C" fn status_callback<T: Target>(
         _ => StatusType::Ima,
     };
     target.status(info, kind, &mut StatusWriter::new(buf));
+}
+
+/// # Safety
+///
+/// Called by device-mapper only, between construction and destruction, with the
+/// limits it is stacking for the target's device.
+unsafe extern "C" fn io_hints_callback<T: Target>(ti: *mut bindings::dm_target, limits: *mut bindings::queue_limits) {
+    // SAFETY: As in `map_callback`.
+    let target = unsafe { <Pin<KBox<T>> as ForeignOwnable>::borrow((*ti).private) };
+    let size = target.logical_block_size();
+    if size <= 512 || !size.is_power_of_two() || size as usize > kernel::page::PAGE_SIZE {
+        return;
+    }
+    // SAFETY: device-mapper passes the limits being built, exclusively ours for the call.
+    let l = unsafe { &mut *limits };
+    l.logical_block_size = l.logical_block_size.max(size);
+    l.physical_block_size = l.physical_block_size.max(size);
+    l.io_min = l.io_min.max(size);
 }
 
 /// # Safety

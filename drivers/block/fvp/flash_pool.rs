@@ -64,6 +64,9 @@ pub(crate) struct FlashState {
     pub(crate) ended: u64,
     /// Someone waits for a commit.
     pub(crate) commit_wanted: bool,
+    /// A fill landed since the last phase began: its data came from a backing device's
+    /// volatile cache, which the phase flushes before an entry may say clean.
+    pub(crate) fill_landed: bool,
     /// Slots released that a read in flight may still be reading, per read epoch:
     /// reused once the epoch's reads ended (see [`FlashPool::release_reads`]).
     unhold: [KVec<u64>; 2],
@@ -212,13 +215,16 @@ fn run_phase(
     seed: u32,
     entry_start: u64,
     scratch: &mut CommitScratch,
-    access: &mut dyn FnMut(&mut dyn FnMut(&mut Journal<KStores>, &mut Cache<KStores>)),
+    access: &mut dyn FnMut(&mut dyn FnMut(&mut Journal<KStores>, &mut Cache<KStores>, &mut bool)),
+    flush_backings: &mut dyn FnMut() -> bool,
 ) -> Result<bool> {
     let mut begun = Err(EIO);
+    let mut fills = false;
     truncate_vec(&mut scratch.blocks, 0);
     truncate_vec(&mut scratch.freed, 0);
     let blocks = &mut scratch.blocks;
-    access(&mut |journal, _| {
+    access(&mut |journal, _, fill_landed| {
+        fills = core::mem::take(fill_landed);
         begun = match journal.begin_phase() {
             Ok(None) => Ok(false),
             Ok(Some(_)) => {
@@ -236,14 +242,14 @@ fn run_phase(
         return Ok(false);
     }
     // Data landed before `begin_phase` must be on the media before any entry naming it.
-    let mut ok = flush_dev(shared, bdev, &scratch.batch);
+    let mut ok = flush_dev(shared, bdev, &scratch.batch) && (!fills || flush_backings());
     let mut done = 0;
     while ok && done < scratch.blocks.len() {
         let n = (scratch.blocks.len() - done).min(COMMIT_PAGES);
         for i in 0..n {
             let b = scratch.blocks[done + i];
             let buf = &mut scratch.buf;
-            access(&mut |journal, cache| journal.encode_block(b, seed, &*cache, buf));
+            access(&mut |journal, cache, _| journal.encode_block(b, seed, &*cache, buf));
             scratch.pages[i].write(0, &scratch.buf);
         }
         let blocks = &scratch.blocks[done..done + n];
@@ -254,7 +260,7 @@ fn run_phase(
     }
     let freed = &mut scratch.freed;
     let mut ended = Ok(());
-    access(&mut |journal, cache| {
+    access(&mut |journal, cache, _| {
         ended = journal
             .end_phase(ok, &*cache, |s| {
                 let _ = freed.push(u64::from(s), GFP_NOWAIT);
@@ -344,9 +350,16 @@ impl FlashPool {
                 }
             },
             |journal, cache| {
-                let r = run_phase(&shared, dev.bdev(), seed, Geometry::ENTRY_START, &mut scratch, &mut |f| {
-                    f(journal, cache)
-                });
+                let mut no_fills = false;
+                let r = run_phase(
+                    &shared,
+                    dev.bdev(),
+                    seed,
+                    Geometry::ENTRY_START,
+                    &mut scratch,
+                    &mut |f| f(journal, cache, &mut no_fills),
+                    &mut || true,
+                );
                 if r.is_err() {
                     phase_failed = true;
                 }
@@ -377,6 +390,7 @@ impl FlashPool {
             begun: 0,
             ended: 0,
             commit_wanted: false,
+            fill_landed: false,
             unhold: [unhold0, unhold1],
         };
         let ops = ObjectPool::new(OPS_RESERVE)?;
@@ -473,8 +487,14 @@ impl FlashPool {
     /// may be reading it ended (see [`FlashPool::release_reads`]).
     pub(crate) fn defer_unhold(&self, st: &mut FlashState, slot: SlotId) {
         let e = (self.epoch.load(Relaxed) & 1) as usize;
-        if let Some(w) = st.unhold[e].get_mut(slot as usize / 64) {
-            *w |= 1 << (slot % 64);
+        let (w, bit) = (slot as usize / 64, 1u64 << (slot % 64));
+        // At most one pending unhold per slot, in the newest epoch: a bit left in the
+        // older one could unhold the slot after it was reused and released again.
+        if let Some(x) = st.unhold[e ^ 1].get_mut(w) {
+            *x &= !bit;
+        }
+        if let Some(x) = st.unhold[e].get_mut(w) {
+            *x |= bit;
         }
     }
 
@@ -501,7 +521,10 @@ impl FlashPool {
             while bits != 0 {
                 let bit = bits.trailing_zeros();
                 bits &= bits - 1;
-                st.cache.unhold((w * 64) as SlotId + bit);
+                let slot = (w * 64) as SlotId + bit;
+                if st.journal.reusable(slot) {
+                    st.cache.unhold(slot);
+                }
             }
         }
     }
@@ -559,11 +582,19 @@ impl FlashPool {
                 st.begun += 1;
             }
             let last = stop.should_stop() || self.stopping();
-            let r = run_phase(&self.shared, self.dev.bdev(), self.seed, Geometry::ENTRY_START, &mut scratch, &mut |f| {
-                let mut guard = self.state.lock();
-                let st = &mut *guard;
-                f(&mut st.journal, &mut st.cache)
-            });
+            let r = run_phase(
+                &self.shared,
+                self.dev.bdev(),
+                self.seed,
+                Geometry::ENTRY_START,
+                &mut scratch,
+                &mut |f| {
+                    let mut guard = self.state.lock();
+                    let st = &mut *guard;
+                    f(&mut st.journal, &mut st.cache, &mut st.fill_landed)
+                },
+                &mut || self.flush_backings(),
+            );
             if let Ok(true) = r {
                 self.commits.fetch_add(1, Relaxed);
             }
@@ -580,11 +611,16 @@ impl FlashPool {
                     );
                 }
             }
-            self.release_reads();
-            self.make_room();
+            // Flushes wait for this, not for reads in flight (slots come back after).
             {
                 let mut st = self.state.lock();
                 st.ended += 1;
+                self.committed.notify_all();
+            }
+            self.release_reads();
+            self.make_room();
+            {
+                let _st = self.state.lock();
                 self.committed.notify_all();
             }
             if last {
@@ -617,6 +653,30 @@ impl FlashPool {
         if st.cache.counts().clean == 0 && st.cache.counts().dirty > 0 && u64::from(st.cache.counts().free) < want {
             drop(guard);
             self.kick_destager(false);
+        }
+    }
+
+    /// Flushes every attached volume's backing device (fills committed as clean).
+    fn flush_backings(&self) -> bool {
+        let Ok(batch) = IoBatch::new() else { return false };
+        let mut i = 0;
+        loop {
+            let v = {
+                let volumes = self.volumes.lock();
+                match volumes.iter().skip(i).position(|v| v.is_some()) {
+                    Some(j) => {
+                        i += j;
+                        volumes[i].clone()
+                    }
+                    None => return true,
+                }
+            };
+            if let Some(v) = v {
+                if !flush_dev(&self.shared, v.backing.bdev(), &batch) {
+                    return false;
+                }
+            }
+            i += 1;
         }
     }
 
@@ -683,8 +743,23 @@ impl FlashPool {
                     if !st.journal.destageable(slot) || volume(key.volume()).is_none() {
                         continue;
                     }
-                    if let Some(gen) = st.cache.begin_destage(slot) {
-                        let _ = picked.push((slot, key, gen), GFP_NOWAIT);
+                    if picked.len() >= DESTAGE_BATCH {
+                        break;
+                    }
+                    // Room first: a destage begun must be ended.
+                    if picked.push((slot, key, 0), GFP_NOWAIT).is_err() {
+                        break;
+                    }
+                    match st.cache.begin_destage(slot) {
+                        Some(gen) => {
+                            if let Some(last) = picked.last_mut() {
+                                last.2 = gen;
+                            }
+                        }
+                        None => {
+                            let n = picked.len() - 1;
+                            truncate_vec(&mut picked, n);
+                        }
                     }
                 }
                 if picked.is_empty() && n > 0 {
@@ -704,7 +779,9 @@ impl FlashPool {
                     if let Some(v) = volume(key.volume()) {
                         v.destaged_one();
                     }
-                } else if good {
+                } else {
+                    // An orphan (superseded or released while destaging) is held now,
+                    // whether the write back succeeded or not.
                     self.unhold_if_free(st, slot);
                 }
                 if !good {

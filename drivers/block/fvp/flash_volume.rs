@@ -17,7 +17,7 @@ use crate::fvp_kernel::block::OpenedBdev;
 use crate::fvp_kernel::dm::MapResult;
 use crate::fvp_kernel::mempool::PoolArc;
 use crate::fvp_kernel::pages::CountedPage;
-use crate::fvp_kernel::sync::{alloc_retry, Completion, NoIoScope};
+use crate::fvp_kernel::sync::{Completion, NoIoScope};
 use crate::logic::abi::{POLICY_WRITE_BACK, POLICY_WRITE_THROUGH};
 use crate::logic::cache::{Insert, SlotId, SlotState};
 use crate::logic::flash::JournalError;
@@ -225,9 +225,6 @@ enum Kind {
 enum Plan {
     /// To a free slot, from the bio.
     New,
-    /// A partial write of a cached block: the old copy is read, merged, and written
-    /// to a free slot.
-    Merge,
     /// Around the pool, to the backing device.
     Direct,
 }
@@ -320,6 +317,9 @@ impl FlashOp {
     /// item, or wakes the work item waiting in [`FlashOp::wait_io`].
     fn put(self: FlashOpRef) {
         if self.pending.fetch_sub(1, AcqRel) == 1 {
+            // The slots read are no longer in use: here, not in the work item, so that
+            // a commit never waits for work items (they may be waiting for it).
+            self.end_read();
             if self.kind == Kind::ReadHit {
                 let shared = self.volume.pool.shared.clone();
                 let _ = shared.wq.enqueue(self);
@@ -485,6 +485,7 @@ impl FlashOp {
         for (i, f) in fill.iter().enumerate().take(n) {
             let (Some((slot, gen)), Some(s)) = (*f, spans.get(i as u32)) else { continue };
             if written && st.cache.fill_complete(slot, s.key, gen) {
+                st.fill_landed = true;
                 let _ = st.journal.landed(slot);
                 continue;
             }
@@ -508,9 +509,7 @@ impl FlashOp {
         let wb = v.requested() == POLICY_WRITE_BACK;
         let mut plan = [Plan::Direct; MAX_BLOCKS as usize];
         let mut new_slot = [0 as SlotId; MAX_BLOCKS as usize];
-        let mut old_slot = [0 as SlotId; MAX_BLOCKS as usize];
         let mut conflict;
-        let mut merges;
         loop {
             let mut guard = pool.state.lock();
             let st = &mut *guard;
@@ -522,29 +521,29 @@ impl FlashOp {
             let mut took: u64 = 0;
             let mut short = false;
             conflict = false;
-            merges = 0;
             for i in 0..n {
                 let Some(s) = spans.get(i as u32) else { continue };
+                if !s.full() {
+                    // The target's logical block size is a block: never happens.
+                    drop(guard);
+                    pr_err!("flash volume {}: a write of part of a block\n", v.id);
+                    self.complete(false);
+                    return;
+                }
                 let cached = st.cache.peek(s.key);
                 plan[i] = match cached {
-                    Some((slot, SlotState::Dirty)) | Some((slot, SlotState::Clean)) if wb || cached.is_some_and(|c| c.1 == SlotState::Dirty) => {
-                        old_slot[i] = slot;
-                        if s.full() {
-                            Plan::New
-                        } else {
-                            Plan::Merge
-                        }
-                    }
+                    Some((_, SlotState::Dirty)) => Plan::New,
+                    Some((_, SlotState::Clean)) if wb => Plan::New,
                     Some((_, SlotState::Filling)) => {
                         // The fill reads older data: orphan it.
                         st.cache.remove(s.key);
-                        if wb && s.full() {
+                        if wb {
                             Plan::New
                         } else {
                             Plan::Direct
                         }
                     }
-                    None if wb && s.full() => Plan::New,
+                    None if wb => Plan::New,
                     _ => Plan::Direct,
                 };
                 if plan[i] == Plan::Direct {
@@ -555,7 +554,6 @@ impl FlashOp {
                     Some(slot) => {
                         new_slot[i] = slot;
                         took |= 1 << i;
-                        merges += usize::from(plan[i] == Plan::Merge);
                     }
                     None => {
                         short = true;
@@ -586,47 +584,26 @@ impl FlashOp {
                 pool.wait_next_commit();
                 continue;
             }
+            let mut refused = false;
             for i in 0..n {
-                if plan[i] != Plan::Direct && st.journal.begin_write(new_slot[i]).is_err() {
-                    // A free slot is FREE in the journal: a bug if not. Written around.
-                    st.cache.untake(new_slot[i]);
-                    plan[i] = Plan::Direct;
+                if plan[i] == Plan::New && st.journal.begin_write(new_slot[i]).is_err() {
+                    // A free slot is FREE in the journal: a bug if not.
+                    refused = true;
                 }
             }
-            if merges > 0 {
-                self.epoch.store(pool.begin_read(st), Relaxed);
-            }
-            break;
-        }
-        // Merges: the cached copy read into a page, the bio's bytes over it.
-        let mut pages: KVec<CountedPage> = KVec::new();
-        if merges > 0 {
-            pages = alloc_retry(|| KVec::with_capacity(merges, GFP_KERNEL).map_err(|_| ENOMEM));
-            for _ in 0..merges {
-                let _ = pages.push(alloc_retry(CountedPage::alloc), GFP_KERNEL);
-            }
-            self.begin_io();
-            let mut k = 0;
-            for i in 0..n {
-                if plan[i] == Plan::Merge {
-                    self.page_io(false, true, v.flash_sector(old_slot[i]), &pages[k]);
-                    k += 1;
-                }
-            }
-            self.wait_io();
-            self.end_read();
-            let guard = self.bio.lock();
-            if let Some(bio) = guard.as_ref() {
-                let mut k = 0;
+            if refused {
                 for i in 0..n {
-                    if plan[i] == Plan::Merge {
-                        if let Some(s) = spans.get(i as u32) {
-                            bio.copy_to_counted(s.bio_off, &pages[k], s.block_off, s.len);
-                        }
-                        k += 1;
+                    if plan[i] == Plan::New {
+                        let _ = st.journal.abandon(new_slot[i]);
+                        st.cache.untake(new_slot[i]);
                     }
                 }
+                drop(guard);
+                pr_err!("flash volume {}: the journal refused a free slot\n", v.id);
+                self.complete(false);
+                return;
             }
+            break;
         }
         // The data, to the flash device and around the pool. A write around the pool
         // that could race a write-back of the same block waits for the batch.
@@ -635,16 +612,11 @@ impl FlashOp {
         {
             let guard = self.bio.lock();
             if let Some(bio) = guard.as_ref() {
-                let mut k = 0;
                 let mut i = 0;
                 while i < n {
                     let Some(s) = spans.get(i as u32) else { break };
                     match plan[i] {
                         Plan::New => self.clone_to(bio, true, s.bio_off, s.len, v.flash_sector(new_slot[i])),
-                        Plan::Merge => {
-                            self.page_io(true, true, v.flash_sector(new_slot[i]), &pages[k]);
-                            k += 1;
-                        }
                         Plan::Direct => {
                             let mut j = i;
                             while j + 1 < n && plan[j + 1] == Plan::Direct {
@@ -668,7 +640,7 @@ impl FlashOp {
         let mut written = 0;
         for i in 0..n {
             let Some(s) = spans.get(i as u32) else { continue };
-            if plan[i] == Plan::Direct {
+            if plan[i] != Plan::New {
                 continue;
             }
             loop {
@@ -684,7 +656,7 @@ impl FlashOp {
                     Some((o, state @ (SlotState::Clean | SlotState::Dirty))) => {
                         match st.journal.landed_replacing(slot, o, s.key) {
                             Ok(()) => state == SlotState::Dirty,
-                            Err(JournalError::Full) => {
+                            Err(JournalError::Full) if !st.failed() => {
                                 pool.want_commit(st);
                                 drop(guard);
                                 pool.wait_next_commit();
@@ -725,11 +697,40 @@ impl FlashOp {
         Stats::add(&v.stats.write_hits, written);
         // Copies that a fill read while the write was in flight.
         self.drop_stale(&spans, &plan);
-        let mut ok = ok && !self.failed.load(Relaxed);
+        // A version of a block written around the pool may still have an entry on the
+        // flash device (superseded, or released by `drop_clean`): until it is zeroed,
+        // a power cut could bring it back and write it back over this write.
+        let mut ok = ok && self.wait_no_records(&spans, &plan);
+        ok &= !self.failed.load(Relaxed);
         if ok && fua {
             ok = pool.wait_commit().is_ok() && (!plan[..n].contains(&Plan::Direct) || v.flush_backing().is_ok());
         }
         self.complete(ok);
+    }
+
+    /// Waits until the journal holds no entry of the blocks written around the pool
+    /// (`Journal::has_record`); `false` if the pool failed meanwhile.
+    fn wait_no_records(&self, spans: &Spans, plan: &[Plan; MAX_BLOCKS as usize]) -> bool {
+        let pool = &self.volume.pool;
+        for i in 0..spans.count as usize {
+            if plan[i] != Plan::Direct {
+                continue;
+            }
+            let Some(s) = spans.get(i as u32) else { continue };
+            loop {
+                let mut guard = pool.state.lock();
+                if guard.failed() {
+                    return false;
+                }
+                if !guard.journal.has_record(s.key) {
+                    break;
+                }
+                pool.want_commit(&mut guard);
+                drop(guard);
+                pool.wait_next_commit();
+            }
+        }
+        true
     }
 
     /// After a write around the pool: drops clean or filling copies of its blocks.
@@ -742,7 +743,7 @@ impl FlashOp {
             let Some(s) = spans.get(i as u32) else { continue };
             loop {
                 let mut guard = pool.state.lock();
-                if drop_clean(pool, &mut guard, s.key).is_ok() {
+                if drop_clean(pool, &mut guard, s.key).is_ok() || guard.failed() {
                     break;
                 }
                 pool.want_commit(&mut guard);
@@ -792,7 +793,7 @@ impl FlashOp {
                             v.dirty.fetch_sub(1, Relaxed);
                         }
                     }
-                    Err(JournalError::Full) => {
+                    Err(JournalError::Full) if !st.failed() => {
                         pool.want_commit(st);
                         drop(guard);
                         pool.wait_next_commit();

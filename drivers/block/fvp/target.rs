@@ -128,6 +128,17 @@ impl dm::Target for FvpTarget {
             FvpTarget::Flash(t) => &t.dm_backing,
         }
     }
+
+    fn logical_block_size(&self) -> u32 {
+        match self {
+            FvpTarget::Ram(_) => 512,
+            // Whole blocks only, as dm-writecache's default: a write never shares a
+            // block with another one in flight (nothing acknowledged is rewritten in
+            // place, so a partial write would merge with a copy another write may be
+            // replacing).
+            FvpTarget::Flash(_) => table::BLOCK_SIZE,
+        }
+    }
 }
 
 impl dm::Target for RamTarget {

@@ -11,7 +11,7 @@ n1=$run/node1
 echo "TAP version 13"
 echo "1..1"
 t=0
-while [ ! -e "$n1/out/writing-crash" ] && [ $t -lt 400 ]; do sleep 1; t=$((t + 1)); done
+while [ ! -e "$n1/out/writing-crash" ] && [ $t -lt 700 ]; do sleep 1; t=$((t + 1)); done
 if [ ! -e "$n1/out/writing-crash" ]; then
   echo "not ok 1 node 1 never started writing (no out/writing-crash after ${t}s)"
   exit 0

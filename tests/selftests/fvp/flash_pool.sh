@@ -7,7 +7,7 @@
 # device; fio verifies both policies with eviction.
 . ../lib/ktap.sh
 . ../lib/fvp.sh
-ktap_plan 18
+ktap_plan 19
 fvp_load
 dev=$(fvp_private_disk)
 devno=$(fvp_devno "$dev")
@@ -38,10 +38,13 @@ got=$(dd if=/dev/mapper/fvf bs=64k skip=64 count=64 iflag=direct 2>/dev/null | m
 dirty=$(fvp_status_field fvf dirty)
 [ "$got" = "$want" ] && [ "$dirty" -ge 1024 ] && ktap_pass "written data reads back, $dirty blocks dirty" \
   || ktap_fail "written data reads back ($(dmsetup status fvf))"
-# Overwrite part of it (out of place, with merges of partial blocks) before the flush.
-head -c 6144 /dev/urandom | dd of=/tmp/fpat bs=1 seek=10240 conv=notrunc 2>/dev/null
-dd if=/tmp/fpat of=/dev/mapper/fvf bs=512 seek=$((64 * 128 + 20)) skip=20 count=12 oflag=direct 2>/dev/null
+# Overwrite 3 blocks of it (out of place) before the flush. The volume takes whole
+# blocks only (logical block size 4096), so no write shares a block with another.
+head -c 12288 /dev/urandom | dd of=/tmp/fpat bs=4096 seek=2 conv=notrunc 2>/dev/null
+dd if=/tmp/fpat of=/dev/mapper/fvf bs=4096 seek=$((64 * 16 + 2)) skip=2 count=3 oflag=direct 2>/dev/null
 want=$(md5 </tmp/fpat)
+[ "$(blockdev --getss /dev/mapper/fvf)" = 4096 ] && ktap_pass "logical block size 4096" \
+  || ktap_fail "logical block size 4096 ($(blockdev --getss /dev/mapper/fvf))"
 fvp_fsync /dev/mapper/fvf && ktap_pass "fsync of the volume completes" || ktap_fail "fsync of the volume completes"
 backing=$(dd if="$dev" bs=64k skip=64 count=64 iflag=direct 2>/dev/null | md5)
 [ "$backing" != "$want" ] && ktap_pass "the backing device does not have the data yet (write-back)" \

@@ -17,20 +17,25 @@ if "--backing" in args:
     del args[i:i + 3]
 dev, log = args
 promised, pending = {}, {}
+discarded = set()
 writes = 0
 with open(log) as f:
     for line in f:
         if not line.endswith("\n"):
             break
         p = line.split()
-        if p == ["F"]:
+        if p and p[0] == "F":
             for b, s in pending.items():
                 promised[b] = max(promised.get(b, 0), s)
             pending = {}
+        elif len(p) == 2 and p[0] == "X":
+            discarded.add(int(p[1]))
         elif len(p) == 3 and p[0] == "A":
             b, s = int(p[1]), int(p[2])
             pending[b] = max(pending.get(b, 0), s)
             writes += 1
+for b in discarded:
+    promised.pop(b, None)
 
 
 def read(path, block):

@@ -6,7 +6,14 @@ that returned, "F": every A line above an F line was completed before that fsync
 issued, so the device promised it. Each block holds (block, seq) as two little-endian
 u64, repeated. Creates READY once READY_AFTER fsyncs returned. Runs until killed or
 SECONDS pass. Sequence numbers start after FIRST_SEQ.
+
+With MARK_DEV set (a dm-log-writes device), each F line is "F <k>" and the log device
+gets the mark "F<k>" after fsync k returned; with MIX=1, thread 0 also discards
+blocks ("X <block>": their content is undefined from then on) and makes some writes
+with O_DSYNC (FUA), for tests/selftests/lib/logreplay.py.
 Usage: flushwriter.py DEV LOG READY BLOCKS SECONDS [FIRST_SEQ [READY_AFTER [THREADS]]]"""
+import fcntl
+import subprocess
 import mmap
 import os
 import random
@@ -22,6 +29,10 @@ seq = int(sys.argv[6]) if len(sys.argv) > 6 else 0
 ready_after = int(sys.argv[7]) if len(sys.argv) > 7 else 10
 threads = int(sys.argv[8]) if len(sys.argv) > 8 else 4
 fd = os.open(dev, os.O_WRONLY | os.O_DIRECT)
+dsync = os.open(dev, os.O_WRONLY | os.O_DIRECT | os.O_DSYNC)
+mark_dev = os.environ.get("MARK_DEV")
+mix = os.environ.get("MIX") == "1"
+BLKDISCARD = 0x1277
 lf = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 end = time.monotonic() + seconds
 lock = threading.Lock()
@@ -36,13 +47,26 @@ def writer(t):
     rng = random.Random()
     while not stop.is_set() and time.monotonic() < end:
         block = rng.randrange(t, nblocks, threads)
+        kind = rng.randrange(10) if mix and t == 0 else 0
+        if kind == 9:
+            # Logged before the discard is issued: the block is never checked again.
+            with lock:
+                acks.append(b"X %d\n" % block)
+            try:
+                fcntl.ioctl(fd, BLKDISCARD, struct.pack("QQ", block * 4096, 4096))
+            except OSError as e:
+                with lock:
+                    failure = f"discard of block {block} failed: {os.strerror(e.errno)}"
+                stop.set()
+                return
+            continue
         with lock:
             seq += 1
             mine = seq
         buf.seek(0)
         buf.write(struct.pack("<QQ", block, mine) * 256)
         try:
-            os.pwrite(fd, buf, block * 4096)
+            os.pwrite(dsync if kind == 8 else fd, buf, block * 4096)
         except OSError as e:
             with lock:
                 failure = f"write of block {block} seq {mine} failed: {os.strerror(e.errno)}"
@@ -68,9 +92,13 @@ while any(w.is_alive() for w in workers):
         print(f"fsync failed: {os.strerror(e.errno)}", flush=True)
         stop.set()
         sys.exit(2)
-    os.write(lf, b"".join(acks[logged:n]) + b"F\n")
-    logged = n
     flushes += 1
+    if mark_dev:
+        subprocess.run(["dmsetup", "message", mark_dev, "0", "mark", f"F{flushes}"], check=True)
+        os.write(lf, b"".join(acks[logged:n]) + b"F %d\n" % flushes)
+    else:
+        os.write(lf, b"".join(acks[logged:n]) + b"F\n")
+    logged = n
     if flushes == ready_after:
         open(ready, "w").close()
 if failure:

@@ -696,6 +696,14 @@ impl<S: Stores> Journal<S> {
         self.records[..self.records_len].iter().any(|r| r.key == key && r.slot != slot)
     }
 
+    /// Whether an entry of `key` that the index no longer maps may still be on the
+    /// device (a superseded or released version): a write of the block around the
+    /// pool is not durable against a power cut until none is (recovery could bring
+    /// that version back, dirty, and write it back over the newer data).
+    pub fn has_record(&self, key: Key) -> bool {
+        self.records[..self.records_len].iter().any(|r| r.key == key)
+    }
+
     /// Whether a record can be added: [`Journal::release`] and
     /// [`Journal::landed_replacing`] of a durable slot will not fail with `Full`.
     pub fn has_room(&self) -> bool {
