@@ -286,7 +286,14 @@ impl FlashPool {
             pages.push(CountedPage::alloc()?, GFP_KERNEL)?;
         }
         if device_blocks < head
-            || !block_io(&shared, dev.bdev(), &batch, false, false, &mut (0..head).map(|b| (b, pages[b as usize].clone_ref())))
+            || !block_io(
+                &shared,
+                dev.bdev(),
+                &batch,
+                false,
+                false,
+                &mut (0..head).map(|b| (b, pages[b as usize].clone_ref())),
+            )
         {
             pr_err!("flash pool: cannot read the superblock\n");
             return Err(EIO);
@@ -701,7 +708,8 @@ impl FlashPool {
             {
                 let mut kicked = self.destage_kicked.lock();
                 if !*kicked {
-                    let _ = self.destage_kick.wait_interruptible_timeout(&mut kicked, kernel::time::msecs_to_jiffies(100));
+                    let _ =
+                        self.destage_kick.wait_interruptible_timeout(&mut kicked, kernel::time::msecs_to_jiffies(100));
                 }
                 *kicked = false;
             }
@@ -802,7 +810,8 @@ impl FlashPool {
         picked: &[(SlotId, Key, u16)],
         volume: &dyn Fn(u16) -> Option<Arc<FlashVolume>>,
     ) -> bool {
-        let mut pages: KVec<CountedPage> = alloc_retry(|| KVec::with_capacity(picked.len(), GFP_KERNEL).map_err(|_| ENOMEM));
+        let mut pages: KVec<CountedPage> =
+            alloc_retry(|| KVec::with_capacity(picked.len(), GFP_KERNEL).map_err(|_| ENOMEM));
         for _ in picked {
             // Within the capacity: never allocates.
             let _ = pages.push(alloc_retry(CountedPage::alloc), GFP_KERNEL);

@@ -6,9 +6,9 @@
 #![forbid(unsafe_code)]
 
 use crate::cluster::Cluster;
-use crate::logic::abi;
 use crate::flash_pool::{FlashPool, Opened};
 use crate::flash_volume::FlashVolume;
+use crate::logic::abi;
 use crate::pool::Pool;
 use crate::shared::Shared;
 use crate::volume::Volume;

@@ -4,6 +4,8 @@
 //! The data path is in `volume.rs`. See `docs/target.md` for the syntax.
 #![forbid(unsafe_code)]
 
+use crate::flash_pool::FlashPool;
+use crate::flash_volume::FlashVolume;
 use crate::fvp_kernel::bio::DmBio;
 use crate::fvp_kernel::block::OpenedBdev;
 use crate::fvp_kernel::dm::{self, CtrError, MapResult, StatusType, StatusWriter, TargetDevice, TargetInfo};
@@ -13,8 +15,6 @@ use crate::pool::Released;
 use crate::registry::Registry;
 use crate::repl::Replication;
 use crate::stats::Stats;
-use crate::flash_pool::FlashPool;
-use crate::flash_volume::FlashVolume;
 use crate::volume::{Volume, MAX_BLOCKS};
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -186,7 +186,10 @@ impl dm::Target for RamTarget {
         let devt = ti.devt();
         let backing_devt = dm_backing.devt();
         if registry.flash_volume_over(backing_devt).is_some() {
-            return Err(CtrError { errno: EBUSY, message: c"the backing device is already cached by an fvp volume of a flash pool" });
+            return Err(CtrError {
+                errno: EBUSY,
+                message: c"the backing device is already cached by an fvp volume of a flash pool",
+            });
         }
         if registry.is_volume_device(backing_devt) {
             // Both volumes would draw on the module's one reserve of IoOps and bios:

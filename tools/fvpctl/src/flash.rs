@@ -446,7 +446,10 @@ mod tests {
             other => panic!("formatted over a pool: {other:?}"),
         }
         let mut tiny = Cursor::new(vec![0u8; 64 << 10]);
-        assert!(matches!(format(&mut tiny, pool_name(), [1; 16], true, &mut |_| Ok(())), Err(FormatRefusal::Geometry(_))));
+        assert!(matches!(
+            format(&mut tiny, pool_name(), [1; 16], true, &mut |_| Ok(())),
+            Err(FormatRefusal::Geometry(_))
+        ));
     }
 
     struct Map(HashMap<SlotId, (Key, bool)>);

@@ -22,8 +22,12 @@ use crate::units::{format_bytes, format_rate};
 pub const FVPCTL_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Names of the feature bits this fvpctl knows.
-const FEATURE_NAMES: &[(u64, &str)] =
-    &[(FEATURE_PASSTHROUGH, "passthrough"), (FEATURE_RAM_POOL, "ram-pool"), (FEATURE_REPLICATION, "replication"), (fvp_logic::abi::FEATURE_FLASH_POOL, "flash-pool")];
+const FEATURE_NAMES: &[(u64, &str)] = &[
+    (FEATURE_PASSTHROUGH, "passthrough"),
+    (FEATURE_RAM_POOL, "ram-pool"),
+    (FEATURE_REPLICATION, "replication"),
+    (fvp_logic::abi::FEATURE_FLASH_POOL, "flash-pool"),
+];
 
 /// Names the bits set in `mask`. A newer module may set bits this fvpctl does not
 /// know; they show as `bitN` rather than vanish.
@@ -278,7 +282,10 @@ pub fn pool_list_json(pools: &[PoolInfo], flash: &[fvp_logic::abi::FlashInfo]) -
         pools: Vec<PoolJson<'a>>,
         flash_pools: Vec<FlashJson>,
     }
-    to_json(&Report { pools: pools.iter().map(PoolJson::new).collect(), flash_pools: flash.iter().map(FlashJson::new).collect() })
+    to_json(&Report {
+        pools: pools.iter().map(PoolJson::new).collect(),
+        flash_pools: flash.iter().map(FlashJson::new).collect(),
+    })
 }
 
 /// A flash pool in `pool list --json`.

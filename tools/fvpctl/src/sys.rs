@@ -17,8 +17,7 @@ use std::process::{Command as Process, Output};
 
 use fvp_logic::abi::{
     self, ClusterCfg, ClusterInfo, Command, DeviceReq, FlashInfo, FlashOpen, HostInfo, HostReq, PoolInfo, PoolReq,
-    Status, Version,
-    VolumeDiscard, VolumeHealth, VolumeInfo, VolumeRepl,
+    Status, Version, VolumeDiscard, VolumeHealth, VolumeInfo, VolumeRepl,
 };
 use nix::errno::Errno;
 

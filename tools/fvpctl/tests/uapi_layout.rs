@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use fvp_logic::abi::{
-    self, ClusterCfg, ClusterInfo, DeviceReq, HostInfo, HostReq, PoolInfo, PoolReq, Status, Version, VolumeDiscard,
-    VolumeHealth, VolumeInfo, VolumeRepl,
+    self, ClusterCfg, ClusterInfo, DeviceReq, FlashInfo, FlashOpen, HostInfo, HostReq, PoolInfo, PoolReq, Status,
+    Version, VolumeDiscard, VolumeHealth, VolumeInfo, VolumeRepl,
 };
 
 /// Prints `key=value` lines. The `struct.field.*` keys must match `rust_layout`.
@@ -147,6 +147,32 @@ int main(void)
 	FIELD(fvp_volume_health, backing_major);
 	FIELD(fvp_volume_health, backing_minor);
 	FIELD(fvp_volume_health, reserved);
+	STRUCT(fvp_flash_open);
+	FIELD(fvp_flash_open, name);
+	FIELD(fvp_flash_open, path);
+	FIELD(fvp_flash_open, slots);
+	FIELD(fvp_flash_open, live_blocks);
+	FIELD(fvp_flash_open, dirty_blocks);
+	FIELD(fvp_flash_open, stale_entries);
+	FIELD(fvp_flash_open, open_us);
+	FIELD(fvp_flash_open, reserved);
+	STRUCT(fvp_flash_info);
+	FIELD(fvp_flash_info, index);
+	FIELD(fvp_flash_info, volumes);
+	FIELD(fvp_flash_info, name);
+	FIELD(fvp_flash_info, path);
+	FIELD(fvp_flash_info, uuid);
+	FIELD(fvp_flash_info, state);
+	FIELD(fvp_flash_info, records);
+	FIELD(fvp_flash_info, slots);
+	FIELD(fvp_flash_info, free_slots);
+	FIELD(fvp_flash_info, clean_blocks);
+	FIELD(fvp_flash_info, dirty_blocks);
+	FIELD(fvp_flash_info, held_slots);
+	FIELD(fvp_flash_info, commits);
+	FIELD(fvp_flash_info, metadata_bytes);
+	FIELD(fvp_flash_info, evictions);
+	FIELD(fvp_flash_info, reserved);
 	STRUCT(fvp_volume_discard);
 	FIELD(fvp_volume_discard, backing_major);
 	FIELD(fvp_volume_discard, backing_minor);
@@ -204,6 +230,11 @@ int main(void)
 	NUMBER(FVP_VOLUME_FAILING);
 	NUMBER(FVP_VOLUME_DETACHED);
 	NUMBER(FVP_IOC_VOLUME_HEALTH);
+	NUMBER(FVP_IOC_FLASH_OPEN);
+	NUMBER(FVP_IOC_FLASH_INFO);
+	NUMBER(FVP_FEATURE_FLASH_POOL);
+	NUMBER(FVP_FLASH_OK);
+	NUMBER(FVP_FLASH_FAILED);
 	printf("FVP_CONTROL_NAME=%s\n", FVP_CONTROL_NAME);
 	return 0;
 }
@@ -362,6 +393,36 @@ fn rust_layout() -> BTreeMap<String, String> {
     field!("fvp_volume_health", VolumeHealth, reserved);
     assert_eq!(VolumeHealth::SIZE, size_of::<VolumeHealth>());
 
+    strukt!("fvp_flash_open", FlashOpen);
+    field!("fvp_flash_open", FlashOpen, name);
+    field!("fvp_flash_open", FlashOpen, path);
+    field!("fvp_flash_open", FlashOpen, slots);
+    field!("fvp_flash_open", FlashOpen, live_blocks);
+    field!("fvp_flash_open", FlashOpen, dirty_blocks);
+    field!("fvp_flash_open", FlashOpen, stale_entries);
+    field!("fvp_flash_open", FlashOpen, open_us);
+    field!("fvp_flash_open", FlashOpen, reserved);
+    assert_eq!(FlashOpen::SIZE, size_of::<FlashOpen>());
+
+    strukt!("fvp_flash_info", FlashInfo);
+    field!("fvp_flash_info", FlashInfo, index);
+    field!("fvp_flash_info", FlashInfo, volumes);
+    field!("fvp_flash_info", FlashInfo, name);
+    field!("fvp_flash_info", FlashInfo, path);
+    field!("fvp_flash_info", FlashInfo, uuid);
+    field!("fvp_flash_info", FlashInfo, state);
+    field!("fvp_flash_info", FlashInfo, records);
+    field!("fvp_flash_info", FlashInfo, slots);
+    field!("fvp_flash_info", FlashInfo, free_slots);
+    field!("fvp_flash_info", FlashInfo, clean_blocks);
+    field!("fvp_flash_info", FlashInfo, dirty_blocks);
+    field!("fvp_flash_info", FlashInfo, held_slots);
+    field!("fvp_flash_info", FlashInfo, commits);
+    field!("fvp_flash_info", FlashInfo, metadata_bytes);
+    field!("fvp_flash_info", FlashInfo, evictions);
+    field!("fvp_flash_info", FlashInfo, reserved);
+    assert_eq!(FlashInfo::SIZE, size_of::<FlashInfo>());
+
     strukt!("fvp_volume_discard", VolumeDiscard);
     field!("fvp_volume_discard", VolumeDiscard, backing_major);
     field!("fvp_volume_discard", VolumeDiscard, backing_minor);
@@ -421,6 +482,11 @@ fn rust_layout() -> BTreeMap<String, String> {
     put("FVP_VOLUME_FAILING", abi::VOLUME_FAILING.to_string());
     put("FVP_VOLUME_DETACHED", abi::VOLUME_DETACHED.to_string());
     put("FVP_IOC_VOLUME_HEALTH", abi::IOC_VOLUME_HEALTH.to_string());
+    put("FVP_IOC_FLASH_OPEN", abi::IOC_FLASH_OPEN.to_string());
+    put("FVP_IOC_FLASH_INFO", abi::IOC_FLASH_INFO.to_string());
+    put("FVP_FEATURE_FLASH_POOL", abi::FEATURE_FLASH_POOL.to_string());
+    put("FVP_FLASH_OK", abi::FLASH_OK.to_string());
+    put("FVP_FLASH_FAILED", abi::FLASH_FAILED.to_string());
     // The commands the module decodes are these same numbers, each under its name.
     let ioc_names: BTreeMap<u32, &str> = layout
         .iter()
@@ -499,13 +565,25 @@ fn rust_abi_matches_the_c_header() {
         "fvp_logic::abi disagrees with include/uapi/linux/fvp.h:\n  {}",
         mismatches.join("\n  ")
     );
-    // Thirteen structures (size, alignment, and offset and size of 6 + 3 + 2 + 11 + 20
-    // fields in ABI 2, 7 + 8 + 5 + 7 + 4 + 10 in ABI 3, 8 in ABI 4 and 4 in ABI 5) and
-    // 17 + 27 + 3 + 2 + 3 constants (2: ABI 5's commands; 3: ABI 6's flags): catches a
-    // probe and a table that both lost the same lines.
+    // Fifteen structures (size, alignment, and offset and size of 6 + 3 + 2 + 11 + 20
+    // fields in ABI 2, 7 + 8 + 5 + 7 + 4 + 10 in ABI 3, 8 in ABI 4, 4 in ABI 5 and 8 + 16
+    // in ABI 7) and 17 + 27 + 3 + 2 + 3 + 5 constants (2: ABI 5's commands; 3: ABI 6's
+    // flags; 5: ABI 7's commands, feature and states): catches a probe and a table that
+    // both lost the same lines.
     assert_eq!(
         c.len(),
-        13 * 2 + 2 * (6 + 3 + 2 + 11 + 20) + 2 * (7 + 8 + 5 + 7 + 4 + 10) + 2 * 8 + 2 * 4 + 17 + 27 + 3 + 2 + 3,
+        15 * 2
+            + 2 * (6 + 3 + 2 + 11 + 20)
+            + 2 * (7 + 8 + 5 + 7 + 4 + 10)
+            + 2 * 8
+            + 2 * 4
+            + 2 * (8 + 16)
+            + 17
+            + 27
+            + 3
+            + 2
+            + 3
+            + 5,
         "{c:#?}"
     );
 }
@@ -519,7 +597,7 @@ fn listed_fields_cover_every_structure() {
     let number = |key: &str| -> usize { rust[key].parse().expect("a number") };
     let structs: BTreeSet<&str> =
         rust.keys().filter_map(|key| key.strip_suffix(".size")).filter(|name| !name.contains('.')).collect();
-    assert_eq!(structs.len(), 13, "{structs:?}");
+    assert_eq!(structs.len(), 15, "{structs:?}");
     for name in structs {
         let mut fields: Vec<(usize, usize, &str)> = rust
             .keys()

@@ -270,7 +270,7 @@ impl Command {
     }
 
     /// Every command, in command-number order.
-    pub const ALL: [Command; 19] = [
+    pub const ALL: [Command; 21] = [
         Command::Version,
         Command::Status,
         Command::PoolCreate,
@@ -290,6 +290,8 @@ impl Command {
         Command::DeviceInfo,
         Command::HostUpdate,
         Command::VolumeDiscard,
+        Command::FlashOpen,
+        Command::FlashInfo,
     ];
 
     /// The first ABI version that has the command.
@@ -1286,7 +1288,11 @@ mod tests {
         assert_eq!(Command::VolumeDiscard.since_abi(), 5);
         assert_eq!(Command::VolumeDiscard.size(), VolumeDiscard::SIZE);
         // The numbers between the groups are not commands.
-        for nr in [0x02, 0x18, 0x1f, 0x29] {
+        assert_eq!(Command::FlashOpen.since_abi(), 7);
+        assert_eq!(Command::FlashOpen.size(), FlashOpen::SIZE);
+        assert_eq!(Command::FlashInfo.since_abi(), 7);
+        assert_eq!(Command::FlashInfo.size(), FlashInfo::SIZE);
+        for nr in [0x02, 0x1a, 0x1f, 0x29] {
             assert_eq!(Command::decode(ioc(IOC_READ, IOCTL_MAGIC, nr, 8)), Err(CommandError::Unknown));
         }
         // Right number, wrong direction or size.
