@@ -21,7 +21,7 @@ dmsetup message fvp_lw 0 mark formatted
 fvp_dm_create fvp_lwvol "0 $BACKING fvp /dev/mapper/fvp_lwback lw write-back" || ktap_fail "volume"
 rm -f /tmp/out/lw.log
 # 6,000 blocks (23 MiB) over a 16 MiB pool.
-out=$(MARK_DEV=fvp_lw MIX=1 python3 ../lib/flushwriter.py /dev/mapper/fvp_lwvol /tmp/out/lw.log /tmp/lw.ready 6000 20 0 10 4 2>&1) \
+out=$(MARK_DEV=fvp_lw MIX=1 python3 ../lib/flushwriter.py /dev/mapper/fvp_lwvol /tmp/out/lw.log /tmp/lw.ready 6000 15 0 10 4 2>&1) \
   && ktap_pass "writers ran: $out" || ktap_fail "writers ran: $out"
 ktap_info "$(dmsetup status fvp_lwvol)"
 ktap_info "$(fvpctl pool list | grep 'flash pool lw')"
@@ -30,7 +30,7 @@ fvpctl pool close lw
 dmsetup remove fvp_lwflash fvp_lwback
 ktap_info "log: $(dmsetup status fvp_lw)"
 dmsetup remove fvp_lw
-out=$(python3 ../lib/logreplay.py /dev/ram2 /dev/ram3 /tmp/out/lw.log $FLASH $BACKING 16 "$$" fvp_lwflash fvp_lwback 2>&1)
+out=$(python3 ../lib/logreplay.py /dev/ram2 /dev/ram3 /tmp/out/lw.log $FLASH $BACKING 12 "$$" fvp_lwflash fvp_lwback 2>&1)
 rc=$?
 echo "$out" | sed 's/^/# /'
 # A failure keeps the log for study on the host (build/run/fvp-flash/node1/out).

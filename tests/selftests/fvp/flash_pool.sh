@@ -97,7 +97,7 @@ dmsetup remove fvf
 for policy in write-through write-back; do
   fvp_dm_create fvf "0 $size fvp $devno fp $policy" || { ktap_fail "fio $policy: volume"; continue; }
   if fio --name=fverify_$policy --filename=/dev/mapper/fvf --thread --direct=1 --ioengine=libaio --iodepth=16 \
-      --rw=randwrite --bsrange=4k-128k --size=32M --verify=crc32c --verify_fatal=1 --do_verify=1 \
+      --rw=randwrite --bsrange=4k-128k --size=24M --verify=crc32c --verify_fatal=1 --do_verify=1 \
       --randseed=7 --output-format=terse --terse-version=3 >/tmp/fio.out 2>&1; then
     ktap_pass "fio crc32c verify on a flash pool, $policy, QD16"
     ktap_info "$(fvpctl pool list | grep 'flash pool fp')"
