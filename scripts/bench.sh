@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: fvp against the RAM limit (brd), the device-mapper floor (dm-linear over
 # brd), the raw SAN-like backing device (dm-delay, 1 ms) and its peers (dm-cache,
-# dm-writecache), side by side in one guest and one run. Prints a table and writes
+# dm-writecache), and an fvp flash pool, side by side in one guest and one run. Prints a table and writes
 # build/bench/single-host.json and build/bench/single-host.png.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 
-DEVICES = ["backing", "brd", "dm-linear", "fvp-wt", "fvp-wb", "dm-cache", "dm-writecache"]
+DEVICES = ["backing", "brd", "dm-linear", "fvp-wt", "fvp-wb", "fvp-flash", "dm-cache", "dm-writecache"]
 JOBS = ["randread-qd1", "randread-qd32", "seqread-64k", "randwrite-qd1", "randwrite-qd32"]
 
 
@@ -48,7 +48,7 @@ def main():
     table = {d: {j: load(results, d, j) for j in JOBS} for d in DEVICES}
     summary = {"devices": table, "ratios": {}}
     print(f"{'job':<15} {'device':<14} {'IOPS':>9} {'p50 us':>9} {'p99 us':>9}"
-          f" {'IOPS/lin':>9} {'p50/lin':>8} {'IOPS/brd':>9} {'IOPS/dmc':>9}")
+          f" {'IOPS/lin':>9} {'p50/lin':>8} {'IOPS/brd':>9} {'IOPS/dmc':>9} {'IOPS/dmwc':>9}")
     for job in JOBS:
         for dev in DEVICES:
             r = table[dev][job]
@@ -66,9 +66,18 @@ def main():
                 }
                 summary["ratios"].setdefault(dev, {})[job] = rs
                 extra = (f" {fmt_ratio(rs['iops_vs_dm_linear']):>9} {fmt_ratio(rs['p50_vs_dm_linear']):>8}"
-                         f" {fmt_ratio(rs['iops_vs_brd']):>9} {fmt_ratio(rs['iops_vs_dm_cache']):>9}")
+                         f" {fmt_ratio(rs['iops_vs_brd']):>9} {fmt_ratio(rs['iops_vs_dm_cache']):>9}"
+                         f" {fmt_ratio(rs['iops_vs_dm_writecache']):>9}")
             print(f"{job:<15} {dev:<14} {r['iops']:>9.0f} {r['p50_us']:>9.1f} {r['p99_us']:>9.1f}{extra}")
         print()
+    try:
+        with open(os.path.join(results, "fvp-flash-reopen.json")) as f:
+            reopen = json.load(f)
+        summary["flash_reopen"] = reopen
+        print(f"flash pool reopened with {reopen['cached_blocks']} cached blocks ({reopen['dirty_blocks']} dirty) "
+              f"of {reopen['slots']} in {reopen['open_us'] / 1000:.0f} ms")
+    except (OSError, ValueError, KeyError):
+        pass
     with open(prefix + ".json", "w") as f:
         json.dump(summary, f, indent=2)
     print(f"wrote {prefix}.json")

@@ -70,6 +70,21 @@ dd if=/dev/zero of=/dev/ram2 bs=1M count=8 2>/dev/null
 dmsetup create wcache --table "0 $size writecache s $slow $(fvp_devno /dev/ram2) 4096 0"
 jobs dm-writecache /dev/mapper/wcache writes
 dmsetup remove wcache
+
+# An fvp flash pool on the same brd device as dm-writecache's (ram2), over the same
+# backing device: hits (after warming) against dm-linear over brd (the floor), write-back
+# writes against dm-writecache in SSD mode. Then the pool, full of the working set, is
+# closed and reopened: the reopen time is recorded.
+dd if=/dev/zero of=/dev/ram2 bs=1M count=8 2>/dev/null
+fvpctl pool create fbench --flash /dev/ram2 --force >/dev/null
+fvp_dm_create fvp_fwb "0 $size fvp $slow fbench write-back"
+warm /dev/mapper/fvp_fwb
+jobs fvp-flash /dev/mapper/fvp_fwb
+dmsetup status fvp_fwb >$OUT/fvp-flash.status
+dmsetup remove fvp_fwb
+fvpctl pool close fbench
+fvpctl pool open fbench --flash /dev/ram2 --json >$OUT/fvp-flash-reopen.json
+fvpctl pool close fbench
 dmsetup remove lin slow
 fvp_pool_destroy bench
 echo "ok 1 bench"
