@@ -88,8 +88,11 @@ impl Registry {
         }
         let start = kernel::time::Ktime::ktime_get();
         let opened = FlashPool::open(name, path, self.shared.clone())?;
+        // RAM pools first, as `create_pool` takes them.
+        let ram = self.pools.lock();
         let mut pools = self.flash_pools.lock();
-        let taken = pools.iter().any(|p| p.name == name) || self.find_pool(&name).is_some();
+        let taken = pools.iter().any(|p| p.name == name) || ram.iter().any(|p| p.name == name);
+        drop(ram);
         if taken || pools.push(opened.pool.clone(), GFP_KERNEL).is_err() {
             opened.pool.shut_down();
             return Err(if taken { EEXIST } else { ENOMEM });
