@@ -695,12 +695,13 @@ impl FlashOp {
             }
         }
         Stats::add(&v.stats.write_hits, written);
-        // Copies that a fill read while the write was in flight.
-        self.drop_stale(&spans, &plan);
-        // A version of a block written around the pool may still have an entry on the
-        // flash device (superseded, or released by `drop_clean`): until it is zeroed,
-        // a power cut could bring it back and write it back over this write.
-        let mut ok = ok && self.wait_no_records(&spans, &plan);
+        // Copies that a fill read while the write was in flight go. Then, a version of a
+        // block written around the pool may still have an entry on the flash device
+        // (superseded, or released by `drop_clean`): until it is zeroed, a power cut
+        // could bring it back and write it back over this write.
+        let mut ok = ok
+            && self.settle_direct(&spans, &plan, |pool, st, key| drop_clean(pool, st, key).is_ok())
+            && self.settle_direct(&spans, &plan, |_, st, key| !st.journal.has_record(key));
         ok &= !self.failed.load(Relaxed);
         if ok && fua {
             ok = pool.wait_commit().is_ok() && (!plan[..n].contains(&Plan::Direct) || v.flush_backing().is_ok());
@@ -708,9 +709,14 @@ impl FlashOp {
         self.complete(ok);
     }
 
-    /// Waits until the journal holds no entry of the blocks written around the pool
-    /// (`Journal::has_record`); `false` if the pool failed meanwhile.
-    fn wait_no_records(&self, spans: &Spans, plan: &[Plan; MAX_BLOCKS as usize]) -> bool {
+    /// For each block written around the pool, waits until `settled` holds for it
+    /// (under the state mutex), asking for commits meanwhile; `false` if the pool failed.
+    fn settle_direct(
+        &self,
+        spans: &Spans,
+        plan: &[Plan; MAX_BLOCKS as usize],
+        mut settled: impl FnMut(&FlashPool, &mut crate::flash_pool::FlashState, crate::logic::cache::Key) -> bool,
+    ) -> bool {
         let pool = &self.volume.pool;
         for i in 0..spans.count as usize {
             if plan[i] != Plan::Direct {
@@ -722,7 +728,7 @@ impl FlashOp {
                 if guard.failed() {
                     return false;
                 }
-                if !guard.journal.has_record(s.key) {
+                if settled(pool, &mut guard, s.key) {
                     break;
                 }
                 pool.want_commit(&mut guard);
@@ -731,26 +737,6 @@ impl FlashOp {
             }
         }
         true
-    }
-
-    /// After a write around the pool: drops clean or filling copies of its blocks.
-    fn drop_stale(&self, spans: &Spans, plan: &[Plan; MAX_BLOCKS as usize]) {
-        let pool = &self.volume.pool;
-        for i in 0..spans.count as usize {
-            if plan[i] != Plan::Direct {
-                continue;
-            }
-            let Some(s) = spans.get(i as u32) else { continue };
-            loop {
-                let mut guard = pool.state.lock();
-                if drop_clean(pool, &mut guard, s.key).is_ok() || guard.failed() {
-                    break;
-                }
-                pool.want_commit(&mut guard);
-                drop(guard);
-                pool.wait_next_commit();
-            }
-        }
     }
 
     /// A flush (and the data of a `REQ_PREFLUSH` write after it).

@@ -148,14 +148,9 @@ impl Registry {
                 if flash[i].volume_count() > 0 {
                     return Err(EBUSY);
                 }
+                let rest = without(&flash, i)?;
                 // Closing: a last commit, then the threads stop; the blocks stay.
                 flash[i].shut_down();
-                let mut rest = KVec::with_capacity(flash.len(), GFP_KERNEL)?;
-                for (j, p) in flash.iter().enumerate() {
-                    if j != i {
-                        rest.push(p.clone(), GFP_KERNEL)?;
-                    }
-                }
                 *flash = rest;
                 return Ok(());
             }
@@ -165,14 +160,8 @@ impl Registry {
         if pools[i].volume_count() > 0 {
             return Err(EBUSY);
         }
+        let rest = without(&pools, i)?;
         pools[i].shut_down();
-        // Rebuild without the pool: 6.12's KVec has no `remove`.
-        let mut rest = KVec::with_capacity(pools.len(), GFP_KERNEL)?;
-        for (j, p) in pools.iter().enumerate() {
-            if j != i {
-                rest.push(p.clone(), GFP_KERNEL)?;
-            }
-        }
         *pools = rest;
         Ok(())
     }
@@ -212,4 +201,16 @@ impl Registry {
         }
         *pools = KVec::new();
     }
+}
+
+/// `v` without its `i`th element (6.12's `KVec` has no `remove`), allocated before the
+/// caller changes anything, so that `ENOMEM` leaves everything as it was.
+fn without<T: Clone>(v: &KVec<T>, i: usize) -> Result<KVec<T>> {
+    let mut rest = KVec::with_capacity(v.len(), GFP_KERNEL)?;
+    for (j, x) in v.iter().enumerate() {
+        if j != i {
+            rest.push(x.clone(), GFP_KERNEL)?;
+        }
+    }
+    Ok(rest)
 }

@@ -60,6 +60,48 @@ fn policy_code(p: Policy) -> u32 {
     }
 }
 
+/// The info status fields every volume has, up to its pool's name (`docs/target.md`).
+fn write_info(
+    out: &mut StatusWriter<'_>,
+    s: &Stats,
+    requested: u32,
+    effective: u32,
+    dirty: u64,
+    pool: &str,
+) -> core::fmt::Result {
+    write!(
+        out,
+        "{} {} {} {} {} {} {} {} {} {} {} {} {}",
+        table::BLOCK_SIZE,
+        policy_name(requested),
+        policy_name(effective),
+        Stats::get(&s.read_hits),
+        Stats::get(&s.read_misses),
+        Stats::get(&s.write_hits),
+        dirty,
+        Stats::get(&s.destaged),
+        Stats::get(&s.evictions),
+        Stats::get(&s.bypassed),
+        Stats::get(&s.reads),
+        Stats::get(&s.writes),
+        pool,
+    )
+}
+
+/// The IMA measurement line.
+fn write_ima(out: &mut StatusWriter<'_>, backing: &str, pool: &str, requested: u32) -> core::fmt::Result {
+    write!(
+        out,
+        "target_name=fvp,target_version={}.{}.{},backing_device={},pool={},policy={};",
+        crate::VERSION.0,
+        crate::VERSION.1,
+        crate::VERSION.2,
+        backing,
+        pool,
+        policy_name(requested)
+    )
+}
+
 fn policy_name(code: u32) -> &'static str {
     if code == POLICY_WRITE_BACK {
         "write-back"
@@ -403,39 +445,23 @@ impl dm::Target for RamTarget {
         // A full buffer makes device-mapper retry with a larger one, so the error from a
         // truncated write needs no handling here.
         let _ = match kind {
-            StatusType::Info => write!(
-                out,
-                "{} {} {} {} {} {} {} {} {} {} {} {} {}",
-                table::BLOCK_SIZE,
-                policy_name(v.requested()),
-                policy_name(v.effective()),
-                Stats::get(&s.read_hits),
-                Stats::get(&s.read_misses),
-                Stats::get(&s.write_hits),
-                v.dirty.load(Relaxed),
-                Stats::get(&s.destaged),
-                Stats::get(&s.evictions),
-                Stats::get(&s.bypassed),
-                Stats::get(&s.reads),
-                Stats::get(&s.writes),
-                pool,
-            )
-            .and_then(|_| match &v.repl {
-                // Replicated volumes add: <state> <peer ids, comma-separated, or -> <epoch>.
-                Some(r) => {
-                    let p = r.peer_ids();
-                    match (p[0], p[1]) {
-                        (0, _) => write!(out, " {} - {}", r.state_name(), r.epoch.load(Relaxed)),
-                        (a, 0) => write!(out, " {} {} {}", r.state_name(), a, r.epoch.load(Relaxed)),
-                        (a, b) => write!(out, " {} {},{} {}", r.state_name(), a, b, r.epoch.load(Relaxed)),
+            StatusType::Info => write_info(out, s, v.requested(), v.effective(), v.dirty.load(Relaxed), pool)
+                .and_then(|_| match &v.repl {
+                    // Replicated volumes add: <state> <peer ids, comma-separated, or -> <epoch>.
+                    Some(r) => {
+                        let p = r.peer_ids();
+                        match (p[0], p[1]) {
+                            (0, _) => write!(out, " {} - {}", r.state_name(), r.epoch.load(Relaxed)),
+                            (a, 0) => write!(out, " {} {} {}", r.state_name(), a, r.epoch.load(Relaxed)),
+                            (a, b) => write!(out, " {} {},{} {}", r.state_name(), a, b, r.epoch.load(Relaxed)),
+                        }
                     }
-                }
-                None => Ok(()),
-            })
-            // Last on every line (after the replication fields, if any).
-            .and_then(|_| {
-                write!(out, " {} {} {}", v.health(), Stats::get(&s.destage_errors), Stats::get(&s.io_errors))
-            }),
+                    None => Ok(()),
+                })
+                // Last on every line (after the replication fields, if any).
+                .and_then(|_| {
+                    write!(out, " {} {} {}", v.health(), Stats::get(&s.destage_errors), Stats::get(&s.io_errors))
+                }),
             StatusType::Table => match &v.repl {
                 None => write!(
                     out,
@@ -458,16 +484,7 @@ impl dm::Target for RamTarget {
                     v.seq_cutoff.load(Relaxed)
                 ),
             },
-            StatusType::Ima => write!(
-                out,
-                "target_name=fvp,target_version={}.{}.{},backing_device={},pool={},policy={};",
-                crate::VERSION.0,
-                crate::VERSION.1,
-                crate::VERSION.2,
-                name,
-                pool,
-                policy_name(v.requested())
-            ),
+            StatusType::Ima => write_ima(out, name, pool, v.requested()),
         };
     }
 
@@ -599,26 +616,11 @@ impl FlashTarget {
         let s = &v.stats;
         let _ = match kind {
             // The RAM volumes' fields, in the same order.
-            StatusType::Info => write!(
-                out,
-                "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}",
-                table::BLOCK_SIZE,
-                policy_name(v.requested()),
-                policy_name(v.effective()),
-                Stats::get(&s.read_hits),
-                Stats::get(&s.read_misses),
-                Stats::get(&s.write_hits),
-                v.dirty.load(Relaxed),
-                Stats::get(&s.destaged),
-                Stats::get(&s.evictions),
-                Stats::get(&s.bypassed),
-                Stats::get(&s.reads),
-                Stats::get(&s.writes),
-                pool,
-                v.health(),
-                Stats::get(&s.destage_errors),
-                Stats::get(&s.io_errors),
-            ),
+            StatusType::Info => {
+                write_info(out, s, v.requested(), v.effective(), v.dirty.load(Relaxed), pool).and_then(|_| {
+                    write!(out, " {} {} {}", v.health(), Stats::get(&s.destage_errors), Stats::get(&s.io_errors))
+                })
+            }
             StatusType::Table => write!(
                 out,
                 "{} {} {} peers=0 block_size={} sequential_cutoff=0",
@@ -627,16 +629,7 @@ impl FlashTarget {
                 policy_name(v.requested()),
                 table::BLOCK_SIZE
             ),
-            StatusType::Ima => write!(
-                out,
-                "target_name=fvp,target_version={}.{}.{},backing_device={},pool={},policy={};",
-                crate::VERSION.0,
-                crate::VERSION.1,
-                crate::VERSION.2,
-                name,
-                pool,
-                policy_name(v.requested())
-            ),
+            StatusType::Ima => write_ima(out, name, pool, v.requested()),
         };
     }
 }
