@@ -39,7 +39,6 @@ use core::sync::atomic::{
 };
 use kernel::prelude::*;
 use kernel::sync::{Arc, CondVar, Mutex};
-use kernel::time::Ktime;
 use kernel::{new_condvar, new_mutex};
 
 /// Sectors per block.
@@ -120,8 +119,6 @@ pub(crate) struct FlashPool {
     urgent: AtomicBool,
     pub(crate) evictions: AtomicU64,
     commits: AtomicU64,
-    /// When a volume last saw foreground I/O (ns).
-    last_io: AtomicU64,
 }
 
 /// What opening found, for `FVP_IOC_FLASH_OPEN`.
@@ -426,7 +423,6 @@ impl FlashPool {
                 urgent: AtomicBool::new(false),
                 evictions: AtomicU64::new(0),
                 commits: AtomicU64::new(0),
-                last_io: AtomicU64::new(0),
             }),
             GFP_KERNEL,
         )?;
@@ -464,14 +460,6 @@ impl FlashPool {
         self.kick_destager(false);
         let threads = core::mem::take(&mut *self.threads.lock());
         drop(threads);
-    }
-
-    /// Notes foreground I/O (the destager writes back when volumes are idle).
-    pub(crate) fn touch(&self, now: Ktime) {
-        let now = now.to_ns() as u64;
-        if now.saturating_sub(self.last_io.load(Relaxed)) > 1_000_000 {
-            self.last_io.store(now, Relaxed);
-        }
     }
 
     // ---- Reads in flight and slot reuse.

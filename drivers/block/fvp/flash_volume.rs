@@ -148,7 +148,6 @@ impl FlashVolume {
     pub(crate) fn map(self: &Arc<Self>, rel_sector: u64, bio: DmBio) -> MapResult {
         let size = bio.size();
         let now = Ktime::ktime_get();
-        self.pool.touch(now);
         let kind = match bio.op() {
             Op::Read => {
                 Stats::add(&self.stats.reads, 1);
