@@ -109,6 +109,9 @@ pub(crate) struct FlashPool {
     destage_kick: CondVar,
     #[pin]
     destage_kicked: Mutex<bool>,
+    /// Woken after each destage batch (`FlashVolume::flush_sync` waits on it).
+    #[pin]
+    pub(crate) destage_ended: WaitQueue,
     /// Volumes by record index.
     #[pin]
     volumes: Mutex<KVec<Option<Arc<FlashVolume>>>>,
@@ -164,7 +167,7 @@ impl CommitScratch {
 }
 
 /// Reads or writes whole blocks of `bdev` from or to `pages`, waiting.
-fn block_io(
+pub(crate) fn block_io(
     shared: &Shared,
     bdev: &BlockDevice,
     batch: &Arc<IoBatch>,
@@ -417,6 +420,7 @@ impl FlashPool {
                 destage_lock <- new_mutex!((), "fvp::FlashPool::destage_lock"),
                 destage_kick <- new_condvar!("fvp::FlashPool::destage_kick"),
                 destage_kicked <- new_mutex!(false, "fvp::FlashPool::destage_kicked"),
+                destage_ended <- WaitQueue::new(),
                 volumes <- new_mutex!(volumes, "fvp::FlashPool::volumes"),
                 threads <- new_mutex!(KVec::new(), "fvp::FlashPool::threads"),
                 stop: AtomicBool::new(false),
@@ -717,12 +721,15 @@ impl FlashPool {
                 let _ = volumes.push(v.clone(), GFP_KERNEL);
             }
             let volume = |i: u16| volumes.get(usize::from(i)).cloned().flatten();
+            let mut held = false;
             {
                 let mut guard = self.state.lock();
                 let st = &mut *guard;
                 let c = st.cache.counts();
                 if c.dirty == 0 {
                     self.urgent.store(false, Relaxed);
+                    drop(guard);
+                    self.destage_ended.wake_all();
                     continue;
                 }
                 // Dirty blocks are durable here: they are written back when asked
@@ -736,8 +743,18 @@ impl FlashPool {
                 let (n, next) = st.cache.dirty_scan(cursor, &mut found);
                 cursor = if n == 0 || next >= st.cache.slots() { 0 } else { next };
                 for &(slot, key) in &found[..n] {
-                    if !st.journal.destageable(slot) || volume(key.volume()).is_none() {
+                    if !st.journal.destageable(slot) {
                         continue;
+                    }
+                    // A replicated volume writes nothing without the lease, nor before
+                    // the orphans of its earlier incarnation are written (`may_destage`).
+                    match volume(key.volume()) {
+                        Some(v) if v.may_destage() => {}
+                        Some(_) => {
+                            held = true;
+                            continue;
+                        }
+                        None => continue,
                     }
                     if picked.len() >= DESTAGE_BATCH {
                         break;
@@ -758,20 +775,28 @@ impl FlashPool {
                         }
                     }
                 }
-                if picked.is_empty() && n > 0 {
+                if picked.is_empty() && n > 0 && !held {
                     // Entries not durable yet: a commit makes them destageable.
                     self.want_commit(st);
                 }
             }
             if picked.is_empty() {
+                self.destage_ended.wake_all();
                 continue;
             }
+            // Replication's version snapshots, before any write of the batch begins
+            // (see `Replication::destaged`).
+            for v in volumes.iter().flatten() {
+                v.take_destage_snapshot();
+            }
             let good = self.destage(&batch, &picked, &volume);
+            let mut cleaned = [false; DESTAGE_BATCH];
             let mut guard = self.state.lock();
             let st = &mut *guard;
-            for &(slot, key, gen) in picked.iter() {
+            for (i, &(slot, key, gen)) in picked.iter().enumerate() {
                 if st.cache.end_destage(slot, gen, good) {
                     st.journal.cleaned(slot);
+                    cleaned[i] = true;
                     if let Some(v) = volume(key.volume()) {
                         v.destaged_one();
                     }
@@ -786,7 +811,18 @@ impl FlashPool {
                     }
                 }
             }
+            drop(guard);
+            // Peers may drop their replicas of these (after a backing flush).
+            for (i, &(_, key, _)) in picked.iter().enumerate() {
+                if cleaned[i] {
+                    if let Some(v) = volume(key.volume()) {
+                        v.replica_destaged(key.block());
+                    }
+                }
+            }
+            self.destage_ended.wake_all();
         }
+        self.destage_ended.wake_all();
     }
 
     /// Reads `picked` slots from the flash device and writes them to their volumes'
@@ -950,12 +986,65 @@ impl FlashPool {
     /// A table of `volume` is gone; with the last one, the volume goes too. Its blocks
     /// stay in the pool (and on the device), dirty ones included: a table over the
     /// same device takes them on.
-    pub(crate) fn detach(&self, volume: &FlashVolume) {
+    /// Returns whether it was the last.
+    pub(crate) fn detach(&self, volume: &FlashVolume) -> bool {
         let mut volumes = self.volumes.lock();
         if volume.tables.fetch_sub(1, Relaxed) == 1 {
             if let Some(v) = volumes.get_mut(usize::from(volume.id)) {
                 *v = None;
             }
+            return true;
+        }
+        false
+    }
+
+    /// Drops the blocks of volume `id` that `pred` (given the state) selects: their
+    /// entries are zeroed by the next commit, their slots reused after it. Dirty ones
+    /// are lost to the backing device: the caller knows why that is right. Returns how
+    /// many dirty blocks went. Sleeps (waits for commits when the records are full).
+    pub(crate) fn purge(&self, volume: &FlashVolume, pred: impl Fn(SlotState) -> bool) -> u64 {
+        let mut dirty = 0;
+        let mut slot: SlotId = 0;
+        loop {
+            let mut guard = self.state.lock();
+            let st = &mut *guard;
+            if slot >= st.cache.slots() || st.failed() {
+                if dirty > 0 || slot > 0 {
+                    self.want_commit(st);
+                }
+                return dirty;
+            }
+            let (Some(key), Some(state)) = (st.cache.key_of(slot), st.cache.state_of(slot)) else {
+                slot += 1;
+                continue;
+            };
+            if key.volume() != volume.id || !pred(state) {
+                slot += 1;
+                continue;
+            }
+            match state {
+                SlotState::Clean | SlotState::Dirty => match st.journal.release(slot, key) {
+                    Ok(()) => {
+                        st.cache.remove(key);
+                        self.unhold_if_free(st, slot);
+                        if state == SlotState::Dirty {
+                            volume.dirty.fetch_sub(1, Relaxed);
+                            dirty += 1;
+                        }
+                    }
+                    Err(flash::JournalError::Full) => {
+                        self.want_commit(st);
+                        drop(guard);
+                        self.wait_next_commit();
+                        continue;
+                    }
+                    Err(_) => {}
+                },
+                _ => {
+                    st.cache.remove(key);
+                }
+            }
+            slot += 1;
         }
     }
 

@@ -10,17 +10,20 @@
 //! which may wait for room, for a commit, or for its own bios.
 #![forbid(unsafe_code)]
 
-use crate::backing::BioWaiter;
+use crate::backing::{BioWaiter, IoBatch};
+use crate::cluster::OwnedVolume;
+use crate::conn::BatchWait;
 use crate::flash_pool::FlashPool;
 use crate::fvp_kernel::bio::{BioDone, BioStatus, DmBio, Op, OwnedBio};
 use crate::fvp_kernel::block::OpenedBdev;
 use crate::fvp_kernel::dm::MapResult;
 use crate::fvp_kernel::mempool::PoolArc;
 use crate::fvp_kernel::pages::CountedPage;
-use crate::fvp_kernel::sync::{Completion, NoIoScope};
-use crate::logic::abi::{POLICY_WRITE_BACK, POLICY_WRITE_THROUGH};
-use crate::logic::cache::{Insert, SlotId, SlotState};
+use crate::fvp_kernel::sync::{alloc_retry, Completion, NoIoScope};
+use crate::logic::abi::{self, POLICY_WRITE_BACK, POLICY_WRITE_THROUGH};
+use crate::logic::cache::{Insert, Key, SlotId, SlotState};
 use crate::logic::flash::JournalError;
+use crate::repl::{ProtectedVolume, Replication};
 use crate::stats::Stats;
 use crate::volume::{Spans, MAX_BLOCKS};
 use core::sync::atomic::{
@@ -54,6 +57,13 @@ pub(crate) struct FlashVolume {
     failing: AtomicBool,
     #[pin]
     flush_waiter: Mutex<Arc<BioWaiter>>,
+    /// Replication to peers (write-back with `peers>0`; see docs/flash.md).
+    pub(crate) repl: Option<Arc<Replication>>,
+    /// `repl`'s version snapshot taken before the destage batch in flight.
+    destage_snapshot: AtomicU64,
+    /// A page and a waiter to read a dirty block back for its peers (`copy_dirty`).
+    #[pin]
+    copy_io: Mutex<(CountedPage, Arc<IoBatch>)>,
 }
 
 impl FlashVolume {
@@ -65,8 +75,10 @@ impl FlashVolume {
         devt: u32,
         policy: u32,
         dirty: u64,
+        repl: Option<Arc<Replication>>,
     ) -> Result<Arc<Self>> {
         let waiter = BioWaiter::try_new()?;
+        let copy_io = (CountedPage::alloc()?, IoBatch::new()?);
         Ok(Arc::pin_init(
             pin_init!(FlashVolume {
                 id,
@@ -80,6 +92,9 @@ impl FlashVolume {
                 stats: Stats::new(),
                 failing: AtomicBool::new(false),
                 flush_waiter <- new_mutex!(waiter, "fvp::FlashVolume::flush_waiter"),
+                repl,
+                destage_snapshot: AtomicU64::new(0),
+                copy_io <- new_mutex!(copy_io, "fvp::FlashVolume::copy_io"),
             }),
             GFP_KERNEL,
         )?)
@@ -91,6 +106,14 @@ impl FlashVolume {
 
     /// Write-back stays in force while dirty blocks remain.
     pub(crate) fn effective(&self) -> u32 {
+        if let Some(r) = &self.repl {
+            // Replicated: write-back only while every peer holds the writes.
+            return if matches!(r.state(), abi::REPL_PROTECTED | abi::REPL_REPROTECTING) {
+                POLICY_WRITE_BACK
+            } else {
+                POLICY_WRITE_THROUGH
+            };
+        }
         if self.requested() == POLICY_WRITE_BACK || self.dirty.load(Relaxed) > 0 {
             POLICY_WRITE_BACK
         } else {
@@ -113,6 +136,98 @@ impl FlashVolume {
         } else {
             "ok"
         }
+    }
+
+    /// Whether the destager may write this volume's blocks back: a replicated volume
+    /// writes nothing without the lease, nor while a host may hold an orphan of its
+    /// earlier incarnation (that orphan is written to the backing device first, and
+    /// the pool's dirty copy, at least as new, must land after it).
+    pub(crate) fn may_destage(&self) -> bool {
+        self.repl.as_ref().is_none_or(|r| r.may_destage() && !r.reads_held())
+    }
+
+    /// Before a destage batch (see `Replication::destaged`).
+    pub(crate) fn take_destage_snapshot(&self) {
+        if let Some(r) = &self.repl {
+            self.destage_snapshot.store(r.destage_snapshot(), Relaxed);
+        }
+    }
+
+    /// `block` was written back by the batch: its peers may drop their replicas.
+    pub(crate) fn replica_destaged(&self, block: u64) {
+        if let Some(r) = &self.repl {
+            r.destaged(block, self.destage_snapshot.load(Relaxed));
+        }
+    }
+
+    /// A peer took the volume over: fenced, I/O fails until the table is reloaded.
+    fn fenced(&self) -> bool {
+        self.repl.as_ref().is_some_and(|r| r.state() == abi::REPL_FENCED)
+    }
+
+    /// This host was fenced by a majority: a peer writes the volume's acknowledged
+    /// blocks to the backing device, so every block the pool holds of it may be older.
+    /// Drops them all without writing. Sleeps.
+    pub(crate) fn fence(&self) {
+        if let Some(r) = &self.repl {
+            r.fence();
+        }
+        let _one = self.pool.destage_lock.lock();
+        let n = self.pool.purge(self, |_| true);
+        pr_warn!("flash volume {}: fenced: {} dirty blocks dropped (a peer writes them)\n", self.id, n);
+    }
+
+    /// Writes back every block dirty now, then flushes the backing device. `EIO` if
+    /// the write-back fails or may not run (no lease, pool stopping). Sleeps.
+    pub(crate) fn flush_sync(&self) -> Result {
+        self.pool.kick_destager(true);
+        let mut verdict = None;
+        while !self.pool.destage_ended.wait_timeout_ms(1000, || {
+            verdict = if self.dirty.load(Relaxed) == 0 {
+                Some(true)
+            } else if self.failing.load(Relaxed) || self.pool.stopping() || !self.may_destage() {
+                Some(false)
+            } else {
+                None
+            };
+            verdict.is_some()
+        }) {
+            self.pool.kick_destager(true);
+        }
+        if verdict != Some(true) {
+            return Err(EIO);
+        }
+        self.flush_backing()
+    }
+
+    /// Copies dirty `block` from the flash device into `buf`. Sleeps.
+    fn read_dirty(&self, block: u64, buf: &mut [u8]) -> bool {
+        let Some(key) = Key::new(self.id, block) else { return false };
+        let (slot, epoch) = {
+            let st = self.pool.state.lock();
+            match st.cache.peek(key) {
+                Some((slot, SlotState::Dirty)) => (slot, self.pool.begin_read(&st)),
+                _ => return false,
+            }
+        };
+        let io = self.copy_io.lock();
+        let (page, batch) = &*io;
+        let read = crate::flash_pool::block_io(
+            &self.pool.shared,
+            self.pool.dev.bdev(),
+            batch,
+            false,
+            false,
+            &mut [(self.pool.geometry.data_block(u64::from(slot)), page.clone_ref())].into_iter(),
+        );
+        self.pool.end_read(epoch);
+        if !read {
+            // Its peers are told it is clean (dropped) while it is not: the pool's
+            // device is failing, and its commits fail with it (docs/flash.md).
+            pr_err!("flash volume {}: reading dirty block {} back for its peers failed\n", self.id, block);
+            return false;
+        }
+        page.read(0, buf)
     }
 
     /// A dirty block was written back (under the pool's state mutex).
@@ -139,13 +254,18 @@ impl FlashVolume {
     }
 
     /// Flushes the backing device (writes sent around the pool).
-    fn flush_backing(&self) -> Result {
+    pub(crate) fn flush_backing(&self) -> Result {
         let waiter = self.flush_waiter.lock();
         crate::backing::flush_bdev(&self.pool.shared.bioset, self.backing.bdev(), &waiter)
     }
 
     /// Maps one bio; `rel_sector` is relative to the target.
     pub(crate) fn map(self: &Arc<Self>, rel_sector: u64, bio: DmBio) -> MapResult {
+        if self.fenced() {
+            // A peer took the volume over; the table must be reloaded.
+            bio.complete(BioStatus::IOERR);
+            return MapResult::submitted();
+        }
         let size = bio.size();
         let now = Ktime::ktime_get();
         let kind = match bio.op() {
@@ -373,6 +493,11 @@ impl FlashOp {
         let v = &self.volume;
         let pool = &v.pool;
         let Some(spans) = self.spans() else { return };
+        // The backing device may be older than an orphan a host still holds.
+        if v.repl.as_ref().is_some_and(|r| r.reads_held() && r.wait_readable().is_err()) {
+            self.complete(false);
+            return;
+        }
         let n = spans.count as usize;
         // Pages for fills, before the lock (none: the blocks are read uncached).
         let mut pages: KVec<CountedPage> = KVec::new();
@@ -505,7 +630,16 @@ impl FlashOp {
         let pool = &v.pool;
         let Some(spans) = self.spans() else { return };
         let n = spans.count as usize;
-        let wb = v.requested() == POLICY_WRITE_BACK;
+        let mut wb = v.requested() == POLICY_WRITE_BACK;
+        if let Some(r) = &v.repl {
+            match replicated_mode(r, &spans) {
+                Ok(replicate) => wb = replicate,
+                Err(_) => {
+                    self.complete(false);
+                    return;
+                }
+            }
+        }
         let mut plan = [Plan::Direct; MAX_BLOCKS as usize];
         let mut new_slot = [0 as SlotId; MAX_BLOCKS as usize];
         let mut conflict;
@@ -702,10 +836,79 @@ impl FlashOp {
             && self.settle_direct(&spans, &plan, |pool, st, key| drop_clean(pool, st, key).is_ok())
             && self.settle_direct(&spans, &plan, |_, st, key| !st.journal.has_record(key));
         ok &= !self.failed.load(Relaxed);
+        if ok {
+            if let Some(r) = &v.repl {
+                ok = self.protect(r, &spans, &plan, &new_slot, wb);
+            }
+        }
         if ok && fua {
             ok = pool.wait_commit().is_ok() && (!plan[..n].contains(&Plan::Direct) || v.flush_backing().is_ok());
         }
         self.complete(ok);
+    }
+
+    /// A replicated volume's write landed in the pool: its blocks go to every peer,
+    /// and the pool commits them, before the write completes. A write that could not
+    /// be replicated waits until its blocks are protected again or written back
+    /// (`Replication::protect_failed_write`). In write-through (degraded), blocks that
+    /// still went to the pool (over dirty ones) are written back before it completes.
+    fn protect(
+        self: &FlashOpRef,
+        r: &Arc<Replication>,
+        spans: &Spans,
+        plan: &[Plan; MAX_BLOCKS as usize],
+        new_slot: &[SlotId; MAX_BLOCKS as usize],
+        wb: bool,
+    ) -> bool {
+        let v = &self.volume;
+        let pool = &v.pool;
+        let mut blocks = [0u64; MAX_BLOCKS as usize];
+        let mut nb = 0;
+        for i in 0..spans.count as usize {
+            if let (Plan::New, Some(s)) = (plan[i], spans.get(i as u32)) {
+                blocks[nb] = s.block;
+                nb += 1;
+            }
+        }
+        if nb == 0 {
+            return true;
+        }
+        if !wb {
+            return v.flush_sync().is_ok();
+        }
+        let batch = alloc_retry(BatchWait::new);
+        let page = CountedPage::alloc().ok();
+        let sent = {
+            let guard = self.bio.lock();
+            let Some(bio) = guard.as_ref() else { return false };
+            // Under the replication's send lock: a version is sent with the block's
+            // newest data. Ours, from the bio, unless a later write replaced it in the
+            // pool since: then that one's, from the flash device.
+            let copy = |block: u64, buf: &mut [u8]| {
+                let Some(i) = (0..spans.count).find(|&i| spans.get(i).is_some_and(|s| s.block == block)) else {
+                    return false;
+                };
+                let Some(s) = spans.get(i) else { return false };
+                let ours = pool.state.lock().cache.peek(s.key).is_some_and(|(slot, _)| slot == new_slot[i as usize]);
+                match (&page, ours) {
+                    (Some(p), true) => bio.copy_to_counted(s.bio_off, p, 0, s.len) && p.read(0, buf),
+                    _ => v.read_dirty(block, buf),
+                }
+            };
+            r.send_write(&blocks[..nb], &[], copy, || batch.waiter())
+        };
+        // Acknowledged writes are committed here too: after a power cut, the pool's
+        // copy of every block is at least as new as any acknowledged replica.
+        if pool.wait_commit().is_err() {
+            return false;
+        }
+        match sent {
+            Some(gen) if batch.wait(r.cluster.timeout_ms()) && r.peer_set_gen() == gen => {
+                r.replicated_writes.fetch_add(nb as u64, Relaxed);
+                true
+            }
+            _ => r.protect_failed_write(&**v, &blocks[..nb], 0),
+        }
     }
 
     /// For each block written around the pool, waits until `settled` holds for it
@@ -762,6 +965,14 @@ impl FlashOp {
         let Some(size) = self.bio.lock().as_ref().map(|b| b.size()) else { return };
         let first = (self.rel_sector * 512).div_ceil(crate::backing::BLOCK_BYTES);
         let end = (self.rel_sector * 512 + u64::from(size)) / crate::backing::BLOCK_BYTES;
+        if let Some(r) = &v.repl {
+            // Peers drop their replicas first: a takeover must not write them over it.
+            let dropped = r.wait_writable().and_then(|_| r.drop_range_at_peers(first, end.saturating_sub(first)));
+            if dropped.is_err() {
+                self.complete(false);
+                return;
+            }
+        }
         let mut conflict = false;
         let mut block = first;
         while block < end {
@@ -804,6 +1015,24 @@ impl FlashOp {
         let ok = self.wait_io();
         drop(ordered);
         self.complete(ok);
+    }
+}
+
+/// Waits until a write to a replicated volume may proceed: `Ok(true)` replicated
+/// write-back, `Ok(false)` write-through (degraded: the peers dropped what they held of
+/// the range first, so a takeover cannot write it over this write). Sleeps.
+fn replicated_mode(r: &Replication, spans: &Spans) -> Result<bool> {
+    loop {
+        match r.wait_writable()? {
+            true => return Ok(true),
+            false => {
+                r.drop_range_at_peers(spans.first_block, u64::from(spans.count))?;
+                // The drop may have waited: the lease is checked again.
+                if r.cluster.holds_lease() {
+                    return Ok(false);
+                }
+            }
+        }
     }
 }
 
@@ -854,5 +1083,69 @@ impl WorkItem for FlashOp {
             Kind::Flush => this.run_flush(),
             Kind::Discard => this.run_discard(),
         }
+    }
+}
+
+/// What replication needs of the volume it protects.
+impl ProtectedVolume for FlashVolume {
+    fn dirty_count(&self) -> u64 {
+        self.dirty.load(Relaxed)
+    }
+
+    fn dirty_blocks(&self, cursor: &mut (usize, u32), out: &mut KVec<u64>, max: usize) {
+        let Some(zero) = Key::new(0, 0) else { return };
+        let mut found = [(0 as SlotId, zero); 16];
+        let st = self.pool.state.lock();
+        while out.len() < max && cursor.1 < st.cache.slots() {
+            let room = (max - out.len()).min(found.len());
+            // Blocks being written back are still dirty: their destage may fail.
+            let (n, next) = st.cache.dirty_scan_all(cursor.1, &mut found[..room]);
+            for &(_, key) in &found[..n] {
+                // Within the capacity the caller reserved: never allocates.
+                if key.volume() == self.id && out.push(key.block(), GFP_NOWAIT).is_err() {
+                    return;
+                }
+            }
+            cursor.1 = next;
+            if n == 0 {
+                break;
+            }
+        }
+    }
+
+    fn copy_dirty(&self, block: u64, buf: &mut [u8]) -> bool {
+        self.read_dirty(block, buf)
+    }
+
+    fn fence(&self) {
+        FlashVolume::fence(self)
+    }
+
+    fn flush_backing(&self) -> Result {
+        FlashVolume::flush_backing(self)
+    }
+
+    fn flush_sync(&self) -> Result {
+        FlashVolume::flush_sync(self)
+    }
+
+    fn make_urgent(&self) {
+        self.pool.kick_destager(true)
+    }
+
+    fn stopping(&self) -> bool {
+        self.pool.stopping()
+    }
+}
+
+impl OwnedVolume for FlashVolume {
+    fn heartbeat(&self) {
+        if let Some(r) = &self.repl {
+            r.reconcile(self);
+        }
+    }
+
+    fn replica_hosts(&self) -> u64 {
+        self.repl.as_ref().map_or(0, |r| r.replica_hosts())
     }
 }

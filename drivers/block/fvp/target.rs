@@ -10,6 +10,7 @@ use crate::fvp_kernel::bio::DmBio;
 use crate::fvp_kernel::block::OpenedBdev;
 use crate::fvp_kernel::dm::{self, CtrError, MapResult, StatusType, StatusWriter, TargetDevice, TargetInfo};
 use crate::logic::abi::{self, POLICY_WRITE_BACK, POLICY_WRITE_THROUGH};
+use crate::logic::cache::SlotState;
 use crate::logic::table::{self, Policy, TableError};
 use crate::pool::Released;
 use crate::registry::Registry;
@@ -89,6 +90,16 @@ fn write_info(
 }
 
 /// The IMA measurement line.
+/// Replicated volumes add: <state> <peer ids, comma-separated, or -> <epoch>.
+fn write_repl(out: &mut StatusWriter<'_>, r: &Replication) -> core::fmt::Result {
+    let p = r.peer_ids();
+    match (p[0], p[1]) {
+        (0, _) => write!(out, " {} - {}", r.state_name(), r.epoch.load(Relaxed)),
+        (a, 0) => write!(out, " {} {} {}", r.state_name(), a, r.epoch.load(Relaxed)),
+        (a, b) => write!(out, " {} {},{} {}", r.state_name(), a, b, r.epoch.load(Relaxed)),
+    }
+}
+
 fn write_ima(out: &mut StatusWriter<'_>, backing: &str, pool: &str, requested: u32) -> core::fmt::Result {
     write!(
         out,
@@ -447,15 +458,7 @@ impl dm::Target for RamTarget {
         let _ = match kind {
             StatusType::Info => write_info(out, s, v.requested(), v.effective(), v.dirty.load(Relaxed), pool)
                 .and_then(|_| match &v.repl {
-                    // Replicated volumes add: <state> <peer ids, comma-separated, or -> <epoch>.
-                    Some(r) => {
-                        let p = r.peer_ids();
-                        match (p[0], p[1]) {
-                            (0, _) => write!(out, " {} - {}", r.state_name(), r.epoch.load(Relaxed)),
-                            (a, 0) => write!(out, " {} {} {}", r.state_name(), a, r.epoch.load(Relaxed)),
-                            (a, b) => write!(out, " {} {},{} {}", r.state_name(), a, b, r.epoch.load(Relaxed)),
-                        }
-                    }
+                    Some(r) => write_repl(out, r),
                     None => Ok(()),
                 })
                 // Last on every line (after the replication fields, if any).
@@ -526,12 +529,6 @@ impl FlashTarget {
         table: &table::Table<'_>,
         pool: Arc<FlashPool>,
     ) -> Result<Self, CtrError> {
-        if table.peers > 0 {
-            return Err(CtrError {
-                errno: EINVAL,
-                message: c"peers>0 on a flash pool is not supported yet (use a RAM pool, or peers=0)",
-            });
-        }
         let _one = registry.constructing.lock();
         let dm_backing = ti.get_device(table.backing_dev).map_err(|_| refuse(TableError::CannotOpenBackingDevice))?;
         let backing_sectors = dm_backing.bdev().nr_sectors();
@@ -557,9 +554,33 @@ impl FlashTarget {
             .map_err(|_| refuse(TableError::OutOfMemory))?;
         let devt = ti.devt();
         let policy = policy_code(table.policy);
+        // Replicated: the backing device must be one the cluster shares (a peer writes
+        // the volume's blocks to it after a takeover).
+        let shared_dev = if table.peers > 0 {
+            let cluster = &registry.cluster;
+            if cluster.settings().is_none() {
+                return Err(CtrError {
+                    errno: EINVAL,
+                    message: c"peers: no cluster configured (fvpctl cluster apply)",
+                });
+            }
+            let Some(dev) = cluster.device_by_devt(backing_devt) else {
+                return Err(CtrError {
+                    errno: EINVAL,
+                    message: c"peers: the backing device is not a shared device of the cluster (fvpctl device add)",
+                });
+            };
+            Some(dev.req.name)
+        } else {
+            None
+        };
         let volume = pool
             .attach(table.backing_dev, backing_sectors, devt, |id, dirty| {
-                FlashVolume::new(id, pool.clone(), backing, backing_devt, devt, policy, dirty)
+                let repl = match shared_dev {
+                    Some(name) => Some(Replication::new(registry.cluster.clone(), name, table.peers, table.domain)?),
+                    None => None,
+                };
+                FlashVolume::new(id, pool.clone(), backing, backing_devt, devt, policy, dirty, repl)
             })
             .map_err(|e| {
                 let message = if e == EBUSY {
@@ -573,6 +594,31 @@ impl FlashTarget {
                 };
                 CtrError { errno: e, message }
             })?;
+        let same_setup = match &volume.repl {
+            None => table.peers == 0,
+            Some(r) => r.peers_wanted == table.peers && r.rule == table.domain,
+        };
+        if !same_setup {
+            // A reload sharing the volume: its replication cannot change under it.
+            pool.detach(&volume);
+            return Err(CtrError {
+                errno: EBUSY,
+                message: c"a reload cannot change the volume's peers or domain (remove and create it again)",
+            });
+        }
+        if let (Some(r), 1) = (&volume.repl, volume.tables.load(Relaxed)) {
+            // A new replicated volume. After a crash its peers may hold an orphan (the
+            // replicas of its earlier incarnation), written to the backing device before
+            // this one runs: a clean copy here may be older than that (docs/flash.md,
+            // "Replication"). Dirty copies are at least as new (acknowledged writes
+            // were committed first) and are written back after the orphan.
+            let dropped_clean = pool.purge(&volume, |st| st == SlotState::Clean);
+            let _ = dropped_clean;
+            if registry.cluster.add_volume(r.volume_id, volume.clone()).is_err() {
+                pool.detach(&volume);
+                return Err(refuse(TableError::OutOfMemory));
+            }
+        }
         if volume.dirty.load(Relaxed) > 0 {
             pr_info!(
                 "flash volume {}: {} dirty blocks of this backing device found in pool {}\n",
@@ -600,9 +646,18 @@ impl FlashTarget {
                 self.volume.stats.clear();
                 Ok(())
             }
+            [b"resolve", how @ (b"keep" | b"discard")] => {
+                let Some(r) = &self.volume.repl else {
+                    pr_warn!("resolve: the volume is not replicated (peers=0)\n");
+                    return Err(EINVAL);
+                };
+                r.resolve(&*self.volume, *how == b"keep").inspect_err(|_| {
+                    pr_warn!("resolve: the volume is not waiting for a takeover answer\n");
+                })
+            }
             _ => {
                 pr_warn!(
-                    "unknown message for a flash volume (known: flush, retry, policy <write-through|write-back>, clear-stats)\n"
+                    "unknown message for a flash volume (known: flush, retry, resolve <keep|discard>, policy <write-through|write-back>, clear-stats)\n"
                 );
                 Err(EINVAL)
             }
@@ -616,19 +671,34 @@ impl FlashTarget {
         let s = &v.stats;
         let _ = match kind {
             // The RAM volumes' fields, in the same order.
-            StatusType::Info => {
-                write_info(out, s, v.requested(), v.effective(), v.dirty.load(Relaxed), pool).and_then(|_| {
-                    write!(out, " {} {} {}", v.health(), Stats::get(&s.destage_errors), Stats::get(&s.io_errors))
+            StatusType::Info => write_info(out, s, v.requested(), v.effective(), v.dirty.load(Relaxed), pool)
+                .and_then(|_| match &v.repl {
+                    Some(r) => write_repl(out, r),
+                    None => Ok(()),
                 })
-            }
-            StatusType::Table => write!(
-                out,
-                "{} {} {} peers=0 block_size={} sequential_cutoff=0",
-                name,
-                pool,
-                policy_name(v.requested()),
-                table::BLOCK_SIZE
-            ),
+                .and_then(|_| {
+                    write!(out, " {} {} {}", v.health(), Stats::get(&s.destage_errors), Stats::get(&s.io_errors))
+                }),
+            StatusType::Table => match &v.repl {
+                None => write!(
+                    out,
+                    "{} {} {} peers=0 block_size={} sequential_cutoff=0",
+                    name,
+                    pool,
+                    policy_name(v.requested()),
+                    table::BLOCK_SIZE
+                ),
+                Some(r) => write!(
+                    out,
+                    "{} {} {} peers={} domain={} block_size={} sequential_cutoff=0",
+                    name,
+                    pool,
+                    policy_name(v.requested()),
+                    r.peers_wanted,
+                    r.rule.name(),
+                    table::BLOCK_SIZE
+                ),
+            },
             StatusType::Ima => write_ima(out, name, pool, v.requested()),
         };
     }
@@ -636,7 +706,24 @@ impl FlashTarget {
 
 impl Drop for FlashTarget {
     fn drop(&mut self) {
-        self.volume.pool.detach(&self.volume);
+        let v = &self.volume;
+        if v.pool.detach(v) {
+            if let Some(r) = &v.repl {
+                r.cluster.remove_volume(r.volume_id);
+                if v.dirty.load(Relaxed) == 0 {
+                    // Nothing dirty: the peers' replicas are no longer needed.
+                    r.close();
+                } else {
+                    // The peers keep them (an orphan, written before the volume's
+                    // next incarnation runs; docs/flash.md, "Replication").
+                    pr_info!(
+                        "flash volume {}: removed with {} dirty blocks: they stay in the pool, and their replicas at the peers\n",
+                        v.id,
+                        v.dirty.load(Relaxed)
+                    );
+                }
+            }
+        }
         self.registry.volume_destroyed();
     }
 }

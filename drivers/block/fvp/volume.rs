@@ -107,7 +107,7 @@ impl Span {
 /// The blocks a bio covers, given its first sector relative to the target.
 pub(crate) struct Spans {
     vid: u16,
-    first_block: u64,
+    pub(crate) first_block: u64,
     head: u32,
     size: u32,
     pub(crate) count: u32,

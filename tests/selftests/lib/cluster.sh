@@ -89,11 +89,20 @@ wait_state() {
 
 # owner_round K: the owner's half of kill round K (node 1): a write-back volume with one
 # peer on the shared disk, and the ack writer running until the host kills this guest
-# (at a random moment after its 100th acknowledged write).
+# (at a random moment after its 100th acknowledged write). Even rounds cache on a flash
+# pool (16 MiB of a RAM disk, lost with the guest as a dead host's SSD is), odd ones on
+# the RAM pool: the peer's replicas must hold every acknowledged write either way.
 owner_round() {
   k=$1
   disk=$(cluster_shared_disk)
-  fvp_dm_create "own$k" "0 $((16 * 2048)) fvp $(fvp_devno "$disk") cp write-back peers=1" || return 1
+  pool=cp
+  if [ $((k % 2)) = 0 ]; then
+    pool=fp$k
+    dmsetup create fvp_fp$k --table "0 32768 linear $(fvp_devno /dev/ram0) 0" || return 1
+    fvpctl pool create "$pool" --flash /dev/mapper/fvp_fp$k --force >/dev/null || return 1
+    echo "# round $k: flash pool $pool"
+  fi
+  fvp_dm_create "own$k" "0 $((16 * 2048)) fvp $(fvp_devno "$disk") $pool write-back peers=1" || return 1
   wait_state "own$k" protected 120 || { cluster_debug; return 1; }
   barrier "round$k-ready"
   python3 "$FVP_REPO/tests/selftests/lib/ackwriter.py" "/dev/mapper/own$k" "$OUT/acks-$k.log" \
