@@ -556,7 +556,7 @@ impl FlashTarget {
         let policy = policy_code(table.policy);
         // Replicated: the backing device must be one the cluster shares (a peer writes
         // the volume's blocks to it after a takeover).
-        let shared_dev = if table.peers > 0 {
+        let repl = if table.peers > 0 {
             let cluster = &registry.cluster;
             if cluster.settings().is_none() {
                 return Err(CtrError {
@@ -570,16 +570,16 @@ impl FlashTarget {
                     message: c"peers: the backing device is not a shared device of the cluster (fvpctl device add)",
                 });
             };
-            Some(dev.req.name)
+            // Unused if a reload shares the volume (it has its own).
+            Some(
+                Replication::new(cluster.clone(), dev.req.name, table.peers, table.domain)
+                    .map_err(|_| refuse(TableError::OutOfMemory))?,
+            )
         } else {
             None
         };
         let volume = pool
             .attach(table.backing_dev, backing_sectors, devt, |id, dirty| {
-                let repl = match shared_dev {
-                    Some(name) => Some(Replication::new(registry.cluster.clone(), name, table.peers, table.domain)?),
-                    None => None,
-                };
                 FlashVolume::new(id, pool.clone(), backing, backing_devt, devt, policy, dirty, repl)
             })
             .map_err(|e| {

@@ -121,7 +121,7 @@ for k in $(seq 1 "$kills"); do
   t=0; while running 1 && [ $t -lt 30 ]; do sleep 1; t=$((t + 1)); done
   acks=$(wc -l <"$n1/out/acks-$k.log")
   ! running 1
-  result $? "round $k: owner killed (kill -9 of QEMU) after $acks acknowledged writes"
+  result $? "round $k: owner killed (kill -9 of QEMU) after $acks acknowledged writes ($(cat "$n1/out/pool-$k" 2>/dev/null))"
   # Right away: no peer writes before it fenced the owner (the timeout) and held that
   # fence for 1.2 timeouts more, so the disk still shows what the owner had written.
   out=$(python3 "$repo/tests/lib/verify_acks.py" "$n1/out/acks-$k.log" "$run/shared.img" --exposed "$MIN_EXPOSED")

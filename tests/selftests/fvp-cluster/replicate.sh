@@ -5,6 +5,9 @@
 # node 1 and 2 in domain "a" and node 3 in "b", domain=same places the peer on node 2 and
 # domain=different on node 3; with all three in "a", peers=2 domain=same places them on
 # nodes 2 and 3. The default domains (one per host) are restored at the end.
+# The same over a flash pool (rf; 16 MiB of a RAM disk on node 1): the peers hold the
+# replicas; a write-back of every dirty block (flush message) makes them drop them all
+# (DESTAGED), before the volume is removed.
 # Zeroing (rz): write-zeroes over 256 replicated blocks leaves the peers no replica of
 # them (a takeover would write them over the zeroes); a write the pool does not take
 # makes the next fsync flush the shared disk.
@@ -28,8 +31,8 @@ verify_on_disk() {
 resolve_refused() { ! dmsetup message "$1" 0 resolve keep 2>/dev/null && test "$(volume_state "$1")" = protected; }
 
 owner_case() {
-  name=$1 opts=$2 want=$3 size=$4
-  if ! fvp_dm_create "$name" "0 $sectors fvp $(fvp_devno "$disk") cp write-back $opts"; then
+  name=$1 opts=$2 want=$3 size=$4 pool=${5:-cp}
+  if ! fvp_dm_create "$name" "0 $sectors fvp $(fvp_devno "$disk") $pool write-back $opts"; then
     ktap_fail "$name: create with $opts"; barrier "$name-started"; barrier "$name-written"; barrier "$name-removed"
     return
   fi
@@ -57,6 +60,15 @@ owner_case() {
   # Only a volume suspended with an unreachable peer waits for the operator's answer.
   ktap_check "$name: 'resolve keep' refused on a volume not waiting for it" resolve_refused "$name"
   barrier "$name-written"
+  if [ "$pool" != cp ]; then
+    # A flash pool keeps dirty blocks across a removal: write them back first.
+    dmsetup message "$name" 0 flush
+    t=0
+    until [ "$(fvp_status_field "$name" dirty)" = 0 ] || [ $t -ge 120 ]; do sleep 1; t=$((t + 1)); done
+    ktap_check "$name: every dirty block written back within 120 s ($(fvp_status_field "$name" dirty) left)" \
+      test "$(fvp_status_field "$name" dirty)" = 0
+    barrier "$name-flushed"
+  fi
   ktap_check "$name: remove (drains, closes the replicas)" dmsetup remove "$name"
   ktap_check "$name: data verified on the shared disk itself" verify_on_disk "$name" "$size"
   barrier "$name-removed"
@@ -80,6 +92,14 @@ peer_case() {
     ktap_check "$name: this peer held replicas of node 1's writes (max $max blocks)" test "$max" -gt 0
   else
     ktap_check "$name: this host, not a peer, held no replicas (max $max)" test "$max" = 0
+  fi
+  if [ "${2:-cp}" != cp ]; then
+    barrier "$name-flushed"
+    # DESTAGED follows the write-back's backing flush, within a heartbeat or two.
+    t=0
+    until [ "$(host_field 1 replica_blocks)" = 0 ] || [ $t -ge 30 ]; do sleep 1; t=$((t + 1)); done
+    ktap_check "$name: the write-back made this host drop every replica before the removal ($(host_field 1 replica_blocks) left)" \
+      test "$(host_field 1 replica_blocks)" = 0
   fi
   barrier "$name-removed"
   ktap_check "$name: no replica left after the volume was removed" \
@@ -152,7 +172,7 @@ apply_in_place() {
     test "${up% *}" = "3 3" -a "$restarts" = 0 -a "${changes#*],}" = "[]]"
 }
 
-if [ "$FVP_NODE" = 1 ]; then ktap_plan 44; else ktap_plan 13; fi
+if [ "$FVP_NODE" = 1 ]; then ktap_plan 54; else ktap_plan 16; fi
 cluster_wait_up 3 120 || ktap_info "not all hosts up before the test"
 # peers=1 is covered by the domain cases below.
 for case in "rb2 peers=2 2,3"; do
@@ -160,6 +180,16 @@ for case in "rb2 peers=2 2,3"; do
   if [ "$FVP_NODE" = 1 ]; then owner_case "$1" "$2" "$3" 4M
   else peer_case "$1"; fi
 done
+
+if [ "$FVP_NODE" = 1 ]; then
+  dmsetup create fvp_rfflash --table "0 32768 linear $(fvp_devno /dev/ram0) 0" &&
+    fvpctl pool create rfp --flash /dev/mapper/fvp_rfflash --force >/dev/null
+  owner_case rf peers=2 2,3 1M rfp
+  ktap_check "rf: flash pool closed" fvpctl pool close rfp
+  dmsetup remove fvp_rfflash
+else
+  peer_case rf rfp
+fi
 
 if [ "$FVP_NODE" = 1 ]; then zero_owner; else zero_peer; fi
 

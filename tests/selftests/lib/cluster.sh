@@ -103,6 +103,8 @@ owner_round() {
     echo "# round $k: flash pool $pool"
   fi
   fvp_dm_create "own$k" "0 $((16 * 2048)) fvp $(fvp_devno "$disk") $pool write-back peers=1" || return 1
+  # For host.sh's report: the pool the round ran on, as the kernel has it.
+  fvpctl pool list | grep -E "pool $pool[: ]" >"$OUT/pool-$k"
   wait_state "own$k" protected 120 || { cluster_debug; return 1; }
   barrier "round$k-ready"
   python3 "$FVP_REPO/tests/selftests/lib/ackwriter.py" "/dev/mapper/own$k" "$OUT/acks-$k.log" \
