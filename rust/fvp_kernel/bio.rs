@@ -8,8 +8,9 @@ use super::bindings;
 use super::mempool::PoolArc;
 use super::pages::{CountedPage, PageRef};
 use core::mem::MaybeUninit;
+use core::num::NonZeroU32;
 use core::pin::Pin;
-use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicI64, AtomicU32, AtomicU8, Ordering};
 use kernel::error::to_result;
 use kernel::init::PinInit;
 use kernel::prelude::*;
@@ -127,6 +128,33 @@ pub(crate) struct PerBio {
     refs: AtomicU32,
     /// The status its owner completed it with.
     status: AtomicU8,
+    /// Non-zero: the target's tag of a bio remapped by [`DmBio::remap_tagged`], handed
+    /// to its `end_io` once (then zero).
+    tag: AtomicU32,
+    /// With `tag`: when the target mapped it (ns, `ktime_get`).
+    start_ns: AtomicI64,
+}
+
+/// What [`DmBio::remap_tagged`] left for the target's `end_io`.
+pub struct RemapTag {
+    /// The tag given to `remap_tagged`.
+    pub tag: NonZeroU32,
+    /// When the bio was mapped.
+    pub start: kernel::time::Ktime,
+}
+
+/// Takes the tag a remapped bio carries, if any (at most once per bio).
+///
+/// # Safety
+///
+/// `bio` is a bio device-mapper passed to an fvp target's `map`, now completing (its
+/// per-bio data is alive until the target's `end_io` returns).
+pub(crate) unsafe fn take_remap_tag(bio: *mut bindings::bio) -> Option<RemapTag> {
+    // SAFETY: the caller's guarantee.
+    let pb = unsafe { per_bio(bio) };
+    let tag = NonZeroU32::new(pb.tag.swap(0, Ordering::AcqRel))?;
+    let start = kernel::time::Ktime::from_raw(pb.start_ns.load(Ordering::Relaxed));
+    Some(RemapTag { tag, start })
 }
 
 /// Bytes of per-bio data every fvp target asks device-mapper for.
@@ -172,9 +200,12 @@ impl DmBio {
         let bio = core::ptr::NonNull::new(bio).expect("device-mapper passes a bio");
         // SAFETY: the per-bio data is ours (the caller's guarantee) and uninitialised.
         unsafe {
-            bindings::dm_per_bio_data(bio.as_ptr(), PER_BIO_SIZE)
-                .cast::<PerBio>()
-                .write(PerBio { refs: AtomicU32::new(1), status: AtomicU8::new(0) })
+            bindings::dm_per_bio_data(bio.as_ptr(), PER_BIO_SIZE).cast::<PerBio>().write(PerBio {
+                refs: AtomicU32::new(1),
+                status: AtomicU8::new(0),
+                tag: AtomicU32::new(0),
+                start_ns: AtomicI64::new(0),
+            })
         };
         // INVARIANT: ownership is the caller's guarantee; the per-bio data is set up.
         Self { bio }
@@ -287,6 +318,24 @@ impl DmBio {
             (*bio).bi_iter.bi_sector = sector;
         }
         super::dm::MapResult::remapped(bio)
+    }
+
+    /// Like [`DmBio::remap`], and when the bio completes, device-mapper calls the
+    /// target's `end_io` with `tag` and `start` (`Target::end_io`): what the target must
+    /// release then (a read of slots that must not be reused before it ended).
+    pub fn remap_tagged(
+        self,
+        bdev: &BlockDevice,
+        sector: u64,
+        tag: NonZeroU32,
+        start: kernel::time::Ktime,
+    ) -> super::dm::MapResult {
+        // SAFETY: the bio is live and mapped (invariant).
+        let pb = unsafe { per_bio(self.bio.as_ptr()) };
+        pb.start_ns.store(start.to_ns(), Ordering::Relaxed);
+        // Published by the submission, which happens before the completion.
+        pb.tag.store(tag.get(), Ordering::Release);
+        self.remap(bdev, sector)
     }
 
     /// Gives the bio back to device-mapper to be mapped again later (e.g. when memory

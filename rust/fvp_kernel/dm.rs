@@ -156,6 +156,11 @@ pub trait Target: Sized + Send + Sync + 'static {
     /// stacks queue limits and detects overlapping use.
     fn data_device(&self) -> &TargetDevice;
 
+    /// A bio remapped with [`DmBio::remap_tagged`] completed (`ok`: without error).
+    /// Called once per such bio, in its completion context (may be an interrupt):
+    /// must not sleep.
+    fn end_io(&self, _target: &TargetInfo, _tag: super::bio::RemapTag, _ok: bool) {}
+
     /// The smallest unit of I/O this target accepts, in bytes (its logical block
     /// size): 512 accepts anything; 4096 makes every bio a whole number of 4 KiB blocks.
     fn logical_block_size(&self) -> u32 {
@@ -416,6 +421,7 @@ impl<T: Target> Registration<T> {
                     ctr: Some(ctr_callback::<T>),
                     dtr: Some(dtr_callback::<T>),
                     map: Some(map_callback::<T>),
+                    end_io: Some(end_io_callback::<T>),
                     status: Some(status_callback::<T>),
                     postsuspend: Some(postsuspend_callback::<T>),
                     resume: Some(resume_callback::<T>),
@@ -522,6 +528,29 @@ unsafe extern "C" fn map_callback<T: Target>(ti: *mut bindings::dm_target, bio: 
     // remaps or completes it; the constructor set `per_io_data_size` to `PER_BIO_SIZE`.
     let bio = unsafe { DmBio::from_raw(raw) };
     target.map(info, bio).into_raw_for(raw)
+}
+
+/// # Safety
+///
+/// Called by device-mapper only, when a bio it passed to `map` completes, between
+/// construction and destruction.
+unsafe extern "C" fn end_io_callback<T: Target>(
+    ti: *mut bindings::dm_target,
+    bio: *mut bindings::bio,
+    error: *mut bindings::blk_status_t,
+) -> c_int {
+    // SAFETY: `bio` went through `map` (which set up its per-bio data) and is completing.
+    if let Some(tag) = unsafe { super::bio::take_remap_tag(bio) } {
+        // SAFETY: `private` holds the `Pin<KBox<T>>` stored by the constructor; the
+        // destructor runs only after every bio completed.
+        let target = unsafe { <Pin<KBox<T>> as ForeignOwnable>::borrow((*ti).private) };
+        // SAFETY: `ti` is valid while its bios complete, and not mutated after construction.
+        let info = unsafe { TargetInfo::from_raw(ti) };
+        // SAFETY: device-mapper passes the completion status.
+        let ok = unsafe { *error } == 0;
+        target.end_io(info, tag, ok);
+    }
+    bindings::DM_ENDIO_DONE as c_int
 }
 
 /// # Safety

@@ -14,7 +14,7 @@ use crate::backing::{BioWaiter, IoBatch};
 use crate::cluster::OwnedVolume;
 use crate::conn::BatchWait;
 use crate::flash_pool::FlashPool;
-use crate::fvp_kernel::bio::{BioDone, BioStatus, DmBio, Op, OwnedBio};
+use crate::fvp_kernel::bio::{BioDone, BioStatus, DmBio, Op, OwnedBio, RemapTag};
 use crate::fvp_kernel::block::OpenedBdev;
 use crate::fvp_kernel::dm::MapResult;
 use crate::fvp_kernel::mempool::PoolArc;
@@ -230,6 +230,17 @@ impl FlashVolume {
         page.read(0, buf)
     }
 
+    /// A hit remapped by `read` completed (in its completion context): its slots may
+    /// be reused.
+    pub(crate) fn hit_ended(&self, tag: RemapTag, ok: bool) {
+        self.pool.end_read(tag.tag.get() - 1);
+        if ok {
+            self.stats.read_latency.record_since(tag.start);
+        } else {
+            Stats::add(&self.stats.io_errors, 1);
+        }
+    }
+
     /// A dirty block was written back (under the pool's state mutex).
     pub(crate) fn destaged_one(&self) {
         self.dirty.fetch_sub(1, Relaxed);
@@ -292,7 +303,9 @@ impl FlashVolume {
         MapResult::submitted()
     }
 
-    /// A read whose every block is cached goes to the flash device from here.
+    /// A read whose every block is cached goes to the flash device from here: the bio
+    /// itself when its blocks sit in consecutive slots (one block, say), clones of it
+    /// otherwise.
     fn read(self: &Arc<Self>, rel_sector: u64, bio: DmBio, start: Ktime) -> MapResult {
         let spans = Spans::new(self.id, rel_sector, bio.size());
         let mut slots = [0 as SlotId; MAX_BLOCKS as usize];
@@ -312,6 +325,15 @@ impl FlashVolume {
             self.pool.begin_read(&st)
         };
         Stats::add(&self.stats.read_hits, u64::from(spans.count));
+        let n = spans.count as usize;
+        let consecutive = slots[..n].windows(2).all(|w| w[1] == w[0].wrapping_add(1));
+        if let (true, Some(first)) = (consecutive, spans.get(0)) {
+            // The read epoch ends in `hit_ended`, when the bio completes.
+            let sector = self.flash_sector(slots[0]) + u64::from(first.block_off / 512);
+            if let Some(tag) = core::num::NonZeroU32::new(epoch + 1) {
+                return bio.remap_tagged(self.pool.dev.bdev(), sector, tag, start);
+            }
+        }
         let op = FlashOp::new(self, Kind::ReadHit, rel_sector, bio, start);
         op.epoch.store(epoch, Relaxed);
         {

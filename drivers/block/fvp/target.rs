@@ -6,7 +6,7 @@
 
 use crate::flash_pool::FlashPool;
 use crate::flash_volume::FlashVolume;
-use crate::fvp_kernel::bio::DmBio;
+use crate::fvp_kernel::bio::{DmBio, RemapTag};
 use crate::fvp_kernel::block::OpenedBdev;
 use crate::fvp_kernel::dm::{self, CtrError, MapResult, StatusType, StatusWriter, TargetDevice, TargetInfo};
 use crate::logic::abi::{self, POLICY_WRITE_BACK, POLICY_WRITE_THROUGH};
@@ -172,6 +172,13 @@ impl dm::Target for FvpTarget {
         match self {
             FvpTarget::Ram(t) => t.status(ti, kind, out),
             FvpTarget::Flash(t) => t.status(kind, out),
+        }
+    }
+
+    fn end_io(&self, _ti: &TargetInfo, tag: RemapTag, ok: bool) {
+        // Only flash volumes remap with a tag (hits sent straight to the pool's device).
+        if let FvpTarget::Flash(t) = self {
+            t.volume.hit_ended(tag, ok);
         }
     }
 
