@@ -7,7 +7,7 @@
 #                 no unsafe in driver modules, clippy -D warnings, cargo test (scripts/check.sh)
 #   make test     install what is missing, build everything, run every test
 #   make demo     three guests: a replicated write-back volume, its owner killed mid-run
-#   make bench    compare fvp with brd, dm-linear, dm-cache, dm-writecache in one guest
+#   make bench    compare fvp with brd, dm-linear, dm-cache, dm-writecache, bcache in one guest
 #   make bench-replication   replicated writes (peers=0/1/2) vs DRBD protocol C, three guests
 #   make module   build fvp.ko (against the cached test kernel, or KDIR=...)
 #   make fvpctl   build the control tool

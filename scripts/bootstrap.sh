@@ -10,7 +10,7 @@ packages=(
   clang lld llvm libclang-dev
   flex bison bc libelf-dev libssl-dev cpio kmod xz-utils
   qemu-system-x86 qemu-utils busybox-static
-  fio dmsetup util-linux iproute2 drbd-utils
+  fio dmsetup util-linux iproute2 drbd-utils bcache-tools
   python3 gcc make gnuplot-nox jq
 )
 
