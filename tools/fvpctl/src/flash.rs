@@ -457,6 +457,10 @@ mod tests {
         fn live(&self, slot: SlotId) -> Option<(Key, bool)> {
             self.0.get(&slot).copied()
         }
+
+        fn slot_of(&self, key: Key) -> Option<SlotId> {
+            self.0.iter().find(|(_, (k, _))| *k == key).map(|(s, _)| *s)
+        }
     }
 
     const DEVICE_BLOCKS: u64 = 2048;

@@ -145,6 +145,10 @@ impl Index for MapIndex {
     fn live(&self, slot: SlotId) -> Option<(Key, bool)> {
         self.0.get(&slot).copied()
     }
+
+    fn slot_of(&self, key: Key) -> Option<SlotId> {
+        self.0.iter().find(|(_, (k, _))| *k == key).map(|(s, _)| *s)
+    }
 }
 
 #[test]
