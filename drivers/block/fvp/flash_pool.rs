@@ -29,7 +29,7 @@ use crate::logic::abi;
 use crate::logic::cache::{Cache, Key, SlotId, SlotState};
 use crate::logic::flash::{
     self, FormatError, Geometry, Journal, Superblock, VolumeRecord, BLOCK, ENTRIES_PER_BLOCK, ENTRY_BYTES,
-    RECORDS_DEFAULT, VOLUME_RECORDS, VOLUME_TABLE_BLOCKS,
+    VOLUME_RECORDS, VOLUME_TABLE_BLOCKS,
 };
 use crate::pool::KStores;
 use crate::shared::Shared;
@@ -149,7 +149,8 @@ struct CommitScratch {
 }
 
 impl CommitScratch {
-    fn new(entry_blocks: u64) -> Result<Self> {
+    /// `records`: the journal's (every slot a phase frees had one).
+    fn new(entry_blocks: u64, records: usize) -> Result<Self> {
         let mut pages = KVec::with_capacity(COMMIT_PAGES, GFP_KERNEL)?;
         for _ in 0..COMMIT_PAGES {
             pages.push(CountedPage::alloc()?, GFP_KERNEL)?;
@@ -160,7 +161,7 @@ impl CommitScratch {
             blocks: KVec::with_capacity(usize::try_from(entry_blocks).map_err(|_| EINVAL)?, GFP_KERNEL)?,
             pages,
             buf,
-            freed: KVec::with_capacity(RECORDS_DEFAULT, GFP_KERNEL)?,
+            freed: KVec::with_capacity(records, GFP_KERNEL)?,
             batch: IoBatch::new()?,
         })
     }
@@ -338,8 +339,8 @@ impl FlashPool {
         let mut cache = Cache::<KStores>::new(0x5eed_f1a5);
         cache.set_holding();
         cache.grow(slots).map_err(|_| ENOMEM)?;
-        let mut journal = Journal::<KStores>::new(g.slots, RECORDS_DEFAULT).map_err(|_| ENOMEM)?;
-        let mut scratch = CommitScratch::new(entry_blocks)?;
+        let mut journal = Journal::<KStores>::new(g.slots, flash::records_for(g.slots)).map_err(|_| ENOMEM)?;
+        let mut scratch = CommitScratch::new(entry_blocks, flash::records_for(g.slots))?;
         let mut entry_buf = [0u8; ENTRY_BYTES];
         let record_blocks = |v: u16| records.get(usize::from(v)).copied().flatten().map(|r| r.blocks());
         let mut phase_failed = false;

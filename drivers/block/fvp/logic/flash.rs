@@ -74,6 +74,18 @@ pub const MAX_SEQ: u64 = 1 << 62;
 /// Default bound on slots whose entry is on the device but not live (superseded or
 /// released, waiting to be zeroed); more wait for a commit.
 pub const RECORDS_DEFAULT: usize = 1024;
+/// The most records a pool gets ([`records_for`]).
+pub const RECORDS_MAX: usize = 4096;
+
+/// Records for a pool of `slots`: one per 16 slots, within `RECORDS_DEFAULT ..=
+/// RECORDS_MAX`. Each commit frees what the one before recorded, so the records bound
+/// the writes between two commits: a commit of a large pool rewrites many entry
+/// blocks, and more writes per commit spread that cost (16 bytes of RAM each, a fixed
+/// table).
+pub fn records_for(slots: u64) -> usize {
+    let n = usize::try_from(slots / 16).unwrap_or(RECORDS_MAX);
+    n.clamp(RECORDS_DEFAULT, RECORDS_MAX)
+}
 
 const _: () = assert!(SECTOR.is_multiple_of(ENTRY_BYTES) && SECTOR.is_multiple_of(RECORD_BYTES));
 
@@ -601,7 +613,9 @@ impl<S: Stores> Journal<S> {
     /// A journal of `slots` FREE slots and room for `records` superseded or released
     /// slots (a freshly formatted pool; a recovered one then sets each slot with
     /// [`Journal::recovered`]).
+    /// At most [`RECORDS_MAX`] records (`records` is clamped to it).
     pub fn new(slots: u64, records: usize) -> Result<Self, crate::logic::cache::OutOfMemory> {
+        let records = records.min(RECORDS_MAX);
         let n = usize::try_from(slots).map_err(|_| crate::logic::cache::OutOfMemory)?;
         let words = n.div_ceil(ENTRIES_PER_BLOCK as usize).div_ceil(64);
         let mut state = S::empty();
@@ -937,7 +951,10 @@ impl<S: Stores> Journal<S> {
     }
 
     /// The block a slot's entry names in the running phase: the index's, or the
-    /// record's once the index let go of the slot during the phase.
+    /// record's once the index let go of the slot during the phase. (`encode_block`
+    /// and `newer_written` compute it without a look-up per slot; the tests' scan uses
+    /// this.)
+    #[cfg(test)]
     fn phase_key(&self, slot: SlotId, index: &impl Index) -> Option<(Key, bool)> {
         index.live(slot).or_else(|| self.record_of(slot).map(|i| (self.records[i].key, true)))
     }
@@ -990,13 +1007,30 @@ impl<S: Stores> Journal<S> {
     pub fn encode_block(&self, block: u64, seed: u32, index: &impl Index, out: &mut [u8]) {
         let seq = self.phase_seq.unwrap_or(0);
         out[..BLOCK].fill(0);
-        for slot in self.block_slots(block) {
+        let slots = self.block_slots(block);
+        // The recorded keys of this block's slots, in one pass over the records (a
+        // look-up per slot was O(records) each).
+        const NONE: u16 = u16::MAX;
+        const _: () = assert!(RECORDS_MAX < NONE as usize);
+        let mut recorded = [NONE; ENTRIES_PER_BLOCK as usize];
+        for (j, r) in self.records[..self.records_len].iter().enumerate() {
+            if slots.contains(&r.slot) {
+                recorded[(r.slot - slots.start) as usize] = j as u16;
+            }
+        }
+        let record_key = |slot: SlotId| match recorded[(slot - slots.start) as usize] {
+            NONE => None,
+            j => Some(self.records[usize::from(j)].key),
+        };
+        for slot in slots.clone() {
             let at = (u64::from(slot) % ENTRIES_PER_BLOCK) as usize * ENTRY_BYTES;
             let entry = match self.snap(slot) {
-                SNAP_LIVE => self.phase_key(slot, index).map(|(key, dirty)| Entry { key, dirty, seq }),
-                SNAP_OLDER | SNAP_HELD => {
-                    self.record_of(slot).map(|i| Entry { key: self.records[i].key, dirty: true, seq: seq - 1 })
-                }
+                // As `phase_key`: the index's key, else the record's.
+                SNAP_LIVE => index
+                    .live(slot)
+                    .or_else(|| record_key(slot).map(|k| (k, true)))
+                    .map(|(key, dirty)| Entry { key, dirty, seq }),
+                SNAP_OLDER | SNAP_HELD => record_key(slot).map(|key| Entry { key, dirty: true, seq: seq - 1 }),
                 _ => None,
             };
             encode_entry(seed, u64::from(slot), entry.as_ref(), &mut out[at..at + ENTRY_BYTES]);

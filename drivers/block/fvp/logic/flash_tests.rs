@@ -1033,3 +1033,15 @@ fn crash_at_any_step_loses_no_flushed_write() {
     assert!(total.orphans > 0);
     assert!(total.recovery_phases > 0);
 }
+
+#[test]
+fn records_scale_with_the_pool_within_bounds() {
+    assert_eq!(records_for(0), RECORDS_DEFAULT);
+    assert_eq!(records_for(4054), RECORDS_DEFAULT);
+    assert_eq!(records_for(65_018), 4063);
+    assert_eq!(records_for(262_144), RECORDS_MAX);
+    assert_eq!(records_for(u64::MAX), RECORDS_MAX);
+    // The journal never takes more than its block encoder can index.
+    let j = Journal::<VecStores>::new(64, 1 << 20).unwrap();
+    assert_eq!(j.records.len(), RECORDS_MAX);
+}
