@@ -122,6 +122,19 @@ pub(crate) struct FlashPool {
     urgent: AtomicBool,
     pub(crate) evictions: AtomicU64,
     commits: AtomicU64,
+    /// A commit failed (the journal takes nothing more): for waits that cannot take
+    /// the state mutex.
+    pub(crate) journal_failed: AtomicBool,
+}
+
+/// How a destage batch ended: every block stays dirty unless `Written`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Destaged {
+    Written,
+    /// An I/O failed (counted, retried).
+    Failed,
+    /// A replicated volume of the batch lost the lease meanwhile (retried later).
+    Held,
 }
 
 /// What opening found, for `FVP_IOC_FLASH_OPEN`.
@@ -428,6 +441,7 @@ impl FlashPool {
                 urgent: AtomicBool::new(false),
                 evictions: AtomicU64::new(0),
                 commits: AtomicU64::new(0),
+                journal_failed: AtomicBool::new(false),
             }),
             GFP_KERNEL,
         )?;
@@ -605,6 +619,7 @@ impl FlashPool {
                     self.defer_unhold(st, s as SlotId);
                 }
                 if r.is_err() {
+                    self.journal_failed.store(true, Relaxed);
                     pr_err!(
                         "flash pool {}: writing the metadata failed: the pool takes no more writes or flushes; reopen it\n",
                         abi::name_str(&self.name)
@@ -790,7 +805,8 @@ impl FlashPool {
             for v in volumes.iter().flatten() {
                 v.take_destage_snapshot();
             }
-            let good = self.destage(&batch, &picked, &volume);
+            let outcome = self.destage(&batch, &picked, &volume);
+            let good = outcome == Destaged::Written;
             let mut cleaned = [false; DESTAGE_BATCH];
             let mut guard = self.state.lock();
             let st = &mut *guard;
@@ -806,7 +822,7 @@ impl FlashPool {
                     // whether the write back succeeded or not.
                     self.unhold_if_free(st, slot);
                 }
-                if !good {
+                if outcome == Destaged::Failed {
                     if let Some(v) = volume(key.volume()) {
                         v.destage_failed();
                     }
@@ -834,7 +850,7 @@ impl FlashPool {
         batch: &Arc<IoBatch>,
         picked: &[(SlotId, Key, u16)],
         volume: &dyn Fn(u16) -> Option<Arc<FlashVolume>>,
-    ) -> bool {
+    ) -> Destaged {
         let mut pages: KVec<CountedPage> =
             alloc_retry(|| KVec::with_capacity(picked.len(), GFP_KERNEL).map_err(|_| ENOMEM));
         for _ in picked {
@@ -846,7 +862,12 @@ impl FlashPool {
             .zip(pages.iter())
             .map(|(&(slot, _, _), p)| (self.geometry.data_block(u64::from(slot)), p.clone_ref()));
         if !block_io(&self.shared, self.dev.bdev(), batch, false, false, &mut reads) {
-            return false;
+            return Destaged::Failed;
+        }
+        // The reads may have waited: a replicated volume's lease is checked again
+        // before anything reaches its backing device (a peer may have taken it over).
+        if picked.iter().any(|&(_, key, _)| volume(key.volume()).is_some_and(|v| !v.may_destage())) {
+            return Destaged::Held;
         }
         batch.start();
         for (&(_, key, _), p) in picked.iter().zip(pages.iter()) {
@@ -866,19 +887,19 @@ impl FlashPool {
             }
         }
         if !batch.wait() {
-            return false;
+            return Destaged::Failed;
         }
         // Durable on the backing devices before their entries may say clean.
         for (i, &(_, key, _)) in picked.iter().enumerate() {
             if picked[..i].iter().any(|&(_, k, _)| k.volume() == key.volume()) {
                 continue;
             }
-            let Some(v) = volume(key.volume()) else { return false };
+            let Some(v) = volume(key.volume()) else { return Destaged::Failed };
             if !flush_dev(&self.shared, v.backing.bdev(), batch) {
-                return false;
+                return Destaged::Failed;
             }
         }
-        true
+        Destaged::Written
     }
 
     // ---- Volumes.

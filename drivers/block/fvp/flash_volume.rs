@@ -38,6 +38,9 @@ use kernel::workqueue::{impl_has_work, new_work, Work, WorkItem};
 
 const SECTORS: u64 = crate::backing::BLOCK_BYTES / 512;
 
+/// How long [`FlashVolume::flush_sync`] waits for a replicated volume's lease (ms).
+const FLUSH_SYNC_LEASE_MS: u32 = 30_000;
+
 /// A volume over a flash pool.
 #[pin_data]
 pub(crate) struct FlashVolume {
@@ -160,7 +163,14 @@ impl FlashVolume {
         }
     }
 
-    /// A peer took the volume over: fenced, I/O fails until the table is reloaded.
+    /// Whether a write may go to the backing device now: a replicated volume's lease is
+    /// checked right before (the waits before it may have outlasted it: a peer may
+    /// have taken the volume over and written newer blocks).
+    fn may_write_backing(&self) -> bool {
+        self.repl.as_ref().is_none_or(|r| r.cluster.holds_lease() && r.state() != abi::REPL_FENCED)
+    }
+
+    /// A peer took the volume over: fenced, I/O fails until the table is recreated.
     fn fenced(&self) -> bool {
         self.repl.as_ref().is_some_and(|r| r.state() == abi::REPL_FENCED)
     }
@@ -181,23 +191,45 @@ impl FlashVolume {
     /// the write-back fails or may not run (no lease, pool stopping). Sleeps.
     pub(crate) fn flush_sync(&self) -> Result {
         self.pool.kick_destager(true);
-        let mut verdict = None;
-        while !self.pool.destage_ended.wait_timeout_ms(1000, || {
-            verdict = if self.dirty.load(Relaxed) == 0 {
-                Some(true)
-            } else if self.failing.load(Relaxed) || self.pool.stopping() || !self.may_destage() {
-                Some(false)
+        // A write-back that fails from now on fails the call (not one before it); so
+        // does a pool whose journal failed (its blocks can never be written back) or
+        // that is going away, and a lease missing for FLUSH_SYNC_LEASE_MS (a short gap
+        // is waited through, as the RAM destager waits for the next tick).
+        let errors = Stats::get(&self.stats.destage_errors);
+        let mut held_ms = 0;
+        loop {
+            let mut verdict = None;
+            let woken = self.pool.destage_ended.wait_timeout_ms(1000, || {
+                verdict = if self.dirty.load(Relaxed) == 0 {
+                    Some(true)
+                } else if Stats::get(&self.stats.destage_errors) != errors
+                    || self.pool.journal_failed.load(Relaxed)
+                    || self.pool.stopping()
+                    || self.fenced()
+                {
+                    Some(false)
+                } else {
+                    None
+                };
+                verdict.is_some()
+            });
+            match verdict {
+                Some(true) => return self.flush_backing(),
+                Some(false) => return Err(EIO),
+                None => {}
+            }
+            if !woken {
+                self.pool.kick_destager(true);
+            }
+            if self.may_destage() {
+                held_ms = 0;
             } else {
-                None
-            };
-            verdict.is_some()
-        }) {
-            self.pool.kick_destager(true);
+                held_ms += 1000;
+                if held_ms >= FLUSH_SYNC_LEASE_MS {
+                    return Err(EIO);
+                }
+            }
         }
-        if verdict != Some(true) {
-            return Err(EIO);
-        }
-        self.flush_backing()
     }
 
     /// Copies dirty `block` from the flash device into `buf`. Sleeps.
@@ -763,6 +795,18 @@ impl FlashOp {
         // The data, to the flash device and around the pool. A write around the pool
         // that could race a write-back of the same block waits for the batch.
         let ordered = if conflict { Some(pool.destage_lock.lock()) } else { None };
+        if plan[..n].contains(&Plan::Direct) && !v.may_write_backing() {
+            drop(ordered);
+            for i in 0..n {
+                if plan[i] == Plan::New {
+                    let mut st = pool.state.lock();
+                    let _ = st.journal.abandon(new_slot[i]);
+                    st.cache.untake(new_slot[i]);
+                }
+            }
+            self.complete(false);
+            return;
+        }
         self.begin_io();
         {
             let guard = self.bio.lock();
@@ -1027,6 +1071,11 @@ impl FlashOp {
             block += 1;
         }
         let ordered = if conflict { Some(pool.destage_lock.lock()) } else { None };
+        if !v.may_write_backing() {
+            drop(ordered);
+            self.complete(false);
+            return;
+        }
         self.begin_io();
         {
             let guard = self.bio.lock();

@@ -157,6 +157,14 @@ impl dm::Target for FvpTarget {
                 if t.volume.pool.wait_commit().is_err() {
                     pr_err!("flash volume {}: commit on suspend failed\n", t.volume.id);
                 }
+                // A replicated volume writes its dirty blocks back, as over a RAM pool: a
+                // removal then leaves none behind, and dirty blocks found at the next
+                // creation can only be a crash's (see `FlashTarget::new`).
+                if t.volume.repl.is_some() {
+                    if let Err(e) = t.volume.flush_sync() {
+                        pr_err!("flash volume {}: write-back on suspend failed: {}\n", t.volume.id, e.to_errno());
+                    }
+                }
             }
         }
     }
@@ -613,6 +621,23 @@ impl FlashTarget {
                 message: c"a reload cannot change the volume's peers or domain (remove and create it again)",
             });
         }
+        if let (Some(_), 1, dirty @ 1..) = (&volume.repl, volume.tables.load(Relaxed), volume.dirty.load(Relaxed)) {
+            // Dirty blocks of an earlier incarnation, left by a crash (a replicated
+            // volume writes them back when removed). If a peer took the volume over
+            // since, they are older than what it wrote, and what was written after it;
+            // if every host lost power at once, they are the only copy. The operator
+            // knows which (docs/flash.md, "Replication").
+            pr_err!(
+                "flash pool {}: {} dirty blocks of this device from before (a crash?); if a peer took the volume over since, they are stale: create it with peers=0 and send discard-dirty, else with peers=0 and send flush; then create it with peers\n",
+                abi::name_str(&pool.name),
+                dirty
+            );
+            pool.detach(&volume);
+            return Err(CtrError {
+                errno: EBUSY,
+                message: c"the flash pool holds dirty blocks of this device from before (see the kernel log)",
+            });
+        }
         if let (Some(r), 1) = (&volume.repl, volume.tables.load(Relaxed)) {
             // A new replicated volume. After a crash its peers may hold an orphan (the
             // replicas of its earlier incarnation), written to the backing device before
@@ -653,6 +678,23 @@ impl FlashTarget {
                 self.volume.stats.clear();
                 Ok(())
             }
+            [b"discard-dirty"] => {
+                if self.volume.repl.is_some() {
+                    pr_err!("discard-dirty is not supported on replicated volumes (peers>0)\n");
+                    return Err(Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32)));
+                }
+                let n = {
+                    // No write-back batch in flight: it could mark a block clean after.
+                    let _one = self.volume.pool.destage_lock.lock();
+                    self.volume.pool.purge(&self.volume, |st| st == SlotState::Dirty)
+                };
+                pr_warn!(
+                    "flash volume {}: discard-dirty: {} dirty blocks dropped; the backing device keeps older data for them\n",
+                    self.volume.id,
+                    n
+                );
+                Ok(())
+            }
             [b"resolve", how @ (b"keep" | b"discard")] => {
                 let Some(r) = &self.volume.repl else {
                     pr_warn!("resolve: the volume is not replicated (peers=0)\n");
@@ -664,7 +706,7 @@ impl FlashTarget {
             }
             _ => {
                 pr_warn!(
-                    "unknown message for a flash volume (known: flush, retry, resolve <keep|discard>, policy <write-through|write-back>, clear-stats)\n"
+                    "unknown message for a flash volume (known: flush, retry, discard-dirty, resolve <keep|discard>, policy <write-through|write-back>, clear-stats)\n"
                 );
                 Err(EINVAL)
             }
@@ -721,9 +763,10 @@ impl Drop for FlashTarget {
                     // Nothing dirty: the peers' replicas are no longer needed.
                     r.close();
                 } else {
-                    // The peers keep them (an orphan, written before the volume's
-                    // next incarnation runs; docs/flash.md, "Replication").
-                    pr_info!(
+                    // The write-back on suspend failed (no lease, a failing device):
+                    // the peers keep their replicas (an orphan), and the next table
+                    // over these blocks is refused (docs/flash.md, "Replication").
+                    pr_warn!(
                         "flash volume {}: removed with {} dirty blocks: they stay in the pool, and their replicas at the peers\n",
                         v.id,
                         v.dirty.load(Relaxed)

@@ -172,7 +172,7 @@ apply_in_place() {
     test "${up% *}" = "3 3" -a "$restarts" = 0 -a "${changes#*],}" = "[]]"
 }
 
-if [ "$FVP_NODE" = 1 ]; then ktap_plan 54; else ktap_plan 16; fi
+if [ "$FVP_NODE" = 1 ]; then ktap_plan 59; else ktap_plan 16; fi
 cluster_wait_up 3 120 || ktap_info "not all hosts up before the test"
 # peers=1 is covered by the domain cases below.
 for case in "rb2 peers=2 2,3"; do
@@ -244,8 +244,39 @@ leave_owner() {
   ktap_check "rh: the file puts the host back" fvpctl cluster apply "$CLUSTER_TOML" --local-id 1
   ktap_check "rh: remove" dmsetup remove rh
 }
+# Dirty blocks from before on a flash pool (rx, node 1 alone): a peers=0 volume leaves
+# 64 dirty blocks in the pool when removed (as a crash of a replicated one would); a
+# replicated volume over them is refused (a peer may have taken the volume over since);
+# peers=0 and `flush` write them back ("keep"), after which peers=1 is accepted; its
+# removal writes back what it wrote (no dirty block left behind).
+stale_owner() {
+  dmsetup create fvp_rxflash --table "0 32768 linear $(fvp_devno /dev/ram0) 0" &&
+    fvpctl pool create rxp --flash /dev/mapper/fvp_rxflash --force >/dev/null || {
+    for i in 1 2 3 4 5; do ktap_fail "rx: flash pool"; done; return; }
+  t="0 $((8 * 2048)) fvp $(fvp_devno "$disk") rxp write-back"
+  fvp_dm_create rx "$t" && dd if=/dev/urandom of=/tmp/rx.data bs=4k count=64 2>/dev/null &&
+    dd if=/tmp/rx.data of=/dev/mapper/rx bs=4k oflag=direct 2>/dev/null
+  dirty=$(fvp_status_field rx dirty)
+  dmsetup remove rx
+  out=$(dmsetup create rx --table "$t peers=1" 2>&1); rc=$?
+  ktap_check "rx: peers=1 over $dirty dirty blocks from before is refused (rc $rc; $(dmesg | grep 'dirty blocks of this device from before' | tail -1 | cut -c1-80))" \
+    test "$dirty" = 64 -a "$rc" != 0
+  dmsetup remove rx 2>/dev/null
+  fvp_dm_create rx "$t" && dmsetup message rx 0 flush
+  n=0; until [ "$(fvp_status_field rx dirty)" = 0 ] || [ $n -ge 60 ]; do sleep 1; n=$((n + 1)); done
+  ktap_check "rx: peers=0 and flush write them back" test "$(fvp_status_field rx dirty)" = 0
+  dmsetup remove rx
+  dmsetup create rx --table "$t peers=1" && wait_state rx protected 120
+  ktap_check "rx: then peers=1 is accepted and protected" test $? = 0
+  dd if=/tmp/rx.data of=/dev/mapper/rx bs=4k seek=64 oflag=direct 2>/dev/null
+  ktap_check "rx: remove writes the replicated volume's dirty blocks back" dmsetup remove rx
+  out=$(fvpctl pool list | grep "pool rxp")
+  case "$out" in *", 0 dirty"*) rc=0 ;; *) rc=1 ;; esac
+  ktap_check "rx: no dirty block left in the pool ($out)" test $rc = 0
+  fvpctl pool close rxp >/dev/null; dmsetup remove fvp_rxflash
+}
 barrier leave
-if [ "$FVP_NODE" = 1 ]; then leave_owner; fi
+if [ "$FVP_NODE" = 1 ]; then stale_owner; leave_owner; fi
 barrier left
 cluster_wait_up 3 120 || ktap_info "not all hosts up after the host came back"
 ktap_finish
