@@ -14,7 +14,7 @@ use crate::logic::cache::SlotState;
 use crate::logic::table::{self, Policy, TableError};
 use crate::pool::Released;
 use crate::registry::Registry;
-use crate::repl::Replication;
+use crate::repl::{ProtectedVolume, Replication};
 use crate::stats::Stats;
 use crate::volume::{Volume, MAX_BLOCKS};
 use core::fmt::Write;
@@ -90,6 +90,44 @@ fn write_info(
 }
 
 /// The IMA measurement line.
+/// What a volume's status lines say, RAM or flash.
+struct StatusLine<'a> {
+    backing: &'a str,
+    pool: &'a str,
+    stats: &'a Stats,
+    requested: u32,
+    effective: u32,
+    dirty: u64,
+    repl: Option<&'a Replication>,
+    health: &'static str,
+    sequential_cutoff: u64,
+}
+
+impl StatusLine<'_> {
+    fn write(&self, kind: StatusType, out: &mut StatusWriter<'_>) {
+        let s = self.stats;
+        // A full buffer makes device-mapper retry with a larger one, so the error from a
+        // truncated write needs no handling here.
+        let _ = match kind {
+            StatusType::Info => write_info(out, s, self.requested, self.effective, self.dirty, self.pool)
+                .and_then(|_| self.repl.map_or(Ok(()), |r| write_repl(out, r)))
+                // Last on every line (after the replication fields, if any).
+                .and_then(|_| {
+                    write!(out, " {} {} {}", self.health, Stats::get(&s.destage_errors), Stats::get(&s.io_errors))
+                }),
+            StatusType::Table => write!(out, "{} {} {} ", self.backing, self.pool, policy_name(self.requested))
+                .and_then(|_| match self.repl {
+                    None => write!(out, "peers=0"),
+                    Some(r) => write!(out, "peers={} domain={}", r.peers_wanted, r.rule.name()),
+                })
+                .and_then(|_| {
+                    write!(out, " block_size={} sequential_cutoff={}", table::BLOCK_SIZE, self.sequential_cutoff)
+                }),
+            StatusType::Ima => write_ima(out, self.backing, self.pool, self.requested),
+        };
+    }
+}
+
 /// Replicated volumes add: <state> <peer ids, comma-separated, or -> <epoch>.
 fn write_repl(out: &mut StatusWriter<'_>, r: &Replication) -> core::fmt::Result {
     let p = r.peer_ids();
@@ -98,6 +136,55 @@ fn write_repl(out: &mut StatusWriter<'_>, r: &Replication) -> core::fmt::Result 
         (a, 0) => write!(out, " {} {} {}", r.state_name(), a, r.epoch.load(Relaxed)),
         (a, b) => write!(out, " {} {},{} {}", r.state_name(), a, b, r.epoch.load(Relaxed)),
     }
+}
+
+/// The replication of a new volume with `peers>0` (else `None`): the backing device
+/// must be one the cluster shares, since a peer writes the volume's blocks to it after a
+/// takeover.
+fn replication_for(
+    registry: &Arc<Registry>,
+    table: &table::Table<'_>,
+    backing_devt: u32,
+) -> Result<Option<Arc<Replication>>, CtrError> {
+    if table.peers == 0 {
+        return Ok(None);
+    }
+    let cluster = &registry.cluster;
+    if cluster.settings().is_none() {
+        return Err(CtrError { errno: EINVAL, message: c"peers: no cluster configured (fvpctl cluster apply)" });
+    }
+    let Some(dev) = cluster.device_by_devt(backing_devt) else {
+        return Err(CtrError {
+            errno: EINVAL,
+            message: c"peers: the backing device is not a shared device of the cluster (fvpctl device add)",
+        });
+    };
+    Replication::new(cluster.clone(), dev.req.name, table.peers, table.domain)
+        .map(Some)
+        .map_err(|_| refuse(TableError::OutOfMemory))
+}
+
+/// `discard-dirty` on a replicated volume: its peers hold replicas of the blocks,
+/// which a takeover would write.
+fn refuse_if_replicated(replicated: bool) -> Result {
+    if replicated {
+        pr_err!("discard-dirty is not supported on replicated volumes (peers>0)\n");
+        // EOPNOTSUPP, which userspace knows (the kernel crate names only ENOTSUPP).
+        return Err(Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32)));
+    }
+    Ok(())
+}
+
+/// `resolve keep|discard`: a volume suspended because a peer that held its replicas
+/// cannot be asked whether it took it over; the operator knows.
+fn resolve(repl: &Option<Arc<Replication>>, volume: &impl ProtectedVolume, how: &[u8]) -> Result {
+    let Some(r) = repl else {
+        pr_warn!("resolve: the volume is not replicated (peers=0)\n");
+        return Err(EINVAL);
+    };
+    r.resolve(volume, how == b"keep").inspect_err(|_| {
+        pr_warn!("resolve: the volume is not waiting for a takeover answer\n");
+    })
 }
 
 fn write_ima(out: &mut StatusWriter<'_>, backing: &str, pool: &str, requested: u32) -> core::fmt::Result {
@@ -332,28 +419,7 @@ impl dm::Target for RamTarget {
                 });
             }
         }
-        let repl = if table.peers > 0 {
-            let cluster = &registry.cluster;
-            let Some(settings) = cluster.settings() else {
-                return Err(CtrError {
-                    errno: EINVAL,
-                    message: c"peers: no cluster configured (fvpctl cluster apply)",
-                });
-            };
-            let _ = settings;
-            let Some(dev) = cluster.device_by_devt(dm_backing.devt()) else {
-                return Err(CtrError {
-                    errno: EINVAL,
-                    message: c"peers: the backing device is not a shared device of the cluster (fvpctl device add)",
-                });
-            };
-            Some(
-                Replication::new(cluster.clone(), dev.req.name, table.peers, table.domain)
-                    .map_err(|_| refuse(TableError::OutOfMemory))?,
-            )
-        } else {
-            None
-        };
+        let repl = replication_for(registry, &table, dm_backing.devt())?;
         let volume = pool
             .add_volume(|id| {
                 Volume::new(
@@ -423,12 +489,7 @@ impl dm::Target for RamTarget {
                 Ok(())
             }
             [b"discard-dirty"] => {
-                if self.volume.repl.is_some() {
-                    // Its peers hold replicas of the blocks, which a takeover would write.
-                    pr_err!("discard-dirty is not supported on replicated volumes (peers>0)\n");
-                    // EOPNOTSUPP, which userspace knows (the kernel crate names only ENOTSUPP).
-                    return Err(Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32)));
-                }
+                refuse_if_replicated(self.volume.repl.is_some())?;
                 let n = self.volume.discard_dirty();
                 pr_warn!(
                     "volume {}: discard-dirty: {} dirty blocks dropped; the backing device keeps older data for them\n",
@@ -437,17 +498,7 @@ impl dm::Target for RamTarget {
                 );
                 Ok(())
             }
-            [b"resolve", how @ (b"keep" | b"discard")] => {
-                // A volume suspended because a peer that held its replicas cannot be
-                // asked whether it took it over: the operator knows.
-                let Some(r) = &self.volume.repl else {
-                    pr_warn!("resolve: the volume is not replicated (peers=0)\n");
-                    return Err(EINVAL);
-                };
-                r.resolve(&*self.volume, *how == b"keep").inspect_err(|_| {
-                    pr_warn!("resolve: the volume is not waiting for a takeover answer\n");
-                })
-            }
+            [b"resolve", how @ (b"keep" | b"discard")] => resolve(&self.volume.repl, &*self.volume, how),
             [b"retry"] => {
                 // After a backing-device failure: write the dirty blocks back now
                 // rather than at the destager's next retry.
@@ -465,45 +516,18 @@ impl dm::Target for RamTarget {
 
     fn status(&self, _ti: &TargetInfo, kind: StatusType, out: &mut StatusWriter<'_>) {
         let v = &self.volume;
-        let name = self.dm_backing.name().to_str().unwrap_or("?");
-        let pool = abi::name_str(&v.pool.name);
-        let s = &v.stats;
-        // A full buffer makes device-mapper retry with a larger one, so the error from a
-        // truncated write needs no handling here.
-        let _ = match kind {
-            StatusType::Info => write_info(out, s, v.requested(), v.effective(), v.dirty.load(Relaxed), pool)
-                .and_then(|_| match &v.repl {
-                    Some(r) => write_repl(out, r),
-                    None => Ok(()),
-                })
-                // Last on every line (after the replication fields, if any).
-                .and_then(|_| {
-                    write!(out, " {} {} {}", v.health(), Stats::get(&s.destage_errors), Stats::get(&s.io_errors))
-                }),
-            StatusType::Table => match &v.repl {
-                None => write!(
-                    out,
-                    "{} {} {} peers=0 block_size={} sequential_cutoff={}",
-                    name,
-                    pool,
-                    policy_name(v.requested()),
-                    table::BLOCK_SIZE,
-                    v.seq_cutoff.load(Relaxed)
-                ),
-                Some(r) => write!(
-                    out,
-                    "{} {} {} peers={} domain={} block_size={} sequential_cutoff={}",
-                    name,
-                    pool,
-                    policy_name(v.requested()),
-                    r.peers_wanted,
-                    r.rule.name(),
-                    table::BLOCK_SIZE,
-                    v.seq_cutoff.load(Relaxed)
-                ),
-            },
-            StatusType::Ima => write_ima(out, name, pool, v.requested()),
+        let line = StatusLine {
+            backing: self.dm_backing.name().to_str().unwrap_or("?"),
+            pool: abi::name_str(&v.pool.name),
+            stats: &v.stats,
+            requested: v.requested(),
+            effective: v.effective(),
+            dirty: v.dirty.load(Relaxed),
+            repl: v.repl.as_deref(),
+            health: v.health(),
+            sequential_cutoff: v.seq_cutoff.load(Relaxed),
         };
+        line.write(kind, out);
     }
 
     fn data_device(&self) -> &TargetDevice {
@@ -569,30 +593,8 @@ impl FlashTarget {
             .map_err(|_| refuse(TableError::OutOfMemory))?;
         let devt = ti.devt();
         let policy = policy_code(table.policy);
-        // Replicated: the backing device must be one the cluster shares (a peer writes
-        // the volume's blocks to it after a takeover).
-        let repl = if table.peers > 0 {
-            let cluster = &registry.cluster;
-            if cluster.settings().is_none() {
-                return Err(CtrError {
-                    errno: EINVAL,
-                    message: c"peers: no cluster configured (fvpctl cluster apply)",
-                });
-            }
-            let Some(dev) = cluster.device_by_devt(backing_devt) else {
-                return Err(CtrError {
-                    errno: EINVAL,
-                    message: c"peers: the backing device is not a shared device of the cluster (fvpctl device add)",
-                });
-            };
-            // Unused if a reload shares the volume (it has its own).
-            Some(
-                Replication::new(cluster.clone(), dev.req.name, table.peers, table.domain)
-                    .map_err(|_| refuse(TableError::OutOfMemory))?,
-            )
-        } else {
-            None
-        };
+        // Unused if a reload shares the volume (it has its own).
+        let repl = replication_for(registry, table, backing_devt)?;
         let volume = pool
             .attach(table.backing_dev, backing_sectors, devt, |id, dirty| {
                 FlashVolume::new(id, pool.clone(), backing, backing_devt, devt, policy, dirty, repl)
@@ -679,10 +681,7 @@ impl FlashTarget {
                 Ok(())
             }
             [b"discard-dirty"] => {
-                if self.volume.repl.is_some() {
-                    pr_err!("discard-dirty is not supported on replicated volumes (peers>0)\n");
-                    return Err(Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32)));
-                }
+                refuse_if_replicated(self.volume.repl.is_some())?;
                 let n = {
                     // No write-back batch in flight: it could mark a block clean after.
                     let _one = self.volume.pool.destage_lock.lock();
@@ -695,15 +694,7 @@ impl FlashTarget {
                 );
                 Ok(())
             }
-            [b"resolve", how @ (b"keep" | b"discard")] => {
-                let Some(r) = &self.volume.repl else {
-                    pr_warn!("resolve: the volume is not replicated (peers=0)\n");
-                    return Err(EINVAL);
-                };
-                r.resolve(&*self.volume, *how == b"keep").inspect_err(|_| {
-                    pr_warn!("resolve: the volume is not waiting for a takeover answer\n");
-                })
-            }
+            [b"resolve", how @ (b"keep" | b"discard")] => resolve(&self.volume.repl, &*self.volume, how),
             _ => {
                 pr_warn!(
                     "unknown message for a flash volume (known: flush, retry, discard-dirty, resolve <keep|discard>, policy <write-through|write-back>, clear-stats)\n"
@@ -715,41 +706,19 @@ impl FlashTarget {
 
     fn status(&self, kind: StatusType, out: &mut StatusWriter<'_>) {
         let v = &self.volume;
-        let name = self.dm_backing.name().to_str().unwrap_or("?");
-        let pool = abi::name_str(&v.pool.name);
-        let s = &v.stats;
-        let _ = match kind {
-            // The RAM volumes' fields, in the same order.
-            StatusType::Info => write_info(out, s, v.requested(), v.effective(), v.dirty.load(Relaxed), pool)
-                .and_then(|_| match &v.repl {
-                    Some(r) => write_repl(out, r),
-                    None => Ok(()),
-                })
-                .and_then(|_| {
-                    write!(out, " {} {} {}", v.health(), Stats::get(&s.destage_errors), Stats::get(&s.io_errors))
-                }),
-            StatusType::Table => match &v.repl {
-                None => write!(
-                    out,
-                    "{} {} {} peers=0 block_size={} sequential_cutoff=0",
-                    name,
-                    pool,
-                    policy_name(v.requested()),
-                    table::BLOCK_SIZE
-                ),
-                Some(r) => write!(
-                    out,
-                    "{} {} {} peers={} domain={} block_size={} sequential_cutoff=0",
-                    name,
-                    pool,
-                    policy_name(v.requested()),
-                    r.peers_wanted,
-                    r.rule.name(),
-                    table::BLOCK_SIZE
-                ),
-            },
-            StatusType::Ima => write_ima(out, name, pool, v.requested()),
+        let line = StatusLine {
+            backing: self.dm_backing.name().to_str().unwrap_or("?"),
+            pool: abi::name_str(&v.pool.name),
+            stats: &v.stats,
+            requested: v.requested(),
+            effective: v.effective(),
+            dirty: v.dirty.load(Relaxed),
+            repl: v.repl.as_deref(),
+            health: v.health(),
+            // Not used on flash pools (reported as 0).
+            sequential_cutoff: 0,
         };
+        line.write(kind, out);
     }
 }
 
