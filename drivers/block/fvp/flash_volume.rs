@@ -305,7 +305,7 @@ impl FlashVolume {
     /// Maps one bio; `rel_sector` is relative to the target.
     pub(crate) fn map(self: &Arc<Self>, rel_sector: u64, bio: DmBio) -> MapResult {
         if self.fenced() {
-            // A peer took the volume over; the table must be reloaded.
+            // A peer took the volume over: the device must be removed and created again.
             bio.complete(BioStatus::IOERR);
             return MapResult::submitted();
         }
