@@ -72,6 +72,8 @@ pub(crate) struct BatchWait {
     done: crate::fvp_kernel::sync::Completion,
     pending: AtomicU64,
     failed: AtomicBool,
+    /// Hosts (bit per id) that refused a request of the group (ENOENT: no store).
+    refused: AtomicU64,
 }
 
 impl BatchWait {
@@ -81,6 +83,7 @@ impl BatchWait {
                 done <- crate::fvp_kernel::sync::Completion::new(),
                 pending: AtomicU64::new(1),
                 failed: AtomicBool::new(false),
+                refused: AtomicU64::new(0),
             }),
             GFP_KERNEL,
         )
@@ -99,6 +102,11 @@ impl BatchWait {
         if self.pending.fetch_sub(1, AcqRel) == 1 {
             self.done.complete_all();
         }
+    }
+
+    /// Hosts that refused a request of the group (ENOENT), as a mask of host bits.
+    pub(crate) fn refused(&self) -> u64 {
+        self.refused.load(Relaxed)
     }
 
     /// Sleeps until every request of the group was ACKed or failed; gives up once a
@@ -400,7 +408,12 @@ impl Conn {
                 c.status.store(status as i64 as u64, Relaxed);
                 c.done.complete_all();
             }
-            Waiter::Batch(b) => b.put(status == 0),
+            Waiter::Batch(b) => {
+                if status == ENOENT.to_errno() {
+                    b.refused.fetch_or(crate::logic::placement::host_bit(self.peer_id), Relaxed);
+                }
+                b.put(status == 0)
+            }
         }
         true
     }

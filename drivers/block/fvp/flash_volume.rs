@@ -973,7 +973,8 @@ impl FlashOp {
                 r.replicated_writes.fetch_add(nb as u64, Relaxed);
                 true
             }
-            _ => r.protect_failed_write(&**v, &blocks[..nb], 0),
+            // Hosts that refused (no store) are dropped from the peer set first.
+            _ => r.protect_failed_write(&**v, &blocks[..nb], batch.refused()),
         }
     }
 
