@@ -6,6 +6,9 @@
 #include "fvp_helpers.h"
 #include <linux/tcp.h>
 #include <net/sock.h>
+#include <crypto/chacha20poly1305.h>
+#include <crypto/hash.h>
+#include <linux/string.h>
 
 void fvp_helper_bio_set_dev(struct bio *bio, struct block_device *bdev)
 {
@@ -411,4 +414,60 @@ bool fvp_helper_try_module_get(struct module *module)
 void fvp_helper_module_put(struct module *module)
 {
 	module_put(module);
+}
+
+/* ChaCha20-Poly1305 in place: sealed holds text_len bytes of text, then room for the tag. */
+void fvp_helper_aead_seal(u8 *sealed, size_t text_len, const u8 *ad, size_t ad_len, u64 nonce,
+			  const u8 *key)
+{
+	chacha20poly1305_encrypt(sealed, sealed, text_len, ad, ad_len, nonce, key);
+}
+
+/* Verifies the tag at the end of sealed and only then decrypts the text in place. */
+bool fvp_helper_aead_open(u8 *sealed, size_t sealed_len, const u8 *ad, size_t ad_len, u64 nonce,
+			  const u8 *key)
+{
+	return chacha20poly1305_decrypt(sealed, sealed, sealed_len, ad, ad_len, nonce, key);
+}
+
+void *fvp_helper_hmac_sha256_alloc(void)
+{
+	struct crypto_shash *tfm = crypto_alloc_shash("hmac(sha256)", 0, 0);
+
+	return IS_ERR(tfm) ? NULL : tfm;
+}
+
+void fvp_helper_hmac_sha256_free(void *tfm)
+{
+	crypto_free_shash(tfm);
+}
+
+/* HMAC-SHA256 of the concatenation of parts; the descriptor (keyed state) is wiped. */
+int fvp_helper_hmac_sha256(void *tfm, const u8 *key, unsigned int key_len,
+			   const struct fvp_helper_slice *parts, unsigned int nparts, u8 *out)
+{
+	struct crypto_shash *shash = tfm;
+	unsigned int i;
+	int err;
+
+	err = crypto_shash_setkey(shash, key, key_len);
+	if (err)
+		return err;
+	{
+		SHASH_DESC_ON_STACK(desc, shash);
+
+		desc->tfm = shash;
+		err = crypto_shash_init(desc);
+		for (i = 0; !err && i < nparts; i++)
+			err = crypto_shash_update(desc, parts[i].ptr, parts[i].len);
+		if (!err)
+			err = crypto_shash_final(desc, out);
+		shash_desc_zero(desc);
+	}
+	return err;
+}
+
+void fvp_helper_memzero_explicit(void *p, size_t len)
+{
+	memzero_explicit(p, len);
 }

@@ -29,6 +29,12 @@
 #include <linux/random.h>
 #include <linux/mempool.h>
 
+/* A byte range, for helpers that take several (laid out as Rust's (ptr, len)). */
+struct fvp_helper_slice {
+	const u8 *ptr;
+	size_t len;
+};
+
 void fvp_helper_bio_set_dev(struct bio *bio, struct block_device *bdev);
 sector_t fvp_helper_bdev_nr_sectors(struct block_device *bdev);
 void fvp_helper_bio_copy_page(struct bio *bio, unsigned int bio_offset, struct page *page,
@@ -77,6 +83,21 @@ bool fvp_helper_try_module_get(struct module *module);
 void fvp_helper_module_put(struct module *module);
 int fvp_helper_lookup_bdev(const char *path, u32 *devt);
 void fvp_helper_page_copy(struct page *page, unsigned int off, void *buf, size_t len, bool to_page);
+
+/*
+ * Replication transport (docs/replication.md, section 2): lib/crypto's ChaCha20-Poly1305
+ * seals messages, the crypto API's hmac(sha256) keys the handshake. The transform is
+ * handed to Rust as an opaque pointer (bindgen does not see struct crypto_shash).
+ */
+void fvp_helper_aead_seal(u8 *sealed, size_t text_len, const u8 *ad, size_t ad_len, u64 nonce,
+			  const u8 *key);
+bool fvp_helper_aead_open(u8 *sealed, size_t sealed_len, const u8 *ad, size_t ad_len, u64 nonce,
+			  const u8 *key);
+void *fvp_helper_hmac_sha256_alloc(void);
+void fvp_helper_hmac_sha256_free(void *tfm);
+int fvp_helper_hmac_sha256(void *tfm, const u8 *key, unsigned int key_len,
+			   const struct fvp_helper_slice *parts, unsigned int nparts, u8 *out);
+void fvp_helper_memzero_explicit(void *p, size_t len);
 
 #ifdef __BINDGEN__
 /* Macros with casts that bindgen cannot evaluate, as constants it can. */

@@ -6,8 +6,13 @@
 //!
 //! Input: one mode byte, then messages back to back (header, then as many payload bytes
 //! as the header says, or what is left). Mode bit 0 set: the target writes the correct
-//! checksum into each header before decoding, so the fuzzer reaches the payload checks
-//! without having to forge CRCs. Mode bits 1..: the host id the client session expects.
+//! checksum into each header before decoding (zero for a sealed one), so the fuzzer
+//! reaches the payload checks without having to forge CRCs. Mode bits 1..: the host id
+//! the client session expects.
+//!
+//! Sealed messages (`FLAG_SEALED`, after the handshake) appear without their tag: the
+//! target models what the receiver does once a tag verified (`logic/seal.rs` and its
+//! property tests cover the tags).
 //!
 //! Beyond "no panic", it checks: an accepted message's checksum matches; it re-encodes
 //! to exactly the bytes received; a session accepts exactly seqs 1, 2, 3, … and leaves
@@ -16,7 +21,7 @@
 #![no_main]
 
 use fvp_logic::crc32c::crc32c;
-use fvp_logic::wire::{Header, Message, Session, HEADER_LEN};
+use fvp_logic::wire::{Header, Message, Session, FLAG_SEALED, HEADER_LEN};
 use libfuzzer_sys::fuzz_target;
 
 fn feed(s: &mut Session, h: &Header, m: Option<&Message<'_>>) {
@@ -24,6 +29,8 @@ fn feed(s: &mut Session, h: &Header, m: Option<&Message<'_>>) {
     match s.check_incoming(h) {
         Ok(()) => {
             assert_eq!(h.seq, before.next_rx_seq());
+            // Sealed exactly after the handshake.
+            assert_eq!(h.sealed(), before.is_established());
             assert_eq!(s.next_rx_seq(), before.next_rx_seq() + 1);
             if let Some(p) = before.peer_id() {
                 assert_eq!(h.sender, p);
@@ -54,7 +61,10 @@ fuzz_target!(|data: &[u8]| {
         let declared = u32::from_le_bytes([hdr[8], hdr[9], hdr[10], hdr[11]]) as usize;
         let (payload, next) = tail.split_at(declared.min(tail.len()));
         rest = next;
-        if fix_crc {
+        let sealed = u16::from_le_bytes([hdr[6], hdr[7]]) & FLAG_SEALED != 0;
+        if fix_crc && sealed {
+            hdr[24..28].fill(0);
+        } else if fix_crc {
             let mut z = hdr.to_vec();
             z[24..28].fill(0);
             z.extend_from_slice(payload);
@@ -66,8 +76,13 @@ fuzz_target!(|data: &[u8]| {
             let mut z = hdr.to_vec();
             z[24..28].fill(0);
             z.extend_from_slice(payload);
-            assert_eq!(crc32c(&z), h.crc, "accepted a message with a bad checksum");
-            let e = m.encode(h.sender, h.seq).expect("an accepted message re-encodes");
+            if h.sealed() {
+                assert_eq!(h.crc, 0, "accepted a sealed message with a checksum");
+            } else {
+                assert_eq!(crc32c(&z), h.crc, "accepted a message with a bad checksum");
+            }
+            let e = if h.sealed() { m.encode_sealed(h.sender, h.seq) } else { m.encode(h.sender, h.seq) }
+                .expect("an accepted message re-encodes");
             let mut again = e.as_bytes().to_vec();
             again.extend_from_slice(m.data());
             assert_eq!(&again[..HEADER_LEN], &hdr[..]);

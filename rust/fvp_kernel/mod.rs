@@ -12,6 +12,7 @@ pub mod bindings;
 pub mod bio;
 pub mod block;
 pub mod cred;
+pub mod crypto;
 pub mod dm;
 pub mod errno;
 pub mod mempool;

@@ -14,8 +14,9 @@
 //!   fenced (a long recovery no longer delays heartbeats and DESTAGED notices).
 #![forbid(unsafe_code)]
 
-use crate::conn::{Conn, Polled, Reader, RxError};
+use crate::conn::{Conn, KernelHmac, Polled, Reader, RxError, Sealing};
 use crate::fvp_kernel::block;
+use crate::fvp_kernel::crypto::SecretKey;
 use crate::fvp_kernel::errno::estale;
 use crate::fvp_kernel::net::{random_bytes, SockAddr, TcpSocket};
 use crate::fvp_kernel::thread::{StopToken, Thread};
@@ -25,6 +26,7 @@ use crate::logic::auth;
 use crate::logic::membership::{Membership, MembershipError, View};
 use crate::logic::owner;
 use crate::logic::placement::{self, DomainRule, HostEntry};
+use crate::logic::seal::Transport;
 use crate::logic::wire::{Message, Session, WireError, CHANNEL_DATA, CHANNEL_HEARTBEAT};
 use crate::replica::ReplicaStore;
 use crate::shared::Shared;
@@ -47,6 +49,43 @@ pub(crate) struct Settings {
 impl Settings {
     pub(crate) fn timeout_ns(&self) -> u64 {
         u64::from(self.cfg.timeout_ms) * 1_000_000
+    }
+
+    /// The transport mode (validated with the settings).
+    pub(crate) fn transport(&self) -> Transport {
+        Transport::from_u32(self.cfg.transport).unwrap_or(Transport::Authenticated)
+    }
+
+    /// The inputs of a handshake between `client_id` and `server_id` over `channel`.
+    fn handshake(&self, client_id: u32, server_id: u32, channel: u32) -> auth::Handshake<'_> {
+        auth::Handshake {
+            secret: self.cfg.secret(),
+            tag: self.tag,
+            client_id,
+            server_id,
+            channel,
+            transport: self.cfg.transport,
+            nonce_c: [0; auth::NONCE_LEN],
+            nonce_s: [0; auth::NONCE_LEN],
+        }
+    }
+}
+
+/// The two directions of a connection whose handshake succeeded.
+struct Keys {
+    /// What this host sends with.
+    tx: Sealing,
+    /// What it receives with.
+    rx: Sealing,
+}
+
+impl Keys {
+    /// Derives the connection's keys (`logic/auth.rs`); `client`: this host connected.
+    fn derive(hs: &auth::Handshake<'_>, hmac: &KernelHmac, transport: Transport, client: bool) -> Option<Keys> {
+        let (mut c2s, mut s2c) = (SecretKey::zeroed(), SecretKey::zeroed());
+        hs.session_keys(hmac, c2s.bytes_mut(), s2c.bytes_mut())?;
+        let (tx, rx) = if client { (c2s, s2c) } else { (s2c, c2s) };
+        Some(Keys { tx: Sealing { key: tx, transport }, rx: Sealing { key: rx, transport } })
     }
 }
 
@@ -247,10 +286,11 @@ impl Cluster {
                 return Err(EBUSY);
             }
         }
+        let tag = auth::cluster_tag(&KernelHmac::new()?, abi::name_bytes(&cfg.name)).ok_or(ENOMEM)?;
         self.stop();
         {
             let mut c = self.cfg.lock();
-            c.settings = Some(Settings { cfg, tag: auth::cluster_tag(abi::name_bytes(&cfg.name)) });
+            c.settings = Some(Settings { cfg, tag });
         }
         self.start()
     }
@@ -918,7 +958,7 @@ impl Cluster {
         sock.set_timeouts(s.cfg.timeout_ms, s.cfg.timeout_ms);
         let Ok(mut reader) = Reader::new() else { return };
         let mut session = Session::server();
-        let (peer, channel) = match self.server_handshake(sock, &mut reader, &mut session, &s) {
+        let (peer, channel, keys) = match self.server_handshake(sock, &mut reader, &mut session, &s) {
             Ok(p) => p,
             Err(why) => {
                 self.refused.fetch_add(1, Relaxed);
@@ -929,7 +969,8 @@ impl Cluster {
         let Some(link) = self.link(peer) else { return };
         // The connection's receive side now belongs to this thread; the Conn is used to
         // send replies and to close it.
-        let Ok(conn) = Conn::new(sock.clone(), s.cfg.local_id, peer, 3) else { return };
+        reader.set_sealing(keys.rx);
+        let Ok(conn) = Conn::new(sock.clone(), s.cfg.local_id, peer, 3, keys.tx) else { return };
         // A heartbeat connection only answers PINGs; the data connection is the link's.
         let heartbeat = channel == CHANNEL_HEARTBEAT;
         if !heartbeat {
@@ -989,40 +1030,46 @@ impl Cluster {
         reader: &mut Reader,
         session: &mut Session,
         s: &Settings,
-    ) -> core::result::Result<(u32, u32), &'static str> {
+    ) -> core::result::Result<(u32, u32, Keys), &'static str> {
         let local = s.cfg.local_id;
         let h = wait_message(sock, reader)?;
         session.check_incoming(&h).map_err(|e| e.reason())?;
-        let (client, channel, nonce_c) = match Message::decode(&h, reader.payload(&h)).map_err(|e| e.reason())? {
-            Message::Hello { cluster_tag, host_id, channel, nonce } => {
+        let mut hs = match Message::decode(&h, reader.payload(&h)).map_err(|e| e.reason())? {
+            Message::Hello { cluster_tag, host_id, channel, transport, nonce } => {
                 if cluster_tag != s.tag {
                     return Err(WireError::BadClusterTag.reason());
                 }
                 if host_id == local || !self.cfg.lock().hosts.iter().any(|x| x.id == host_id) {
                     return Err(WireError::UnknownHost.reason());
                 }
-                (host_id, channel, nonce)
+                if transport != s.cfg.transport {
+                    return Err(WireError::BadTransport.reason());
+                }
+                let mut hs = s.handshake(host_id, local, channel);
+                hs.nonce_c = nonce;
+                hs
             }
             _ => return Err("expected HELLO"),
         };
-        session.hello_received(client).map_err(|e| e.reason())?;
-        let mut nonce_s = [0u8; auth::NONCE_LEN];
-        random_bytes(&mut nonce_s);
-        let mac = auth::server_mac(s.cfg.secret(), s.tag, client, local, channel, &nonce_c, &nonce_s);
-        send_raw(sock, local, 1, &Message::Challenge { host_id: local, nonce: nonce_s, mac })?;
+        session.hello_received(hs.client_id).map_err(|e| e.reason())?;
+        random_bytes(&mut hs.nonce_s);
+        let hmac = KernelHmac::new().map_err(|_| "out of memory")?;
+        let mac = hs.server_mac(&hmac).ok_or("HMAC failed")?;
+        send_raw(sock, local, 1, &Message::Challenge { host_id: local, nonce: hs.nonce_s, mac })?;
         let h = wait_message(sock, reader)?;
         session.check_incoming(&h).map_err(|e| e.reason())?;
         match Message::decode(&h, reader.payload(&h)).map_err(|e| e.reason())? {
             Message::Auth { mac } => {
-                if !auth::verify_client_mac(&mac, s.cfg.secret(), s.tag, client, local, channel, &nonce_c, &nonce_s) {
+                if !hs.verify_client_mac(&hmac, &mac) {
                     return Err(WireError::BadMac.reason());
                 }
             }
             _ => return Err("expected AUTH"),
         }
         session.auth_verified().map_err(|e| e.reason())?;
+        let keys = Keys::derive(&hs, &hmac, s.transport(), false).ok_or("HMAC failed")?;
         send_raw(sock, local, 2, &Message::Welcome)?;
-        Ok((client, channel))
+        Ok((hs.client_id, hs.channel, keys))
     }
 
     /// Serves one request from host `peer`. `Err`: a protocol violation.
@@ -1130,14 +1177,18 @@ impl Cluster {
             return None;
         };
         let mut session = Session::client(link.host.id);
-        if let Err(why) = self.client_handshake(&sock, &mut reader, &mut session, s, link.host.id, channel) {
-            self.refused.fetch_add(1, Relaxed);
-            pr_warn!("handshake with host {} at {} failed: {}\n", link.host.id, remote, why);
-            stop.nap(s.cfg.timeout_ms);
-            return None;
-        }
+        let keys = match self.client_handshake(&sock, &mut reader, &mut session, s, link.host.id, channel) {
+            Ok(keys) => keys,
+            Err(why) => {
+                self.refused.fetch_add(1, Relaxed);
+                pr_warn!("handshake with host {} at {} failed: {}\n", link.host.id, remote, why);
+                stop.nap(s.cfg.timeout_ms);
+                return None;
+            }
+        };
         *logged_down = false;
-        let Ok(conn) = Conn::new(sock.clone(), s.cfg.local_id, link.host.id, 3) else {
+        reader.set_sealing(keys.rx);
+        let Ok(conn) = Conn::new(sock.clone(), s.cfg.local_id, link.host.id, 3, keys.tx) else {
             stop.nap(s.cfg.heartbeat_ms);
             return None;
         };
@@ -1296,11 +1347,14 @@ impl Cluster {
         s: &Settings,
         server: u32,
         channel: u32,
-    ) -> core::result::Result<(), &'static str> {
+    ) -> core::result::Result<Keys, &'static str> {
         let local = s.cfg.local_id;
-        let mut nonce_c = [0u8; auth::NONCE_LEN];
-        random_bytes(&mut nonce_c);
-        send_raw(sock, local, 1, &Message::Hello { cluster_tag: s.tag, host_id: local, channel, nonce: nonce_c })?;
+        let mut hs = s.handshake(local, server, channel);
+        random_bytes(&mut hs.nonce_c);
+        let hmac = KernelHmac::new().map_err(|_| "out of memory")?;
+        let hello =
+            Message::Hello { cluster_tag: s.tag, host_id: local, channel, transport: hs.transport, nonce: hs.nonce_c };
+        send_raw(sock, local, 1, &hello)?;
         let h = wait_message(sock, reader)?;
         session.check_incoming(&h).map_err(|e| e.reason())?;
         match Message::decode(&h, reader.payload(&h)).map_err(|e| e.reason())? {
@@ -1308,11 +1362,12 @@ impl Cluster {
                 if host_id != server {
                     return Err(WireError::WrongSender.reason());
                 }
-                if !auth::verify_server_mac(&mac, s.cfg.secret(), s.tag, local, server, channel, &nonce_c, &nonce) {
+                hs.nonce_s = nonce;
+                if !hs.verify_server_mac(&hmac, &mac) {
                     return Err(WireError::BadMac.reason());
                 }
                 session.challenge_received().map_err(|e| e.reason())?;
-                let mac = auth::client_mac(s.cfg.secret(), s.tag, local, server, channel, &nonce_c, &nonce);
+                let mac = hs.client_mac(&hmac).ok_or("HMAC failed")?;
                 send_raw(sock, local, 2, &Message::Auth { mac })?;
             }
             _ => return Err("expected CHALLENGE"),
@@ -1320,9 +1375,10 @@ impl Cluster {
         let h = wait_message(sock, reader)?;
         session.check_incoming(&h).map_err(|e| e.reason())?;
         match Message::decode(&h, reader.payload(&h)).map_err(|e| e.reason())? {
-            Message::Welcome => session.welcome_received().map_err(|e| e.reason()),
-            _ => Err("expected WELCOME"),
+            Message::Welcome => session.welcome_received().map_err(|e| e.reason())?,
+            _ => return Err("expected WELCOME"),
         }
+        Keys::derive(&hs, &hmac, s.transport(), true).ok_or("HMAC failed")
     }
 
     #[allow(clippy::too_many_arguments)]

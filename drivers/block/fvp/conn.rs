@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! One authenticated replication connection: framing, sending, and the queue of
-//! requests waiting for their ACK. See `docs/replication.md`, sections 2 and 3.
+//! One authenticated replication connection: framing, sealing, sending, and the queue
+//! of requests waiting for their ACK. See `docs/replication.md`, sections 2 and 3.
 #![forbid(unsafe_code)]
 
+use crate::fvp_kernel::crypto::{self, HmacSha256, SecretKey};
 use crate::fvp_kernel::mempool::Notifier;
 use crate::fvp_kernel::net::TcpSocket;
 use crate::fvp_kernel::sync::WaitQueue;
-use crate::logic::wire::{self, Header, Message};
+use crate::logic::auth::{self, Key, Mac};
+use crate::logic::seal::{self, Transport, TAG_LEN};
+use crate::logic::wire::{self, Header, Message, WireError, HEADER_LEN};
 use core::sync::atomic::{
     AtomicBool, AtomicU64, AtomicUsize,
     Ordering::{AcqRel, Acquire, Relaxed, Release},
@@ -151,6 +154,51 @@ struct InFlight {
 
 struct SendState {
     next_seq: u64,
+    /// This direction's key and mode.
+    tx: Sealing,
+    /// Where a message is laid out and sealed: header, payload, tag. Allocated with the
+    /// connection, so that sending allocates nothing.
+    buf: KVec<u8>,
+}
+
+/// The kernel's ChaCha20-Poly1305 (lib/crypto) behind the logic's [`seal::Aead`].
+pub(crate) struct KernelAead;
+
+impl seal::Aead for KernelAead {
+    fn seal(&self, key: &Key, nonce: u64, ad: &[u8], sealed: &mut [u8]) {
+        // `seal_message` hands in at least a tag's room, so this cannot fail.
+        let _ = crypto::aead_seal(key, nonce, ad, sealed);
+    }
+
+    fn open(&self, key: &Key, nonce: u64, ad: &[u8], sealed: &mut [u8]) -> bool {
+        crypto::aead_open(key, nonce, ad, sealed)
+    }
+}
+
+/// The crypto API's `hmac(sha256)` behind the logic's [`auth::HmacSha256`]: one per
+/// handshake (the transform is keyed per call, so it is not shared).
+pub(crate) struct KernelHmac(HmacSha256);
+
+impl KernelHmac {
+    /// Allocates the transform (sleeps).
+    pub(crate) fn new() -> Result<Self> {
+        HmacSha256::new().map(Self)
+    }
+}
+
+impl auth::HmacSha256 for KernelHmac {
+    fn mac(&self, key: &[u8], parts: &[&[u8]]) -> Option<Mac> {
+        let mut out = [0u8; auth::DIGEST_LEN];
+        self.0.mac(key, parts, &mut out).ok()?;
+        Some(out)
+    }
+}
+
+/// One direction of an established connection: its key (unique to the connection and
+/// the direction, `logic/auth.rs`) and the cluster's transport mode.
+pub(crate) struct Sealing {
+    pub(crate) key: SecretKey,
+    pub(crate) transport: Transport,
 }
 
 /// A replication connection after the handshake.
@@ -262,14 +310,24 @@ impl CallWait {
 }
 
 impl Conn {
-    pub(crate) fn new(sock: Arc<TcpSocket>, local_id: u32, peer_id: u32, first_seq: u64) -> Result<Arc<Self>> {
+    /// The connection over `sock` once its handshake is done: messages from `first_seq`
+    /// on are sealed with `tx`.
+    pub(crate) fn new(
+        sock: Arc<TcpSocket>,
+        local_id: u32,
+        peer_id: u32,
+        first_seq: u64,
+        tx: Sealing,
+    ) -> Result<Arc<Self>> {
         let in_flight = KVVecDeque::new()?;
+        let mut buf = KVec::new();
+        buf.extend_with(wire::MAX_MESSAGE_LEN + TAG_LEN, 0, GFP_KERNEL)?;
         Arc::pin_init(
             pin_init!(Conn {
                 sock,
                 local_id,
                 peer_id,
-                send <- new_mutex!(SendState { next_seq: first_seq }, "fvp::Conn::send"),
+                send <- new_mutex!(SendState { next_seq: first_seq, tx, buf }, "fvp::Conn::send"),
                 in_flight <- new_mutex!(in_flight, "fvp::Conn::in_flight"),
                 queued: AtomicUsize::new(0),
                 window <- WaitQueue::new(),
@@ -333,12 +391,13 @@ impl Conn {
             }
             return Err(EPIPE);
         }
-        let mut st = self.send.lock();
+        let mut guard = self.send.lock();
+        let st = &mut *guard;
         let seq = st.next_seq;
-        let encoded = match msg.encode(self.local_id, seq) {
-            Ok(e) => e,
+        let len = match seal_into(&mut st.buf, &st.tx, self.local_id, seq, msg) {
+            Ok(len) => len,
             Err(e) => {
-                drop(st);
+                drop(guard);
                 pr_err!("cannot encode {}: {}\n", msg.kind().name(), e.reason());
                 if let Some(w) = waiter {
                     fail_waiter(w);
@@ -354,15 +413,15 @@ impl Conn {
                 pushed
             };
             if let Err((e, w)) = pushed {
-                drop(st);
+                drop(guard);
                 fail_waiter(w);
                 self.close();
                 return Err(e);
             }
         }
         st.next_seq += 1;
-        let r = self.sock.send(encoded.as_bytes(), msg.data());
-        drop(st);
+        let r = self.sock.send(st.buf.get(..len).unwrap_or(&[]), &[]);
+        drop(guard);
         if r.is_err() {
             self.close();
         }
@@ -434,14 +493,37 @@ impl Conn {
     }
 }
 
+/// Lays out message `seq` (header, payload) in `buf` and seals it with `tx`; returns
+/// how many bytes of `buf` to send (tag included).
+fn seal_into(
+    buf: &mut [u8],
+    tx: &Sealing,
+    sender: u32,
+    seq: u64,
+    msg: &Message<'_>,
+) -> core::result::Result<usize, WireError> {
+    let encoded = msg.encode_sealed(sender, seq)?;
+    let (head, data) = (encoded.as_bytes(), msg.data());
+    let body = head.len() + data.len();
+    let msg_buf = buf.get_mut(..body + TAG_LEN).ok_or(WireError::BufferTooSmall)?;
+    let (h, rest) = msg_buf.split_at_mut(head.len());
+    h.copy_from_slice(head);
+    rest.get_mut(..data.len()).ok_or(WireError::BufferTooSmall)?.copy_from_slice(data);
+    seal::seal_message(&KernelAead, tx.key.bytes(), tx.transport, seq, msg_buf)?;
+    Ok(body + TAG_LEN)
+}
+
 /// Reads whole messages from a socket whose receives time out: a partial message is
-/// kept across timeouts.
+/// kept across timeouts. Once [`Reader::set_sealing`] was called (after the handshake)
+/// it takes only sealed messages, and returns one only after its tag verified.
 pub(crate) struct Reader {
-    head: [u8; wire::HEADER_LEN],
+    /// Header, payload and tag of the message being read, in one piece (a sealed
+    /// message is opened in place).
+    buf: KVec<u8>,
     got_head: usize,
     header: Option<Header>,
-    payload: KVec<u8>,
-    got_payload: usize,
+    got_body: usize,
+    rx: Option<Sealing>,
 }
 
 /// What [`Reader::poll`] found.
@@ -454,49 +536,69 @@ pub(crate) enum Polled {
 
 impl Reader {
     pub(crate) fn new() -> Result<Self> {
-        let mut payload = KVec::new();
-        payload.extend_with(wire::MAX_PAYLOAD, 0, GFP_KERNEL)?;
-        Ok(Self { head: [0; wire::HEADER_LEN], got_head: 0, header: None, payload, got_payload: 0 })
+        let mut buf = KVec::new();
+        buf.extend_with(wire::MAX_MESSAGE_LEN + TAG_LEN, 0, GFP_KERNEL)?;
+        Ok(Self { buf, got_head: 0, header: None, got_body: 0, rx: None })
     }
 
-    /// The payload of the message last returned.
+    /// From the next message on, takes only messages sealed with `rx`.
+    pub(crate) fn set_sealing(&mut self, rx: Sealing) {
+        self.rx = Some(rx);
+    }
+
+    /// The payload of the message last returned (in clear).
     pub(crate) fn payload(&self, header: &Header) -> &[u8] {
-        &self.payload[..header.payload_len as usize]
+        self.buf.get(HEADER_LEN..HEADER_LEN + header.payload_len()).unwrap_or(&[])
     }
 
     /// Receives until a whole message arrived or the receive timeout hit.
-    /// Errors: the peer closed (`ECONNRESET`), a socket error, or a bad header.
+    /// Errors: the peer closed (`ECONNRESET`), a socket error, a bad header, a message
+    /// sealed when it must not be or not sealed when it must, or a tag that does not
+    /// verify (altered, replayed, forged).
     pub(crate) fn poll(&mut self, sock: &TcpSocket) -> core::result::Result<Polled, RxError> {
         loop {
             if self.header.is_none() {
-                match sock.recv(&mut self.head[self.got_head..]) {
+                let Some(head) = self.buf.get_mut(self.got_head..HEADER_LEN) else { return Err(RxError::Closed) };
+                match sock.recv(head) {
                     Ok(0) => return Err(RxError::Closed),
                     Ok(n) => self.got_head += n,
                     Err(e) if e == EAGAIN || e == EINTR => return Ok(Polled::Idle),
                     Err(_) => return Err(RxError::Closed),
                 }
-                if self.got_head < wire::HEADER_LEN {
+                if self.got_head < HEADER_LEN {
                     continue;
                 }
-                let h = Header::decode(&self.head).map_err(RxError::Wire)?;
+                let h = Header::parse(&self.buf).map_err(RxError::Wire)?;
+                // Refused before its payload is read: nothing unauthenticated is taken
+                // once the keys are in, and nothing sealed before.
+                if h.sealed() != self.rx.is_some() {
+                    return Err(RxError::Wire(WireError::BadSealing));
+                }
                 self.header = Some(h);
-                self.got_payload = 0;
+                self.got_body = 0;
             }
             let Some(h) = self.header else { continue };
-            let len = h.payload_len as usize;
-            if self.got_payload < len {
-                match sock.recv(&mut self.payload[self.got_payload..len]) {
+            let body = h.payload_len() + if h.sealed() { TAG_LEN } else { 0 };
+            if self.got_body < body {
+                let Some(dst) = self.buf.get_mut(HEADER_LEN + self.got_body..HEADER_LEN + body) else {
+                    return Err(RxError::Wire(WireError::PayloadTooLong));
+                };
+                match sock.recv(dst) {
                     Ok(0) => return Err(RxError::Closed),
-                    Ok(n) => self.got_payload += n,
+                    Ok(n) => self.got_body += n,
                     Err(e) if e == EAGAIN || e == EINTR => return Ok(Polled::Idle),
                     Err(_) => return Err(RxError::Closed),
                 }
-                if self.got_payload < len {
+                if self.got_body < body {
                     continue;
                 }
             }
             self.header = None;
             self.got_head = 0;
+            if let Some(rx) = &self.rx {
+                let msg = self.buf.get_mut(..HEADER_LEN + body).ok_or(RxError::Wire(WireError::PayloadTooLong))?;
+                seal::open_message(&KernelAead, rx.key.bytes(), rx.transport, h.seq, msg).map_err(RxError::Wire)?;
+            }
             return Ok(Polled::Message(h));
         }
     }

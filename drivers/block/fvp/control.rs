@@ -182,7 +182,8 @@ impl miscdev::MiscDevice for Control {
                     abi::FEATURE_PASSTHROUGH
                         | abi::FEATURE_RAM_POOL
                         | abi::FEATURE_REPLICATION
-                        | abi::FEATURE_FLASH_POOL,
+                        | abi::FEATURE_FLASH_POOL
+                        | abi::FEATURE_SECURE_TRANSPORT,
                     crate::VERSION_STR,
                 );
                 copy_out(arg, &v.to_bytes())

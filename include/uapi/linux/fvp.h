@@ -18,13 +18,14 @@
 
 #define FVP_CONTROL_NAME	"fvp-control"
 #define FVP_IOCTL_MAGIC		0xF7
-#define FVP_ABI_VERSION		7
+#define FVP_ABI_VERSION		8
 
 /* Feature bits reported in fvp_version.features. */
 #define FVP_FEATURE_PASSTHROUGH	(1ULL << 0)	/* dm target "fvp" maps I/O to its backing device */
 #define FVP_FEATURE_RAM_POOL	(1ULL << 1)	/* RAM pools; write-through and write-back (peers=0) volumes */
 #define FVP_FEATURE_REPLICATION	(1ULL << 2)	/* cluster commands; write-back with peers=1|2 */
 #define FVP_FEATURE_FLASH_POOL	(1ULL << 3)	/* ABI 7: flash pools (FVP_IOC_FLASH_*) */
+#define FVP_FEATURE_SECURE_TRANSPORT	(1ULL << 4)	/* ABI 8: sealed replication messages, fvp_cluster_cfg.transport */
 
 #define FVP_VERSION_STR_LEN	32
 
@@ -131,8 +132,14 @@ struct fvp_cluster_cfg {
 	__u32 timeout_ms;
 	__u32 secret_len;
 	__u8  secret[FVP_SECRET_LEN];
-	__u32 reserved[4];	/* zero */
+	__u32 transport;	/* ABI 8: FVP_TRANSPORT_* (reserved zero before) */
+	__u32 reserved[3];	/* zero */
 };
+
+/* fvp_cluster_cfg.transport (ABI 8): how replication messages are protected after the
+ * handshake (docs/replication.md, section 2). Every message is authenticated either way. */
+#define FVP_TRANSPORT_AUTHENTICATED	0	/* header and payload authenticated, in clear */
+#define FVP_TRANSPORT_ENCRYPTED		1	/* payloads encrypted too */
 
 /* fvp_cluster_info.flags */
 #define FVP_CLUSTER_CONFIGURED	(1U << 0)	/* FVP_IOC_CLUSTER_SET has been done */

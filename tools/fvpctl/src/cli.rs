@@ -7,13 +7,15 @@ use std::net::SocketAddrV4;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use fvp_logic::abi::{
     self, CONTROL_NAME, DEFAULT_HEARTBEAT_MS, DEFAULT_TIMEOUT_MS, HEARTBEAT_MS_MAX, HEARTBEAT_MS_MIN, NAME_LEN,
     TIMEOUT_MS_MAX,
 };
+use fvp_logic::seal::Transport;
 
-use crate::cluster::{check_device_path, check_name, parse_host_addr, parse_host_id};
+use crate::cluster::{check_device_path, check_name, parse_host_addr, parse_host_id, parse_transport};
 use crate::units::{parse_seconds, parse_size};
 
 /// Query and manage the fvp block caching module through its control device.
@@ -232,6 +234,7 @@ The cluster description (TOML), the same on every host:
   secret = \"at-least-16-bytes-secret\"   # or secret_file = \"/path\"
   heartbeat_ms = 200                    # optional, default 200
   timeout_ms = 2000                     # optional, default 2000
+  transport = \"encrypted\"               # optional, default \"authenticated\"
   [[host]]                              # one per host, this one included
   id = 1
   addr = \"10.0.0.1:7790\"
@@ -285,6 +288,16 @@ pub struct ClusterSetArgs {
         value_parser = clap::value_parser!(u32).range(1..=i64::from(TIMEOUT_MS_MAX))
     )]
     pub timeout_ms: u32,
+    /// How replication messages are protected: authenticated (in clear), or encrypted
+    /// too; the same on every host
+    #[arg(
+        long,
+        value_name = "MODE",
+        default_value = "authenticated",
+        value_parser = PossibleValuesParser::new(["authenticated", "encrypted"])
+            .try_map(|text: String| parse_transport(&text))
+    )]
+    pub transport: Transport,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -776,6 +789,7 @@ mod tests {
                 secret_file: "/s".into(),
                 heartbeat_ms: 200,
                 timeout_ms: 2000,
+                transport: Transport::Authenticated,
                 output: OutputArgs::default(),
             }))
         );
@@ -796,6 +810,17 @@ mod tests {
         .unwrap();
         let Command::Cluster(ClusterCommand::Set(args)) = cli.command else { panic!("{:?}", cli.command) };
         assert_eq!((args.heartbeat_ms, args.timeout_ms), (50, 500));
+        let set = ["cluster", "set", "--name", "lab", "--local-id", "2", "--secret-file", "/s", "--transport"];
+        for (mode, transport) in [("authenticated", Transport::Authenticated), ("encrypted", Transport::Encrypted)] {
+            let cli = parse(&[&set[..], &[mode]].concat()).unwrap();
+            let Command::Cluster(ClusterCommand::Set(args)) = cli.command else { panic!("{:?}", cli.command) };
+            assert_eq!(args.transport, transport);
+        }
+        for bad in ["plain", "ENCRYPTED", "1", ""] {
+            let err = parse(&[&set[..], &[bad]].concat()).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidValue, "{bad}");
+            assert!(err.to_string().contains("[possible values: authenticated, encrypted]"), "{err}");
+        }
         for (option, bad) in
             [("--heartbeat-ms", "9"), ("--heartbeat-ms", "10001"), ("--timeout-ms", "600001"), ("--timeout-ms", "0")]
         {

@@ -9,6 +9,7 @@
 //! secret = "at-least-16-bytes-secret"   # or secret_file = "/path"
 //! heartbeat_ms = 200                    # optional
 //! timeout_ms = 2000                     # optional
+//! transport = "encrypted"               # optional, default "authenticated"
 //! [[host]]
 //! id = 1
 //! addr = "10.0.0.1:7790"
@@ -30,6 +31,7 @@ use fvp_logic::abi::{
     HEARTBEAT_MS_MIN, MAX_HOSTS, NAME_LEN, PATH_LEN, SECRET_LEN, SECRET_LEN_MIN, TIMEOUT_HEARTBEATS_MIN,
     TIMEOUT_MS_MAX,
 };
+use fvp_logic::seal::Transport;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -121,6 +123,8 @@ pub struct ClusterFile {
     pub secret: Secret,
     pub heartbeat_ms: u32,
     pub timeout_ms: u32,
+    /// How replication messages are protected (`transport`, default authenticated).
+    pub transport: Transport,
     /// In the file's order.
     pub hosts: Vec<HostEntry>,
     /// In the file's order.
@@ -135,6 +139,7 @@ impl ClusterFile {
             local_id,
             heartbeat_ms: self.heartbeat_ms,
             timeout_ms: self.timeout_ms,
+            transport: self.transport.as_u32(),
             ..Default::default()
         };
         cfg.set_secret(&self.secret.0).expect("the secret's length is checked when the file is read");
@@ -151,6 +156,7 @@ struct RawFile {
     secret_file: Option<Spanned<PathBuf>>,
     heartbeat_ms: Option<Spanned<u32>>,
     timeout_ms: Option<Spanned<u32>>,
+    transport: Option<Spanned<String>>,
     #[serde(default)]
     host: Vec<Spanned<RawHost>>,
     #[serde(default)]
@@ -259,6 +265,18 @@ pub fn check_timers(heartbeat_ms: u32, timeout_ms: u32) -> Option<String> {
     }
 }
 
+/// The transport mode called `text` (`authenticated` or `encrypted`), else why not.
+pub fn parse_transport(text: &str) -> Result<Transport, String> {
+    [Transport::Authenticated, Transport::Encrypted].into_iter().find(|t| t.name() == text).ok_or_else(|| {
+        format!(
+            "invalid transport '{}': use {} or {}",
+            text.escape_debug(),
+            Transport::Authenticated.name(),
+            Transport::Encrypted.name()
+        )
+    })
+}
+
 /// The 1-based line of byte `offset` of `text`.
 fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
@@ -325,6 +343,14 @@ pub fn parse(text: &str, file: &Path) -> Result<ClusterFile, FileError> {
         let blamed = if why.starts_with("timeout") { timeout.or(heartbeat) } else { heartbeat.or(timeout) };
         problem(blamed.map_or(raw.name.span(), Spanned::span), why);
     }
+
+    let transport = match &raw.transport {
+        None => Transport::Authenticated,
+        Some(text) => parse_transport(text.get_ref()).unwrap_or_else(|why| {
+            problem(text.span(), why);
+            Transport::Authenticated
+        }),
+    };
 
     if raw.host.is_empty() {
         problem(raw.name.span(), "no [[host]]: list every host of the cluster, this one included".to_owned());
@@ -409,6 +435,7 @@ pub fn parse(text: &str, file: &Path) -> Result<ClusterFile, FileError> {
             secret: Secret(secret),
             heartbeat_ms,
             timeout_ms,
+            transport,
             hosts,
             devices,
         }),
@@ -657,6 +684,7 @@ path = "/dev/disk/by-id/virtio-fvp-shared"
         assert_eq!(abi::name_str(&cfg.name), "lab");
         assert_eq!(cfg.secret(), b"at-least-16-bytes-secret");
         assert_eq!((cfg.local_id, cfg.heartbeat_ms, cfg.timeout_ms), (2, 200, 2000));
+        assert_eq!((c.transport, cfg.transport), (Transport::Authenticated, abi::TRANSPORT_AUTHENTICATED));
         let req = c.hosts[0].to_req();
         assert_eq!(req.validate(), Ok(()));
         assert_eq!((req.octets(), req.port), ([10, 0, 0, 1], 7790));
@@ -673,6 +701,35 @@ path = "/dev/disk/by-id/virtio-fvp-shared"
         assert_eq!((c.heartbeat_ms, c.timeout_ms), (50, 150));
         // A heartbeat too slow for the default timeout: the heartbeat's line is blamed.
         assert_problem(&format!("heartbeat_ms = 1000\n{GOOD}"), 1, "timeout_ms 2000");
+    }
+
+    #[test]
+    fn the_transport_can_be_chosen() {
+        for (value, transport, abi_value) in [
+            ("authenticated", Transport::Authenticated, abi::TRANSPORT_AUTHENTICATED),
+            ("encrypted", Transport::Encrypted, abi::TRANSPORT_ENCRYPTED),
+        ] {
+            let c = parse(&format!("transport = \"{value}\"\n{GOOD}"), Path::new(FILE)).unwrap();
+            assert_eq!(c.transport, transport);
+            let cfg = c.cluster_cfg(1);
+            assert_eq!(cfg.transport, abi_value);
+            assert_eq!(cfg.validate(), Ok(()));
+        }
+        for bad in ["plain", "Encrypted", ""] {
+            assert_problem(
+                &format!("heartbeat_ms = 100\ntransport = \"{bad}\"\n{GOOD}"),
+                2,
+                &format!("invalid transport '{bad}': use authenticated or encrypted"),
+            );
+        }
+        assert_problem(&format!("transport = 1\n{GOOD}"), 1, "invalid type");
+        // Reported along with the other problems.
+        let found = problems(&format!("transport = \"tls\"\n{}", GOOD.replace("id = 2", "id = 0")));
+        assert_eq!(
+            found,
+            ["1: invalid transport 'tls': use authenticated or encrypted", "10: host id 0 is not in 1..=64"]
+        );
+        assert_eq!(parse_transport("encrypted"), Ok(Transport::Encrypted));
     }
 
     #[test]

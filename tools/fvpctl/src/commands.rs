@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use fvp_logic::abi::{
     self, ClusterCfg, Command as Ioctl, DeviceReq, HostInfo, HostReq, PoolInfo, PoolReq, Version, VolumeHealth,
-    VolumeInfo, VolumeRepl, ABI_VERSION, FEATURE_REPLICATION, HOST_DEFER,
+    VolumeInfo, VolumeRepl, ABI_VERSION, FEATURE_REPLICATION, FEATURE_SECURE_TRANSPORT, HOST_DEFER,
+    TRANSPORT_AUTHENTICATED,
 };
 use nix::errno::Errno;
 
@@ -289,6 +290,16 @@ fn check_cluster_support(version: &Version) -> Result<(), Error> {
         Err(Error::NoClusterAbi { module: version.abi_version })
     } else if version.features & FEATURE_REPLICATION == 0 {
         Err(Error::NoReplication)
+    } else {
+        Ok(())
+    }
+}
+
+/// Refuses settings that ask for an encrypted transport of a module without it (an older
+/// module would refuse them as EINVAL, its `reserved` not being zero).
+fn check_transport_support(version: &Version, cfg: &ClusterCfg) -> Result<(), Error> {
+    if cfg.transport != TRANSPORT_AUTHENTICATED && version.features & FEATURE_SECURE_TRANSPORT == 0 {
+        Err(Error::NoSecureTransport { module: version.abi_version })
     } else {
         Ok(())
     }
@@ -653,6 +664,7 @@ fn cluster_cfg_of(args: &ClusterSetArgs, secret: &[u8]) -> Result<ClusterCfg, Er
         timeout_ms: args.timeout_ms,
         ..Default::default()
     };
+    cfg.transport = args.transport.as_u32();
     cfg.set_secret(secret)
         .ok_or_else(|| Error::ClusterSettings(cluster::check_secret_len(secret.len()).unwrap_or_default()))?;
     cfg.validate().map_err(|err| Error::ClusterSettings(err.to_string()))?;
@@ -661,6 +673,7 @@ fn cluster_cfg_of(args: &ClusterSetArgs, secret: &[u8]) -> Result<ClusterCfg, Er
 
 fn cluster_set(ctx: &Context<'_>, args: &ClusterSetArgs, out: &mut dyn Write) -> Result<(), Error> {
     let cfg = cluster_cfg_of(args, &secret_from(&args.secret_file)?)?;
+    check_transport_support(&ctx.version, &cfg)?;
     ctx.cluster_set(&cfg)?;
     emit(out, &if args.output.json { output::cluster_set_json(&cfg) } else { output::cluster_set_text(&cfg) })
 }
@@ -779,6 +792,7 @@ fn cluster_apply(
     out: &mut dyn Write,
 ) -> Result<(), Error> {
     let PreparedApply { description, cfg } = prepared;
+    check_transport_support(&ctx.version, cfg)?;
     let update_domains = ctx.version.abi_version >= HOST_UPDATE_ABI_VERSION;
     let plan = cluster::plan(description, &ctx.hosts()?, &ctx.shared_devices()?, update_domains);
     if !args.dry_run {
@@ -975,6 +989,7 @@ fn drain(ctx: &Context<'_>, args: &DrainArgs, out: &mut dyn Write) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fvp_logic::seal::Transport;
 
     #[test]
     fn abi_check_accepts_only_our_version() {
@@ -1015,6 +1030,20 @@ mod tests {
         );
     }
 
+    #[test]
+    fn encryption_needs_a_module_with_secure_transport() {
+        let mut cfg = ClusterCfg::default();
+        let mut version = Version::new(0, 7, 0, FEATURE_REPLICATION, "0.7.0");
+        version.abi_version = 7;
+        // Authenticated is the zero an older module reads as reserved.
+        assert!(check_transport_support(&version, &cfg).is_ok());
+        cfg.transport = abi::TRANSPORT_ENCRYPTED;
+        assert!(matches!(check_transport_support(&version, &cfg), Err(Error::NoSecureTransport { module: 7 })));
+        version.abi_version = ABI_VERSION;
+        version.features |= FEATURE_SECURE_TRANSPORT;
+        assert!(check_transport_support(&version, &cfg).is_ok());
+    }
+
     fn set_args(heartbeat_ms: u32, timeout_ms: u32) -> ClusterSetArgs {
         ClusterSetArgs {
             name: crate::cli::Name::cluster("lab").unwrap(),
@@ -1022,6 +1051,7 @@ mod tests {
             secret_file: "/unused".into(),
             heartbeat_ms,
             timeout_ms,
+            transport: Transport::Authenticated,
             output: OutputArgs::default(),
         }
     }
@@ -1032,6 +1062,10 @@ mod tests {
         assert_eq!(cfg.validate(), Ok(()));
         assert_eq!((cfg.local_id, cfg.heartbeat_ms, cfg.timeout_ms), (2, 200, 2000));
         assert_eq!(cfg.secret(), b"0123456789abcdef");
+        assert_eq!(cfg.transport, TRANSPORT_AUTHENTICATED);
+        let encrypted = ClusterSetArgs { transport: Transport::Encrypted, ..set_args(200, 2000) };
+        let cfg = cluster_cfg_of(&encrypted, b"0123456789abcdef").unwrap();
+        assert_eq!((cfg.transport, cfg.validate()), (abi::TRANSPORT_ENCRYPTED, Ok(())));
         assert_eq!(
             cluster_cfg_of(&set_args(200, 599), b"0123456789abcdef").unwrap_err().to_string(),
             "invalid cluster settings: timeout_ms 599 is less than 3 x heartbeat_ms (600)"

@@ -247,6 +247,14 @@ pub enum Error {
     )]
     NoReplication,
 
+    /// `transport encrypted`, and the module cannot seal replication messages.
+    #[error(
+        "the loaded fvp module (ABI {module}) has no encrypted transport \
+         (FVP_FEATURE_SECURE_TRANSPORT is not set, it needs ABI 8): load a newer fvp.ko, \
+         or leave transport at authenticated"
+    )]
+    NoSecureTransport { module: u32 },
+
     /// A cluster description is wrong, or this host is not in it.
     #[error("{0}")]
     ClusterFile(#[from] FileError),
@@ -261,8 +269,8 @@ pub enum Error {
 
     /// `FVP_IOC_CLUSTER_SET`: EINVAL.
     #[error(
-        "the module refused the cluster settings (EINVAL): name, local id, timers or secret \
-         out of range"
+        "the module refused the cluster settings (EINVAL): name, local id, timers, secret or \
+         transport out of range"
     )]
     ClusterInvalid,
 
@@ -621,7 +629,7 @@ mod tests {
         );
         assert!(Error::from_cluster_set(Errno::EINVAL, path)
             .to_string()
-            .contains("(EINVAL): name, local id, timers or secret"));
+            .contains("(EINVAL): name, local id, timers, secret or transport"));
         assert!(Error::from_cluster_set(Errno::EPERM, path).to_string().contains("CAP_SYS_ADMIN (FVP_IOC_CLUSTER_SET"));
         let host_error = |command, errno| Error::from_host_ioctl(command, errno, &host(), path).to_string();
         assert_eq!(
@@ -650,6 +658,11 @@ mod tests {
             Error::NoClusterAbi { module: 2 }.to_string(),
             "the loaded fvp module speaks ABI 2, which has no cluster commands (they need ABI 3): \
              load a newer fvp.ko"
+        );
+        assert_eq!(
+            Error::NoSecureTransport { module: 7 }.to_string(),
+            "the loaded fvp module (ABI 7) has no encrypted transport (FVP_FEATURE_SECURE_TRANSPORT \
+             is not set, it needs ABI 8): load a newer fvp.ko, or leave transport at authenticated"
         );
         let stopped = Error::ApplyStopped { error: Box::new(Error::NoHost { id: 4 }), done: 2, total: 5 };
         assert_eq!(

@@ -12,6 +12,7 @@ use fvp_logic::abi::{
     HOST_SELF, HOST_UP, LAST_HEARD_NEVER, POLICY_WRITE_BACK, POLICY_WRITE_THROUGH, REPL_DEGRADED, REPL_FENCED,
     REPL_NONE, REPL_PROTECTED, REPL_REPROTECTING, REPL_SUSPENDED, VOLUME_DETACHED, VOLUME_FAILING,
 };
+use fvp_logic::seal::Transport;
 use serde::Serialize;
 
 use crate::cluster::{Change, Plan};
@@ -27,6 +28,7 @@ const FEATURE_NAMES: &[(u64, &str)] = &[
     (FEATURE_RAM_POOL, "ram-pool"),
     (FEATURE_REPLICATION, "replication"),
     (fvp_logic::abi::FEATURE_FLASH_POOL, "flash-pool"),
+    (fvp_logic::abi::FEATURE_SECURE_TRANSPORT, "secure-transport"),
 ];
 
 /// Names the bits set in `mask`. A newer module may set bits this fvpctl does not
@@ -978,14 +980,23 @@ pub fn device_list_json(devices: &[DeviceReq]) -> String {
     to_json(&Report { devices: devices.iter().map(DeviceJson::new).collect() })
 }
 
-/// `cluster lab: local host 2, heartbeat 200 ms, timeout 2000 ms`.
+/// `authenticated`, `encrypted`, or `unknown(N)` for a transport this fvpctl does not know.
+pub fn transport_name(transport: u32) -> String {
+    match Transport::from_u32(transport) {
+        Some(mode) => mode.name().to_owned(),
+        None => format!("unknown({transport})"),
+    }
+}
+
+/// `cluster lab: local host 2, heartbeat 200 ms, timeout 2000 ms, transport authenticated`.
 fn cluster_settings_line(cfg: &ClusterCfg) -> String {
     format!(
-        "cluster {}: local host {}, heartbeat {} ms, timeout {} ms",
+        "cluster {}: local host {}, heartbeat {} ms, timeout {} ms, transport {}",
         abi::name_str(&cfg.name),
         cfg.local_id,
         cfg.heartbeat_ms,
-        cfg.timeout_ms
+        cfg.timeout_ms,
+        transport_name(cfg.transport)
     )
 }
 
@@ -1021,6 +1032,7 @@ pub fn cluster_show_json(info: &ClusterInfo, hosts: &[HostInfo], devices: &[Devi
         local_id: u32,
         heartbeat_ms: u32,
         timeout_ms: u32,
+        transport: String,
         secret_len: u32,
         flags: Vec<String>,
         flags_mask: u32,
@@ -1045,6 +1057,7 @@ pub fn cluster_show_json(info: &ClusterInfo, hosts: &[HostInfo], devices: &[Devi
             local_id: cfg.local_id,
             heartbeat_ms: cfg.heartbeat_ms,
             timeout_ms: cfg.timeout_ms,
+            transport: transport_name(cfg.transport),
             secret_len: cfg.secret_len,
             flags: cluster_flag_names(info.flags),
             flags_mask: info.flags,
@@ -1060,7 +1073,8 @@ pub fn cluster_show_json(info: &ClusterInfo, hosts: &[HostInfo], devices: &[Devi
     })
 }
 
-/// `fvpctl cluster set`: `set cluster lab: local host 2, heartbeat 200 ms, timeout 2000 ms`.
+/// `fvpctl cluster set`: `set cluster lab: local host 2, heartbeat 200 ms, timeout 2000 ms,
+/// transport authenticated`.
 pub fn cluster_set_text(cfg: &ClusterCfg) -> String {
     format!("set {}", cluster_settings_line(cfg))
 }
@@ -1074,6 +1088,7 @@ pub fn cluster_set_json(cfg: &ClusterCfg) -> String {
         local_id: u32,
         heartbeat_ms: u32,
         timeout_ms: u32,
+        transport: String,
         secret_len: u32,
     }
     to_json(&Report {
@@ -1082,6 +1097,7 @@ pub fn cluster_set_json(cfg: &ClusterCfg) -> String {
         local_id: cfg.local_id,
         heartbeat_ms: cfg.heartbeat_ms,
         timeout_ms: cfg.timeout_ms,
+        transport: transport_name(cfg.transport),
         secret_len: cfg.secret_len,
     })
 }
@@ -1216,19 +1232,21 @@ fn device_changes(plan: &Plan) -> Changes<String> {
 }
 
 /// `fvpctl cluster apply`, as text:
-/// `applied cluster lab: local host 2 of 3, heartbeat 200 ms, timeout 2000 ms`, then
+/// `applied cluster lab: local host 2 of 3, heartbeat 200 ms, timeout 2000 ms, transport
+/// authenticated`, then
 /// a line each for hosts and devices, then notes.
 pub fn apply_text(report: &ApplyReport<'_>) -> String {
     let cfg = report.cfg;
     let mut lines = vec![
         format!(
-            "{} cluster {}: local host {} of {}, heartbeat {} ms, timeout {} ms",
+            "{} cluster {}: local host {} of {}, heartbeat {} ms, timeout {} ms, transport {}",
             if report.dry_run { "would apply (dry run, nothing changed)" } else { "applied" },
             abi::name_str(&cfg.name),
             cfg.local_id,
             report.hosts,
             cfg.heartbeat_ms,
-            cfg.timeout_ms
+            cfg.timeout_ms,
+            transport_name(cfg.transport)
         ),
         format!("hosts: {}", host_changes(report.plan).text(report.dry_run)),
         format!("shared devices: {}", device_changes(report.plan).text(report.dry_run)),
@@ -1247,6 +1265,7 @@ pub fn apply_json(report: &ApplyReport<'_>) -> String {
         local_id: u32,
         heartbeat_ms: u32,
         timeout_ms: u32,
+        transport: String,
         hosts: Changes<u32>,
         devices: Changes<String>,
         notes: &'a [String],
@@ -1259,6 +1278,7 @@ pub fn apply_json(report: &ApplyReport<'_>) -> String {
         local_id: cfg.local_id,
         heartbeat_ms: cfg.heartbeat_ms,
         timeout_ms: cfg.timeout_ms,
+        transport: transport_name(cfg.transport),
         hosts: host_changes(report.plan),
         devices: device_changes(report.plan),
         notes: &report.notes,
@@ -1346,7 +1366,7 @@ mod tests {
                     "major": 0,
                     "minor": 1,
                     "patch": 0,
-                    "abi_version": 7,
+                    "abi_version": 8,
                     "features": ["passthrough", "ram-pool"],
                     "features_mask": 3,
                 }
@@ -1361,7 +1381,7 @@ mod tests {
         let keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys, ["fvpctl", "module", "status"]);
         assert_eq!(value["module"]["version"], "0.1.0");
-        assert_eq!(value["module"]["abi_version"], 7);
+        assert_eq!(value["module"]["abi_version"], 8);
         assert_eq!(value["status"], json!({"volumes": 3, "bios_mapped": 1u64 << 40}));
     }
 
@@ -1369,14 +1389,14 @@ mod tests {
     fn version_text_names_both_sides() {
         assert_eq!(
             version_text(&module_0_1_0()),
-            format!("fvpctl {FVPCTL_VERSION}\nfvp module 0.1.0 (abi 7)\nfeatures: passthrough, ram-pool")
+            format!("fvpctl {FVPCTL_VERSION}\nfvp module 0.1.0 (abi 8)\nfeatures: passthrough, ram-pool")
         );
     }
 
     #[test]
     fn status_text_lists_counters() {
         let status = Status { volumes: 2, reserved: 0, bios_mapped: 12345 };
-        assert_eq!(status_text(&module_0_1_0(), &status), "fvp module 0.1.0 (abi 7)\nvolumes: 2\nbios mapped: 12345");
+        assert_eq!(status_text(&module_0_1_0(), &status), "fvp module 0.1.0 (abi 8)\nvolumes: 2\nbios mapped: 12345");
     }
 
     #[test]
@@ -1384,6 +1404,8 @@ mod tests {
         let version = Version::new(0, 1, 0, FEATURE_PASSTHROUGH | 1 << 5, "0.1.0");
         assert!(version_text(&version).ends_with("features: passthrough, bit5"));
         assert_eq!(parse(&version_json(&version))["module"]["features"], json!(["passthrough", "bit5"]));
+        let secure = Version::new(0, 1, 0, FEATURE_REPLICATION | abi::FEATURE_SECURE_TRANSPORT, "0.1.0");
+        assert!(version_text(&secure).ends_with("features: replication, secure-transport"));
         let bare = Version::new(0, 1, 0, 0, "0.1.0");
         assert!(version_text(&bare).ends_with("features: none"));
     }
@@ -1872,7 +1894,7 @@ volume 253:4: pool ram1, policy write-back (draining -> write-through), block si
             secret_len: 24,
             ..Default::default()
         };
-        cfg.reserved = [0; 4];
+        cfg.reserved = [0; 3];
         ClusterInfo {
             cfg,
             flags: CLUSTER_CONFIGURED | CLUSTER_LISTENING | CLUSTER_LEASE,
@@ -1883,6 +1905,18 @@ volume 253:4: pool ram1, policy write-back (draining -> write-through), block si
             refused_connections: 3,
             protocol_errors: 1,
         }
+    }
+
+    #[test]
+    fn unknown_transports_show_as_numbers() {
+        let names: Vec<String> = [0, 1, 2, u32::MAX].into_iter().map(transport_name).collect();
+        assert_eq!(names, ["authenticated", "encrypted", "unknown(2)", "unknown(4294967295)"]);
+        let mut info = cluster_info();
+        info.cfg.transport = 7;
+        assert!(cluster_show_text(&info, &[], &[])
+            .starts_with("cluster lab: local host 1, heartbeat 200 ms, timeout 2000 ms, transport unknown(7)\n"));
+        assert_eq!(parse(&cluster_show_json(&info, &[], &[]))["cluster"]["transport"], "unknown(7)");
+        assert_eq!(parse(&cluster_set_json(&info.cfg))["transport"], "unknown(7)");
     }
 
     #[test]
@@ -1904,7 +1938,7 @@ volume 253:4: pool ram1, policy write-back (draining -> write-through), block si
         assert_eq!(
             cluster_show_text(&cluster_info(), &cluster_hosts(), &shared_devices()),
             "\
-cluster lab: local host 1, heartbeat 200 ms, timeout 2000 ms
+cluster lab: local host 1, heartbeat 200 ms, timeout 2000 ms, transport authenticated
 flags: configured, listening, lease
 hosts up 2/5, replica blocks 1234, refused connections 3, protocol errors 1
 
@@ -1943,6 +1977,7 @@ no shared devices"
                 "local_id": 1,
                 "heartbeat_ms": 200,
                 "timeout_ms": 2000,
+                "transport": "authenticated",
                 "secret_len": 24,
                 "flags": ["configured", "listening", "lease"],
                 "flags_mask": 7,
@@ -1971,6 +2006,10 @@ no shared devices"
         assert_eq!(parse(&host_list_json(&[])), json!({"hosts": []}));
         assert_eq!(parse(&host_list_json(&cluster_hosts()))["hosts"][3]["id"], 14);
         assert_eq!(parse(&device_list_json(&[])), json!({"devices": []}));
+        let mut encrypted = cluster_info();
+        encrypted.cfg.transport = abi::TRANSPORT_ENCRYPTED;
+        let value = parse(&cluster_show_json(&encrypted, &[], &[]));
+        assert_eq!(value["cluster"]["transport"], "encrypted");
         assert_eq!(hosts_text(&[]), "no hosts");
         assert_eq!(devices_text(&[]), "no shared devices");
     }
@@ -1978,12 +2017,18 @@ no shared devices"
     #[test]
     fn cluster_set_and_member_actions_read_well() {
         let cfg = cluster_info().cfg;
-        assert_eq!(cluster_set_text(&cfg), "set cluster lab: local host 1, heartbeat 200 ms, timeout 2000 ms");
+        assert_eq!(
+            cluster_set_text(&cfg),
+            "set cluster lab: local host 1, heartbeat 200 ms, timeout 2000 ms, transport authenticated"
+        );
         assert_eq!(
             parse(&cluster_set_json(&cfg)),
             json!({"action": "set", "cluster": "lab", "local_id": 1, "heartbeat_ms": 200,
-                   "timeout_ms": 2000, "secret_len": 24})
+                   "timeout_ms": 2000, "transport": "authenticated", "secret_len": 24})
         );
+        let encrypted = ClusterCfg { transport: abi::TRANSPORT_ENCRYPTED, ..cfg };
+        assert!(cluster_set_text(&encrypted).ends_with("timeout 2000 ms, transport encrypted"));
+        assert_eq!(parse(&cluster_set_json(&encrypted))["transport"], "encrypted");
         let host = cluster_hosts()[1].host;
         let device = shared_devices()[0];
         assert_eq!(member_action_text(MemberAction::HostAdded(&host)), "added host 2 (10.0.0.2:7790, domain rack-b)");
@@ -2032,7 +2077,7 @@ no shared devices"
         assert_eq!(
             apply_text(&report),
             "\
-applied cluster lab: local host 1 of 4, heartbeat 200 ms, timeout 2000 ms
+applied cluster lab: local host 1 of 4, heartbeat 200 ms, timeout 2000 ms, transport authenticated
 hosts: added 14, 5; updated 9; replaced 2; removed 3; unchanged 1
 shared devices: added shared0"
         );
@@ -2041,7 +2086,8 @@ shared devices: added shared0"
         assert_eq!(
             apply_text(&report),
             "\
-would apply (dry run, nothing changed) cluster lab: local host 1 of 4, heartbeat 200 ms, timeout 2000 ms
+would apply (dry run, nothing changed) cluster lab: local host 1 of 4, heartbeat 200 ms, timeout 2000 ms, \
+transport authenticated
 hosts: to add 14, 5; to update 9; to replace 2; to remove 3; unchanged 1
 shared devices: to add shared0
 note: mind the gap"
@@ -2055,6 +2101,7 @@ note: mind the gap"
                 "local_id": 1,
                 "heartbeat_ms": 200,
                 "timeout_ms": 2000,
+                "transport": "authenticated",
                 "hosts": {"added": [14, 5], "updated": [9], "replaced": [2], "removed": [3], "unchanged": [1]},
                 "devices": {"added": ["shared0"], "updated": [], "replaced": [], "removed": [], "unchanged": []},
                 "notes": ["mind the gap"],

@@ -92,6 +92,7 @@ int main(void)
 	FIELD(fvp_cluster_cfg, timeout_ms);
 	FIELD(fvp_cluster_cfg, secret_len);
 	FIELD(fvp_cluster_cfg, secret);
+	FIELD(fvp_cluster_cfg, transport);
 	FIELD(fvp_cluster_cfg, reserved);
 
 	STRUCT(fvp_cluster_info);
@@ -233,6 +234,9 @@ int main(void)
 	NUMBER(FVP_IOC_FLASH_OPEN);
 	NUMBER(FVP_IOC_FLASH_INFO);
 	NUMBER(FVP_FEATURE_FLASH_POOL);
+	NUMBER(FVP_FEATURE_SECURE_TRANSPORT);
+	NUMBER(FVP_TRANSPORT_AUTHENTICATED);
+	NUMBER(FVP_TRANSPORT_ENCRYPTED);
 	NUMBER(FVP_FLASH_OK);
 	NUMBER(FVP_FLASH_FAILED);
 	printf("FVP_CONTROL_NAME=%s\n", FVP_CONTROL_NAME);
@@ -330,6 +334,7 @@ fn rust_layout() -> BTreeMap<String, String> {
     field!("fvp_cluster_cfg", ClusterCfg, timeout_ms);
     field!("fvp_cluster_cfg", ClusterCfg, secret_len);
     field!("fvp_cluster_cfg", ClusterCfg, secret);
+    field!("fvp_cluster_cfg", ClusterCfg, transport);
     field!("fvp_cluster_cfg", ClusterCfg, reserved);
     assert_eq!(ClusterCfg::SIZE, size_of::<ClusterCfg>());
 
@@ -485,6 +490,9 @@ fn rust_layout() -> BTreeMap<String, String> {
     put("FVP_IOC_FLASH_OPEN", abi::IOC_FLASH_OPEN.to_string());
     put("FVP_IOC_FLASH_INFO", abi::IOC_FLASH_INFO.to_string());
     put("FVP_FEATURE_FLASH_POOL", abi::FEATURE_FLASH_POOL.to_string());
+    put("FVP_FEATURE_SECURE_TRANSPORT", abi::FEATURE_SECURE_TRANSPORT.to_string());
+    put("FVP_TRANSPORT_AUTHENTICATED", abi::TRANSPORT_AUTHENTICATED.to_string());
+    put("FVP_TRANSPORT_ENCRYPTED", abi::TRANSPORT_ENCRYPTED.to_string());
     put("FVP_FLASH_OK", abi::FLASH_OK.to_string());
     put("FVP_FLASH_FAILED", abi::FLASH_FAILED.to_string());
     // The commands the module decodes are these same numbers, each under its name.
@@ -566,10 +574,10 @@ fn rust_abi_matches_the_c_header() {
         mismatches.join("\n  ")
     );
     // Fifteen structures (size, alignment, and offset and size of 6 + 3 + 2 + 11 + 20
-    // fields in ABI 2, 7 + 8 + 5 + 7 + 4 + 10 in ABI 3, 8 in ABI 4, 4 in ABI 5 and 8 + 16
-    // in ABI 7) and 17 + 27 + 3 + 2 + 3 + 5 constants (2: ABI 5's commands; 3: ABI 6's
-    // flags; 5: ABI 7's commands, feature and states): catches a probe and a table that
-    // both lost the same lines.
+    // fields in ABI 2, 7 + 8 + 5 + 7 + 4 + 10 in ABI 3, 8 in ABI 4, 4 in ABI 5, 8 + 16
+    // in ABI 7 and 1 in ABI 8) and 17 + 27 + 3 + 2 + 3 + 5 + 3 constants (2: ABI 5's
+    // commands; 3: ABI 6's flags; 5: ABI 7's commands, feature and states; 3: ABI 8's
+    // feature and transports): catches a probe and a table that both lost the same lines.
     assert_eq!(
         c.len(),
         15 * 2
@@ -578,12 +586,14 @@ fn rust_abi_matches_the_c_header() {
             + 2 * 8
             + 2 * 4
             + 2 * (8 + 16)
+            + 2
             + 17
             + 27
             + 3
             + 2
             + 3
-            + 5,
+            + 5
+            + 3,
         "{c:#?}"
     );
 }

@@ -16,7 +16,7 @@ pub const CONTROL_NAME: &str = "fvp-control";
 /// `FVP_IOCTL_MAGIC`: the ioctl type byte.
 pub const IOCTL_MAGIC: u32 = 0xF7;
 /// `FVP_ABI_VERSION`.
-pub const ABI_VERSION: u32 = 7;
+pub const ABI_VERSION: u32 = 8;
 /// `FVP_FEATURE_PASSTHROUGH`: the dm target `fvp` maps I/O to its backing device.
 pub const FEATURE_PASSTHROUGH: u64 = 1 << 0;
 /// `FVP_FEATURE_RAM_POOL`: RAM pools; write-through and write-back (peers=0) volumes.
@@ -25,6 +25,13 @@ pub const FEATURE_RAM_POOL: u64 = 1 << 1;
 pub const FEATURE_REPLICATION: u64 = 1 << 2;
 /// `FVP_FEATURE_FLASH_POOL`: flash pools (ABI 7).
 pub const FEATURE_FLASH_POOL: u64 = 1 << 3;
+/// `FVP_FEATURE_SECURE_TRANSPORT`: every replication message sealed; `transport` in the
+/// cluster settings (ABI 8).
+pub const FEATURE_SECURE_TRANSPORT: u64 = 1 << 4;
+/// `FVP_TRANSPORT_AUTHENTICATED`: messages authenticated, in clear (the default).
+pub const TRANSPORT_AUTHENTICATED: u32 = crate::logic::seal::TRANSPORT_AUTHENTICATED;
+/// `FVP_TRANSPORT_ENCRYPTED`: payloads encrypted too.
+pub const TRANSPORT_ENCRYPTED: u32 = crate::logic::seal::TRANSPORT_ENCRYPTED;
 /// `FVP_NAME_LEN`: pool names, NUL-padded.
 pub const NAME_LEN: usize = 32;
 /// `FVP_LAT_BUCKETS`.
@@ -714,8 +721,10 @@ abi_struct! {
         pub secret_len: u32,
         /// The shared secret (HMAC key); zeroed by `FVP_IOC_CLUSTER_INFO`.
         pub secret: [u8; SECRET_LEN],
+        /// `TRANSPORT_*` (ABI 8; a reserved zero before: authenticated).
+        pub transport: u32,
         /// Zero.
-        pub reserved: [u32; 4],
+        pub reserved: [u32; 3],
     }
 }
 
@@ -728,6 +737,7 @@ impl core::fmt::Debug for ClusterCfg {
             .field("timeout_ms", &self.timeout_ms)
             .field("secret_len", &self.secret_len)
             .field("secret", &"<redacted>")
+            .field("transport", &self.transport)
             .field("reserved", &self.reserved)
             .finish()
     }
@@ -990,6 +1000,8 @@ pub enum ConfigError {
     TimeoutTooLong,
     /// `secret_len` is not in `SECRET_LEN_MIN..=SECRET_LEN`.
     SecretLen,
+    /// `transport` is not a `TRANSPORT_*` value.
+    Transport,
     /// A reserved field is not zero.
     Reserved,
     /// A host id is not in 1..=`MAX_HOSTS`.
@@ -1022,6 +1034,7 @@ impl ConfigError {
             ConfigError::TimeoutTooShort => "timeout_ms is less than 3 x heartbeat_ms",
             ConfigError::TimeoutTooLong => "timeout_ms is more than 600000",
             ConfigError::SecretLen => "secret is not 16 to 64 bytes long",
+            ConfigError::Transport => "transport is neither authenticated (0) nor encrypted (1)",
             ConfigError::Reserved => "reserved field (or unknown flag) is not zero",
             ConfigError::HostId => "host id is not in 1..=64",
             ConfigError::Port => "port is zero",
@@ -1093,7 +1106,10 @@ impl ClusterCfg {
         if !(SECRET_LEN_MIN..=SECRET_LEN).contains(&secret_len) {
             return Err(ConfigError::SecretLen);
         }
-        if self.reserved != [0; 4] {
+        if crate::logic::seal::Transport::from_u32(self.transport).is_none() {
+            return Err(ConfigError::Transport);
+        }
+        if self.reserved != [0; 3] {
             return Err(ConfigError::Reserved);
         }
         Ok(())
@@ -1524,7 +1540,10 @@ mod tests {
         assert_eq!(check(|c| c.secret_len = 16), Ok(()));
         assert_eq!(check(|c| c.secret_len = 64), Ok(()));
         assert_eq!(check(|c| c.secret_len = 65), Err(ConfigError::SecretLen));
-        assert_eq!(check(|c| c.reserved[3] = 1), Err(ConfigError::Reserved));
+        assert_eq!(check(|c| c.transport = TRANSPORT_ENCRYPTED), Ok(()));
+        assert_eq!(check(|c| c.transport = 2), Err(ConfigError::Transport));
+        assert_eq!(check(|c| c.transport = u32::MAX), Err(ConfigError::Transport));
+        assert_eq!(check(|c| c.reserved[2] = 1), Err(ConfigError::Reserved));
     }
 
     #[test]

@@ -15,5 +15,6 @@ pub mod membership;
 pub mod owner;
 pub mod placement;
 pub mod replica;
+pub mod seal;
 pub mod table;
 pub mod wire;

@@ -38,14 +38,18 @@
 use super::auth::{Mac, Nonce, DIGEST_LEN, NONCE_LEN};
 use super::crc32c::Crc32c;
 use super::membership::JOINT_MAX;
+use super::seal::Transport;
 use core::fmt;
 
 /// The header's magic, `"FVPR"` read as a little-endian `u32`.
 pub const MAGIC: u32 = 0x5250_5646;
 /// The protocol version this code speaks.
-pub const VERSION: u8 = 5;
+pub const VERSION: u8 = 6;
 /// Length of a message header.
 pub const HEADER_LEN: usize = 32;
+/// Header flag of every message after the handshake: `crc` is zero and a
+/// [`super::seal::TAG_LEN`]-byte tag follows the payload ([`super::seal`]).
+pub const FLAG_SEALED: u16 = 1;
 /// Largest payload of any message.
 pub const MAX_PAYLOAD: usize = 4096 + 64;
 /// Largest message, header included.
@@ -101,7 +105,7 @@ pub enum WireError {
     BadVersion,
     /// A kind byte that names no [`Kind`].
     UnknownKind,
-    /// Header flags not zero.
+    /// Header flags other than [`FLAG_SEALED`], or a sealed header with a checksum.
     BadFlags,
     /// Header reserved field not zero.
     BadReserved,
@@ -156,6 +160,12 @@ pub enum WireError {
     UnknownHost,
     /// A handshake MAC did not verify.
     BadMac,
+    /// A sealed message's tag did not verify: altered, replayed, or not from the peer.
+    BadTag,
+    /// A message after the handshake that is not sealed, or a handshake message that is.
+    BadSealing,
+    /// HELLO's transport mode is unknown or not this host's.
+    BadTransport,
 }
 
 impl WireError {
@@ -166,7 +176,7 @@ impl WireError {
             WireError::BadMagic => "bad magic",
             WireError::BadVersion => "unsupported protocol version",
             WireError::UnknownKind => "unknown message kind",
-            WireError::BadFlags => "header flags not zero",
+            WireError::BadFlags => "unknown header flags, or a sealed header with a checksum",
             WireError::BadReserved => "header reserved field not zero",
             WireError::BadSender => "host id out of range",
             WireError::PayloadTooLong => "payload too long",
@@ -192,6 +202,9 @@ impl WireError {
             WireError::BadClusterTag => "wrong cluster tag",
             WireError::UnknownHost => "unknown host id",
             WireError::BadMac => "bad MAC",
+            WireError::BadTag => "message authentication failed",
+            WireError::BadSealing => "message sealed where it must not be, or not sealed where it must",
+            WireError::BadTransport => "transport mode differs from this host's",
         }
     }
 }
@@ -307,7 +320,7 @@ impl Kind {
     /// and DESTAGED's entries).
     pub fn fixed_len(self) -> usize {
         match self {
-            Kind::Hello => 8 + 4 + 4 + NONCE_LEN,
+            Kind::Hello => 8 + 4 + 4 + 4 + 4 + NONCE_LEN,
             Kind::Challenge => 4 + 4 + NONCE_LEN + DIGEST_LEN,
             Kind::Auth => DIGEST_LEN,
             Kind::Welcome => 0,
@@ -398,7 +411,7 @@ pub fn valid_host_id(id: u32) -> bool {
 pub struct Header {
     /// What the payload is.
     pub kind: Kind,
-    /// Always 0 in version 1.
+    /// 0 during the handshake, [`FLAG_SEALED`] after it.
     pub flags: u16,
     /// Length of the payload that follows.
     pub payload_len: u32,
@@ -406,7 +419,8 @@ pub struct Header {
     pub sender: u32,
     /// Per connection and direction: 1, 2, 3, …
     pub seq: u64,
-    /// CRC-32C of the header (this field as zero) and the payload.
+    /// CRC-32C of the header (this field as zero) and the payload; zero in a sealed
+    /// message (its tag covers both).
     pub crc: u32,
 }
 
@@ -458,16 +472,21 @@ impl Header {
         Header::decode(head)
     }
 
-    /// Checks the fields a [`Header`] can hold wrong: flags zero, sender in range,
-    /// `payload_len` right for the kind.
+    /// Checks the fields a [`Header`] can hold wrong: flags 0 or [`FLAG_SEALED`] (and
+    /// then `crc` zero), sender in range, `payload_len` right for the kind.
     pub fn check(&self) -> Result<(), WireError> {
-        if self.flags != 0 {
+        if self.flags & !FLAG_SEALED != 0 || (self.sealed() && self.crc != 0) {
             return Err(WireError::BadFlags);
         }
         if !valid_host_id(self.sender) {
             return Err(WireError::BadSender);
         }
         self.kind.check_payload_len(self.payload_len)
+    }
+
+    /// Whether the message is sealed ([`FLAG_SEALED`]).
+    pub fn sealed(&self) -> bool {
+        self.flags & FLAG_SEALED != 0
     }
 
     /// `payload_len` as a `usize`.
@@ -520,6 +539,19 @@ impl Encoded {
 /// be valid for the kind; the fields inside `fixed` are not checked (see
 /// [`Message::encode`], which does).
 pub fn encode_message(kind: Kind, sender: u32, seq: u64, fixed: &[u8], data: &[u8]) -> Result<Encoded, WireError> {
+    encode_with_flags(kind, 0, sender, seq, fixed, data)
+}
+
+/// [`encode_message`] with `flags`: [`FLAG_SEALED`] leaves the checksum zero (the
+/// sender then seals the message, [`super::seal::seal_message`]).
+pub fn encode_with_flags(
+    kind: Kind,
+    flags: u16,
+    sender: u32,
+    seq: u64,
+    fixed: &[u8],
+    data: &[u8],
+) -> Result<Encoded, WireError> {
     if fixed.len() != kind.fixed_len() {
         return Err(WireError::BadFixedLength);
     }
@@ -528,9 +560,11 @@ pub fn encode_message(kind: Kind, sender: u32, seq: u64, fixed: &[u8], data: &[u
         return Err(WireError::PayloadTooLong);
     }
     let payload_len = u32::try_from(total).map_err(|_| WireError::PayloadTooLong)?;
-    let mut header = Header { kind, flags: 0, payload_len, sender, seq, crc: 0 };
+    let mut header = Header { kind, flags, payload_len, sender, seq, crc: 0 };
     header.check()?;
-    header.crc = header.compute_crc(&[fixed, data]);
+    if !header.sealed() {
+        header.crc = header.compute_crc(&[fixed, data]);
+    }
     let mut buf = [0u8; HEADER_LEN + MAX_FIXED_LEN];
     put(&mut buf, 0, &header.encode());
     put(&mut buf, HEADER_LEN, fixed);
@@ -672,6 +706,9 @@ pub enum Message<'a> {
         /// What the connection carries: [`CHANNEL_DATA`] or [`CHANNEL_HEARTBEAT`]
         /// (covered by both handshake MACs).
         channel: u32,
+        /// The client's transport mode (`seal::TRANSPORT_*`, covered by both MACs): the
+        /// server refuses a mode other than its own.
+        transport: u32,
         /// The client's nonce.
         nonce: Nonce,
     },
@@ -810,14 +847,15 @@ impl<'a> Message<'a> {
         }
     }
 
-    /// Decodes the payload that followed `header`: checks its length and checksum,
-    /// that padding is zero and every field is valid.
+    /// Decodes the payload that followed `header`: checks its length and checksum
+    /// (a sealed message's tag was checked when it was opened), that padding is zero
+    /// and every field is valid.
     pub fn decode(header: &Header, payload: &'a [u8]) -> Result<Message<'a>, WireError> {
         header.check()?;
         if payload.len() != header.payload_len() {
             return Err(WireError::PayloadMismatch);
         }
-        if header.compute_crc(&[payload]) != header.crc {
+        if !header.sealed() && header.compute_crc(&[payload]) != header.crc {
             return Err(WireError::BadChecksum);
         }
         let mut r = Reader::new(payload);
@@ -826,6 +864,8 @@ impl<'a> Message<'a> {
                 let cluster_tag = r.u64()?;
                 let host_id = r.u32()?;
                 let channel = r.u32()?;
+                let transport = r.u32()?;
+                r.pad32()?;
                 let nonce = r.array()?;
                 if host_id != header.sender {
                     return Err(WireError::HostIdMismatch);
@@ -833,7 +873,10 @@ impl<'a> Message<'a> {
                 if !valid_channel(channel) {
                     return Err(WireError::BadChannel);
                 }
-                Message::Hello { cluster_tag, host_id, channel, nonce }
+                if Transport::from_u32(transport).is_none() {
+                    return Err(WireError::BadTransport);
+                }
+                Message::Hello { cluster_tag, host_id, channel, transport, nonce }
             }
             Kind::Challenge => {
                 let host_id = r.u32()?;
@@ -927,14 +970,17 @@ impl<'a> Message<'a> {
         *out = [0; MAX_FIXED_LEN];
         let mut w = Writer { buf: out, at: 0 };
         match *self {
-            Message::Hello { cluster_tag, host_id, channel, nonce } => {
+            Message::Hello { cluster_tag, host_id, channel, transport, nonce } => {
                 if !valid_host_id(host_id) {
                     return Err(WireError::BadSender);
                 }
                 if !valid_channel(channel) {
                     return Err(WireError::BadChannel);
                 }
-                w.u64(cluster_tag).u32(host_id).u32(channel).bytes(&nonce);
+                if Transport::from_u32(transport).is_none() {
+                    return Err(WireError::BadTransport);
+                }
+                w.u64(cluster_tag).u32(host_id).u32(channel).u32(transport).u32(0).bytes(&nonce);
             }
             Message::Challenge { host_id, nonce, mac } => {
                 if !valid_host_id(host_id) {
@@ -1006,6 +1052,16 @@ impl<'a> Message<'a> {
     ///
     /// HELLO's and CHALLENGE's `host_id` must be `sender`.
     pub fn encode(&self, sender: u32, seq: u64) -> Result<Encoded, WireError> {
+        self.encode_flags(0, sender, seq)
+    }
+
+    /// [`Message::encode`] of a message after the handshake: [`FLAG_SEALED`], no
+    /// checksum; the sender seals it ([`super::seal::seal_message`]).
+    pub fn encode_sealed(&self, sender: u32, seq: u64) -> Result<Encoded, WireError> {
+        self.encode_flags(FLAG_SEALED, sender, seq)
+    }
+
+    fn encode_flags(&self, flags: u16, sender: u32, seq: u64) -> Result<Encoded, WireError> {
         match *self {
             Message::Hello { host_id, .. } | Message::Challenge { host_id, .. } if host_id != sender => {
                 return Err(WireError::HostIdMismatch);
@@ -1015,7 +1071,7 @@ impl<'a> Message<'a> {
         let mut fixed = [0u8; MAX_FIXED_LEN];
         let n = self.encode_fixed(&mut fixed)?;
         let fixed = fixed.get(..n).ok_or(WireError::BadFixedLength)?;
-        encode_message(self.kind(), sender, seq, fixed, self.data())
+        encode_with_flags(self.kind(), flags, sender, seq, fixed, self.data())
     }
 }
 
@@ -1128,6 +1184,10 @@ impl Session {
         let kind = header.kind;
         if kind.sent_by() == self.role {
             return Err(WireError::WrongDirection);
+        }
+        // Sealed exactly once the handshake is done: WELCOME is the last message in clear.
+        if header.sealed() != self.is_established() {
+            return Err(WireError::BadSealing);
         }
         let allowed = match (self.role, self.state) {
             (Role::Server, State::AwaitHello) => kind == Kind::Hello && header.seq == 1,
@@ -1307,7 +1367,8 @@ impl<'a> Reader<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::auth::{client_mac, cluster_tag, server_mac, verify_client_mac, verify_server_mac};
+    use super::super::auth::host::HostHmac;
+    use super::super::auth::{cluster_tag, Handshake};
     use super::super::crc32c::crc32c;
     use super::*;
     use proptest::prelude::*;
@@ -1316,6 +1377,15 @@ mod tests {
     /// The whole message on the wire.
     fn wire(m: &Message<'_>, sender: u32, seq: u64) -> Vec<u8> {
         let e = m.encode(sender, seq).unwrap();
+        let mut v = e.as_bytes().to_vec();
+        v.extend_from_slice(m.data());
+        v
+    }
+
+    /// A message after the handshake as it goes out before sealing (the tag, which
+    /// `seal.rs` tests, is left out).
+    fn sealed(m: &Message<'_>, sender: u32, seq: u64) -> Vec<u8> {
+        let e = m.encode_sealed(sender, seq).unwrap();
         let mut v = e.as_bytes().to_vec();
         v.extend_from_slice(m.data());
         v
@@ -1360,7 +1430,10 @@ mod tests {
         fn stream(sender: u32, msgs: &[Message<'_>]) -> Vec<u8> {
             let mut out = std::vec![0x0b];
             for (i, m) in msgs.iter().enumerate() {
-                let e = m.encode(sender, i as u64 + 1).unwrap();
+                // Two handshake messages each way, then sealed ones (without their tags:
+                // the target models what follows opening them).
+                let seq = i as u64 + 1;
+                let e = if seq <= 2 { m.encode(sender, seq) } else { m.encode_sealed(sender, seq) }.unwrap();
                 out.extend_from_slice(e.as_bytes());
                 out.extend_from_slice(m.data());
             }
@@ -1369,9 +1442,9 @@ mod tests {
         let data = page(7, 4096);
         let mut buf = [0u8; DESTAGED_BUF_LEN];
         let entries = DestagedEntries::encode_into([(3, 1), (4, 2)], &mut buf).unwrap();
-        let tag = cluster_tag(b"fvp");
+        let tag = cluster_tag(&HostHmac, b"fvp").unwrap();
         let to_server = [
-            Message::Hello { cluster_tag: tag, host_id: 2, channel: CHANNEL_DATA, nonce: [0x11; 16] },
+            Message::Hello { cluster_tag: tag, host_id: 2, channel: CHANNEL_DATA, transport: 0, nonce: [0x11; 16] },
             Message::Auth { mac: [0x22; 32] },
             Message::Ping {
                 sent_ns: 1_000_000,
@@ -1436,6 +1509,7 @@ mod tests {
                 cluster_tag: 0x1122_3344_5566_7788,
                 host_id: 3,
                 channel: CHANNEL_HEARTBEAT,
+                transport: 1,
                 nonce: [9; 16]
             },
             Message::Challenge { host_id: 3, nonce: [7; 16], mac: [0xab; 32] },
@@ -1471,7 +1545,7 @@ mod tests {
         };
         let b = h.encode();
         assert_eq!(&b[0..4], b"FVPR");
-        assert_eq!(b[4], 5);
+        assert_eq!(b[4], 6);
         assert_eq!(b[5], 11);
         assert_eq!(&b[6..8], &[0, 0]);
         assert_eq!(&b[8..12], &24u32.to_le_bytes());
@@ -1485,15 +1559,31 @@ mod tests {
 
     #[test]
     fn payload_layout_and_crc() {
-        let m =
-            Message::Hello { cluster_tag: 0x0807_0605_0403_0201, host_id: 2, channel: CHANNEL_DATA, nonce: [0xee; 16] };
+        let m = Message::Hello {
+            cluster_tag: 0x0807_0605_0403_0201,
+            host_id: 2,
+            channel: CHANNEL_DATA,
+            transport: 0,
+            nonce: [0xee; 16],
+        };
         let w = wire(&m, 2, 1);
-        assert_eq!(w.len(), HEADER_LEN + 32);
+        assert_eq!(w.len(), HEADER_LEN + 40);
         let p = &w[HEADER_LEN..];
         assert_eq!(&p[0..8], &[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(&p[8..12], &2u32.to_le_bytes());
         assert_eq!(&p[12..16], &[0; 4]);
-        assert_eq!(&p[16..32], &[0xee; 16]);
+        assert_eq!(&p[16..20], &[0; 4], "transport");
+        assert_eq!(&p[20..24], &[0; 4], "pad");
+        assert_eq!(&p[24..40], &[0xee; 16]);
+        // An unknown transport mode, or a non-zero pad, is refused.
+        let mut bad = w.clone();
+        bad[HEADER_LEN + 16] = 2;
+        refresh_crc(&mut bad);
+        assert_eq!(decode_all(&bad).map(|_| ()), Err(WireError::BadTransport));
+        let mut bad = w.clone();
+        bad[HEADER_LEN + 20] = 1;
+        refresh_crc(&mut bad);
+        assert_eq!(decode_all(&bad).map(|_| ()), Err(WireError::NonZeroPad));
         // The checksum covers the header with a zero crc field, then the payload.
         let mut z = w.clone();
         z[24..28].fill(0);
@@ -1532,7 +1622,7 @@ mod tests {
             s.state = State::Established;
             s.next_rx_seq = 3;
             let len = kind.fixed_len() as u32 + if kind == Kind::Replicate { 4096 } else { 0 };
-            let h = Header { kind, flags: 0, payload_len: len, sender: 1, seq: 3, crc: 0 };
+            let h = Header { kind, flags: FLAG_SEALED, payload_len: len, sender: 1, seq: 3, crc: 0 };
             s.peer_id = Some(1);
             assert_eq!(s.check_incoming(&h), Ok(()), "{}", kind.name());
         }
@@ -1627,11 +1717,21 @@ mod tests {
         assert_eq!(with(4, &[2]), Err(WireError::BadVersion));
         assert_eq!(with(4, &[3]), Err(WireError::BadVersion));
         assert_eq!(with(4, &[4]), Err(WireError::BadVersion));
-        assert_eq!(with(4, &[6]), Err(WireError::BadVersion));
+        assert_eq!(with(4, &[5]), Err(WireError::BadVersion));
+        assert_eq!(with(4, &[7]), Err(WireError::BadVersion));
         assert_eq!(with(4, &[0]), Err(WireError::BadVersion));
         assert_eq!(with(5, &[0]), Err(WireError::UnknownKind));
         assert_eq!(with(5, &[13]), Err(WireError::UnknownKind));
-        assert_eq!(with(6, &[1, 0]), Err(WireError::BadFlags));
+        assert_eq!(with(6, &[2, 0]), Err(WireError::BadFlags));
+        // Sealed: the checksum field must be zero (the tag replaces it).
+        assert_eq!(with(6, &[1, 0]).and_then(|_| with(24, &[1, 0, 0, 0])).map(|_| ()), Ok(()));
+        let mut sealed_with_crc = good;
+        sealed_with_crc[6] = 1;
+        sealed_with_crc[24..28].copy_from_slice(&[1, 0, 0, 0]);
+        assert_eq!(Header::decode(&sealed_with_crc), Err(WireError::BadFlags));
+        let mut sealed_ok = sealed_with_crc;
+        sealed_ok[24..28].fill(0);
+        assert!(Header::decode(&sealed_ok).is_ok_and(|h| h.sealed()));
         assert_eq!(with(7, &[0x80]), Err(WireError::BadFlags));
         assert_eq!(with(28, &[0, 0, 0, 1]), Err(WireError::BadReserved));
         assert_eq!(with(12, &0u32.to_le_bytes()), Err(WireError::BadSender));
@@ -1645,7 +1745,7 @@ mod tests {
         let len = |kind: Kind, n: u32| kind.check_payload_len(n);
         assert_eq!(len(Kind::Welcome, 0), Ok(()));
         assert_eq!(len(Kind::Welcome, 1), Err(WireError::BadPayloadLength));
-        assert_eq!(len(Kind::Hello, 32), Ok(()));
+        assert_eq!(len(Kind::Hello, 40), Ok(()));
         assert_eq!(len(Kind::Challenge, 56), Ok(()));
         assert_eq!(len(Kind::Auth, 32), Ok(()));
         assert_eq!(len(Kind::VolumeOpen, 48), Ok(()));
@@ -1729,7 +1829,7 @@ mod tests {
         let d = page(3, 4096);
         let enc = |m: Message<'_>| m.encode(2, 1).map(|_| ());
         assert_eq!(
-            enc(Message::Hello { cluster_tag: 0, host_id: 3, channel: 0, nonce: [0; 16] }),
+            enc(Message::Hello { cluster_tag: 0, host_id: 3, channel: 0, transport: 0, nonce: [0; 16] }),
             Err(WireError::HostIdMismatch)
         );
         assert_eq!(
@@ -1737,7 +1837,9 @@ mod tests {
             Err(WireError::HostIdMismatch)
         );
         assert_eq!(
-            Message::Hello { cluster_tag: 0, host_id: 0, channel: 0, nonce: [0; 16] }.encode(0, 1).map(|_| ()),
+            Message::Hello { cluster_tag: 0, host_id: 0, channel: 0, transport: 0, nonce: [0; 16] }
+                .encode(0, 1)
+                .map(|_| ()),
             Err(WireError::BadSender)
         );
         assert_eq!(Message::Welcome.encode(65, 1).map(|_| ()), Err(WireError::BadSender));
@@ -1817,7 +1919,7 @@ mod tests {
     #[test]
     fn handshake_and_established_traffic() {
         let secret = b"the secret";
-        let tag = cluster_tag(b"cluster-1");
+        let tag = cluster_tag(&HostHmac, b"cluster-1").unwrap();
         let (client_id, server_id) = (2u32, 5u32);
         let (nc, ns) = ([1u8; 16], [2u8; 16]);
         let mut c_seq = SeqCounter::new();
@@ -1829,7 +1931,7 @@ mod tests {
 
         // 1. HELLO
         let w = wire(
-            &Message::Hello { cluster_tag: tag, host_id: client_id, channel: CHANNEL_DATA, nonce: nc },
+            &Message::Hello { cluster_tag: tag, host_id: client_id, channel: CHANNEL_DATA, transport: 0, nonce: nc },
             client_id,
             c_seq.next_seq(),
         );
@@ -1846,23 +1948,34 @@ mod tests {
         assert_eq!((server.state(), server.peer_id()), (State::AwaitAuth, Some(client_id)));
 
         // 2. CHALLENGE
-        let mac_s = server_mac(secret, tag, client_id, server_id, CHANNEL_DATA, &nc, &ns);
+        let hs = Handshake {
+            secret,
+            tag,
+            client_id,
+            server_id,
+            channel: CHANNEL_DATA,
+            transport: 0,
+            nonce_c: nc,
+            nonce_s: ns,
+        };
+        let mac_s = hs.server_mac(&HostHmac).unwrap();
         let w = wire(&Message::Challenge { host_id: server_id, nonce: ns, mac: mac_s }, server_id, s_seq.next_seq());
         let h = header_of(&w);
         client.check_incoming(&h).unwrap();
         let Message::Challenge { nonce, mac, .. } = Message::decode(&h, &w[HEADER_LEN..]).unwrap() else { panic!() };
-        assert!(verify_server_mac(&mac, secret, tag, client_id, server_id, CHANNEL_DATA, &nc, &nonce));
+        assert_eq!(nonce, ns);
+        assert!(hs.verify_server_mac(&HostHmac, &mac));
         assert_eq!(client.welcome_received(), Err(WireError::WrongState));
         client.challenge_received().unwrap();
         assert_eq!(client.state(), State::AwaitWelcome);
 
         // 3. AUTH
-        let mac_c = client_mac(secret, tag, client_id, server_id, CHANNEL_DATA, &nc, &ns);
+        let mac_c = hs.client_mac(&HostHmac).unwrap();
         let w = wire(&Message::Auth { mac: mac_c }, client_id, c_seq.next_seq());
         let h = header_of(&w);
         server.check_incoming(&h).unwrap();
         let Message::Auth { mac } = Message::decode(&h, &w[HEADER_LEN..]).unwrap() else { panic!() };
-        assert!(verify_client_mac(&mac, secret, tag, client_id, server_id, CHANNEL_DATA, &nc, &ns));
+        assert!(hs.verify_client_mac(&HostHmac, &mac));
         server.auth_verified().unwrap();
         assert!(server.is_established());
 
@@ -1885,7 +1998,13 @@ mod tests {
             Message::VolumeClose { volume_id: 1, name: b"v" },
         ];
         for m in req {
-            let w = wire(&m, client_id, c_seq.next_seq());
+            // In clear, refused: after WELCOME every message is sealed.
+            let mut copy = server;
+            assert_eq!(
+                copy.check_incoming(&header_of(&wire(&m, client_id, c_seq.last() + 1))),
+                Err(WireError::BadSealing)
+            );
+            let w = sealed(&m, client_id, c_seq.next_seq());
             server.check_incoming(&header_of(&w)).unwrap();
             // The client never receives requests.
             let mut other = client;
@@ -1898,7 +2017,7 @@ mod tests {
             Message::Pong { echo_ns: 1, heard: 0, fenced: 0, recovering: 0, configured: 0b111, joint: [0; JOINT_MAX] },
             Message::Ack { acked_seq: 3, status: 0, value: 0 },
         ] {
-            let w = wire(&m, server_id, s_seq.next_seq());
+            let w = sealed(&m, server_id, s_seq.next_seq());
             client.check_incoming(&header_of(&w)).unwrap();
             let mut other = server;
             assert_eq!(
@@ -1911,19 +2030,19 @@ mod tests {
         assert_eq!(c_seq.last(), 7);
 
         // Replay, gap, impostor, handshake kinds after WELCOME.
-        let replay = wire(&Message::VolumeClose { volume_id: 1, name: b"v" }, client_id, 7);
+        let replay = sealed(&Message::VolumeClose { volume_id: 1, name: b"v" }, client_id, 7);
         assert_eq!(server.check_incoming(&header_of(&replay)), Err(WireError::BadSeq));
-        let gap = wire(&Message::VolumeClose { volume_id: 1, name: b"v" }, client_id, 9);
+        let gap = sealed(&Message::VolumeClose { volume_id: 1, name: b"v" }, client_id, 9);
         assert_eq!(server.check_incoming(&header_of(&gap)), Err(WireError::BadSeq));
-        let impostor = wire(&Message::VolumeClose { volume_id: 1, name: b"v" }, 9, 8);
+        let impostor = sealed(&Message::VolumeClose { volume_id: 1, name: b"v" }, 9, 8);
         assert_eq!(server.check_incoming(&header_of(&impostor)), Err(WireError::WrongSender));
-        let hello = wire(
-            &Message::Hello { cluster_tag: tag, host_id: client_id, channel: CHANNEL_DATA, nonce: nc },
+        let hello = sealed(
+            &Message::Hello { cluster_tag: tag, host_id: client_id, channel: CHANNEL_DATA, transport: 0, nonce: nc },
             client_id,
             8,
         );
         assert_eq!(server.check_incoming(&header_of(&hello)), Err(WireError::UnexpectedKind));
-        let auth = wire(&Message::Auth { mac: mac_c }, client_id, 8);
+        let auth = sealed(&Message::Auth { mac: mac_c }, client_id, 8);
         assert_eq!(server.check_incoming(&header_of(&auth)), Err(WireError::UnexpectedKind));
         assert_eq!(server.next_rx_seq(), 8);
     }
@@ -1950,7 +2069,7 @@ mod tests {
         }
         // HELLO accepted but the step not taken: AUTH is refused, so is a second HELLO.
         let mut s = Session::server();
-        let hello = Message::Hello { cluster_tag: 1, host_id: 2, channel: CHANNEL_DATA, nonce: [0; 16] };
+        let hello = Message::Hello { cluster_tag: 1, host_id: 2, channel: CHANNEL_DATA, transport: 0, nonce: [0; 16] };
         s.check_incoming(&header_of(&wire(&hello, 2, 1))).unwrap();
         assert_eq!(s.check_incoming(&header_of(&wire(&hello, 2, 2))), Err(WireError::UnexpectedKind));
         assert_eq!(
@@ -1986,7 +2105,8 @@ mod tests {
         assert_eq!(c.check_incoming(&header_of(&wire(&ack, 5, 2))), Err(WireError::UnexpectedKind));
         c.check_incoming(&header_of(&wire(&Message::Welcome, 5, 2))).unwrap();
         c.welcome_received().unwrap();
-        c.check_incoming(&header_of(&wire(&ack, 5, 3))).unwrap();
+        assert_eq!(c.check_incoming(&header_of(&wire(&ack, 5, 3))), Err(WireError::BadSealing));
+        c.check_incoming(&header_of(&sealed(&ack, 5, 3))).unwrap();
 
         let mut s = Session::server();
         assert_eq!(s.hello_received(1), Err(WireError::WrongState));
@@ -2031,7 +2151,7 @@ mod tests {
         fn message<'a>(&'a self, sender: u32, buf: &'a mut [u8; DESTAGED_BUF_LEN]) -> Message<'a> {
             match self {
                 Owned::Hello(t, n) => {
-                    Message::Hello { cluster_tag: *t, host_id: sender, channel: CHANNEL_DATA, nonce: *n }
+                    Message::Hello { cluster_tag: *t, host_id: sender, channel: CHANNEL_DATA, transport: 0, nonce: *n }
                 }
                 Owned::Challenge(n, m) => Message::Challenge { host_id: sender, nonce: *n, mac: *m },
                 Owned::Auth(m) => Message::Auth { mac: *m },
