@@ -7,6 +7,7 @@
 #include <linux/tcp.h>
 #include <net/sock.h>
 #include <crypto/chacha20poly1305.h>
+#include <crypto/curve25519.h>
 #include <crypto/hash.h>
 #include <linux/string.h>
 
@@ -470,4 +471,27 @@ int fvp_helper_hmac_sha256(void *tfm, const u8 *key, unsigned int key_len,
 void fvp_helper_memzero_explicit(void *p, size_t len)
 {
 	memzero_explicit(p, len);
+}
+
+/* X25519 (lib/crypto): false for a low-order public key (an all-zero result). */
+bool fvp_helper_x25519(u8 *out, const u8 *secret, const u8 *public_key)
+{
+	return curve25519(out, secret, public_key);
+}
+
+bool fvp_helper_x25519_public(u8 *out, const u8 *secret)
+{
+	return curve25519_generate_public(out, secret);
+}
+
+/* Random and clamped; may sleep until the CSPRNG is ready. */
+void fvp_helper_x25519_generate_secret(u8 *secret)
+{
+	curve25519_generate_secret(secret);
+}
+
+/* CLOCK_REALTIME in ns: a host's incarnation number (a restarted host's is larger). */
+u64 fvp_helper_wall_clock_ns(void)
+{
+	return ktime_get_real_ns();
 }

@@ -98,6 +98,10 @@ void fvp_helper_hmac_sha256_free(void *tfm);
 int fvp_helper_hmac_sha256(void *tfm, const u8 *key, unsigned int key_len,
 			   const struct fvp_helper_slice *parts, unsigned int nparts, u8 *out);
 void fvp_helper_memzero_explicit(void *p, size_t len);
+bool fvp_helper_x25519(u8 *out, const u8 *secret, const u8 *public_key);
+bool fvp_helper_x25519_public(u8 *out, const u8 *secret);
+void fvp_helper_x25519_generate_secret(u8 *secret);
+u64 fvp_helper_wall_clock_ns(void);
 
 #ifdef __BINDGEN__
 /* Macros with casts that bindgen cannot evaluate, as constants it can. */

@@ -17,6 +17,26 @@ export GUEST_CMDLINE_EXTRA=$(guest_precise_clock)
 kdir=$(scripts/kernel/build.sh bench 2>/dev/null)
 mkdir -p build/modules
 cp "$kdir/lib/lru_cache.ko" "$kdir/drivers/block/drbd/drbd.ko" build/modules/
+# The baseline of the transport's cost: fvp.ko and fvpctl of the last commit whose
+# messages carried only a CRC (protocol version 5), built against the same kernel, so
+# that the guests measure both transports in one run. FVP_BENCH_BASELINE= skips it.
+baseline=${FVP_BENCH_BASELINE-3489139}
+rm -rf build/baseline/out
+if [ -n "$baseline" ] && sha=$(git rev-parse -q --verify "$baseline^{commit}" 2>/dev/null); then
+  if [ ! -f "build/baseline/$sha/fvp.ko" ]; then
+    echo "building the baseline fvp.ko and fvpctl of ${sha:0:12} (protocol version 5)..."
+    rm -rf build/baseline; mkdir -p "build/baseline/$sha/src"
+    git archive "$sha" | tar -x -C "build/baseline/$sha/src"
+    make -s -C "build/baseline/$sha/src" module KDIR="$kdir"
+    cargo build -q --release --locked -p fvpctl --manifest-path "build/baseline/$sha/src/Cargo.toml" \
+      --target-dir build/baseline/target
+    cp "build/baseline/$sha/src/fvp.ko" build/baseline/target/release/fvpctl "build/baseline/$sha/"
+  fi
+  mkdir -p build/baseline/out
+  cp "build/baseline/$sha/fvp.ko" "build/baseline/$sha/fvpctl" build/baseline/out/
+else
+  echo "no baseline commit ${baseline:-(none)}: the table has no protocol-version-5 row"
+fi
 run=$repo/build/run/bench-replication
 rm -rf "$run"; mkdir -p "$run"
 nodes=3

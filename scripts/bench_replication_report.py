@@ -9,8 +9,11 @@ CONFIGS = [
     ("brd", "brd (RAM, no caching: the limit)"),
     ("write-through", "fvp write-through"),
     ("wb-peers0", "fvp write-back, peers=0"),
+    ("v5-peers1", "peers=1, protocol 5 (CRC only)"),
     ("wb-peers1", "fvp write-back, peers=1"),
     ("wb-peers2", "fvp write-back, peers=2"),
+    ("wb-peers1-enc", "peers=1, transport encrypted"),
+    ("wb-peers2-enc", "peers=2, transport encrypted"),
     ("drbd-c", "DRBD protocol C (2 hosts)"),
 ]
 
@@ -53,6 +56,7 @@ def main():
 
     c = res["configs"]
     print("4 KiB random writes, O_DIRECT, three TCG guests (1 vCPU each), one emulated link;")
+    print("fvp rows use transport 'authenticated' unless they say otherwise")
     print("latency from submission to completion (fio lat)")
     print(f"TCP round trip node 1 -> node 2: p50 {res['tcp_rtt_us']['p50']} us, p99 {res['tcp_rtt_us']['p99']} us")
     if "tcp_4k_rtt_us" in res:
@@ -76,6 +80,15 @@ def main():
         res["targets"]["peers1_p50_within_rtt_plus_1.2x_local"] = {"peers1_p50_us": p1, "limit_us": round(limit, 1), "met": p1 <= limit}
     if p1 and drbd:
         res["targets"]["peers1_p50_below_drbd_c"] = {"peers1_p50_us": p1, "drbd_c_p50_us": drbd, "met": p1 < drbd}
+    # Issue 14: the authenticated transport adds at most 10% to the peers=1 QD1 p50 of the
+    # transport before it (protocol 5, measured in the same run with its own module).
+    v5 = (c["v5-peers1"]["qd1"] or {}).get("p50_us")
+    enc = (c["wb-peers1-enc"]["qd1"] or {}).get("p50_us")
+    if p1 and v5:
+        res["targets"]["authenticated_peers1_p50_within_1.1x_protocol5"] = {
+            "peers1_p50_us": p1, "protocol5_p50_us": v5, "ratio": round(p1 / v5, 3), "met": p1 <= 1.1 * v5}
+        if enc:
+            res["encrypted_peers1_p50_vs_protocol5"] = round(enc / v5, 3)
     for name, t in res["targets"].items():
         print(f"target {name}: {'met' if t['met'] else 'NOT met'} ({t})")
     with open(out, "w") as f:

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The kernel's cryptography for the replication transport: lib/crypto's
-//! ChaCha20-Poly1305 (`chacha20poly1305_encrypt`/`_decrypt`, 64-bit nonce), the crypto
-//! API's `hmac(sha256)`, and `memzero_explicit` for keys. 6.12's `kernel` crate binds
-//! none of them.
+//! ChaCha20-Poly1305 (`chacha20poly1305_encrypt`/`_decrypt`, 64-bit nonce) and X25519
+//! (`curve25519`), the crypto API's `hmac(sha256)`, and `memzero_explicit` for keys.
+//! 6.12's `kernel` crate binds none of them.
 
 use super::bindings;
 use core::ffi::c_void;
@@ -49,7 +49,67 @@ impl SecretKey {
     }
 }
 
+impl SecretKey {
+    /// A new random X25519 private key, clamped (may sleep until the CSPRNG is ready).
+    pub fn generate_x25519() -> Self {
+        let mut k = Self::zeroed();
+        // SAFETY: `k.bytes` is valid for writes of 32 bytes.
+        unsafe { bindings::fvp_helper_x25519_generate_secret(k.bytes.as_mut_ptr()) };
+        k
+    }
+
+    /// X25519 of this private key and `public` into a new secret; `None` if `public` is
+    /// a low-order point (the result would be all zero).
+    pub fn x25519(&self, public: &[u8; AEAD_KEY_LEN]) -> Option<SecretKey> {
+        let mut out = Self::zeroed();
+        // SAFETY: `out.bytes`, `self.bytes` and `public` are valid for 32 bytes each
+        // (written, read, read).
+        let ok = unsafe { bindings::fvp_helper_x25519(out.bytes.as_mut_ptr(), self.bytes.as_ptr(), public.as_ptr()) };
+        ok.then_some(out)
+    }
+
+    /// The X25519 public key of this private key; `None` if it is degenerate.
+    pub fn x25519_public(&self) -> Option<[u8; AEAD_KEY_LEN]> {
+        let mut out = [0u8; AEAD_KEY_LEN];
+        // SAFETY: `out` is valid for writes and `self.bytes` for reads of 32 bytes.
+        let ok = unsafe { bindings::fvp_helper_x25519_public(out.as_mut_ptr(), self.bytes.as_ptr()) };
+        ok.then_some(out)
+    }
+}
+
 impl Drop for SecretKey {
+    fn drop(&mut self) {
+        wipe(&mut self.bytes);
+    }
+}
+
+/// Up to `N` secret bytes (a shared secret of variable length), wiped with
+/// `memzero_explicit` when dropped. Not `Clone` and not `Debug`.
+///
+/// # Invariants
+///
+/// `len <= N`.
+pub struct SecretBytes<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> SecretBytes<N> {
+    /// A copy of `src`; `None` if it is longer than `N`.
+    pub fn new(src: &[u8]) -> Option<Self> {
+        let mut s = Self { bytes: [0; N], len: src.len() };
+        // INVARIANT: `get_mut` fails (and nothing is returned) unless `src.len() <= N`.
+        s.bytes.get_mut(..src.len())?.copy_from_slice(src);
+        Some(s)
+    }
+
+    /// The secret.
+    pub fn as_slice(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or(&[])
+    }
+}
+
+impl<const N: usize> Drop for SecretBytes<N> {
     fn drop(&mut self) {
         wipe(&mut self.bytes);
     }

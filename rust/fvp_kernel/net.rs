@@ -151,3 +151,9 @@ pub fn random_bytes(buf: &mut [u8]) {
     // SAFETY: `buf` is valid for writes of its length.
     unsafe { bindings::get_random_bytes(buf.as_mut_ptr().cast(), buf.len()) };
 }
+
+/// The wall clock (`CLOCK_REALTIME`) in ns: what a host's incarnation number is made of.
+pub fn wall_clock_ns() -> u64 {
+    // SAFETY: no preconditions.
+    unsafe { bindings::fvp_helper_wall_clock_ns() }
+}

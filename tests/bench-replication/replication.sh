@@ -1,8 +1,10 @@
 #!/bin/sh
 # Runs in each of three guests (`make bench-replication`). Node 1 measures 4 KiB random
 # writes at QD1 and QD16 on, one after the other in this run: brd itself, fvp write-through,
-# fvp write-back with peers=0, 1 and 2, and DRBD protocol C to node 2; and the TCP round
-# trip to node 2. Every fvp volume and DRBD sit on brd (each host its own /dev/ram*), so
+# fvp write-back with peers=0, 1 and 2 (transport "authenticated"), peers=1 and 2 again
+# with transport "encrypted", peers=1 with the baseline module of protocol version 5
+# (messages carried only a CRC; built by scripts/bench-replication.sh, when present),
+# and DRBD protocol C to node 2; and the TCP round trip to node 2. Every fvp volume and DRBD sit on brd (each host its own /dev/ram*), so
 # the differences are the caching and replication paths, not a disk. Nodes 2 and 3 are
 # the peers (node 2 is also DRBD's secondary and runs the TCP echo).
 # Results: /tmp/out/bench/<config>-qd<N>.json, rtt.json.
@@ -17,12 +19,50 @@ WS=64M
 DRBD=/usr/lib/drbd/drbdsetup-84
 ktap_plan 1
 
-fvp_load
-fvp_pool_create bp 256M
 # The device peers would recover to; brd here (the benchmark never recovers).
-CLUSTER_DEVICE=/dev/ram0 cluster_write_toml "$CLUSTER_SECRET"
-fvpctl cluster apply "$CLUSTER_TOML" --local-id "$FVP_NODE" >/dev/null
-cluster_wait_up 3 300 || { ktap_fail "bench: the three hosts form a cluster"; ktap_finish; }
+export CLUSTER_DEVICE=/dev/ram0
+form() { # form: pool and cluster on this host, then wait for all three
+  fvp_load && fvp_pool_create bp 256M && cluster_write_toml "$CLUSTER_SECRET" &&
+    fvpctl cluster apply "$CLUSTER_TOML" --local-id "$FVP_NODE" >/dev/null &&
+    cluster_wait_up 3 300
+}
+run() { # run CONFIG DEV QD
+  fio --name="$1-qd$3" --filename="$2" --thread --direct=1 --ioengine=libaio --rw=randwrite \
+    --bs=4k --iodepth="$3" --size=$WS --time_based --runtime="$RUNTIME" --ramp_time=2 \
+    --randseed=42 --norandommap --group_reporting --lat_percentiles=1 --output-format=json \
+    >"$BENCH/$1-qd$3.json" 2>/tmp/fio.err || sed 's/^/# /' /tmp/fio.err
+  echo "# $1 qd$3 done"
+}
+both() { run "$1" "$2" 1; run "$1" "$2" 16; }
+measure() { # measure NAME MODE PEERS: a volume over ram0, QD1 and QD16, removed after
+  size=$(fvp_sectors /dev/ram0)
+  fvp_dm_create "$1" "0 $size fvp $(fvp_devno /dev/ram0) bp $2 $3 sequential_cutoff=0"
+  case $3 in peers=0) ;; *) wait_state "$1" protected 120 || cluster_debug ;; esac
+  both "$1" "/dev/mapper/$1"
+  dmsetup status "$1" | sed 's/^/# /'
+  dmsetup remove "$1"
+}
+
+# The baseline (protocol version 5) first, on all three hosts, then unloaded.
+BASE=$FVP_REPO/build/baseline/out
+if [ -f "$BASE/fvp.ko" ]; then
+  fvpctl() { "$BASE/fvpctl" "$@"; }
+  FVP_KO=$BASE/fvp.ko
+  if form; then
+    barrier base-ready 600
+    [ "$FVP_NODE" != 1 ] || measure v5-peers1 write-back peers=1
+  else
+    ktap_info "the baseline module did not form a cluster"
+    barrier base-ready 600
+  fi
+  barrier base-done 1200
+  fvp_pool_destroy bp; fvp_unload || ktap_info "cannot unload the baseline module"
+  unset -f fvpctl
+  FVP_KO=$FVP_REPO/fvp.ko
+  barrier base-unloaded 600
+fi
+
+form || { ktap_fail "bench: the three hosts form a cluster"; ktap_finish; }
 
 # DRBD 8.4 (the kernel's) between node 1 (primary) and node 2, on /dev/ram1. The
 # modules are copied to build/modules by scripts/bench-replication.sh.
@@ -52,6 +92,10 @@ while True:
         c.sendall(b"k")' &
   fi
   barrier bench-ready 600
+  barrier auth-done 3000
+  CLUSTER_TRANSPORT=encrypted cluster_write_toml "$CLUSTER_SECRET"
+  fvpctl cluster apply "$CLUSTER_TOML" --local-id "$FVP_NODE" >/dev/null
+  barrier enc-ready 600
   barrier bench-done 3000
   ktap_pass "bench: node $FVP_NODE served as a peer"
   ktap_finish
@@ -59,15 +103,6 @@ fi
 
 drbd_up 2 || sed 's/^/# /' /tmp/drbd.log
 barrier bench-ready 600
-
-run() { # run CONFIG DEV QD
-  fio --name="$1-qd$3" --filename="$2" --thread --direct=1 --ioengine=libaio --rw=randwrite \
-    --bs=4k --iodepth="$3" --size=$WS --time_based --runtime="$RUNTIME" --ramp_time=2 \
-    --randseed=42 --norandommap --group_reporting --lat_percentiles=1 --output-format=json \
-    >"$BENCH/$1-qd$3.json" 2>/tmp/fio.err || sed 's/^/# /' /tmp/fio.err
-  echo "# $1 qd$3 done"
-}
-both() { run "$1" "$2" 1; run "$1" "$2" 16; }
 
 # The TCP round trip to node 2 over the same link, now: 500 one-byte exchanges, and
 # 500 of 4 KiB + 32 bytes answered by one byte (a REPLICATE and its ACK, without fvp).
@@ -86,17 +121,22 @@ json.dump({"tcp_rtt_ns": rtt(1), "tcp_4k_rtt_ns": rtt(4096 + 32)}, sys.stdout)' 
 fvpctl cluster show --json >"$BENCH/cluster.json"
 
 both brd /dev/ram2
-size=$(fvp_sectors /dev/ram0)
-dev=$(fvp_devno /dev/ram0)
-for cfg in "write-through write-through peers=0" "wb-peers0 write-back peers=0" \
-           "wb-peers1 write-back peers=1" "wb-peers2 write-back peers=2"; do
-  set -- $cfg
-  fvp_dm_create "$1" "0 $size fvp $dev bp $2 $3 sequential_cutoff=0"
-  case $3 in peers=0) ;; *) wait_state "$1" protected 120 || cluster_debug ;; esac
-  both "$1" "/dev/mapper/$1"
-  dmsetup status "$1" | sed 's/^/# /'
-  dmsetup remove "$1"
-done
+measure write-through write-through peers=0
+measure wb-peers0 write-back peers=0
+measure wb-peers1 write-back peers=1
+measure wb-peers2 write-back peers=2
+barrier auth-done 600
+# Transport "encrypted": every host applies it (connections restart with it).
+CLUSTER_TRANSPORT=encrypted cluster_write_toml "$CLUSTER_SECRET"
+fvpctl cluster apply "$CLUSTER_TOML" --local-id "$FVP_NODE" >/dev/null
+barrier enc-ready 600
+if cluster_wait_up 3 120; then
+  fvpctl cluster show | sed 's/^/# /' | head -3
+  measure wb-peers1-enc write-back peers=1
+  measure wb-peers2-enc write-back peers=2
+else
+  ktap_info "the hosts did not reconnect with transport encrypted"
+fi
 
 if drbd_connected; then
   $DRBD new-current-uuid 0 --clear-bitmap=yes && $DRBD primary 0 &&
@@ -105,7 +145,9 @@ else
   sed 's/^/# /' /proc/drbd /tmp/drbd.log
 fi
 ok=1
-for f in brd write-through wb-peers0 wb-peers1 wb-peers2 drbd-c; do
+configs="brd write-through wb-peers0 wb-peers1 wb-peers2 wb-peers1-enc wb-peers2-enc drbd-c"
+[ ! -f "$BASE/fvp.ko" ] || configs="$configs v5-peers1"
+for f in $configs; do
   for q in 1 16; do [ -s "$BENCH/$f-qd$q.json" ] || { ktap_info "missing $f-qd$q"; ok=0; }; done
 done
 barrier bench-done 600

@@ -16,18 +16,19 @@
 
 use crate::conn::{Conn, KernelHmac, Polled, Reader, RxError, Sealing};
 use crate::fvp_kernel::block;
-use crate::fvp_kernel::crypto::SecretKey;
+use crate::fvp_kernel::crypto::{SecretBytes, SecretKey};
 use crate::fvp_kernel::errno::estale;
-use crate::fvp_kernel::net::{random_bytes, SockAddr, TcpSocket};
+use crate::fvp_kernel::net::{random_bytes, wall_clock_ns, SockAddr, TcpSocket};
 use crate::fvp_kernel::thread::{StopToken, Thread};
 use crate::fvp_kernel::vec;
 use crate::logic::abi;
+use crate::logic::admission::{HandshakeSlots, RateLimit, Verdict};
 use crate::logic::auth;
 use crate::logic::membership::{Membership, MembershipError, View};
 use crate::logic::owner;
 use crate::logic::placement::{self, DomainRule, HostEntry};
 use crate::logic::seal::Transport;
-use crate::logic::wire::{Message, Session, WireError, CHANNEL_DATA, CHANNEL_HEARTBEAT};
+use crate::logic::wire::{self, Message, PendingPings, Session, WireError, CHANNEL_DATA, CHANNEL_HEARTBEAT, PINGS_MAX};
 use crate::replica::ReplicaStore;
 use crate::shared::Shared;
 use core::sync::atomic::{
@@ -39,7 +40,8 @@ use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
 use kernel::time::Ktime;
 
-/// This host's settings (`FVP_IOC_CLUSTER_SET`).
+/// This host's settings (`FVP_IOC_CLUSTER_SET`), the secret left out (zero): it is
+/// kept apart (`Cluster::secret`), so that copies of the settings carry none.
 #[derive(Clone, Copy)]
 pub(crate) struct Settings {
     pub(crate) cfg: abi::ClusterCfg,
@@ -56,18 +58,51 @@ impl Settings {
         Transport::from_u32(self.cfg.transport).unwrap_or(Transport::Authenticated)
     }
 
-    /// The inputs of a handshake between `client_id` and `server_id` over `channel`.
-    fn handshake(&self, client_id: u32, server_id: u32, channel: u32) -> auth::Handshake<'_> {
+    /// The public inputs of a handshake between `client_id` and `server_id` over
+    /// `channel`, nonces, keys and incarnation still to be filled in.
+    fn handshake(&self, client_id: u32, server_id: u32, channel: u32) -> auth::Handshake {
         auth::Handshake {
-            secret: self.cfg.secret(),
             tag: self.tag,
             client_id,
             server_id,
             channel,
             transport: self.cfg.transport,
+            incarnation: 0,
             nonce_c: [0; auth::NONCE_LEN],
             nonce_s: [0; auth::NONCE_LEN],
+            eph_c: [0; auth::KEY_LEN],
+            eph_s: [0; auth::KEY_LEN],
         }
+    }
+}
+
+/// This end's secrets of one handshake: X25519 of the host keys and of the ephemeral
+/// keys (wiped when dropped, `SecretKey`).
+struct DhResults {
+    static_dh: SecretKey,
+    ephemeral_dh: SecretKey,
+}
+
+impl DhResults {
+    /// `local` with `peer_public`, and `ephemeral` with `peer_ephemeral`; `None` if a
+    /// public key is a low-order point.
+    fn compute(
+        local: &SecretKey,
+        peer_public: &auth::PublicKey,
+        ephemeral: &SecretKey,
+        peer_ephemeral: &auth::PublicKey,
+    ) -> Option<Self> {
+        Some(DhResults { static_dh: local.x25519(peer_public)?, ephemeral_dh: ephemeral.x25519(peer_ephemeral)? })
+    }
+
+    /// The key schedule of `hs` with the cluster's `secret`.
+    fn schedule(&self, hs: &auth::Handshake, hmac: &KernelHmac, secret: &[u8]) -> Option<auth::Schedule> {
+        let secrets = auth::Secrets {
+            cluster_secret: secret,
+            static_dh: self.static_dh.bytes(),
+            ephemeral_dh: self.ephemeral_dh.bytes(),
+        };
+        hs.schedule(hmac, &secrets)
     }
 }
 
@@ -81,9 +116,15 @@ struct Keys {
 
 impl Keys {
     /// Derives the connection's keys (`logic/auth.rs`); `client`: this host connected.
-    fn derive(hs: &auth::Handshake<'_>, hmac: &KernelHmac, transport: Transport, client: bool) -> Option<Keys> {
+    fn derive(
+        schedule: &auth::Schedule,
+        hs: &auth::Handshake,
+        hmac: &KernelHmac,
+        transport: Transport,
+        client: bool,
+    ) -> Option<Keys> {
         let (mut c2s, mut s2c) = (SecretKey::zeroed(), SecretKey::zeroed());
-        hs.session_keys(hmac, c2s.bytes_mut(), s2c.bytes_mut())?;
+        schedule.session_keys(hmac, hs, c2s.bytes_mut(), s2c.bytes_mut())?;
         let (tx, rx) = if client { (c2s, s2c) } else { (s2c, c2s) };
         Some(Keys { tx: Sealing { key: tx, transport }, rx: Sealing { key: rx, transport } })
     }
@@ -102,6 +143,8 @@ struct Config {
     devices: KVec<Device>,
     /// Host changes made with `HOST_DEFER`, not yet in force.
     pending: bool,
+    /// The other hosts' X25519 public keys (`FVP_IOC_KEY_SET`), by id - 1.
+    keys: [Option<auth::PublicKey>; wire::MAX_HOST_ID as usize],
 }
 
 /// The link to one other host.
@@ -125,6 +168,9 @@ pub(crate) struct Link {
     rtt_us: AtomicU64,
     /// When a valid message last arrived from the host (ns, local clock; 0: never).
     last_rx_ns: AtomicU64,
+    /// The incarnation of the host's connection in `inbound`: a later connection of an
+    /// earlier incarnation does not replace it while it is alive.
+    inbound_incarnation: AtomicU64,
 }
 
 impl Link {
@@ -191,6 +237,21 @@ pub(crate) struct Cluster {
     pub(crate) replicas: ReplicaStore,
     pub(crate) refused: AtomicU64,
     pub(crate) protocol_errors: AtomicU64,
+    /// The cluster's shared secret (`FVP_IOC_CLUSTER_SET`).
+    #[pin]
+    secret: Mutex<Option<Arc<SecretBytes<{ abi::SECRET_LEN }>>>>,
+    /// This host's X25519 private key (`FVP_IOC_KEY_SET` with `KEY_PRIVATE`).
+    #[pin]
+    local_key: Mutex<Option<Arc<SecretKey>>>,
+    /// This host's incarnation, sent in HELLO: the wall clock when the module loaded.
+    incarnation: u64,
+    /// Handshakes in progress by source address, capped (`logic/admission.rs`).
+    #[pin]
+    handshakes: Mutex<HandshakeSlots>,
+    /// Log lines about refused connections and protocol errors: what an attacker can
+    /// make a host print is bounded.
+    #[pin]
+    log_limit: Mutex<RateLimit>,
     /// Whether this host learnt it is fenced by a majority (its stores are untrusted).
     pub(crate) self_fenced: AtomicBool,
     /// Until the first start after loading: this host may have restarted quickly, so it
@@ -226,7 +287,19 @@ impl Cluster {
     pub(crate) fn new(shared: Arc<Shared>) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             shared,
-            cfg <- new_mutex!(Config { settings: None, hosts: KVec::new(), devices: KVec::new(), pending: false }, "fvp::Cluster::cfg"),
+            cfg <- new_mutex!(
+                Config {
+                    settings: None,
+                    hosts: KVec::new(),
+                    devices: KVec::new(),
+                    pending: false,
+                    keys: [None; wire::MAX_HOST_ID as usize],
+                },
+                "fvp::Cluster::cfg"
+            ),
+            secret <- new_mutex!(None, "fvp::Cluster::secret"),
+            local_key <- new_mutex!(None, "fvp::Cluster::local_key"),
+            incarnation: wall_clock_ns(),
             links <- new_mutex!(KVec::new(), "fvp::Cluster::links"),
             members <- new_mutex!(None, "fvp::Cluster::members"),
             listener <- new_mutex!(None, "fvp::Cluster::listener"),
@@ -238,6 +311,8 @@ impl Cluster {
             replicas <- ReplicaStore::new(),
             refused: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
+            handshakes <- new_mutex!(HandshakeSlots::new(), "fvp::Cluster::handshakes"),
+            log_limit <- new_mutex!(RateLimit::new(), "fvp::Cluster::log_limit"),
             self_fenced: AtomicBool::new(false),
             first_start: AtomicBool::new(true),
             lease_until_ns: AtomicU64::new(0),
@@ -263,11 +338,17 @@ impl Cluster {
     // ---- configuration (control ioctls) ----
 
     /// `FVP_IOC_CLUSTER_SET`.
-    pub(crate) fn set(self: &Arc<Self>, cfg: abi::ClusterCfg) -> Result {
+    pub(crate) fn set(self: &Arc<Self>, mut cfg: abi::ClusterCfg) -> Result {
         if let Err(e) = cfg.validate() {
+            crate::fvp_kernel::crypto::wipe(&mut cfg.secret);
             pr_warn!("cluster set refused: {}\n", e.message());
             return Err(EINVAL);
         }
+        // The secret is kept apart from the settings, which are copied freely.
+        let secret = SecretBytes::new(cfg.secret()).ok_or(EINVAL);
+        crate::fvp_kernel::crypto::wipe(&mut cfg.secret);
+        let secret = secret?;
+        let same_secret = self.secret.lock().as_ref().is_some_and(|s| s.as_slice() == secret.as_slice());
         // A removal that was left waiting for volumes to move off a host (EAGAIN) is
         // given up: `cluster apply` asks again if its file still removes the host.
         self.leaving.store(0, Relaxed);
@@ -275,24 +356,78 @@ impl Cluster {
             // Re-applying the same description (as configuration management does on
             // every run) must not drop connections and leases: a restart on each host
             // in turn fenced healthy peers.
-            if old.cfg == cfg {
+            if old.cfg == cfg && same_secret {
                 // ... but it puts deferred host changes in force.
                 return if self.cfg.lock().pending { self.restart() } else { Ok(()) };
             }
-            let same_identity =
-                old.cfg.name == cfg.name && old.cfg.local_id == cfg.local_id && old.cfg.secret() == cfg.secret();
+            let same_identity = old.cfg.name == cfg.name && old.cfg.local_id == cfg.local_id && same_secret;
             if !same_identity && !self.volumes.lock().is_empty() {
                 pr_warn!("cluster set refused: replicated volumes exist\n");
                 return Err(EBUSY);
             }
         }
         let tag = auth::cluster_tag(&KernelHmac::new()?, abi::name_bytes(&cfg.name)).ok_or(ENOMEM)?;
+        if self.settings().is_some_and(|old| old.cfg.local_id != cfg.local_id) {
+            // The private key was this host's under its old id.
+            *self.local_key.lock() = None;
+        }
+        let secret = Arc::new(secret, GFP_KERNEL)?;
         self.stop();
+        *self.secret.lock() = Some(secret);
         {
             let mut c = self.cfg.lock();
             c.settings = Some(Settings { cfg, tag });
         }
         self.start()
+    }
+
+    /// `FVP_IOC_KEY_SET`: this host's private key (`KEY_PRIVATE`) or another host's
+    /// public key. A changed key restarts the connections (they were authenticated with
+    /// the old one); the same key again changes nothing.
+    pub(crate) fn set_key(self: &Arc<Self>, req: &abi::KeyReq) -> Result {
+        if let Err(e) = req.validate_set() {
+            pr_warn!("key set refused: {}\n", e.message());
+            return Err(EINVAL);
+        }
+        let Some(local) = self.settings().map(|s| s.cfg.local_id) else {
+            pr_warn!("key set refused: the cluster is not set\n");
+            return Err(EINVAL);
+        };
+        let private = req.flags & abi::KEY_PRIVATE != 0;
+        if private != (req.id == local) {
+            pr_warn!("key set refused: only this host's key is private, and its public key comes from it\n");
+            return Err(EINVAL);
+        }
+        if private {
+            let mut key = SecretKey::zeroed();
+            key.bytes_mut().copy_from_slice(&req.key);
+            let Some(public) = key.x25519_public() else {
+                pr_warn!("key set refused: not a usable X25519 private key\n");
+                return Err(EINVAL);
+            };
+            let mut slot = self.local_key.lock();
+            if slot.as_ref().and_then(|k| k.x25519_public()) == Some(public) {
+                return Ok(());
+            }
+            *slot = Some(Arc::new(key, GFP_KERNEL)?);
+        } else {
+            let mut c = self.cfg.lock();
+            let Some(slot) = c.keys.get_mut(req.id as usize - 1) else { return Err(EINVAL) };
+            if *slot == Some(req.key) {
+                return Ok(());
+            }
+            *slot = Some(req.key);
+        }
+        pr_info!("key of host {} set\n", req.id);
+        self.restart()
+    }
+
+    /// `FVP_IOC_KEY_INFO`: host `id`'s public key (this host's: of its private key).
+    pub(crate) fn public_key(&self, id: u32) -> Option<auth::PublicKey> {
+        if self.settings().is_some_and(|s| s.cfg.local_id == id) {
+            return self.local_key.lock().as_ref().and_then(|k| k.x25519_public());
+        }
+        self.cfg.lock().keys.get((id as usize).checked_sub(1)?).copied().flatten()
     }
 
     /// `FVP_IOC_HOST_ADD`.
@@ -815,6 +950,7 @@ impl Cluster {
                     hb_thread <- new_mutex!(None, "fvp::Link::hb_thread"),
                     rtt_us: AtomicU64::new(0),
                     last_rx_ns: AtomicU64::new(0),
+                    inbound_incarnation: AtomicU64::new(0),
                 }),
                 GFP_KERNEL,
             )?;
@@ -885,7 +1021,24 @@ impl Cluster {
 
     fn protocol_error(&self, peer: &dyn core::fmt::Display, what: &str) {
         self.protocol_errors.fetch_add(1, Relaxed);
-        pr_warn!("closing connection with {}: {}\n", peer, what);
+        if self.may_log() {
+            pr_warn!("closing connection with {}: {}\n", peer, what);
+        }
+    }
+
+    /// Whether a line about a refusal or a protocol error may be printed now (at most
+    /// `admission::LOG_BURST` per interval); prints how many were dropped before it.
+    fn may_log(&self) -> bool {
+        let verdict = self.log_limit.lock().check(now_ns());
+        match verdict {
+            Verdict::Print { suppressed } => {
+                if suppressed > 0 {
+                    pr_warn!("{} messages about refused connections and protocol errors suppressed\n", suppressed);
+                }
+                true
+            }
+            Verdict::Suppress => false,
+        }
     }
 
     // ---- listener and inbound connections (server side) ----
@@ -901,7 +1054,21 @@ impl Cluster {
                     continue;
                 }
             };
-            let Ok(conn) = Arc::new(conn, GFP_KERNEL) else { continue };
+            // Bounded before anything is spent on it: a thread and buffers per handshake.
+            let admitted = self.handshakes.lock().admit(from.addr_be);
+            if let Err(why) = admitted {
+                self.refused.fetch_add(1, Relaxed);
+                if self.may_log() {
+                    pr_warn!("refused connection from {}: {}\n", from, why.reason());
+                }
+                drop(conn);
+                continue;
+            }
+            let release = || self.handshakes.lock().release(from.addr_be);
+            let Ok(conn) = Arc::new(conn, GFP_KERNEL) else {
+                release();
+                continue;
+            };
             let Ok(entry) = Arc::pin_init(
                 pin_init!(Inbound {
                     sock: conn.clone(),
@@ -910,18 +1077,24 @@ impl Cluster {
                 }),
                 GFP_KERNEL,
             ) else {
+                release();
                 continue;
             };
             if self.inbound.lock().push(entry.clone(), GFP_KERNEL).is_err() {
+                release();
                 continue;
             }
             let (c, e) = (self.clone(), entry.clone());
+            // `serve` releases the slot when the handshake ends.
             match Thread::start(c"fvp-in", move |stop| {
                 c.serve(&e.sock, from, stop);
                 e.done.store(true, Relaxed);
             }) {
                 Ok(t) => *entry.thread.lock() = Some(t),
-                Err(_) => entry.done.store(true, Relaxed),
+                Err(_) => {
+                    release();
+                    entry.done.store(true, Relaxed);
+                }
             }
         }
     }
@@ -952,17 +1125,23 @@ impl Cluster {
     }
 
     /// Runs the server handshake on an accepted connection, then serves its requests.
+    /// Serves an accepted connection whose handshake `listen_loop` admitted: releases
+    /// the admission when the handshake ends.
     fn serve(self: &Arc<Self>, sock: &Arc<TcpSocket>, from: SockAddr, stop: &StopToken) {
-        let Some(s) = self.settings() else { return };
-        // The handshake must finish within the timeout.
-        sock.set_timeouts(s.cfg.timeout_ms, s.cfg.timeout_ms);
-        let Ok(mut reader) = Reader::new() else { return };
-        let mut session = Session::server();
-        let (peer, channel, keys) = match self.server_handshake(sock, &mut reader, &mut session, &s) {
-            Ok(p) => p,
+        let handshake = self.settings().ok_or("not configured").and_then(|s| {
+            let mut reader = Reader::new().map_err(|_| "out of memory")?;
+            let mut session = Session::server();
+            let r = self.server_handshake(sock, from, &mut reader, &mut session, &s)?;
+            Ok((s, reader, session, r))
+        });
+        self.handshakes.lock().release(from.addr_be);
+        let (s, mut reader, mut session, (peer, channel, incarnation, keys)) = match handshake {
+            Ok(h) => h,
             Err(why) => {
                 self.refused.fetch_add(1, Relaxed);
-                pr_warn!("refused connection from {}: {}\n", from, why);
+                if self.may_log() {
+                    pr_warn!("refused connection from {}: {}\n", from, why);
+                }
                 return;
             }
         };
@@ -974,9 +1153,24 @@ impl Cluster {
         // A heartbeat connection only answers PINGs; the data connection is the link's.
         let heartbeat = channel == CHANNEL_HEARTBEAT;
         if !heartbeat {
-            if let Some(old) = link.inbound.lock().replace(conn.clone()) {
+            let mut slot = link.inbound.lock();
+            // A live connection gives way only to the same incarnation of its host (which
+            // reconnects only once its previous connection ended) or a later one (the host
+            // restarted): never to an earlier one.
+            if slot.as_ref().is_some_and(|c| !c.is_broken()) && incarnation < link.inbound_incarnation.load(Relaxed) {
+                drop(slot);
+                conn.close();
+                self.refused.fetch_add(1, Relaxed);
+                if self.may_log() {
+                    pr_warn!("refused connection from {}: an earlier incarnation of host {}\n", from, peer);
+                }
+                return;
+            }
+            link.inbound_incarnation.store(incarnation, Relaxed);
+            if let Some(old) = slot.replace(conn.clone()) {
                 old.close();
             }
+            drop(slot);
             pr_info!("host {} connected from {}\n", peer, from);
         }
         sock.set_timeouts(s.cfg.heartbeat_ms, s.cfg.timeout_ms);
@@ -1024,52 +1218,73 @@ impl Cluster {
         }
     }
 
+    /// The server side of a handshake on a connection from `from`; returns the client's
+    /// id, the channel, the client's incarnation and the connection's keys.
     fn server_handshake(
         &self,
         sock: &TcpSocket,
+        from: SockAddr,
         reader: &mut Reader,
         session: &mut Session,
         s: &Settings,
-    ) -> core::result::Result<(u32, u32, Keys), &'static str> {
+    ) -> core::result::Result<(u32, u32, u64, Keys), &'static str> {
         let local = s.cfg.local_id;
-        let h = wait_message(sock, reader)?;
+        // One deadline for the whole handshake, however the client paces its bytes.
+        let deadline = now_ns().saturating_add(s.timeout_ns());
+        let h = wait_message(sock, reader, deadline)?;
         session.check_incoming(&h).map_err(|e| e.reason())?;
-        let mut hs = match Message::decode(&h, reader.payload(&h)).map_err(|e| e.reason())? {
-            Message::Hello { cluster_tag, host_id, channel, transport, nonce } => {
+        let (mut hs, peer_key) = match Message::decode(&h, reader.payload(&h)).map_err(|e| e.reason())? {
+            Message::Hello { cluster_tag, host_id, channel, transport, incarnation, nonce, ephemeral } => {
                 if cluster_tag != s.tag {
                     return Err(WireError::BadClusterTag.reason());
                 }
-                if host_id == local || !self.cfg.lock().hosts.iter().any(|x| x.id == host_id) {
-                    return Err(WireError::UnknownHost.reason());
+                let c = self.cfg.lock();
+                // A host id is bound to its configured address and its key.
+                let host = c.hosts.iter().find(|x| x.id == host_id && host_id != local);
+                let Some(host) = host else { return Err(WireError::UnknownHost.reason()) };
+                if host.addr != from.addr_be {
+                    return Err("not the configured address of the host it claims to be");
                 }
+                let Some(peer_key) = c.keys.get(host_id as usize - 1).copied().flatten() else {
+                    return Err("no key is configured for the host it claims to be");
+                };
+                drop(c);
                 if transport != s.cfg.transport {
                     return Err(WireError::BadTransport.reason());
                 }
                 let mut hs = s.handshake(host_id, local, channel);
-                hs.nonce_c = nonce;
-                hs
+                (hs.nonce_c, hs.eph_c, hs.incarnation) = (nonce, ephemeral, incarnation);
+                (hs, peer_key)
             }
             _ => return Err("expected HELLO"),
         };
         session.hello_received(hs.client_id).map_err(|e| e.reason())?;
+        let local_key = self.local_key.lock().clone().ok_or("this host has no key")?;
         random_bytes(&mut hs.nonce_s);
+        let ephemeral = SecretKey::generate_x25519();
+        hs.eph_s = ephemeral.x25519_public().ok_or("X25519 failed")?;
         let hmac = KernelHmac::new().map_err(|_| "out of memory")?;
-        let mac = hs.server_mac(&hmac).ok_or("HMAC failed")?;
-        send_raw(sock, local, 1, &Message::Challenge { host_id: local, nonce: hs.nonce_s, mac })?;
-        let h = wait_message(sock, reader)?;
+        let dh = DhResults::compute(&local_key, &peer_key, &ephemeral, &hs.eph_c).ok_or("a low-order public key")?;
+        drop(ephemeral);
+        let secret = self.secret.lock().clone().ok_or("not configured")?;
+        let schedule = dh.schedule(&hs, &hmac, secret.as_slice()).ok_or("HMAC failed")?;
+        drop(dh);
+        let mac = schedule.server_mac(&hmac, &hs).ok_or("HMAC failed")?;
+        send_raw(sock, local, 1, &Message::Challenge { host_id: local, nonce: hs.nonce_s, ephemeral: hs.eph_s, mac })?;
+        let h = wait_message(sock, reader, deadline)?;
         session.check_incoming(&h).map_err(|e| e.reason())?;
         match Message::decode(&h, reader.payload(&h)).map_err(|e| e.reason())? {
             Message::Auth { mac } => {
-                if !hs.verify_client_mac(&hmac, &mac) {
+                if !schedule.verify_client_mac(&hmac, &hs, &mac) {
                     return Err(WireError::BadMac.reason());
                 }
             }
             _ => return Err("expected AUTH"),
         }
         session.auth_verified().map_err(|e| e.reason())?;
-        let keys = Keys::derive(&hs, &hmac, s.transport(), false).ok_or("HMAC failed")?;
+        let keys = Keys::derive(&schedule, &hs, &hmac, s.transport(), false).ok_or("HMAC failed")?;
         send_raw(sock, local, 2, &Message::Welcome)?;
-        Ok((hs.client_id, hs.channel, keys))
+        Ok((hs.client_id, hs.channel, hs.incarnation, keys))
     }
 
     /// Serves one request from host `peer`. `Err`: a protocol violation.
@@ -1181,7 +1396,9 @@ impl Cluster {
             Ok(keys) => keys,
             Err(why) => {
                 self.refused.fetch_add(1, Relaxed);
-                pr_warn!("handshake with host {} at {} failed: {}\n", link.host.id, remote, why);
+                if self.may_log() {
+                    pr_warn!("handshake with host {} at {} failed: {}\n", link.host.id, remote, why);
+                }
                 stop.nap(s.cfg.timeout_ms);
                 return None;
             }
@@ -1262,17 +1479,20 @@ impl Cluster {
         let hb_ns = u64::from(s.cfg.heartbeat_ms) * 1_000_000;
         let mut last_ping = 0u64;
         let mut last_pong = now_ns();
+        // A PONG must answer a PING sent here, oldest first: its echo dates a lease.
+        let mut pings = PendingPings::new();
         while !stop.should_stop() {
             if conn.is_broken() {
                 return Some("send failed");
             }
             let now = now_ns();
-            if now.saturating_sub(last_ping) >= hb_ns {
+            if now.saturating_sub(last_ping) >= hb_ns && pings.len() < PINGS_MAX {
                 last_ping = now;
                 let ping = self.ping(now)?;
                 if conn.send(&ping, None).is_err() {
                     return Some("send failed");
                 }
+                pings.sent(now);
             }
             if now.saturating_sub(last_pong) > s.timeout_ns() {
                 return Some("no PONG within the timeout");
@@ -1293,6 +1513,9 @@ impl Cluster {
             self.heard(link, peer);
             match msg {
                 Message::Pong { echo_ns, heard, fenced, recovering, configured, joint } => {
+                    if !pings.pong(echo_ns) {
+                        return Some(self.protocol_failure(&addr_of(&link.host), "PONG answers no PING sent"));
+                    }
                     if let Err(why) = self.on_pong(link, echo_ns, View { heard, fenced, recovering, configured, joint })
                     {
                         return Some(self.protocol_failure(&addr_of(&link.host), why));
@@ -1339,6 +1562,7 @@ impl Cluster {
         what
     }
 
+    /// The client side of a handshake with host `server` for `channel`.
     fn client_handshake(
         &self,
         sock: &TcpSocket,
@@ -1349,36 +1573,56 @@ impl Cluster {
         channel: u32,
     ) -> core::result::Result<Keys, &'static str> {
         let local = s.cfg.local_id;
+        let deadline = now_ns().saturating_add(s.timeout_ns());
+        let local_key = self.local_key.lock().clone().ok_or("this host has no key")?;
+        let server_key = self.cfg.lock().keys.get(server as usize - 1).copied().flatten();
+        let server_key = server_key.ok_or("no key is configured for the host")?;
         let mut hs = s.handshake(local, server, channel);
+        hs.incarnation = self.incarnation;
         random_bytes(&mut hs.nonce_c);
+        let ephemeral = SecretKey::generate_x25519();
+        hs.eph_c = ephemeral.x25519_public().ok_or("X25519 failed")?;
         let hmac = KernelHmac::new().map_err(|_| "out of memory")?;
-        let hello =
-            Message::Hello { cluster_tag: s.tag, host_id: local, channel, transport: hs.transport, nonce: hs.nonce_c };
+        let hello = Message::Hello {
+            cluster_tag: s.tag,
+            host_id: local,
+            channel,
+            transport: hs.transport,
+            incarnation: hs.incarnation,
+            nonce: hs.nonce_c,
+            ephemeral: hs.eph_c,
+        };
         send_raw(sock, local, 1, &hello)?;
-        let h = wait_message(sock, reader)?;
+        let h = wait_message(sock, reader, deadline)?;
         session.check_incoming(&h).map_err(|e| e.reason())?;
-        match Message::decode(&h, reader.payload(&h)).map_err(|e| e.reason())? {
-            Message::Challenge { host_id, nonce, mac } => {
+        let schedule = match Message::decode(&h, reader.payload(&h)).map_err(|e| e.reason())? {
+            Message::Challenge { host_id, nonce, ephemeral: eph_s, mac } => {
                 if host_id != server {
                     return Err(WireError::WrongSender.reason());
                 }
-                hs.nonce_s = nonce;
-                if !hs.verify_server_mac(&hmac, &mac) {
+                (hs.nonce_s, hs.eph_s) = (nonce, eph_s);
+                let dh = DhResults::compute(&local_key, &server_key, &ephemeral, &hs.eph_s)
+                    .ok_or("a low-order public key")?;
+                let secret = self.secret.lock().clone().ok_or("not configured")?;
+                let schedule = dh.schedule(&hs, &hmac, secret.as_slice()).ok_or("HMAC failed")?;
+                if !schedule.verify_server_mac(&hmac, &hs, &mac) {
                     return Err(WireError::BadMac.reason());
                 }
                 session.challenge_received().map_err(|e| e.reason())?;
-                let mac = hs.client_mac(&hmac).ok_or("HMAC failed")?;
+                let mac = schedule.client_mac(&hmac, &hs).ok_or("HMAC failed")?;
                 send_raw(sock, local, 2, &Message::Auth { mac })?;
+                schedule
             }
             _ => return Err("expected CHALLENGE"),
-        }
-        let h = wait_message(sock, reader)?;
+        };
+        drop(ephemeral);
+        let h = wait_message(sock, reader, deadline)?;
         session.check_incoming(&h).map_err(|e| e.reason())?;
         match Message::decode(&h, reader.payload(&h)).map_err(|e| e.reason())? {
             Message::Welcome => session.welcome_received().map_err(|e| e.reason())?,
             _ => return Err("expected WELCOME"),
         }
-        Keys::derive(&hs, &hmac, s.transport(), true).ok_or("HMAC failed")
+        Keys::derive(&schedule, &hs, &hmac, s.transport(), true).ok_or("HMAC failed")
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1543,12 +1787,20 @@ fn send_raw(sock: &TcpSocket, sender: u32, seq: u64, msg: &Message<'_>) -> core:
     sock.send(e.as_bytes(), msg.data()).map_err(|_| "send failed")
 }
 
-/// Waits for one whole message during a handshake (the timeout is the socket's).
+/// Waits for one whole message during a handshake, until `deadline` (ns, `now_ns`):
+/// the socket's receive timeout is cut to what is left before each receive.
 fn wait_message(
     sock: &TcpSocket,
     reader: &mut Reader,
+    deadline: u64,
 ) -> core::result::Result<crate::logic::wire::Header, &'static str> {
-    for _ in 0..2 {
+    loop {
+        let left_ms = deadline.saturating_sub(now_ns()) / 1_000_000;
+        if left_ms == 0 {
+            return Err("handshake not done within the timeout");
+        }
+        let left_ms = u32::try_from(left_ms).unwrap_or(u32::MAX);
+        sock.set_timeouts(left_ms, left_ms);
         match reader.poll(sock) {
             Ok(Polled::Message(h)) => return Ok(h),
             Ok(Polled::Idle) => {}
@@ -1556,5 +1808,4 @@ fn wait_message(
             Err(RxError::Wire(e)) => return Err(e.reason()),
         }
     }
-    Err("timed out")
 }

@@ -231,7 +231,10 @@ impl miscdev::MiscDevice for Control {
             Command::VolumeHealth => self.volume_health(arg),
             Command::VolumeDiscard => self.volume_discard(arg),
             Command::ClusterSet => {
-                let cfg = abi::ClusterCfg::from_bytes(&copy_in::<{ abi::ClusterCfg::SIZE }>(arg)?);
+                let mut bytes = copy_in::<{ abi::ClusterCfg::SIZE }>(arg)?;
+                let cfg = abi::ClusterCfg::from_bytes(&bytes);
+                // The settings hold the shared secret: no copy outlives the call.
+                crate::fvp_kernel::crypto::wipe(&mut bytes);
                 self.registry.cluster.set(cfg).map(|_| 0)
             }
             Command::ClusterInfo => copy_out(arg, &self.registry.cluster.info().to_bytes()),
@@ -242,6 +245,27 @@ impl miscdev::MiscDevice for Control {
             Command::HostUpdate => {
                 let h = abi::HostReq::from_bytes(&copy_in::<{ abi::HostReq::SIZE }>(arg)?);
                 self.registry.cluster.update_host(h).map(|_| 0)
+            }
+            Command::KeySet => {
+                let mut bytes = copy_in::<{ abi::KeyReq::SIZE }>(arg)?;
+                let mut req = abi::KeyReq::from_bytes(&bytes);
+                // The request may hold this host's private key: no copy outlives the call.
+                crate::fvp_kernel::crypto::wipe(&mut bytes);
+                let r = self.registry.cluster.set_key(&req);
+                crate::fvp_kernel::crypto::wipe(&mut req.key);
+                r.map(|_| 0)
+            }
+            Command::KeyInfo => {
+                let mut req = abi::KeyReq::from_bytes(&copy_in::<{ abi::KeyReq::SIZE }>(arg)?);
+                if let Err(e) = req.validate_info() {
+                    pr_warn!("key info refused: {}\n", e.message());
+                    return Err(EINVAL);
+                }
+                let key = self.registry.cluster.public_key(req.id);
+                req.flags = if key.is_some() { abi::KEY_PRESENT } else { 0 };
+                req.key = key.unwrap_or([0; abi::KEY_LEN]);
+                req.reserved = [0; 4];
+                copy_out(arg, &req.to_bytes())
             }
             Command::HostRemove => {
                 let h = abi::HostReq::from_bytes(&copy_in::<{ abi::HostReq::SIZE }>(arg)?);

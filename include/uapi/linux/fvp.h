@@ -141,6 +141,27 @@ struct fvp_cluster_cfg {
 #define FVP_TRANSPORT_AUTHENTICATED	0	/* header and payload authenticated, in clear */
 #define FVP_TRANSPORT_ENCRYPTED		1	/* payloads encrypted too */
 
+/*
+ * FVP_IOC_KEY_SET, FVP_IOC_KEY_INFO (ABI 8): each host's X25519 key pair, which the
+ * replication handshake proves (docs/replication.md, section 2). SET with FVP_KEY_PRIVATE
+ * sets this host's private key (id must be the local id; the cluster must be set); SET
+ * without it sets host id's public key. A changed key restarts the cluster's connections;
+ * setting the same key again changes nothing. INFO returns host id's public key (for this
+ * host, the public key of its private key) with FVP_KEY_PRESENT, or flags 0 if none is set;
+ * it never returns a private key. Errors: EINVAL (id out of range, unknown flags, reserved
+ * not zero, an all-zero key, FVP_KEY_PRIVATE for another id or before FVP_IOC_CLUSTER_SET).
+ */
+#define FVP_KEY_LEN		32
+#define FVP_KEY_PRIVATE		(1U << 0)	/* SET: key is this host's private key */
+#define FVP_KEY_PRESENT		(1U << 1)	/* INFO: a key is set for id */
+
+struct fvp_key_req {
+	__u32 id;		/* host id, 1..FVP_MAX_HOSTS */
+	__u32 flags;		/* FVP_KEY_* */
+	__u8  key[FVP_KEY_LEN];	/* see above */
+	__u32 reserved[4];	/* zero */
+};
+
 /* fvp_cluster_info.flags */
 #define FVP_CLUSTER_CONFIGURED	(1U << 0)	/* FVP_IOC_CLUSTER_SET has been done */
 #define FVP_CLUSTER_LISTENING	(1U << 1)	/* the replication listener is bound */
@@ -344,5 +365,7 @@ struct fvp_volume_discard {
 #define FVP_IOC_DEVICE_REMOVE	_IOW(FVP_IOCTL_MAGIC, 0x26, struct fvp_device_req)
 #define FVP_IOC_DEVICE_INFO	_IOWR(FVP_IOCTL_MAGIC, 0x27, struct fvp_device_req)
 #define FVP_IOC_HOST_UPDATE	_IOW(FVP_IOCTL_MAGIC, 0x28, struct fvp_host_req)
+#define FVP_IOC_KEY_SET		_IOW(FVP_IOCTL_MAGIC, 0x2a, struct fvp_key_req)
+#define FVP_IOC_KEY_INFO	_IOWR(FVP_IOCTL_MAGIC, 0x2b, struct fvp_key_req)
 
 #endif /* _UAPI_LINUX_FVP_H */

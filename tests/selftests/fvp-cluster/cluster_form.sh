@@ -1,10 +1,13 @@
 #!/bin/sh
 # The three guests form a cluster: every host authenticates every other, holds its lease,
-# and a host that does not know the secret is refused without reaching anyone's pool.
+# and a host that does not know the secret, or uses another transport mode, is refused
+# without reaching anyone's pool. Then the cluster switches to transport "encrypted" for
+# the programs after this one (lib/cluster.sh).
 . ../lib/ktap.sh
 . ../lib/fvp.sh
 . ../lib/cluster.sh
-if [ "$FVP_NODE" = 1 ]; then ktap_plan 10; else ktap_plan 5; fi
+if [ "$FVP_NODE" = 1 ]; then ktap_plan 14; else ktap_plan 9; fi
+rm -f "$OUT/cluster-transport"; CLUSTER_TRANSPORT=
 fvp_load
 fvp_pool_create cp 64M
 cluster_write_toml "$CLUSTER_SECRET"
@@ -19,6 +22,17 @@ if [ "$FVP_NODE" = 3 ]; then
     test "$(cluster_json .cluster.refused_connections)" -gt 0
   ktap_check "with the wrong secret, no host is up" test "$(cluster_json .cluster.hosts_up)" = 1
   barrier refused
+  # The right secret but another transport mode: refused too, saying why.
+  CLUSTER_TRANSPORT=encrypted cluster_write_toml "$CLUSTER_SECRET"
+  mv "$CLUSTER_TOML" /tmp/encrypted.toml
+  cluster_write_toml "$CLUSTER_SECRET"
+  before=$(cluster_json .cluster.refused_connections)
+  fvpctl cluster apply /tmp/encrypted.toml --local-id 3 >/dev/null
+  t=0
+  while [ "$(cluster_json .cluster.refused_connections)" = "$before" ] && [ $t -lt 60 ]; do sleep 1; t=$((t + 1)); done
+  ktap_check "with transport encrypted among authenticated hosts, no host is up" \
+    test "$(cluster_json .cluster.hosts_up)" = 1 -a "$(cluster_json .cluster.transport)" = encrypted
+  barrier refused-transport
   ktap_check "cluster apply with the right secret" fvpctl cluster apply "$CLUSTER_TOML" --local-id 3
 else
   ktap_check "cluster apply" fvpctl cluster apply "$CLUSTER_TOML" --local-id "$FVP_NODE"
@@ -31,6 +45,11 @@ else
     test "$(cluster_json .cluster.refused_connections)" -gt 0
   ktap_check "the refusal is logged" sh -c 'dmesg | grep -q "fvp: refused connection from 10.77.0.3"'
   barrier refused
+  t=0
+  until dmesg | grep -q "fvp: refused connection from 10.77.0.3:[0-9]*: transport mode differs" || [ $t -ge 60 ]; do sleep 1; t=$((t + 1)); done
+  ktap_check "a host with another transport mode is refused, and the log says why" \
+    sh -c 'dmesg | grep -q "fvp: refused connection from 10.77.0.3:[0-9]*: transport mode differs"'
+  barrier refused-transport
 fi
 ktap_check "all three hosts are up within 120 s" cluster_wait_up 3 120
 ktap_check "this host holds its lease" test "$(cluster_json '.cluster.flags | index("lease") != null')" = true
@@ -59,4 +78,12 @@ if [ "$FVP_NODE" = 1 ]; then
   cluster_wait_up 3 60 || ktap_info "not all hosts up again within 60 s"
 fi
 barrier reverted
+# Every host switches to transport "encrypted" (connections restart with new keys) and
+# the later programs of the suite run with it.
+echo encrypted >"$OUT/cluster-transport"
+CLUSTER_TRANSPORT=encrypted cluster_write_toml "$CLUSTER_SECRET"
+ktap_check "cluster apply with transport encrypted" fvpctl cluster apply "$CLUSTER_TOML" --local-id "$FVP_NODE"
+ktap_check "all three hosts are up again with transport encrypted" cluster_wait_up 3 120
+ktap_check "the cluster reports transport encrypted" test "$(cluster_json .cluster.transport)" = encrypted
+barrier encrypted
 ktap_finish

@@ -32,6 +32,12 @@ pub const FEATURE_SECURE_TRANSPORT: u64 = 1 << 4;
 pub const TRANSPORT_AUTHENTICATED: u32 = crate::logic::seal::TRANSPORT_AUTHENTICATED;
 /// `FVP_TRANSPORT_ENCRYPTED`: payloads encrypted too.
 pub const TRANSPORT_ENCRYPTED: u32 = crate::logic::seal::TRANSPORT_ENCRYPTED;
+/// `FVP_KEY_LEN`: an X25519 key (private or public).
+pub const KEY_LEN: usize = 32;
+/// `FVP_KEY_PRIVATE`: `FVP_IOC_KEY_SET` sets this host's private key.
+pub const KEY_PRIVATE: u32 = 1 << 0;
+/// `FVP_KEY_PRESENT`: `FVP_IOC_KEY_INFO` found a key for the host.
+pub const KEY_PRESENT: u32 = 1 << 1;
 /// `FVP_NAME_LEN`: pool names, NUL-padded.
 pub const NAME_LEN: usize = 32;
 /// `FVP_LAT_BUCKETS`.
@@ -171,6 +177,10 @@ pub const IOC_DEVICE_REMOVE: u32 = ioc(IOC_WRITE, IOCTL_MAGIC, 0x26, DeviceReq::
 pub const IOC_DEVICE_INFO: u32 = ioc(IOC_READ | IOC_WRITE, IOCTL_MAGIC, 0x27, DeviceReq::SIZE);
 /// `FVP_IOC_HOST_UPDATE`.
 pub const IOC_HOST_UPDATE: u32 = ioc(IOC_WRITE, IOCTL_MAGIC, 0x28, HostReq::SIZE);
+/// `FVP_IOC_KEY_SET`.
+pub const IOC_KEY_SET: u32 = ioc(IOC_WRITE, IOCTL_MAGIC, 0x2a, KeyReq::SIZE);
+/// `FVP_IOC_KEY_INFO`.
+pub const IOC_KEY_INFO: u32 = ioc(IOC_READ | IOC_WRITE, IOCTL_MAGIC, 0x2b, KeyReq::SIZE);
 /// `FVP_IOC_FLASH_OPEN`.
 pub const IOC_FLASH_OPEN: u32 = ioc(IOC_READ | IOC_WRITE, IOCTL_MAGIC, 0x18, FlashOpen::SIZE);
 /// `FVP_IOC_FLASH_INFO`.
@@ -221,6 +231,10 @@ pub enum Command {
     FlashOpen,
     /// `FVP_IOC_FLASH_INFO` (ABI 7).
     FlashInfo,
+    /// `FVP_IOC_KEY_SET` (ABI 8).
+    KeySet,
+    /// `FVP_IOC_KEY_INFO` (ABI 8).
+    KeyInfo,
 }
 
 /// Why an ioctl command was refused before it was run.
@@ -258,6 +272,8 @@ impl Command {
             0x22 => (Command::HostAdd, IOC_HOST_ADD),
             0x23 => (Command::HostRemove, IOC_HOST_REMOVE),
             0x24 => (Command::HostInfo, IOC_HOST_INFO),
+            0x2a => (Command::KeySet, IOC_KEY_SET),
+            0x2b => (Command::KeyInfo, IOC_KEY_INFO),
             0x25 => (Command::DeviceAdd, IOC_DEVICE_ADD),
             0x26 => (Command::DeviceRemove, IOC_DEVICE_REMOVE),
             0x27 => (Command::DeviceInfo, IOC_DEVICE_INFO),
@@ -277,7 +293,7 @@ impl Command {
     }
 
     /// Every command, in command-number order.
-    pub const ALL: [Command; 21] = [
+    pub const ALL: [Command; 23] = [
         Command::Version,
         Command::Status,
         Command::PoolCreate,
@@ -299,6 +315,8 @@ impl Command {
         Command::VolumeDiscard,
         Command::FlashOpen,
         Command::FlashInfo,
+        Command::KeySet,
+        Command::KeyInfo,
     ];
 
     /// The first ABI version that has the command.
@@ -313,6 +331,7 @@ impl Command {
             Command::VolumeHealth => 4,
             Command::HostUpdate | Command::VolumeDiscard => 5,
             Command::FlashOpen | Command::FlashInfo => 7,
+            Command::KeySet | Command::KeyInfo => 8,
             _ => 3,
         }
     }
@@ -341,6 +360,8 @@ impl Command {
             Command::FlashOpen => IOC_FLASH_OPEN,
             Command::FlashInfo => IOC_FLASH_INFO,
             Command::VolumeDiscard => IOC_VOLUME_DISCARD,
+            Command::KeySet => IOC_KEY_SET,
+            Command::KeyInfo => IOC_KEY_INFO,
         }
     }
 }
@@ -819,6 +840,49 @@ abi_struct! {
 }
 
 abi_struct! {
+    /// `struct fvp_key_req`: argument of `FVP_IOC_KEY_SET` and `FVP_IOC_KEY_INFO`
+    /// (ABI 8): a host's X25519 key.
+    pub struct KeyReq {
+        /// The host, 1..=`MAX_HOSTS`.
+        pub id: u32,
+        /// `KEY_*` bits.
+        pub flags: u32,
+        /// SET: host `id`'s public key, or with `KEY_PRIVATE` this host's private key.
+        /// INFO (out): host `id`'s public key (this host's: of its private key).
+        pub key: [u8; KEY_LEN],
+        /// Zero.
+        pub reserved: [u32; 4],
+    }
+}
+
+impl KeyReq {
+    /// Checks the input of `FVP_IOC_KEY_SET`: a valid host id, known flags, a key that is
+    /// not all zero, `reserved` zero. (Whether a private key's id is this host's is the
+    /// cluster's to check.)
+    pub fn validate_set(&self) -> Result<(), ConfigError> {
+        if !host_id_valid(self.id) {
+            return Err(ConfigError::HostId);
+        }
+        if self.flags & !KEY_PRIVATE != 0 || self.reserved != [0; 4] {
+            return Err(ConfigError::Reserved);
+        }
+        if self.key == [0; KEY_LEN] {
+            return Err(ConfigError::Key);
+        }
+        Ok(())
+    }
+
+    /// Checks the input of `FVP_IOC_KEY_INFO`: a valid host id; the rest is output.
+    pub fn validate_info(&self) -> Result<(), ConfigError> {
+        if host_id_valid(self.id) {
+            Ok(())
+        } else {
+            Err(ConfigError::HostId)
+        }
+    }
+}
+
+abi_struct! {
     /// `struct fvp_flash_open`: `FVP_IOC_FLASH_OPEN` (ABI 7).
     pub struct FlashOpen {
         /// The pool's name, NUL-padded.
@@ -1002,6 +1066,8 @@ pub enum ConfigError {
     SecretLen,
     /// `transport` is not a `TRANSPORT_*` value.
     Transport,
+    /// A key that is all zero.
+    Key,
     /// A reserved field is not zero.
     Reserved,
     /// A host id is not in 1..=`MAX_HOSTS`.
@@ -1035,6 +1101,7 @@ impl ConfigError {
             ConfigError::TimeoutTooLong => "timeout_ms is more than 600000",
             ConfigError::SecretLen => "secret is not 16 to 64 bytes long",
             ConfigError::Transport => "transport is neither authenticated (0) nor encrypted (1)",
+            ConfigError::Key => "the key is all zero",
             ConfigError::Reserved => "reserved field (or unknown flag) is not zero",
             ConfigError::HostId => "host id is not in 1..=64",
             ConfigError::Port => "port is zero",

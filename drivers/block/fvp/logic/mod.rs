@@ -7,6 +7,7 @@
 //! its unit and property tests.
 
 pub mod abi;
+pub mod admission;
 pub mod auth;
 pub mod cache;
 pub mod crc32c;

@@ -35,7 +35,7 @@
 //!
 //! Nothing here allocates or panics, whatever the input.
 
-use super::auth::{Mac, Nonce, DIGEST_LEN, NONCE_LEN};
+use super::auth::{Mac, Nonce, PublicKey, DIGEST_LEN, KEY_LEN, NONCE_LEN};
 use super::crc32c::Crc32c;
 use super::membership::JOINT_MAX;
 use super::seal::Transport;
@@ -61,7 +61,7 @@ pub const DESTAGED_ENTRY_LEN: usize = 16;
 /// Room for the entries of the largest DESTAGED message.
 pub const DESTAGED_BUF_LEN: usize = MAX_DESTAGED * DESTAGED_ENTRY_LEN;
 /// Largest fixed part of a payload (the part [`Encoded`] holds).
-pub const MAX_FIXED_LEN: usize = 64;
+pub const MAX_FIXED_LEN: usize = 96;
 /// Host ids are `1..=MAX_HOST_ID` (one bit each in `heard`, `fenced`, `recovering`).
 pub const MAX_HOST_ID: u32 = 64;
 /// Smallest block size a REPLICATE may carry.
@@ -320,8 +320,8 @@ impl Kind {
     /// and DESTAGED's entries).
     pub fn fixed_len(self) -> usize {
         match self {
-            Kind::Hello => 8 + 4 + 4 + 4 + 4 + NONCE_LEN,
-            Kind::Challenge => 4 + 4 + NONCE_LEN + DIGEST_LEN,
+            Kind::Hello => 8 + 4 + 4 + 4 + 4 + 8 + NONCE_LEN + KEY_LEN,
+            Kind::Challenge => 4 + 4 + NONCE_LEN + KEY_LEN + DIGEST_LEN,
             Kind::Auth => DIGEST_LEN,
             Kind::Welcome => 0,
             Kind::Ping | Kind::Pong => (5 + JOINT_MAX) * 8,
@@ -709,8 +709,13 @@ pub enum Message<'a> {
         /// The client's transport mode (`seal::TRANSPORT_*`, covered by both MACs): the
         /// server refuses a mode other than its own.
         transport: u32,
+        /// The client's incarnation (covered by both MACs): a data connection never
+        /// replaces a live one of a later incarnation (`docs/replication.md`, section 2).
+        incarnation: u64,
         /// The client's nonce.
         nonce: Nonce,
+        /// The client's ephemeral X25519 public key.
+        ephemeral: PublicKey,
     },
     /// Server → client, answer to HELLO.
     Challenge {
@@ -718,12 +723,14 @@ pub enum Message<'a> {
         host_id: u32,
         /// The server's nonce.
         nonce: Nonce,
-        /// [`super::auth::server_mac`].
+        /// The server's ephemeral X25519 public key.
+        ephemeral: PublicKey,
+        /// [`super::auth::Schedule::server_mac`].
         mac: Mac,
     },
     /// Client → server, answer to CHALLENGE.
     Auth {
-        /// [`super::auth::client_mac`].
+        /// [`super::auth::Schedule::client_mac`].
         mac: Mac,
     },
     /// Server → client: the handshake is done.
@@ -866,7 +873,9 @@ impl<'a> Message<'a> {
                 let channel = r.u32()?;
                 let transport = r.u32()?;
                 r.pad32()?;
+                let incarnation = r.u64()?;
                 let nonce = r.array()?;
+                let ephemeral = r.array()?;
                 if host_id != header.sender {
                     return Err(WireError::HostIdMismatch);
                 }
@@ -876,17 +885,18 @@ impl<'a> Message<'a> {
                 if Transport::from_u32(transport).is_none() {
                     return Err(WireError::BadTransport);
                 }
-                Message::Hello { cluster_tag, host_id, channel, transport, nonce }
+                Message::Hello { cluster_tag, host_id, channel, transport, incarnation, nonce, ephemeral }
             }
             Kind::Challenge => {
                 let host_id = r.u32()?;
                 r.pad32()?;
                 let nonce = r.array()?;
+                let ephemeral = r.array()?;
                 let mac = r.array()?;
                 if host_id != header.sender {
                     return Err(WireError::HostIdMismatch);
                 }
-                Message::Challenge { host_id, nonce, mac }
+                Message::Challenge { host_id, nonce, ephemeral, mac }
             }
             Kind::Auth => Message::Auth { mac: r.array()? },
             Kind::Welcome => Message::Welcome,
@@ -970,7 +980,7 @@ impl<'a> Message<'a> {
         *out = [0; MAX_FIXED_LEN];
         let mut w = Writer { buf: out, at: 0 };
         match *self {
-            Message::Hello { cluster_tag, host_id, channel, transport, nonce } => {
+            Message::Hello { cluster_tag, host_id, channel, transport, incarnation, nonce, ephemeral } => {
                 if !valid_host_id(host_id) {
                     return Err(WireError::BadSender);
                 }
@@ -980,13 +990,20 @@ impl<'a> Message<'a> {
                 if Transport::from_u32(transport).is_none() {
                     return Err(WireError::BadTransport);
                 }
-                w.u64(cluster_tag).u32(host_id).u32(channel).u32(transport).u32(0).bytes(&nonce);
+                w.u64(cluster_tag)
+                    .u32(host_id)
+                    .u32(channel)
+                    .u32(transport)
+                    .u32(0)
+                    .u64(incarnation)
+                    .bytes(&nonce)
+                    .bytes(&ephemeral);
             }
-            Message::Challenge { host_id, nonce, mac } => {
+            Message::Challenge { host_id, nonce, ephemeral, mac } => {
                 if !valid_host_id(host_id) {
                     return Err(WireError::BadSender);
                 }
-                w.u32(host_id).u32(0).bytes(&nonce).bytes(&mac);
+                w.u32(host_id).u32(0).bytes(&nonce).bytes(&ephemeral).bytes(&mac);
             }
             Message::Auth { mac } => {
                 w.bytes(&mac);
@@ -1284,6 +1301,70 @@ impl SeqCounter {
     }
 }
 
+/// PINGs one heartbeat connection keeps track of at most. With that many unanswered,
+/// the sender skips PINGs until a PONG comes back (the outstanding ones renew the lease
+/// as well once answered).
+pub const PINGS_MAX: usize = 64;
+
+/// The PINGs of one heartbeat connection awaiting their PONG, oldest first. A server
+/// answers PINGs in order, so a PONG must echo the oldest: one that echoes anything
+/// else is not an answer to a PING this host sent (its `echo_ns` would date a lease).
+#[derive(Clone, Debug)]
+pub struct PendingPings {
+    /// `sent_ns` of the PINGs, a ring of `len` entries from `head`.
+    sent: [u64; PINGS_MAX],
+    head: usize,
+    len: usize,
+}
+
+impl Default for PendingPings {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PendingPings {
+    /// None sent yet.
+    pub const fn new() -> Self {
+        PendingPings { sent: [0; PINGS_MAX], head: 0, len: 0 }
+    }
+
+    /// PINGs awaiting their PONG.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether none awaits its PONG.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Records a PING sent with `sent_ns`; `false` if [`PINGS_MAX`] await their PONG
+    /// (the caller does not send it).
+    pub fn sent(&mut self, sent_ns: u64) -> bool {
+        if self.len >= PINGS_MAX {
+            return false;
+        }
+        let at = (self.head + self.len) % PINGS_MAX;
+        if let Some(slot) = self.sent.get_mut(at) {
+            *slot = sent_ns;
+        }
+        self.len += 1;
+        true
+    }
+
+    /// A PONG echoing `echo_ns`: `true` (and the PING is done) if it answers the oldest
+    /// PING awaiting one, `false` otherwise.
+    pub fn pong(&mut self, echo_ns: u64) -> bool {
+        if self.len == 0 || self.sent.get(self.head) != Some(&echo_ns) {
+            return false;
+        }
+        self.head = (self.head + 1) % PINGS_MAX;
+        self.len -= 1;
+        true
+    }
+}
+
 /// Copies `bytes` to `buf[off..]`; does nothing if they do not fit (callers size
 /// their buffers so that they always do).
 fn put(buf: &mut [u8], off: usize, bytes: &[u8]) {
@@ -1368,7 +1449,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::super::auth::host::HostHmac;
-    use super::super::auth::{cluster_tag, Handshake};
+    use super::super::auth::{cluster_tag, Handshake, Secrets};
     use super::super::crc32c::crc32c;
     use super::*;
     use proptest::prelude::*;
@@ -1444,7 +1525,15 @@ mod tests {
         let entries = DestagedEntries::encode_into([(3, 1), (4, 2)], &mut buf).unwrap();
         let tag = cluster_tag(&HostHmac, b"fvp").unwrap();
         let to_server = [
-            Message::Hello { cluster_tag: tag, host_id: 2, channel: CHANNEL_DATA, transport: 0, nonce: [0x11; 16] },
+            Message::Hello {
+                cluster_tag: tag,
+                host_id: 2,
+                channel: CHANNEL_DATA,
+                transport: 0,
+                nonce: [0x11; 16],
+                incarnation: 7,
+                ephemeral: [0x5f; 32],
+            },
             Message::Auth { mac: [0x22; 32] },
             Message::Ping {
                 sent_ns: 1_000_000,
@@ -1461,7 +1550,7 @@ mod tests {
             Message::VolumeClose { volume_id: 7, name: b"shared0" },
         ];
         let to_client = [
-            Message::Challenge { host_id: 5, nonce: [0x33; 16], mac: [0x44; 32] },
+            Message::Challenge { host_id: 5, nonce: [0x33; 16], ephemeral: [0x5e; 32], mac: [0x44; 32] },
             Message::Welcome,
             Message::Pong {
                 echo_ns: 1_000_000,
@@ -1510,9 +1599,11 @@ mod tests {
                 host_id: 3,
                 channel: CHANNEL_HEARTBEAT,
                 transport: 1,
-                nonce: [9; 16]
+                nonce: [9; 16],
+                incarnation: 7,
+                ephemeral: [0x5f; 32]
             },
-            Message::Challenge { host_id: 3, nonce: [7; 16], mac: [0xab; 32] },
+            Message::Challenge { host_id: 3, nonce: [7; 16], ephemeral: [0x5e; 32], mac: [0xab; 32] },
             Message::Auth { mac: [0xcd; 32] },
             Message::Welcome,
             Message::Ping {
@@ -1565,16 +1656,25 @@ mod tests {
             channel: CHANNEL_DATA,
             transport: 0,
             nonce: [0xee; 16],
+            incarnation: 7,
+            ephemeral: [0x5f; 32],
         };
         let w = wire(&m, 2, 1);
-        assert_eq!(w.len(), HEADER_LEN + 40);
+        assert_eq!(w.len(), HEADER_LEN + 80);
         let p = &w[HEADER_LEN..];
         assert_eq!(&p[0..8], &[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(&p[8..12], &2u32.to_le_bytes());
         assert_eq!(&p[12..16], &[0; 4]);
         assert_eq!(&p[16..20], &[0; 4], "transport");
         assert_eq!(&p[20..24], &[0; 4], "pad");
-        assert_eq!(&p[24..40], &[0xee; 16]);
+        assert_eq!(&p[24..32], &7u64.to_le_bytes(), "incarnation");
+        assert_eq!(&p[32..48], &[0xee; 16]);
+        assert_eq!(&p[48..80], &[0x5f; 32], "ephemeral");
+        let c = wire(&Message::Challenge { host_id: 5, nonce: [1; 16], ephemeral: [2; 32], mac: [3; 32] }, 5, 1);
+        assert_eq!(c.len(), HEADER_LEN + 88);
+        assert_eq!(&c[HEADER_LEN + 8..HEADER_LEN + 24], &[1; 16]);
+        assert_eq!(&c[HEADER_LEN + 24..HEADER_LEN + 56], &[2; 32]);
+        assert_eq!(&c[HEADER_LEN + 56..HEADER_LEN + 88], &[3; 32]);
         // An unknown transport mode, or a non-zero pad, is refused.
         let mut bad = w.clone();
         bad[HEADER_LEN + 16] = 2;
@@ -1745,8 +1845,8 @@ mod tests {
         let len = |kind: Kind, n: u32| kind.check_payload_len(n);
         assert_eq!(len(Kind::Welcome, 0), Ok(()));
         assert_eq!(len(Kind::Welcome, 1), Err(WireError::BadPayloadLength));
-        assert_eq!(len(Kind::Hello, 40), Ok(()));
-        assert_eq!(len(Kind::Challenge, 56), Ok(()));
+        assert_eq!(len(Kind::Hello, 80), Ok(()));
+        assert_eq!(len(Kind::Challenge, 88), Ok(()));
         assert_eq!(len(Kind::Auth, 32), Ok(()));
         assert_eq!(len(Kind::VolumeOpen, 48), Ok(()));
         assert_eq!(len(Kind::VolumeClose, 40), Ok(()));
@@ -1829,17 +1929,33 @@ mod tests {
         let d = page(3, 4096);
         let enc = |m: Message<'_>| m.encode(2, 1).map(|_| ());
         assert_eq!(
-            enc(Message::Hello { cluster_tag: 0, host_id: 3, channel: 0, transport: 0, nonce: [0; 16] }),
+            enc(Message::Hello {
+                cluster_tag: 0,
+                host_id: 3,
+                channel: 0,
+                transport: 0,
+                nonce: [0; 16],
+                incarnation: 7,
+                ephemeral: [0x5f; 32]
+            }),
             Err(WireError::HostIdMismatch)
         );
         assert_eq!(
-            enc(Message::Challenge { host_id: 1, nonce: [0; 16], mac: [0; 32] }),
+            enc(Message::Challenge { host_id: 1, nonce: [0; 16], ephemeral: [0x5e; 32], mac: [0; 32] }),
             Err(WireError::HostIdMismatch)
         );
         assert_eq!(
-            Message::Hello { cluster_tag: 0, host_id: 0, channel: 0, transport: 0, nonce: [0; 16] }
-                .encode(0, 1)
-                .map(|_| ()),
+            Message::Hello {
+                cluster_tag: 0,
+                host_id: 0,
+                channel: 0,
+                transport: 0,
+                nonce: [0; 16],
+                incarnation: 7,
+                ephemeral: [0x5f; 32]
+            }
+            .encode(0, 1)
+            .map(|_| ()),
             Err(WireError::BadSender)
         );
         assert_eq!(Message::Welcome.encode(65, 1).map(|_| ()), Err(WireError::BadSender));
@@ -1931,7 +2047,15 @@ mod tests {
 
         // 1. HELLO
         let w = wire(
-            &Message::Hello { cluster_tag: tag, host_id: client_id, channel: CHANNEL_DATA, transport: 0, nonce: nc },
+            &Message::Hello {
+                cluster_tag: tag,
+                host_id: client_id,
+                channel: CHANNEL_DATA,
+                transport: 0,
+                nonce: nc,
+                incarnation: 7,
+                ephemeral: [0x5f; 32],
+            },
             client_id,
             c_seq.next_seq(),
         );
@@ -1949,33 +2073,42 @@ mod tests {
 
         // 2. CHALLENGE
         let hs = Handshake {
-            secret,
             tag,
             client_id,
             server_id,
             channel: CHANNEL_DATA,
             transport: 0,
+            incarnation: 7,
             nonce_c: nc,
             nonce_s: ns,
+            eph_c: [0x5f; 32],
+            eph_s: [0x5e; 32],
         };
-        let mac_s = hs.server_mac(&HostHmac).unwrap();
-        let w = wire(&Message::Challenge { host_id: server_id, nonce: ns, mac: mac_s }, server_id, s_seq.next_seq());
+        // X25519 results stand in: `auth.rs` tests the real thing.
+        let secrets = Secrets { cluster_secret: secret, static_dh: &[8; 32], ephemeral_dh: &[9; 32] };
+        let sch = hs.schedule(&HostHmac, &secrets).unwrap();
+        let mac_s = sch.server_mac(&HostHmac, &hs).unwrap();
+        let w = wire(
+            &Message::Challenge { host_id: server_id, nonce: ns, ephemeral: [0x5e; 32], mac: mac_s },
+            server_id,
+            s_seq.next_seq(),
+        );
         let h = header_of(&w);
         client.check_incoming(&h).unwrap();
         let Message::Challenge { nonce, mac, .. } = Message::decode(&h, &w[HEADER_LEN..]).unwrap() else { panic!() };
         assert_eq!(nonce, ns);
-        assert!(hs.verify_server_mac(&HostHmac, &mac));
+        assert!(sch.verify_server_mac(&HostHmac, &hs, &mac));
         assert_eq!(client.welcome_received(), Err(WireError::WrongState));
         client.challenge_received().unwrap();
         assert_eq!(client.state(), State::AwaitWelcome);
 
         // 3. AUTH
-        let mac_c = hs.client_mac(&HostHmac).unwrap();
+        let mac_c = sch.client_mac(&HostHmac, &hs).unwrap();
         let w = wire(&Message::Auth { mac: mac_c }, client_id, c_seq.next_seq());
         let h = header_of(&w);
         server.check_incoming(&h).unwrap();
         let Message::Auth { mac } = Message::decode(&h, &w[HEADER_LEN..]).unwrap() else { panic!() };
-        assert!(hs.verify_client_mac(&HostHmac, &mac));
+        assert!(sch.verify_client_mac(&HostHmac, &hs, &mac));
         server.auth_verified().unwrap();
         assert!(server.is_established());
 
@@ -2037,7 +2170,15 @@ mod tests {
         let impostor = sealed(&Message::VolumeClose { volume_id: 1, name: b"v" }, 9, 8);
         assert_eq!(server.check_incoming(&header_of(&impostor)), Err(WireError::WrongSender));
         let hello = sealed(
-            &Message::Hello { cluster_tag: tag, host_id: client_id, channel: CHANNEL_DATA, transport: 0, nonce: nc },
+            &Message::Hello {
+                cluster_tag: tag,
+                host_id: client_id,
+                channel: CHANNEL_DATA,
+                transport: 0,
+                nonce: nc,
+                incarnation: 7,
+                ephemeral: [0x5f; 32],
+            },
             client_id,
             8,
         );
@@ -2069,7 +2210,15 @@ mod tests {
         }
         // HELLO accepted but the step not taken: AUTH is refused, so is a second HELLO.
         let mut s = Session::server();
-        let hello = Message::Hello { cluster_tag: 1, host_id: 2, channel: CHANNEL_DATA, transport: 0, nonce: [0; 16] };
+        let hello = Message::Hello {
+            cluster_tag: 1,
+            host_id: 2,
+            channel: CHANNEL_DATA,
+            transport: 0,
+            nonce: [0; 16],
+            incarnation: 7,
+            ephemeral: [0x5f; 32],
+        };
         s.check_incoming(&header_of(&wire(&hello, 2, 1))).unwrap();
         assert_eq!(s.check_incoming(&header_of(&wire(&hello, 2, 2))), Err(WireError::UnexpectedKind));
         assert_eq!(
@@ -2095,7 +2244,7 @@ mod tests {
         assert_eq!(c.check_incoming(&header_of(&wire(&Message::Welcome, 5, 1))), Err(WireError::UnexpectedKind));
         let ack = Message::Ack { acked_seq: 1, status: 0, value: 0 };
         assert_eq!(c.check_incoming(&header_of(&wire(&ack, 5, 1))), Err(WireError::UnexpectedKind));
-        let ch = |id| Message::Challenge { host_id: id, nonce: [0; 16], mac: [0; 32] };
+        let ch = |id| Message::Challenge { host_id: id, nonce: [0; 16], ephemeral: [0x5e; 32], mac: [0; 32] };
         assert_eq!(c.check_incoming(&header_of(&wire(&ch(6), 6, 1))), Err(WireError::WrongSender));
         assert_eq!(c.challenge_received(), Err(WireError::WrongState));
         c.check_incoming(&header_of(&wire(&ch(5), 5, 1))).unwrap();
@@ -2113,6 +2262,30 @@ mod tests {
         s.check_incoming(&header_of(&wire(&hello, 2, 1))).unwrap();
         assert_eq!(s.hello_received(0), Err(WireError::BadSender));
         assert_eq!(s.challenge_received(), Err(WireError::WrongState));
+    }
+
+    #[test]
+    fn pongs_must_echo_the_oldest_ping_sent() {
+        let mut p = PendingPings::new();
+        assert!(!p.pong(0), "no PING sent: no PONG is an answer");
+        assert!(p.sent(10) && p.sent(20) && p.sent(30));
+        assert!(!p.pong(20), "out of order");
+        assert!(!p.pong(11), "never sent");
+        assert!(p.pong(10));
+        assert!(p.pong(20));
+        assert!(!p.pong(20), "answered twice");
+        assert!(p.pong(30));
+        assert!(p.is_empty());
+        // Full: the caller skips the PING; the ring wraps correctly.
+        for i in 0..PINGS_MAX as u64 {
+            assert!(p.sent(100 + i));
+        }
+        assert!(!p.sent(1));
+        assert_eq!(p.len(), PINGS_MAX);
+        for i in 0..PINGS_MAX as u64 {
+            assert!(p.pong(100 + i), "{i}");
+        }
+        assert!(p.is_empty());
     }
 
     #[test]
@@ -2150,10 +2323,18 @@ mod tests {
     impl Owned {
         fn message<'a>(&'a self, sender: u32, buf: &'a mut [u8; DESTAGED_BUF_LEN]) -> Message<'a> {
             match self {
-                Owned::Hello(t, n) => {
-                    Message::Hello { cluster_tag: *t, host_id: sender, channel: CHANNEL_DATA, transport: 0, nonce: *n }
+                Owned::Hello(t, n) => Message::Hello {
+                    cluster_tag: *t,
+                    host_id: sender,
+                    channel: CHANNEL_DATA,
+                    transport: 0,
+                    nonce: *n,
+                    incarnation: 7,
+                    ephemeral: [0x5f; 32],
+                },
+                Owned::Challenge(n, m) => {
+                    Message::Challenge { host_id: sender, nonce: *n, ephemeral: [0x5e; 32], mac: *m }
                 }
-                Owned::Challenge(n, m) => Message::Challenge { host_id: sender, nonce: *n, mac: *m },
                 Owned::Auth(m) => Message::Auth { mac: *m },
                 Owned::Welcome => Message::Welcome,
                 Owned::Ping(a, b, c, d) => Message::Ping {
