@@ -5,6 +5,10 @@
 OUT=/tmp/out
 CLUSTER_TOML=/tmp/cluster.toml
 CLUSTER_SECRET=${CLUSTER_SECRET:-fvp-selftest-secret-0123456789}
+# The transport mode the suite switched to (cluster_form.sh switches to "encrypted" once
+# it checked the default): kept in the run's output, so that later programs and a
+# restarted guest apply the same.
+CLUSTER_TRANSPORT=${CLUSTER_TRANSPORT:-$(cat "$OUT/cluster-transport" 2>/dev/null)}
 
 # The disk all guests share (serial fvp-shared).
 cluster_shared_disk() {
@@ -14,16 +18,38 @@ cluster_shared_disk() {
 }
 
 # cluster_write_toml SECRET: the description every guest applies (CLUSTER_DEVICE: the
-# path of the device named shared0, the shared disk by default).
+# path of the device named shared0, the shared disk by default). Every guest writes the
+# same key pairs: host N's private key in /tmp/fvp-keys/hostN.key (root's, mode 0600, as
+# fvpctl wants), from a fixed test seed; the file names this host's and lists every
+# host's public key. An fvpctl without keys (the benchmark's baseline: `fvpctl key` is a
+# usage error) gets a description without them.
 cluster_write_toml() {
+  domains=${CLUSTER_DOMAINS:-$(seq -f 'd%g' 1 "$FVP_NODES")}
+  mkdir -p /tmp/fvp-keys
+  keys=yes
+  n=1
+  for dom in $domains; do
+    (umask 077 && printf 'fvp-test-host-key-%s' "$n" | sha256sum | cut -c1-64 >"/tmp/fvp-keys/host$n.key")
+    key=$(fvpctl key public "/tmp/fvp-keys/host$n.key" 2>/tmp/fvp-keys/error)
+    case $? in
+      0) eval "key_$n=\$key" ;;
+      2) keys=; break ;;
+      *) cat /tmp/fvp-keys/error >&2; return 1 ;;
+    esac
+    n=$((n + 1))
+  done
   {
     echo "name = \"fvpsuite\""
     echo "secret = \"$1\""
     echo "heartbeat_ms = ${CLUSTER_HEARTBEAT_MS:-250}"
     echo "timeout_ms = ${CLUSTER_TIMEOUT_MS:-3000}"
+    # Unset: the default (authenticated); the benchmark's baseline module knows no such key.
+    [ -z "${CLUSTER_TRANSPORT:-}" ] || echo "transport = \"$CLUSTER_TRANSPORT\""
+    [ -z "$keys" ] || echo "key_file = \"/tmp/fvp-keys/host$FVP_NODE.key\""
     n=1
-    for dom in ${CLUSTER_DOMAINS:-$(seq -f 'd%g' 1 "$FVP_NODES")}; do
+    for dom in $domains; do
       printf '[[host]]\nid = %s\naddr = "10.77.0.%s:7790"\ndomain = "%s"\n' "$n" "$n" "$dom"
+      [ -z "$keys" ] || { eval "key=\$key_$n"; echo "key = \"$key\""; }
       n=$((n + 1))
     done
     printf '[[device]]\nname = "shared0"\npath = "%s"\n' "${CLUSTER_DEVICE:-$(cluster_shared_disk)}"

@@ -16,6 +16,7 @@ use fvp_logic::abi::{
 use fvp_logic::seal::Transport;
 
 use crate::cluster::{check_device_path, check_name, parse_host_addr, parse_host_id, parse_transport};
+use crate::keys::PublicKey;
 use crate::units::{parse_seconds, parse_size};
 
 /// Query and manage the fvp block caching module through its control device.
@@ -54,6 +55,9 @@ pub enum Command {
     /// Add, remove and list the cluster's shared backing devices one at a time.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Make hosts' X25519 key pairs, and set keys one at a time (see `cluster apply`).
+    #[command(subcommand)]
+    Key(KeyCommand),
 }
 
 /// `fvpctl pool ...`.
@@ -235,10 +239,12 @@ The cluster description (TOML), the same on every host:
   heartbeat_ms = 200                    # optional, default 200
   timeout_ms = 2000                     # optional, default 2000
   transport = \"encrypted\"               # optional, default \"authenticated\"
+  key_file = \"/etc/fvp/host.key\"        # this host's private key: root's, mode 0600
   [[host]]                              # one per host, this one included
   id = 1
   addr = \"10.0.0.1:7790\"
   domain = \"rack-a\"
+  key = \"8520f0...\"                     # its public key: 64 hex digits (fvpctl key public)
   [[device]]                            # one per shared backing device
   name = \"shared0\"
   path = \"/dev/disk/by-id/virtio-fvp-shared\"";
@@ -369,6 +375,45 @@ pub struct DeviceRemoveArgs {
     /// Cluster-wide device name
     #[arg(value_parser = Name::device)]
     pub name: Name,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `fvpctl key ...`.
+#[derive(Clone, Debug, PartialEq, Eq, Subcommand)]
+pub enum KeyCommand {
+    /// Write a new random private key to FILE (created with mode 0600, never overwritten)
+    /// and print its public key.
+    Generate(KeyFileArgs),
+    /// Print the public key of the private key in FILE (root's, mode 0600).
+    Public(KeyFileArgs),
+    /// Set a host's public key, or this host's private key, in the module.
+    Set(KeySetArgs),
+}
+
+/// `fvpctl key generate|public FILE`.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct KeyFileArgs {
+    /// The private key file: 64 hex digits and a newline
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `fvpctl key set --host ID --public HEX | --private-file FILE`.
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+#[command(group(clap::ArgGroup::new("key").required(true).args(["public", "private_file"])))]
+pub struct KeySetArgs {
+    /// The host, 1 to 64
+    #[arg(long, value_name = "ID", value_parser = parse_host_id)]
+    pub host: u32,
+    /// The host's public key: 64 hex digits (`fvpctl key public FILE` on that host)
+    #[arg(long, value_name = "HEX", value_parser = PublicKey::parse)]
+    pub public: Option<PublicKey>,
+    /// This host's private key file (root's, mode 0600); --host must be this host's id
+    #[arg(long, value_name = "FILE")]
+    pub private_file: Option<PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -911,6 +956,58 @@ mod tests {
         }
         let long = format!("/{}", "x".repeat(255));
         assert!(parse(&["device", "add", "d", &long]).unwrap_err().to_string().contains("at most 255"));
+    }
+
+    #[test]
+    fn key_commands() {
+        const ALICE_PUBLIC: &str = crate::keys::rfc7748::ALICE_PUBLIC;
+        for (verb, build) in
+            [("generate", KeyCommand::Generate as fn(KeyFileArgs) -> KeyCommand), ("public", KeyCommand::Public)]
+        {
+            assert_eq!(
+                parse(&["key", verb, "/etc/fvp/host.key"]).unwrap().command,
+                Command::Key(build(KeyFileArgs { file: "/etc/fvp/host.key".into(), output: OutputArgs::default() }))
+            );
+            assert_eq!(
+                parse(&["key", verb, "k", "--json"]).unwrap().command,
+                Command::Key(build(KeyFileArgs { file: "k".into(), output: OutputArgs { json: true } }))
+            );
+            assert_eq!(parse(&["key", verb]).unwrap_err().kind(), ErrorKind::MissingRequiredArgument);
+        }
+        assert_eq!(
+            parse(&["key", "set", "--host", "3", "--public", ALICE_PUBLIC]).unwrap().command,
+            Command::Key(KeyCommand::Set(KeySetArgs {
+                host: 3,
+                public: Some(PublicKey::parse(ALICE_PUBLIC).unwrap()),
+                private_file: None,
+                output: OutputArgs::default(),
+            }))
+        );
+        assert_eq!(
+            parse(&["key", "set", "--private-file", "/k", "--host", "2", "--json"]).unwrap().command,
+            Command::Key(KeyCommand::Set(KeySetArgs {
+                host: 2,
+                public: None,
+                private_file: Some("/k".into()),
+                output: OutputArgs { json: true },
+            }))
+        );
+        // Exactly one key, and a host.
+        let set = ["key", "set", "--host", "2"];
+        assert_eq!(parse(&set).unwrap_err().kind(), ErrorKind::MissingRequiredArgument);
+        let both = [&set[..], &["--public", ALICE_PUBLIC, "--private-file", "/k"]].concat();
+        assert_eq!(parse(&both).unwrap_err().kind(), ErrorKind::ArgumentConflict);
+        assert_eq!(
+            parse(&["key", "set", "--public", ALICE_PUBLIC]).unwrap_err().kind(),
+            ErrorKind::MissingRequiredArgument
+        );
+        for (bad, why) in [("abc", "expected 64 hex digits"), (&"0".repeat(64)[..], "the key is all zero")] {
+            let err = parse(&[&set[..], &["--public", bad]].concat()).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::ValueValidation, "{bad}");
+            assert!(err.to_string().contains(why), "{err}");
+        }
+        let err = parse(&["key", "set", "--host", "65", "--public", ALICE_PUBLIC]).unwrap_err();
+        assert!(err.to_string().contains("invalid host id '65'"), "{err}");
     }
 
     #[test]

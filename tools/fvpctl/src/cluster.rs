@@ -10,10 +10,12 @@
 //! heartbeat_ms = 200                    # optional
 //! timeout_ms = 2000                     # optional
 //! transport = "encrypted"               # optional, default "authenticated"
+//! key_file = "/etc/fvp/host.key"        # this host's private key (fvpctl key generate)
 //! [[host]]
 //! id = 1
 //! addr = "10.0.0.1:7790"
 //! domain = "rack-a"
+//! key = "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"  # its public key
 //! [[device]]
 //! name = "shared0"
 //! path = "/dev/disk/by-id/virtio-fvp-shared"
@@ -34,6 +36,8 @@ use fvp_logic::abi::{
 use fvp_logic::seal::Transport;
 use serde::Deserialize;
 use toml::Spanned;
+
+use crate::keys::{self, PrivateKey, PublicKey};
 
 /// One mistake in a cluster description: the line it is on, when known, and what it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,6 +93,8 @@ pub struct HostEntry {
     pub id: u32,
     pub addr: SocketAddrV4,
     pub domain: String,
+    /// Its public key.
+    pub key: PublicKey,
     /// Where it is in the file.
     pub line: usize,
 }
@@ -125,6 +131,11 @@ pub struct ClusterFile {
     pub timeout_ms: u32,
     /// How replication messages are protected (`transport`, default authenticated).
     pub transport: Transport,
+    /// Where this host's private key was read from (`key_file`, made absolute or
+    /// relative to the working directory).
+    pub key_file: PathBuf,
+    /// This host's private key.
+    pub private_key: PrivateKey,
     /// In the file's order.
     pub hosts: Vec<HostEntry>,
     /// In the file's order.
@@ -145,6 +156,27 @@ impl ClusterFile {
         cfg.set_secret(&self.secret.0).expect("the secret's length is checked when the file is read");
         cfg
     }
+
+    /// Checks that the public key of `key_file` is the key listed for host `local_id`
+    /// (which must be listed): else the other hosts would not know this one.
+    pub fn check_local_key(&self, file: &Path, local_id: u32) -> Result<(), FileError> {
+        let host = self.hosts.iter().find(|h| h.id == local_id).expect("the local host is listed");
+        let public = self.private_key.public_key();
+        if public == host.key {
+            return Ok(());
+        }
+        Err(FileError {
+            file: file.to_path_buf(),
+            problems: vec![Problem {
+                line: Some(host.line),
+                message: format!(
+                    "key_file's public key is not the key listed for host {local_id}: the public key of {} \
+                     is {public} (fvpctl key public FILE)",
+                    self.key_file.display()
+                ),
+            }],
+        })
+    }
 }
 
 /// The file as TOML gives it, before any check but the types.
@@ -157,6 +189,7 @@ struct RawFile {
     heartbeat_ms: Option<Spanned<u32>>,
     timeout_ms: Option<Spanned<u32>>,
     transport: Option<Spanned<String>>,
+    key_file: Option<Spanned<PathBuf>>,
     #[serde(default)]
     host: Vec<Spanned<RawHost>>,
     #[serde(default)]
@@ -169,6 +202,7 @@ struct RawHost {
     id: Spanned<u32>,
     addr: Spanned<String>,
     domain: Spanned<String>,
+    key: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -289,9 +323,19 @@ pub fn load(file: &Path) -> Result<ClusterFile, FileError> {
     parse(&text, file)
 }
 
-/// Checks the cluster description `text`, read from `file`. A relative `secret_file` is
-/// taken from the directory of `file`. Every problem found is reported, not just the first.
+/// Checks the cluster description `text`, read from `file`. A relative `secret_file` or
+/// `key_file` is taken from the directory of `file`. Every problem found is reported, not
+/// just the first.
 pub fn parse(text: &str, file: &Path) -> Result<ClusterFile, FileError> {
+    parse_with(text, file, &keys::read_private_key)
+}
+
+/// [`parse`], reading the private key file with `read_key` (which says why it cannot).
+pub fn parse_with(
+    text: &str,
+    file: &Path,
+    read_key: &dyn Fn(&Path) -> Result<PrivateKey, String>,
+) -> Result<ClusterFile, FileError> {
     let raw: RawFile = toml::from_str(text).map_err(|err| FileError {
         file: file.to_path_buf(),
         problems: vec![Problem {
@@ -352,14 +396,37 @@ pub fn parse(text: &str, file: &Path) -> Result<ClusterFile, FileError> {
         }),
     };
 
+    let private_key = match &raw.key_file {
+        Some(path) => {
+            let full = file.parent().unwrap_or(Path::new(".")).join(path.get_ref());
+            match read_key(&full) {
+                Ok(key) => Some((full, key)),
+                Err(why) => {
+                    problem(path.span(), format!("key_file {}: {why}", full.display()));
+                    None
+                }
+            }
+        }
+        None => {
+            problem(
+                raw.name.span(),
+                "no key_file: give key_file = \"/path\", this host's private key (fvpctl key generate FILE \
+                 makes one)"
+                    .to_owned(),
+            );
+            None
+        }
+    };
+
     if raw.host.is_empty() {
         problem(raw.name.span(), "no [[host]]: list every host of the cluster, this one included".to_owned());
     }
     let mut hosts = Vec::new();
     let mut ids: BTreeMap<u32, usize> = BTreeMap::new();
     let mut ips: BTreeMap<Ipv4Addr, (u32, usize)> = BTreeMap::new();
+    let mut host_keys: BTreeMap<PublicKey, (u32, usize)> = BTreeMap::new();
     for host in &raw.host {
-        let line = line_of(text, host.span().start);
+        let (span, line) = (host.span(), line_of(text, host.span().start));
         let host = host.get_ref();
         let id = *host.id.get_ref();
         let mut ok = true;
@@ -393,8 +460,35 @@ pub fn parse(text: &str, file: &Path) -> Result<ClusterFile, FileError> {
             problem(host.domain.span(), why);
             ok = false;
         }
-        if let (true, Some(addr)) = (ok, addr) {
-            hosts.push(HostEntry { id, addr, domain: host.domain.get_ref().clone(), line });
+        let key = match &host.key {
+            None => {
+                problem(
+                    span,
+                    format!(
+                        "host {id} has no key: give key = \"<64 hex digits>\", its public key \
+                         (fvpctl key public FILE prints it)"
+                    ),
+                );
+                None
+            }
+            Some(text) => match PublicKey::parse(text.get_ref()) {
+                Ok(key) => {
+                    if let Some(&(other, first)) = host_keys.get(&key) {
+                        problem(text.span(), format!("key is already used by host {other} on line {first}"));
+                        ok = false;
+                    } else {
+                        host_keys.insert(key, (id, line));
+                    }
+                    Some(key)
+                }
+                Err(why) => {
+                    problem(text.span(), why);
+                    None
+                }
+            },
+        };
+        if let (true, Some(addr), Some(key)) = (ok, addr, key) {
+            hosts.push(HostEntry { id, addr, domain: host.domain.get_ref().clone(), key, line });
         }
     }
 
@@ -429,13 +523,15 @@ pub fn parse(text: &str, file: &Path) -> Result<ClusterFile, FileError> {
         }
     }
 
-    match secret {
-        Some((_, secret)) if problems.is_empty() => Ok(ClusterFile {
+    match (secret, private_key) {
+        (Some((_, secret)), Some((key_file, private_key))) if problems.is_empty() => Ok(ClusterFile {
             name: raw.name.into_inner(),
             secret: Secret(secret),
             heartbeat_ms,
             timeout_ms,
             transport,
+            key_file,
+            private_key,
             hosts,
             devices,
         }),
@@ -525,9 +621,23 @@ impl<T> Change<T> {
     }
 }
 
+/// A key `cluster apply` sets (`FVP_IOC_KEY_SET`, ABI 8). The module keeps a key that is
+/// set again unchanged, so every key is set every time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyChange {
+    /// This host's private key (`key_file`), for its id.
+    Private(u32),
+    /// Another host's public key.
+    Public(u32, PublicKey),
+}
+
 /// The changes that make the module's lists equal to a cluster description.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
+    /// The keys to set, after `FVP_IOC_CLUSTER_SET` and before the host and device
+    /// changes: this host's private key, then the other hosts' public keys, in the file's
+    /// order. None on a module without keys (before ABI 8).
+    pub keys: Vec<KeyChange>,
     /// By host id.
     pub hosts: Vec<Change<HostReq>>,
     /// Host ids already as the file says.
@@ -544,7 +654,7 @@ impl Plan {
         fn count<T>(c: &Change<T>) -> usize {
             usize::from(c.removed().is_some()) + usize::from(c.added().is_some()) + usize::from(c.updated().is_some())
         }
-        self.hosts.iter().map(count).chain(self.devices.iter().map(count)).sum()
+        self.keys.len() + self.hosts.iter().map(count).chain(self.devices.iter().map(count)).sum::<usize>()
     }
 }
 
@@ -558,16 +668,31 @@ fn same_device(a: &DeviceReq, b: &DeviceReq) -> bool {
     abi::name_str(&a.name) == abi::name_str(&b.name) && a.path_bytes() == b.path_bytes()
 }
 
-/// The changes from the module's `current` hosts and devices to `cluster`'s. With
-/// `update_domains` (the module has `FVP_IOC_HOST_UPDATE`) a host whose only change is
-/// its fault domain is updated in place rather than replaced.
+/// What a module is able to do, as far as a plan cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModuleCaps {
+    /// It has `FVP_IOC_HOST_UPDATE` (ABI 5): a host whose only change is its fault
+    /// domain is updated in place rather than replaced.
+    pub update_domains: bool,
+    /// It has host keys (`FVP_IOC_KEY_SET`, ABI 8).
+    pub keys: bool,
+}
+
+/// The changes from the module's `current` hosts and devices to `cluster`'s, on the host
+/// `local_id` of it, with a module that can do `caps`.
 pub fn plan(
     cluster: &ClusterFile,
+    local_id: u32,
     current_hosts: &[HostInfo],
     current_devices: &[DeviceReq],
-    update_domains: bool,
+    caps: ModuleCaps,
 ) -> Plan {
+    let update_domains = caps.update_domains;
     let mut plan = Plan::default();
+    if caps.keys {
+        plan.keys.push(KeyChange::Private(local_id));
+        plan.keys.extend(cluster.hosts.iter().filter(|h| h.id != local_id).map(|h| KeyChange::Public(h.id, h.key)));
+    }
     let current: BTreeMap<u32, HostReq> = current_hosts.iter().map(|h| (h.host.id, h.host)).collect();
     let wanted: BTreeMap<u32, HostReq> = cluster.hosts.iter().map(|h| (h.id, h.to_req())).collect();
     let ids: BTreeSet<u32> = current.keys().chain(wanted.keys()).copied().collect();
@@ -617,32 +742,59 @@ pub fn quorum_notes(hosts: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::rfc7748::{ALICE_PRIVATE, ALICE_PUBLIC, BOB_PUBLIC};
     use fvp_logic::abi::HOST_UP;
 
     const FILE: &str = "/etc/fvp/cluster.toml";
 
-    const GOOD: &str = r#"
+    /// Host 2's key is the private key of `host.key` (RFC 7748's Alice).
+    const GOOD: &str = r#"key_file = "host.key"
 name = "lab"
 secret = "at-least-16-bytes-secret"
 [[host]]
 id = 1
 addr = "10.0.0.1:7790"
 domain = "rack-a"
+key = "de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f"
 [[host]]
 id = 2
 addr = "10.0.0.2:7790"
 domain = "rack-b"
+key = "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
 [[host]]
 id = 3
 addr = "10.0.0.3:7790"
 domain = "rack-b"
+key = "3333333333333333333333333333333333333333333333333333333333333333"
 [[device]]
 name = "shared0"
 path = "/dev/disk/by-id/virtio-fvp-shared"
 "#;
 
+    const HOST3_KEY: &str = "3333333333333333333333333333333333333333333333333333333333333333";
+
+    /// Reads no file: a key file called `host.key` holds Alice's private key, and every
+    /// other one is missing.
+    fn test_key(path: &Path) -> Result<PrivateKey, String> {
+        if path.file_name() == Some("host.key".as_ref()) {
+            Ok(PrivateKey::from_file_content(ALICE_PRIVATE.as_bytes()).unwrap())
+        } else {
+            Err("cannot open: No such file or directory (os error 2)".to_owned())
+        }
+    }
+
+    /// [`super::parse`] with the private key file of [`test_key`].
+    fn parse(text: &str, file: &Path) -> Result<ClusterFile, FileError> {
+        parse_with(text, file, &test_key)
+    }
+
     fn good() -> ClusterFile {
         parse(GOOD, Path::new(FILE)).unwrap()
+    }
+
+    /// A module without host keys: plans have no keys.
+    fn caps(update_domains: bool) -> ModuleCaps {
+        ModuleCaps { update_domains, keys: false }
     }
 
     /// The problems found in `text`, as `LINE: message`.
@@ -673,12 +825,21 @@ path = "/dev/disk/by-id/virtio-fvp-shared"
         assert_eq!(c.hosts.len(), 3);
         assert_eq!(
             c.hosts[1],
-            HostEntry { id: 2, addr: "10.0.0.2:7790".parse().unwrap(), domain: "rack-b".into(), line: 8 }
+            HostEntry {
+                id: 2,
+                addr: "10.0.0.2:7790".parse().unwrap(),
+                domain: "rack-b".into(),
+                key: PublicKey::parse(ALICE_PUBLIC).unwrap(),
+                line: 9
+            }
         );
+        assert_eq!(c.hosts[0].key.hex(), BOB_PUBLIC);
         assert_eq!(
             c.devices,
-            [DeviceEntry { name: "shared0".into(), path: "/dev/disk/by-id/virtio-fvp-shared".into(), line: 16 }]
+            [DeviceEntry { name: "shared0".into(), path: "/dev/disk/by-id/virtio-fvp-shared".into(), line: 19 }]
         );
+        assert_eq!(c.key_file, Path::new("/etc/fvp/host.key"));
+        assert_eq!(c.private_key.public_key().hex(), ALICE_PUBLIC);
         let cfg = c.cluster_cfg(2);
         assert_eq!(cfg.validate(), Ok(()));
         assert_eq!(abi::name_str(&cfg.name), "lab");
@@ -689,8 +850,11 @@ path = "/dev/disk/by-id/virtio-fvp-shared"
         assert_eq!(req.validate(), Ok(()));
         assert_eq!((req.octets(), req.port), ([10, 0, 0, 1], 7790));
         assert_eq!(c.devices[0].to_req().validate(), Ok(()));
-        // The secret stays out of debug output.
-        assert!(!format!("{c:?}").contains("at-least"));
+        // The secret and the private key stay out of debug output.
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("at-least"));
+        assert!(debug.contains("PrivateKey(<redacted>)"), "{debug}");
+        assert!(!debug.contains("119, 7, 109") && !debug.contains("77076d"), "{debug}");
     }
 
     #[test]
@@ -727,7 +891,7 @@ path = "/dev/disk/by-id/virtio-fvp-shared"
         let found = problems(&format!("transport = \"tls\"\n{}", GOOD.replace("id = 2", "id = 0")));
         assert_eq!(
             found,
-            ["1: invalid transport 'tls': use authenticated or encrypted", "10: host id 0 is not in 1..=64"]
+            ["1: invalid transport 'tls': use authenticated or encrypted", "11: host id 0 is not in 1..=64"]
         );
         assert_eq!(parse_transport("encrypted"), Ok(Transport::Encrypted));
     }
@@ -736,17 +900,18 @@ path = "/dev/disk/by-id/virtio-fvp-shared"
     fn syntax_and_type_errors_have_lines() {
         assert_problem(&format!("bogus = 1\n{GOOD}"), 1, "unknown field `bogus`");
         // After [[device]], a key belongs to the device.
-        assert_problem(&format!("{GOOD}bogus = 1\n"), 19, "unknown field `bogus`, expected `name` or `path`");
+        assert_problem(&format!("{GOOD}bogus = 1\n"), 22, "unknown field `bogus`, expected `name` or `path`");
         assert_problem(
             &GOOD.replace("domain = \"rack-a\"", "domain = \"rack-a\"\nrack = 3"),
             8,
             "unknown field `rack`",
         );
-        assert_problem(&GOOD.replace("id = 2", "id = \"two\""), 9, "invalid type");
-        assert_problem(&GOOD.replace("id = 2", "id = -2"), 9, "");
+        assert_problem(&GOOD.replace("id = 2", "id = \"two\""), 10, "invalid type");
+        assert_problem(&GOOD.replace("id = 2", "id = -2"), 10, "");
         assert_problem(&GOOD.replace("name = \"lab\"", "name = lab"), 2, "");
         assert_problem(&format!("heartbeat_ms = 1.5\n{GOOD}"), 1, "invalid type");
-        let missing = problems(&GOOD.replace("domain = \"rack-b\"\n[[host]]\nid = 3", "[[host]]\nid = 3"));
+        assert_problem(&GOOD.replace(HOST3_KEY, "").replace("key = \"\"", "key = 3"), 18, "invalid type");
+        let missing = problems(&GOOD.replace("domain = \"rack-a\"\n", ""));
         assert_eq!(missing.len(), 1, "{missing:?}");
         assert!(missing[0].contains("missing field `domain`"), "{missing:?}");
     }
@@ -756,10 +921,12 @@ path = "/dev/disk/by-id/virtio-fvp-shared"
         let text = r#"name = "my lab"
 secret = "short"
 heartbeat_ms = 5
+key_file = "other.key"
 [[host]]
 id = 0
 addr = "10.0.0.1"
 domain = "rack a"
+key = "xyz"
 [[host]]
 id = 2
 addr = "10.0.0.2:0"
@@ -775,56 +942,71 @@ path = "dev/vdb"
                 "1: invalid cluster name 'my lab': use 1 to 31 of A-Z a-z 0-9 _ . -",
                 "2: the secret is 5 bytes long; it must be 16 to 64 bytes",
                 "3: heartbeat_ms 5 is not in 10..=10000",
-                "5: host id 0 is not in 1..=64",
-                "6: invalid address '10.0.0.1': expected IPv4:PORT, e.g. 10.0.0.1:7790",
-                "7: invalid fault domain 'rack a': use 1 to 31 of A-Z a-z 0-9 _ . -",
-                "10: invalid address '10.0.0.2:0': the port must not be 0",
-                "13: invalid device name 'a/b': use 1 to 31 of A-Z a-z 0-9 _ . -",
-                "14: device path 'dev/vdb' is not absolute",
+                "4: key_file /etc/fvp/other.key: cannot open: No such file or directory (os error 2)",
+                "6: host id 0 is not in 1..=64",
+                "7: invalid address '10.0.0.1': expected IPv4:PORT, e.g. 10.0.0.1:7790",
+                "8: invalid fault domain 'rack a': use 1 to 31 of A-Z a-z 0-9 _ . -",
+                "9: invalid key 'xyz': expected 64 hex digits",
+                "10: host 2 has no key: give key = \"<64 hex digits>\", its public key (fvpctl key public FILE \
+                 prints it)",
+                "12: invalid address '10.0.0.2:0': the port must not be 0",
+                "15: invalid device name 'a/b': use 1 to 31 of A-Z a-z 0-9 _ . -",
+                "16: device path 'dev/vdb' is not absolute",
             ]
         );
         let err = parse(text, Path::new(FILE)).unwrap_err().to_string();
         assert!(err.starts_with("/etc/fvp/cluster.toml:1: invalid cluster name 'my lab'"), "{err}");
-        assert_eq!(err.lines().count(), 9);
+        assert_eq!(err.lines().count(), 12);
     }
 
     #[test]
     fn duplicates_are_refused() {
-        assert_problem(&GOOD.replace("id = 3", "id = 1"), 13, "host id 1 is already used by the host on line 4");
+        assert_problem(&GOOD.replace("id = 3", "id = 1"), 15, "host id 1 is already used by the host on line 4");
         assert_problem(
             &GOOD.replace("10.0.0.3:7790", "10.0.0.1:7791"),
-            14,
+            16,
             "address 10.0.0.1 is already used by host 1 on line 4",
         );
+        assert_problem(&GOOD.replace(HOST3_KEY, BOB_PUBLIC), 18, "key is already used by host 1 on line 4");
+        // The same key in other letters is the same key.
+        let upper = GOOD.replace(HOST3_KEY, &ALICE_PUBLIC.to_uppercase());
+        assert_problem(&upper, 18, "key is already used by host 2 on line 9");
         let text = format!("{GOOD}[[device]]\nname = \"shared0\"\npath = \"/dev/vdc\"\n");
-        assert_problem(&text, 20, "device shared0 is already listed on line 16");
+        assert_problem(&text, 23, "device shared0 is already listed on line 19");
         let text = format!("{GOOD}[[device]]\nname = \"shared1\"\npath = \"/dev/disk/by-id/virtio-fvp-shared\"\n");
-        assert_problem(&text, 21, "already used by the device on line 16");
+        assert_problem(&text, 24, "already used by the device on line 19");
     }
 
     #[test]
     fn bad_values_are_refused() {
         for (from, to, line, what) in [
-            ("id = 3", "id = 65", 13, "host id 65 is not in 1..=64"),
-            ("10.0.0.3:7790", "0.0.0.0:7790", 14, "0.0.0.0 cannot be a host's address"),
-            ("10.0.0.3:7790", "255.255.255.255:1", 14, "cannot be a host's address"),
-            ("10.0.0.3:7790", "224.0.0.1:1", 14, "cannot be a host's address"),
-            ("10.0.0.3:7790", "[::1]:7790", 14, "expected IPv4:PORT"),
-            ("10.0.0.3:7790", "host3:7790", 14, "expected IPv4:PORT"),
-            ("10.0.0.3:7790", "10.0.0.3:70000", 14, "expected IPv4:PORT"),
+            ("id = 3", "id = 65", 15, "host id 65 is not in 1..=64"),
+            ("10.0.0.3:7790", "0.0.0.0:7790", 16, "0.0.0.0 cannot be a host's address"),
+            ("10.0.0.3:7790", "255.255.255.255:1", 16, "cannot be a host's address"),
+            ("10.0.0.3:7790", "224.0.0.1:1", 16, "cannot be a host's address"),
+            ("10.0.0.3:7790", "[::1]:7790", 16, "expected IPv4:PORT"),
+            ("10.0.0.3:7790", "host3:7790", 16, "expected IPv4:PORT"),
+            ("10.0.0.3:7790", "10.0.0.3:70000", 16, "expected IPv4:PORT"),
             ("domain = \"rack-a\"", "domain = \"\"", 7, "invalid fault domain ''"),
             ("domain = \"rack-a\"", "domain = \"abcdefghijklmnopqrstuvwxyz012345\"", 7, "invalid fault domain"),
-            ("name = \"shared0\"", "name = \"\"", 17, "invalid device name"),
-            ("path = \"/dev/disk/by-id/virtio-fvp-shared\"", "path = \"\"", 18, "the device path is empty"),
-            ("path = \"/dev/disk/by-id/virtio-fvp-shared\"", "path = \"/dev/\\u0000x\"", 18, "contains a NUL"),
+            ("name = \"shared0\"", "name = \"\"", 20, "invalid device name"),
+            ("path = \"/dev/disk/by-id/virtio-fvp-shared\"", "path = \"\"", 21, "the device path is empty"),
+            ("path = \"/dev/disk/by-id/virtio-fvp-shared\"", "path = \"/dev/\\u0000x\"", 21, "contains a NUL"),
             ("name = \"lab\"", "name = \"\"", 2, "invalid cluster name"),
+            (HOST3_KEY, "xyz", 18, "invalid key 'xyz': expected 64 hex digits"),
+            (HOST3_KEY, &HOST3_KEY[1..], 18, "expected 64 hex digits"),
+            (HOST3_KEY, &HOST3_KEY.replace('3', "g"), 18, "expected 64 hex digits"),
+            (HOST3_KEY, &"0".repeat(64), 18, "the key is all zero"),
+            (&format!("key = \"{HOST3_KEY}\"\n"), "", 14, "host 3 has no key: give key = "),
+            ("key_file = \"host.key\"", "key_file = \"other.key\"", 1, "key_file /etc/fvp/other.key: cannot open"),
+            ("key_file = \"host.key\"", "", 2, "no key_file: give key_file = \"/path\""),
         ] {
             assert_problem(&GOOD.replace(from, to), line, what);
         }
         let long = format!("/{}", "d".repeat(PATH_LEN - 1));
         assert_problem(
             &GOOD.replace("/dev/disk/by-id/virtio-fvp-shared", &long),
-            18,
+            21,
             "device path is 256 bytes long; at most 255 are allowed",
         );
         let longest = format!("/{}", "d".repeat(PATH_LEN - 2));
@@ -888,11 +1070,80 @@ path = "dev/vdb"
 
     #[test]
     fn a_file_needs_hosts() {
-        let text = "name = \"lab\"\nsecret = \"0123456789abcdef\"\n";
+        let text = "name = \"lab\"\nsecret = \"0123456789abcdef\"\nkey_file = \"host.key\"\n";
         assert_problem(text, 1, "no [[host]]");
-        let c = parse(&format!("{text}[[host]]\nid = 1\naddr = \"10.0.0.1:1\"\ndomain = \"d\"\n"), Path::new(FILE))
-            .unwrap();
+        let host = format!("[[host]]\nid = 1\naddr = \"10.0.0.1:1\"\ndomain = \"d\"\nkey = \"{ALICE_PUBLIC}\"\n");
+        let c = parse(&format!("{text}{host}"), Path::new(FILE)).unwrap();
         assert!(c.devices.is_empty());
+        assert_eq!(c.check_local_key(Path::new(FILE), 1), Ok(()));
+    }
+
+    #[test]
+    fn key_files_are_read_beside_the_file_and_checked() {
+        let dir = std::env::temp_dir().join(format!("fvpctl-cluster-keys-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("host.key");
+        fs::write(&key, format!("{ALICE_PRIVATE}\n")).unwrap();
+        let set_mode = |mode| {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&key, fs::Permissions::from_mode(mode)).unwrap();
+        };
+        set_mode(0o600);
+        let toml = dir.join("cluster.toml");
+        // The real reader: the file must be root's (it is when the tests run as root).
+        let owner = std::os::unix::fs::MetadataExt::uid(&fs::metadata(&key).unwrap());
+        match super::parse(GOOD, &toml) {
+            Ok(c) => {
+                assert_eq!(owner, 0);
+                assert_eq!(c.key_file, key);
+                assert_eq!(c.private_key.public_key().hex(), ALICE_PUBLIC);
+            }
+            Err(err) => {
+                assert_ne!(owner, 0, "{err}");
+                assert_eq!(err.problems.len(), 1, "{err}");
+                assert!(err.problems[0].message.contains("not by root"), "{err}");
+            }
+        }
+        // Only the owner can be ignored for the test: the mode is checked.
+        let ignore_owner =
+            |path: &Path| keys::read_private_key_checked(path, |_, mode| keys::check_key_file_access(0, mode));
+        assert_eq!(parse_with(GOOD, &toml, &ignore_owner).unwrap().private_key.public_key().hex(), ALICE_PUBLIC);
+        set_mode(0o640);
+        let err = parse_with(GOOD, &toml, &ignore_owner).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        assert_eq!(err.problems[0].line, Some(1));
+        assert_eq!(
+            err.problems[0].message,
+            format!(
+                "key_file {}: mode 0640 lets its group or others access it: a private key file must be mode \
+                 0600 (chmod 600)",
+                key.display()
+            )
+        );
+        set_mode(0o600);
+        fs::write(&key, "not a key\n").unwrap();
+        let err = parse_with(GOOD, &toml, &ignore_owner).unwrap_err().to_string();
+        assert!(err.ends_with("host.key: expected 64 hex digits and an optional newline, found 10 bytes"), "{err}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_local_hosts_key_must_be_key_files() {
+        let c = good();
+        let file = Path::new(FILE);
+        assert_eq!(c.check_local_key(file, 2), Ok(()));
+        let err = c.check_local_key(file, 1).unwrap_err();
+        assert_eq!(err.problems.len(), 1);
+        assert_eq!(err.problems[0].line, Some(4));
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "/etc/fvp/cluster.toml:4: key_file's public key is not the key listed for host 1: the public key \
+                 of /etc/fvp/host.key is {ALICE_PUBLIC} (fvpctl key public FILE)"
+            )
+        );
+        assert!(c.check_local_key(file, 3).is_err());
     }
 
     #[test]
@@ -933,7 +1184,8 @@ path = "dev/vdb"
     fn a_plan_makes_the_lists_equal() {
         let c = good();
         // Empty module: everything is added.
-        let p = plan(&c, &[], &[], true);
+        let p = plan(&c, 2, &[], &[], caps(true));
+        assert!(p.keys.is_empty());
         assert_eq!(p.hosts.len(), 3);
         assert!(p.hosts.iter().all(|ch| matches!(ch, Change::Add(_))));
         assert_eq!(p.devices, [Change::Add(c.devices[0].to_req())]);
@@ -942,7 +1194,7 @@ path = "dev/vdb"
         let hosts: Vec<HostInfo> = c.hosts.iter().map(|h| info(h.to_req())).collect();
         let mut device = c.devices[0].to_req();
         device.index = 0;
-        let p = plan(&c, &hosts, &[device], true);
+        let p = plan(&c, 2, &hosts, &[device], caps(true));
         assert_eq!(p.steps(), 0);
         assert_eq!(p.hosts_unchanged, [1, 2, 3]);
         assert_eq!(p.devices_unchanged, ["shared0"]);
@@ -952,7 +1204,7 @@ path = "dev/vdb"
         current.push(info(HostReq::new(9, [10, 0, 0, 9], 7790, abi::pool_name(b"x").unwrap())));
         let moved = DeviceReq { index: 0, ..DeviceReq::new(abi::pool_name(b"shared0").unwrap(), b"/dev/vdb").unwrap() };
         let extra = DeviceReq { index: 1, ..DeviceReq::new(abi::pool_name(b"old").unwrap(), b"/dev/vdc").unwrap() };
-        let p = plan(&c, &current, &[moved, extra], true);
+        let p = plan(&c, 2, &current, &[moved, extra], caps(true));
         assert_eq!(p.hosts_unchanged, [1]);
         assert_eq!(
             p.hosts,
@@ -978,17 +1230,17 @@ path = "dev/vdb"
         let c = good();
         let mut current: Vec<HostInfo> = c.hosts.iter().map(|h| info(h.to_req())).collect();
         current[1].host.domain = abi::pool_name(b"elsewhere").unwrap();
-        let p = plan(&c, &current, &[], true);
+        let p = plan(&c, 2, &current, &[], caps(true));
         assert_eq!(p.hosts, [Change::Update { old: current[1].host, new: c.hosts[1].to_req() }]);
         assert_eq!(p.hosts_unchanged, [1, 3]);
         assert_eq!(p.steps(), 1 + p.devices.len());
         // An ABI 4 module has no update: remove and add.
-        let p = plan(&c, &current, &[], false);
+        let p = plan(&c, 2, &current, &[], caps(false));
         assert_eq!(p.hosts, [Change::Replace { old: current[1].host, new: c.hosts[1].to_req() }]);
         assert_eq!(p.steps(), 2 + p.devices.len());
         // A new address is never an update.
         current[1].host.port = 7799;
-        let p = plan(&c, &current, &[], true);
+        let p = plan(&c, 2, &current, &[], caps(true));
         assert!(matches!(p.hosts[..], [Change::Replace { .. }]));
     }
 
@@ -997,7 +1249,30 @@ path = "dev/vdb"
         let c = good();
         let mut hosts: Vec<HostInfo> = c.hosts.iter().map(|h| info(h.to_req())).collect();
         hosts[0].host.domain[NAME_LEN - 1] = b'z';
-        assert_eq!(plan(&c, &hosts, &[], true).hosts_unchanged, [1, 2, 3]);
+        assert_eq!(plan(&c, 2, &hosts, &[], caps(true)).hosts_unchanged, [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_plan_sets_every_key_first() {
+        let c = good();
+        let with_keys = ModuleCaps { update_domains: true, keys: true };
+        let key = |i: usize| c.hosts[i].key;
+        // An empty module: the private key, the other hosts' public keys, then the lists.
+        let p = plan(&c, 2, &[], &[], with_keys);
+        assert_eq!(p.keys, [KeyChange::Private(2), KeyChange::Public(1, key(0)), KeyChange::Public(3, key(2))]);
+        assert_eq!(p.steps(), 3 + 3 + 1);
+        // Already applied: the keys are set again all the same (unchanged ones change nothing).
+        let hosts: Vec<HostInfo> = c.hosts.iter().map(|h| info(h.to_req())).collect();
+        let device = DeviceReq { index: 0, ..c.devices[0].to_req() };
+        let p = plan(&c, 2, &hosts, &[device], with_keys);
+        assert_eq!(p.steps(), 3);
+        assert!(p.hosts.is_empty() && p.devices.is_empty());
+        // Another local host: its private key, the others' public keys.
+        let p = plan(&c, 1, &hosts, &[device], with_keys);
+        assert_eq!(p.keys, [KeyChange::Private(1), KeyChange::Public(2, key(1)), KeyChange::Public(3, key(2))]);
+        // The plan shows public keys, never the private one.
+        let debug = format!("{p:?}");
+        assert!(debug.contains("Private(1)") && !debug.contains("77076d"), "{debug}");
     }
 
     #[test]

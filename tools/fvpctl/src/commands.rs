@@ -2,28 +2,31 @@
 
 //! Runs a parsed command line against the control device.
 
+use std::collections::BTreeMap;
 use std::io::{self, IsTerminal, Write};
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use fvp_logic::abi::{
-    self, ClusterCfg, Command as Ioctl, DeviceReq, HostInfo, HostReq, PoolInfo, PoolReq, Version, VolumeHealth,
-    VolumeInfo, VolumeRepl, ABI_VERSION, FEATURE_REPLICATION, FEATURE_SECURE_TRANSPORT, HOST_DEFER,
-    TRANSPORT_AUTHENTICATED,
+    self, ClusterCfg, Command as Ioctl, DeviceReq, HostInfo, HostReq, KeyReq, PoolInfo, PoolReq, Version, VolumeHealth,
+    VolumeInfo, VolumeRepl, ABI_VERSION, CLUSTER_CONFIGURED, FEATURE_REPLICATION, FEATURE_SECURE_TRANSPORT, HOST_DEFER,
+    KEY_PRIVATE, TRANSPORT_AUTHENTICATED,
 };
 use nix::errno::Errno;
+use zeroize::Zeroize;
 
 use crate::cli::{
     ApplyArgs, Cli, ClusterCommand, ClusterSetArgs, Command, CreateArgs, DestroyArgs, DeviceAddArgs, DeviceCommand,
-    DeviceRemoveArgs, DiscardDetachedArgs, DrainArgs, HostAddArgs, HostCommand, HostRemoveArgs, OutputArgs,
-    PoolCheckArgs, PoolCommand, PoolName, ResizeArgs, StatsArgs, VolumeCommand,
+    DeviceRemoveArgs, DiscardDetachedArgs, DrainArgs, HostAddArgs, HostCommand, HostRemoveArgs, KeyCommand,
+    KeyFileArgs, KeySetArgs, OutputArgs, PoolCheckArgs, PoolCommand, PoolName, ResizeArgs, StatsArgs, VolumeCommand,
 };
-use crate::cluster::{self, ClusterFile, Plan};
+use crate::cluster::{self, ClusterFile, KeyChange, ModuleCaps, Plan};
 use crate::error::{Error, HOST_LEAVING_WAIT_S};
 use crate::flash;
+use crate::keys::{self, PrivateKey, PublicKey};
 use crate::metrics::Rates;
-use crate::output::{self, ApplyReport, MemberAction, PoolAction, VolumeView};
+use crate::output::{self, ApplyReport, KeyAction, MemberAction, PoolAction, VolumeView};
 use crate::sys::{self, ControlDevice, DmDevice};
 
 /// The oldest module ABI fvpctl works with. ABI 3 and 4 only added commands, so fvpctl
@@ -43,6 +46,9 @@ const HOST_UPDATE_ABI_VERSION: u32 = 5;
 /// The first ABI with `FVP_HOST_DEFER` (a batch of host changes put in force at once).
 const HOST_DEFER_ABI_VERSION: u32 = 6;
 
+/// The first ABI with hosts' keys (`FVP_IOC_KEY_SET`, `FVP_IOC_KEY_INFO`).
+const KEY_ABI_VERSION: u32 = 8;
+
 /// How often `volume drain` reads the dirty count.
 const DRAIN_POLL: Duration = Duration::from_millis(200);
 
@@ -60,6 +66,9 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Cluster(ClusterCommand::Apply(args)) => Some(prepare_apply(args)?),
         // Reads a device, not the module: works without it.
         Command::Pool(PoolCommand::Check(args)) => return pool_check(args, out),
+        // Key files, not the module.
+        Command::Key(KeyCommand::Generate(args)) => return key_generate(args, out),
+        Command::Key(KeyCommand::Public(args)) => return key_public(args, out),
         _ => None,
     };
     let path = cli.device.as_path();
@@ -121,6 +130,14 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
                 DeviceCommand::List(out_args) => device_list(&ctx, *out_args, out),
             }
         }
+        Command::Key(command) => {
+            ctx.require_cluster()?;
+            match command {
+                KeyCommand::Set(args) => key_set(&ctx, args, out),
+                KeyCommand::Generate(args) => key_generate(args, out),
+                KeyCommand::Public(args) => key_public(args, out),
+            }
+        }
     }
 }
 
@@ -139,6 +156,55 @@ impl Context<'_> {
     /// Refuses a cluster command on a module without them.
     fn require_cluster(&self) -> Result<(), Error> {
         check_cluster_support(&self.version)
+    }
+
+    /// Whether the module has hosts' keys (`FVP_IOC_KEY_SET`, `FVP_IOC_KEY_INFO`).
+    fn has_keys(&self) -> bool {
+        self.version.abi_version >= KEY_ABI_VERSION
+    }
+
+    /// Refuses a key command on a module without keys.
+    fn require_keys(&self) -> Result<(), Error> {
+        if self.has_keys() {
+            Ok(())
+        } else {
+            Err(Error::NoKeyAbi { module: self.version.abi_version })
+        }
+    }
+
+    /// `FVP_IOC_KEY_SET` of this host's private key, for its id `id`.
+    fn set_private_key(&self, id: u32, key: &PrivateKey) -> Result<(), Error> {
+        let mut request = KeyReq { id, flags: KEY_PRIVATE, key: *key.bytes(), ..Default::default() };
+        let result = self.device.key_set(&request);
+        request.key.zeroize();
+        result.map_err(|errno| Error::from_key_set(errno, id, true, self.path))
+    }
+
+    /// `FVP_IOC_KEY_SET` of host `id`'s public key.
+    fn set_public_key(&self, id: u32, key: &PublicKey) -> Result<(), Error> {
+        let request = KeyReq { id, key: key.0, ..Default::default() };
+        self.device.key_set(&request).map_err(|errno| Error::from_key_set(errno, id, false, self.path))
+    }
+
+    /// The public key of each of `hosts` that has one (`FVP_IOC_KEY_INFO`); none on a
+    /// module without keys.
+    fn host_keys(&self, hosts: &[HostInfo]) -> Result<BTreeMap<u32, PublicKey>, Error> {
+        let mut keys = BTreeMap::new();
+        if !self.has_keys() {
+            return Ok(keys);
+        }
+        for host in hosts {
+            match self.device.key_info(host.host.id) {
+                Ok(Some(key)) => {
+                    keys.insert(host.host.id, PublicKey(key));
+                }
+                Ok(None) => {}
+                // A module that announces ABI 8 but lacks the command: no keys.
+                Err(Errno::ENOTTY) => return Ok(BTreeMap::new()),
+                Err(errno) => return Err(self.ioctl_error(Ioctl::KeyInfo, errno)),
+            }
+        }
+        Ok(keys)
     }
 
     /// Whether the module has `FVP_IOC_VOLUME_REPL`.
@@ -681,21 +747,23 @@ fn cluster_set(ctx: &Context<'_>, args: &ClusterSetArgs, out: &mut dyn Write) ->
 fn cluster_show(ctx: &Context<'_>, args: OutputArgs, out: &mut dyn Write) -> Result<(), Error> {
     let info = ctx.cluster_info()?;
     let hosts = ctx.hosts()?;
+    let keys = ctx.host_keys(&hosts)?;
     let devices = ctx.shared_devices()?;
     emit(
         out,
         &if args.json {
-            output::cluster_show_json(&info, &hosts, &devices)
+            output::cluster_show_json(&info, &hosts, &keys, &devices)
         } else {
-            output::cluster_show_text(&info, &hosts, &devices)
+            output::cluster_show_text(&info, &hosts, &keys, &devices)
         },
     )
 }
 
-/// Runs `plan` after `FVP_IOC_CLUSTER_SET` of `cfg`: every removal, then every addition
-/// (so that a host or device can take an address or path another one gives up). An
-/// error after the first change says how far it got.
-fn apply_plan(ctx: &Context<'_>, cfg: &ClusterCfg, plan: &Plan) -> Result<(), Error> {
+/// Runs `plan` after `FVP_IOC_CLUSTER_SET` of `cfg`: the keys (this host's private key
+/// being `private_key`), every removal, then every addition (so that a host or device can
+/// take an address or path another one gives up). An error after the first change says
+/// how far it got.
+fn apply_plan(ctx: &Context<'_>, cfg: &ClusterCfg, plan: &Plan, private_key: &PrivateKey) -> Result<(), Error> {
     let total = plan.steps() + 1;
     let mut done = 0;
     let mut step =
@@ -711,6 +779,12 @@ fn apply_plan(ctx: &Context<'_>, cfg: &ClusterCfg, plan: &Plan) -> Result<(), Er
             Ok::<(), Error>(())
         };
     step(ctx.cluster_set(cfg))?;
+    for key in &plan.keys {
+        step(match key {
+            KeyChange::Private(id) => ctx.set_private_key(*id, private_key),
+            KeyChange::Public(id, public) => ctx.set_public_key(*id, public),
+        })?;
+    }
     for host in plan.hosts.iter().filter_map(|c| c.updated()) {
         step(ctx.host_request(Ioctl::HostUpdate, host))?;
     }
@@ -780,6 +854,7 @@ fn prepare_apply(args: &ApplyArgs) -> Result<PreparedApply, Error> {
         })?
     };
     let local_id = cluster::local_host(&description, &args.file, args.local_id, &local_addrs)?;
+    description.check_local_key(&args.file, local_id)?;
     let cfg = description.cluster_cfg(local_id);
     debug_assert_eq!(cfg.validate(), Ok(()));
     Ok(PreparedApply { description, cfg })
@@ -793,19 +868,70 @@ fn cluster_apply(
 ) -> Result<(), Error> {
     let PreparedApply { description, cfg } = prepared;
     check_transport_support(&ctx.version, cfg)?;
-    let update_domains = ctx.version.abi_version >= HOST_UPDATE_ABI_VERSION;
-    let plan = cluster::plan(description, &ctx.hosts()?, &ctx.shared_devices()?, update_domains);
+    let caps = ModuleCaps { update_domains: ctx.version.abi_version >= HOST_UPDATE_ABI_VERSION, keys: ctx.has_keys() };
+    let plan = cluster::plan(description, cfg.local_id, &ctx.hosts()?, &ctx.shared_devices()?, caps);
     if !args.dry_run {
-        apply_plan(ctx, cfg, &plan)?;
+        apply_plan(ctx, cfg, &plan, &description.private_key)?;
     }
-    let report = ApplyReport {
-        cfg,
-        hosts: description.hosts.len(),
-        plan: &plan,
-        dry_run: args.dry_run,
-        notes: cluster::quorum_notes(description.hosts.len()),
-    };
+    let mut notes = cluster::quorum_notes(description.hosts.len());
+    if !caps.keys {
+        notes.push(no_keys_note(ctx.version.abi_version));
+    }
+    let report = ApplyReport { cfg, hosts: description.hosts.len(), plan: &plan, dry_run: args.dry_run, notes };
     emit(out, &if args.output.json { output::apply_json(&report) } else { output::apply_text(&report) })
+}
+
+/// The note of `cluster apply` on a module of ABI `module`, which has no keys.
+fn no_keys_note(module: u32) -> String {
+    format!(
+        "the loaded fvp module speaks ABI {module}, which has no host keys (they need ABI \
+         {KEY_ABI_VERSION}): key_file and the hosts' keys were checked, not set"
+    )
+}
+
+/// Reads the private key file at `path` (root's, mode 0600 or stricter).
+fn private_key_from(path: &Path) -> Result<PrivateKey, Error> {
+    keys::read_private_key(path).map_err(|reason| Error::KeyFile { path: path.to_path_buf(), reason })
+}
+
+/// `key generate FILE`: a new private key in a new file; prints its public key.
+fn key_generate(args: &KeyFileArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let key = PrivateKey::generate().map_err(Error::NoRandom)?;
+    keys::write_private_key(&args.file, &key).map_err(|err| Error::KeyFileWrite { path: args.file.clone(), err })?;
+    let public = key.public_key();
+    emit(out, &if args.output.json { output::key_json(&args.file, &public) } else { output::key_text(&public) })
+}
+
+/// `key public FILE`: the public key of a private key file.
+fn key_public(args: &KeyFileArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let public = private_key_from(&args.file)?.public_key();
+    emit(out, &if args.output.json { output::key_json(&args.file, &public) } else { output::key_text(&public) })
+}
+
+/// `key set --host ID --public HEX` or `--private-file FILE`.
+fn key_set(ctx: &Context<'_>, args: &KeySetArgs, out: &mut dyn Write) -> Result<(), Error> {
+    ctx.require_keys()?;
+    let action = match (&args.public, &args.private_file) {
+        (Some(public), None) => {
+            ctx.set_public_key(args.host, public)?;
+            KeyAction { id: args.host, private: false, public: *public }
+        }
+        (None, Some(file)) => {
+            let key = private_key_from(file)?;
+            // The module would refuse both (EINVAL): say which it is.
+            let info = ctx.cluster_info()?;
+            if info.flags & CLUSTER_CONFIGURED == 0 {
+                return Err(Error::KeyNeedsCluster);
+            }
+            if info.cfg.local_id != args.host {
+                return Err(Error::KeyNotLocal { id: args.host, local: info.cfg.local_id });
+            }
+            ctx.set_private_key(args.host, &key)?;
+            KeyAction { id: args.host, private: true, public: key.public_key() }
+        }
+        _ => unreachable!("the command line has exactly one of --public and --private-file"),
+    };
+    emit(out, &if args.output.json { output::key_set_json(&action) } else { output::key_set_text(&action) })
 }
 
 /// Prints what a host or device command did.
@@ -1042,6 +1168,50 @@ mod tests {
         version.abi_version = ABI_VERSION;
         version.features |= FEATURE_SECURE_TRANSPORT;
         assert!(check_transport_support(&version, &cfg).is_ok());
+    }
+
+    #[test]
+    fn key_files_need_no_module() {
+        use clap::Parser;
+        let dir = std::env::temp_dir().join(format!("fvpctl-commands-keys-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("host.key");
+        let path = file.to_str().unwrap();
+        let run_args = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["fvpctl", "--device", "/nonexistent/x"][..], args].concat()).unwrap();
+            let mut out = Vec::new();
+            run(&cli, &mut out).map(|()| String::from_utf8(out).unwrap())
+        };
+        let json: serde_json::Value =
+            serde_json::from_str(&run_args(&["key", "generate", path, "--json"]).unwrap()).unwrap();
+        let content = std::fs::read_to_string(&file).unwrap();
+        let public = PrivateKey::from_file_content(content.as_bytes()).unwrap().public_key();
+        assert_eq!(json, serde_json::json!({"file": path, "public_key": public.hex()}));
+        match run_args(&["key", "public", path]) {
+            Ok(text) => assert_eq!(text, format!("{public}\n")),
+            Err(err) => {
+                assert!(err.to_string().starts_with(&format!("private key file {path}: owned by uid")), "{err}")
+            }
+        }
+        let missing = dir.join("missing.key");
+        let err = run_args(&["key", "public", missing.to_str().unwrap()]).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("private key file {}: cannot open: ", missing.display())), "{err}");
+        let err = run_args(&["key", "generate", path]).unwrap_err().to_string();
+        assert!(err.contains("it exists"), "{err}");
+        // Setting a key needs the module.
+        let err = run_args(&["key", "set", "--host", "1", "--private-file", path]).unwrap_err();
+        assert!(matches!(err, Error::ModuleNotLoaded { .. } | Error::DeviceMissing { .. }), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn modules_without_keys_get_a_note() {
+        assert_eq!(
+            no_keys_note(7),
+            "the loaded fvp module speaks ABI 7, which has no host keys (they need ABI 8): key_file and the \
+             hosts' keys were checked, not set"
+        );
     }
 
     fn set_args(heartbeat_ms: u32, timeout_ms: u32) -> ClusterSetArgs {

@@ -55,6 +55,8 @@ impl fmt::Display for Operation {
             Operation::Ioctl(Command::DeviceInfo) => "FVP_IOC_DEVICE_INFO",
             Operation::Ioctl(Command::HostUpdate) => "FVP_IOC_HOST_UPDATE",
             Operation::Ioctl(Command::VolumeDiscard) => "FVP_IOC_VOLUME_DISCARD",
+            Operation::Ioctl(Command::KeySet) => "FVP_IOC_KEY_SET",
+            Operation::Ioctl(Command::KeyInfo) => "FVP_IOC_KEY_INFO",
         })
     }
 }
@@ -337,6 +339,43 @@ pub enum Error {
     #[error("no shared device named {name} (ENOENT)")]
     NoDevice { name: String },
 
+    /// A private key file that fvpctl refuses, or cannot read.
+    #[error("private key file {}: {reason}", .path.display())]
+    KeyFile { path: PathBuf, reason: String },
+
+    /// `key generate` could not create its file.
+    #[error("cannot create private key file {}: {}", .path.display(), key_write_reason(.err))]
+    KeyFileWrite { path: PathBuf, err: io::Error },
+
+    /// `key generate` got no random bytes.
+    #[error("cannot read random bytes from /dev/urandom: {0}")]
+    NoRandom(io::Error),
+
+    /// A key command, and the module predates hosts' keys.
+    #[error(
+        "the loaded fvp module speaks ABI {module}, which has no host keys (they need ABI 8): \
+         load a newer fvp.ko"
+    )]
+    NoKeyAbi { module: u32 },
+
+    /// `key set --private-file` before the cluster is set.
+    #[error(
+        "the cluster is not set: set it (fvpctl cluster apply FILE, or fvpctl cluster set) \
+         before this host's private key"
+    )]
+    KeyNeedsCluster,
+
+    /// `key set --private-file` for another host than this one.
+    #[error(
+        "host {id} is not this host (host {local}): only this host's private key is set here; \
+         the other hosts' keys are public ones (--public HEX)"
+    )]
+    KeyNotLocal { id: u32, local: u32 },
+
+    /// `FVP_IOC_KEY_SET`: EINVAL.
+    #[error("{}", key_refusal(*.id, *.private))]
+    KeyInvalid { id: u32, private: bool },
+
     /// `cluster apply` failed after changing some of the module's configuration.
     #[error(
         "{error}\n(cluster apply stopped after {done} of {total} changes; fix the cause and \
@@ -350,6 +389,30 @@ fn busy_users(volumes: Option<u32>) -> String {
     match volumes {
         Some(n) => format!("{n} volume(s)"),
         None => "one or more volumes".to_owned(),
+    }
+}
+
+/// Why a private key file could not be created.
+fn key_write_reason(err: &io::Error) -> String {
+    if err.kind() == io::ErrorKind::AlreadyExists {
+        "it exists (fvpctl never overwrites a key file: remove it first if it is to go)".to_owned()
+    } else {
+        err.to_string()
+    }
+}
+
+/// The module's refusal (EINVAL) of host `id`'s key.
+fn key_refusal(id: u32, private: bool) -> String {
+    if private {
+        format!(
+            "the module refused the private key of host {id} (EINVAL): host {id} is not this host, \
+             the cluster is not set, or the key is all zero or not a usable X25519 key"
+        )
+    } else {
+        format!(
+            "the module refused the public key of host {id} (EINVAL): host {id} is this host (whose \
+             public key comes from its private key), the cluster is not set, or the key is all zero"
+        )
     }
 }
 
@@ -427,6 +490,14 @@ impl Error {
             (Command::HostRemove, Errno::EINVAL) => Error::RemovesMajority { id },
             (Command::HostRemove, Errno::EAGAIN) => Error::HostLeaving { id, wait_s: HOST_LEAVING_WAIT_S },
             _ => Error::from_ioctl(command, errno, device),
+        }
+    }
+
+    /// Explains a failed `FVP_IOC_KEY_SET` of host `id`'s public or (`private`) private key.
+    pub fn from_key_set(errno: Errno, id: u32, private: bool, device: &Path) -> Self {
+        match errno {
+            Errno::EINVAL => Error::KeyInvalid { id, private },
+            _ => Error::from_ioctl(Command::KeySet, errno, device),
         }
     }
 
@@ -682,6 +753,42 @@ mod tests {
         assert_eq!(Operation::Ioctl(Command::VolumeRepl).to_string(), "FVP_IOC_VOLUME_REPL");
         assert_eq!(Operation::Ioctl(Command::VolumeHealth).to_string(), "FVP_IOC_VOLUME_HEALTH");
         assert_eq!(Operation::Ioctl(Command::DeviceInfo).to_string(), "FVP_IOC_DEVICE_INFO");
+    }
+
+    #[test]
+    fn key_errors_are_explained() {
+        let path = Path::new(DEVICE);
+        assert_eq!(
+            Error::from_key_set(Errno::EINVAL, 2, true, path).to_string(),
+            "the module refused the private key of host 2 (EINVAL): host 2 is not this host, the cluster \
+             is not set, or the key is all zero or not a usable X25519 key"
+        );
+        assert_eq!(
+            Error::from_key_set(Errno::EINVAL, 3, false, path).to_string(),
+            "the module refused the public key of host 3 (EINVAL): host 3 is this host (whose public key \
+             comes from its private key), the cluster is not set, or the key is all zero"
+        );
+        assert!(Error::from_key_set(Errno::EPERM, 3, false, path)
+            .to_string()
+            .contains("CAP_SYS_ADMIN (FVP_IOC_KEY_SET"));
+        assert_eq!(
+            Error::from_key_set(Errno::ENOTTY, 3, false, path).to_string(),
+            "/dev/fvp-control does not speak the fvp ABI (FVP_IOC_KEY_SET: ENOTTY)"
+        );
+        assert_eq!(Operation::Ioctl(Command::KeyInfo).to_string(), "FVP_IOC_KEY_INFO");
+        let exists = Error::KeyFileWrite { path: "/etc/fvp/host.key".into(), err: io::ErrorKind::AlreadyExists.into() };
+        assert_eq!(
+            exists.to_string(),
+            "cannot create private key file /etc/fvp/host.key: it exists (fvpctl never overwrites a key \
+             file: remove it first if it is to go)"
+        );
+        let file = Error::KeyFile { path: "/k".into(), reason: "not a regular file".into() };
+        assert_eq!(file.to_string(), "private key file /k: not a regular file");
+        assert!(Error::NoKeyAbi { module: 7 }
+            .to_string()
+            .starts_with("the loaded fvp module speaks ABI 7, which has no host keys"));
+        assert!(Error::KeyNotLocal { id: 3, local: 2 }.to_string().starts_with("host 3 is not this host (host 2)"));
+        assert!(Error::KeyNeedsCluster.to_string().starts_with("the cluster is not set"));
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! Module map: `cli` parses arguments, `commands` runs them, `sys` holds every system
 //! call (and all of fvpctl's `unsafe`), `output` renders reports, `metrics` derives
 //! rates and percentiles, `units` reads and writes sizes, `cluster` reads cluster
-//! descriptions and plans their application, `flash` reads flash pool devices, `error`
-//! explains failures.
+//! descriptions and plans their application, `flash` reads flash pool devices, `keys`
+//! reads and writes hosts' key files, `error` explains failures.
 
 // Keep `unsafe` confined to `sys`, and explained there.
 #![deny(unsafe_code)]
@@ -17,6 +17,7 @@ mod cluster;
 mod commands;
 mod error;
 mod flash;
+mod keys;
 mod metrics;
 mod output;
 #[allow(unsafe_code)]

@@ -2,7 +2,9 @@
 
 //! Renders reports as text for people or as JSON for scripts.
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::Path;
 use std::time::Duration;
 
 use fvp_logic::abi::{
@@ -15,7 +17,8 @@ use fvp_logic::abi::{
 use fvp_logic::seal::Transport;
 use serde::Serialize;
 
-use crate::cluster::{Change, Plan};
+use crate::cluster::{Change, KeyChange, Plan};
+use crate::keys::PublicKey;
 use crate::metrics::{hit_rate, hit_rate_text, latency_text, percentile, Latency, Rates};
 use crate::units::{format_bytes, format_rate};
 
@@ -883,24 +886,38 @@ fn host_addr(host: &HostReq) -> SocketAddrV4 {
 
 /// The hosts as a table, or `no hosts`.
 pub fn hosts_text(hosts: &[HostInfo]) -> String {
+    hosts_table(hosts, None)
+}
+
+/// The hosts as a table, with the start of their public keys (`keys`, by host id) if
+/// given, or `no hosts`.
+fn hosts_table(hosts: &[HostInfo], keys: Option<&BTreeMap<u32, PublicKey>>) -> String {
     if hosts.is_empty() {
         return "no hosts".to_owned();
     }
     let rows: Vec<Vec<String>> = hosts
         .iter()
         .map(|h| {
-            vec![
-                h.host.id.to_string(),
-                host_addr(&h.host).to_string(),
-                abi::name_str(&h.host.domain).to_owned(),
+            let mut row =
+                vec![h.host.id.to_string(), host_addr(&h.host).to_string(), abi::name_str(&h.host.domain).to_owned()];
+            if let Some(keys) = keys {
+                row.push(keys.get(&h.host.id).map_or("-".to_owned(), PublicKey::short));
+            }
+            row.extend([
                 host_state_name(h.state),
                 last_heard_text(h),
                 rtt_text(h.rtt_us),
                 h.replica_blocks.to_string(),
-            ]
+            ]);
+            row
         })
         .collect();
-    table_aligned(&["ID", "ADDRESS", "DOMAIN", "STATE", "LAST HEARD", "RTT", "REPLICA BLOCKS"], &rows, 4)
+    let mut header = vec!["ID", "ADDRESS", "DOMAIN"];
+    if keys.is_some() {
+        header.push("KEY");
+    }
+    header.extend(["STATE", "LAST HEARD", "RTT", "REPLICA BLOCKS"]);
+    table_aligned(&header, &rows, header.len() - 3)
 }
 
 /// A host in JSON.
@@ -1000,9 +1017,14 @@ fn cluster_settings_line(cfg: &ClusterCfg) -> String {
     )
 }
 
-/// `fvpctl cluster show`: the settings and state, a blank line, the hosts, a blank
-/// line, the shared devices.
-pub fn cluster_show_text(info: &ClusterInfo, hosts: &[HostInfo], devices: &[DeviceReq]) -> String {
+/// `fvpctl cluster show`: the settings and state, a blank line, the hosts with the start
+/// of their public keys (`-` for none), a blank line, the shared devices.
+pub fn cluster_show_text(
+    info: &ClusterInfo,
+    hosts: &[HostInfo],
+    keys: &BTreeMap<u32, PublicKey>,
+    devices: &[DeviceReq],
+) -> String {
     let flags = cluster_flag_names(info.flags);
     let head = if info.flags & CLUSTER_CONFIGURED == 0 {
         "cluster: not configured (fvpctl cluster apply FILE)".to_owned()
@@ -1018,13 +1040,19 @@ pub fn cluster_show_text(info: &ClusterInfo, hosts: &[HostInfo], devices: &[Devi
         info.replica_blocks,
         info.refused_connections,
         info.protocol_errors,
-        hosts_text(hosts),
+        hosts_table(hosts, Some(keys)),
         devices_text(devices)
     )
 }
 
-/// `fvpctl cluster show --json`: `{"cluster": {...}, "hosts": [...], "devices": [...]}`.
-pub fn cluster_show_json(info: &ClusterInfo, hosts: &[HostInfo], devices: &[DeviceReq]) -> String {
+/// `fvpctl cluster show --json`: `{"cluster": {...}, "hosts": [...], "devices": [...]}`;
+/// each host has its public key as `"key"` (hex, or null for none).
+pub fn cluster_show_json(
+    info: &ClusterInfo,
+    hosts: &[HostInfo],
+    keys: &BTreeMap<u32, PublicKey>,
+    devices: &[DeviceReq],
+) -> String {
     #[derive(Serialize)]
     struct Cluster<'a> {
         configured: bool,
@@ -1044,9 +1072,15 @@ pub fn cluster_show_json(info: &ClusterInfo, hosts: &[HostInfo], devices: &[Devi
         protocol_errors: u64,
     }
     #[derive(Serialize)]
+    struct Host<'a> {
+        #[serde(flatten)]
+        host: HostJson<'a>,
+        key: Option<String>,
+    }
+    #[derive(Serialize)]
     struct Report<'a> {
         cluster: Cluster<'a>,
-        hosts: Vec<HostJson<'a>>,
+        hosts: Vec<Host<'a>>,
         devices: Vec<DeviceJson<'a>>,
     }
     let cfg = &info.cfg;
@@ -1068,9 +1102,54 @@ pub fn cluster_show_json(info: &ClusterInfo, hosts: &[HostInfo], devices: &[Devi
             refused_connections: info.refused_connections,
             protocol_errors: info.protocol_errors,
         },
-        hosts: hosts.iter().map(HostJson::new).collect(),
+        hosts: hosts
+            .iter()
+            .map(|h| Host { host: HostJson::new(h), key: keys.get(&h.host.id).map(PublicKey::hex) })
+            .collect(),
         devices: devices.iter().map(DeviceJson::new).collect(),
     })
+}
+
+/// `fvpctl key generate|public FILE`: the public key, 64 hex digits.
+pub fn key_text(public: &PublicKey) -> String {
+    public.hex()
+}
+
+/// `fvpctl key generate|public FILE --json`: `{"file": ..., "public_key": ...}`.
+pub fn key_json(file: &Path, public: &PublicKey) -> String {
+    serde_json::json!({"file": file.display().to_string(), "public_key": public.hex()}).to_string()
+}
+
+/// What `fvpctl key set` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyAction {
+    /// The host.
+    pub id: u32,
+    /// This host's private key was set (else host `id`'s public key).
+    pub private: bool,
+    /// The public key set, or that of the private key set.
+    pub public: PublicKey,
+}
+
+/// `set the public key of host 3: HEX` or `set the private key of host 2 (this host),
+/// whose public key is HEX`.
+pub fn key_set_text(action: &KeyAction) -> String {
+    if action.private {
+        format!("set the private key of host {} (this host), whose public key is {}", action.id, action.public)
+    } else {
+        format!("set the public key of host {}: {}", action.id, action.public)
+    }
+}
+
+/// `{"action": "set", "host": 3, "kind": "public"|"private", "public_key": HEX}`.
+pub fn key_set_json(action: &KeyAction) -> String {
+    serde_json::json!({
+        "action": "set",
+        "host": action.id,
+        "kind": if action.private { "private" } else { "public" },
+        "public_key": action.public.hex(),
+    })
+    .to_string()
 }
 
 /// `fvpctl cluster set`: `set cluster lab: local host 2, heartbeat 200 ms, timeout 2000 ms,
@@ -1231,10 +1310,56 @@ fn device_changes(plan: &Plan) -> Changes<String> {
     Changes::new(&plan.devices, plan.devices_unchanged.clone(), |d: &DeviceReq| abi::name_str(&d.name).to_owned())
 }
 
+/// The keys a plan sets: this host's private key, by host id, and the public keys.
+#[derive(Debug, Serialize)]
+struct KeysJson {
+    /// This host's id.
+    private: Option<u32>,
+    public: Vec<u32>,
+}
+
+/// `None` for a plan without keys (a module without them).
+fn keys_set(plan: &Plan) -> Option<KeysJson> {
+    if plan.keys.is_empty() {
+        return None;
+    }
+    let private = plan.keys.iter().find_map(|k| match k {
+        KeyChange::Private(id) => Some(*id),
+        KeyChange::Public(..) => None,
+    });
+    let public = plan
+        .keys
+        .iter()
+        .filter_map(|k| match k {
+            KeyChange::Public(id, _) => Some(*id),
+            KeyChange::Private(_) => None,
+        })
+        .collect();
+    Some(KeysJson { private, public })
+}
+
+/// `3 set (private key of host 2; public keys of hosts 1, 3)` (with `dry_run`: `3 to
+/// set (...)`), or `none set (...)`.
+fn keys_text(plan: &Plan, dry_run: bool) -> String {
+    let Some(keys) = keys_set(plan) else {
+        return "none set (the module has no host keys)".to_owned();
+    };
+    let mut what = Vec::new();
+    if let Some(id) = keys.private {
+        what.push(format!("private key of host {id}"));
+    }
+    if !keys.public.is_empty() {
+        let ids: Vec<String> = keys.public.iter().map(u32::to_string).collect();
+        let s = if ids.len() == 1 { "" } else { "s" };
+        what.push(format!("public key{s} of host{s} {}", ids.join(", ")));
+    }
+    format!("{} {} ({})", plan.keys.len(), if dry_run { "to set" } else { "set" }, what.join("; "))
+}
+
 /// `fvpctl cluster apply`, as text:
 /// `applied cluster lab: local host 2 of 3, heartbeat 200 ms, timeout 2000 ms, transport
 /// authenticated`, then
-/// a line each for hosts and devices, then notes.
+/// a line each for keys, hosts and devices, then notes.
 pub fn apply_text(report: &ApplyReport<'_>) -> String {
     let cfg = report.cfg;
     let mut lines = vec![
@@ -1248,6 +1373,7 @@ pub fn apply_text(report: &ApplyReport<'_>) -> String {
             cfg.timeout_ms,
             transport_name(cfg.transport)
         ),
+        format!("keys: {}", keys_text(report.plan, report.dry_run)),
         format!("hosts: {}", host_changes(report.plan).text(report.dry_run)),
         format!("shared devices: {}", device_changes(report.plan).text(report.dry_run)),
     ];
@@ -1266,6 +1392,8 @@ pub fn apply_json(report: &ApplyReport<'_>) -> String {
         heartbeat_ms: u32,
         timeout_ms: u32,
         transport: String,
+        /// `null` when the module has no keys.
+        keys: Option<KeysJson>,
         hosts: Changes<u32>,
         devices: Changes<String>,
         notes: &'a [String],
@@ -1279,6 +1407,7 @@ pub fn apply_json(report: &ApplyReport<'_>) -> String {
         heartbeat_ms: cfg.heartbeat_ms,
         timeout_ms: cfg.timeout_ms,
         transport: transport_name(cfg.transport),
+        keys: keys_set(report.plan),
         hosts: host_changes(report.plan),
         devices: device_changes(report.plan),
         notes: &report.notes,
@@ -1913,9 +2042,9 @@ volume 253:4: pool ram1, policy write-back (draining -> write-through), block si
         assert_eq!(names, ["authenticated", "encrypted", "unknown(2)", "unknown(4294967295)"]);
         let mut info = cluster_info();
         info.cfg.transport = 7;
-        assert!(cluster_show_text(&info, &[], &[])
+        assert!(cluster_show_text(&info, &[], &BTreeMap::new(), &[])
             .starts_with("cluster lab: local host 1, heartbeat 200 ms, timeout 2000 ms, transport unknown(7)\n"));
-        assert_eq!(parse(&cluster_show_json(&info, &[], &[]))["cluster"]["transport"], "unknown(7)");
+        assert_eq!(parse(&cluster_show_json(&info, &[], &BTreeMap::new(), &[]))["cluster"]["transport"], "unknown(7)");
         assert_eq!(parse(&cluster_set_json(&info.cfg))["transport"], "unknown(7)");
     }
 
@@ -1933,28 +2062,44 @@ volume 253:4: pool ram1, policy write-back (draining -> write-through), block si
         assert_eq!(cluster_flag_names(CLUSTER_CONFIGURED | 1 << 7), ["configured", "bit7"]);
     }
 
+    /// Public keys of hosts 1, 2 and 14 (RFC 7748's Alice's, Bob's, and one made up).
+    fn host_keys() -> BTreeMap<u32, PublicKey> {
+        use crate::keys::rfc7748::{ALICE_PUBLIC, BOB_PUBLIC};
+        [(1, ALICE_PUBLIC), (2, BOB_PUBLIC), (14, &"0e".repeat(32)[..])]
+            .into_iter()
+            .map(|(id, hex)| (id, PublicKey::parse(hex).unwrap()))
+            .collect()
+    }
+
     #[test]
     fn cluster_show_text_has_settings_hosts_and_devices() {
         assert_eq!(
-            cluster_show_text(&cluster_info(), &cluster_hosts(), &shared_devices()),
+            cluster_show_text(&cluster_info(), &cluster_hosts(), &host_keys(), &shared_devices()),
             "\
 cluster lab: local host 1, heartbeat 200 ms, timeout 2000 ms, transport authenticated
 flags: configured, listening, lease
 hosts up 2/5, replica blocks 1234, refused connections 3, protocol errors 1
 
-ID  ADDRESS         DOMAIN  STATE        LAST HEARD     RTT  REPLICA BLOCKS
-1   10.0.0.1:7790   rack-a  self                  -       -             100
-2   10.0.0.2:7790   rack-b  up            12 ms ago  850 µs             200
-3   10.0.0.3:7790   rack-b  down              never       -             300
-14  10.0.0.14:7790  rack-b  connecting     42 s ago   12 ms            1400
-5   10.0.0.5:7790   rack-b  fenced      2500 ms ago  1.2 ms             500
+ID  ADDRESS         DOMAIN  KEY               STATE        LAST HEARD     RTT  REPLICA BLOCKS
+1   10.0.0.1:7790   rack-a  8520f0098930a754  self                  -       -             100
+2   10.0.0.2:7790   rack-b  de9edb7d7b7dc1b4  up            12 ms ago  850 µs             200
+3   10.0.0.3:7790   rack-b  -                 down              never       -             300
+14  10.0.0.14:7790  rack-b  0e0e0e0e0e0e0e0e  connecting     42 s ago   12 ms            1400
+5   10.0.0.5:7790   rack-b  -                 fenced      2500 ms ago  1.2 ms             500
 
 DEVICE   PATH
 shared0  /dev/disk/by-id/virtio-fvp-shared"
         );
+        // `host list` has no keys.
+        assert_eq!(
+            hosts_text(&cluster_hosts()[..1]),
+            "\
+ID  ADDRESS        DOMAIN  STATE  LAST HEARD  RTT  REPLICA BLOCKS
+1   10.0.0.1:7790  rack-a  self            -    -             100"
+        );
         let empty = ClusterInfo::default();
         assert_eq!(
-            cluster_show_text(&empty, &[], &[]),
+            cluster_show_text(&empty, &[], &BTreeMap::new(), &[]),
             "\
 cluster: not configured (fvpctl cluster apply FILE)
 flags: none
@@ -1968,7 +2113,7 @@ no shared devices"
 
     #[test]
     fn cluster_show_json_has_every_field() {
-        let value = parse(&cluster_show_json(&cluster_info(), &cluster_hosts()[..3], &shared_devices()));
+        let value = parse(&cluster_show_json(&cluster_info(), &cluster_hosts()[..3], &host_keys(), &shared_devices()));
         assert_eq!(
             value["cluster"],
             json!({
@@ -1994,11 +2139,15 @@ no shared devices"
             json!({
                 "index": 1, "id": 2, "addr": "10.0.0.2:7790", "ip": "10.0.0.2", "port": 7790,
                 "domain": "rack-b", "state": "up", "last_heard_ms": 12, "rtt_us": 850,
-                "replica_blocks": 200,
+                "replica_blocks": 200, "key": crate::keys::rfc7748::BOB_PUBLIC,
             })
         );
+        assert_eq!(value["hosts"][0]["key"], crate::keys::rfc7748::ALICE_PUBLIC);
         assert_eq!(value["hosts"][2]["last_heard_ms"], Value::Null);
         assert_eq!(value["hosts"][2]["rtt_us"], Value::Null);
+        assert_eq!(value["hosts"][2]["key"], Value::Null);
+        // `host list --json` has no keys.
+        assert!(parse(&host_list_json(&cluster_hosts()))["hosts"][0].get("key").is_none());
         assert_eq!(
             value["devices"],
             json!([{"index": 0, "name": "shared0", "path": "/dev/disk/by-id/virtio-fvp-shared"}])
@@ -2008,7 +2157,7 @@ no shared devices"
         assert_eq!(parse(&device_list_json(&[])), json!({"devices": []}));
         let mut encrypted = cluster_info();
         encrypted.cfg.transport = abi::TRANSPORT_ENCRYPTED;
-        let value = parse(&cluster_show_json(&encrypted, &[], &[]));
+        let value = parse(&cluster_show_json(&encrypted, &[], &BTreeMap::new(), &[]));
         assert_eq!(value["cluster"]["transport"], "encrypted");
         assert_eq!(hosts_text(&[]), "no hosts");
         assert_eq!(devices_text(&[]), "no shared devices");
@@ -2055,7 +2204,9 @@ no shared devices"
     fn plan() -> Plan {
         let hosts = cluster_hosts();
         let device = shared_devices()[0];
+        let keys = host_keys();
         Plan {
+            keys: vec![KeyChange::Private(1), KeyChange::Public(2, keys[&2]), KeyChange::Public(14, keys[&14])],
             hosts: vec![
                 Change::Replace { old: hosts[1].host, new: hosts[1].host },
                 Change::Update { old: HostReq { id: 9, ..hosts[0].host }, new: HostReq { id: 9, ..hosts[0].host } },
@@ -2078,6 +2229,7 @@ no shared devices"
             apply_text(&report),
             "\
 applied cluster lab: local host 1 of 4, heartbeat 200 ms, timeout 2000 ms, transport authenticated
+keys: 3 set (private key of host 1; public keys of hosts 2, 14)
 hosts: added 14, 5; updated 9; replaced 2; removed 3; unchanged 1
 shared devices: added shared0"
         );
@@ -2088,6 +2240,7 @@ shared devices: added shared0"
             "\
 would apply (dry run, nothing changed) cluster lab: local host 1 of 4, heartbeat 200 ms, timeout 2000 ms, \
 transport authenticated
+keys: 3 to set (private key of host 1; public keys of hosts 2, 14)
 hosts: to add 14, 5; to update 9; to replace 2; to remove 3; unchanged 1
 shared devices: to add shared0
 note: mind the gap"
@@ -2102,15 +2255,49 @@ note: mind the gap"
                 "heartbeat_ms": 200,
                 "timeout_ms": 2000,
                 "transport": "authenticated",
+                "keys": {"private": 1, "public": [2, 14]},
                 "hosts": {"added": [14, 5], "updated": [9], "replaced": [2], "removed": [3], "unchanged": [1]},
                 "devices": {"added": ["shared0"], "updated": [], "replaced": [], "removed": [], "unchanged": []},
                 "notes": ["mind the gap"],
             })
         );
+        // A single host: one key.
+        let alone = Plan { keys: vec![KeyChange::Private(1)], ..Plan::default() };
+        report.plan = &alone;
+        report.dry_run = false;
+        assert!(apply_text(&report).contains("\nkeys: 1 set (private key of host 1)\nhosts: none\n"));
+        let two = Plan { keys: vec![KeyChange::Private(1), plan.keys[1]], ..Plan::default() };
+        report.plan = &two;
+        assert!(apply_text(&report).contains("\nkeys: 2 set (private key of host 1; public key of host 2)\n"));
+        // A module without keys.
         let nothing = Plan::default();
         report.plan = &nothing;
-        report.dry_run = false;
-        assert!(apply_text(&report).contains("\nhosts: none\nshared devices: none\n"));
+        assert!(apply_text(&report)
+            .contains("\nkeys: none set (the module has no host keys)\nhosts: none\nshared devices: none\n"));
+        assert_eq!(parse(&apply_json(&report))["keys"], Value::Null);
+    }
+
+    #[test]
+    fn key_reports_read_well() {
+        use crate::keys::rfc7748::{ALICE_PUBLIC, BOB_PUBLIC};
+        let alice = PublicKey::parse(ALICE_PUBLIC).unwrap();
+        assert_eq!(key_text(&alice), ALICE_PUBLIC);
+        assert_eq!(
+            parse(&key_json(Path::new("/etc/fvp/host.key"), &alice)),
+            json!({"file": "/etc/fvp/host.key", "public_key": ALICE_PUBLIC})
+        );
+        let private = KeyAction { id: 2, private: true, public: alice };
+        assert_eq!(
+            key_set_text(&private),
+            format!("set the private key of host 2 (this host), whose public key is {ALICE_PUBLIC}")
+        );
+        assert_eq!(
+            parse(&key_set_json(&private)),
+            json!({"action": "set", "host": 2, "kind": "private", "public_key": ALICE_PUBLIC})
+        );
+        let public = KeyAction { id: 3, private: false, public: PublicKey::parse(BOB_PUBLIC).unwrap() };
+        assert_eq!(key_set_text(&public), format!("set the public key of host 3: {BOB_PUBLIC}"));
+        assert_eq!(parse(&key_set_json(&public))["kind"], "public");
     }
 
     fn repl() -> VolumeRepl {

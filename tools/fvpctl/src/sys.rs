@@ -16,10 +16,11 @@ use std::path::Path;
 use std::process::{Command as Process, Output};
 
 use fvp_logic::abi::{
-    self, ClusterCfg, ClusterInfo, Command, DeviceReq, FlashInfo, FlashOpen, HostInfo, HostReq, PoolInfo, PoolReq,
-    Status, Version, VolumeDiscard, VolumeHealth, VolumeInfo, VolumeRepl,
+    self, ClusterCfg, ClusterInfo, Command, DeviceReq, FlashInfo, FlashOpen, HostInfo, HostReq, KeyReq, PoolInfo,
+    PoolReq, Status, Version, VolumeDiscard, VolumeHealth, VolumeInfo, VolumeRepl, KEY_LEN, KEY_PRESENT,
 };
 use nix::errno::Errno;
+use zeroize::Zeroize;
 
 /// Exists while fvp.ko is loaded.
 const MODULE_SYSFS_DIR: &str = "/sys/module/fvp";
@@ -200,6 +201,23 @@ impl ControlDevice {
     /// until ENOENT.
     pub fn shared_devices(&self) -> Result<Vec<DeviceReq>, Errno> {
         collect(|index| self.device_info(index))
+    }
+
+    /// `FVP_IOC_KEY_SET` (ABI 8): a host's public key, or this host's private key.
+    pub fn key_set(&self, request: &KeyReq) -> Result<(), Errno> {
+        let mut bytes = request.to_bytes();
+        let result = self.write(Command::KeySet, &bytes);
+        // The copy may hold a private key: do not leave it on the stack.
+        bytes.zeroize();
+        result
+    }
+
+    /// `FVP_IOC_KEY_INFO` (ABI 8): host `id`'s public key; `None` if it has none.
+    pub fn key_info(&self, id: u32) -> Result<Option<[u8; KEY_LEN]>, Errno> {
+        let mut buf = KeyReq { id, ..Default::default() }.to_bytes();
+        self.read_write(Command::KeyInfo, &mut buf)?;
+        let info = KeyReq::from_bytes(&buf);
+        Ok((info.flags & KEY_PRESENT != 0).then_some(info.key))
     }
 
     /// Issues the `_IOR` ioctl for `command` and returns the `N` bytes the module wrote.
@@ -473,6 +491,14 @@ mod tests {
         assert_eq!(request::<{ DeviceReq::SIZE }>(Command::DeviceInfo, rw) as u32, abi::IOC_DEVICE_INFO);
         assert_eq!(request::<{ VolumeRepl::SIZE }>(Command::VolumeRepl, rw) as u32, abi::IOC_VOLUME_REPL);
         assert_eq!(request::<{ VolumeHealth::SIZE }>(Command::VolumeHealth, rw) as u32, abi::IOC_VOLUME_HEALTH);
+        assert_eq!(request::<{ KeyReq::SIZE }>(Command::KeySet, abi::IOC_WRITE) as u32, abi::IOC_KEY_SET);
+        assert_eq!(request::<{ KeyReq::SIZE }>(Command::KeyInfo, rw) as u32, abi::IOC_KEY_INFO);
+    }
+
+    #[test]
+    #[should_panic(expected = "does not transfer in direction")]
+    fn key_info_is_read_write() {
+        request::<{ KeyReq::SIZE }>(Command::KeyInfo, abi::IOC_READ);
     }
 
     #[test]

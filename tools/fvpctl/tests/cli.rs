@@ -17,7 +17,7 @@ fn help_lists_subcommands_and_options() {
     let output = fvpctl(&["--help"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    for word in ["version", "status", "pool", "stats", "volume", "cluster", "host", "device", "--device"] {
+    for word in ["version", "status", "pool", "stats", "volume", "cluster", "host", "device", "key", "--device"] {
         assert!(stdout.contains(word), "`{word}` missing from help:\n{stdout}");
     }
 }
@@ -167,26 +167,75 @@ fn scratch_dir(test: &str) -> std::path::PathBuf {
     dir
 }
 
+/// Host 2's key is `host.key`'s (made by the test); host 1's is RFC 7748's Bob's.
 const CLUSTER: &str = r#"name = "lab"
 secret = "at-least-16-bytes-secret"
+key_file = "host.key"
 [[host]]
 id = 1
 addr = "192.0.2.1:7790"
 domain = "rack-a"
+key = "de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f"
 [[host]]
 id = 2
 addr = "192.0.2.2:7790"
 domain = "rack-b"
+key = "HOST2KEY"
 [[device]]
 name = "shared0"
 path = "/dev/disk/by-id/virtio-fvp-shared"
 "#;
 
+/// The uid of `path`'s owner.
+fn owner(path: &std::path::Path) -> u32 {
+    std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(path).unwrap())
+}
+
+#[test]
+fn keys_are_generated_once_and_read_back() {
+    let dir = scratch_dir("keys");
+    let key = dir.join("host.key");
+    let file = key.to_str().unwrap();
+    // No module needed.
+    let output = fvpctl(&["--device", "/nonexistent/x", "key", "generate", file]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let public = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(public.len(), 65, "{public}");
+    assert!(public[..64].bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{public}");
+    let meta = std::fs::metadata(&key).unwrap();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o600);
+    // Never overwritten.
+    let content = std::fs::read(&key).unwrap();
+    let output = fvpctl(&["key", "generate", file]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains(&format!("cannot create private key file {file}: it exists")),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(std::fs::read(&key).unwrap(), content);
+    // Read back: only as root's file.
+    let output = fvpctl(&["key", "public", file, "--json"]);
+    if owner(&key) == 0 {
+        assert!(output.status.success(), "{}", stderr(&output));
+        let json = String::from_utf8(output.stdout).unwrap();
+        assert_eq!(json, format!("{{\"file\":\"{file}\",\"public_key\":\"{}\"}}\n", public.trim_end()));
+    } else {
+        assert_eq!(output.status.code(), Some(1));
+        assert!(stderr(&output).contains("not by root"), "{}", stderr(&output));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn cluster_files_are_checked_before_the_device_is_opened() {
     let dir = scratch_dir("apply");
+    let output = fvpctl(&["key", "generate", &dir.join("host.key").to_string_lossy()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let cluster = CLUSTER.replace("HOST2KEY", String::from_utf8(output.stdout).unwrap().trim_end());
+    let root = owner(&dir.join("host.key")) == 0;
     let bad = dir.join("bad.toml");
-    std::fs::write(&bad, CLUSTER.replace("id = 2", "id = 1").replace("rack-b", "rack b")).unwrap();
+    std::fs::write(&bad, cluster.replace("id = 2", "id = 1").replace("rack-b", "rack b")).unwrap();
     let file = bad.to_str().unwrap();
     // Not even a device: the file's mistakes come first, every one with its line.
     let output = fvpctl(&["--device", "/nonexistent/x", "cluster", "apply", file, "--local-id", "1"]);
@@ -194,25 +243,43 @@ fn cluster_files_are_checked_before_the_device_is_opened() {
     assert!(output.stdout.is_empty());
     let message = stderr(&output);
     assert!(
-        message.starts_with(&format!(
-            "fvpctl: {file}:8: host id 1 is already used by the host on line 3\n\
-             {file}:10: invalid fault domain 'rack b'"
+        message.contains(&format!(
+            "{file}:10: host id 1 is already used by the host on line 4\n\
+             {file}:12: invalid fault domain 'rack b'"
         )),
         "{message}"
     );
+    assert!(message.starts_with("fvpctl: "), "{message}");
     let output = fvpctl(&["cluster", "apply", &dir.join("missing.toml").to_string_lossy()]);
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("missing.toml: cannot read: "), "{}", stderr(&output));
 
     // A good file, and this host named: then the device is asked.
     let good = dir.join("good.toml");
-    std::fs::write(&good, CLUSTER).unwrap();
+    std::fs::write(&good, &cluster).unwrap();
     let file = good.to_str().unwrap();
     let output = fvpctl(&["--device", "/dev/null", "cluster", "apply", file, "--local-id", "2"]);
     assert_eq!(output.status.code(), Some(1));
+    if !root {
+        // Not root: key files are refused (the rest needs root's).
+        assert!(stderr(&output).contains("host.key: owned by uid"), "{}", stderr(&output));
+        std::fs::remove_dir_all(&dir).unwrap();
+        return;
+    }
     assert!(stderr(&output).contains("/dev/null does not speak the fvp ABI"), "{}", stderr(&output));
     let output = fvpctl(&["--device", "/dev/null", "cluster", "apply", file, "--local-id", "3"]);
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(stderr(&output), format!("fvpctl: {file}: --local-id 3: no [[host]] has id 3\n"));
+    // Host 1 is not this host's key's.
+    let output = fvpctl(&["--device", "/dev/null", "cluster", "apply", file, "--local-id", "1"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).starts_with(&format!(
+            "fvpctl: {file}:4: key_file's public key is not the key listed for host 1: the public key of {}",
+            dir.join("host.key").display()
+        )),
+        "{}",
+        stderr(&output)
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

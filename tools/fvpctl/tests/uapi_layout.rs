@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use fvp_logic::abi::{
-    self, ClusterCfg, ClusterInfo, DeviceReq, FlashInfo, FlashOpen, HostInfo, HostReq, PoolInfo, PoolReq, Status,
-    Version, VolumeDiscard, VolumeHealth, VolumeInfo, VolumeRepl,
+    self, ClusterCfg, ClusterInfo, DeviceReq, FlashInfo, FlashOpen, HostInfo, HostReq, KeyReq, PoolInfo, PoolReq,
+    Status, Version, VolumeDiscard, VolumeHealth, VolumeInfo, VolumeRepl,
 };
 
 /// Prints `key=value` lines. The `struct.field.*` keys must match `rust_layout`.
@@ -179,6 +179,11 @@ int main(void)
 	FIELD(fvp_volume_discard, backing_minor);
 	FIELD(fvp_volume_discard, dirty_blocks);
 	FIELD(fvp_volume_discard, reserved);
+	STRUCT(fvp_key_req);
+	FIELD(fvp_key_req, id);
+	FIELD(fvp_key_req, flags);
+	FIELD(fvp_key_req, key);
+	FIELD(fvp_key_req, reserved);
 
 	NUMBER(FVP_IOC_VERSION);
 	NUMBER(FVP_IOC_STATUS);
@@ -239,6 +244,11 @@ int main(void)
 	NUMBER(FVP_TRANSPORT_ENCRYPTED);
 	NUMBER(FVP_FLASH_OK);
 	NUMBER(FVP_FLASH_FAILED);
+	NUMBER(FVP_KEY_LEN);
+	NUMBER(FVP_KEY_PRIVATE);
+	NUMBER(FVP_KEY_PRESENT);
+	NUMBER(FVP_IOC_KEY_SET);
+	NUMBER(FVP_IOC_KEY_INFO);
 	printf("FVP_CONTROL_NAME=%s\n", FVP_CONTROL_NAME);
 	return 0;
 }
@@ -435,6 +445,13 @@ fn rust_layout() -> BTreeMap<String, String> {
     field!("fvp_volume_discard", VolumeDiscard, reserved);
     assert_eq!(VolumeDiscard::SIZE, size_of::<VolumeDiscard>());
 
+    strukt!("fvp_key_req", KeyReq);
+    field!("fvp_key_req", KeyReq, id);
+    field!("fvp_key_req", KeyReq, flags);
+    field!("fvp_key_req", KeyReq, key);
+    field!("fvp_key_req", KeyReq, reserved);
+    assert_eq!(KeyReq::SIZE, size_of::<KeyReq>());
+
     put("FVP_IOC_VERSION", abi::IOC_VERSION.to_string());
     put("FVP_IOC_STATUS", abi::IOC_STATUS.to_string());
     put("FVP_ABI_VERSION", abi::ABI_VERSION.to_string());
@@ -495,6 +512,11 @@ fn rust_layout() -> BTreeMap<String, String> {
     put("FVP_TRANSPORT_ENCRYPTED", abi::TRANSPORT_ENCRYPTED.to_string());
     put("FVP_FLASH_OK", abi::FLASH_OK.to_string());
     put("FVP_FLASH_FAILED", abi::FLASH_FAILED.to_string());
+    put("FVP_KEY_LEN", abi::KEY_LEN.to_string());
+    put("FVP_KEY_PRIVATE", abi::KEY_PRIVATE.to_string());
+    put("FVP_KEY_PRESENT", abi::KEY_PRESENT.to_string());
+    put("FVP_IOC_KEY_SET", abi::IOC_KEY_SET.to_string());
+    put("FVP_IOC_KEY_INFO", abi::IOC_KEY_INFO.to_string());
     // The commands the module decodes are these same numbers, each under its name.
     let ioc_names: BTreeMap<u32, &str> = layout
         .iter()
@@ -573,27 +595,30 @@ fn rust_abi_matches_the_c_header() {
         "fvp_logic::abi disagrees with include/uapi/linux/fvp.h:\n  {}",
         mismatches.join("\n  ")
     );
-    // Fifteen structures (size, alignment, and offset and size of 6 + 3 + 2 + 11 + 20
+    // Sixteen structures (size, alignment, and offset and size of 6 + 3 + 2 + 11 + 20
     // fields in ABI 2, 7 + 8 + 5 + 7 + 4 + 10 in ABI 3, 8 in ABI 4, 4 in ABI 5, 8 + 16
-    // in ABI 7 and 1 in ABI 8) and 17 + 27 + 3 + 2 + 3 + 5 + 3 constants (2: ABI 5's
-    // commands; 3: ABI 6's flags; 5: ABI 7's commands, feature and states; 3: ABI 8's
-    // feature and transports): catches a probe and a table that both lost the same lines.
+    // in ABI 7 and 1 + 4 in ABI 8) and 17 + 27 + 3 + 2 + 3 + 5 + 3 + 5 constants (2: ABI
+    // 5's commands; 3: ABI 6's flags; 5: ABI 7's commands, feature and states; 3 + 5: ABI
+    // 8's feature and transports, and its keys' length, flags and commands): catches a
+    // probe and a table that both lost the same lines.
     assert_eq!(
         c.len(),
-        15 * 2
+        16 * 2
             + 2 * (6 + 3 + 2 + 11 + 20)
             + 2 * (7 + 8 + 5 + 7 + 4 + 10)
             + 2 * 8
             + 2 * 4
             + 2 * (8 + 16)
             + 2
+            + 2 * 4
             + 17
             + 27
             + 3
             + 2
             + 3
             + 5
-            + 3,
+            + 3
+            + 5,
         "{c:#?}"
     );
 }
@@ -607,7 +632,7 @@ fn listed_fields_cover_every_structure() {
     let number = |key: &str| -> usize { rust[key].parse().expect("a number") };
     let structs: BTreeSet<&str> =
         rust.keys().filter_map(|key| key.strip_suffix(".size")).filter(|name| !name.contains('.')).collect();
-    assert_eq!(structs.len(), 15, "{structs:?}");
+    assert_eq!(structs.len(), 16, "{structs:?}");
     for name in structs {
         let mut fields: Vec<(usize, usize, &str)> = rust
             .keys()
