@@ -894,6 +894,9 @@ impl Cluster {
             configured |= placement::host_bit(h.id);
         }
         configured |= placement::host_bit(local);
+        // Each other host's share of the replica budget here.
+        let others = hosts.iter().filter(|h| h.id != local).count() as u32;
+        self.replicas.set_quota(crate::logic::replica::owner_quota(crate::fvp_kernel::pages::total_ram_pages(), others));
         {
             // A host list change keeps what this host knows (fences, grants, views) and
             // the list in force until now, jointly with the new one (logic/membership.rs).

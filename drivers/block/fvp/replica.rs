@@ -55,13 +55,52 @@ pub(crate) struct ReplicaStore {
     /// (VOLUME_OPEN answers ESTALE) and discard what it holds instead of writing it.
     #[pin]
     recovered: Mutex<KVec<(u32, u32)>>,
-    count: AtomicU64,
+    count: BlockCounts,
+    /// The blocks one owner may hold here (`logic/replica.rs`, `owner_quota`), set by
+    /// the cluster from the host list.
+    quota: AtomicU64,
     /// Owners whose stores a takeover (or an orphan's write) has taken out of `spaces`
     /// to write them (bit `h-1` for host `h`).
     recovering: AtomicU64,
     /// Lease interruptions make every store untrusted (`logic/replica.rs`).
     #[pin]
     lease: Mutex<LeaseWatch>,
+}
+
+/// Replica blocks held, in all and per owner (bit `h-1`'s owner at index `h-1`).
+struct BlockCounts {
+    total: AtomicU64,
+    per_owner: [AtomicU64; MAX_HOSTS],
+}
+
+const MAX_HOSTS: usize = abi::MAX_HOSTS as usize;
+
+impl BlockCounts {
+    fn new() -> Self {
+        Self { total: AtomicU64::new(0), per_owner: [const { AtomicU64::new(0) }; MAX_HOSTS] }
+    }
+
+    fn slot(&self, owner: u32) -> Option<&AtomicU64> {
+        self.per_owner.get((owner as usize).checked_sub(1)?)
+    }
+
+    fn add(&self, owner: u32, n: u64) {
+        self.total.fetch_add(n, Relaxed);
+        if let Some(c) = self.slot(owner) {
+            c.fetch_add(n, Relaxed);
+        }
+    }
+
+    fn sub(&self, owner: u32, n: u64) {
+        self.total.fetch_sub(n, Relaxed);
+        if let Some(c) = self.slot(owner) {
+            c.fetch_sub(n, Relaxed);
+        }
+    }
+
+    fn of(&self, owner: u32) -> u64 {
+        self.slot(owner).map_or(0, |c| c.load(Relaxed))
+    }
 }
 
 /// Replicas are refused (ENOSPC) once free memory falls below this fraction of RAM, as
@@ -73,16 +112,22 @@ impl ReplicaStore {
         pin_init!(Self {
             spaces <- new_mutex!(KVec::new(), "fvp::ReplicaStore::spaces"),
             recovered <- new_mutex!(KVec::new(), "fvp::ReplicaStore::recovered"),
-            count: AtomicU64::new(0),
+            count: BlockCounts::new(),
+            quota: AtomicU64::new(u64::MAX),
             recovering: AtomicU64::new(0),
             lease <- new_mutex!(LeaseWatch::new(), "fvp::ReplicaStore::lease"),
         })
     }
 
+    /// Sets the blocks one owner may hold here (`logic/replica.rs`, `owner_quota`).
+    pub(crate) fn set_quota(&self, blocks: u64) {
+        self.quota.store(blocks, Relaxed);
+    }
+
     /// Replicated blocks held, for one owner or all.
     pub(crate) fn blocks(&self, owner: Option<u32>) -> u64 {
         match owner {
-            None => self.count.load(Relaxed),
+            None => self.count.total.load(Relaxed),
             Some(o) => self.spaces.lock().iter().filter(|n| n.owner == o).map(|n| n.blocks.iter().count() as u64).sum(),
         }
     }
@@ -155,13 +200,17 @@ impl ReplicaStore {
                 let Some(n) = found else { return Err(EINVAL) };
                 let dropped = n.blocks.iter().count() as u64;
                 n.blocks = RBTree::new();
-                self.count.fetch_sub(dropped, Relaxed);
+                self.count.sub(owner, dropped);
                 n.epoch = epoch;
                 n.name = name;
                 n.trusted = true;
                 Ok(())
             }
             OpenVerdict::Create => {
+                let mine = spaces.iter().filter(|n| n.owner == owner).count();
+                if !rules::admits_store(mine, spaces.len()) {
+                    return Err(ENOSPC);
+                }
                 let space = Namespace {
                     owner,
                     volume_id,
@@ -200,8 +249,11 @@ impl ReplicaStore {
                 }
             }
             None => {
+                if !rules::within_quota(self.count.of(owner), self.quota.load(Relaxed)) {
+                    return Err(ENOSPC);
+                }
                 n.blocks.insert(node);
-                self.count.fetch_add(1, Relaxed);
+                self.count.add(owner, 1);
             }
         }
         Ok(())
@@ -224,7 +276,7 @@ impl ReplicaStore {
             if rules::drops(replica.version, version) {
                 let (_, node) = cursor.remove_current();
                 drop(node);
-                self.count.fetch_sub(1, Relaxed);
+                self.count.sub(owner, 1);
             }
             // `block < end`, so this does not overflow.
             from = block + 1;
@@ -239,7 +291,7 @@ impl ReplicaStore {
         for (block, version) in entries {
             if n.blocks.get(&block).is_some_and(|r| rules::drops(r.version, version)) {
                 n.blocks.remove(&block);
-                self.count.fetch_sub(1, Relaxed);
+                self.count.sub(owner, 1);
             }
         }
         Ok(())
@@ -271,7 +323,7 @@ impl ReplicaStore {
             vec::remove(&mut spaces, i)
         };
         if let Some(removed) = removed {
-            self.count.fetch_sub(removed.blocks.iter().count() as u64, Relaxed);
+            self.count.sub(removed.owner, removed.blocks.iter().count() as u64);
             // Pages are freed here, outside the lock.
             drop(removed);
         }
@@ -381,7 +433,7 @@ impl ReplicaStore {
             let count = n.blocks.iter().count() as u64;
             match write_namespace(&n, device, bioset, still_ready) {
                 Ok(()) => {
-                    self.count.fetch_sub(count, Relaxed);
+                    self.count.sub(n.owner, count);
                     pr_warn!(
                         "volume {} of host {}: {} replicas of an earlier incarnation written to the backing device\n",
                         abi::name_str(&n.name),
@@ -457,7 +509,7 @@ impl ReplicaStore {
             });
             match write_namespace(&n, device, bioset, still_ready) {
                 Ok(()) => {
-                    self.count.fetch_sub(count, Relaxed);
+                    self.count.sub(n.owner, count);
                     pr_warn!(
                         "recovered volume {} of host {}: {} blocks written to the backing device\n",
                         name,

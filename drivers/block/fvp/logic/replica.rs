@@ -38,6 +38,33 @@
 //!   once the new incarnation writes, the orphan's older replicas would land over newer
 //!   blocks at a later takeover. See [`on_orphan`].
 
+/// Replica stores one owner may hold at a host.
+pub const STORES_PER_OWNER_MAX: usize = 256;
+/// Replica stores a host holds in all.
+pub const STORES_MAX: usize = 4096;
+
+/// Whether an owner holding `owner_stores` stores, at a host holding `all_stores`, may
+/// open one more: the bounds keep one owner (or a forged flood of VOLUME_OPENs, were one
+/// authenticated) from taking every slot.
+pub fn admits_store(owner_stores: usize, all_stores: usize) -> bool {
+    owner_stores < STORES_PER_OWNER_MAX && all_stores < STORES_MAX
+}
+
+/// The replica blocks one owner may hold at a host of `total_pages` pages of RAM with
+/// `other_hosts` other configured hosts: an equal share, among the hosts that may
+/// replicate to it, of half the RAM. One owner then cannot push the others into ENOSPC
+/// (its writes past the quota are refused, ENOSPC, as when memory runs short: it
+/// protects them otherwise, `docs/replication.md`).
+pub fn owner_quota(total_pages: u64, other_hosts: u32) -> u64 {
+    (total_pages / 2) / u64::from(other_hosts.max(1))
+}
+
+/// Whether an owner holding `held` blocks under `quota` may add a new block (a new
+/// version of a block it holds replaces it and always may).
+pub fn within_quota(held: u64, quota: u64) -> bool {
+    held < quota
+}
+
 /// What VOLUME_OPEN does to a host's stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OpenVerdict {
@@ -174,6 +201,22 @@ pub fn block_sector(block: u64, block_size: u32, device_sectors: u64) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stores_and_blocks_are_bounded_per_owner() {
+        assert!(admits_store(0, 0));
+        assert!(admits_store(STORES_PER_OWNER_MAX - 1, STORES_MAX - 1));
+        assert!(!admits_store(STORES_PER_OWNER_MAX, 0));
+        assert!(!admits_store(0, STORES_MAX));
+        // 1 GiB of 4 KiB pages, three other hosts: each may hold a sixth of it.
+        let pages = 262_144;
+        assert_eq!(owner_quota(pages, 3), pages / 6);
+        assert_eq!(owner_quota(pages, 0), pages / 2, "no other host: still half");
+        assert_eq!(owner_quota(0, 5), 0);
+        assert_eq!(owner_quota(u64::MAX, 1), u64::MAX / 2);
+        assert!(within_quota(9, 10));
+        assert!(!within_quota(10, 10));
+    }
     use proptest::prelude::*;
 
     #[test]
