@@ -204,6 +204,9 @@ impl ReplicaStore {
                 n.epoch = epoch;
                 n.name = name;
                 n.trusted = true;
+                // The owner's live volume again: neither an orphan nor a takeover's.
+                n.orphan = false;
+                n.owner_yielded = false;
                 Ok(())
             }
             OpenVerdict::Create => {
