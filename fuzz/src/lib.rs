@@ -4,7 +4,9 @@
 //! the event encoding of `replica_rules`, and the seeds of `seal_open`, `ioctl_decode`
 //! and `replica_rules` (`seeds_are_current` fails when they are stale;
 //! `cargo test --lib -- --ignored write_seeds`, run from `fuzz/`, writes them again).
-//! The seeds of `wire_decode` are the logic crate's (`fuzz/README.md`).
+//! The seeds of `wire_decode` are the logic crate's (`fuzz/README.md`). `cluster_toml`
+//! shares its key reader and its guard against reading devices (`cluster_toml`); its
+//! seeds are written by hand, and `cluster_toml_seeds_parse` checks them.
 
 /// ChaCha20-Poly1305 by the `chacha20poly1305` crate behind fvp's [`Aead`] trait: the
 /// same adapter as the logic's `seal::host` (which is `cfg(test)` there): the 96-bit
@@ -306,6 +308,87 @@ pub mod replica_events {
             e.encode(&mut out);
         }
         out
+    }
+}
+
+/// What `cluster_toml` needs around fvpctl's `cluster::parse_with`.
+pub mod cluster_toml {
+    use std::path::{Component, Path};
+
+    use fvpctl::keys::rfc7748::ALICE_PRIVATE;
+    use fvpctl::keys::PrivateKey;
+
+    /// Where the descriptions are read from: a relative `secret_file` or `key_file` is
+    /// taken from `/fuzz/`, which does not exist.
+    pub const FILE: &str = "/fuzz/cluster.toml";
+
+    /// The key reader: RFC 7748's Alice for any `key_file`, so no key file is read.
+    pub fn read_key(_: &Path) -> Result<PrivateKey, String> {
+        Ok(PrivateKey::from_file_content(ALICE_PRIVATE.as_bytes()).expect("RFC 7748's key is valid"))
+    }
+
+    /// Whether `parse_with` may be given `text`: `parse_with` reads `secret_file` itself,
+    /// and an absolute path or `..` could name `/dev/zero`, a disk or a terminal (never
+    /// ending, huge or blocking). Only a relative path of plain names (under `/fuzz/`,
+    /// which does not exist) is let through. The key is found by parsing the document
+    /// when `text` may name it: spelled out, or with escapes in a quoted key. A document
+    /// that does not parse is let through: `parse_with` refuses it before reading
+    /// anything.
+    pub fn secret_file_is_safe(text: &str) -> bool {
+        if !text.contains("secret_file") && !text.contains('\\') {
+            return true;
+        }
+        let Ok(table) = text.parse::<toml::Table>() else { return true };
+        match table.get("secret_file") {
+            Some(toml::Value::String(path)) => {
+                let path = Path::new(path);
+                path.components().next().is_some() && path.components().all(|c| matches!(c, Component::Normal(_)))
+            }
+            // Absent, or not a path: refused before any file is read.
+            _ => true,
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use std::path::PathBuf;
+
+        #[test]
+        fn only_relative_secret_files_are_read() {
+            for (text, safe) in [
+                ("name = \"a\"", true),
+                ("secret_file = \"s\"", true),
+                ("secret_file = \"dir/s\"", true),
+                ("secret_file = \"/dev/zero\"", false),
+                ("secret_file = \"../../dev/zero\"", false),
+                ("secret_file = \"\"", false),
+                ("\"secret\\u005ffile\" = \"/dev/vda\"", false),
+                ("'secret_file' = '/dev/tty'", false),
+                ("secret_file = 3", true),
+                ("secret_file = \"/dev/zero", true),
+            ] {
+                assert_eq!(secret_file_is_safe(text), safe, "{text}");
+            }
+        }
+
+        /// The seeds of `cluster_toml`: `valid_*` are accepted, `invalid_*` refused.
+        #[test]
+        fn cluster_toml_seeds_parse() {
+            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("seeds/cluster_toml");
+            let mut seen = 0;
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+                let text = std::fs::read_to_string(&path).unwrap();
+                assert!(secret_file_is_safe(&text), "{name}");
+                let parsed = fvpctl::cluster::parse_with(&text, Path::new(FILE), &read_key);
+                assert_eq!(parsed.is_ok(), name.starts_with("valid_"), "{name}: {parsed:?}");
+                assert!(name.starts_with("valid_") || name.starts_with("invalid_"), "{name}");
+                seen += 1;
+            }
+            assert!(seen >= 6, "{seen} seeds");
+        }
     }
 }
 

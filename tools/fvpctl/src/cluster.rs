@@ -272,9 +272,23 @@ pub fn secret_from_file_content(mut content: Vec<u8>) -> Vec<u8> {
     content
 }
 
-/// Reads a secret file.
+/// Longest secret file read: a secret and its line end fit many times over; a file
+/// longer than this (or `/dev/zero`) is refused rather than read whole.
+const SECRET_FILE_MAX: u64 = 4096;
+
+/// Reads a secret file: a regular file of at most [`SECRET_FILE_MAX`] bytes.
 pub fn read_secret(path: &Path) -> io::Result<Vec<u8>> {
-    fs::read(path).map(secret_from_file_content)
+    use std::io::Read;
+    let file = fs::File::open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut content = Vec::new();
+    file.take(SECRET_FILE_MAX + 1).read_to_end(&mut content)?;
+    if content.len() as u64 > SECRET_FILE_MAX {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("longer than {SECRET_FILE_MAX} bytes")));
+    }
+    Ok(secret_from_file_content(content))
 }
 
 /// `None` if a secret's length is right, else why not.
@@ -742,6 +756,21 @@ pub fn quorum_notes(hosts: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_files_must_be_small_regular_files() {
+        let dir = std::env::temp_dir().join(format!("fvpctl-secret-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let ok = dir.join("ok");
+        fs::write(&ok, b"0123456789abcdef-secret\n").unwrap();
+        assert_eq!(read_secret(&ok).unwrap(), b"0123456789abcdef-secret");
+        let big = dir.join("big");
+        fs::write(&big, vec![b'x'; SECRET_FILE_MAX as usize + 1]).unwrap();
+        assert!(read_secret(&big).unwrap_err().to_string().contains("longer than"));
+        assert!(read_secret(&dir).is_err(), "a directory");
+        assert!(read_secret(Path::new("/dev/zero")).unwrap_err().to_string().contains("not a regular file"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
     use crate::keys::rfc7748::{ALICE_PRIVATE, ALICE_PUBLIC, BOB_PUBLIC};
     use fvp_logic::abi::HOST_UP;
 

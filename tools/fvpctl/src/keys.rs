@@ -240,8 +240,8 @@ pub fn write_private_key(path: &Path, key: &PrivateKey) -> io::Result<()> {
     written
 }
 
-/// RFC 7748, section 6.1: Alice's and Bob's key pairs, for tests.
-#[cfg(test)]
+/// RFC 7748, section 6.1: Alice's and Bob's key pairs, for tests. Not `cfg(test)`: the
+/// binary's tests and the fuzz target use them from the library. They are published.
 pub mod rfc7748 {
     pub const ALICE_PRIVATE: &str = "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a";
     pub const ALICE_PUBLIC: &str = "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a";

@@ -6,18 +6,17 @@
 //! call (and all of fvpctl's `unsafe`), `output` renders reports, `metrics` derives
 //! rates and percentiles, `units` reads and writes sizes, `cluster` reads cluster
 //! descriptions and plans their application, `flash` reads flash pool devices, `keys`
-//! reads and writes hosts' key files, `error` explains failures.
+//! reads and writes hosts' key files, `error` explains failures. `cluster` and `keys` are
+//! the library's (`lib.rs`, for the fuzz target `cluster_toml`).
 
 // Keep `unsafe` confined to `sys`, and explained there.
 #![deny(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod cli;
-mod cluster;
 mod commands;
 mod error;
 mod flash;
-mod keys;
 mod metrics;
 mod output;
 #[allow(unsafe_code)]
@@ -28,6 +27,8 @@ use std::io::{self, ErrorKind};
 use std::process::ExitCode;
 
 use clap::Parser;
+// From the library, under the same paths (`crate::cluster`, `crate::keys`).
+use fvpctl::{cluster, keys};
 
 fn main() -> ExitCode {
     // Usage errors exit with 2 and `--help`/`--version` with 0, inside `parse`.
