@@ -130,13 +130,11 @@ def step_sniff(seconds):
     return bool(keep)
 
 
-def inject_into(want, make_payload, listen, quiet):
-    """Follows the flow of the first segment `want(fields, payload_len)` selects; once that
+def inject_into(s, want, make_payload, listen, quiet):
+    """Follows the flow of the first data segment `want(fields, payload_len)` selects; once that
     flow has been silent for `quiet` seconds (0: at once), injects `make_payload()` at the
     sequence number that comes next, which the receiver then takes as the next bytes of
     the stream. Returns the flow's fields once sent, None if nothing matched in time."""
-    os.system(f"ip link set {IFACE} promisc on")
-    s = raw_socket()
     s.settimeout(0.05)
     end = time.time() + listen
     last, last_t, key = None, 0.0, None
@@ -146,11 +144,14 @@ def inject_into(want, make_payload, listen, quiet):
         except socket.timeout:
             p = None
         now = time.time()
-        if p and p[3]:
+        if p:
             f = p[4]
             k = (f["src"], f["sport"], f["dst"], f["dport"])
-            if key is None and want(f, len(p[3])):
+            if key is None and p[3] and want(f, len(p[3])):
                 key = k
+            # Every segment of the flow, pure ACKs too: the last one's sequence number
+            # plus its payload is what comes next, and its TCP timestamp is the newest
+            # (the receiver drops a segment with an older one: PAWS).
             if k == key:
                 last, last_t = p, now
         if last and now - last_t >= quiet:
@@ -160,27 +161,60 @@ def inject_into(want, make_payload, listen, quiet):
     return None
 
 
+def closed_by_receiver(s, f, seconds):
+    """Whether the receiver of flow `f` closed it (FIN or RST back) within `seconds`
+    (`s`: the socket the injection went out on, which buffered what came back since)."""
+    s.settimeout(0.1)
+    end = time.time() + seconds
+    while time.time() < end:
+        try:
+            p = parse(s.recv(65535))
+        except socket.timeout:
+            continue
+        if not p:
+            continue
+        g = p[4]
+        if (g["src"], g["sport"], g["dst"], g["dport"]) == (f["dst"], f["dport"], f["src"], f["sport"]) and p[2][13] & 0x05:
+            return True
+    return False
+
+
+def injected(want, make_payload, listen, quiet):
+    """Injects until the receiver closes the connection (it took the forged message and
+    refused it), at most 5 times: a segment can lose the race with the sender's next one,
+    and TCP then drops it as a duplicate. Returns the attempts, 0 if none succeeded."""
+    os.system(f"ip link set {IFACE} promisc on")
+    for attempt in range(1, 6):
+        s = raw_socket()
+        f = inject_into(s, want, make_payload, listen, quiet)
+        closed = f is not None and closed_by_receiver(s, f, 5)
+        s.close()
+        if closed:
+            return attempt
+    return 0
+
+
 def step_inject():
     results = {}
     # Node 1's data connection to node 2 (client -> server): a REPLICATE. Node 1 writes a
     # block every two seconds (attack.sh): its REPLICATEs show the flow, which is then
     # quiet until the next write.
     replicate = struct.pack("<IIQQ", 1, 0, 0, 2**64 - 1) + bytes(4096)
-    f = inject_into(lambda f, n: f["src"] == NODE1 and f["dst"] == NODE2 and f["dport"] == PORT and n > 4096,
-                    lambda: message(8, 1, 1 << 40, replicate), listen=60, quiet=0.5)
-    results["replicate_to_node2"] = bool(f)
+    results["replicate_to_node2"] = injected(
+        lambda f, n: f["src"] == NODE1 and f["dst"] == NODE2 and f["dport"] == PORT and n > 4096,
+        lambda: message(8, 1, 1 << 40, replicate), listen=60, quiet=0.5)
     # Node 2's answers on its data connection from node 1 (server -> client): ACKs (72
     # bytes sealed), on the connection node 1 opened again after the first injection.
     ack = struct.pack("<QiIQ", 1, 0, 0, 0)
-    f = inject_into(lambda f, n: f["src"] == NODE2 and f["sport"] == PORT and f["dst"] == NODE1 and n == 72,
-                    lambda: message(11, 2, 1 << 40, ack), listen=60, quiet=0.5)
-    results["ack_to_node1"] = bool(f)
+    results["ack_to_node1"] = injected(
+        lambda f, n: f["src"] == NODE2 and f["sport"] == PORT and f["dst"] == NODE1 and n == 72,
+        lambda: message(11, 2, 1 << 40, ack), listen=60, quiet=0.5)
     # Node 2's heartbeat answers (PONG, 32 + 56 + 16 bytes), every heartbeat.
     pong = struct.pack("<7Q", int(time.monotonic_ns()), 7, 0, 0, 7, 0, 0)
-    f = inject_into(lambda f, n: f["src"] == NODE2 and f["sport"] == PORT and f["dst"] == NODE1 and n == 104,
-                    lambda: message(6, 2, 1 << 40, pong), listen=30, quiet=0)
-    results["pong_to_node1"] = bool(f)
-    print(json.dumps({"step": "inject", **results}))
+    results["pong_to_node1"] = injected(
+        lambda f, n: f["src"] == NODE2 and f["sport"] == PORT and f["dst"] == NODE1 and n == 104,
+        lambda: message(6, 2, 1 << 40, pong), listen=30, quiet=0)
+    print(json.dumps({"step": "inject", "attempts": results}))
     return all(results.values())
 
 

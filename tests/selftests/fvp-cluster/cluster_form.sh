@@ -62,7 +62,9 @@ if [ "$FVP_NODE" = 1 ]; then
   # both lists. Putting the list back ends the joint state once hosts 2 and 3 announce
   # it in their heartbeats.
   cp "$CLUSTER_TOML" /tmp/five.toml
-  for n in 4 5; do printf '[[host]]\nid = %s\naddr = "10.77.0.%s:7790"\ndomain = "d%s"\n' "$n" "$n" "$n" >>/tmp/five.toml; done
+  for n in 4 5; do
+    printf '[[host]]\nid = %s\naddr = "10.77.0.%s:7790"\ndomain = "d%s"\nkey = "%064d"\n' "$n" "$n" "$n" "$n" >>/tmp/five.toml
+  done
   ktap_check "a change adding two hosts is applied" fvpctl cluster apply /tmp/five.toml --local-id 1
   ktap_check "the list before stays in force, no change is left pending" \
     test "$(cluster_json '.cluster.flags | (index("joint") != null) and (index("pending") == null)')" = true
