@@ -214,7 +214,7 @@ pub(crate) struct Cluster {
     #[pin]
     links: Mutex<KVec<Arc<Link>>>,
     #[pin]
-    members: Mutex<Option<Membership>>,
+    members: Mutex<Option<KBox<Membership>>>,
     #[pin]
     listener: Mutex<Option<(Arc<TcpSocket>, Thread)>>,
     #[pin]
@@ -896,7 +896,17 @@ impl Cluster {
         configured |= placement::host_bit(local);
         // Each other host's share of the replica budget here.
         let others = hosts.iter().filter(|h| h.id != local).count() as u32;
-        self.replicas.set_quota(crate::logic::replica::owner_quota(crate::fvp_kernel::pages::total_ram_pages(), others));
+        self.replicas
+            .set_quota(crate::logic::replica::owner_quota(crate::fvp_kernel::pages::total_ram_pages(), others));
+        // A new membership is set up in a box allocated zeroed, outside the lock: some
+        // KiB, too large for the stack of this ioctl (`vec::zeroed_box`).
+        let fresh = if self.members.lock().as_ref().is_some_and(|m| m.local_id() == local) {
+            None
+        } else {
+            let mut m = vec::zeroed_box::<Membership>()?;
+            m.reset(local, configured, s.timeout_ns()).map_err(|_| EINVAL)?;
+            Some(m)
+        };
         {
             // A host list change keeps what this host knows (fences, grants, views) and
             // the list in force until now, jointly with the new one (logic/membership.rs).
@@ -909,7 +919,12 @@ impl Cluster {
                         return Err(EBUSY);
                     }
                 }
-                _ => *members = Some(Membership::new(local, configured, s.timeout_ns()).map_err(|_| EINVAL)?),
+                _ => match fresh {
+                    Some(m) => *members = Some(m),
+                    // Set up by another host list change meanwhile: one of the same
+                    // local id (the ioctls are serialised; this only keeps it sound).
+                    None => return Err(EBUSY),
+                },
             }
         }
         self.cfg.lock().pending = false;

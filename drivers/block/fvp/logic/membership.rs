@@ -171,7 +171,8 @@ impl<const N: usize> Membership<N> {
     /// A host `local_id` in a cluster of the `configured` hosts (mask, the local host
     /// included) with host timeout `timeout_ns`. Every other configured host starts
     /// fenced.
-    pub fn new(local_id: u32, configured: u64, timeout_ns: u64) -> Result<Self, MembershipError> {
+    /// The checks of [`Membership::new`] and [`Membership::reset`].
+    fn check_new(local_id: u32, configured: u64, timeout_ns: u64) -> Result<(), MembershipError> {
         if N > MAX_HOSTS {
             return Err(MembershipError::TooManyHosts);
         }
@@ -187,6 +188,11 @@ impl<const N: usize> Membership<N> {
         if timeout_ns == 0 {
             return Err(MembershipError::ZeroTimeout);
         }
+        Ok(())
+    }
+
+    pub fn new(local_id: u32, configured: u64, timeout_ns: u64) -> Result<Self, MembershipError> {
+        Self::check_new(local_id, configured, timeout_ns)?;
         Ok(Membership {
             local: local_id,
             configured,
@@ -208,6 +214,33 @@ impl<const N: usize> Membership<N> {
             lease_valid: false,
             lease_since: 0,
         })
+    }
+
+    /// Makes this the state [`Membership::new`] returns, in place: the kernel keeps a
+    /// membership in a box allocated zeroed, a value of several KiB being too large to
+    /// pass through its stack. On error nothing changes.
+    pub fn reset(&mut self, local_id: u32, configured: u64, timeout_ns: u64) -> Result<(), MembershipError> {
+        Self::check_new(local_id, configured, timeout_ns)?;
+        self.local = local_id;
+        self.configured = configured;
+        self.joint = [0; JOINT_MAX];
+        self.confirmed = 0;
+        self.timeout = timeout_ns;
+        self.fenced = configured & !bit(local_id);
+        self.recovering = 0;
+        self.heard_valid = 0;
+        self.last_heard.fill(0);
+        self.heard_since.fill(0);
+        self.view_valid = 0;
+        self.view_at.fill(0);
+        self.views.fill(View::default());
+        self.grant_valid = 0;
+        self.grant_until.fill(0);
+        self.since_valid = 0;
+        self.takeover_since.fill(0);
+        self.lease_valid = false;
+        self.lease_since = 0;
+        Ok(())
     }
 
     fn all_mask() -> u64 {
@@ -1353,6 +1386,27 @@ mod tests {
                 let _ = x.up(last);
             }
         }
+    }
+
+    /// `reset` in place gives what `new` returns, whatever the state before, and
+    /// changes nothing when it refuses.
+    #[test]
+    fn reset_equals_new() {
+        let mut x = m(A, 0b111);
+        x.on_ping(B, 5, View { heard: 0b11, fenced: 0, recovering: 0, configured: 0b111, joint: [0; JOINT_MAX] });
+        x.tick(T * 3);
+        let before = x.clone();
+        assert_eq!(x.reset(9, 0b111, T), Err(MembershipError::BadLocalId));
+        assert_eq!(x, before);
+        x.reset(B, 0b1011, 2 * T).unwrap();
+        assert_eq!(x, Membership::new(B, 0b1011, 2 * T).unwrap());
+        let mut zero = Membership::<8>::new(1, 1, 1).unwrap();
+        zero.local = 0;
+        zero.configured = 0;
+        zero.fenced = 0;
+        zero.timeout = 0;
+        zero.reset(A, 0b111, T).unwrap();
+        assert_eq!(zero, m(A, 0b111));
     }
 
     #[test]
