@@ -60,7 +60,7 @@ int main(void)
 	char small[8];
 	int fd = open("/dev/" FVP_CONTROL_NAME, O_RDWR);
 
-	printf("TAP version 13\n1..32\n");
+	printf("TAP version 13\n1..40\n");
 	if (fd < 0) {
 		printf("# open /dev/%s: %s\n", FVP_CONTROL_NAME, strerror(errno));
 		printf("Bail out! cannot open the control device\n");
@@ -172,6 +172,32 @@ int main(void)
 	discard.reserved[1] = 0;
 	discard.backing_minor = 4242;
 	expect_errno(fd, FVP_IOC_VOLUME_DISCARD, &discard, ENOENT, "discard with no volume over the device");
+
+	/* Host keys (ABI 8): checked before anything is looked up; no key comes back private. */
+	struct fvp_key_req key;
+
+	memset(&key, 0, sizeof(key));
+	memset(key.key, 7, sizeof(key.key));
+	expect_errno(fd, FVP_IOC_KEY_SET, &key, EINVAL, "key for host id 0");
+	key.id = 65;
+	expect_errno(fd, FVP_IOC_KEY_SET, &key, EINVAL, "key for host id 65");
+	key.id = 5;
+	key.flags = 4;
+	expect_errno(fd, FVP_IOC_KEY_SET, &key, EINVAL, "key with an unknown flag");
+	key.flags = 0;
+	key.reserved[3] = 1;
+	expect_errno(fd, FVP_IOC_KEY_SET, &key, EINVAL, "key with reserved not zero");
+	key.reserved[3] = 0;
+	memset(key.key, 0, sizeof(key.key));
+	expect_errno(fd, FVP_IOC_KEY_SET, &key, EINVAL, "an all-zero key");
+	memset(key.key, 7, sizeof(key.key));
+	key.flags = FVP_KEY_PRIVATE;
+	expect_errno(fd, FVP_IOC_KEY_SET, &key, EINVAL, "a private key for a host that is not this one");
+	key.id = 0;
+	expect_errno(fd, FVP_IOC_KEY_INFO, &key, EINVAL, "key info for host id 0");
+	key.id = 5;
+	result(ioctl(fd, FVP_IOC_KEY_INFO, &key) == 0 && (key.flags & ~FVP_KEY_PRESENT) == 0,
+	       "key info for a valid host id succeeds");
 	close(fd);
 	printf("# totals: fail:%d\n", failures);
 	return failures ? 1 : 0;
