@@ -117,7 +117,7 @@ fuzz_target!(|data: &[u8]| {
     let ours = first.key == PublicKey::parse(ALICE_PUBLIC).unwrap();
     assert_eq!(c.check_local_key(file, first.id).is_ok(), ours);
 
-    let p = plan(&c, first.id, &[], &[], ModuleCaps { update_domains: true, keys: true });
+    let p = plan(&c, first.id, &[], &[], ModuleCaps { update_domains: true, keys: true, device_uuids: true });
     assert_eq!(p.keys.len(), c.hosts.len());
     assert_eq!(p.hosts.len(), c.hosts.len());
     assert_eq!(p.devices.len(), c.devices.len());

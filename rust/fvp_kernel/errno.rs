@@ -19,3 +19,9 @@ pub fn estale() -> Error {
 pub fn eopnotsupp() -> Error {
     Error::from_errno(-(bindings::EOPNOTSUPP as i32))
 }
+
+/// `EMEDIUMTYPE`: a peer's path to a shared device names another device than the
+/// owner's (size or configured identity differ).
+pub fn emediumtype() -> Error {
+    Error::from_errno(-(bindings::EMEDIUMTYPE as i32))
+}

@@ -27,9 +27,10 @@ use crate::logic::auth;
 use crate::logic::membership::{Membership, MembershipError, View};
 use crate::logic::owner;
 use crate::logic::placement::{self, DomainRule, HostEntry};
+use crate::logic::replica::DeviceIdentity;
 use crate::logic::seal::Transport;
 use crate::logic::wire::{self, Message, PendingPings, Session, WireError, CHANNEL_DATA, CHANNEL_HEARTBEAT, PINGS_MAX};
-use crate::replica::ReplicaStore;
+use crate::replica::{OpenRefusal, OpenRequest, ReplicaStore};
 use crate::shared::Shared;
 use core::sync::atomic::{
     AtomicBool, AtomicU64,
@@ -576,6 +577,15 @@ impl Cluster {
             v
         };
         devices.iter().find(|d| block::lookup_devt(&d.req.path).ok() == Some(devt)).copied()
+    }
+
+    /// This host's view of the shared device called `name` (its size through this host's
+    /// path, its configured uuid); `None` if there is none or its path does not open.
+    /// Sleeps.
+    fn local_device(&self, name: &[u8]) -> Option<DeviceIdentity> {
+        let d = self.device_by_name(name)?;
+        let bdev = block::OpenedBdev::open(block::lookup_devt(&d.req.path).ok()?).ok()?;
+        Some(DeviceIdentity { sectors: bdev.bdev().nr_sectors(), uuid: d.req.uuid })
     }
 
     /// The configured shared device called `name`.
@@ -1185,6 +1195,7 @@ impl Cluster {
                 return;
             }
             link.inbound_incarnation.store(incarnation, Relaxed);
+            self.replicas.owner_connected(peer, incarnation);
             if let Some(old) = slot.replace(conn.clone()) {
                 old.close();
             }
@@ -1221,7 +1232,7 @@ impl Cluster {
                 self.protocol_error(&from, "a request on a heartbeat connection");
                 break;
             }
-            if let Err(why) = self.handle_request(peer, &conn, h.seq, &msg) {
+            if let Err(why) = self.handle_request(peer, incarnation, &conn, h.seq, &msg) {
                 self.protocol_error(&from, why);
                 break;
             }
@@ -1305,10 +1316,12 @@ impl Cluster {
         Ok((hs.client_id, hs.channel, hs.incarnation, keys))
     }
 
-    /// Serves one request from host `peer`. `Err`: a protocol violation.
+    /// Serves one request from host `peer`, connected as `incarnation`. `Err`: a
+    /// protocol violation.
     fn handle_request(
         &self,
         peer: u32,
+        incarnation: u64,
         conn: &Conn,
         seq: u64,
         msg: &Message<'_>,
@@ -1336,8 +1349,25 @@ impl Cluster {
                 };
                 let _ = conn.send(&reply, None);
             }
-            Message::VolumeOpen { volume_id, block_size, epoch, name } => {
-                let r = self.replicas.open(peer, volume_id, block_size, epoch, name);
+            Message::VolumeOpen { volume_id, block_size, epoch, sectors, device_uuid, name } => {
+                let device = DeviceIdentity { sectors, uuid: device_uuid };
+                let req = OpenRequest { owner: peer, incarnation, volume_id, block_size, epoch, device, name };
+                // Only a VOLUME_OPEN that may create or reset a store needs this host's
+                // view of the device (epoch 0 is a probe).
+                let local = if epoch != 0 { self.local_device(name) } else { None };
+                let r = self.replicas.open(&req, local);
+                if let Err(OpenRefusal::Device(why)) = &r {
+                    if self.may_log() {
+                        pr_warn!(
+                            "refused replicas of volume {} of host {}: this host's path to the device: {} (owner: {} sectors; here: {})\n",
+                            core::str::from_utf8(name).unwrap_or("?"),
+                            peer,
+                            why.reason(),
+                            sectors,
+                            local.map_or(0, |l| l.sectors)
+                        );
+                    }
+                }
                 ack(r.err().map(|e| e.to_errno()).unwrap_or(0), epoch);
             }
             Message::Replicate { volume_id, block, version, data } => {

@@ -14,6 +14,7 @@ use crate::fvp_kernel::vec;
 use crate::logic::abi;
 use crate::logic::owner::{self, Answer, Ask, Effect, Owner, Resent, State, Step, Writable};
 use crate::logic::placement::{self, DomainRule};
+use crate::logic::replica::DeviceIdentity;
 use crate::logic::wire::{DestagedEntries, Message, DESTAGED_BUF_LEN, MAX_DESTAGED};
 use core::sync::atomic::{
     AtomicBool, AtomicU32, AtomicU64,
@@ -61,6 +62,8 @@ pub(crate) trait ProtectedVolume {
 pub(crate) struct Replication {
     pub(crate) cluster: Arc<Cluster>,
     pub(crate) name: [u8; abi::NAME_LEN],
+    /// The shared device as this host sees it, sent in VOLUME_OPEN for the peers' check.
+    device: DeviceIdentity,
     /// Unique among this host's volumes; names the volume on the wire.
     pub(crate) volume_id: u32,
     pub(crate) peers_wanted: u32,
@@ -123,6 +126,7 @@ impl Replication {
     pub(crate) fn new(
         cluster: Arc<Cluster>,
         name: [u8; abi::NAME_LEN],
+        device: DeviceIdentity,
         peers_wanted: u32,
         rule: DomainRule,
     ) -> Result<Arc<Self>> {
@@ -136,6 +140,7 @@ impl Replication {
             pin_init!(Replication {
                 cluster,
                 name,
+                device,
                 volume_id: new_volume_id(),
                 peers_wanted,
                 rule,
@@ -602,6 +607,8 @@ impl Replication {
             volume_id: self.volume_id,
             block_size: crate::backing::BLOCK_BYTES as u32,
             epoch,
+            sectors: self.device.sectors,
+            device_uuid: self.device.uuid,
             name: self.wire_name(),
         }
     }

@@ -11,11 +11,11 @@ use crate::backing::{flush_bdev, BioWaiter as IoWaiter, BLOCK_BYTES};
 use crate::fvp_kernel::bio::BioSet;
 use crate::fvp_kernel::bio::OwnedBio;
 use crate::fvp_kernel::block::{self, OpenedBdev};
-use crate::fvp_kernel::errno::estale;
+use crate::fvp_kernel::errno::{emediumtype, estale};
 use crate::fvp_kernel::pages::{self, CountedPage};
 use crate::fvp_kernel::vec;
 use crate::logic::abi;
-use crate::logic::replica::{self as rules, LeaseWatch, OpenVerdict, OrphanVerdict};
+use crate::logic::replica::{self as rules, DeviceIdentity, DeviceMismatch, LeaseWatch, OpenVerdict, OrphanVerdict};
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use kernel::new_mutex;
 use kernel::prelude::*;
@@ -34,6 +34,10 @@ struct Namespace {
     volume_id: u32,
     name: [u8; abi::NAME_LEN],
     epoch: u64,
+    /// The owner's incarnation (HELLO) when it opened the store.
+    incarnation: u64,
+    /// Blocks `0..device_blocks` fit the shared device (`rules::check_device`).
+    device_blocks: u64,
     blocks: RBTree<u64, Replica>,
     /// This host held its lease without interruption since the store was opened.
     trusted: bool,
@@ -51,10 +55,10 @@ struct Namespace {
 pub(crate) struct ReplicaStore {
     #[pin]
     spaces: Mutex<KVec<Namespace>>,
-    /// Volumes this host took over, as (owner, volume id): their owner must learn it
-    /// (VOLUME_OPEN answers ESTALE) and discard what it holds instead of writing it.
+    /// Volumes this host took over: their owner must learn it (VOLUME_OPEN answers
+    /// ESTALE) and discard what it holds instead of writing it.
     #[pin]
-    recovered: Mutex<KVec<(u32, u32)>>,
+    recovered: Mutex<KVec<TakeoverRecord>>,
     count: BlockCounts,
     /// The blocks one owner may hold here (`logic/replica.rs`, `owner_quota`), set by
     /// the cluster from the host list.
@@ -65,6 +69,56 @@ pub(crate) struct ReplicaStore {
     /// Lease interruptions make every store untrusted (`logic/replica.rs`).
     #[pin]
     lease: Mutex<LeaseWatch>,
+}
+
+/// A volume this host took over (`logic/replica.rs`, takeover records).
+#[derive(Clone, Copy)]
+struct TakeoverRecord {
+    owner: u32,
+    volume_id: u32,
+    /// The owner's incarnation when it opened the store: a later one forgets the record.
+    incarnation: u64,
+}
+
+impl TakeoverRecord {
+    fn is(&self, owner: u32, volume_id: u32) -> bool {
+        self.owner == owner && self.volume_id == volume_id
+    }
+}
+
+/// A VOLUME_OPEN from `owner`, connected as `incarnation`.
+pub(crate) struct OpenRequest<'a> {
+    pub(crate) owner: u32,
+    pub(crate) incarnation: u64,
+    pub(crate) volume_id: u32,
+    pub(crate) block_size: u32,
+    pub(crate) epoch: u64,
+    /// The shared device as the owner sees it.
+    pub(crate) device: DeviceIdentity,
+    pub(crate) name: &'a [u8],
+}
+
+/// Why a VOLUME_OPEN was refused.
+pub(crate) enum OpenRefusal {
+    Errno(Error),
+    /// This host's path to the device would not write the owner's device.
+    Device(DeviceMismatch),
+}
+
+impl OpenRefusal {
+    pub(crate) fn to_errno(&self) -> i32 {
+        match self {
+            OpenRefusal::Errno(e) => e.to_errno(),
+            OpenRefusal::Device(DeviceMismatch::NoDevice) => ENODEV.to_errno(),
+            OpenRefusal::Device(_) => emediumtype().to_errno(),
+        }
+    }
+}
+
+impl From<Error> for OpenRefusal {
+    fn from(e: Error) -> Self {
+        OpenRefusal::Errno(e)
+    }
 }
 
 /// Replica blocks held, in all and per owner (bit `h-1`'s owner at index `h-1`).
@@ -173,14 +227,41 @@ impl ReplicaStore {
         }
     }
 
-    /// VOLUME_OPEN: a new epoch starts empty (the owner wrote back everything before);
-    /// the same epoch, or epoch 0, is a probe (`logic/replica.rs`).
-    pub(crate) fn open(&self, owner: u32, volume_id: u32, block_size: u32, epoch: u64, name: &[u8]) -> Result {
-        if block_size != BLOCK_BYTES as u32 {
-            return Err(EINVAL);
+    /// The owner connected as `incarnation`: the takeover records of its earlier
+    /// incarnations are forgotten (`logic/replica.rs`, takeover records).
+    pub(crate) fn owner_connected(&self, owner: u32, incarnation: u64) {
+        let mut recovered = self.recovered.lock();
+        let mut i = 0;
+        while i < recovered.len() {
+            let r = recovered[i];
+            if r.owner == owner && rules::record_outlived(r.incarnation, incarnation) {
+                vec::remove(&mut recovered, i);
+            } else {
+                i += 1;
+            }
         }
-        let name = abi::pool_name(name).ok_or(EINVAL)?;
-        let taken_over = self.recovered.lock().iter().any(|&(o, v)| o == owner && v == volume_id);
+    }
+
+    /// VOLUME_OPEN: a new epoch starts empty (the owner wrote back everything before);
+    /// the same epoch, or epoch 0, is a probe (`logic/replica.rs`). A store is created
+    /// or reset only if `local` (this host's view of the volume's shared device, `None`
+    /// without one) matches the owner's.
+    pub(crate) fn open(
+        &self,
+        req: &OpenRequest<'_>,
+        local: Option<DeviceIdentity>,
+    ) -> core::result::Result<(), OpenRefusal> {
+        let (owner, volume_id, epoch) = (req.owner, req.volume_id, req.epoch);
+        if req.block_size != BLOCK_BYTES as u32 {
+            return Err(EINVAL.into());
+        }
+        let name = abi::pool_name(req.name).ok_or(EINVAL)?;
+        // Takeover records keep their stores' slots (`rules::admits_store`).
+        let (taken_over, owner_records, all_records) = {
+            let recovered = self.recovered.lock();
+            let taken_over = recovered.iter().any(|r| r.is(owner, volume_id));
+            (taken_over, recovered.iter().filter(|r| r.owner == owner).count(), recovered.len())
+        };
         let mut spaces = self.spaces.lock();
         if !taken_over && epoch != 0 {
             self.resolve_orphans(&mut spaces, owner, volume_id, &name)?;
@@ -192,16 +273,20 @@ impl ReplicaStore {
                     // Still being written: the owner learns it now and stops.
                     n.owner_yielded = true;
                 }
-                Err(estale())
+                Err(estale().into())
             }
             OpenVerdict::Unchanged => Ok(()),
-            OpenVerdict::NotHeld => Err(ENOENT),
+            OpenVerdict::NotHeld => Err(ENOENT.into()),
             OpenVerdict::Reset => {
-                let Some(n) = found else { return Err(EINVAL) };
+                let device_blocks =
+                    rules::check_device(local, req.device, req.block_size).map_err(OpenRefusal::Device)?;
+                let Some(n) = found else { return Err(EINVAL.into()) };
                 let dropped = n.blocks.iter().count() as u64;
                 n.blocks = RBTree::new();
                 self.count.sub(owner, dropped);
                 n.epoch = epoch;
+                n.incarnation = req.incarnation;
+                n.device_blocks = device_blocks;
                 n.name = name;
                 n.trusted = true;
                 // The owner's live volume again: neither an orphan nor a takeover's.
@@ -210,21 +295,25 @@ impl ReplicaStore {
                 Ok(())
             }
             OpenVerdict::Create => {
+                let device_blocks =
+                    rules::check_device(local, req.device, req.block_size).map_err(OpenRefusal::Device)?;
                 let mine = spaces.iter().filter(|n| n.owner == owner).count();
-                if !rules::admits_store(mine, spaces.len()) {
-                    return Err(ENOSPC);
+                if !rules::admits_store(mine + owner_records, spaces.len() + all_records) {
+                    return Err(ENOSPC.into());
                 }
                 let space = Namespace {
                     owner,
                     volume_id,
                     name,
                     epoch,
+                    incarnation: req.incarnation,
+                    device_blocks,
                     blocks: RBTree::new(),
                     trusted: true,
                     owner_yielded: false,
                     orphan: false,
                 };
-                spaces.push(space, GFP_KERNEL)?;
+                spaces.push(space, GFP_KERNEL).map_err(|_| ENOMEM)?;
                 Ok(())
             }
         }
@@ -244,6 +333,10 @@ impl ReplicaStore {
         let node = kernel::rbtree::RBTreeNode::new(block, Replica { version, page }, GFP_KERNEL)?;
         let mut spaces = self.spaces.lock();
         let n = Self::find_trusted(&mut spaces, owner, volume_id)?;
+        if !rules::block_within(block, n.device_blocks) {
+            // Past the end of the shared device: a takeover could not write it.
+            return Err(EINVAL);
+        }
         match n.blocks.get_mut(&block) {
             Some(r) => {
                 if rules::keeps_incoming(Some(r.version), version) {
@@ -314,7 +407,7 @@ impl ReplicaStore {
     pub(crate) fn close(&self, owner: u32, volume_id: u32, name: &[u8]) -> Result {
         let name = abi::pool_name(name).ok_or(EINVAL)?;
         // Taken over: the owner must learn it, whatever it asks (`logic/replica.rs`).
-        if self.recovered.lock().iter().any(|&(o, v)| o == owner && v == volume_id) {
+        if self.recovered.lock().iter().any(|r| r.is(owner, volume_id)) {
             return Err(estale());
         }
         let removed = {
@@ -505,8 +598,9 @@ impl ReplicaStore {
             // Waits for memory: without the record the owner could resume.
             crate::fvp_kernel::sync::alloc_retry(|| {
                 let mut recovered = self.recovered.lock();
-                if !recovered.iter().any(|&(o, v)| o == n.owner && v == n.volume_id) {
-                    recovered.push((n.owner, n.volume_id), GFP_KERNEL)?;
+                if !recovered.iter().any(|r| r.is(n.owner, n.volume_id)) {
+                    let record = TakeoverRecord { owner: n.owner, volume_id: n.volume_id, incarnation: n.incarnation };
+                    recovered.push(record, GFP_KERNEL)?;
                 }
                 Ok(())
             });

@@ -11,6 +11,7 @@ use crate::fvp_kernel::block::OpenedBdev;
 use crate::fvp_kernel::dm::{self, CtrError, MapResult, StatusType, StatusWriter, TargetDevice, TargetInfo};
 use crate::logic::abi::{self, POLICY_WRITE_BACK, POLICY_WRITE_THROUGH};
 use crate::logic::cache::SlotState;
+use crate::logic::replica::DeviceIdentity;
 use crate::logic::table::{self, Policy, TableError};
 use crate::pool::Released;
 use crate::registry::Registry;
@@ -140,11 +141,13 @@ fn write_repl(out: &mut StatusWriter<'_>, r: &Replication) -> core::fmt::Result 
 
 /// The replication of a new volume with `peers>0` (else `None`): the backing device
 /// must be one the cluster shares, since a peer writes the volume's blocks to it after a
-/// takeover.
+/// takeover. Its size (`backing_sectors`) and configured uuid go to the peers, which
+/// check their own path to it against them.
 fn replication_for(
     registry: &Arc<Registry>,
     table: &table::Table<'_>,
     backing_devt: u32,
+    backing_sectors: u64,
 ) -> Result<Option<Arc<Replication>>, CtrError> {
     if table.peers == 0 {
         return Ok(None);
@@ -159,7 +162,8 @@ fn replication_for(
             message: c"peers: the backing device is not a shared device of the cluster (fvpctl device add)",
         });
     };
-    Replication::new(cluster.clone(), dev.req.name, table.peers, table.domain)
+    let device = DeviceIdentity { sectors: backing_sectors, uuid: dev.req.uuid };
+    Replication::new(cluster.clone(), dev.req.name, device, table.peers, table.domain)
         .map(Some)
         .map_err(|_| refuse(TableError::OutOfMemory))
 }
@@ -419,7 +423,7 @@ impl dm::Target for RamTarget {
                 });
             }
         }
-        let repl = replication_for(registry, &table, dm_backing.devt())?;
+        let repl = replication_for(registry, &table, dm_backing.devt(), dm_backing.bdev().nr_sectors())?;
         let volume = pool
             .add_volume(|id| {
                 Volume::new(
@@ -594,7 +598,7 @@ impl FlashTarget {
         let devt = ti.devt();
         let policy = policy_code(table.policy);
         // Unused if a reload shares the volume (it has its own).
-        let repl = replication_for(registry, table, backing_devt)?;
+        let repl = replication_for(registry, table, backing_devt, backing_sectors)?;
         let volume = pool
             .attach(table.backing_dev, backing_sectors, devt, |id, dirty| {
                 FlashVolume::new(id, pool.clone(), backing, backing_devt, devt, policy, dirty, repl)

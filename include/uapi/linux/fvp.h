@@ -18,7 +18,7 @@
 
 #define FVP_CONTROL_NAME	"fvp-control"
 #define FVP_IOCTL_MAGIC		0xF7
-#define FVP_ABI_VERSION		8
+#define FVP_ABI_VERSION		9
 
 /* Feature bits reported in fvp_version.features. */
 #define FVP_FEATURE_PASSTHROUGH	(1ULL << 0)	/* dm target "fvp" maps I/O to its backing device */
@@ -230,12 +230,20 @@ struct fvp_host_info {
  * FVP_IOC_DEVICE_ADD, FVP_IOC_DEVICE_REMOVE (only name is read): shared backing devices
  * by cluster-wide name, with this host's path to each. Errors: EINVAL, EEXIST, ENOENT.
  * FVP_IOC_DEVICE_INFO: in: index; out: that device, or ENOENT past the last.
+ *
+ * ABI 9 appended uuid, the device's configured identity (all zero: none): a peer holds
+ * a volume's replicas only if its own entry for the device has the same uuid and its path
+ * the same size as the owner's (docs/replication.md). The commands' numbers changed with
+ * the size; ABI 3 to 8 modules know them with a 296-byte structure (no uuid).
  */
+#define FVP_DEVICE_UUID_LEN	16
+
 struct fvp_device_req {
 	__u32 index;		/* FVP_IOC_DEVICE_INFO only */
 	__u32 reserved;		/* zero */
 	char  name[FVP_NAME_LEN];
 	char  path[FVP_PATH_LEN];
+	__u8  uuid[FVP_DEVICE_UUID_LEN];	/* ABI 9 */
 };
 
 /*

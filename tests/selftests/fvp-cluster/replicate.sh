@@ -11,6 +11,8 @@
 # Zeroing (rz): write-zeroes over 256 replicated blocks leaves the peers no replica of
 # them (a takeover would write them over the zeroes); a write the pool does not take
 # makes the next fsync flush the shared disk.
+# Identity (ri): a volume whose shared device node 1 knows by another uuid than its peers
+# is never protected (they refuse its replicas).
 . ../lib/ktap.sh
 . ../lib/fvp.sh
 . ../lib/cluster.sh
@@ -172,7 +174,7 @@ apply_in_place() {
     test "${up% *}" = "3 3" -a "$restarts" = 0 -a "${changes#*],}" = "[]]"
 }
 
-if [ "$FVP_NODE" = 1 ]; then ktap_plan 59; else ktap_plan 16; fi
+if [ "$FVP_NODE" = 1 ]; then ktap_plan 62; else ktap_plan 16; fi
 cluster_wait_up 3 120 || ktap_info "not all hosts up before the test"
 # peers=1 is covered by the domain cases below.
 for case in "rb2 peers=2 2,3"; do
@@ -275,8 +277,31 @@ stale_owner() {
   ktap_check "rx: no dirty block left in the pool ($out)" test $rc = 0
   fvpctl pool close rxp >/dev/null; dmsetup remove fvp_rxflash
 }
+# A shared device known by another identity (ri, node 1 alone): node 1 gives its entry
+# for shared0 another uuid; both peers then refuse the volume's replicas (VOLUME_OPEN
+# answers EMEDIUMTYPE: a takeover through their path could write another device), so it
+# is never protected. With the file's uuid back, a new volume is.
+ident_owner() {
+  fvpctl device remove shared0 >/dev/null &&
+    fvpctl device add shared0 "$disk" --uuid 11111111-2222-3333-4444-555555555555 >/dev/null
+  ktap_check "ri: shared0 given another uuid on this host" test $? = 0
+  mark=$(dmesg | grep -c "refused its replicas: error -124")
+  fvp_dm_create ri "0 $((8 * 2048)) fvp $(fvp_devno "$disk") cp write-back peers=1"
+  t=0 refused=0
+  until [ "$refused" -gt 0 ] || [ $t -ge 30 ]; do
+    sleep 1; t=$((t + 1)); refused=$(($(dmesg | grep -c "refused its replicas: error -124") - mark))
+  done
+  state=$(volume_state ri)
+  ktap_check "ri: the peers refuse its replicas (EMEDIUMTYPE $refused times in ${t} s); not protected ($state)" \
+    test "$refused" -gt 0 -a "$state" != protected
+  dmsetup remove ri
+  fvpctl cluster apply "$CLUSTER_TOML" --local-id 1 >/dev/null &&
+    fvp_dm_create ri "0 $((8 * 2048)) fvp $(fvp_devno "$disk") cp write-back peers=1" && wait_state ri protected 60
+  ktap_check "ri: with the file's uuid back, a new volume is protected" test $? = 0
+  dmsetup remove ri
+}
 barrier leave
-if [ "$FVP_NODE" = 1 ]; then stale_owner; leave_owner; fi
+if [ "$FVP_NODE" = 1 ]; then ident_owner; stale_owner; leave_owner; fi
 barrier left
 cluster_wait_up 3 120 || ktap_info "not all hosts up after the host came back"
 ktap_finish

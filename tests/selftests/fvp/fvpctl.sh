@@ -14,7 +14,7 @@ else ktap_fail "version without the module fails and says so (rc=$rc: $out)"; fi
 fvp_load
 out=$(fvpctl version); rc=$?
 ktap_info "$out"
-if [ $rc -eq 0 ] && echo "$out" | grep -q "fvp module 0.4.0 (abi 8)"; then
+if [ $rc -eq 0 ] && echo "$out" | grep -q "fvp module 0.4.0 (abi 9)"; then
   ktap_pass "version prints module and ABI version"
 else ktap_fail "version prints module and ABI version"; fi
 
@@ -23,7 +23,7 @@ if echo "$out" | python3 -c '
 import json, sys
 v = json.load(sys.stdin)
 m = v["module"]
-assert m["abi_version"] == 8 and m["version"] == "0.4.0", v
+assert m["abi_version"] == 9 and m["version"] == "0.4.0", v
 assert "passthrough" in m["features"] and "ram-pool" in m["features"], v
 assert "replication" in m["features"], v
 '; then ktap_pass "version --json is valid and complete"; else ktap_fail "version --json is valid and complete ($out)"; fi

@@ -9,6 +9,9 @@ CLUSTER_SECRET=${CLUSTER_SECRET:-fvp-selftest-secret-0123456789}
 # it checked the default): kept in the run's output, so that later programs and a
 # restarted guest apply the same.
 CLUSTER_TRANSPORT=${CLUSTER_TRANSPORT:-$(cat "$OUT/cluster-transport" 2>/dev/null)}
+# The shared device's configured identity (empty: none), which peers check before they
+# hold a volume's replicas.
+CLUSTER_DEVICE_UUID=${CLUSTER_DEVICE_UUID-0f8fad5b-d9cb-469f-a165-70867728950e}
 
 # The disk all guests share (serial fvp-shared).
 cluster_shared_disk() {
@@ -22,7 +25,8 @@ cluster_shared_disk() {
 # same key pairs: host N's private key in /tmp/fvp-keys/hostN.key (root's, mode 0600, as
 # fvpctl wants), from a fixed test seed; the file names this host's and lists every
 # host's public key. An fvpctl without keys (the benchmark's baseline: `fvpctl key` is a
-# usage error) gets a description without them.
+# usage error) gets a description without them, and one without device uuids (no
+# `device add --uuid`) a device without CLUSTER_DEVICE_UUID.
 cluster_write_toml() {
   domains=${CLUSTER_DOMAINS:-$(seq -f 'd%g' 1 "$FVP_NODES")}
   mkdir -p /tmp/fvp-keys
@@ -53,6 +57,9 @@ cluster_write_toml() {
       n=$((n + 1))
     done
     printf '[[device]]\nname = "shared0"\npath = "%s"\n' "${CLUSTER_DEVICE:-$(cluster_shared_disk)}"
+    if [ -n "$CLUSTER_DEVICE_UUID" ] && fvpctl device add --help 2>/dev/null | grep -q -- --uuid; then
+      echo "uuid = \"$CLUSTER_DEVICE_UUID\""
+    fi
   } >"$CLUSTER_TOML"
 }
 

@@ -365,6 +365,10 @@ pub struct DeviceAddArgs {
     /// This host's path to the device (absolute, e.g. /dev/disk/by-id/...)
     #[arg(value_parser = parse_device_path)]
     pub path: String,
+    /// The device's configured identity (8-4-4-4-12 hex), the same on every host: peers
+    /// hold a volume's replicas only if theirs matches (ABI 9)
+    #[arg(long, value_parser = crate::cluster::parse_device_uuid)]
+    pub uuid: Option<[u8; 16]>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -929,6 +933,7 @@ mod tests {
             Command::Device(DeviceCommand::Add(DeviceAddArgs {
                 name: Name::device("shared0").unwrap(),
                 path: "/dev/vdb".into(),
+                uuid: None,
                 output: OutputArgs::default(),
             }))
         );

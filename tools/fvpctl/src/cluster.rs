@@ -111,6 +111,8 @@ impl HostEntry {
 pub struct DeviceEntry {
     pub name: String,
     pub path: String,
+    /// Its configured identity (`uuid`), if any.
+    pub uuid: Option<[u8; abi::DEVICE_UUID_LEN]>,
     /// Where it is in the file.
     pub line: usize,
 }
@@ -118,7 +120,9 @@ pub struct DeviceEntry {
 impl DeviceEntry {
     /// The `FVP_IOC_DEVICE_ADD` request.
     pub fn to_req(&self) -> DeviceReq {
-        DeviceReq::new(abi_name(&self.name), self.path.as_bytes()).expect("paths are checked when the file is read")
+        let req = DeviceReq::new(abi_name(&self.name), self.path.as_bytes())
+            .expect("paths are checked when the file is read");
+        DeviceReq { uuid: self.uuid.unwrap_or_default(), ..req }
     }
 }
 
@@ -210,6 +214,20 @@ struct RawHost {
 struct RawDevice {
     name: Spanned<String>,
     path: Spanned<String>,
+    uuid: Option<Spanned<String>>,
+}
+
+/// A device's configured identity from its text, or why it is not one.
+pub fn parse_device_uuid(text: &str) -> Result<[u8; abi::DEVICE_UUID_LEN], String> {
+    match abi::parse_uuid(text.as_bytes()) {
+        None => Err(format!(
+            "uuid {text:?} is not a uuid (32 hex digits as 8-4-4-4-12, e.g. 0f8fad5b-d9cb-469f-a165-70867728950e)"
+        )),
+        Some(u) if u == [0; abi::DEVICE_UUID_LEN] => {
+            Err("the nil uuid means no uuid: leave the key out instead".to_owned())
+        }
+        Some(u) => Ok(u),
+    }
 }
 
 /// The NUL-padded form of a name already checked by [`check_name`].
@@ -532,8 +550,18 @@ pub fn parse_with(
         } else {
             paths.insert(path, line);
         }
+        let mut uuid = None;
+        if let Some(text) = &device.uuid {
+            match parse_device_uuid(text.get_ref()) {
+                Ok(u) => uuid = Some(u),
+                Err(why) => {
+                    problem(text.span(), why);
+                    ok = false;
+                }
+            }
+        }
         if ok {
-            devices.push(DeviceEntry { name: name.to_owned(), path: path.to_owned(), line });
+            devices.push(DeviceEntry { name: name.to_owned(), path: path.to_owned(), uuid, line });
         }
     }
 
@@ -679,7 +707,7 @@ fn same_host(a: &HostReq, b: &HostReq) -> bool {
 
 /// Whether two devices are configured alike.
 fn same_device(a: &DeviceReq, b: &DeviceReq) -> bool {
-    abi::name_str(&a.name) == abi::name_str(&b.name) && a.path_bytes() == b.path_bytes()
+    abi::name_str(&a.name) == abi::name_str(&b.name) && a.path_bytes() == b.path_bytes() && a.uuid == b.uuid
 }
 
 /// What a module is able to do, as far as a plan cares.
@@ -690,6 +718,8 @@ pub struct ModuleCaps {
     pub update_domains: bool,
     /// It has host keys (`FVP_IOC_KEY_SET`, ABI 8).
     pub keys: bool,
+    /// Its shared devices have a uuid (ABI 9); before, the file's are checked only.
+    pub device_uuids: bool,
 }
 
 /// The changes from the module's `current` hosts and devices to `cluster`'s, on the host
@@ -723,7 +753,12 @@ pub fn plan(
         }
     }
     let current: BTreeMap<&str, &DeviceReq> = current_devices.iter().map(|d| (abi::name_str(&d.name), d)).collect();
-    let wanted: Vec<DeviceReq> = cluster.devices.iter().map(DeviceEntry::to_req).collect();
+    let wanted: Vec<DeviceReq> = cluster
+        .devices
+        .iter()
+        .map(DeviceEntry::to_req)
+        .map(|d| if caps.device_uuids { d } else { DeviceReq { uuid: [0; abi::DEVICE_UUID_LEN], ..d } })
+        .collect();
     let wanted: BTreeMap<&str, &DeviceReq> = wanted.iter().map(|d| (abi::name_str(&d.name), d)).collect();
     let names: BTreeSet<&str> = current.keys().chain(wanted.keys()).copied().collect();
     for name in names {
@@ -823,7 +858,7 @@ path = "/dev/disk/by-id/virtio-fvp-shared"
 
     /// A module without host keys: plans have no keys.
     fn caps(update_domains: bool) -> ModuleCaps {
-        ModuleCaps { update_domains, keys: false }
+        ModuleCaps { update_domains, keys: false, device_uuids: true }
     }
 
     /// The problems found in `text`, as `LINE: message`.
@@ -865,7 +900,12 @@ path = "/dev/disk/by-id/virtio-fvp-shared"
         assert_eq!(c.hosts[0].key.hex(), BOB_PUBLIC);
         assert_eq!(
             c.devices,
-            [DeviceEntry { name: "shared0".into(), path: "/dev/disk/by-id/virtio-fvp-shared".into(), line: 19 }]
+            [DeviceEntry {
+                name: "shared0".into(),
+                path: "/dev/disk/by-id/virtio-fvp-shared".into(),
+                uuid: None,
+                line: 19
+            }]
         );
         assert_eq!(c.key_file, Path::new("/etc/fvp/host.key"));
         assert_eq!(c.private_key.public_key().hex(), ALICE_PUBLIC);
@@ -929,7 +969,11 @@ path = "/dev/disk/by-id/virtio-fvp-shared"
     fn syntax_and_type_errors_have_lines() {
         assert_problem(&format!("bogus = 1\n{GOOD}"), 1, "unknown field `bogus`");
         // After [[device]], a key belongs to the device.
-        assert_problem(&format!("{GOOD}bogus = 1\n"), 22, "unknown field `bogus`, expected `name` or `path`");
+        assert_problem(
+            &format!("{GOOD}bogus = 1\n"),
+            22,
+            "unknown field `bogus`, expected one of `name`, `path`, `uuid`",
+        );
         assert_problem(
             &GOOD.replace("domain = \"rack-a\"", "domain = \"rack-a\"\nrack = 3"),
             8,
@@ -1282,9 +1326,43 @@ path = "dev/vdb"
     }
 
     #[test]
+    fn device_uuids_are_checked_and_planned() {
+        let text = GOOD.replace(
+            "path = \"/dev/disk/by-id/virtio-fvp-shared\"",
+            "path = \"/dev/disk/by-id/virtio-fvp-shared\"\nuuid = \"0F8FAD5B-d9cb-469f-a165-70867728950e\"",
+        );
+        let c = parse(&text, Path::new(FILE)).unwrap();
+        let uuid = c.devices[0].uuid.expect("parsed");
+        assert_eq!(abi::UuidText(&uuid).to_string(), "0f8fad5b-d9cb-469f-a165-70867728950e");
+        let hosts: Vec<HostInfo> = c.hosts.iter().map(|h| info(h.to_req())).collect();
+        // The module has the device without a uuid: it is replaced, uuid and all.
+        let without = DeviceReq { index: 0, ..good().devices[0].to_req() };
+        let p = plan(&c, 2, &hosts, &[without], caps(true));
+        assert_eq!(p.devices, [Change::Replace { old: without, new: DeviceReq { uuid, ..without } }]);
+        // The same uuid: unchanged.
+        let p = plan(&c, 2, &hosts, &[DeviceReq { uuid, ..without }], caps(true));
+        assert!(p.devices.is_empty());
+        // A module before ABI 9 keeps no uuid: nothing to change either.
+        let old = ModuleCaps { device_uuids: false, ..caps(true) };
+        assert!(plan(&c, 2, &hosts, &[without], old).devices.is_empty());
+        for (bad, why) in [
+            ("uuid = \"nope\"", "is not a uuid"),
+            ("uuid = \"00000000-0000-0000-0000-000000000000\"", "the nil uuid means no uuid"),
+            ("uuid = 5", "invalid type"),
+        ] {
+            let text = GOOD.replace(
+                "path = \"/dev/disk/by-id/virtio-fvp-shared\"",
+                &format!("path = \"/dev/disk/by-id/virtio-fvp-shared\"\n{bad}"),
+            );
+            let found = problems(&text);
+            assert!(found.iter().any(|p| p.contains(why)), "{bad}: {found:?}");
+        }
+    }
+
+    #[test]
     fn a_plan_sets_every_key_first() {
         let c = good();
-        let with_keys = ModuleCaps { update_domains: true, keys: true };
+        let with_keys = ModuleCaps { update_domains: true, keys: true, device_uuids: true };
         let key = |i: usize| c.hosts[i].key;
         // An empty module: the private key, the other hosts' public keys, then the lists.
         let p = plan(&c, 2, &[], &[], with_keys);

@@ -49,6 +49,9 @@ const HOST_DEFER_ABI_VERSION: u32 = 6;
 /// The first ABI with hosts' keys (`FVP_IOC_KEY_SET`, `FVP_IOC_KEY_INFO`).
 const KEY_ABI_VERSION: u32 = 8;
 
+/// The first ABI with shared devices' uuids (`struct fvp_device_req` grew).
+const DEVICE_UUID_ABI_VERSION: u32 = 9;
+
 /// How often `volume drain` reads the dirty count.
 const DRAIN_POLL: Duration = Duration::from_millis(200);
 
@@ -72,10 +75,11 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<(), Error> {
         _ => None,
     };
     let path = cli.device.as_path();
-    let device = ControlDevice::open(path).map_err(|errno| Error::from_open(errno, path, sys::module_loaded()))?;
+    let mut device = ControlDevice::open(path).map_err(|errno| Error::from_open(errno, path, sys::module_loaded()))?;
     // Every command starts with the version: it tells whether the other structures
     // are the ones fvpctl knows.
     let version = checked_version(&device, path)?;
+    device.set_abi_version(version.abi_version);
     let ctx = Context { device, path, version };
     match &cli.command {
         Command::Version(out_args) => {
@@ -868,7 +872,11 @@ fn cluster_apply(
 ) -> Result<(), Error> {
     let PreparedApply { description, cfg } = prepared;
     check_transport_support(&ctx.version, cfg)?;
-    let caps = ModuleCaps { update_domains: ctx.version.abi_version >= HOST_UPDATE_ABI_VERSION, keys: ctx.has_keys() };
+    let caps = ModuleCaps {
+        update_domains: ctx.version.abi_version >= HOST_UPDATE_ABI_VERSION,
+        keys: ctx.has_keys(),
+        device_uuids: ctx.version.abi_version >= DEVICE_UUID_ABI_VERSION,
+    };
     let plan = cluster::plan(description, cfg.local_id, &ctx.hosts()?, &ctx.shared_devices()?, caps);
     if !args.dry_run {
         apply_plan(ctx, cfg, &plan, &description.private_key)?;
@@ -876,6 +884,13 @@ fn cluster_apply(
     let mut notes = cluster::quorum_notes(description.hosts.len());
     if !caps.keys {
         notes.push(no_keys_note(ctx.version.abi_version));
+    }
+    if !caps.device_uuids && description.devices.iter().any(|d| d.uuid.is_some()) {
+        notes.push(format!(
+            "the loaded fvp module speaks ABI {}, which has no device uuids (they need ABI \
+             {DEVICE_UUID_ABI_VERSION}): the devices' uuids were checked, not set",
+            ctx.version.abi_version
+        ));
     }
     let report = ApplyReport { cfg, hosts: description.hosts.len(), plan: &plan, dry_run: args.dry_run, notes };
     emit(out, &if args.output.json { output::apply_json(&report) } else { output::apply_text(&report) })
@@ -960,6 +975,10 @@ fn host_list(ctx: &Context<'_>, args: OutputArgs, out: &mut dyn Write) -> Result
 fn device_add(ctx: &Context<'_>, args: &DeviceAddArgs, out: &mut dyn Write) -> Result<(), Error> {
     let request = DeviceReq::new(args.name.abi(), args.path.as_bytes())
         .expect("the path is checked when the command line is parsed");
+    let request = DeviceReq { uuid: args.uuid.unwrap_or_default(), ..request };
+    if args.uuid.is_some() && ctx.version.abi_version < DEVICE_UUID_ABI_VERSION {
+        return Err(Error::NoDeviceUuidAbi { module: ctx.version.abi_version });
+    }
     debug_assert_eq!(request.validate(), Ok(()));
     ctx.device_request(Ioctl::DeviceAdd, &request)?;
     member_action(out, args.output, MemberAction::DeviceAdded(&request))

@@ -358,6 +358,13 @@ pub enum Error {
     )]
     NoKeyAbi { module: u32 },
 
+    /// `device add --uuid`, and the module predates devices' uuids.
+    #[error(
+        "the loaded fvp module speaks ABI {module}, which has no device uuids (they need ABI 9): \
+         load a newer fvp.ko, or add the device without --uuid"
+    )]
+    NoDeviceUuidAbi { module: u32 },
+
     /// `key set --private-file` before the cluster is set.
     #[error(
         "the cluster is not set: set it (fvpctl cluster apply FILE, or fvpctl cluster set) \
@@ -789,6 +796,7 @@ mod tests {
             .starts_with("the loaded fvp module speaks ABI 7, which has no host keys"));
         assert!(Error::KeyNotLocal { id: 3, local: 2 }.to_string().starts_with("host 3 is not this host (host 2)"));
         assert!(Error::KeyNeedsCluster.to_string().starts_with("the cluster is not set"));
+        assert!(Error::NoDeviceUuidAbi { module: 8 }.to_string().contains("ABI 8, which has no device uuids"));
     }
 
     #[test]

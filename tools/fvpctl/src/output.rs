@@ -969,9 +969,16 @@ pub fn devices_text(devices: &[DeviceReq]) -> String {
     if devices.is_empty() {
         return "no shared devices".to_owned();
     }
-    let rows: Vec<Vec<String>> =
-        devices.iter().map(|d| vec![abi::name_str(&d.name).to_owned(), d.path_str().to_owned()]).collect();
-    table_aligned(&["DEVICE", "PATH"], &rows, 2)
+    let rows: Vec<Vec<String>> = devices
+        .iter()
+        .map(|d| vec![abi::name_str(&d.name).to_owned(), d.path_str().to_owned(), uuid_text(d).unwrap_or("-".into())])
+        .collect();
+    table_aligned(&["DEVICE", "PATH", "UUID"], &rows, 3)
+}
+
+/// A device's uuid as text; `None` if it has none (all zero).
+fn uuid_text(d: &DeviceReq) -> Option<String> {
+    (d.uuid != [0; abi::DEVICE_UUID_LEN]).then(|| abi::UuidText(&d.uuid).to_string())
 }
 
 /// A shared device in JSON.
@@ -980,11 +987,13 @@ struct DeviceJson<'a> {
     index: u32,
     name: &'a str,
     path: &'a str,
+    /// `null` if none.
+    uuid: Option<String>,
 }
 
 impl<'a> DeviceJson<'a> {
     fn new(d: &'a DeviceReq) -> Self {
-        Self { index: d.index, name: abi::name_str(&d.name), path: d.path_str() }
+        Self { index: d.index, name: abi::name_str(&d.name), path: d.path_str(), uuid: uuid_text(d) }
     }
 }
 
@@ -1202,7 +1211,10 @@ pub fn member_action_text(action: MemberAction<'_>) -> String {
             format!("added host {} ({}, domain {})", h.id, host_addr(h), abi::name_str(&h.domain))
         }
         MemberAction::HostRemoved(id) => format!("removed host {id}"),
-        MemberAction::DeviceAdded(d) => format!("added shared device {} ({})", abi::name_str(&d.name), d.path_str()),
+        MemberAction::DeviceAdded(d) => match uuid_text(d) {
+            Some(u) => format!("added shared device {} ({}, uuid {u})", abi::name_str(&d.name), d.path_str()),
+            None => format!("added shared device {} ({})", abi::name_str(&d.name), d.path_str()),
+        },
         MemberAction::DeviceRemoved(name) => format!("removed shared device {name}"),
     }
 }
@@ -1220,6 +1232,7 @@ pub fn member_action_json(action: MemberAction<'_>) -> String {
         MemberAction::DeviceAdded(d) => json!({"action": "add", "device": {
             "name": abi::name_str(&d.name),
             "path": d.path_str(),
+            "uuid": uuid_text(d),
         }}),
         MemberAction::DeviceRemoved(name) => json!({"action": "remove", "device": {"name": name}}),
     };
@@ -1495,7 +1508,7 @@ mod tests {
                     "major": 0,
                     "minor": 1,
                     "patch": 0,
-                    "abi_version": 8,
+                    "abi_version": 9,
                     "features": ["passthrough", "ram-pool"],
                     "features_mask": 3,
                 }
@@ -1510,7 +1523,7 @@ mod tests {
         let keys: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys, ["fvpctl", "module", "status"]);
         assert_eq!(value["module"]["version"], "0.1.0");
-        assert_eq!(value["module"]["abi_version"], 8);
+        assert_eq!(value["module"]["abi_version"], 9);
         assert_eq!(value["status"], json!({"volumes": 3, "bios_mapped": 1u64 << 40}));
     }
 
@@ -1518,14 +1531,14 @@ mod tests {
     fn version_text_names_both_sides() {
         assert_eq!(
             version_text(&module_0_1_0()),
-            format!("fvpctl {FVPCTL_VERSION}\nfvp module 0.1.0 (abi 8)\nfeatures: passthrough, ram-pool")
+            format!("fvpctl {FVPCTL_VERSION}\nfvp module 0.1.0 (abi 9)\nfeatures: passthrough, ram-pool")
         );
     }
 
     #[test]
     fn status_text_lists_counters() {
         let status = Status { volumes: 2, reserved: 0, bios_mapped: 12345 };
-        assert_eq!(status_text(&module_0_1_0(), &status), "fvp module 0.1.0 (abi 8)\nvolumes: 2\nbios mapped: 12345");
+        assert_eq!(status_text(&module_0_1_0(), &status), "fvp module 0.1.0 (abi 9)\nvolumes: 2\nbios mapped: 12345");
     }
 
     #[test]
@@ -2087,8 +2100,8 @@ ID  ADDRESS         DOMAIN  KEY               STATE        LAST HEARD     RTT  R
 14  10.0.0.14:7790  rack-b  0e0e0e0e0e0e0e0e  connecting     42 s ago   12 ms            1400
 5   10.0.0.5:7790   rack-b  -                 fenced      2500 ms ago  1.2 ms             500
 
-DEVICE   PATH
-shared0  /dev/disk/by-id/virtio-fvp-shared"
+DEVICE   PATH                               UUID
+shared0  /dev/disk/by-id/virtio-fvp-shared  -"
         );
         // `host list` has no keys.
         assert_eq!(
@@ -2150,7 +2163,7 @@ no shared devices"
         assert!(parse(&host_list_json(&cluster_hosts()))["hosts"][0].get("key").is_none());
         assert_eq!(
             value["devices"],
-            json!([{"index": 0, "name": "shared0", "path": "/dev/disk/by-id/virtio-fvp-shared"}])
+            json!([{"index": 0, "name": "shared0", "path": "/dev/disk/by-id/virtio-fvp-shared", "uuid": null}])
         );
         assert_eq!(parse(&host_list_json(&[])), json!({"hosts": []}));
         assert_eq!(parse(&host_list_json(&cluster_hosts()))["hosts"][3]["id"], 14);

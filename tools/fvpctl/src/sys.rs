@@ -37,6 +37,8 @@ pub fn module_loaded() -> bool {
 #[derive(Debug)]
 pub struct ControlDevice {
     file: File,
+    /// The module's device commands take the structure of ABI 3 to 8 (no `uuid`).
+    devices_before_abi9: bool,
 }
 
 impl ControlDevice {
@@ -44,7 +46,13 @@ impl ControlDevice {
     pub fn open(path: &Path) -> Result<Self, Errno> {
         // Read-only is enough even for the commands that change pools: the module
         // checks CAP_SYS_ADMIN per ioctl rather than relying on the open mode.
-        File::open(path).map(|file| Self { file }).map_err(|err| errno_of(&err))
+        File::open(path).map(|file| Self { file, devices_before_abi9: false }).map_err(|err| errno_of(&err))
+    }
+
+    /// Tells the device the module's ABI version (`FVP_IOC_VERSION`), for the commands
+    /// whose structure changed since.
+    pub fn set_abi_version(&mut self, abi_version: u32) {
+        self.devices_before_abi9 = abi_version < 9;
     }
 
     /// `FVP_IOC_VERSION`.
@@ -184,13 +192,30 @@ impl ControlDevice {
             matches!(command, Command::DeviceAdd | Command::DeviceRemove),
             "{command:?} does not take a device request"
         );
+        if self.devices_before_abi9 {
+            let mut old = [0u8; abi::DEVICE_REQ_V3_SIZE];
+            old.copy_from_slice(&request.to_bytes()[..abi::DEVICE_REQ_V3_SIZE]);
+            return self.write_request(before_abi9::<{ abi::DEVICE_REQ_V3_SIZE }>(command, abi::IOC_WRITE), &old);
+        }
         self.write(command, &request.to_bytes())
     }
 
     /// `FVP_IOC_DEVICE_INFO` for shared device `index`; `None` past the last one.
     pub fn device_info(&self, index: u32) -> Result<Option<DeviceReq>, Errno> {
         let mut buf = DeviceReq { index, ..Default::default() }.to_bytes();
-        match self.read_write(Command::DeviceInfo, &mut buf) {
+        let done = if self.devices_before_abi9 {
+            // The same structure less `uuid`, which stays zero.
+            let mut old = [0u8; abi::DEVICE_REQ_V3_SIZE];
+            old.copy_from_slice(&buf[..abi::DEVICE_REQ_V3_SIZE]);
+            let request =
+                before_abi9::<{ abi::DEVICE_REQ_V3_SIZE }>(Command::DeviceInfo, abi::IOC_READ | abi::IOC_WRITE);
+            let done = self.read_write_request(request, &mut old);
+            buf[..abi::DEVICE_REQ_V3_SIZE].copy_from_slice(&old);
+            done
+        } else {
+            self.read_write(Command::DeviceInfo, &mut buf)
+        };
+        match done {
             Ok(()) => Ok(Some(DeviceReq::from_bytes(&buf))),
             Err(Errno::ENOENT) => Ok(None),
             Err(errno) => Err(errno),
@@ -237,10 +262,15 @@ impl ControlDevice {
 
     /// Issues the `_IOW` ioctl for `command`, passing the `N` bytes of `buf`.
     fn write<const N: usize>(&self, command: Command, buf: &[u8; N]) -> Result<(), Errno> {
-        let request = request::<N>(command, abi::IOC_WRITE);
+        self.write_request(request::<N>(command, abi::IOC_WRITE), buf)
+    }
+
+    /// Issues the `_IOW` ioctl `request` (checked by [`request`] or [`before_abi9`] to
+    /// encode `N` bytes written by user space), passing the `N` bytes of `buf`.
+    fn write_request<const N: usize>(&self, request: libc::Ioctl, buf: &[u8; N]) -> Result<(), Errno> {
         // SAFETY: `self.file` owns the descriptor, so it stays open during the call.
-        // `request` is an `_IOW` command encoding a size of `N` bytes (asserted by
-        // `request`), so the driver only reads, and at most `N` bytes, through the
+        // `request` is an `_IOW` command encoding a size of `N` bytes (callers take it
+        // from `request::<N>` or `before_abi9::<N>`, which assert it), so the driver only reads, and at most `N` bytes, through the
         // pointer; `buf` is `N` initialized bytes borrowed for the whole call.
         let ret = unsafe { libc::ioctl(self.file.as_raw_fd(), request, buf.as_ptr()) };
         if ret == -1 {
@@ -253,10 +283,15 @@ impl ControlDevice {
     /// Issues the `_IOWR` ioctl for `command`: the module reads the `N` bytes of `buf`
     /// and writes its answer over them.
     fn read_write<const N: usize>(&self, command: Command, buf: &mut [u8; N]) -> Result<(), Errno> {
-        let request = request::<N>(command, abi::IOC_READ | abi::IOC_WRITE);
+        self.read_write_request(request::<N>(command, abi::IOC_READ | abi::IOC_WRITE), buf)
+    }
+
+    /// Issues the `_IOWR` ioctl `request` (checked by [`request`] or [`before_abi9`] to
+    /// encode `N` bytes both ways) on the `N` bytes of `buf`.
+    fn read_write_request<const N: usize>(&self, request: libc::Ioctl, buf: &mut [u8; N]) -> Result<(), Errno> {
         // SAFETY: `self.file` owns the descriptor, so it stays open during the call.
-        // `request` is an `_IOWR` command encoding a size of `N` bytes (asserted by
-        // `request`), so the driver reads and writes at most `N` bytes through the
+        // `request` is an `_IOWR` command encoding a size of `N` bytes (callers take it
+        // from `request::<N>` or `before_abi9::<N>`, which assert it), so the driver reads and writes at most `N` bytes through the
         // pointer; `buf` is `N` initialized, writable bytes exclusively borrowed for the
         // whole call, and every bit pattern is a valid `u8`.
         let ret = unsafe { libc::ioctl(self.file.as_raw_fd(), request, buf.as_mut_ptr()) };
@@ -284,6 +319,15 @@ fn request<const N: usize>(command: Command, dir: u32) -> libc::Ioctl {
     );
     // `as`, not `From`: the request type is `c_ulong` on glibc but `c_int` on musl,
     // where the kernel still reads the same 32 bits.
+    request as libc::Ioctl
+}
+
+/// The ioctl request an ABI 3 to 8 module knows device `command` by, checked to move
+/// `N` bytes (`abi::DEVICE_REQ_V3_SIZE`) in direction `dir`.
+fn before_abi9<const N: usize>(command: Command, dir: u32) -> libc::Ioctl {
+    let request = command.ioc_before_abi9().expect("a device command");
+    assert_eq!(request, abi::ioc(dir, abi::IOCTL_MAGIC, request & 0xff, N), "{command:?} before ABI 9");
+    // `as`, not `From`: see `request`.
     request as libc::Ioctl
 }
 

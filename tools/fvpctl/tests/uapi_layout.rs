@@ -126,6 +126,7 @@ int main(void)
 	FIELD(fvp_device_req, reserved);
 	FIELD(fvp_device_req, name);
 	FIELD(fvp_device_req, path);
+	FIELD(fvp_device_req, uuid);
 
 	STRUCT(fvp_volume_repl);
 	FIELD(fvp_volume_repl, index);
@@ -245,6 +246,7 @@ int main(void)
 	NUMBER(FVP_FLASH_OK);
 	NUMBER(FVP_FLASH_FAILED);
 	NUMBER(FVP_KEY_LEN);
+	NUMBER(FVP_DEVICE_UUID_LEN);
 	NUMBER(FVP_KEY_PRIVATE);
 	NUMBER(FVP_KEY_PRESENT);
 	NUMBER(FVP_IOC_KEY_SET);
@@ -382,6 +384,7 @@ fn rust_layout() -> BTreeMap<String, String> {
     field!("fvp_device_req", DeviceReq, reserved);
     field!("fvp_device_req", DeviceReq, name);
     field!("fvp_device_req", DeviceReq, path);
+    field!("fvp_device_req", DeviceReq, uuid);
     assert_eq!(DeviceReq::SIZE, size_of::<DeviceReq>());
 
     strukt!("fvp_volume_repl", VolumeRepl);
@@ -513,6 +516,7 @@ fn rust_layout() -> BTreeMap<String, String> {
     put("FVP_FLASH_OK", abi::FLASH_OK.to_string());
     put("FVP_FLASH_FAILED", abi::FLASH_FAILED.to_string());
     put("FVP_KEY_LEN", abi::KEY_LEN.to_string());
+    put("FVP_DEVICE_UUID_LEN", abi::DEVICE_UUID_LEN.to_string());
     put("FVP_KEY_PRIVATE", abi::KEY_PRIVATE.to_string());
     put("FVP_KEY_PRESENT", abi::KEY_PRESENT.to_string());
     put("FVP_IOC_KEY_SET", abi::IOC_KEY_SET.to_string());
@@ -597,10 +601,11 @@ fn rust_abi_matches_the_c_header() {
     );
     // Sixteen structures (size, alignment, and offset and size of 6 + 3 + 2 + 11 + 20
     // fields in ABI 2, 7 + 8 + 5 + 7 + 4 + 10 in ABI 3, 8 in ABI 4, 4 in ABI 5, 8 + 16
-    // in ABI 7 and 1 + 4 in ABI 8) and 17 + 27 + 3 + 2 + 3 + 5 + 3 + 5 constants (2: ABI
-    // 5's commands; 3: ABI 6's flags; 5: ABI 7's commands, feature and states; 3 + 5: ABI
-    // 8's feature and transports, and its keys' length, flags and commands): catches a
-    // probe and a table that both lost the same lines.
+    // in ABI 7, 1 + 4 in ABI 8 and 1 in ABI 9) and 17 + 27 + 3 + 2 + 3 + 5 + 3 + 5 + 1
+    // constants (2: ABI 5's commands; 3: ABI 6's flags; 5: ABI 7's commands, feature and
+    // states; 3 + 5: ABI 8's feature and transports, and its keys' length, flags and
+    // commands; 1: ABI 9's uuid length): catches a probe and a table that both lost the
+    // same lines.
     assert_eq!(
         c.len(),
         16 * 2
@@ -611,6 +616,7 @@ fn rust_abi_matches_the_c_header() {
             + 2 * (8 + 16)
             + 2
             + 2 * 4
+            + 2
             + 17
             + 27
             + 3
@@ -618,7 +624,8 @@ fn rust_abi_matches_the_c_header() {
             + 3
             + 5
             + 3
-            + 5,
+            + 5
+            + 1,
         "{c:#?}"
     );
 }

@@ -16,7 +16,7 @@ pub const CONTROL_NAME: &str = "fvp-control";
 /// `FVP_IOCTL_MAGIC`: the ioctl type byte.
 pub const IOCTL_MAGIC: u32 = 0xF7;
 /// `FVP_ABI_VERSION`.
-pub const ABI_VERSION: u32 = 8;
+pub const ABI_VERSION: u32 = 9;
 /// `FVP_FEATURE_PASSTHROUGH`: the dm target `fvp` maps I/O to its backing device.
 pub const FEATURE_PASSTHROUGH: u64 = 1 << 0;
 /// `FVP_FEATURE_RAM_POOL`: RAM pools; write-through and write-back (peers=0) volumes.
@@ -32,6 +32,12 @@ pub const FEATURE_SECURE_TRANSPORT: u64 = 1 << 4;
 pub const TRANSPORT_AUTHENTICATED: u32 = crate::logic::seal::TRANSPORT_AUTHENTICATED;
 /// `FVP_TRANSPORT_ENCRYPTED`: payloads encrypted too.
 pub const TRANSPORT_ENCRYPTED: u32 = crate::logic::seal::TRANSPORT_ENCRYPTED;
+/// `FVP_DEVICE_UUID_LEN`: a shared device's configured identity (ABI 9).
+pub const DEVICE_UUID_LEN: usize = 16;
+/// `sizeof(struct fvp_device_req)` before ABI 9 (no `uuid`): the size the device
+/// commands encoded on ABI 3 to 8 modules.
+pub const DEVICE_REQ_V3_SIZE: usize = 4 + 4 + NAME_LEN + PATH_LEN;
+
 /// `FVP_KEY_LEN`: an X25519 key (private or public).
 pub const KEY_LEN: usize = 32;
 /// `FVP_KEY_PRIVATE`: `FVP_IOC_KEY_SET` sets this host's private key.
@@ -333,6 +339,19 @@ impl Command {
             Command::FlashOpen | Command::FlashInfo => 7,
             Command::KeySet | Command::KeyInfo => 8,
             _ => 3,
+        }
+    }
+
+    /// The ioctl number an ABI 3 to 8 module knows the command by, for the device
+    /// commands, whose structure grew in ABI 9 (`uuid`): the same number and direction,
+    /// [`DEVICE_REQ_V3_SIZE`] bytes. `None` for the other commands.
+    pub fn ioc_before_abi9(self) -> Option<u32> {
+        let ioc_number = self.ioc();
+        match self {
+            Command::DeviceAdd | Command::DeviceRemove | Command::DeviceInfo => {
+                Some(ioc(ioc_number >> IOC_DIRSHIFT, IOCTL_MAGIC, ioc_number & 0xff, DEVICE_REQ_V3_SIZE))
+            }
+            _ => None,
         }
     }
 
@@ -836,6 +855,9 @@ abi_struct! {
         pub name: [u8; NAME_LEN],
         /// This host's path to the device: absolute, NUL-terminated.
         pub path: [u8; PATH_LEN],
+        /// ABI 9: the device's configured identity, all zero if none. Peers compare it
+        /// (and the device's size) before they hold a volume's replicas.
+        pub uuid: [u8; DEVICE_UUID_LEN],
     }
 }
 
@@ -1259,6 +1281,44 @@ impl DeviceReq {
     }
 }
 
+/// A device uuid from its RFC 4122 text (`8-4-4-4-12` hex digits, either case), or
+/// `None` if `text` is not one. The nil uuid parses: callers that give it a meaning
+/// ("none") refuse it themselves.
+pub fn parse_uuid(text: &[u8]) -> Option<[u8; DEVICE_UUID_LEN]> {
+    if text.len() != 36 {
+        return None;
+    }
+    let mut out = [0u8; DEVICE_UUID_LEN];
+    let mut digits = 0usize;
+    for (i, &c) in text.iter().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            if c != b'-' {
+                return None;
+            }
+            continue;
+        }
+        let v = (c as char).to_digit(16)? as u8;
+        out[digits / 2] |= if digits.is_multiple_of(2) { v << 4 } else { v };
+        digits += 1;
+    }
+    Some(out)
+}
+
+/// A device uuid as RFC 4122 text, lower case.
+pub struct UuidText<'a>(pub &'a [u8; DEVICE_UUID_LEN]);
+
+impl core::fmt::Display for UuidText<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, b) in self.0.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                f.write_str("-")?;
+            }
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
 /// A pool name as the ABI carries it, validated: 1 to 31 of `[A-Za-z0-9_.-]`.
 pub fn pool_name(name: &[u8]) -> Option<[u8; NAME_LEN]> {
     let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
@@ -1375,6 +1435,16 @@ mod tests {
         assert_eq!(Command::FlashOpen.size(), FlashOpen::SIZE);
         assert_eq!(Command::FlashInfo.since_abi(), 7);
         assert_eq!(Command::FlashInfo.size(), FlashInfo::SIZE);
+        // The device commands before ABI 9: same number and direction, the old size; an
+        // ABI 9 module does not know them.
+        for c in [Command::DeviceAdd, Command::DeviceRemove, Command::DeviceInfo] {
+            let old = c.ioc_before_abi9().unwrap();
+            assert_eq!(ioc_size(old), DEVICE_REQ_V3_SIZE);
+            assert_eq!(old & !(IOC_SIZEMASK << IOC_SIZESHIFT), c.ioc() & !(IOC_SIZEMASK << IOC_SIZESHIFT));
+            assert_eq!(Command::decode(old), Err(CommandError::BadEncoding));
+        }
+        assert_eq!(ioc(IOC_WRITE, IOCTL_MAGIC, 0x25, DEVICE_REQ_V3_SIZE), 0x4128_f725, "FVP_IOC_DEVICE_ADD of ABI 3");
+        assert_eq!(Command::HostAdd.ioc_before_abi9(), None);
         for nr in [0x02, 0x1a, 0x1f, 0x29] {
             assert_eq!(Command::decode(ioc(IOC_READ, IOCTL_MAGIC, nr, 8)), Err(CommandError::Unknown));
         }
@@ -1387,13 +1457,38 @@ mod tests {
     }
 
     #[test]
+    fn device_uuids() {
+        let text = "0F8fAd5b-d9cb-469f-a165-70867728950e";
+        let u = parse_uuid(text.as_bytes()).unwrap();
+        assert_eq!(u[0], 0x0f);
+        assert_eq!(u[15], 0x0e);
+        extern crate std;
+        use std::string::ToString;
+        assert_eq!(UuidText(&u).to_string(), text.to_ascii_lowercase());
+        assert_eq!(parse_uuid(b"00000000-0000-0000-0000-000000000000"), Some([0; DEVICE_UUID_LEN]));
+        for bad in [
+            &b""[..],
+            b"0f8fad5bd9cb469fa16570867728950e",
+            b"0f8fad5b-d9cb-469f-a165-70867728950",
+            b"0f8fad5b-d9cb-469f-a165-70867728950e0",
+            b"0f8fad5b-d9cb-469f-a165+70867728950e",
+            b"0g8fad5b-d9cb-469f-a165-70867728950e",
+            b"0f8fad5b-d9cb-469f-a16-570867728950e",
+        ] {
+            assert_eq!(parse_uuid(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn cluster_structures_have_the_header_sizes() {
         // The header has no implicit padding; these follow from its field list.
         assert_eq!(ClusterCfg::SIZE, 32 + 4 * 4 + SECRET_LEN + 16);
         assert_eq!(ClusterInfo::SIZE, ClusterCfg::SIZE + 4 * 4 + 3 * 8);
         assert_eq!(HostReq::SIZE, 4 + 4 + 2 + 2 + NAME_LEN);
         assert_eq!(HostInfo::SIZE, 4 + HostReq::SIZE + 4 + 4 + 3 * 8);
-        assert_eq!(DeviceReq::SIZE, 4 + 4 + NAME_LEN + PATH_LEN);
+        assert_eq!(DeviceReq::SIZE, 4 + 4 + NAME_LEN + PATH_LEN + DEVICE_UUID_LEN);
+        assert_eq!(DeviceReq::SIZE, DEVICE_REQ_V3_SIZE + DEVICE_UUID_LEN);
+        assert_eq!(offset_of!(DeviceReq, uuid), DEVICE_REQ_V3_SIZE, "ABI 9 only appended it");
         assert_eq!(VolumeRepl::SIZE, 4 * 4 + 2 * 4 + NAME_LEN + 4 * 8);
         assert_eq!(offset_of!(HostInfo, last_heard_ms), 56);
         assert_eq!(offset_of!(VolumeRepl, epoch), 56);
@@ -1522,6 +1617,7 @@ mod tests {
         assert_eq!(&bytes[4..4 + HostReq::SIZE], &host().to_bytes()[..]);
         let mut d = DeviceReq::new(pool_name(b"shared0").unwrap(), b"/dev/vdb").unwrap();
         d.index = 5;
+        d.uuid = [0x5a; DEVICE_UUID_LEN];
         assert_eq!(DeviceReq::from_bytes(&d.to_bytes()), d);
         let r = VolumeRepl {
             index: 2,

@@ -37,17 +37,88 @@
 //!   may be written with the lease alone, and must be before the request is confirmed:
 //!   once the new incarnation writes, the orphan's older replicas would land over newer
 //!   blocks at a later takeover. See [`on_orphan`].
+//! - **Identity.** A store is created or reset only if this host's path to the volume's
+//!   shared device names the same device as the owner's: same size and same configured
+//!   identity ([`check_device`]); a takeover would write the replicas through that
+//!   path. The store then refuses blocks past the device's end ([`block_within`]).
+//! - **Takeover records.** A volume written at a takeover is remembered (its owner and
+//!   volume id), so that its owner learns it (ESTALE). A record keeps the slot of the
+//!   store it came from ([`admits_store`] counts both), and is forgotten once the owner
+//!   connects as a later incarnation ([`record_outlived`]): the volume ids of an earlier
+//!   incarnation died with it.
 
 /// Replica stores one owner may hold at a host.
 pub const STORES_PER_OWNER_MAX: usize = 256;
 /// Replica stores a host holds in all.
 pub const STORES_MAX: usize = 4096;
 
-/// Whether an owner holding `owner_stores` stores, at a host holding `all_stores`, may
-/// open one more: the bounds keep one owner (or a forged flood of VOLUME_OPENs, were one
-/// authenticated) from taking every slot.
-pub fn admits_store(owner_stores: usize, all_stores: usize) -> bool {
-    owner_stores < STORES_PER_OWNER_MAX && all_stores < STORES_MAX
+/// Whether an owner holding `owner_slots` slots (its stores and takeover records), at a
+/// host holding `all_slots`, may open one more store: the bounds keep one owner from
+/// taking every slot, and bound the takeover records with the stores they come from.
+pub fn admits_store(owner_slots: usize, all_slots: usize) -> bool {
+    owner_slots < STORES_PER_OWNER_MAX && all_slots < STORES_MAX
+}
+
+/// Whether a takeover record made while the owner ran as incarnation `recorded` is
+/// forgotten when it connects as `connected`: only a later incarnation (the owner's
+/// module was loaded again, so its volumes, and their ids, are new).
+pub fn record_outlived(recorded: u64, connected: u64) -> bool {
+    connected > recorded
+}
+
+/// A shared device as one host sees it: its size and its configured identity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceIdentity {
+    /// Size in 512-byte sectors.
+    pub sectors: u64,
+    /// The configured identity (`[[device]] uuid`), all zero if none.
+    pub uuid: [u8; 16],
+}
+
+/// Why a peer refuses a store: its own path to the volume's device would not write the
+/// owner's device at a takeover.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceMismatch {
+    /// No shared device of the volume's name here, or its path does not open.
+    NoDevice,
+    /// The configured identities differ.
+    Uuid,
+    /// The sizes differ.
+    Size,
+}
+
+impl DeviceMismatch {
+    /// A short explanation for the log.
+    pub fn reason(self) -> &'static str {
+        match self {
+            DeviceMismatch::NoDevice => "no such shared device here (or it does not open)",
+            DeviceMismatch::Uuid => "its configured uuid differs from the owner's",
+            DeviceMismatch::Size => "its size differs from the owner's",
+        }
+    }
+}
+
+/// Checks the owner's view of a volume's shared device (`offered`, from VOLUME_OPEN)
+/// against this host's (`local`, `None` without one). On a match, the block numbers the
+/// store accepts: `0..` that many blocks of `block_size` bytes.
+pub fn check_device(
+    local: Option<DeviceIdentity>,
+    offered: DeviceIdentity,
+    block_size: u32,
+) -> Result<u64, DeviceMismatch> {
+    let local = local.ok_or(DeviceMismatch::NoDevice)?;
+    if local.uuid != offered.uuid {
+        return Err(DeviceMismatch::Uuid);
+    }
+    if local.sectors != offered.sectors {
+        return Err(DeviceMismatch::Size);
+    }
+    Ok(super::wire::device_blocks(local.sectors, block_size))
+}
+
+/// Whether a store of a volume of `blocks` blocks takes a REPLICATE of `block`.
+pub fn block_within(block: u64, blocks: u64) -> bool {
+    block < blocks
 }
 
 /// The replica blocks one owner may hold at a host of `total_pages` pages of RAM with
@@ -218,6 +289,38 @@ mod tests {
         assert!(!within_quota(10, 10));
     }
     use proptest::prelude::*;
+
+    #[test]
+    fn takeover_records_are_bounded_and_outlived() {
+        // The records count with the stores: an owner with 255 stores and one record is full.
+        assert!(!admits_store(255 + 1, 256));
+        assert!(record_outlived(5, 6));
+        assert!(!record_outlived(5, 5), "the same incarnation reconnecting still must learn it");
+        assert!(!record_outlived(5, 4));
+    }
+
+    #[test]
+    fn device_identity() {
+        let id = |sectors, u| DeviceIdentity { sectors, uuid: [u; 16] };
+        assert_eq!(check_device(Some(id(80, 1)), id(80, 1), 4096), Ok(10));
+        assert_eq!(check_device(Some(id(87, 0)), id(87, 0), 4096), Ok(10), "a partial block is not used");
+        assert_eq!(check_device(None, id(80, 1), 4096), Err(DeviceMismatch::NoDevice));
+        assert_eq!(check_device(Some(id(80, 2)), id(80, 1), 4096), Err(DeviceMismatch::Uuid));
+        assert_eq!(check_device(Some(id(80, 0)), id(80, 1), 4096), Err(DeviceMismatch::Uuid), "one side unset");
+        assert_eq!(check_device(Some(id(88, 1)), id(80, 1), 4096), Err(DeviceMismatch::Size));
+        assert!(block_within(9, 10) && !block_within(10, 10) && !block_within(u64::MAX, 10));
+    }
+
+    proptest! {
+        /// Every block a matched store accepts fits on the device a takeover writes.
+        #[test]
+        fn accepted_blocks_fit_the_device(sectors: u64, shift in 0u32..4, block: u64) {
+            let size = 512u32 << shift;
+            let me = DeviceIdentity { sectors, uuid: [7; 16] };
+            let blocks = check_device(Some(me), me, size).unwrap();
+            prop_assert_eq!(block_within(block, blocks), block_sector(block, size, sectors).is_some());
+        }
+    }
 
     #[test]
     fn open_verdicts() {

@@ -44,7 +44,7 @@ use core::fmt;
 /// The header's magic, `"FVPR"` read as a little-endian `u32`.
 pub const MAGIC: u32 = 0x5250_5646;
 /// The protocol version this code speaks.
-pub const VERSION: u8 = 6;
+pub const VERSION: u8 = 7;
 /// Length of a message header.
 pub const HEADER_LEN: usize = 32;
 /// Header flag of every message after the handshake: `crc` is zero and a
@@ -70,6 +70,8 @@ pub const MIN_BLOCK_SIZE: u32 = 512;
 pub const MAX_BLOCK_SIZE: u32 = 4096;
 /// Length of VOLUME_OPEN's NUL-padded name field.
 pub const NAME_FIELD_LEN: usize = 32;
+/// Length of VOLUME_OPEN's device identity field.
+pub const DEVICE_UUID_LEN: usize = 16;
 /// Longest volume name (the name field always ends with a NUL).
 pub const MAX_NAME_LEN: usize = NAME_FIELD_LEN - 1;
 /// Largest errno an ACK's status may carry (as `-errno`).
@@ -133,6 +135,8 @@ pub enum WireError {
     BadName,
     /// DESTAGED's count disagrees with its payload length.
     BadDestagedCount,
+    /// VOLUME_OPEN's device size is less than one block.
+    BadDeviceSize,
     /// DROP_RANGE with no block, or one past the last block number.
     BadRange,
     /// HELLO's channel is neither [`CHANNEL_DATA`] nor [`CHANNEL_HEARTBEAT`].
@@ -188,6 +192,7 @@ impl WireError {
             WireError::NonZeroPad => "padding not zero",
             WireError::HostIdMismatch => "host id differs from the header's sender",
             WireError::BadName => "bad volume name",
+            WireError::BadDeviceSize => "device smaller than one block",
             WireError::BadDestagedCount => "DESTAGED count disagrees with the payload length",
             WireError::BadRange => "DROP_RANGE is empty or overflows",
             WireError::BadChannel => "unknown connection channel",
@@ -325,7 +330,7 @@ impl Kind {
             Kind::Auth => DIGEST_LEN,
             Kind::Welcome => 0,
             Kind::Ping | Kind::Pong => (5 + JOINT_MAX) * 8,
-            Kind::VolumeOpen => 4 + 4 + 8 + NAME_FIELD_LEN,
+            Kind::VolumeOpen => 4 + 4 + 8 + 8 + DEVICE_UUID_LEN + NAME_FIELD_LEN,
             Kind::Replicate => REPLICATE_FIXED_LEN,
             Kind::Destaged => DESTAGED_FIXED_LEN,
             Kind::VolumeClose => 4 + 4 + NAME_FIELD_LEN,
@@ -371,6 +376,13 @@ impl Kind {
 /// `MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE`.
 pub fn valid_block_size(size: usize) -> bool {
     size.is_power_of_two() && (MIN_BLOCK_SIZE as usize..=MAX_BLOCK_SIZE as usize).contains(&size)
+}
+
+/// Whole blocks of `block_size` bytes (a valid [`valid_block_size`]) in a device of
+/// `sectors` 512-byte sectors: the block numbers a volume on it may use.
+pub fn device_blocks(sectors: u64, block_size: u32) -> u64 {
+    let per_block = u64::from(block_size / 512).max(1);
+    sectors / per_block
 }
 
 /// Whether `name` is a valid volume name: 1 to [`MAX_NAME_LEN`] bytes of
@@ -773,6 +785,12 @@ pub enum Message<'a> {
         block_size: u32,
         /// The owner's epoch for the volume.
         epoch: u64,
+        /// The size of the owner's shared backing device, in 512-byte sectors: a peer
+        /// checks its own path to the device against it, and refuses blocks past its end.
+        /// At least one block.
+        sectors: u64,
+        /// The shared device's configured identity (`[[device]] uuid`), all zero if none.
+        device_uuid: [u8; DEVICE_UUID_LEN],
         /// The cluster-wide volume name (without the NUL padding).
         name: &'a [u8],
     },
@@ -920,11 +938,17 @@ impl<'a> Message<'a> {
                 let volume_id = r.u32()?;
                 let block_size = r.u32()?;
                 let epoch = r.u64()?;
+                let sectors = r.u64()?;
+                let mut device_uuid = [0u8; DEVICE_UUID_LEN];
+                device_uuid.copy_from_slice(r.bytes(DEVICE_UUID_LEN)?);
                 let name = name_field(r.bytes(NAME_FIELD_LEN)?)?;
                 if !valid_block_size(block_size as usize) {
                     return Err(WireError::BadBlockSize);
                 }
-                Message::VolumeOpen { volume_id, block_size, epoch, name }
+                if device_blocks(sectors, block_size) == 0 {
+                    return Err(WireError::BadDeviceSize);
+                }
+                Message::VolumeOpen { volume_id, block_size, epoch, sectors, device_uuid, name }
             }
             Kind::Replicate => {
                 let volume_id = r.u32()?;
@@ -1016,14 +1040,17 @@ impl<'a> Message<'a> {
                     w.u64(j);
                 }
             }
-            Message::VolumeOpen { volume_id, block_size, epoch, name } => {
+            Message::VolumeOpen { volume_id, block_size, epoch, sectors, device_uuid, name } => {
                 if !valid_volume_name(name) {
                     return Err(WireError::BadName);
                 }
                 if !valid_block_size(block_size as usize) {
                     return Err(WireError::BadBlockSize);
                 }
-                w.u32(volume_id).u32(block_size).u64(epoch).bytes(name);
+                if device_blocks(sectors, block_size) == 0 {
+                    return Err(WireError::BadDeviceSize);
+                }
+                w.u32(volume_id).u32(block_size).u64(epoch).u64(sectors).bytes(&device_uuid).bytes(name);
                 w.at = w.at.saturating_add(NAME_FIELD_LEN - name.len());
             }
             Message::Replicate { volume_id, block, version, data } => {
@@ -1543,7 +1570,14 @@ mod tests {
                 configured: 0b111,
                 joint: [0; JOINT_MAX],
             },
-            Message::VolumeOpen { volume_id: 7, block_size: 4096, epoch: 1, name: b"shared0" },
+            Message::VolumeOpen {
+                volume_id: 7,
+                block_size: 4096,
+                epoch: 1,
+                sectors: 1 << 21,
+                device_uuid: [0; DEVICE_UUID_LEN],
+                name: b"shared0",
+            },
             Message::Replicate { volume_id: 7, block: 3, version: 1, data: &data },
             Message::Destaged { volume_id: 7, entries },
             Message::DropRange { volume_id: 7, first: 0, count: 8, version: 2 },
@@ -1615,7 +1649,14 @@ mod tests {
                 joint: [0; JOINT_MAX]
             },
             Message::Pong { echo_ns: 5, heard: 6, fenced: 7, recovering: 8, configured: 0b111, joint: [0; JOINT_MAX] },
-            Message::VolumeOpen { volume_id: 4, block_size: 4096, epoch: 99, name: b"vol-a_1.x" },
+            Message::VolumeOpen {
+                volume_id: 4,
+                block_size: 4096,
+                epoch: 99,
+                sectors: 1 << 21,
+                device_uuid: [0; DEVICE_UUID_LEN],
+                name: b"vol-a_1.x"
+            },
             Message::Replicate { volume_id: 4, block: 1 << 40, version: 17, data },
             Message::Destaged { volume_id: 4, entries },
             Message::VolumeClose { volume_id: u32::MAX, name: b"v" },
@@ -1636,7 +1677,7 @@ mod tests {
         };
         let b = h.encode();
         assert_eq!(&b[0..4], b"FVPR");
-        assert_eq!(b[4], 6);
+        assert_eq!(b[4], 7);
         assert_eq!(b[5], 11);
         assert_eq!(&b[6..8], &[0, 0]);
         assert_eq!(&b[8..12], &24u32.to_le_bytes());
@@ -1699,11 +1740,21 @@ mod tests {
         assert_eq!(&p[16..24], &2u64.to_le_bytes());
         assert_eq!(&p[32..40], &4u64.to_le_bytes());
 
-        let w = wire(&Message::VolumeOpen { volume_id: 1, block_size: 512, epoch: 3, name: b"ab" }, 1, 1);
+        let m = Message::VolumeOpen {
+            volume_id: 1,
+            block_size: 512,
+            epoch: 3,
+            sectors: 9,
+            device_uuid: [0xab; DEVICE_UUID_LEN],
+            name: b"ab",
+        };
+        let w = wire(&m, 1, 1);
         let p = &w[HEADER_LEN..];
-        assert_eq!(p.len(), 48);
-        assert_eq!(&p[16..18], b"ab");
-        assert!(p[18..48].iter().all(|&b| b == 0));
+        assert_eq!(p.len(), 72);
+        assert_eq!(&p[16..24], &9u64.to_le_bytes());
+        assert!(p[24..40].iter().all(|&b| b == 0xab));
+        assert_eq!(&p[40..42], b"ab");
+        assert!(p[42..72].iter().all(|&b| b == 0));
 
         let w = wire(&Message::Ack { acked_seq: 5, status: -5, value: 6 }, 1, 1);
         let p = &w[HEADER_LEN..];
@@ -1778,7 +1829,14 @@ mod tests {
         let m = Message::Destaged { volume_id: 1, entries: DestagedEntries::EMPTY };
         assert_eq!(decode_all(&wire(&m, 1, 1)).unwrap().1, m);
         let name = [b'z'; MAX_NAME_LEN];
-        let m = Message::VolumeOpen { volume_id: 1, block_size: 1024, epoch: 0, name: &name };
+        let m = Message::VolumeOpen {
+            volume_id: 1,
+            block_size: 1024,
+            epoch: 0,
+            sectors: 1 << 21,
+            device_uuid: [0; DEVICE_UUID_LEN],
+            name: &name,
+        };
         assert_eq!(decode_all(&wire(&m, 1, 1)).unwrap().1, m);
     }
 
@@ -1818,7 +1876,8 @@ mod tests {
         assert_eq!(with(4, &[3]), Err(WireError::BadVersion));
         assert_eq!(with(4, &[4]), Err(WireError::BadVersion));
         assert_eq!(with(4, &[5]), Err(WireError::BadVersion));
-        assert_eq!(with(4, &[7]), Err(WireError::BadVersion));
+        assert_eq!(with(4, &[6]), Err(WireError::BadVersion));
+        assert_eq!(with(4, &[8]), Err(WireError::BadVersion));
         assert_eq!(with(4, &[0]), Err(WireError::BadVersion));
         assert_eq!(with(5, &[0]), Err(WireError::UnknownKind));
         assert_eq!(with(5, &[13]), Err(WireError::UnknownKind));
@@ -1848,7 +1907,8 @@ mod tests {
         assert_eq!(len(Kind::Hello, 80), Ok(()));
         assert_eq!(len(Kind::Challenge, 88), Ok(()));
         assert_eq!(len(Kind::Auth, 32), Ok(()));
-        assert_eq!(len(Kind::VolumeOpen, 48), Ok(()));
+        assert_eq!(len(Kind::VolumeOpen, 72), Ok(()));
+        assert_eq!(len(Kind::VolumeOpen, 48), Err(WireError::BadPayloadLength));
         assert_eq!(len(Kind::VolumeClose, 40), Ok(()));
         assert_eq!(len(Kind::VolumeClose, 8), Err(WireError::BadPayloadLength));
         assert_eq!(len(Kind::Ack, 24), Ok(()));
@@ -1880,16 +1940,17 @@ mod tests {
         let entries = DestagedEntries::encode_into([(1, 1), (2, 2)], &mut buf).unwrap();
         let msgs = sample_messages(&data, entries);
         // (message index, payload offset, byte, expected error) after fixing the crc.
-        let cases: [(usize, usize, u8, WireError); 14] = [
+        let cases: [(usize, usize, u8, WireError); 15] = [
             (0, 12, 2, WireError::BadChannel),
             (0, 8, 4, WireError::HostIdMismatch),
             (1, 4, 1, WireError::NonZeroPad),
             (1, 0, 4, WireError::HostIdMismatch),
-            (6, 16, 0, WireError::BadName),
-            (6, 16, b' ', WireError::BadName),
-            (6, 16, b'/', WireError::BadName),
-            (6, 30, b'x', WireError::BadName),
-            (6, 47, b'x', WireError::BadName),
+            (6, 40, 0, WireError::BadName),
+            (6, 40, b' ', WireError::BadName),
+            (6, 40, b'/', WireError::BadName),
+            (6, 54, b'x', WireError::BadName),
+            (6, 71, b'x', WireError::BadName),
+            (6, 18, 0, WireError::BadDeviceSize),
             (6, 4, 1, WireError::BadBlockSize),
             (7, 4, 1, WireError::NonZeroPad),
             (8, 4, 3, WireError::BadDestagedCount),
@@ -1960,11 +2021,40 @@ mod tests {
         );
         assert_eq!(Message::Welcome.encode(65, 1).map(|_| ()), Err(WireError::BadSender));
         for name in [&b""[..], b"a b", b"a/b", b"\0", &[b'a'; 32], "é".as_bytes()] {
-            let m = Message::VolumeOpen { volume_id: 1, block_size: 4096, epoch: 1, name };
+            let m = Message::VolumeOpen {
+                volume_id: 1,
+                block_size: 4096,
+                epoch: 1,
+                sectors: 8,
+                device_uuid: [0; DEVICE_UUID_LEN],
+                name,
+            };
             assert_eq!(enc(m), Err(WireError::BadName), "{name:?}");
         }
+        // A device smaller than one block: nothing a volume could use.
+        for (bs, sectors) in [(4096u32, 7u64), (512, 0), (1024, 1)] {
+            let m = Message::VolumeOpen {
+                volume_id: 1,
+                block_size: bs,
+                epoch: 1,
+                sectors,
+                device_uuid: [0; DEVICE_UUID_LEN],
+                name: b"v",
+            };
+            assert_eq!(enc(m), Err(WireError::BadDeviceSize), "{bs} {sectors}");
+        }
+        assert_eq!(device_blocks(u64::MAX, 4096), u64::MAX / 8);
+        assert_eq!(device_blocks(15, 4096), 1);
+        assert_eq!(device_blocks(15, 512), 15);
         for bs in [0u32, 256, 1000, 8192] {
-            let m = Message::VolumeOpen { volume_id: 1, block_size: bs, epoch: 1, name: b"v" };
+            let m = Message::VolumeOpen {
+                volume_id: 1,
+                block_size: bs,
+                epoch: 1,
+                sectors: 1 << 21,
+                device_uuid: [0; DEVICE_UUID_LEN],
+                name: b"v",
+            };
             assert_eq!(enc(m), Err(WireError::BadBlockSize));
         }
         for len in [0usize, 100, 511, 4095] {
@@ -2125,7 +2215,14 @@ mod tests {
         let d = page(4, 4096);
         let req = [
             Message::Ping { sent_ns: 1, heard: 0, fenced: 0, recovering: 0, configured: 0b111, joint: [0; JOINT_MAX] },
-            Message::VolumeOpen { volume_id: 1, block_size: 4096, epoch: 1, name: b"v" },
+            Message::VolumeOpen {
+                volume_id: 1,
+                block_size: 4096,
+                epoch: 1,
+                sectors: 1 << 21,
+                device_uuid: [0; DEVICE_UUID_LEN],
+                name: b"v",
+            },
             Message::Replicate { volume_id: 1, block: 0, version: 1, data: &d },
             Message::Destaged { volume_id: 1, entries: DestagedEntries::EMPTY },
             Message::VolumeClose { volume_id: 1, name: b"v" },
@@ -2193,7 +2290,14 @@ mod tests {
         let d = page(5, 512);
         let reqs = [
             Message::Ping { sent_ns: 1, heard: 0, fenced: 0, recovering: 0, configured: 0b111, joint: [0; JOINT_MAX] },
-            Message::VolumeOpen { volume_id: 1, block_size: 512, epoch: 1, name: b"v" },
+            Message::VolumeOpen {
+                volume_id: 1,
+                block_size: 512,
+                epoch: 1,
+                sectors: 1 << 21,
+                device_uuid: [0; DEVICE_UUID_LEN],
+                name: b"v",
+            },
             Message::Replicate { volume_id: 1, block: 0, version: 1, data: &d },
             Message::VolumeClose { volume_id: 1, name: b"v" },
             Message::Auth { mac: [0; 32] },
@@ -2313,7 +2417,7 @@ mod tests {
         Welcome,
         Ping(u64, u64, u64, u64),
         Pong(u64, u64, u64, u64),
-        VolumeOpen(u32, u32, u64, Vec<u8>),
+        VolumeOpen(u32, u32, u64, u64, [u8; DEVICE_UUID_LEN], Vec<u8>),
         Replicate(u32, u64, u64, Vec<u8>),
         Destaged(u32, Vec<(u64, u64)>),
         VolumeClose(u32, Vec<u8>),
@@ -2353,9 +2457,14 @@ mod tests {
                     configured: b ^ c,
                     joint: [*d, *a],
                 },
-                Owned::VolumeOpen(v, bs, e, n) => {
-                    Message::VolumeOpen { volume_id: *v, block_size: *bs, epoch: *e, name: n }
-                }
+                Owned::VolumeOpen(v, bs, e, sectors, id, n) => Message::VolumeOpen {
+                    volume_id: *v,
+                    block_size: *bs,
+                    epoch: *e,
+                    sectors: *sectors,
+                    device_uuid: *id,
+                    name: n,
+                },
                 Owned::Replicate(v, b, ver, d) => {
                     Message::Replicate { volume_id: *v, block: *b, version: *ver, data: d }
                 }
@@ -2383,8 +2492,8 @@ mod tests {
             Just(Owned::Welcome),
             any::<(u64, u64, u64, u64)>().prop_map(|(a, b, c, d)| Owned::Ping(a, b, c, d)),
             any::<(u64, u64, u64, u64)>().prop_map(|(a, b, c, d)| Owned::Pong(a, b, c, d)),
-            (any::<u32>(), block_size(), any::<u64>(), "[A-Za-z0-9_.-]{1,31}")
-                .prop_map(|(v, bs, e, n)| Owned::VolumeOpen(v, bs, e, n.into_bytes())),
+            (any::<u32>(), block_size(), any::<u64>(), 8u64.., a16(), "[A-Za-z0-9_.-]{1,31}")
+                .prop_map(|(v, bs, e, sectors, id, n)| Owned::VolumeOpen(v, bs, e, sectors, id, n.into_bytes())),
             (any::<u32>(), any::<u64>(), any::<u64>(), block_size(), any::<u64>())
                 .prop_map(|(v, b, ver, bs, seed)| Owned::Replicate(v, b, ver, page(seed, bs as usize))),
             (any::<u32>(), proptest::collection::vec(any::<(u64, u64)>(), 0..=MAX_DESTAGED))
