@@ -8,6 +8,7 @@
 #include <net/sock.h>
 #include <crypto/chacha20poly1305.h>
 #include <crypto/curve25519.h>
+#include <linux/crc32c.h>
 #include <crypto/hash.h>
 #include <linux/string.h>
 
@@ -415,6 +416,22 @@ bool fvp_helper_try_module_get(struct module *module)
 void fvp_helper_module_put(struct module *module)
 {
 	module_put(module);
+}
+
+/*
+ * CRC-32C update (no pre- or post-inversion) by libcrc32c, which uses the crypto API's
+ * "crc32c" (accelerated where the CPU can). crc32c() takes an unsigned int length.
+ */
+u32 fvp_helper_crc32c(u32 crc, const u8 *data, size_t len)
+{
+	while (len > 0) {
+		unsigned int n = min_t(size_t, len, 1U << 30);
+
+		crc = crc32c(crc, data, n);
+		data += n;
+		len -= n;
+	}
+	return crc;
 }
 
 /* ChaCha20-Poly1305 in place: sealed holds text_len bytes of text, then room for the tag. */

@@ -89,6 +89,7 @@ void fvp_helper_page_copy(struct page *page, unsigned int off, void *buf, size_t
  * seals messages, the crypto API's hmac(sha256) keys the handshake. The transform is
  * handed to Rust as an opaque pointer (bindgen does not see struct crypto_shash).
  */
+u32 fvp_helper_crc32c(u32 crc, const u8 *data, size_t len);
 void fvp_helper_aead_seal(u8 *sealed, size_t text_len, const u8 *ad, size_t ad_len, u64 nonce,
 			  const u8 *key);
 bool fvp_helper_aead_open(u8 *sealed, size_t sealed_len, const u8 *ad, size_t ad_len, u64 nonce,

@@ -115,6 +115,14 @@ impl<const N: usize> Drop for SecretBytes<N> {
     }
 }
 
+/// Feeds `data` to the CRC-32C register `crc` (no pre- or post-inversion: start from
+/// `!0`, invert at the end), with the kernel's `crc32c()` (libcrc32c, the crypto API's
+/// "crc32c"). `logic/crc32c.rs` is its one user.
+pub fn crc32c_update(crc: u32, data: &[u8]) -> u32 {
+    // SAFETY: `data` is valid for reads of its length; the helper reads nothing else.
+    unsafe { bindings::fvp_helper_crc32c(crc, data.as_ptr(), data.len()) }
+}
+
 /// ChaCha20-Poly1305 with a 64-bit nonce: `sealed` holds the text followed by
 /// [`AEAD_TAG_LEN`] bytes of room; encrypts the text in place and writes the tag over
 /// `ad` and the ciphertext. `false` (nothing done) if `sealed` is shorter than a tag.

@@ -1,57 +1,33 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! CRC-32C (Castagnoli), the checksum of fvp's replication messages.
+//! CRC-32C (Castagnoli), the checksum of fvp's handshake messages and of the flash
+//! pool's on-disk format: reflected polynomial `0x82F63B78`, initial value `!0`, final
+//! xor `!0` (the CRC of iSCSI, ext4 and btrfs).
 //!
-//! Reflected polynomial `0x82F63B78`, initial value `!0`, final xor `!0` (the CRC of
-//! iSCSI, ext4 and btrfs). Slice-by-8: eight 256-entry tables built at compile time
-//! (8 KiB of read-only data), eight input bytes per step, no `unsafe`, no allocation.
-//!
-//! The kernel has its own `crc32c()`, possibly accelerated; this one exists so that the
-//! same code computes and checks the checksum in the kernel, in the host tests and in
-//! the fuzz target, and so that a message made of several separate slices (header,
-//! fixed payload, a page of data) can be checksummed incrementally ([`Crc32c`]).
+//! In the kernel (`cfg(MODULE)`) the kernel computes it: `crc32c()` of libcrc32c, which
+//! uses the crypto API's "crc32c" (accelerated where the CPU can), through
+//! `fvp_kernel::crypto::crc32c_update`. On the host (tests, fvpctl, fuzzing) the `crc`
+//! crate does. The wire format and the flash format call [`Crc32c`] alone, so the same
+//! code checks them in both places; the tests below pin both to RFC 3720's vectors.
 
 /// The reflected Castagnoli polynomial.
 pub const POLY: u32 = 0x82F6_3B78;
 
-/// `TABLES[0]` is the classic byte-at-a-time table; `TABLES[k][b]` is the CRC
-/// contribution of byte `b` followed by `k` zero bytes.
-static TABLES: [[u32; 256]; 8] = build_tables();
-
-const fn build_tables() -> [[u32; 256]; 8] {
-    let mut t = [[0u32; 256]; 8];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut bit = 0;
-        while bit < 8 {
-            c = if c & 1 != 0 { (c >> 1) ^ POLY } else { c >> 1 };
-            bit += 1;
-        }
-        t[0][i] = c;
-        i += 1;
-    }
-    let mut k = 1;
-    while k < 8 {
-        let mut i = 0;
-        while i < 256 {
-            let prev = t[k - 1][i];
-            t[k][i] = (prev >> 8) ^ t[0][(prev & 0xff) as usize];
-            i += 1;
-        }
-        k += 1;
-    }
-    t
-}
-
 /// An incremental CRC-32C computation.
 ///
 /// `Crc32c::new().update(a).update(b).finish()` equals `crc32c(a ++ b)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Crc32c {
-    /// The running register (before the final xor).
+    /// The running register, before the final xor.
+    #[cfg(MODULE)]
     state: u32,
+    #[cfg(not(MODULE))]
+    digest: crc::Digest<'static, u32>,
 }
+
+/// The `crc` crate's CRC-32C.
+#[cfg(not(MODULE))]
+static CASTAGNOLI: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 
 impl Default for Crc32c {
     fn default() -> Self {
@@ -61,36 +37,36 @@ impl Default for Crc32c {
 
 impl Crc32c {
     /// A computation over no bytes yet.
-    pub const fn new() -> Self {
-        Crc32c { state: !0 }
+    pub fn new() -> Self {
+        #[cfg(MODULE)]
+        return Crc32c { state: !0 };
+        #[cfg(not(MODULE))]
+        return Crc32c { digest: CASTAGNOLI.digest() };
     }
 
     /// Feeds `data`; returns `self` for chaining.
     pub fn update(&mut self, data: &[u8]) -> &mut Self {
-        let mut c = self.state;
-        let (words, tail) = data.as_chunks::<8>();
-        for &[b0, b1, b2, b3, b4, b5, b6, b7] in words {
-            let lo = u32::from_le_bytes([b0, b1, b2, b3]) ^ c;
-            let hi = u32::from_le_bytes([b4, b5, b6, b7]);
-            c = TABLES[7][(lo & 0xff) as usize]
-                ^ TABLES[6][((lo >> 8) & 0xff) as usize]
-                ^ TABLES[5][((lo >> 16) & 0xff) as usize]
-                ^ TABLES[4][(lo >> 24) as usize]
-                ^ TABLES[3][(hi & 0xff) as usize]
-                ^ TABLES[2][((hi >> 8) & 0xff) as usize]
-                ^ TABLES[1][((hi >> 16) & 0xff) as usize]
-                ^ TABLES[0][(hi >> 24) as usize];
+        #[cfg(MODULE)]
+        {
+            self.state = crate::fvp_kernel::crypto::crc32c_update(self.state, data);
         }
-        for &b in tail {
-            c = (c >> 8) ^ TABLES[0][((c ^ b as u32) & 0xff) as usize];
-        }
-        self.state = c;
+        #[cfg(not(MODULE))]
+        self.digest.update(data);
         self
     }
 
     /// The CRC of everything fed so far. The computation may go on afterwards.
-    pub const fn finish(&self) -> u32 {
-        !self.state
+    pub fn finish(&self) -> u32 {
+        #[cfg(MODULE)]
+        return !self.state;
+        #[cfg(not(MODULE))]
+        return self.digest.clone().finalize();
+    }
+}
+
+impl core::fmt::Debug for Crc32c {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Crc32c({:#010x} so far)", self.finish())
     }
 }
 
@@ -141,7 +117,7 @@ mod tests {
     }
 
     #[test]
-    fn tables_match_bitwise_reference() {
+    fn matches_bitwise_reference() {
         let data: Vec<u8> = (0..1000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
         for len in 0..data.len() {
             assert_eq!(crc32c(&data[..len]), reference(&data[..len]), "len {len}");
