@@ -2,19 +2,20 @@
 
 //! Fuzzes the peer side of replication: the rules of `logic/replica.rs` (`on_open`,
 //! `accepts_changes`, `keeps_incoming`, `drops`, `may_take_over`, `on_orphan`,
-//! `may_confirm`, `LeaseWatch`, `block_sector`) applied, as `drivers/block/fvp/replica.rs`
+//! `may_confirm`, `LeaseWatch`, `block_sector`, `check_device`, `block_within`,
+//! `admits_store`, `record_outlived`) applied, as `drivers/block/fvp/replica.rs`
 //! applies them, to a small replica store driven by a sequence of events: requests from
 //! owners, lease changes, and the recovery thread's takeovers and orphan writes.
 //!
 //! # Input
 //!
 //! Events back to back; the run stops at the first incomplete one. Each starts with an
-//! opcode byte, taken modulo 11 (`fvp_fuzz::replica_events`, which also encodes the
+//! opcode byte, taken modulo 12 (`fvp_fuzz::replica_events`, which also encodes the
 //! seeds):
 //!
 //! | op | event | argument bytes |
 //! |---|---|---|
-//! | 0 | VOLUME_OPEN | key `k`, epoch `e & 7` (0: the owner's probe) |
+//! | 0 | VOLUME_OPEN | key `k`, `e`: epoch `e & 7` (0: the owner's probe); the owner's device `(e >> 3) & 3`: 0 this host's (`LOCAL` of the name), 1 another uuid, 2 another size, 3 this host's but its path does not open |
 //! | 1 | REPLICATE | key, block, version |
 //! | 2 | DROP_RANGE | key, first (a block), count (a block), version |
 //! | 3 | DESTAGED | key, `n`, then `(n & 3) + 1` × (block, version) |
@@ -25,6 +26,7 @@
 //! | 8 | orphan writing begins | none |
 //! | 9 | the batch taken out is written | `f`, device size: namespace `i` (0..=5) fails with an I/O error if bit `i` of `f` is set; bit 7: the condition to write no longer holds |
 //! | 10 | `block_sector` alone | block u64, block size u32, device sectors u64 (little-endian) |
+//! | 11 | an owner restarts | `o`: owner `1 + (o & 3)` connects as a later incarnation; its volume ids so far are dead |
 //!
 //! - key `k`: owner `1 + (k & 3)`, volume id `(k >> 2) & 3`, volume name `(k >> 4) & 1`.
 //! - block: a byte below 0x80 is block `b & 0x0f`; from 0x80, a u64 follows.
@@ -56,7 +58,11 @@
 //! - `block_sector` is what checked (128-bit) arithmetic gives: `Some(s)` only with
 //!   `s + sectors per block <= device size`; every block written lies on the device;
 //! - the replica count the kernel keeps matches the replicas held, and no volume has
-//!   two stores (in the store set or taken out).
+//!   two stores (in the store set or taken out);
+//! - every store was opened for this host's device of its name (`check_device`), and
+//!   holds no block past that device's end;
+//! - after an owner's restart, no takeover record of its earlier incarnations is left,
+//!   and stores plus records never exceed `admits_store`'s bounds.
 //!
 //! `FVP_FUZZ_TRACE=1` prints each event, its answer and the stores after it.
 
@@ -65,13 +71,30 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::OnceLock;
 
-use fvp_fuzz::replica_events::{Event, Key, Lease};
+use fvp_fuzz::replica_events::{Device, Event, Key, Lease};
 use fvp_logic::placement::host_bit;
-use fvp_logic::replica::{self as rules, LeaseWatch, OpenVerdict, OrphanVerdict};
+use fvp_logic::replica::{self as rules, DeviceIdentity, LeaseWatch, OpenVerdict, OrphanVerdict};
 use libfuzzer_sys::fuzz_target;
 
 /// The kernel's block size (`backing::BLOCK_BYTES`).
 const BLOCK_BYTES: u32 = 4096;
+
+/// This host's shared devices, by volume name: 16 blocks of 4 KiB with a uuid, and a
+/// device of 2^40 sectors without one.
+const LOCAL: [DeviceIdentity; 2] =
+    [DeviceIdentity { sectors: 128, uuid: [0xa5; 16] }, DeviceIdentity { sectors: 1 << 40, uuid: [0; 16] }];
+
+/// This host's view of the device of volume name `name` (`Cluster::local_device`), and
+/// the owner's, as `device` says.
+fn devices(name: u8, device: Device) -> (Option<DeviceIdentity>, DeviceIdentity) {
+    let local = LOCAL[usize::from(name & 1)];
+    match device {
+        Device::Same => (Some(local), local),
+        Device::OtherUuid => (Some(local), DeviceIdentity { uuid: [0x5a; 16], ..local }),
+        Device::OtherSize => (Some(local), DeviceIdentity { sectors: local.sectors + 8, ..local }),
+        Device::NotHere => (None, local),
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Errno {
@@ -80,6 +103,9 @@ enum Errno {
     Eagain,
     Einval,
     Eio,
+    Enospc,
+    /// ENODEV or EMEDIUMTYPE: the owner's device is not this host's.
+    Device,
 }
 
 /// `replica.rs`'s `Namespace`, plus what the checks need.
@@ -89,6 +115,9 @@ struct Namespace {
     volume_id: u32,
     name: u8,
     epoch: u64,
+    /// The owner's incarnation when it opened the store.
+    incarnation: u64,
+    device_blocks: u64,
     blocks: BTreeMap<u64, u64>,
     trusted: bool,
     owner_yielded: bool,
@@ -121,7 +150,10 @@ struct Batch {
 /// `replica.rs`'s `ReplicaStore`, and the world around it.
 struct Peer {
     spaces: Vec<Namespace>,
-    recovered: Vec<(u32, u32)>,
+    /// Takeover records: owner, volume id, the owner's incarnation.
+    recovered: Vec<(u32, u32, u64)>,
+    /// Each owner's incarnation (index: host id).
+    incarnation: [u64; 5],
     count: u64,
     recovering: u64,
     lease: LeaseWatch,
@@ -164,6 +196,7 @@ impl Peer {
         Peer {
             spaces: Vec::new(),
             recovered: Vec::new(),
+            incarnation: [1; 5],
             count: 0,
             recovering: 0,
             lease: LeaseWatch::new(),
@@ -214,8 +247,24 @@ impl Peer {
         }
     }
 
-    fn open(&mut self, owner: u32, volume_id: u32, name: u8, epoch: u64) -> Result<(), Errno> {
-        let taken_over = self.recovered.contains(&(owner, volume_id));
+    fn taken_over(&self, owner: u32, volume_id: u32) -> bool {
+        self.recovered.iter().any(|&(o, v, _)| (o, v) == (owner, volume_id))
+    }
+
+    /// `owner_connected`.
+    fn restart(&mut self, owner: u32) {
+        let i = owner as usize;
+        self.incarnation[i] += 1;
+        let now = self.incarnation[i];
+        self.recovered.retain(|&(o, _, inc)| !(o == owner && rules::record_outlived(inc, now)));
+    }
+
+    fn open(&mut self, owner: u32, volume_id: u32, name: u8, epoch: u64, device: Device) -> Result<(), Errno> {
+        let (local, offered) = devices(name, device);
+        let incarnation = self.incarnation[owner as usize];
+        let taken_over = self.taken_over(owner, volume_id);
+        let owner_records = self.recovered.iter().filter(|r| r.0 == owner).count();
+        let all_records = self.recovered.len();
         if !taken_over && epoch != 0 {
             self.resolve_orphans(owner, volume_id, name)?;
         }
@@ -230,6 +279,7 @@ impl Peer {
             OpenVerdict::Unchanged => Ok(()),
             OpenVerdict::NotHeld => Err(Errno::Enoent),
             OpenVerdict::Reset => {
+                let device_blocks = rules::check_device(local, offered, BLOCK_BYTES).map_err(|_| Errno::Device)?;
                 let Some(i) = found else { return Err(Errno::Einval) };
                 let uid = self.uid();
                 let (lease, change) = (self.actual, self.changes);
@@ -238,6 +288,8 @@ impl Peer {
                 n.blocks.clear();
                 sub(&mut self.count, dropped);
                 n.epoch = epoch;
+                n.incarnation = incarnation;
+                n.device_blocks = device_blocks;
                 n.name = name;
                 n.trusted = true;
                 n.uid = uid;
@@ -245,12 +297,19 @@ impl Peer {
                 Ok(())
             }
             OpenVerdict::Create => {
+                let device_blocks = rules::check_device(local, offered, BLOCK_BYTES).map_err(|_| Errno::Device)?;
+                let mine = self.spaces.iter().filter(|n| n.owner == owner).count();
+                if !rules::admits_store(mine + owner_records, self.spaces.len() + all_records) {
+                    return Err(Errno::Enospc);
+                }
                 let uid = self.uid();
                 self.spaces.push(Namespace {
                     owner,
                     volume_id,
                     name,
                     epoch,
+                    incarnation,
+                    device_blocks,
                     blocks: BTreeMap::new(),
                     trusted: true,
                     owner_yielded: false,
@@ -274,6 +333,9 @@ impl Peer {
 
     fn store(&mut self, owner: u32, volume_id: u32, block: u64, version: u64) -> Result<(), Errno> {
         let n = self.find_trusted(owner, volume_id)?;
+        if !rules::block_within(block, n.device_blocks) {
+            return Err(Errno::Einval);
+        }
         let added = match n.blocks.get_mut(&block) {
             Some(v) => {
                 if rules::keeps_incoming(Some(*v), version) {
@@ -325,7 +387,7 @@ impl Peer {
     }
 
     fn close(&mut self, owner: u32, volume_id: u32, name: u8) -> Result<(), Errno> {
-        if self.recovered.contains(&(owner, volume_id)) {
+        if self.taken_over(owner, volume_id) {
             return Err(Errno::Estale);
         }
         self.resolve_orphans(owner, volume_id, name)?;
@@ -410,8 +472,8 @@ impl Peer {
                 self.actual,
                 self.changes
             );
-            if !self.recovered.contains(&(n.owner, n.volume_id)) {
-                self.recovered.push((n.owner, n.volume_id));
+            if !self.recovered.iter().any(|&(o, v, _)| (o, v) == (n.owner, n.volume_id)) {
+                self.recovered.push((n.owner, n.volume_id, n.incarnation));
             }
         }
         self.out = Some(Batch { kind: BatchKind::Takeover { yielded: has_yielded }, spaces, owners, taken });
@@ -514,6 +576,13 @@ impl Owners {
     fn sends(&self, key: Key) -> bool {
         !self.dead.contains(&(key.owner, key.volume))
     }
+
+    /// `owner` restarted: every volume id it used is dead (new ones are random).
+    fn restart(&mut self, owner: u32) {
+        let used: Vec<(u32, u32)> = self.names.keys().filter(|&&(o, _)| o == owner).copied().collect();
+        self.dead.extend(used);
+        self.live.retain(|&(o, _), _| o != owner);
+    }
 }
 
 type Snapshot = HashMap<u64, BTreeMap<u64, u64>>;
@@ -574,9 +643,12 @@ fuzz_target!(|data: &[u8]| {
         let mut dropping: Option<(u64, BTreeMap<u64, u64>)> = None;
         let mut answer = None;
         match &event {
-            Event::Open { key, epoch } => {
+            Event::Open { key, epoch, device } => {
                 let Some(name) = owners.named(*key) else { continue };
-                let r = p.open(key.owner, key.volume, name, *epoch);
+                let r = p.open(key.owner, key.volume, name, *epoch, *device);
+                if r == Err(Errno::Device) {
+                    assert_ne!(*device, Device::Same, "refused the device this host has");
+                }
                 answer = Some(r);
                 if r.is_ok() && *epoch != 0 {
                     check_confirmed(&p, key.owner, key.volume, name);
@@ -592,11 +664,12 @@ fuzz_target!(|data: &[u8]| {
                 if !owners.sends(*key) {
                     continue;
                 }
-                let old =
-                    store_of(&p, key.owner, key.volume).filter(|n| n.trusted).map(|n| n.blocks.get(block).copied());
+                let old = store_of(&p, key.owner, key.volume)
+                    .filter(|n| n.trusted && *block < n.device_blocks)
+                    .map(|n| n.blocks.get(block).copied());
                 let r = p.store(key.owner, key.volume, *block, *version);
                 answer = Some(r);
-                assert_eq!(r.is_ok(), old.is_some(), "REPLICATE taken iff a trusted store");
+                assert_eq!(r.is_ok(), old.is_some(), "REPLICATE taken iff a trusted store and the block on its device");
                 if let Some(old) = old {
                     let now = store_of(&p, key.owner, key.volume).unwrap().blocks[block];
                     assert_eq!(now, old.map_or(*version, |o| o.max(*version)));
@@ -689,6 +762,12 @@ fuzz_target!(|data: &[u8]| {
                 check_sector(*block, *block_size, *sectors);
                 check_sector(*block, BLOCK_BYTES, *sectors);
             }
+            Event::Restart { owner } => {
+                owners.restart(*owner);
+                p.restart(*owner);
+                let now = p.incarnation[*owner as usize];
+                assert!(p.recovered.iter().all(|&(o, _, inc)| o != *owner || inc >= now), "an outlived record kept");
+            }
         }
 
         if trace() {
@@ -711,6 +790,15 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(p.count, p.held().map(|n| n.blocks.len() as u64).sum::<u64>(), "replica count");
         let mut ids = HashSet::new();
         assert!(p.held().all(|n| ids.insert((n.owner, n.volume_id))), "two stores of one volume");
+        for n in p.held() {
+            let local = LOCAL[usize::from(n.name & 1)];
+            assert_eq!(n.device_blocks, local.sectors / 8, "a store for another device: {n:?}");
+            assert!(n.blocks.keys().all(|&b| b < n.device_blocks), "a replica past the device's end: {n:?}");
+        }
+        for owner in 1..=4u32 {
+            let slots = p.held().filter(|n| n.owner == owner).count() + p.recovered.iter().filter(|r| r.0 == owner).count();
+            assert!(slots <= rules::STORES_PER_OWNER_MAX, "owner {owner}: {slots} slots");
+        }
         before = now;
     }
 });

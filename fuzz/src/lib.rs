@@ -51,7 +51,7 @@ pub mod aead {
 /// writes it (for the seeds).
 pub mod replica_events {
     /// Opcodes, `byte % OPS`.
-    pub const OPS: u8 = 11;
+    pub const OPS: u8 = 12;
 
     /// A store key byte: owner `1 + (k & 3)`, volume id `(k >> 2) & 3`, name
     /// `(k >> 4) & 1`.
@@ -77,6 +77,20 @@ pub mod replica_events {
         }
     }
 
+    /// The owner's view of the volume's shared device in a VOLUME_OPEN, against this
+    /// host's (`fuzz_targets/replica_rules.rs`, `LOCAL`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Device {
+        /// The same size and uuid as this host's.
+        Same,
+        /// Another uuid.
+        OtherUuid,
+        /// Another size.
+        OtherSize,
+        /// The same, but this host's path to it does not open.
+        NotHere,
+    }
+
     /// How the next lease observation finds the lease (`Membership::lease_held_since`).
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub enum Lease {
@@ -91,8 +105,9 @@ pub mod replica_events {
     /// One event of a run.
     #[derive(Clone, Debug, PartialEq, Eq)]
     pub enum Event {
-        /// VOLUME_OPEN of `epoch` (0..=7; 0 is the owner's probe).
-        Open { key: Key, epoch: u64 },
+        /// VOLUME_OPEN of `epoch` (0..=7; 0 is the owner's probe), with the owner's view of
+        /// the shared device as `device` says.
+        Open { key: Key, epoch: u64, device: Device },
         /// REPLICATE of `block` at `version`.
         Replicate { key: Key, block: u64, version: u64 },
         /// DROP_RANGE of `first .. first + count` at `version`.
@@ -117,6 +132,8 @@ pub mod replica_events {
         Finish { fail: u8, sectors: u64 },
         /// `block_sector(block, block_size, sectors)` alone.
         Sector { block: u64, block_size: u32, sectors: u64 },
+        /// Owner `owner` restarts: it connects as a later incarnation, with new volume ids.
+        Restart { owner: u32 },
     }
 
     /// Reads bytes off the input.
@@ -210,7 +227,14 @@ pub mod replica_events {
             Some(match op {
                 0 => {
                     let key = Key::from_byte(r.u8()?);
-                    Event::Open { key, epoch: u64::from(r.u8()? & 7) }
+                    let e = r.u8()?;
+                    let device = match (e >> 3) & 3 {
+                        0 => Device::Same,
+                        1 => Device::OtherUuid,
+                        2 => Device::OtherSize,
+                        _ => Device::NotHere,
+                    };
+                    Event::Open { key, epoch: u64::from(e & 7), device }
                 }
                 1 => {
                     let key = Key::from_byte(r.u8()?);
@@ -246,14 +270,23 @@ pub mod replica_events {
                 }
                 8 => Event::Orphans,
                 9 => Event::Finish { fail: r.u8()?, sectors: r.sectors()? },
-                _ => Event::Sector { block: r.u64()?, block_size: r.u32()?, sectors: r.u64()? },
+                10 => Event::Sector { block: r.u64()?, block_size: r.u32()?, sectors: r.u64()? },
+                _ => Event::Restart { owner: 1 + u32::from(r.u8()? & 3) },
             })
         }
 
         /// Appends the event's encoding (the one [`Event::decode_all`] reads back).
         pub fn encode(&self, out: &mut Vec<u8>) {
             match self {
-                Event::Open { key, epoch } => out.extend_from_slice(&[0, key.to_byte(), (*epoch & 7) as u8]),
+                Event::Open { key, epoch, device } => {
+                    let d = match device {
+                        Device::Same => 0,
+                        Device::OtherUuid => 1,
+                        Device::OtherSize => 2,
+                        Device::NotHere => 3,
+                    };
+                    out.extend_from_slice(&[0, key.to_byte(), (*epoch & 7) as u8 | (d << 3)])
+                }
                 Event::Replicate { key, block, version } => {
                     out.extend_from_slice(&[1, key.to_byte()]);
                     put_block(out, *block);
@@ -297,6 +330,7 @@ pub mod replica_events {
                     out.extend_from_slice(&block_size.to_le_bytes());
                     out.extend_from_slice(&sectors.to_le_bytes());
                 }
+                Event::Restart { owner } => out.extend_from_slice(&[11, ((owner - 1) & 3) as u8]),
             }
         }
     }
@@ -395,7 +429,7 @@ pub mod cluster_toml {
 /// The seeds of the targets this crate writes (`fuzz/seeds/<target>/<name>`).
 pub mod seeds {
     use crate::aead::HostAead;
-    use crate::replica_events::{encode_all, Event, Key, Lease};
+    use crate::replica_events::{encode_all, Device, Event, Key, Lease};
     use fvp_logic::abi::{self, Command};
     use fvp_logic::seal::{seal_message, Transport, TAG_LEN};
     use fvp_logic::wire::{DestagedEntries, Message, DESTAGED_BUF_LEN};
@@ -596,7 +630,7 @@ pub mod seeds {
                 "lifecycle",
                 vec![
                     held.clone(),
-                    Event::Open { key: a, epoch: 1 },
+                    Event::Open { key: a, epoch: 1, device: Device::Same },
                     rep(a, 1, 1),
                     rep(a, 2, 1),
                     rep(a, 1, 3),
@@ -605,8 +639,42 @@ pub mod seeds {
                     rep(a, 3, 4),
                     rep(a, 4, 5),
                     Event::DropRange { key: a, first: 0, count: 8, version: 4 },
-                    Event::Open { key: a, epoch: 0 },
+                    Event::Open { key: a, epoch: 0, device: Device::Same },
                     Event::Close { key: a },
+                ],
+            ),
+            (
+                // Stores only for the owner's device as this host sees it; blocks past its end refused.
+                "identity",
+                vec![
+                    held.clone(),
+                    Event::Open { key: a, epoch: 1, device: Device::OtherUuid },
+                    Event::Open { key: a, epoch: 1, device: Device::OtherSize },
+                    Event::Open { key: a, epoch: 1, device: Device::NotHere },
+                    Event::Open { key: a, epoch: 1, device: Device::Same },
+                    rep(a, 15, 1),
+                    rep(a, 16, 1),
+                    rep(a, u64::MAX, 1),
+                    Event::Open { key: a, epoch: 2, device: Device::OtherUuid },
+                    rep(a, 3, 2),
+                    Event::Close { key: a },
+                ],
+            ),
+            (
+                // A takeover's record is kept for the owner's incarnation, forgotten after its restart.
+                "takeover_then_restart",
+                vec![
+                    held.clone(),
+                    Event::Open { key: a, epoch: 1, device: Device::Same },
+                    rep(a, 2, 5),
+                    Event::Takeover { owner: 1, ready: true },
+                    Event::Finish { fail: 0, sectors: 128 },
+                    Event::Open { key: a, epoch: 0, device: Device::Same },
+                    Event::Restart { owner: 2 },
+                    Event::Open { key: a, epoch: 1, device: Device::Same },
+                    Event::Restart { owner: 1 },
+                    Event::Open { key: k(1, 1, 0), epoch: 1, device: Device::Same },
+                    rep(k(1, 1, 0), 2, 6),
                 ],
             ),
             (
@@ -614,15 +682,15 @@ pub mod seeds {
                 "takeover",
                 vec![
                     held.clone(),
-                    Event::Open { key: a, epoch: 2 },
+                    Event::Open { key: a, epoch: 2, device: Device::Same },
                     rep(a, 0, 7),
                     rep(a, 5, 9),
                     rep(a, 0x1000, 1),
                     held.clone(),
                     Event::Takeover { owner: 1, ready: true },
-                    Event::Open { key: a, epoch: 0 },
+                    Event::Open { key: a, epoch: 0, device: Device::Same },
                     Event::Finish { fail: 0, sectors: 64 },
-                    Event::Open { key: a, epoch: 2 },
+                    Event::Open { key: a, epoch: 2, device: Device::Same },
                     Event::Close { key: a },
                 ],
             ),
@@ -631,15 +699,15 @@ pub mod seeds {
                 "takeover_interrupted",
                 vec![
                     held.clone(),
-                    Event::Open { key: a, epoch: 1 },
-                    Event::Open { key: k(2, 1, 0), epoch: 1 },
+                    Event::Open { key: a, epoch: 1, device: Device::Same },
+                    Event::Open { key: k(2, 1, 0), epoch: 1, device: Device::Same },
                     rep(a, 3, 3),
                     Event::Takeover { owner: 1, ready: true },
                     Event::Lease { lease: Lease::Renewed, observe: true },
                     Event::Finish { fail: 1, sectors: 1 << 20 },
                     Event::Takeover { owner: 1, ready: true },
                     rep(a, 3, 4),
-                    Event::Open { key: a, epoch: 2 },
+                    Event::Open { key: a, epoch: 2, device: Device::Same },
                     rep(a, 3, 4),
                 ],
             ),
@@ -648,13 +716,13 @@ pub mod seeds {
                 "orphan",
                 vec![
                     held.clone(),
-                    Event::Open { key: a, epoch: 1 },
+                    Event::Open { key: a, epoch: 1, device: Device::Same },
                     rep(a, 2, 2),
-                    Event::Open { key: k(1, 1, 0), epoch: 1 },
+                    Event::Open { key: k(1, 1, 0), epoch: 1, device: Device::Same },
                     Event::Orphans,
-                    Event::Open { key: k(1, 1, 0), epoch: 1 },
+                    Event::Open { key: k(1, 1, 0), epoch: 1, device: Device::Same },
                     Event::Finish { fail: 0, sectors: 800 },
-                    Event::Open { key: k(1, 1, 0), epoch: 1 },
+                    Event::Open { key: k(1, 1, 0), epoch: 1, device: Device::Same },
                     Event::Close { key: k(1, 1, 0) },
                 ],
             ),
@@ -663,15 +731,15 @@ pub mod seeds {
                 "hidden_gap",
                 vec![
                     held.clone(),
-                    Event::Open { key: a, epoch: 1 },
+                    Event::Open { key: a, epoch: 1, device: Device::Same },
                     rep(a, 1, 1),
                     Event::Lease { lease: Lease::Renewed, observe: false },
                     Event::Takeover { owner: 1, ready: true },
                     Event::Lease { lease: Lease::Lost, observe: true },
                     rep(a, 1, 2),
                     Event::Fenced,
-                    Event::Open { key: a, epoch: 3 },
-                    Event::Open { key: k(1, 2, 0), epoch: 1 },
+                    Event::Open { key: a, epoch: 3, device: Device::Same },
+                    Event::Open { key: k(1, 2, 0), epoch: 1, device: Device::Same },
                 ],
             ),
             (
@@ -683,7 +751,7 @@ pub mod seeds {
                     Event::Sector { block: 0, block_size: 1000, sectors: 100 },
                     Event::Sector { block: u64::MAX, block_size: 512, sectors: u64::MAX },
                     held,
-                    Event::Open { key: a, epoch: 1 },
+                    Event::Open { key: a, epoch: 1, device: Device::Same },
                     rep(a, u64::MAX / 8 - 1, 1),
                     rep(a, 1, 1),
                     Event::Takeover { owner: 1, ready: true },
