@@ -60,7 +60,7 @@ int main(void)
 	char small[8];
 	int fd = open("/dev/" FVP_CONTROL_NAME, O_RDWR);
 
-	printf("TAP version 13\n1..40\n");
+	printf("TAP version 13\n1..45\n");
 	if (fd < 0) {
 		printf("# open /dev/%s: %s\n", FVP_CONTROL_NAME, strerror(errno));
 		printf("Bail out! cannot open the control device\n");
@@ -198,6 +198,37 @@ int main(void)
 	key.id = 5;
 	result(ioctl(fd, FVP_IOC_KEY_INFO, &key) == 0 && (key.flags & ~FVP_KEY_PRESENT) == 0,
 	       "key info for a valid host id succeeds");
+
+	/* Shared devices (ABI 9: uuid appended, so the commands' numbers changed). */
+	struct fvp_device_req dev;
+	char old_dev[296];
+	int found = 0;
+
+	memset(&dev, 0, sizeof(dev));
+	strcpy(dev.name, "abuse0");
+	strcpy(dev.path, "/dev/null-abuse");
+	memset(dev.uuid, 0xab, sizeof(dev.uuid));
+	memcpy(old_dev, &dev, sizeof(old_dev));
+	expect_errno(fd, _IOW(FVP_IOCTL_MAGIC, 0x25, char[296]), old_dev, EINVAL,
+		     "FVP_IOC_DEVICE_ADD of ABI 3-8 (296 bytes) is refused");
+	dev.reserved = 1;
+	expect_errno(fd, FVP_IOC_DEVICE_ADD, &dev, EINVAL, "device with reserved not zero");
+	dev.reserved = 0;
+	strcpy(dev.path, "relative");
+	expect_errno(fd, FVP_IOC_DEVICE_ADD, &dev, EINVAL, "device with a relative path");
+	strcpy(dev.path, "/dev/null-abuse");
+	result(ioctl(fd, FVP_IOC_DEVICE_ADD, &dev) == 0, "adding a device with a uuid succeeds");
+	memset(&dev, 0, sizeof(dev));
+	while (ioctl(fd, FVP_IOC_DEVICE_INFO, &dev) == 0) {
+		if (strcmp(dev.name, "abuse0") == 0) {
+			found = dev.uuid[0] == 0xab && dev.uuid[15] == 0xab;
+			break;
+		}
+		dev.index++;
+	}
+	strcpy(dev.name, "abuse0");
+	result(found && ioctl(fd, FVP_IOC_DEVICE_REMOVE, &dev) == 0,
+	       "device info returns its uuid, and removing it succeeds");
 	close(fd);
 	printf("# totals: fail:%d\n", failures);
 	return failures ? 1 : 0;
