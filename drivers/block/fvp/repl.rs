@@ -77,6 +77,10 @@ pub(crate) struct Replication {
     reads_held: AtomicBool,
     /// A probed host that held replicas of this volume held none (logged once).
     lost_holder_logged: AtomicBool,
+    /// Hosts (bit `h-1`) whose refusal of a VOLUME_OPEN was logged since this volume's
+    /// last successful open: a host that keeps refusing (a device it knows by another
+    /// identity, say) is logged once, not every heartbeat.
+    refusals_logged: AtomicU64,
     /// `owner.epoch()`, published likewise.
     pub(crate) epoch: AtomicU64,
     /// `owner.peer_set_gen()`, published likewise.
@@ -148,6 +152,7 @@ impl Replication {
                 has_stale: AtomicBool::new(owner.stale() != 0),
                 reads_held: AtomicBool::new(owner.reads_held()),
                 lost_holder_logged: AtomicBool::new(false),
+                refusals_logged: AtomicU64::new(0),
                 epoch: AtomicU64::new(0),
                 peer_set_gen: AtomicU64::new(0),
                 version: AtomicU64::new(0),
@@ -662,16 +667,19 @@ impl Replication {
                     pr_warn!("volume {}: host {} took it over\n", abi::name_str(&self.name), id);
                     return Answer::TakenOver(Some(true));
                 }
-                pr_warn!(
-                    "volume {}: host {} refused its replicas: error {}\n",
-                    abi::name_str(&self.name),
-                    id,
-                    e.to_errno()
-                );
+                if self.refusals_logged.fetch_or(placement::host_bit(id), Relaxed) & placement::host_bit(id) == 0 {
+                    pr_warn!(
+                        "volume {}: host {} refused its replicas: error {} (not logged again until the volume is protected)\n",
+                        abi::name_str(&self.name),
+                        id,
+                        e.to_errno()
+                    );
+                }
                 return Answer::Opened(false);
             }
             opened[i] = Some(c);
         }
+        self.refusals_logged.store(0, Relaxed);
         Answer::Opened(true)
     }
 

@@ -292,7 +292,7 @@ ident_owner() {
     sleep 1; t=$((t + 1)); refused=$(($(dmesg | grep -c "refused its replicas: error -124") - mark))
   done
   state=$(volume_state ri)
-  ktap_check "ri: the peers refuse its replicas (EMEDIUMTYPE $refused times in ${t} s); not protected ($state)" \
+  ktap_check "ri: the peers refuse its replicas (EMEDIUMTYPE, logged by $refused host(s) in ${t} s); not protected ($state)" \
     test "$refused" -gt 0 -a "$state" != protected
   dmsetup remove ri
   fvpctl cluster apply "$CLUSTER_TOML" --local-id 1 >/dev/null &&
