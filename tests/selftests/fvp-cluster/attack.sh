@@ -59,9 +59,10 @@ if [ "$FVP_NODE" = 1 ]; then
   : >/tmp/at-stop
   wait $writer
   pe1=$(pe)
-  ktap_check "forged ACK and PONG refused by their tag, logged and counted (protocol errors $pe0 -> $pe1)" \
-    test "$pe1" -ge $((pe0 + 2))
-  logged "message authentication failed" || ktap_info "no 'message authentication failed' line (rate-limited?)"
+  # By their tag: a forgery refused for another reason (a stale protocol version in the
+  # attacker, once) counts too, but logs something else.
+  by_tag() { test "$pe1" -ge $((pe0 + 2)) && logged "message authentication failed"; }
+  ktap_check "forged ACK and PONG refused by their tag, logged and counted (protocol errors $pe0 -> $pe1)" by_tag
   barrier at-flooded 600
   rc1=$(rc)
   lines=$(dmesg | tail -n +$((flood_mark + 1)) | grep -cE "refused connection from 10\.77\.0\.([4-9]|1[01]):")

@@ -29,6 +29,9 @@ IFACE = "eth0"
 PORT = 7790
 NODE1, NODE2 = "10.77.0.1", "10.77.0.2"
 ETH_P_IP = 0x0800
+# logic/wire.rs VERSION. A forgery of another version is refused for that, before its
+# tag is looked at, and the checks that it was refused by its tag then fail.
+PROTOCOL_VERSION = 7
 CAPTURE = "/tmp/attacker-capture.json"
 
 
@@ -81,8 +84,8 @@ def forge(eth, ip, tcp, seq, payload):
 
 
 def message(kind, sender, seq, payload):
-    """A sealed fvp message (protocol 6) with a made-up tag: it must never pass."""
-    header = struct.pack("<IBBHIIQII", 0x52505646, 6, kind, 1, len(payload), sender, seq, 0, 0)
+    """A sealed fvp message with a made-up tag: it must never pass."""
+    header = struct.pack("<IBBHIIQII", 0x52505646, PROTOCOL_VERSION, kind, 1, len(payload), sender, seq, 0, 0)
     return header + payload + os.urandom(16)
 
 
@@ -249,7 +252,7 @@ def step_flood(addrs, per_addr, hold):
         for _ in range(int(per_addr)):
             try:
                 c = socket.create_connection((NODE1, PORT), timeout=2, source_address=(a, 0))
-                c.sendall(b"FVPR\x06\x01")  # a fragment of a HELLO's header
+                c.sendall(b"FVPR" + bytes([PROTOCOL_VERSION, 1]))  # a fragment of a HELLO's header
                 socks.append(c)
             except OSError:
                 refused += 1

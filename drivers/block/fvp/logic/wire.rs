@@ -1617,6 +1617,17 @@ mod tests {
         }
     }
 
+    /// The guest test's attacker (`tests/selftests/fvp-cluster/attacker.py`) forges
+    /// messages of this protocol version: one of another version is refused before its
+    /// tag is checked (protocol 7 found its forgeries still at 6).
+    #[test]
+    fn attacker_speaks_the_current_protocol() {
+        let path = fuzz_seed_dir().join("../../../tests/selftests/fvp-cluster/attacker.py");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let line = std::format!("PROTOCOL_VERSION = {VERSION}\n");
+        assert!(text.contains(&line), "{}: set {line}", path.display());
+    }
+
     /// Writes [`fuzz_seeds`] (after a protocol change).
     #[test]
     #[ignore = "writes fuzz/seeds/wire_decode; run after a protocol change"]
