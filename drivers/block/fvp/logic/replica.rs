@@ -72,7 +72,7 @@ pub struct DeviceIdentity {
     /// Size in 512-byte sectors.
     pub sectors: u64,
     /// The configured identity (`[[device]] uuid`), all zero if none.
-    pub uuid: [u8; 16],
+    pub uuid: [u8; super::abi::DEVICE_UUID_LEN],
 }
 
 /// Why a peer refuses a store: its own path to the volume's device would not write the

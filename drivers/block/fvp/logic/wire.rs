@@ -70,8 +70,9 @@ pub const MIN_BLOCK_SIZE: u32 = 512;
 pub const MAX_BLOCK_SIZE: u32 = 4096;
 /// Length of VOLUME_OPEN's NUL-padded name field.
 pub const NAME_FIELD_LEN: usize = 32;
-/// Length of VOLUME_OPEN's device identity field.
-pub const DEVICE_UUID_LEN: usize = 16;
+/// Length of VOLUME_OPEN's device identity field: the configured uuid, as the ABI
+/// carries it.
+pub const DEVICE_UUID_LEN: usize = super::abi::DEVICE_UUID_LEN;
 /// Longest volume name (the name field always ends with a NUL).
 pub const MAX_NAME_LEN: usize = NAME_FIELD_LEN - 1;
 /// Largest errno an ACK's status may carry (as `-errno`).
